@@ -1,0 +1,33 @@
+# smesh build: bpf objects → native addon → TypeScript. `make test` runs every test; `make demo` runs the mesh.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+include mk/datapath.mk
+
+.PHONY: build ts deps test test-unit demo bench clean
+
+deps: node_modules/.package-lock.json
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+ts: deps
+	npx tsc -p tsconfig.json
+
+build: deps bpf native ts
+
+test: build
+	npx vitest run
+
+test-unit: deps
+	npx vitest run test/unit
+
+demo: build
+	npx tsx scripts/demo.ts
+
+bench: build
+	npx tsx bench/run.ts
+
+clean:
+	rm -rf dist build bpf/.output

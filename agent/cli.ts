@@ -1,0 +1,83 @@
+// The `smesh` command line: `smesh agent …` runs the node agent, `smesh check DIR` validates a config directory.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AGENT_USAGE, parseAgentArgs } from './config/options';
+import { ConfigError, formatProblem, loadConfigDir } from './config/resources';
+import { SmeshError } from './errors';
+
+const USAGE = `usage: smesh <command> [options]
+commands:
+  agent     run the node agent (see smesh agent --help)
+  check DIR validate a mesh config directory; prints every problem with file, resource and field
+  version   print the version`;
+
+function out(text: string): void {
+  process.stdout.write(text + '\n');
+}
+
+function err(text: string): void {
+  process.stderr.write(text + '\n');
+}
+
+/** Version from package.json, found from both the source tree (agent/) and the build (dist/agent/). */
+function packageVersion(): string {
+  for (const p of [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {
+    try {
+      const pkg = JSON.parse(readFileSync(p, 'utf8'));
+      if (pkg.name === 'smesh') return pkg.version;
+    } catch {
+      // try the next location
+    }
+  }
+  return 'unknown';
+}
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'agent': {
+      if (rest.includes('--help') || rest.includes('-h')) {
+        out(AGENT_USAGE);
+        return;
+      }
+      try {
+        const opts = parseAgentArgs(rest);
+        // Loaded lazily so that `smesh check` works on machines without the native addon.
+        const { runAgent } = await import('./main');
+        await runAgent(opts);
+      } catch (e) {
+        err(`smesh agent: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        process.exitCode = 1;
+        // The agent may have started timers or listeners before failing; exit so a half-started agent never lingers.
+        setImmediate(() => process.exit(1));
+      }
+      return;
+    }
+    case 'check': {
+      const dir = rest[0];
+      if (!dir) {
+        err('usage: smesh check DIR');
+        process.exitCode = 2;
+        return;
+      }
+      try {
+        const s = loadConfigDir(dir);
+        out(`${dir}: ok (${s.nodes.size} nodes, ${s.workloads.size} workloads, ${s.services.size} services, trust domain ${s.trustDomain})`);
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          for (const p of e.problems) err(formatProblem(p));
+          err(`${dir}: ${e.problems.length} problem(s)`);
+        } else err(`${dir}: ${(e as Error).message}`);
+        process.exitCode = 1;
+      }
+      return;
+    }
+    case 'version':
+    case '--version':
+      out(packageVersion());
+      return;
+    default:
+      err(USAGE);
+      process.exitCode = command === undefined || command === '--help' || command === '-h' ? 0 : 2;
+  }
+}

@@ -1,0 +1,133 @@
+// Agent command-line options and environment: the only place that reads process.env.
+import { isIP } from 'node:net';
+import { SmeshError } from '../errors';
+
+export interface AgentOptions {
+  readonly standalone: boolean;
+  readonly configDir: string;
+  readonly nodeName: string;
+  /** Address other agents dial for HBONE; defaults to the Node resource's InternalIP. */
+  readonly nodeIp?: string;
+  readonly cgroupRoot: string;
+  readonly bpffsDir: string;
+  readonly captureIp: string;
+  readonly outboundPort: number;
+  readonly inboundPort: number;
+  readonly metricsPort: number;
+  readonly readyPort: number;
+  readonly adminPort: number;
+  readonly logLevel: string;
+  /** Run without eBPF (proxy only; traffic must be sent to the capture address explicitly). */
+  readonly noBpf: boolean;
+  /** Directory of the mesh root CA; defaults to `<config>/ca`. */
+  readonly caDir: string;
+  readonly certTtlSeconds?: number;
+}
+
+interface FlagSpec {
+  readonly key: keyof AgentOptions;
+  readonly kind: 'string' | 'port' | 'bool' | 'ip' | 'int';
+  readonly env?: string;
+}
+
+const FLAGS: Record<string, FlagSpec> = {
+  '--standalone': { key: 'standalone', kind: 'bool' },
+  '--config': { key: 'configDir', kind: 'string', env: 'SMESH_CONFIG' },
+  '--node': { key: 'nodeName', kind: 'string', env: 'NODE_NAME' },
+  '--node-ip': { key: 'nodeIp', kind: 'ip', env: 'NODE_IP' },
+  '--cgroup-root': { key: 'cgroupRoot', kind: 'string', env: 'SMESH_CGROUP_ROOT' },
+  '--bpffs': { key: 'bpffsDir', kind: 'string', env: 'SMESH_BPFFS' },
+  '--capture-ip': { key: 'captureIp', kind: 'ip', env: 'SMESH_CAPTURE_IP' },
+  '--outbound-port': { key: 'outboundPort', kind: 'port' },
+  '--inbound-port': { key: 'inboundPort', kind: 'port' },
+  '--metrics-port': { key: 'metricsPort', kind: 'port' },
+  '--ready-port': { key: 'readyPort', kind: 'port' },
+  '--admin-port': { key: 'adminPort', kind: 'port' },
+  '--log-level': { key: 'logLevel', kind: 'string', env: 'SMESH_LOG_LEVEL' },
+  '--no-bpf': { key: 'noBpf', kind: 'bool' },
+  '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
+  '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
+};
+
+export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node NAME [options]
+  --config DIR            directory of mesh YAML (Pods, Services, Nodes, MeshConfig)   [$SMESH_CONFIG]
+  --node NAME             this node's name, as in Pod spec.nodeName                    [$NODE_NAME]
+  --node-ip IP            address for HBONE (default: the Node's InternalIP)           [$NODE_IP]
+  --cgroup-root PATH      cgroup v2 directory the programs attach to (the pods' root)  [$SMESH_CGROUP_ROOT]
+  --bpffs DIR             where links and maps are pinned (default /sys/fs/bpf/smesh)  [$SMESH_BPFFS]
+  --capture-ip IP         node capture address on lo (default 169.254.7.1)
+  --outbound-port N       outbound capture port (default 15001)
+  --inbound-port N        HBONE port (default 15008)
+  --metrics-port N        Prometheus port (default 15020)
+  --ready-port N          readiness port (default 15021)
+  --admin-port N          admin port on 127.0.0.1 (default 15000)
+  --ca-dir DIR            mesh root CA directory (default <config>/ca)
+  --cert-ttl-seconds N    workload certificate lifetime (default 86400)
+  --log-level LEVEL       trace|debug|info|warn|error (default info)
+  --no-bpf                proxy only, no kernel redirect`;
+
+function fail(message: string): never {
+  throw new SmeshError('SMESH_ERR_CONFIG', `${message}\n${AGENT_USAGE}`);
+}
+
+function convert(flag: string, spec: FlagSpec, raw: string): unknown {
+  switch (spec.kind) {
+    case 'port': {
+      const n = Number(raw);
+      if (!/^\d+$/.test(raw) || n < 1 || n > 65535) fail(`${flag}: expected a port number 1-65535, got ${JSON.stringify(raw)}`);
+      return n;
+    }
+    case 'int': {
+      if (!/^\d+$/.test(raw)) fail(`${flag}: expected a positive integer, got ${JSON.stringify(raw)}`);
+      return Number(raw);
+    }
+    case 'ip':
+      if (isIP(raw) === 0) fail(`${flag}: expected an IP address, got ${JSON.stringify(raw)}`);
+      return raw;
+    default:
+      return raw;
+  }
+}
+
+export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): AgentOptions {
+  const values: Record<string, unknown> = {};
+  for (const spec of Object.values(FLAGS)) {
+    if (spec.env && env[spec.env] !== undefined && env[spec.env] !== '') values[spec.key] = convert(`$${spec.env}`, spec, env[spec.env]!);
+  }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    const [flag, inline] = arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const spec = FLAGS[flag];
+    if (!spec) fail(`unknown option ${JSON.stringify(arg)}`);
+    if (spec.kind === 'bool') {
+      values[spec.key] = true;
+      continue;
+    }
+    const raw = inline ?? argv[++i];
+    if (raw === undefined) fail(`${flag} needs a value`);
+    values[spec.key] = convert(flag, spec, raw);
+  }
+  if (!values.configDir) fail('--config DIR is required');
+  if (!values.nodeName) fail('--node NAME is required');
+  if (!values.standalone) fail('only --standalone mode is available in this version (the control-plane client comes with `smesh control`)');
+  if (!values.noBpf && !values.cgroupRoot) fail('--cgroup-root PATH is required (the cgroup v2 directory holding the pods, e.g. kubepods); or run with --no-bpf');
+  const configDir = values.configDir as string;
+  return {
+    standalone: true,
+    configDir,
+    nodeName: values.nodeName as string,
+    nodeIp: values.nodeIp as string | undefined,
+    cgroupRoot: (values.cgroupRoot as string | undefined) ?? '',
+    bpffsDir: (values.bpffsDir as string | undefined) ?? '/sys/fs/bpf/smesh',
+    captureIp: (values.captureIp as string | undefined) ?? '169.254.7.1',
+    outboundPort: (values.outboundPort as number | undefined) ?? 15001,
+    inboundPort: (values.inboundPort as number | undefined) ?? 15008,
+    metricsPort: (values.metricsPort as number | undefined) ?? 15020,
+    readyPort: (values.readyPort as number | undefined) ?? 15021,
+    adminPort: (values.adminPort as number | undefined) ?? 15000,
+    logLevel: (values.logLevel as string | undefined) ?? 'info',
+    noBpf: values.noBpf === true,
+    caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
+    certTtlSeconds: values.certTtlSeconds as number | undefined,
+  };
+}

@@ -1,0 +1,324 @@
+// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service) into a validated mesh snapshot.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { isIP } from 'node:net';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import { SmeshError } from '../errors';
+import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
+
+/** One problem in one resource of one file. */
+export interface ConfigProblem {
+  readonly file: string;
+  readonly line?: number;
+  /** `Kind namespace/name` or `document N` when the resource could not be named. */
+  readonly resource: string;
+  readonly field: string;
+  readonly message: string;
+}
+
+export class ConfigError extends SmeshError {
+  readonly problems: readonly ConfigProblem[];
+
+  constructor(problems: readonly ConfigProblem[]) {
+    super('SMESH_ERR_CONFIG', `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n` + problems.map(formatProblem).join('\n'));
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  return `${p.file}${p.line ? `:${p.line}` : ''}: ${p.resource}: field ${p.field}: ${p.message}`;
+}
+
+export const NETNS_ANNOTATION = 'smesh.io/netns';
+export const DATAPLANE_MODE_LABEL = 'smesh.io/dataplane-mode';
+const ISTIO_DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+
+const metadata: FieldSpec = {
+  object: {
+    fields: {
+      name: 'nonEmptyString',
+      namespace: 'nonEmptyString',
+      labels: 'stringMap',
+      annotations: 'stringMap',
+      uid: 'string',
+      resourceVersion: 'string',
+      generation: 'integer',
+      creationTimestamp: 'ignored',
+      ownerReferences: 'ignored',
+      generateName: 'string',
+    },
+    required: ['name'],
+  },
+};
+
+function resourceSpec(spec: FieldSpec | undefined, status?: FieldSpec): ObjectSpec {
+  const fields: Record<string, FieldSpec> = { apiVersion: 'string', kind: 'string', metadata };
+  if (spec) fields.spec = spec;
+  if (status) fields.status = status;
+  return { fields, required: ['apiVersion', 'kind', 'metadata'] };
+}
+
+const servicePort: FieldSpec = {
+  object: {
+    fields: { name: 'string', port: 'port', targetPort: 'ignored', protocol: { oneOf: ['TCP', 'UDP', 'SCTP'] }, appProtocol: 'string', nodePort: 'port' },
+    required: ['port'],
+  },
+};
+
+const SCHEMAS: Record<string, { apiVersion: string; spec: ObjectSpec; namespaced: boolean }> = {
+  MeshConfig: {
+    apiVersion: 'smesh.io/v1alpha1',
+    namespaced: false,
+    spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', certificateTTL: 'duration' } } }),
+  },
+  Node: {
+    apiVersion: 'v1',
+    namespaced: false,
+    spec: resourceSpec(
+      { object: { fields: { podCIDR: 'string', podCIDRs: { arrayOf: 'string' }, providerID: 'string', taints: 'ignored', unschedulable: 'ignored' } } },
+      { object: { fields: { addresses: { arrayOf: { object: { fields: { type: 'string', address: 'string' }, required: ['type', 'address'] } } }, conditions: 'ignored', nodeInfo: 'ignored', capacity: 'ignored', allocatable: 'ignored' } } },
+    ),
+  },
+  Namespace: { apiVersion: 'v1', namespaced: false, spec: resourceSpec({ object: { fields: { finalizers: 'ignored' } } }, 'ignored') },
+  Pod: {
+    apiVersion: 'v1',
+    namespaced: true,
+    spec: resourceSpec(
+      {
+        object: {
+          fields: {
+            nodeName: 'nonEmptyString',
+            serviceAccountName: 'nonEmptyString',
+            serviceAccount: 'string',
+            containers: 'ignored',
+            initContainers: 'ignored',
+            volumes: 'ignored',
+            hostNetwork: 'ignored',
+            restartPolicy: 'ignored',
+          },
+        },
+      },
+      { object: { fields: { podIP: 'ip', podIPs: { arrayOf: { object: { fields: { ip: 'ip' } } } }, hostIP: 'ip', phase: 'string', conditions: 'ignored', containerStatuses: 'ignored', startTime: 'ignored' } } },
+    ),
+  },
+  Service: {
+    apiVersion: 'v1',
+    namespaced: true,
+    spec: resourceSpec(
+      {
+        object: {
+          fields: {
+            clusterIP: 'string',
+            clusterIPs: { arrayOf: 'string' },
+            selector: 'stringMap',
+            ports: { arrayOf: servicePort },
+            type: { oneOf: ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'] },
+            ipFamilies: 'ignored',
+            ipFamilyPolicy: 'ignored',
+            sessionAffinity: 'ignored',
+          },
+          required: ['ports'],
+        },
+      },
+      'ignored',
+    ),
+  },
+};
+
+interface ParsedDoc {
+  readonly file: string;
+  readonly line?: number;
+  readonly kind: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly body: any;
+}
+
+function resourceName(kind: string, body: any, index: number): string {
+  const name = body?.metadata?.name;
+  if (typeof name !== 'string') return `${kind || 'resource'} (document ${index + 1})`;
+  const ns = body?.metadata?.namespace;
+  return `${kind} ${typeof ns === 'string' ? `${ns}/` : ''}${name}`;
+}
+
+/** Parses and validates one file's text; appends problems, returns the valid documents. */
+export function parseConfigText(file: string, text: string, problems: ConfigProblem[]): ParsedDoc[] {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const out: ParsedDoc[] = [];
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, index) => {
+    const line = doc.range ? lineCounter.linePos(doc.range[0]).line : undefined;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        problems.push({ file, line: e.linePos?.[0]?.line ?? line, resource: `document ${index + 1}`, field: '(yaml)', message: e.message.split('\n')[0] });
+      }
+      return;
+    }
+    const body = doc.toJS();
+    if (body === null || body === undefined) return; // empty document
+    const kind = typeof body?.kind === 'string' ? body.kind : '';
+    const resource = resourceName(kind, body, index);
+    if (typeof body !== 'object' || Array.isArray(body)) {
+      problems.push({ file, line, resource, field: '(document)', message: 'expected a Kubernetes-style resource mapping' });
+      return;
+    }
+    const schema = SCHEMAS[kind];
+    if (!schema) {
+      problems.push({ file, line, resource, field: 'kind', message: `unsupported kind ${JSON.stringify(body.kind)}; expected one of ${Object.keys(SCHEMAS).join(', ')}` });
+      return;
+    }
+    const fieldProblems: FieldProblem[] = validate(body, { object: schema.spec }, '');
+    if (body.apiVersion !== schema.apiVersion && fieldProblems.every((p) => p.field !== 'apiVersion')) {
+      fieldProblems.push({ field: 'apiVersion', message: `expected ${schema.apiVersion} for kind ${kind}, got ${JSON.stringify(body.apiVersion)}` });
+    }
+    for (const p of fieldProblems) problems.push({ file, line, resource, field: p.field, message: p.message });
+    if (fieldProblems.length > 0) return;
+    const namespace = schema.namespaced ? (body.metadata.namespace ?? 'default') : '';
+    out.push({ file, line, kind, name: body.metadata.name, namespace, body });
+  });
+  return out;
+}
+
+function resolveTargetPort(p: any, file: string, line: number | undefined, resource: string, index: number, problems: ConfigProblem[]): number | undefined {
+  const t = p.targetPort;
+  if (t === undefined || t === null) return p.port;
+  if (typeof t === 'number' && Number.isInteger(t) && t >= 1 && t <= 65535) return t;
+  if (typeof t === 'string' && /^\d+$/.test(t) && Number(t) >= 1 && Number(t) <= 65535) return Number(t);
+  problems.push({ file, line, resource, field: `spec.ports[${index}].targetPort`, message: `expected a port number 1-65535 (named target ports are not supported yet), got ${JSON.stringify(t)}` });
+  return undefined;
+}
+
+function isOptedOut(labels: Readonly<Record<string, string>> | undefined): boolean {
+  const mode = labels?.[DATAPLANE_MODE_LABEL] ?? labels?.[ISTIO_DATAPLANE_MODE_LABEL];
+  return mode === 'none';
+}
+
+/** Builds a snapshot from validated documents; cross-resource problems (duplicates, missing nodes) are appended. */
+export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProblem[]): MeshSnapshot {
+  let trustDomain = 'cluster.local';
+  const meshConfigs = docs.filter((d) => d.kind === 'MeshConfig');
+  if (meshConfigs.length > 1) {
+    const d = meshConfigs[1];
+    problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field: 'kind', message: `only one MeshConfig is allowed (another is in ${meshConfigs[0].file})` });
+  }
+  if (meshConfigs[0]?.body.spec?.trustDomain) trustDomain = meshConfigs[0].body.spec.trustDomain;
+  if (!/^[a-z0-9.\-_]+$/.test(trustDomain)) {
+    const d = meshConfigs[0];
+    problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field: 'spec.trustDomain', message: `expected lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(trustDomain)}` });
+  }
+
+  const seen = new Map<string, ParsedDoc>();
+  const nodes = new Map<string, MeshNode>();
+  const namespaces = new Map<string, Readonly<Record<string, string>>>();
+  const workloads = new Map<string, Workload>();
+  const services = new Map<string, Service>();
+
+  for (const d of docs) {
+    const key = `${d.kind}/${d.namespace}/${d.name}`;
+    const resource = `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name}`;
+    const earlier = seen.get(key);
+    if (earlier) {
+      problems.push({ file: d.file, line: d.line, resource, field: 'metadata.name', message: `duplicate resource (first defined in ${earlier.file}${earlier.line ? `:${earlier.line}` : ''})` });
+      continue;
+    }
+    seen.set(key, d);
+    const b = d.body;
+    switch (d.kind) {
+      case 'Node': {
+        const addrs: Array<{ type: string; address: string }> = b.status?.addresses ?? [];
+        const internal = addrs.find((a) => a.type === 'InternalIP') ?? addrs[0];
+        if (!internal || isIP(internal.address) === 0) {
+          problems.push({ file: d.file, line: d.line, resource, field: 'status.addresses', message: 'expected an InternalIP address the node agent listens on' });
+          break;
+        }
+        nodes.set(d.name, { name: d.name, address: internal.address });
+        break;
+      }
+      case 'Namespace':
+        namespaces.set(d.name, b.metadata.labels ?? {});
+        break;
+      case 'Pod': {
+        const nodeName = b.spec?.nodeName;
+        const podIP = b.status?.podIP ?? b.status?.podIPs?.[0]?.ip;
+        if (!nodeName) problems.push({ file: d.file, line: d.line, resource, field: 'spec.nodeName', message: 'required field is missing (the node the pod is scheduled on)' });
+        if (!podIP) problems.push({ file: d.file, line: d.line, resource, field: 'status.podIP', message: 'required field is missing (the pod address)' });
+        if (!nodeName || !podIP) break;
+        const labels: Record<string, string> = b.metadata.labels ?? {};
+        const sa = b.spec?.serviceAccountName ?? b.spec?.serviceAccount ?? 'default';
+        workloads.set(`${d.namespace}/${d.name}`, {
+          uid: `${d.namespace}/${d.name}`,
+          name: d.name,
+          namespace: d.namespace,
+          serviceAccount: sa,
+          node: nodeName,
+          ip: podIP,
+          labels,
+          netns: b.metadata.annotations?.[NETNS_ANNOTATION],
+          workloadName: labels['app.kubernetes.io/name'] ?? labels.app ?? d.name,
+          identity: `spiffe://${trustDomain}/ns/${d.namespace}/sa/${sa}`,
+          meshed: !isOptedOut(labels),
+        });
+        break;
+      }
+      case 'Service': {
+        const vips: string[] = [];
+        for (const [i, ip] of [b.spec.clusterIP, ...(b.spec.clusterIPs ?? [])].entries()) {
+          if (ip === undefined || ip === null || ip === 'None' || ip === '') continue;
+          if (isIP(ip) === 0) {
+            problems.push({ file: d.file, line: d.line, resource, field: i === 0 ? 'spec.clusterIP' : `spec.clusterIPs[${i - 1}]`, message: `expected an IP address or None, got ${JSON.stringify(ip)}` });
+            continue;
+          }
+          if (!vips.includes(ip)) vips.push(ip);
+        }
+        const ports: ServicePort[] = [];
+        (b.spec.ports as any[]).forEach((p, i) => {
+          if (p.protocol && p.protocol !== 'TCP') return; // the mesh proxies TCP only; UDP ports pass untouched
+          const targetPort = resolveTargetPort(p, d.file, d.line, resource, i, problems);
+          if (targetPort === undefined) return;
+          ports.push({ name: p.name, port: p.port, targetPort, appProtocol: p.appProtocol });
+        });
+        services.set(`${d.namespace}/${d.name}`, { key: `${d.namespace}/${d.name}`, name: d.name, namespace: d.namespace, vips, ports, selector: b.spec.selector ?? {} });
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  // A namespace opt-out applies to its pods.
+  for (const [uid, w] of workloads) {
+    if (w.meshed && isOptedOut(namespaces.get(w.namespace))) workloads.set(uid, { ...w, meshed: false });
+  }
+  const byIp = new Map<string, string>();
+  for (const w of workloads.values()) {
+    const other = byIp.get(w.ip);
+    if (other) {
+      const d = seen.get(`Pod/${w.namespace}/${w.name}`)!;
+      problems.push({ file: d.file, line: d.line, resource: `Pod ${w.uid}`, field: 'status.podIP', message: `address ${w.ip} is already used by Pod ${other}` });
+    }
+    byIp.set(w.ip, w.uid);
+  }
+  return { trustDomain, nodes, workloads, services, namespaces };
+}
+
+/** Reads every *.yaml / *.yml file in `dir` (not recursive). Throws ConfigError listing every problem; never returns half a config. */
+export function loadConfigDir(dir: string): MeshSnapshot {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch (err) {
+    throw new SmeshError('SMESH_ERR_CONFIG', `cannot read config directory ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  const problems: ConfigProblem[] = [];
+  const docs: ParsedDoc[] = [];
+  for (const name of entries.sort()) {
+    if (!/\.ya?ml$/.test(name)) continue;
+    const file = join(dir, name);
+    if (!statSync(file).isFile()) continue;
+    docs.push(...parseConfigText(file, readFileSync(file, 'utf8'), problems));
+  }
+  const snapshot = buildSnapshot(docs, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return snapshot;
+}

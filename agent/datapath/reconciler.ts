@@ -1,0 +1,152 @@
+// Keeps the kernel maps equal to the mesh state: which pods are enrolled (by netns cookie) and which destinations are meshed.
+import { statSync } from 'node:fs';
+import { MeshSnapshot, Workload } from '../state/types';
+
+/** The part of the native datapath facade the reconciler writes. */
+export interface DatapathMaps {
+  enrollPod(netnsCookie: bigint, workloadId: number): void;
+  unenrollPod(netnsCookie: bigint): void;
+  enrolledPods(): Array<{ cookie: bigint; workloadId: number }>;
+  addMeshedDestination(ip: string, port: number): void;
+  removeMeshedDestination(ip: string, port: number): void;
+  meshedDestinations(): Array<{ ip: string; port: number }>;
+}
+
+export type NetnsCookieFn = (netnsPath: string) => Promise<bigint>;
+
+export interface ReconcileReport {
+  readonly enrolled: number;
+  readonly added: number;
+  readonly removed: number;
+  readonly destinations: number;
+  /** Pods that could not be enrolled, with the reason (e.g. their netns is gone). */
+  readonly failures: ReadonlyArray<{ readonly pod: string; readonly reason: string }>;
+}
+
+export interface ReconcilerLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+/** Stable small integers for workloads, as stored in the kernel's pod map. */
+export class WorkloadIds {
+  private readonly ids = new Map<string, number>();
+  private readonly uids = new Map<number, string>();
+  private next = 1;
+
+  idOf(uid: string): number {
+    let id = this.ids.get(uid);
+    if (id === undefined) {
+      id = this.next++;
+      this.ids.set(uid, id);
+      this.uids.set(id, uid);
+    }
+    return id;
+  }
+
+  uidOf(id: number): string | undefined {
+    return this.uids.get(id);
+  }
+}
+
+function destKey(ip: string, port: number): string {
+  return `${ip}|${port}`;
+}
+
+/** Every destination the kernel should redirect: service VIP ports and meshed workload addresses (all ports). */
+export function desiredDestinations(s: MeshSnapshot): Map<string, { ip: string; port: number }> {
+  const out = new Map<string, { ip: string; port: number }>();
+  for (const svc of s.services.values()) {
+    for (const vip of svc.vips) for (const p of svc.ports) out.set(destKey(vip, p.port), { ip: vip, port: p.port });
+  }
+  for (const w of s.workloads.values()) if (w.meshed) out.set(destKey(w.ip, 0), { ip: w.ip, port: 0 });
+  return out;
+}
+
+/** Local pods that should be enrolled: on this node, meshed, with a known network namespace. */
+export function podsToEnroll(s: MeshSnapshot, nodeName: string): Workload[] {
+  return [...s.workloads.values()].filter((w) => w.node === nodeName && w.meshed && w.netns);
+}
+
+export class Reconciler {
+  /** netns path → { inode, cookie }: a recreated namespace has a new inode and so a new cookie. */
+  private readonly cookieCache = new Map<string, { ino: number; cookie: bigint }>();
+  private running: Promise<ReconcileReport> | undefined;
+  private pending: MeshSnapshot | undefined;
+
+  constructor(
+    private readonly maps: DatapathMaps,
+    private readonly netnsCookie: NetnsCookieFn,
+    private readonly nodeName: string,
+    private readonly ids: WorkloadIds,
+    private readonly log: ReconcilerLogger,
+  ) {}
+
+  /** Reconciles towards `s`; overlapping calls coalesce so the last snapshot always wins. */
+  reconcile(s: MeshSnapshot): Promise<ReconcileReport> {
+    if (this.running) {
+      this.pending = s;
+      return this.running.then(() => this.reconcileQueued());
+    }
+    this.running = this.apply(s).finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private reconcileQueued(): Promise<ReconcileReport> {
+    const next = this.pending;
+    this.pending = undefined;
+    if (!next) return Promise.resolve({ enrolled: this.maps.enrolledPods().length, added: 0, removed: 0, destinations: this.maps.meshedDestinations().length, failures: [] });
+    return this.reconcile(next);
+  }
+
+  private async cookieOf(path: string): Promise<bigint> {
+    const ino = statSync(path).ino;
+    const cached = this.cookieCache.get(path);
+    if (cached && cached.ino === ino) return cached.cookie;
+    const cookie = await this.netnsCookie(path);
+    this.cookieCache.set(path, { ino, cookie });
+    return cookie;
+  }
+
+  private async apply(s: MeshSnapshot): Promise<ReconcileReport> {
+    const failures: Array<{ pod: string; reason: string }> = [];
+    const wanted = new Map<bigint, number>();
+    for (const w of podsToEnroll(s, this.nodeName)) {
+      try {
+        const cookie = await this.cookieOf(w.netns!);
+        wanted.set(cookie, this.ids.idOf(w.uid));
+      } catch (err) {
+        failures.push({ pod: w.uid, reason: `network namespace ${w.netns}: ${(err as Error).message}` });
+      }
+    }
+    let added = 0;
+    let removed = 0;
+    const current = new Map(this.maps.enrolledPods().map((p) => [p.cookie, p.workloadId]));
+    for (const [cookie, id] of current) {
+      if (wanted.get(cookie) !== id) {
+        this.maps.unenrollPod(cookie);
+        removed++;
+      }
+    }
+    for (const [cookie, id] of wanted) {
+      if (current.get(cookie) !== id) {
+        this.maps.enrollPod(cookie, id);
+        added++;
+      }
+    }
+    const dests = desiredDestinations(s);
+    const currentDests = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
+    for (const key of currentDests) {
+      if (!dests.has(key)) {
+        const [ip, port] = key.split('|');
+        this.maps.removeMeshedDestination(ip, Number(port));
+      }
+    }
+    for (const [key, d] of dests) if (!currentDests.has(key)) this.maps.addMeshedDestination(d.ip, d.port);
+    for (const f of failures) this.log.warn(f, 'pod not enrolled: its network namespace could not be read; will retry on the next reconcile');
+    if (added || removed) this.log.info({ added, removed, enrolled: wanted.size }, 'pod enrollment updated');
+    return { enrolled: wanted.size, added, removed, destinations: dests.size, failures };
+  }
+}

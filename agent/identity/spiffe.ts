@@ -1,0 +1,120 @@
+// SPIFFE identities: build and parse workload and node ids, and read the URI SAN of a TLS peer certificate.
+import type { X509Certificate } from 'crypto';
+import { SmeshError } from '../errors';
+
+/** A parsed SPIFFE id: either a workload (namespace + service account) or a smesh node agent. */
+export type SpiffeId =
+  | { readonly kind: 'workload'; readonly trustDomain: string; readonly namespace: string; readonly serviceAccount: string; readonly uri: string }
+  | { readonly kind: 'node'; readonly trustDomain: string; readonly nodeName: string; readonly uri: string };
+
+// RFC-ish constraints from the SPIFFE spec: trust domain is lowercase letters, digits, '.', '-', '_';
+// path segments are [A-Za-z0-9.-_] and must not be '.' or '..'.
+const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+
+function checkSegment(what: string, value: string): void {
+  if (!SEGMENT_RE.test(value) || value === '.' || value === '..') {
+    throw new SmeshError('SMESH_ERR_IDENTITY', `invalid SPIFFE ${what} ${JSON.stringify(value)}: expected [A-Za-z0-9._-]+`);
+  }
+}
+
+function checkTrustDomain(td: string): void {
+  if (!TRUST_DOMAIN_RE.test(td)) {
+    throw new SmeshError('SMESH_ERR_IDENTITY', `invalid trust domain ${JSON.stringify(td)}: expected lowercase [a-z0-9._-]+`);
+  }
+}
+
+export function workloadSpiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
+  checkTrustDomain(trustDomain);
+  checkSegment('namespace', namespace);
+  checkSegment('service account', serviceAccount);
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+export function nodeSpiffeId(trustDomain: string, nodeName: string): string {
+  checkTrustDomain(trustDomain);
+  checkSegment('node name', nodeName);
+  return `spiffe://${trustDomain}/smesh/node/${nodeName}`;
+}
+
+/** Parses a smesh SPIFFE id; returns undefined for anything else (never throws: peer input). */
+export function parseSpiffeId(uri: string): SpiffeId | undefined {
+  if (typeof uri !== 'string' || !uri.startsWith('spiffe://')) return undefined;
+  const rest = uri.slice('spiffe://'.length);
+  const slash = rest.indexOf('/');
+  if (slash <= 0) return undefined;
+  const trustDomain = rest.slice(0, slash);
+  if (!TRUST_DOMAIN_RE.test(trustDomain)) return undefined;
+  const parts = rest.slice(slash + 1).split('/');
+  if (parts.some((p) => !SEGMENT_RE.test(p) || p === '.' || p === '..')) return undefined;
+  if (parts.length === 4 && parts[0] === 'ns' && parts[2] === 'sa') {
+    return { kind: 'workload', trustDomain, namespace: parts[1]!, serviceAccount: parts[3]!, uri };
+  }
+  if (parts.length === 3 && parts[0] === 'smesh' && parts[1] === 'node') {
+    return { kind: 'node', trustDomain, nodeName: parts[2]!, uri };
+  }
+  return undefined;
+}
+
+/**
+ * Extracts the single spiffe:// URI SAN from a Node `subjectAltName` string
+ * (format: `DNS:a, URI:spiffe://td/ns/x/sa/y, IP Address:1.2.3.4`; values containing
+ * separators are JSON-quoted by Node). Returns undefined when there is none or more than one
+ * (SPIFFE X.509-SVIDs carry exactly one URI SAN).
+ */
+export function spiffeIdFromSubjectAltName(subjectAltName: string | undefined): string | undefined {
+  if (!subjectAltName) return undefined;
+  const uris: string[] = [];
+  for (const raw of splitSan(subjectAltName)) {
+    if (!raw.startsWith('URI:')) continue;
+    let value = raw.slice(4);
+    if (value.startsWith('"')) {
+      try {
+        value = JSON.parse(value) as string;
+      } catch {
+        return undefined;
+      }
+    }
+    uris.push(value);
+  }
+  const spiffe = uris.filter((u) => u.startsWith('spiffe://'));
+  if (spiffe.length !== 1) return undefined;
+  return parseSpiffeId(spiffe[0]!) ? spiffe[0] : undefined;
+}
+
+/** Splits on ", " outside of JSON-quoted values. */
+function splitSan(san: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < san.length; i++) {
+    const c = san[i]!;
+    if (quoted) {
+      cur += c;
+      if (c === '\\' && i + 1 < san.length) cur += san[++i];
+      else if (c === '"') quoted = false;
+    } else if (c === '"') {
+      quoted = true;
+      cur += c;
+    } else if (c === ',' && san[i + 1] === ' ') {
+      out.push(cur);
+      cur = '';
+      i++;
+    } else {
+      cur += c;
+    }
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
+/** Peer SPIFFE id of an established TLS socket, or undefined when absent/invalid. */
+export function peerSpiffeId(socket: { getPeerX509Certificate(): X509Certificate | undefined }): string | undefined {
+  let cert: X509Certificate | undefined;
+  try {
+    cert = socket.getPeerX509Certificate();
+  } catch {
+    return undefined;
+  }
+  return spiffeIdFromSubjectAltName(cert?.subjectAltName);
+}

@@ -1,0 +1,76 @@
+// IP string ↔ 16-byte BPF map address (network order; IPv4 as v4-mapped ::ffff:a.b.c.d), per bpf/shared/abi.h.
+import * as net from 'net';
+
+function parseIpv4Bytes(ip: string): number[] | null {
+  if (!net.isIPv4(ip)) return null;
+  return ip.split('.').map((part) => Number(part));
+}
+
+function parseIpv6Bytes(ip: string): number[] | null {
+  if (!net.isIPv6(ip) || ip.includes('%')) return null;
+  let text = ip;
+  let tail: number[] = [];
+  const lastColon = text.lastIndexOf(':');
+  const v4 = parseIpv4Bytes(text.slice(lastColon + 1));
+  if (v4) {
+    tail = v4;
+    text = text.slice(0, lastColon + 1) + '0:0';
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const groups = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
+  const left = groups(head);
+  const right = rest === undefined ? [] : groups(rest);
+  const fill = rest === undefined ? 0 : 8 - left.length - right.length;
+  const words = [...left, ...new Array<number>(fill).fill(0), ...right];
+  if (words.length !== 8) return null;
+  const bytes = words.flatMap((w) => [(w >> 8) & 0xff, w & 0xff]);
+  if (tail.length === 4) bytes.splice(12, 4, ...tail);
+  return bytes;
+}
+
+/** 16-byte map key for an IPv4 or IPv6 address string; throws TypeError naming `field` otherwise. */
+export function ipToKey(ip: string, field = 'ip'): Buffer {
+  if (typeof ip !== 'string') throw new TypeError(`${field} must be an IP address string`);
+  const v4 = parseIpv4Bytes(ip);
+  if (v4) return Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...v4]);
+  const v6 = parseIpv6Bytes(ip);
+  if (v6) return Buffer.from(v6);
+  throw new TypeError(`${field} must be an IPv4 or IPv6 address, got ${JSON.stringify(ip)}`);
+}
+
+/** 4 network-order bytes of an IPv4 address string; throws TypeError naming `field` otherwise. */
+export function ipv4Bytes(ip: string, field = 'ip'): Buffer {
+  const v4 = typeof ip === 'string' ? parseIpv4Bytes(ip) : null;
+  if (!v4) throw new TypeError(`${field} must be an IPv4 address, got ${JSON.stringify(ip)}`);
+  return Buffer.from(v4);
+}
+
+export function isV4MappedKey(key: Buffer): boolean {
+  return key.length === 16 && key.subarray(0, 10).every((b) => b === 0) && key[10] === 0xff && key[11] === 0xff;
+}
+
+/** Address string of a 16-byte key: dotted IPv4 for v4-mapped keys, RFC 5952 text otherwise. */
+export function keyToIp(key: Buffer): string {
+  if (key.length !== 16) throw new TypeError(`address key must be 16 bytes, got ${key.length}`);
+  if (isV4MappedKey(key)) return `${key[12]}.${key[13]}.${key[14]}.${key[15]}`;
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push(key.readUInt16BE(i));
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
+  if (bestStart < 0) return hex(words);
+  return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
+}

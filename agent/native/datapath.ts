@@ -1,0 +1,218 @@
+// Typed facade over the native datapath: load/attach the BPF programs, enroll pods, mesh destinations, recover original destinations.
+import type { Socket } from 'net';
+import { SmeshError } from '../errors';
+import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp } from './addr';
+import { loadRawNative, type RawDatapath, type RawNative, type RawNativeError } from './raw';
+
+export interface DatapathOptions {
+  bpffsDir: string;
+  cgroupPath: string;
+  captureIp4: string;
+  capturePort: number;
+  captureIp6?: string;
+}
+
+export interface AttachInfo {
+  reused: boolean; // pinned links were found and programs swapped in place
+  links: string[];
+}
+
+export interface Datapath {
+  readonly attachInfo: AttachInfo;
+  enrollPod(netnsCookie: bigint, workloadId: number): void;
+  unenrollPod(netnsCookie: bigint): void;
+  enrolledPods(): Array<{ cookie: bigint; workloadId: number }>;
+  addMeshedDestination(ip: string, port: number): void; // port 0 = every port of that IP
+  removeMeshedDestination(ip: string, port: number): void;
+  meshedDestinations(): Array<{ ip: string; port: number }>;
+  close(): void; // closes fds; pinned links/maps stay (restart keeps redirecting)
+  destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
+}
+
+/** The native operations this facade needs; tests substitute a fake via `createDatapathApi`. */
+export interface DatapathApi {
+  openDatapath(opts: DatapathOptions): Promise<Datapath>;
+  netnsCookie(netnsPath: string): Promise<bigint>;
+  originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null;
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+function checkCookie(cookie: bigint): void {
+  if (typeof cookie !== 'bigint' || cookie < 0n || cookie > U64_MAX)
+    throw new TypeError(`netnsCookie must be a bigint in 0..2^64-1, got ${String(cookie)}`);
+}
+
+function checkPort(port: number, field: string, allowZero: boolean): void {
+  const min = allowZero ? 0 : 1;
+  if (!Number.isInteger(port) || port < min || port > 65535)
+    throw new TypeError(`${field} must be an integer ${min}..65535, got ${String(port)}`);
+}
+
+function checkWorkloadId(id: number): void {
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
+    throw new TypeError(`workloadId must be an integer 0..4294967295, got ${String(id)}`);
+}
+
+function checkPath(value: string, field: string): void {
+  if (typeof value !== 'string' || value === '') throw new TypeError(`${field} must be a non-empty path`);
+}
+
+function bpfError(err: unknown): unknown {
+  if (err instanceof TypeError || err instanceof SmeshError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SmeshError('SMESH_ERR_BPF', message, { cause: err as RawNativeError });
+}
+
+function wrapSync<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw bpfError(err);
+  }
+}
+
+class NativeDatapath implements Datapath {
+  readonly attachInfo: AttachInfo;
+  private closed = false;
+
+  constructor(
+    private readonly raw: RawDatapath,
+    readonly bpffsDir: string,
+    private readonly onClose: (dp: NativeDatapath) => void,
+  ) {
+    const info = raw.attachInfo();
+    this.attachInfo = { reused: info.reused, links: [...info.links] };
+  }
+
+  connsPinPath(): string {
+    return this.raw.connsPinPath();
+  }
+
+  enrollPod(netnsCookie: bigint, workloadId: number): void {
+    checkCookie(netnsCookie);
+    checkWorkloadId(workloadId);
+    wrapSync(() => this.raw.podUpdate(netnsCookie, workloadId));
+  }
+
+  unenrollPod(netnsCookie: bigint): void {
+    checkCookie(netnsCookie);
+    wrapSync(() => this.raw.podDelete(netnsCookie));
+  }
+
+  enrolledPods(): Array<{ cookie: bigint; workloadId: number }> {
+    return wrapSync(() => this.raw.pods());
+  }
+
+  addMeshedDestination(ip: string, port: number): void {
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    wrapSync(() => this.raw.destUpdate(key, port));
+  }
+
+  removeMeshedDestination(ip: string, port: number): void {
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    wrapSync(() => this.raw.destDelete(key, port));
+  }
+
+  meshedDestinations(): Array<{ ip: string; port: number }> {
+    return wrapSync(() => this.raw.dests()).map((d) => ({ ip: keyToIp(d.addr), port: d.port }));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.raw.close();
+    this.onClose(this);
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.onClose(this);
+    wrapSync(() => this.raw.destroy());
+  }
+}
+
+/** Builds the facade over a raw surface (the real addon, or a fake in tests). */
+export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
+  // Open datapaths of this process, newest last: originalDestination's map fallback uses the newest.
+  const open: NativeDatapath[] = [];
+  const forget = (dp: NativeDatapath): void => {
+    const i = open.indexOf(dp);
+    if (i >= 0) open.splice(i, 1);
+  };
+
+  return {
+    openDatapath(opts: DatapathOptions): Promise<Datapath> {
+      if (typeof opts !== 'object' || opts === null) throw new TypeError('openDatapath(options) needs an options object');
+      checkPath(opts.bpffsDir, 'bpffsDir');
+      checkPath(opts.cgroupPath, 'cgroupPath');
+      const captureIp4 = ipv4Bytes(opts.captureIp4, 'captureIp4');
+      checkPort(opts.capturePort, 'capturePort', false);
+      let captureIp6: Buffer | undefined;
+      if (opts.captureIp6 !== undefined) {
+        captureIp6 = ipToKey(opts.captureIp6, 'captureIp6');
+        if (isV4MappedKey(captureIp6)) throw new TypeError(`captureIp6 must be an IPv6 address, got ${opts.captureIp6}`);
+      }
+      const raw = loadRaw();
+      return raw
+        .open({ bpffsDir: opts.bpffsDir, cgroupPath: opts.cgroupPath, captureIp4, capturePort: opts.capturePort, captureIp6 })
+        .then(
+          (handle) => {
+            const dp = new NativeDatapath(handle, opts.bpffsDir, forget);
+            open.push(dp);
+            return dp;
+          },
+          (err: unknown) => {
+            throw bpfError(err);
+          },
+        );
+    },
+
+    netnsCookie(netnsPath: string): Promise<bigint> {
+      checkPath(netnsPath, 'netnsPath');
+      return loadRaw()
+        .netnsCookie(netnsPath)
+        .catch((err: unknown) => {
+          throw bpfError(err);
+        });
+    },
+
+    originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null {
+      if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
+      let pin: string | undefined;
+      if (bpffsDir !== undefined) pin = `${bpffsDir.replace(/\/+$/, '')}/maps/smesh_conns`;
+      else if (open.length > 0) pin = open[open.length - 1].connsPinPath();
+      const found = wrapSync(() => loadRaw().originalDestination(fd, pin));
+      return found ? { ip: keyToIp(found.addr), port: found.port } : null;
+    },
+  };
+}
+
+const api = createDatapathApi(loadRawNative);
+
+/** open → configure → set pin paths (reuse pinned maps) → load → fill → attach (or swap pinned links) → pin. */
+export function openDatapath(opts: DatapathOptions): Promise<Datapath> {
+  return api.openDatapath(opts);
+}
+
+/** SO_NETNS_COOKIE of a socket made inside the network namespace at `netnsPath` (e.g. /run/netns/NAME). */
+export function netnsCookie(netnsPath: string): Promise<bigint> {
+  return api.netnsCookie(netnsPath);
+}
+
+/**
+ * Original destination of a connection the proxy accepted: SO_ORIGINAL_DST (answered by cgroup/getsockopt
+ * when the socket belongs to the attached cgroup), else a lookup of the peer address in the pinned
+ * smesh_conns map of `bpffsDir` (default: the newest datapath opened by this process). null when unknown.
+ */
+export function originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null {
+  return api.originalDestination(fd, bpffsDir);
+}
+
+/** The OS file descriptor behind a connected net.Socket (-1 if it has none). */
+export function socketFd(sock: Socket): number {
+  const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
+  return typeof handle?.fd === 'number' ? handle.fd : -1;
+}

@@ -1,0 +1,80 @@
+// The only loader of build/native/Release/smesh_native.node: finds it from this file's location and types its raw surface.
+import * as fs from 'fs';
+import * as path from 'path';
+import { createRequire } from 'module';
+
+/** Result of a raw open(): the links' pin paths and whether pinned links were reused. */
+export interface RawAttachInfo {
+  reused: boolean;
+  links: string[];
+}
+
+/** A loaded and attached datapath (native object). Addresses are 16-byte v4-mapped/IPv6 buffers, ports host order. */
+export interface RawDatapath {
+  attachInfo(): RawAttachInfo;
+  podUpdate(netnsCookie: bigint, workloadId: number): void;
+  podDelete(netnsCookie: bigint): boolean;
+  pods(): Array<{ cookie: bigint; workloadId: number }>;
+  destUpdate(addr: Buffer, port: number): void;
+  destDelete(addr: Buffer, port: number): boolean;
+  dests(): Array<{ addr: Buffer; port: number }>;
+  connsPinPath(): string;
+  close(): void;
+  destroy(): void;
+}
+
+export interface RawOpenOptions {
+  bpffsDir: string;
+  cgroupPath: string;
+  captureIp4: Buffer; // 4 bytes, network order
+  capturePort: number;
+  captureIp6?: Buffer; // 16 bytes
+  pods?: Array<{ cookie: bigint; workloadId: number }>;
+  dests?: Array<{ addr: Buffer; port: number }>;
+}
+
+export interface RawOriginalDst {
+  addr: Buffer; // 16 bytes, v4-mapped for IPv4
+  port: number;
+  via: 'getsockopt' | 'map';
+}
+
+/** Errors from the addon carry the errno name (`code`, e.g. 'ENOENT') when there is one. */
+export interface RawNativeError extends Error {
+  code?: string;
+  errno?: number;
+}
+
+export interface RawNative {
+  open(options: RawOpenOptions): Promise<RawDatapath>;
+  netnsCookie(netnsPath: string): Promise<bigint>;
+  originalDestination(fd: number, connsPinPath?: string): RawOriginalDst | null;
+}
+
+const ADDON_RELATIVE_PATH = path.join('build', 'native', 'Release', 'smesh_native.node');
+
+/** Walks up from this file (agent/native/ in source, dist/agent/native/ after tsc) to the repo root's build output. */
+export function addonPath(startDir: string = __dirname): string {
+  let dir = startDir;
+  for (let depth = 0; depth < 6; depth++) {
+    const candidate = path.join(dir, ADDON_RELATIVE_PATH);
+    if (fs.existsSync(candidate)) return candidate;
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  throw new Error(
+    `native addon ${ADDON_RELATIVE_PATH} not found above ${startDir}; build it with \`make -f mk/datapath.mk native\``,
+  );
+}
+
+let cached: RawNative | undefined;
+
+/** Loads the addon once per process. Throws when it is not built. */
+export function loadRawNative(): RawNative {
+  if (!cached) {
+    const requireNative = createRequire(__filename);
+    cached = requireNative(addonPath()) as RawNative;
+  }
+  return cached;
+}

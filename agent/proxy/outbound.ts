@@ -1,0 +1,316 @@
+// Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
+import * as net from 'net';
+import { SmeshError } from '../errors';
+import { nodeSpiffeId } from '../identity/spiffe';
+import { RoundRobinPickers, type PickResult } from '../lb/picker';
+import type { StateView } from '../state/store';
+import type { MeshNode, Service, Workload } from '../state/types';
+import { silentLogger, type Logger } from '../telemetry/logger';
+import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
+import type { HboneOpenRequest } from './hbone-client';
+import { relay, type Relay } from './relay';
+import { allowAll, formatAuthority, normalizeIp, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
+import type { Duplex } from 'stream';
+
+export const DEFAULT_HBONE_PORT = 15008;
+
+/** What the decision reads from state. */
+export type OutboundStateView = Pick<StateView, 'trustDomain' | 'resolve' | 'node'>;
+
+export interface OutboundInputs {
+  /** SO_ORIGINAL_DST of the accepted socket; null when unknown. */
+  readonly originalDestination: IpPort | null;
+  /** The capture listener's own address (loop guard). */
+  readonly capture: IpPort;
+  /** Workload owning the connection's source IP. */
+  readonly source: Workload | undefined;
+  readonly localNode: string;
+  readonly hbonePort: number;
+  readonly state: OutboundStateView;
+  /** Endpoint choice for a service (round robin in production; anything synchronous in tests). */
+  readonly pick: (serviceKey: string, endpoints: readonly Workload[]) => PickResult<Workload>;
+}
+
+interface Target {
+  readonly destination: Workload;
+  readonly service?: Service;
+}
+
+export type OutboundDecision =
+  /** Destination pod on this node: plain TCP to it, no TLS. */
+  | ({ readonly kind: 'local'; readonly ip: string; readonly port: number } & Target)
+  /** Destination opted out of the mesh: plain TCP to it wherever it is. */
+  | ({ readonly kind: 'passthrough'; readonly ip: string; readonly port: number } & Target)
+  /** Destination pod on another node: HBONE to that node's agent. */
+  | ({ readonly kind: 'hbone'; readonly nodeAddr: HostPort; readonly nodeId: string; readonly authority: string } & Target)
+  | { readonly kind: 'refuse'; readonly reason: RefusalReason; readonly detail: string };
+
+function refuse(reason: RefusalReason, detail: string): OutboundDecision {
+  return { kind: 'refuse', reason, detail };
+}
+
+/** Pure: where a redirected connection goes. Table-tested; no I/O, no clock. */
+export function decideOutbound(i: OutboundInputs): OutboundDecision {
+  const dst = i.originalDestination;
+  if (!dst) return refuse('no_original_destination', 'original destination unknown (was the connection redirected by smesh?)');
+  if (dst.ip === i.capture.ip || (dst.port === i.capture.port && (dst.ip === '127.0.0.1' || dst.ip === '::1'))) {
+    return refuse('loop', `original destination ${formatAuthority(dst.ip, dst.port)} is the capture listener itself`);
+  }
+  const src = i.source;
+  if (!src) return refuse('unknown_source', 'source address is not a known workload');
+  if (src.node !== i.localNode) return refuse('source_not_local', `source workload ${src.uid} runs on node ${src.node}, not ${i.localNode}`);
+  if (!src.meshed) return refuse('unknown_source', `source workload ${src.uid} is not meshed`);
+
+  const resolved = i.state.resolve(dst.ip, dst.port);
+  let target: Target;
+  let port: number;
+  switch (resolved.kind) {
+    case 'unknown':
+      return refuse('unknown_destination', `${formatAuthority(dst.ip, dst.port)} is neither a service port nor a mesh workload`);
+    case 'service': {
+      const svc = resolved.service;
+      if (resolved.endpoints.length === 0) return refuse('no_endpoint', `service ${svc.key} has no endpoints`);
+      const picked = i.pick(svc.key, resolved.endpoints);
+      if (picked.kind !== 'complete') return refuse('no_endpoint', `service ${svc.key}: ${picked.reason}`);
+      target = { destination: picked.endpoint, service: svc };
+      port = resolved.port.targetPort > 0 ? resolved.port.targetPort : resolved.port.port;
+      break;
+    }
+    case 'workload':
+      target = { destination: resolved.workload };
+      port = resolved.port;
+      break;
+  }
+  const w = target.destination;
+  if (!w.meshed) return { kind: 'passthrough', ip: w.ip, port, ...target };
+  if (w.node === i.localNode) return { kind: 'local', ip: w.ip, port, ...target };
+  const node: MeshNode | undefined = i.state.node(w.node);
+  if (!node) return refuse('unknown_node', `workload ${w.uid} is on node ${w.node}, whose address is unknown`);
+  return {
+    kind: 'hbone',
+    nodeAddr: { host: node.address, port: i.hbonePort },
+    nodeId: nodeSpiffeId(i.state.trustDomain, node.name),
+    authority: formatAuthority(w.ip, port),
+    ...target,
+  };
+}
+
+/** What the outbound needs from the HBONE client. */
+export interface HboneConnector {
+  open(req: HboneOpenRequest): Promise<Duplex>;
+}
+
+export interface OutboundProxyOptions {
+  readonly state: StateView;
+  readonly identities: IdentityProvider;
+  readonly hbone: HboneConnector;
+  /** SO_ORIGINAL_DST of an accepted socket (production: originalDestination(socketFd(sock)) from agent/native). */
+  readonly originalDestination: (sock: net.Socket) => IpPort | null;
+  readonly listen: HostPort;
+  readonly nodeName: string;
+  /** Port of the remote agents' HBONE listeners (default 15008). */
+  readonly hbonePort?: number;
+  /** Policy for same-node connections (which never cross an inbound). Default allow. */
+  readonly authorize?: Authorizer;
+  readonly metrics?: MeshMetrics;
+  readonly logger?: Logger;
+  readonly connectTimeoutMs?: number;
+}
+
+/** The outbound capture listener. */
+export class OutboundProxy {
+  private server?: net.Server;
+  private readonly clients = new Set<net.Socket>();
+  private readonly relays = new Set<Relay>();
+  private readonly pickers = new RoundRobinPickers<Workload>();
+  private readonly log: Logger;
+  private readonly authorize: Authorizer;
+  private closing = false;
+
+  constructor(private readonly opts: OutboundProxyOptions) {
+    this.log = opts.logger ?? silentLogger();
+    this.authorize = opts.authorize ?? allowAll;
+  }
+
+  address(): net.AddressInfo {
+    const a = this.server?.address();
+    if (!a || typeof a === 'string') throw new SmeshError('SMESH_ERR_BIND', 'outbound listener is not listening');
+    return a;
+  }
+
+  async start(): Promise<void> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException) =>
+        reject(
+          new SmeshError(
+            'SMESH_ERR_BIND',
+            `cannot bind outbound capture listener on ${this.opts.listen.host}:${this.opts.listen.port}: ${err.code ?? err.message} (is the capture address configured on lo? is another agent running?)`,
+            { cause: err },
+          ),
+        );
+      server.once('error', onError);
+      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log.error({ err: err.message }, 'outbound listener error'));
+        resolve();
+      });
+    });
+    this.log.info({ address: this.address() }, 'outbound capture listening');
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    const server = this.server;
+    if (!server) return;
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    for (const r of this.relays) r.reset();
+    for (const c of this.clients) c.destroy();
+    await closed;
+  }
+
+  private capture(): IpPort {
+    const a = this.server?.address();
+    if (a && typeof a !== 'string') return { ip: normalizeIp(a.address) ?? a.address, port: a.port };
+    return { ip: this.opts.listen.host, port: this.opts.listen.port };
+  }
+
+  private refuse(sock: net.Socket, reason: RefusalReason, detail: string, fields: Record<string, unknown>): void {
+    this.opts.metrics?.refused.inc({ direction: 'outbound', reason });
+    this.log.info({ reason, ...fields }, `outbound connection refused: ${detail}`);
+    try {
+      sock.resetAndDestroy();
+    } catch {
+      sock.destroy();
+    }
+  }
+
+  private onConnection(sock: net.Socket): void {
+    sock.on('error', () => undefined); // the relay reports errors once connected
+    this.clients.add(sock);
+    sock.once('close', () => this.clients.delete(sock));
+    this.opts.metrics?.redirected.inc({ direction: 'outbound' });
+    const sourceIp = normalizeIp(sock.remoteAddress);
+    if (this.closing) {
+      this.refuse(sock, 'shutting_down', 'agent is shutting down', { sourceIp });
+      return;
+    }
+    let originalDestination: IpPort | null;
+    try {
+      originalDestination = this.opts.originalDestination(sock);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'original destination lookup failed');
+      originalDestination = null;
+    }
+    if (originalDestination) originalDestination = { ip: normalizeIp(originalDestination.ip) ?? originalDestination.ip, port: originalDestination.port };
+    const source = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
+    const decision = decideOutbound({
+      originalDestination,
+      capture: this.capture(),
+      source,
+      localNode: this.opts.nodeName,
+      hbonePort: this.opts.hbonePort ?? DEFAULT_HBONE_PORT,
+      state: this.opts.state,
+      pick: (key, endpoints) => this.pickers.pick(key, endpoints),
+    });
+    const fields = { sourceIp, source: source?.uid, dst: originalDestination };
+    switch (decision.kind) {
+      case 'refuse':
+        this.refuse(sock, decision.reason, decision.detail, fields);
+        return;
+      case 'local':
+      case 'passthrough': {
+        if (decision.kind === 'local') {
+          const verdict = this.authorize({ sourceIdentity: source!.identity, sourceIp, destination: { ip: decision.ip, port: decision.port }, destinationWorkload: decision.destination });
+          if (!verdict.allow) {
+            this.refuse(sock, 'denied', `denied by policy: ${verdict.reason}`, fields);
+            return;
+          }
+        }
+        this.connectDirect(sock, decision, source!, fields);
+        return;
+      }
+      case 'hbone':
+        this.connectHbone(sock, decision, source!, sourceIp, fields);
+        return;
+    }
+  }
+
+  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>): void {
+    const r = relay(sock, upstream, stats);
+    this.relays.add(r);
+    void r.done.then((res) => {
+      this.relays.delete(r);
+      stats?.close();
+      this.log.debug({ ...fields, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'outbound connection closed');
+    });
+  }
+
+  private connectDirect(
+    sock: net.Socket,
+    d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>,
+    source: Workload,
+    fields: Record<string, unknown>,
+  ): void {
+    const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true });
+    upstream.on('error', () => undefined);
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
+    timer.unref();
+    let connected = false;
+    const onClientGone = () => upstream.destroy();
+    sock.once('close', onClientGone);
+    upstream.once('close', () => {
+      clearTimeout(timer);
+      if (!connected) {
+        sock.off('close', onClientGone);
+        if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+      }
+    });
+    upstream.once('connect', () => {
+      connected = true;
+      clearTimeout(timer);
+      sock.off('close', onClientGone);
+      if (sock.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      const stats = this.opts.metrics?.openTcp({ reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false });
+      this.startRelay(sock, upstream, stats, fields);
+    });
+  }
+
+  private connectHbone(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'hbone' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {
+    const headers: Record<string, string> = {};
+    if (sourceIp && sock.remotePort) headers['forwarded'] = `for="${formatAuthority(sourceIp, sock.remotePort)}"`;
+    this.opts.hbone
+      .open({ sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers })
+      .then(
+        (stream) => {
+          if (sock.destroyed) {
+            stream.destroy();
+            return;
+          }
+          const stats = this.opts.metrics?.openTcp({
+            reporter: 'source',
+            source,
+            destination: d.destination,
+            destinationPrincipal: d.destination.identity,
+            service: serviceInfo(d.service, this.opts.state.trustDomain),
+            mtls: true,
+          });
+          this.startRelay(sock, stream, stats, { ...fields, node: d.nodeAddr });
+        },
+        (err: unknown) => {
+          if (sock.destroyed) return;
+          const e = err as SmeshError;
+          this.refuse(sock, e.code === 'SMESH_ERR_HBONE' ? 'hbone_error' : 'upstream_connect_failed', e.message, { ...fields, code: e.code });
+        },
+      );
+  }
+}
+
+function serviceInfo(svc: Service | undefined, trustDomain: string): { name: string; namespace: string; host: string } | undefined {
+  // Kubernetes service hosts use the cluster domain; smesh's trust domain defaults to the same "cluster.local".
+  return svc ? { name: svc.name, namespace: svc.namespace, host: `${svc.name}.${svc.namespace}.svc.${trustDomain}` } : undefined;
+}

@@ -1,0 +1,160 @@
+// Pure-TypeScript byte relay between two duplexes (TCP sockets, HTTP/2 streams): backpressure, half-close and reset propagation, byte counts.
+import * as http2 from 'http2';
+import * as net from 'net';
+import type { Duplex } from 'stream';
+
+const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
+
+/** Byte counters the relay adds to as data flows (Istio direction: received = a→b, sent = b→a). */
+export interface ByteCounters {
+  received: number;
+  sent: number;
+}
+
+export type RelayOutcome =
+  /** Both directions ended with FIN / END_STREAM. */
+  | 'closed'
+  /** Side a was reset or failed; b was reset in turn. */
+  | 'reset_a'
+  | 'reset_b'
+  /** The relay was aborted locally (`Relay.reset()`, e.g. shutdown). */
+  | 'aborted';
+
+export interface RelayResult {
+  readonly aToB: number;
+  readonly bToA: number;
+  readonly outcome: RelayOutcome;
+  readonly error?: Error;
+}
+
+export interface Relay {
+  readonly done: Promise<RelayResult>;
+  /** Resets both sides (TCP RST / RST_STREAM CONNECT_ERROR). */
+  reset(): void;
+  readonly aToB: number;
+  readonly bToA: number;
+}
+
+function isHttp2Stream(d: Duplex): d is http2.Http2Stream {
+  return 'rstCode' in d && 'session' in d;
+}
+
+/** Aborts one side: TCP reset for plain sockets, RST_STREAM(CONNECT_ERROR) for HTTP/2 streams (RFC 7540 §8.3). */
+export function abortSide(d: Duplex): void {
+  if (d.destroyed) return;
+  if (isHttp2Stream(d)) {
+    // close() sends RST_STREAM asynchronously; destroying the stream before that would drop the frame.
+    if (!d.closed) d.close(NGHTTP2_CONNECT_ERROR);
+    return;
+  }
+  if (d instanceof net.Socket) {
+    try {
+      d.resetAndDestroy(); // throws for TLS sockets (handle is not TCP): fall back to destroy
+      console.log('reset ok', d.destroyed, (d as any)._handle, d.connecting);
+      return;
+    } catch (e) { console.log('threw', e);
+      /* fall through */
+    }
+  }
+  d.destroy();
+}
+
+interface SideState {
+  readonly d: Duplex;
+  readEnded: boolean;
+  closed: boolean;
+  failed: boolean;
+  error?: Error;
+}
+
+/**
+ * Relays `a` ⇄ `b` until both are closed. Sockets must be created with `allowHalfOpen: true`, so
+ * a FIN on one side becomes end() (FIN / END_STREAM) on the other while the reverse direction
+ * keeps flowing. A reset or error on either side resets the other.
+ */
+export function relay(a: Duplex, b: Duplex, counters?: ByteCounters): Relay {
+  const sa: SideState = { d: a, readEnded: false, closed: false, failed: false };
+  const sb: SideState = { d: b, readEnded: false, closed: false, failed: false };
+  let aToB = 0;
+  let bToA = 0;
+  let outcome: RelayOutcome | undefined;
+  let firstError: Error | undefined;
+  let resolve!: (r: RelayResult) => void;
+  const done = new Promise<RelayResult>((r) => (resolve = r));
+
+  const fail = (side: SideState, why: RelayOutcome, err?: Error) => {
+    if (!outcome) {
+      outcome = why;
+      firstError = err;
+    }
+    side.failed = true;
+    const other = side === sa ? sb : sa;
+    abortSide(other.d);
+    abortSide(side.d);
+  };
+
+  const finishIfDone = () => {
+    if (!sa.closed || !sb.closed) return;
+    resolve({ aToB, bToA, outcome: outcome ?? 'closed', error: firstError });
+  };
+
+  const wire = (from: SideState, to: SideState, isAtoB: boolean) => {
+    const src = from.d;
+    const dst = to.d;
+    const resetOutcome: RelayOutcome = from === sa ? 'reset_a' : 'reset_b';
+    src.on('data', (chunk: Buffer) => {
+      const n = chunk.length;
+      if (isAtoB) {
+        aToB += n;
+        if (counters) counters.received += n;
+      } else {
+        bToA += n;
+        if (counters) counters.sent += n;
+      }
+      if (dst.destroyed || dst.writableEnded) return;
+      if (!dst.write(chunk)) src.pause();
+    });
+    dst.on('drain', () => src.resume());
+    const endDst = () => {
+      if (!from.failed && !dst.destroyed && !dst.writableEnded) dst.end();
+    };
+    const h2 = isHttp2Stream(src);
+    src.on('end', () => {
+      from.readEnded = true;
+      // Node ends an HTTP/2 stream's readable just before it reports a received RST_STREAM
+      // ('aborted'); wait one turn so a reset is not forwarded as a FIN first.
+      if (h2) setImmediate(endDst);
+      else endDst();
+    });
+    src.on('error', (err: Error) => {
+      from.error = err;
+      fail(from, resetOutcome, err);
+    });
+    if (h2) src.on('aborted', () => fail(from, resetOutcome));
+    src.on('close', () => {
+      from.closed = true;
+      const rst = h2 && (src as http2.Http2Stream).rstCode !== undefined && (src as http2.Http2Stream).rstCode !== NGHTTP2_NO_ERROR;
+      // Closed without a clean end of its read side: the peer reset or the session died.
+      if (!from.failed && (rst || !from.readEnded)) fail(from, resetOutcome, from.error);
+      finishIfDone();
+    });
+  };
+
+  wire(sa, sb, true);
+  wire(sb, sa, false);
+
+  return {
+    done,
+    reset() {
+      if (!outcome) outcome = 'aborted';
+      abortSide(a);
+      abortSide(b);
+    },
+    get aToB() {
+      return aToB;
+    },
+    get bToA() {
+      return bToA;
+    },
+  };
+}

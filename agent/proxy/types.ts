@@ -1,0 +1,45 @@
+// Narrow interfaces the proxies need from the rest of the agent (identities, authorization, addresses), so each can be faked in tests.
+import type { Workload } from '../state/types';
+import type { UsableCert, RotationListener } from '../identity/manager';
+
+/** What the proxies need from the identity manager. */
+export interface IdentityProvider {
+  get(spiffeId: string): UsableCert | undefined;
+  certificate?(spiffeId: string): Promise<UsableCert>;
+  trustBundlePem(): string;
+  onRotate?(listener: RotationListener): void;
+}
+
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface IpPort {
+  readonly ip: string;
+  readonly port: number;
+}
+
+export interface AuthorizeInput {
+  /** Authenticated SPIFFE id of the caller (from its certificate, or the local source workload). */
+  readonly sourceIdentity: string;
+  readonly sourceIp?: string;
+  readonly destination: IpPort;
+  readonly destinationWorkload?: Workload;
+}
+
+export type AuthorizeResult = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+export type Authorizer = (input: AuthorizeInput) => AuthorizeResult;
+
+export const allowAll: Authorizer = () => ({ allow: true });
+
+/** "ip:port", bracketing IPv6 (the HBONE :authority form). */
+export function formatAuthority(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** Strips the IPv4-mapped IPv6 prefix Node reports on dual-stack sockets. */
+export function normalizeIp(ip: string | undefined): string | undefined {
+  if (!ip) return undefined;
+  return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}

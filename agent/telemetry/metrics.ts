@@ -1,0 +1,225 @@
+// Prometheus metrics on a private registry: Istio's standard TCP metrics (names and labels) plus smesh_* operational ones.
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Workload } from '../state/types';
+
+/** Istio's TCP metric labels, in the set ztunnel reports. */
+export const ISTIO_TCP_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_canonical_service',
+  'source_canonical_revision',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_cluster',
+  'destination_service',
+  'destination_service_namespace',
+  'destination_service_name',
+  'destination_workload',
+  'destination_canonical_service',
+  'destination_canonical_revision',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_cluster',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+export type IstioTcpLabel = (typeof ISTIO_TCP_LABELS)[number];
+export type IstioTcpLabels = Record<IstioTcpLabel, string>;
+
+const UNKNOWN = 'unknown';
+export const DEFAULT_CLUSTER = 'Kubernetes';
+
+export type RefusalReason =
+  | 'no_original_destination'
+  | 'loop'
+  | 'unknown_source'
+  | 'source_not_local'
+  | 'unknown_destination'
+  | 'no_endpoint'
+  | 'unknown_node'
+  | 'no_certificate'
+  | 'denied'
+  | 'upstream_connect_failed'
+  | 'hbone_error'
+  | 'bad_request'
+  | 'not_local_workload'
+  | 'unauthenticated'
+  | 'shutting_down';
+
+/** Inputs that label one TCP connection; anything unknown becomes "unknown". */
+export interface TcpConnectionInfo {
+  readonly reporter: 'source' | 'destination';
+  readonly source?: Workload;
+  readonly sourcePrincipal?: string;
+  readonly destination?: Workload;
+  readonly destinationPrincipal?: string;
+  /** `name.namespace.svc.<domain>` style host, plus name/namespace. */
+  readonly service?: { readonly name: string; readonly namespace: string; readonly host: string };
+  readonly mtls: boolean;
+  readonly cluster?: string;
+}
+
+function canonicalService(w: Workload): string {
+  return w.labels['service.istio.io/canonical-name'] ?? w.labels['app.kubernetes.io/name'] ?? w.labels['app'] ?? w.workloadName;
+}
+function canonicalRevision(w: Workload): string {
+  return w.labels['service.istio.io/canonical-revision'] ?? w.labels['app.kubernetes.io/version'] ?? w.labels['version'] ?? 'latest';
+}
+
+export function istioTcpLabels(info: TcpConnectionInfo): IstioTcpLabels {
+  const s = info.source;
+  const d = info.destination;
+  const cluster = info.cluster ?? DEFAULT_CLUSTER;
+  return {
+    reporter: info.reporter,
+    source_workload: s?.workloadName ?? UNKNOWN,
+    source_canonical_service: s ? canonicalService(s) : UNKNOWN,
+    source_canonical_revision: s ? canonicalRevision(s) : UNKNOWN,
+    source_workload_namespace: s?.namespace ?? UNKNOWN,
+    source_principal: info.sourcePrincipal ?? s?.identity ?? UNKNOWN,
+    source_app: s ? (s.labels['app'] ?? canonicalService(s)) : UNKNOWN,
+    source_version: s ? canonicalRevision(s) : UNKNOWN,
+    source_cluster: s ? cluster : UNKNOWN,
+    destination_service: info.service?.host ?? (d?.ip ?? UNKNOWN),
+    destination_service_namespace: info.service?.namespace ?? d?.namespace ?? UNKNOWN,
+    destination_service_name: info.service?.name ?? UNKNOWN,
+    destination_workload: d?.workloadName ?? UNKNOWN,
+    destination_canonical_service: d ? canonicalService(d) : UNKNOWN,
+    destination_canonical_revision: d ? canonicalRevision(d) : UNKNOWN,
+    destination_workload_namespace: d?.namespace ?? UNKNOWN,
+    destination_principal: info.destinationPrincipal ?? d?.identity ?? UNKNOWN,
+    destination_app: d ? (d.labels['app'] ?? canonicalService(d)) : UNKNOWN,
+    destination_version: d ? canonicalRevision(d) : UNKNOWN,
+    destination_cluster: d ? cluster : UNKNOWN,
+    request_protocol: 'tcp',
+    response_flags: '-',
+    connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
+  };
+}
+
+/**
+ * One tracked TCP connection. The relay updates `received`/`sent` (plain numbers, no metric call
+ * per chunk); deltas reach the counters on every scrape (`MeshMetrics.flush`) and on `close`.
+ * Istio semantics: received = bytes from the client toward the server (request direction),
+ * sent = bytes from the server back to the client (response direction).
+ */
+export class TcpConnectionStats {
+  received = 0;
+  sent = 0;
+  private flushedReceived = 0;
+  private flushedSent = 0;
+  private closed = false;
+
+  constructor(
+    private readonly owner: MeshMetrics,
+    readonly labels: IstioTcpLabels,
+  ) {}
+
+  /** Pushes pending byte deltas into the counters. */
+  flush(): void {
+    const r = this.received - this.flushedReceived;
+    const s = this.sent - this.flushedSent;
+    if (r > 0) this.owner.tcpReceivedBytes.inc(this.labels, r);
+    if (s > 0) this.owner.tcpSentBytes.inc(this.labels, s);
+    this.flushedReceived = this.received;
+    this.flushedSent = this.sent;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.flush();
+    this.owner.tcpClosed.inc(this.labels);
+    this.owner.forget(this);
+  }
+}
+
+export interface CertificateExpiry {
+  readonly spiffeId: string;
+  readonly notAfter: Date;
+}
+
+/** All agent metrics, on a registry of their own (never prom-client's global one). */
+export class MeshMetrics {
+  readonly registry = new Registry();
+  readonly tcpOpened: Counter<IstioTcpLabel>;
+  readonly tcpClosed: Counter<IstioTcpLabel>;
+  readonly tcpSentBytes: Counter<IstioTcpLabel>;
+  readonly tcpReceivedBytes: Counter<IstioTcpLabel>;
+  readonly redirected: Counter<'direction'>;
+  readonly refused: Counter<'direction' | 'reason'>;
+  readonly hboneStreams: Counter<'direction' | 'result'>;
+  readonly hboneActiveStreams: Gauge<'direction'>;
+  readonly hboneSessions: Gauge<'direction'>;
+  readonly certificateExpiry: Gauge<'identity'>;
+  private readonly live = new Set<TcpConnectionStats>();
+  private certificateProvider: () => readonly CertificateExpiry[] = () => [];
+
+  constructor() {
+    const registers = [this.registry];
+    const labelNames = ISTIO_TCP_LABELS as unknown as IstioTcpLabel[];
+    this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'Total TCP connections opened', labelNames, registers });
+    this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'Total TCP connections closed', labelNames, registers });
+    this.tcpSentBytes = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent in response (server to client) on TCP connections', labelNames, registers });
+    this.tcpReceivedBytes = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received in request (client to server) on TCP connections', labelNames, registers });
+    this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
+    this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
+    this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
+    this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
+    this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
+    const self = this;
+    this.certificateExpiry = new Gauge({
+      name: 'smesh_certificate_expiry_seconds',
+      help: 'Seconds until each held certificate expires',
+      labelNames: ['identity'],
+      registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const c of self.certificateProvider()) this.set({ identity: c.spiffeId }, Math.round((c.notAfter.getTime() - now) / 1000));
+      },
+    });
+    for (const d of ['inbound', 'outbound']) {
+      this.hboneActiveStreams.set({ direction: d }, 0);
+      this.hboneSessions.set({ direction: d }, 0);
+    }
+  }
+
+  /** Where certificate expiry comes from (IdentityManager.list). */
+  setCertificateProvider(fn: () => readonly CertificateExpiry[]): void {
+    this.certificateProvider = fn;
+  }
+
+  /** Counts a connection as opened and returns the handle the relay updates. */
+  openTcp(info: TcpConnectionInfo): TcpConnectionStats {
+    const stats = new TcpConnectionStats(this, istioTcpLabels(info));
+    this.tcpOpened.inc(stats.labels);
+    this.live.add(stats);
+    return stats;
+  }
+
+  /** Moves byte counts of live connections into the counters (called before each scrape). */
+  flush(): void {
+    for (const s of this.live) s.flush();
+  }
+
+  /** Prometheus text exposition, with live byte counts flushed first. */
+  async text(): Promise<string> {
+    this.flush();
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** @internal */
+  forget(stats: TcpConnectionStats): void {
+    this.live.delete(stats);
+  }
+}

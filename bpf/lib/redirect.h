@@ -1,0 +1,105 @@
+/* Outbound capture: decide whether a connect() from an enrolled pod to a meshed destination is
+ * redirected to the node's capture address, and remember where it was going. */
+#ifndef SMESH_LIB_REDIRECT_H
+#define SMESH_LIB_REDIRECT_H
+
+#include "common.h"
+#include "config.h"
+#include "pods.h"
+#include "dests.h"
+#include "origdst.h"
+
+/* Returns 1 when the connection should go to `capture` instead (and records the original). */
+static __always_inline int smesh_should_redirect(struct bpf_sock_addr *ctx, const __u32 dst[4], __u16 port,
+						 const __u32 capture[4])
+{
+	struct smesh_pod_info *pod;
+
+	if (ctx->type != SMESH_SOCK_STREAM)
+		return 0;
+	/* Loop guard: the proxy's listener (or anything on the capture address) is never captured. */
+	if (smesh_addr_equal(dst, capture))
+		return 0;
+	pod = smesh_pod_of(ctx);
+	if (!pod)
+		return 0;
+	if (!smesh_dest_is_meshed(dst, port))
+		return 0;
+	smesh_remember_socket(ctx, dst, port, pod->workload_id);
+	return 1;
+}
+
+static __always_inline int smesh_redirect4(struct bpf_sock_addr *ctx)
+{
+	__u32 dst[4], capture[4];
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u32 capture_ip4 = smesh_capture_ip4;
+
+	if (!capture_ip4)
+		return SMESH_ALLOW;
+	smesh_addr_from_v4(dst, ctx->user_ip4);
+	smesh_addr_from_v4(capture, capture_ip4);
+	if (smesh_should_redirect(ctx, dst, port, capture)) {
+		ctx->user_ip4 = capture_ip4;
+		ctx->user_port = bpf_htons(smesh_capture_port);
+	}
+	return SMESH_ALLOW;
+}
+
+static __always_inline int smesh_redirect6(struct bpf_sock_addr *ctx)
+{
+	__u32 dst[4], capture[4];
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+
+	dst[0] = ctx->user_ip6[0];
+	dst[1] = ctx->user_ip6[1];
+	dst[2] = ctx->user_ip6[2];
+	dst[3] = ctx->user_ip6[3];
+	if (smesh_addr_is_v4_mapped(dst)) {
+		/* An AF_INET6 socket connecting to ::ffff:a.b.c.d: capture on the v4-mapped capture address. */
+		if (!smesh_capture_ip4)
+			return SMESH_ALLOW;
+		smesh_addr_from_v4(capture, smesh_capture_ip4);
+	} else {
+		if (!smesh_capture_ip6_enabled)
+			return SMESH_ALLOW;
+		smesh_capture_addr6(capture);
+	}
+	if (smesh_should_redirect(ctx, dst, port, capture)) {
+		ctx->user_ip6[0] = capture[0];
+		ctx->user_ip6[1] = capture[1];
+		ctx->user_ip6[2] = capture[2];
+		ctx->user_ip6[3] = capture[3];
+		ctx->user_port = bpf_htons(smesh_capture_port);
+	}
+	return SMESH_ALLOW;
+}
+
+/* getpeername on a redirected socket reports the original destination, so the app never sees the
+ * capture address. */
+static __always_inline int smesh_unredirect_peer4(struct bpf_sock_addr *ctx)
+{
+	struct smesh_orig_dst *orig = smesh_socket_orig(ctx);
+
+	if (orig && smesh_addr_is_v4_mapped(orig->addr)) {
+		ctx->user_ip4 = orig->addr[3];
+		ctx->user_port = bpf_htons(orig->port);
+	}
+	return SMESH_ALLOW;
+}
+
+static __always_inline int smesh_unredirect_peer6(struct bpf_sock_addr *ctx)
+{
+	struct smesh_orig_dst *orig = smesh_socket_orig(ctx);
+
+	if (orig) {
+		ctx->user_ip6[0] = orig->addr[0];
+		ctx->user_ip6[1] = orig->addr[1];
+		ctx->user_ip6[2] = orig->addr[2];
+		ctx->user_ip6[3] = orig->addr[3];
+		ctx->user_port = bpf_htons(orig->port);
+	}
+	return SMESH_ALLOW;
+}
+
+#endif /* SMESH_LIB_REDIRECT_H */

@@ -1,0 +1,64 @@
+/* smesh BPF ABI: map key/value layouts shared by bpf/ programs and the native loader.
+ *
+ * Rules: every struct has explicit padding and a fixed size (checked below); a layout change gets a
+ * new map name with a _v2 suffix; retired fields are kept, never reused.
+ * Addresses are 16 bytes in network byte order (IPv4 as v4-mapped ::ffff:a.b.c.d), stored as four
+ * __u32 words so BPF can copy them with 4-byte loads. Ports are in HOST byte order.
+ */
+#ifndef SMESH_SHARED_ABI_H
+#define SMESH_SHARED_ABI_H
+
+#ifdef __BPF__
+/* vmlinux.h provides the __u8/__u16/__u32/__u64 types. */
+#else
+#include <linux/types.h>
+#endif
+
+#define SMESH_MAX_PODS 16384
+#define SMESH_MAX_DESTS 65536
+#define SMESH_MAX_SOCKS 65536
+#define SMESH_MAX_CONNS 65536
+
+/* smesh_pods: key = netns cookie (__u64, from bpf_get_netns_cookie / SO_NETNS_COOKIE). */
+struct smesh_pod_info {
+	__u32 workload_id;
+	__u32 flags; /* reserved, 0 */
+};
+
+/* smesh_dests key; also the key of smesh_conns (client local address as the proxy sees its peer). */
+struct smesh_addr_port {
+	__u32 addr[4]; /* network order, v4-mapped for IPv4 */
+	__u16 port;    /* host order; 0 in smesh_dests = every port */
+	__u16 pad;     /* must be 0 */
+};
+
+/* smesh_dests value. */
+struct smesh_dest_info {
+	__u32 flags; /* reserved, 0 */
+};
+
+/* smesh_socks (socket cookie → original destination) and smesh_conns values. */
+struct smesh_orig_dst {
+	__u32 addr[4];     /* network order, v4-mapped for IPv4 */
+	__u16 port;        /* host order */
+	__u16 pad;         /* 0 */
+	__u32 workload_id; /* enrolled workload that made the connection */
+	__u32 pad2;        /* reserved, 0 */
+};
+
+#define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
+#define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
+
+#ifdef __cplusplus
+static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
+static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
+static_assert(sizeof(struct smesh_dest_info) == 4, "smesh_dest_info size");
+static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
+#else
+_Static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
+_Static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
+_Static_assert(sizeof(struct smesh_dest_info) == 4, "smesh_dest_info size");
+_Static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
+#endif
+
+#endif /* SMESH_SHARED_ABI_H */

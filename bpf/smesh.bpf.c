@@ -1,0 +1,46 @@
+/* smesh entry programs: outbound capture (connect4/6), original-destination recovery (sockops,
+ * getsockopt) and redirect transparency (getpeername4/6). All attach to the node's pod cgroup root. */
+#include "lib/common.h"
+#include "lib/config.h"
+#include "lib/redirect.h"
+#include "lib/conntrack.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("cgroup/connect4")
+int smesh_connect4(struct bpf_sock_addr *ctx)
+{
+	return smesh_redirect4(ctx);
+}
+
+SEC("cgroup/connect6")
+int smesh_connect6(struct bpf_sock_addr *ctx)
+{
+	return smesh_redirect6(ctx);
+}
+
+SEC("sockops")
+int smesh_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+		smesh_track_established(skops);
+	return 1;
+}
+
+SEC("cgroup/getsockopt")
+int smesh_getsockopt(struct bpf_sockopt *ctx)
+{
+	return smesh_answer_original_dst(ctx);
+}
+
+SEC("cgroup/getpeername4")
+int smesh_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return smesh_unredirect_peer4(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int smesh_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return smesh_unredirect_peer6(ctx);
+}

@@ -1,0 +1,11 @@
+// smesh_native addon entry point: registers the bindings, nothing else.
+#include <napi.h>
+
+#include "bindings.h"
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  smesh::RegisterBindings(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(smesh_native, Init)

@@ -1,0 +1,368 @@
+// Node-API glue: argument checking (TypeError at once), AsyncWorkers for blocking work, and the
+// RawDatapath wrapper around a loaded Datapath. Execute() never touches JavaScript values.
+#include "bindings.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "errors.h"
+#include "loader.h"
+#include "maps.h"
+#include "sockets.h"
+
+namespace smesh {
+
+namespace {
+
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message) {
+  throw Napi::TypeError::New(env, message);
+}
+
+Napi::Error ToJsError(Napi::Env env, const std::exception& e) {
+  Napi::Error error = Napi::Error::New(env, e.what());
+  if (const auto* native = dynamic_cast<const NativeError*>(&e)) {
+    const std::string code = native->code();
+    if (!code.empty()) error.Set("code", Napi::String::New(env, code));
+    if (native->err() > 0) error.Set("errno", Napi::Number::New(env, native->err()));
+  }
+  return error;
+}
+
+// Rethrows a native failure as a JavaScript Error with code/errno.
+template <typename Fn>
+auto Guard(Napi::Env env, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw ToJsError(env, e);
+  }
+}
+
+std::string StringField(Napi::Object obj, const char* name) {
+  Napi::Value v = obj.Get(name);
+  if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty())
+    ThrowTypeError(obj.Env(), std::string("options.") + name + " must be a non-empty string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+void CopyBytes(Napi::Value v, const std::string& what, uint8_t* out, size_t n) {
+  if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() != n)
+    ThrowTypeError(v.Env(), what + " must be a Buffer of " + std::to_string(n) + " bytes");
+  std::memcpy(out, v.As<Napi::Buffer<uint8_t>>().Data(), n);
+}
+
+uint16_t PortArg(Napi::Value v, const std::string& what) {
+  if (!v.IsNumber()) ThrowTypeError(v.Env(), what + " must be an integer 0..65535");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 65535) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    ThrowTypeError(v.Env(), what + " must be an integer 0..65535");
+  return static_cast<uint16_t>(d);
+}
+
+uint32_t U32Arg(Napi::Value v, const std::string& what) {
+  if (!v.IsNumber()) ThrowTypeError(v.Env(), what + " must be an integer 0..4294967295");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    ThrowTypeError(v.Env(), what + " must be an integer 0..4294967295");
+  return static_cast<uint32_t>(d);
+}
+
+uint64_t CookieArg(Napi::Value v, const std::string& what) {
+  if (!v.IsBigInt()) ThrowTypeError(v.Env(), what + " must be a bigint");
+  bool lossless = false;
+  uint64_t value = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) ThrowTypeError(v.Env(), what + " must be a bigint in 0..2^64-1");
+  return value;
+}
+
+Napi::Buffer<uint8_t> AddrBuffer(Napi::Env env, const void* addr) {
+  return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(addr), 16);
+}
+
+class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "RawDatapath",
+                       {
+                           InstanceMethod("attachInfo", &RawDatapath::AttachInfo),
+                           InstanceMethod("podUpdate", &RawDatapath::PodUpdate),
+                           InstanceMethod("podDelete", &RawDatapath::PodDeleteJs),
+                           InstanceMethod("pods", &RawDatapath::Pods),
+                           InstanceMethod("destUpdate", &RawDatapath::DestUpdate),
+                           InstanceMethod("destDelete", &RawDatapath::DestDeleteJs),
+                           InstanceMethod("dests", &RawDatapath::Dests),
+                           InstanceMethod("connsPinPath", &RawDatapath::ConnsPinPath),
+                           InstanceMethod("close", &RawDatapath::CloseJs),
+                           InstanceMethod("destroy", &RawDatapath::DestroyJs),
+                       });
+  }
+
+  explicit RawDatapath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawDatapath>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal())
+      ThrowTypeError(info.Env(), "RawDatapath is created by open(), not with new");
+    dp_.reset(info[0].As<Napi::External<Datapath>>().Data());
+  }
+
+ private:
+  Datapath& Live(Napi::Env env) {
+    if (!dp_ || dp_->closed()) throw Napi::Error::New(env, "datapath is closed");
+    return *dp_;
+  }
+
+  Napi::Value AttachInfo(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!dp_) throw Napi::Error::New(env, "datapath is closed");
+    const AttachResult& r = dp_->attach_result();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("reused", Napi::Boolean::New(env, r.reused));
+    Napi::Array links = Napi::Array::New(env, r.links.size());
+    for (size_t i = 0; i < r.links.size(); i++) links.Set(i, Napi::String::New(env, r.links[i]));
+    out.Set("links", links);
+    return out;
+  }
+
+  Napi::Value PodUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t cookie = CookieArg(info[0], "netnsCookie");
+    uint32_t workload = U32Arg(info[1], "workloadId");
+    Guard(env, [&] { PodPut(Live(env).pods_fd(), cookie, workload); });
+    return env.Undefined();
+  }
+
+  Napi::Value PodDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t cookie = CookieArg(info[0], "netnsCookie");
+    return Napi::Boolean::New(env, Guard(env, [&] { return PodDelete(Live(env).pods_fd(), cookie); }));
+  }
+
+  Napi::Value Pods(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto pods = Guard(env, [&] { return PodList(Live(env).pods_fd()); });
+    Napi::Array out = Napi::Array::New(env, pods.size());
+    for (size_t i = 0; i < pods.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("cookie", Napi::BigInt::New(env, pods[i].first));
+      o.Set("workloadId", Napi::Number::New(env, pods[i].second.workload_id));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value DestUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    Guard(env, [&] { DestPut(Live(env).dests_fd(), MakeAddrPort(addr, port)); });
+    return env.Undefined();
+  }
+
+  Napi::Value DestDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    return Napi::Boolean::New(env, Guard(env, [&] { return DestDelete(Live(env).dests_fd(), MakeAddrPort(addr, port)); }));
+  }
+
+  Napi::Value Dests(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto dests = Guard(env, [&] { return DestList(Live(env).dests_fd()); });
+    Napi::Array out = Napi::Array::New(env, dests.size());
+    for (size_t i = 0; i < dests.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("addr", AddrBuffer(env, dests[i].addr));
+      o.Set("port", Napi::Number::New(env, dests[i].port));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  Napi::Value ConnsPinPath(const Napi::CallbackInfo& info) {
+    if (!dp_) throw Napi::Error::New(info.Env(), "datapath is closed");
+    return Napi::String::New(info.Env(), dp_->conns_pin_path());
+  }
+
+  Napi::Value CloseJs(const Napi::CallbackInfo& info) {
+    if (dp_) dp_->Close();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value DestroyJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!dp_) throw Napi::Error::New(env, "datapath is already destroyed");
+    Guard(env, [&] { dp_->Destroy(); });
+    return env.Undefined();
+  }
+
+  std::unique_ptr<Datapath> dp_;
+};
+
+Napi::FunctionReference* RawDatapath::constructor = nullptr;
+
+class OpenWorker : public Napi::AsyncWorker {
+ public:
+  OpenWorker(Napi::Env env, LoaderOptions options)
+      : Napi::AsyncWorker(env, "smesh.open"), deferred_(Napi::Promise::Deferred::New(env)), options_(std::move(options)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      result_ = Datapath::Open(options_);
+    } catch (const std::exception& e) {
+      failure_ = std::current_exception();
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::External<Datapath> ext = Napi::External<Datapath>::New(env, result_.release());
+    deferred_.Resolve(RawDatapath::constructor->New({ext}));
+  }
+
+  void OnError(const Napi::Error& error) override { deferred_.Reject(Rejection(Env(), failure_, error)); }
+
+  static Napi::Value Rejection(Napi::Env env, std::exception_ptr failure, const Napi::Error& fallback) {
+    try {
+      if (failure) std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+      return ToJsError(env, e).Value();
+    }
+    return fallback.Value();
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  LoaderOptions options_;
+  std::unique_ptr<Datapath> result_;
+  std::exception_ptr failure_;
+};
+
+class NetnsCookieWorker : public Napi::AsyncWorker {
+ public:
+  NetnsCookieWorker(Napi::Env env, std::string path)
+      : Napi::AsyncWorker(env, "smesh.netnsCookie"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      cookie_ = NetnsCookie(path_);
+    } catch (const std::exception& e) {
+      failure_ = std::current_exception();
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(Napi::BigInt::New(Env(), cookie_)); }
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  uint64_t cookie_ = 0;
+  std::exception_ptr failure_;
+};
+
+// open({bpffsDir, cgroupPath, captureIp4: Buffer(4), capturePort, captureIp6?: Buffer(16),
+//       pods?: [{cookie: bigint, workloadId}], dests?: [{addr: Buffer(16), port}]}) → Promise<RawDatapath>
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) ThrowTypeError(env, "open(options) needs an options object");
+  Napi::Object o = info[0].As<Napi::Object>();
+  LoaderOptions options;
+  options.bpffs_dir = StringField(o, "bpffsDir");
+  options.cgroup_path = StringField(o, "cgroupPath");
+  CopyBytes(o.Get("captureIp4"), "options.captureIp4", options.capture_ip4, 4);
+  options.capture_port = PortArg(o.Get("capturePort"), "options.capturePort");
+  if (options.capture_port == 0) ThrowTypeError(env, "options.capturePort must be an integer 1..65535");
+  Napi::Value ip6 = o.Get("captureIp6");
+  if (!ip6.IsUndefined() && !ip6.IsNull()) {
+    CopyBytes(ip6, "options.captureIp6", options.capture_ip6, 16);
+    options.has_capture_ip6 = true;
+  }
+  Napi::Value pods = o.Get("pods");
+  if (!pods.IsUndefined()) {
+    if (!pods.IsArray()) ThrowTypeError(env, "options.pods must be an array");
+    Napi::Array arr = pods.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value item = arr.Get(i);
+      if (!item.IsObject()) ThrowTypeError(env, "options.pods[" + std::to_string(i) + "] must be an object");
+      Napi::Object p = item.As<Napi::Object>();
+      options.pods.emplace_back(CookieArg(p.Get("cookie"), "options.pods[].cookie"),
+                                U32Arg(p.Get("workloadId"), "options.pods[].workloadId"));
+    }
+  }
+  Napi::Value dests = o.Get("dests");
+  if (!dests.IsUndefined()) {
+    if (!dests.IsArray()) ThrowTypeError(env, "options.dests must be an array");
+    Napi::Array arr = dests.As<Napi::Array>();
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Value item = arr.Get(i);
+      if (!item.IsObject()) ThrowTypeError(env, "options.dests[" + std::to_string(i) + "] must be an object");
+      Napi::Object d = item.As<Napi::Object>();
+      uint8_t addr[16];
+      CopyBytes(d.Get("addr"), "options.dests[].addr", addr, 16);
+      options.dests.push_back(MakeAddrPort(addr, PortArg(d.Get("port"), "options.dests[].port")));
+    }
+  }
+  auto* worker = new OpenWorker(env, std::move(options));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// netnsCookie(path) → Promise<bigint>
+Napi::Value NetnsCookieJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    ThrowTypeError(env, "netnsCookie(path) needs a non-empty path string");
+  auto* worker = new NetnsCookieWorker(env, info[0].As<Napi::String>().Utf8Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
+// originalDestination(fd, connsPinPath?) → {addr: Buffer(16), port, via: 'getsockopt'|'map'} | null
+Napi::Value OriginalDestinationJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) ThrowTypeError(env, "originalDestination(fd) needs a socket fd number");
+  double d = info[0].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d < 2147483648.0) || d != static_cast<double>(static_cast<int>(d)))
+    ThrowTypeError(env, "fd must be a non-negative integer");
+  std::string pin;
+  if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
+    if (!info[1].IsString()) ThrowTypeError(env, "connsPinPath must be a string");
+    pin = info[1].As<Napi::String>().Utf8Value();
+  }
+  auto result = Guard(env, [&] { return OriginalDestination(static_cast<int>(d), pin); });
+  if (!result) return env.Null();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("addr", AddrBuffer(env, result->addr));
+  out.Set("port", Napi::Number::New(env, result->port));
+  out.Set("via", Napi::String::New(env, result->from_map ? "map" : "getsockopt"));
+  return out;
+}
+
+}  // namespace
+
+void RegisterBindings(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = RawDatapath::Define(env);
+  RawDatapath::constructor = new Napi::FunctionReference(Napi::Persistent(ctor));
+  env.SetInstanceData(RawDatapath::constructor);
+  exports.Set("RawDatapath", ctor);
+  exports.Set("open", Napi::Function::New(env, Open, "open"));
+  exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookieJs, "netnsCookie"));
+  exports.Set("originalDestination", Napi::Function::New(env, OriginalDestinationJs, "originalDestination"));
+}
+
+}  // namespace smesh

@@ -1,0 +1,71 @@
+// BPF loader: open → configure rodata → set map pin paths → load → fill maps → attach (bpf_link_create,
+// or bpf_link_update of pinned links on restart) → pin links. One cleanup path. No JavaScript here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "abi.h"
+
+struct smesh_bpf;  // libbpf skeleton (generated smesh.skel.h)
+
+
+namespace smesh {
+
+struct LoaderOptions {
+  std::string bpffs_dir;
+  std::string cgroup_path;
+  uint8_t capture_ip4[4] = {0, 0, 0, 0};  // network order
+  uint16_t capture_port = 0;              // host order
+  bool has_capture_ip6 = false;
+  uint8_t capture_ip6[16] = {};
+  // Initial map contents, written after load and before attach.
+  std::vector<std::pair<uint64_t, uint32_t>> pods;  // netns cookie → workload id
+  std::vector<smesh_addr_port> dests;
+};
+
+struct AttachResult {
+  bool reused = false;             // at least one pinned link was found and its program swapped in place
+  std::vector<std::string> links;  // pin paths, one per program
+};
+
+class Datapath {
+ public:
+  // Blocking: runs every loader phase. Throws NativeError; on failure nothing new stays attached.
+  static std::unique_ptr<Datapath> Open(const LoaderOptions& options);
+  ~Datapath();
+  Datapath(const Datapath&) = delete;
+  Datapath& operator=(const Datapath&) = delete;
+
+  const AttachResult& attach_result() const { return attach_; }
+  bool closed() const { return skel_ == nullptr; }
+  int pods_fd() const;
+  int dests_fd() const;
+  std::string conns_pin_path() const;
+  const std::string& bpffs_dir() const { return bpffs_dir_; }
+
+  // Closes fds; pinned links and maps stay, so redirection survives the process.
+  void Close();
+  // Detaches every link, removes every pin under the bpffs dir, then closes.
+  void Destroy();
+
+ private:
+  Datapath() = default;
+  void Teardown(bool drop_created_links);
+
+  struct smesh_bpf* skel_ = nullptr;
+  int cgroup_fd_ = -1;
+  std::string bpffs_dir_;
+  std::vector<int> link_fds_;
+  std::vector<bool> link_created_;
+  AttachResult attach_;
+};
+
+// Pin layout under the bpffs dir.
+std::string MapPinPath(const std::string& bpffs_dir, const char* map_name);
+std::string LinkPinPath(const std::string& bpffs_dir, const char* link_name);
+
+}  // namespace smesh

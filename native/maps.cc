@@ -1,0 +1,88 @@
+// smesh map operations: update/delete/iterate with errors naming the map and the key.
+#include "maps.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+
+#include <cstring>
+
+#include "errors.h"
+
+namespace smesh {
+
+namespace {
+
+// get_next_key walks are bounded so a map being rewritten concurrently cannot loop forever.
+template <typename Key, typename Fn>
+void ForEachKey(int map_fd, uint32_t max_entries, const char* map_name, Fn fn) {
+  Key key{};
+  Key next{};
+  const void* prev = nullptr;
+  for (uint32_t i = 0; i <= max_entries; i++) {
+    if (bpf_map_get_next_key(map_fd, prev, &next) != 0) {
+      if (errno == ENOENT) return;
+      ThrowErrno(std::string("iterate map ") + map_name, errno);
+    }
+    key = next;
+    fn(key);
+    prev = &key;
+  }
+}
+
+}  // namespace
+
+void PodPut(int map_fd, uint64_t netns_cookie, uint32_t workload_id) {
+  smesh_pod_info info{};
+  info.workload_id = workload_id;
+  if (bpf_map_update_elem(map_fd, &netns_cookie, &info, BPF_ANY) != 0)
+    ThrowErrno("update smesh_pods[netns cookie " + std::to_string(netns_cookie) + "]", errno);
+}
+
+bool PodDelete(int map_fd, uint64_t netns_cookie) {
+  if (bpf_map_delete_elem(map_fd, &netns_cookie) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_pods[netns cookie " + std::to_string(netns_cookie) + "]", errno);
+}
+
+std::vector<std::pair<uint64_t, smesh_pod_info>> PodList(int map_fd) {
+  std::vector<std::pair<uint64_t, smesh_pod_info>> out;
+  ForEachKey<uint64_t>(map_fd, SMESH_MAX_PODS, "smesh_pods", [&](uint64_t cookie) {
+    smesh_pod_info info{};
+    if (bpf_map_lookup_elem(map_fd, &cookie, &info) == 0) out.emplace_back(cookie, info);
+  });
+  return out;
+}
+
+smesh_addr_port MakeAddrPort(const uint8_t addr[16], uint16_t port) {
+  smesh_addr_port key{};
+  std::memcpy(key.addr, addr, sizeof(key.addr));
+  key.port = port;
+  return key;
+}
+
+void DestPut(int map_fd, const smesh_addr_port& key) {
+  smesh_dest_info info{};
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0)
+    ThrowErrno("update smesh_dests (port " + std::to_string(key.port) + ")", errno);
+}
+
+bool DestDelete(int map_fd, const smesh_addr_port& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_dests (port " + std::to_string(key.port) + ")", errno);
+}
+
+std::vector<smesh_addr_port> DestList(int map_fd) {
+  std::vector<smesh_addr_port> out;
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_DESTS, "smesh_dests",
+                              [&](const smesh_addr_port& key) { out.push_back(key); });
+  return out;
+}
+
+bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out) {
+  if (bpf_map_lookup_elem(map_fd, &key, out) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("lookup smesh_conns", errno);
+}
+
+}  // namespace smesh

@@ -1,0 +1,25 @@
+// Typed operations on the smesh BPF maps (layouts from bpf/shared/abi.h); synchronous, one syscall each.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "abi.h"
+
+namespace smesh {
+
+void PodPut(int map_fd, uint64_t netns_cookie, uint32_t workload_id);
+bool PodDelete(int map_fd, uint64_t netns_cookie);
+std::vector<std::pair<uint64_t, smesh_pod_info>> PodList(int map_fd);
+
+smesh_addr_port MakeAddrPort(const uint8_t addr[16], uint16_t port);
+void DestPut(int map_fd, const smesh_addr_port& key);
+bool DestDelete(int map_fd, const smesh_addr_port& key);
+std::vector<smesh_addr_port> DestList(int map_fd);
+
+// Looks a client address up in smesh_conns. Returns false when absent.
+bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out);
+
+}  // namespace smesh

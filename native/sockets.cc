@@ -1,0 +1,120 @@
+// Socket helpers implementation: per-thread setns for netns cookies; SO_ORIGINAL_DST with map fallback.
+#include "sockets.h"
+
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <exception>
+#include <thread>
+
+#include "abi.h"
+#include "errors.h"
+#include "maps.h"
+
+namespace smesh {
+
+namespace {
+
+void ToMapped(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port) {
+  if (ss.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    std::memset(out, 0, 10);
+    out[10] = 0xff;
+    out[11] = 0xff;
+    std::memcpy(out + 12, &sin->sin_addr, 4);
+    *port = ntohs(sin->sin_port);
+  } else {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    std::memcpy(out, &sin6->sin6_addr, 16);
+    *port = ntohs(sin6->sin6_port);
+  }
+}
+
+}  // namespace
+
+uint64_t NetnsCookie(const std::string& netns_path) {
+  uint64_t cookie = 0;
+  std::exception_ptr failure;
+  // setns(CLONE_NEWNET) changes only the calling thread; this thread ends right after, so neither the
+  // main thread nor the libuv pool ever runs in the pod's namespace.
+  std::thread worker([&] {
+    try {
+      int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
+      if (setns(ns_fd, CLONE_NEWNET) != 0) {
+        int err = errno;
+        close(ns_fd);
+        ThrowErrno("setns into " + netns_path + " (is it a network namespace file?)", err);
+      }
+      close(ns_fd);
+      int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (sock < 0) ThrowErrno("create socket in netns " + netns_path, errno);
+      socklen_t len = sizeof(cookie);
+      int rc = getsockopt(sock, SOL_SOCKET, SMESH_SO_NETNS_COOKIE, &cookie, &len);
+      int err = errno;
+      close(sock);
+      if (rc != 0) ThrowErrno("read SO_NETNS_COOKIE in netns " + netns_path, err);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  worker.join();
+  if (failure) std::rethrow_exception(failure);
+  return cookie;
+}
+
+std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path) {
+  sockaddr_storage local{};
+  socklen_t len = sizeof(local);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0)
+    ThrowErrno("getsockname on fd " + std::to_string(fd), errno);
+  if (local.ss_family != AF_INET && local.ss_family != AF_INET6)
+    ThrowMessage("fd " + std::to_string(fd) + " is not an IPv4/IPv6 socket");
+
+  OriginalDst result{};
+  sockaddr_storage orig{};
+  const bool v6 = local.ss_family == AF_INET6;
+  len = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SMESH_SO_ORIGINAL_DST, &orig, &len) == 0) {
+    ToMapped(orig, result.addr, &result.port);
+    result.from_map = false;
+    return result;
+  }
+  if (errno != ENOPROTOOPT && errno != ENOENT)
+    ThrowErrno("getsockopt SO_ORIGINAL_DST on fd " + std::to_string(fd), errno);
+  if (conns_pin_path.empty()) return std::nullopt;
+
+  // Fallback: the getsockopt program is not in this socket's cgroup; ask the map directly.
+  sockaddr_storage peer{};
+  len = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
+    ThrowErrno("getpeername on fd " + std::to_string(fd), errno);
+  smesh_addr_port key{};
+  uint16_t port = 0;
+  ToMapped(peer, reinterpret_cast<uint8_t*>(key.addr), &port);
+  key.port = port;
+  int map_fd = bpf_obj_get(conns_pin_path.c_str());
+  if (map_fd < 0) ThrowErrno("open pinned map " + conns_pin_path, errno);
+  smesh_orig_dst value{};
+  bool found = false;
+  try {
+    found = ConnLookup(map_fd, key, &value);
+  } catch (...) {
+    close(map_fd);
+    throw;
+  }
+  close(map_fd);
+  if (!found) return std::nullopt;
+  std::memcpy(result.addr, value.addr, 16);
+  result.port = value.port;
+  result.from_map = true;
+  return result;
+}
+
+}  // namespace smesh

@@ -1,0 +1,25 @@
+// Socket helpers: netns cookie of a namespace file, and original destination of an accepted socket.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace smesh {
+
+// Blocking. Reads SO_NETNS_COOKIE from a socket created inside the network namespace at `netns_path`,
+// on a dedicated thread that setns()es and exits, so no other thread's namespace changes.
+uint64_t NetnsCookie(const std::string& netns_path);
+
+struct OriginalDst {
+  uint8_t addr[16];  // network order; IPv4 as v4-mapped
+  uint16_t port;     // host order
+  bool from_map;     // true: found by peer-address lookup in the pinned smesh_conns map
+};
+
+// SO_ORIGINAL_DST (SOL_IP or SOL_IPV6 by the socket's family), answered by cgroup/getsockopt. If the
+// kernel says ENOPROTOOPT/ENOENT and `conns_pin_path` is not empty, looks the peer address up in that
+// pinned map instead. Returns nullopt when neither knows the connection.
+std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path);
+
+}  // namespace smesh

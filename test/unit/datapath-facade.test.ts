@@ -1,0 +1,89 @@
+// Datapath facade against a fake native surface: argument checking, ip ↔ key conversion, error wrapping (no root needed).
+import { describe, expect, it } from 'vitest';
+import { createDatapathApi } from '../../agent/native/datapath';
+import { ipToKey, keyToIp } from '../../agent/native/addr';
+import type { RawDatapath, RawNative, RawOpenOptions } from '../../agent/native/raw';
+import { SmeshError } from '../../agent/errors';
+
+function fakeNative(): { native: RawNative; opened: RawOpenOptions[]; dests: Map<string, { addr: Buffer; port: number }> } {
+  const opened: RawOpenOptions[] = [];
+  const dests = new Map<string, { addr: Buffer; port: number }>();
+  const pods = new Map<bigint, number>();
+  const raw: RawDatapath = {
+    attachInfo: () => ({ reused: false, links: ['/x/links/connect4'] }),
+    podUpdate: (c, w) => void pods.set(c, w),
+    podDelete: (c) => pods.delete(c),
+    pods: () => [...pods].map(([cookie, workloadId]) => ({ cookie, workloadId })),
+    destUpdate: (addr, port) => void dests.set(`${addr.toString('hex')}/${port}`, { addr, port }),
+    destDelete: (addr, port) => dests.delete(`${addr.toString('hex')}/${port}`),
+    dests: () => [...dests.values()],
+    connsPinPath: () => '/x/maps/smesh_conns',
+    close: () => undefined,
+    destroy: () => undefined,
+  };
+  const native: RawNative = {
+    open: async (o) => {
+      opened.push(o);
+      if (o.cgroupPath === '/missing') throw Object.assign(new Error('open cgroup /missing: No such file or directory'), { code: 'ENOENT' });
+      return raw;
+    },
+    netnsCookie: async () => 77n,
+    originalDestination: (_fd, pin) => (pin ? { addr: ipToKey('198.18.1.10'), port: 80, via: 'map' } : null),
+  };
+  return { native, opened, dests };
+}
+
+describe('address keys', () => {
+  it.each([
+    ['198.18.0.1', '00000000000000000000ffffc6120001', '198.18.0.1'],
+    ['::ffff:198.18.0.1', '00000000000000000000ffffc6120001', '198.18.0.1'],
+    ['2001:db8::1', '20010db8000000000000000000000001', '2001:db8::1'],
+    ['::1', '00000000000000000000000000000001', '::1'],
+    ['fe80:0:0:1::', 'fe800000000000010000000000000000', 'fe80:0:0:1::'],
+    ['1:0:2:0:3:0:4:0', '00010000000200000003000000040000', '1:0:2:0:3:0:4:0'],
+  ])('%s', (ip, hex, back) => {
+    expect(ipToKey(ip).toString('hex')).toBe(hex);
+    expect(keyToIp(ipToKey(ip))).toBe(back);
+  });
+
+  it.each(['198.18.0.256', 'web', '', '1::2::3', 'fe80::1%eth0'])('rejects %j', (ip) => {
+    expect(() => ipToKey(ip)).toThrow(TypeError);
+  });
+});
+
+describe('datapath facade (fake native)', () => {
+  it('converts options and map entries', async () => {
+    const { native, opened, dests } = fakeNative();
+    const api = createDatapathApi(() => native);
+    const dp = await api.openDatapath({ bpffsDir: '/x', cgroupPath: '/cg', captureIp4: '169.254.7.1', capturePort: 15001 });
+    expect(opened[0].captureIp4).toEqual(Buffer.from([169, 254, 7, 1]));
+    expect(opened[0].captureIp6).toBeUndefined();
+    dp.addMeshedDestination('198.19.0.10', 0);
+    expect([...dests.values()][0].addr.toString('hex')).toBe('00000000000000000000ffffc613000a');
+    expect(dp.meshedDestinations()).toEqual([{ ip: '198.19.0.10', port: 0 }]);
+    dp.enrollPod(5n, 3);
+    expect(dp.enrolledPods()).toEqual([{ cookie: 5n, workloadId: 3 }]);
+    expect(api.originalDestination(9)).toEqual({ ip: '198.18.1.10', port: 80 }); // uses the open datapath's pin
+    dp.close();
+    expect(api.originalDestination(9)).toBeNull();
+    expect(await api.netnsCookie('/run/netns/x')).toBe(77n);
+  });
+
+  it('throws TypeError at once for bad arguments and wraps native failures in SmeshError', async () => {
+    const { native } = fakeNative();
+    const api = createDatapathApi(() => native);
+    const base = { bpffsDir: '/x', cgroupPath: '/cg', captureIp4: '169.254.7.1', capturePort: 15001 };
+    expect(() => api.openDatapath({ ...base, captureIp4: '2001:db8::1' })).toThrow(TypeError);
+    expect(() => api.openDatapath({ ...base, capturePort: 0 })).toThrow(TypeError);
+    expect(() => api.openDatapath({ ...base, captureIp6: '::ffff:1.2.3.4' })).toThrow(TypeError);
+    expect(() => api.originalDestination(-1)).toThrow(TypeError);
+    const err = await api.openDatapath({ ...base, cgroupPath: '/missing' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SmeshError);
+    expect((err as SmeshError).code).toBe('SMESH_ERR_BPF');
+    expect((err as SmeshError).message).toBe('open cgroup /missing: No such file or directory');
+    expect(((err as SmeshError).cause as { code: string }).code).toBe('ENOENT');
+    const dp = await api.openDatapath(base);
+    expect(() => dp.enrollPod(1n << 64n, 1)).toThrow(TypeError);
+    expect(() => dp.removeMeshedDestination('x', 1)).toThrow(TypeError);
+  });
+});

@@ -1,0 +1,33 @@
+import * as http2 from 'http2';
+import * as net from 'net';
+import { it } from 'vitest';
+import { nodeSpiffeId, workloadSpiffeId } from '/work/main/agent/identity/spiffe';
+import { HboneClient } from '/work/main/agent/proxy/hbone-client';
+import { InboundProxy } from '/work/main/agent/proxy/hbone-server';
+import { identities, listen, meshCa, TD, waitFor } from '/work/main/test/unit/proxy-fixtures';
+it('dbg', async () => {
+  const { ca } = await meshCa();
+  const NODE = nodeSpiffeId(TD, 'n2'); const CLIENT = workloadSpiffeId(TD, 'default', 'c');
+  const sids = await identities(ca, NODE); const cids = await identities(ca, nodeSpiffeId(TD, 'n1'), [CLIENT]);
+  const held: net.Socket[] = [];
+  const hs = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', (e) => console.log('dest err', e.message)); s.on('close', () => console.log('dest close')); s.resume(); held.push(s); });
+  const hp = await listen(hs);
+  const inb = new InboundProxy({ identities: sids, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}) });
+  await inb.start();
+  const c = new HboneClient({ identities: cids });
+  const s1 = await c.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port: inb.address().port }, expectedServerId: NODE, authority: `127.0.0.1:${hp}` });
+  await waitFor(() => held.length > 0);
+  s1.on('error', (e) => console.log('s1 err', e.message));
+  s1.on('close', () => console.log('s1 close', s1.rstCode));
+  s1.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+  await new Promise((r) => held[0]!.once('close', r));
+
+  const s2 = await c.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port: inb.address().port }, expectedServerId: NODE, authority: `127.0.0.1:${hp}` });
+  s2.on('error', (e) => console.log('s2 err', e.message));
+  s2.on('close', () => console.log('s2 close', s2.rstCode));
+  s2.on('aborted', () => console.log('s2 aborted')); s2.on('end', () => console.log('s2 end', s2.rstCode)); s2.resume();
+  await waitFor(() => held.length > 1);
+  held[1]!.resetAndDestroy();
+  await new Promise((r) => setTimeout(r, 500));
+  console.log('done');
+}, 5000);
