@@ -71,6 +71,11 @@ export class HboneClient {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? HBONE_IDLE_TIMEOUT_MS;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.maxStreams = opts.maxStreamsPerSession ?? HBONE_MAX_CONCURRENT_STREAMS;
+    // A renewed certificate is used by new sessions; retire pooled ones (their streams finish).
+    opts.identities.onRotate?.((id) => {
+      const prefix = `${id}|`;
+      for (const [key, list] of this.pool) if (key.startsWith(prefix)) for (const e of [...list]) this.discard(e);
+    });
   }
 
   /** Number of pooled sessions (all keys). */

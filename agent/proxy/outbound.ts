@@ -281,6 +281,10 @@ export class OutboundProxy {
   }
 
   private connectHbone(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'hbone' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {
+    if (!this.opts.identities.get(source.identity) && !this.opts.identities.certificate) {
+      this.refuse(sock, 'no_certificate', `no certificate for source identity ${source.identity}`, fields);
+      return;
+    }
     const headers: Record<string, string> = {};
     if (sourceIp && sock.remotePort) headers['forwarded'] = `for="${formatAuthority(sourceIp, sock.remotePort)}"`;
     this.opts.hbone

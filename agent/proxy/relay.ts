@@ -39,20 +39,38 @@ function isHttp2Stream(d: Duplex): d is http2.Http2Stream {
   return 'rstCode' in d && 'session' in d;
 }
 
+let kHandle: symbol | undefined | null;
+
+/**
+ * Sends RST_STREAM without a preceding END_STREAM. Node's `stream.close(code)` first ends the
+ * writable side (an empty DATA frame with END_STREAM) and only then resets, which the peer would
+ * see as a half-close (TCP FIN) followed by a reset. The native stream handle's `rstStream`
+ * sends the reset alone and Node then tears the stream down as for a received reset. Falls back
+ * to `close(code)` if the internal handle is not found (other Node versions).
+ */
+export function resetHttp2Stream(stream: http2.Http2Stream, code: number): void {
+  if (kHandle === undefined) kHandle = Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kHandle') ?? null;
+  const handle = kHandle ? (stream as unknown as Record<symbol, { rstStream?: (code: number) => void } | undefined>)[kHandle] : undefined;
+  if (handle && typeof handle.rstStream === 'function' && !stream.pending) {
+    handle.rstStream(code);
+    return;
+  }
+  // close() also covers a stream whose id is not yet assigned; never destroy() right after it (that drops the frame).
+  stream.close(code);
+}
+
 /** Aborts one side: TCP reset for plain sockets, RST_STREAM(CONNECT_ERROR) for HTTP/2 streams (RFC 7540 §8.3). */
 export function abortSide(d: Duplex): void {
   if (d.destroyed) return;
   if (isHttp2Stream(d)) {
-    // close() sends RST_STREAM asynchronously; destroying the stream before that would drop the frame.
-    if (!d.closed) d.close(NGHTTP2_CONNECT_ERROR);
+    if (!d.closed) resetHttp2Stream(d, NGHTTP2_CONNECT_ERROR);
     return;
   }
   if (d instanceof net.Socket) {
     try {
       d.resetAndDestroy(); // throws for TLS sockets (handle is not TCP): fall back to destroy
-      console.log('reset ok', d.destroyed, (d as any)._handle, d.connecting);
       return;
-    } catch (e) { console.log('threw', e);
+    } catch {
       /* fall through */
     }
   }

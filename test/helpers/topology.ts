@@ -286,10 +286,10 @@ export function cleanupStale(): StaleReport {
     }
     return false;
   };
-  const registeredDead = (base: string) => /^smesh-test-e2e[0-9a-f]{6}(-|$)/.test(base);
+  const harnessNamed = (base: string) => /^smesh-test-e2e[0-9a-f]{6}(-|$)/.test(base);
   const shouldRemove = (base: string, full: string) => {
     if (owned(base)) return false;
-    if (registeredDead(base)) return true;
+    if (harnessNamed(base)) return true;
     return ageMs(full) > UNOWNED_STALE_MS;
   };
   const scan = (dir: string, onHit: (base: string, full: string) => void) => {
@@ -317,8 +317,9 @@ export function cleanupStale(): StaleReport {
     removeNetns(base);
     report.netns.push(base);
   });
+  // Temp dirs: only this harness's own (run-id named) ones; other tools' mkdtemp dirs are theirs to clean.
   scan('/tmp', (base, full) => {
-    if (!shouldRemove(base, full)) return void report.skipped.push(full);
+    if (!harnessNamed(base) || owned(base)) return;
     fs.rmSync(full, { recursive: true, force: true });
     report.tmp.push(full);
   });

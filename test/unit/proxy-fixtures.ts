@@ -13,10 +13,11 @@ export async function tempDir(prefix = 'smesh-test-'): Promise<{ dir: string; cl
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-export async function meshCa(): Promise<{ ca: LocalCa; cleanup: () => Promise<void> }> {
+export async function meshCa(): Promise<{ ca: LocalCa; dir: string; cleanup: () => Promise<void> }> {
   const t = await tempDir();
-  const ca = await loadOrCreateRootCa(path.join(t.dir, 'ca'), TD);
-  return { ca, cleanup: t.cleanup };
+  const dir = path.join(t.dir, 'ca');
+  const ca = await loadOrCreateRootCa(dir, TD);
+  return { ca, dir, cleanup: t.cleanup };
 }
 
 export async function identities(ca: LocalCa, nodeId: string, ids: string[] = []): Promise<IdentityManager> {

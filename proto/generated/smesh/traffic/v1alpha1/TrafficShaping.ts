@@ -1,0 +1,49 @@
+// Original file: proto/smesh/traffic/v1alpha1/traffic.proto
+
+import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from '../../../smesh/traffic/v1alpha1/RateLimit';
+
+/**
+ * Per-workload shaping on the shared node proxy, so one noisy pod cannot starve its neighbours.
+ * Delta name: the workload's uid (istio.workload.Workload.uid). Applies to traffic the workload
+ * originates through the proxy.
+ */
+export interface TrafficShaping {
+  'workloadUid'?: (string);
+  /**
+   * Token buckets over all of the workload's outbound traffic.
+   */
+  'limits'?: (_smesh_traffic_v1alpha1_RateLimit | null);
+  /**
+   * Concurrent connections the workload may hold open through the proxy; 0 = unlimited.
+   */
+  'maxConnections'?: (number);
+  /**
+   * Relative share of the proxy when it is saturated: a workload with weight 2 gets twice the
+   * service of one with weight 1. 0 means 1. (A weight belongs to the competing workload, not to
+   * a destination, which is why it lives here and not on TrafficPolicy.)
+   */
+  'fairShareWeight'?: (number);
+}
+
+/**
+ * Per-workload shaping on the shared node proxy, so one noisy pod cannot starve its neighbours.
+ * Delta name: the workload's uid (istio.workload.Workload.uid). Applies to traffic the workload
+ * originates through the proxy.
+ */
+export interface TrafficShaping__Output {
+  'workloadUid': (string);
+  /**
+   * Token buckets over all of the workload's outbound traffic.
+   */
+  'limits': (_smesh_traffic_v1alpha1_RateLimit__Output | null);
+  /**
+   * Concurrent connections the workload may hold open through the proxy; 0 = unlimited.
+   */
+  'maxConnections': (number);
+  /**
+   * Relative share of the proxy when it is saturated: a workload with weight 2 gets twice the
+   * service of one with weight 1. 0 means 1. (A weight belongs to the competing workload, not to
+   * a destination, which is why it lives here and not on TrafficPolicy.)
+   */
+  'fairShareWeight': (number);
+}
