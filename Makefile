@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
 include mk/datapath.mk
+include mk/proto.mk
 
 .PHONY: build ts deps test test-unit demo bench clean
 
