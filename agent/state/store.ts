@@ -51,13 +51,14 @@ function buildIndexes(s: MeshSnapshot): Indexes {
   for (const svc of s.services.values()) {
     for (const vip of svc.vips) byVip.set(vip, svc);
     const eps: Workload[] = [];
-    for (const w of s.workloads.values()) {
-      if (w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels)) {
-        eps.push(w);
-        let list = servicesByWorkload.get(w.uid);
-        if (!list) servicesByWorkload.set(w.uid, (list = []));
-        list.push(svc);
-      }
+    const members = svc.endpointUids
+      ? svc.endpointUids.map((uid) => s.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
+      : [...s.workloads.values()].filter((w) => w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels));
+    for (const w of members) {
+      eps.push(w);
+      let list = servicesByWorkload.get(w.uid);
+      if (!list) servicesByWorkload.set(w.uid, (list = []));
+      list.push(svc);
     }
     eps.sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
     endpoints.set(svc.key, eps);

@@ -46,6 +46,11 @@ export interface Service {
   readonly vips: readonly string[];
   readonly ports: readonly ServicePort[];
   readonly selector: Readonly<Record<string, string>>;
+  /**
+   * Endpoint workload uids when the source names them explicitly (xDS: Workload.services); when absent,
+   * endpoints are the workloads of the service's namespace matching `selector`.
+   */
+  readonly endpointUids?: readonly string[];
 }
 
 /** Everything the agent's state holds at one instant; immutable once published. */
