@@ -81,3 +81,5 @@ export async function main(argv: readonly string[]): Promise<void> {
       process.exitCode = command === undefined || command === '--help' || command === '-h' ? 0 : 2;
   }
 }
+
+if (require.main === module) void main(process.argv.slice(2));

@@ -50,6 +50,9 @@ import type { Port as _istio_workload_Port, Port__Output as _istio_workload_Port
 import type { PortList as _istio_workload_PortList, PortList__Output as _istio_workload_PortList__Output } from './istio/workload/PortList';
 import type { Service as _istio_workload_Service, Service__Output as _istio_workload_Service__Output } from './istio/workload/Service';
 import type { Workload as _istio_workload_Workload, Workload__Output as _istio_workload_Workload__Output } from './istio/workload/Workload';
+import type { LocalWorkload as _smesh_mesh_v1alpha1_LocalWorkload, LocalWorkload__Output as _smesh_mesh_v1alpha1_LocalWorkload__Output } from './smesh/mesh/v1alpha1/LocalWorkload';
+import type { MeshConfig as _smesh_mesh_v1alpha1_MeshConfig, MeshConfig__Output as _smesh_mesh_v1alpha1_MeshConfig__Output } from './smesh/mesh/v1alpha1/MeshConfig';
+import type { Node as _smesh_mesh_v1alpha1_Node, Node__Output as _smesh_mesh_v1alpha1_Node__Output } from './smesh/mesh/v1alpha1/Node';
 import type { ConnectionPool as _smesh_traffic_v1alpha1_ConnectionPool, ConnectionPool__Output as _smesh_traffic_v1alpha1_ConnectionPool__Output } from './smesh/traffic/v1alpha1/ConnectionPool';
 import type { ConsistentHash as _smesh_traffic_v1alpha1_ConsistentHash, ConsistentHash__Output as _smesh_traffic_v1alpha1_ConsistentHash__Output } from './smesh/traffic/v1alpha1/ConsistentHash';
 import type { FaultInjection as _smesh_traffic_v1alpha1_FaultInjection, FaultInjection__Output as _smesh_traffic_v1alpha1_FaultInjection__Output } from './smesh/traffic/v1alpha1/FaultInjection';
@@ -165,6 +168,13 @@ export interface ProtoGrpcType {
     }
   }
   smesh: {
+    mesh: {
+      v1alpha1: {
+        LocalWorkload: MessageTypeDefinition<_smesh_mesh_v1alpha1_LocalWorkload, _smesh_mesh_v1alpha1_LocalWorkload__Output>
+        MeshConfig: MessageTypeDefinition<_smesh_mesh_v1alpha1_MeshConfig, _smesh_mesh_v1alpha1_MeshConfig__Output>
+        Node: MessageTypeDefinition<_smesh_mesh_v1alpha1_Node, _smesh_mesh_v1alpha1_Node__Output>
+      }
+    }
     traffic: {
       v1alpha1: {
         ConnectionPool: MessageTypeDefinition<_smesh_traffic_v1alpha1_ConnectionPool, _smesh_traffic_v1alpha1_ConnectionPool__Output>

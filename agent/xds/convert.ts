@@ -1,0 +1,529 @@
+// Pure xDS → mesh state conversion: decodes and validates one delta ADS resource at a time, then builds a MeshSnapshot from all accepted ones.
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import * as protobuf from 'protobufjs';
+import { loadMeshProtos, MESH_PROTO_OPTIONS, TYPE_URL, type MessageCodec } from '../../proto';
+import type { Address__Output } from '../../proto/generated/istio/workload/Address';
+import type { Workload__Output } from '../../proto/generated/istio/workload/Workload';
+import type { Service__Output } from '../../proto/generated/istio/workload/Service';
+import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
+import { keyToIp } from '../native/addr';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+
+const TYPE_URL_PREFIX = 'type.googleapis.com/';
+
+/** Every resource type the agent subscribes to (wildcard) on the delta ADS stream. */
+export const XDS_TYPE_URL = Object.freeze({
+  address: TYPE_URL.address,
+  authorization: TYPE_URL.authorization,
+  node: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.Node`,
+  localWorkload: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
+  meshConfig: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
+} as const);
+
+export type XdsTypeUrl = (typeof XDS_TYPE_URL)[keyof typeof XDS_TYPE_URL];
+export const XDS_TYPE_URLS: readonly XdsTypeUrl[] = Object.freeze(Object.values(XDS_TYPE_URL));
+
+/** Name of the single MeshConfig resource. */
+export const MESH_CONFIG_NAME = 'mesh';
+/** Trust domain used until a MeshConfig arrives (and for workloads with an empty trust_domain). */
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+
+// ---- validated resources: the stage between "decoded bytes" and "mesh state" ----
+
+/** A Workload that passed validation; `ips` are text form, first one is the workload's address. */
+export interface AcceptedWorkload {
+  readonly kind: 'workload';
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly ips: readonly string[];
+  /** Empty: the mesh trust domain applies. */
+  readonly trustDomain: string;
+  readonly serviceAccount: string;
+  readonly node: string;
+  readonly workloadName: string;
+  readonly canonicalRevision: string;
+  readonly hbone: boolean;
+  /** Service resource name (`<ns>/<hostname>`) → port mapping this workload serves. */
+  readonly services: ReadonlyMap<string, readonly PortMapping[]>;
+}
+
+export interface PortMapping {
+  readonly servicePort: number;
+  /** 0: same as the service port. */
+  readonly targetPort: number;
+}
+
+export interface AcceptedService {
+  readonly kind: 'service';
+  /** The xDS resource name, `<namespace>/<hostname>`. */
+  readonly resourceName: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly hostname: string;
+  readonly vips: readonly string[];
+  readonly ports: readonly PortMapping[];
+}
+
+export type AcceptedAddress = AcceptedWorkload | AcceptedService;
+
+export interface AcceptedNode {
+  readonly kind: 'node';
+  readonly name: string;
+  readonly address: string;
+}
+
+export interface AcceptedLocalWorkload {
+  readonly kind: 'localWorkload';
+  readonly uid: string;
+  readonly netns: string;
+}
+
+export interface AcceptedMeshConfig {
+  readonly kind: 'meshConfig';
+  readonly trustDomain: string;
+  /** PEM, one certificate each, current first. */
+  readonly trustAnchors: readonly string[];
+}
+
+/** Kept as decoded until issue 4 gives it a meaning; only its decodability is checked. */
+export interface AcceptedAuthorization {
+  readonly kind: 'authorization';
+  readonly policy: Authorization__Output;
+}
+
+export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization;
+
+export type ParseResult = { readonly ok: true; readonly value: AcceptedResource } | { readonly ok: false; readonly error: string };
+
+/** A decoded google.protobuf.Any as it appears in Resource.resource. */
+export interface AnyMessage {
+  readonly type_url: string;
+  readonly value: Uint8Array;
+}
+
+// ---- codecs ----
+
+interface SmeshNodeMsg {
+  name: string;
+  address: string;
+}
+interface LocalWorkloadMsg {
+  uid: string;
+  netns: string;
+}
+interface MeshConfigMsg {
+  trustDomain: string;
+  trustAnchors: string[];
+}
+
+interface Codecs {
+  address: MessageCodec<unknown, Address__Output>;
+  authorization: MessageCodec<unknown, Authorization__Output>;
+  node: MessageCodec<unknown, SmeshNodeMsg>;
+  localWorkload: MessageCodec<unknown, LocalWorkloadMsg>;
+  meshConfig: MessageCodec<unknown, MeshConfigMsg>;
+}
+
+let codecs: Codecs | undefined;
+
+function getCodecs(): Codecs {
+  if (codecs) return codecs;
+  const protos = loadMeshProtos();
+  codecs = {
+    address: protos.codecs.address as MessageCodec<unknown, Address__Output>,
+    authorization: protos.codecs.authorization as MessageCodec<unknown, Authorization__Output>,
+    node: meshCodec<SmeshNodeMsg>('Node'),
+    localWorkload: meshCodec<LocalWorkloadMsg>('LocalWorkload'),
+    meshConfig: meshCodec<MeshConfigMsg>('MeshConfig'),
+  };
+  return codecs;
+}
+
+// Wire definitions of smesh.mesh.v1alpha1 (proto/smesh/mesh/v1alpha1/mesh.proto), used only when the
+// loaded proto tree predates that file; the loaded definition wins whenever it exists.
+const MESH_V1ALPHA1_FALLBACK = {
+  nested: {
+    smesh: {
+      nested: {
+        mesh: {
+          nested: {
+            v1alpha1: {
+              nested: {
+                Node: { fields: { name: { type: 'string', id: 1 }, address: { type: 'string', id: 2 } } },
+                LocalWorkload: { fields: { uid: { type: 'string', id: 1 }, netns: { type: 'string', id: 2 } } },
+                MeshConfig: { fields: { trustDomain: { type: 'string', id: 1 }, trustAnchors: { rule: 'repeated', type: 'string', id: 2 } } },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+function meshCodec<Out>(message: string): MessageCodec<unknown, Out> {
+  const typeName = `smesh.mesh.v1alpha1.${message}`;
+  try {
+    return loadMeshProtos().codecFor<unknown, Out>(typeName);
+  } catch {
+    const type = protobuf.Root.fromJSON(MESH_V1ALPHA1_FALLBACK).lookupType(typeName);
+    const typeUrl = TYPE_URL_PREFIX + typeName;
+    const encode = (value: unknown): Buffer => Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish());
+    const decode = (bytes: Uint8Array): Out => type.toObject(type.decode(bytes), MESH_PROTO_OPTIONS as protobuf.IConversionOptions) as Out;
+    return {
+      typeName,
+      typeUrl,
+      encode,
+      decode,
+      pack: (value) => ({ type_url: typeUrl, value: encode(value) }),
+      unpack: (any) => {
+        if (any.type_url !== typeUrl) throw new TypeError(`expected an Any of type ${typeUrl}, got ${JSON.stringify(any.type_url)}`);
+        return decode(typeof any.value === 'string' ? Buffer.from(any.value, 'base64') : any.value);
+      },
+    };
+  }
+}
+
+/** Encoders for tests and fake servers: the same codecs the parser decodes with. */
+export function xdsCodecs(): Readonly<Codecs> {
+  return getCodecs();
+}
+
+// ---- validation helpers ----
+
+// SPIFFE path segment / trust domain rules, as in agent/identity/spiffe.ts.
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
+// Kubernetes DNS-1123 label (namespace) / subdomain (names, node names).
+const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+class FieldError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function fail(field: string, message: string): never {
+  throw new FieldError(field, message);
+}
+
+function q(v: unknown): string {
+  return JSON.stringify(v);
+}
+
+function requireMatch(field: string, value: string, re: RegExp, expected: string): void {
+  if (value === '') fail(field, `expected ${expected}, got an empty string`);
+  if (!re.test(value)) fail(field, `expected ${expected}, got ${q(value)}`);
+}
+
+function ipFromBytes(field: string, bytes: Uint8Array): string {
+  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.length === 16) return keyToIp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return fail(field, `expected 4 or 16 bytes, got ${bytes.length}`);
+}
+
+function portMapping(field: string, p: { servicePort: number; targetPort: number }): PortMapping {
+  if (!Number.isInteger(p.servicePort) || p.servicePort < 1 || p.servicePort > 65535) {
+    fail(`${field}.service_port`, `expected a port 1-65535, got ${p.servicePort}`);
+  }
+  if (!Number.isInteger(p.targetPort) || p.targetPort < 0 || p.targetPort > 65535) {
+    fail(`${field}.target_port`, `expected a port 0-65535 (0 = same as service_port), got ${p.targetPort}`);
+  }
+  return { servicePort: p.servicePort, targetPort: p.targetPort };
+}
+
+function uniquePorts(field: string, ports: readonly PortMapping[]): void {
+  const seen = new Set<number>();
+  ports.forEach((p, i) => {
+    if (seen.has(p.servicePort)) fail(`${field}[${i}].service_port`, `port ${p.servicePort} is listed twice`);
+    seen.add(p.servicePort);
+  });
+}
+
+/** `<namespace>/<hostname>`, as used for Service resource names and Workload.services keys. */
+function checkServiceRef(field: string, ref: string): void {
+  const slash = ref.indexOf('/');
+  if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
+    fail(field, `expected "<namespace>/<hostname>", got ${q(ref)}`);
+  }
+}
+
+// ---- per-type parsers ----
+
+function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
+  if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
+  requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
+  requireMatch('workload.namespace', w.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
+  if (w.addresses.length === 0) fail('workload.addresses', 'expected at least one 4- or 16-byte address');
+  const ips = w.addresses.map((a, i) => ipFromBytes(`workload.addresses[${i}]`, a));
+  if (w.trustDomain !== '' && !TRUST_DOMAIN_RE.test(w.trustDomain)) {
+    fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${q(w.trustDomain)}`);
+  }
+  if (w.serviceAccount !== '' && !SEGMENT_RE.test(w.serviceAccount)) {
+    fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
+  }
+  requireMatch('workload.node', w.node, DNS_SUBDOMAIN_RE, 'the name of the node the workload runs on');
+  const services = new Map<string, PortMapping[]>();
+  for (const [ref, list] of Object.entries(w.services ?? {})) {
+    const field = `workload.services[${q(ref)}]`;
+    checkServiceRef(field, ref);
+    const ports = (list?.ports ?? []).map((p, i) => portMapping(`${field}.ports[${i}]`, p));
+    uniquePorts(`${field}.ports`, ports);
+    services.set(ref, ports);
+  }
+  return {
+    kind: 'workload',
+    uid: w.uid,
+    name: w.name,
+    namespace: w.namespace,
+    ips,
+    trustDomain: w.trustDomain,
+    serviceAccount: w.serviceAccount || 'default',
+    node: w.node,
+    workloadName: w.canonicalName || w.workloadName || w.name,
+    canonicalRevision: w.canonicalRevision,
+    hbone: w.tunnelProtocol === 'HBONE',
+    services,
+  };
+}
+
+function parseService(name: string, s: Service__Output): AcceptedService {
+  requireMatch('service.name', s.name, DNS_LABEL_RE, 'a Kubernetes service name');
+  requireMatch('service.namespace', s.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
+  if (s.hostname === '') fail('service.hostname', 'expected the service FQDN, got an empty string');
+  if (name !== `${s.namespace}/${s.hostname}`) {
+    fail('service.hostname', `expected the resource name ${q(name)} to be "<namespace>/<hostname>" = ${q(`${s.namespace}/${s.hostname}`)}`);
+  }
+  const vips = s.addresses.map((a, i) => ipFromBytes(`service.addresses[${i}].address`, a.address));
+  const ports = s.ports.map((p, i) => portMapping(`service.ports[${i}]`, p));
+  uniquePorts('service.ports', ports);
+  return { kind: 'service', resourceName: name, name: s.name, namespace: s.namespace, hostname: s.hostname, vips, ports };
+}
+
+function parseAddress(name: string, a: Address__Output): AcceptedAddress {
+  if (a.type === 'workload' && a.workload) return parseWorkload(name, a.workload);
+  if (a.type === 'service' && a.service) return parseService(name, a.service);
+  return fail('type', 'expected a workload or a service, got neither');
+}
+
+function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
+  if (n.name !== name) fail('name', `expected the resource name ${q(name)}, got ${q(n.name)}`);
+  if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${q(n.address)}`);
+  return { kind: 'node', name: n.name, address: n.address };
+}
+
+function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWorkload {
+  if (l.uid !== name) fail('uid', `expected the resource name ${q(name)}, got ${q(l.uid)}`);
+  if (l.netns !== '' && (!l.netns.startsWith('/') || l.netns.includes('\0'))) {
+    fail('netns', `expected an absolute path (e.g. /run/netns/NAME) or empty, got ${q(l.netns)}`);
+  }
+  return { kind: 'localWorkload', uid: l.uid, netns: l.netns };
+}
+
+function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
+  if (name !== MESH_CONFIG_NAME) fail('name', `expected the resource name ${q(MESH_CONFIG_NAME)}, got ${q(name)}`);
+  requireMatch('trust_domain', m.trustDomain, TRUST_DOMAIN_RE, 'a lowercase trust domain [a-z0-9._-]+');
+  const trustAnchors = m.trustAnchors.map((pem, i) => {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch (err) {
+      return fail(`trust_anchors[${i}]`, `expected a PEM X.509 certificate: ${(err as Error).message}`);
+    }
+    if (!cert.ca) fail(`trust_anchors[${i}]`, `expected a CA certificate, got one without basicConstraints CA:TRUE (subject ${q(cert.subject)})`);
+    return cert.toString().trim() + '\n';
+  });
+  return { kind: 'meshConfig', trustDomain: m.trustDomain, trustAnchors };
+}
+
+/** Short label naming a resource in errors, e.g. `Address Kubernetes//Pod/default/a`. */
+export function resourceLabel(typeUrl: string, name: string): string {
+  const short = typeUrl.slice(typeUrl.lastIndexOf('.') + 1);
+  return `${short} ${name}`;
+}
+
+/**
+ * Decodes and validates one resource of a delta response. Never throws: a bad resource yields an
+ * error naming the resource, the field and what was expected, e.g.
+ * `Address Kubernetes//Pod/default/a: workload.addresses[0]: expected 4 or 16 bytes, got 3`.
+ */
+export function parseResource(typeUrl: string, name: string, any: AnyMessage | null | undefined): ParseResult {
+  const label = resourceLabel(typeUrl, name);
+  if (name === '') return { ok: false, error: `${label.trimEnd()}: name: expected a resource name, got an empty string` };
+  if (!any) return { ok: false, error: `${label}: resource: expected a resource body, got none` };
+  if (any.type_url !== typeUrl) {
+    return { ok: false, error: `${label}: resource.type_url: expected ${q(typeUrl)}, got ${q(any.type_url)}` };
+  }
+  const c = getCodecs();
+  try {
+    let decoded: AcceptedResource;
+    try {
+      switch (typeUrl) {
+        case XDS_TYPE_URL.address:
+          decoded = parseAddress(name, c.address.decode(any.value));
+          break;
+        case XDS_TYPE_URL.node:
+          decoded = parseNode(name, c.node.decode(any.value));
+          break;
+        case XDS_TYPE_URL.localWorkload:
+          decoded = parseLocalWorkload(name, c.localWorkload.decode(any.value));
+          break;
+        case XDS_TYPE_URL.meshConfig:
+          decoded = parseMeshConfig(name, c.meshConfig.decode(any.value));
+          break;
+        case XDS_TYPE_URL.authorization:
+          decoded = { kind: 'authorization', policy: c.authorization.decode(any.value) };
+          break;
+        default:
+          return { ok: false, error: `${label}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
+      }
+    } catch (err) {
+      if (err instanceof FieldError) throw err;
+      // protobufjs decode errors (truncated or malformed bytes).
+      throw new FieldError('resource.value', `cannot decode ${typeUrl.slice(TYPE_URL_PREFIX.length)}: ${(err as Error).message}`);
+    }
+    return { ok: true, value: decoded };
+  } catch (err) {
+    const fe = err as FieldError;
+    return { ok: false, error: `${label}: ${fe.field}: ${fe.message}` };
+  }
+}
+
+// ---- snapshot ----
+
+/** Every accepted resource, by type, keyed by resource name. */
+export interface AcceptedResources {
+  readonly addresses: ReadonlyMap<string, AcceptedAddress>;
+  readonly nodes: ReadonlyMap<string, AcceptedNode>;
+  readonly localWorkloads: ReadonlyMap<string, AcceptedLocalWorkload>;
+  readonly meshConfig?: AcceptedMeshConfig;
+}
+
+export interface BuiltSnapshot {
+  readonly snapshot: MeshSnapshot;
+  /** From MeshConfig.trust_anchors; empty when no MeshConfig (or none listed). */
+  readonly trustAnchors: readonly string[];
+  /** Cross-resource inconsistencies that did not stop the build (a second workload on one IP, …). */
+  readonly warnings: readonly string[];
+}
+
+function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
+  return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/**
+ * Builds the complete mesh state from the accepted resources. Pure and deterministic: iteration is
+ * in resource-name order, so the same inputs always give the same snapshot.
+ */
+export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = DEFAULT_TRUST_DOMAIN): BuiltSnapshot {
+  const warnings: string[] = [];
+  const trustDomain = accepted.meshConfig?.trustDomain ?? defaultTrustDomain;
+
+  const nodes = new Map<string, MeshNode>();
+  for (const [name, n] of byKey(accepted.nodes)) nodes.set(name, { name: n.name, address: n.address });
+
+  const xdsWorkloads: AcceptedWorkload[] = [];
+  const xdsServices: AcceptedService[] = [];
+  for (const [, a] of byKey(accepted.addresses)) {
+    if (a.kind === 'workload') xdsWorkloads.push(a);
+    else xdsServices.push(a);
+  }
+
+  const workloads = new Map<string, Workload>();
+  const namespaces = new Map<string, Readonly<Record<string, string>>>();
+  const ipOwner = new Map<string, string>();
+  for (const w of xdsWorkloads) {
+    const ip = w.ips[0]!;
+    const other = ipOwner.get(ip);
+    if (other !== undefined) warnings.push(`Address ${w.uid}: workload.addresses[0]: ${ip} is also the address of ${other}; lookups by IP find ${other}`);
+    else ipOwner.set(ip, w.uid);
+    const labels: Record<string, string> = {};
+    if (w.workloadName) labels['service.istio.io/canonical-name'] = w.workloadName;
+    if (w.canonicalRevision) labels['service.istio.io/canonical-revision'] = w.canonicalRevision;
+    const netns = accepted.localWorkloads.get(w.uid)?.netns;
+    workloads.set(w.uid, {
+      uid: w.uid,
+      name: w.name,
+      namespace: w.namespace,
+      serviceAccount: w.serviceAccount,
+      node: w.node,
+      ip,
+      labels,
+      ...(netns ? { netns } : {}),
+      workloadName: w.workloadName,
+      identity: `spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
+      meshed: w.hbone,
+    });
+    if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
+  }
+  // The StateStore's byIp index keeps the last writer; make it the first (deterministic) owner.
+  const ordered = new Map<string, Workload>();
+  for (const [uid, w] of workloads) if (ipOwner.get(w.ip) !== uid) ordered.set(uid, w);
+  for (const [uid, w] of workloads) if (ipOwner.get(w.ip) === uid) ordered.set(uid, w);
+
+  for (const [uid] of byKey(accepted.localWorkloads)) {
+    if (!workloads.has(uid)) warnings.push(`LocalWorkload ${uid}: uid: no Address resource with this uid (yet)`);
+  }
+
+  // Membership: the workloads whose `services` map names the service.
+  const members = new Map<string, AcceptedWorkload[]>();
+  for (const w of xdsWorkloads) {
+    for (const ref of w.services.keys()) {
+      let list = members.get(ref);
+      if (!list) members.set(ref, (list = []));
+      list.push(w);
+    }
+  }
+
+  const services = new Map<string, Service>();
+  for (const s of xdsServices) {
+    const key = `${s.namespace}/${s.name}`;
+    const endpoints = members.get(s.resourceName) ?? [];
+    const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings) }));
+    if (services.has(key)) {
+      warnings.push(`Address ${s.resourceName}: service.name: ${key} is also served by another hostname; keeping the first`);
+      continue;
+    }
+    services.set(key, { key, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: endpoints.map((w) => w.uid) });
+    if (!namespaces.has(s.namespace)) namespaces.set(s.namespace, {});
+  }
+  for (const ref of members.keys()) {
+    if (!xdsServices.some((s) => s.resourceName === ref)) {
+      const w = members.get(ref)![0]!;
+      warnings.push(`Address ${w.uid}: workload.services[${q(ref)}]: no Service resource with this name (yet)`);
+    }
+  }
+
+  return {
+    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces) },
+    trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
+    warnings,
+  };
+}
+
+/**
+ * The state keeps one target port per service port. Precedence: the service's own non-zero
+ * target_port; else the endpoints' mapping (Workload.services), which must agree; else the port.
+ */
+function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: readonly AcceptedWorkload[], warnings: string[]): number {
+  if (p.targetPort !== 0) return p.targetPort;
+  const seen = new Map<number, string>();
+  for (const w of endpoints) {
+    const m = w.services.get(s.resourceName)?.find((x) => x.servicePort === p.servicePort);
+    if (m && m.targetPort !== 0 && !seen.has(m.targetPort)) seen.set(m.targetPort, w.uid);
+  }
+  if (seen.size === 0) return p.servicePort;
+  const [first] = seen.keys();
+  if (seen.size > 1) {
+    warnings.push(
+      `Address ${s.resourceName}: port ${p.servicePort}: endpoints disagree on target_port (${[...seen].map(([t, uid]) => `${uid}→${t}`).join(', ')}); using ${first}`,
+    );
+  }
+  return first!;
+}

@@ -1,0 +1,254 @@
+// Encodes a MeshSnapshot into the delta ADS resources of the Issue 3 contract (type URLs, names, packed Anys, versions).
+import { createHash } from 'node:crypto';
+import { isIPv4 } from 'node:net';
+import { ipToKey, ipv4Bytes } from '../agent/native/addr';
+import { loadMeshProtos, MessageCodec, PackedAny, TYPE_URL } from '../proto';
+import type { LocalWorkload, LocalWorkload__Output } from '../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
+import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
+import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/Node';
+import type { Address } from '../proto/generated/istio/workload/Address';
+import type { PortList } from '../proto/generated/istio/workload/PortList';
+import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
+
+const PREFIX = 'type.googleapis.com/';
+
+/** Every type URL the control plane serves on the delta ADS stream. */
+export const CONTROL_TYPE_URL = Object.freeze({
+  address: TYPE_URL.address,
+  authorization: TYPE_URL.authorization,
+  node: `${PREFIX}smesh.mesh.v1alpha1.Node`,
+  localWorkload: `${PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
+  meshConfig: `${PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
+} as const);
+
+/** Types a client may subscribe to; anything else gets an empty set (and a debug log). */
+export const SERVED_TYPE_URLS: readonly string[] = Object.values(CONTROL_TYPE_URL);
+
+/** Name of the single MeshConfig resource. */
+export const MESH_CONFIG_NAME = 'mesh';
+/** Cluster id used in workload uids (ztunnel's convention for the local cluster). */
+export const CLUSTER_ID = 'Kubernetes';
+/** DNS suffix of service hostnames (the Kubernetes cluster domain, not the trust domain). */
+export const CLUSTER_DOMAIN = 'cluster.local';
+
+export interface MeshResourceCodecs {
+  node: MessageCodec<Node, Node__Output>;
+  localWorkload: MessageCodec<LocalWorkload, LocalWorkload__Output>;
+  meshConfig: MessageCodec<MeshConfig, MeshConfig__Output>;
+}
+
+let cachedCodecs: MeshResourceCodecs | undefined;
+
+/** Codecs for smesh.mesh.v1alpha1 (proto/index.ts only carries the Istio and traffic ones). */
+export function meshResourceCodecs(): MeshResourceCodecs {
+  if (!cachedCodecs) {
+    const protos = loadMeshProtos();
+    cachedCodecs = {
+      node: protos.codecFor<Node, Node__Output>('smesh.mesh.v1alpha1.Node'),
+      localWorkload: protos.codecFor<LocalWorkload, LocalWorkload__Output>('smesh.mesh.v1alpha1.LocalWorkload'),
+      meshConfig: protos.codecFor<MeshConfig, MeshConfig__Output>('smesh.mesh.v1alpha1.MeshConfig'),
+    };
+  }
+  return cachedCodecs;
+}
+
+/** One named, versioned resource ready for a DeltaDiscoveryResponse. */
+export interface ResourceEntry {
+  readonly name: string;
+  /** Hex digest of the encoded message: equal bytes ⇔ equal version, across restarts too. */
+  readonly version: string;
+  readonly resource: PackedAny;
+}
+
+/** Resources of one type by name. */
+export type TypedResources = ReadonlyMap<string, ResourceEntry>;
+
+/** Wire uid of a workload: `Kubernetes//Pod/<ns>/<name>` (the state uid is `<ns>/<name>`). */
+export function workloadXdsUid(w: Pick<Workload, 'namespace' | 'name'>): string {
+  return `${CLUSTER_ID}//Pod/${w.namespace}/${w.name}`;
+}
+
+export function serviceHostname(s: Pick<Service, 'namespace' | 'name'>): string {
+  return `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`;
+}
+
+/** Resource name of a service: `<namespace>/<hostname>`. */
+export function serviceXdsName(s: Pick<Service, 'namespace' | 'name'>): string {
+  return `${s.namespace}/${serviceHostname(s)}`;
+}
+
+/** Raw 4- or 16-byte form of an IP address, as istio.workload carries it. */
+export function ipBytes(ip: string, field = 'ip'): Buffer {
+  return isIPv4(ip) ? ipv4Bytes(ip, field) : ipToKey(ip, field);
+}
+
+function entry(name: string, resource: PackedAny): ResourceEntry {
+  const version = createHash('sha256').update(resource.value).digest('hex').slice(0, 16);
+  return { name, version, resource };
+}
+
+function canonicalRevision(w: Workload): string {
+  return w.labels['service.istio.io/canonical-revision'] ?? w.labels['app.kubernetes.io/version'] ?? w.labels['version'] ?? 'latest';
+}
+
+function selects(s: Service, w: Workload): boolean {
+  const keys = Object.keys(s.selector);
+  if (w.namespace !== s.namespace || keys.length === 0) return false;
+  return keys.every((k) => w.labels[k] === s.selector[k]);
+}
+
+/** Workload state uid → (service resource name → port list), from explicit endpoints or the selector. */
+export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<string, PortList>> {
+  const out = new Map<string, Map<string, PortList>>();
+  const services = [...snapshot.services.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const s of services) {
+    const members = s.endpointUids
+      ? s.endpointUids.map((uid) => snapshot.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
+      : [...snapshot.workloads.values()].filter((w) => selects(s, w));
+    const ports: PortList = { ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })) };
+    for (const w of members) {
+      if (!w.meshed) continue;
+      let m = out.get(w.uid);
+      if (!m) out.set(w.uid, (m = new Map()));
+      m.set(serviceXdsName(s), ports);
+    }
+  }
+  return out;
+}
+
+/** The istio.workload.Address for one (meshed) workload. */
+export function workloadAddress(w: Workload, trustDomain: string, services: ReadonlyMap<string, PortList> | undefined): Address {
+  const servicesObj: Record<string, PortList> = {};
+  for (const key of [...(services?.keys() ?? [])].sort()) servicesObj[key] = services!.get(key)!;
+  return {
+    workload: {
+      uid: workloadXdsUid(w),
+      name: w.name,
+      namespace: w.namespace,
+      addresses: [ipBytes(w.ip)],
+      tunnelProtocol: 'HBONE',
+      trustDomain,
+      serviceAccount: w.serviceAccount,
+      node: w.node,
+      canonicalName: w.workloadName,
+      canonicalRevision: canonicalRevision(w),
+      workloadType: 'POD',
+      workloadName: w.name,
+      services: servicesObj,
+      status: 'HEALTHY',
+      clusterId: CLUSTER_ID,
+    },
+  };
+}
+
+/** The istio.workload.Address for one service. */
+export function serviceAddress(s: Service): Address {
+  return {
+    service: {
+      name: s.name,
+      namespace: s.namespace,
+      hostname: serviceHostname(s),
+      addresses: s.vips.map((ip) => ({ network: '', address: ipBytes(ip) })),
+      ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })),
+    },
+  };
+}
+
+/** Everything the control plane serves for one snapshot: shared types plus LocalWorkloads per node. */
+export interface ResourceSets {
+  readonly shared: ReadonlyMap<string, TypedResources>;
+  /** node name → LocalWorkload resources for that node only. */
+  readonly localByNode: ReadonlyMap<string, TypedResources>;
+}
+
+export interface BuildOptions {
+  /** PEM roots to publish in MeshConfig.trust_anchors. */
+  readonly trustAnchors: readonly string[];
+}
+
+/** Pure conversion of a snapshot to resource sets; deterministic (same snapshot ⇒ same versions). */
+export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): ResourceSets {
+  const protos = loadMeshProtos();
+  const codecs = meshResourceCodecs();
+  const addresses = new Map<string, ResourceEntry>();
+  const memberships = serviceMemberships(snapshot);
+  const localByNode = new Map<string, Map<string, ResourceEntry>>();
+  for (const w of snapshot.workloads.values()) {
+    if (!w.meshed) continue; // opted-out pods are outside the mesh
+    const uid = workloadXdsUid(w);
+    addresses.set(uid, entry(uid, protos.codecs.address.pack(workloadAddress(w, snapshot.trustDomain, memberships.get(w.uid)))));
+    let local = localByNode.get(w.node);
+    if (!local) localByNode.set(w.node, (local = new Map()));
+    local.set(uid, entry(uid, codecs.localWorkload.pack({ uid, netns: w.netns ?? '' })));
+  }
+  for (const s of snapshot.services.values()) {
+    const name = serviceXdsName(s);
+    addresses.set(name, entry(name, protos.codecs.address.pack(serviceAddress(s))));
+  }
+  const nodes = new Map<string, ResourceEntry>();
+  for (const n of snapshot.nodes.values()) nodes.set(n.name, entry(n.name, codecs.node.pack({ name: n.name, address: n.address })));
+  const meshConfig = new Map<string, ResourceEntry>([
+    [MESH_CONFIG_NAME, entry(MESH_CONFIG_NAME, codecs.meshConfig.pack({ trustDomain: snapshot.trustDomain, trustAnchors: [...opts.trustAnchors] }))],
+  ]);
+  const shared = new Map<string, TypedResources>([
+    [CONTROL_TYPE_URL.address, addresses],
+    [CONTROL_TYPE_URL.node, nodes],
+    [CONTROL_TYPE_URL.meshConfig, meshConfig],
+    [CONTROL_TYPE_URL.authorization, new Map()],
+  ]);
+  return { shared, localByNode };
+}
+
+/** Names that differ between two resource sets, per type. */
+export interface TypeDiff {
+  readonly added: readonly string[];
+  readonly changed: readonly string[];
+  readonly removed: readonly string[];
+}
+export type ResourceDiff = ReadonlyMap<string, TypeDiff>;
+
+function diffTyped(a: TypedResources | undefined, b: TypedResources | undefined, into: { added: Set<string>; changed: Set<string>; removed: Set<string> }): void {
+  const empty = new Map<string, ResourceEntry>();
+  const before = a ?? empty;
+  const after = b ?? empty;
+  for (const [name, e] of after) {
+    const old = before.get(name);
+    if (!old) into.added.add(name);
+    else if (old.version !== e.version) into.changed.add(name);
+  }
+  for (const name of before.keys()) if (!after.has(name)) into.removed.add(name);
+}
+
+/**
+ * Per type, which names were added, changed or removed. For LocalWorkload the comparison is per
+ * node, and a name counts once: a workload moving nodes is "changed" (removed for one node, added
+ * for another); each stream then resolves the name against its own node.
+ */
+export function diffResourceSets(prev: ResourceSets | undefined, next: ResourceSets): ResourceDiff {
+  const out = new Map<string, TypeDiff>();
+  const types = new Set<string>([...(prev?.shared.keys() ?? []), ...next.shared.keys()]);
+  for (const t of types) {
+    const d = { added: new Set<string>(), changed: new Set<string>(), removed: new Set<string>() };
+    diffTyped(prev?.shared.get(t), next.shared.get(t), d);
+    if (d.added.size + d.changed.size + d.removed.size > 0) out.set(t, { added: [...d.added], changed: [...d.changed], removed: [...d.removed] });
+  }
+  const d = { added: new Set<string>(), changed: new Set<string>(), removed: new Set<string>() };
+  const nodes = new Set<string>([...(prev?.localByNode.keys() ?? []), ...next.localByNode.keys()]);
+  for (const n of nodes) diffTyped(prev?.localByNode.get(n), next.localByNode.get(n), d);
+  // A name both removed (old node) and added (new node) moved: report it as changed.
+  for (const name of [...d.added]) {
+    if (d.removed.has(name)) {
+      d.added.delete(name);
+      d.removed.delete(name);
+      d.changed.add(name);
+    }
+  }
+  for (const name of d.changed) {
+    d.added.delete(name);
+    d.removed.delete(name);
+  }
+  if (d.added.size + d.changed.size + d.removed.size > 0) {
+    out.set(CONTROL_TYPE_URL.localWorkload, { added: [...d.added], changed: [...d.changed], removed: [...d.removed] });
+  }
+  return out;
+}
