@@ -5,7 +5,11 @@ SHELL := /bin/bash
 include mk/datapath.mk
 include mk/proto.mk
 
-.PHONY: build ts deps test test-unit demo bench clean
+.PHONY: setup build ts deps test test-unit demo bench clean
+
+# Debian packages (clang, libbpf-dev, bpftool, …) and bpffs; idempotent and quick once everything is present.
+setup:
+	bash scripts/install-deps.sh
 
 deps: node_modules/.package-lock.json
 
@@ -16,7 +20,8 @@ node_modules/.package-lock.json: package.json package-lock.json
 ts: deps
 	npx tsc -p tsconfig.json
 
-build: deps bpf native ts
+build: setup deps
+	$(MAKE) bpf native ts
 
 test: build
 	npx vitest run
