@@ -9,7 +9,7 @@ import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason } from '../telemetry/metrics';
 import { relay, type Relay } from './relay';
-import { allowAll, normalizeIp, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
+import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
 
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
 export const HBONE_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -165,6 +165,14 @@ export class InboundProxy {
     this.log.info({ address: this.address() }, 'inbound HBONE listening');
   }
 
+  /** The service (if any) through which this workload port is reached, for the destination_service labels. */
+  private serviceFor(w: Workload | undefined, port: number): ReturnType<typeof serviceInfo> {
+    if (!w || !this.opts.state) return undefined;
+    const services = this.opts.state.servicesOf(w);
+    const svc = services.find((s) => s.ports.some((p) => p.targetPort === port)) ?? services[0];
+    return serviceInfo(svc, this.opts.state.trustDomain);
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     const server = this.server;
@@ -276,6 +284,7 @@ export class InboundProxy {
         source: src && src.identity === peer ? src : undefined,
         sourcePrincipal: peer,
         destination: local.workload,
+        service: this.serviceFor(local.workload, dest.port),
         mtls: true,
       });
       const r = relay(stream, upstream, stats);

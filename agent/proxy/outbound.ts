@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
 import { relay, type Relay } from './relay';
-import { allowAll, formatAuthority, normalizeIp, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
+import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
 import type { Duplex } from 'stream';
 
 export const DEFAULT_HBONE_PORT = 15008;
@@ -314,7 +314,3 @@ export class OutboundProxy {
   }
 }
 
-function serviceInfo(svc: Service | undefined, trustDomain: string): { name: string; namespace: string; host: string } | undefined {
-  // Kubernetes service hosts use the cluster domain; smesh's trust domain defaults to the same "cluster.local".
-  return svc ? { name: svc.name, namespace: svc.namespace, host: `${svc.name}.${svc.namespace}.svc.${trustDomain}` } : undefined;
-}

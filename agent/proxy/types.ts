@@ -1,5 +1,5 @@
 // Narrow interfaces the proxies need from the rest of the agent (identities, authorization, addresses), so each can be faked in tests.
-import type { Workload } from '../state/types';
+import type { Service, Workload } from '../state/types';
 import type { UsableCert, RotationListener } from '../identity/manager';
 
 /** What the proxies need from the identity manager. */
@@ -42,4 +42,10 @@ export function formatAuthority(ip: string, port: number): string {
 export function normalizeIp(ip: string | undefined): string | undefined {
   if (!ip) return undefined;
   return ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip;
+}
+
+/** Telemetry view of a service: Kubernetes host `name.namespace.svc.<domain>` plus name and namespace. */
+export function serviceInfo(svc: Service | undefined, trustDomain: string): { name: string; namespace: string; host: string } | undefined {
+  // Kubernetes service hosts use the cluster domain; smesh's trust domain defaults to the same "cluster.local".
+  return svc ? { name: svc.name, namespace: svc.namespace, host: `${svc.name}.${svc.namespace}.svc.${trustDomain}` } : undefined;
 }
