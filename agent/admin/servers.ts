@@ -1,7 +1,7 @@
 // The agent's operational HTTP servers: Prometheus /metrics (15020), readiness /healthz/ready (15021), localhost admin (15000).
 import * as http from 'http';
 import type { AddressInfo } from 'net';
-import { SmeshError } from '../errors';
+import { listenOrFail } from '../telemetry/listen';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 
@@ -101,7 +101,7 @@ export class AdminServers {
     );
   }
 
-  private bind(name: string, listen: ListenAddress, handler: http.RequestListener): Promise<void> {
+  private async bind(name: string, listen: ListenAddress, handler: http.RequestListener): Promise<void> {
     const server = http.createServer((req, res) => {
       try {
         handler(req, res);
@@ -111,18 +111,9 @@ export class AdminServers {
       }
     });
     server.keepAliveTimeout = 5_000;
-    return new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(new SmeshError('SMESH_ERR_BIND', `cannot bind ${name} server on ${listen.host}:${listen.port}: ${err.code ?? err.message} (is another agent running, or the port in use?)`, { cause: err }));
-      server.once('error', onError);
-      server.listen(listen.port, listen.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message }, `${name} server error`));
-        this.servers.push({ name, server, listen });
-        this.log.info({ server: name, address: server.address() }, 'listening');
-        resolve();
-      });
-    });
+    await listenOrFail(server, listen.host, listen.port, `${name} server`, 'is another agent running, or the port in use?', this.log);
+    this.servers.push({ name, server, listen });
+    this.log.info({ server: name, address: server.address() }, 'listening');
   }
 
   private handleMetrics(req: http.IncomingMessage, res: http.ServerResponse): void {

@@ -3,6 +3,7 @@ import * as http2 from 'http2';
 import * as net from 'net';
 import type * as tls from 'tls';
 import { SmeshError } from '../errors';
+import { listenOrFail } from '../telemetry/listen';
 import { peerSpiffeId } from '../identity/spiffe';
 import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
@@ -147,21 +148,7 @@ export class InboundProxy {
     server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
 
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        reject(
-          new SmeshError('SMESH_ERR_BIND', `cannot bind inbound HBONE listener on ${this.opts.listen.host}:${this.opts.listen.port}: ${err.code ?? err.message} (is another agent running?)`, {
-            cause: err,
-          }),
-        );
-      };
-      server.once('error', onError);
-      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message }, 'inbound HBONE server error'));
-        resolve();
-      });
-    });
+    await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'inbound HBONE listener', 'is another agent running?', this.log);
     this.log.info({ address: this.address() }, 'inbound HBONE listening');
   }
 

@@ -1,6 +1,7 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
 import * as net from 'net';
 import { SmeshError } from '../errors';
+import { listenOrFail } from '../telemetry/listen';
 import { nodeSpiffeId } from '../identity/spiffe';
 import { RoundRobinPickers, type PickResult } from '../lb/picker';
 import type { StateView } from '../state/store';
@@ -141,22 +142,7 @@ export class OutboundProxy {
   async start(): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) =>
-        reject(
-          new SmeshError(
-            'SMESH_ERR_BIND',
-            `cannot bind outbound capture listener on ${this.opts.listen.host}:${this.opts.listen.port}: ${err.code ?? err.message} (is the capture address configured on lo? is another agent running?)`,
-            { cause: err },
-          ),
-        );
-      server.once('error', onError);
-      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        server.off('error', onError);
-        server.on('error', (err) => this.log.error({ err: err.message }, 'outbound listener error'));
-        resolve();
-      });
-    });
+    await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'outbound capture listener', 'is the capture address configured on lo? is another agent running?', this.log);
     this.log.info({ address: this.address() }, 'outbound capture listening');
   }
 
