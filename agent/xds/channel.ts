@@ -1,5 +1,6 @@
 // One authenticated gRPC channel to `smesh control`: TLS verified against the mesh trust anchors, bearer token on every call, shared by ADS and the CA client.
 import * as grpc from '@grpc/grpc-js';
+import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { loadMeshProtos, type MeshProtos } from '../../proto';
 import type { AggregatedDiscoveryServiceClient } from '../../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';
@@ -90,11 +91,23 @@ export class ControlPlaneChannel {
     const old = this.current;
     const AdsClient = this.protos.grpc.envoy.service.discovery.v3.AggregatedDiscoveryService;
     const CaClient = this.protos.grpc.istio.v1.auth.IstioCertificateService;
-    const ads = new AdsClient(this.address, this.credentials(anchors), { ...DEFAULT_CHANNEL_OPTIONS, ...this.opts.channelOptions });
+    const options: grpc.ChannelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...this.opts.channelOptions };
+    // TLS SNI must not be an IP (RFC 6066; Node warns). Send a fixed name instead; the identity
+    // check below still verifies the dialled IP (or the control plane's SPIFFE id).
+    if (isIP(this.host()) !== 0 && options['grpc.ssl_target_name_override'] === undefined) options['grpc.ssl_target_name_override'] = 'smesh-control';
+    const ads = new AdsClient(this.address, this.credentials(anchors), options);
     const ca = new CaClient(this.address, grpc.credentials.createInsecure(), { channelOverride: ads.getChannel() });
     this.current = { anchors, ads, ca };
     if (old) setTimeout(() => old.ads.close(), 60_000).unref();
     return this.current;
+  }
+
+  /** Host part of `address` (brackets of an IPv6 literal removed). */
+  private host(): string {
+    const a = this.address.replace(/^dns:(\/\/\/)?/, '');
+    if (a.startsWith('[')) return a.slice(1, a.indexOf(']'));
+    const colon = a.lastIndexOf(':');
+    return colon > 0 && a.indexOf(':') === colon ? a.slice(0, colon) : a;
   }
 
   private credentials(anchorsPem: string): grpc.ChannelCredentials {
@@ -102,7 +115,7 @@ export class ControlPlaneChannel {
     const tls = grpc.credentials.createSsl(Buffer.from(anchorsPem), null, null, {
       checkServerIdentity: (host, cert) => {
         if (expectedId && uriSans(cert).includes(expectedId)) return undefined;
-        return checkServerIdentity(host, cert);
+        return checkServerIdentity(host === 'smesh-control' ? this.host() : host, cert);
       },
     });
     const token = this.opts.token;
