@@ -1,0 +1,263 @@
+// Composition root of `smesh control`: source → registry → delta ADS + CA over one TLS gRPC server; the CLI and the in-process API standalone agents use.
+import * as grpc from '@grpc/grpc-js';
+import { networkInterfaces, hostname } from 'node:os';
+import * as path from 'node:path';
+import { parseDurationMs } from '../agent/config/schema';
+import { SmeshError } from '../agent/errors';
+import type { MeshSnapshot } from '../agent/state/types';
+import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetry/logger';
+import { loadMeshProtos } from '../proto';
+import { TokenAuthenticator } from './auth';
+import { createCaService, MeshCa } from './ca';
+import { ControlMetrics } from './metrics';
+import { Registry } from './registry';
+import { FileSource } from './sources/files';
+import { KubernetesSource } from './sources/kubernetes';
+import type { MeshSource } from './sources/types';
+import { createAdsService, type StreamInfo } from './xds-server';
+
+export const DEFAULT_CONTROL_LISTEN = '0.0.0.0:15012';
+
+export interface ControlPlaneOptions {
+  /** Where the mesh comes from: `new FileSource({dir})`, `new KubernetesSource({...})`, or any MeshSource. */
+  readonly source: MeshSource;
+  /** Directory with root-cert.pem + root-key.pem (created when absent) and optional rotation anchors. */
+  readonly caDir?: string;
+  /** Or an already loaded CA (tests, embedding). One of caDir / ca is required. */
+  readonly ca?: MeshCa;
+  /** Bearer token → node name, or a TokenAuthenticator, or the path of a YAML/JSON tokens file. */
+  readonly tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string> | TokenAuthenticator | string;
+  /** host:port; port 0 picks a free port (see the returned `port`). Default 0.0.0.0:15012. */
+  readonly listen?: string;
+  /** Longest leaf lifetime the CA grants. Default 24 h. */
+  readonly certTtlSeconds?: number;
+  /** Extra DNS names / IPs for the serving certificate (besides localhost, loopback and local addresses). */
+  readonly serverNames?: readonly string[];
+  readonly logger?: Logger;
+  readonly metrics?: ControlMetrics;
+}
+
+export interface ControlPlane {
+  readonly port: number;
+  /** The address actually bound (host:port). */
+  readonly address: string;
+  readonly registry: Registry;
+  readonly ca: MeshCa;
+  readonly metrics: ControlMetrics;
+  /** PEM of the root agents must trust to connect (--ca-cert); same as ca.trustAnchors joined. */
+  readonly trustBundlePem: string;
+  streams(): StreamInfo[];
+  close(): Promise<void>;
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
+  if (!m) throw new SmeshError('SMESH_ERR_CONFIG', `--listen: expected host:port, got ${JSON.stringify(listen)}`);
+  const port = Number(m[2]);
+  if (port > 65535) throw new SmeshError('SMESH_ERR_CONFIG', `--listen: port ${port} is out of range`);
+  return { host: m[1] || '0.0.0.0', port };
+}
+
+function serverSans(host: string, extra: readonly string[]): { dnsNames: string[]; ips: string[] } {
+  const dnsNames = ['localhost', 'smesh-control', 'smesh-control.smesh-system', 'smesh-control.smesh-system.svc', hostname()];
+  const ips = ['127.0.0.1', '::1'];
+  if (host === '0.0.0.0' || host === '::') {
+    for (const addrs of Object.values(networkInterfaces())) for (const a of addrs ?? []) ips.push(a.address.replace(/%.*$/, ''));
+  } else {
+    ips.push(host);
+  }
+  for (const e of extra) (/^[\d.]+$|:/.test(e) ? ips : dnsNames).push(e);
+  return { dnsNames, ips };
+}
+
+/** Starts the control plane in this process: source, registry, CA and the TLS gRPC server (ADS + CA). */
+export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
+  const logger = opts.logger ?? silentLogger();
+  const metrics = opts.metrics ?? new ControlMetrics();
+  const auth =
+    opts.tokens instanceof TokenAuthenticator
+      ? opts.tokens
+      : typeof opts.tokens === 'string'
+        ? TokenAuthenticator.fromFile(opts.tokens)
+        : new TokenAuthenticator(opts.tokens);
+  const { host, port } = splitHostPort(opts.listen ?? DEFAULT_CONTROL_LISTEN);
+  const registry = new Registry();
+  const sourceLog = logger.child({ component: 'source', source: opts.source.kind });
+
+  // Until the CA is loaded, changes are only remembered; the registry starts from the latest one.
+  let ca: MeshCa | undefined;
+  let latest: MeshSnapshot;
+  const initial: MeshSnapshot = await opts.source.start({
+    onSnapshot: (s) => {
+      metrics.sourceUpdates.inc({ source: opts.source.kind });
+      latest = s;
+      if (!ca) return;
+      if (s.trustDomain !== ca.trustDomain) {
+        sourceLog.error({ trustDomain: s.trustDomain, caTrustDomain: ca.trustDomain }, 'trust domain changed at run time; restart smesh control to re-key (the CA keeps issuing for the old one)');
+      }
+      const diff = registry.update(s);
+      if (diff.size > 0) sourceLog.info({ generation: registry.generation, changes: summarize(diff) }, 'serving new configuration');
+    },
+    onError: () => metrics.sourceErrors.inc({ source: opts.source.kind }),
+  });
+  latest ??= initial;
+
+  let server: grpc.Server | undefined;
+  try {
+    let loaded: MeshCa;
+    if (opts.ca) loaded = opts.ca;
+    else if (opts.caDir) loaded = await MeshCa.load(opts.caDir, initial.trustDomain);
+    else throw new SmeshError('SMESH_ERR_CONFIG', 'startControlPlane: caDir or ca is required');
+    if (loaded.trustDomain !== initial.trustDomain) {
+      throw new SmeshError('SMESH_ERR_CONFIG', `the CA is for trust domain ${loaded.trustDomain} but the configuration says ${initial.trustDomain}`);
+    }
+    registry.setTrustAnchors(loaded.trustAnchors);
+    registry.update(latest);
+    ca = loaded;
+
+    const protos = loadMeshProtos();
+    const ads = createAdsService({ registry, auth, metrics, logger: logger.child({ component: 'xds' }) });
+    const caHandlers = createCaService({ ca: loaded, auth, metrics, logger: logger.child({ component: 'ca' }), snapshot: () => registry.snapshot, certTtlSeconds: opts.certTtlSeconds });
+    server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
+    server.addService(protos.adsService, ads.handlers);
+    server.addService(protos.certificateService, caHandlers);
+    const serving = await loaded.issueServerCertificate(serverSans(host, opts.serverNames ?? []));
+    const creds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certPem), private_key: Buffer.from(serving.keyPem) }], false);
+    const bindHost = host.includes(':') ? `[${host}]` : host;
+    const srv = server;
+    const boundPort = await new Promise<number>((resolve, reject) =>
+      srv.bindAsync(`${bindHost}:${port}`, creds, (err, p) => (err ? reject(new SmeshError('SMESH_ERR_BIND', `cannot listen on ${host}:${port}: ${err.message}`, { cause: err })) : resolve(p))),
+    );
+    logger.info({ address: `${host}:${boundPort}`, trustDomain: loaded.trustDomain, anchors: loaded.trustAnchors.length, source: opts.source.kind }, 'smesh control serving');
+
+    let closing: Promise<void> | undefined;
+    return {
+      port: boundPort,
+      address: `${host}:${boundPort}`,
+      registry,
+      ca: loaded,
+      metrics,
+      trustBundlePem: loaded.trustAnchors.join(''),
+      streams: ads.streams,
+      close: () =>
+        (closing ??= (async () => {
+          await opts.source.close();
+          ads.closeAll();
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              srv.forceShutdown();
+              resolve();
+            }, 2000);
+            srv.tryShutdown(() => {
+              clearTimeout(t);
+              resolve();
+            });
+          });
+        })()),
+    };
+  } catch (err) {
+    server?.forceShutdown();
+    await opts.source.close();
+    throw err;
+  }
+}
+
+function summarize(diff: ReadonlyMap<string, { added: readonly string[]; changed: readonly string[]; removed: readonly string[] }>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [t, d] of diff) out[t.slice(t.lastIndexOf('/') + 1)] = `+${d.added.length} ~${d.changed.length} -${d.removed.length}`;
+  return out;
+}
+
+const USAGE = `usage: smesh control (--config DIR | --kubernetes [--kubeconfig FILE] [--trust-domain TD])
+                     --ca-dir DIR --tokens FILE [--listen 0.0.0.0:15012] [--cert-ttl 24h]
+                     [--server-name NAME]... [--log-level info]`;
+
+export interface ControlCliOptions {
+  readonly config?: string;
+  readonly kubernetes: boolean;
+  readonly kubeconfig?: string;
+  readonly trustDomain?: string;
+  readonly caDir: string;
+  readonly tokens: string;
+  readonly listen: string;
+  readonly certTtlSeconds: number;
+  readonly serverNames: string[];
+  readonly logLevel: string;
+}
+
+/** Parses `smesh control` flags (argv without the "control" word); throws SMESH_ERR_CONFIG naming the flag. */
+export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
+  const out: { -readonly [K in keyof ControlCliOptions]?: ControlCliOptions[K] } = { kubernetes: false, listen: DEFAULT_CONTROL_LISTEN, certTtlSeconds: 24 * 3600, serverNames: [], logLevel: 'info' };
+  const need = (i: number, flag: string): string => {
+    const v = argv[i + 1];
+    if (v === undefined || v.startsWith('--')) throw new SmeshError('SMESH_ERR_CONFIG', `${flag} needs a value\n${USAGE}`);
+    return v;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    const value = (): string => (inline !== undefined ? inline : need(i++, flag));
+    switch (flag) {
+      case '--config': out.config = value(); break;
+      case '--kubernetes': out.kubernetes = true; break;
+      case '--kubeconfig': out.kubeconfig = value(); break;
+      case '--trust-domain': out.trustDomain = value(); break;
+      case '--ca-dir': out.caDir = value(); break;
+      case '--tokens': out.tokens = value(); break;
+      case '--listen': out.listen = value(); break;
+      case '--server-name': out.serverNames!.push(value()); break;
+      case '--log-level': out.logLevel = value(); break;
+      case '--cert-ttl': {
+        const v = value();
+        const seconds = /^(\d+(\.\d+)?(ms|s|m|h))+$/.test(v) ? Math.floor(parseDurationMs(v) / 1000) : 0;
+        if (seconds <= 0) throw new SmeshError('SMESH_ERR_CONFIG', `--cert-ttl: expected a duration such as 24h, 90m or 3600s, got ${JSON.stringify(v)}`);
+        out.certTtlSeconds = seconds;
+        break;
+      }
+      case '--help':
+      case '-h':
+        throw new SmeshError('SMESH_ERR_CONFIG', USAGE);
+      default:
+        throw new SmeshError('SMESH_ERR_CONFIG', `unknown flag ${JSON.stringify(a)}\n${USAGE}`);
+    }
+  }
+  if (!!out.config === out.kubernetes) throw new SmeshError('SMESH_ERR_CONFIG', `exactly one of --config DIR or --kubernetes is required\n${USAGE}`);
+  if (!out.caDir) throw new SmeshError('SMESH_ERR_CONFIG', `--ca-dir is required\n${USAGE}`);
+  if (!out.tokens) throw new SmeshError('SMESH_ERR_CONFIG', `--tokens is required\n${USAGE}`);
+  if (out.trustDomain && !out.kubernetes) throw new SmeshError('SMESH_ERR_CONFIG', '--trust-domain applies to --kubernetes only; with --config the MeshConfig resource sets it');
+  if (!isLogLevel(out.logLevel!)) throw new SmeshError('SMESH_ERR_CONFIG', `--log-level: expected fatal, error, warn, info, debug, trace or silent, got ${JSON.stringify(out.logLevel)}`);
+  splitHostPort(out.listen!);
+  return out as ControlCliOptions;
+}
+
+/** `smesh control ...`: runs until SIGINT/SIGTERM; resolves with the exit code. */
+export async function runControl(argv: readonly string[]): Promise<number> {
+  const cli = parseControlArgs(argv);
+  const hub = new LogHub({ level: cli.logLevel as never });
+  const logger = hub.child('control');
+  const source: MeshSource = cli.config
+    ? new FileSource({ dir: path.resolve(cli.config), logger: hub.child('files') })
+    : new KubernetesSource({ kubeconfigFile: cli.kubeconfig, trustDomain: cli.trustDomain, logger: hub.child('kubernetes') });
+  const cp = await startControlPlane({
+    source,
+    caDir: path.resolve(cli.caDir),
+    tokens: path.resolve(cli.tokens),
+    listen: cli.listen,
+    certTtlSeconds: cli.certTtlSeconds,
+    serverNames: cli.serverNames,
+    logger,
+  });
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string): void => {
+      logger.info({ signal }, 'shutting down');
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await cp.close();
+  hub.flush();
+  return 0;
+}
