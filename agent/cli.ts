@@ -8,6 +8,7 @@ import { SmeshError } from './errors';
 const USAGE = `usage: smesh <command> [options]
 commands:
   agent     run the node agent (see smesh agent --help)
+  control   run the control plane: delta xDS and the mesh CA (see smesh control --help)
   check DIR validate a mesh config directory; prints every problem with file, resource and field
   version   print the version`;
 
@@ -49,6 +50,17 @@ export async function main(argv: readonly string[]): Promise<void> {
         err(`smesh agent: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
         process.exitCode = 1;
         // The agent may have started timers or listeners before failing; exit so a half-started agent never lingers.
+        setImmediate(() => process.exit(1));
+      }
+      return;
+    }
+    case 'control': {
+      try {
+        const { runControl } = await import('../control/main');
+        process.exitCode = await runControl(rest);
+      } catch (e) {
+        err(`smesh control: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        process.exitCode = 1;
         setImmediate(() => process.exit(1));
       }
       return;

@@ -1,27 +1,27 @@
 // The agent's composition root: config → state → identities → kernel datapath → proxies → telemetry, and their lifecycle.
-import { watch, type FSWatcher, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { AdminServers } from './admin/servers';
 import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
 import type { AgentOptions } from './config/options';
-import { ConfigError, loadConfigDir } from './config/resources';
 import { Reconciler, WorkloadIds } from './datapath/reconciler';
 import { SmeshError } from './errors';
-import { loadOrCreateRootCa } from './identity/ca';
+import { RemoteCa } from './identity/remote-ca';
 import { IdentityManager } from './identity/manager';
-import { nodeSpiffeId } from './identity/spiffe';
+import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import { InboundProxy } from './proxy/hbone-server';
 import { OutboundProxy } from './proxy/outbound';
-import { StateStore } from './state/store';
+import { StateStore, emptySnapshot } from './state/store';
 import type { MeshSnapshot } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
 import { MeshMetrics } from './telemetry/metrics';
+import { ControlPlaneChannel } from './xds/channel';
+import { XdsClient } from './xds/client';
 
 /** How often enrollment is re-checked against the kernel even without a config change (pods restarted, netns recreated). */
 const RECONCILE_INTERVAL_MS = 10_000;
-/** Coalesces bursts of file events from one editor save into one reload. */
-const CONFIG_RELOAD_DEBOUNCE_MS = 200;
 
 export interface RunningAgent {
   readonly state: StateStore;
@@ -45,24 +45,53 @@ function ownCgroup(): string | undefined {
   }
 }
 
+/** Where the agent's control plane is: started in-process (standalone) or remote. */
+interface ControlPlaneEndpoint {
+  readonly address: string;
+  readonly anchorsPem: string;
+  readonly token: () => string;
+  readonly controlPlaneId?: string;
+}
+
+/**
+ * Standalone runs the very control plane `smesh control` runs, in this process, on loopback, with a one-time token
+ * naming this node: the agent then takes the same xDS + CSR path as against a remote control plane.
+ */
+async function embeddedControlPlane(opts: AgentOptions, logs: LogHub, cleanups: Array<() => Promise<void> | void>): Promise<ControlPlaneEndpoint> {
+  const { startControlPlane } = await import('../control/main');
+  const { FileSource } = await import('../control/sources/files');
+  const token = randomBytes(24).toString('hex');
+  const cp = await startControlPlane({
+    source: new FileSource({ dir: opts.configDir, logger: logs.child('control-files') }),
+    caDir: opts.caDir,
+    tokens: { [token]: opts.nodeName },
+    listen: '127.0.0.1:0',
+    certTtlSeconds: opts.certTtlSeconds,
+    logger: logs.child('control'),
+  });
+  cleanups.push(() => cp.close());
+  return { address: `127.0.0.1:${cp.port}`, anchorsPem: cp.trustBundlePem, token: () => token, controlPlaneId: controlSpiffeId(cp.ca.trustDomain) };
+}
+
+function remoteControlPlane(opts: AgentOptions): ControlPlaneEndpoint {
+  const read = (file: string, what: string): string => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new SmeshError('SMESH_ERR_CONFIG', `${what} ${file}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  const anchorsPem = read(opts.caCertFile!, '--ca-cert');
+  read(opts.tokenFile!, '--token-file');
+  return { address: opts.controlPlane!, anchorsPem, token: () => read(opts.tokenFile!, '--token-file'), controlPlaneId: controlSpiffeId(opts.trustDomain) };
+}
+
 export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   if (!isLogLevel(opts.logLevel)) throw new SmeshError('SMESH_ERR_CONFIG', `--log-level ${opts.logLevel}: expected one of fatal, error, warn, info, debug, trace, silent`);
   const logs = new LogHub({ level: opts.logLevel, base: { node: opts.nodeName } });
   const log = logs.child('agent');
-
-  // Config first: the agent never starts on half a config.
-  const initial = loadConfigDir(opts.configDir);
-  const state = new StateStore(initial);
-  const node = state.node(opts.nodeName);
-  const nodeIp = opts.nodeIp ?? node?.address;
-  if (!nodeIp) {
-    throw new SmeshError('SMESH_ERR_CONFIG', `node ${opts.nodeName}: no address; add a Node resource named ${opts.nodeName} with an InternalIP to ${opts.configDir}, or pass --node-ip`);
-  }
-  const trustDomain = initial.trustDomain;
-  const nodeId = nodeSpiffeId(trustDomain, opts.nodeName);
-  log.info({ config: opts.configDir, nodeIp, trustDomain, workloads: initial.workloads.size, services: initial.services.size }, 'configuration loaded');
-
   const metrics = new MeshMetrics();
+  const state = new StateStore(emptySnapshot());
   const cleanups: Array<() => Promise<void> | void> = [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -81,8 +110,52 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 
   try {
+    // 1. Mesh state over xDS (the embedded control plane fails here, loudly, on an invalid config directory).
+    const endpoint = opts.standalone ? await embeddedControlPlane(opts, logs, cleanups) : remoteControlPlane(opts);
+    let remoteCa: RemoteCa | undefined;
+    const channel = new ControlPlaneChannel({
+      address: endpoint.address,
+      trustAnchorsPem: () => remoteCa?.trustBundlePem() ?? endpoint.anchorsPem,
+      token: endpoint.token,
+      controlPlaneId: endpoint.controlPlaneId,
+    });
+    cleanups.push(() => channel.close());
+    const ca = new RemoteCa({ channel, trustAnchorsPem: endpoint.anchorsPem, ttlSeconds: opts.certTtlSeconds, logger: logs.child('ca-client') });
+    remoteCa = ca;
+    const xds = new XdsClient({ channel, nodeName: opts.nodeName, logger: logs.child('xds') });
+    cleanups.push(() => xds.close());
+    xds.onUpdate(({ snapshot, warnings }) => {
+      for (const w of warnings) log.warn({ warning: w }, 'xDS resource accepted with a warning');
+      state.replace(snapshot);
+    });
+    xds.onTrustAnchors((pems) => {
+      try {
+        ca.setTrustAnchors(pems);
+        log.info({ anchors: pems.length }, 'trust anchors updated');
+      } catch (err) {
+        log.error({ err }, 'trust anchors from the control plane rejected; keeping the current ones');
+      }
+    });
+    xds.onEvent((e) => metrics.recordXdsEvent(e));
+    xds.start();
+    if (!(await xds.waitForSync(opts.syncTimeoutMs))) {
+      throw new SmeshError('SMESH_ERR_CONFIG', `no complete mesh state from the control plane at ${endpoint.address} within ${opts.syncTimeoutMs / 1000}s (check the address, the token and that port 15012 is reachable)`);
+    }
+    const initial = state.snapshot();
+    const trustDomain = initial.trustDomain;
+    const nodeIp = opts.nodeIp ?? state.node(opts.nodeName)?.address;
+    if (!nodeIp) {
+      throw new SmeshError('SMESH_ERR_CONFIG', `node ${opts.nodeName}: no address; add a Node resource named ${opts.nodeName} with an InternalIP, or pass --node-ip`);
+    }
+    const nodeId = nodeSpiffeId(trustDomain, opts.nodeName);
+    log.info({ controlPlane: endpoint.address, standalone: opts.standalone, nodeIp, trustDomain, workloads: initial.workloads.size, services: initial.services.size }, 'mesh state received');
+
+    // 2. Operational servers, readiness false until every component is up.
     let datapath: Datapath | undefined;
     const ids = new WorkloadIds();
+    const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
+    cleanups.push(() => identities.close());
+    metrics.setCertificateProvider(() => identities.list());
     const admin = new AdminServers({
       metrics,
       metricsListen: { host: '0.0.0.0', port: opts.metricsPort },
@@ -97,6 +170,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
         return {
           node: { name: opts.nodeName, address: nodeIp, identity: nodeId },
           trustDomain: s.trustDomain,
+          xds: xds.status(),
           workloads: [...s.workloads.values()],
           services: [...s.services.values()],
           nodes: [...s.nodes.values()],
@@ -107,16 +181,14 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
         };
       },
     });
-    // Identities before listeners: the inbound presents the node certificate from its first handshake.
-    const ca = await loadOrCreateRootCa(opts.caDir, trustDomain);
-    const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
-    cleanups.push(() => identities.close());
-    metrics.setCertificateProvider(() => identities.list());
     await admin.start();
     cleanups.push(() => admin.close());
+
+    // 3. Certificates for this node and its workloads, signed by the mesh CA from our CSRs.
     await identities.ensure(localIdentities(initial, opts.nodeName));
     admin.markReady('certificates');
 
+    // 4. Kernel datapath.
     let reconciler: Reconciler | undefined;
     if (!opts.noBpf) {
       const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
@@ -143,6 +215,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       cleanups.push(() => clearInterval(timer));
     }
 
+    // 5. Proxies.
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
     const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client') });
     cleanups.push(() => hbone.close());
@@ -172,39 +245,14 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     cleanups.push(() => inbound.close());
     admin.markReady('listeners');
 
-    // Config changes: a valid new config replaces the state as one batch; an invalid one is reported and ignored.
+    // 6. Later state changes: one batch each from the xDS client; certificates and kernel maps follow.
     state.onChange((next) => {
-      identities.ensure(localIdentities(next, opts.nodeName)).catch((err) => log.error({ err }, 'issuing certificates for new workloads failed'));
-      identities.retain(localIdentities(next, opts.nodeName));
-      reconciler?.reconcile(next).catch((err) => log.error({ err }, 'reconcile after config change failed'));
+      if (next.trustDomain !== trustDomain) log.error({ from: trustDomain, to: next.trustDomain }, 'the trust domain changed; identities keep the old one until the agent restarts');
+      const wanted = localIdentities(next, opts.nodeName);
+      identities.ensure(wanted).catch((err) => log.error({ err }, 'issuing certificates for new workloads failed'));
+      identities.retain(wanted);
+      reconciler?.reconcile(next).catch((err) => log.error({ err }, 'reconcile after a state change failed'));
     });
-    let debounce: NodeJS.Timeout | undefined;
-    const reload = (): void => {
-      try {
-        const next = loadConfigDir(opts.configDir);
-        if (next.trustDomain !== trustDomain) {
-          log.error({ from: trustDomain, to: next.trustDomain }, 'config change ignored: the trust domain cannot change while the agent runs; restart the agent');
-          return;
-        }
-        state.replace(next);
-        log.info({ workloads: next.workloads.size, services: next.services.size }, 'configuration reloaded');
-      } catch (err) {
-        log.error({ problems: err instanceof ConfigError ? err.problems : undefined, err: err instanceof ConfigError ? undefined : err }, 'config change rejected; keeping the previous configuration');
-      }
-    };
-    let watcher: FSWatcher | undefined;
-    try {
-      watcher = watch(opts.configDir, () => {
-        clearTimeout(debounce);
-        debounce = setTimeout(reload, CONFIG_RELOAD_DEBOUNCE_MS);
-      });
-      cleanups.push(() => {
-        clearTimeout(debounce);
-        watcher?.close();
-      });
-    } catch (err) {
-      log.warn({ err }, 'cannot watch the config directory; changes need an agent restart');
-    }
 
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {
       process.once(sig, () => {

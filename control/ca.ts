@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { SmeshError } from '../agent/errors';
 import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../agent/identity/ca';
-import { parseSpiffeId } from '../agent/identity/spiffe';
+import { controlSpiffeId, parseSpiffeId } from '../agent/identity/spiffe';
 import type { MeshSnapshot } from '../agent/state/types';
 import type { Logger } from '../agent/telemetry/logger';
 import type { IstioCertificateServiceHandlers } from '../proto/generated/istio/v1/auth/IstioCertificateService';
@@ -35,10 +35,7 @@ export const CA_FILES = Object.freeze({
   previousRootCert: 'previous-root-cert.pem',
 });
 
-/** `spiffe://<td>/smesh/control`: the URI SAN of the control plane's serving certificate. */
-export function controlSpiffeId(trustDomain: string): string {
-  return `spiffe://${trustDomain}/smesh/control`;
-}
+export { controlSpiffeId };
 
 function serialNumber(): string {
   const b = randomBytes(16);

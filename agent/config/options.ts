@@ -22,6 +22,16 @@ export interface AgentOptions {
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
+  /** `host:port` of `smesh control` (not standalone). */
+  readonly controlPlane?: string;
+  /** Bearer token file for the control plane (re-read on every call, so it can be rotated). */
+  readonly tokenFile?: string;
+  /** PEM file of the mesh root(s) the control plane's certificate chains to. */
+  readonly caCertFile?: string;
+  /** Trust domain the control plane's certificate names (spiffe://<td>/smesh/control). */
+  readonly trustDomain: string;
+  /** How long to wait for the first complete xDS state before giving up. */
+  readonly syncTimeoutMs: number;
 }
 
 interface FlagSpec {
@@ -47,10 +57,22 @@ const FLAGS: Record<string, FlagSpec> = {
   '--no-bpf': { key: 'noBpf', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
+  '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
+  '--token-file': { key: 'tokenFile', kind: 'string', env: 'SMESH_TOKEN_FILE' },
+  '--ca-cert': { key: 'caCertFile', kind: 'string', env: 'SMESH_CA_CERT' },
+  '--trust-domain': { key: 'trustDomain', kind: 'string', env: 'SMESH_TRUST_DOMAIN' },
+  '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
 };
 
-export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node NAME [options]
+export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node NAME --cgroup-root PATH [options]
+       smesh agent --control-plane HOST:15012 --token-file F --ca-cert F --node NAME --cgroup-root PATH [options]
+  --standalone            run the control plane and CA in-process over --config
   --config DIR            directory of mesh YAML (Pods, Services, Nodes, MeshConfig)   [$SMESH_CONFIG]
+  --control-plane ADDR    host:port of smesh control                                  [$SMESH_CONTROL_PLANE]
+  --token-file FILE       bearer token that names this node to the control plane      [$SMESH_TOKEN_FILE]
+  --ca-cert FILE          mesh root certificate(s), PEM, to verify the control plane  [$SMESH_CA_CERT]
+  --trust-domain TD       trust domain of the control plane's identity (default cluster.local)
+  --sync-timeout-seconds N  wait this long for the first complete state (default 30)
   --node NAME             this node's name, as in Pod spec.nodeName                    [$NODE_NAME]
   --node-ip IP            address for HBONE (default: the Node's InternalIP)           [$NODE_IP]
   --cgroup-root PATH      cgroup v2 directory the programs attach to (the pods' root)  [$SMESH_CGROUP_ROOT]
@@ -107,13 +129,19 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     if (raw === undefined) fail(`${flag} needs a value`);
     values[spec.key] = convert(flag, spec, raw);
   }
-  if (!values.configDir) fail('--config DIR is required');
   if (!values.nodeName) fail('--node NAME is required');
-  if (!values.standalone) fail('only --standalone mode is available in this version (the control-plane client comes with `smesh control`)');
+  if (values.standalone) {
+    if (!values.configDir) fail('--standalone needs --config DIR');
+    if (values.controlPlane) fail('--standalone and --control-plane exclude each other');
+  } else {
+    if (!values.controlPlane) fail('give --standalone --config DIR, or --control-plane HOST:PORT');
+    if (!values.tokenFile) fail('--control-plane needs --token-file FILE (the bootstrap token naming this node)');
+    if (!values.caCertFile) fail('--control-plane needs --ca-cert FILE (the mesh root certificate)');
+  }
   if (!values.noBpf && !values.cgroupRoot) fail('--cgroup-root PATH is required (the cgroup v2 directory holding the pods, e.g. kubepods); or run with --no-bpf');
-  const configDir = values.configDir as string;
+  const configDir = (values.configDir as string | undefined) ?? '';
   return {
-    standalone: true,
+    standalone: values.standalone === true,
     configDir,
     nodeName: values.nodeName as string,
     nodeIp: values.nodeIp as string | undefined,
@@ -129,5 +157,10 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     noBpf: values.noBpf === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
+    controlPlane: values.controlPlane as string | undefined,
+    tokenFile: values.tokenFile as string | undefined,
+    caCertFile: values.caCertFile as string | undefined,
+    trustDomain: (values.trustDomain as string | undefined) ?? 'cluster.local',
+    syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
   };
 }

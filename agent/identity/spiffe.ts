@@ -31,6 +31,11 @@ export function workloadSpiffeId(trustDomain: string, namespace: string, service
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
+/** `spiffe://<td>/smesh/control`: the URI SAN of the control plane's serving certificate. */
+export function controlSpiffeId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/smesh/control`;
+}
+
 export function nodeSpiffeId(trustDomain: string, nodeName: string): string {
   checkTrustDomain(trustDomain);
   checkSegment('node name', nodeName);

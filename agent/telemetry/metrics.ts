@@ -157,6 +157,9 @@ export class MeshMetrics {
   readonly hboneActiveStreams: Gauge<'direction'>;
   readonly hboneSessions: Gauge<'direction'>;
   readonly certificateExpiry: Gauge<'identity'>;
+  readonly xdsConnected: Gauge;
+  readonly xdsResponses: Counter<'type' | 'result'>;
+  readonly xdsDisconnects: Counter;
   private readonly live = new Set<TcpConnectionStats>();
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
 
@@ -184,9 +187,31 @@ export class MeshMetrics {
         for (const c of self.certificateProvider()) this.set({ identity: c.spiffeId }, Math.round((c.notAfter.getTime() - now) / 1000));
       },
     });
+    this.xdsConnected = new Gauge({ name: 'smesh_xds_connected', help: '1 while the xDS stream to the control plane is up', registers });
+    this.xdsResponses = new Counter({ name: 'smesh_xds_responses_total', help: 'xDS responses by resource type and whether they were ACKed or NACKed', labelNames: ['type', 'result'], registers });
+    this.xdsDisconnects = new Counter({ name: 'smesh_xds_disconnects_total', help: 'xDS streams lost (each is retried with backoff)', registers });
     for (const d of ['inbound', 'outbound']) {
       this.hboneActiveStreams.set({ direction: d }, 0);
       this.hboneSessions.set({ direction: d }, 0);
+    }
+  }
+
+  /** Feeds the xDS client's events (agent/xds/client.ts XdsEvent) into the smesh_xds_* metrics. */
+  recordXdsEvent(e: { readonly kind: string; readonly typeUrl?: string }): void {
+    switch (e.kind) {
+      case 'connected':
+        this.xdsConnected.set(1);
+        return;
+      case 'disconnected':
+        this.xdsConnected.set(0);
+        this.xdsDisconnects.inc();
+        return;
+      case 'ack':
+      case 'nack':
+        this.xdsResponses.inc({ type: (e.typeUrl ?? '').slice((e.typeUrl ?? '').lastIndexOf('/') + 1), result: e.kind });
+        return;
+      default:
+        return;
     }
   }
 

@@ -395,18 +395,20 @@ export class XdsClient {
       this.log.warn({ typeUrl: t.typeUrl, nonce: resp.nonce, errors }, 'xDS resources rejected; their previous versions stay in use');
       this.emitEvent({ kind: 'nack', typeUrl: t.typeUrl, nonce: resp.nonce, errors });
     }
+    if (changed) this.dirty = true;
     if (!t.seen) {
       t.seen = true;
       if (this.synced()) {
         if (this.syncTimer) clearTimeout(this.syncTimer);
         this.log.info({ streams: this.streamsStarted }, 'xDS initial sync complete');
+        // Publish before waking the waiters, so that whoever awaited the sync finds the complete state.
+        if (this.emitScheduled) clearImmediate(this.emitScheduled);
+        this.emitScheduled = undefined;
+        this.publish();
         for (const w of this.syncWaiters.splice(0)) w();
       }
     }
-    if (changed) {
-      this.dirty = true;
-      this.scheduleEmit();
-    }
+    if (changed) this.scheduleEmit();
   }
 
   private send(call: AdsCall, req: DeltaDiscoveryRequest): void {
