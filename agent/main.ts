@@ -12,6 +12,7 @@ import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import { InboundProxy } from './proxy/hbone-server';
+import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
 import { StateStore, emptySnapshot } from './state/store';
 import type { MeshSnapshot } from './state/types';
@@ -215,7 +216,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       cleanups.push(() => clearInterval(timer));
     }
 
-    // 5. Proxies.
+    // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
+    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access') });
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
     const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client') });
     cleanups.push(() => hbone.close());
@@ -225,6 +227,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbone,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
+      authorize,
       listen: { host: opts.captureIp, port: opts.outboundPort },
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),
       metrics,
@@ -236,6 +239,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       nodeName: opts.nodeName,
       state,
       listen: { host: '0.0.0.0', port: opts.inboundPort },
+      authorize,
       metrics,
       logger: logs.child('inbound'),
     });

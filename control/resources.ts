@@ -9,6 +9,11 @@ import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/
 import type { Address } from '../proto/generated/istio/workload/Address';
 import type { PortList } from '../proto/generated/istio/workload/PortList';
 import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
+import type { Authorization } from '../proto/generated/istio/security/Authorization';
+import type { Match } from '../proto/generated/istio/security/Match';
+import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
+import { projectToL4, selectorPolicyKeys } from '../agent/policy/evaluate';
+import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type StringMatcher } from '../agent/policy/types';
 
 const PREFIX = 'type.googleapis.com/';
 
@@ -101,10 +106,26 @@ function selects(s: Service, w: Workload): boolean {
 export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<string, PortList>> {
   const out = new Map<string, Map<string, PortList>>();
   const services = [...snapshot.services.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Index namespace → "label=value" → workloads, so each selector only scans the workloads carrying its first label
+  // (a linear scan per service is 10k services × 50k pods = 5·10⁸ label checks at scale).
+  const byLabel = new Map<string, Map<string, Workload[]>>();
+  for (const w of snapshot.workloads.values()) {
+    let ns = byLabel.get(w.namespace);
+    if (!ns) byLabel.set(w.namespace, (ns = new Map()));
+    for (const [k, v] of Object.entries(w.labels)) {
+      const key = `${k}=${v}`;
+      const list = ns.get(key);
+      if (list) list.push(w);
+      else ns.set(key, [w]);
+    }
+  }
   for (const s of services) {
+    const first = Object.keys(s.selector)[0];
     const members = s.endpointUids
       ? s.endpointUids.map((uid) => snapshot.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
-      : [...snapshot.workloads.values()].filter((w) => selects(s, w));
+      : first === undefined
+        ? []
+        : (byLabel.get(s.namespace)?.get(`${first}=${s.selector[first]}`) ?? []).filter((w) => selects(s, w));
     const ports: PortList = { ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })) };
     for (const w of members) {
       if (!w.meshed) continue;
@@ -116,8 +137,8 @@ export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<stri
   return out;
 }
 
-/** The istio.workload.Address for one (meshed) workload. */
-export function workloadAddress(w: Workload, trustDomain: string, services: ReadonlyMap<string, PortList> | undefined): Address {
+/** The istio.workload.Address for one (meshed) workload; `policies` = its Workload.authorization_policies. */
+export function workloadAddress(w: Workload, trustDomain: string, services: ReadonlyMap<string, PortList> | undefined, policies: readonly string[] = []): Address {
   const servicesObj: Record<string, PortList> = {};
   for (const key of [...(services?.keys() ?? [])].sort()) servicesObj[key] = services!.get(key)!;
   return {
@@ -137,7 +158,62 @@ export function workloadAddress(w: Workload, trustDomain: string, services: Read
       services: servicesObj,
       status: 'HEALTHY',
       clusterId: CLUSTER_ID,
+      authorizationPolicies: [...policies],
     },
+  };
+}
+
+function stringMatchToWire(m: StringMatcher): StringMatch {
+  switch (m.kind) {
+    case 'exact':
+      return { exact: m.value };
+    case 'prefix':
+      return { prefix: m.value };
+    case 'suffix':
+      return { suffix: m.value };
+    case 'presence':
+      return { presence: {} };
+  }
+}
+
+function cidrToWire(c: Cidr): { address: Buffer; length: number } {
+  return { address: ipBytes(c.address, 'cidr'), length: c.prefixLength };
+}
+
+/** L4 fields only: callers pass a projected (projectToL4) policy. */
+function matchToWire(m: PolicyMatch): Match {
+  const sm = (l: readonly StringMatcher[] | undefined) => (l ?? []).map(stringMatchToWire);
+  const cm = (l: readonly Cidr[] | undefined) => (l ?? []).map(cidrToWire);
+  return {
+    namespaces: sm(m.namespaces),
+    notNamespaces: sm(m.notNamespaces),
+    principals: sm(m.principals),
+    notPrincipals: sm(m.notPrincipals),
+    sourceIps: cm(m.sourceIps),
+    notSourceIps: cm(m.notSourceIps),
+    destinationIps: cm(m.destinationIps),
+    notDestinationIps: cm(m.notDestinationIps),
+    destinationPorts: [...(m.destinationPorts ?? [])],
+    notDestinationPorts: [...(m.notDestinationPorts ?? [])],
+  };
+}
+
+const WIRE_SCOPE = { global: 'GLOBAL', namespace: 'NAMESPACE', workloadSelector: 'WORKLOAD_SELECTOR' } as const;
+const WIRE_ACTION = { ALLOW: 'ALLOW', DENY: 'DENY', AUDIT: 'SMESH_AUDIT' } as const;
+
+/**
+ * The istio.security.Authorization for one policy, as istiod builds it for ztunnel: the L4
+ * projection (ALLOW rules needing L7 attributes dropped, DENY/AUDIT rules stripped of them), each
+ * rule a Group whose Rules are its from / to / when clauses. AUDIT is smesh's SMESH_AUDIT extension.
+ */
+export function authorizationResource(policy: AuthorizationPolicy): Authorization {
+  const p = projectToL4(policy);
+  return {
+    name: p.name,
+    namespace: p.namespace,
+    scope: WIRE_SCOPE[p.scope],
+    action: WIRE_ACTION[p.action],
+    groups: p.rules.map((r) => ({ rules: r.clauses.map((c) => ({ matches: c.matches.map(matchToWire) })) })),
   };
 }
 
@@ -173,10 +249,12 @@ export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): R
   const addresses = new Map<string, ResourceEntry>();
   const memberships = serviceMemberships(snapshot);
   const localByNode = new Map<string, Map<string, ResourceEntry>>();
+  const policies = snapshot.authorizationPolicies ?? [];
   for (const w of snapshot.workloads.values()) {
     if (!w.meshed) continue; // opted-out pods are outside the mesh
     const uid = workloadXdsUid(w);
-    addresses.set(uid, entry(uid, protos.codecs.address.pack(workloadAddress(w, snapshot.trustDomain, memberships.get(w.uid)))));
+    const selected = w.authorizationPolicies ?? selectorPolicyKeys(policies, w, snapshot.rootNamespace);
+    addresses.set(uid, entry(uid, protos.codecs.address.pack(workloadAddress(w, snapshot.trustDomain, memberships.get(w.uid), selected))));
     let local = localByNode.get(w.node);
     if (!local) localByNode.set(w.node, (local = new Map()));
     local.set(uid, entry(uid, codecs.localWorkload.pack({ uid, netns: w.netns ?? '' })));
@@ -190,11 +268,16 @@ export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): R
   const meshConfig = new Map<string, ResourceEntry>([
     [MESH_CONFIG_NAME, entry(MESH_CONFIG_NAME, codecs.meshConfig.pack({ trustDomain: snapshot.trustDomain, trustAnchors: [...opts.trustAnchors] }))],
   ]);
+  const authorizations = new Map<string, ResourceEntry>();
+  for (const p of policies) {
+    const name = policyKey(p);
+    authorizations.set(name, entry(name, protos.codecs.authorization.pack(authorizationResource(p))));
+  }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],
     [CONTROL_TYPE_URL.node, nodes],
     [CONTROL_TYPE_URL.meshConfig, meshConfig],
-    [CONTROL_TYPE_URL.authorization, new Map()],
+    [CONTROL_TYPE_URL.authorization, authorizations],
   ]);
   return { shared, localByNode };
 }

@@ -1,4 +1,4 @@
-// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service) into a validated mesh snapshot.
+// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service, AuthorizationPolicy) into a validated mesh snapshot.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
@@ -6,6 +6,9 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import { SmeshError } from '../errors';
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
+import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, convertAuthorizationPolicy } from './authorization';
+import { DEFAULT_ROOT_NAMESPACE } from '../policy/evaluate';
+import { policyKey, type AuthorizationPolicy } from '../policy/types';
 
 /** One problem in one resource of one file. */
 export interface ConfigProblem {
@@ -66,11 +69,17 @@ const servicePort: FieldSpec = {
   },
 };
 
-const SCHEMAS: Record<string, { apiVersion: string; spec: ObjectSpec; namespaced: boolean }> = {
+const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly string[]; spec: ObjectSpec; namespaced: boolean }> = {
   MeshConfig: {
     apiVersion: 'smesh.io/v1alpha1',
     namespaced: false,
-    spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', certificateTTL: 'duration' } } }),
+    spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', certificateTTL: 'duration', rootNamespace: 'nonEmptyString' } } }),
+  },
+  AuthorizationPolicy: {
+    apiVersion: AUTHORIZATION_API_VERSIONS[0],
+    otherApiVersions: AUTHORIZATION_API_VERSIONS.slice(1),
+    namespaced: true,
+    spec: resourceSpec(AUTHORIZATION_POLICY_SPEC, 'ignored'),
   },
   Node: {
     apiVersion: 'v1',
@@ -170,8 +179,9 @@ export function parseConfigText(file: string, text: string, problems: ConfigProb
       return;
     }
     const fieldProblems: FieldProblem[] = validate(body, { object: schema.spec }, '');
-    if (body.apiVersion !== schema.apiVersion && fieldProblems.every((p) => p.field !== 'apiVersion')) {
-      fieldProblems.push({ field: 'apiVersion', message: `expected ${schema.apiVersion} for kind ${kind}, got ${JSON.stringify(body.apiVersion)}` });
+    const apiVersions = [schema.apiVersion, ...(schema.otherApiVersions ?? [])];
+    if (!apiVersions.includes(body.apiVersion) && fieldProblems.every((p) => p.field !== 'apiVersion')) {
+      fieldProblems.push({ field: 'apiVersion', message: `expected ${apiVersions.join(' or ')} for kind ${kind}, got ${JSON.stringify(body.apiVersion)}` });
     }
     for (const p of fieldProblems) problems.push({ file, line, resource, field: p.field, message: p.message });
     if (fieldProblems.length > 0) return;
@@ -208,6 +218,9 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
     const d = meshConfigs[0];
     problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field: 'spec.trustDomain', message: `expected lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(trustDomain)}` });
   }
+
+  const rootNamespace: string = meshConfigs[0]?.body.spec?.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
+  const authorizationPolicies: AuthorizationPolicy[] = [];
 
   const seen = new Map<string, ParsedDoc>();
   const nodes = new Map<string, MeshNode>();
@@ -282,6 +295,12 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         services.set(`${d.namespace}/${d.name}`, { key: `${d.namespace}/${d.name}`, name: d.name, namespace: d.namespace, vips, ports, selector: b.spec.selector ?? {} });
         break;
       }
+      case 'AuthorizationPolicy': {
+        const { policy, problems: policyProblems } = convertAuthorizationPolicy(d.name, d.namespace, b.spec, rootNamespace);
+        for (const p of policyProblems) problems.push({ file: d.file, line: d.line, resource, field: p.field, message: p.message });
+        if (policy) authorizationPolicies.push(policy);
+        break;
+      }
       default:
         break;
     }
@@ -299,7 +318,8 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
     }
     byIp.set(w.ip, w.uid);
   }
-  return { trustDomain, nodes, workloads, services, namespaces };
+  authorizationPolicies.sort((a, b) => (policyKey(a) < policyKey(b) ? -1 : policyKey(a) > policyKey(b) ? 1 : 0));
+  return { trustDomain, nodes, workloads, services, namespaces, authorizationPolicies, rootNamespace };
 }
 
 /** Reads every *.yaml / *.yml file in `dir` (not recursive). Throws ConfigError listing every problem; never returns half a config. */

@@ -1,4 +1,5 @@
 // Mesh state types: what the agent knows about nodes, workloads and services, in the stage each value is in.
+import type { AuthorizationPolicy } from '../policy/types';
 
 /** A Kubernetes-style node: where workloads run and where its agent listens for HBONE. */
 export interface MeshNode {
@@ -27,6 +28,11 @@ export interface Workload {
   readonly identity: string;
   /** False when the pod opted out (label or namespace label smesh.io/dataplane-mode=none). */
   readonly meshed: boolean;
+  /**
+   * `<ns>/<name>` of the selector-scoped AuthorizationPolicies selecting this workload, as the control
+   * plane resolved them (xDS Workload.authorization_policies). Absent: resolve from `labels`.
+   */
+  readonly authorizationPolicies?: readonly string[];
 }
 
 export interface ServicePort {
@@ -61,4 +67,8 @@ export interface MeshSnapshot {
   readonly services: ReadonlyMap<string, Service>;
   /** Namespace name → labels. */
   readonly namespaces: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** Validated AuthorizationPolicies, sorted by `<ns>/<name>` (absent = none). */
+  readonly authorizationPolicies?: readonly AuthorizationPolicy[];
+  /** MeshConfig rootNamespace (policies there apply mesh-wide); absent = "istio-system". */
+  readonly rootNamespace?: string;
 }

@@ -160,6 +160,8 @@ export class MeshMetrics {
   readonly xdsConnected: Gauge;
   readonly xdsResponses: Counter<'type' | 'result'>;
   readonly xdsDisconnects: Counter;
+  /** Authorization denials: reason deny_policy (a DENY matched) | no_allow_match; policy `<ns>/<name>` or "none". */
+  readonly policyDenials: Counter<'reason' | 'policy'>;
   private readonly live = new Set<TcpConnectionStats>();
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
 
@@ -172,6 +174,7 @@ export class MeshMetrics {
     this.tcpReceivedBytes = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received in request (client to server) on TCP connections', labelNames, registers });
     this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
     this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
+    this.policyDenials = new Counter({ name: 'smesh_policy_denials_total', help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy', labelNames: ['reason', 'policy'], registers });
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });

@@ -12,6 +12,7 @@ import {
   XDS_TYPE_URL,
   XDS_TYPE_URLS,
   type AcceptedAddress,
+  type AcceptedAuthorization,
   type AcceptedLocalWorkload,
   type AcceptedMeshConfig,
   type AcceptedNode,
@@ -440,6 +441,7 @@ export class XdsClient {
     const nodes = new Map<string, AcceptedNode>();
     const localWorkloads = new Map<string, AcceptedLocalWorkload>();
     let meshConfig: AcceptedMeshConfig | undefined;
+    const authorizations = new Map<string, AcceptedAuthorization>();
     for (const t of this.types.values()) {
       for (const [name, h] of t.held) {
         const v = h.value;
@@ -447,9 +449,10 @@ export class XdsClient {
         else if (v.kind === 'node') nodes.set(name, v);
         else if (v.kind === 'localWorkload') localWorkloads.set(name, v);
         else if (v.kind === 'meshConfig' && t.typeUrl === XDS_TYPE_URL.meshConfig) meshConfig = v;
+        else if (v.kind === 'authorization') authorizations.set(name, v);
       }
     }
-    const built = buildSnapshot({ addresses, nodes, localWorkloads, meshConfig }, this.opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
+    const built = buildSnapshot({ addresses, nodes, localWorkloads, meshConfig, authorizations }, this.opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
     if (built.warnings.length > 0) this.log.warn({ warnings: built.warnings }, 'xDS resources are inconsistent with each other');
     const update: XdsUpdate = { snapshot: built.snapshot, warnings: built.warnings };
     this.latest = update;

@@ -9,6 +9,10 @@ import type { Service__Output } from '../../proto/generated/istio/workload/Servi
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
+import type { Match__Output } from '../../proto/generated/istio/security/Match';
+import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
+import { type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyMatch, type PolicyScope, type StringMatcher } from '../policy/types';
 
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
@@ -47,6 +51,8 @@ export interface AcceptedWorkload {
   readonly hbone: boolean;
   /** Service resource name (`<ns>/<hostname>`) → port mapping this workload serves. */
   readonly services: ReadonlyMap<string, readonly PortMapping[]>;
+  /** `<ns>/<name>` of the WORKLOAD_SELECTOR Authorizations selecting it. */
+  readonly authorizationPolicies: readonly string[];
 }
 
 export interface PortMapping {
@@ -87,10 +93,10 @@ export interface AcceptedMeshConfig {
   readonly trustAnchors: readonly string[];
 }
 
-/** Kept as decoded until issue 4 gives it a meaning; only its decodability is checked. */
+/** A validated istio.security.Authorization in the policy model (L4 fields only, as on the wire). */
 export interface AcceptedAuthorization {
   readonly kind: 'authorization';
-  readonly policy: Authorization__Output;
+  readonly policy: AuthorizationPolicy;
 }
 
 export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization;
@@ -277,8 +283,16 @@ function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
     uniquePorts(`${field}.ports`, ports);
     services.set(ref, ports);
   }
+  const authorizationPolicies = (w.authorizationPolicies ?? []).map((ref, i) => {
+    const slash = ref.indexOf('/');
+    if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
+      fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${q(ref)}`);
+    }
+    return ref;
+  });
   return {
     kind: 'workload',
+    authorizationPolicies,
     uid: w.uid,
     name: w.name,
     namespace: w.namespace,
@@ -310,6 +324,81 @@ function parseAddress(name: string, a: Address__Output): AcceptedAddress {
   if (a.type === 'workload' && a.workload) return parseWorkload(name, a.workload);
   if (a.type === 'service' && a.service) return parseService(name, a.service);
   return fail('type', 'expected a workload or a service, got neither');
+}
+
+// ---- istio.security.Authorization ----
+
+const WIRE_SCOPES: Readonly<Record<string, PolicyScope>> = { GLOBAL: 'global', NAMESPACE: 'namespace', WORKLOAD_SELECTOR: 'workloadSelector' };
+const WIRE_ACTIONS: Readonly<Record<string, PolicyAction>> = { ALLOW: 'ALLOW', DENY: 'DENY', SMESH_AUDIT: 'AUDIT' };
+
+function wireStringMatch(field: string, m: StringMatch__Output): StringMatcher {
+  switch (m.matchType) {
+    case 'exact':
+      if (!m.exact) fail(`${field}.exact`, 'empty value not allowed');
+      return { kind: 'exact', value: m.exact! };
+    case 'prefix':
+      return { kind: 'prefix', value: m.prefix ?? '' };
+    case 'suffix':
+      return { kind: 'suffix', value: m.suffix ?? '' };
+    case 'presence':
+      return { kind: 'presence' };
+    default:
+      return fail(field, 'expected one of exact, prefix, suffix or presence to be set');
+  }
+}
+
+function wireCidr(field: string, a: CidrAddress__Output): Cidr {
+  const address = ipFromBytes(`${field}.address`, a.address);
+  const max = a.address.length === 4 ? 32 : 128;
+  if (!Number.isInteger(a.length) || a.length > max) fail(`${field}.length`, `expected a prefix length 0-${max}, got ${a.length}`);
+  return { address, prefixLength: a.length };
+}
+
+function wirePorts(field: string, ports: readonly number[]): number[] {
+  ports.forEach((p, i) => {
+    if (!Number.isInteger(p) || p < 0 || p > 65535) fail(`${field}[${i}]`, `expected a port 0-65535, got ${p}`);
+  });
+  return [...ports];
+}
+
+function wireMatch(field: string, m: Match__Output): PolicyMatch {
+  if (m.serviceAccounts.length > 0 || m.notServiceAccounts.length > 0) {
+    fail(`${field}.${m.serviceAccounts.length > 0 ? 'service_accounts' : 'not_service_accounts'}`, 'unsupported: service account matches are not implemented by smesh; use principals');
+  }
+  const out: Record<string, unknown> = {};
+  const strs = (key: keyof PolicyMatch, wire: string, list: readonly StringMatch__Output[]) => {
+    if (list.length > 0) out[key] = list.map((x, i) => wireStringMatch(`${field}.${wire}[${i}]`, x));
+  };
+  const ips = (key: keyof PolicyMatch, wire: string, list: readonly CidrAddress__Output[]) => {
+    if (list.length > 0) out[key] = list.map((x, i) => wireCidr(`${field}.${wire}[${i}]`, x));
+  };
+  strs('namespaces', 'namespaces', m.namespaces);
+  strs('notNamespaces', 'not_namespaces', m.notNamespaces);
+  strs('principals', 'principals', m.principals);
+  strs('notPrincipals', 'not_principals', m.notPrincipals);
+  ips('sourceIps', 'source_ips', m.sourceIps);
+  ips('notSourceIps', 'not_source_ips', m.notSourceIps);
+  ips('destinationIps', 'destination_ips', m.destinationIps);
+  ips('notDestinationIps', 'not_destination_ips', m.notDestinationIps);
+  if (m.destinationPorts.length > 0) out.destinationPorts = wirePorts(`${field}.destination_ports`, m.destinationPorts);
+  if (m.notDestinationPorts.length > 0) out.notDestinationPorts = wirePorts(`${field}.not_destination_ports`, m.notDestinationPorts);
+  return out as PolicyMatch;
+}
+
+function parseAuthorization(name: string, a: Authorization__Output): AcceptedAuthorization {
+  requireMatch('name', a.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
+  requireMatch('namespace', a.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
+  if (name !== `${a.namespace}/${a.name}`) fail('name', `expected the resource name ${q(name)} to be "<namespace>/<name>" = ${q(`${a.namespace}/${a.name}`)}`);
+  const scope = WIRE_SCOPES[String(a.scope)];
+  if (!scope) fail('scope', `expected GLOBAL, NAMESPACE or WORKLOAD_SELECTOR, got ${q(a.scope)}`);
+  const action = WIRE_ACTIONS[String(a.action)];
+  if (!action) fail('action', `expected ALLOW, DENY or SMESH_AUDIT, got ${q(a.action)} (CUSTOM and unknown actions are not supported)`);
+  if (action === 'DENY' && a.groups.length === 0) fail('groups', 'a DENY policy needs at least one group (DENY without rules is invalid)');
+  const rules = a.groups.map((g, gi) => ({
+    clauses: g.rules.map((r, ri) => ({ matches: r.matches.map((m, mi) => wireMatch(`groups[${gi}].rules[${ri}].matches[${mi}]`, m)) })),
+  }));
+  const policy: AuthorizationPolicy = { name: a.name, namespace: a.namespace, action: action!, scope: scope!, rules };
+  return { kind: 'authorization', policy };
 }
 
 function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
@@ -378,7 +467,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
           decoded = parseMeshConfig(name, c.meshConfig.decode(any.value));
           break;
         case XDS_TYPE_URL.authorization:
-          decoded = { kind: 'authorization', policy: c.authorization.decode(any.value) };
+          decoded = parseAuthorization(name, c.authorization.decode(any.value));
           break;
         default:
           return { ok: false, error: `${label}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
@@ -403,6 +492,8 @@ export interface AcceptedResources {
   readonly nodes: ReadonlyMap<string, AcceptedNode>;
   readonly localWorkloads: ReadonlyMap<string, AcceptedLocalWorkload>;
   readonly meshConfig?: AcceptedMeshConfig;
+  /** By resource name `<ns>/<name>`; absent = none. */
+  readonly authorizations?: ReadonlyMap<string, AcceptedAuthorization>;
 }
 
 export interface BuiltSnapshot {
@@ -459,6 +550,8 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
       workloadName: w.workloadName,
       identity: `spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
       meshed: w.hbone,
+      // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
+      ...(w.authorizationPolicies.length > 0 ? { authorizationPolicies: w.authorizationPolicies } : {}),
     });
     if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
   }
@@ -500,8 +593,14 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
     }
   }
 
+  const authorizationPolicies = [...byKey(accepted.authorizations ?? new Map<string, AcceptedAuthorization>())].map(([, a]) => a.policy);
+  for (const [, w] of ordered) {
+    for (const ref of w.authorizationPolicies ?? []) {
+      if (!accepted.authorizations?.has(ref)) warnings.push(`Address ${w.uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
+    }
+  }
   return {
-    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces) },
+    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies },
     trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
     warnings,
   };

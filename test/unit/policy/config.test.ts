@@ -1,0 +1,72 @@
+// AuthorizationPolicy in file config: Istio's validation rules as errors naming file, resource and field; one bad policy never hides the others' problems.
+import { describe, expect, it } from 'vitest';
+import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
+
+const HEAD = 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: default}\n';
+
+function load(yaml: string): { problems: ConfigProblem[]; snapshot: ReturnType<typeof buildSnapshot> } {
+  const problems: ConfigProblem[] = [];
+  const docs = parseConfigText('policies.yaml', yaml, problems);
+  const snapshot = buildSnapshot(docs, problems);
+  return { problems, snapshot };
+}
+
+const bad: Array<[string, string, string, RegExp]> = [
+  ['CUSTOM action', 'spec: {action: CUSTOM, provider: {name: ext}, rules: [{}]}', 'spec.action', /unsupported: CUSTOM needs an external authorizer/],
+  ['unknown action', 'spec: {action: REJECT, rules: [{}]}', 'spec.action', /expected one of ALLOW, DENY, AUDIT, CUSTOM/],
+  ['DENY without rules', 'spec: {action: DENY}', 'spec.rules', /DENY policy needs at least one rule/],
+  ['unknown field', 'spec: {action: ALLOW, rules: [{from: [{source: {principal: [x]}}]}]}', 'spec.rules[0].from[0].source.principal', /unknown field/],
+  ['unknown top-level spec field', 'spec: {actions: ALLOW}', 'spec.actions', /unknown field/],
+  ['empty principal', 'spec: {rules: [{from: [{source: {principals: [""]}}]}]}', 'spec.rules[0].from[0].source.principals[0]', /empty value not allowed/],
+  ['empty namespace', 'spec: {rules: [{from: [{source: {namespaces: [a, ""]}}]}]}', 'spec.rules[0].from[0].source.namespaces[1]', /empty value not allowed/],
+  ['malformed CIDR', 'spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}]}', 'spec.rules[0].from[0].source.ipBlocks[0]', /expected an IP address or CIDR/],
+  ['malformed IP', 'spec: {rules: [{from: [{source: {notIpBlocks: [10.0.0.300]}}]}]}', 'spec.rules[0].from[0].source.notIpBlocks[0]', /expected an IP address or CIDR/],
+  ['malformed port', 'spec: {rules: [{to: [{operation: {ports: ["80a"]}}]}]}', 'spec.rules[0].to[0].operation.ports[0]', /expected a port number/],
+  ['port out of range', 'spec: {rules: [{to: [{operation: {notPorts: [70000]}}]}]}', 'spec.rules[0].to[0].operation.notPorts[0]', /expected a port number/],
+  ['empty from', 'spec: {rules: [{from: []}]}', 'spec.rules[0].from', /must not be empty/],
+  ['empty source', 'spec: {rules: [{from: [{source: {}}]}]}', 'spec.rules[0].from[0].source', /must not be empty/],
+  ['empty operation', 'spec: {rules: [{to: [{operation: {}}]}]}', 'spec.rules[0].to[0].operation', /must not be empty/],
+  ['unsupported when key', 'spec: {rules: [{when: [{key: "request.auth.claims[iss]", values: [x]}]}]}', 'spec.rules[0].when[0].key', /unsupported condition key/],
+  ['when without values', 'spec: {rules: [{when: [{key: source.ip}]}]}', 'spec.rules[0].when[0]', /at least one of values or notValues/],
+  ['when destination.port bad', 'spec: {rules: [{when: [{key: destination.port, values: [http]}]}]}', 'spec.rules[0].when[0].values[0]', /expected a port number/],
+  ['provider without CUSTOM', 'spec: {action: ALLOW, provider: {name: x}}', 'spec.provider', /only allowed with action CUSTOM/],
+  ['targetRef', 'spec: {targetRef: {kind: Gateway, name: gw}}', 'spec.targetRef', /unsupported/],
+];
+
+describe('AuthorizationPolicy config validation', () => {
+  for (const [name, spec, field, message] of bad) {
+    it(`rejects ${name} naming file, resource and field`, () => {
+      const { problems } = load(HEAD + spec + '\n');
+      const p = problems.find((x) => x.field === field);
+      expect(p, JSON.stringify(problems)).toBeDefined();
+      expect(p).toMatchObject({ file: 'policies.yaml', resource: 'AuthorizationPolicy default/p' });
+      expect(p!.message).toMatch(message);
+    });
+  }
+
+  it('a bad policy is reported and the good ones are kept (all problems of the set are listed)', () => {
+    const yaml = [
+      HEAD + 'spec: {action: CUSTOM, rules: [{}]}',
+      'apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\nmetadata: {name: good, namespace: default}\nspec: {action: DENY, rules: [{from: [{source: {principals: ["ns/default/sa/x"]}}]}]}',
+    ].join('\n---\n');
+    const { problems, snapshot } = load(yaml);
+    expect(problems).toHaveLength(1);
+    expect(snapshot.authorizationPolicies!.map((p) => `${p.namespace}/${p.name}`)).toEqual(['default/good']);
+  });
+
+  it('accepts what Istio accepts: empty spec (allow nothing), rules [{}], ports as strings or numbers; rootNamespace from MeshConfig', () => {
+    const yaml = [
+      'apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {trustDomain: cluster.local, rootNamespace: mesh-root}',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: none, namespace: default}\nspec: {}',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: all, namespace: mesh-root}\nspec: {action: AUDIT, rules: [{}]}',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ports, namespace: default}\nspec: {selector: {matchLabels: {app: web}}, rules: [{to: [{operation: {ports: ["80", 8080]}}]}]}',
+    ].join('\n---\n');
+    const { problems, snapshot } = load(yaml);
+    expect(problems).toEqual([]);
+    expect(snapshot.rootNamespace).toBe('mesh-root');
+    const byName = new Map(snapshot.authorizationPolicies!.map((p) => [p.name, p]));
+    expect(byName.get('none')).toMatchObject({ action: 'ALLOW', scope: 'namespace', rules: [] });
+    expect(byName.get('all')).toMatchObject({ action: 'AUDIT', scope: 'global', rules: [{ clauses: [] }] });
+    expect(byName.get('ports')).toMatchObject({ scope: 'workloadSelector', selector: { app: 'web' }, rules: [{ clauses: [{ matches: [{ destinationPorts: [80, 8080] }] }] }] });
+  });
+});
