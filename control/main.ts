@@ -7,6 +7,7 @@ import { SmeshError } from '../agent/errors';
 import type { MeshSnapshot } from '../agent/state/types';
 import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetry/logger';
 import { loadMeshProtos } from '../proto';
+import { ControlAdminServer, DEFAULT_CONTROL_METRICS_LISTEN } from './admin';
 import { TokenAuthenticator } from './auth';
 import { createCaService, MeshCa } from './ca';
 import { ControlMetrics } from './metrics';
@@ -50,11 +51,11 @@ export interface ControlPlane {
   close(): Promise<void>;
 }
 
-function splitHostPort(listen: string): { host: string; port: number } {
+function splitHostPort(listen: string, flag = '--listen'): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(listen);
-  if (!m) throw new SmeshError('SMESH_ERR_CONFIG', `--listen: expected host:port, got ${JSON.stringify(listen)}`);
+  if (!m) throw new SmeshError('SMESH_ERR_CONFIG', `${flag}: expected host:port, got ${JSON.stringify(listen)}`);
   const port = Number(m[2]);
-  if (port > 65535) throw new SmeshError('SMESH_ERR_CONFIG', `--listen: port ${port} is out of range`);
+  if (port > 65535) throw new SmeshError('SMESH_ERR_CONFIG', `${flag}: port ${port} is out of range`);
   return { host: m[1] || '0.0.0.0', port };
 }
 
@@ -170,7 +171,8 @@ function summarize(diff: ReadonlyMap<string, { added: readonly string[]; changed
 
 const USAGE = `usage: smesh control (--config DIR | --kubernetes [--kubeconfig FILE] [--trust-domain TD])
                      --ca-dir DIR --tokens FILE [--listen 0.0.0.0:15012] [--cert-ttl 24h]
-                     [--server-name NAME]... [--log-level info]`;
+                     [--metrics-listen 0.0.0.0:15014] [--server-name NAME]... [--log-level info]
+  --metrics-listen H:P   Prometheus /metrics and /healthz/ready (plain HTTP; default 0.0.0.0:15014)`;
 
 export interface ControlCliOptions {
   readonly config?: string;
@@ -180,6 +182,7 @@ export interface ControlCliOptions {
   readonly caDir: string;
   readonly tokens: string;
   readonly listen: string;
+  readonly metricsListen: string;
   readonly certTtlSeconds: number;
   readonly serverNames: string[];
   readonly logLevel: string;
@@ -187,7 +190,7 @@ export interface ControlCliOptions {
 
 /** Parses `smesh control` flags (argv without the "control" word); throws SMESH_ERR_CONFIG naming the flag. */
 export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
-  const out: { -readonly [K in keyof ControlCliOptions]?: ControlCliOptions[K] } = { kubernetes: false, listen: DEFAULT_CONTROL_LISTEN, certTtlSeconds: 24 * 3600, serverNames: [], logLevel: 'info' };
+  const out: { -readonly [K in keyof ControlCliOptions]?: ControlCliOptions[K] } = { kubernetes: false, listen: DEFAULT_CONTROL_LISTEN, metricsListen: DEFAULT_CONTROL_METRICS_LISTEN, certTtlSeconds: 24 * 3600, serverNames: [], logLevel: 'info' };
   const need = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new SmeshError('SMESH_ERR_CONFIG', `${flag} needs a value\n${USAGE}`);
@@ -207,6 +210,7 @@ export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
       case '--ca-dir': out.caDir = value(); break;
       case '--tokens': out.tokens = value(); break;
       case '--listen': out.listen = value(); break;
+      case '--metrics-listen': out.metricsListen = value(); break;
       case '--server-name': out.serverNames!.push(value()); break;
       case '--log-level': out.logLevel = value(); break;
       case '--cert-ttl': {
@@ -229,6 +233,7 @@ export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
   if (out.trustDomain && !out.kubernetes) throw new SmeshError('SMESH_ERR_CONFIG', '--trust-domain applies to --kubernetes only; with --config the MeshConfig resource sets it');
   if (!isLogLevel(out.logLevel!)) throw new SmeshError('SMESH_ERR_CONFIG', `--log-level: expected fatal, error, warn, info, debug, trace or silent, got ${JSON.stringify(out.logLevel)}`);
   splitHostPort(out.listen!);
+  splitHostPort(out.metricsListen!, '--metrics-listen');
   return out as ControlCliOptions;
 }
 
@@ -240,15 +245,29 @@ export async function runControl(argv: readonly string[]): Promise<number> {
   const source: MeshSource = cli.config
     ? new FileSource({ dir: path.resolve(cli.config), logger: hub.child('files') })
     : new KubernetesSource({ kubeconfigFile: cli.kubeconfig, trustDomain: cli.trustDomain, logger: hub.child('kubernetes') });
-  const cp = await startControlPlane({
-    source,
-    caDir: path.resolve(cli.caDir),
-    tokens: path.resolve(cli.tokens),
-    listen: cli.listen,
-    certTtlSeconds: cli.certTtlSeconds,
-    serverNames: cli.serverNames,
-    logger,
-  });
+  const metrics = new ControlMetrics();
+  // Bound first: a taken metrics port fails the start before anything else is set up.
+  let serving = false;
+  const metricsAddr = splitHostPort(cli.metricsListen, '--metrics-listen');
+  const admin = new ControlAdminServer({ metrics, host: metricsAddr.host, port: metricsAddr.port, ready: () => serving, logger: hub.child('control-admin') });
+  await admin.start();
+  let cp: ControlPlane;
+  try {
+    cp = await startControlPlane({
+      source,
+      caDir: path.resolve(cli.caDir),
+      tokens: path.resolve(cli.tokens),
+      listen: cli.listen,
+      certTtlSeconds: cli.certTtlSeconds,
+      serverNames: cli.serverNames,
+      logger,
+      metrics,
+    });
+  } catch (err) {
+    await admin.close();
+    throw err;
+  }
+  serving = true;
   await new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal }, 'shutting down');
@@ -257,7 +276,9 @@ export async function runControl(argv: readonly string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  serving = false;
   await cp.close();
+  await admin.close();
   hub.flush();
   return 0;
 }
