@@ -123,7 +123,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     cleanups.push(() => channel.close());
     const ca = new RemoteCa({ channel, trustAnchorsPem: endpoint.anchorsPem, ttlSeconds: opts.certTtlSeconds, logger: logs.child('ca-client') });
     remoteCa = ca;
-    const xds = new XdsClient({ channel, nodeName: opts.nodeName, logger: logs.child('xds') });
+    const xds = new XdsClient({ channel, nodeName: opts.nodeName, backoff: { initialMs: 100, maxMs: 5_000 }, logger: logs.child('xds') });
     cleanups.push(() => xds.close());
     xds.onUpdate(({ snapshot, warnings }) => {
       for (const w of warnings) log.warn({ warning: w }, 'xDS resource accepted with a warning');
@@ -229,6 +229,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbonePort: opts.inboundPort,
       authorize,
       listen: { host: opts.captureIp, port: opts.outboundPort },
+      localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),
       metrics,
       logger: logs.child('outbound'),
@@ -239,6 +240,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       nodeName: opts.nodeName,
       state,
       listen: { host: '0.0.0.0', port: opts.inboundPort },
+      upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp,
       authorize,
       metrics,
       logger: logs.child('inbound'),

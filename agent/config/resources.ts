@@ -1,4 +1,4 @@
-// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service, AuthorizationPolicy) into a validated mesh snapshot.
+// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service, AuthorizationPolicy, PeerAuthentication) into a validated mesh snapshot.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
@@ -7,7 +7,8 @@ import { SmeshError } from '../errors';
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, convertAuthorizationPolicy } from './authorization';
-import { DEFAULT_ROOT_NAMESPACE } from '../policy/evaluate';
+import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
+import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
 import { policyKey, type AuthorizationPolicy } from '../policy/types';
 
 /** One problem in one resource of one file. */
@@ -80,6 +81,12 @@ const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly 
     otherApiVersions: AUTHORIZATION_API_VERSIONS.slice(1),
     namespaced: true,
     spec: resourceSpec(AUTHORIZATION_POLICY_SPEC, 'ignored'),
+  },
+  PeerAuthentication: {
+    apiVersion: PEER_AUTHENTICATION_API_VERSIONS[0],
+    otherApiVersions: PEER_AUTHENTICATION_API_VERSIONS.slice(1),
+    namespaced: true,
+    spec: resourceSpec(PEER_AUTHENTICATION_SPEC, 'ignored'),
   },
   Node: {
     apiVersion: 'v1',
@@ -221,6 +228,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
 
   const rootNamespace: string = meshConfigs[0]?.body.spec?.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
   const authorizationPolicies: AuthorizationPolicy[] = [];
+  const peerAuthentications: PeerAuthentication[] = [];
 
   const seen = new Map<string, ParsedDoc>();
   const nodes = new Map<string, MeshNode>();
@@ -301,6 +309,12 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         if (policy) authorizationPolicies.push(policy);
         break;
       }
+      case 'PeerAuthentication': {
+        const { policy, problems: paProblems } = convertPeerAuthentication(d.name, d.namespace, b.spec, rootNamespace);
+        for (const p of paProblems) problems.push({ file: d.file, line: d.line, resource, field: p.field, message: p.message });
+        if (policy) peerAuthentications.push(policy);
+        break;
+      }
       default:
         break;
     }
@@ -317,6 +331,16 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
       problems.push({ file: d.file, line: d.line, resource: `Pod ${w.uid}`, field: 'status.podIP', message: `address ${w.ip} is already used by Pod ${other}` });
     }
     byIp.set(w.ip, w.uid);
+  }
+  // PeerAuthentications travel as istiod converts them for ztunnel: DENY policies that each workload
+  // references by key (so the workload's references are resolved here, selector policies included).
+  const converted = convertPeerAuthentications(peerAuthentications, rootNamespace);
+  if (converted.length > 0) {
+    for (const [uid, w] of workloads) {
+      const refs = [...selectorPolicyKeys(authorizationPolicies, w, rootNamespace), ...peerAuthenticationKeys(peerAuthentications, converted, w, rootNamespace)].sort();
+      workloads.set(uid, { ...w, authorizationPolicies: refs });
+    }
+    authorizationPolicies.push(...converted);
   }
   authorizationPolicies.sort((a, b) => (policyKey(a) < policyKey(b) ? -1 : policyKey(a) > policyKey(b) ? 1 : 0));
   return { trustDomain, nodes, workloads, services, namespaces, authorizationPolicies, rootNamespace };

@@ -133,9 +133,11 @@ export class IdentityManager {
   }
 }
 
+/**
+ * Renews halfway through the lifetime that is left when the certificate arrives. Counting from notBefore would be
+ * wrong: CAs back-date notBefore for clock skew, which would make short-lived certificates renew almost at once.
+ */
 function halfLifeDelay(cert: IssuedCert): number {
   const now = Date.now();
-  const start = Math.min(cert.notBefore.getTime(), now);
-  const renewAt = start + (cert.notAfter.getTime() - start) / 2;
-  return Math.max(1_000, renewAt - now);
+  return Math.max(1_000, (cert.notAfter.getTime() - now) / 2);
 }

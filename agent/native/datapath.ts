@@ -17,6 +17,15 @@ export interface AttachInfo {
   links: string[];
 }
 
+/** Inbound mTLS mode of a local pod address (and port) in the kernel: STRICT drops plaintext SYNs, PERMISSIVE counts them. */
+export type InboundMode = 'STRICT' | 'PERMISSIVE';
+
+/** Totals of the kernel's inbound plaintext check (summed over CPUs, since the maps were created). */
+export interface InboundCounters {
+  strictDropped: number;
+  plaintextAccepted: number;
+}
+
 export interface Datapath {
   readonly attachInfo: AttachInfo;
   enrollPod(netnsCookie: bigint, workloadId: number): void;
@@ -25,9 +34,20 @@ export interface Datapath {
   addMeshedDestination(ip: string, port: number): void; // port 0 = every port of that IP
   removeMeshedDestination(ip: string, port: number): void;
   meshedDestinations(): Array<{ ip: string; port: number }>;
+  /** connect() of `workloadId` to ip:port (port 0 = every port) fails at once with ECONNREFUSED. */
+  addConnectDeny(workloadId: number, ip: string, port: number): void;
+  removeConnectDeny(workloadId: number, ip: string, port: number): void;
+  connectDenies(): Array<{ workloadId: number; ip: string; port: number }>;
+  /** Inbound mode of a local pod address; port 0 = every port, an exact port overrides it. */
+  setInboundMode(ip: string, port: number, mode: InboundMode): void;
+  removeInboundMode(ip: string, port: number): void;
+  inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }>;
+  inboundCounters(): InboundCounters;
   close(): void; // closes fds; pinned links/maps stay (restart keeps redirecting)
   destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
 }
+
+const INBOUND_MODE_CODE: Record<InboundMode, number> = { STRICT: 1, PERMISSIVE: 2 };
 
 /** The native operations this facade needs; tests substitute a fake via `createDatapathApi`. */
 export interface DatapathApi {
@@ -118,6 +138,47 @@ class NativeDatapath implements Datapath {
 
   meshedDestinations(): Array<{ ip: string; port: number }> {
     return wrapSync(() => this.raw.dests()).map((d) => ({ ip: keyToIp(d.addr), port: d.port }));
+  }
+
+  addConnectDeny(workloadId: number, ip: string, port: number): void {
+    checkWorkloadId(workloadId);
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    wrapSync(() => this.raw.denyUpdate(workloadId, key, port));
+  }
+
+  removeConnectDeny(workloadId: number, ip: string, port: number): void {
+    checkWorkloadId(workloadId);
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    wrapSync(() => this.raw.denyDelete(workloadId, key, port));
+  }
+
+  connectDenies(): Array<{ workloadId: number; ip: string; port: number }> {
+    return wrapSync(() => this.raw.denies()).map((d) => ({ workloadId: d.workloadId, ip: keyToIp(d.addr), port: d.port }));
+  }
+
+  setInboundMode(ip: string, port: number, mode: InboundMode): void {
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    const code = INBOUND_MODE_CODE[mode];
+    if (code === undefined) throw new TypeError(`mode must be STRICT or PERMISSIVE, got ${String(mode)}`);
+    wrapSync(() => this.raw.strictUpdate(key, port, code));
+  }
+
+  removeInboundMode(ip: string, port: number): void {
+    const key = ipToKey(ip);
+    checkPort(port, 'port', true);
+    wrapSync(() => this.raw.strictDelete(key, port));
+  }
+
+  inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }> {
+    return wrapSync(() => this.raw.stricts()).map((e) => ({ ip: keyToIp(e.addr), port: e.port, mode: e.mode === 1 ? 'STRICT' : 'PERMISSIVE' }));
+  }
+
+  inboundCounters(): InboundCounters {
+    const c = wrapSync(() => this.raw.strictCounters());
+    return { strictDropped: c.dropped, plaintextAccepted: c.plaintext };
   }
 
   close(): void {

@@ -18,6 +18,14 @@ export interface RawDatapath {
   destUpdate(addr: Buffer, port: number): void;
   destDelete(addr: Buffer, port: number): boolean;
   dests(): Array<{ addr: Buffer; port: number }>;
+  denyUpdate(workloadId: number, addr: Buffer, port: number): void;
+  denyDelete(workloadId: number, addr: Buffer, port: number): boolean;
+  denies(): Array<{ workloadId: number; addr: Buffer; port: number }>;
+  /** mode: 1 = STRICT, 2 = PERMISSIVE (bpf/shared/abi.h SMESH_INBOUND_*). */
+  strictUpdate(addr: Buffer, port: number, mode: number): void;
+  strictDelete(addr: Buffer, port: number): boolean;
+  stricts(): Array<{ addr: Buffer; port: number; mode: number }>;
+  strictCounters(): { dropped: number; plaintext: number };
   connsPinPath(): string;
   close(): void;
   destroy(): void;

@@ -138,3 +138,13 @@ export type PolicyDecision =
       readonly policy?: string;
       readonly audit: readonly string[];
     };
+
+/** Name prefix istiod gives a PeerAuthentication converted to an Authorization ('_' is illegal in Kubernetes names, so no clash). */
+export const CONVERTED_PEER_AUTHENTICATION_PREFIX = 'converted_peer_authentication_';
+/** The one static "deny plaintext" policy (root namespace) that STRICT workloads reference, as istiod sends it. */
+export const STATIC_STRICT_POLICY_NAME = 'istio_converted_static_strict';
+
+/** True when `p` is a converted PeerAuthentication (as opposed to a user AuthorizationPolicy). */
+export function isConvertedPeerAuthentication(p: Pick<AuthorizationPolicy, 'name'>): boolean {
+  return p.name === STATIC_STRICT_POLICY_NAME || p.name.startsWith(CONVERTED_PEER_AUTHENTICATION_PREFIX);
+}

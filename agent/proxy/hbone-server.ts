@@ -35,6 +35,11 @@ export interface InboundProxyOptions {
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
   readonly connectTimeoutMs?: number;
+  /**
+   * Source address of the connections to local pods (the node's capture address): the kernel's STRICT
+   * check lets SYNs from it through, and the pod's replies return via its default route to the node.
+   */
+  readonly upstreamSourceIp?: string;
   readonly handshakeTimeoutMs?: number;
   readonly maxConcurrentStreams?: number;
 }
@@ -240,7 +245,7 @@ export class InboundProxy {
       return;
     }
 
-    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true });
+    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, localAddress: this.opts.upstreamSourceIp });
     this.pending.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
     timer.unref();

@@ -116,6 +116,8 @@ export interface OutboundProxyOptions {
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
   readonly connectTimeoutMs?: number;
+  /** Source address of same-node connections to local pods (the capture address; see InboundProxyOptions). */
+  readonly localSourceIp?: string;
 }
 
 /** The outbound capture listener. */
@@ -239,7 +241,7 @@ export class OutboundProxy {
     source: Workload,
     fields: Record<string, unknown>,
   ): void {
-    const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true });
+    const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true, localAddress: d.kind === 'local' ? this.opts.localSourceIp : undefined });
     upstream.on('error', () => undefined);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
     timer.unref();

@@ -36,7 +36,7 @@ const DEFAULT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.keepalive_timeout_ms': 10_000,
   'grpc.keepalive_permit_without_calls': 1,
   'grpc.initial_reconnect_backoff_ms': 100,
-  'grpc.max_reconnect_backoff_ms': 15_000,
+  'grpc.max_reconnect_backoff_ms': 1_000, // the xDS client's own backoff paces retries; the channel only re-dials
   // Large meshes: a full Address push can exceed the 4 MiB default.
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
 };
