@@ -204,9 +204,16 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       if (mine !== undefined && rootRel !== undefined && mine !== rootRel && !mine.startsWith(rootRel + '/')) {
         log.info({ ownCgroup: mine, cgroupRoot }, 'agent runs outside --cgroup-root: original destinations come from the pinned map instead of getsockopt');
       }
+      metrics.setInboundCounterProvider(() => {
+        try {
+          return dp.inboundCounters();
+        } catch {
+          return undefined; // closed during shutdown
+        }
+      });
       reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'));
       const report = await reconciler.reconcile(initial);
-      log.info({ enrolled: report.enrolled, destinations: report.destinations, failures: report.failures.length }, 'pods enrolled');
+      log.info({ enrolled: report.enrolled, destinations: report.destinations, strict: report.strict, connectDenies: report.connectDenies, failures: report.failures.length }, 'pods enrolled');
       admin.markReady('bpf');
       const rec = reconciler;
       const timer = setInterval(() => {

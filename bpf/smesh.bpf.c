@@ -1,9 +1,11 @@
 /* smesh entry programs: outbound capture (connect4/6), original-destination recovery (sockops,
- * getsockopt) and redirect transparency (getpeername4/6). All attach to the node's pod cgroup root. */
+ * getsockopt), redirect transparency (getpeername4/6), connect-time deny (in connect4/6) and the
+ * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress). All attach to the node's pod cgroup root. */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/redirect.h"
 #include "lib/conntrack.h"
+#include "lib/strict.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,4 +45,10 @@ SEC("cgroup/getpeername6")
 int smesh_getpeername6(struct bpf_sock_addr *ctx)
 {
 	return smesh_unredirect_peer6(ctx);
+}
+
+SEC("cgroup_skb/ingress")
+int smesh_strict_ingress(struct __sk_buff *skb)
+{
+	return smesh_strict_check(skb);
 }

@@ -96,6 +96,13 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("destUpdate", &RawDatapath::DestUpdate),
                            InstanceMethod("destDelete", &RawDatapath::DestDeleteJs),
                            InstanceMethod("dests", &RawDatapath::Dests),
+                           InstanceMethod("denyUpdate", &RawDatapath::DenyUpdate),
+                           InstanceMethod("denyDelete", &RawDatapath::DenyDeleteJs),
+                           InstanceMethod("denies", &RawDatapath::Denies),
+                           InstanceMethod("strictUpdate", &RawDatapath::StrictUpdate),
+                           InstanceMethod("strictDelete", &RawDatapath::StrictDeleteJs),
+                           InstanceMethod("stricts", &RawDatapath::Stricts),
+                           InstanceMethod("strictCounters", &RawDatapath::StrictCountersJs),
                            InstanceMethod("connsPinPath", &RawDatapath::ConnsPinPath),
                            InstanceMethod("close", &RawDatapath::CloseJs),
                            InstanceMethod("destroy", &RawDatapath::DestroyJs),
@@ -181,6 +188,85 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
       out.Set(i, o);
     }
     return out;
+  }
+
+  // denyUpdate(workloadId, addr: Buffer(16), port)
+  Napi::Value DenyUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t workload = U32Arg(info[0], "workloadId");
+    uint8_t addr[16];
+    CopyBytes(info[1], "addr", addr, 16);
+    uint16_t port = PortArg(info[2], "port");
+    Guard(env, [&] { DenyPut(Live(env).deny_fd(), MakeDenyKey(workload, addr, port)); });
+    return env.Undefined();
+  }
+
+  Napi::Value DenyDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t workload = U32Arg(info[0], "workloadId");
+    uint8_t addr[16];
+    CopyBytes(info[1], "addr", addr, 16);
+    uint16_t port = PortArg(info[2], "port");
+    return Napi::Boolean::New(env, Guard(env, [&] { return DenyDelete(Live(env).deny_fd(), MakeDenyKey(workload, addr, port)); }));
+  }
+
+  Napi::Value Denies(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto keys = Guard(env, [&] { return DenyList(Live(env).deny_fd()); });
+    Napi::Array out = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("workloadId", Napi::Number::New(env, keys[i].workload_id));
+      o.Set("addr", AddrBuffer(env, keys[i].addr));
+      o.Set("port", Napi::Number::New(env, keys[i].port));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  // strictUpdate(addr: Buffer(16), port, mode: 1 STRICT | 2 PERMISSIVE)
+  Napi::Value StrictUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    uint32_t mode = U32Arg(info[2], "mode");
+    if (mode != SMESH_INBOUND_STRICT && mode != SMESH_INBOUND_PERMISSIVE)
+      ThrowTypeError(env, "mode must be 1 (STRICT) or 2 (PERMISSIVE)");
+    Guard(env, [&] { StrictPut(Live(env).strict_fd(), MakeAddrPort(addr, port), mode); });
+    return env.Undefined();
+  }
+
+  Napi::Value StrictDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    return Napi::Boolean::New(env, Guard(env, [&] { return StrictDelete(Live(env).strict_fd(), MakeAddrPort(addr, port)); }));
+  }
+
+  Napi::Value Stricts(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto entries = Guard(env, [&] { return StrictList(Live(env).strict_fd()); });
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("addr", AddrBuffer(env, entries[i].first.addr));
+      o.Set("port", Napi::Number::New(env, entries[i].first.port));
+      o.Set("mode", Napi::Number::New(env, entries[i].second.mode));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  // strictCounters() → {dropped, plaintext} (numbers; exact below 2^53)
+  Napi::Value StrictCountersJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    smesh_strict_counters c = Guard(env, [&] { return StrictCounters(Live(env).strict_stats_fd()); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("dropped", Napi::Number::New(env, static_cast<double>(c.dropped)));
+    o.Set("plaintext", Napi::Number::New(env, static_cast<double>(c.plaintext)));
+    return o;
   }
 
   Napi::Value ConnsPinPath(const Napi::CallbackInfo& info) {

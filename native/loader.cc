@@ -37,6 +37,7 @@ const ProgramSpec kPrograms[] = {
     {"getsockopt", [](struct smesh_bpf* s) { return s->progs.smesh_getsockopt; }, BPF_CGROUP_GETSOCKOPT},
     {"getpeername4", [](struct smesh_bpf* s) { return s->progs.smesh_getpeername4; }, BPF_CGROUP_INET4_GETPEERNAME},
     {"getpeername6", [](struct smesh_bpf* s) { return s->progs.smesh_getpeername6; }, BPF_CGROUP_INET6_GETPEERNAME},
+    {"strict_ingress", [](struct smesh_bpf* s) { return s->progs.smesh_strict_ingress; }, BPF_CGROUP_INET_INGRESS},
 };
 constexpr size_t kProgramCount = sizeof(kPrograms) / sizeof(kPrograms[0]);
 
@@ -216,6 +217,21 @@ int Datapath::dests_fd() const {
   return bpf_map__fd(skel_->maps.smesh_dests);
 }
 
+int Datapath::deny_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_deny);
+}
+
+int Datapath::strict_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_strict);
+}
+
+int Datapath::strict_stats_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_strict_stats);
+}
+
 std::string Datapath::conns_pin_path() const { return MapPinPath(bpffs_dir_, "smesh_conns"); }
 
 void Datapath::Close() { Teardown(false); }
@@ -236,7 +252,8 @@ void Datapath::Destroy() {
     if (opened_here) close(fd);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
   }
-  const char* maps[] = {"smesh_pods", "smesh_dests", "smesh_socks", "smesh_conns"};
+  const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks",
+                        "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";

@@ -44,6 +44,9 @@ class Datapath {
   bool closed() const { return skel_ == nullptr; }
   int pods_fd() const;
   int dests_fd() const;
+  int deny_fd() const;
+  int strict_fd() const;
+  int strict_stats_fd() const;
   std::string conns_pin_path() const;
   const std::string& bpffs_dir() const { return bpffs_dir_; }
 

@@ -2,6 +2,7 @@
 #include "maps.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 
 #include <cstring>
@@ -77,6 +78,68 @@ std::vector<smesh_addr_port> DestList(int map_fd) {
   ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_DESTS, "smesh_dests",
                               [&](const smesh_addr_port& key) { out.push_back(key); });
   return out;
+}
+
+smesh_deny_key MakeDenyKey(uint32_t workload_id, const uint8_t addr[16], uint16_t port) {
+  smesh_deny_key key{};
+  key.workload_id = workload_id;
+  std::memcpy(key.addr, addr, sizeof(key.addr));
+  key.port = port;
+  return key;
+}
+
+void DenyPut(int map_fd, const smesh_deny_key& key) {
+  smesh_dest_info info{};
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0)
+    ThrowErrno("update smesh_deny (workload " + std::to_string(key.workload_id) + ", port " + std::to_string(key.port) + ")", errno);
+}
+
+bool DenyDelete(int map_fd, const smesh_deny_key& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_deny (workload " + std::to_string(key.workload_id) + ", port " + std::to_string(key.port) + ")", errno);
+}
+
+std::vector<smesh_deny_key> DenyList(int map_fd) {
+  std::vector<smesh_deny_key> out;
+  ForEachKey<smesh_deny_key>(map_fd, SMESH_MAX_DENY, "smesh_deny", [&](const smesh_deny_key& key) { out.push_back(key); });
+  return out;
+}
+
+void StrictPut(int map_fd, const smesh_addr_port& key, uint32_t mode) {
+  smesh_strict_info info{};
+  info.mode = mode;
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0)
+    ThrowErrno("update smesh_strict (port " + std::to_string(key.port) + ")", errno);
+}
+
+bool StrictDelete(int map_fd, const smesh_addr_port& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_strict (port " + std::to_string(key.port) + ")", errno);
+}
+
+std::vector<std::pair<smesh_addr_port, smesh_strict_info>> StrictList(int map_fd) {
+  std::vector<std::pair<smesh_addr_port, smesh_strict_info>> out;
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_STRICT, "smesh_strict", [&](const smesh_addr_port& key) {
+    smesh_strict_info info{};
+    if (bpf_map_lookup_elem(map_fd, &key, &info) == 0) out.emplace_back(key, info);
+  });
+  return out;
+}
+
+smesh_strict_counters StrictCounters(int map_fd) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
+  std::vector<smesh_strict_counters> per_cpu(static_cast<size_t>(cpus));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(map_fd, &zero, per_cpu.data()) != 0) ThrowErrno("lookup smesh_strict_stats", errno);
+  smesh_strict_counters total{};
+  for (const auto& c : per_cpu) {
+    total.dropped += c.dropped;
+    total.plaintext += c.plaintext;
+  }
+  return total;
 }
 
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out) {

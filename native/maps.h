@@ -19,6 +19,17 @@ void DestPut(int map_fd, const smesh_addr_port& key);
 bool DestDelete(int map_fd, const smesh_addr_port& key);
 std::vector<smesh_addr_port> DestList(int map_fd);
 
+smesh_deny_key MakeDenyKey(uint32_t workload_id, const uint8_t addr[16], uint16_t port);
+void DenyPut(int map_fd, const smesh_deny_key& key);
+bool DenyDelete(int map_fd, const smesh_deny_key& key);
+std::vector<smesh_deny_key> DenyList(int map_fd);
+
+void StrictPut(int map_fd, const smesh_addr_port& key, uint32_t mode);
+bool StrictDelete(int map_fd, const smesh_addr_port& key);
+std::vector<std::pair<smesh_addr_port, smesh_strict_info>> StrictList(int map_fd);
+// Sum of the per-CPU counters of smesh_strict_stats.
+smesh_strict_counters StrictCounters(int map_fd);
+
 // Looks a client address up in smesh_conns. Returns false when absent.
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out);
 

@@ -1,6 +1,7 @@
-// Keeps the kernel maps equal to the mesh state: which pods are enrolled (by netns cookie) and which destinations are meshed.
+// Keeps the kernel maps equal to the mesh state: enrolled pods (by netns cookie), meshed destinations, inbound STRICT modes and connect-time denies.
 import { statSync } from 'node:fs';
 import { MeshSnapshot, Workload } from '../state/types';
+import { denyKey, desiredConnectDenies, desiredInboundModes, inboundKey, type InboundMode } from './policy-maps';
 
 /** The part of the native datapath facade the reconciler writes. */
 export interface DatapathMaps {
@@ -10,6 +11,13 @@ export interface DatapathMaps {
   addMeshedDestination(ip: string, port: number): void;
   removeMeshedDestination(ip: string, port: number): void;
   meshedDestinations(): Array<{ ip: string; port: number }>;
+  // Policy maps (absent on a datapath without them: policy is then enforced by the proxies only).
+  addConnectDeny?(workloadId: number, ip: string, port: number): void;
+  removeConnectDeny?(workloadId: number, ip: string, port: number): void;
+  connectDenies?(): Array<{ workloadId: number; ip: string; port: number }>;
+  setInboundMode?(ip: string, port: number, mode: InboundMode): void;
+  removeInboundMode?(ip: string, port: number): void;
+  inboundModes?(): Array<{ ip: string; port: number; mode: InboundMode }>;
 }
 
 export type NetnsCookieFn = (netnsPath: string) => Promise<bigint>;
@@ -19,6 +27,11 @@ export interface ReconcileReport {
   readonly added: number;
   readonly removed: number;
   readonly destinations: number;
+  /** Entries in the inbound-mode map (STRICT or PERMISSIVE) and how many are STRICT. */
+  readonly inboundModes?: number;
+  readonly strict?: number;
+  /** Connect-time deny entries. */
+  readonly connectDenies?: number;
   /** Pods that could not be enrolled, with the reason (e.g. their netns is gone). */
   readonly failures: ReadonlyArray<{ readonly pod: string; readonly reason: string }>;
 }
@@ -145,8 +158,31 @@ export class Reconciler {
       }
     }
     for (const [key, d] of dests) if (!currentDests.has(key)) this.maps.addMeshedDestination(d.ip, d.port);
+    const policy = this.applyPolicyMaps(s);
     for (const f of failures) this.log.warn(f, 'pod not enrolled: its network namespace could not be read; will retry on the next reconcile');
     if (added || removed) this.log.info({ added, removed, enrolled: wanted.size }, 'pod enrollment updated');
-    return { enrolled: wanted.size, added, removed, destinations: dests.size, failures };
+    return { enrolled: wanted.size, added, removed, destinations: dests.size, ...policy, failures };
+  }
+
+  /** Inbound modes first (they only ever protect), then connect denies; each map diffed against the kernel's. */
+  private applyPolicyMaps(s: MeshSnapshot): { inboundModes?: number; strict?: number; connectDenies?: number } {
+    const m = this.maps;
+    const out: { inboundModes?: number; strict?: number; connectDenies?: number } = {};
+    if (m.inboundModes && m.setInboundMode && m.removeInboundMode) {
+      const wanted = desiredInboundModes(s, this.nodeName);
+      const current = new Map(m.inboundModes().map((e) => [inboundKey(e), e]));
+      for (const [key, e] of wanted) if (current.get(key)?.mode !== e.mode) m.setInboundMode(e.ip, e.port, e.mode);
+      for (const [key, e] of current) if (!wanted.has(key)) m.removeInboundMode(e.ip, e.port);
+      out.inboundModes = wanted.size;
+      out.strict = [...wanted.values()].filter((e) => e.mode === 'STRICT').length;
+    }
+    if (m.connectDenies && m.addConnectDeny && m.removeConnectDeny) {
+      const wanted = desiredConnectDenies(s, this.nodeName, (uid) => this.ids.idOf(uid));
+      const current = new Map(m.connectDenies().map((e) => [denyKey(e), e]));
+      for (const [key, e] of current) if (!wanted.has(key)) m.removeConnectDeny(e.workloadId, e.ip, e.port);
+      for (const [key, e] of wanted) if (!current.has(key)) m.addConnectDeny(e.workloadId, e.ip, e.port);
+      out.connectDenies = wanted.size;
+    }
+    return out;
   }
 }

@@ -164,6 +164,7 @@ export class MeshMetrics {
   readonly policyDenials: Counter<'reason' | 'policy'>;
   private readonly live = new Set<TcpConnectionStats>();
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
+  private inboundCounterProvider: () => { strictDropped: number; plaintextAccepted: number } | undefined = () => undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -190,6 +191,22 @@ export class MeshMetrics {
         for (const c of self.certificateProvider()) this.set({ identity: c.spiffeId }, Math.round((c.notAfter.getTime() - now) / 1000));
       },
     });
+    // Kernel counters (per-CPU map, summed at scrape): copied into counters when scraped.
+    const kernelCounter = (name: string, help: string, pick: (c: { strictDropped: number; plaintextAccepted: number }) => number): void => {
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const c = self.inboundCounterProvider();
+          if (!c) return;
+          this.reset();
+          this.inc(pick(c));
+        },
+      });
+    };
+    kernelCounter('smesh_strict_dropped_total', 'Plaintext TCP SYNs to STRICT local pods dropped in the kernel (PeerAuthentication)', (c) => c.strictDropped);
+    kernelCounter('smesh_plaintext_inbound_total', 'Plaintext TCP connections accepted by PERMISSIVE local pods (SYNs seen in the kernel)', (c) => c.plaintextAccepted);
     this.xdsConnected = new Gauge({ name: 'smesh_xds_connected', help: '1 while the xDS stream to the control plane is up', registers });
     this.xdsResponses = new Counter({ name: 'smesh_xds_responses_total', help: 'xDS responses by resource type and whether they were ACKed or NACKed', labelNames: ['type', 'result'], registers });
     this.xdsDisconnects = new Counter({ name: 'smesh_xds_disconnects_total', help: 'xDS streams lost (each is retried with backoff)', registers });
@@ -221,6 +238,11 @@ export class MeshMetrics {
   /** Where certificate expiry comes from (IdentityManager.list). */
   setCertificateProvider(fn: () => readonly CertificateExpiry[]): void {
     this.certificateProvider = fn;
+  }
+
+  /** Where the kernel's inbound plaintext counters come from (Datapath.inboundCounters); undefined = none. */
+  setInboundCounterProvider(fn: () => { strictDropped: number; plaintextAccepted: number } | undefined): void {
+    this.inboundCounterProvider = fn;
   }
 
   /** Counts a connection as opened and returns the handle the relay updates. */

@@ -12,7 +12,7 @@ import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
-import { type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyMatch, type PolicyScope, type StringMatcher } from '../policy/types';
+import { CONVERTED_PEER_AUTHENTICATION_PREFIX, isConvertedPeerAuthentication, type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyMatch, type PolicyScope, type StringMatcher } from '../policy/types';
 
 const TYPE_URL_PREFIX = 'type.googleapis.com/';
 
@@ -386,7 +386,13 @@ function wireMatch(field: string, m: Match__Output): PolicyMatch {
 }
 
 function parseAuthorization(name: string, a: Authorization__Output): AcceptedAuthorization {
-  requireMatch('name', a.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
+  // istiod's converted PeerAuthentications use '_' on purpose (illegal in Kubernetes names: no clash).
+  if (isConvertedPeerAuthentication({ name: a.name })) {
+    const rest = a.name.startsWith(CONVERTED_PEER_AUTHENTICATION_PREFIX) ? a.name.slice(CONVERTED_PEER_AUTHENTICATION_PREFIX.length) : '';
+    if (rest !== '') requireMatch('name', rest, DNS_SUBDOMAIN_RE, `${CONVERTED_PEER_AUTHENTICATION_PREFIX}<Kubernetes object name>`);
+  } else {
+    requireMatch('name', a.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
+  }
   requireMatch('namespace', a.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
   if (name !== `${a.namespace}/${a.name}`) fail('name', `expected the resource name ${q(name)} to be "<namespace>/<name>" = ${q(`${a.namespace}/${a.name}`)}`);
   const scope = WIRE_SCOPES[String(a.scope)];

@@ -8,25 +8,34 @@
 #include "pods.h"
 #include "dests.h"
 #include "origdst.h"
+#include "deny.h"
 
-/* Returns 1 when the connection should go to `capture` instead (and records the original). */
+#define SMESH_PASS 0
+#define SMESH_REDIRECT 1
+#define SMESH_REFUSE 2
+
+/* SMESH_REDIRECT when the connection should go to `capture` instead (and records the original),
+ * SMESH_REFUSE when policy always denies it (checked first: a denied destination is never proxied),
+ * else SMESH_PASS. */
 static __always_inline int smesh_should_redirect(struct bpf_sock_addr *ctx, const __u32 dst[4], __u16 port,
 						 const __u32 capture[4])
 {
 	struct smesh_pod_info *pod;
 
 	if (ctx->type != SMESH_SOCK_STREAM)
-		return 0;
+		return SMESH_PASS;
 	/* Loop guard: the proxy's listener (or anything on the capture address) is never captured. */
 	if (smesh_addr_equal(dst, capture))
-		return 0;
+		return SMESH_PASS;
 	pod = smesh_pod_of(ctx);
 	if (!pod)
-		return 0;
+		return SMESH_PASS;
+	if (smesh_connect_denied(pod->workload_id, dst, port))
+		return SMESH_REFUSE;
 	if (!smesh_dest_is_meshed(dst, port))
-		return 0;
+		return SMESH_PASS;
 	smesh_remember_socket(ctx, dst, port, pod->workload_id);
-	return 1;
+	return SMESH_REDIRECT;
 }
 
 static __always_inline int smesh_redirect4(struct bpf_sock_addr *ctx)
@@ -34,12 +43,16 @@ static __always_inline int smesh_redirect4(struct bpf_sock_addr *ctx)
 	__u32 dst[4], capture[4];
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u32 capture_ip4 = smesh_capture_ip4;
+	int verdict;
 
 	if (!capture_ip4)
 		return SMESH_ALLOW;
 	smesh_addr_from_v4(dst, ctx->user_ip4);
 	smesh_addr_from_v4(capture, capture_ip4);
-	if (smesh_should_redirect(ctx, dst, port, capture)) {
+	verdict = smesh_should_redirect(ctx, dst, port, capture);
+	if (verdict == SMESH_REFUSE)
+		return smesh_refuse_connect();
+	if (verdict == SMESH_REDIRECT) {
 		ctx->user_ip4 = capture_ip4;
 		ctx->user_port = bpf_htons(smesh_capture_port);
 	}
@@ -50,6 +63,7 @@ static __always_inline int smesh_redirect6(struct bpf_sock_addr *ctx)
 {
 	__u32 dst[4], capture[4];
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	int verdict;
 
 	dst[0] = ctx->user_ip6[0];
 	dst[1] = ctx->user_ip6[1];
@@ -65,7 +79,10 @@ static __always_inline int smesh_redirect6(struct bpf_sock_addr *ctx)
 			return SMESH_ALLOW;
 		smesh_capture_addr6(capture);
 	}
-	if (smesh_should_redirect(ctx, dst, port, capture)) {
+	verdict = smesh_should_redirect(ctx, dst, port, capture);
+	if (verdict == SMESH_REFUSE)
+		return smesh_refuse_connect();
+	if (verdict == SMESH_REDIRECT) {
 		ctx->user_ip6[0] = capture[0];
 		ctx->user_ip6[1] = capture[1];
 		ctx->user_ip6[2] = capture[2];

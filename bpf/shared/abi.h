@@ -18,6 +18,8 @@
 #define SMESH_MAX_DESTS 65536
 #define SMESH_MAX_SOCKS 65536
 #define SMESH_MAX_CONNS 65536
+#define SMESH_MAX_DENY 65536
+#define SMESH_MAX_STRICT 65536
 
 /* smesh_pods: key = netns cookie (__u64, from bpf_get_netns_cookie / SO_NETNS_COOKIE). */
 struct smesh_pod_info {
@@ -46,6 +48,31 @@ struct smesh_orig_dst {
 	__u32 pad2;        /* reserved, 0 */
 };
 
+/* smesh_deny key: connect()s of an enrolled workload to (addr, port) fail at once with ECONNREFUSED.
+ * port 0 = every port of addr. Value: struct smesh_dest_info (flags reserved, 0). */
+struct smesh_deny_key {
+	__u32 workload_id; /* as in smesh_pod_info.workload_id */
+	__u32 addr[4];     /* network order, v4-mapped for IPv4 */
+	__u16 port;        /* host order; 0 = every port */
+	__u16 pad;         /* must be 0 */
+};
+
+/* smesh_strict: key struct smesh_addr_port (a local pod address; port 0 = every port of it, an exact
+ * port entry overrides the port-0 entry). Inbound plaintext TCP SYNs (source neither the node proxy's
+ * capture address nor loopback) to a STRICT entry are dropped; to a PERMISSIVE entry they pass and are
+ * counted. Addresses without an entry are not local meshed pods: untouched, uncounted. */
+#define SMESH_INBOUND_STRICT 1
+#define SMESH_INBOUND_PERMISSIVE 2
+struct smesh_strict_info {
+	__u32 mode; /* SMESH_INBOUND_* */
+};
+
+/* smesh_strict_stats: per-CPU array with one element. */
+struct smesh_strict_counters {
+	__u64 dropped;   /* plaintext SYNs dropped (STRICT) */
+	__u64 plaintext; /* plaintext SYNs let through (PERMISSIVE) */
+};
+
 #define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
 #define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
 
@@ -54,11 +81,17 @@ static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
 static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
 static_assert(sizeof(struct smesh_dest_info) == 4, "smesh_dest_info size");
 static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
+static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
+static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
+static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
 #else
 _Static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
 _Static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
 _Static_assert(sizeof(struct smesh_dest_info) == 4, "smesh_dest_info size");
 _Static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
+_Static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
+_Static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
+_Static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
 #endif
 
 #endif /* SMESH_SHARED_ABI_H */

@@ -104,7 +104,8 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       .map(([n, a]) => `--- agent ${n} (pid ${a.pid}${a.proc.exitInfo() ? `, exited ${JSON.stringify(a.proc.exitInfo())}` : ''}) ---\n${tail(a.logs(), 25)}`)
       .join('\n');
 
-  const node2Addresses = () => [node2.ip, node2.bridgeIp];
+  // The inbound dials local pods from the capture address (so the kernel STRICT check knows it is the proxy).
+  const node2Addresses = () => [node2.ip, node2.bridgeIp, CAPTURE_IP];
 
   // A setup failure fails every test (instead of silently skipping them) with the same clear reason.
   let setupError: Error | null = null;

@@ -14,7 +14,7 @@ const UNMESHED_PORT = 8081;
 const ANY_PORT = 9099;
 const WORKLOAD_ID = 42;
 
-const EXPECTED_ATTACH_TYPES = 6; // connect4, connect6, sock_ops, getsockopt, getpeername4, getpeername6
+const EXPECTED_ATTACH_TYPES = 7; // connect4, connect6, sock_ops, getsockopt, getpeername4, getpeername6, cgroup_inet_ingress
 
 // Without root nothing here can run (BPF load, cgroup and netns creation); the title says so in the report.
 const SUITE = isRoot ? 'native datapath (real BPF on a test cgroup)' : 'native datapath (SKIPPED: needs root for BPF, cgroups, netns)';

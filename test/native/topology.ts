@@ -39,7 +39,7 @@ export interface ProbeEvent {
 
 export interface ProbePlan {
   listen: Array<{ name: string; ip: string; port: number }>;
-  connect: Array<{ ip: string; port: number; localPort?: number }>;
+  connect: Array<{ ip: string; port: number; localPort?: number; localIp?: string; connectTimeoutMs?: number }>;
   resetOnAccept?: boolean;
   expectAccepts: number;
   timeoutMs?: number;

@@ -1,0 +1,404 @@
+// `make bench`: the mesh path against a direct connection between the same pods on the namespaced topology — bulk, latency, requests/s, new connections/s, agent RSS — with ratios, recorded in bench/results/.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  createTopology, privilegeProblem, AGENT_CLI, REPO_ROOT,
+  type Topology, type AgentHandle, type PodInfo, type ServiceSpec,
+} from '../test/helpers/topology';
+import { sleep, tail, type CapturedProcess } from '../test/helpers/proc';
+import { parseMetrics, sum } from '../test/helpers/metrics';
+import { ALL_TESTS, runTest, type Measured, type Target, type TestName } from './lib/tools';
+import { cpuWindow, memKiB, RssSampler } from './lib/procstat';
+import { cpuTable, mainTable, median, mib, summarize, type Pair, type Sample } from './lib/report';
+
+function say(text = ''): void {
+  process.stdout.write(text + '\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings (environment; defaults keep the whole run near 5 minutes on 2 cores).
+
+const env = (k: string, d: string) => process.env[k] ?? d;
+const DUR_S = Number(env('BENCH_DUR', '4'));
+const ROUNDS = Number(env('BENCH_ROUNDS', '3'));
+const GAP_MS = 300;
+/** CPU (% of one core) used outside the bench's cgroups above which a measurement is flagged as contaminated. */
+const FOREIGN_CPU_LIMIT = 25;
+const OUT_DIR = env('BENCH_OUT', path.join(REPO_ROOT, 'bench/results'));
+/** Hold a 0 µs PM QoS request (/dev/cpu_dma_latency) during the latency test: idle CPUs poll instead of halting (README). */
+const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
+
+const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
+/** Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. */
+const PORT = { iperf: 5201, http: 80, httpTarget: 8080, ping: 11111 } as const;
+
+interface PathDef {
+  name: string;
+  from: 'client' | 'outsider';
+  describe: string;
+  target: (t: Topology) => Target;
+}
+
+const podTarget = (pod: string) => (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: PORT.httpTarget, pingPort: PORT.ping });
+const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: PORT.http, pingPort: PORT.ping });
+
+const PATHS: PathDef[] = [
+  { name: 'direct', from: 'outsider', describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path', target: podTarget('remote-server') },
+  { name: 'mesh', from: 'client', describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`, target: vipTarget(VIP.remote) },
+  { name: 'direct-local', from: 'outsider', describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge', target: podTarget('local-server') },
+  { name: 'mesh-local', from: 'client', describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`, target: vipTarget(VIP.local) },
+];
+const PAIRS: Pair[] = [
+  { mesh: 'mesh', direct: 'direct', title: 'cross-node' },
+  { mesh: 'mesh-local', direct: 'direct-local', title: 'same node' },
+];
+
+function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
+  const raw = process.env[name];
+  if (!raw) return [...all];
+  const want = raw.split(/[\s,]+/).filter(Boolean) as T[];
+  for (const w of want) if (!all.includes(w)) throw new Error(`${name}: unknown '${w}' (known: ${all.join(' ')})`);
+  return want;
+}
+
+const TESTS = listSetting<TestName>('BENCH_TESTS', ALL_TESTS);
+const PATH_NAMES = listSetting('BENCH_PATHS', PATHS.map((p) => p.name));
+const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name));
+
+// ---------------------------------------------------------------------------------------------
+
+function requireTools(): void {
+  const missing = ['iperf3', 'wrk', 'sockperf', 'gcc', 'curl', 'ss'].filter((t) => {
+    try {
+      execFileSync('sh', ['-c', `command -v ${t}`], { stdio: 'pipe' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length) throw new Error(`missing ${missing.join(', ')}: run \`bash bench/install.sh\` (as root) first`);
+}
+
+function sh(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).toString().trim();
+  } catch (e) {
+    const err = e as { stdout?: Buffer; stderr?: Buffer };
+    return `${err.stdout?.toString() ?? ''}${err.stderr?.toString() ?? ''}`.trim();
+  }
+}
+
+function machineInfo(): Record<string, string> {
+  const rev = sh('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
+  const dirty = sh('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no']) ? ' (uncommitted changes)' : '';
+  return {
+    cores: String(os.cpus().length),
+    cpu: os.cpus()[0]?.model ?? '?',
+    kernel: os.release(),
+    node: process.version,
+    commit: rev + dirty,
+    iperf3: sh('iperf3', ['--version']).split('\n')[0] ?? '?',
+    wrk: (/wrk [^\s]+/.exec(sh('wrk', ['-v'])) ?? ['?'])[0],
+    sockperf: (/version ([^\s]+)/.exec(sh('sockperf', ['--version'])) ?? ['', '?'])[1]!,
+    cpuidle: sh('cat', ['/sys/devices/system/cpu/cpuidle/current_driver']) || 'none',
+  };
+}
+
+/** Waits until `port` is listening inside the pod (ss in the pod's netns). */
+async function waitListening(topo: Topology, pod: PodInfo, port: number, proc: CapturedProcess): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (proc.exitInfo()) throw new Error(`server for port ${port} in ${pod.name} exited: ${tail(proc.outputText(), 8)}`);
+    const r = await topo.execInPod(pod, 'ss', ['-Hltn', `sport = :${port}`], { timeoutMs: 5000 });
+    if (r.stdout.trim()) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing listens on ${pod.ip}:${port} in ${pod.name} after 10 s`);
+}
+
+class Servers {
+  private iperf = new Map<string, CapturedProcess>();
+  constructor(private readonly topo: Topology, private readonly httpd: string) {}
+
+  async startIperf(pod: PodInfo): Promise<void> {
+    const p = this.topo.spawnInPod(pod, 'iperf3', ['-s', '-B', pod.ip, '-p', String(PORT.iperf)]);
+    this.iperf.set(pod.name, p);
+    await waitListening(this.topo, pod, PORT.iperf, p);
+  }
+
+  /** A failed test can leave the iperf3 server stuck in it: restart it. */
+  async restartIperf(pod: PodInfo): Promise<void> {
+    const p = this.iperf.get(pod.name);
+    if (p && !p.exitInfo()) {
+      p.kill('SIGKILL');
+      await p.exited;
+    }
+    await this.startIperf(pod);
+  }
+
+  async start(pod: PodInfo): Promise<void> {
+    const httpd = this.topo.spawnInPod(pod, this.httpd, [pod.ip, String(PORT.httpTarget), '1']);
+    const ping = this.topo.spawnInPod(pod, 'sockperf', ['server', '--tcp', '-i', pod.ip, '-p', String(PORT.ping)]);
+    await Promise.all([this.startIperf(pod), waitListening(this.topo, pod, PORT.httpTarget, httpd), waitListening(this.topo, pod, PORT.ping, ping)]);
+  }
+}
+
+function agentWarnings(a: AgentHandle): string[] {
+  return a.logRecords().filter((r) => typeof r.level === 'number' && r.level >= 40).map((r) => `${r.level}: ${String(r.msg)}`);
+}
+
+async function meshCounters(a: AgentHandle): Promise<Record<string, number>> {
+  const s = parseMetrics(await a.metrics().catch(() => ''));
+  return {
+    opened_source_mtls: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'source', connection_security_policy: 'mutual_tls' }),
+    opened_source_plain: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'source', connection_security_policy: 'none' }),
+    opened_destination_mtls: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' }),
+  };
+}
+
+/**
+ * Asks the kernel (PM QoS) for 0 µs wake-up latency until the returned release is called (or the process exits, which
+ * closes the fd): the cpuidle governor then polls instead of halting the vCPU. Returns null when not possible.
+ */
+function holdZeroCpuLatency(): (() => void) | null {
+  try {
+    const fd = fs.openSync('/dev/cpu_dma_latency', 'w');
+    const v = Buffer.alloc(4);
+    v.writeInt32LE(0);
+    fs.writeSync(fd, v);
+    return () => fs.closeSync(fd);
+  } catch {
+    return null;
+  }
+}
+
+function resultFile(ext: string, stamp: string): string {
+  return path.join(OUT_DIR, `${stamp}.${ext}`);
+}
+
+async function main(): Promise<void> {
+  const problem = privilegeProblem();
+  if (problem) throw new Error(`make bench needs root: ${problem}`);
+  if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run make build`);
+  requireTools();
+  if (!(DUR_S >= 1 && DUR_S <= 30) || !(ROUNDS >= 1 && ROUNDS <= 10)) throw new Error('BENCH_DUR must be 1..30 s and BENCH_ROUNDS 1..10');
+  const started = Date.now();
+  const info = machineInfo();
+  say(`smesh bench: ${paths.map((p) => p.name).join(', ')} × ${TESTS.join(' ')} × ${ROUNDS} rounds, ${DUR_S} s each`);
+  say(`  ${info.cores} cores (${info.cpu}), kernel ${info.kernel}, node ${info.node}, commit ${info.commit}`);
+
+  const topo = await createTopology({
+    runId: `bench${randomBytes(3).toString('hex')}`,
+    nodes: ['node1', 'node2'],
+    pods: [
+      { name: 'client', node: 'node1' },
+      { name: 'outsider', node: 'node1', enrolled: false },
+      { name: 'local-server', node: 'node1' },
+      { name: 'remote-server', node: 'node2' },
+    ],
+  });
+  const agents: AgentHandle[] = [];
+  let sampler: RssSampler | undefined;
+  try {
+    const buildDir = topo.makeTempDir('build');
+    const httpd = path.join(buildDir, 'httpd');
+    execFileSync('gcc', ['-O2', '-pthread', '-o', httpd, path.join(REPO_ROOT, 'bench/httpd.c')], { stdio: 'pipe' });
+    const servers = new Servers(topo, httpd);
+    await Promise.all([servers.start(topo.pod('remote-server')), servers.start(topo.pod('local-server'))]);
+
+    const ports = [
+      { name: 'iperf', port: PORT.iperf, targetPort: PORT.iperf },
+      { name: 'http', port: PORT.http, targetPort: PORT.httpTarget },
+      { name: 'ping', port: PORT.ping, targetPort: PORT.ping },
+    ];
+    const services: ServiceSpec[] = [
+      { name: 'remote', vip: VIP.remote, ports, selector: { app: 'remote-server' } },
+      { name: 'local', vip: VIP.local, ports, selector: { app: 'local-server' } },
+    ];
+    const cfgDir = topo.makeTempDir('config');
+    topo.writeConfig(cfgDir, { services });
+    // Sequential start: the first agent creates the standalone CA, the second reuses it.
+    for (const n of ['node1', 'node2']) {
+      const a = topo.startAgent(n, cfgDir);
+      agents.push(a);
+      await a.waitReady(60_000);
+    }
+    const [agent1, agent2] = agents as [AgentHandle, AgentHandle];
+    for (const a of agents) {
+      const comm = sh('cat', [`/proc/${a.pid}/comm`]);
+      if (comm !== 'node') throw new Error(`agent pid ${a.pid} is '${comm}', not node: RSS would be measured on the wrong process`);
+    }
+
+    // Sanity: every path answers HTTP (a VIP has no route: an answer proves the redirect into the mesh).
+    for (const p of paths) {
+      const t = p.target(topo);
+      const r = await topo.execInPod(p.from, 'curl', ['-sS', '-m', '5', `http://${t.host}:${t.httpPort}/`], { timeoutMs: 10_000 });
+      if (r.stdout.trim() !== 'hello') throw new Error(`path ${p.name}: GET http://${t.host}:${t.httpPort}/ from ${p.from} failed: ${r.stdout}${r.stderr}\n${tail(agent1.logs(), 20)}`);
+    }
+    say('  sanity: every path answers; agents ready');
+
+    // Other work on the machine distorts every number: wait (bounded) for a quiet moment, then say how quiet it was.
+    let quiet = 0;
+    for (let i = 0; i < 30; i++) {
+      const w = cpuWindow({}, topo.runCgroup);
+      await sleep(1000);
+      quiet = w.end().other;
+      if (quiet <= FOREIGN_CPU_LIMIT) break;
+      if (i === 0) say(`  machine busy outside the bench (${quiet.toFixed(0)}% of a core): waiting up to 30 s for it to calm down`);
+    }
+    say(`  CPU used outside the bench before measuring: ${quiet.toFixed(0)}% of a core${quiet > FOREIGN_CPU_LIMIT ? ' — NOT QUIET: numbers will be contaminated' : ''}`);
+
+    sampler = new RssSampler({ node1: agent1.pid, node2: agent2.pid });
+    await sleep(2000);
+    const idleBefore = sampler.sample();
+    sampler.start();
+    say(`  agent RSS idle: node1 ${mib(idleBefore.node1)} MiB, node2 ${mib(idleBefore.node2)} MiB`);
+
+    // Warm-up: opens the pooled HBONE tunnel and lets V8 optimize the relay before anything is recorded.
+    for (const p of paths) await runTest(topo, topo.pod(p.from), 'rps', p.target(topo), 1);
+
+    const cgroups = {
+      'node1 agent': topo.node('node1').agentCgroup,
+      'node2 agent': topo.node('node2').agentCgroup,
+      'load gen pod': topo.pod('client').cgroup, // replaced per path below (client or outsider)
+      'server pod': topo.pod('remote-server').cgroup,
+    };
+    const groupNames = Object.keys(cgroups);
+    const samples: Sample[] = [];
+    const warnAt = agents.map((a) => agentWarnings(a).length);
+
+    say('');
+    for (let round = 1; round <= ROUNDS; round++) {
+      const k = (round - 1) % paths.length;
+      const order = [...paths.slice(k), ...paths.slice(0, k)]; // rotate so no path always runs first
+      for (const test of TESTS) {
+        for (const p of order) {
+          const target = p.target(topo);
+          const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
+          const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup };
+          sampler.resetWindow();
+          const w = cpuWindow(groups, topo.runCgroup);
+          const t0 = Date.now();
+          const release = test === 'lat' && IDLE_POLL ? holdZeroCpuLatency() : null;
+          if (test === 'lat' && IDLE_POLL && !release && round === 1) say('  (cannot open /dev/cpu_dma_latency: latency measured with halting idle CPUs)');
+          let m: Measured;
+          try {
+            m = await runTest(topo, topo.pod(p.from), test, target, DUR_S);
+          } finally {
+            release?.();
+          }
+          const cpu = w.end();
+          sampler.sample();
+          const s: Sample = { round, path: p.name, test, m, cpu, rssPeakKiB: { ...sampler.windowPeak }, wallS: (Date.now() - t0) / 1000 };
+          samples.push(s);
+          const shown = m.error
+            ? `FAILED: ${m.error.split('\n')[0]}`
+            : test === 'lat'
+              ? `p50 ${m.p50Us!.toFixed(1)} µs  p99 ${m.p99Us!.toFixed(1)} µs`
+              : test.startsWith('bw') ? `${m.value!.toFixed(2)} Gbit/s` : `${Math.round(m.value!)} /s`;
+          const busyElsewhere = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
+          const cpuText = `cpu machine ${cpu.machine.toFixed(0)}% ksoftirqd ${cpu.ksoftirqd.toFixed(0)}% agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}%${busyElsewhere}`;
+          say(`  r${round} ${test.padEnd(3)} ${p.name.padEnd(12)} ${shown.padEnd(34)} ${cpuText}${m.errorDetail ? `  (${m.errorDetail})` : ''}`);
+          if (m.error && test.startsWith('bw')) await servers.restartIperf(topo.pod(serverPod));
+          await sleep(GAP_MS);
+        }
+      }
+    }
+
+    await sleep(3000);
+    const idleAfter = sampler.sample();
+    sampler.stop();
+    const hwm = { node1: memKiB(agent1.pid)?.hwm, node2: memKiB(agent2.pid)?.hwm };
+    const counters = { node1: await meshCounters(agent1), node2: await meshCounters(agent2) };
+    const warnings = agents.map((a, i) => agentWarnings(a).slice(warnAt[i]));
+    const contaminated = samples.filter((s) => s.cpu.other > FOREIGN_CPU_LIMIT);
+    const exited = agents.filter((a) => a.proc.exitInfo()).map((a) => a.node.name);
+
+    // ------------------------------------------------------------------- report
+    const now = new Date();
+    const date = now.toISOString().slice(0, 10);
+    const stamp = fs.existsSync(resultFile('md', date)) ? `${date}-${now.toISOString().slice(11, 19).replace(/:/g, '')}` : date;
+    const rssTable = [
+      '| agent | idle before (MiB) | peak under load, sampled every 200 ms (MiB) | VmHWM (MiB) | idle after (MiB) |',
+      '|---|---:|---:|---:|---:|',
+      ...(['node1', 'node2'] as const).map((n) => `| ${n} | ${mib(idleBefore[n])} | ${mib(sampler!.peak[n])} | ${mib(hwm[n])} | ${mib(idleAfter[n])} |`),
+    ].join('\n');
+    const rssPerTest = [
+      '| test | ' + paths.map((p) => p.name).join(' | ') + ' |',
+      '|---|' + paths.map(() => '---:').join('|') + '|',
+      ...TESTS.map((t) => `| ${t} | ${paths.map((p) => {
+        const xs = samples.filter((s) => s.test === t && s.path === p.name);
+        const pk = (n: string) => Math.max(0, ...xs.map((s) => s.rssPeakKiB[n] ?? 0));
+        return `${mib(pk('node1'))} / ${mib(pk('node2'))}`;
+      }).join(' | ')} |`),
+    ].join('\n');
+    const elapsed = Math.round((Date.now() - started) / 1000);
+    const md = [
+      `# smesh bench ${now.toISOString()}`,
+      '',
+      `Command: \`make bench\` (${[`BENCH_DUR=${DUR_S}`, `BENCH_ROUNDS=${ROUNDS}`, process.env.BENCH_TESTS ? `BENCH_TESTS="${TESTS.join(' ')}"` : '', process.env.BENCH_PATHS ? `BENCH_PATHS="${PATH_NAMES.join(' ')}"` : '', IDLE_POLL ? '' : 'BENCH_IDLE_POLL=0'].filter(Boolean).join(' ')}); ${elapsed} s in all.`,
+      `Machine: ${info.cores} cores, ${info.cpu}, kernel ${info.kernel}, node ${info.node}, ${info.iperf3}, ${info.wrk}, sockperf ${info.sockperf}, cpuidle driver ${info.cpuidle}. Commit ${info.commit}.`,
+      `Latency test: ${IDLE_POLL ? 'with a 0 µs /dev/cpu_dma_latency request held (idle vCPUs poll instead of halting; see bench/README.md)' : 'idle vCPUs may halt (BENCH_IDLE_POLL=0)'}.`,
+      '',
+      'Paths:',
+      ...paths.map((p) => `- **${p.name}**: ${p.describe}`),
+      '',
+      `## Results: median [min–max] over ${ROUNDS} rounds of ${DUR_S} s; ratio = mesh median / direct median`,
+      '(throughput: < 1 is slower than direct; latency: > 1 is slower)',
+      '',
+      mainTable(samples, PAIRS, PATH_NAMES),
+      '',
+      '## Agent memory (VmRSS of the agent process)',
+      '',
+      rssTable,
+      '',
+      'Peak RSS per test, node1 / node2 agent (MiB):',
+      '',
+      rssPerTest,
+      '',
+      '## CPU during each measurement (median, % of one core; the machine has ' + info.cores + ' cores)',
+      '',
+      cpuTable(samples, PATH_NAMES, groupNames),
+      '',
+      '## Checks',
+      '',
+      `- mesh connections counted by the agents: node1 source mTLS ${counters.node1.opened_source_mtls}, node1 source plain (same node) ${counters.node1.opened_source_plain}, node2 destination mTLS ${counters.node2.opened_destination_mtls}`,
+      `- agent warnings/errors logged during the measurements: node1 ${warnings[0]!.length}, node2 ${warnings[1]!.length}${warnings.flat().length ? ` (first: ${warnings.flat().slice(0, 3).join('; ')})` : ''}`,
+      `- agents still running at the end: ${exited.length ? `NO, exited: ${exited.join(', ')}` : 'yes'}`,
+      `- failed measurements: ${samples.filter((s) => s.m.error).length} of ${samples.length}`,
+      `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench (other processes on the machine, the bench runner, kernel threads other than ksoftirqd): ${contaminated.length} of ${samples.length}${contaminated.length ? ` (${contaminated.slice(0, 8).map((s) => `r${s.round} ${s.test} ${s.path} ${s.cpu.other.toFixed(0)}%`).join(', ')}${contaminated.length > 8 ? ', …' : ''}) — rerun on a quiet machine before quoting` : ''}`,
+      `- CPU steal (hypervisor), median over measurements: ${(median(samples.map((s) => s.cpu.steal)) ?? 0).toFixed(0)}% of a core`,
+    ].join('\n');
+
+    say('');
+    say(md);
+    if (OUT_DIR) {
+      fs.mkdirSync(OUT_DIR, { recursive: true });
+      fs.writeFileSync(resultFile('md', stamp), md + '\n');
+      fs.writeFileSync(resultFile('json', stamp), JSON.stringify({
+        date: now.toISOString(), settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL }, machine: info,
+        paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
+        summary: summarize(samples, PAIRS, PATH_NAMES),
+        rssKiB: { idleBefore, peak: sampler.peak, hwm, idleAfter },
+        counters, warnings, exited, quietBeforePct: quiet, contaminated: contaminated.length, elapsedS: elapsed, samples,
+      }, null, 2) + '\n');
+      say('');
+      say(`recorded: ${path.relative(process.cwd(), resultFile('md', stamp))} and .json`);
+    }
+  } finally {
+    sampler?.stop();
+    for (const a of agents) await a.stop(5000).catch(() => undefined);
+    await topo.cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+    process.exit(1);
+  },
+);
