@@ -2,7 +2,8 @@
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { lastJsonLine, sleep, waitExit } from '../helpers/proc';
 
 const problem = privilegeProblem();
 const VIP = '198.19.7.10';
@@ -124,5 +125,37 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     expect(tookMs).toBeLessThan(1500);
     const stillAllowed = await echo('caller-a', VIP, PORT.strict);
     expect(stillAllowed.ok, JSON.stringify(stillAllowed)).toBe(true);
+  });
+  it('an established, still-allowed connection keeps flowing while a policy change denies another caller', async () => {
+    // One connection from caller-a that echoes a line every 50 ms for 2.5 s; the policy is rewritten in the middle.
+    const script = `
+      const net = require('net');
+      const s = net.connect({ host: '${VIP}', port: ${PORT.strict} });
+      let sent = 0, received = 0, error = null;
+      s.on('data', (c) => { received += c.length; });
+      s.on('error', (e) => { error = e.code || e.message; });
+      s.on('connect', () => {
+        const t = setInterval(() => { if (!s.destroyed) { s.write('tick\\n'); sent += 5; } }, 50);
+        setTimeout(() => { clearInterval(t); setTimeout(() => { s.end(); console.log(JSON.stringify({ sent, received, error })); process.exit(0); }, 300); }, 2500);
+      });
+      setTimeout(() => { console.log(JSON.stringify({ sent, received, error: error || 'timeout' })); process.exit(1); }, 8000);
+    `;
+    const longLived = topo!.spawnInPod('caller-a', NODE_BIN, ['-e', script]);
+    await sleep(800);
+    topo!.writeConfig(cfgDir, { services, extraDocs: policyDocs(['team-a']) });
+    // The change reaches the kernel and the inbound: caller-b's new connections are refused again.
+    const started = Date.now();
+    let denied: Record<string, any> = {};
+    for (let i = 0; i < 20 && Date.now() - started < 5000; i++) {
+      denied = await echo('caller-b', VIP, PORT.strict, 4000);
+      if (!denied.ok) break;
+      await sleep(100);
+    }
+    expect(denied.ok, JSON.stringify(denied)).toBe(false);
+    const done = await waitExit(longLived, 15_000);
+    const r = lastJsonLine<{ sent: number; received: number; error: string | null }>(done.stdout);
+    expect(r.error, JSON.stringify(r)).toBeNull();
+    expect(r.sent).toBeGreaterThan(200);
+    expect(r.received).toBe(r.sent);
   });
 });
