@@ -33,6 +33,7 @@ demo: build
 	npx tsx scripts/demo.ts
 
 bench: build
+	bash bench/install.sh
 	npx tsx bench/run.ts
 
 clean:
