@@ -14,6 +14,7 @@ import type { Match } from '../proto/generated/istio/security/Match';
 import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
 import { projectToL4, selectorPolicyKeys } from '../agent/policy/evaluate';
 import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type StringMatcher } from '../agent/policy/types';
+import { trafficPolicyMessages } from './traffic';
 
 const PREFIX = 'type.googleapis.com/';
 
@@ -21,6 +22,7 @@ const PREFIX = 'type.googleapis.com/';
 export const CONTROL_TYPE_URL = Object.freeze({
   address: TYPE_URL.address,
   authorization: TYPE_URL.authorization,
+  trafficPolicy: TYPE_URL.trafficPolicy,
   node: `${PREFIX}smesh.mesh.v1alpha1.Node`,
   localWorkload: `${PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
   meshConfig: `${PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
@@ -273,11 +275,27 @@ export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): R
     const name = policyKey(p);
     authorizations.set(name, entry(name, protos.codecs.authorization.pack(authorizationResource(p))));
   }
+  // One TrafficPolicy per service with a DestinationRule or VirtualService, sent to every node.
+  const trafficPolicies = new Map<string, ResourceEntry>();
+  const naming = {
+    serviceName: (key: string) => {
+      const s = snapshot.services.get(key);
+      return s ? serviceXdsName(s) : key;
+    },
+    workloadUid: (uid: string) => {
+      const w = snapshot.workloads.get(uid);
+      return w ? workloadXdsUid(w) : uid;
+    },
+  };
+  for (const [name, msg] of trafficPolicyMessages(snapshot, naming)) {
+    trafficPolicies.set(name, entry(name, protos.codecs.trafficPolicy.pack(msg)));
+  }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],
     [CONTROL_TYPE_URL.node, nodes],
     [CONTROL_TYPE_URL.meshConfig, meshConfig],
     [CONTROL_TYPE_URL.authorization, authorizations],
+    [CONTROL_TYPE_URL.trafficPolicy, trafficPolicies],
   ]);
   return { shared, localByNode };
 }

@@ -9,11 +9,20 @@ import type { TokenAuthenticator } from './auth';
 import type { ControlMetrics } from './metrics';
 import type { Registry } from './registry';
 import type { ResourceDiff, ResourceEntry } from './resources';
+import { XDS_PARTIAL_VERSION_SUFFIX } from '../agent/xds/convert';
 
 type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>;
 
 /** At most this many unanswered nonces are remembered per stream (a client that never ACKs cannot grow memory). */
-const MAX_OUTSTANDING_NONCES = 256;
+const MAX_OUTSTANDING_NONCES = 1024;
+
+/**
+ * Resources per DeltaDiscoveryResponse. A larger push (the initial sync at 10k services + 50k pods) goes out as
+ * several responses, written as the stream drains, so neither side materialises one giant message. Every response
+ * but the last of a push carries XDS_PARTIAL_VERSION_SUFFIX in system_version_info; the agent treats the push
+ * (and its initial sync) as complete only at the last one.
+ */
+export const XDS_CHUNK_RESOURCES = 2000;
 
 /** Subscription and delivery state of one resource type on one stream. */
 interface TypeState {
@@ -76,6 +85,9 @@ class AdsStream {
   private readonly outstanding = new Map<string, string>();
   private nonceCounter = 0;
   private closed = false;
+  /** Responses waiting for the stream to drain (built lazily: only the resource list is held). */
+  private readonly queue: Array<{ typeUrl: string; version: string; resources: ResourceEntry[]; removed: string[]; partial: boolean }> = [];
+  private draining = false;
   private readonly log: Logger;
   private readonly unsubscribe: () => void;
 
@@ -259,21 +271,45 @@ class AdsStream {
   }
 
   private send(typeUrl: string, st: TypeState, resources: ResourceEntry[], removed: string[]): void {
-    const nonce = `${this.id}-${++this.nonceCounter}`;
-    const response: DeltaDiscoveryResponse = {
-      systemVersionInfo: String(this.deps.registry.generation),
-      typeUrl,
-      nonce,
-      resources: resources.map((e) => ({ name: e.name, version: e.version, resource: e.resource })),
-      removedResources: removed,
-    };
     for (const e of resources) st.known.set(e.name, e.version);
     for (const name of removed) st.known.delete(name);
-    st.pendingNonce = nonce;
-    this.outstanding.set(nonce, typeUrl);
-    if (this.outstanding.size > MAX_OUTSTANDING_NONCES) this.outstanding.delete(this.outstanding.keys().next().value!);
-    this.deps.metrics.xdsPushes.inc({ type_url: typeUrl });
-    this.log.debug({ typeUrl, nonce, resources: resources.length, removed: removed.length }, 'xDS push');
-    this.call.write(response);
+    const version = String(this.deps.registry.generation);
+    // Chunks of XDS_CHUNK_RESOURCES; removals ride on the last one (which is also the only one when small).
+    for (let i = 0; i === 0 || i < resources.length; i += XDS_CHUNK_RESOURCES) {
+      const last = i + XDS_CHUNK_RESOURCES >= resources.length;
+      this.queue.push({ typeUrl, version, resources: resources.slice(i, i + XDS_CHUNK_RESOURCES), removed: last ? removed : [], partial: !last });
+    }
+    this.pump();
+  }
+
+  /** Writes queued responses while the stream accepts them; resumes on 'drain'. */
+  private pump(): void {
+    if (this.draining) return;
+    while (this.queue.length > 0 && !this.closed) {
+      const q = this.queue.shift()!;
+      const st = this.types.get(q.typeUrl)!;
+      const nonce = `${this.id}-${++this.nonceCounter}`;
+      const response: DeltaDiscoveryResponse = {
+        systemVersionInfo: q.partial ? q.version + XDS_PARTIAL_VERSION_SUFFIX : q.version,
+        typeUrl: q.typeUrl,
+        nonce,
+        resources: q.resources.map((e) => ({ name: e.name, version: e.version, resource: e.resource })),
+        removedResources: q.removed,
+      };
+      st.pendingNonce = nonce;
+      this.outstanding.set(nonce, q.typeUrl);
+      if (this.outstanding.size > MAX_OUTSTANDING_NONCES) this.outstanding.delete(this.outstanding.keys().next().value!);
+      this.deps.metrics.xdsPushes.inc({ type_url: q.typeUrl });
+      this.log.debug({ typeUrl: q.typeUrl, nonce, resources: q.resources.length, removed: q.removed.length, partial: q.partial }, 'xDS push');
+      if (!this.call.write(response) && this.queue.length > 0) {
+        this.draining = true;
+        this.call.once('drain', () => {
+          this.draining = false;
+          this.pump();
+        });
+        return;
+      }
+    }
+    if (this.closed) this.queue.length = 0;
   }
 }

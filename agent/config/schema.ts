@@ -5,6 +5,8 @@ export type FieldSpec =
   | 'string'
   | 'nonEmptyString'
   | 'integer'
+  | 'number'
+  | 'boolean'
   | 'port'
   | 'ip'
   | 'stringMap'
@@ -89,6 +91,12 @@ function checkScalar(value: unknown, spec: string, path: string, problems: Field
       return;
     case 'integer':
       if (typeof value !== 'number' || !Number.isInteger(value)) problems.push({ field: path, message: `expected an integer, got ${describe(value)}` });
+      return;
+    case 'number':
+      if (typeof value !== 'number' || !Number.isFinite(value)) problems.push({ field: path, message: `expected a number, got ${describe(value)}` });
+      return;
+    case 'boolean':
+      if (typeof value !== 'boolean') problems.push({ field: path, message: `expected true or false, got ${describe(value)}` });
       return;
     case 'port':
       if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 65535) {

@@ -86,6 +86,12 @@ export class Reconciler {
   private readonly cookieCache = new Map<string, { ino: number; cookie: bigint }>();
   private running: Promise<ReconcileReport> | undefined;
   private pending: MeshSnapshot | undefined;
+  /**
+   * What the kernel's destination map holds (`ip|port` keys): read from the map once, then kept up to date by
+   * our own writes, so a reconcile diffs in memory instead of dumping ~60k entries each time. This agent is the
+   * map's only writer.
+   */
+  private destView: Set<string> | undefined;
 
   constructor(
     private readonly maps: DatapathMaps,
@@ -110,7 +116,7 @@ export class Reconciler {
   private reconcileQueued(): Promise<ReconcileReport> {
     const next = this.pending;
     this.pending = undefined;
-    if (!next) return Promise.resolve({ enrolled: this.maps.enrolledPods().length, added: 0, removed: 0, destinations: this.maps.meshedDestinations().length, failures: [] });
+    if (!next) return Promise.resolve({ enrolled: this.maps.enrolledPods().length, added: 0, removed: 0, destinations: this.kernelDests().size, failures: [] });
     return this.reconcile(next);
   }
 
@@ -150,18 +156,34 @@ export class Reconciler {
       }
     }
     const dests = desiredDestinations(s);
-    const currentDests = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
-    for (const key of currentDests) {
+    const currentDests = this.kernelDests();
+    for (const key of [...currentDests]) {
       if (!dests.has(key)) {
         const [ip, port] = key.split('|');
         this.maps.removeMeshedDestination(ip, Number(port));
+        currentDests.delete(key);
       }
     }
-    for (const [key, d] of dests) if (!currentDests.has(key)) this.maps.addMeshedDestination(d.ip, d.port);
+    for (const [key, d] of dests) {
+      if (currentDests.has(key)) continue;
+      try {
+        this.maps.addMeshedDestination(d.ip, d.port);
+      } catch (err) {
+        this.destView = undefined; // unsure what the kernel holds now: read it again next time
+        throw err;
+      }
+      currentDests.add(key);
+    }
     const policy = this.applyPolicyMaps(s);
     for (const f of failures) this.log.warn(f, 'pod not enrolled: its network namespace could not be read; will retry on the next reconcile');
     if (added || removed) this.log.info({ added, removed, enrolled: wanted.size }, 'pod enrollment updated');
     return { enrolled: wanted.size, added, removed, destinations: dests.size, ...policy, failures };
+  }
+
+  /** The in-memory view of the destination map (read from the kernel the first time). */
+  private kernelDests(): Set<string> {
+    if (!this.destView) this.destView = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
+    return this.destView;
   }
 
   /** Inbound modes first (they only ever protect), then connect denies; each map diffed against the kernel's. */

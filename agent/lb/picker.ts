@@ -7,9 +7,43 @@ export type PickResult<T> =
   /** Deliberately dropped (e.g. over a limit); do not retry elsewhere. */
   | { readonly kind: 'drop'; readonly reason: string };
 
+/**
+ * What a picker may look at in the request. Everything is optional: an L4 connection has only a
+ * source address, an L7 request also has headers. Header names are lower-case (Node's
+ * IncomingHttpHeaders shape).
+ */
+export interface PickRequest {
+  readonly headers?: Readonly<Record<string, string | readonly string[] | undefined>>;
+  readonly sourceIp?: string;
+  /** Request target (`/path?query`), for query-parameter affinity. */
+  readonly path?: string;
+}
+
 export interface Picker<T> {
   readonly endpoints: readonly T[];
-  pick(): PickResult<T>;
+  pick(request?: PickRequest): PickResult<T>;
+  /**
+   * A request-derived value in [0, 1) that is stable for the same affinity key, or undefined when
+   * the request carries none. Only affinity pickers (consistent hash) implement it; a wrapping
+   * picker (locality failover) uses it instead of a random draw so the key keeps its tier too.
+   */
+  affinity?(request?: PickRequest): number | undefined;
+}
+
+/** A picker that never picks: nothing usable, or a configuration the factory could not accept. */
+export class FailingPicker<T> implements Picker<T> {
+  private readonly result: PickResult<T>;
+
+  constructor(
+    readonly endpoints: readonly T[],
+    reason: string,
+  ) {
+    this.result = { kind: 'transient_failure', reason };
+  }
+
+  pick(): PickResult<T> {
+    return this.result;
+  }
 }
 
 /** Round robin over a fixed list; the cursor is the only state. */

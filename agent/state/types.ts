@@ -71,4 +71,157 @@ export interface MeshSnapshot {
   readonly authorizationPolicies?: readonly AuthorizationPolicy[];
   /** MeshConfig rootNamespace (policies there apply mesh-wide); absent = "istio-system". */
   readonly rootNamespace?: string;
+  /** Service key `<ns>/<name>` → its traffic policy, in key order (absent = none: agent defaults everywhere). */
+  readonly trafficPolicies?: ReadonlyMap<string, ServiceTrafficPolicy>;
+}
+
+// ---- traffic policy (DestinationRule + VirtualService, compiled per service; smesh.traffic.v1alpha1.TrafficPolicy on the wire) ----
+// Durations are milliseconds. An absent field means "the agent's default" (see traffic.proto for each).
+
+/** `ROUND_ROBIN`, `LEAST_REQUEST` (power of `choiceCount` choices), `PEAK_EWMA` (Linkerd), `RANDOM`. */
+export type LoadBalancerAlgorithm = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'PEAK_EWMA' | 'RANDOM';
+
+/** What consistent hashing hashes; HTTP keys need an HTTP port (on L4 only `sourceIp` applies). */
+export type HashKey =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string; readonly path?: string; readonly ttlMs?: number }
+  | { readonly kind: 'sourceIp' }
+  | { readonly kind: 'queryParameter'; readonly name: string };
+
+export type LocalityScope = 'REGION' | 'ZONE' | 'SUBZONE' | 'NODE';
+
+export interface LocalitySettings {
+  /** Scopes to keep traffic within, widest first. */
+  readonly prefer: readonly LocalityScope[];
+  readonly failover: ReadonlyArray<{ readonly from: string; readonly to: string }>;
+  readonly strict: boolean;
+}
+
+export interface LoadBalancerSettings {
+  /** Absent: the agent's default (LEAST_REQUEST), unless `consistentHash` is set. Never both. */
+  readonly algorithm?: LoadBalancerAlgorithm;
+  readonly consistentHash?: { readonly key: HashKey; readonly tableSize?: number };
+  readonly locality?: LocalitySettings;
+  /** LEAST_REQUEST: endpoints compared per pick (default 2). */
+  readonly choiceCount?: number;
+  /** PEAK_EWMA: decay time of the latency average (default 10 s). */
+  readonly ewmaDecayMs?: number;
+}
+
+/** Envoy-style circuit-breaker thresholds per node proxy per service. */
+export interface ConnectionPoolSettings {
+  readonly maxConnections?: number;
+  readonly maxPendingRequests?: number;
+  readonly maxRequests?: number;
+  readonly maxRetries?: number;
+  readonly connectTimeoutMs?: number;
+  readonly maxRequestsPerConnection?: number;
+  readonly idleTimeoutMs?: number;
+}
+
+/** Explicit 0 is meaningful for the counters (0 disables that detector). */
+export interface OutlierDetectionSettings {
+  readonly consecutiveServerErrors?: number;
+  readonly consecutiveGatewayErrors?: number;
+  readonly consecutiveConnectFailures?: number;
+  readonly intervalMs?: number;
+  readonly baseEjectionTimeMs?: number;
+  readonly maxEjectionTimeMs?: number;
+  readonly maxEjectionPercent?: number;
+}
+
+/** The three endpoint-level setting groups a service, a port or a subset can carry. */
+export interface EndpointSettings {
+  readonly loadBalancer?: LoadBalancerSettings;
+  readonly connectionPool?: ConnectionPoolSettings;
+  readonly outlierDetection?: OutlierDetectionSettings;
+}
+
+/** A named group of the service's endpoints, already resolved to workload uids (the agent has no labels over xDS). */
+export interface TrafficSubset extends EndpointSettings {
+  readonly name: string;
+  /** The selector it came from (informational). */
+  readonly labels: Readonly<Record<string, string>>;
+  /** Workload uids in the snapshot's own uid form, sorted. */
+  readonly workloadUids: readonly string[];
+}
+
+export interface PortTrafficSettings extends EndpointSettings {
+  readonly port: number;
+}
+
+export interface RouteStringMatch {
+  readonly kind: 'exact' | 'prefix' | 'regex';
+  /** For `regex`: must match the whole value (RE2 / ECMAScript common subset). */
+  readonly value: string;
+}
+
+/** All present fields must hold. */
+export interface HttpRouteMatch {
+  readonly path?: RouteStringMatch;
+  readonly method?: RouteStringMatch;
+  /** Lower-case header name → match. */
+  readonly headers?: Readonly<Record<string, RouteStringMatch>>;
+  /** Service port the request arrived on. */
+  readonly port?: number;
+}
+
+export interface RouteDestination {
+  /** Another service's key `<ns>/<name>`; absent = the service the policy belongs to. */
+  readonly service?: string;
+  /** A subset of the destination service; absent = all its endpoints. */
+  readonly subset?: string;
+  /** Target service port; absent = the port the request arrived on. */
+  readonly port?: number;
+  /** Relative weight. */
+  readonly weight: number;
+}
+
+export interface RetrySettings {
+  /** Retries after the first attempt; 0 disables retries; absent = agent default (2). */
+  readonly attempts?: number;
+  readonly perTryTimeoutMs?: number;
+  /** Envoy condition names ("5xx", "gateway-error", "reset", "connect-failure", "refused-stream", "retriable-4xx") or status codes ("503"); empty = default. */
+  readonly retryOn: readonly string[];
+  readonly budget?: { readonly budgetPercent?: number; readonly minRetryConcurrency?: number };
+}
+
+export interface FaultSettings {
+  readonly delay?: { readonly fixedDelayMs: number; readonly percent: number };
+  readonly abort?: { readonly httpStatus: number; readonly percent: number };
+}
+
+export interface TrafficRoute {
+  readonly name?: string;
+  /** OR-ed; empty matches every request. */
+  readonly matches: readonly HttpRouteMatch[];
+  /** Weighted split; empty = the whole service. */
+  readonly destinations: readonly RouteDestination[];
+  readonly timeoutMs?: number;
+  readonly retries?: RetrySettings;
+  readonly fault?: FaultSettings;
+}
+
+export interface TokenBucketSettings {
+  readonly ratePerSecond: number;
+  /** Absent: one second's worth. */
+  readonly burst?: number;
+}
+
+export interface RateLimitSettings {
+  readonly requests?: TokenBucketSettings;
+  readonly connections?: TokenBucketSettings;
+  readonly bytes?: TokenBucketSettings;
+}
+
+/** Everything about how clients reach one service. Precedence for endpoint settings: subset > port > service. */
+export interface ServiceTrafficPolicy extends EndpointSettings {
+  /** `<namespace>/<name>` of the service (the key of MeshSnapshot.services). */
+  readonly serviceKey: string;
+  readonly subsets: readonly TrafficSubset[];
+  /** Sorted by port. */
+  readonly portSettings: readonly PortTrafficSettings[];
+  /** HTTP routes in order; the first whose match holds wins. Only on HTTP ports. */
+  readonly routes: readonly TrafficRoute[];
+  readonly rateLimit?: RateLimitSettings;
 }

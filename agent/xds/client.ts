@@ -11,12 +11,14 @@ import {
   parseResource,
   XDS_TYPE_URL,
   XDS_TYPE_URLS,
+  XDS_PARTIAL_VERSION_SUFFIX,
   type AcceptedAddress,
   type AcceptedAuthorization,
   type AcceptedLocalWorkload,
   type AcceptedMeshConfig,
   type AcceptedNode,
   type AcceptedResource,
+  type AcceptedTrafficPolicy,
 } from './convert';
 
 /** google.rpc.Code INVALID_ARGUMENT: what a NACK reports for resources that failed validation. */
@@ -122,6 +124,8 @@ interface TypeState {
   lastNack?: { nonce: string; at: string; errors: readonly string[] };
   /** Answered at least once since start (initial sync). */
   seen: boolean;
+  /** The last response was a non-final chunk of a larger push: more of it follows. */
+  partial: boolean;
 }
 
 type AdsCall = grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
@@ -160,7 +164,7 @@ export class XdsClient {
     this.backoff = { initialMs: opts.backoff?.initialMs ?? 100, maxMs: opts.backoff?.maxMs ?? 15_000 };
     this.random = opts.random ?? Math.random;
     for (const typeUrl of opts.types ?? XDS_TYPE_URLS) {
-      this.types.set(typeUrl, { typeUrl, held: new Map(), rejected: new Map(), responses: 0, acks: 0, nacks: 0, seen: false });
+      this.types.set(typeUrl, { typeUrl, held: new Map(), rejected: new Map(), responses: 0, acks: 0, nacks: 0, seen: false, partial: false });
     }
   }
 
@@ -320,6 +324,7 @@ export class XdsClient {
     const wasConnected = this.connected;
     this.connected = false;
     this.connectedSince = undefined;
+    for (const t of this.types.values()) t.partial = false; // a push cut short: the reconnect's sync completes it
     if (!this.running) return;
     // A stream that delivered data was healthy: start the backoff over.
     if (wasConnected) this.failures = 0;
@@ -362,8 +367,11 @@ export class XdsClient {
     }
     t.responses++;
     t.lastNonce = resp.nonce;
-    t.systemVersionInfo = resp.systemVersionInfo;
-    let changed = !t.seen;
+    // A chunk of a larger push: apply and ACK it, but publish only once its last chunk arrives.
+    const partial = resp.systemVersionInfo.endsWith(XDS_PARTIAL_VERSION_SUFFIX);
+    t.partial = partial;
+    t.systemVersionInfo = partial ? resp.systemVersionInfo.slice(0, -XDS_PARTIAL_VERSION_SUFFIX.length) : resp.systemVersionInfo;
+    let changed = !t.seen && !partial;
     const errors: string[] = [];
     for (const r of resp.resources) {
       if (!r.resource && r.name !== '' && t.held.has(r.name)) continue; // TTL heartbeat: nothing new
@@ -397,6 +405,7 @@ export class XdsClient {
       this.emitEvent({ kind: 'nack', typeUrl: t.typeUrl, nonce: resp.nonce, errors });
     }
     if (changed) this.dirty = true;
+    if (partial) return;
     if (!t.seen) {
       t.seen = true;
       if (this.synced()) {
@@ -428,6 +437,7 @@ export class XdsClient {
     if (this.emitScheduled || !this.running) return;
     if (!this.synced() && !this.syncTimedOut) return;
     if (!this.dirty) return;
+    for (const t of this.types.values()) if (t.partial) return; // the rest of a push is on its way
     this.emitScheduled = setImmediate(() => {
       this.emitScheduled = undefined;
       this.publish();
@@ -442,6 +452,7 @@ export class XdsClient {
     const localWorkloads = new Map<string, AcceptedLocalWorkload>();
     let meshConfig: AcceptedMeshConfig | undefined;
     const authorizations = new Map<string, AcceptedAuthorization>();
+    const trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
     for (const t of this.types.values()) {
       for (const [name, h] of t.held) {
         const v = h.value;
@@ -450,9 +461,10 @@ export class XdsClient {
         else if (v.kind === 'localWorkload') localWorkloads.set(name, v);
         else if (v.kind === 'meshConfig' && t.typeUrl === XDS_TYPE_URL.meshConfig) meshConfig = v;
         else if (v.kind === 'authorization') authorizations.set(name, v);
+        else if (v.kind === 'trafficPolicy') trafficPolicies.set(name, v);
       }
     }
-    const built = buildSnapshot({ addresses, nodes, localWorkloads, meshConfig, authorizations }, this.opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
+    const built = buildSnapshot({ addresses, nodes, localWorkloads, meshConfig, authorizations, trafficPolicies }, this.opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
     if (built.warnings.length > 0) this.log.warn({ warnings: built.warnings }, 'xDS resources are inconsistent with each other');
     const update: XdsUpdate = { snapshot: built.snapshot, warnings: built.warnings };
     this.latest = update;

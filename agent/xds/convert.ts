@@ -8,7 +8,9 @@ import type { Workload__Output } from '../../proto/generated/istio/workload/Work
 import type { Service__Output } from '../../proto/generated/istio/workload/Service';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { keyToIp } from '../native/addr';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
+import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -20,6 +22,7 @@ const TYPE_URL_PREFIX = 'type.googleapis.com/';
 export const XDS_TYPE_URL = Object.freeze({
   address: TYPE_URL.address,
   authorization: TYPE_URL.authorization,
+  trafficPolicy: TYPE_URL.trafficPolicy,
   node: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.Node`,
   localWorkload: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
   meshConfig: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
@@ -30,6 +33,11 @@ export const XDS_TYPE_URLS: readonly XdsTypeUrl[] = Object.freeze(Object.values(
 
 /** Name of the single MeshConfig resource. */
 export const MESH_CONFIG_NAME = 'mesh';
+/**
+ * smesh control splits a large push into several DeltaDiscoveryResponses; all but the last carry this suffix in
+ * system_version_info. The client applies and ACKs each, but publishes (and counts the initial sync) only at the last.
+ */
+export const XDS_PARTIAL_VERSION_SUFFIX = '+partial';
 /** Trust domain used until a MeshConfig arrives (and for workloads with an empty trust_domain). */
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
 
@@ -99,7 +107,15 @@ export interface AcceptedAuthorization {
   readonly policy: AuthorizationPolicy;
 }
 
-export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization;
+/** A validated smesh.traffic.v1alpha1.TrafficPolicy; `policy.serviceKey` and destination services are derived from hostnames until buildSnapshot resolves them. */
+export interface AcceptedTrafficPolicy {
+  readonly kind: 'trafficPolicy';
+  /** `<namespace>/<hostname>`. */
+  readonly resourceName: string;
+  readonly policy: ServiceTrafficPolicy;
+}
+
+export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization | AcceptedTrafficPolicy;
 
 export type ParseResult = { readonly ok: true; readonly value: AcceptedResource } | { readonly ok: false; readonly error: string };
 
@@ -127,6 +143,7 @@ interface MeshConfigMsg {
 interface Codecs {
   address: MessageCodec<unknown, Address__Output>;
   authorization: MessageCodec<unknown, Authorization__Output>;
+  trafficPolicy: MessageCodec<unknown, TrafficPolicy__Output>;
   node: MessageCodec<unknown, SmeshNodeMsg>;
   localWorkload: MessageCodec<unknown, LocalWorkloadMsg>;
   meshConfig: MessageCodec<unknown, MeshConfigMsg>;
@@ -140,6 +157,7 @@ function getCodecs(): Codecs {
   codecs = {
     address: protos.codecs.address as MessageCodec<unknown, Address__Output>,
     authorization: protos.codecs.authorization as MessageCodec<unknown, Authorization__Output>,
+    trafficPolicy: protos.codecs.trafficPolicy as MessageCodec<unknown, TrafficPolicy__Output>,
     node: meshCodec<SmeshNodeMsg>('Node'),
     localWorkload: meshCodec<LocalWorkloadMsg>('LocalWorkload'),
     meshConfig: meshCodec<MeshConfigMsg>('MeshConfig'),
@@ -262,6 +280,20 @@ function checkServiceRef(field: string, ref: string): void {
 
 // ---- per-type parsers ----
 
+/**
+ * Decoded strings are fresh copies per resource; the few distinct namespaces, nodes, service accounts, identities
+ * … are shared instead (50k workloads repeat ~1k values). Bounded: cleared when it grows past INTERN_MAX.
+ */
+const interned = new Map<string, string>();
+const INTERN_MAX = 50_000;
+function intern(v: string): string {
+  const hit = interned.get(v);
+  if (hit !== undefined) return hit;
+  if (interned.size >= INTERN_MAX) interned.clear();
+  interned.set(v, v);
+  return v;
+}
+
 function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
@@ -281,7 +313,7 @@ function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
     checkServiceRef(field, ref);
     const ports = (list?.ports ?? []).map((p, i) => portMapping(`${field}.ports[${i}]`, p));
     uniquePorts(`${field}.ports`, ports);
-    services.set(ref, ports);
+    services.set(intern(ref), ports);
   }
   const authorizationPolicies = (w.authorizationPolicies ?? []).map((ref, i) => {
     const slash = ref.indexOf('/');
@@ -295,13 +327,13 @@ function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
     authorizationPolicies,
     uid: w.uid,
     name: w.name,
-    namespace: w.namespace,
+    namespace: intern(w.namespace),
     ips,
-    trustDomain: w.trustDomain,
-    serviceAccount: w.serviceAccount || 'default',
-    node: w.node,
-    workloadName: w.canonicalName || w.workloadName || w.name,
-    canonicalRevision: w.canonicalRevision,
+    trustDomain: intern(w.trustDomain),
+    serviceAccount: intern(w.serviceAccount || 'default'),
+    node: intern(w.node),
+    workloadName: intern(w.canonicalName || w.workloadName || w.name),
+    canonicalRevision: intern(w.canonicalRevision),
     hbone: w.tunnelProtocol === 'HBONE',
     services,
   };
@@ -317,7 +349,7 @@ function parseService(name: string, s: Service__Output): AcceptedService {
   const vips = s.addresses.map((a, i) => ipFromBytes(`service.addresses[${i}].address`, a.address));
   const ports = s.ports.map((p, i) => portMapping(`service.ports[${i}]`, p));
   uniquePorts('service.ports', ports);
-  return { kind: 'service', resourceName: name, name: s.name, namespace: s.namespace, hostname: s.hostname, vips, ports };
+  return { kind: 'service', resourceName: name, name: s.name, namespace: intern(s.namespace), hostname: s.hostname, vips, ports };
 }
 
 function parseAddress(name: string, a: Address__Output): AcceptedAddress {
@@ -407,6 +439,12 @@ function parseAuthorization(name: string, a: Authorization__Output): AcceptedAut
   return { kind: 'authorization', policy };
 }
 
+function parseTrafficPolicyResource(name: string, p: TrafficPolicy__Output): AcceptedTrafficPolicy {
+  const r = parseTrafficPolicy(name, p);
+  if (!r.ok) fail(r.field, r.message);
+  return { kind: 'trafficPolicy', resourceName: name, policy: r.policy };
+}
+
 function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
   if (n.name !== name) fail('name', `expected the resource name ${q(name)}, got ${q(n.name)}`);
   if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${q(n.address)}`);
@@ -475,6 +513,9 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
         case XDS_TYPE_URL.authorization:
           decoded = parseAuthorization(name, c.authorization.decode(any.value));
           break;
+        case XDS_TYPE_URL.trafficPolicy:
+          decoded = parseTrafficPolicyResource(name, c.trafficPolicy.decode(any.value));
+          break;
         default:
           return { ok: false, error: `${label}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
       }
@@ -500,6 +541,8 @@ export interface AcceptedResources {
   readonly meshConfig?: AcceptedMeshConfig;
   /** By resource name `<ns>/<name>`; absent = none. */
   readonly authorizations?: ReadonlyMap<string, AcceptedAuthorization>;
+  /** By resource name `<ns>/<hostname>`; absent = none. */
+  readonly trafficPolicies?: ReadonlyMap<string, AcceptedTrafficPolicy>;
 }
 
 export interface BuiltSnapshot {
@@ -544,21 +587,15 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
     if (w.workloadName) labels['service.istio.io/canonical-name'] = w.workloadName;
     if (w.canonicalRevision) labels['service.istio.io/canonical-revision'] = w.canonicalRevision;
     const netns = accepted.localWorkloads.get(w.uid)?.netns;
-    workloads.set(w.uid, {
-      uid: w.uid,
-      name: w.name,
-      namespace: w.namespace,
-      serviceAccount: w.serviceAccount,
-      node: w.node,
-      ip,
-      labels,
-      ...(netns ? { netns } : {}),
-      workloadName: w.workloadName,
-      identity: `spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`,
-      meshed: w.hbone,
-      // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
-      ...(w.authorizationPolicies.length > 0 ? { authorizationPolicies: w.authorizationPolicies } : {}),
-    });
+    // Built by assignment, not object spreads (same keys, same order): this loop runs 50k times at scale.
+    const wl: { -readonly [K in keyof Workload]: Workload[K] } = { uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, node: w.node, ip, labels } as Workload;
+    if (netns) wl.netns = netns;
+    wl.workloadName = w.workloadName;
+    wl.identity = intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
+    wl.meshed = w.hbone;
+    // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
+    if (w.authorizationPolicies.length > 0) wl.authorizationPolicies = w.authorizationPolicies;
+    workloads.set(w.uid, wl);
     if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
   }
   // The StateStore's byIp index keeps the last writer; make it the first (deterministic) owner.
@@ -606,11 +643,43 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
       if (!accepted.authorizations?.has(ref)) warnings.push(`Address ${w.uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
     }
   }
+  const trafficPolicies = resolveTrafficPolicies(accepted.trafficPolicies, xdsServices, ordered, warnings);
   return {
-    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies },
+    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}) },
     trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
     warnings,
   };
+}
+
+/**
+ * Keys each TrafficPolicy by its service's state key (`<ns>/<name>` of the Address Service with the
+ * same resource name; derived from the hostname while that Service has not arrived). References to
+ * unknown services or workloads are warnings.
+ */
+function resolveTrafficPolicies(
+  accepted: ReadonlyMap<string, AcceptedTrafficPolicy> | undefined,
+  xdsServices: readonly AcceptedService[],
+  workloads: ReadonlyMap<string, Workload>,
+  warnings: string[],
+): Map<string, ServiceTrafficPolicy> {
+  const out = new Map<string, ServiceTrafficPolicy>();
+  if (!accepted || accepted.size === 0) return out;
+  const keyByRef = new Map(xdsServices.map((s) => [s.resourceName, `${s.namespace}/${s.name}`]));
+  const resolve = (ref: string): string => keyByRef.get(ref) ?? serviceKeyFromRef(ref);
+  for (const [name, t] of byKey(accepted)) {
+    const key = resolve(name);
+    if (!keyByRef.has(name)) warnings.push(`TrafficPolicy ${name}: hostname: no Service resource with this name (yet)`);
+    if (out.has(key)) {
+      warnings.push(`TrafficPolicy ${name}: hostname: service ${key} already has a TrafficPolicy; keeping the first`);
+      continue;
+    }
+    for (const s of t.policy.subsets) {
+      for (const uid of s.workloadUids) if (!workloads.has(uid)) warnings.push(`TrafficPolicy ${name}: subsets[${q(s.name)}].workload_uids: no Address resource ${q(uid)} (yet)`);
+    }
+    // Destination services stay as derived from their hostnames (`<name>.<ns>.svc.…` → `<ns>/<name>`).
+    out.set(key, { ...t.policy, serviceKey: key });
+  }
+  return out;
 }
 
 /**

@@ -1,7 +1,7 @@
 // File source: a directory of YAML resources (agent/config/resources.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
 import { FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfigDir } from '../../agent/config/resources';
+import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/resources';
 import type { MeshSnapshot } from '../../agent/state/types';
 import { silentLogger, type Logger } from '../../agent/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';
@@ -47,6 +47,8 @@ export class FileSource implements MeshSource {
   private lastFingerprint = '';
   private events: SourceEvents | undefined;
   private closed = false;
+  /** Parsed documents per file: a change re-parses only the files whose size/mtime/inode changed. */
+  private readonly parsed: ConfigParseCache = new Map();
 
   constructor(private readonly opts: FileSourceOptions) {
     this.log = opts.logger ?? silentLogger();
@@ -57,7 +59,7 @@ export class FileSource implements MeshSource {
   async start(events: SourceEvents): Promise<MeshSnapshot> {
     this.events = events;
     this.lastFingerprint = fingerprint(this.opts.dir);
-    const initial = loadConfigDir(this.opts.dir); // throws ConfigError: a bad start is loud
+    const initial = loadConfigDir(this.opts.dir, this.parsed); // throws ConfigError: a bad start is loud
     try {
       this.watcher = watch(this.opts.dir, { persistent: false }, () => this.schedule());
       this.watcher.on('error', (err) => {
@@ -89,7 +91,7 @@ export class FileSource implements MeshSource {
     this.lastFingerprint = fp;
     let snapshot: MeshSnapshot;
     try {
-      snapshot = loadConfigDir(this.opts.dir);
+      snapshot = loadConfigDir(this.opts.dir, this.parsed);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : undefined;
       this.log.error({ dir: this.opts.dir, problems, error: (err as Error).message }, 'rejected configuration change; still serving the previous configuration');

@@ -61,6 +61,7 @@ import type { HttpRoute as _smesh_traffic_v1alpha1_HttpRoute, HttpRoute__Output 
 import type { LoadBalancer as _smesh_traffic_v1alpha1_LoadBalancer, LoadBalancer__Output as _smesh_traffic_v1alpha1_LoadBalancer__Output } from './smesh/traffic/v1alpha1/LoadBalancer';
 import type { LocalityFailover as _smesh_traffic_v1alpha1_LocalityFailover, LocalityFailover__Output as _smesh_traffic_v1alpha1_LocalityFailover__Output } from './smesh/traffic/v1alpha1/LocalityFailover';
 import type { OutlierDetection as _smesh_traffic_v1alpha1_OutlierDetection, OutlierDetection__Output as _smesh_traffic_v1alpha1_OutlierDetection__Output } from './smesh/traffic/v1alpha1/OutlierDetection';
+import type { PortTrafficPolicy as _smesh_traffic_v1alpha1_PortTrafficPolicy, PortTrafficPolicy__Output as _smesh_traffic_v1alpha1_PortTrafficPolicy__Output } from './smesh/traffic/v1alpha1/PortTrafficPolicy';
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from './smesh/traffic/v1alpha1/RateLimit';
 import type { RetryBudget as _smesh_traffic_v1alpha1_RetryBudget, RetryBudget__Output as _smesh_traffic_v1alpha1_RetryBudget__Output } from './smesh/traffic/v1alpha1/RetryBudget';
 import type { RetryPolicy as _smesh_traffic_v1alpha1_RetryPolicy, RetryPolicy__Output as _smesh_traffic_v1alpha1_RetryPolicy__Output } from './smesh/traffic/v1alpha1/RetryPolicy';
@@ -185,6 +186,7 @@ export interface ProtoGrpcType {
         LoadBalancer: MessageTypeDefinition<_smesh_traffic_v1alpha1_LoadBalancer, _smesh_traffic_v1alpha1_LoadBalancer__Output>
         LocalityFailover: MessageTypeDefinition<_smesh_traffic_v1alpha1_LocalityFailover, _smesh_traffic_v1alpha1_LocalityFailover__Output>
         OutlierDetection: MessageTypeDefinition<_smesh_traffic_v1alpha1_OutlierDetection, _smesh_traffic_v1alpha1_OutlierDetection__Output>
+        PortTrafficPolicy: MessageTypeDefinition<_smesh_traffic_v1alpha1_PortTrafficPolicy, _smesh_traffic_v1alpha1_PortTrafficPolicy__Output>
         RateLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_RateLimit, _smesh_traffic_v1alpha1_RateLimit__Output>
         RetryBudget: MessageTypeDefinition<_smesh_traffic_v1alpha1_RetryBudget, _smesh_traffic_v1alpha1_RetryBudget__Output>
         RetryPolicy: MessageTypeDefinition<_smesh_traffic_v1alpha1_RetryPolicy, _smesh_traffic_v1alpha1_RetryPolicy__Output>

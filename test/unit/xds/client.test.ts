@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsEvent, type XdsUpdate } from '../../../agent/xds/client';
-import { XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../agent/xds/convert';
+import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../agent/xds/convert';
 import { waitFor } from '../proxy-fixtures';
 import { CONTROL_ID, FakeControlPlane, localWorkload, meshConfig, meshNode, meshPki, service, TD, TOKEN, workload, type MeshPki } from './fixtures';
 
@@ -91,6 +91,28 @@ describe('XdsClient', () => {
     expect(latest().services.get('default/web')!.endpointUids).toEqual([POD('web-1'), POD('web-2')]);
     await waitFor(() => cp.answersTo(nonce).length === 1);
     expect(cp.answersTo(nonce)[0]!.errorDetail).toBeNull();
+  });
+
+  it('a push split into chunks (system_version_info "+partial" on all but the last) is ACKed per chunk and published once, at the last', async () => {
+    const n = updates.length;
+    const chunk = (nonce: string, name: string, ip: string, partial: boolean) => {
+      const w = workload('default', name, ip, member);
+      for (const s of cp.streams) {
+        s.write({ typeUrl: A, nonce, systemVersionInfo: partial ? `g7${XDS_PARTIAL_VERSION_SUFFIX}` : 'g7', resources: [{ name: w.name, version: 'v3', resource: w.any }], removedResources: [] });
+      }
+    };
+    chunk('c1', 'web-4', '198.18.1.13', true);
+    await waitFor(() => cp.answersTo('c1').length === 1);
+    expect(cp.answersTo('c1')[0]!.errorDetail).toBeNull();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(updates.length).toBe(n); // nothing published mid-push
+    chunk('c2', 'web-5', '198.18.1.14', false);
+    await waitFor(() => updates.length > n);
+    expect(updates.length).toBe(n + 1);
+    expect(latest().services.get('default/web')!.endpointUids).toEqual([POD('web-1'), POD('web-2'), POD('web-4'), POD('web-5')]);
+    expect(client.status().types.find((t) => t.typeUrl === A)!.systemVersionInfo).toBe('g7');
+    const r = cp.push(A, [], [POD('web-4'), POD('web-5')]);
+    await waitFor(() => cp.answersTo(r).length === 1 && !latest().workloads.has(POD('web-5')));
   });
 
   it('NACK: only the bad resources are rejected; the rest of the push applies, a bad update keeps the previous value', async () => {

@@ -6,6 +6,7 @@ import type { OutlierDetection as _smesh_traffic_v1alpha1_OutlierDetection, Outl
 import type { Subset as _smesh_traffic_v1alpha1_Subset, Subset__Output as _smesh_traffic_v1alpha1_Subset__Output } from '../../../smesh/traffic/v1alpha1/Subset';
 import type { HttpRoute as _smesh_traffic_v1alpha1_HttpRoute, HttpRoute__Output as _smesh_traffic_v1alpha1_HttpRoute__Output } from '../../../smesh/traffic/v1alpha1/HttpRoute';
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from '../../../smesh/traffic/v1alpha1/RateLimit';
+import type { PortTrafficPolicy as _smesh_traffic_v1alpha1_PortTrafficPolicy, PortTrafficPolicy__Output as _smesh_traffic_v1alpha1_PortTrafficPolicy__Output } from '../../../smesh/traffic/v1alpha1/PortTrafficPolicy';
 
 /**
  * Everything about how clients on this node reach one service. Delta name: "namespace/hostname",
@@ -40,6 +41,11 @@ export interface TrafficPolicy {
    * Token buckets per source workload for traffic to this service.
    */
   'rateLimit'?: (_smesh_traffic_v1alpha1_RateLimit | null);
+  /**
+   * Overrides for one service port (DestinationRule portLevelSettings); absent ones inherit the
+   * service-level settings above. Subsets override these in turn.
+   */
+  'portLevelSettings'?: (_smesh_traffic_v1alpha1_PortTrafficPolicy)[];
 }
 
 /**
@@ -75,4 +81,9 @@ export interface TrafficPolicy__Output {
    * Token buckets per source workload for traffic to this service.
    */
   'rateLimit': (_smesh_traffic_v1alpha1_RateLimit__Output | null);
+  /**
+   * Overrides for one service port (DestinationRule portLevelSettings); absent ones inherit the
+   * service-level settings above. Subsets override these in turn.
+   */
+  'portLevelSettings': (_smesh_traffic_v1alpha1_PortTrafficPolicy__Output)[];
 }
