@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { ipToKey, ipv4Bytes } from '../agent/native/addr';
-import { loadMeshProtos, MessageCodec, PackedAny, TYPE_URL } from '../proto';
+import { loadMeshProtos, MESH_XDS_TYPE_URL, MessageCodec, PackedAny } from '../proto';
 import type { LocalWorkload, LocalWorkload__Output } from '../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
 import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
 import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/Node';
@@ -16,17 +16,8 @@ import { projectToL4, selectorPolicyKeys } from '../agent/policy/evaluate';
 import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type StringMatcher } from '../agent/policy/types';
 import { trafficPolicyMessages } from './traffic';
 
-const PREFIX = 'type.googleapis.com/';
-
 /** Every type URL the control plane serves on the delta ADS stream. */
-export const CONTROL_TYPE_URL = Object.freeze({
-  address: TYPE_URL.address,
-  authorization: TYPE_URL.authorization,
-  trafficPolicy: TYPE_URL.trafficPolicy,
-  node: `${PREFIX}smesh.mesh.v1alpha1.Node`,
-  localWorkload: `${PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
-  meshConfig: `${PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
-} as const);
+export const CONTROL_TYPE_URL = MESH_XDS_TYPE_URL;
 
 /** Types a client may subscribe to; anything else gets an empty set (and a debug log). */
 export const SERVED_TYPE_URLS: readonly string[] = Object.values(CONTROL_TYPE_URL);

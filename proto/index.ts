@@ -62,6 +62,19 @@ export const TYPE_URL = Object.freeze({
   authorization: `${TYPE_URL_PREFIX}istio.security.Authorization`,
   trafficPolicy: `${TYPE_URL_PREFIX}smesh.traffic.v1alpha1.TrafficPolicy`,
   trafficShaping: `${TYPE_URL_PREFIX}smesh.traffic.v1alpha1.TrafficShaping`,
+  node: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.Node`,
+  localWorkload: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
+  meshConfig: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
+} as const);
+
+/** The resource types on smesh's delta ADS stream: what `smesh control` serves and the agent subscribes to. */
+export const MESH_XDS_TYPE_URL = Object.freeze({
+  address: TYPE_URL.address,
+  authorization: TYPE_URL.authorization,
+  trafficPolicy: TYPE_URL.trafficPolicy,
+  node: TYPE_URL.node,
+  localWorkload: TYPE_URL.localWorkload,
+  meshConfig: TYPE_URL.meshConfig,
 } as const);
 
 /** Full gRPC method paths, as they appear on the wire (HTTP/2 :path). */

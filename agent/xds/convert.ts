@@ -1,8 +1,7 @@
 // Pure xDS → mesh state conversion: decodes and validates one delta ADS resource at a time, then builds a MeshSnapshot from all accepted ones.
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import * as protobuf from 'protobufjs';
-import { loadMeshProtos, MESH_PROTO_OPTIONS, TYPE_URL, type MessageCodec } from '../../proto';
+import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../proto';
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Workload__Output } from '../../proto/generated/istio/workload/Workload';
 import type { Service__Output } from '../../proto/generated/istio/workload/Service';
@@ -16,17 +15,8 @@ import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
 import { CONVERTED_PEER_AUTHENTICATION_PREFIX, isConvertedPeerAuthentication, type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyMatch, type PolicyScope, type StringMatcher } from '../policy/types';
 
-const TYPE_URL_PREFIX = 'type.googleapis.com/';
-
 /** Every resource type the agent subscribes to (wildcard) on the delta ADS stream. */
-export const XDS_TYPE_URL = Object.freeze({
-  address: TYPE_URL.address,
-  authorization: TYPE_URL.authorization,
-  trafficPolicy: TYPE_URL.trafficPolicy,
-  node: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.Node`,
-  localWorkload: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.LocalWorkload`,
-  meshConfig: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
-} as const);
+export const XDS_TYPE_URL = MESH_XDS_TYPE_URL;
 
 export type XdsTypeUrl = (typeof XDS_TYPE_URL)[keyof typeof XDS_TYPE_URL];
 export const XDS_TYPE_URLS: readonly XdsTypeUrl[] = Object.freeze(Object.values(XDS_TYPE_URL));
@@ -167,47 +157,8 @@ function getCodecs(): Codecs {
 
 // Wire definitions of smesh.mesh.v1alpha1 (proto/smesh/mesh/v1alpha1/mesh.proto), used only when the
 // loaded proto tree predates that file; the loaded definition wins whenever it exists.
-const MESH_V1ALPHA1_FALLBACK = {
-  nested: {
-    smesh: {
-      nested: {
-        mesh: {
-          nested: {
-            v1alpha1: {
-              nested: {
-                Node: { fields: { name: { type: 'string', id: 1 }, address: { type: 'string', id: 2 } } },
-                LocalWorkload: { fields: { uid: { type: 'string', id: 1 }, netns: { type: 'string', id: 2 } } },
-                MeshConfig: { fields: { trustDomain: { type: 'string', id: 1 }, trustAnchors: { rule: 'repeated', type: 'string', id: 2 } } },
-              },
-            },
-          },
-        },
-      },
-    },
-  },
-};
-
 function meshCodec<Out>(message: string): MessageCodec<unknown, Out> {
-  const typeName = `smesh.mesh.v1alpha1.${message}`;
-  try {
-    return loadMeshProtos().codecFor<unknown, Out>(typeName);
-  } catch {
-    const type = protobuf.Root.fromJSON(MESH_V1ALPHA1_FALLBACK).lookupType(typeName);
-    const typeUrl = TYPE_URL_PREFIX + typeName;
-    const encode = (value: unknown): Buffer => Buffer.from(type.encode(type.fromObject(value as Record<string, unknown>)).finish());
-    const decode = (bytes: Uint8Array): Out => type.toObject(type.decode(bytes), MESH_PROTO_OPTIONS as protobuf.IConversionOptions) as Out;
-    return {
-      typeName,
-      typeUrl,
-      encode,
-      decode,
-      pack: (value) => ({ type_url: typeUrl, value: encode(value) }),
-      unpack: (any) => {
-        if (any.type_url !== typeUrl) throw new TypeError(`expected an Any of type ${typeUrl}, got ${JSON.stringify(any.type_url)}`);
-        return decode(typeof any.value === 'string' ? Buffer.from(any.value, 'base64') : any.value);
-      },
-    };
-  }
+  return loadMeshProtos().codecFor<unknown, Out>(`smesh.mesh.v1alpha1.${message}`);
 }
 
 /** Encoders for tests and fake servers: the same codecs the parser decodes with. */
@@ -522,7 +473,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
     } catch (err) {
       if (err instanceof FieldError) throw err;
       // protobufjs decode errors (truncated or malformed bytes).
-      throw new FieldError('resource.value', `cannot decode ${typeUrl.slice(TYPE_URL_PREFIX.length)}: ${(err as Error).message}`);
+      throw new FieldError('resource.value', `cannot decode ${typeUrl.slice(typeUrl.lastIndexOf('/') + 1)}: ${(err as Error).message}`);
     }
     return { ok: true, value: decoded };
   } catch (err) {
