@@ -12,6 +12,7 @@ import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import { InboundProxy } from './proxy/hbone-server';
+import { HttpOutbound } from './http/outbound-http';
 import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
 import { StateStore, emptySnapshot } from './state/store';
@@ -228,6 +229,17 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
     const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client') });
     cleanups.push(() => hbone.close());
+    // Service ports with HTTP routes (or declared HTTP) are proxied per request: routing, retries, circuit breaking.
+    const httpOutbound = new HttpOutbound({
+      state,
+      hbone,
+      nodeName: opts.nodeName,
+      hbonePort: opts.inboundPort,
+      localSourceIp: opts.noBpf ? undefined : opts.captureIp,
+      authorize,
+      metrics,
+      logger: logs.child('http'),
+    });
     const outbound = new OutboundProxy({
       state,
       identities,
@@ -235,6 +247,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
       authorize,
+      http: httpOutbound,
       listen: { host: opts.captureIp, port: opts.outboundPort },
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),

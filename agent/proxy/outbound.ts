@@ -5,7 +5,7 @@ import { listenOrFail } from '../telemetry/listen';
 import { nodeSpiffeId } from '../identity/spiffe';
 import { RoundRobinPickers, type PickResult } from '../lb/picker';
 import type { StateView } from '../state/store';
-import type { MeshNode, Service, Workload } from '../state/types';
+import type { MeshNode, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
@@ -118,6 +118,16 @@ export interface OutboundProxyOptions {
   readonly connectTimeoutMs?: number;
   /** Source address of same-node connections to local pods (the capture address; see InboundProxyOptions). */
   readonly localSourceIp?: string;
+  /** Per-request handler for HTTP service ports (agent/http); absent = every port per connection. */
+  readonly http?: OutboundHttpHandler;
+}
+
+/** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
+export interface OutboundHttpHandler {
+  accepts(service: Service, port: ServicePort): boolean;
+  /** Takes the socket and serves it per request. */
+  handle(sock: net.Socket, ctx: { source: Workload; sourceIp?: string; service: Service; port: ServicePort }): void;
+  close?(): void;
 }
 
 /** The outbound capture listener. */
@@ -155,6 +165,7 @@ export class OutboundProxy {
     const closed = new Promise<void>((r) => server.close(() => r()));
     for (const r of this.relays) r.reset();
     for (const c of this.clients) c.destroy();
+    this.opts.http?.close?.();
     await closed;
   }
 
@@ -203,6 +214,18 @@ export class OutboundProxy {
       pick: (key, endpoints) => this.pickers.pick(key, endpoints),
     });
     const fields = { sourceIp, source: source?.uid, dst: originalDestination };
+    const http = this.opts.http;
+    if (http && originalDestination && (decision.kind === 'local' || decision.kind === 'hbone') && decision.service) {
+      const r = this.opts.state.resolve(originalDestination.ip, originalDestination.port);
+      if (r.kind === 'service' && http.accepts(r.service, r.port)) {
+        http.handle(sock, { source: source!, sourceIp, service: r.service, port: r.port });
+        return;
+      }
+    }
+    this.proceed(sock, decision, source, sourceIp, fields);
+  }
+
+  private proceed(sock: net.Socket, decision: OutboundDecision, source: Workload | undefined, sourceIp: string | undefined, fields: Record<string, unknown>): void {
     switch (decision.kind) {
       case 'refuse':
         this.refuse(sock, decision.reason, decision.detail, fields);

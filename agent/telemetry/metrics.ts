@@ -1,5 +1,5 @@
 // Prometheus metrics on a private registry: Istio's standard TCP metrics (names and labels) plus smesh_* operational ones.
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Workload } from '../state/types';
 
 /** Istio's TCP metric labels, in the set ztunnel reports. */
@@ -30,6 +30,14 @@ export const ISTIO_TCP_LABELS = [
 ] as const;
 export type IstioTcpLabel = (typeof ISTIO_TCP_LABELS)[number];
 export type IstioTcpLabels = Record<IstioTcpLabel, string>;
+
+/** Istio's HTTP request labels: the TCP set plus response code and gRPC status (values bounded: codes, not free text). */
+export const ISTIO_HTTP_LABELS = [...ISTIO_TCP_LABELS, 'response_code', 'grpc_response_status'] as const;
+export type IstioHttpLabel = (typeof ISTIO_HTTP_LABELS)[number];
+export type IstioHttpLabels = Record<IstioHttpLabel, string>;
+
+/** Istio's request-duration buckets (ms). */
+export const ISTIO_DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 
 const UNKNOWN = 'unknown';
 export const DEFAULT_CLUSTER = 'Kubernetes';
@@ -162,6 +170,13 @@ export class MeshMetrics {
   readonly xdsDisconnects: Counter;
   /** Authorization denials: reason deny_policy (a DENY matched) | no_allow_match; policy `<ns>/<name>` or "none". */
   readonly policyDenials: Counter<'reason' | 'policy'>;
+  readonly requests: Counter<IstioHttpLabel>;
+  readonly requestDuration: Histogram<IstioHttpLabel>;
+  /** Requests failed fast by a circuit breaker: reason max_pending_requests (over maxConnections and the pending queue) | max_requests | max_retries | retry_budget. */
+  readonly circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
+  readonly outlierEjections: Counter<'destination_service'>;
+  /** Malformed HTTP from a client or an upstream, by side and kind. */
+  readonly httpProtocolErrors: Counter<'direction' | 'side' | 'reason'>;
   private readonly live = new Set<TcpConnectionStats>();
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
   private inboundCounterProvider: () => { strictDropped: number; plaintextAccepted: number } | undefined = () => undefined;
@@ -176,6 +191,12 @@ export class MeshMetrics {
     this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
     this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
     this.policyDenials = new Counter({ name: 'smesh_policy_denials_total', help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy', labelNames: ['reason', 'policy'], registers });
+    const httpLabels = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
+    this.requests = new Counter({ name: 'istio_requests_total', help: 'Total HTTP/gRPC requests', labelNames: httpLabels, registers });
+    this.requestDuration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'HTTP/gRPC request duration in milliseconds', labelNames: httpLabels, buckets: ISTIO_DURATION_BUCKETS_MS, registers });
+    this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
+    this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
+    this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
@@ -251,6 +272,19 @@ export class MeshMetrics {
     this.tcpOpened.inc(stats.labels);
     this.live.add(stats);
     return stats;
+  }
+
+  /** Counts one finished HTTP request (istio_requests_total and istio_request_duration_milliseconds). */
+  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-'): void {
+    const labels: IstioHttpLabels = {
+      ...istioTcpLabels(info),
+      request_protocol: protocol,
+      response_flags: responseFlags,
+      response_code: String(responseCode),
+      grpc_response_status: grpcStatus ?? '',
+    };
+    this.requests.inc(labels);
+    this.requestDuration.observe(labels, durationMs);
   }
 
   /** Moves byte counts of live connections into the counters (called before each scrape). */

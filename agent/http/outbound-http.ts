@@ -1,0 +1,776 @@
+// Per-request outbound proxying for HTTP service ports: route, pick, circuit-break, outlier-track, retry, time out, inject faults, count.
+import * as http from 'http';
+import * as http2 from 'http2';
+import * as net from 'net';
+import type { Duplex } from 'stream';
+import { nodeSpiffeId } from '../identity/spiffe';
+import type { LbEndpoint } from '../lb/endpoint';
+import { EndpointLoadTracker } from '../lb/load';
+import type { PickRequest } from '../lb/picker';
+import { lbPolicyFromSettings } from '../lb/policy';
+import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
+import type { HboneOpenRequest } from '../proxy/hbone-client';
+import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
+import type { HttpAttributes } from '../policy/types';
+import type { StateView } from '../state/store';
+import type { LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import { silentLogger, type Logger } from '../telemetry/logger';
+import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
+import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
+import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
+import { isHttpPort, sniffHttpVersion } from './protocol';
+import { routeRequest, type RoutableService, type RouteTarget } from './route';
+import { UpstreamPool, type UpstreamTarget } from './upstream';
+
+export const OVERLOAD_HEADER = 'x-smesh-overload';
+/** Request bodies up to this size are buffered so the request can be retried; larger ones stream once. */
+export const MAX_RETRY_BODY = 64 * 1024;
+/** Upstream HTTP/2 sessions with no stream activity for this long are closed. */
+export const UPSTREAM_IDLE_MS = 5 * 60_000;
+/** Istio's default retry policy when no route sets one. */
+export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', '503'] };
+
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
+
+/** The proxies' authorizer with the request attributes of an HTTP port (agent/policy/authorizer.ts createAuthorizer fits). */
+export type HttpAuthorizer = (input: AuthorizeInput & { readonly http?: HttpAttributes }) => AuthorizeResult;
+
+export interface HttpConnectionContext {
+  readonly source: Workload;
+  readonly sourceIp?: string;
+  readonly service: Service;
+  readonly port: ServicePort;
+}
+
+export interface HttpOutboundOptions {
+  readonly state: Pick<StateView, 'snapshot' | 'resolve' | 'node' | 'trustDomain'>;
+  readonly hbone: { open(req: HboneOpenRequest): Promise<Duplex> };
+  readonly nodeName: string;
+  readonly hbonePort: number;
+  /** Source address for same-node upstream connections (the capture address in production). */
+  readonly localSourceIp?: string;
+  /** Same-node requests are authorized here, per request with their HTTP attributes (remote ones by the destination's inbound, per connection). */
+  readonly authorize?: HttpAuthorizer;
+  readonly metrics?: MeshMetrics;
+  readonly logger?: Logger;
+  readonly connectTimeoutMs?: number;
+  /** Largest accepted request head (default 16 KiB, Node's); bigger gets 431. */
+  readonly maxHeaderSize?: number;
+  readonly random?: () => number;
+  /** Monotonic ms. */
+  readonly now?: () => number;
+}
+
+interface HttpEndpoint extends LbEndpoint {
+  readonly workload: Workload;
+}
+
+interface Backend {
+  readonly key: string;
+  readonly breaker: CircuitBreaker;
+  outlier?: OutlierDetector;
+  signature: string;
+  endpoints: readonly HttpEndpoint[];
+  /** The picker cache rebuilds on a new policy object: keep one per settings object. */
+  lbSettings?: LoadBalancerSettings;
+  lbPolicy: LbPolicy;
+}
+
+type AttemptResult =
+  | { readonly kind: 'response'; readonly res: http.IncomingMessage }
+  | { readonly kind: 'failure'; readonly failure: 'connect_failure' | 'reset' | 'timeout' | 'overflow' | 'denied'; readonly message: string };
+
+class ProxyReply {
+  constructor(
+    readonly status: number,
+    readonly message: string,
+    readonly flags: string,
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
+function retriable(r: AttemptResult, retryOn: readonly string[]): boolean {
+  for (const cond of retryOn) {
+    if (r.kind === 'failure') {
+      if (cond === '5xx' || cond === 'gateway-error') return true;
+      if (cond === 'reset' && r.failure !== 'connect_failure') return true;
+      if ((cond === 'connect-failure' || cond === 'refused-stream') && r.failure === 'connect_failure') return true;
+    } else {
+      const s = r.res.statusCode ?? 0;
+      if (cond === '5xx' && s >= 500) return true;
+      if (cond === 'gateway-error' && (s === 502 || s === 503 || s === 504)) return true;
+      if (cond === 'retriable-4xx' && s === 409) return true;
+      if (/^\d{3}$/.test(cond) && Number(cond) === s) return true;
+    }
+  }
+  return false;
+}
+
+/** The HTTP/1.1 outbound handler the OutboundProxy hands sockets of HTTP service ports to. */
+export class HttpOutbound {
+  private readonly server: http.Server;
+  private readonly contexts = new WeakMap<net.Socket, HttpConnectionContext>();
+  private readonly backends = new Map<string, Backend>();
+  private readonly registry = new LoadBalancerRegistry();
+  private readonly load = new EndpointLoadTracker();
+  private readonly pickers: PickerCache<HttpEndpoint>;
+  private readonly pool: UpstreamPool;
+  private readonly log: Logger;
+  private readonly random: () => number;
+  private readonly now: () => number;
+  private readonly authorize: HttpAuthorizer;
+  private readonly sockets = new Set<net.Socket>();
+  private readonly h2server: http2.Http2Server;
+  private readonly h2contexts = new WeakMap<http2.Http2Session, HttpConnectionContext>();
+  private pendingH2Context?: HttpConnectionContext;
+  /** Upstream HTTP/2 sessions per endpoint (prior knowledge), shared by all streams to it. */
+  private readonly h2sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+
+  constructor(private readonly opts: HttpOutboundOptions) {
+    this.log = opts.logger ?? silentLogger();
+    this.random = opts.random ?? Math.random;
+    this.now = opts.now ?? (() => performance.now());
+    this.authorize = opts.authorize ?? (() => ({ allow: true }));
+    registerBuiltinLoadBalancers(this.registry);
+    this.pickers = new PickerCache(this.registry, { load: this.load, random: this.random });
+    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp, opts.connectTimeoutMs ?? 10_000);
+    this.server = http.createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
+      void this.onRequest(req, res).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'HTTP request handling failed');
+        if (!res.headersSent) {
+          res.writeHead(502, { 'content-type': 'text/plain' });
+          res.end('proxy error\n');
+        } else res.destroy();
+      });
+    });
+    this.h2server = http2.createServer({ maxSessionInvalidFrames: 100, settings: { enablePush: false } });
+    // Idle sessions (and ones nghttp2 already sent GOAWAY on after a protocol error) are closed after 2 minutes.
+    this.h2server.setTimeout(120_000);
+    this.h2server.on('session', (session: http2.ServerHttp2Session) => {
+      if (this.pendingH2Context) this.h2contexts.set(session, this.pendingH2Context);
+      session.on('error', () => undefined);
+      session.on('frameError', () => this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'h2_frame_error' }));
+    });
+    this.h2server.on('sessionError', (err: NodeJS.ErrnoException) => {
+      this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'h2_protocol_error' });
+      this.log.debug({ err: err.message }, 'HTTP/2 client session error');
+    });
+    this.h2server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      void this.onH2Stream(stream, headers).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'HTTP/2 stream handling failed');
+        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
+    });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
+    this.server.on('upgrade', (_req: http.IncomingMessage, sock: Duplex) => {
+      this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'upgrade_unsupported' });
+      sock.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    });
+  }
+
+  private policyOf(key: string): ServiceTrafficPolicy | undefined {
+    return this.opts.state.snapshot().trafficPolicies?.get(key);
+  }
+
+  /** Whether connections to this service port are proxied per request. */
+  accepts(service: Service, port: ServicePort): boolean {
+    return isHttpPort(service, port, this.policyOf(service.key));
+  }
+
+  /**
+   * Serves the client on `sock`, HTTP/1.1 or HTTP/2 as the client's first bytes say (h2c prior
+   * knowledge and gRPC start with the preface); the upstream speaks the client's protocol.
+   */
+  handle(sock: net.Socket, ctx: HttpConnectionContext): void {
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const v = sniffHttpVersion(head);
+      if (v === 'more' && head.length < 24) return;
+      sock.off('data', onData);
+      sock.off('end', onEnd);
+      sock.pause();
+      sock.unshift(head);
+      this.sockets.add(sock);
+      sock.once('close', () => this.sockets.delete(sock));
+      if (v === 'h2') {
+        // The http2 server creates the session synchronously inside emit('connection').
+        // The session reads the socket's handle itself and takes the buffered preface with read(); never resume() it.
+        this.pendingH2Context = ctx;
+        this.h2server.emit('connection', sock);
+        this.pendingH2Context = undefined;
+      } else {
+        this.contexts.set(sock, ctx);
+        this.server.emit('connection', sock);
+        sock.resume();
+      }
+    };
+    const onEnd = () => {
+      sock.off('data', onData);
+      sock.destroy();
+    };
+    sock.on('data', onData);
+    sock.once('end', onEnd);
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+    this.pool.close();
+    for (const p of this.h2sessions.values()) void p.then((x) => x.destroy(), () => undefined);
+    this.h2sessions.clear();
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
+    const code = err.code ?? '';
+    const overflow = code === 'HPE_HEADER_OVERFLOW';
+    const reason = overflow ? 'header_overflow' : code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'timeout' : code === 'ECONNRESET' ? 'reset' : 'bad_request';
+    this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason });
+    if (reason === 'reset' || !sock.writable) {
+      sock.destroy();
+      return;
+    }
+    const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  }
+
+  private lookup(key: string): RoutableService | undefined {
+    const svc = this.opts.state.snapshot().services.get(key);
+    if (!svc || svc.vips.length === 0 || svc.ports.length === 0) return svc ? { service: svc, endpoints: [], policy: this.policyOf(key) } : undefined;
+    const r = this.opts.state.resolve(svc.vips[0]!, svc.ports[0]!.port);
+    return { service: svc, endpoints: r.kind === 'service' ? r.endpoints : [], policy: this.policyOf(key) };
+  }
+
+  private backend(t: RouteTarget): Backend {
+    const key = `${t.service.key}|${t.subset ?? ''}|${t.servicePort.port}`;
+    let b = this.backends.get(key);
+    if (!b) this.backends.set(key, (b = { key, breaker: new CircuitBreaker(), signature: '', endpoints: [], lbPolicy: lbPolicyFromSettings(t.settings.loadBalancer), lbSettings: t.settings.loadBalancer }));
+    if (b.lbSettings !== t.settings.loadBalancer) {
+      b.lbSettings = t.settings.loadBalancer;
+      b.lbPolicy = lbPolicyFromSettings(b.lbSettings);
+    }
+    b.breaker.limits = t.settings.connectionPool ?? {};
+    const od = t.settings.outlierDetection;
+    if (od && !b.outlier) b.outlier = new OutlierDetector(od, this.now);
+    else if (od && b.outlier) b.outlier.settings = od;
+    else if (!od) b.outlier = undefined;
+    const o = b.outlier;
+    const ejected = o ? t.endpoints.filter((w) => o.isEjected(w.uid)).map((w) => w.uid) : [];
+    const signature = `${t.endpoints.map((w) => w.uid).join(',')}#${ejected.join(',')}`;
+    if (signature !== b.signature) {
+      const ej = new Set(ejected);
+      b.endpoints = t.endpoints.map((w) => ({ key: w.uid, node: w.node, workload: w, ejected: ej.has(w.uid) }));
+      b.signature = signature;
+    }
+    return b;
+  }
+
+  private info(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined): TcpConnectionInfo {
+    return {
+      reporter: 'source',
+      source: ctx.source,
+      destination: dst,
+      destinationPrincipal: dst?.identity,
+      service: serviceInfo(service, this.opts.state.trustDomain),
+      mtls: dst !== undefined && dst.node !== this.opts.nodeName,
+    };
+  }
+
+  private upstreamTarget(w: Workload, port: number, ctx: HttpConnectionContext, http: HttpAttributes): UpstreamTarget | ProxyReply {
+    if (!w.meshed || w.node === this.opts.nodeName) {
+      if (w.meshed) {
+        const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port }, destinationWorkload: w, http });
+        if (!v.allow) return new ProxyReply(403, `RBAC: access denied (${v.reason})`, 'UAEX');
+      }
+      return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
+    }
+    const node = this.opts.state.node(w.node);
+    if (!node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
+    const authority = formatAuthority(w.ip, port);
+    return {
+      key: `hbone|${ctx.source.identity}|${authority}`,
+      kind: 'hbone',
+      ip: w.ip,
+      port,
+      hbone: {
+        sourceId: ctx.source.identity,
+        node: { host: node.address, port: this.opts.hbonePort },
+        expectedServerId: nodeSpiffeId(this.opts.state.trustDomain, node.name),
+        authority,
+        headers: ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {},
+      },
+    };
+  }
+
+  private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = this.now();
+    const ctx = this.contexts.get(req.socket);
+    if (!ctx) {
+      res.writeHead(500).end();
+      return;
+    }
+    let service = ctx.service;
+    let destination: Workload | undefined;
+    let flags = '-';
+    let recorded = false;
+    const record = (status: number) => {
+      if (recorded) return;
+      recorded = true;
+      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), 'http', status, undefined, this.now() - started, flags);
+    };
+    res.once('close', () => record(res.headersSent ? res.statusCode : 0));
+    const reply = (r: ProxyReply) => {
+      flags = r.flags;
+      if (!res.headersSent) {
+        const body = `${r.message}\n`;
+        res.writeHead(r.status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), ...r.headers });
+        res.end(body);
+      } else res.destroy();
+      record(r.status);
+    };
+
+    const policy = this.policyOf(ctx.service.key);
+    const routed = routeRequest({
+      origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy },
+      port: ctx.port,
+      request: { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers },
+      lookup: (k) => this.lookup(k),
+      random: this.random,
+    });
+    if (routed.kind === 'error') {
+      reply(new ProxyReply(routed.status, routed.reason, routed.status === 404 ? 'NR' : 'UH'));
+      return;
+    }
+    const t = routed.target;
+    service = t.service;
+    const route = t.route;
+
+    // Fault injection (before anything reaches the upstream, as Envoy's fault filter).
+    const fault = route?.fault;
+    if (fault?.delay && this.random() * 100 < fault.delay.percent) {
+      flags = 'DI';
+      await new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
+      if (res.destroyed) return;
+    }
+    if (fault?.abort && this.random() * 100 < fault.abort.percent) {
+      reply(new ProxyReply(fault.abort.httpStatus, 'fault filter abort', 'FI'));
+      return;
+    }
+
+    const backend = this.backend(t);
+    const overload = backend.breaker.admitRequest();
+    if (overload) {
+      this.trip(service, overload);
+      reply(new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }));
+      return;
+    }
+    res.once('close', () => backend.breaker.releaseRequest());
+
+    // Body: buffered (retriable) when small and of known length, else streamed once.
+    const length = Number(req.headers['content-length'] ?? 0);
+    const chunked = req.headers['transfer-encoding'] !== undefined;
+    let body: Buffer | undefined;
+    if (!chunked && length <= MAX_RETRY_BODY) {
+      const parts: Buffer[] = [];
+      for await (const c of req) parts.push(c as Buffer);
+      body = Buffer.concat(parts);
+    }
+
+    const retry = route?.retries ?? DEFAULT_RETRY;
+    const maxAttempts = 1 + (body ? Math.max(0, retry.attempts ?? 2) : 0);
+    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
+    const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
+    const tried = new Set<string>();
+    let last: AttemptResult | ProxyReply | undefined;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (attempt > 0) {
+        const r = backend.breaker.admitRetry(retry.budget);
+        if (r) {
+          this.trip(service, r);
+          break;
+        }
+      }
+      const retrying = attempt > 0;
+      try {
+        const ep = this.pickEndpoint(t, backend, { headers: req.headers, sourceIp: ctx.sourceIp, path: req.url }, tried);
+        if (ep instanceof ProxyReply) {
+          last = ep;
+          break;
+        }
+        tried.add(ep.key);
+        destination = ep.workload;
+        const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers });
+        if (ut instanceof ProxyReply) {
+          last = ut;
+          break;
+        }
+        const remaining = deadline !== undefined ? deadline - this.now() : undefined;
+        if (remaining !== undefined && remaining <= 0) {
+          last = { kind: 'failure', failure: 'timeout', message: 'upstream request timeout' };
+          break;
+        }
+        const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
+        const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
+        const startedAt = this.load.begin(ep);
+        const result = await this.attempt(ut, t, backend, req, body, timeout, res);
+        if (result === undefined) {
+          this.load.cancel(ep);
+          return; // client went away
+        }
+        this.load.end(ep, startedAt);
+        last = result;
+        if (result.kind === 'failure' && (result.failure === 'overflow' || result.failure === 'denied')) break;
+        const outcome: Outcome = result.kind === 'response' ? outcomeOfStatus(result.res.statusCode ?? 0) : result.failure === 'connect_failure' ? 'connect_failure' : 'gateway_error';
+        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) {
+          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+          this.log.info({ endpoint: ep.key, service: service.key }, 'outlier detection ejected an endpoint');
+        }
+        const overallExpired = deadline !== undefined && this.now() >= deadline;
+        if (attempt + 1 < maxAttempts && !overallExpired && retriable(result, retryOn)) {
+          if (result.kind === 'response') result.res.resume();
+          continue;
+        }
+        break;
+      } finally {
+        if (retrying) backend.breaker.releaseRetry();
+      }
+    }
+    if (!last) {
+      reply(new ProxyReply(503, 'upstream overflow: retries exhausted by the circuit breaker', 'UO', { [OVERLOAD_HEADER]: 'max_retries' }));
+      return;
+    }
+    if (last instanceof ProxyReply) {
+      reply(last);
+      return;
+    }
+    if (last.kind === 'failure') {
+      switch (last.failure) {
+        case 'timeout':
+          reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+          return;
+        case 'overflow':
+          reply(new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message }));
+          return;
+        case 'connect_failure':
+          reply(new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF'));
+          return;
+        case 'reset':
+          reply(new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC'));
+          return;
+        case 'denied':
+          reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
+          return;
+      }
+    }
+    const up = last.res;
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(up.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+    res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
+    up.on('error', () => res.destroy());
+    up.on('aborted', () => res.destroy());
+    up.pipe(res);
+  }
+
+  private lookupEndpoints(ctx: HttpConnectionContext): readonly Workload[] {
+    const r = this.opts.state.resolve(ctx.service.vips[0] ?? '', ctx.port.port);
+    return r.kind === 'service' ? r.endpoints : [];
+  }
+
+  private trip(service: Service, reason: OverloadReason): void {
+    this.opts.metrics?.circuitBreakerTrips.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host, reason });
+  }
+
+  private pickEndpoint(t: RouteTarget, b: Backend, pickReq: PickRequest, tried: ReadonlySet<string>): HttpEndpoint | ProxyReply {
+    const picker = this.pickers.picker(b.key, b.lbPolicy, b.endpoints);
+    let chosen: HttpEndpoint | undefined;
+    // Prefer an endpoint not tried yet (Envoy's previous_hosts retry predicate, 3 tries).
+    for (let i = 0; i < 3; i++) {
+      const p = picker.pick(pickReq);
+      if (p.kind !== 'complete') return new ProxyReply(503, `no healthy upstream for ${t.service.key}: ${p.reason}`, 'UH');
+      chosen = p.endpoint;
+      if (!tried.has(chosen.key)) break;
+    }
+    return chosen!;
+  }
+
+  /** One upstream try. Resolves undefined when the client went away. */
+  private attempt(ut: UpstreamTarget, t: RouteTarget, b: Backend, req: http.IncomingMessage, body: Buffer | undefined, timeoutMs: number | undefined, res: http.ServerResponse): Promise<AttemptResult | undefined> {
+    return new Promise((resolve) => {
+      void this.attemptWithSlot(ut, t, b, req, body, timeoutMs, res, resolve);
+    });
+  }
+
+  private async attemptWithSlot(
+    ut: UpstreamTarget,
+    t: RouteTarget,
+    b: Backend,
+    req: http.IncomingMessage,
+    body: Buffer | undefined,
+    timeoutMs: number | undefined,
+    res: http.ServerResponse,
+    resolve: (r: AttemptResult | undefined) => void,
+  ): Promise<void> {
+    {
+      const overload = await b.breaker.acquireConnection();
+      if (overload) {
+        this.trip(t.service, overload);
+        resolve({ kind: 'failure', failure: 'overflow', message: overload });
+        return;
+      }
+      if (res.destroyed) {
+        b.breaker.releaseConnection();
+        resolve(undefined);
+        return;
+      }
+      const limits = b.breaker.limits;
+      const maxSockets = limits.maxConnections && limits.maxConnections > 0 ? limits.maxConnections : Infinity;
+      const agent = this.pool.agent(ut, maxSockets);
+      const headers: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
+      if (body) headers['content-length'] = String(body.length);
+      else if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
+      let settled = false;
+      const finish = (r: AttemptResult | undefined) => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        res.off('close', onClientGone);
+        resolve(r);
+      };
+      const up = http.request({ host: ut.ip, port: ut.port, method: req.method, path: req.url, headers, agent, setHost: false });
+      const onClientGone = () => {
+        if (!res.writableFinished) {
+          up.destroy();
+          finish(undefined);
+        }
+      };
+      res.once('close', onClientGone);
+      const timer = timeoutMs !== undefined ? setTimeout(() => {
+        up.destroy();
+        finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+      }, Math.max(1, timeoutMs)) : undefined;
+      timer?.unref();
+      up.once('close', () => b.breaker.releaseConnection());
+      up.once('response', (r) => finish({ kind: 'response', res: r }));
+      up.once('error', (err: Error & { smeshConnectFailure?: boolean; code?: string }) => {
+        const connectFailure = err.smeshConnectFailure === true;
+        if (connectFailure && /status 401\b/.test(err.message)) {
+          finish({ kind: 'failure', failure: 'denied', message: err.message });
+          return;
+        }
+        if (!connectFailure && err.code?.startsWith('HPE_')) this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'upstream', reason: 'bad_response' });
+        finish({ kind: 'failure', failure: connectFailure ? 'connect_failure' : 'reset', message: err.message });
+      });
+      if (body) up.end(body);
+      else req.pipe(up);
+    }
+  }
+
+  /** Upstream HTTP/2 session to an endpoint: plain TCP (same node) or over an HBONE stream. Rejects with smeshConnectFailure. */
+  private h2session(ut: UpstreamTarget): Promise<http2.ClientHttp2Session> {
+    const existing = this.h2sessions.get(ut.key);
+    if (existing) return existing;
+    const p = (async () => {
+      let transport: Duplex;
+      if (ut.kind === 'local') {
+        transport = await new Promise<net.Socket>((resolve, reject) => {
+          const sock = net.connect({ host: ut.ip, port: ut.port, localAddress: this.opts.localSourceIp, noDelay: true });
+          const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), this.opts.connectTimeoutMs ?? 10_000);
+          timer.unref();
+          sock.once('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
+          sock.once('connect', () => {
+            clearTimeout(timer);
+            resolve(sock);
+          });
+        });
+      } else {
+        transport = await this.opts.hbone.open(ut.hbone!);
+      }
+      const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => transport, settings: { enablePush: false } });
+      session.on('error', () => undefined);
+      // Idle upstream sessions (e.g. to endpoints that went away) are closed; in-flight streams finish first.
+      session.setTimeout(UPSTREAM_IDLE_MS, () => session.close());
+      const forget = () => {
+        if (this.h2sessions.get(ut.key) === p) this.h2sessions.delete(ut.key);
+      };
+      session.once('close', forget);
+      session.once('goaway', forget);
+      return session;
+    })();
+    p.catch((err: Error & { smeshConnectFailure?: boolean }) => {
+      err.smeshConnectFailure = true;
+      if (this.h2sessions.get(ut.key) === p) this.h2sessions.delete(ut.key);
+    });
+    this.h2sessions.set(ut.key, p);
+    return p;
+  }
+
+  private async onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    const started = this.now();
+    const ctx = this.h2contexts.get(stream.session!);
+    stream.on('error', () => undefined);
+    if (!ctx) {
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    const method = String(headers[':method'] ?? 'GET');
+    const path = String(headers[':path'] ?? '/');
+    const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+    let service = ctx.service;
+    let destination: Workload | undefined;
+    let flags = '-';
+    let status = 0;
+    let grpcStatus: string | undefined;
+    let recorded = false;
+    const record = () => {
+      if (recorded) return;
+      recorded = true;
+      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), grpc ? 'grpc' : 'http', status, grpcStatus, this.now() - started, flags);
+    };
+    stream.once('close', record);
+    const reply = (r: ProxyReply) => {
+      flags = r.flags;
+      status = r.status;
+      if (!stream.headersSent && !stream.destroyed) {
+        stream.respond({ ':status': r.status, 'content-type': 'text/plain', ...r.headers });
+        stream.end(`${r.message}\n`);
+      } else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      record();
+    };
+    const policy = this.policyOf(ctx.service.key);
+    const plainHeaders: Record<string, string | string[] | undefined> = {};
+    for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) plainHeaders[k] = v;
+    const routed = routeRequest({
+      origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy },
+      port: ctx.port,
+      request: { method, path, headers: plainHeaders },
+      lookup: (k) => this.lookup(k),
+      random: this.random,
+    });
+    if (routed.kind === 'error') {
+      reply(new ProxyReply(routed.status, routed.reason, routed.status === 404 ? 'NR' : 'UH'));
+      return;
+    }
+    const t = routed.target;
+    service = t.service;
+    const route = t.route;
+    const fault = route?.fault;
+    if (fault?.delay && this.random() * 100 < fault.delay.percent) {
+      flags = 'DI';
+      await new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
+      if (stream.destroyed) return;
+    }
+    if (fault?.abort && this.random() * 100 < fault.abort.percent) {
+      reply(new ProxyReply(fault.abort.httpStatus, 'fault filter abort', 'FI'));
+      return;
+    }
+    const backend = this.backend(t);
+    const overload = backend.breaker.admitRequest();
+    if (overload) {
+      this.trip(service, overload);
+      reply(new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }));
+      return;
+    }
+    stream.once('close', () => backend.breaker.releaseRequest());
+
+    // The body streams through once, so only failures before the upstream stream exists are retried.
+    const retry = route?.retries ?? DEFAULT_RETRY;
+    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
+    const maxAttempts = 1 + (retryOn.some((c) => c === 'connect-failure' || c === '5xx' || c === 'gateway-error' || c === 'refused-stream') ? Math.max(0, retry.attempts ?? 2) : 0);
+    const tried = new Set<string>();
+    let session: http2.ClientHttp2Session | undefined;
+    let chosen: HttpEndpoint | undefined;
+    let lastError = 'no attempt';
+    for (let attempt = 0; attempt < maxAttempts && !session; attempt++) {
+      const ep = this.pickEndpoint(t, backend, { headers: plainHeaders, sourceIp: ctx.sourceIp, path }, tried);
+      if (ep instanceof ProxyReply) {
+        reply(ep);
+        return;
+      }
+      tried.add(ep.key);
+      destination = ep.workload;
+      const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders });
+      if (ut instanceof ProxyReply) {
+        reply(ut);
+        return;
+      }
+      try {
+        session = await this.h2session(ut);
+        chosen = ep;
+      } catch (err) {
+        lastError = (err as Error).message;
+        if (backend.outlier?.record(ep.key, 'connect_failure', backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+      }
+      if (stream.destroyed) return;
+    }
+    if (!session || !chosen) {
+      reply(new ProxyReply(503, `upstream connect error: ${lastError}`, 'UF'));
+      return;
+    }
+    const ep = chosen;
+    const upHeaders: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http', ':authority': String(headers[':authority'] ?? headers.host ?? '') };
+    for (const [k, v] of Object.entries(plainHeaders)) if (v !== undefined && !HOP_BY_HOP.has(k) || k === 'te') upHeaders[k] = v;
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = session.request(upHeaders, { endStream: false });
+    } catch (err) {
+      reply(new ProxyReply(503, `upstream stream refused: ${(err as Error).message}`, 'UF'));
+      return;
+    }
+    up.on('error', () => undefined);
+    const startedAt = this.load.begin(ep);
+    let finished = false;
+    const done = (outcome: Outcome) => {
+      if (finished) return;
+      finished = true;
+      if (timer) clearTimeout(timer);
+      this.load.end(ep, startedAt);
+      if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+    };
+    const timeoutMs = route?.timeoutMs && route.timeoutMs > 0 ? route.timeoutMs : undefined;
+    const timer = timeoutMs ? setTimeout(() => {
+      done('gateway_error');
+      up.close(http2.constants.NGHTTP2_CANCEL);
+      if (!stream.headersSent) reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+      else stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, timeoutMs) : undefined;
+    timer?.unref();
+    stream.pipe(up);
+    stream.once('close', () => {
+      if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+    });
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    up.once('trailers', (t2: http2.IncomingHttpHeaders) => {
+      trailers = t2;
+      if (t2['grpc-status'] !== undefined) grpcStatus = String(t2['grpc-status']);
+    });
+    up.once('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags2: number) => {
+      status = Number(h[':status'] ?? 502);
+      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
+      const out: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(h)) if (v !== undefined && (!k.startsWith(':') || k === ':status') && !HOP_BY_HOP.has(k)) out[k] = v;
+      if (stream.destroyed) return;
+      const endNow = (flags2 & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      stream.respond(out, endNow ? { endStream: true } : { waitForTrailers: true });
+      if (endNow) return;
+      stream.once('wantTrailers', () => {
+        const tr: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(trailers ?? {})) if (v !== undefined && !k.startsWith(':')) tr[k] = v;
+        if (Object.keys(tr).length > 0) stream.sendTrailers(tr);
+        else stream.close();
+      });
+      up.pipe(stream);
+    });
+    up.once('close', () => {
+      const outcome = status === 0 ? 'gateway_error' : outcomeOfStatus(status);
+      done(outcome);
+      if (status === 0) {
+        if (!stream.headersSent) reply(new ProxyReply(502, `upstream reset before response (code ${up.rstCode})`, 'UC'));
+        return;
+      }
+      if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(up.rstCode);
+    });
+  }
+}
