@@ -12,9 +12,10 @@ import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
 import type { Authorization } from '../proto/generated/istio/security/Authorization';
 import type { Match } from '../proto/generated/istio/security/Match';
 import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
-import { projectToL4, selectorPolicyKeys } from '../agent/policy/evaluate';
-import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type StringMatcher } from '../agent/policy/types';
+import { ruleNeedsL7, selectorPolicyKeys } from '../agent/policy/evaluate';
+import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../agent/policy/types';
 import { trafficPolicyMessages } from './traffic';
+import { declaredAppProtocol } from '../agent/http/protocol';
 
 /** Every type URL the control plane serves on the delta ADS stream. */
 export const CONTROL_TYPE_URL = MESH_XDS_TYPE_URL;
@@ -173,11 +174,22 @@ function cidrToWire(c: Cidr): { address: Buffer; length: number } {
   return { address: ipBytes(c.address, 'cidr'), length: c.prefixLength };
 }
 
-/** L4 fields only: callers pass a projected (projectToL4) policy. */
+/** The L4 fields istiod defines plus the L7 attributes in the smesh_* extension fields (proto/istio/security/authorization.proto). */
 function matchToWire(m: PolicyMatch): Match {
   const sm = (l: readonly StringMatcher[] | undefined) => (l ?? []).map(stringMatchToWire);
   const cm = (l: readonly Cidr[] | undefined) => (l ?? []).map(cidrToWire);
   return {
+    smeshMethods: sm(m.methods),
+    smeshNotMethods: sm(m.notMethods),
+    smeshPaths: sm(m.paths),
+    smeshNotPaths: sm(m.notPaths),
+    smeshHosts: sm(m.hosts),
+    smeshNotHosts: sm(m.notHosts),
+    smeshHeaders: (m.headers ?? []).map((h) => ({ name: h.name, values: sm(h.values), notValues: sm(h.notValues) })),
+    smeshRemoteIps: cm(m.remoteIps),
+    smeshNotRemoteIps: cm(m.notRemoteIps),
+    smeshRequestPrincipals: sm(m.requestPrincipals),
+    smeshNotRequestPrincipals: sm(m.notRequestPrincipals),
     namespaces: sm(m.namespaces),
     notNamespaces: sm(m.notNamespaces),
     principals: sm(m.principals),
@@ -194,19 +206,26 @@ function matchToWire(m: PolicyMatch): Match {
 const WIRE_SCOPE = { global: 'GLOBAL', namespace: 'NAMESPACE', workloadSelector: 'WORKLOAD_SELECTOR' } as const;
 const WIRE_ACTION = { ALLOW: 'ALLOW', DENY: 'DENY', AUDIT: 'SMESH_AUDIT' } as const;
 
+function groupToWire(r: PolicyRule): { rules: Array<{ matches: Match[] }> } {
+  return { rules: r.clauses.map((c) => ({ matches: c.matches.map(matchToWire) })) };
+}
+
 /**
- * The istio.security.Authorization for one policy, as istiod builds it for ztunnel: the L4
- * projection (ALLOW rules needing L7 attributes dropped, DENY/AUDIT rules stripped of them), each
- * rule a Group whose Rules are its from / to / when clauses. AUDIT is smesh's SMESH_AUDIT extension.
+ * The istio.security.Authorization for one policy. The fields istiod defines carry what istiod
+ * builds for ztunnel, the L4 projection (ALLOW rules needing L7 attributes dropped, DENY/AUDIT
+ * rules stripped of them), each rule a Group whose Rules are its from / to / when clauses. The
+ * smesh L7 extension carries the rest: the dropped ALLOW rules whole in smesh_l7_groups, L7
+ * attributes in the Match smesh_* fields (see authorization.proto). AUDIT is SMESH_AUDIT.
  */
-export function authorizationResource(policy: AuthorizationPolicy): Authorization {
-  const p = projectToL4(policy);
+export function authorizationResource(p: AuthorizationPolicy): Authorization {
+  const allow = p.action === 'ALLOW';
   return {
     name: p.name,
     namespace: p.namespace,
     scope: WIRE_SCOPE[p.scope],
     action: WIRE_ACTION[p.action],
-    groups: p.rules.map((r) => ({ rules: r.clauses.map((c) => ({ matches: c.matches.map(matchToWire) })) })),
+    groups: p.rules.filter((r) => !allow || !ruleNeedsL7(r)).map(groupToWire),
+    smeshL7Groups: allow ? p.rules.filter(ruleNeedsL7).map(groupToWire) : [],
   };
 }
 
@@ -218,7 +237,10 @@ export function serviceAddress(s: Service): Address {
       namespace: s.namespace,
       hostname: serviceHostname(s),
       addresses: s.vips.map((ip) => ({ network: '', address: ipBytes(ip) })),
-      ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })),
+      ports: s.ports.map((p) => {
+        const appProtocol = declaredAppProtocol(p); // absent rather than '' (protobufjs writes a set '' on the wire)
+        return appProtocol ? { servicePort: p.port, targetPort: p.targetPort, smeshAppProtocol: appProtocol } : { servicePort: p.port, targetPort: p.targetPort };
+      }),
     },
   };
 }

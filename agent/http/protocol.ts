@@ -27,11 +27,26 @@ function fromName(name: string | undefined): PortProtocol | undefined {
   return undefined;
 }
 
+const WIRE_APP_PROTOCOL: Readonly<Record<Exclude<PortProtocol, 'tcp'>, string>> = { http: 'http', http2: 'http2', grpc: 'grpc' };
+
 /**
- * appProtocol wins over the port name (Kubernetes' precedence, as Istio). xDS Services carry
- * neither (istio.workload.Service ports are numbers only), so a port with HTTP routes in the
- * service's traffic policy (a VirtualService `http` section) is HTTP too: Istio applies http
- * routes only to HTTP ports, so declaring them is declaring the port HTTP.
+ * The app protocol the control plane publishes for a port (istio.workload.Port.smesh_app_protocol):
+ * the port's appProtocol as written, else the one its Istio name prefix implies (`http-web` →
+ * "http"), else undefined. Decoded back into ServicePort.appProtocol, it gives the agent the same
+ * portProtocol() answer as the file source, which has the name too.
+ */
+export function declaredAppProtocol(port: Pick<ServicePort, 'name' | 'appProtocol'>): string | undefined {
+  if (port.appProtocol) return port.appProtocol;
+  const byName = fromName(port.name);
+  return byName && byName !== 'tcp' ? WIRE_APP_PROTOCOL[byName] : undefined;
+}
+
+/**
+ * appProtocol wins over the port name (Kubernetes' precedence, as Istio). Over xDS the name does
+ * not travel but smesh_app_protocol carries declaredAppProtocol() into appProtocol. A port that
+ * declares nothing but has HTTP routes in the service's traffic policy (a VirtualService `http`
+ * section) is HTTP too: Istio applies http routes only to HTTP ports, so declaring them is
+ * declaring the port HTTP.
  */
 export function portProtocol(port: ServicePort, policy?: ServiceTrafficPolicy): PortProtocol {
   const ap = port.appProtocol?.toLowerCase();

@@ -23,7 +23,7 @@ type WriteFn = (chunk: unknown, encoding: BufferEncoding, cb: (err?: Error | nul
  * does not decode strings itself, and on Node 20 string chunks written to an HTTP/2 stream were seen
  * arriving at the far end with their first bytes overwritten; so every chunk becomes a Buffer first.
  */
-function buffersOnly(stream: Duplex): void {
+export function buffersOnly(stream: Duplex): void {
   const s = stream as unknown as { _write: WriteFn; _writev?: (chunks: Array<{ chunk: unknown; encoding: BufferEncoding }>, cb: (err?: Error | null) => void) => void };
   const write = s._write.bind(stream);
   const toBuffer = (chunk: unknown, encoding: BufferEncoding): Buffer => (typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));

@@ -25,6 +25,12 @@ export interface AuthorizeRequest {
   readonly destinationWorkload?: PolicyTarget & { readonly uid?: string };
   /** Set only when the destination port is proxied as HTTP (issue 5); absent = L4, L7 rules fail closed. */
   readonly http?: HttpAttributes;
+  /**
+   * Connection-level check at an HTTP port whose requests are authorized one by one afterwards:
+   * L7 attributes are unknown, not failing closed; only a denial of every request denies (see
+   * EvaluateOptions.deferL7). Ignored with `http`.
+   */
+  readonly deferL7?: boolean;
 }
 
 export type AuthorizeVerdict = { readonly allow: true } | { readonly allow: false; readonly reason: string };
@@ -70,7 +76,7 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
       destinationIp: req.destination.ip,
       destinationPort: req.destination.port,
       http: req.http,
-    });
+    }, req.deferL7 ? { deferL7: true } : {});
 
   const authorize = ((req: AuthorizeRequest): AuthorizeVerdict => {
     const d = decide(req);
@@ -83,12 +89,13 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
           dst: { ip: req.destination.ip, port: req.destination.port, workload: req.destinationWorkload?.uid },
           ...(req.http ? { http: { method: req.http.method, path: req.http.path, host: req.http.host } } : {}),
           decision: d.allow ? 'allow' : 'deny',
+          ...(d.allow && d.deferred ? { deferred: true } : {}),
           ...(d.allow ? {} : { reason: d.reason }),
           policy: d.policy ?? null,
           audit: audited,
           ...(audited ? { auditPolicies: d.audit } : {}),
         },
-        d.allow ? 'connection allowed' : 'connection denied by authorization policy',
+        req.http ? (d.allow ? 'request allowed' : 'request denied by authorization policy') : d.allow ? 'connection allowed' : 'connection denied by authorization policy',
       );
     }
     if (d.allow) return { allow: true };

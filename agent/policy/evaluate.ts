@@ -276,6 +276,79 @@ export function policyMatches(p: AuthorizationPolicy, a: Attrs): boolean {
   });
 }
 
+type Tri = 'no' | 'yes' | 'maybe';
+
+/**
+ * A policy at L4 with its L7 attributes unknown (not failed): 'yes' when some rule matches on L4
+ * attributes alone, 'no' when no rule can match whatever the request, else 'maybe'. L4 attributes
+ * are the same for every request of a connection, so 'yes'/'no' hold for all of them.
+ */
+function policyMatchesDeferred(p: AuthorizationPolicy, a: Attrs): Tri {
+  let best: Tri = 'no';
+  for (const rule of p.rules) {
+    let r: Tri = 'yes';
+    for (const clause of rule.clauses) {
+      let c: Tri = 'no';
+      for (const m of clause.matches) {
+        if (!matchL4(m, a)) continue;
+        if (!matchNeedsL7(m)) {
+          c = 'yes';
+          break;
+        }
+        c = 'maybe';
+      }
+      if (c === 'no') {
+        r = 'no';
+        break;
+      }
+      if (c === 'maybe') r = 'maybe';
+    }
+    if (r === 'yes') return 'yes';
+    if (r === 'maybe') best = 'maybe';
+  }
+  return best;
+}
+
+export interface EvaluateOptions {
+  /**
+   * For the connection-level check at an HTTP port, whose requests are then evaluated one by one
+   * (with `http`): L7 attributes are unknown rather than failing closed. The decision is a denial
+   * only when every request would be denied (a DENY matching on L4 alone, or no ALLOW that could
+   * match); otherwise it allows with `deferred: true` when a request's attributes may change it.
+   * Ignored when the request has `http`.
+   */
+  readonly deferL7?: boolean;
+}
+
+function evaluateDeferred(policies: readonly AuthorizationPolicy[], a: Attrs): PolicyDecision {
+  const audit: string[] = [];
+  let deferred = false;
+  for (const p of policies) {
+    if (p.action !== 'AUDIT') continue;
+    const m = policyMatchesDeferred(p, a);
+    if (m === 'yes') audit.push(policyKey(p));
+    else if (m === 'maybe') deferred = true;
+  }
+  for (const p of policies) {
+    if (p.action !== 'DENY') continue;
+    const m = policyMatchesDeferred(p, a);
+    if (m === 'yes') return { allow: false, reason: 'deny_policy', policy: policyKey(p), audit };
+    if (m === 'maybe') deferred = true;
+  }
+  let anyAllow = false;
+  let allowMaybe = false;
+  for (const p of policies) {
+    if (p.action !== 'ALLOW') continue;
+    anyAllow = true;
+    const m = policyMatchesDeferred(p, a);
+    if (m === 'yes') return { allow: true, policy: policyKey(p), audit, ...(deferred ? { deferred } : {}) };
+    if (m === 'maybe') allowMaybe = true;
+  }
+  if (anyAllow && !allowMaybe) return { allow: false, reason: 'no_allow_match', audit };
+  deferred ||= allowMaybe;
+  return { allow: true, audit, ...(deferred ? { deferred } : {}) };
+}
+
 function attrsOf(req: PolicyRequest): Attrs {
   const principal = principalOf(req.sourceIdentity);
   return {
@@ -293,8 +366,9 @@ function attrsOf(req: PolicyRequest): Attrs {
  * (see applicablePolicies): CUSTOM is refused at load; any matching DENY denies; with no ALLOW
  * policy the default is allow; otherwise some ALLOW must match. AUDIT never changes the decision.
  */
-export function evaluate(policies: readonly AuthorizationPolicy[], req: PolicyRequest): PolicyDecision {
+export function evaluate(policies: readonly AuthorizationPolicy[], req: PolicyRequest, opts: EvaluateOptions = {}): PolicyDecision {
   const a = attrsOf(req);
+  if (opts.deferL7 && a.http === undefined) return evaluateDeferred(policies, a);
   const audit: string[] = [];
   for (const p of policies) if (p.action === 'AUDIT' && policyMatches(p, a)) audit.push(policyKey(p));
   for (const p of policies) {

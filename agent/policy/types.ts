@@ -130,6 +130,11 @@ export type PolicyDecision =
       readonly policy?: string;
       /** Keys of matching AUDIT policies (empty when none). */
       readonly audit: readonly string[];
+      /**
+       * Only from a connection-level check with L7 deferred (EvaluateOptions.deferL7): the
+       * connection passes, but each request's attributes may still deny it (or mark it audited).
+       */
+      readonly deferred?: boolean;
     }
   | {
       readonly allow: false;

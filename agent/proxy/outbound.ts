@@ -3,7 +3,9 @@ import * as net from 'net';
 import { SmeshError } from '../errors';
 import { listenOrFail } from '../telemetry/listen';
 import { nodeSpiffeId } from '../identity/spiffe';
-import { RoundRobinPickers, type PickResult } from '../lb/picker';
+import type { PickResult } from '../lb/picker';
+import type { RandomSource } from '../lb/sampling';
+import { ConnectionBalancer } from './balancer';
 import type { StateView } from '../state/store';
 import type { MeshNode, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
@@ -28,8 +30,18 @@ export interface OutboundInputs {
   readonly localNode: string;
   readonly hbonePort: number;
   readonly state: OutboundStateView;
-  /** Endpoint choice for a service (round robin in production; anything synchronous in tests). */
-  readonly pick: (serviceKey: string, endpoints: readonly Workload[]) => PickResult<Workload>;
+  /**
+   * Endpoint choice for a service (production: ConnectionBalancer, the DestinationRule's
+   * loadBalancer or round robin; anything synchronous in tests).
+   */
+  readonly pick: (serviceKey: string, endpoints: readonly Workload[], ctx: OutboundPickContext) => PickResult<Workload>;
+}
+
+/** What the pick may look at besides the endpoints. */
+export interface OutboundPickContext {
+  readonly service: Service;
+  readonly port: ServicePort;
+  readonly source: Workload;
 }
 
 interface Target {
@@ -71,7 +83,7 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
     case 'service': {
       const svc = resolved.service;
       if (resolved.endpoints.length === 0) return refuse('no_endpoint', `service ${svc.key} has no endpoints`);
-      const picked = i.pick(svc.key, resolved.endpoints);
+      const picked = i.pick(svc.key, resolved.endpoints, { service: svc, port: resolved.port, source: src });
       if (picked.kind !== 'complete') return refuse('no_endpoint', `service ${svc.key}: ${picked.reason}`);
       target = { destination: picked.endpoint, service: svc };
       port = resolved.port.targetPort > 0 ? resolved.port.targetPort : resolved.port.port;
@@ -120,6 +132,8 @@ export interface OutboundProxyOptions {
   readonly localSourceIp?: string;
   /** Per-request handler for HTTP service ports (agent/http); absent = every port per connection. */
   readonly http?: OutboundHttpHandler;
+  /** Uniform [0, 1) for the L4 load balancer's draws (tests); default Math.random. */
+  readonly random?: RandomSource;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -135,7 +149,7 @@ export class OutboundProxy {
   private server?: net.Server;
   private readonly clients = new Set<net.Socket>();
   private readonly relays = new Set<Relay>();
-  private readonly pickers = new RoundRobinPickers<Workload>();
+  private readonly balancer: ConnectionBalancer;
   private readonly log: Logger;
   private readonly authorize: Authorizer;
   private closing = false;
@@ -143,6 +157,7 @@ export class OutboundProxy {
   constructor(private readonly opts: OutboundProxyOptions) {
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
+    this.balancer = new ConnectionBalancer({ policies: () => opts.state.snapshot().trafficPolicies, random: opts.random });
   }
 
   address(): net.AddressInfo {
@@ -211,7 +226,7 @@ export class OutboundProxy {
       localNode: this.opts.nodeName,
       hbonePort: this.opts.hbonePort ?? DEFAULT_HBONE_PORT,
       state: this.opts.state,
-      pick: (key, endpoints) => this.pickers.pick(key, endpoints),
+      pick: (_key, endpoints, ctx) => this.balancer.pick(ctx.service, ctx.port, endpoints, sourceIp ?? ctx.source.ip),
     });
     const fields = { sourceIp, source: source?.uid, dst: originalDestination };
     const http = this.opts.http;
@@ -222,6 +237,8 @@ export class OutboundProxy {
         return;
       }
     }
+    // Open connections per endpoint feed least-request: counted from the pick until the client socket closes (relay end or refusal).
+    if (decision.kind !== 'refuse' && decision.service) sock.once('close', this.balancer.open(decision.destination));
     this.proceed(sock, decision, source, sourceIp, fields);
   }
 

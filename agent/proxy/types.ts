@@ -1,6 +1,7 @@
 // Narrow interfaces the proxies need from the rest of the agent (identities, authorization, addresses), so each can be faked in tests.
 import type { Service, Workload } from '../state/types';
 import type { UsableCert, RotationListener } from '../identity/manager';
+import type { HttpAttributes } from '../policy/types';
 
 /** What the proxies need from the identity manager. */
 export interface IdentityProvider {
@@ -26,6 +27,10 @@ export interface AuthorizeInput {
   readonly sourceIp?: string;
   readonly destination: IpPort;
   readonly destinationWorkload?: Workload;
+  /** The request's attributes, when authorizing one HTTP request (the inbound of an HTTP port). */
+  readonly http?: HttpAttributes;
+  /** Connection check at an HTTP port whose requests are authorized afterwards: L7 attributes deferred, not failing closed. */
+  readonly deferL7?: boolean;
 }
 
 export type AuthorizeResult = { readonly allow: true } | { readonly allow: false; readonly reason: string };

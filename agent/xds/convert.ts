@@ -57,6 +57,8 @@ export interface PortMapping {
   readonly servicePort: number;
   /** 0: same as the service port. */
   readonly targetPort: number;
+  /** smesh_app_protocol; absent when empty. */
+  readonly appProtocol?: string;
 }
 
 export interface AcceptedService {
@@ -91,7 +93,7 @@ export interface AcceptedMeshConfig {
   readonly trustAnchors: readonly string[];
 }
 
-/** A validated istio.security.Authorization in the policy model (L4 fields only, as on the wire). */
+/** A validated istio.security.Authorization in the policy model (L4 fields plus the smesh L7 extension). */
 export interface AcceptedAuthorization {
   readonly kind: 'authorization';
   readonly policy: AuthorizationPolicy;
@@ -203,14 +205,15 @@ function ipFromBytes(field: string, bytes: Uint8Array): string {
   return fail(field, `expected 4 or 16 bytes, got ${bytes.length}`);
 }
 
-function portMapping(field: string, p: { servicePort: number; targetPort: number }): PortMapping {
+function portMapping(field: string, p: { servicePort: number; targetPort: number; smeshAppProtocol?: string }): PortMapping {
   if (!Number.isInteger(p.servicePort) || p.servicePort < 1 || p.servicePort > 65535) {
     fail(`${field}.service_port`, `expected a port 1-65535, got ${p.servicePort}`);
   }
   if (!Number.isInteger(p.targetPort) || p.targetPort < 0 || p.targetPort > 65535) {
     fail(`${field}.target_port`, `expected a port 0-65535 (0 = same as service_port), got ${p.targetPort}`);
   }
-  return { servicePort: p.servicePort, targetPort: p.targetPort };
+  const appProtocol = p.smeshAppProtocol?.trim();
+  return appProtocol ? { servicePort: p.servicePort, targetPort: p.targetPort, appProtocol } : { servicePort: p.servicePort, targetPort: p.targetPort };
 }
 
 function uniquePorts(field: string, ports: readonly PortMapping[]): void {
@@ -365,6 +368,26 @@ function wireMatch(field: string, m: Match__Output): PolicyMatch {
   ips('notDestinationIps', 'not_destination_ips', m.notDestinationIps);
   if (m.destinationPorts.length > 0) out.destinationPorts = wirePorts(`${field}.destination_ports`, m.destinationPorts);
   if (m.notDestinationPorts.length > 0) out.notDestinationPorts = wirePorts(`${field}.not_destination_ports`, m.notDestinationPorts);
+  // smesh L7 extension (authorization.proto): absent from istiod's messages, so empty there.
+  strs('methods', 'smesh_methods', m.smeshMethods ?? []);
+  strs('notMethods', 'smesh_not_methods', m.smeshNotMethods ?? []);
+  strs('paths', 'smesh_paths', m.smeshPaths ?? []);
+  strs('notPaths', 'smesh_not_paths', m.smeshNotPaths ?? []);
+  strs('hosts', 'smesh_hosts', m.smeshHosts ?? []);
+  strs('notHosts', 'smesh_not_hosts', m.smeshNotHosts ?? []);
+  ips('remoteIps', 'smesh_remote_ips', m.smeshRemoteIps ?? []);
+  ips('notRemoteIps', 'smesh_not_remote_ips', m.smeshNotRemoteIps ?? []);
+  strs('requestPrincipals', 'smesh_request_principals', m.smeshRequestPrincipals ?? []);
+  strs('notRequestPrincipals', 'smesh_not_request_principals', m.smeshNotRequestPrincipals ?? []);
+  const headers = m.smeshHeaders ?? [];
+  if (headers.length > 0) {
+    out.headers = headers.map((h, i) => {
+      const hf = `${field}.smesh_headers[${i}]`;
+      if (!h.name || h.name !== h.name.toLowerCase()) fail(`${hf}.name`, `expected a lower-case header name, got ${q(h.name)}`);
+      const sl = (wire: string, list: readonly StringMatch__Output[]) => list.map((x, j) => wireStringMatch(`${hf}.${wire}[${j}]`, x));
+      return { name: h.name, values: sl('values', h.values), notValues: sl('not_values', h.notValues) };
+    });
+  }
   return out as PolicyMatch;
 }
 
@@ -383,9 +406,14 @@ function parseAuthorization(name: string, a: Authorization__Output): AcceptedAut
   const action = WIRE_ACTIONS[String(a.action)];
   if (!action) fail('action', `expected ALLOW, DENY or SMESH_AUDIT, got ${q(a.action)} (CUSTOM and unknown actions are not supported)`);
   if (action === 'DENY' && a.groups.length === 0) fail('groups', 'a DENY policy needs at least one group (DENY without rules is invalid)');
-  const rules = a.groups.map((g, gi) => ({
-    clauses: g.rules.map((r, ri) => ({ matches: r.matches.map((m, mi) => wireMatch(`groups[${gi}].rules[${ri}].matches[${mi}]`, m)) })),
-  }));
+  const l7Groups = a.smeshL7Groups ?? [];
+  // A DENY/AUDIT rule only smesh could see would not fail closed for other consumers: the encoder never sends one.
+  if (action !== 'ALLOW' && l7Groups.length > 0) fail('smesh_l7_groups', 'only an ALLOW policy may carry smesh_l7_groups (DENY/AUDIT rules keep their L7 attributes in groups)');
+  const group = (wire: string) => (g: Authorization__Output['groups'][number], gi: number) => ({
+    clauses: g.rules.map((r, ri) => ({ matches: r.matches.map((m, mi) => wireMatch(`${wire}[${gi}].rules[${ri}].matches[${mi}]`, m)) })),
+  });
+  // ALLOW: groups ∪ smesh_l7_groups (OR-ed; see authorization.proto for the encoding).
+  const rules = [...a.groups.map(group('groups')), ...l7Groups.map(group('smesh_l7_groups'))];
   const policy: AuthorizationPolicy = { name: a.name, namespace: a.namespace, action: action!, scope: scope!, rules };
   return { kind: 'authorization', policy };
 }
@@ -572,7 +600,7 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   for (const s of xdsServices) {
     const key = `${s.namespace}/${s.name}`;
     const endpoints = members.get(s.resourceName) ?? [];
-    const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings) }));
+    const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
     if (services.has(key)) {
       warnings.push(`Address ${s.resourceName}: service.name: ${key} is also served by another hostname; keeping the first`);
       continue;

@@ -33,6 +33,7 @@ import type { Group as _istio_security_Group, Group__Output as _istio_security_G
 import type { Match as _istio_security_Match, Match__Output as _istio_security_Match__Output } from './istio/security/Match';
 import type { Rules as _istio_security_Rules, Rules__Output as _istio_security_Rules__Output } from './istio/security/Rules';
 import type { ServiceAccountMatch as _istio_security_ServiceAccountMatch, ServiceAccountMatch__Output as _istio_security_ServiceAccountMatch__Output } from './istio/security/ServiceAccountMatch';
+import type { SmeshHeaderMatch as _istio_security_SmeshHeaderMatch, SmeshHeaderMatch__Output as _istio_security_SmeshHeaderMatch__Output } from './istio/security/SmeshHeaderMatch';
 import type { StringMatch as _istio_security_StringMatch, StringMatch__Output as _istio_security_StringMatch__Output } from './istio/security/StringMatch';
 import type { IstioCertificateRequest as _istio_v1_auth_IstioCertificateRequest, IstioCertificateRequest__Output as _istio_v1_auth_IstioCertificateRequest__Output } from './istio/v1/auth/IstioCertificateRequest';
 import type { IstioCertificateResponse as _istio_v1_auth_IstioCertificateResponse, IstioCertificateResponse__Output as _istio_v1_auth_IstioCertificateResponse__Output } from './istio/v1/auth/IstioCertificateResponse';
@@ -138,6 +139,7 @@ export interface ProtoGrpcType {
       Rules: MessageTypeDefinition<_istio_security_Rules, _istio_security_Rules__Output>
       Scope: EnumTypeDefinition
       ServiceAccountMatch: MessageTypeDefinition<_istio_security_ServiceAccountMatch, _istio_security_ServiceAccountMatch__Output>
+      SmeshHeaderMatch: MessageTypeDefinition<_istio_security_SmeshHeaderMatch, _istio_security_SmeshHeaderMatch__Output>
       StringMatch: MessageTypeDefinition<_istio_security_StringMatch, _istio_security_StringMatch__Output>
     }
     v1: {

@@ -94,7 +94,7 @@ describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and tel
         ]),
         dr('sticky', 'sticky', { trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } }),
         vs('sticky', 'sticky', [{ route: [{ destination: { host: 'sticky' } }] }]),
-        // Port names do not reach the agent over xDS: the http route is what declares the port HTTP; the client's preface makes it HTTP/2.
+        // The port name `grpc` already declares the port (smesh_app_protocol over xDS); the http route exercises routing too; the client's preface makes it HTTP/2.
         vs('grpc', 'grpc', [{ route: [{ destination: { host: 'grpc' } }] }]),
       ];
       const cfgDir = topo.makeTempDir('config');

@@ -68,7 +68,7 @@ describe('control: delta ADS', () => {
       status: 'HEALTHY',
     });
     expect([...addr.workload!.addresses[0]!]).toEqual([198, 18, 1, 10]);
-    expect(addr.workload!.services).toEqual({ 'default/web.default.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080 }] } });
+    expect(addr.workload!.services).toEqual({ 'default/web.default.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080, smeshAppProtocol: '' }] } });
     const svc = codecs.address.unpack(r.resources.find((x) => x.name === 'default/web.default.svc.cluster.local')!.resource!);
     expect(svc.service).toMatchObject({ name: 'web', namespace: 'default', hostname: 'web.default.svc.cluster.local', ports: [{ servicePort: 80, targetPort: 8080 }] });
     expect([...svc.service!.addresses[0]!.address]).toEqual([198, 19, 0, 10]);

@@ -1,7 +1,7 @@
 // AuthorizationPolicy over xDS: control encodes (scope, Workload.authorization_policies, L4 projection), the agent decodes to the same decisions; a bad Authorization is NACKed alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
-import { applicablePolicies, evaluate } from '../../../agent/policy/evaluate';
+import { applicablePolicies, evaluate, projectToL4 } from '../../../agent/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
 import type { PolicyRequest } from '../../../agent/policy/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
@@ -217,5 +217,170 @@ describe('AuthorizationPolicy over a live delta ADS stream', () => {
         audit: false,
       },
     ]);
+  });
+});
+
+describe('AuthorizationPolicy L7 extension: control encode → agent decode', () => {
+  const L7_CONFIG = `
+apiVersion: smesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {trustDomain: cluster.local}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: node1}
+status: {addresses: [{type: InternalIP, address: 198.18.0.1}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web-1, namespace: default, labels: {app: web}}
+spec: {nodeName: node1, serviceAccountName: web}
+status: {podIP: 198.18.1.10}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: public-get, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  rules:
+  - to: [{operation: {methods: [GET, HEAD], paths: ["/public/*", "*.css", /exact], hosts: ["web.default.svc.cluster.local"]}}]
+  - from: [{source: {principals: ["cluster.local/ns/admin/*"]}}]
+  - to: [{operation: {methods: [PUT], notPaths: ["/public/*"]}}]
+    when: [{key: "request.headers[x-role]", values: [writer]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-debug, namespace: default}
+spec:
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/public/debug*"], ports: ["8080"]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-post, namespace: default}
+spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
+`;
+
+  function fileSnap() {
+    const problems: ConfigProblem[] = [];
+    const s = buildFileSnapshot(parseConfigText('mesh.yaml', L7_CONFIG, problems), problems);
+    expect(problems).toEqual([]);
+    return s;
+  }
+
+  function agentSnap(authz: ReadonlyMap<string, { resource: { value: Buffer } }>, sets: ReturnType<typeof buildResourceSets>, transform: (a: Authorization) => Authorization = (a) => a) {
+    const addresses = new Map<string, AcceptedAddress>();
+    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
+      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+      if (!r.ok) throw new Error(r.error);
+      addresses.set(name, r.value as AcceptedAddress);
+    }
+    const c = xdsCodecs();
+    const authorizations = new Map<string, AcceptedAuthorization>();
+    for (const [name, e] of authz) {
+      const any = c.authorization.pack(transform(c.authorization.decode(e.resource.value) as Authorization));
+      const r = parseResource(CONTROL_TYPE_URL.authorization, name, any);
+      if (!r.ok) throw new Error(r.error);
+      authorizations.set(name, r.value as AcceptedAuthorization);
+    }
+    return buildSnapshot({ addresses, nodes: new Map(), localWorkloads: new Map(), authorizations }).snapshot;
+  }
+
+  /** What a decoder without the smesh fields sees: every field numbered 1000+ gone. */
+  function istioView(a: Authorization): Authorization {
+    const m = (x: NonNullable<NonNullable<NonNullable<Authorization['groups']>[number]['rules']>[number]['matches']>[number]) =>
+      Object.fromEntries(Object.entries(x).filter(([k]) => !k.startsWith('smesh')));
+    return { ...a, smeshL7Groups: [], groups: (a.groups ?? []).map((g) => ({ rules: (g.rules ?? []).map((r) => ({ matches: (r.matches ?? []).map(m) })) })) };
+  }
+
+  const ID = 'spiffe://cluster.local/ns/default/sa/a';
+  const ADMIN = 'spiffe://cluster.local/ns/admin/sa/ops';
+  const req = (method: string, path: string, extra: { id?: string; host?: string; headers?: Record<string, string>; port?: number } = {}): PolicyRequest => ({
+    sourceIdentity: extra.id ?? ID,
+    sourceIp: '10.1.0.1',
+    destinationIp: '198.18.1.10',
+    destinationPort: extra.port ?? 8080,
+    http: { method, path, host: extra.host ?? 'web.default.svc.cluster.local:8080', headers: extra.headers ?? {} },
+  });
+  const httpRequests: PolicyRequest[] = [
+    req('GET', '/public/x'),
+    req('GET', '/public/x?y=1'),
+    req('HEAD', '/public/'),
+    req('GET', '/style/site.css'),
+    req('GET', '/exact'),
+    req('GET', '/exact/no'),
+    req('GET', '/private'),
+    req('POST', '/public/x'),
+    req('GET', '/public/x', { host: 'other.example' }),
+    req('GET', '/public/debug/vars'),
+    req('GET', '/public/debug/vars', { port: 9090 }),
+    req('DELETE', '/private', { id: ADMIN }),
+    req('PUT', '/data', { headers: { 'x-role': 'writer' } }),
+    req('PUT', '/data', { headers: { 'x-role': 'reader' } }),
+    req('PUT', '/public/data', { headers: { 'x-role': 'writer' } }),
+  ];
+  const l4Requests: PolicyRequest[] = httpRequests.map(({ http: _h, ...r }) => r);
+
+  const decide = (snap: ReturnType<typeof fileSnap>, uid: string, list: PolicyRequest[], deferL7 = false) => {
+    const w = snap.workloads.get(uid)!;
+    const ps = applicablePolicies(snap.authorizationPolicies ?? [], w, snap.rootNamespace);
+    return list.map((r) => {
+      const d = evaluate(ps, r, { deferL7 });
+      return d.allow ? `allow${d.deferred ? ' deferred' : ''} ${d.policy ?? ''} ${d.audit.join(',')}` : `deny ${d.reason} ${d.policy ?? ''}`;
+    });
+  };
+
+  it('an smesh agent rebuilds the full rules: same HTTP and L4 decisions as the file policy', () => {
+    const file = fileSnap();
+    const sets = buildResourceSets(file, { trustAnchors: [] });
+    const authz = sets.shared.get(CONTROL_TYPE_URL.authorization)!;
+    const agent = agentSnap(authz, sets);
+    const viaFile = decide(file, 'default/web-1', httpRequests);
+    expect(decide(agent, 'Kubernetes//Pod/default/web-1', httpRequests)).toEqual(viaFile);
+    expect(viaFile).toEqual([
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'deny no_allow_match ',
+      'deny no_allow_match ',
+      'deny no_allow_match ', // POST: audited, but a denial line carries no audit marks
+      'deny no_allow_match ',
+      'deny deny_policy default/no-debug',
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'allow default/public-get ',
+      'deny no_allow_match ',
+      'deny no_allow_match ',
+    ]);
+    expect(decide(agent, 'Kubernetes//Pod/default/web-1', l4Requests)).toEqual(decide(file, 'default/web-1', l4Requests));
+    expect(decide(agent, 'Kubernetes//Pod/default/web-1', l4Requests, true)).toEqual(decide(file, 'default/web-1', l4Requests, true));
+  });
+
+  it('a consumer without the extension sees exactly the L4 projection istiod would send', () => {
+    const file = fileSnap();
+    const sets = buildResourceSets(file, { trustAnchors: [] });
+    const authz = sets.shared.get(CONTROL_TYPE_URL.authorization)!;
+    const c = xdsCodecs();
+    const allow = c.authorization.decode(authz.get('default/public-get')!.resource.value);
+    expect(allow.groups).toHaveLength(1); // only the L4 (principals) rule
+    expect(allow.smeshL7Groups).toHaveLength(2);
+    const deny = c.authorization.decode(authz.get('default/no-debug')!.resource.value);
+    expect(deny.smeshL7Groups).toHaveLength(0);
+    expect(deny.groups[0]!.rules.flatMap((r) => r.matches.map((m) => m.smeshPaths))).toContainEqual([{ prefix: '/public/debug', matchType: 'prefix' }]);
+    const istio = agentSnap(authz, sets, istioView);
+    const projected = new Map((file.authorizationPolicies ?? []).map((p) => [p.name, projectToL4(p)]));
+    for (const p of istio.authorizationPolicies ?? []) {
+      expect(p.rules).toEqual(projected.get(p.name)!.rules);
+    }
+    // At L4 the Istio view decides as the full rules do.
+    expect(decide(istio, 'Kubernetes//Pod/default/web-1', l4Requests)).toEqual(decide(file, 'default/web-1', l4Requests));
+  });
+
+  it('rejects smesh_l7_groups on a DENY policy', () => {
+    const bad: Authorization = { name: 'p', namespace: 'default', scope: 'NAMESPACE', action: 'DENY', groups: [{ rules: [] }], smeshL7Groups: [{ rules: [] }] };
+    expect(parseResource(XDS_TYPE_URL.authorization, 'default/p', xdsCodecs().authorization.pack(bad))).toMatchObject({ ok: false, error: expect.stringContaining('smesh_l7_groups') });
   });
 });

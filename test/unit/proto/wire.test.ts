@@ -39,6 +39,14 @@ describe('proto: istio.workload', () => {
     expect(hex(str(20, 'x'))).toBe('a2010178');
   });
 
+  it('Port.smesh_app_protocol is field 1000 (bytes c2 3e), far from Istio numbers; absent is not encoded', () => {
+    const port = codecFor<{ servicePort: number; smeshAppProtocol?: string }, { servicePort: number; smeshAppProtocol: string }>('istio.workload.Port');
+    expect(hex(port.encode({ servicePort: 80, smeshAppProtocol: 'http' }))).toBe(hex([...int(1, 80), ...str(1000, 'http')]));
+    expect(hex(str(1000, 'http')).slice(0, 4)).toBe('c23e');
+    expect(hex(port.encode({ servicePort: 80 }))).toBe(hex(int(1, 80)));
+    expect(port.decode(Buffer.from([...int(1, 80), ...str(1000, 'grpc')]))).toMatchObject({ servicePort: 80, smeshAppProtocol: 'grpc' });
+  });
+
   it('encodes the fields ztunnel reads with Istio numbers', () => {
     const encoded = codecs.workload.encode({
       name: 'p',
@@ -90,7 +98,7 @@ describe('proto: istio.workload', () => {
     expect(decoded.uid).toBe('u');
     expect(decoded.addresses).toEqual([ip('10.0.0.5')]);
     expect(decoded.tunnelProtocol).toBe('HBONE');
-    expect(decoded.services['ns/svc']?.ports).toEqual([{ servicePort: 80, targetPort: 8080 }]);
+    expect(decoded.services['ns/svc']?.ports).toEqual([{ servicePort: 80, targetPort: 8080, smeshAppProtocol: '' }]);
     expect(decoded.capacity).toEqual({ value: 3 });
     expect(decoded.waypoint?.destination).toBe('address');
     expect(decoded.waypoint?.address?.address).toEqual(ip('10.0.0.9'));

@@ -19,6 +19,11 @@ export interface Authorization {
    * OR-ed.
    */
   'groups'?: (_istio_security_Group)[];
+  /**
+   * smesh extension, ALLOW only: the rules that need L7 attributes, left out of `groups` (see the
+   * file comment). OR-ed with `groups` by smesh agents; ignored by Istio consumers.
+   */
+  'smeshL7Groups'?: (_istio_security_Group)[];
 }
 
 /**
@@ -36,4 +41,9 @@ export interface Authorization__Output {
    * OR-ed.
    */
   'groups': (_istio_security_Group__Output)[];
+  /**
+   * smesh extension, ALLOW only: the rules that need L7 attributes, left out of `groups` (see the
+   * file comment). OR-ed with `groups` by smesh agents; ignored by Istio consumers.
+   */
+  'smeshL7Groups': (_istio_security_Group__Output)[];
 }

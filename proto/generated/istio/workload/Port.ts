@@ -10,6 +10,14 @@ export interface Port {
    * Backend port on the workload; 0 means "same as service_port".
    */
   'targetPort'?: (number);
+  /**
+   * smesh extension (Istio's Port has no protocol; istiod never sends it, ztunnel skips it): the
+   * port's application protocol as Kubernetes' appProtocol spells it ("http", "http2", "grpc",
+   * "kubernetes.io/h2c", ...), or derived from an Istio port-name prefix (http-*, http2-*, grpc-*).
+   * Empty: undeclared (the agent then detects HTTP only from the service's HTTP routes).
+   * Numbered far from Istio's so a future upstream field cannot clash.
+   */
+  'smeshAppProtocol'?: (string);
 }
 
 export interface Port__Output {
@@ -21,4 +29,12 @@ export interface Port__Output {
    * Backend port on the workload; 0 means "same as service_port".
    */
   'targetPort': (number);
+  /**
+   * smesh extension (Istio's Port has no protocol; istiod never sends it, ztunnel skips it): the
+   * port's application protocol as Kubernetes' appProtocol spells it ("http", "http2", "grpc",
+   * "kubernetes.io/h2c", ...), or derived from an Istio port-name prefix (http-*, http2-*, grpc-*).
+   * Empty: undeclared (the agent then detects HTTP only from the service's HTTP routes).
+   * Numbered far from Istio's so a future upstream field cannot clash.
+   */
+  'smeshAppProtocol': (string);
 }
