@@ -78,6 +78,10 @@ async function main(): Promise<void> {
         const sent = samples.find((x) => x.name === 'istio_tcp_received_bytes_total' && JSON.stringify(x.labels) === JSON.stringify(l))?.value ?? 0;
         say(`  [${a.node.name} ${l.reporter}] ${l.source_principal || l.source_workload} → ${l.destination_principal || l.destination_workload} (${l.destination_service || '-'}): ${s.value} connection(s), ${sent} bytes client→server, ${l.connection_security_policy}`);
       }
+      for (const s of samples.filter((x) => x.name === 'istio_requests_total')) {
+        const l = s.labels;
+        say(`  [${a.node.name} ${l.reporter}] HTTP ${l.source_workload} → ${l.destination_service}: ${s.value} request(s) answered ${l.response_code}`);
+      }
     }
     say('\nexplore while it runs:');
     say(`  ip netns exec ${topo.node('node1').netns} curl -s ${topo.node('node1').ip}:${AGENT_PORTS.metrics}/metrics | grep istio_tcp`);
