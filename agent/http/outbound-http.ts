@@ -76,6 +76,11 @@ interface Backend {
   lbPolicy: LbPolicy;
 }
 
+type Admission =
+  | { readonly kind: 'reply'; readonly service: Service; readonly delayed: boolean; readonly reply: ProxyReply }
+  | { readonly kind: 'gone'; readonly service: Service; readonly delayed: boolean }
+  | { readonly kind: 'admitted'; readonly service: Service; readonly delayed: boolean; readonly target: RouteTarget; readonly backend: Backend };
+
 type AttemptResult =
   | { readonly kind: 'response'; readonly res: http.IncomingMessage }
   | { readonly kind: 'failure'; readonly failure: 'connect_failure' | 'reset' | 'timeout' | 'overflow' | 'denied'; readonly message: string };
@@ -301,6 +306,42 @@ export class HttpOutbound {
     };
   }
 
+  /**
+   * What the HTTP/1.1 and HTTP/2 paths share before the upstream: route the request, inject faults (before anything
+   * reaches the upstream, as Envoy's fault filter), and admit it through the backend's circuit breaker. An admitted
+   * request holds a breaker slot the caller must release when the request ends.
+   */
+  private async admit(ctx: HttpConnectionContext, request: { method: string; path: string; headers: http.IncomingHttpHeaders }, gone: () => boolean): Promise<Admission> {
+    const routed = routeRequest({
+      origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy: this.policyOf(ctx.service.key) },
+      port: ctx.port,
+      request,
+      lookup: (k) => this.lookup(k),
+      random: this.random,
+    });
+    if (routed.kind === 'error') {
+      return { kind: 'reply', service: ctx.service, delayed: false, reply: new ProxyReply(routed.status, routed.reason, routed.status === 404 ? 'NR' : 'UH') };
+    }
+    const t = routed.target;
+    const fault = t.route?.fault;
+    let delayed = false;
+    if (fault?.delay && this.random() * 100 < fault.delay.percent) {
+      delayed = true;
+      await new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
+      if (gone()) return { kind: 'gone', service: t.service, delayed };
+    }
+    if (fault?.abort && this.random() * 100 < fault.abort.percent) {
+      return { kind: 'reply', service: t.service, delayed, reply: new ProxyReply(fault.abort.httpStatus, 'fault filter abort', 'FI') };
+    }
+    const backend = this.backend(t);
+    const overload = backend.breaker.admitRequest();
+    if (overload) {
+      this.trip(t.service, overload);
+      return { kind: 'reply', service: t.service, delayed, reply: new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }) };
+    }
+    return { kind: 'admitted', service: t.service, delayed, target: t, backend };
+  }
+
   private async onRequest(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const started = this.now();
     const ctx = this.contexts.get(req.socket);
@@ -328,41 +369,17 @@ export class HttpOutbound {
       record(r.status);
     };
 
-    const policy = this.policyOf(ctx.service.key);
-    const routed = routeRequest({
-      origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy },
-      port: ctx.port,
-      request: { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers },
-      lookup: (k) => this.lookup(k),
-      random: this.random,
-    });
-    if (routed.kind === 'error') {
-      reply(new ProxyReply(routed.status, routed.reason, routed.status === 404 ? 'NR' : 'UH'));
+    const admission = await this.admit(ctx, { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers }, () => res.destroyed);
+    service = admission.service;
+    if (admission.delayed) flags = 'DI';
+    if (admission.kind === 'gone') return;
+    if (admission.kind === 'reply') {
+      reply(admission.reply);
       return;
     }
-    const t = routed.target;
-    service = t.service;
+    const t = admission.target;
     const route = t.route;
-
-    // Fault injection (before anything reaches the upstream, as Envoy's fault filter).
-    const fault = route?.fault;
-    if (fault?.delay && this.random() * 100 < fault.delay.percent) {
-      flags = 'DI';
-      await new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
-      if (res.destroyed) return;
-    }
-    if (fault?.abort && this.random() * 100 < fault.abort.percent) {
-      reply(new ProxyReply(fault.abort.httpStatus, 'fault filter abort', 'FI'));
-      return;
-    }
-
-    const backend = this.backend(t);
-    const overload = backend.breaker.admitRequest();
-    if (overload) {
-      this.trip(service, overload);
-      reply(new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }));
-      return;
-    }
+    const backend = admission.backend;
     res.once('close', () => backend.breaker.releaseRequest());
 
     // Body: buffered (retriable) when small and of known length, else streamed once.
@@ -639,40 +656,19 @@ export class HttpOutbound {
       } else if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       record();
     };
-    const policy = this.policyOf(ctx.service.key);
     const plainHeaders: Record<string, string | string[] | undefined> = {};
     for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) plainHeaders[k] = v;
-    const routed = routeRequest({
-      origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy },
-      port: ctx.port,
-      request: { method, path, headers: plainHeaders },
-      lookup: (k) => this.lookup(k),
-      random: this.random,
-    });
-    if (routed.kind === 'error') {
-      reply(new ProxyReply(routed.status, routed.reason, routed.status === 404 ? 'NR' : 'UH'));
+    const admission = await this.admit(ctx, { method, path, headers: plainHeaders }, () => stream.destroyed);
+    service = admission.service;
+    if (admission.delayed) flags = 'DI';
+    if (admission.kind === 'gone') return;
+    if (admission.kind === 'reply') {
+      reply(admission.reply);
       return;
     }
-    const t = routed.target;
-    service = t.service;
+    const t = admission.target;
     const route = t.route;
-    const fault = route?.fault;
-    if (fault?.delay && this.random() * 100 < fault.delay.percent) {
-      flags = 'DI';
-      await new Promise<void>((r) => setTimeout(r, fault.delay!.fixedDelayMs).unref());
-      if (stream.destroyed) return;
-    }
-    if (fault?.abort && this.random() * 100 < fault.abort.percent) {
-      reply(new ProxyReply(fault.abort.httpStatus, 'fault filter abort', 'FI'));
-      return;
-    }
-    const backend = this.backend(t);
-    const overload = backend.breaker.admitRequest();
-    if (overload) {
-      this.trip(service, overload);
-      reply(new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }));
-      return;
-    }
+    const backend = admission.backend;
     stream.once('close', () => backend.breaker.releaseRequest());
 
     // The body streams through once, so only failures before the upstream stream exists are retried.
