@@ -1,20 +1,11 @@
 // Kubernetes source through the real @kubernetes/client-node against a local API stand-in: initial list, watch add/delete, 410 Gone → re-list, API server restart → reconnect.
-import * as k8s from '@kubernetes/client-node';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MeshSnapshot } from '../../../agent/state/types';
 import { KubernetesSource } from '../../../control/sources/kubernetes';
-import { K8sStandIn } from '../../helpers/k8s-standin';
+import { K8sStandIn, kubeConfigFor } from '../../helpers/k8s-standin';
 
-function kubeConfigFor(url: string): k8s.KubeConfig {
-  const kc = new k8s.KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'standin', server: url, skipTLSVerify: true }],
-    users: [{ name: 'u', token: 'standin-token' }],
-    contexts: [{ name: 'c', cluster: 'standin', user: 'u' }],
-    currentContext: 'c',
-  });
-  return kc;
-}
+/** Core collections (5) plus the mesh custom resources (5), each watched once. */
+const ALL_WATCHES = 10;
 
 function pod(name: string, node: string, ip: string, labels: Record<string, string> = { app: 'web' }, extra: Record<string, unknown> = {}) {
   return {
@@ -82,15 +73,17 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
     const web = s.services.get('default/web')!;
     expect(web.ports).toEqual([{ name: 'http', port: 80, targetPort: 8080, appProtocol: undefined }]); // named target port resolved from the EndpointSlice
     expect(web.endpointUids).toEqual(['default/web-1']);
-    await waitFor(() => api.openWatches() === 5);
-    for (const p of ['/api/v1/pods', '/api/v1/services', '/api/v1/namespaces', '/api/v1/nodes', '/apis/discovery.k8s.io/v1/endpointslices']) {
+    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    const paths = ['/api/v1/pods', '/api/v1/services', '/api/v1/namespaces', '/api/v1/nodes', '/apis/discovery.k8s.io/v1/endpointslices'];
+    paths.push('/apis/security.istio.io/v1/authorizationpolicies', '/apis/security.istio.io/v1/peerauthentications', '/apis/networking.istio.io/v1/destinationrules', '/apis/networking.istio.io/v1/virtualservices', '/apis/smesh.io/v1alpha1/meshconfigs');
+    for (const p of paths) {
       expect(api.requests.some((r) => r.startsWith(`GET ${p}?`) && r.includes('watch=true'))).toBe(true);
     }
   });
 
   it('follows watch events (add, modify, delete) from the listed resourceVersion', async () => {
     await start();
-    await waitFor(() => api.openWatches() === 5);
+    await waitFor(() => api.openWatches() === ALL_WATCHES);
     api.upsert('pods', pod('web-2', 'node1', '198.18.1.11'));
     await waitFor(() => latest?.workloads.has('default/web-2') === true);
     api.upsert('endpointslices', {
@@ -109,7 +102,7 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
 
   it('re-lists after 410 Gone and converges on changes made meanwhile', async () => {
     await start();
-    await waitFor(() => api.openWatches() === 5);
+    await waitFor(() => api.openWatches() === ALL_WATCHES);
     const listsBefore = podLists(api);
     expect(listsBefore).toBe(1);
     api.expireWatches();
@@ -120,14 +113,14 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
 
   it('reconnects with backoff after the API server restarts, resuming from its resourceVersion', async () => {
     await start();
-    await waitFor(() => api.openWatches() === 5);
+    await waitFor(() => api.openWatches() === ALL_WATCHES);
     const port = api.port;
     await api.stop();
     api.upsert('pods', pod('web-4', 'node1', '198.18.1.14')); // happens while the client is disconnected
     await new Promise((r) => setTimeout(r, 150)); // a few failed reconnects
     await api.start(port);
     await waitFor(() => latest?.workloads.has('default/web-4') === true);
-    await waitFor(() => api.openWatches() === 5);
+    await waitFor(() => api.openWatches() === ALL_WATCHES);
     expect(podLists(api)).toBe(1); // resumed the watch; no re-list
     expect(api.requests.some((r) => r.startsWith('GET /api/v1/pods?') && r.includes('watch=true') && /resourceVersion=1\d\d/.test(r))).toBe(true);
   });
