@@ -5,6 +5,7 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { loadMeshProtos, type MeshProtos } from '../../proto';
 import type { AggregatedDiscoveryServiceClient } from '../../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { IstioCertificateServiceClient } from '../../proto/generated/istio/v1/auth/IstioCertificateService';
+import { decodeDeltaResponse } from './wire';
 
 export interface ControlPlaneChannelOptions {
   /** `host:port` of `smesh control` (default port 15012). */
@@ -89,7 +90,7 @@ export class ControlPlaneChannel {
     if (this.current && this.current.anchors === anchors) return this.current;
     // New anchors: calls already running keep the old channel until they end; new ones use the new.
     const old = this.current;
-    const AdsClient = this.protos.grpc.envoy.service.discovery.v3.AggregatedDiscoveryService;
+    const AdsClient = fastAdsClient(this.protos);
     const CaClient = this.protos.grpc.istio.v1.auth.IstioCertificateService;
     const options: grpc.ChannelOptions = { ...DEFAULT_CHANNEL_OPTIONS, ...this.opts.channelOptions };
     // TLS SNI must not be an IP (RFC 6066; Node warns). Send a fixed name instead; the identity
@@ -131,4 +132,21 @@ export class ControlPlaneChannel {
     });
     return grpc.credentials.combineChannelCredentials(tls, bearer);
   }
+}
+
+const fastAdsClients = new WeakMap<MeshProtos, typeof grpc.Client>();
+
+/**
+ * The ADS client constructor with DeltaDiscoveryResponse decoded by agent/xds/wire.ts instead of protobufjs
+ * decode + toObject: the stream's data events carry a WireDeltaResponse (the fields XdsClient reads).
+ */
+function fastAdsClient(protos: MeshProtos): new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => AggregatedDiscoveryServiceClient {
+  let ctor = fastAdsClients.get(protos);
+  if (!ctor) {
+    const generic = protos.grpc.envoy.service.discovery.v3.AggregatedDiscoveryService;
+    const service = { ...generic.service, DeltaAggregatedResources: { ...generic.service.DeltaAggregatedResources, responseDeserialize: decodeDeltaResponse } };
+    ctor = grpc.makeGenericClientConstructor(service as unknown as grpc.ServiceDefinition, 'AggregatedDiscoveryService');
+    fastAdsClients.set(protos, ctor);
+  }
+  return ctor as unknown as new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => AggregatedDiscoveryServiceClient;
 }

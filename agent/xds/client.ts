@@ -1,10 +1,10 @@
 // Delta ADS client: subscribes to the mesh resource types, ACKs/NACKs per response (a bad resource rejects only itself), reconnects with backoff, emits whole MeshSnapshots.
 import * as grpc from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest } from '../../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest';
-import type { DeltaDiscoveryResponse__Output } from '../../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse';
 import type { MeshSnapshot } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { ControlPlaneChannel } from './channel';
+import type { WireDeltaResponse } from './wire';
 import {
   buildSnapshot,
   DEFAULT_TRUST_DOMAIN,
@@ -128,7 +128,7 @@ interface TypeState {
   partial: boolean;
 }
 
-type AdsCall = grpc.ClientDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse__Output>;
+type AdsCall = grpc.ClientDuplexStream<DeltaDiscoveryRequest, WireDeltaResponse>;
 
 /** Delta ADS subscriber that owns the accepted resources and publishes snapshots built from them. */
 export class XdsClient {
@@ -288,7 +288,7 @@ export class XdsClient {
       this.onStreamEnd(call, { code, details });
     };
     call.on('metadata', () => this.markConnected(call));
-    call.on('data', (resp: DeltaDiscoveryResponse__Output) => this.onResponse(call, resp));
+    call.on('data', (resp: WireDeltaResponse) => this.onResponse(call, resp));
     // grpc-js emits 'error' for a non-OK status, then 'status'; an OK status comes with 'end'.
     call.on('error', (err: grpc.ServiceError) => end(err.code ?? grpc.status.UNKNOWN, err.details ?? err.message));
     call.on('status', (s: grpc.StatusObject) => end(s.code, s.details));
@@ -355,7 +355,7 @@ export class XdsClient {
 
   // ---- responses ----
 
-  private onResponse(call: AdsCall, resp: DeltaDiscoveryResponse__Output): void {
+  private onResponse(call: AdsCall, resp: WireDeltaResponse): void {
     if (call !== this.call) return;
     this.markConnected(call);
     const t = this.types.get(resp.typeUrl);

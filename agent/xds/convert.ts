@@ -3,13 +3,12 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../proto';
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
-import type { Workload__Output } from '../../proto/generated/istio/workload/Workload';
-import type { Service__Output } from '../../proto/generated/istio/workload/Service';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
+import { decodeAddress, type WireAddress, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -248,7 +247,7 @@ function intern(v: string): string {
   return v;
 }
 
-function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
+function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
   requireMatch('workload.namespace', w.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
@@ -293,7 +292,7 @@ function parseWorkload(name: string, w: Workload__Output): AcceptedWorkload {
   };
 }
 
-function parseService(name: string, s: Service__Output): AcceptedService {
+function parseService(name: string, s: WireService): AcceptedService {
   requireMatch('service.name', s.name, DNS_LABEL_RE, 'a Kubernetes service name');
   requireMatch('service.namespace', s.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
   if (s.hostname === '') fail('service.hostname', 'expected the service FQDN, got an empty string');
@@ -306,7 +305,7 @@ function parseService(name: string, s: Service__Output): AcceptedService {
   return { kind: 'service', resourceName: name, name: s.name, namespace: intern(s.namespace), hostname: s.hostname, vips, ports };
 }
 
-function parseAddress(name: string, a: Address__Output): AcceptedAddress {
+function parseAddress(name: string, a: WireAddress): AcceptedAddress {
   if (a.type === 'workload' && a.workload) return parseWorkload(name, a.workload);
   if (a.type === 'service' && a.service) return parseService(name, a.service);
   return fail('type', 'expected a workload or a service, got neither');
@@ -478,7 +477,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
     try {
       switch (typeUrl) {
         case XDS_TYPE_URL.address:
-          decoded = parseAddress(name, c.address.decode(any.value));
+          decoded = parseAddress(name, decodeAddress(any.value));
           break;
         case XDS_TYPE_URL.node:
           decoded = parseNode(name, c.node.decode(any.value));

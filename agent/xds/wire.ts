@@ -1,0 +1,309 @@
+// Hand-written protobuf decoders for the high-volume xDS messages (DeltaDiscoveryResponse envelope, istio.workload.Address): straight into the fields the agent reads, no protobufjs toObject.
+import { Reader } from 'protobufjs';
+import type { AnyMessage } from './convert';
+
+// Why: at 50k Address resources, protobufjs decode + toObject (+ the envelope's toObject in grpc-js) made
+// two full object trees per resource; these read the wire once and skip every field the agent ignores.
+// Semantics follow proto3 as protobufjs applies them: a repeated scalar field appends, a singular field's
+// last occurrence wins, unknown fields are skipped, truncated input throws (the caller reports it).
+
+/** The DeltaDiscoveryResponse fields the client reads (absent strings are '', an absent Any is null). */
+export interface WireDeltaResponse {
+  systemVersionInfo: string;
+  typeUrl: string;
+  nonce: string;
+  resources: WireResource[];
+  removedResources: string[];
+}
+
+export interface WireResource {
+  name: string;
+  version: string;
+  /** Bytes are a view into the received message: decode them before the next response arrives. */
+  resource: AnyMessage | null;
+}
+
+export interface WirePort {
+  servicePort: number;
+  targetPort: number;
+  smeshAppProtocol: string;
+}
+
+/** The istio.workload.Workload fields the agent reads. */
+export interface WireWorkload {
+  uid: string;
+  name: string;
+  namespace: string;
+  addresses: Uint8Array[];
+  /** Enum name ('NONE', 'HBONE') or the number when unknown. */
+  tunnelProtocol: string | number;
+  trustDomain: string;
+  serviceAccount: string;
+  node: string;
+  canonicalName: string;
+  canonicalRevision: string;
+  workloadName: string;
+  services: Record<string, { ports: WirePort[] }>;
+  authorizationPolicies: string[];
+}
+
+/** The istio.workload.Service fields the agent reads. */
+export interface WireService {
+  name: string;
+  namespace: string;
+  hostname: string;
+  addresses: Array<{ address: Uint8Array }>;
+  ports: WirePort[];
+}
+
+export type WireAddress = { type: 'workload'; workload: WireWorkload } | { type: 'service'; service: WireService } | { type: null };
+
+const TUNNEL_PROTOCOLS: readonly string[] = ['NONE', 'HBONE'];
+const EMPTY = new Uint8Array(0);
+
+function reader(bytes: Uint8Array): Reader {
+  return Reader.create(bytes);
+}
+
+/** Bounds of a length-delimited sub-message starting at the reader's position. */
+function subEnd(r: Reader): number {
+  const len = r.uint32();
+  const end = r.pos + len;
+  if (end > r.len) throw new RangeError(`index out of range: ${r.pos} + ${len} > ${r.len}`);
+  return end;
+}
+
+function decodeAny(r: Reader, end: number): AnyMessage {
+  let typeUrl = '';
+  let value: Uint8Array = EMPTY;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        typeUrl = r.string();
+        break;
+      case 2:
+        value = r.bytes();
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return { type_url: typeUrl, value };
+}
+
+function decodeResource(r: Reader, end: number): WireResource {
+  const out: WireResource = { name: '', version: '', resource: null };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        out.version = r.string();
+        break;
+      case 2:
+        out.resource = decodeAny(r, subEnd(r));
+        break;
+      case 3:
+        out.name = r.string();
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return out;
+}
+
+/** envoy.service.discovery.v3.DeltaDiscoveryResponse → the fields the xDS client uses. */
+export function decodeDeltaResponse(bytes: Uint8Array): WireDeltaResponse {
+  const r = reader(bytes);
+  const out: WireDeltaResponse = { systemVersionInfo: '', typeUrl: '', nonce: '', resources: [], removedResources: [] };
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        out.systemVersionInfo = r.string();
+        break;
+      case 2:
+        out.resources.push(decodeResource(r, subEnd(r)));
+        break;
+      case 4:
+        out.typeUrl = r.string();
+        break;
+      case 5:
+        out.nonce = r.string();
+        break;
+      case 6:
+        out.removedResources.push(r.string());
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return out;
+}
+
+function decodePort(r: Reader, end: number): WirePort {
+  const p: WirePort = { servicePort: 0, targetPort: 0, smeshAppProtocol: '' };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        p.servicePort = r.uint32();
+        break;
+      case 2:
+        p.targetPort = r.uint32();
+        break;
+      case 1000:
+        p.smeshAppProtocol = r.string();
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return p;
+}
+
+function decodePortList(r: Reader, end: number): { ports: WirePort[] } {
+  const ports: WirePort[] = [];
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag >>> 3 === 1) ports.push(decodePort(r, subEnd(r)));
+    else r.skipType(tag & 7);
+  }
+  return { ports };
+}
+
+function decodeWorkload(r: Reader, end: number): WireWorkload {
+  const w: WireWorkload = {
+    uid: '',
+    name: '',
+    namespace: '',
+    addresses: [],
+    tunnelProtocol: 'NONE',
+    trustDomain: '',
+    serviceAccount: '',
+    node: '',
+    canonicalName: '',
+    canonicalRevision: '',
+    workloadName: '',
+    services: {},
+    authorizationPolicies: [],
+  };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 20:
+        w.uid = r.string();
+        break;
+      case 1:
+        w.name = r.string();
+        break;
+      case 2:
+        w.namespace = r.string();
+        break;
+      case 3:
+        w.addresses.push(r.bytes());
+        break;
+      case 5: {
+        const n = r.int32();
+        w.tunnelProtocol = TUNNEL_PROTOCOLS[n] ?? n;
+        break;
+      }
+      case 6:
+        w.trustDomain = r.string();
+        break;
+      case 7:
+        w.serviceAccount = r.string();
+        break;
+      case 9:
+        w.node = r.string();
+        break;
+      case 10:
+        w.canonicalName = r.string();
+        break;
+      case 11:
+        w.canonicalRevision = r.string();
+        break;
+      case 13:
+        w.workloadName = r.string();
+        break;
+      case 22: {
+        // map<string, PortList>: each entry is {1: key, 2: value}; a repeated key replaces the earlier entry.
+        const entryEnd = subEnd(r);
+        let key = '';
+        let value: { ports: WirePort[] } = { ports: [] };
+        while (r.pos < entryEnd) {
+          const t = r.uint32();
+          if (t >>> 3 === 1) key = r.string();
+          else if (t >>> 3 === 2) value = decodePortList(r, subEnd(r));
+          else r.skipType(t & 7);
+        }
+        w.services[key] = value;
+        break;
+      }
+      case 16:
+        w.authorizationPolicies.push(r.string());
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return w;
+}
+
+function decodeNetworkAddress(r: Reader, end: number): { address: Uint8Array } {
+  let address: Uint8Array = EMPTY;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag >>> 3 === 2) address = r.bytes();
+    else r.skipType(tag & 7);
+  }
+  return { address };
+}
+
+function decodeService(r: Reader, end: number): WireService {
+  const s: WireService = { name: '', namespace: '', hostname: '', addresses: [], ports: [] };
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        s.name = r.string();
+        break;
+      case 2:
+        s.namespace = r.string();
+        break;
+      case 3:
+        s.hostname = r.string();
+        break;
+      case 4:
+        s.addresses.push(decodeNetworkAddress(r, subEnd(r)));
+        break;
+      case 5:
+        s.ports.push(decodePort(r, subEnd(r)));
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return s;
+}
+
+/** istio.workload.Address → its workload or service (the oneof member that came last on the wire). */
+export function decodeAddress(bytes: Uint8Array): WireAddress {
+  const r = reader(bytes);
+  let out: WireAddress = { type: null };
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    switch (tag >>> 3) {
+      case 1:
+        out = { type: 'workload', workload: decodeWorkload(r, subEnd(r)) };
+        break;
+      case 2:
+        out = { type: 'service', service: decodeService(r, subEnd(r)) };
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return out;
+}
