@@ -5,6 +5,7 @@ import { AdminServers } from './admin/servers';
 import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
 import type { AgentOptions } from './config/options';
 import { Reconciler, WorkloadIds } from './datapath/reconciler';
+import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
 import { IdentityManager } from './identity/manager';
@@ -154,6 +155,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
     // 2. Operational servers, readiness false until every component is up.
     let datapath: Datapath | undefined;
+    let discovery: NetnsDiscovery | undefined;
     const ids = new WorkloadIds();
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
@@ -180,6 +182,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
           datapath: datapath
             ? { attach: datapath.attachInfo, enrolledPods: datapath.enrolledPods().map((p) => ({ cookie: p.cookie.toString(), workload: ids.uidOf(p.workloadId) ?? p.workloadId })), meshedDestinations: datapath.meshedDestinations() }
             : { disabled: true },
+          netnsDiscovery: discovery ? discovery.status() : { disabled: true },
         };
       },
     });
@@ -192,6 +195,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
     // 4. Kernel datapath.
     let reconciler: Reconciler | undefined;
+    /** Kernel maps follow the state; local pods' netns found on the node fill what the control plane left out. */
+    let enroll: ((s: MeshSnapshot) => Promise<unknown>) | undefined;
     if (!opts.noBpf) {
       const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
       const native = await import('./native/datapath');
@@ -213,12 +218,15 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
         }
       });
       reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'));
-      const report = await reconciler.reconcile(initial);
+      const rec = reconciler;
+      if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
+      const found = discovery;
+      enroll = (s) => (found ? found.enrich(s).then((e) => rec.reconcile(e)) : rec.reconcile(s));
+      const report = await rec.reconcile(found ? await found.enrich(initial) : initial);
       log.info({ enrolled: report.enrolled, destinations: report.destinations, strict: report.strict, connectDenies: report.connectDenies, failures: report.failures.length }, 'pods enrolled');
       admin.markReady('bpf');
-      const rec = reconciler;
       const timer = setInterval(() => {
-        rec.reconcile(state.snapshot()).catch((err) => log.error({ err }, 'periodic reconcile failed'));
+        enroll!(state.snapshot()).catch((err) => log.error({ err }, 'periodic reconcile failed'));
       }, RECONCILE_INTERVAL_MS);
       timer.unref();
       cleanups.push(() => clearInterval(timer));
@@ -277,7 +285,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       const wanted = localIdentities(next, opts.nodeName);
       identities.ensure(wanted).catch((err) => log.error({ err }, 'issuing certificates for new workloads failed'));
       identities.retain(wanted);
-      reconciler?.reconcile(next).catch((err) => log.error({ err }, 'reconcile after a state change failed'));
+      enroll?.(next).catch((err) => log.error({ err }, 'reconcile after a state change failed'));
     });
 
     for (const sig of ['SIGTERM', 'SIGINT'] as const) {

@@ -19,6 +19,8 @@ export interface AgentOptions {
   readonly logLevel: string;
   /** Run without eBPF (proxy only; traffic must be sent to the capture address explicitly). */
   readonly noBpf: boolean;
+  /** Do not look for local pods' network namespaces below --cgroup-root (only the control plane's netns is used). */
+  readonly noNetnsDiscovery: boolean;
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
@@ -55,6 +57,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--admin-port': { key: 'adminPort', kind: 'port' },
   '--log-level': { key: 'logLevel', kind: 'string', env: 'SMESH_LOG_LEVEL' },
   '--no-bpf': { key: 'noBpf', kind: 'bool' },
+  '--no-netns-discovery': { key: 'noNetnsDiscovery', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
   '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
@@ -86,7 +89,9 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
   --ca-dir DIR            mesh root CA directory (default <config>/ca)
   --cert-ttl-seconds N    workload certificate lifetime (default 86400)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
-  --no-bpf                proxy only, no kernel redirect`;
+  --no-bpf                proxy only, no kernel redirect
+  --no-netns-discovery    take pods' network namespaces only from the control plane (default: also find them
+                          from the processes below --cgroup-root, matched by pod IP)`;
 
 function fail(message: string): never {
   throw new SmeshError('SMESH_ERR_CONFIG', `${message}\n${AGENT_USAGE}`);
@@ -155,6 +160,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     adminPort: (values.adminPort as number | undefined) ?? 15000,
     logLevel: (values.logLevel as string | undefined) ?? 'info',
     noBpf: values.noBpf === true,
+    noNetnsDiscovery: values.noNetnsDiscovery === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
     controlPlane: values.controlPlane as string | undefined,

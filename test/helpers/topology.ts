@@ -35,6 +35,8 @@ export interface PodSpec {
   serviceAccount?: string;
   /** Extra labels; `app: <name>` is always set. */
   labels?: Record<string, string>;
+  /** Write the `smesh.io/netns` annotation into the Pod (default true); false leaves it to the agent's netns discovery. */
+  netnsAnnotation?: boolean;
 }
 
 export interface TopologyOptions {
@@ -66,6 +68,8 @@ export interface PodInfo {
   ip: string;
   cgroup: string;
   enrolled: boolean;
+  /** Whether the Pod in the config carries `smesh.io/netns`. */
+  netnsAnnotation: boolean;
   namespace: string;
   serviceAccount: string;
   labels: Record<string, string>;
@@ -473,7 +477,7 @@ export class Topology {
       docs.push({
         apiVersion: 'v1',
         kind: 'Pod',
-        metadata: { name: p.name, namespace: p.namespace, labels: { ...p.labels }, annotations: { 'smesh.io/netns': p.netnsPath } },
+        metadata: { name: p.name, namespace: p.namespace, labels: { ...p.labels }, ...(p.netnsAnnotation ? { annotations: { 'smesh.io/netns': p.netnsPath } } : {}) },
         spec: { nodeName: p.node, serviceAccountName: p.serviceAccount },
         status: { podIP: p.ip },
       });
@@ -697,6 +701,7 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
       ip: `198.18.${node.index}.${10 + i}`,
       cgroup: `${node.cgroupRoot}/${spec.name}`,
       enrolled: spec.enrolled ?? true,
+      netnsAnnotation: spec.netnsAnnotation ?? true,
       namespace: spec.namespace ?? 'default',
       serviceAccount: spec.serviceAccount ?? `${spec.name}-sa`,
       labels: { app: spec.name, ...(spec.labels ?? {}) },
