@@ -1,44 +1,63 @@
-// Agent authentication for `smesh control`: bootstrap bearer tokens (token → node name) checked on every RPC.
+// Agent authentication for `smesh control`: bootstrap bearer tokens (token → node name) checked on every RPC, and the tokens file re-read when it changes.
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { FSWatcher, readFileSync, statSync, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
 import { SmeshError } from '../agent/errors';
+import { silentLogger, type Logger } from '../agent/telemetry/logger';
 
 /** Node names are SPIFFE path segments (they end up in spiffe://<td>/smesh/node/<node>). */
 const NODE_NAME_RE = /^[A-Za-z0-9._-]+$/;
 
+type TokenTable = Map<string, { token: Buffer; node: string }>;
+
+function tokenTable(tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string>): TokenTable {
+  const table: TokenTable = new Map();
+  const entries = tokens instanceof Map ? [...tokens.entries()] : Object.entries(tokens);
+  for (const [token, node] of entries) {
+    if (typeof token !== 'string' || token.length < 8) throw new SmeshError('SMESH_ERR_CONFIG', 'tokens: every token must be a string of at least 8 characters');
+    if (typeof node !== 'string' || !NODE_NAME_RE.test(node) || node === '.' || node === '..') {
+      throw new SmeshError('SMESH_ERR_CONFIG', `tokens: node name for a token must match [A-Za-z0-9._-]+, got ${JSON.stringify(node)}`);
+    }
+    table.set(digest(token), { token: Buffer.from(token), node });
+  }
+  return table;
+}
+
+/**
+ * Token → node lookups. The table can be replaced at run time (`replace`, or a TokenFileWatcher):
+ * every RPC authenticates against the current table, so a revoked token's next stream or CSR is
+ * refused at once. Streams opened before the revocation are not cut (they were authenticated when
+ * they opened); they end with their connection.
+ */
 export class TokenAuthenticator {
   // Keyed by a digest so lookups do not compare secrets with a data-dependent early exit.
-  private readonly byDigest = new Map<string, { token: Buffer; node: string }>();
+  private byDigest: TokenTable;
 
   constructor(tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string>) {
-    const entries = tokens instanceof Map ? [...tokens.entries()] : Object.entries(tokens);
-    for (const [token, node] of entries) {
-      if (typeof token !== 'string' || token.length < 8) throw new SmeshError('SMESH_ERR_CONFIG', 'tokens: every token must be a string of at least 8 characters');
-      if (typeof node !== 'string' || !NODE_NAME_RE.test(node) || node === '.' || node === '..') {
-        throw new SmeshError('SMESH_ERR_CONFIG', `tokens: node name for a token must match [A-Za-z0-9._-]+, got ${JSON.stringify(node)}`);
-      }
-      this.byDigest.set(digest(token), { token: Buffer.from(token), node });
-    }
+    this.byDigest = tokenTable(tokens);
+  }
+
+  /** Swaps in a new token set atomically; throws SMESH_ERR_CONFIG (and keeps the old set) if it is invalid. */
+  replace(tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string>): { added: number; removed: number; nodes: number } {
+    const next = tokenTable(tokens);
+    let added = 0;
+    let removed = 0;
+    for (const [d, e] of next) if (this.byDigest.get(d)?.node !== e.node) added++;
+    for (const [d, e] of this.byDigest) if (next.get(d)?.node !== e.node) removed++;
+    this.byDigest = next;
+    return { added, removed, nodes: new Set([...next.values()].map((e) => e.node)).size };
+  }
+
+  /** Number of tokens currently accepted. */
+  get size(): number {
+    return this.byDigest.size;
   }
 
   /** Reads a YAML or JSON map `token: nodeName`. */
   static fromFile(file: string): TokenAuthenticator {
-    let doc: unknown;
-    try {
-      doc = parseYaml(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new SmeshError('SMESH_ERR_CONFIG', `cannot read tokens file ${file}: ${(err as Error).message}`, { cause: err });
-    }
-    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-      throw new SmeshError('SMESH_ERR_CONFIG', `tokens file ${file}: expected a map of token → node name`);
-    }
-    try {
-      return new TokenAuthenticator(doc as Record<string, string>);
-    } catch (err) {
-      throw new SmeshError('SMESH_ERR_CONFIG', `tokens file ${file}: ${(err as Error).message.replace(/^tokens: /, '')}`, { cause: err });
-    }
+    return new TokenAuthenticator(readTokensFile(file));
   }
 
   /** The node a bearer token belongs to, or undefined. */
@@ -59,6 +78,119 @@ export class TokenAuthenticator {
     return undefined;
   }
 }
+
+/** Parses a tokens file (YAML or JSON map `token: nodeName`); errors name the file, never quote its text (tokens are secrets). */
+export function readTokensFile(file: string): Map<string, string> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new SmeshError('SMESH_ERR_CONFIG', `cannot read tokens file ${file}: ${(err as Error).message.split('\n')[0]}`, { cause: err });
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new SmeshError('SMESH_ERR_CONFIG', `tokens file ${file}: expected a map of token → node name`);
+  }
+  const map = new Map(Object.entries(doc as Record<string, string>));
+  try {
+    tokenTable(map);
+  } catch (err) {
+    throw new SmeshError('SMESH_ERR_CONFIG', `tokens file ${file}: ${(err as Error).message.replace(/^tokens: /, '')}`, { cause: err });
+  }
+  return map;
+}
+
+export interface TokenFileWatcherOptions {
+  /** Poll period (a fallback for file systems and Secret volume swaps fs.watch misses). Default 1000 ms. */
+  readonly intervalMs?: number;
+  readonly logger?: Logger;
+  /** Called after each successful reload (tests, metrics). */
+  readonly onReload?: (change: { added: number; removed: number; nodes: number }) => void;
+}
+
+/**
+ * Keeps a TokenAuthenticator in step with its tokens file: fs.watch on the file's directory (a
+ * Kubernetes Secret volume swaps a `..data` symlink, so the directory is what changes) plus a stat
+ * poll. A changed file is parsed and swapped in whole; an unreadable or invalid one is logged and
+ * the previous tokens stay in force. Token values are never logged.
+ */
+export class TokenFileWatcher {
+  private readonly log: Logger;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private stamp: string;
+  private lastError = '';
+
+  constructor(
+    private readonly file: string,
+    private readonly auth: TokenAuthenticator,
+    private readonly opts: TokenFileWatcherOptions = {},
+  ) {
+    this.log = opts.logger ?? silentLogger();
+    this.stamp = this.currentStamp();
+  }
+
+  start(): this {
+    try {
+      this.watcher = watch(dirname(this.file), { persistent: false }, (_event, name) => {
+        if (name === null || name === basename(this.file) || String(name).startsWith('..')) this.schedule();
+      });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch {
+      // polling alone still picks changes up
+    }
+    this.timer = setInterval(() => {
+      if (this.currentStamp() !== this.stamp) this.schedule();
+    }, this.opts.intervalMs ?? 1000);
+    this.timer.unref();
+    return this;
+  }
+
+  private currentStamp(): string {
+    try {
+      const st = statSync(this.file); // follows symlinks: a Secret update changes the target's inode
+      return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    } catch (err) {
+      return `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
+    }
+  }
+
+  private schedule(): void {
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => this.reload(), 50);
+    this.debounce.unref();
+  }
+
+  /** Re-reads the file now; returns false (previous tokens kept) if it is unreadable or invalid. */
+  reload(): boolean {
+    this.debounce = undefined;
+    this.stamp = this.currentStamp();
+    let change: { added: number; removed: number; nodes: number };
+    try {
+      change = this.auth.replace(readTokensFile(this.file));
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.lastError) this.log.error({ file: this.file, error: message }, 'tokens file change rejected; the previous tokens stay in force');
+      this.lastError = message;
+      return false;
+    }
+    this.lastError = '';
+    if (change.added > 0 || change.removed > 0) this.log.info({ file: this.file, ...change }, 'tokens reloaded (revoked tokens are refused for new streams and CSRs)');
+    this.opts.onReload?.(change);
+    return true;
+  }
+
+  close(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.timer) clearInterval(this.timer);
+    if (this.debounce) clearTimeout(this.debounce);
+  }
+}
+
 
 function digest(token: string): string {
   return createHash('sha256').update(token).digest('hex');

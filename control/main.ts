@@ -1,5 +1,6 @@
 // Composition root of `smesh control`: source → registry → delta ADS + CA over one TLS gRPC server; the CLI and the in-process API standalone agents use.
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import { networkInterfaces, hostname } from 'node:os';
 import * as path from 'node:path';
 import { parseDurationMs } from '../agent/config/schema';
@@ -8,7 +9,7 @@ import type { MeshSnapshot } from '../agent/state/types';
 import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetry/logger';
 import { loadMeshProtos } from '../proto';
 import { ControlAdminServer, DEFAULT_CONTROL_METRICS_LISTEN } from './admin';
-import { TokenAuthenticator } from './auth';
+import { TokenAuthenticator, TokenFileWatcher } from './auth';
 import { createCaService, MeshCa } from './ca';
 import { ControlMetrics } from './metrics';
 import { Registry } from './registry';
@@ -26,8 +27,13 @@ export interface ControlPlaneOptions {
   readonly caDir?: string;
   /** Or an already loaded CA (tests, embedding). One of caDir / ca is required. */
   readonly ca?: MeshCa;
-  /** Bearer token → node name, or a TokenAuthenticator, or the path of a YAML/JSON tokens file. */
+  /**
+   * Bearer token → node name, or a TokenAuthenticator, or the path of a YAML/JSON tokens file. A file
+   * is watched: added tokens work and revoked ones are refused (new streams, CSRs) without a restart.
+   */
   readonly tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string> | TokenAuthenticator | string;
+  /** Poll period of the tokens file (besides fs.watch). Default 1000 ms. */
+  readonly tokenReloadIntervalMs?: number;
   /** host:port; port 0 picks a free port (see the returned `port`). Default 0.0.0.0:15012. */
   readonly listen?: string;
   /** Longest leaf lifetime the CA grants. Default 24 h. */
@@ -48,6 +54,11 @@ export interface ControlPlane {
   /** PEM of the root agents must trust to connect (--ca-cert); same as ca.trustAnchors joined. */
   readonly trustBundlePem: string;
   streams(): StreamInfo[];
+  /**
+   * Issues a new serving certificate (new key) and serves it to new TLS connections; established
+   * connections keep theirs. Runs by itself at half the certificate's remaining lifetime.
+   */
+  rotateServingCertificate(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -70,6 +81,49 @@ function serverSans(host: string, extra: readonly string[]): { dnsNames: string[
   for (const e of extra) (/^[\d.]+$|:/.test(e) ? ips : dnsNames).push(e);
   return { dnsNames, ips };
 }
+
+/**
+ * The gRPC server's serving certificate as a grpc-js certificate provider, so it can be replaced
+ * without rebinding: grpc-js calls setSecureContext on its TLS servers for every update (new
+ * handshakes use it; open connections are untouched). Listeners get the current value on the next
+ * microtask, after grpc-js has registered the server that asked.
+ */
+class ServingCertificateProvider implements grpc.experimental.CertificateProvider {
+  private identity: grpc.experimental.IdentityCertificateUpdate;
+  private ca: grpc.experimental.CaCertificateUpdate;
+  private readonly identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+  private readonly caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+
+  constructor(certPem: string, keyPem: string, trustPem: string) {
+    this.identity = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
+    this.ca = { caCertificate: Buffer.from(trustPem) };
+  }
+
+  update(certPem: string, keyPem: string, trustPem: string): void {
+    this.identity = { certificate: Buffer.from(certPem), privateKey: Buffer.from(keyPem) };
+    this.ca = { caCertificate: Buffer.from(trustPem) };
+    for (const l of this.caListeners) l(this.ca);
+    for (const l of this.identityListeners) l(this.identity);
+  }
+
+  addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.add(l);
+    queueMicrotask(() => this.caListeners.has(l) && l(this.ca));
+  }
+  removeCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
+    this.caListeners.delete(l);
+  }
+  addIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.add(l);
+    queueMicrotask(() => this.identityListeners.has(l) && l(this.identity));
+  }
+  removeIdentityCertificateListener(l: grpc.experimental.IdentityCertificateUpdateListener): void {
+    this.identityListeners.delete(l);
+  }
+}
+
+/** Longest single setTimeout (about 24.8 days); longer waits are chained. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Starts the control plane in this process: source, registry, CA and the TLS gRPC server (ADS + CA). */
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
@@ -103,7 +157,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   latest ??= initial;
 
+  const tokenWatcher =
+    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ component: 'auth' }) }).start() : undefined;
   let server: grpc.Server | undefined;
+  let renewTimer: NodeJS.Timeout | undefined;
   try {
     let loaded: MeshCa;
     if (opts.ca) loaded = opts.ca;
@@ -122,8 +179,41 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
     server.addService(protos.adsService, ads.handlers);
     server.addService(protos.certificateService, caHandlers);
-    const serving = await loaded.issueServerCertificate(serverSans(host, opts.serverNames ?? []));
-    const creds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(serving.certPem), private_key: Buffer.from(serving.keyPem) }], false);
+    const sans = serverSans(host, opts.serverNames ?? []);
+    const serving = await loaded.issueServerCertificate(sans);
+    const provider = new ServingCertificateProvider(serving.certPem, serving.keyPem, loaded.trustAnchors.join(''));
+    // The same provider for both roles: grpc-js 1.14 passes this function's arguments to the
+    // constructor in swapped order, so either reading works. Client certificates are requested but
+    // not required (agents authenticate with bearer tokens); a missing one is fine.
+    const creds = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
+    let closed = false;
+    const scheduleRenewal = (certPem: string): void => {
+      const notAfter = new Date(new X509Certificate(certPem).validTo).getTime();
+      const dueAt = Date.now() + Math.max(60_000, (notAfter - Date.now()) / 2);
+      const arm = (): void => {
+        if (closed) return;
+        const left = dueAt - Date.now();
+        if (left > 0) {
+          renewTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+          renewTimer.unref();
+          return;
+        }
+        rotate().catch((err: Error) => {
+          logger.error({ error: err.message }, 'cannot renew the serving certificate; retrying in a minute');
+          renewTimer = setTimeout(arm, 60_000);
+          renewTimer.unref();
+        });
+      };
+      if (renewTimer) clearTimeout(renewTimer);
+      arm();
+    };
+    const rotate = async (): Promise<void> => {
+      const next = await loaded.issueServerCertificate(sans);
+      provider.update(next.certPem, next.keyPem, loaded.trustAnchors.join(''));
+      logger.info({ notAfter: new X509Certificate(next.certPem).validTo }, 'serving certificate renewed');
+      scheduleRenewal(next.certPem);
+    };
+    scheduleRenewal(serving.certPem);
     const bindHost = host.includes(':') ? `[${host}]` : host;
     const srv = server;
     const boundPort = await new Promise<number>((resolve, reject) =>
@@ -140,8 +230,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       metrics,
       trustBundlePem: loaded.trustAnchors.join(''),
       streams: ads.streams,
+      rotateServingCertificate: rotate,
       close: () =>
         (closing ??= (async () => {
+          closed = true;
+          if (renewTimer) clearTimeout(renewTimer);
+          tokenWatcher?.close();
           await opts.source.close();
           ads.closeAll();
           await new Promise<void>((resolve) => {
@@ -157,6 +251,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         })()),
     };
   } catch (err) {
+    if (renewTimer) clearTimeout(renewTimer);
+    tokenWatcher?.close();
     server?.forceShutdown();
     await opts.source.close();
     throw err;
