@@ -14,14 +14,32 @@ import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import { InboundProxy } from './proxy/hbone-server';
 import { HttpOutbound } from './http/outbound-http';
+import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
-import { StateStore, emptySnapshot } from './state/store';
-import type { MeshSnapshot } from './state/types';
+import { StateStore, emptySnapshot, type StateView } from './state/store';
+import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
 import { MeshMetrics } from './telemetry/metrics';
 import { ControlPlaneChannel } from './xds/channel';
 import { XdsClient } from './xds/client';
+
+/**
+ * The HTTP protocol of a local workload's port as its services declare it (a service port whose
+ * targetPort is `port`): 'grpc' for gRPC, 'http' for HTTP/1.1 and HTTP/2, undefined for TCP.
+ */
+function inboundHttpProtocol(state: StateView, workload: Workload | undefined, port: number): 'http' | 'grpc' | undefined {
+  if (!workload) return undefined;
+  const policies = state.snapshot().trafficPolicies;
+  for (const svc of state.servicesOf(workload)) {
+    for (const p of svc.ports) {
+      if (p.targetPort !== port) continue;
+      const proto = portProtocol(p, policies?.get(svc.key));
+      if (proto !== 'tcp') return proto === 'grpc' ? 'grpc' : 'http';
+    }
+  }
+  return undefined;
+}
 
 /** How often enrollment is re-checked against the kernel even without a config change (pods restarted, netns recreated). */
 const RECONCILE_INTERVAL_MS = 10_000;
@@ -270,6 +288,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       listen: { host: '0.0.0.0', port: opts.inboundPort },
       upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp,
       authorize,
+      httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       metrics,
       logger: logs.child('inbound'),
     });

@@ -33,7 +33,8 @@ export interface AuthorizeRequest {
   readonly deferL7?: boolean;
 }
 
-export type AuthorizeVerdict = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+/** `deferred`: allowed at connection level with L7 attributes still to check per request (AuthorizeRequest.deferL7). */
+export type AuthorizeVerdict = { readonly allow: true; readonly deferred?: boolean } | { readonly allow: false; readonly reason: string };
 
 export interface Authorizer {
   (req: AuthorizeRequest): AuthorizeVerdict;
@@ -98,7 +99,7 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
         req.http ? (d.allow ? 'request allowed' : 'request denied by authorization policy') : d.allow ? 'connection allowed' : 'connection denied by authorization policy',
       );
     }
-    if (d.allow) return { allow: true };
+    if (d.allow) return d.deferred ? { allow: true, deferred: true } : { allow: true };
     return { allow: false, reason: d.policy ? `${d.reason} ${d.policy}` : d.reason };
   }) as Authorizer;
   authorize.decide = decide;

@@ -33,7 +33,8 @@ export interface AuthorizeInput {
   readonly deferL7?: boolean;
 }
 
-export type AuthorizeResult = { readonly allow: true } | { readonly allow: false; readonly reason: string };
+/** `deferred`: allowed for the connection, but some request-level (L7) rule must still be checked per request. */
+export type AuthorizeResult = { readonly allow: true; readonly deferred?: boolean } | { readonly allow: false; readonly reason: string };
 export type Authorizer = (input: AuthorizeInput) => AuthorizeResult;
 
 export const allowAll: Authorizer = () => ({ allow: true });

@@ -33,6 +33,7 @@ function parseArgs(argv) {
       case '--expect': opts.expect = next(); break;
       case '--repeat': opts.repeat = Number(next()); break;
       case '--url': opts.url = next(); break;
+      case '--method': opts.method = next(); break;
       case '--bytes': opts.bytes = Number(next()); break;
       case '--seed': opts.seed = Number(next()); break;
       case '--data': opts.data = next(); break;
@@ -143,7 +144,7 @@ function modePeer() {
 }
 
 function modeHttp() {
-  const req = http.get(opts.url, { agent: false, timeout: opts.timeout }, (res) => {
+  const req = http.request(opts.url, { method: opts.method || 'GET', agent: false, timeout: opts.timeout }, (res) => {
     const peer = addrOf(res.socket, 'peer');
     const chunks = [];
     res.on('data', (c) => chunks.push(c));
@@ -156,6 +157,7 @@ function modeHttp() {
     res.on('error', (err) => finish({ ok: false, status: res.statusCode, error: errInfo(err) }));
   });
   req.on('error', (err) => finish({ ok: false, error: errInfo(err) }));
+  req.end();
 }
 
 function modeBulk() {

@@ -8,6 +8,7 @@ import { lastJsonLine, sleep, waitExit } from '../helpers/proc';
 const problem = privilegeProblem();
 const VIP = '198.19.7.10';
 const PORT = { strict: 9000, permissive: 9001 } as const;
+const WEB = { vip: '198.19.7.11', port: 80, target: 8080 } as const;
 
 function policyDocs(allowedNamespaces: string[]): unknown[] {
   return [
@@ -16,6 +17,13 @@ function policyDocs(allowedNamespaces: string[]): unknown[] {
       kind: 'AuthorizationPolicy',
       metadata: { name: 'allow-callers', namespace: 'shop' },
       spec: { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: allowedNamespaces.map((ns) => `cluster.local/ns/${ns}/sa/caller-sa`) } }] }] },
+    },
+    {
+      // Request-level (L7) rules: enforced at the destination node's inbound, inside the HBONE tunnel.
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'deny-admin', namespace: 'shop' },
+      spec: { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(WEB.target)], paths: ['/admin*'] } }] }, { to: [{ operation: { ports: [String(WEB.target)], methods: ['DELETE'] } }] }] },
     },
     {
       apiVersion: 'security.istio.io/v1',
@@ -33,6 +41,7 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
   let setupError: Error | null = null;
   const services: ServiceSpec[] = [
     { name: 'server', namespace: 'shop', vip: VIP, ports: [{ port: PORT.strict, targetPort: PORT.strict }, { port: PORT.permissive, targetPort: PORT.permissive }], selector: { app: 'server' } },
+    { name: 'web', namespace: 'shop', vip: WEB.vip, ports: [{ name: 'http', port: WEB.port, targetPort: WEB.target }], selector: { app: 'server' } },
   ];
 
   beforeEach(() => {
@@ -54,6 +63,7 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
       await Promise.all([
         topo.startApp('server', 'echo-server', ['--port', String(PORT.strict)]),
         topo.startApp('server', 'echo-server', ['--port', String(PORT.permissive)]),
+        topo.startApp('server', 'http-server', ['--port', String(WEB.target), '--pod', 'server']),
       ]);
       cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services, extraDocs: policyDocs(['team-a']) });
@@ -96,6 +106,28 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
       expect(r.connected).toBe(false);
       expect(r.error?.code, JSON.stringify(r)).toBe('ECONNREFUSED');
     }
+  });
+
+  it('HTTP methods and paths are enforced at the remote inbound (VIP and pod address): 403 "RBAC: access denied", other requests pass', async () => {
+    const server = topo!.pod('server');
+    for (const base of [`http://${WEB.vip}:${WEB.port}`, `http://${server.ip}:${WEB.target}`]) {
+      const cases: Array<[string, string, number]> = [
+        ['GET', '/public', 200],
+        ['GET', '/admin/users', 403],
+        ['DELETE', '/public', 403],
+        ['POST', '/public', 200],
+      ];
+      for (const [method, p, status] of cases) {
+        const r = await topo!.runClient('caller-a', ['http', '--url', `${base}${p}`, '--method', method], 8000);
+        expect(r.status, `${method} ${base}${p}: ${JSON.stringify(r)}`).toBe(status);
+        if (status === 403) expect(r.body).toBe('RBAC: access denied');
+      }
+    }
+    // Counted by the destination agent under the DENY policy, with an access-log line naming it.
+    const metrics = await agents[1]!.metrics();
+    expect(metrics).toMatch(/^smesh_policy_denials_total\{reason="deny_policy",policy="shop\/deny-admin"\} [1-9]/m);
+    expect(metrics).toMatch(/istio_requests_total\{[^}]*reporter="destination"[^}]*response_code="403"/);
+    expect(agents[1]!.logs()).toMatch(/"policy":"shop\/deny-admin"[^\n]*request denied by authorization policy/);
   });
 
   it('STRICT drops plaintext from a non-enrolled pod while the PERMISSIVE port accepts it (and both are counted)', async () => {

@@ -1,0 +1,389 @@
+// Inbound L7 enforcement: parses HTTP/1.1 or HTTP/2 inside one HBONE tunnel to an HTTP port, authorizes each request with its attributes and forwards the allowed ones to the local pod.
+import * as http from 'http';
+import * as http2 from 'http2';
+import * as net from 'net';
+import { Duplex } from 'stream';
+import type { HttpAttributes } from '../policy/types';
+import type { Workload } from '../state/types';
+import { silentLogger, type Logger } from '../telemetry/logger';
+import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
+import type { Authorizer, IpPort } from './types';
+
+/** Istio's body for an RBAC denial of an HTTP request. */
+export const RBAC_DENIED_BODY = 'RBAC: access denied';
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
+/** Largest first flight we wait for before deciding the tunnel is not HTTP/2 (the preface is 24 bytes). */
+const SNIFF_TIMEOUT_MS = 10_000;
+
+/** Who is calling what, fixed for one tunnel. */
+export interface TunnelContext {
+  readonly peer: string;
+  readonly sourceIp?: string;
+  readonly destination: IpPort;
+  readonly workload?: Workload;
+  /** Request telemetry labels (reporter destination), when metrics are on. */
+  readonly telemetry?: TcpConnectionInfo;
+  readonly protocol: 'http' | 'grpc';
+}
+
+export interface InboundHttpOptions {
+  readonly authorize: Authorizer;
+  /** Source address of the connections to the pod (the capture address; see InboundProxyOptions). */
+  readonly upstreamSourceIp?: string;
+  readonly connectTimeoutMs?: number;
+  readonly metrics?: MeshMetrics;
+  readonly logger?: Logger;
+}
+
+/** What a served tunnel ended with, for the caller's log line. */
+export interface TunnelOutcome {
+  readonly version: 'h1' | 'h2' | 'none';
+  readonly requests: number;
+  readonly denied: number;
+}
+
+export function flatHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string | string[] | undefined> {
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) out[k] = v as string | string[] | undefined;
+  return out;
+}
+
+/**
+ * A plain Duplex in front of the HBONE stream for Node's HTTP parsers. Writes reach the HTTP/2
+ * stream one Buffer at a time: the HTTP servers cork and write strings, and strings handed to an
+ * Http2Stream's writev were seen corrupted on the wire (first bytes of a response replaced by
+ * heap garbage) and, under load, crashing the process with std::bad_alloc. Also counts bytes.
+ */
+export class TunnelSocket extends Duplex {
+  received = 0;
+  sent = 0;
+  constructor(private readonly tunnel: Duplex) {
+    super({ allowHalfOpen: true });
+    tunnel.on('data', (d: Buffer) => {
+      this.received += d.length;
+      if (!this.push(d)) tunnel.pause();
+    });
+    tunnel.once('end', () => this.push(null));
+    tunnel.once('close', () => this.destroy());
+    tunnel.on('error', (err: Error) => this.destroy(err));
+  }
+  override _read(): void {
+    this.tunnel.resume();
+  }
+  override _write(chunk: Buffer | string, encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
+    this.sent += buf.length;
+    if (this.tunnel.destroyed) return cb(new Error('tunnel closed'));
+    this.tunnel.write(buf, (err) => cb(err ?? null));
+  }
+  override _final(cb: (err?: Error | null) => void): void {
+    this.tunnel.end();
+    cb();
+  }
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    this.tunnel.destroy();
+    cb(err);
+  }
+  // The parts of net.Socket the HTTP servers call.
+  setTimeout(): this {
+    return this;
+  }
+  setNoDelay(): this {
+    return this;
+  }
+  setKeepAlive(): this {
+    return this;
+  }
+  ref(): this {
+    return this;
+  }
+  unref(): this {
+    return this;
+  }
+}
+
+/** Reads until the tunnel's first bytes tell HTTP/1.x from the HTTP/2 preface; pushes them back for the parser. */
+function sniff(tunnel: Duplex): Promise<'h1' | 'h2' | 'closed'> {
+  return new Promise((resolve) => {
+    let head: Buffer = Buffer.alloc(0);
+    let done = false;
+    const finish = (v: 'h1' | 'h2' | 'closed') => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      tunnel.off('readable', onReadable);
+      tunnel.off('end', onEnd);
+      tunnel.off('close', onEnd);
+      if (head.length > 0) tunnel.unshift(head);
+      resolve(v);
+    };
+    const onEnd = () => finish(head.length > 0 ? 'h1' : 'closed');
+    const onReadable = () => {
+      let chunk: Buffer | null;
+      while ((chunk = tunnel.read() as Buffer | null) !== null) {
+        head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+        const n = Math.min(head.length, HTTP2_PREFACE.length);
+        if (!head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) return finish('h1');
+        if (n === HTTP2_PREFACE.length) return finish('h2');
+      }
+    };
+    const timer = setTimeout(() => finish(head.length > 0 ? 'h1' : 'closed'), SNIFF_TIMEOUT_MS);
+    timer.unref();
+    tunnel.on('readable', onReadable);
+    tunnel.once('end', onEnd);
+    tunnel.once('close', onEnd);
+    onReadable();
+  });
+}
+
+/**
+ * Serves one tunnel: every request is authorized with its method, path, host and headers (the
+ * connection itself was already allowed with L7 deferred). Denied requests get 403 "RBAC: access
+ * denied" and the tunnel stays open for the next request; allowed ones go to the pod over a
+ * connection (HTTP/1.1) or an h2c session (HTTP/2, gRPC) owned by this tunnel and closed with it.
+ */
+export class InboundHttp {
+  private readonly log: Logger;
+  private readonly closers = new Set<() => void>();
+
+  constructor(private readonly opts: InboundHttpOptions) {
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  /** Closes every tunnel being served. */
+  close(): void {
+    for (const c of [...this.closers]) c();
+  }
+
+  /** Serves one tunnel until it closes; `bytes` (if given) is told the tunnel's byte counts at the end. */
+  async serve(stream: Duplex, ctx: TunnelContext, bytes?: (received: number, sent: number) => void): Promise<TunnelOutcome> {
+    const version = await sniff(stream);
+    if (version === 'closed') {
+      stream.destroy();
+      return { version: 'none', requests: 0, denied: 0 };
+    }
+    const tunnel = new TunnelSocket(stream);
+    const out = await (version === 'h2' ? this.serveH2(tunnel, ctx) : this.serveH1(tunnel, ctx));
+    bytes?.(tunnel.received, tunnel.sent);
+    return out;
+  }
+
+  /** Authorizes one request; counts and logs through the authorizer. */
+  private allowed(ctx: TunnelContext, attrs: HttpAttributes): boolean {
+    const v = this.opts.authorize({ sourceIdentity: ctx.peer, sourceIp: ctx.sourceIp, destination: ctx.destination, destinationWorkload: ctx.workload, http: attrs });
+    return v.allow;
+  }
+
+  private record(ctx: TunnelContext, status: number, grpcStatus: string | undefined, startedAt: bigint, flags = '-'): void {
+    if (!ctx.telemetry || !this.opts.metrics) return;
+    const ms = Number(process.hrtime.bigint() - startedAt) / 1e6;
+    this.opts.metrics.recordRequest(ctx.telemetry, ctx.protocol, status, grpcStatus, ms, flags);
+  }
+
+  private protocolError(reason: string): void {
+    this.opts.metrics?.httpProtocolErrors.inc({ direction: 'inbound', side: 'downstream', reason });
+  }
+
+  private serveH1(tunnel: Duplex, ctx: TunnelContext): Promise<TunnelOutcome> {
+    const { destination: dest } = ctx;
+    let requests = 0;
+    let denied = 0;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp, agent, timeout: this.opts.connectTimeoutMs ?? 10_000 };
+    const server = http.createServer({ maxHeaderSize: 64 * 1024 });
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      requests++;
+      const t0 = process.hrtime.bigint();
+      const attrs: HttpAttributes = { method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      if (!this.allowed(ctx, attrs)) {
+        denied++;
+        req.resume();
+        res.writeHead(403, { 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
+        res.end(RBAC_DENIED_BODY);
+        this.record(ctx, 403, undefined, t0, 'RBAC');
+        return;
+      }
+      const headers: http.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
+      const up = http.request({ ...upstreamOpts, method: req.method, path: req.url, headers });
+      up.on('response', (ur) => {
+        const rh: http.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) rh[k] = v;
+        res.writeHead(ur.statusCode ?? 502, ur.statusMessage, rh);
+        ur.pipe(res);
+        ur.once('end', () => this.record(ctx, ur.statusCode ?? 502, undefined, t0));
+        ur.once('error', () => res.destroy());
+      });
+      up.on('timeout', () => up.destroy(new Error('upstream connect timeout')));
+      up.on('error', (err) => {
+        this.log.debug({ dest, err: err.message }, 'inbound HTTP upstream failed');
+        if (!res.headersSent) {
+          const body = 'upstream connect error or disconnect/reset before headers';
+          res.writeHead(503, { 'content-type': 'text/plain', 'content-length': String(body.length) });
+          res.end(body);
+          this.record(ctx, 503, undefined, t0, 'UF');
+        } else res.destroy();
+      });
+      req.pipe(up);
+      req.once('aborted', () => up.destroy());
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      requests++;
+      const t0 = process.hrtime.bigint();
+      const attrs: HttpAttributes = { method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      if (!this.allowed(ctx, attrs)) {
+        denied++;
+        socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${RBAC_DENIED_BODY.length}\r\nconnection: close\r\n\r\n${RBAC_DENIED_BODY}`);
+        this.record(ctx, 403, undefined, t0, 'RBAC');
+        return;
+      }
+      // Allowed upgrade (WebSocket and the like): replay the request head to the pod, then splice raw.
+      const up = net.connect({ host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp });
+      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      up.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) up.write(head);
+      up.on('error', () => socket.destroy());
+      socket.on('error', () => up.destroy());
+      up.pipe(socket);
+      socket.pipe(up);
+      this.record(ctx, 101, undefined, t0);
+    });
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      const code = err.code ?? '';
+      const status = code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+      this.protocolError(code === 'HPE_HEADER_OVERFLOW' ? 'header_overflow' : 'malformed_request');
+      this.log.debug({ dest, peer: ctx.peer, err: err.message }, 'malformed HTTP request inside HBONE tunnel');
+      if ((socket as net.Socket).writable) socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+      else socket.destroy();
+    });
+    return new Promise((resolve) => {
+      const finish = () => {
+        this.closers.delete(finish);
+        agent.destroy();
+        server.close();
+        tunnel.destroy();
+        resolve({ version: 'h1', requests, denied });
+      };
+      this.closers.add(finish);
+      tunnel.once('close', finish);
+      server.emit('connection', tunnel);
+    });
+  }
+
+  private serveH2(tunnel: Duplex, ctx: TunnelContext): Promise<TunnelOutcome> {
+    const { destination: dest } = ctx;
+    let requests = 0;
+    let denied = 0;
+    let upstream: http2.ClientHttp2Session | undefined;
+    const upstreamSession = (): http2.ClientHttp2Session => {
+      if (upstream && !upstream.closed && !upstream.destroyed) return upstream;
+      const host = net.isIPv6(dest.ip) ? `[${dest.ip}]` : dest.ip;
+      const s = http2.connect(`http://${host}:${dest.port}`, {
+        createConnection: () => net.connect({ host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp }),
+      });
+      s.on('error', (err) => this.log.debug({ dest, err: err.message }, 'inbound h2 upstream session error'));
+      upstream = s;
+      return s;
+    };
+    const server = http2.createServer({ maxSessionInvalidFrames: 100 });
+    server.on('sessionError', (err: Error) => {
+      this.protocolError('invalid_frame');
+      this.log.debug({ dest, peer: ctx.peer, err: err.message }, 'invalid HTTP/2 inside HBONE tunnel');
+    });
+    server.on('session', (session: http2.ServerHttp2Session) => {
+      session.on('error', () => undefined);
+      session.on('frameError', () => this.protocolError('invalid_frame'));
+    });
+    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      requests++;
+      const t0 = process.hrtime.bigint();
+      stream.on('error', () => undefined);
+      const attrs: HttpAttributes = {
+        method: String(headers[':method'] ?? ''),
+        path: String(headers[':path'] ?? ''),
+        host: String(headers[':authority'] ?? headers.host ?? ''),
+        headers: flatHeaders(headers),
+      };
+      const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+      if (!this.allowed(ctx, attrs)) {
+        denied++;
+        stream.resume();
+        if (!stream.destroyed) {
+          stream.respond({ ':status': 403, 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
+          stream.end(RBAC_DENIED_BODY);
+        }
+        this.record(ctx, 403, grpc ? '7' : undefined, t0, 'RBAC');
+        return;
+      }
+      const out: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = upstreamSession().request(out);
+      } catch (err) {
+        stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        this.log.debug({ dest, err: (err as Error).message }, 'inbound h2 upstream request failed');
+        return;
+      }
+      let grpcStatus: string | undefined;
+      let status = 502;
+      up.on('response', (rh, flags) => {
+        status = Number(rh[':status'] ?? 502);
+        if (rh['grpc-status'] !== undefined) grpcStatus = String(rh['grpc-status']);
+        const resp: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(rh)) if (!HOP_BY_HOP.has(k) && v !== undefined) resp[k] = v;
+        if (stream.destroyed) return;
+        const endNow = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        stream.respond(resp, endNow ? { endStream: true } : { waitForTrailers: true });
+      });
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      up.on('trailers', (t) => {
+        trailers = t;
+        if (t['grpc-status'] !== undefined) grpcStatus = String(t['grpc-status']);
+      });
+      stream.on('wantTrailers', () => {
+        const t: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(trailers ?? {})) if (!k.startsWith(':') && v !== undefined) t[k] = v;
+        try {
+          stream.sendTrailers(t);
+        } catch {
+          stream.close();
+        }
+      });
+      up.on('data', (d: Buffer) => {
+        if (!stream.destroyed && stream.headersSent && !stream.write(d)) up.pause();
+      });
+      stream.on('drain', () => up.resume());
+      up.on('end', () => {
+        if (!stream.destroyed && stream.headersSent) stream.end();
+      });
+      up.on('close', () => {
+        this.record(ctx, status, grpcStatus, t0, up.rstCode && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR ? 'UR' : '-');
+        if (stream.destroyed) return;
+        if (!stream.headersSent) {
+          stream.respond({ ':status': 503, 'content-type': 'text/plain' }, { endStream: false });
+          stream.end('upstream connect error or disconnect/reset before headers');
+        } else if (up.rstCode && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) stream.close(up.rstCode);
+      });
+      up.on('error', () => undefined);
+      stream.pipe(up);
+      stream.on('close', () => {
+        if (!up.closed && stream.rstCode && stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR) up.close(stream.rstCode);
+      });
+    });
+    return new Promise((resolve) => {
+      const finish = () => {
+        this.closers.delete(finish);
+        upstream?.destroy();
+        server.close();
+        tunnel.destroy();
+        resolve({ version: 'h2', requests, denied });
+      };
+      this.closers.add(finish);
+      tunnel.once('close', finish);
+      server.emit('connection', tunnel);
+    });
+  }
+}
