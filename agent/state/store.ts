@@ -14,9 +14,9 @@ export interface StateView {
   workloadByIp(ip: string): Workload | undefined;
   resolve(ip: string, port: number): ResolvedDestination;
   node(name: string): MeshNode | undefined;
-  /** Workloads scheduled on the given node. */
+  /** Workloads scheduled on the given node (in no particular order). */
   workloadsOnNode(node: string): readonly Workload[];
-  /** Services whose selector matches the workload. */
+  /** Services whose selector matches the workload, sorted by service key. */
   servicesOf(workload: Workload): readonly Service[];
 }
 
@@ -28,42 +28,190 @@ function selectorMatches(selector: Readonly<Record<string, string>>, labels: Rea
   return keys.every((k) => labels[k] === selector[k]);
 }
 
+const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+const byUid = (a: Workload, b: Workload): number => byString(a.uid, b.uid);
+const byServiceKey = (a: Service, b: Service): number => byString(a.key, b.key);
+
+/**
+ * Key → value where several values may claim one key (two workloads on one IP, two services on one VIP):
+ * the claimant with the smallest id owns it, whatever the order of claims and releases.
+ */
+export class OwnedIndex<V> {
+  private readonly owners = new Map<string, V>();
+  /** Every claimant by id, only for keys with more than one. */
+  private readonly shared = new Map<string, Map<string, V>>();
+
+  constructor(private readonly idOf: (v: V) => string) {}
+
+  get(key: string): V | undefined {
+    return this.owners.get(key);
+  }
+
+  /** Ids of all claimants of `key`, owner first (empty when none). */
+  claimants(key: string): string[] {
+    const s = this.shared.get(key);
+    if (s) return [...s.keys()].sort(byString);
+    const o = this.owners.get(key);
+    return o === undefined ? [] : [this.idOf(o)];
+  }
+
+  add(key: string, v: V): void {
+    const id = this.idOf(v);
+    const cur = this.owners.get(key);
+    if (cur === undefined || this.idOf(cur) === id) {
+      const s = this.shared.get(key);
+      if (s) s.set(id, v);
+      this.owners.set(key, v);
+      return;
+    }
+    let s = this.shared.get(key);
+    if (!s) this.shared.set(key, (s = new Map([[this.idOf(cur), cur]])));
+    s.set(id, v);
+    if (id < this.idOf(cur)) this.owners.set(key, v);
+  }
+
+  remove(key: string, id: string): void {
+    const s = this.shared.get(key);
+    if (!s) {
+      const cur = this.owners.get(key);
+      if (cur !== undefined && this.idOf(cur) === id) this.owners.delete(key);
+      return;
+    }
+    s.delete(id);
+    let min: [string, V] | undefined;
+    for (const e of s) if (!min || e[0] < min[0]) min = e;
+    if (s.size <= 1) this.shared.delete(key);
+    if (min) this.owners.set(key, min[1]);
+    else this.owners.delete(key);
+  }
+}
+
 interface Indexes {
-  byIp: Map<string, Workload>;
-  byVip: Map<string, Service>;
-  endpoints: Map<string, Workload[]>;
-  byNode: Map<string, Workload[]>;
-  servicesByWorkload: Map<string, Service[]>;
+  byIp: OwnedIndex<Workload>;
+  byVip: OwnedIndex<Service>;
+  /** Service key → its endpoints sorted by uid (a new array whenever one of them changes). */
+  endpoints: Map<string, readonly Workload[]>;
+  byNode: Map<string, readonly Workload[]>;
+  servicesByWorkload: Map<string, readonly Service[]>;
+}
+
+function endpointsOf(s: MeshSnapshot, svc: Service): Workload[] {
+  const members = svc.endpointUids
+    ? svc.endpointUids.map((uid) => s.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
+    : [...s.workloads.values()].filter((w) => w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels));
+  return members.sort(byUid);
 }
 
 function buildIndexes(s: MeshSnapshot): Indexes {
-  const byIp = new Map<string, Workload>();
+  const byIp = new OwnedIndex<Workload>((w) => w.uid);
   const byNode = new Map<string, Workload[]>();
   for (const w of s.workloads.values()) {
-    byIp.set(w.ip, w);
+    byIp.add(w.ip, w);
     let list = byNode.get(w.node);
     if (!list) byNode.set(w.node, (list = []));
     list.push(w);
   }
-  const byVip = new Map<string, Service>();
+  const byVip = new OwnedIndex<Service>((svc) => svc.key);
   const endpoints = new Map<string, Workload[]>();
   const servicesByWorkload = new Map<string, Service[]>();
   for (const svc of s.services.values()) {
-    for (const vip of svc.vips) byVip.set(vip, svc);
-    const eps: Workload[] = [];
-    const members = svc.endpointUids
-      ? svc.endpointUids.map((uid) => s.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
-      : [...s.workloads.values()].filter((w) => w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels));
-    for (const w of members) {
-      eps.push(w);
-      let list = servicesByWorkload.get(w.uid);
-      if (!list) servicesByWorkload.set(w.uid, (list = []));
+    for (const vip of svc.vips) byVip.add(vip, svc);
+    const eps = endpointsOf(s, svc);
+    // By the uids a service names (present or not), so a workload that appears later finds its services.
+    for (const uid of svc.endpointUids ?? eps.map((w) => w.uid)) {
+      let list = servicesByWorkload.get(uid);
+      if (!list) servicesByWorkload.set(uid, (list = []));
       list.push(svc);
     }
-    eps.sort((a, b) => (a.uid < b.uid ? -1 : a.uid > b.uid ? 1 : 0));
     endpoints.set(svc.key, eps);
   }
+  for (const list of servicesByWorkload.values()) list.sort(byServiceKey);
   return { byIp, byVip, endpoints, byNode, servicesByWorkload };
+}
+
+/** Above this share of changed entries a full index rebuild is cheaper than applying the changes. */
+const INCREMENTAL_MAX_SHARE = 0.25;
+
+/**
+ * Updates `idx` (built for `prev`) to describe `next`, touching only what changed. Entries are compared by
+ * identity: a snapshot builder that keeps unchanged Workload/Service objects makes this proportional to the
+ * change. Returns false (idx untouched) when the change is too large or not expressible, e.g. selector-based
+ * services (their endpoints depend on every workload's labels).
+ */
+function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): boolean {
+  const changedWorkloads: string[] = [];
+  const changedServices: string[] = [];
+  for (const [uid, w] of next.workloads) if (prev.workloads.get(uid) !== w) changedWorkloads.push(uid);
+  for (const uid of prev.workloads.keys()) if (!next.workloads.has(uid)) changedWorkloads.push(uid);
+  for (const [key, s] of next.services) if (prev.services.get(key) !== s) changedServices.push(key);
+  for (const key of prev.services.keys()) if (!next.services.has(key)) changedServices.push(key);
+  const total = next.workloads.size + next.services.size;
+  if (changedWorkloads.length + changedServices.length > INCREMENTAL_MAX_SHARE * total) return false;
+  for (const key of changedServices) {
+    const o = prev.services.get(key);
+    const n = next.services.get(key);
+    if ((o && !o.endpointUids) || (n && !n.endpointUids)) return false;
+  }
+  if (changedWorkloads.length > 0) for (const s of next.services.values()) if (!s.endpointUids) return false;
+
+  // Workloads: IP owners and per-node lists.
+  const nodeChanges = new Map<string, { drop: Set<string>; add: Workload[] }>();
+  const nodeChange = (node: string) => {
+    let c = nodeChanges.get(node);
+    if (!c) nodeChanges.set(node, (c = { drop: new Set(), add: [] }));
+    return c;
+  };
+  /** Services whose endpoint arrays must be rebuilt (a member changed). */
+  const staleEndpoints = new Set<string>(changedServices);
+  for (const uid of changedWorkloads) {
+    const o = prev.workloads.get(uid);
+    const n = next.workloads.get(uid);
+    if (o) {
+      idx.byIp.remove(o.ip, uid);
+      nodeChange(o.node).drop.add(uid);
+    }
+    if (n) {
+      idx.byIp.add(n.ip, n);
+      nodeChange(n.node).add.push(n);
+    }
+    for (const svc of idx.servicesByWorkload.get(uid) ?? []) staleEndpoints.add(svc.key);
+  }
+  for (const [node, c] of nodeChanges) {
+    const list = (idx.byNode.get(node) ?? []).filter((w) => !c.drop.has(w.uid)).concat(c.add);
+    if (list.length > 0) idx.byNode.set(node, list);
+    else idx.byNode.delete(node);
+  }
+
+  // Services: VIP owners, and each member's service list.
+  const memberChanges = new Map<string, { drop: Set<string>; add: Service[] }>();
+  const memberChange = (uid: string) => {
+    let c = memberChanges.get(uid);
+    if (!c) memberChanges.set(uid, (c = { drop: new Set(), add: [] }));
+    return c;
+  };
+  for (const key of changedServices) {
+    const o = prev.services.get(key);
+    const n = next.services.get(key);
+    if (o) {
+      for (const vip of o.vips) idx.byVip.remove(vip, key);
+      for (const uid of o.endpointUids ?? []) memberChange(uid).drop.add(key);
+    }
+    if (n) {
+      for (const vip of n.vips) idx.byVip.add(vip, n);
+      for (const uid of n.endpointUids ?? []) memberChange(uid).add.push(n);
+    }
+  }
+  for (const [uid, c] of memberChanges) {
+    const list = (idx.servicesByWorkload.get(uid) ?? []).filter((s) => !c.drop.has(s.key)).concat(c.add);
+    if (list.length > 0) idx.servicesByWorkload.set(uid, list.sort(byServiceKey));
+    else idx.servicesByWorkload.delete(uid);
+  }
+  for (const key of staleEndpoints) {
+    const svc = next.services.get(key);
+    if (svc) idx.endpoints.set(key, endpointsOf(next, svc));
+    else idx.endpoints.delete(key);
+  }
+  return true;
 }
 
 export function emptySnapshot(trustDomain = 'cluster.local'): MeshSnapshot {
@@ -89,10 +237,13 @@ export class StateStore implements StateView {
     return this.current;
   }
 
-  /** Publishes a complete new snapshot (built off-line by the caller) and notifies listeners. */
+  /**
+   * Publishes a complete new snapshot (built off-line by the caller) and notifies listeners. Indexes follow
+   * the entries that changed (by object identity) when that is a small part of the state, else are rebuilt.
+   */
   replace(next: MeshSnapshot): void {
     const previous = this.current;
-    this.idx = buildIndexes(next);
+    if (next !== previous && !updateIndexes(this.idx, previous, next)) this.idx = buildIndexes(next);
     this.current = next;
     for (const l of this.listeners) l(next, previous);
   }

@@ -5,21 +5,8 @@ import type { MeshSnapshot } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { ControlPlaneChannel } from './channel';
 import type { WireDeltaResponse } from './wire';
-import {
-  buildSnapshot,
-  DEFAULT_TRUST_DOMAIN,
-  parseResource,
-  XDS_TYPE_URL,
-  XDS_TYPE_URLS,
-  XDS_PARTIAL_VERSION_SUFFIX,
-  type AcceptedAddress,
-  type AcceptedAuthorization,
-  type AcceptedLocalWorkload,
-  type AcceptedMeshConfig,
-  type AcceptedNode,
-  type AcceptedResource,
-  type AcceptedTrafficPolicy,
-} from './convert';
+import { DEFAULT_TRUST_DOMAIN, parseResource, XDS_TYPE_URLS, XDS_PARTIAL_VERSION_SUFFIX, type XdsTypeUrl } from './convert';
+import { IncrementalSnapshot } from './incremental';
 
 /** google.rpc.Code INVALID_ARGUMENT: what a NACK reports for resources that failed validation. */
 const NACK_CODE = grpc.status.INVALID_ARGUMENT;
@@ -106,14 +93,10 @@ export type XdsUpdateListener = (update: XdsUpdate) => void;
 export type TrustAnchorsListener = (pems: readonly string[]) => void;
 export type XdsEventListener = (event: XdsEvent) => void;
 
-interface Held {
-  readonly version: string;
-  readonly value: AcceptedResource;
-}
-
 interface TypeState {
-  readonly typeUrl: string;
-  readonly held: Map<string, Held>;
+  readonly typeUrl: XdsTypeUrl;
+  /** Resource name → version of every accepted resource (their values live in the IncrementalSnapshot). */
+  readonly held: Map<string, string>;
   readonly rejected: Map<string, XdsRejection>;
   responses: number;
   acks: number;
@@ -156,6 +139,7 @@ export class XdsClient {
   private dirty = false;
   private lastAnchors = '';
   private latest?: XdsUpdate;
+  private readonly state: IncrementalSnapshot;
   private running = false;
 
   constructor(opts: XdsClientOptions) {
@@ -163,7 +147,8 @@ export class XdsClient {
     this.log = opts.logger ?? silentLogger();
     this.backoff = { initialMs: opts.backoff?.initialMs ?? 100, maxMs: opts.backoff?.maxMs ?? 15_000 };
     this.random = opts.random ?? Math.random;
-    for (const typeUrl of opts.types ?? XDS_TYPE_URLS) {
+    this.state = new IncrementalSnapshot(opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
+    for (const typeUrl of (opts.types ?? XDS_TYPE_URLS) as readonly XdsTypeUrl[]) {
       this.types.set(typeUrl, { typeUrl, held: new Map(), rejected: new Map(), responses: 0, acks: 0, nacks: 0, seen: false, partial: false });
     }
   }
@@ -258,7 +243,7 @@ export class XdsClient {
   /** Name → version of every accepted resource of a type (what a reconnect reports as initial_resource_versions). */
   resourceVersions(typeUrl: string): Record<string, string> {
     const out: Record<string, string> = {};
-    for (const [name, h] of this.types.get(typeUrl)?.held ?? []) out[name] = h.version;
+    for (const [name, version] of this.types.get(typeUrl)?.held ?? []) out[name] = version;
     return out;
   }
 
@@ -377,7 +362,8 @@ export class XdsClient {
       if (!r.resource && r.name !== '' && t.held.has(r.name)) continue; // TTL heartbeat: nothing new
       const result = parseResource(t.typeUrl, r.name, r.resource);
       if (result.ok) {
-        t.held.set(r.name, { version: r.version, value: result.value });
+        t.held.set(r.name, r.version);
+        this.state.set(result.value);
         t.rejected.delete(r.name);
         changed = true;
       } else {
@@ -386,7 +372,10 @@ export class XdsClient {
       }
     }
     for (const name of resp.removedResources) {
-      if (t.held.delete(name)) changed = true;
+      if (t.held.delete(name)) {
+        this.state.remove(t.typeUrl, name);
+        changed = true;
+      }
       t.rejected.delete(name);
     }
     const at = new Date().toISOString();
@@ -447,24 +436,7 @@ export class XdsClient {
   private publish(): void {
     if (!this.dirty) return;
     this.dirty = false;
-    const addresses = new Map<string, AcceptedAddress>();
-    const nodes = new Map<string, AcceptedNode>();
-    const localWorkloads = new Map<string, AcceptedLocalWorkload>();
-    let meshConfig: AcceptedMeshConfig | undefined;
-    const authorizations = new Map<string, AcceptedAuthorization>();
-    const trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
-    for (const t of this.types.values()) {
-      for (const [name, h] of t.held) {
-        const v = h.value;
-        if (v.kind === 'workload' || v.kind === 'service') addresses.set(name, v);
-        else if (v.kind === 'node') nodes.set(name, v);
-        else if (v.kind === 'localWorkload') localWorkloads.set(name, v);
-        else if (v.kind === 'meshConfig' && t.typeUrl === XDS_TYPE_URL.meshConfig) meshConfig = v;
-        else if (v.kind === 'authorization') authorizations.set(name, v);
-        else if (v.kind === 'trafficPolicy') trafficPolicies.set(name, v);
-      }
-    }
-    const built = buildSnapshot({ addresses, nodes, localWorkloads, meshConfig, authorizations, trafficPolicies }, this.opts.defaultTrustDomain ?? DEFAULT_TRUST_DOMAIN);
+    const built = this.state.build();
     if (built.warnings.length > 0) this.log.warn({ warnings: built.warnings }, 'xDS resources are inconsistent with each other');
     const update: XdsUpdate = { snapshot: built.snapshot, warnings: built.warnings };
     this.latest = update;

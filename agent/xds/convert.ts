@@ -189,7 +189,7 @@ function fail(field: string, message: string): never {
   throw new FieldError(field, message);
 }
 
-function q(v: unknown): string {
+export function q(v: unknown): string {
   return JSON.stringify(v);
 }
 
@@ -535,6 +535,28 @@ function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
   return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+/** The state's Workload for an accepted one; `netns` from its LocalWorkload, `trustDomain` the mesh's. */
+export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trustDomain: string): Workload {
+  const labels: Record<string, string> = {};
+  if (w.workloadName) labels['service.istio.io/canonical-name'] = w.workloadName;
+  if (w.canonicalRevision) labels['service.istio.io/canonical-revision'] = w.canonicalRevision;
+  // Built by assignment, not object spreads (same keys, same order): this runs 50k times at scale.
+  const wl: { -readonly [K in keyof Workload]: Workload[K] } = { uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, node: w.node, ip: w.ips[0]!, labels } as Workload;
+  if (netns) wl.netns = netns;
+  wl.workloadName = w.workloadName;
+  wl.identity = intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
+  wl.meshed = w.hbone;
+  // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
+  if (w.authorizationPolicies.length > 0) wl.authorizationPolicies = w.authorizationPolicies;
+  return wl;
+}
+
+/** The state's Service for an accepted one and its endpoints (sorted by uid). */
+export function toService(s: AcceptedService, endpoints: readonly AcceptedWorkload[], warnings: string[]): Service {
+  const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
+  return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: endpoints.map((w) => w.uid) };
+}
+
 /**
  * Builds the complete mesh state from the accepted resources. Pure and deterministic: iteration is
  * in resource-name order, so the same inputs always give the same snapshot.
@@ -561,18 +583,7 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
     const other = ipOwner.get(ip);
     if (other !== undefined) warnings.push(`Address ${w.uid}: workload.addresses[0]: ${ip} is also the address of ${other}; lookups by IP find ${other}`);
     else ipOwner.set(ip, w.uid);
-    const labels: Record<string, string> = {};
-    if (w.workloadName) labels['service.istio.io/canonical-name'] = w.workloadName;
-    if (w.canonicalRevision) labels['service.istio.io/canonical-revision'] = w.canonicalRevision;
-    const netns = accepted.localWorkloads.get(w.uid)?.netns;
-    // Built by assignment, not object spreads (same keys, same order): this loop runs 50k times at scale.
-    const wl: { -readonly [K in keyof Workload]: Workload[K] } = { uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, node: w.node, ip, labels } as Workload;
-    if (netns) wl.netns = netns;
-    wl.workloadName = w.workloadName;
-    wl.identity = intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
-    wl.meshed = w.hbone;
-    // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
-    if (w.authorizationPolicies.length > 0) wl.authorizationPolicies = w.authorizationPolicies;
+    const wl = toWorkload(w, accepted.localWorkloads.get(w.uid)?.netns, trustDomain);
     workloads.set(w.uid, wl);
     if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
   }
@@ -599,12 +610,11 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   for (const s of xdsServices) {
     const key = `${s.namespace}/${s.name}`;
     const endpoints = members.get(s.resourceName) ?? [];
-    const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
     if (services.has(key)) {
       warnings.push(`Address ${s.resourceName}: service.name: ${key} is also served by another hostname; keeping the first`);
       continue;
     }
-    services.set(key, { key, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: endpoints.map((w) => w.uid) });
+    services.set(key, toService(s, endpoints, warnings));
     if (!namespaces.has(s.namespace)) namespaces.set(s.namespace, {});
   }
   const serviceNames = new Set(xdsServices.map((s) => s.resourceName)); // a Set: 10k services × 10k refs was ~1 s at scale
@@ -634,7 +644,7 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
  * same resource name; derived from the hostname while that Service has not arrived). References to
  * unknown services or workloads are warnings.
  */
-function resolveTrafficPolicies(
+export function resolveTrafficPolicies(
   accepted: ReadonlyMap<string, AcceptedTrafficPolicy> | undefined,
   xdsServices: readonly AcceptedService[],
   workloads: ReadonlyMap<string, Workload>,
@@ -664,7 +674,7 @@ function resolveTrafficPolicies(
  * The state keeps one target port per service port. Precedence: the service's own non-zero
  * target_port; else the endpoints' mapping (Workload.services), which must agree; else the port.
  */
-function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: readonly AcceptedWorkload[], warnings: string[]): number {
+export function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: readonly AcceptedWorkload[], warnings: string[]): number {
   if (p.targetPort !== 0) return p.targetPort;
   const seen = new Map<number, string>();
   for (const w of endpoints) {
