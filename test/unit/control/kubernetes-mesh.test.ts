@@ -210,7 +210,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     await waitFor(() => latest?.workloads.has('default/web-3') === true, 1000, 'pod served');
     await new Promise((r) => setTimeout(r, 450)); // several slow retries
     const listsOfV1 = api.requests.filter((r) => r.startsWith('GET /apis/security.istio.io/v1/authorizationpolicies')).length;
-    expect(listsOfV1).toBeGreaterThanOrEqual(3);
+    expect(listsOfV1).toBeGreaterThanOrEqual(2); // retried, slowly
     const notServed = logLines.filter((l) => l.level === 40 && l.kind === 'authorizationpolicies' && l.msg.includes('not served'));
     expect(notServed).toHaveLength(1);
 
