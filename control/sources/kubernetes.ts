@@ -82,7 +82,15 @@ function objectKey(o: KObject): string {
 }
 
 /** The watch cannot resume from its resourceVersion (410 Gone, or 404 once a CRD went away): re-list. */
-class GoneError extends Error {}
+class GoneError extends Error {
+  constructor(
+    message: string,
+    /** Re-list after the backoff, not at once (a 404 watch whose list still works must not spin). */
+    readonly delay = false,
+  ) {
+    super(message);
+  }
+}
 
 /** No served version of a custom resource (its CRD is not installed). */
 class NotInstalledError extends Error {}
@@ -107,7 +115,8 @@ function sleep(ms: number, signal: { cancelled: boolean; wake?: () => void }): P
 /**
  * One collection's list+watch loop with resourceVersion bookkeeping: list (records the list's
  * resourceVersion), watch from it, follow each event's resourceVersion; on 410 Gone re-list; on
- * errors or a dropped connection, reconnect with exponential backoff.
+ * errors or a dropped connection, reconnect with exponential backoff. A custom resource whose CRD
+ * is not installed counts as synced and empty, and is looked for again every `missingRetryMs`.
  */
 class Reflector {
   readonly store = new Map<string, KObject>();
@@ -160,6 +169,10 @@ class Reflector {
         if (err instanceof GoneError) {
           this.log.info({ kind: this.kind, resourceVersion: this.resourceVersion, reason: err.message }, 'watch cannot resume; re-listing');
           this.resourceVersion = '';
+          if (err.delay) {
+            await sleep(this.backoff, this.stopper);
+            this.backoff = Math.min(this.backoff * 2, this.opts.maxMs);
+          }
           continue;
         }
         if (err instanceof NotInstalledError) {
@@ -235,7 +248,7 @@ class Reflector {
           (err: unknown) => {
             const status = err ? (err as { statusCode?: number }).statusCode : undefined;
             if (status === 410) finish(new GoneError('410 Gone'));
-            else if (status === 404) finish(new GoneError('404 Not Found (resource no longer served)'));
+            else if (status === 404) finish(new GoneError('404 Not Found (resource no longer served)', true));
             else if (err && (err as Error).name !== 'AbortError') finish(err as Error);
             else finish(null);
           },
