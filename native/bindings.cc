@@ -96,6 +96,8 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("destUpdate", &RawDatapath::DestUpdate),
                            InstanceMethod("destDelete", &RawDatapath::DestDeleteJs),
                            InstanceMethod("dests", &RawDatapath::Dests),
+                           InstanceMethod("destUpdateBatch", &RawDatapath::DestUpdateBatch),
+                           InstanceMethod("destDeleteBatch", &RawDatapath::DestDeleteBatch),
                            InstanceMethod("denyUpdate", &RawDatapath::DenyUpdate),
                            InstanceMethod("denyDelete", &RawDatapath::DenyDeleteJs),
                            InstanceMethod("denies", &RawDatapath::Denies),
@@ -175,6 +177,34 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     CopyBytes(info[0], "addr", addr, 16);
     uint16_t port = PortArg(info[1], "port");
     return Napi::Boolean::New(env, Guard(env, [&] { return DestDelete(Live(env).dests_fd(), MakeAddrPort(addr, port)); }));
+  }
+
+  // destUpdateBatch(keys: Buffer) / destDeleteBatch(keys) → deleted count: keys packed as struct
+  // smesh_addr_port (16-byte address, host-order u16 port, u16 pad = 0), many per syscall.
+  static std::vector<smesh_addr_port> KeysArg(Napi::Value v) {
+    constexpr size_t kSize = sizeof(smesh_addr_port);
+    if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() % kSize != 0)
+      ThrowTypeError(v.Env(), "keys must be a Buffer of packed " + std::to_string(kSize) + "-byte smesh_addr_port entries");
+    auto buf = v.As<Napi::Buffer<uint8_t>>();
+    std::vector<smesh_addr_port> keys(buf.Length() / kSize);
+    if (!keys.empty()) std::memcpy(keys.data(), buf.Data(), buf.Length());
+    for (size_t i = 0; i < keys.size(); i++)
+      if (keys[i].pad != 0) ThrowTypeError(v.Env(), "keys[" + std::to_string(i) + "].pad must be 0");
+    return keys;
+  }
+
+  Napi::Value DestUpdateBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto keys = KeysArg(info[0]);
+    if (!keys.empty()) Guard(env, [&] { DestPutBatch(Live(env).dests_fd(), keys.data(), static_cast<uint32_t>(keys.size())); });
+    return env.Undefined();
+  }
+
+  Napi::Value DestDeleteBatch(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto keys = KeysArg(info[0]);
+    if (keys.empty()) return Napi::Number::New(env, 0);
+    return Napi::Number::New(env, Guard(env, [&] { return smesh::DestDeleteBatch(Live(env).dests_fd(), keys.data(), static_cast<uint32_t>(keys.size())); }));
   }
 
   Napi::Value Dests(const Napi::CallbackInfo& info) {

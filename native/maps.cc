@@ -73,6 +73,41 @@ bool DestDelete(int map_fd, const smesh_addr_port& key) {
   ThrowErrno("delete smesh_dests (port " + std::to_string(key.port) + ")", errno);
 }
 
+void DestPutBatch(int map_fd, const smesh_addr_port* keys, uint32_t n) {
+  const std::vector<smesh_dest_info> values(n);  // all zero
+  uint32_t done = 0;
+  while (done < n) {
+    uint32_t count = n - done;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_ANY);
+    if (bpf_map_update_batch(map_fd, keys + done, values.data() + done, &count, &opts) != 0) {
+      const int err = errno;
+      const uint32_t at = done + count < n ? done + count : n - 1;
+      ThrowErrno("update smesh_dests (batch: " + std::to_string(done + count) + " of " + std::to_string(n) +
+                     " written, refused port " + std::to_string(keys[at].port) + ")",
+                 err);
+    }
+    done += count;
+  }
+}
+
+uint32_t DestDeleteBatch(int map_fd, const smesh_addr_port* keys, uint32_t n) {
+  uint32_t done = 0;
+  uint32_t deleted = 0;
+  while (done < n) {
+    uint32_t count = n - done;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    const int rc = bpf_map_delete_batch(map_fd, keys + done, &count, &opts);
+    deleted += count;
+    done += count;
+    if (rc == 0) continue;
+    // The kernel stops at the first key it cannot delete: an absent one is skipped, anything else is an error.
+    const int err = errno;
+    if (err != ENOENT || done >= n) ThrowErrno("delete smesh_dests (batch, at entry " + std::to_string(done) + " of " + std::to_string(n) + ")", err);
+    done++;
+  }
+  return deleted;
+}
+
 std::vector<smesh_addr_port> DestList(int map_fd) {
   std::vector<smesh_addr_port> out;
   ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_DESTS, "smesh_dests",

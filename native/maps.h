@@ -18,6 +18,11 @@ smesh_addr_port MakeAddrPort(const uint8_t addr[16], uint16_t port);
 void DestPut(int map_fd, const smesh_addr_port& key);
 bool DestDelete(int map_fd, const smesh_addr_port& key);
 std::vector<smesh_addr_port> DestList(int map_fd);
+// Many keys per syscall (BPF_MAP_UPDATE_BATCH / BPF_MAP_DELETE_BATCH). Keys must have pad == 0.
+// DestPutBatch is all-or-error (an error names the first key the kernel refused); DestDeleteBatch skips
+// absent keys and returns how many it deleted.
+void DestPutBatch(int map_fd, const smesh_addr_port* keys, uint32_t n);
+uint32_t DestDeleteBatch(int map_fd, const smesh_addr_port* keys, uint32_t n);
 
 smesh_deny_key MakeDenyKey(uint32_t workload_id, const uint8_t addr[16], uint16_t port);
 void DenyPut(int map_fd, const smesh_deny_key& key);

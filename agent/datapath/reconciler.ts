@@ -1,6 +1,6 @@
 // Keeps the kernel maps equal to the mesh state: enrolled pods (by netns cookie), meshed destinations, inbound STRICT modes and connect-time denies.
 import { statSync } from 'node:fs';
-import { MeshSnapshot, Workload } from '../state/types';
+import { MeshSnapshot, Service, Workload } from '../state/types';
 import { denyKey, desiredConnectDenies, desiredInboundModes, inboundKey, type InboundMode } from './policy-maps';
 
 /** The part of the native datapath facade the reconciler writes. */
@@ -11,6 +11,9 @@ export interface DatapathMaps {
   addMeshedDestination(ip: string, port: number): void;
   removeMeshedDestination(ip: string, port: number): void;
   meshedDestinations(): Array<{ ip: string; port: number }>;
+  /** Batched forms (one map operation for many entries); absent: one call per entry. */
+  addMeshedDestinations?(dests: ReadonlyArray<{ ip: string; port: number }>): void;
+  removeMeshedDestinations?(dests: ReadonlyArray<{ ip: string; port: number }>): number;
   // Policy maps (absent on a datapath without them: policy is then enforced by the proxies only).
   addConnectDeny?(workloadId: number, ip: string, port: number): void;
   removeConnectDeny?(workloadId: number, ip: string, port: number): void;
@@ -66,6 +69,11 @@ function destKey(ip: string, port: number): string {
   return `${ip}|${port}`;
 }
 
+function parseDestKey(key: string): { ip: string; port: number } {
+  const bar = key.lastIndexOf('|');
+  return { ip: key.slice(0, bar), port: Number(key.slice(bar + 1)) };
+}
+
 /** Every destination the kernel should redirect: service VIP ports and meshed workload addresses (all ports). */
 export function desiredDestinations(s: MeshSnapshot): Map<string, { ip: string; port: number }> {
   const out = new Map<string, { ip: string; port: number }>();
@@ -87,11 +95,14 @@ export class Reconciler {
   private running: Promise<ReconcileReport> | undefined;
   private pending: MeshSnapshot | undefined;
   /**
-   * What the kernel's destination map holds (`ip|port` keys): read from the map once, then kept up to date by
-   * our own writes, so a reconcile diffs in memory instead of dumping ~60k entries each time. This agent is the
-   * map's only writer.
+   * Destinations the state asks for (`ip|port` → how many services/workloads ask), as of `applied`: a reconcile
+   * diffs the new snapshot against that one by object identity (the xDS state keeps unchanged objects), so a
+   * push that changed one service costs a few map operations, not a pass over 60k entries.
    */
-  private destView: Set<string> | undefined;
+  private readonly desired = new Map<string, number>();
+  private applied: MeshSnapshot | undefined;
+  /** Compare the whole kernel map with `desired` on the next reconcile (first run, or after a failed write). */
+  private resync = true;
 
   constructor(
     private readonly maps: DatapathMaps,
@@ -116,7 +127,7 @@ export class Reconciler {
   private reconcileQueued(): Promise<ReconcileReport> {
     const next = this.pending;
     this.pending = undefined;
-    if (!next) return Promise.resolve({ enrolled: this.maps.enrolledPods().length, added: 0, removed: 0, destinations: this.kernelDests().size, failures: [] });
+    if (!next) return Promise.resolve({ enrolled: this.maps.enrolledPods().length, added: 0, removed: 0, destinations: this.desired.size, failures: [] });
     return this.reconcile(next);
   }
 
@@ -155,35 +166,78 @@ export class Reconciler {
         added++;
       }
     }
-    const dests = desiredDestinations(s);
-    const currentDests = this.kernelDests();
-    for (const key of [...currentDests]) {
-      if (!dests.has(key)) {
-        const [ip, port] = key.split('|');
-        this.maps.removeMeshedDestination(ip, Number(port));
-        currentDests.delete(key);
-      }
-    }
-    for (const [key, d] of dests) {
-      if (currentDests.has(key)) continue;
-      try {
-        this.maps.addMeshedDestination(d.ip, d.port);
-      } catch (err) {
-        this.destView = undefined; // unsure what the kernel holds now: read it again next time
-        throw err;
-      }
-      currentDests.add(key);
-    }
+    this.syncDestinations(s);
     const policy = this.applyPolicyMaps(s);
     for (const f of failures) this.log.warn(f, 'pod not enrolled: its network namespace could not be read; will retry on the next reconcile');
     if (added || removed) this.log.info({ added, removed, enrolled: wanted.size }, 'pod enrollment updated');
-    return { enrolled: wanted.size, added, removed, destinations: dests.size, ...policy, failures };
+    return { enrolled: wanted.size, added, removed, destinations: this.desired.size, ...policy, failures };
   }
 
-  /** The in-memory view of the destination map (read from the kernel the first time). */
-  private kernelDests(): Set<string> {
-    if (!this.destView) this.destView = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
-    return this.destView;
+  /** Brings the destination map from `applied` to `s`: only entries of changed services/workloads are written. */
+  private syncDestinations(s: MeshSnapshot): void {
+    const prev = this.applied;
+    if (prev === s && !this.resync) return;
+    /** Keys whose desired presence may have flipped → whether they were desired before. */
+    const touched = new Map<string, boolean>();
+    const change = (key: string, delta: 1 | -1): void => {
+      const n = this.desired.get(key) ?? 0;
+      if (!touched.has(key)) touched.set(key, n > 0);
+      if (n + delta > 0) this.desired.set(key, n + delta);
+      else this.desired.delete(key);
+    };
+    const service = (svc: Service, delta: 1 | -1): void => {
+      for (const vip of svc.vips) for (const p of svc.ports) change(destKey(vip, p.port), delta);
+    };
+    const workload = (w: Workload, delta: 1 | -1): void => {
+      if (w.meshed) change(destKey(w.ip, 0), delta);
+    };
+    if (prev !== s) {
+      for (const [key, svc] of s.services) {
+        const old = prev?.services.get(key);
+        if (old === svc) continue;
+        if (old) service(old, -1);
+        service(svc, 1);
+      }
+      if (prev) for (const [key, old] of prev.services) if (!s.services.has(key)) service(old, -1);
+      for (const [uid, w] of s.workloads) {
+        const old = prev?.workloads.get(uid);
+        if (old === w) continue;
+        if (old) workload(old, -1);
+        workload(w, 1);
+      }
+      if (prev) for (const [uid, old] of prev.workloads) if (!s.workloads.has(uid)) workload(old, -1);
+      this.applied = s;
+    }
+    const add: Array<{ ip: string; port: number }> = [];
+    const remove: Array<{ ip: string; port: number }> = [];
+    if (this.resync) {
+      // What the kernel holds now (another run may have left entries) against everything desired.
+      const kernel = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
+      for (const key of kernel) if (!this.desired.has(key)) remove.push(parseDestKey(key));
+      for (const key of this.desired.keys()) if (!kernel.has(key)) add.push(parseDestKey(key));
+    } else {
+      for (const [key, was] of touched) {
+        const now = this.desired.has(key);
+        if (now && !was) add.push(parseDestKey(key));
+        else if (!now && was) remove.push(parseDestKey(key));
+      }
+    }
+    this.resync = true; // until the writes below all succeed
+    this.removeDestinations(remove);
+    this.addDestinations(add);
+    this.resync = false;
+  }
+
+  private addDestinations(list: Array<{ ip: string; port: number }>): void {
+    if (list.length === 0) return;
+    if (this.maps.addMeshedDestinations) this.maps.addMeshedDestinations(list);
+    else for (const d of list) this.maps.addMeshedDestination(d.ip, d.port);
+  }
+
+  private removeDestinations(list: Array<{ ip: string; port: number }>): void {
+    if (list.length === 0) return;
+    if (this.maps.removeMeshedDestinations) this.maps.removeMeshedDestinations(list);
+    else for (const d of list) this.maps.removeMeshedDestination(d.ip, d.port);
   }
 
   /** Inbound modes first (they only ever protect), then connect denies; each map diffed against the kernel's. */

@@ -1,5 +1,6 @@
 // Typed facade over the native datapath: load/attach the BPF programs, enroll pods, mesh destinations, recover original destinations.
 import type { Socket } from 'net';
+import { endianness } from 'os';
 import { SmeshError } from '../errors';
 import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp } from './addr';
 import { loadRawNative, type RawDatapath, type RawNative, type RawNativeError } from './raw';
@@ -34,6 +35,10 @@ export interface Datapath {
   addMeshedDestination(ip: string, port: number): void; // port 0 = every port of that IP
   removeMeshedDestination(ip: string, port: number): void;
   meshedDestinations(): Array<{ ip: string; port: number }>;
+  /** Many destinations in one map operation (BPF_MAP_UPDATE_BATCH); all validated before any is written. */
+  addMeshedDestinations(dests: ReadonlyArray<{ ip: string; port: number }>): void;
+  /** Many destinations at once; absent ones are skipped. Returns how many were removed. */
+  removeMeshedDestinations(dests: ReadonlyArray<{ ip: string; port: number }>): number;
   /** connect() of `workloadId` to ip:port (port 0 = every port) fails at once with ECONNREFUSED. */
   addConnectDeny(workloadId: number, ip: string, port: number): void;
   removeConnectDeny(workloadId: number, ip: string, port: number): void;
@@ -76,6 +81,24 @@ function checkWorkloadId(id: number): void {
 
 function checkPath(value: string, field: string): void {
   if (typeof value !== 'string' || value === '') throw new TypeError(`${field} must be a non-empty path`);
+}
+
+/** sizeof(struct smesh_addr_port) (bpf/shared/abi.h): 16-byte address, u16 port in host order, u16 pad. */
+const ADDR_PORT_SIZE = 20;
+const HOST_LE = endianness() === 'LE';
+
+/** Packs destinations as an array of struct smesh_addr_port, validating every entry first. */
+function packAddrPorts(dests: ReadonlyArray<{ ip: string; port: number }>): Buffer {
+  const out = Buffer.alloc(dests.length * ADDR_PORT_SIZE);
+  for (let i = 0; i < dests.length; i++) {
+    const d = dests[i]!;
+    checkPort(d.port, `dests[${i}].port`, true);
+    const off = i * ADDR_PORT_SIZE;
+    ipToKey(d.ip, `dests[${i}].ip`).copy(out, off);
+    if (HOST_LE) out.writeUInt16LE(d.port, off + 16);
+    else out.writeUInt16BE(d.port, off + 16);
+  }
+  return out;
 }
 
 function bpfError(err: unknown): unknown {
@@ -134,6 +157,33 @@ class NativeDatapath implements Datapath {
     const key = ipToKey(ip);
     checkPort(port, 'port', true);
     wrapSync(() => this.raw.destDelete(key, port));
+  }
+
+  addMeshedDestinations(dests: ReadonlyArray<{ ip: string; port: number }>): void {
+    if (dests.length === 0) return;
+    const keys = packAddrPorts(dests);
+    const batch = this.raw.destUpdateBatch;
+    if (batch) {
+      wrapSync(() => batch.call(this.raw, keys));
+      return;
+    }
+    for (let i = 0; i < dests.length; i++) {
+      const off = i * ADDR_PORT_SIZE;
+      wrapSync(() => this.raw.destUpdate(keys.subarray(off, off + 16), dests[i]!.port));
+    }
+  }
+
+  removeMeshedDestinations(dests: ReadonlyArray<{ ip: string; port: number }>): number {
+    if (dests.length === 0) return 0;
+    const keys = packAddrPorts(dests);
+    const batch = this.raw.destDeleteBatch;
+    if (batch) return wrapSync(() => batch.call(this.raw, keys));
+    let removed = 0;
+    for (let i = 0; i < dests.length; i++) {
+      const off = i * ADDR_PORT_SIZE;
+      if (wrapSync(() => this.raw.destDelete(keys.subarray(off, off + 16), dests[i]!.port))) removed++;
+    }
+    return removed;
   }
 
   meshedDestinations(): Array<{ ip: string; port: number }> {

@@ -18,6 +18,10 @@ export interface RawDatapath {
   destUpdate(addr: Buffer, port: number): void;
   destDelete(addr: Buffer, port: number): boolean;
   dests(): Array<{ addr: Buffer; port: number }>;
+  /** Many entries per syscall; `keys` packs struct smesh_addr_port (16-byte addr, host-order u16 port, u16 pad 0). Absent from addons built before batching. */
+  destUpdateBatch?(keys: Buffer): void;
+  /** As destUpdateBatch; absent keys are skipped; returns how many were deleted. */
+  destDeleteBatch?(keys: Buffer): number;
   denyUpdate(workloadId: number, addr: Buffer, port: number): void;
   denyDelete(workloadId: number, addr: Buffer, port: number): boolean;
   denies(): Array<{ workloadId: number; addr: Buffer; port: number }>;

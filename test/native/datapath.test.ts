@@ -111,6 +111,32 @@ describe.skipIf(!isRoot)(SUITE, () => {
     expect(dp.enrolledPods()).toEqual([{ cookie: podCookie, workloadId: WORKLOAD_ID }]);
   });
 
+  it('writes and deletes destinations in batches (BPF_MAP_UPDATE_BATCH / DELETE_BATCH), skipping absent keys', () => {
+    const dp = datapaths[0];
+    const before = dp.meshedDestinations().length;
+    const batch = Array.from({ length: 3000 }, (_, i) => ({ ip: `198.18.${100 + Math.floor(i / 250)}.${(i % 250) + 1}`, port: i % 3 === 0 ? 0 : 1000 + (i % 50) }));
+    batch.push({ ip: '2001:db8::7', port: 8443 });
+    dp.addMeshedDestinations(batch);
+    const key = (d: { ip: string; port: number }) => `${d.ip}|${d.port}`;
+    const held = new Set(dp.meshedDestinations().map(key));
+    expect(held.size).toBe(before + batch.length);
+    for (const d of batch) expect(held.has(key(d)), key(d)).toBe(true);
+    dp.addMeshedDestinations(batch.slice(0, 10)); // rewriting present keys is fine (BPF_ANY)
+    // Delete half, with absent keys interleaved (never written, or already gone).
+    const gone = batch.filter((_, i) => i % 2 === 0);
+    const absent = [{ ip: '198.18.250.1', port: 1 }, gone[5]!];
+    expect(dp.removeMeshedDestinations([absent[0]!, ...gone.slice(0, 100), absent[0]!, ...gone.slice(100)])).toBe(gone.length);
+    expect(dp.removeMeshedDestinations(absent)).toBe(0);
+    const left = new Set(dp.meshedDestinations().map(key));
+    expect(left.size).toBe(before + batch.length - gone.length);
+    for (const d of gone) expect(left.has(key(d))).toBe(false);
+    expect(dp.removeMeshedDestinations(batch.filter((_, i) => i % 2 === 1))).toBe(batch.length - gone.length);
+    expect(dp.meshedDestinations()).toHaveLength(before);
+    // Validation happens before anything is written.
+    expect(() => dp.addMeshedDestinations([{ ip: '198.18.99.9', port: 1 }, { ip: 'nope', port: 1 }])).toThrow(TypeError);
+    expect(dp.meshedDestinations()).toHaveLength(before);
+  });
+
   it('(a) redirects an enrolled pod in the cgroup to the capture address; the proxy recovers the original destination', async () => {
     const events = await runProbe(podNetns, true, {
       listen: listeners(),

@@ -86,4 +86,33 @@ describe('datapath facade (fake native)', () => {
     expect(() => dp.enrollPod(1n << 64n, 1)).toThrow(TypeError);
     expect(() => dp.removeMeshedDestination('x', 1)).toThrow(TypeError);
   });
+
+  it('packs batched destinations as struct smesh_addr_port (20 bytes, host-order port), or falls back to one call each', async () => {
+    const list = [{ ip: '198.19.0.10', port: 80 }, { ip: '2001:db8::1', port: 0 }, { ip: '198.18.1.2', port: 65535 }];
+    // An addon with batch operations: one call, packed keys.
+    const withBatch = fakeNative();
+    const packed: Buffer[] = [];
+    const raw = await withBatch.native.open({} as RawOpenOptions);
+    Object.assign(raw, { destUpdateBatch: (keys: Buffer) => void packed.push(keys), destDeleteBatch: (keys: Buffer) => keys.length / 20 });
+    const dp = await createDatapathApi(() => withBatch.native).openDatapath({ bpffsDir: '/x', cgroupPath: '/cg', captureIp4: '169.254.7.1', capturePort: 15001 });
+    dp.addMeshedDestinations(list);
+    expect(packed).toHaveLength(1);
+    expect(packed[0]!.length).toBe(60);
+    expect(packed[0]!.subarray(0, 16).toString('hex')).toBe('00000000000000000000ffffc613000a');
+    expect(packed[0]!.readUInt16LE(16)).toBe(80);
+    expect(packed[0]!.readUInt16LE(18)).toBe(0);
+    expect(keyToIp(packed[0]!.subarray(20, 36))).toBe('2001:db8::1');
+    expect(packed[0]!.readUInt16LE(56)).toBe(65535);
+    expect(dp.removeMeshedDestinations(list)).toBe(3);
+    // Nothing is written when one entry is bad.
+    expect(() => dp.addMeshedDestinations([{ ip: '198.18.1.1', port: 1 }, { ip: '198.18.1.1', port: 70000 }])).toThrow(TypeError);
+    expect(packed).toHaveLength(1);
+    // An addon without them (built before batching): one destUpdate/destDelete per entry.
+    const plain = fakeNative();
+    const dp2 = await createDatapathApi(() => plain.native).openDatapath({ bpffsDir: '/x', cgroupPath: '/cg', captureIp4: '169.254.7.1', capturePort: 15001 });
+    dp2.addMeshedDestinations(list);
+    expect(dp2.meshedDestinations()).toEqual(list);
+    expect(dp2.removeMeshedDestinations([...list, { ip: '198.18.9.9', port: 1 }])).toBe(3);
+    expect(plain.dests.size).toBe(0);
+  });
 });
