@@ -1,6 +1,7 @@
 // The agent's composition root: config → state → identities → kernel datapath → proxies → telemetry, and their lifecycle.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { AdminServers } from './admin/servers';
 import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
 import type { AgentOptions } from './config/options';
@@ -39,6 +40,22 @@ function inboundHttpProtocol(state: StateView, workload: Workload | undefined, p
     }
   }
   return undefined;
+}
+
+/**
+ * The addresses of the agent's own (host) network namespace, loopback and the capture address left
+ * out (the kernel trusts those anyway): kubelet probes reach pods from one of them.
+ */
+function hostAddresses(captureIp: string): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal || a.address === captureIp) continue;
+      if (a.family === 'IPv6' && a.address.toLowerCase().startsWith('fe80:')) continue;
+      out.push(a.address);
+    }
+  }
+  return out;
 }
 
 /** How often enrollment is re-checked against the kernel even without a config change (pods restarted, netns recreated). */
@@ -235,7 +252,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
           return undefined; // closed during shutdown
         }
       });
-      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'));
+      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => (opts.noProbeExemption ? [] : hostAddresses(opts.captureIp)));
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;

@@ -254,15 +254,16 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     return out;
   }
 
-  // strictUpdate(addr: Buffer(16), port, mode: 1 STRICT | 2 PERMISSIVE)
+  // strictUpdate(addr: Buffer(16), port, mode: 1 STRICT | 2 PERMISSIVE | 3 TRUSTED_SOURCE (port 0 only))
   Napi::Value StrictUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint8_t addr[16];
     CopyBytes(info[0], "addr", addr, 16);
     uint16_t port = PortArg(info[1], "port");
     uint32_t mode = U32Arg(info[2], "mode");
-    if (mode != SMESH_INBOUND_STRICT && mode != SMESH_INBOUND_PERMISSIVE)
-      ThrowTypeError(env, "mode must be 1 (STRICT) or 2 (PERMISSIVE)");
+    if (mode != SMESH_INBOUND_STRICT && mode != SMESH_INBOUND_PERMISSIVE && mode != SMESH_INBOUND_TRUSTED_SOURCE)
+      ThrowTypeError(env, "mode must be 1 (STRICT), 2 (PERMISSIVE) or 3 (TRUSTED_SOURCE)");
+    if (mode == SMESH_INBOUND_TRUSTED_SOURCE && port != 0) ThrowTypeError(env, "a TRUSTED_SOURCE entry must have port 0");
     Guard(env, [&] { StrictPut(Live(env).strict_fd(), MakeAddrPort(addr, port), mode); });
     return env.Undefined();
   }

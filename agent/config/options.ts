@@ -21,6 +21,8 @@ export interface AgentOptions {
   readonly noBpf: boolean;
   /** Do not look for local pods' network namespaces below --cgroup-root (only the control plane's netns is used). */
   readonly noNetnsDiscovery: boolean;
+  /** STRICT also drops plaintext from the node's own host addresses (by default it lets kubelet probes through). */
+  readonly noProbeExemption: boolean;
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
@@ -58,6 +60,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--log-level': { key: 'logLevel', kind: 'string', env: 'SMESH_LOG_LEVEL' },
   '--no-bpf': { key: 'noBpf', kind: 'bool' },
   '--no-netns-discovery': { key: 'noNetnsDiscovery', kind: 'bool' },
+  '--no-probe-exemption': { key: 'noProbeExemption', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
   '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
@@ -91,7 +94,9 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   --no-bpf                proxy only, no kernel redirect
   --no-netns-discovery    take pods' network namespaces only from the control plane (default: also find them
-                          from the processes below --cgroup-root, matched by pod IP)`;
+                          from the processes below --cgroup-root, matched by pod IP)
+  --no-probe-exemption    STRICT also drops plaintext from this node's own host addresses (default: let it
+                          through, so kubelet health probes keep working)`;
 
 function fail(message: string): never {
   throw new SmeshError('SMESH_ERR_CONFIG', `${message}\n${AGENT_USAGE}`);
@@ -161,6 +166,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     logLevel: (values.logLevel as string | undefined) ?? 'info',
     noBpf: values.noBpf === true,
     noNetnsDiscovery: values.noNetnsDiscovery === true,
+    noProbeExemption: values.noProbeExemption === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
     controlPlane: values.controlPlane as string | undefined,

@@ -3,7 +3,7 @@ import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, matchNeedsL7, rul
 import { isConvertedPeerAuthentication, type AuthorizationPolicy, type PolicyMatch } from '../policy/types';
 import type { MeshSnapshot, Service, Workload } from '../state/types';
 
-export type InboundMode = 'STRICT' | 'PERMISSIVE';
+export type InboundMode = 'STRICT' | 'PERMISSIVE' | 'TRUSTED_SOURCE';
 
 export interface InboundModeEntry {
   readonly ip: string;
@@ -47,8 +47,10 @@ function unnamedPort(named: ReadonlySet<number>): number {
  * let through and counted). One port-0 entry per pod, plus entries for ports the policies name whose
  * mode differs from it.
  */
-export function desiredInboundModes(s: MeshSnapshot, nodeName: string): Map<string, InboundModeEntry> {
+export function desiredInboundModes(s: MeshSnapshot, nodeName: string, trustedSources: readonly string[] = []): Map<string, InboundModeEntry> {
   const out = new Map<string, InboundModeEntry>();
+  // The node's host addresses (kubelet probes come from them); a workload's own entry below wins.
+  for (const ip of trustedSources) out.set(inboundKey({ ip, port: 0 }), { ip, port: 0, mode: 'TRUSTED_SOURCE' });
   const peerAuth = (s.authorizationPolicies ?? []).filter(isConvertedPeerAuthentication);
   const root = s.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
   for (const w of localMeshed(s, nodeName)) {

@@ -33,6 +33,8 @@ export interface ReconcileReport {
   /** Entries in the inbound-mode map (STRICT or PERMISSIVE) and how many are STRICT. */
   readonly inboundModes?: number;
   readonly strict?: number;
+  /** Node host addresses marked TRUSTED_SOURCE (probe sources STRICT lets through). */
+  readonly trustedSources?: number;
   /** Connect-time deny entries. */
   readonly connectDenies?: number;
   /** Pods that could not be enrolled, with the reason (e.g. their netns is gone). */
@@ -110,6 +112,8 @@ export class Reconciler {
     private readonly nodeName: string,
     private readonly ids: WorkloadIds,
     private readonly log: ReconcilerLogger,
+    /** The node's host addresses whose plaintext STRICT lets through (kubelet probes); read at each reconcile. */
+    private readonly trustedSources: () => readonly string[] = () => [],
   ) {}
 
   /** Reconciles towards `s`; overlapping calls coalesce so the last snapshot always wins. */
@@ -241,16 +245,17 @@ export class Reconciler {
   }
 
   /** Inbound modes first (they only ever protect), then connect denies; each map diffed against the kernel's. */
-  private applyPolicyMaps(s: MeshSnapshot): { inboundModes?: number; strict?: number; connectDenies?: number } {
+  private applyPolicyMaps(s: MeshSnapshot): { inboundModes?: number; strict?: number; trustedSources?: number; connectDenies?: number } {
     const m = this.maps;
-    const out: { inboundModes?: number; strict?: number; connectDenies?: number } = {};
+    const out: { inboundModes?: number; strict?: number; trustedSources?: number; connectDenies?: number } = {};
     if (m.inboundModes && m.setInboundMode && m.removeInboundMode) {
-      const wanted = desiredInboundModes(s, this.nodeName);
+      const wanted = desiredInboundModes(s, this.nodeName, this.trustedSources());
       const current = new Map(m.inboundModes().map((e) => [inboundKey(e), e]));
       for (const [key, e] of wanted) if (current.get(key)?.mode !== e.mode) m.setInboundMode(e.ip, e.port, e.mode);
       for (const [key, e] of current) if (!wanted.has(key)) m.removeInboundMode(e.ip, e.port);
       out.inboundModes = wanted.size;
       out.strict = [...wanted.values()].filter((e) => e.mode === 'STRICT').length;
+      out.trustedSources = [...wanted.values()].filter((e) => e.mode === 'TRUSTED_SOURCE').length;
     }
     if (m.connectDenies && m.addConnectDeny && m.removeConnectDeny) {
       const wanted = desiredConnectDenies(s, this.nodeName, (uid) => this.ids.idOf(uid));

@@ -19,7 +19,8 @@ export interface AttachInfo {
 }
 
 /** Inbound mTLS mode of a local pod address (and port) in the kernel: STRICT drops plaintext SYNs, PERMISSIVE counts them. */
-export type InboundMode = 'STRICT' | 'PERMISSIVE';
+/** TRUSTED_SOURCE (port 0 only) marks a node host address whose plaintext (kubelet probes) STRICT lets through. */
+export type InboundMode = 'STRICT' | 'PERMISSIVE' | 'TRUSTED_SOURCE';
 
 /** Totals of the kernel's inbound plaintext check (summed over CPUs, since the maps were created). */
 export interface InboundCounters {
@@ -52,7 +53,8 @@ export interface Datapath {
   destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
 }
 
-const INBOUND_MODE_CODE: Record<InboundMode, number> = { STRICT: 1, PERMISSIVE: 2 };
+const INBOUND_MODE_CODE: Record<InboundMode, number> = { STRICT: 1, PERMISSIVE: 2, TRUSTED_SOURCE: 3 };
+const INBOUND_MODE_NAME: Readonly<Record<number, InboundMode>> = { 1: 'STRICT', 2: 'PERMISSIVE', 3: 'TRUSTED_SOURCE' };
 
 /** The native operations this facade needs; tests substitute a fake via `createDatapathApi`. */
 export interface DatapathApi {
@@ -212,7 +214,7 @@ class NativeDatapath implements Datapath {
     const key = ipToKey(ip);
     checkPort(port, 'port', true);
     const code = INBOUND_MODE_CODE[mode];
-    if (code === undefined) throw new TypeError(`mode must be STRICT or PERMISSIVE, got ${String(mode)}`);
+    if (code === undefined) throw new TypeError(`mode must be STRICT, PERMISSIVE or TRUSTED_SOURCE, got ${String(mode)}`);
     wrapSync(() => this.raw.strictUpdate(key, port, code));
   }
 
@@ -223,7 +225,7 @@ class NativeDatapath implements Datapath {
   }
 
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }> {
-    return wrapSync(() => this.raw.stricts()).map((e) => ({ ip: keyToIp(e.addr), port: e.port, mode: e.mode === 1 ? 'STRICT' : 'PERMISSIVE' }));
+    return wrapSync(() => this.raw.stricts()).map((e) => ({ ip: keyToIp(e.addr), port: e.port, mode: INBOUND_MODE_NAME[e.mode] ?? 'PERMISSIVE' }));
   }
 
   inboundCounters(): InboundCounters {

@@ -53,12 +53,15 @@ static __always_inline __u32 smesh_inbound_mode(const __u32 addr[4], __u16 port)
 }
 
 /* Sources that are not "plaintext from outside the mesh": the node proxy (its upstream sockets bind the
- * capture address), loopback, and the destination itself (a pod dialing its own address). */
+ * capture address), loopback, the destination itself (a pod dialing its own address), and the node's
+ * own host addresses the agent marked TRUSTED_SOURCE (kubelet probes). */
 static __always_inline int smesh_trusted_source(const __u32 src[4], const __u32 dst[4])
 {
 	__u32 capture[4];
 
 	if (smesh_addr_equal(src, dst))
+		return 1;
+	if (smesh_inbound_mode(src, 0) == SMESH_INBOUND_TRUSTED_SOURCE)
 		return 1;
 	if (smesh_addr_is_v4_mapped(src)) {
 		if (smesh_capture_ip4 && src[3] == smesh_capture_ip4)

@@ -60,9 +60,13 @@ struct smesh_deny_key {
 /* smesh_strict: key struct smesh_addr_port (a local pod address; port 0 = every port of it, an exact
  * port entry overrides the port-0 entry). Inbound plaintext TCP SYNs (source neither the node proxy's
  * capture address nor loopback) to a STRICT entry are dropped; to a PERMISSIVE entry they pass and are
- * counted. Addresses without an entry are not local meshed pods: untouched, uncounted. */
+ * counted. Addresses without an entry are not local meshed pods: untouched, uncounted.
+ * A port-0 entry with mode TRUSTED_SOURCE names a SOURCE address instead: one of the node's own host
+ * addresses, from which kubelet probes arrive; plaintext from it is neither dropped nor counted (the
+ * role of the 169.254.7.127 probe SNAT in Istio ambient). Host and pod addresses never coincide. */
 #define SMESH_INBOUND_STRICT 1
 #define SMESH_INBOUND_PERMISSIVE 2
+#define SMESH_INBOUND_TRUSTED_SOURCE 3
 struct smesh_strict_info {
 	__u32 mode; /* SMESH_INBOUND_* */
 };

@@ -2,7 +2,7 @@
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { lastJsonLine, sleep, waitExit } from '../helpers/proc';
 
 const problem = privilegeProblem();
@@ -140,6 +140,17 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     const metrics = await agents[1]!.metrics();
     expect(metrics).toMatch(/^smesh_strict_dropped_total [1-9]/m);
     expect(metrics).toMatch(/^smesh_plaintext_inbound_total [1-9]/m);
+  });
+
+  it("kubelet-style probes from the node's own host address pass STRICT; plaintext from another node's host is still dropped", async () => {
+    const server = topo!.pod('server');
+    const probe = (node: string, timeoutMs: number) =>
+      topo!.execInNode(node, NODE_BIN, [path.join(APPS_DIR, 'client.js'), 'tcp', '--host', server.ip, '--port', String(PORT.strict), '--send', 'ping', '--expect', 'ping', '--timeout', String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
+    const local = lastJsonLine<Record<string, unknown>>((await probe('node2', 6000)).stdout);
+    expect(local.ok, JSON.stringify(local)).toBe(true);
+    const remote = lastJsonLine<Record<string, unknown>>((await probe('node1', 3000)).stdout);
+    expect(remote.ok, JSON.stringify(remote)).toBe(false);
+    expect(remote.connected ?? false, JSON.stringify(remote)).toBe(false);
   });
 
   it('a policy change (file rewritten) applies to new connections quickly (first success < 1.5 s incl. client start); the still-allowed caller keeps working', async () => {

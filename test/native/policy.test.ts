@@ -107,6 +107,29 @@ describe.skipIf(!isRoot)(SUITE, () => {
     expect(after.plaintextAccepted - before.plaintextAccepted).toBe(1);
   });
 
+  it('a TRUSTED_SOURCE address (the node host address kubelet probes come from) passes STRICT uncounted; removing it drops again', async () => {
+    const d = dp!;
+    expect(() => d.setInboundMode(CLIENT_IP, 80, 'TRUSTED_SOURCE')).toThrow(/port 0/);
+    d.setInboundMode(CLIENT_IP, 0, 'TRUSTED_SOURCE');
+    expect(d.inboundModes()).toContainEqual({ ip: CLIENT_IP, port: 0, mode: 'TRUSTED_SOURCE' });
+    const before = d.inboundCounters();
+    const { client } = await exchange([{ ip: POD_IP, port: STRICT_PORT, localIp: CLIENT_IP, connectTimeoutMs: 3000 }], 1);
+    expect(outcome(client)).toEqual([[`${POD_IP}:${STRICT_PORT}`, 'connected']]);
+    expect(d.inboundCounters()).toEqual(before);
+    d.removeInboundMode(CLIENT_IP, 0);
+    const again = await exchange(
+      [
+        { ip: POD_IP, port: STRICT_PORT, localIp: CLIENT_IP, connectTimeoutMs: DROPPED_CONNECT_WAIT_MS },
+        { ip: POD_IP, port: STRICT_PORT, localIp: topo.captureIp, connectTimeoutMs: 3000 },
+      ],
+      1,
+    );
+    expect(outcome(again.client)).toEqual([
+      [`${POD_IP}:${STRICT_PORT}`, 'PROBE_TIMEOUT'],
+      [`${POD_IP}:${STRICT_PORT}`, 'connected'],
+    ]);
+  });
+
   it('removing the STRICT entries lets plaintext in again', async () => {
     const d = dp!;
     d.removeInboundMode(POD_IP, 0);
