@@ -94,6 +94,8 @@ export function podsToEnroll(s: MeshSnapshot, nodeName: string): Workload[] {
 export class Reconciler {
   /** netns path → { inode, cookie }: a recreated namespace has a new inode and so a new cookie. */
   private readonly cookieCache = new Map<string, { ino: number; cookie: bigint }>();
+  /** Workload uid → the cookie it was last enrolled with (kept through a transient read failure). */
+  private lastCookie = new Map<string, bigint>();
   private running: Promise<ReconcileReport> | undefined;
   private pending: MeshSnapshot | undefined;
   /**
@@ -147,14 +149,27 @@ export class Reconciler {
   private async apply(s: MeshSnapshot): Promise<ReconcileReport> {
     const failures: Array<{ pod: string; reason: string }> = [];
     const wanted = new Map<bigint, number>();
+    const paths = new Set<string>();
+    const lastCookies = new Map<string, bigint>();
     for (const w of podsToEnroll(s, this.nodeName)) {
+      paths.add(w.netns!);
       try {
         const cookie = await this.cookieOf(w.netns!);
         wanted.set(cookie, this.ids.idOf(w.uid));
+        lastCookies.set(w.uid, cookie);
       } catch (err) {
+        // A path that cannot be read right now (e.g. a discovered /proc/<pid>/ns/net whose process just exited)
+        // keeps the pod's last known cookie until the next pass finds it again: no gap in redirection.
+        const last = this.lastCookie.get(w.uid);
+        if (last !== undefined) {
+          wanted.set(last, this.ids.idOf(w.uid));
+          lastCookies.set(w.uid, last);
+        }
         failures.push({ pod: w.uid, reason: `network namespace ${w.netns}: ${(err as Error).message}` });
       }
     }
+    this.lastCookie = lastCookies;
+    for (const path of this.cookieCache.keys()) if (!paths.has(path)) this.cookieCache.delete(path);
     let added = 0;
     let removed = 0;
     const current = new Map(this.maps.enrolledPods().map((p) => [p.cookie, p.workloadId]));

@@ -1,5 +1,8 @@
 // The reconciler keeps a (fake) kernel map set equal to the state: enrolls, unenrolls, and survives a missing netns.
-import { describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { DatapathMaps, Reconciler, WorkloadIds } from '../../../agent/datapath/reconciler';
 import { MeshSnapshot, Workload } from '../../../agent/state/types';
 
@@ -81,5 +84,30 @@ describe('Reconciler', () => {
     expect(report.failures).toHaveLength(1);
     expect(report.failures[0].pod).toBe('default/gone');
     expect(report.failures[0].reason).toMatch(/smesh-test-missing/);
+  });
+
+  it('keeps a pod enrolled with its last cookie when its namespace path cannot be read for one pass; forgets paths no longer wanted', async () => {
+    const maps = new FakeMaps();
+    // A second readable "namespace" path: a temp file (stat-able) that the fake cookie function knows.
+    const other = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'smesh-test-recon-')), 'net');
+    onTestFinished(() => fs.rmSync(path.dirname(other), { recursive: true, force: true }));
+    fs.writeFileSync(other, '');
+    const fn = async (p: string) => (p === other ? 22n : cookieFn(p));
+    const r = new Reconciler(maps, fn, 'n1', new WorkloadIds(), log);
+    await r.reconcile(snap([pod('a', 'n1', '198.18.1.10', '/proc/self/ns/net')]));
+    expect([...maps.pods.keys()]).toEqual([11n]);
+    // The discovered path moved to a process that is already gone: the pod stays enrolled, the failure is reported.
+    const report = await r.reconcile(snap([pod('a', 'n1', '198.18.1.10', '/run/netns/smesh-test-vanished')]));
+    expect([...maps.pods.keys()]).toEqual([11n]);
+    expect(report.failures).toHaveLength(1);
+    // A later pass that finds it elsewhere switches to that cookie; the old paths leave the cache.
+    await r.reconcile(snap([pod('a', 'n1', '198.18.1.10', other)]));
+    expect([...maps.pods.keys()]).toEqual([22n]);
+    const cache = (r as unknown as { cookieCache: Map<string, unknown> }).cookieCache;
+    expect([...cache.keys()]).toEqual([other]);
+    // The pod leaves the state: unenrolled, nothing remembered.
+    await r.reconcile(snap([]));
+    expect(maps.pods.size).toBe(0);
+    expect(cache.size).toBe(0);
   });
 });
