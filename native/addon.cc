@@ -2,9 +2,11 @@
 #include <napi.h>
 
 #include "bindings.h"
+#include "splice.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   smesh::RegisterBindings(env, exports);
+  smesh::RegisterSplice(env, exports);
   return exports;
 }
 

@@ -12,6 +12,8 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
 import { relay, type Relay } from './relay';
+import { canSplice, spliceRelay } from './splice-relay';
+import { spliceApi } from '../native/splice';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
 import type { Duplex } from 'stream';
 
@@ -134,6 +136,8 @@ export interface OutboundProxyOptions {
   readonly http?: OutboundHttpHandler;
   /** Uniform [0, 1) for the L4 load balancer's draws (tests); default Math.random. */
   readonly random?: RandomSource;
+  /** Same-node plaintext connections are relayed in the kernel (addon splice relay) when the addon has it; false = always the JS relay. Default true. */
+  readonly spliceRelay?: boolean;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -265,8 +269,21 @@ export class OutboundProxy {
     }
   }
 
-  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>): void {
-    const r = relay(sock, upstream, stats);
+  /** Same-node plaintext: the native splice relay when available and both sockets can be handed over, else the JS relay. */
+  private relayPlain(sock: net.Socket, upstream: net.Socket, stats: TcpConnectionStats | undefined): Relay {
+    const api = this.opts.spliceRelay === false ? undefined : spliceApi();
+    if (api && canSplice(sock) && canSplice(upstream)) {
+      try {
+        return spliceRelay(api, sock, upstream, stats);
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'splice relay refused the sockets; using the JS relay');
+      }
+    }
+    return relay(sock, upstream, stats);
+  }
+
+  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false): void {
+    const r = sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats);
     this.relays.add(r);
     void r.done.then((res) => {
       this.relays.delete(r);
@@ -304,7 +321,7 @@ export class OutboundProxy {
         return;
       }
       const stats = this.opts.metrics?.openTcp({ reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false });
-      this.startRelay(sock, upstream, stats, fields);
+      this.startRelay(sock, upstream, stats, fields, d.kind === 'local');
     });
   }
 
