@@ -18,7 +18,8 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
 import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
-import { isHttpPort, sniffHttpVersion } from './protocol';
+import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
+import { HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
 import { UpstreamPool, type UpstreamTarget } from './upstream';
 
@@ -111,6 +112,16 @@ function retriable(r: AttemptResult, retryOn: readonly string[]): boolean {
   return false;
 }
 
+/**
+ * The code a client's stream is reset with when its upstream stream was: REFUSED_STREAM (the client
+ * may retry), CANCEL and ENHANCE_YOUR_CALM pass; the rest become INTERNAL_ERROR, so a protocol-error
+ * code sent to a client always means the client's own frames were invalid (h2-watch.ts counts those).
+ */
+function downstreamResetCode(code: number): number {
+  const c = http2.constants;
+  return code === c.NGHTTP2_REFUSED_STREAM || code === c.NGHTTP2_CANCEL || code === c.NGHTTP2_ENHANCE_YOUR_CALM ? code : c.NGHTTP2_INTERNAL_ERROR;
+}
+
 /** The HTTP/1.1 outbound handler the OutboundProxy hands sockets of HTTP service ports to. */
 export class HttpOutbound {
   private readonly server: http.Server;
@@ -154,12 +165,9 @@ export class HttpOutbound {
     this.h2server.on('session', (session: http2.ServerHttp2Session) => {
       if (this.pendingH2Context) this.h2contexts.set(session, this.pendingH2Context);
       session.on('error', () => undefined);
-      session.on('frameError', () => this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'h2_frame_error' }));
     });
-    this.h2server.on('sessionError', (err: NodeJS.ErrnoException) => {
-      this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'h2_protocol_error' });
-      this.log.debug({ err: err.message }, 'HTTP/2 client session error');
-    });
+    // Invalid frames from the client are counted where nghttp2's answer to them is written (see handle()).
+    this.h2server.on('sessionError', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.message }, 'HTTP/2 client session error'));
     this.h2server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       void this.onH2Stream(stream, headers).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'HTTP/2 stream handling failed');
@@ -199,10 +207,10 @@ export class HttpOutbound {
       this.sockets.add(sock);
       sock.once('close', () => this.sockets.delete(sock));
       if (v === 'h2') {
-        // The http2 server creates the session synchronously inside emit('connection').
-        // The session reads the socket's handle itself and takes the buffered preface with read(); never resume() it.
+        // The http2 server creates the session synchronously inside emit('connection'). The watched
+        // transport reads the socket (buffered preface first) only when the session asks for data.
         this.pendingH2Context = ctx;
-        this.h2server.emit('connection', sock);
+        this.h2server.emit('connection', this.watchH2(sock, 'client', 0));
         this.pendingH2Context = undefined;
       } else {
         this.contexts.set(sock, ctx);
@@ -216,6 +224,18 @@ export class HttpOutbound {
     };
     sock.on('data', onData);
     sock.once('end', onEnd);
+  }
+
+  /** `transport` with the frames its HTTP/2 session sends scanned: error GOAWAYs and malformed-stream resets are the peer's invalid frames, counted here. */
+  private watchH2(transport: Duplex, side: 'client' | 'upstream', skipFirst: number): H2WatchedTransport {
+    return new H2WatchedTransport(transport, {
+      skipFirst,
+      onErrorFrame: (f) => {
+        if (!blamesPeer(f)) return;
+        this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side, reason: `h2_${f.kind}_${h2ErrorName(f.code)}` });
+        this.log.debug({ side, frame: f.kind, code: f.code, stream: f.streamId }, 'HTTP/2 peer sent invalid frames');
+      },
+    });
   }
 
   close(): void {
@@ -605,7 +625,8 @@ export class HttpOutbound {
       } else {
         transport = await this.opts.hbone.open(ut.hbone!);
       }
-      const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => transport, settings: { enablePush: false } });
+      const watched = this.watchH2(transport, 'upstream', HTTP2_PREFACE.length);
+      const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => watched, settings: { enablePush: false } });
       session.on('error', () => undefined);
       // Idle upstream sessions (e.g. to endpoints that went away) are closed; in-flight streams finish first.
       session.setTimeout(UPSTREAM_IDLE_MS, () => session.close());
@@ -754,8 +775,7 @@ export class HttpOutbound {
       stream.once('wantTrailers', () => {
         const tr: http2.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(trailers ?? {})) if (v !== undefined && !k.startsWith(':')) tr[k] = v;
-        if (Object.keys(tr).length > 0) stream.sendTrailers(tr);
-        else stream.close();
+        stream.sendTrailers(tr);
       });
       up.pipe(stream);
     });
@@ -766,7 +786,7 @@ export class HttpOutbound {
         if (!stream.headersSent) reply(new ProxyReply(502, `upstream reset before response (code ${up.rstCode})`, 'UC'));
         return;
       }
-      if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(up.rstCode);
+      if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(downstreamResetCode(up.rstCode));
     });
   }
 }
