@@ -67,13 +67,14 @@ export class WorkloadIds {
   }
 }
 
+/** `ip|port`; a port-0 (every port) entry is the IP itself, so 50k workload entries reuse their IP strings. */
 function destKey(ip: string, port: number): string {
-  return `${ip}|${port}`;
+  return port === 0 ? ip : `${ip}|${port}`;
 }
 
 function parseDestKey(key: string): { ip: string; port: number } {
   const bar = key.lastIndexOf('|');
-  return { ip: key.slice(0, bar), port: Number(key.slice(bar + 1)) };
+  return bar < 0 ? { ip: key, port: 0 } : { ip: key.slice(0, bar), port: Number(key.slice(bar + 1)) };
 }
 
 /** Every destination the kernel should redirect: service VIP ports and meshed workload addresses (all ports). */

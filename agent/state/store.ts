@@ -95,6 +95,17 @@ interface Indexes {
   servicesByWorkload: Map<string, readonly Service[]>;
 }
 
+/**
+ * `[svc]`, one array per service: most workloads belong to exactly one service, so their servicesOf() lists are
+ * shared by all members (10k arrays for 10k services instead of one per workload).
+ */
+const singles = new WeakMap<Service, readonly Service[]>();
+function single(svc: Service): readonly Service[] {
+  let a = singles.get(svc);
+  if (!a) singles.set(svc, (a = Object.freeze([svc])));
+  return a;
+}
+
 function endpointsOf(s: MeshSnapshot, svc: Service): Workload[] {
   const members = svc.endpointUids
     ? svc.endpointUids.map((uid) => s.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
@@ -113,19 +124,20 @@ function buildIndexes(s: MeshSnapshot): Indexes {
   }
   const byVip = new OwnedIndex<Service>((svc) => svc.key);
   const endpoints = new Map<string, Workload[]>();
-  const servicesByWorkload = new Map<string, Service[]>();
+  const servicesByWorkload = new Map<string, readonly Service[]>();
   for (const svc of s.services.values()) {
     for (const vip of svc.vips) byVip.add(vip, svc);
     const eps = endpointsOf(s, svc);
     // By the uids a service names (present or not), so a workload that appears later finds its services.
     for (const uid of svc.endpointUids ?? eps.map((w) => w.uid)) {
-      let list = servicesByWorkload.get(uid);
-      if (!list) servicesByWorkload.set(uid, (list = []));
-      list.push(svc);
+      const list = servicesByWorkload.get(uid);
+      if (!list) servicesByWorkload.set(uid, single(svc));
+      else if (list.length === 1) servicesByWorkload.set(uid, [list[0]!, svc]); // exact size, not push (~17 slots)
+      else (list as Service[]).push(svc);
     }
     endpoints.set(svc.key, eps);
   }
-  for (const list of servicesByWorkload.values()) list.sort(byServiceKey);
+  for (const list of servicesByWorkload.values()) if (list.length > 1) (list as Service[]).sort(byServiceKey);
   return { byIp, byVip, endpoints, byNode, servicesByWorkload };
 }
 
@@ -139,14 +151,15 @@ const INCREMENTAL_MAX_SHARE = 0.25;
  * services (their endpoints depend on every workload's labels).
  */
 function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): boolean {
+  const total = next.workloads.size + next.services.size;
+  if (Math.abs(total - prev.workloads.size - prev.services.size) > INCREMENTAL_MAX_SHARE * total) return false; // e.g. the first full push
+  const limit = INCREMENTAL_MAX_SHARE * total;
   const changedWorkloads: string[] = [];
   const changedServices: string[] = [];
-  for (const [uid, w] of next.workloads) if (prev.workloads.get(uid) !== w) changedWorkloads.push(uid);
-  for (const uid of prev.workloads.keys()) if (!next.workloads.has(uid)) changedWorkloads.push(uid);
-  for (const [key, s] of next.services) if (prev.services.get(key) !== s) changedServices.push(key);
-  for (const key of prev.services.keys()) if (!next.services.has(key)) changedServices.push(key);
-  const total = next.workloads.size + next.services.size;
-  if (changedWorkloads.length + changedServices.length > INCREMENTAL_MAX_SHARE * total) return false;
+  for (const [uid, w] of next.workloads) if (prev.workloads.get(uid) !== w && changedWorkloads.push(uid) > limit) return false;
+  for (const uid of prev.workloads.keys()) if (!next.workloads.has(uid) && changedWorkloads.push(uid) > limit) return false;
+  for (const [key, s] of next.services) if (prev.services.get(key) !== s && changedServices.push(key) + changedWorkloads.length > limit) return false;
+  for (const key of prev.services.keys()) if (!next.services.has(key) && changedServices.push(key) + changedWorkloads.length > limit) return false;
   for (const key of changedServices) {
     const o = prev.services.get(key);
     const n = next.services.get(key);
@@ -203,7 +216,8 @@ function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): bo
   }
   for (const [uid, c] of memberChanges) {
     const list = (idx.servicesByWorkload.get(uid) ?? []).filter((s) => !c.drop.has(s.key)).concat(c.add);
-    if (list.length > 0) idx.servicesByWorkload.set(uid, list.sort(byServiceKey));
+    if (list.length === 1) idx.servicesByWorkload.set(uid, single(list[0]!));
+    else if (list.length > 0) idx.servicesByWorkload.set(uid, list.sort(byServiceKey));
     else idx.servicesByWorkload.delete(uid);
   }
   for (const key of staleEndpoints) {

@@ -239,13 +239,29 @@ function checkServiceRef(field: string, ref: string): void {
  */
 const interned = new Map<string, string>();
 const INTERN_MAX = 50_000;
-function intern(v: string): string {
+export function intern(v: string): string {
   const hit = interned.get(v);
   if (hit !== undefined) return hit;
   if (interned.size >= INTERN_MAX) interned.clear();
   interned.set(v, v);
   return v;
 }
+
+/**
+ * Shared copies of equal values that many workloads carry (the replicas of one deployment name the same services
+ * with the same ports, and have the same labels): one object each instead of one per workload. Bounded like `interned`.
+ */
+const sharedValues = new Map<string, unknown>();
+function shared<T>(key: string, make: () => T): T {
+  const hit = sharedValues.get(key);
+  if (hit !== undefined) return hit as T;
+  if (sharedValues.size >= INTERN_MAX) sharedValues.clear();
+  const v = make();
+  sharedValues.set(key, v);
+  return v;
+}
+const NO_POLICIES: readonly string[] = Object.freeze([]);
+const NO_SERVICES: ReadonlyMap<string, readonly PortMapping[]> = new Map();
 
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
@@ -260,25 +276,33 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
     fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
   }
   requireMatch('workload.node', w.node, DNS_SUBDOMAIN_RE, 'the name of the node the workload runs on');
-  const services = new Map<string, PortMapping[]>();
-  for (const [ref, list] of Object.entries(w.services ?? {})) {
-    const field = `workload.services[${q(ref)}]`;
-    checkServiceRef(field, ref);
-    const ports = (list?.ports ?? []).map((p, i) => portMapping(`${field}.ports[${i}]`, p));
-    uniquePorts(`${field}.ports`, ports);
-    services.set(intern(ref), ports);
+  let services = NO_SERVICES;
+  const entries = Object.entries(w.services ?? {});
+  if (entries.length > 0) {
+    let key = '';
+    const parsed: Array<[string, PortMapping[]]> = [];
+    for (const [ref, list] of entries) {
+      const field = `workload.services[${q(ref)}]`;
+      checkServiceRef(field, ref);
+      const ports = (list?.ports ?? []).map((p, i) => portMapping(`${field}.ports[${i}]`, p));
+      uniquePorts(`${field}.ports`, ports);
+      parsed.push([ref, ports]);
+      key += `${ref}\0${ports.map((p) => `${p.servicePort}:${p.targetPort}:${p.appProtocol ?? ''}`).join(',')}\0`;
+    }
+    services = shared(`services\0${key}`, () => new Map(parsed.map(([ref, ports]) => [intern(ref), ports])));
   }
-  const authorizationPolicies = (w.authorizationPolicies ?? []).map((ref, i) => {
+  const policies = w.authorizationPolicies ?? [];
+  const authorizationPolicies = policies.length === 0 ? NO_POLICIES : policies.map((ref, i) => {
     const slash = ref.indexOf('/');
     if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
       fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${q(ref)}`);
     }
-    return ref;
+    return intern(ref);
   });
   return {
     kind: 'workload',
     authorizationPolicies,
-    uid: w.uid,
+    uid: name, // equal to w.uid (checked above); the resource name's string is the one kept anyway
     name: w.name,
     namespace: intern(w.namespace),
     ips,
@@ -537,22 +561,36 @@ function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
 
 /** The state's Workload for an accepted one; `netns` from its LocalWorkload, `trustDomain` the mesh's. */
 export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trustDomain: string): Workload {
-  const labels: Record<string, string> = {};
-  if (w.workloadName) labels['service.istio.io/canonical-name'] = w.workloadName;
-  if (w.canonicalRevision) labels['service.istio.io/canonical-revision'] = w.canonicalRevision;
-  // Built by assignment, not object spreads (same keys, same order): this runs 50k times at scale.
-  const wl: { -readonly [K in keyof Workload]: Workload[K] } = { uid: w.uid, name: w.name, namespace: w.namespace, serviceAccount: w.serviceAccount, node: w.node, ip: w.ips[0]!, labels } as Workload;
-  if (netns) wl.netns = netns;
-  wl.workloadName = w.workloadName;
-  wl.identity = intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
-  wl.meshed = w.hbone;
-  // Omitted when empty: selector-scoped policies from xDS carry no selector, so none selects it.
-  if (w.authorizationPolicies.length > 0) wl.authorizationPolicies = w.authorizationPolicies;
-  return wl;
+  const labels = shared(`labels\0${w.workloadName}\0${w.canonicalRevision}`, () => {
+    const l: Record<string, string> = {};
+    if (w.workloadName) l['service.istio.io/canonical-name'] = w.workloadName;
+    if (w.canonicalRevision) l['service.istio.io/canonical-revision'] = w.canonicalRevision;
+    return Object.freeze(l);
+  });
+  // One literal with every key (runs 50k times at scale; one object shape, no out-of-object properties).
+  // Absent optional fields are `undefined` (JSON and deep equality treat that as missing).
+  return {
+    uid: w.uid,
+    name: w.name,
+    namespace: w.namespace,
+    serviceAccount: w.serviceAccount,
+    node: w.node,
+    ip: w.ips[0]!,
+    labels,
+    netns: netns || undefined,
+    workloadName: w.workloadName,
+    identity: intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`),
+    meshed: w.hbone,
+    // Absent when empty: selector-scoped policies from xDS carry no selector, so none selects it.
+    authorizationPolicies: w.authorizationPolicies.length > 0 ? w.authorizationPolicies : undefined,
+  };
 }
 
 /** The state's Service for an accepted one and its endpoints (sorted by uid). */
-export function toService(s: AcceptedService, endpoints: readonly AcceptedWorkload[], warnings: string[]): Service {
+/** What a service's target port resolution needs of each endpoint. */
+export type EndpointPorts = Pick<AcceptedWorkload, 'uid' | 'services'>;
+
+export function toService(s: AcceptedService, endpoints: readonly EndpointPorts[], warnings: string[]): Service {
   const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
   return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: endpoints.map((w) => w.uid) };
 }
@@ -674,7 +712,7 @@ export function resolveTrafficPolicies(
  * The state keeps one target port per service port. Precedence: the service's own non-zero
  * target_port; else the endpoints' mapping (Workload.services), which must agree; else the port.
  */
-export function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: readonly AcceptedWorkload[], warnings: string[]): number {
+export function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: readonly EndpointPorts[], warnings: string[]): number {
   if (p.targetPort !== 0) return p.targetPort;
   const seen = new Map<number, string>();
   for (const w of endpoints) {

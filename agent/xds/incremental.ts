@@ -4,6 +4,7 @@ import { OwnedIndex } from '../state/store';
 import type { MeshNode, MeshSnapshot, Service, Workload } from '../state/types';
 import {
   DEFAULT_TRUST_DOMAIN,
+  intern,
   q,
   resolveTrafficPolicies,
   toService,
@@ -17,6 +18,7 @@ import {
   type AcceptedTrafficPolicy,
   type AcceptedWorkload,
   type BuiltSnapshot,
+  type EndpointPorts,
   type PortMapping,
   type XdsTypeUrl,
 } from './convert';
@@ -24,6 +26,8 @@ import {
 // What `buildSnapshot` computes from all accepted resources at once, this keeps up to date per resource:
 // the cost of a push is proportional to what it changed (plus copying the top-level maps of the published
 // snapshot, a few ms at 60k entries), and a 50k-workload state is held once, not rebuilt beside the old one.
+// A workload is held as its published Workload object plus a small record shared by equal workloads (its
+// service memberships and own trust domain): no accepted copy beside it.
 // Published snapshots equal buildSnapshot's for the same resources (test/unit/xds/incremental.test.ts), except
 // for map iteration order, which is unspecified here. Warnings name only resources changed since the last build.
 
@@ -42,18 +46,38 @@ function samePorts(a: readonly PortMapping[] | undefined, b: readonly PortMappin
 
 const serviceKey = (s: AcceptedService): string => `${s.namespace}/${s.name}`;
 
+/** A workload's accepted data that its Workload object does not carry. */
+interface WorkloadExtra {
+  readonly kind: 'workload';
+  readonly services: AcceptedWorkload['services'];
+  /** Its own trust domain; empty: the mesh's. */
+  readonly trustDomain: string;
+}
+
+/** Shared records: convert.ts already shares equal `services` maps, so (map, trust domain) identifies one. */
+const extraCache = new WeakMap<AcceptedWorkload['services'], Map<string, WorkloadExtra>>();
+function extraOf(a: AcceptedWorkload): WorkloadExtra {
+  let byTd = extraCache.get(a.services);
+  if (!byTd) extraCache.set(a.services, (byTd = new Map()));
+  let e = byTd.get(a.trustDomain);
+  if (!e) byTd.set(a.trustDomain, (e = { kind: 'workload', services: a.services, trustDomain: a.trustDomain }));
+  return e;
+}
+
 export class IncrementalSnapshot {
-  // Accepted resources (the only copy: the xDS client keeps just their versions).
-  private readonly addresses = new Map<string, AcceptedWorkload | AcceptedService>();
+  /** Address resources: a service as accepted, a workload as its extra record (the rest is in `workloads`). */
+  private readonly addresses = new Map<string, WorkloadExtra | AcceptedService>();
   private readonly localWorkloads = new Map<string, AcceptedLocalWorkload>();
   private readonly authorizations = new Map<string, AcceptedAuthorization>();
   private readonly trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
   private meshConfig: AcceptedMeshConfig | undefined;
 
-  // Derived working state; published as copies.
-  private readonly workloads = new Map<string, Workload>();
-  private readonly services = new Map<string, Service>();
-  private readonly nodes = new Map<string, MeshNode>();
+  // Working state. A build publishes these maps themselves; the next change copies a map before writing to it
+  // (copy on write), so a published snapshot never changes and an idle state holds each map once.
+  private workloads = new Map<string, Workload>();
+  private services = new Map<string, Service>();
+  private nodes = new Map<string, MeshNode>();
+  private published = { workloads: false, services: false, nodes: false };
   /** Service resource name → uids of the workloads naming it in Workload.services. */
   private readonly members = new Map<string, Set<string>>();
   /** Service state key `<ns>/<name>` → the resource names claiming it (the smallest wins). */
@@ -65,6 +89,8 @@ export class IncrementalSnapshot {
 
   // Changes since the last build.
   private readonly dirtyWorkloads = new Set<string>();
+  /** Workloads whose Workload object must be derived again (netns or trust domain changed). */
+  private readonly rederive = new Set<string>();
   private readonly dirtyKeys = new Set<string>();
   /** Service resource names whose membership or member port mappings changed. */
   private readonly dirtyRefs = new Set<string>();
@@ -72,7 +98,6 @@ export class IncrementalSnapshot {
   private namespacesChanged = true;
   private policiesChanged = true;
   private trafficChanged = true;
-  private published: MeshSnapshot | undefined;
   private publishedPolicies: readonly AuthorizationPolicy[] = [];
   private publishedNamespaces: ReadonlyMap<string, Readonly<Record<string, string>>> = new Map();
   private publishedTraffic: MeshSnapshot['trafficPolicies'];
@@ -88,17 +113,25 @@ export class IncrementalSnapshot {
       case 'service': {
         const name = value.kind === 'workload' ? value.uid : value.resourceName;
         const old = this.addresses.get(name);
-        if (old) this.unlink(old, value.kind === 'workload' ? value : undefined);
-        this.addresses.set(name, value);
-        this.link(value, old?.kind === 'workload' ? old : undefined);
+        const nextExtra = value.kind === 'workload' ? extraOf(value) : undefined;
+        if (old) this.unlink(name, old, nextExtra);
+        if (value.kind === 'workload') {
+          this.addresses.set(name, nextExtra!);
+          this.ownWorkloads().set(name, toWorkload(value, this.localWorkloads.get(name)?.netns, this.trustDomain));
+          this.link(name, nextExtra!, old?.kind === 'workload' ? old : undefined);
+        } else {
+          if (old?.kind === 'workload') this.ownWorkloads().delete(name);
+          this.addresses.set(name, value);
+          this.link(name, value, undefined);
+        }
         return;
       }
       case 'node':
-        this.nodes.set(value.name, { name: value.name, address: value.address });
+        this.ownNodes().set(value.name, { name: value.name, address: value.address });
         return;
       case 'localWorkload':
         this.localWorkloads.set(value.uid, value);
-        this.dirtyWorkloads.add(value.uid);
+        this.rederive.add(value.uid);
         this.dirtyLocal.add(value.uid);
         return;
       case 'meshConfig':
@@ -122,15 +155,16 @@ export class IncrementalSnapshot {
       case XDS_TYPE_URL.address: {
         const old = this.addresses.get(name);
         if (!old) return;
+        this.unlink(name, old, undefined);
         this.addresses.delete(name);
-        this.unlink(old, undefined);
+        if (old.kind === 'workload') this.ownWorkloads().delete(name);
         return;
       }
       case XDS_TYPE_URL.node:
-        this.nodes.delete(name);
+        this.ownNodes().delete(name);
         return;
       case XDS_TYPE_URL.localWorkload:
-        if (this.localWorkloads.delete(name)) this.dirtyWorkloads.add(name);
+        if (this.localWorkloads.delete(name)) this.rederive.add(name);
         this.dirtyLocal.add(name);
         return;
       case XDS_TYPE_URL.meshConfig:
@@ -151,7 +185,7 @@ export class IncrementalSnapshot {
     const td = this.meshConfig?.trustDomain ?? this.defaultTrustDomain;
     if (td === this.trustDomain) return;
     this.trustDomain = td;
-    for (const uid of this.workloads.keys()) this.dirtyWorkloads.add(uid);
+    for (const uid of this.workloads.keys()) this.rederive.add(uid);
   }
 
   private useNamespace(ns: string, delta: 1 | -1): void {
@@ -165,74 +199,93 @@ export class IncrementalSnapshot {
     }
   }
 
-  /** Removes `old`'s contributions; `next` (its replacement, if a workload) spares unchanged memberships. */
-  private unlink(old: AcceptedWorkload | AcceptedService, next: AcceptedWorkload | undefined): void {
-    this.useNamespace(old.namespace, -1);
+  /** Removes the contributions of `name`'s current resource; `next` (its replacement workload, if any) spares unchanged memberships. */
+  private unlink(name: string, old: WorkloadExtra | AcceptedService, next: WorkloadExtra | undefined): void {
     if (old.kind === 'service') {
+      this.useNamespace(old.namespace, -1);
       const key = serviceKey(old);
       this.keyClaims.remove(key, old.resourceName);
       this.dirtyKeys.add(key);
       return;
     }
-    this.dirtyWorkloads.add(old.uid);
-    this.ipClaims.remove(old.ips[0]!, old.uid);
+    const w = this.workloads.get(name)!;
+    this.useNamespace(w.namespace, -1);
+    this.dirtyWorkloads.add(name);
+    this.ipClaims.remove(w.ip, name);
+    if (next && next.services === old.services) return;
     for (const [ref, ports] of old.services) {
       if (next && samePorts(next.services.get(ref), ports)) continue;
       const set = this.members.get(ref);
       if (set) {
-        set.delete(old.uid);
+        set.delete(name);
         if (set.size === 0) this.members.delete(ref);
       }
       this.dirtyRefs.add(ref);
     }
   }
 
-  private link(a: AcceptedWorkload | AcceptedService, previous: AcceptedWorkload | undefined): void {
-    this.useNamespace(a.namespace, 1);
+  private link(name: string, a: WorkloadExtra | AcceptedService, previous: WorkloadExtra | undefined): void {
     if (a.kind === 'service') {
+      this.useNamespace(a.namespace, 1);
       const key = serviceKey(a);
       this.keyClaims.add(key, a.resourceName);
       this.dirtyKeys.add(key);
       this.dirtyRefs.add(a.resourceName);
       return;
     }
-    this.dirtyWorkloads.add(a.uid);
-    this.ipClaims.add(a.ips[0]!, a.uid);
+    const w = this.workloads.get(name)!;
+    this.useNamespace(w.namespace, 1);
+    this.dirtyWorkloads.add(name);
+    this.ipClaims.add(w.ip, name);
+    if (previous && previous.services === a.services) return;
     for (const [ref, ports] of a.services) {
       if (previous && samePorts(previous.services.get(ref), ports)) continue;
       let set = this.members.get(ref);
       if (!set) this.members.set(ref, (set = new Set()));
-      set.add(a.uid);
+      set.add(name);
       this.dirtyRefs.add(ref);
     }
   }
 
-  private acceptedWorkload(uid: string): AcceptedWorkload | undefined {
+  private extra(uid: string): WorkloadExtra | undefined {
     const a = this.addresses.get(uid);
     return a?.kind === 'workload' ? a : undefined;
   }
 
-  /** Applies every change since the last build and publishes a new snapshot (or the same one when nothing changed). */
+  /** The Workload again, for a new netns or mesh trust domain (everything else is unchanged). */
+  private derive(uid: string, w: Workload, extra: WorkloadExtra): Workload {
+    const netns = this.localWorkloads.get(uid)?.netns || undefined;
+    const identity = intern(`spiffe://${extra.trustDomain || this.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
+    if (netns === w.netns && identity === w.identity) return w;
+    return { ...w, netns, identity };
+  }
+
+  /** Applies every change since the last build and publishes a new snapshot. */
   build(): BuiltSnapshot {
     const warnings: string[] = [];
     const td = this.trustDomain;
 
-    for (const uid of this.dirtyWorkloads) {
-      const a = this.acceptedWorkload(uid);
-      if (!a) {
-        this.workloads.delete(uid);
-        continue;
+    for (const uid of this.rederive) {
+      const w = this.workloads.get(uid);
+      const extra = this.extra(uid);
+      if (!w || !extra) continue;
+      const next = this.derive(uid, w, extra);
+      if (next !== w) {
+        this.ownWorkloads().set(uid, next);
+        this.dirtyWorkloads.add(uid);
       }
-      this.workloads.set(uid, toWorkload(a, this.localWorkloads.get(uid)?.netns, td));
-      const ip = a.ips[0]!;
-      const owner = this.ipClaims.get(ip);
-      if (owner !== undefined && owner !== uid) warnings.push(`Address ${uid}: workload.addresses[0]: ${ip} is also the address of ${owner}; lookups by IP find ${owner}`);
-      for (const ref of a.authorizationPolicies) {
+    }
+    for (const uid of this.dirtyWorkloads) {
+      const w = this.workloads.get(uid);
+      if (!w) continue;
+      const owner = this.ipClaims.get(w.ip);
+      if (owner !== undefined && owner !== uid) warnings.push(`Address ${uid}: workload.addresses[0]: ${w.ip} is also the address of ${owner}; lookups by IP find ${owner}`);
+      for (const ref of w.authorizationPolicies ?? []) {
         if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
       }
     }
     for (const uid of this.dirtyLocal) {
-      if (this.localWorkloads.has(uid) && !this.acceptedWorkload(uid)) warnings.push(`LocalWorkload ${uid}: uid: no Address resource with this uid (yet)`);
+      if (this.localWorkloads.has(uid) && !this.workloads.has(uid)) warnings.push(`LocalWorkload ${uid}: uid: no Address resource with this uid (yet)`);
     }
 
     let servicesChanged = this.dirtyKeys.size > 0;
@@ -250,14 +303,17 @@ export class IncrementalSnapshot {
     for (const key of this.dirtyKeys) {
       const claimants = this.keyClaims.claimants(key);
       if (claimants.length === 0) {
-        if (this.services.delete(key)) servicesChanged = true;
+        if (this.services.has(key)) {
+          this.ownServices().delete(key);
+          servicesChanged = true;
+        }
         continue;
       }
       for (const other of claimants.slice(1)) warnings.push(`Address ${other}: service.name: ${key} is also served by another hostname; keeping the first`);
       const s = this.addresses.get(claimants[0]!) as AcceptedService;
       const uids = [...(this.members.get(s.resourceName) ?? [])].sort(byString);
-      const endpoints = uids.map((uid) => this.acceptedWorkload(uid)!);
-      this.services.set(key, toService(s, endpoints, warnings));
+      const endpoints: EndpointPorts[] = uids.map((uid) => ({ uid, services: this.extra(uid)!.services }));
+      this.ownServices().set(key, toService(s, endpoints, warnings));
       servicesChanged = true;
     }
 
@@ -280,6 +336,7 @@ export class IncrementalSnapshot {
     }
 
     this.dirtyWorkloads.clear();
+    this.rederive.clear();
     this.dirtyKeys.clear();
     this.dirtyRefs.clear();
     this.dirtyLocal.clear();
@@ -287,19 +344,38 @@ export class IncrementalSnapshot {
 
     const snapshot: MeshSnapshot = {
       trustDomain: td,
-      nodes: new Map(this.nodes),
-      workloads: new Map(this.workloads),
-      services: new Map(this.services),
+      nodes: this.nodes,
+      workloads: this.workloads,
+      services: this.services,
       namespaces: this.publishedNamespaces,
       authorizationPolicies: this.publishedPolicies,
       ...(this.publishedTraffic ? { trafficPolicies: this.publishedTraffic } : {}),
     };
-    this.published = snapshot;
+    this.published = { workloads: true, services: true, nodes: true };
     return { snapshot, trustAnchors: this.meshConfig?.trustAnchors ?? [], warnings };
   }
 
-  /** The last published snapshot, if any. */
-  latest(): MeshSnapshot | undefined {
-    return this.published;
+  private ownWorkloads(): Map<string, Workload> {
+    if (this.published.workloads) {
+      this.workloads = new Map(this.workloads);
+      this.published.workloads = false;
+    }
+    return this.workloads;
+  }
+
+  private ownServices(): Map<string, Service> {
+    if (this.published.services) {
+      this.services = new Map(this.services);
+      this.published.services = false;
+    }
+    return this.services;
+  }
+
+  private ownNodes(): Map<string, MeshNode> {
+    if (this.published.nodes) {
+      this.nodes = new Map(this.nodes);
+      this.published.nodes = false;
+    }
+    return this.nodes;
   }
 }

@@ -81,7 +81,7 @@ describe('Reconciler destinations', () => {
           }
           const s = snap(workloads, services);
           const report = await rec.reconcile(s);
-          const want = [...desiredDestinations(s).keys()].sort();
+          const want = [...desiredDestinations(s).values()].map((d) => `${d.ip}|${d.port}`).sort();
           expect([...maps.dests].sort(), `seed ${seed} round ${round}`).toEqual(want);
           expect(report.destinations).toBe(want.length);
         }
