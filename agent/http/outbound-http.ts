@@ -13,7 +13,7 @@ import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
 import type { HttpAttributes } from '../policy/types';
 import type { StateView } from '../state/store';
-import type { LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import type { ConnectionPoolSettings, LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
@@ -21,12 +21,12 @@ import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
-import { UpstreamPool, type UpstreamTarget } from './upstream';
+import { DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
 
 export const OVERLOAD_HEADER = 'x-smesh-overload';
 /** Request bodies up to this size are buffered so the request can be retried; larger ones stream once. */
 export const MAX_RETRY_BODY = 64 * 1024;
-/** Upstream HTTP/2 sessions with no stream activity for this long are closed. */
+/** Upstream HTTP/2 sessions with no stream activity for this long are closed (unless the DestinationRule sets http.idleTimeout). */
 export const UPSTREAM_IDLE_MS = 5 * 60_000;
 /** Istio's default retry policy when no route sets one. */
 export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', '503'] };
@@ -75,6 +75,22 @@ interface Backend {
   /** The picker cache rebuilds on a new policy object: keep one per settings object. */
   lbSettings?: LoadBalancerSettings;
   lbPolicy: LbPolicy;
+}
+
+/** One upstream HTTP/2 session and how many streams it has carried. */
+interface H2Upstream {
+  session: Promise<http2.ClientHttp2Session>;
+  readonly signature: string;
+  streams: number;
+  /** Streams not closed yet. */
+  open: number;
+  readonly maxStreams: number;
+  /** Takes no new streams; closes when `open` reaches 0 (closing earlier would refuse streams nghttp2 has not sent yet). */
+  retired: boolean;
+}
+
+function poolSignature(p: PoolSettings): string {
+  return `${p.connectTimeoutMs}|${p.idleTimeoutMs}|${p.maxRequestsPerConnection}`;
 }
 
 type Admission =
@@ -139,8 +155,8 @@ export class HttpOutbound {
   private readonly h2server: http2.Http2Server;
   private readonly h2contexts = new WeakMap<http2.Http2Session, HttpConnectionContext>();
   private pendingH2Context?: HttpConnectionContext;
-  /** Upstream HTTP/2 sessions per endpoint (prior knowledge), shared by all streams to it. */
-  private readonly h2sessions = new Map<string, Promise<http2.ClientHttp2Session>>();
+  /** Upstream HTTP/2 sessions per endpoint (prior knowledge), shared by the streams to it. */
+  private readonly h2sessions = new Map<string, H2Upstream>();
 
   constructor(private readonly opts: HttpOutboundOptions) {
     this.log = opts.logger ?? silentLogger();
@@ -149,7 +165,7 @@ export class HttpOutbound {
     this.authorize = opts.authorize ?? (() => ({ allow: true }));
     registerBuiltinLoadBalancers(this.registry);
     this.pickers = new PickerCache(this.registry, { load: this.load, random: this.random });
-    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp, opts.connectTimeoutMs ?? 10_000);
+    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp);
     this.server = http.createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
       void this.onRequest(req, res).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'HTTP request handling failed');
@@ -179,6 +195,16 @@ export class HttpOutbound {
       this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'upgrade_unsupported' });
       sock.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     });
+  }
+
+  /** The backend's connectionPool as connection handling: per-backend connect and idle timeouts, reuse limit. */
+  private poolSettings(limits: ConnectionPoolSettings, h2: boolean): PoolSettings {
+    return {
+      maxSockets: limits.maxConnections && limits.maxConnections > 0 ? limits.maxConnections : Infinity,
+      connectTimeoutMs: limits.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000,
+      idleTimeoutMs: limits.idleTimeoutMs ?? (h2 ? UPSTREAM_IDLE_MS : DEFAULT_HTTP1_IDLE_MS),
+      maxRequestsPerConnection: limits.maxRequestsPerConnection ?? 0,
+    };
   }
 
   private policyOf(key: string): ServiceTrafficPolicy | undefined {
@@ -241,7 +267,7 @@ export class HttpOutbound {
   close(): void {
     for (const s of this.sockets) s.destroy();
     this.pool.close();
-    for (const p of this.h2sessions.values()) void p.then((x) => x.destroy(), () => undefined);
+    for (const e of this.h2sessions.values()) void e.session.then((x) => x.destroy(), () => undefined);
     this.h2sessions.clear();
   }
 
@@ -558,9 +584,7 @@ export class HttpOutbound {
         resolve(undefined);
         return;
       }
-      const limits = b.breaker.limits;
-      const maxSockets = limits.maxConnections && limits.maxConnections > 0 ? limits.maxConnections : Infinity;
-      const agent = this.pool.agent(ut, maxSockets);
+      const agent = this.pool.agent(ut, this.poolSettings(b.breaker.limits, false));
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
       if (body) headers['content-length'] = String(body.length);
@@ -602,16 +626,23 @@ export class HttpOutbound {
     }
   }
 
-  /** Upstream HTTP/2 session to an endpoint: plain TCP (same node) or over an HBONE stream. Rejects with smeshConnectFailure. */
-  private h2session(ut: UpstreamTarget): Promise<http2.ClientHttp2Session> {
+  /**
+   * Upstream HTTP/2 session to an endpoint: plain TCP (same node) or over an HBONE stream, shared by
+   * the streams to it while it has carried fewer than maxRequestsPerConnection of them and the
+   * pool settings are unchanged (otherwise a new one; the old one finishes its streams, then closes).
+   * Rejects with smeshConnectFailure.
+   */
+  private h2session(ut: UpstreamTarget, settings: PoolSettings): H2Upstream {
     const existing = this.h2sessions.get(ut.key);
-    if (existing) return existing;
+    if (existing && existing.signature === poolSignature(settings)) return existing;
+    if (existing) this.retireH2(ut.key, existing);
+    const entry: H2Upstream = { signature: poolSignature(settings), streams: 0, open: 0, retired: false, maxStreams: settings.maxRequestsPerConnection, session: undefined as unknown as Promise<http2.ClientHttp2Session> };
     const p = (async () => {
       let transport: Duplex;
       if (ut.kind === 'local') {
         transport = await new Promise<net.Socket>((resolve, reject) => {
           const sock = net.connect({ host: ut.ip, port: ut.port, localAddress: this.opts.localSourceIp, noDelay: true });
-          const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), this.opts.connectTimeoutMs ?? 10_000);
+          const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), settings.connectTimeoutMs);
           timer.unref();
           sock.once('error', (err) => {
             clearTimeout(timer);
@@ -627,22 +658,40 @@ export class HttpOutbound {
       }
       const watched = this.watchH2(transport, 'upstream', HTTP2_PREFACE.length);
       const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => watched, settings: { enablePush: false } });
-      session.on('error', () => undefined);
+      session.on('error', (err: Error) => this.log.debug({ err: err.message, endpoint: ut.key }, 'upstream HTTP/2 session error'));
       // Idle upstream sessions (e.g. to endpoints that went away) are closed; in-flight streams finish first.
-      session.setTimeout(UPSTREAM_IDLE_MS, () => session.close());
+      session.setTimeout(settings.idleTimeoutMs, () => session.close());
       const forget = () => {
-        if (this.h2sessions.get(ut.key) === p) this.h2sessions.delete(ut.key);
+        if (this.h2sessions.get(ut.key) === entry) this.h2sessions.delete(ut.key);
       };
       session.once('close', forget);
       session.once('goaway', forget);
       return session;
     })();
+    entry.session = p;
     p.catch((err: Error & { smeshConnectFailure?: boolean }) => {
       err.smeshConnectFailure = true;
-      if (this.h2sessions.get(ut.key) === p) this.h2sessions.delete(ut.key);
+      if (this.h2sessions.get(ut.key) === entry) this.h2sessions.delete(ut.key);
     });
-    this.h2sessions.set(ut.key, p);
-    return p;
+    this.h2sessions.set(ut.key, entry);
+    return entry;
+  }
+
+  /** `up` was opened on `entry`: at maxRequestsPerConnection the session takes no more (it closes once its streams end). */
+  private countH2Stream(key: string, entry: H2Upstream, up: http2.ClientHttp2Stream): void {
+    entry.streams++;
+    entry.open++;
+    up.once('close', () => {
+      entry.open--;
+      if (entry.retired && entry.open === 0) void entry.session.then((x) => x.close(), () => undefined);
+    });
+    if (entry.maxStreams > 0 && entry.streams >= entry.maxStreams) this.retireH2(key, entry);
+  }
+
+  private retireH2(key: string, entry: H2Upstream): void {
+    if (this.h2sessions.get(key) === entry) this.h2sessions.delete(key);
+    entry.retired = true;
+    if (entry.open === 0) void entry.session.then((x) => x.close(), () => undefined);
   }
 
   private async onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
@@ -698,6 +747,8 @@ export class HttpOutbound {
     const maxAttempts = 1 + (retryOn.some((c) => c === 'connect-failure' || c === '5xx' || c === 'gateway-error' || c === 'refused-stream') ? Math.max(0, retry.attempts ?? 2) : 0);
     const tried = new Set<string>();
     let session: http2.ClientHttp2Session | undefined;
+    let h2up: H2Upstream | undefined;
+    let h2key = '';
     let chosen: HttpEndpoint | undefined;
     let lastError = 'no attempt';
     for (let attempt = 0; attempt < maxAttempts && !session; attempt++) {
@@ -714,7 +765,9 @@ export class HttpOutbound {
         return;
       }
       try {
-        session = await this.h2session(ut);
+        h2up = this.h2session(ut, this.poolSettings(backend.breaker.limits, true));
+        h2key = ut.key;
+        session = await h2up.session;
         chosen = ep;
       } catch (err) {
         lastError = (err as Error).message;
@@ -732,6 +785,7 @@ export class HttpOutbound {
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(upHeaders, { endStream: false });
+      this.countH2Stream(h2key, h2up!, up);
     } catch (err) {
       reply(new ProxyReply(503, `upstream stream refused: ${(err as Error).message}`, 'UF'));
       return;

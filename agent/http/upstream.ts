@@ -31,23 +31,64 @@ export function buffersOnly(stream: Duplex): void {
   s._writev = (chunks, cb) => write(Buffer.concat(chunks.map((c) => toBuffer(c.chunk, c.encoding))), 'buffer' as BufferEncoding, cb);
 }
 
-/** http.Agent whose sockets may be HTTP/2 streams (given no-op setKeepAlive/ref/unref, which the agent's keep-alive calls). */
+/** How the connections to one endpoint are kept (from the backend's DestinationRule connectionPool). */
+export interface PoolSettings {
+  /** Concurrent connections (Infinity = unlimited). */
+  readonly maxSockets: number;
+  readonly connectTimeoutMs: number;
+  /** A connection idle this long is closed. */
+  readonly idleTimeoutMs: number;
+  /** A connection is closed after carrying this many requests (0 = unlimited). */
+  readonly maxRequestsPerConnection: number;
+}
+
+/** Idle upstream HTTP/1.1 connections are closed after this long unless the DestinationRule sets http.idleTimeout. */
+export const DEFAULT_HTTP1_IDLE_MS = 60_000;
+
+function sameSettings(a: PoolSettings, b: PoolSettings): boolean {
+  return a.maxSockets === b.maxSockets && a.connectTimeoutMs === b.connectTimeoutMs && a.idleTimeoutMs === b.idleTimeoutMs && a.maxRequestsPerConnection === b.maxRequestsPerConnection;
+}
+
+/**
+ * http.Agent whose sockets may be HTTP/2 streams (given no-op setKeepAlive/ref/unref, which the agent's keep-alive calls).
+ * A socket goes back to the free list only while it has carried fewer than maxRequestsPerConnection
+ * requests and the agent is not retired; free sockets close after idleTimeoutMs (the agent's timeout).
+ */
 class MeshAgent extends http.Agent {
+  private readonly served = new WeakMap<object, number>();
+  private retired = false;
+
   constructor(
     private readonly target: UpstreamTarget,
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
     private readonly localAddress: string | undefined,
-    private readonly connectTimeoutMs: number,
-    maxSockets: number,
+    readonly settings: PoolSettings,
   ) {
-    super({ keepAlive: true, maxSockets, maxFreeSockets: 64, timeout: 60_000 });
+    super({ keepAlive: true, maxSockets: settings.maxSockets, maxFreeSockets: 64, timeout: settings.idleTimeoutMs });
+  }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    if (this.retired) return false;
+    const n = (this.served.get(socket) ?? 0) + 1;
+    this.served.set(socket, n);
+    const max = this.settings.maxRequestsPerConnection;
+    if (max > 0 && n >= max) return false;
+    // Node's Agent returns whether it may keep the socket; its typings say void.
+    const keep = super.keepSocketAlive(socket as net.Socket) as unknown;
+    return keep !== false;
+  }
+
+  /** No new requests: free sockets close now, busy ones when their request ends. */
+  retire(): void {
+    this.retired = true;
+    for (const list of Object.values(this.freeSockets)) for (const s of list ?? []) s.destroy();
   }
 
   override createConnection(_options: unknown, cb: CreateCb): undefined {
     const t = this.target;
     if (t.kind === 'local') {
       const sock = net.connect({ host: t.ip, port: t.port, localAddress: this.localAddress, noDelay: true });
-      const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`connect timeout to ${t.ip}:${t.port}`), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
+      const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`connect timeout to ${t.ip}:${t.port}`), { code: 'ETIMEDOUT' })), this.settings.connectTimeoutMs);
       timer.unref();
       const onError = (err: Error) => {
         clearTimeout(timer);
@@ -74,24 +115,34 @@ class MeshAgent extends http.Agent {
   }
 }
 
-/** One keep-alive agent per upstream endpoint. */
+/** One keep-alive agent per upstream endpoint; new settings retire the old agent without cutting its requests. */
 export class UpstreamPool {
   private readonly agents = new Map<string, MeshAgent>();
 
   constructor(
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
     private readonly localAddress: string | undefined,
-    private readonly connectTimeoutMs: number,
   ) {}
 
-  agent(target: UpstreamTarget, maxSockets: number): http.Agent {
+  agent(target: UpstreamTarget, settings: PoolSettings): http.Agent {
     let a = this.agents.get(target.key);
-    if (!a || a.maxSockets !== maxSockets) {
-      a?.destroy();
-      a = new MeshAgent(target, this.open, this.localAddress, this.connectTimeoutMs, maxSockets);
+    if (!a || !sameSettings(a.settings, settings)) {
+      a?.retire();
+      a = new MeshAgent(target, this.open, this.localAddress, settings);
       this.agents.set(target.key, a);
     }
     return a;
+  }
+
+  /** Keys of the endpoints with an agent. */
+  keys(): IterableIterator<string> {
+    return this.agents.keys();
+  }
+
+  /** Drops the agent of an endpoint that is gone: idle connections close, busy ones after their request. */
+  drop(key: string): void {
+    this.agents.get(key)?.retire();
+    this.agents.delete(key);
   }
 
   close(): void {
