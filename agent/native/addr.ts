@@ -38,6 +38,37 @@ export function ipToKey(ip: string, field = 'ip'): Buffer {
   throw new TypeError(`${field} must be an IPv4 or IPv6 address, got ${JSON.stringify(ip)}`);
 }
 
+/**
+ * Writes the 16-byte map key of `ip` into `out` at `offset` (as ipToKey, without a Buffer per address: the
+ * reconciler packs 60k of them at once). Dotted IPv4 is parsed inline; anything else goes through ipToKey.
+ */
+export function writeIpKey(out: Buffer, offset: number, ip: string, field = 'ip'): void {
+  if (typeof ip === 'string' && ip.length <= 15) {
+    let octet = 0;
+    let digits = 0;
+    let parts = 0;
+    let ok = true;
+    for (let i = 0; i <= ip.length && ok; i++) {
+      const c = i < ip.length ? ip.charCodeAt(i) : 46; // a final '.' closes the last octet
+      if (c === 46) {
+        ok = digits > 0 && parts < 4;
+        if (ok) out[offset + 12 + parts++] = octet;
+        octet = digits = 0;
+      } else if (c >= 48 && c <= 57 && !(digits === 1 && octet === 0)) {
+        octet = octet * 10 + (c - 48);
+        ok = ++digits <= 3 && octet <= 255;
+      } else ok = false;
+    }
+    if (ok && parts === 4) {
+      out.fill(0, offset, offset + 10);
+      out[offset + 10] = 0xff;
+      out[offset + 11] = 0xff;
+      return;
+    }
+  }
+  ipToKey(ip, field).copy(out, offset);
+}
+
 /** 4 network-order bytes of an IPv4 address string; throws TypeError naming `field` otherwise. */
 export function ipv4Bytes(ip: string, field = 'ip'): Buffer {
   const v4 = typeof ip === 'string' ? parseIpv4Bytes(ip) : null;

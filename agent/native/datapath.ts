@@ -2,7 +2,7 @@
 import type { Socket } from 'net';
 import { endianness } from 'os';
 import { SmeshError } from '../errors';
-import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp } from './addr';
+import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp, writeIpKey } from './addr';
 import { loadRawNative, type RawDatapath, type RawNative, type RawNativeError } from './raw';
 
 export interface DatapathOptions {
@@ -96,7 +96,7 @@ function packAddrPorts(dests: ReadonlyArray<{ ip: string; port: number }>): Buff
     const d = dests[i]!;
     checkPort(d.port, `dests[${i}].port`, true);
     const off = i * ADDR_PORT_SIZE;
-    ipToKey(d.ip, `dests[${i}].ip`).copy(out, off);
+    writeIpKey(out, off, d.ip, `dests[${i}].ip`);
     if (HOST_LE) out.writeUInt16LE(d.port, off + 16);
     else out.writeUInt16BE(d.port, off + 16);
   }

@@ -1,7 +1,7 @@
 // Datapath facade against a fake native surface: argument checking, ip ↔ key conversion, error wrapping (no root needed).
 import { describe, expect, it } from 'vitest';
 import { createDatapathApi } from '../../agent/native/datapath';
-import { ipToKey, keyToIp } from '../../agent/native/addr';
+import { ipToKey, keyToIp, writeIpKey } from '../../agent/native/addr';
 import type { RawDatapath, RawNative, RawOpenOptions } from '../../agent/native/raw';
 import { SmeshError } from '../../agent/errors';
 
@@ -48,6 +48,20 @@ describe('address keys', () => {
 
   it.each(['198.18.0.256', 'web', '', '1::2::3', 'fe80::1%eth0'])('rejects %j', (ip) => {
     expect(() => ipToKey(ip)).toThrow(TypeError);
+  });
+
+  it('writeIpKey (the batch packer) writes what ipToKey returns and rejects the same strings', () => {
+    const cases = ['0.0.0.0', '255.255.255.255', '198.18.0.1', '10.0.10.100', '1.2.3.4', '2001:db8::1', '::ffff:198.18.0.1', '::1'];
+    for (const ip of cases) {
+      const out = Buffer.alloc(20, 0xaa);
+      writeIpKey(out, 2, ip);
+      expect(out.subarray(2, 18).toString('hex'), ip).toBe(ipToKey(ip).toString('hex'));
+      expect(out[0]).toBe(0xaa);
+      expect(out[18]).toBe(0xaa);
+    }
+    for (const bad of ['198.18.0.256', '01.2.3.4', '1.2.3', '1.2.3.4.5', '1..2.3', '1.2.3.', '.1.2.3', '1.2.3.4a', '1234.1.1.1', '', 'web', '1::2::3']) {
+      expect(() => writeIpKey(Buffer.alloc(16), 0, bad), bad).toThrow(TypeError);
+    }
   });
 });
 
