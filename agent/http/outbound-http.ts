@@ -21,7 +21,8 @@ import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
-import { DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
+import { rawReply, responseHead, splice, upgradeRequestHeaders } from './tunnel';
+import { asHttpSocket, DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
 
 export const OVERLOAD_HEADER = 'x-smesh-overload';
 /** Request bodies up to this size are buffered so the request can be retried; larger ones stream once. */
@@ -30,6 +31,9 @@ export const MAX_RETRY_BODY = 64 * 1024;
 export const UPSTREAM_IDLE_MS = 5 * 60_000;
 /** Istio's default retry policy when no route sets one. */
 export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', '503'] };
+
+/** A refused upgrade's answer is relayed close-delimited: its own framing and connection headers go. */
+const NOT_UPGRADED_DROP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
 
@@ -191,9 +195,11 @@ export class HttpOutbound {
       });
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Duplex) => this.onClientError(err, sock));
-    this.server.on('upgrade', (_req: http.IncomingMessage, sock: Duplex) => {
-      this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: 'upgrade_unsupported' });
-      sock.end('HTTP/1.1 501 Not Implemented\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    this.server.on('upgrade', (req: http.IncomingMessage, sock: Duplex, head: Buffer) => {
+      void this.onUpgrade(req, sock, head).catch((err: unknown) => {
+        this.log.warn({ err: (err as Error).message }, 'HTTP upgrade handling failed');
+        sock.destroy();
+      });
     });
   }
 
@@ -269,6 +275,198 @@ export class HttpOutbound {
     this.pool.close();
     for (const e of this.h2sessions.values()) void e.session.then((x) => x.destroy(), () => undefined);
     this.h2sessions.clear();
+  }
+
+  /** A connection of its own to the endpoint for an upgrade (never pooled: after 101 it is the tunnel). Rejects with smeshConnectFailure. */
+  private async connectRaw(ut: UpstreamTarget, connectTimeoutMs: number): Promise<Duplex> {
+    if (ut.kind === 'hbone') {
+      try {
+        return asHttpSocket(await this.opts.hbone.open(ut.hbone!));
+      } catch (err) {
+        throw Object.assign(err as Error, { smeshConnectFailure: true });
+      }
+    }
+    return new Promise<Duplex>((resolve, reject) => {
+      const sock = net.connect({ host: ut.ip, port: ut.port, localAddress: this.opts.localSourceIp, noDelay: true, allowHalfOpen: true });
+      const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), connectTimeoutMs);
+      timer.unref();
+      sock.once('error', (err) => {
+        clearTimeout(timer);
+        reject(Object.assign(err, { smeshConnectFailure: true }));
+      });
+      sock.once('connect', () => {
+        clearTimeout(timer);
+        resolve(sock);
+      });
+    });
+  }
+
+  /**
+   * HTTP/1.1 Upgrade (WebSocket and others): routed, fault-injected and admitted like any request
+   * (it holds a request and a connection slot of the circuit breaker while open), sent on a
+   * connection of its own to one endpoint, connect failures retried on another. A 101 splices client
+   * and upstream raw both ways, half-closes passed through; any other answer is relayed and the
+   * connection closed. Counted as one request (code 101 when upgraded) when it ends.
+   */
+  private async onUpgrade(req: http.IncomingMessage, sock: Duplex, head: Buffer): Promise<void> {
+    const started = this.now();
+    const ctx = this.contexts.get(req.socket);
+    sock.on('error', () => undefined);
+    if (!ctx) {
+      sock.destroy();
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    let service = ctx.service;
+    let destination: Workload | undefined;
+    let flags = '-';
+    let recorded = false;
+    const record = (status: number) => {
+      if (recorded) return;
+      recorded = true;
+      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), 'http', status, undefined, this.now() - started, flags);
+    };
+    const cleanups: Array<() => void> = [];
+    const cleanup = () => {
+      for (const f of cleanups.splice(0)) f();
+    };
+    let headWritten = false;
+    let upgraded = false;
+    const reply = (r: ProxyReply) => {
+      flags = r.flags;
+      if (sock.writable && !headWritten) sock.end(rawReply(r.status, http.STATUS_CODES[r.status] ?? '', r.message, r.headers));
+      else sock.destroy();
+      headWritten = true;
+      record(r.status);
+      cleanup();
+    };
+    sock.once('close', () => {
+      if (upgraded) return; // the splice records and cleans up when both sides are closed
+      record(0);
+      cleanup();
+    });
+
+    const admission = await this.admit(ctx, { method, path, headers: req.headers }, () => sock.destroyed);
+    service = admission.service;
+    if (admission.delayed) flags = 'DI';
+    if (admission.kind === 'gone') return;
+    if (admission.kind === 'reply') {
+      reply(admission.reply);
+      return;
+    }
+    const t = admission.target;
+    const backend = admission.backend;
+    cleanups.push(() => backend.breaker.releaseRequest());
+    const overload = await backend.breaker.acquireConnection();
+    if (overload) {
+      this.trip(service, overload);
+      reply(new ProxyReply(503, `upstream overflow: ${overload}`, 'UO', { [OVERLOAD_HEADER]: overload }));
+      return;
+    }
+    cleanups.push(() => backend.breaker.releaseConnection());
+    if (sock.destroyed) {
+      cleanup();
+      return;
+    }
+
+    const retry = t.route?.retries ?? DEFAULT_RETRY;
+    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
+    const maxAttempts = 1 + (retryOn.some((c) => c === 'connect-failure' || c === 'refused-stream' || c === '5xx' || c === 'gateway-error') ? Math.max(0, retry.attempts ?? 2) : 0);
+    const pool = this.poolSettings(backend.breaker.limits, false);
+    const tried = new Set<string>();
+    let transport: Duplex | undefined;
+    let ep: HttpEndpoint | undefined;
+    let lastError = 'no attempt';
+    for (let attempt = 0; attempt < maxAttempts && !transport; attempt++) {
+      const e = this.pickEndpoint(t, backend, { headers: req.headers, sourceIp: ctx.sourceIp, path }, tried);
+      if (e instanceof ProxyReply) {
+        reply(e);
+        return;
+      }
+      tried.add(e.key);
+      destination = e.workload;
+      const ut = this.upstreamTarget(e.workload, t.targetPort, ctx, { method, path, host: req.headers.host ?? '', headers: req.headers });
+      if (ut instanceof ProxyReply) {
+        reply(ut);
+        return;
+      }
+      try {
+        transport = await this.connectRaw(ut, pool.connectTimeoutMs);
+        ep = e;
+      } catch (err) {
+        lastError = (err as Error).message;
+        if (/status 401\b/.test(lastError)) {
+          reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
+          return;
+        }
+        if (backend.outlier?.record(e.key, 'connect_failure', backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+      }
+      if (sock.destroyed) {
+        transport?.destroy();
+        return;
+      }
+    }
+    if (!transport || !ep) {
+      reply(new ProxyReply(503, `upstream connect error: ${lastError}`, 'UF'));
+      return;
+    }
+    const chosen = ep;
+    const upstream = transport;
+    const startedAt = this.load.begin(chosen);
+    let loadEnded = false;
+    const endLoad = (outcome: Outcome) => {
+      if (loadEnded) return;
+      loadEnded = true;
+      this.load.end(chosen, startedAt);
+      if (backend.outlier?.record(chosen.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+    };
+    cleanups.push(() => {
+      endLoad('success');
+      upstream.destroy();
+    });
+    const up = http.request({ method, path, headers: upgradeRequestHeaders(req), createConnection: () => upstream, setHost: false });
+    const timeoutMs = t.route?.timeoutMs && t.route.timeoutMs > 0 ? t.route.timeoutMs : undefined;
+    // The route timeout bounds the handshake only: an open tunnel has no deadline.
+    const timer = timeoutMs !== undefined ? setTimeout(() => {
+      endLoad('gateway_error');
+      up.destroy();
+      reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+    }, timeoutMs) : undefined;
+    timer?.unref();
+    up.once('upgrade', (res: http.IncomingMessage, upSock: Duplex, upHead: Buffer) => {
+      if (timer) clearTimeout(timer);
+      endLoad('success');
+      if (sock.destroyed) {
+        upSock.destroy();
+        return;
+      }
+      upgraded = true;
+      headWritten = true;
+      sock.write(responseHead(res));
+      if (upHead.length > 0) sock.write(upHead);
+      if (head.length > 0) upSock.write(head);
+      splice(sock, upSock, () => {
+        record(101);
+        cleanup();
+      });
+    });
+    up.once('response', (res: http.IncomingMessage) => {
+      if (timer) clearTimeout(timer);
+      const status = res.statusCode ?? 502;
+      endLoad(outcomeOfStatus(status));
+      headWritten = true;
+      sock.write(responseHead(res, NOT_UPGRADED_DROP, ['connection: close']));
+      res.pipe(sock);
+      res.once('end', () => record(status));
+      res.once('error', () => sock.destroy());
+    });
+    up.once('error', (err: Error) => {
+      if (timer) clearTimeout(timer);
+      endLoad('gateway_error');
+      reply(new ProxyReply(502, `upstream reset before response: ${err.message}`, 'UC'));
+    });
+    up.end();
   }
 
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {

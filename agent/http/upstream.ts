@@ -31,6 +31,14 @@ export function buffersOnly(stream: Duplex): void {
   s._writev = (chunks, cb) => write(Buffer.concat(chunks.map((c) => toBuffer(c.chunk, c.encoding))), 'buffer' as BufferEncoding, cb);
 }
 
+/** An HBONE stream made fit to be an http.ClientRequest's socket: no-op setKeepAlive/setNoDelay/ref/unref, Buffer writes only. */
+export function asHttpSocket(stream: Duplex): Duplex {
+  const s = stream as Duplex & Record<string, unknown>;
+  for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) if (typeof s[m] !== 'function') s[m] = () => s;
+  buffersOnly(stream);
+  return stream;
+}
+
 /** How the connections to one endpoint are kept (from the backend's DestinationRule connectionPool). */
 export interface PoolSettings {
   /** Concurrent connections (Infinity = unlimited). */
@@ -103,12 +111,7 @@ class MeshAgent extends http.Agent {
       return undefined;
     }
     this.open(t.hbone!).then(
-      (stream) => {
-        const s = stream as Duplex & Record<string, unknown>;
-        for (const m of ['setKeepAlive', 'setNoDelay', 'ref', 'unref']) if (typeof s[m] !== 'function') s[m] = () => s;
-        buffersOnly(stream);
-        cb(null, stream);
-      },
+      (stream) => cb(null, asHttpSocket(stream)),
       (err: Error) => cb(Object.assign(err, { smeshConnectFailure: true })),
     );
     return undefined;
