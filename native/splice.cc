@@ -29,6 +29,7 @@ namespace smesh {
 namespace {
 
 constexpr int kMaxWorkers = 8;
+constexpr int kPipeSize = 256 * 1024;
 
 enum class Outcome { kEof, kReset, kError, kAborted };
 
@@ -368,8 +369,11 @@ void Worker::Service(Relay& r, uint32_t events, int side) {
       return;
     }
   }
-  if (!Pump(r, 0)) return;
-  if (!Pump(r, 1)) return;
+  // Readable: the direction reading from this side; writable: the one writing to it. Edge-triggered, so the
+  // other direction has nothing new to do (its last pump stopped at EAGAIN on a fd that has not signalled).
+  const uint32_t always = EPOLLHUP | EPOLLERR;
+  if ((events & (EPOLLIN | EPOLLRDHUP | always)) && !Pump(r, side)) return;
+  if ((events & (EPOLLOUT | always)) && !Pump(r, 1 - side)) return;
   if (r.dir[0].done && r.dir[1].done) Finish(r, Outcome::kEof, -1, 0);
 }
 
@@ -533,6 +537,9 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info) {
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) fail("pipe2");
     r->dir[i].pipe_r = p[0];
     r->dir[i].pipe_w = p[1];
+    // More pipe slots than the default 16 let one splice move more small (MTU-sized) skbs; best effort (an
+    // unprivileged user over pipe-user-pages-soft keeps the default).
+    fcntl(p[1], F_SETPIPE_SZ, kPipeSize);
     int cap = fcntl(p[1], F_GETPIPE_SZ);
     r->dir[i].pipe_cap = cap > 0 ? static_cast<size_t>(cap) : 65536;
   }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spliceApi, type SpliceApi } from '../../agent/native/splice';
 import { canSplice, spliceRelay, SPLICE_COUNTER_FLUSH_MS } from '../../agent/proxy/splice-relay';
 import type { ByteCounters, Relay } from '../../agent/proxy/relay';
+import { MeshMetrics } from '../../agent/telemetry/metrics';
 
 const MB = 1024 * 1024;
 
@@ -272,6 +273,34 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     expect(counters).toEqual({ received: MB, sent: 0 });
   });
 
+  it('feeds istio_tcp_received/sent_bytes_total through TcpConnectionStats: live (flush timer) and exact at close', async () => {
+    const metrics = new MeshMetrics();
+    const stats = metrics.openTcp({ reporter: 'source', mtls: false });
+    const c = await rig.chain();
+    const r = start(c, stats);
+    const up = crypto.randomBytes(300_000);
+    let got = 0;
+    const arrived = new Promise<void>((res) =>
+      c.server.on('data', (d: Buffer) => {
+        got += d.length;
+        if (got === up.length) res();
+      }),
+    );
+    c.client.write(up);
+    await withTimeout(arrived, 5000, 'upload at server');
+    const value = async (name: string): Promise<number> => Number(/ (\d+)$/m.exec((await metrics.text()).split('\n').find((l) => l.startsWith(name)) ?? ' 0')?.[1] ?? 0);
+    const deadline = Date.now() + SPLICE_COUNTER_FLUSH_MS * 3;
+    while ((await value('istio_tcp_received_bytes_total')) < up.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    expect(await value('istio_tcp_received_bytes_total')).toBe(up.length); // while the connection is still open
+    c.server.end(Buffer.alloc(7000, 1));
+    c.client.resume();
+    c.client.end();
+    await withTimeout(r.done, 5000, 'relay end');
+    stats.close();
+    expect(await value('istio_tcp_received_bytes_total')).toBe(up.length);
+    expect(await value('istio_tcp_sent_bytes_total')).toBe(7000);
+  });
+
   it('sends bytes Node had already buffered from the client first, in order', async () => {
     const early = Buffer.from('early-bytes-before-handoff;');
     const c = await rig.chain(async (ch) => {
@@ -287,6 +316,26 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     const s = await withTimeout(serverGot, 5000, 'server close');
     expect(s.data.toString()).toBe(`${early.toString()}late`);
     expect(await r.done).toMatchObject({ outcome: 'closed', aToB: early.length + 4 });
+  });
+
+  it('forwards a FIN the client sent before the handoff (JS had already read the EOF)', async () => {
+    const c = await rig.chain(async (ch) => {
+      const ended = new Promise((res) => ch.a.once('end', res));
+      ch.a.resume(); // consume like a sniffer would, so Node reads the data and the EOF from the kernel
+      ch.client.end('gone');
+      await withTimeout(ended, 5000, 'EOF read by JS');
+      ch.a.pause();
+    });
+    expect(c.a.readableEnded).toBe(true);
+    const r = start(c);
+    const serverGot = collect(c.server);
+    const serverEnded = new Promise((res) => c.server.once('end', res));
+    await withTimeout(serverEnded, 5000, 'FIN forwarded to the server');
+    const clientGot = collect(c.client);
+    c.server.end('reply');
+    expect((await withTimeout(clientGot, 5000, 'reply at client')).data.toString()).toBe('reply');
+    await serverGot;
+    expect(await r.done).toMatchObject({ outcome: 'closed', aToB: 0, bToA: 5 });
   });
 
   it("runs the sockets' close listeners when the relay ends, not at the handoff", async () => {
