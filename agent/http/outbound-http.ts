@@ -18,6 +18,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
 import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
+import { BodyTap } from './body';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
@@ -102,9 +103,22 @@ type Admission =
   | { readonly kind: 'gone'; readonly service: Service; readonly delayed: boolean }
   | { readonly kind: 'admitted'; readonly service: Service; readonly delayed: boolean; readonly target: RouteTarget; readonly backend: Backend };
 
+type FailureKind = 'connect_failure' | 'reset' | 'timeout' | 'overflow' | 'denied';
+
 type AttemptResult =
   | { readonly kind: 'response'; readonly res: http.IncomingMessage }
-  | { readonly kind: 'failure'; readonly failure: 'connect_failure' | 'reset' | 'timeout' | 'overflow' | 'denied'; readonly message: string };
+  | { readonly kind: 'failure'; readonly failure: FailureKind; readonly message: string };
+
+type H2AttemptResult =
+  | {
+      readonly kind: 'response';
+      readonly up: http2.ClientHttp2Stream;
+      readonly head: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
+      readonly status: number;
+      readonly endStream: boolean;
+      readonly early: { trailers?: http2.IncomingHttpHeaders };
+    }
+  | { readonly kind: 'failure'; readonly failure: FailureKind; readonly message: string; readonly refused?: boolean };
 
 class ProxyReply {
   constructor(
@@ -115,21 +129,29 @@ class ProxyReply {
   ) {}
 }
 
-function retriable(r: AttemptResult, retryOn: readonly string[]): boolean {
+function retriableFailure(failure: FailureKind, retryOn: readonly string[], refused = false): boolean {
+  if (failure === 'overflow' || failure === 'denied') return false;
   for (const cond of retryOn) {
-    if (r.kind === 'failure') {
-      if (cond === '5xx' || cond === 'gateway-error') return true;
-      if (cond === 'reset' && r.failure !== 'connect_failure') return true;
-      if ((cond === 'connect-failure' || cond === 'refused-stream') && r.failure === 'connect_failure') return true;
-    } else {
-      const s = r.res.statusCode ?? 0;
-      if (cond === '5xx' && s >= 500) return true;
-      if (cond === 'gateway-error' && (s === 502 || s === 503 || s === 504)) return true;
-      if (cond === 'retriable-4xx' && s === 409) return true;
-      if (/^\d{3}$/.test(cond) && Number(cond) === s) return true;
-    }
+    if (cond === '5xx' || cond === 'gateway-error') return true;
+    if (cond === 'reset' && failure !== 'connect_failure') return true;
+    if (cond === 'connect-failure' && failure === 'connect_failure') return true;
+    if (cond === 'refused-stream' && (failure === 'connect_failure' || refused)) return true;
   }
   return false;
+}
+
+function retriableStatus(s: number, retryOn: readonly string[]): boolean {
+  for (const cond of retryOn) {
+    if (cond === '5xx' && s >= 500) return true;
+    if (cond === 'gateway-error' && (s === 502 || s === 503 || s === 504)) return true;
+    if (cond === 'retriable-4xx' && s === 409) return true;
+    if (/^\d{3}$/.test(cond) && Number(cond) === s) return true;
+  }
+  return false;
+}
+
+function retriable(r: AttemptResult, retryOn: readonly string[]): boolean {
+  return r.kind === 'failure' ? retriableFailure(r.failure, retryOn) : retriableStatus(r.res.statusCode ?? 0, retryOn);
 }
 
 /**
@@ -626,24 +648,17 @@ export class HttpOutbound {
     const backend = admission.backend;
     res.once('close', () => backend.breaker.releaseRequest());
 
-    // Body: buffered (retriable) when small and of known length, else streamed once.
-    const length = Number(req.headers['content-length'] ?? 0);
-    const chunked = req.headers['transfer-encoding'] !== undefined;
-    let body: Buffer | undefined;
-    if (!chunked && length <= MAX_RETRY_BODY) {
-      const parts: Buffer[] = [];
-      for await (const c of req) parts.push(c as Buffer);
-      body = Buffer.concat(parts);
-    }
-
+    // The body streams to the upstream as it arrives; up to MAX_RETRY_BODY of it is kept so a failed attempt can be replayed.
+    const tap = new BodyTap(req, MAX_RETRY_BODY);
     const retry = route?.retries ?? DEFAULT_RETRY;
-    const maxAttempts = 1 + (body ? Math.max(0, retry.attempts ?? 2) : 0);
+    const maxAttempts = 1 + Math.max(0, retry.attempts ?? 2);
     const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
     const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
     const tried = new Set<string>();
     let last: AttemptResult | ProxyReply | undefined;
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (attempt > 0) {
+        if (!tap.replayable) break;
         const r = backend.breaker.admitRetry(retry.budget);
         if (r) {
           this.trip(service, r);
@@ -672,7 +687,7 @@ export class HttpOutbound {
         const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
         const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
         const startedAt = this.load.begin(ep);
-        const result = await this.attempt(ut, t, backend, req, body, timeout, res);
+        const result = await this.attempt(ut, t, backend, req, tap, timeout, res);
         if (result === undefined) {
           this.load.cancel(ep);
           return; // client went away
@@ -686,8 +701,9 @@ export class HttpOutbound {
           this.log.info({ endpoint: ep.key, service: service.key }, 'outlier detection ejected an endpoint');
         }
         const overallExpired = deadline !== undefined && this.now() >= deadline;
-        if (attempt + 1 < maxAttempts && !overallExpired && retriable(result, retryOn)) {
+        if (attempt + 1 < maxAttempts && !overallExpired && retriable(result, retryOn) && tap.replayable) {
           if (result.kind === 'response') result.res.resume();
+          tap.detach();
           continue;
         }
         break;
@@ -754,9 +770,9 @@ export class HttpOutbound {
   }
 
   /** One upstream try. Resolves undefined when the client went away. */
-  private attempt(ut: UpstreamTarget, t: RouteTarget, b: Backend, req: http.IncomingMessage, body: Buffer | undefined, timeoutMs: number | undefined, res: http.ServerResponse): Promise<AttemptResult | undefined> {
+  private attempt(ut: UpstreamTarget, t: RouteTarget, b: Backend, req: http.IncomingMessage, tap: BodyTap, timeoutMs: number | undefined, res: http.ServerResponse): Promise<AttemptResult | undefined> {
     return new Promise((resolve) => {
-      void this.attemptWithSlot(ut, t, b, req, body, timeoutMs, res, resolve);
+      void this.attemptWithSlot(ut, t, b, req, tap, timeoutMs, res, resolve);
     });
   }
 
@@ -765,7 +781,7 @@ export class HttpOutbound {
     t: RouteTarget,
     b: Backend,
     req: http.IncomingMessage,
-    body: Buffer | undefined,
+    tap: BodyTap,
     timeoutMs: number | undefined,
     res: http.ServerResponse,
     resolve: (r: AttemptResult | undefined) => void,
@@ -785,8 +801,7 @@ export class HttpOutbound {
       const agent = this.pool.agent(ut, this.poolSettings(b.breaker.limits, false));
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) headers[k] = v;
-      if (body) headers['content-length'] = String(body.length);
-      else if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
+      if (req.headers['transfer-encoding']) headers['transfer-encoding'] = 'chunked';
       let settled = false;
       const finish = (r: AttemptResult | undefined) => {
         if (settled) return;
@@ -810,7 +825,8 @@ export class HttpOutbound {
       timer?.unref();
       up.once('close', () => b.breaker.releaseConnection());
       up.once('response', (r) => finish({ kind: 'response', res: r }));
-      up.once('error', (err: Error & { smeshConnectFailure?: boolean; code?: string }) => {
+      // `on`: a body write to a request that already failed errors again.
+      up.on('error', (err: Error & { smeshConnectFailure?: boolean; code?: string }) => {
         const connectFailure = err.smeshConnectFailure === true;
         if (connectFailure && /status 401\b/.test(err.message)) {
           finish({ kind: 'failure', failure: 'denied', message: err.message });
@@ -819,8 +835,7 @@ export class HttpOutbound {
         if (!connectFailure && err.code?.startsWith('HPE_')) this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'upstream', reason: 'bad_response' });
         finish({ kind: 'failure', failure: connectFailure ? 'connect_failure' : 'reset', message: err.message });
       });
-      if (body) up.end(body);
-      else req.pipe(up);
+      tap.attach(up);
     }
   }
 
@@ -939,106 +954,203 @@ export class HttpOutbound {
     const backend = admission.backend;
     stream.once('close', () => backend.breaker.releaseRequest());
 
-    // The body streams through once, so only failures before the upstream stream exists are retried.
+    // The body streams to the upstream as it arrives; up to MAX_RETRY_BODY of it is kept so a failed attempt can be replayed.
+    const tap = new BodyTap(stream, MAX_RETRY_BODY);
     const retry = route?.retries ?? DEFAULT_RETRY;
     const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
-    const maxAttempts = 1 + (retryOn.some((c) => c === 'connect-failure' || c === '5xx' || c === 'gateway-error' || c === 'refused-stream') ? Math.max(0, retry.attempts ?? 2) : 0);
+    const maxAttempts = 1 + Math.max(0, retry.attempts ?? 2);
+    const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
+    const upHeaders: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http', ':authority': String(headers[':authority'] ?? headers.host ?? '') };
+    for (const [k, v] of Object.entries(plainHeaders)) if ((v !== undefined && !HOP_BY_HOP.has(k)) || k === 'te') upHeaders[k] = v;
     const tried = new Set<string>();
-    let session: http2.ClientHttp2Session | undefined;
-    let h2up: H2Upstream | undefined;
-    let h2key = '';
-    let chosen: HttpEndpoint | undefined;
-    let lastError = 'no attempt';
-    for (let attempt = 0; attempt < maxAttempts && !session; attempt++) {
-      const ep = this.pickEndpoint(t, backend, { headers: plainHeaders, sourceIp: ctx.sourceIp, path }, tried);
-      if (ep instanceof ProxyReply) {
-        reply(ep);
-        return;
+    let last: H2AttemptResult | ProxyReply | undefined;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (attempt > 0) {
+        if (!tap.replayable) break;
+        const r = backend.breaker.admitRetry(retry.budget);
+        if (r) {
+          this.trip(service, r);
+          break;
+        }
       }
-      tried.add(ep.key);
-      destination = ep.workload;
-      const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders });
-      if (ut instanceof ProxyReply) {
-        reply(ut);
-        return;
-      }
+      const retrying = attempt > 0;
       try {
-        h2up = this.h2session(ut, this.poolSettings(backend.breaker.limits, true));
-        h2key = ut.key;
-        session = await h2up.session;
-        chosen = ep;
-      } catch (err) {
-        lastError = (err as Error).message;
-        if (backend.outlier?.record(ep.key, 'connect_failure', backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+        const ep = this.pickEndpoint(t, backend, { headers: plainHeaders, sourceIp: ctx.sourceIp, path }, tried);
+        if (ep instanceof ProxyReply) {
+          last = ep;
+          break;
+        }
+        tried.add(ep.key);
+        destination = ep.workload;
+        const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders });
+        if (ut instanceof ProxyReply) {
+          last = ut;
+          break;
+        }
+        const remaining = deadline !== undefined ? deadline - this.now() : undefined;
+        if (remaining !== undefined && remaining <= 0) {
+          last = { kind: 'failure', failure: 'timeout', message: 'upstream request timeout' };
+          break;
+        }
+        const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
+        const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
+        const startedAt = this.load.begin(ep);
+        const result = await this.h2attempt(ut, backend, upHeaders, tap, timeout, stream);
+        if (result === undefined) {
+          this.load.cancel(ep);
+          return; // client went away
+        }
+        this.load.end(ep, startedAt); // latency to the response head
+        last = result;
+        const outcome: Outcome = result.kind === 'response' ? outcomeOfStatus(result.status) : result.failure === 'connect_failure' ? 'connect_failure' : 'gateway_error';
+        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) {
+          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+          this.log.info({ endpoint: ep.key, service: service.key }, 'outlier detection ejected an endpoint');
+        }
+        const overallExpired = deadline !== undefined && this.now() >= deadline;
+        const again = result.kind === 'response' ? retriableStatus(result.status, retryOn) : retriableFailure(result.failure, retryOn, result.refused);
+        if (attempt + 1 < maxAttempts && !overallExpired && again && tap.replayable) {
+          if (result.kind === 'response') result.up.close(http2.constants.NGHTTP2_CANCEL);
+          tap.detach();
+          continue;
+        }
+        break;
+      } finally {
+        if (retrying) backend.breaker.releaseRetry();
       }
-      if (stream.destroyed) return;
     }
-    if (!session || !chosen) {
-      reply(new ProxyReply(503, `upstream connect error: ${lastError}`, 'UF'));
+    if (!last) {
+      reply(new ProxyReply(503, 'upstream overflow: retries exhausted by the circuit breaker', 'UO', { [OVERLOAD_HEADER]: 'max_retries' }));
       return;
     }
-    const ep = chosen;
-    const upHeaders: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http', ':authority': String(headers[':authority'] ?? headers.host ?? '') };
-    for (const [k, v] of Object.entries(plainHeaders)) if (v !== undefined && !HOP_BY_HOP.has(k) || k === 'te') upHeaders[k] = v;
+    if (last instanceof ProxyReply) {
+      reply(last);
+      return;
+    }
+    if (last.kind === 'failure') {
+      switch (last.failure) {
+        case 'timeout':
+          reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+          return;
+        case 'connect_failure':
+          reply(new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF'));
+          return;
+        case 'reset':
+          reply(new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC'));
+          return;
+        case 'denied':
+          reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
+          return;
+        case 'overflow':
+          reply(new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message }));
+          return;
+      }
+    }
+    this.forwardH2Response(stream, last, deadline, (s, g) => {
+      status = s;
+      if (g !== undefined) grpcStatus = g;
+    }, () => reply(new ProxyReply(504, 'upstream request timeout', 'UT')));
+  }
+
+  /**
+   * One upstream HTTP/2 try: the session (connect failures are failures), the stream with the body
+   * attached, up to its response head. Resolves undefined when the client went away.
+   */
+  private async h2attempt(ut: UpstreamTarget, backend: Backend, upHeaders: http2.OutgoingHttpHeaders, tap: BodyTap, timeoutMs: number | undefined, stream: http2.ServerHttp2Stream): Promise<H2AttemptResult | undefined> {
+    let entry: H2Upstream;
+    let session: http2.ClientHttp2Session;
+    try {
+      entry = this.h2session(ut, this.poolSettings(backend.breaker.limits, true));
+      session = await entry.session;
+    } catch (err) {
+      const message = (err as Error).message;
+      return /status 401\b/.test(message) ? { kind: 'failure', failure: 'denied', message } : { kind: 'failure', failure: 'connect_failure', message };
+    }
+    if (stream.destroyed) return undefined;
     let up: http2.ClientHttp2Stream;
     try {
       up = session.request(upHeaders, { endStream: false });
-      this.countH2Stream(h2key, h2up!, up);
+      this.countH2Stream(ut.key, entry, up);
     } catch (err) {
-      reply(new ProxyReply(503, `upstream stream refused: ${(err as Error).message}`, 'UF'));
-      return;
+      return { kind: 'failure', failure: 'connect_failure', message: `upstream stream refused: ${(err as Error).message}` };
     }
     up.on('error', () => undefined);
-    const startedAt = this.load.begin(ep);
-    let finished = false;
-    const done = (outcome: Outcome) => {
-      if (finished) return;
-      finished = true;
-      if (timer) clearTimeout(timer);
-      this.load.end(ep, startedAt);
-      if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
-    };
-    const timeoutMs = route?.timeoutMs && route.timeoutMs > 0 ? route.timeoutMs : undefined;
-    const timer = timeoutMs ? setTimeout(() => {
-      done('gateway_error');
+    tap.attach(up);
+    return new Promise((resolve) => {
+      let settled = false;
+      const finish = (r: H2AttemptResult | undefined) => {
+        if (settled) return;
+        settled = true;
+        if (timer) clearTimeout(timer);
+        stream.off('close', onClientGone);
+        resolve(r);
+      };
+      const onClientGone = () => {
+        if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
+        finish(undefined);
+      };
+      stream.once('close', onClientGone);
+      const timer = timeoutMs !== undefined ? setTimeout(() => {
+        up.close(http2.constants.NGHTTP2_CANCEL);
+        finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+      }, Math.max(1, timeoutMs)) : undefined;
+      timer?.unref();
+      // Trailers can come before anyone listens for them in forwardH2Response.
+      const early: { trailers?: http2.IncomingHttpHeaders } = {};
+      up.once('trailers', (tr: http2.IncomingHttpHeaders) => (early.trailers = tr));
+      up.once('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+        finish({ kind: 'response', up, head: h, status: Number(h[':status'] ?? 502), endStream: (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0, early });
+      });
+      up.once('close', () => {
+        const code = up.rstCode ?? 0;
+        finish({ kind: 'failure', failure: 'reset', message: code === http2.constants.NGHTTP2_REFUSED_STREAM ? 'stream refused (REFUSED_STREAM)' : `stream reset (code ${code})`, refused: code === http2.constants.NGHTTP2_REFUSED_STREAM });
+      });
+    });
+  }
+
+  /** Relays the chosen upstream response: head, body, trailers (gRPC status); the rest of the route timeout still applies. */
+  private forwardH2Response(stream: http2.ServerHttp2Stream, r: Extract<H2AttemptResult, { kind: 'response' }>, deadline: number | undefined, setStatus: (status: number, grpcStatus?: string) => void, onTimeout: () => void): void {
+    const up = r.up;
+    let trailers = r.early.trailers;
+    const grpcOf = (h: http2.IncomingHttpHeaders | undefined) => (h?.['grpc-status'] !== undefined ? String(h['grpc-status']) : undefined);
+    setStatus(r.status, grpcOf(trailers) ?? grpcOf(r.head));
+    if (!trailers) {
+      up.once('trailers', (tr: http2.IncomingHttpHeaders) => {
+        trailers = tr;
+        setStatus(r.status, grpcOf(tr));
+      });
+    }
+    if (stream.destroyed) {
       up.close(http2.constants.NGHTTP2_CANCEL);
-      if (!stream.headersSent) reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+      return;
+    }
+    const remaining = deadline !== undefined ? deadline - this.now() : undefined;
+    const timer = remaining !== undefined ? setTimeout(() => {
+      up.close(http2.constants.NGHTTP2_CANCEL);
+      if (!stream.headersSent) onTimeout();
       else stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, timeoutMs) : undefined;
+    }, Math.max(1, remaining)) : undefined;
     timer?.unref();
-    stream.pipe(up);
     stream.once('close', () => {
+      if (timer) clearTimeout(timer);
       if (!up.closed) up.close(http2.constants.NGHTTP2_CANCEL);
     });
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    up.once('trailers', (t2: http2.IncomingHttpHeaders) => {
-      trailers = t2;
-      if (t2['grpc-status'] !== undefined) grpcStatus = String(t2['grpc-status']);
-    });
-    up.once('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags2: number) => {
-      status = Number(h[':status'] ?? 502);
-      if (h['grpc-status'] !== undefined) grpcStatus = String(h['grpc-status']);
-      const out: http2.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(h)) if (v !== undefined && (!k.startsWith(':') || k === ':status') && !HOP_BY_HOP.has(k)) out[k] = v;
-      if (stream.destroyed) return;
-      const endNow = (flags2 & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      stream.respond(out, endNow ? { endStream: true } : { waitForTrailers: true });
-      if (endNow) return;
+    const out: http2.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(r.head)) if (v !== undefined && (!k.startsWith(':') || k === ':status') && !HOP_BY_HOP.has(k)) out[k] = v;
+    stream.respond(out, r.endStream ? { endStream: true } : { waitForTrailers: true });
+    if (!r.endStream) {
       stream.once('wantTrailers', () => {
         const tr: http2.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(trailers ?? {})) if (v !== undefined && !k.startsWith(':')) tr[k] = v;
+        // Empty trailers end the stream with an empty DATA frame (stream.close() here would not end it cleanly).
         stream.sendTrailers(tr);
       });
       up.pipe(stream);
-    });
+    }
     up.once('close', () => {
-      const outcome = status === 0 ? 'gateway_error' : outcomeOfStatus(status);
-      done(outcome);
-      if (status === 0) {
-        if (!stream.headersSent) reply(new ProxyReply(502, `upstream reset before response (code ${up.rstCode})`, 'UC'));
-        return;
-      }
+      if (timer) clearTimeout(timer);
       if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(downstreamResetCode(up.rstCode));
     });
   }
+
 }
