@@ -13,6 +13,7 @@ import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
 import type { HttpAttributes } from '../policy/types';
 import type { StateView } from '../state/store';
+import type { MeshSnapshot } from '../state/types';
 import type { ConnectionPoolSettings, LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
@@ -65,6 +66,18 @@ export interface HttpOutboundOptions {
   readonly random?: () => number;
   /** Monotonic ms. */
   readonly now?: () => number;
+  /** How often per-service state (breakers, outlier trackers, pickers, upstream connections) of services and endpoints that left the mesh state is dropped (default 10 s). */
+  readonly pruneIntervalMs?: number;
+}
+
+/** What the HTTP outbound holds, for tests and diagnostics. */
+export interface HttpOutboundStats {
+  /** Service/subset/port backends with a circuit breaker and outlier tracker. */
+  readonly backends: number;
+  /** Endpoints with an HTTP/1.1 connection pool. */
+  readonly upstreamPools: number;
+  /** Upstream HTTP/2 sessions taking new streams. */
+  readonly h2Sessions: number;
 }
 
 interface HttpEndpoint extends LbEndpoint {
@@ -84,6 +97,7 @@ interface Backend {
 
 /** One upstream HTTP/2 session and how many streams it has carried. */
 interface H2Upstream {
+  readonly target: UpstreamTarget;
   session: Promise<http2.ClientHttp2Session>;
   readonly signature: string;
   streams: number;
@@ -184,6 +198,9 @@ export class HttpOutbound {
   /** Upstream HTTP/2 sessions per endpoint (prior knowledge), shared by the streams to it. */
   private readonly h2sessions = new Map<string, H2Upstream>();
 
+  private readonly pruneTimer: NodeJS.Timeout;
+  private prunedSnapshot?: MeshSnapshot;
+
   constructor(private readonly opts: HttpOutboundOptions) {
     this.log = opts.logger ?? silentLogger();
     this.random = opts.random ?? Math.random;
@@ -192,6 +209,9 @@ export class HttpOutbound {
     registerBuiltinLoadBalancers(this.registry);
     this.pickers = new PickerCache(this.registry, { load: this.load, random: this.random });
     this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp);
+    this.prunedSnapshot = opts.state.snapshot();
+    this.pruneTimer = setInterval(() => this.prune(), opts.pruneIntervalMs ?? 10_000);
+    this.pruneTimer.unref();
     this.server = http.createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
       void this.onRequest(req, res).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'HTTP request handling failed');
@@ -292,7 +312,36 @@ export class HttpOutbound {
     });
   }
 
+  stats(): HttpOutboundStats {
+    return { backends: this.backends.size, upstreamPools: this.pool.size, h2Sessions: this.h2sessions.size };
+  }
+
+  /**
+   * Drops what belongs to services, subsets, ports and endpoints no longer in the mesh state: backends
+   * (breakers, outlier trackers), their pickers, endpoint load stats, upstream pools and HTTP/2
+   * sessions (requests in flight finish on what they hold). Runs on a timer when the state changed.
+   */
+  prune(force = false): void {
+    const snap = this.opts.state.snapshot();
+    if (!force && snap === this.prunedSnapshot) return;
+    this.prunedSnapshot = snap;
+    for (const [key, b] of this.backends) {
+      const [serviceKey, subset, port] = key.split('|');
+      const svc = snap.services.get(serviceKey!);
+      const alive = svc !== undefined && svc.ports.some((p) => String(p.port) === port) && (!subset || (snap.trafficPolicies?.get(serviceKey!)?.subsets.some((s) => s.name === subset) ?? false));
+      if (!alive) this.backends.delete(key);
+      else b.outlier?.retain(b.endpoints.map((e) => e.key).filter((uid) => snap.workloads.has(uid)));
+    }
+    this.pickers.retain(this.backends.keys());
+    this.load.retain(snap.workloads.keys());
+    const ips = new Set<string>();
+    for (const w of snap.workloads.values()) ips.add(w.ip);
+    this.pool.retain((t) => ips.has(t.ip));
+    for (const [key, e] of this.h2sessions) if (!ips.has(e.target.ip)) this.retireH2(key, e);
+  }
+
   close(): void {
+    clearInterval(this.pruneTimer);
     for (const s of this.sockets) s.destroy();
     this.pool.close();
     for (const e of this.h2sessions.values()) void e.session.then((x) => x.destroy(), () => undefined);
@@ -849,7 +898,7 @@ export class HttpOutbound {
     const existing = this.h2sessions.get(ut.key);
     if (existing && existing.signature === poolSignature(settings)) return existing;
     if (existing) this.retireH2(ut.key, existing);
-    const entry: H2Upstream = { signature: poolSignature(settings), streams: 0, open: 0, retired: false, maxStreams: settings.maxRequestsPerConnection, session: undefined as unknown as Promise<http2.ClientHttp2Session> };
+    const entry: H2Upstream = { target: ut, signature: poolSignature(settings), streams: 0, open: 0, retired: false, maxStreams: settings.maxRequestsPerConnection, session: undefined as unknown as Promise<http2.ClientHttp2Session> };
     const p = (async () => {
       let transport: Duplex;
       if (ut.kind === 'local') {

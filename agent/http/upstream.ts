@@ -67,7 +67,7 @@ class MeshAgent extends http.Agent {
   private retired = false;
 
   constructor(
-    private readonly target: UpstreamTarget,
+    readonly target: UpstreamTarget,
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
     private readonly localAddress: string | undefined,
     readonly settings: PoolSettings,
@@ -137,15 +137,18 @@ export class UpstreamPool {
     return a;
   }
 
-  /** Keys of the endpoints with an agent. */
-  keys(): IterableIterator<string> {
-    return this.agents.keys();
+  /** Endpoints with an agent. */
+  get size(): number {
+    return this.agents.size;
   }
 
-  /** Drops the agent of an endpoint that is gone: idle connections close, busy ones after their request. */
-  drop(key: string): void {
-    this.agents.get(key)?.retire();
-    this.agents.delete(key);
+  /** Drops the agents of endpoints that are gone (`keep` false): idle connections close, busy ones after their request. */
+  retain(keep: (target: UpstreamTarget) => boolean): void {
+    for (const [key, a] of this.agents) {
+      if (keep(a.target)) continue;
+      a.retire();
+      this.agents.delete(key);
+    }
   }
 
   close(): void {
