@@ -7,6 +7,11 @@ import { spliceApi, type SpliceApi } from '../../agent/native/splice';
 import { canSplice, spliceRelay, SPLICE_COUNTER_FLUSH_MS } from '../../agent/proxy/splice-relay';
 import type { ByteCounters, Relay } from '../../agent/proxy/relay';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
+import { OutboundProxy } from '../../agent/proxy/outbound';
+import type { IpPort } from '../../agent/proxy/types';
+import { StateStore } from '../../agent/state/store';
+import type { Workload } from '../../agent/state/types';
+import { echoServer, freePort, listen, readAll, TD, waitFor } from '../unit/proxy-fixtures';
 
 const MB = 1024 * 1024;
 
@@ -404,5 +409,110 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
       c.b.destroy();
       c.server.destroy();
     }
+  });
+});
+
+describe('outbound same-node path on the splice relay (OutboundProxy on 127.0.0.0/8, fake SO_ORIGINAL_DST)', () => {
+  const wl = (name: string, ip: string): Workload => {
+    const app = name.split('-')[0]!;
+    return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: app, node: 'node1', ip, labels: { app }, workloadName: app, identity: `spiffe://${TD}/ns/default/sa/${app}`, meshed: true };
+  };
+  const origDst = new Map<number, IpPort>();
+  const echo = echoServer();
+  const proxies: OutboundProxy[] = [];
+  let state: StateStore;
+  let api: SpliceApi;
+
+  async function proxy(spliceRelay?: boolean): Promise<{ outbound: OutboundProxy; metrics: MeshMetrics }> {
+    const metrics = new MeshMetrics();
+    const outbound = new OutboundProxy({
+      state,
+      identities: { get: () => undefined, trustBundlePem: () => '' },
+      hbone: { open: () => Promise.reject(new Error('no HBONE in this test')) },
+      metrics,
+      nodeName: 'node1',
+      listen: { host: '127.0.0.1', port: 0 },
+      originalDestination: (sock) => origDst.get(sock.remotePort!) ?? null,
+      spliceRelay,
+    });
+    proxies.push(outbound);
+    await outbound.start();
+    return { outbound, metrics };
+  }
+
+  async function connectVia(outbound: OutboundProxy): Promise<net.Socket> {
+    const localPort = await freePort();
+    origDst.set(localPort, { ip: '198.19.0.11', port: 80 });
+    const sock = net.connect({ host: '127.0.0.1', port: outbound.address().port, localAddress: '127.0.0.1', localPort, allowHalfOpen: true });
+    sock.on('error', () => undefined);
+    await new Promise<void>((r, j) => {
+      sock.once('connect', () => r());
+      sock.once('close', () => j(new Error('refused')));
+    });
+    return sock;
+  }
+
+  const metricValue = (text: string, name: string): number => Number(/ (\d+)$/.exec(text.split('\n').find((l) => l.startsWith(name)) ?? ' -1')?.[1]);
+
+  beforeAll(async () => {
+    api = spliceApi()!;
+    const port = await listen(echo.server, '127.0.0.3');
+    state = new StateStore();
+    state.replace({
+      trustDomain: TD,
+      nodes: new Map([['node1', { name: 'node1', address: '127.0.0.1' }]]),
+      workloads: new Map([wl('client-1', '127.0.0.1'), wl('local-1', '127.0.0.3')].map((w) => [w.uid, w])),
+      services: new Map([['default/local', { key: 'default/local', name: 'local', namespace: 'default', vips: ['198.19.0.11'], ports: [{ port: 80, targetPort: port }], selector: { app: 'local' } }]]),
+      namespaces: new Map([['default', {}]]),
+    });
+  });
+
+  afterAll(async () => {
+    for (const p of proxies) await p.close();
+    await echo.close();
+  });
+
+  it('relays a same-node connection in the kernel, with exact Istio byte counts and the connection counted until the relay ends', async () => {
+    const { outbound, metrics } = await proxy();
+    const sock = await connectVia(outbound);
+    sock.write('hello ');
+    await waitFor(() => api.counters().size === 1); // the live relay is a native one
+    expect(outbound['relays'].size).toBe(1);
+    expect(outbound['clients'].size).toBe(1); // its client socket counts as open although the JS socket is gone
+    const back = readAll(sock);
+    sock.end('local');
+    expect((await back).toString()).toBe('hello localbye');
+    await waitFor(() => outbound['relays'].size === 0 && outbound['clients'].size === 0);
+    const text = await metrics.text();
+    expect(metricValue(text, 'istio_tcp_received_bytes_total')).toBe(11);
+    expect(metricValue(text, 'istio_tcp_sent_bytes_total')).toBe(14);
+    expect(metricValue(text, 'istio_tcp_connections_closed_total')).toBe(1);
+  });
+
+  it('uses the JS relay when told to (spliceRelay: false)', async () => {
+    const { outbound } = await proxy(false);
+    const sock = await connectVia(outbound);
+    sock.write('x');
+    await waitFor(() => outbound['relays'].size === 1);
+    expect(api.counters().size).toBe(0);
+    const back = readAll(sock);
+    sock.end();
+    expect((await back).toString()).toBe('xbye');
+  });
+
+  it('resets spliced connections when the proxy closes (shutdown aborts the native relays)', async () => {
+    const { outbound } = await proxy();
+    const sock = await connectVia(outbound);
+    sock.write('y');
+    await waitFor(() => api.counters().size === 1);
+    const gone = new Promise<Error | undefined>((r) => {
+      let err: Error | undefined;
+      sock.on('error', (e) => (err = e));
+      sock.on('close', () => r(err));
+    });
+    sock.resume();
+    await outbound.close();
+    expect(((await withTimeout(gone, 5000, 'client reset')) as NodeJS.ErrnoException | undefined)?.code).toBe('ECONNRESET');
+    await waitFor(() => api.active() === 0);
   });
 });
