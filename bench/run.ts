@@ -146,6 +146,29 @@ class Servers {
   }
 }
 
+/**
+ * Opt-in profiling hook: with `SMESH_AGENT_CPU_PROF=<dir>` each agent is CPU-profiled from start to exit and writes
+ * <dir>/agent-<pid>.cpuprofile when it stops at the end (bench/lib/cpu-prof-preload.js; `--cpu-prof` itself is not
+ * allowed in NODE_OPTIONS). `SMESH_AGENT_NODE_OPTIONS` adds other NODE_OPTIONS for the agents only.
+ */
+function startAgentWithNodeOptions(topo: Topology, node: string, cfgDir: string): AgentHandle {
+  const profDir = process.env.SMESH_AGENT_CPU_PROF;
+  const extra = [profDir ? `--require ${path.join(REPO_ROOT, 'bench/lib/cpu-prof-preload.js')}` : '', process.env.SMESH_AGENT_NODE_OPTIONS ?? ''].filter(Boolean).join(' ');
+  if (!extra) return topo.startAgent(node, cfgDir);
+  const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, SMESH_CPU_PROF_DIR: process.env.SMESH_CPU_PROF_DIR };
+  // spawn() in startAgent copies the environment: set for that call only, restored at once.
+  process.env.NODE_OPTIONS = extra;
+  if (profDir) process.env.SMESH_CPU_PROF_DIR = path.resolve(profDir);
+  try {
+    return topo.startAgent(node, cfgDir);
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 function agentWarnings(a: AgentHandle): string[] {
   return a.logRecords().filter((r) => typeof r.level === 'number' && r.level >= 40).map((r) => `${r.level}: ${String(r.msg)}`);
 }
@@ -222,7 +245,7 @@ async function main(): Promise<void> {
     topo.writeConfig(cfgDir, { services });
     // Sequential start: the first agent creates the standalone CA, the second reuses it.
     for (const n of ['node1', 'node2']) {
-      const a = topo.startAgent(n, cfgDir);
+      const a = startAgentWithNodeOptions(topo, n, cfgDir);
       agents.push(a);
       await a.waitReady(60_000);
     }

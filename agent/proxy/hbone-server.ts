@@ -266,7 +266,7 @@ export class InboundProxy {
       return;
     }
 
-    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, localAddress: this.opts.upstreamSourceIp });
+    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
     this.pending.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
     timer.unref();
