@@ -43,6 +43,6 @@ if (require.main === module) {
     else throw new Error(`upgrade-echo: unknown argument ${a}`);
   }
   const server = createServer(opts.pod);
-  server.listen(opts.port, opts.host, () => console.log(`upgrade-echo ${opts.pod} listening on ${opts.host}:${opts.port}`));
+  server.listen(opts.port, opts.host, () => process.stdout.write(JSON.stringify({ listening: server.address().port, app: 'upgrade-echo', pod: opts.pod }) + '\n'));
   process.on('SIGTERM', () => server.close(() => process.exit(0)));
 }
