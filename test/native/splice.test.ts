@@ -389,6 +389,46 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     expect(fdCount()).toBe(fdsBefore);
   });
 
+  it('survives a mix of 120 concurrent relays ending by FIN, client RST and abort mid-transfer, without an fd leak', async () => {
+    const fdsBefore = fdCount();
+    const N = 120;
+    const chains: Chain[] = [];
+    for (let i = 0; i < N; i++) chains.push(await rig.chain());
+    const runs = chains.map(async (c, i) => {
+      const r = start(c);
+      c.server.on('data', (d: Buffer) => c.server.write(d));
+      c.server.on('end', () => c.server.end());
+      const got = collect(c.client);
+      const kind = i % 3;
+      const payload = crypto.randomBytes(256 * 1024);
+      c.client.write(payload);
+      if (kind === 0) c.client.end();
+      else {
+        // Wait for some echo, then cut the connection while bytes are still in flight.
+        await new Promise((res) => c.client.once('data', res));
+        if (kind === 1) c.client.resetAndDestroy();
+        else r.reset();
+      }
+      const [res, g] = await Promise.all([r.done, got]);
+      return { kind, res, echoed: g.data.length, payload: payload.length };
+    });
+    const all = await withTimeout(Promise.all(runs), 30_000, 'mixed relays');
+    for (const { kind, res, echoed, payload } of all) {
+      if (kind === 0) {
+        expect(res.outcome).toBe('closed');
+        expect(echoed).toBe(payload);
+        expect(res.aToB).toBe(payload);
+      } else {
+        expect(res.outcome).toBe(kind === 1 ? 'reset_a' : 'aborted');
+      }
+    }
+    expect(api.active()).toBe(0);
+    for (const c of chains) for (const s of [c.client, c.server, c.a, c.b]) rig.all.delete(s);
+    const deadline = Date.now() + 5000;
+    while (fdCount() > fdsBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    expect(fdCount()).toBe(fdsBefore);
+  });
+
   it('refuses what it cannot take over, with errors naming the problem', async () => {
     const c = await rig.chain();
     const file = fs.openSync('/proc/self/status', 'r');
