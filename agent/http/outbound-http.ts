@@ -31,6 +31,14 @@ export const OVERLOAD_HEADER = 'x-smesh-overload';
 export const MAX_RETRY_BODY = 64 * 1024;
 /** Upstream HTTP/2 sessions with no stream activity for this long are closed (unless the DestinationRule sets http.idleTimeout). */
 export const UPSTREAM_IDLE_MS = 5 * 60_000;
+/**
+ * HTTP/2 receive windows of the proxy's sessions (both sides): per stream and per connection. Node's
+ * 64 KiB default lets a peer send one window per event-loop turn; larger windows let bodies flow at
+ * the rate they are consumed. Paused streams stop updating the window, so a stream buffers at most this.
+ */
+const H2_STREAM_WINDOW = 1024 * 1024;
+const H2_CONNECTION_WINDOW = 16 * 1024 * 1024;
+
 /** Istio's default retry policy when no route sets one. */
 export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-failure', 'refused-stream', '503'] };
 
@@ -221,11 +229,12 @@ export class HttpOutbound {
         } else res.destroy();
       });
     });
-    this.h2server = http2.createServer({ maxSessionInvalidFrames: 100, settings: { enablePush: false } });
+    this.h2server = http2.createServer({ maxSessionInvalidFrames: 100, settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW } });
     // Idle sessions (and ones nghttp2 already sent GOAWAY on after a protocol error) are closed after 2 minutes.
     this.h2server.setTimeout(120_000);
     this.h2server.on('session', (session: http2.ServerHttp2Session) => {
       if (this.pendingH2Context) this.h2contexts.set(session, this.pendingH2Context);
+      session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
       session.on('error', () => undefined);
     });
     // Invalid frames from the client are counted where nghttp2's answer to them is written (see handle()).
@@ -919,7 +928,8 @@ export class HttpOutbound {
         transport = await this.opts.hbone.open(ut.hbone!);
       }
       const watched = this.watchH2(transport, 'upstream', HTTP2_PREFACE.length);
-      const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => watched, settings: { enablePush: false } });
+      const session = http2.connect(`http://${formatAuthority(ut.ip, ut.port)}`, { createConnection: () => watched, settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW } });
+      session.once('connect', () => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
       session.on('error', (err: Error) => this.log.debug({ err: err.message, endpoint: ut.key }, 'upstream HTTP/2 session error'));
       // Idle upstream sessions (e.g. to endpoints that went away) are closed; in-flight streams finish first.
       session.setTimeout(settings.idleTimeoutMs, () => session.close());
