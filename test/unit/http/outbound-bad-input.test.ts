@@ -1,5 +1,6 @@
-// Invalid HTTP/2 from either side of the HTTP outbound: the offending connection gets a GOAWAY or reset (502 for the client when the upstream is at fault), the frames are counted, and a concurrent good client is unaffected.
+// Malformed HTTP from either side of the HTTP outbound: invalid HTTP/2 frames get a GOAWAY or reset on that connection only, a broken upstream (HTTP/2 or HTTP/1.1) gets its clients a 502; all counted, concurrent good clients unaffected.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as http from 'http';
 import * as http2 from 'http2';
 import * as net from 'net';
 import { H2FrameScanner, type H2ErrorFrame } from '../../../agent/http/h2-watch';
@@ -248,6 +249,59 @@ describe('H2FrameScanner', () => {
         { kind: 'reset', code: 1, streamId: 5 },
         { kind: 'goaway', code: 9, streamId: 0 },
       ]);
+    }
+  });
+});
+
+describe('HttpOutbound: an HTTP/1.1 upstream that answers garbage', () => {
+  it('the client gets 502, counted as upstream bad_response; a good service on the same proxy is unaffected', async () => {
+    const garbage = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.once('data', () => s.end('NOT HTTP AT ALL\r\n\r\n'));
+    });
+    await new Promise<void>((r) => garbage.listen(0, '127.0.0.3', () => r()));
+    const good = http.createServer((req, res) => {
+      req.resume();
+      res.end('fine');
+    });
+    await new Promise<void>((r) => good.listen((garbage.address() as net.AddressInfo).port, '127.0.0.2', () => r()));
+    const port = (garbage.address() as net.AddressInfo).port;
+    const src = wl('client', '127.0.0.1');
+    const wg = wl('good', '127.0.0.2');
+    const wb = wl('bad', '127.0.0.3');
+    const goodSvc: Service = { key: 'default/good', name: 'good', namespace: 'default', vips: ['10.96.0.12'], ports: [{ name: 'http', port: 80, targetPort: port }], selector: {}, endpointUids: [wg.uid] };
+    const badSvc: Service = { key: 'default/bad', name: 'bad', namespace: 'default', vips: ['10.96.0.13'], ports: [{ name: 'http', port: 80, targetPort: port }], selector: {}, endpointUids: [wb.uid] };
+    const state = new StateStore({
+      trustDomain: 'cluster.local',
+      nodes: new Map([['n1', { name: 'n1', address: '127.0.0.1' }]]),
+      workloads: new Map([src, wg, wb].map((w) => [w.uid, w])),
+      services: new Map([goodSvc, badSvc].map((s) => [s.key, s])),
+      namespaces: new Map([['default', {}]]),
+    });
+    const metrics = new MeshMetrics();
+    const handler = new HttpOutbound({ state, hbone: { open: () => Promise.reject(new Error('no hbone')) }, nodeName: 'n1', hbonePort: 15008, metrics });
+    const front = net.createServer((sock) => handler.handle(sock, { source: src, sourceIp: '127.0.0.1', service: sock.localAddress === '127.0.0.5' ? badSvc : goodSvc, port: goodSvc.ports[0]! }));
+    await new Promise<void>((r) => front.listen(0, '0.0.0.0', () => r()));
+    const get = (ip: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        http.get({ host: ip, port: (front.address() as net.AddressInfo).port, path: '/', agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        }).on('error', reject);
+      });
+    try {
+      const [bad, ok] = await Promise.all([get('127.0.0.5'), get('127.0.0.1')]);
+      expect(bad.status).toBe(502);
+      expect(bad.body).toMatch(/upstream reset before response/);
+      expect(ok).toEqual({ status: 200, body: 'fine' });
+      expect((await protocolErrors(metrics))['upstream/bad_response']).toBe(1);
+    } finally {
+      handler.close();
+      await new Promise<void>((r) => front.close(() => r()));
+      good.closeAllConnections();
+      await new Promise<void>((r) => good.close(() => r()));
+      await new Promise<void>((r) => garbage.close(() => r()));
     }
   });
 });
