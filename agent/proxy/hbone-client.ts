@@ -5,7 +5,7 @@ import { SmeshError } from '../errors';
 import { spiffeIdFromSubjectAltName } from '../identity/spiffe';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_STREAM_WINDOW } from './hbone-server';
+import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-server';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';
 
 export const HBONE_IDLE_TIMEOUT_MS = 5 * 60_000;
@@ -195,6 +195,7 @@ export class HboneClient {
     };
     const session = http2.connect(`https://${formatAuthority(req.node.host, req.node.port)}`, {
       settings: { initialWindowSize: HBONE_STREAM_WINDOW, enablePush: false },
+      maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
       createConnection: () => tls.connect(tlsOptions),
     });
     const entry: PooledSession = {

@@ -16,6 +16,12 @@ import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, typ
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
 export const HBONE_CONNECTION_WINDOW = 16 * 1024 * 1024;
 export const HBONE_MAX_CONCURRENT_STREAMS = 100;
+/**
+ * node:http2 `maxSessionMemory` (MB) of HBONE sessions. Node counts data written to a session's streams and not yet
+ * sent against it and refuses new streams past it (default 10); the relay lets up to ~320 KiB wait per stream
+ * (relay.ts), so 100 streams of a busy session may hold ~32 MB.
+ */
+export const HBONE_MAX_SESSION_MEMORY_MB = 64;
 
 /** A local destination the inbound may connect to; `workload` labels telemetry and feeds policy. */
 export interface LocalDestination {
@@ -141,6 +147,7 @@ export class InboundProxy {
       handshakeTimeout: this.opts.handshakeTimeoutMs ?? 10_000,
       unknownProtocolTimeout: 1_000,
       settings: { initialWindowSize: HBONE_STREAM_WINDOW, maxConcurrentStreams: maxStreams, enablePush: false },
+      maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
     });
     this.server = server;
     this.opts.identities.onRotate?.((id) => {
