@@ -136,10 +136,12 @@ describe('HttpOutbound: retries of requests with bodies', () => {
 
   const port = () => (front.address() as net.AddressInfo).port;
 
-  /** POST with a chunked body written in pieces (no content-length). */
-  function h1post(data: Buffer): Promise<{ status: number; json?: { pod: string; n: number; sum: number } }> {
+  /** POST with a body written in pieces: chunked (no content-length) unless `withLength`. */
+  function h1post(data: Buffer, withLength = false): Promise<{ status: number; json?: { pod: string; n: number; sum: number } }> {
     return new Promise((resolve, reject) => {
-      const r = http.request({ host: '127.0.0.1', port: port(), method: 'POST', path: '/upload', headers: { host: 'up1.default' }, agent: false }, (res) => {
+      const headers: Record<string, string> = { host: 'up1.default' };
+      if (withLength) headers['content-length'] = String(data.length);
+      const r = http.request({ host: '127.0.0.1', port: port(), method: 'POST', path: '/upload', headers, agent: false }, (res) => {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, json: res.statusCode === 200 ? JSON.parse(text) : undefined }));
@@ -174,6 +176,7 @@ describe('HttpOutbound: retries of requests with bodies', () => {
 
   for (const [proto, post] of [
     ['HTTP/1.1 chunked', (d: Buffer) => h1post(d)],
+    ['HTTP/1.1 content-length', (d: Buffer) => h1post(d, true)],
     ['HTTP/2', (d: Buffer) => h2post(d)],
   ] as const) {
     it(`${proto}: a body within the retry buffer is replayed intact to the healthy endpoint (503 and reset)`, async () => {
