@@ -224,9 +224,10 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     await admin.start();
     cleanups.push(() => admin.close());
 
-    // 3. Certificates for this node and its workloads, signed by the mesh CA from our CSRs.
-    await identities.ensure(localIdentities(initial, opts.nodeName));
-    admin.markReady('certificates');
+    // 3. Certificates for this node and its workloads, signed by the mesh CA from our CSRs. Issued while step 4 loads
+    // the BPF programs and fills the maps: neither needs the other, and each mostly waits (control plane, kernel).
+    const certificates = identities.ensure(localIdentities(initial, opts.nodeName)).then(() => admin.markReady('certificates'));
+    certificates.catch(() => undefined); // awaited after step 4: a failure stops the agent there
 
     // 4. Kernel datapath.
     let reconciler: Reconciler | undefined;
@@ -266,6 +267,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       timer.unref();
       cleanups.push(() => clearInterval(timer));
     }
+    await certificates;
 
     // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
     const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access') });

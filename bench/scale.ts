@@ -243,6 +243,9 @@ async function main(): Promise<void> {
         stateToBpfMs: at(enrolled) - at(received),
         connectedToBpfMs: applyMs,
         cpuConnectedToBpfMs: Math.round(cpuAt(at(enrolled)) - cpuAt(at(connected))),
+        /** Until the agent serves: certificates issued (concurrently with the BPF load and map fill), listeners up. */
+        connectedToReadyMs: at(ready) - at(connected),
+        cpuConnectedToReadyMs: Math.round(cpuAt(at(ready)) - cpuAt(at(connected))),
         spawnToReadyMs: readyMs,
         bpfReportedDestinations: enrolled?.destinations,
         launcher: USE_LAUNCHER,
@@ -258,12 +261,12 @@ async function main(): Promise<void> {
         agentRssPeakWholeRunMiB: +(afterIncr?.hwm ?? 0).toFixed(0),
       },
     };
-    void ready;
     say('');
     say(`agent: connected to control plane ${r.agent.spawnToConnectedMs} ms after spawn`);
     say(`agent: full state received and converted   ${r.agent.connectedToStateMs} ms after connect`);
     say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations)`);
     say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms`);
+    say(`agent: connect → ready (certificates, listeners) ${r.agent.connectedToReadyMs} ms; agent CPU ${r.agent.cpuConnectedToReadyMs} ms`);
     say(`agent: spawn → ready                       ${readyMs} ms`);
     const mb = (mib: number) => Math.round(mib * MB_PER_MIB);
     const worst = Math.max(r.agent.rssPeakMiB, r.incremental.agentRssPeakWholeRunMiB);

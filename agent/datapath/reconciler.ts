@@ -211,30 +211,48 @@ export class Reconciler {
     const workload = (w: Workload, delta: 1 | -1): void => {
       if (w.meshed) change(destKey(w.ip, 0), delta);
     };
-    if (prev !== s) {
+    /** First pass (nothing applied yet): every desired destination, listed while counting (no per-key diff). */
+    let initial: Array<{ ip: string; port: number }> | undefined;
+    if (prev === undefined) {
+      initial = [];
+      const desired = this.desired;
+      const count = (key: string, ip: string, port: number): void => {
+        const n = desired.get(key);
+        if (n === undefined) {
+          desired.set(key, 1);
+          initial!.push({ ip, port });
+        } else desired.set(key, n + 1);
+      };
+      for (const svc of s.services.values()) {
+        for (const vip of svc.vips) for (const p of svc.ports) count(destKey(vip, p.port), vip, p.port);
+      }
+      for (const w of s.workloads.values()) if (w.meshed) count(w.ip, w.ip, 0);
+      this.applied = s;
+    } else if (prev !== s) {
       for (const [key, svc] of s.services) {
-        const old = prev?.services.get(key);
+        const old = prev.services.get(key);
         if (old === svc) continue;
         if (old) service(old, -1);
         service(svc, 1);
       }
-      if (prev) for (const [key, old] of prev.services) if (!s.services.has(key)) service(old, -1);
+      for (const [key, old] of prev.services) if (!s.services.has(key)) service(old, -1);
       for (const [uid, w] of s.workloads) {
-        const old = prev?.workloads.get(uid);
+        const old = prev.workloads.get(uid);
         if (old === w) continue;
         if (old) workload(old, -1);
         workload(w, 1);
       }
-      if (prev) for (const [uid, old] of prev.workloads) if (!s.workloads.has(uid)) workload(old, -1);
+      for (const [uid, old] of prev.workloads) if (!s.workloads.has(uid)) workload(old, -1);
       this.applied = s;
     }
-    const add: Array<{ ip: string; port: number }> = [];
+    let add: Array<{ ip: string; port: number }> = [];
     const remove: Array<{ ip: string; port: number }> = [];
     if (this.resync) {
       // What the kernel holds now (another run may have left entries) against everything desired.
       const kernel = new Set(this.maps.meshedDestinations().map((d) => destKey(d.ip, d.port)));
       for (const key of kernel) if (!this.desired.has(key)) remove.push(parseDestKey(key));
-      for (const key of this.desired.keys()) if (!kernel.has(key)) add.push(parseDestKey(key));
+      if (initial && kernel.size === 0) add = initial;
+      else for (const key of this.desired.keys()) if (!kernel.has(key)) add.push(parseDestKey(key));
     } else {
       for (const [key, was] of touched) {
         const now = this.desired.has(key);

@@ -60,7 +60,7 @@ export function writeIpKey(out: Buffer, offset: number, ip: string, field = 'ip'
       } else ok = false;
     }
     if (ok && parts === 4) {
-      out.fill(0, offset, offset + 10);
+      for (let k = 0; k < 10; k++) out[offset + k] = 0; // (Buffer#fill per 16-byte key cost ~40 ms over 60k keys)
       out[offset + 10] = 0xff;
       out[offset + 11] = 0xff;
       return;

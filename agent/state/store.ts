@@ -89,15 +89,23 @@ export class OwnedIndex<V> {
 interface Indexes {
   byIp: OwnedIndex<Workload>;
   byVip: OwnedIndex<Service>;
-  /** Service key → its endpoints sorted by uid (a new array whenever one of them changes). */
+  /**
+   * Service key → its endpoints sorted by uid, filled on demand (resolve): a full sync builds none of them.
+   * An entry is dropped when the service or one of its members changes.
+   */
   endpoints: Map<string, readonly Workload[]>;
-  byNode: Map<string, readonly Workload[]>;
-  servicesByWorkload: Map<string, readonly Service[]>;
+  /** Built on the first workloadsOnNode() call, then kept up to date. */
+  byNode?: Map<string, readonly Workload[]>;
+  /**
+   * Workload uid → its services (servicesOf), filled on demand: only the node's own workloads are ever asked for
+   * (inbound connections), so a full index of 50k workloads would be memory and sync time spent for nothing.
+   */
+  servicesOf: Map<string, readonly Service[]>;
 }
 
 /**
  * `[svc]`, one array per service: most workloads belong to exactly one service, so their servicesOf() lists are
- * shared by all members (10k arrays for 10k services instead of one per workload).
+ * shared by all members.
  */
 const singles = new WeakMap<Service, readonly Service[]>();
 function single(svc: Service): readonly Service[] {
@@ -105,40 +113,47 @@ function single(svc: Service): readonly Service[] {
   if (!a) singles.set(svc, (a = Object.freeze([svc])));
   return a;
 }
+const NO_SERVICES: readonly Service[] = Object.freeze([]);
 
 function endpointsOf(s: MeshSnapshot, svc: Service): Workload[] {
-  const members = svc.endpointUids
-    ? svc.endpointUids.map((uid) => s.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
-    : [...s.workloads.values()].filter((w) => w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels));
-  return members.sort(byUid);
+  const members: Workload[] = [];
+  if (svc.endpointUids) {
+    for (const uid of svc.endpointUids) {
+      const w = s.workloads.get(uid);
+      if (w !== undefined) members.push(w);
+    }
+  } else for (const w of s.workloads.values()) if (w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels)) members.push(w);
+  return members.length > 1 ? members.sort(byUid) : members;
 }
 
-function buildIndexes(s: MeshSnapshot): Indexes {
-  const byIp = new OwnedIndex<Workload>((w) => w.uid);
+/** The services naming `uid` as an endpoint (or selecting the workload), sorted by key: one pass over the services. */
+function servicesOfUid(s: MeshSnapshot, uid: string): readonly Service[] {
+  const w = s.workloads.get(uid);
+  let found: Service[] | undefined;
+  for (const svc of s.services.values()) {
+    const member = svc.endpointUids ? svc.endpointUids.includes(uid) : w !== undefined && w.namespace === svc.namespace && selectorMatches(svc.selector, w.labels);
+    if (member) (found ??= []).push(svc);
+  }
+  if (!found) return NO_SERVICES;
+  return found.length === 1 ? single(found[0]!) : found.sort(byServiceKey);
+}
+
+function nodeIndex(s: MeshSnapshot): Map<string, Workload[]> {
   const byNode = new Map<string, Workload[]>();
   for (const w of s.workloads.values()) {
-    byIp.add(w.ip, w);
     let list = byNode.get(w.node);
     if (!list) byNode.set(w.node, (list = []));
     list.push(w);
   }
+  return byNode;
+}
+
+function buildIndexes(s: MeshSnapshot): Indexes {
+  const byIp = new OwnedIndex<Workload>((w) => w.uid);
+  for (const w of s.workloads.values()) byIp.add(w.ip, w);
   const byVip = new OwnedIndex<Service>((svc) => svc.key);
-  const endpoints = new Map<string, Workload[]>();
-  const servicesByWorkload = new Map<string, readonly Service[]>();
-  for (const svc of s.services.values()) {
-    for (const vip of svc.vips) byVip.add(vip, svc);
-    const eps = endpointsOf(s, svc);
-    // By the uids a service names (present or not), so a workload that appears later finds its services.
-    for (const uid of svc.endpointUids ?? eps.map((w) => w.uid)) {
-      const list = servicesByWorkload.get(uid);
-      if (!list) servicesByWorkload.set(uid, single(svc));
-      else if (list.length === 1) servicesByWorkload.set(uid, [list[0]!, svc]); // exact size, not push (~17 slots)
-      else (list as Service[]).push(svc);
-    }
-    endpoints.set(svc.key, eps);
-  }
-  for (const list of servicesByWorkload.values()) if (list.length > 1) (list as Service[]).sort(byServiceKey);
-  return { byIp, byVip, endpoints, byNode, servicesByWorkload };
+  for (const svc of s.services.values()) for (const vip of svc.vips) byVip.add(vip, svc);
+  return { byIp, byVip, endpoints: new Map(), servicesOf: new Map() };
 }
 
 /** Above this share of changed entries a full index rebuild is cheaper than applying the changes. */
@@ -147,8 +162,7 @@ const INCREMENTAL_MAX_SHARE = 0.25;
 /**
  * Updates `idx` (built for `prev`) to describe `next`, touching only what changed. Entries are compared by
  * identity: a snapshot builder that keeps unchanged Workload/Service objects makes this proportional to the
- * change. Returns false (idx untouched) when the change is too large or not expressible, e.g. selector-based
- * services (their endpoints depend on every workload's labels).
+ * change. Returns false (idx untouched) when the change is too large, e.g. the first full push.
  */
 function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): boolean {
   const total = next.workloads.size + next.services.size;
@@ -160,71 +174,57 @@ function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): bo
   for (const uid of prev.workloads.keys()) if (!next.workloads.has(uid) && changedWorkloads.push(uid) > limit) return false;
   for (const [key, s] of next.services) if (prev.services.get(key) !== s && changedServices.push(key) + changedWorkloads.length > limit) return false;
   for (const key of prev.services.keys()) if (!next.services.has(key) && changedServices.push(key) + changedWorkloads.length > limit) return false;
-  for (const key of changedServices) {
-    const o = prev.services.get(key);
-    const n = next.services.get(key);
-    if ((o && !o.endpointUids) || (n && !n.endpointUids)) return false;
-  }
-  if (changedWorkloads.length > 0) for (const s of next.services.values()) if (!s.endpointUids) return false;
 
-  // Workloads: IP owners and per-node lists.
+  // Workloads: IP owners and per-node lists (when built).
   const nodeChanges = new Map<string, { drop: Set<string>; add: Workload[] }>();
   const nodeChange = (node: string) => {
     let c = nodeChanges.get(node);
     if (!c) nodeChanges.set(node, (c = { drop: new Set(), add: [] }));
     return c;
   };
-  /** Services whose endpoint arrays must be rebuilt (a member changed). */
-  const staleEndpoints = new Set<string>(changedServices);
   for (const uid of changedWorkloads) {
     const o = prev.workloads.get(uid);
     const n = next.workloads.get(uid);
     if (o) {
       idx.byIp.remove(o.ip, uid);
-      nodeChange(o.node).drop.add(uid);
+      if (idx.byNode) nodeChange(o.node).drop.add(uid);
     }
     if (n) {
       idx.byIp.add(n.ip, n);
-      nodeChange(n.node).add.push(n);
+      if (idx.byNode) nodeChange(n.node).add.push(n);
     }
-    for (const svc of idx.servicesByWorkload.get(uid) ?? []) staleEndpoints.add(svc.key);
+    // Its own service list may change with its labels (selector-based services).
+    idx.servicesOf.delete(uid);
   }
-  for (const [node, c] of nodeChanges) {
-    const list = (idx.byNode.get(node) ?? []).filter((w) => !c.drop.has(w.uid)).concat(c.add);
-    if (list.length > 0) idx.byNode.set(node, list);
-    else idx.byNode.delete(node);
+  if (idx.byNode) {
+    for (const [node, c] of nodeChanges) {
+      const list = (idx.byNode.get(node) ?? []).filter((w) => !c.drop.has(w.uid)).concat(c.add);
+      if (list.length > 0) idx.byNode.set(node, list);
+      else idx.byNode.delete(node);
+    }
   }
+  // Endpoint lists hold Workload objects: a changed member makes its services' lists stale. Without a reverse index
+  // (not kept: see servicesOf) the lists are dropped and refilled on demand, a few lookups per resolved service.
+  if (changedWorkloads.length > 0) idx.endpoints.clear();
 
-  // Services: VIP owners, and each member's service list.
-  const memberChanges = new Map<string, { drop: Set<string>; add: Service[] }>();
-  const memberChange = (uid: string) => {
-    let c = memberChanges.get(uid);
-    if (!c) memberChanges.set(uid, (c = { drop: new Set(), add: [] }));
-    return c;
-  };
+  // Services: VIP owners, and the cached service lists of their members (old and new).
+  let selectorChanged = false;
   for (const key of changedServices) {
     const o = prev.services.get(key);
     const n = next.services.get(key);
     if (o) {
       for (const vip of o.vips) idx.byVip.remove(vip, key);
-      for (const uid of o.endpointUids ?? []) memberChange(uid).drop.add(key);
+      if (o.endpointUids) for (const uid of o.endpointUids) idx.servicesOf.delete(uid);
+      else selectorChanged = true;
     }
     if (n) {
       for (const vip of n.vips) idx.byVip.add(vip, n);
-      for (const uid of n.endpointUids ?? []) memberChange(uid).add.push(n);
+      if (n.endpointUids) for (const uid of n.endpointUids) idx.servicesOf.delete(uid);
+      else selectorChanged = true;
     }
+    idx.endpoints.delete(key);
   }
-  for (const [uid, c] of memberChanges) {
-    const list = (idx.servicesByWorkload.get(uid) ?? []).filter((s) => !c.drop.has(s.key)).concat(c.add);
-    if (list.length === 1) idx.servicesByWorkload.set(uid, single(list[0]!));
-    else if (list.length > 0) idx.servicesByWorkload.set(uid, list.sort(byServiceKey));
-    else idx.servicesByWorkload.delete(uid);
-  }
-  for (const key of staleEndpoints) {
-    const svc = next.services.get(key);
-    if (svc) idx.endpoints.set(key, endpointsOf(next, svc));
-    else idx.endpoints.delete(key);
-  }
+  if (selectorChanged) idx.servicesOf.clear();
   return true;
 }
 
@@ -275,11 +275,14 @@ export class StateStore implements StateView {
   }
 
   workloadsOnNode(node: string): readonly Workload[] {
+    this.idx.byNode ??= nodeIndex(this.current);
     return this.idx.byNode.get(node) ?? [];
   }
 
   servicesOf(workload: Workload): readonly Service[] {
-    return this.idx.servicesByWorkload.get(workload.uid) ?? [];
+    let list = this.idx.servicesOf.get(workload.uid);
+    if (list === undefined) this.idx.servicesOf.set(workload.uid, (list = servicesOfUid(this.current, workload.uid)));
+    return list;
   }
 
   resolve(ip: string, port: number): ResolvedDestination {
@@ -287,7 +290,9 @@ export class StateStore implements StateView {
     if (svc) {
       const sp = svc.ports.find((p) => p.port === port);
       if (!sp) return { kind: 'unknown' };
-      return { kind: 'service', service: svc, port: sp, endpoints: this.idx.endpoints.get(svc.key) ?? [] };
+      let endpoints = this.idx.endpoints.get(svc.key);
+      if (endpoints === undefined) this.idx.endpoints.set(svc.key, (endpoints = endpointsOf(this.current, svc)));
+      return { kind: 'service', service: svc, port: sp, endpoints };
     }
     const w = this.idx.byIp.get(ip);
     if (w && w.meshed) return { kind: 'workload', workload: w, port };

@@ -8,7 +8,7 @@ import { keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
-import { decodeAddress, type WireAddress, type WireService, type WireWorkload } from './wire';
+import { decodeAddress, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -247,50 +247,160 @@ export function intern(v: string): string {
   return v;
 }
 
-/**
- * Shared copies of equal values that many workloads carry (the replicas of one deployment name the same services
- * with the same ports, and have the same labels): one object each instead of one per workload. Bounded like `interned`.
- */
-const sharedValues = new Map<string, unknown>();
-function shared<T>(key: string, make: () => T): T {
-  const hit = sharedValues.get(key);
-  if (hit !== undefined) return hit as T;
-  if (sharedValues.size >= INTERN_MAX) sharedValues.clear();
-  const v = make();
-  sharedValues.set(key, v);
-  return v;
+/** Two-level cache `a → b → value` (values many workloads share); bounded like `interned`. */
+class PairCache<T> {
+  private readonly byA = new Map<string, Map<string, T>>();
+  private size = 0;
+
+  get(a: string, b: string, make: () => T): T {
+    let inner = this.byA.get(a);
+    const hit = inner?.get(b);
+    if (hit !== undefined) return hit;
+    if (this.size >= INTERN_MAX) {
+      this.byA.clear();
+      this.size = 0;
+      inner = undefined;
+    }
+    if (!inner) this.byA.set(a, (inner = new Map()));
+    const v = make();
+    inner.set(b, v);
+    this.size++;
+    return v;
+  }
 }
+
+/** Canonical-name/revision labels: one frozen object per distinct pair. */
+const sharedLabels = new PairCache<Readonly<Record<string, string>>>();
+/** SPIFFE identities by trust domain, then `<ns>/sa/<sa>` pieces: no string built per workload to look one up. */
+const identities = new Map<string, PairCache<string>>();
+export function identityOf(trustDomain: string, namespace: string, serviceAccount: string): string {
+  let byTd = identities.get(trustDomain);
+  if (!byTd) {
+    if (identities.size >= 64) identities.clear();
+    identities.set(trustDomain, (byTd = new PairCache()));
+  }
+  return byTd.get(namespace, serviceAccount, () => intern(`spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`));
+}
+
 const NO_POLICIES: readonly string[] = Object.freeze([]);
 const NO_SERVICES: ReadonlyMap<string, readonly PortMapping[]> = new Map();
+
+/**
+ * Values that passed a field check, by check: the fields 50k workloads repeat (namespace, node, service account,
+ * trust domain) are checked once per distinct value, not once per workload. Bounded like `interned`.
+ */
+const CHECK_NAMESPACE = 1;
+const CHECK_NODE = 2;
+const CHECK_SERVICE_ACCOUNT = 4;
+const CHECK_TRUST_DOMAIN = 8;
+const passed = new Map<string, number>();
+function checkedBefore(value: string, check: number): boolean {
+  return ((passed.get(value) ?? 0) & check) !== 0;
+}
+function markChecked(value: string, check: number): void {
+  if (passed.size >= INTERN_MAX) passed.clear();
+  passed.set(value, (passed.get(value) ?? 0) | check);
+}
+
+/** The first bad port of a port list, as [sub-field, message], or undefined when all are valid and distinct. */
+function portProblem(ports: readonly WirePort[]): [string, string] | undefined {
+  for (let i = 0; i < ports.length; i++) {
+    const p = ports[i]!;
+    if (!Number.isInteger(p.servicePort) || p.servicePort < 1 || p.servicePort > 65535) return [`[${i}].service_port`, `expected a port 1-65535, got ${p.servicePort}`];
+    if (!Number.isInteger(p.targetPort) || p.targetPort < 0 || p.targetPort > 65535) {
+      return [`[${i}].target_port`, `expected a port 0-65535 (0 = same as service_port), got ${p.targetPort}`];
+    }
+    for (let j = 0; j < i; j++) if (ports[j]!.servicePort === p.servicePort) return [`[${i}].service_port`, `port ${p.servicePort} is listed twice`];
+  }
+  return undefined;
+}
+
+function sameAsWire(held: readonly PortMapping[], wire: readonly WirePort[]): boolean {
+  if (held.length !== wire.length) return false;
+  for (let i = 0; i < held.length; i++) {
+    const h = held[i]!;
+    const x = wire[i]!;
+    if (h.servicePort !== x.servicePort || h.targetPort !== x.targetPort || (h.appProtocol ?? '') !== x.smeshAppProtocol.trim()) return false;
+  }
+  return true;
+}
+
+/**
+ * Workload.services maps already accepted, by their first service reference: the replicas of one deployment name
+ * the same services with the same ports, so a workload's map is found by comparing with the few held for its first
+ * reference (no key string per workload) and shared. Bounded like `interned`.
+ */
+const servicesMaps = new Map<string, Array<ReadonlyMap<string, readonly PortMapping[]>>>();
+let servicesMapCount = 0;
+function heldServices(wire: WireWorkload['services']): ReadonlyMap<string, readonly PortMapping[]> | undefined {
+  const first = wire.keys().next().value as string;
+  const candidates = servicesMaps.get(first);
+  if (!candidates) return undefined;
+  next: for (const m of candidates) {
+    if (m.size !== wire.size) continue;
+    const it = wire.entries();
+    for (const [ref, ports] of m) {
+      const [wref, wlist] = it.next().value as [string, { ports: WirePort[] }];
+      if (ref !== wref || !sameAsWire(ports, wlist.ports)) continue next;
+    }
+    return m;
+  }
+  return undefined;
+}
+
+function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, readonly PortMapping[]> {
+  if (wire.size === 0) return NO_SERVICES;
+  const held = heldServices(wire);
+  if (held) return held; // equal to one that passed the checks below
+  const out = new Map<string, readonly PortMapping[]>();
+  for (const [ref, list] of wire) {
+    checkServiceRef(`workload.services[${q(ref)}]`, ref);
+    const problem = portProblem(list.ports);
+    if (problem) fail(`workload.services[${q(ref)}].ports${problem[0]}`, problem[1]);
+    out.set(intern(ref), list.ports.map((p) => portMapping('', p)));
+  }
+  if (servicesMapCount >= INTERN_MAX) {
+    servicesMaps.clear();
+    servicesMapCount = 0;
+  }
+  const first = out.keys().next().value as string;
+  const candidates = servicesMaps.get(first);
+  if (candidates) candidates.push(out);
+  else servicesMaps.set(first, [out]);
+  servicesMapCount++;
+  return out;
+}
 
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
-  requireMatch('workload.namespace', w.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
+  const namespace = intern(w.namespace);
+  if (!checkedBefore(namespace, CHECK_NAMESPACE)) {
+    requireMatch('workload.namespace', namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
+    markChecked(namespace, CHECK_NAMESPACE);
+  }
   if (w.addresses.length === 0) fail('workload.addresses', 'expected at least one 4- or 16-byte address');
-  const ips = w.addresses.map((a, i) => ipFromBytes(`workload.addresses[${i}]`, a));
-  if (w.trustDomain !== '' && !TRUST_DOMAIN_RE.test(w.trustDomain)) {
-    fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${q(w.trustDomain)}`);
+  const ips: string[] = [];
+  for (let i = 0; i < w.addresses.length; i++) {
+    const a = w.addresses[i]!;
+    ips.push(a.length === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : ipFromBytes(`workload.addresses[${i}]`, a));
   }
-  if (w.serviceAccount !== '' && !SEGMENT_RE.test(w.serviceAccount)) {
-    fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
+  const trustDomain = intern(w.trustDomain);
+  if (trustDomain !== '' && !checkedBefore(trustDomain, CHECK_TRUST_DOMAIN)) {
+    if (!TRUST_DOMAIN_RE.test(trustDomain)) fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${q(trustDomain)}`);
+    markChecked(trustDomain, CHECK_TRUST_DOMAIN);
   }
-  requireMatch('workload.node', w.node, DNS_SUBDOMAIN_RE, 'the name of the node the workload runs on');
-  let services = NO_SERVICES;
-  const entries = Object.entries(w.services ?? {});
-  if (entries.length > 0) {
-    let key = '';
-    const parsed: Array<[string, PortMapping[]]> = [];
-    for (const [ref, list] of entries) {
-      const field = `workload.services[${q(ref)}]`;
-      checkServiceRef(field, ref);
-      const ports = (list?.ports ?? []).map((p, i) => portMapping(`${field}.ports[${i}]`, p));
-      uniquePorts(`${field}.ports`, ports);
-      parsed.push([ref, ports]);
-      key += `${ref}\0${ports.map((p) => `${p.servicePort}:${p.targetPort}:${p.appProtocol ?? ''}`).join(',')}\0`;
-    }
-    services = shared(`services\0${key}`, () => new Map(parsed.map(([ref, ports]) => [intern(ref), ports])));
+  const serviceAccount = intern(w.serviceAccount || 'default');
+  if (!checkedBefore(serviceAccount, CHECK_SERVICE_ACCOUNT)) {
+    if (!SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
+    markChecked(serviceAccount, CHECK_SERVICE_ACCOUNT);
   }
+  const node = intern(w.node);
+  if (!checkedBefore(node, CHECK_NODE)) {
+    requireMatch('workload.node', node, DNS_SUBDOMAIN_RE, 'the name of the node the workload runs on');
+    markChecked(node, CHECK_NODE);
+  }
+  const services = parseServices(w.services);
   const policies = w.authorizationPolicies ?? [];
   const authorizationPolicies = policies.length === 0 ? NO_POLICIES : policies.map((ref, i) => {
     const slash = ref.indexOf('/');
@@ -304,11 +414,11 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
     authorizationPolicies,
     uid: name, // equal to w.uid (checked above); the resource name's string is the one kept anyway
     name: w.name,
-    namespace: intern(w.namespace),
+    namespace,
     ips,
-    trustDomain: intern(w.trustDomain),
-    serviceAccount: intern(w.serviceAccount || 'default'),
-    node: intern(w.node),
+    trustDomain,
+    serviceAccount,
+    node,
     workloadName: intern(w.canonicalName || w.workloadName || w.name),
     canonicalRevision: intern(w.canonicalRevision),
     hbone: w.tunnelProtocol === 'HBONE',
@@ -489,11 +599,10 @@ export function resourceLabel(typeUrl: string, name: string): string {
  * `Address Kubernetes//Pod/default/a: workload.addresses[0]: expected 4 or 16 bytes, got 3`.
  */
 export function parseResource(typeUrl: string, name: string, any: AnyMessage | null | undefined): ParseResult {
-  const label = resourceLabel(typeUrl, name);
-  if (name === '') return { ok: false, error: `${label.trimEnd()}: name: expected a resource name, got an empty string` };
-  if (!any) return { ok: false, error: `${label}: resource: expected a resource body, got none` };
+  if (name === '') return { ok: false, error: `${resourceLabel(typeUrl, name).trimEnd()}: name: expected a resource name, got an empty string` };
+  if (!any) return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource: expected a resource body, got none` };
   if (any.type_url !== typeUrl) {
-    return { ok: false, error: `${label}: resource.type_url: expected ${q(typeUrl)}, got ${q(any.type_url)}` };
+    return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource.type_url: expected ${q(typeUrl)}, got ${q(any.type_url)}` };
   }
   const c = getCodecs();
   try {
@@ -519,7 +628,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
           decoded = parseTrafficPolicyResource(name, c.trafficPolicy.decode(any.value));
           break;
         default:
-          return { ok: false, error: `${label}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
+          return { ok: false, error: `${resourceLabel(typeUrl, name)}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
       }
     } catch (err) {
       if (err instanceof FieldError) throw err;
@@ -529,7 +638,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
     return { ok: true, value: decoded };
   } catch (err) {
     const fe = err as FieldError;
-    return { ok: false, error: `${label}: ${fe.field}: ${fe.message}` };
+    return { ok: false, error: `${resourceLabel(typeUrl, name)}: ${fe.field}: ${fe.message}` };
   }
 }
 
@@ -561,7 +670,7 @@ function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
 
 /** The state's Workload for an accepted one; `netns` from its LocalWorkload, `trustDomain` the mesh's. */
 export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trustDomain: string): Workload {
-  const labels = shared(`labels\0${w.workloadName}\0${w.canonicalRevision}`, () => {
+  const labels = sharedLabels.get(w.workloadName, w.canonicalRevision, () => {
     const l: Record<string, string> = {};
     if (w.workloadName) l['service.istio.io/canonical-name'] = w.workloadName;
     if (w.canonicalRevision) l['service.istio.io/canonical-revision'] = w.canonicalRevision;
@@ -579,7 +688,7 @@ export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trust
     labels,
     netns: netns || undefined,
     workloadName: w.workloadName,
-    identity: intern(`spiffe://${w.trustDomain || trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`),
+    identity: identityOf(w.trustDomain || trustDomain, w.namespace, w.serviceAccount),
     meshed: w.hbone,
     // Absent when empty: selector-scoped policies from xDS carry no selector, so none selects it.
     authorizationPolicies: w.authorizationPolicies.length > 0 ? w.authorizationPolicies : undefined,

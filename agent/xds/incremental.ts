@@ -4,7 +4,7 @@ import { OwnedIndex } from '../state/store';
 import type { MeshNode, MeshSnapshot, Service, Workload } from '../state/types';
 import {
   DEFAULT_TRUST_DOMAIN,
-  intern,
+  identityOf,
   q,
   resolveTrafficPolicies,
   toService,
@@ -255,7 +255,7 @@ export class IncrementalSnapshot {
   /** The Workload again, for a new netns or mesh trust domain (everything else is unchanged). */
   private derive(uid: string, w: Workload, extra: WorkloadExtra): Workload {
     const netns = this.localWorkloads.get(uid)?.netns || undefined;
-    const identity = intern(`spiffe://${extra.trustDomain || this.trustDomain}/ns/${w.namespace}/sa/${w.serviceAccount}`);
+    const identity = identityOf(extra.trustDomain || this.trustDomain, w.namespace, w.serviceAccount);
     if (netns === w.netns && identity === w.identity) return w;
     return { ...w, netns, identity };
   }

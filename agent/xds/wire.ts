@@ -43,7 +43,8 @@ export interface WireWorkload {
   canonicalName: string;
   canonicalRevision: string;
   workloadName: string;
-  services: Record<string, { ports: WirePort[] }>;
+  /** map<string, PortList> in wire order (a repeated key keeps its first position, takes the last value). */
+  services: Map<string, { ports: WirePort[] }>;
   authorizationPolicies: string[];
 }
 
@@ -186,7 +187,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
     canonicalName: '',
     canonicalRevision: '',
     workloadName: '',
-    services: {},
+    services: new Map(),
     authorizationPolicies: [],
   };
   while (r.pos < end) {
@@ -238,7 +239,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
           else if (t >>> 3 === 2) value = decodePortList(r, subEnd(r));
           else r.skipType(t & 7);
         }
-        w.services[key] = value;
+        w.services.set(key, value);
         break;
       }
       case 16:

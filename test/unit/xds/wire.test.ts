@@ -70,7 +70,7 @@ function viaProtobufjs(bytes: Buffer) {
 }
 
 function normalize(x: ReturnType<typeof decodeAddress>) {
-  if (x.type === 'workload') return { ...x, workload: { ...x.workload, addresses: x.workload.addresses.map((b) => Buffer.from(b)) } };
+  if (x.type === 'workload') return { ...x, workload: { ...x.workload, addresses: x.workload.addresses.map((b) => Buffer.from(b)), services: Object.fromEntries(x.workload.services) } };
   if (x.type === 'service') return { ...x, service: { ...x.service, addresses: x.service.addresses.map((a) => ({ address: Buffer.from(a.address) })) } };
   return x;
 }
