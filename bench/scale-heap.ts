@@ -1,8 +1,10 @@
 // In-process retained-heap probe for the agent's state at scale: 10k services / 50k workloads through the real parse → IncrementalSnapshot → StateStore → Reconciler path, heap measured after forced GCs.
 // Run: node --expose-gc -r tsx/cjs bench/scale-heap.ts   (no root, no network; ~10 s). Prints MiB retained per stage
 // and the agent-side CPU time of the whole sync; the bench/README.md "Scale" section explains how it is used.
+import { loadMeshProtos } from '../proto';
 import { xdsCodecs, parseResource, XDS_TYPE_URL, type AnyMessage } from '../agent/xds/convert';
 import { IncrementalSnapshot } from '../agent/xds/incremental';
+import { decodeDeltaResponse } from '../agent/xds/wire';
 import { StateStore } from '../agent/state/store';
 import { Reconciler, WorkloadIds, type DatapathMaps } from '../agent/datapath/reconciler';
 
@@ -39,6 +41,16 @@ for (let i = 0; i < PODS; i++) {
   };
   input.push({ name: uid, any: c.address.pack({ workload } as never) });
 }
+// As smesh control sends them: DeltaDiscoveryResponses of 2,000 resources (XDS_CHUNK_RESOURCES), decoded by the agent's wire decoder.
+const CHUNK = 2000;
+const responses: Uint8Array[] = [];
+for (let i = 0; i < input.length; i += CHUNK) {
+  const resources = input.slice(i, i + CHUNK).map((r, k) => ({ name: r.name, version: (0x1000000000 + (i + k) * 7919).toString(16).padStart(16, '0'), resource: r.any }));
+  const last = i + CHUNK >= input.length;
+  responses.push(loadMeshProtos().codecs.deltaDiscoveryResponse.encode({ systemVersionInfo: last ? 'v1' : 'v1+partial', typeUrl: XDS_TYPE_URL.address, nonce: String(i), resources } as never));
+}
+input.length = 0;
+
 const maps: DatapathMaps = {
   enrollPod: () => undefined, unenrollPod: () => undefined, enrolledPods: () => [], addMeshedDestination: () => undefined, removeMeshedDestination: () => undefined,
   meshedDestinations: () => [], addMeshedDestinations: () => undefined, removeMeshedDestinations: () => 0,
@@ -49,12 +61,13 @@ async function main(): Promise<void> {
   const cpu0 = process.cpuUsage();
   const inc = new IncrementalSnapshot();
   const versions = new Map<string, string>(); // what the xDS client keeps per resource
-  for (let i = 0; i < input.length; i++) {
-    const r = input[i]!;
-    const p = parseResource(XDS_TYPE_URL.address, r.name, r.any);
-    if (!p.ok) throw new Error(p.error);
-    inc.set(p.value);
-    versions.set(r.name, (0x1000000000 + i * 7919).toString(16).padStart(16, '0')); // 16 hex digits, as smesh control sends
+  for (const bytes of responses) {
+    for (const r of decodeDeltaResponse(bytes).resources) {
+      const p = parseResource(XDS_TYPE_URL.address, r.name, r.resource);
+      if (!p.ok) throw new Error(p.error);
+      inc.set(p.value);
+      versions.set(r.name, r.version);
+    }
   }
   const built = inc.build();
   const store = new StateStore();

@@ -223,11 +223,11 @@ function uniquePorts(field: string, ports: readonly PortMapping[]): void {
   });
 }
 
-/** `<namespace>/<hostname>`, as used for Service resource names and Workload.services keys. */
-function checkServiceRef(field: string, ref: string): void {
+/** A Workload.services key: `<namespace>/<hostname>`, as Service resource names are. */
+function checkServiceRef(ref: string): void {
   const slash = ref.indexOf('/');
   if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
-    fail(field, `expected "<namespace>/<hostname>", got ${q(ref)}`);
+    fail(`workload.services[${q(ref)}]`, `expected "<namespace>/<hostname>", got ${q(ref)}`);
   }
 }
 
@@ -354,7 +354,7 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
   if (held) return held; // equal to one that passed the checks below
   const out = new Map<string, readonly PortMapping[]>();
   for (const [ref, list] of wire) {
-    checkServiceRef(`workload.services[${q(ref)}]`, ref);
+    checkServiceRef(ref);
     const problem = portProblem(list.ports);
     if (problem) fail(`workload.services[${q(ref)}].ports${problem[0]}`, problem[1]);
     out.set(intern(ref), list.ports.map((p) => portMapping('', p)));
@@ -695,13 +695,16 @@ export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trust
   };
 }
 
-/** The state's Service for an accepted one and its endpoints (sorted by uid). */
 /** What a service's target port resolution needs of each endpoint. */
 export type EndpointPorts = Pick<AcceptedWorkload, 'uid' | 'services'>;
 
-export function toService(s: AcceptedService, endpoints: readonly EndpointPorts[], warnings: string[]): Service {
+/**
+ * The state's Service for an accepted one and its endpoints (sorted by uid). `uids`: the endpoints' uids, when
+ * `endpoints` is left empty because every port has its own target port (their port mappings are then not read).
+ */
+export function toService(s: AcceptedService, endpoints: readonly EndpointPorts[], warnings: string[], uids: readonly string[] = endpoints.map((w) => w.uid)): Service {
   const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
-  return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: endpoints.map((w) => w.uid) };
+  return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: uids };
 }
 
 /**

@@ -89,6 +89,8 @@ export class IncrementalSnapshot {
 
   // Changes since the last build.
   private readonly dirtyWorkloads = new Set<string>();
+  /** Until the first build every workload is new: checked all at once then, not listed one by one in dirtyWorkloads. */
+  private allWorkloadsDirty = true;
   /** Workloads whose Workload object must be derived again (netns or trust domain changed). */
   private readonly rederive = new Set<string>();
   private readonly dirtyKeys = new Set<string>();
@@ -210,7 +212,7 @@ export class IncrementalSnapshot {
     }
     const w = this.workloads.get(name)!;
     this.useNamespace(w.namespace, -1);
-    this.dirtyWorkloads.add(name);
+    if (!this.allWorkloadsDirty) this.dirtyWorkloads.add(name);
     this.ipClaims.remove(w.ip, name);
     if (next && next.services === old.services) return;
     for (const [ref, ports] of old.services) {
@@ -235,7 +237,7 @@ export class IncrementalSnapshot {
     }
     const w = this.workloads.get(name)!;
     this.useNamespace(w.namespace, 1);
-    this.dirtyWorkloads.add(name);
+    if (!this.allWorkloadsDirty) this.dirtyWorkloads.add(name);
     this.ipClaims.add(w.ip, name);
     if (previous && previous.services === a.services) return;
     for (const [ref, ports] of a.services) {
@@ -272,10 +274,10 @@ export class IncrementalSnapshot {
       const next = this.derive(uid, w, extra);
       if (next !== w) {
         this.ownWorkloads().set(uid, next);
-        this.dirtyWorkloads.add(uid);
+        if (!this.allWorkloadsDirty) this.dirtyWorkloads.add(uid);
       }
     }
-    for (const uid of this.dirtyWorkloads) {
+    for (const uid of this.allWorkloadsDirty ? this.workloads.keys() : this.dirtyWorkloads) {
       const w = this.workloads.get(uid);
       if (!w) continue;
       const owner = this.ipClaims.get(w.ip);
@@ -312,8 +314,9 @@ export class IncrementalSnapshot {
       for (const other of claimants.slice(1)) warnings.push(`Address ${other}: service.name: ${key} is also served by another hostname; keeping the first`);
       const s = this.addresses.get(claimants[0]!) as AcceptedService;
       const uids = [...(this.members.get(s.resourceName) ?? [])].sort(byString);
-      const endpoints: EndpointPorts[] = uids.map((uid) => ({ uid, services: this.extra(uid)!.services }));
-      this.ownServices().set(key, toService(s, endpoints, warnings));
+      // The members' port mappings matter only for a service port without its own target port.
+      const endpoints: EndpointPorts[] = s.ports.some((p) => p.targetPort === 0) ? uids.map((uid) => ({ uid, services: this.extra(uid)!.services })) : [];
+      this.ownServices().set(key, toService(s, endpoints, warnings, uids));
       servicesChanged = true;
     }
 
@@ -321,7 +324,7 @@ export class IncrementalSnapshot {
       this.publishedPolicies = [...this.authorizations].sort(([a], [b]) => byString(a, b)).map(([, a]) => a.policy);
       // Workloads naming a policy that just arrived or left: recheck all references (policies are few, pushes of them rare).
       for (const [uid, w] of this.workloads) {
-        if (this.dirtyWorkloads.has(uid)) continue;
+        if (this.allWorkloadsDirty || this.dirtyWorkloads.has(uid)) continue;
         for (const ref of w.authorizationPolicies ?? []) {
           if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
         }
@@ -329,13 +332,14 @@ export class IncrementalSnapshot {
     }
     if (this.namespacesChanged) this.publishedNamespaces = new Map([...this.namespaceUse.keys()].sort(byString).map((ns) => [ns, {}]));
     if (this.trafficPolicies.size === 0) this.publishedTraffic = undefined;
-    else if (this.trafficChanged || servicesChanged || this.dirtyWorkloads.size > 0) {
+    else if (this.trafficChanged || servicesChanged || this.dirtyWorkloads.size > 0 || (this.allWorkloadsDirty && this.workloads.size > 0)) {
       const xdsServices = [...this.addresses.values()].filter((a): a is AcceptedService => a.kind === 'service');
       const resolved = resolveTrafficPolicies(this.trafficPolicies, xdsServices, this.workloads, this.trafficChanged ? warnings : []);
       this.publishedTraffic = resolved.size > 0 ? resolved : undefined;
     }
 
     this.dirtyWorkloads.clear();
+    this.allWorkloadsDirty = false;
     this.rederive.clear();
     this.dirtyKeys.clear();
     this.dirtyRefs.clear();

@@ -62,6 +62,57 @@ export type WireAddress = { type: 'workload'; workload: WireWorkload } | { type:
 const TUNNEL_PROTOCOLS: readonly string[] = ['NONE', 'HBONE'];
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Strings that repeat across resources (type URLs, namespaces, nodes, service accounts, service references …),
+ * found by their bytes: a value seen before costs a hash over its bytes, no UTF-8 decode and no new string (60k
+ * resources carry ~10 of them each). ASCII values up to 128 bytes; anything else is decoded as usual.
+ */
+const REPEATED_MAX = 16_384;
+const repeated = new Map<number, string>();
+
+function repeatedString(r: Reader): string {
+  const lenPos = r.pos;
+  const len = r.uint32();
+  const start = r.pos;
+  const end = start + len;
+  const buf = r.buf;
+  if (len <= 128 && end <= r.len) {
+    let h = 0x811c9dc5 ^ len;
+    let ascii = true;
+    for (let i = start; i < end; i++) {
+      const b = buf[i]!;
+      if (b >= 0x80) {
+        ascii = false;
+        break;
+      }
+      h = Math.imul(h ^ b, 0x01000193);
+    }
+    if (ascii) {
+      const hit = repeated.get(h);
+      if (hit !== undefined && hit.length === len) {
+        let same = true;
+        for (let i = 0; i < len; i++) {
+          if (hit.charCodeAt(i) !== buf[start + i]) {
+            same = false;
+            break;
+          }
+        }
+        if (same) {
+          r.pos = end;
+          return hit;
+        }
+      }
+      r.pos = lenPos;
+      const s = r.string();
+      if (repeated.size >= REPEATED_MAX) repeated.clear();
+      repeated.set(h, s);
+      return s;
+    }
+  }
+  r.pos = lenPos;
+  return r.string();
+}
+
 function reader(bytes: Uint8Array): Reader {
   return Reader.create(bytes);
 }
@@ -81,7 +132,7 @@ function decodeAny(r: Reader, end: number): AnyMessage {
     const tag = r.uint32();
     switch (tag >>> 3) {
       case 1:
-        typeUrl = r.string();
+        typeUrl = repeatedString(r);
         break;
       case 2:
         value = r.bytes();
@@ -155,7 +206,7 @@ function decodePort(r: Reader, end: number): WirePort {
         p.targetPort = r.uint32();
         break;
       case 1000:
-        p.smeshAppProtocol = r.string();
+        p.smeshAppProtocol = repeatedString(r);
         break;
       default:
         r.skipType(tag & 7);
@@ -200,7 +251,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         w.name = r.string();
         break;
       case 2:
-        w.namespace = r.string();
+        w.namespace = repeatedString(r);
         break;
       case 3:
         w.addresses.push(r.bytes());
@@ -211,19 +262,19 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         break;
       }
       case 6:
-        w.trustDomain = r.string();
+        w.trustDomain = repeatedString(r);
         break;
       case 7:
-        w.serviceAccount = r.string();
+        w.serviceAccount = repeatedString(r);
         break;
       case 9:
-        w.node = r.string();
+        w.node = repeatedString(r);
         break;
       case 10:
-        w.canonicalName = r.string();
+        w.canonicalName = repeatedString(r);
         break;
       case 11:
-        w.canonicalRevision = r.string();
+        w.canonicalRevision = repeatedString(r);
         break;
       case 13:
         w.workloadName = r.string();
@@ -235,7 +286,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         let value: { ports: WirePort[] } = { ports: [] };
         while (r.pos < entryEnd) {
           const t = r.uint32();
-          if (t >>> 3 === 1) key = r.string();
+          if (t >>> 3 === 1) key = repeatedString(r);
           else if (t >>> 3 === 2) value = decodePortList(r, subEnd(r));
           else r.skipType(t & 7);
         }
@@ -243,7 +294,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         break;
       }
       case 16:
-        w.authorizationPolicies.push(r.string());
+        w.authorizationPolicies.push(repeatedString(r));
         break;
       default:
         r.skipType(tag & 7);
@@ -271,7 +322,7 @@ function decodeService(r: Reader, end: number): WireService {
         s.name = r.string();
         break;
       case 2:
-        s.namespace = r.string();
+        s.namespace = repeatedString(r);
         break;
       case 3:
         s.hostname = r.string();

@@ -84,6 +84,17 @@ describe('decodeAddress', () => {
     }
   });
 
+  it('field values that repeat across resources (looked up by their bytes) decode like fresh ones', () => {
+    const pool = ['ns-1', 'ns-2', 'ns-3', 'ü-ñ', 'x'.repeat(128), 'x'.repeat(129), 'y'.repeat(128), ''];
+    for (let seed = 1; seed <= 200; seed++) {
+      const g = gen(seed + 1000);
+      const pick = () => pool[g.int(pool.length)]!;
+      const w = { ...randomWorkload(seed), namespace: pick(), node: pick(), serviceAccount: pick(), trustDomain: pick(), canonicalName: pick(), canonicalRevision: pick() };
+      const bytes = codecs.address.encode({ workload: w } as never);
+      expect(normalize(decodeAddress(bytes)), `seed ${seed}`).toEqual(viaProtobufjs(bytes));
+    }
+  });
+
   it('an empty Address has no member; truncated bytes throw', () => {
     expect(decodeAddress(new Uint8Array(0))).toEqual({ type: null });
     const bytes = codecs.address.encode({ workload: randomWorkload(7) } as never);
