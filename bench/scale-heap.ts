@@ -75,7 +75,8 @@ async function main(): Promise<void> {
   const rec = new Reconciler(maps, async () => 1n, 'node1', new WorkloadIds(), { warn: () => undefined, info: () => undefined });
   await rec.reconcile(built.snapshot);
   const cpu = process.cpuUsage(cpu0);
-  say(`${SERVICES} services, ${PODS} workloads: agent-side sync CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms`);
+  const rss = process.memoryUsage().rss / 1048576;
+  say(`${SERVICES} services, ${PODS} workloads: agent-side sync CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, RSS after it ${rss.toFixed(0)} MiB (before any forced GC; the probe's own input included)`);
   // Retained, stage by stage (each stage released from the end to measure what it holds).
   const all = heapMiB() - base;
   (rec as unknown as { desired: Map<string, number> }).desired.clear();

@@ -186,6 +186,7 @@ async function main(): Promise<void> {
     const connected = recs.find((r) => r.msg === 'connected to control plane');
     const received = recs.find((r) => r.msg === 'mesh state received');
     const enrolled = recs.find((r) => r.msg === 'pods enrolled');
+    const attached = recs.find((r) => /BPF programs attached|reused pinned BPF links/.test(String(r.msg)));
     const ready = recs.find((r) => r.msg === 'agent ready');
     // Settle, then RSS at rest (after GC had a chance) and the peak.
     await sleep(2000);
@@ -241,6 +242,8 @@ async function main(): Promise<void> {
         spawnToConnectedMs: at(connected) - ta,
         connectedToStateMs: at(received) - at(connected),
         stateToBpfMs: at(enrolled) - at(received),
+        stateToBpfLoadedMs: at(attached) - at(received),
+        bpfLoadedToFilledMs: at(enrolled) - at(attached),
         connectedToBpfMs: applyMs,
         cpuConnectedToBpfMs: Math.round(cpuAt(at(enrolled)) - cpuAt(at(connected))),
         /** Until the agent serves: certificates issued (concurrently with the BPF load and map fill), listeners up. */
@@ -264,7 +267,7 @@ async function main(): Promise<void> {
     say('');
     say(`agent: connected to control plane ${r.agent.spawnToConnectedMs} ms after spawn`);
     say(`agent: full state received and converted   ${r.agent.connectedToStateMs} ms after connect`);
-    say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations)`);
+    say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations; programs loaded after ${r.agent.stateToBpfLoadedMs} ms, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that)`);
     say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms`);
     say(`agent: connect → ready (certificates, listeners) ${r.agent.connectedToReadyMs} ms; agent CPU ${r.agent.cpuConnectedToReadyMs} ms`);
     say(`agent: spawn → ready                       ${readyMs} ms`);

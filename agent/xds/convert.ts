@@ -8,7 +8,7 @@ import { keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
-import { decodeAddress, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
+import { decodeAddressOf, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -374,7 +374,8 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
-  const namespace = intern(w.namespace);
+  // namespace, trust domain, service account, node, canonical name: shared strings already (wire.ts repeatedString).
+  const namespace = w.namespace;
   if (!checkedBefore(namespace, CHECK_NAMESPACE)) {
     requireMatch('workload.namespace', namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
     markChecked(namespace, CHECK_NAMESPACE);
@@ -385,17 +386,17 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
     const a = w.addresses[i]!;
     ips.push(a.length === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : ipFromBytes(`workload.addresses[${i}]`, a));
   }
-  const trustDomain = intern(w.trustDomain);
+  const trustDomain = w.trustDomain;
   if (trustDomain !== '' && !checkedBefore(trustDomain, CHECK_TRUST_DOMAIN)) {
     if (!TRUST_DOMAIN_RE.test(trustDomain)) fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${q(trustDomain)}`);
     markChecked(trustDomain, CHECK_TRUST_DOMAIN);
   }
-  const serviceAccount = intern(w.serviceAccount || 'default');
+  const serviceAccount = w.serviceAccount || 'default';
   if (!checkedBefore(serviceAccount, CHECK_SERVICE_ACCOUNT)) {
     if (!SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
     markChecked(serviceAccount, CHECK_SERVICE_ACCOUNT);
   }
-  const node = intern(w.node);
+  const node = w.node;
   if (!checkedBefore(node, CHECK_NODE)) {
     requireMatch('workload.node', node, DNS_SUBDOMAIN_RE, 'the name of the node the workload runs on');
     markChecked(node, CHECK_NODE);
@@ -610,7 +611,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
     try {
       switch (typeUrl) {
         case XDS_TYPE_URL.address:
-          decoded = parseAddress(name, decodeAddress(any.value));
+          decoded = parseAddress(name, decodeAddressOf(any));
           break;
         case XDS_TYPE_URL.node:
           decoded = parseNode(name, c.node.decode(any.value));

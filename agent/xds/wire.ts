@@ -67,7 +67,7 @@ const EMPTY = new Uint8Array(0);
  * found by their bytes: a value seen before costs a hash over its bytes, no UTF-8 decode and no new string (60k
  * resources carry ~10 of them each). ASCII values up to 128 bytes; anything else is decoded as usual.
  */
-const REPEATED_MAX = 16_384;
+const REPEATED_MAX = 65_536; // 10k services: ~20k distinct values (service references, canonical names)
 const repeated = new Map<number, string>();
 
 function repeatedString(r: Reader): string {
@@ -125,9 +125,27 @@ function subEnd(r: Reader): number {
   return end;
 }
 
-function decodeAny(r: Reader, end: number): AnyMessage {
+/**
+ * A google.protobuf.Any whose value stays where it is in the received message: `value` makes a view of it when
+ * read, and decodeAddressOf reads it in place (no Buffer object per resource).
+ */
+export class WireAny implements AnyMessage {
+  constructor(
+    readonly type_url: string,
+    readonly buf: Uint8Array,
+    readonly start: number,
+    readonly end: number,
+  ) {}
+
+  get value(): Uint8Array {
+    return this.buf.subarray(this.start, this.end);
+  }
+}
+
+function decodeAny(r: Reader, end: number): WireAny {
   let typeUrl = '';
-  let value: Uint8Array = EMPTY;
+  let start = 0;
+  let stop = 0;
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag >>> 3) {
@@ -135,13 +153,15 @@ function decodeAny(r: Reader, end: number): AnyMessage {
         typeUrl = repeatedString(r);
         break;
       case 2:
-        value = r.bytes();
+        stop = subEnd(r);
+        start = r.pos;
+        r.pos = stop;
         break;
       default:
         r.skipType(tag & 7);
     }
   }
-  return { type_url: typeUrl, value };
+  return new WireAny(typeUrl, r.buf, start, stop);
 }
 
 function decodeResource(r: Reader, end: number): WireResource {
@@ -342,7 +362,19 @@ function decodeService(r: Reader, end: number): WireService {
 
 /** istio.workload.Address → its workload or service (the oneof member that came last on the wire). */
 export function decodeAddress(bytes: Uint8Array): WireAddress {
-  const r = reader(bytes);
+  return decodeAddressFrom(reader(bytes));
+}
+
+/** decodeAddress of an Any's value, read in place when it came from decodeDeltaResponse. */
+export function decodeAddressOf(any: AnyMessage): WireAddress {
+  if (!(any instanceof WireAny)) return decodeAddress(any.value);
+  const r = reader(any.buf);
+  r.pos = any.start;
+  r.len = any.end;
+  return decodeAddressFrom(r);
+}
+
+function decodeAddressFrom(r: Reader): WireAddress {
   let out: WireAddress = { type: null };
   while (r.pos < r.len) {
     const tag = r.uint32();

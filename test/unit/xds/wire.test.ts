@@ -1,7 +1,7 @@
 // The hand-written xDS decoders agree with protobufjs (decode + toObject) on random Address resources and DeltaDiscoveryResponses, and fail on truncated input.
 import { describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
-import { decodeAddress, decodeDeltaResponse } from '../../../agent/xds/wire';
+import { decodeAddress, decodeAddressOf, decodeDeltaResponse } from '../../../agent/xds/wire';
 
 const codecs = loadMeshProtos().codecs;
 
@@ -120,5 +120,13 @@ describe('decodeDeltaResponse', () => {
       ref.resources.map((r) => [r.name, r.version, r.resource?.type_url, r.resource && Buffer.from(r.resource.value).toString('hex')]),
     );
     expect(got.resources[1]!.resource).toBeNull();
+  });
+
+  it('resource bodies decoded in place equal the same bytes decoded on their own', () => {
+    const resources = Array.from({ length: 30 }, (_, i) => ({ name: `r${i}`, version: String(i), resource: codecs.address.pack((i % 3 === 0 ? { service: randomService(i) } : { workload: randomWorkload(i) }) as never) }));
+    const bytes = codecs.deltaDiscoveryResponse.encode({ typeUrl: codecs.address.typeUrl, nonce: 'n', resources } as never);
+    const got = decodeDeltaResponse(bytes).resources.map((r) => normalize(decodeAddressOf(r.resource!)));
+    expect(got).toEqual(resources.map((r) => normalize(decodeAddress(r.resource.value))));
+    expect(got.filter((a) => a.type !== null)).toHaveLength(30);
   });
 });
