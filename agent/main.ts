@@ -83,6 +83,14 @@ function ownCgroup(): string | undefined {
   }
 }
 
+/** Loads and attaches the BPF programs on the cgroup root (their maps are filled from the mesh state in step 4). */
+async function openKernelDatapath(opts: AgentOptions): Promise<{ cgroupRoot: string; native: typeof import('./native/datapath'); datapath: Datapath }> {
+  const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
+  const native = await import('./native/datapath');
+  const datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, capturePort: opts.outboundPort });
+  return { cgroupRoot, native, datapath };
+}
+
 /** Where the agent's control plane is: started in-process (standalone) or remote. */
 interface ControlPlaneEndpoint {
   readonly address: string;
@@ -176,6 +184,16 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     });
     xds.onEvent((e) => metrics.recordXdsEvent(e));
     xds.start();
+    // The BPF programs load while the mesh state arrives (neither needs the other); step 4 fills their maps.
+    const opening = opts.noBpf ? undefined : openKernelDatapath(opts);
+    opening?.then(
+      ({ cgroupRoot, datapath: dp }) => {
+        if (stopping) return dp.close(); // the agent failed before this finished (e.g. no mesh state)
+        cleanups.push(() => dp.close()); // pinned links stay: redirection survives an agent restart
+        log.info({ cgroupRoot, bpffs: opts.bpffsDir, reused: dp.attachInfo.reused, links: dp.attachInfo.links.length }, dp.attachInfo.reused ? 'reused pinned BPF links, programs swapped in place' : 'BPF programs attached and pinned');
+      },
+      () => undefined, // awaited in step 4: a failure stops the agent there
+    );
     if (!(await xds.waitForSync(opts.syncTimeoutMs))) {
       throw new SmeshError('SMESH_ERR_CONFIG', `no complete mesh state from the control plane at ${endpoint.address} within ${opts.syncTimeoutMs / 1000}s (check the address, the token and that port 15012 is reachable)`);
     }
@@ -229,17 +247,13 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     const certificates = identities.ensure(localIdentities(initial, opts.nodeName)).then(() => admin.markReady('certificates'));
     certificates.catch(() => undefined); // awaited after step 4: a failure stops the agent there
 
-    // 4. Kernel datapath.
+    // 4. Kernel datapath: the programs loaded during step 1; the maps follow the state from here on.
     let reconciler: Reconciler | undefined;
     /** Kernel maps follow the state; local pods' netns found on the node fill what the control plane left out. */
     let enroll: ((s: MeshSnapshot) => Promise<unknown>) | undefined;
-    if (!opts.noBpf) {
-      const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
-      const native = await import('./native/datapath');
-      datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, capturePort: opts.outboundPort });
-      const dp = datapath;
-      cleanups.push(() => dp.close()); // pinned links stay: redirection survives an agent restart
-      log.info({ cgroupRoot, bpffs: opts.bpffsDir, reused: dp.attachInfo.reused, links: dp.attachInfo.links.length }, dp.attachInfo.reused ? 'reused pinned BPF links, programs swapped in place' : 'BPF programs attached and pinned');
+    if (opening) {
+      const { cgroupRoot, native, datapath: dp } = await opening;
+      datapath = dp;
       const mine = ownCgroup();
       const mount = cgroup2Mounts().find((m) => cgroupRoot.startsWith(m + '/'));
       const rootRel = mount ? cgroupRoot.slice(mount.length) : undefined;

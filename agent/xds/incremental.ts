@@ -46,6 +46,31 @@ function samePorts(a: readonly PortMapping[] | undefined, b: readonly PortMappin
 
 const serviceKey = (s: AcceptedService): string => `${s.namespace}/${s.name}`;
 
+function sameList(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Field by field (labels are shared objects, see convert.ts): equal Workloads from two versions of a resource. */
+function sameWorkload(a: Workload, b: Workload): boolean {
+  return (
+    a.uid === b.uid &&
+    a.name === b.name &&
+    a.namespace === b.namespace &&
+    a.serviceAccount === b.serviceAccount &&
+    a.node === b.node &&
+    a.ip === b.ip &&
+    a.labels === b.labels &&
+    a.netns === b.netns &&
+    a.workloadName === b.workloadName &&
+    a.identity === b.identity &&
+    a.meshed === b.meshed &&
+    sameList(a.authorizationPolicies, b.authorizationPolicies)
+  );
+}
+
 /** A workload's accepted data that its Workload object does not carry. */
 interface WorkloadExtra {
   readonly kind: 'workload';
@@ -119,7 +144,11 @@ export class IncrementalSnapshot {
         if (old) this.unlink(name, old, nextExtra);
         if (value.kind === 'workload') {
           this.addresses.set(name, nextExtra!);
-          this.ownWorkloads().set(name, toWorkload(value, this.localWorkloads.get(name)?.netns, this.trustDomain));
+          const w = toWorkload(value, this.localWorkloads.get(name)?.netns, this.trustDomain);
+          // A new version that changed only what the Workload object does not carry (its service memberships, e.g.
+          // when a Service selecting it arrives) keeps the published object: no copy of the 50k-entry map for it.
+          const held = old?.kind === 'workload' ? this.workloads.get(name) : undefined;
+          if (!held || !sameWorkload(held, w)) this.ownWorkloads().set(name, w);
           this.link(name, nextExtra!, old?.kind === 'workload' ? old : undefined);
         } else {
           if (old?.kind === 'workload') this.ownWorkloads().delete(name);

@@ -179,6 +179,12 @@ describe('IncrementalSnapshot', () => {
     expect(two.services.get('default/b')).not.toBe(one.services.get('default/b'));
     expect(one.workloads.get('w1')!.ip).toBe('198.18.1.1'); // the published snapshot never changes
     expect(inc.build().snapshot.workloads.get('w3')).toBe(one.workloads.get('w3'));
+    // A version that changes only its service memberships keeps the Workload object (and the published map).
+    inc.set({ ...ws[1]!, services: new Map([['default/b.default.svc.cluster.local', [{ servicePort: 80, targetPort: 0 }]]]) });
+    const three = inc.build().snapshot;
+    expect(three.workloads).toBe(two.workloads);
+    expect(three.services.get('default/b')!.endpointUids).toEqual(['w2']);
+    expect(three.services.get('default/a')!.endpointUids).toEqual(['w1', 'w3']);
     // The store follows: w1's new IP resolves, its old one does not; service a's endpoints carry the new w1.
     const store = new StateStore(one);
     store.replace(two);
