@@ -1,10 +1,11 @@
-// Per-request HTTP path cost on loopback: wrk → direct / JS L4 relay / HttpOutbound (same-node HTTP/1.1 path) → bench/httpd.c; rps ratios in one run, optional CPU profile of the proxy.
+// Per-request HTTP path cost on loopback: wrk → direct / JS L4 relay / a minimal node:http proxy / HttpOutbound (same-node HTTP/1.1 path) → bench/httpd.c; rps ratios in one run, optional CPU profile.
 //
 // Rerun: npx tsx bench/http-path.ts   (needs gcc and wrk: bash bench/install.sh)
 // Settings: HTTP_BENCH_DUR (s, default 4), HTTP_BENCH_ROUNDS (default 3), HTTP_BENCH_CONNS (default 64),
 // HTTP_BENCH_PROF=<file.cpuprofile> profiles this process (the proxies) during the HttpOutbound runs.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as inspector from 'node:inspector';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -81,6 +82,19 @@ async function main(): Promise<void> {
     const l4Port = await listen(l4);
     cleanups.push(() => l4.close());
 
+    // The floor for a proxy built on node:http: server + keep-alive client, headers passed as they are, no logic.
+    const minAgent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+    const minimal = http.createServer((req, res) => {
+      const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers: req.headers, agent: minAgent }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    const minimalPort = await listen(minimal);
+    cleanups.push(() => minimal.close(), () => minAgent.destroy());
+
     // The per-request HTTP/1.1 path (HttpOutbound, same node: no HBONE).
     const client = wl('client', '127.0.0.1');
     const server = wl('server', '127.0.0.1');
@@ -98,7 +112,7 @@ async function main(): Promise<void> {
     const httpPort = await listen(front);
     cleanups.push(() => front.close(), () => handler.close());
 
-    const paths: Array<[string, number]> = [['direct', upstreamPort], ['tcp-relay', l4Port], ['http-path', httpPort]];
+    const paths: Array<[string, number]> = [['direct', upstreamPort], ['tcp-relay', l4Port], ['node-http-min', minimalPort], ['http-path', httpPort]];
     for (const [, p] of paths) await runWrk(p, 4, 1); // warm-up: V8, pools
     const results = new Map<string, number[]>(paths.map(([n]) => [n, []]));
     let session: inspector.Session | undefined;
