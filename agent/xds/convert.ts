@@ -247,12 +247,14 @@ export function intern(v: string): string {
   return v;
 }
 
-/** Two-level cache `a → b → value` (values many workloads share); bounded like `interned`. */
+/** Two-level cache `a → b → make(a, b)` (values many workloads share); bounded like `interned`. */
 class PairCache<T> {
   private readonly byA = new Map<string, Map<string, T>>();
   private size = 0;
 
-  get(a: string, b: string, make: () => T): T {
+  constructor(private readonly make: (a: string, b: string) => T) {}
+
+  get(a: string, b: string): T {
     let inner = this.byA.get(a);
     const hit = inner?.get(b);
     if (hit !== undefined) return hit;
@@ -262,7 +264,7 @@ class PairCache<T> {
       inner = undefined;
     }
     if (!inner) this.byA.set(a, (inner = new Map()));
-    const v = make();
+    const v = this.make(a, b);
     inner.set(b, v);
     this.size++;
     return v;
@@ -270,16 +272,21 @@ class PairCache<T> {
 }
 
 /** Canonical-name/revision labels: one frozen object per distinct pair. */
-const sharedLabels = new PairCache<Readonly<Record<string, string>>>();
+const sharedLabels = new PairCache<Readonly<Record<string, string>>>((workloadName, canonicalRevision) => {
+  const l: Record<string, string> = {};
+  if (workloadName) l['service.istio.io/canonical-name'] = workloadName;
+  if (canonicalRevision) l['service.istio.io/canonical-revision'] = canonicalRevision;
+  return Object.freeze(l);
+});
 /** SPIFFE identities by trust domain, then `<ns>/sa/<sa>` pieces: no string built per workload to look one up. */
 const identities = new Map<string, PairCache<string>>();
 export function identityOf(trustDomain: string, namespace: string, serviceAccount: string): string {
   let byTd = identities.get(trustDomain);
   if (!byTd) {
     if (identities.size >= 64) identities.clear();
-    identities.set(trustDomain, (byTd = new PairCache()));
+    identities.set(trustDomain, (byTd = new PairCache((ns, sa) => intern(`spiffe://${trustDomain}/ns/${ns}/sa/${sa}`))));
   }
-  return byTd.get(namespace, serviceAccount, () => intern(`spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`));
+  return byTd.get(namespace, serviceAccount);
 }
 
 const NO_POLICIES: readonly string[] = Object.freeze([]);
@@ -333,15 +340,18 @@ function sameAsWire(held: readonly PortMapping[], wire: readonly WirePort[]): bo
 const servicesMaps = new Map<string, Array<ReadonlyMap<string, readonly PortMapping[]>>>();
 let servicesMapCount = 0;
 function heldServices(wire: WireWorkload['services']): ReadonlyMap<string, readonly PortMapping[]> | undefined {
-  const first = wire.keys().next().value as string;
+  let first = '';
+  for (const ref of wire.keys()) {
+    first = ref;
+    break;
+  }
   const candidates = servicesMaps.get(first);
   if (!candidates) return undefined;
   next: for (const m of candidates) {
     if (m.size !== wire.size) continue;
-    const it = wire.entries();
-    for (const [ref, ports] of m) {
-      const [wref, wlist] = it.next().value as [string, { ports: WirePort[] }];
-      if (ref !== wref || !sameAsWire(ports, wlist.ports)) continue next;
+    for (const ref of wire.keys()) {
+      const ports = m.get(ref);
+      if (ports === undefined || !sameAsWire(ports, wire.get(ref)!.ports)) continue next;
     }
     return m;
   }
@@ -363,7 +373,11 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
     servicesMaps.clear();
     servicesMapCount = 0;
   }
-  const first = out.keys().next().value as string;
+  let first = '';
+  for (const ref of out.keys()) {
+    first = ref;
+    break;
+  }
   const candidates = servicesMaps.get(first);
   if (candidates) candidates.push(out);
   else servicesMaps.set(first, [out]);
@@ -671,12 +685,7 @@ function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
 
 /** The state's Workload for an accepted one; `netns` from its LocalWorkload, `trustDomain` the mesh's. */
 export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trustDomain: string): Workload {
-  const labels = sharedLabels.get(w.workloadName, w.canonicalRevision, () => {
-    const l: Record<string, string> = {};
-    if (w.workloadName) l['service.istio.io/canonical-name'] = w.workloadName;
-    if (w.canonicalRevision) l['service.istio.io/canonical-revision'] = w.canonicalRevision;
-    return Object.freeze(l);
-  });
+  const labels = sharedLabels.get(w.workloadName, w.canonicalRevision);
   // One literal with every key (runs 50k times at scale; one object shape, no out-of-object properties).
   // Absent optional fields are `undefined` (JSON and deep equality treat that as missing).
   return {

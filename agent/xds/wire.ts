@@ -88,6 +88,7 @@ function repeatedString(r: Reader): string {
       h = Math.imul(h ^ b, 0x01000193);
     }
     if (ascii) {
+      h &= 0x3fffffff; // a small integer key (31-bit Smi): no heap number per lookup
       const hit = repeated.get(h);
       if (hit !== undefined && hit.length === len) {
         let same = true;
