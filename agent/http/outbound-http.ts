@@ -151,6 +151,46 @@ class ProxyReply {
   ) {}
 }
 
+/** What the retry loop needs of one try's result, whichever the protocol. */
+type TryResult = { readonly kind: 'response' } | { readonly kind: 'failure'; readonly failure: FailureKind; readonly message: string; readonly refused?: boolean };
+
+/** One request's tries: how to run one against an upstream, and how to read and drop a response. */
+interface TryPlan<R extends TryResult> {
+  readonly ctx: HttpConnectionContext;
+  readonly service: Service;
+  readonly target: RouteTarget;
+  readonly backend: Backend;
+  readonly tap: BodyTap;
+  /** When the request arrived (the route timeout runs from here). */
+  readonly started: number;
+  readonly pick: PickRequest;
+  readonly attrs: HttpAttributes;
+  readonly onDestination: (w: Workload) => void;
+  /** One try; undefined when the client went away. */
+  readonly run: (ut: UpstreamTarget, timeoutMs: number | undefined) => Promise<R | undefined>;
+  readonly statusOf: (r: Extract<R, { kind: 'response' }>) => number;
+  /** Drops a response that is retried. */
+  readonly discard: (r: Extract<R, { kind: 'response' }>) => void;
+}
+
+/** The local reply for a request that got no upstream response (undefined: every try was refused by the breaker). */
+function failureReply(last: Extract<TryResult, { kind: 'failure' }> | ProxyReply | undefined): ProxyReply {
+  if (!last) return new ProxyReply(503, 'upstream overflow: retries exhausted by the circuit breaker', 'UO', { [OVERLOAD_HEADER]: 'max_retries' });
+  if (last instanceof ProxyReply) return last;
+  switch (last.failure) {
+    case 'timeout':
+      return new ProxyReply(504, 'upstream request timeout', 'UT');
+    case 'overflow':
+      return new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message });
+    case 'connect_failure':
+      return new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF');
+    case 'reset':
+      return new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC');
+    case 'denied':
+      return new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX');
+  }
+}
+
 function retriableFailure(failure: FailureKind, retryOn: readonly string[], refused = false): boolean {
   if (failure === 'overflow' || failure === 'denied') return false;
   for (const cond of retryOn) {
@@ -170,10 +210,6 @@ function retriableStatus(s: number, retryOn: readonly string[]): boolean {
     if (/^\d{3}$/.test(cond) && Number(cond) === s) return true;
   }
   return false;
-}
-
-function retriable(r: AttemptResult, retryOn: readonly string[]): boolean {
-  return r.kind === 'failure' ? retriableFailure(r.failure, retryOn) : retriableStatus(r.res.statusCode ?? 0, retryOn);
 }
 
 /**
@@ -702,99 +738,29 @@ export class HttpOutbound {
       return;
     }
     const t = admission.target;
-    const route = t.route;
     const backend = admission.backend;
     res.once('close', () => backend.breaker.releaseRequest());
 
     // The body streams to the upstream as it arrives; up to MAX_RETRY_BODY of it is kept so a failed attempt can be replayed.
     const tap = new BodyTap(req, MAX_RETRY_BODY);
-    const retry = route?.retries ?? DEFAULT_RETRY;
-    const maxAttempts = 1 + Math.max(0, retry.attempts ?? 2);
-    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
-    const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
-    const tried = new Set<string>();
-    let last: AttemptResult | ProxyReply | undefined;
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      if (attempt > 0) {
-        if (!tap.replayable) break;
-        const r = backend.breaker.admitRetry(retry.budget);
-        if (r) {
-          this.trip(service, r);
-          break;
-        }
-      }
-      const retrying = attempt > 0;
-      try {
-        const ep = this.pickEndpoint(t, backend, { headers: req.headers, sourceIp: ctx.sourceIp, path: req.url }, tried);
-        if (ep instanceof ProxyReply) {
-          last = ep;
-          break;
-        }
-        tried.add(ep.key);
-        destination = ep.workload;
-        const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers });
-        if (ut instanceof ProxyReply) {
-          last = ut;
-          break;
-        }
-        const remaining = deadline !== undefined ? deadline - this.now() : undefined;
-        if (remaining !== undefined && remaining <= 0) {
-          last = { kind: 'failure', failure: 'timeout', message: 'upstream request timeout' };
-          break;
-        }
-        const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
-        const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
-        const startedAt = this.load.begin(ep);
-        const result = await this.attempt(ut, t, backend, req, tap, timeout, res);
-        if (result === undefined) {
-          this.load.cancel(ep);
-          return; // client went away
-        }
-        this.load.end(ep, startedAt);
-        last = result;
-        if (result.kind === 'failure' && (result.failure === 'overflow' || result.failure === 'denied')) break;
-        const outcome: Outcome = result.kind === 'response' ? outcomeOfStatus(result.res.statusCode ?? 0) : result.failure === 'connect_failure' ? 'connect_failure' : 'gateway_error';
-        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) {
-          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
-          this.log.info({ endpoint: ep.key, service: service.key }, 'outlier detection ejected an endpoint');
-        }
-        const overallExpired = deadline !== undefined && this.now() >= deadline;
-        if (attempt + 1 < maxAttempts && !overallExpired && retriable(result, retryOn) && tap.replayable) {
-          if (result.kind === 'response') result.res.resume();
-          tap.detach();
-          continue;
-        }
-        break;
-      } finally {
-        if (retrying) backend.breaker.releaseRetry();
-      }
-    }
-    if (!last) {
-      reply(new ProxyReply(503, 'upstream overflow: retries exhausted by the circuit breaker', 'UO', { [OVERLOAD_HEADER]: 'max_retries' }));
+    const last = await this.tries<AttemptResult>({
+      ctx,
+      service,
+      target: t,
+      backend,
+      tap,
+      started,
+      pick: { headers: req.headers, sourceIp: ctx.sourceIp, path: req.url },
+      attrs: { method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers },
+      onDestination: (w) => (destination = w),
+      run: (ut, timeout) => this.attempt(ut, t, backend, req, tap, timeout, res),
+      statusOf: (r) => r.res.statusCode ?? 0,
+      discard: (r) => r.res.resume(),
+    });
+    if (last === 'gone') return;
+    if (!last || last instanceof ProxyReply || last.kind === 'failure') {
+      reply(failureReply(last));
       return;
-    }
-    if (last instanceof ProxyReply) {
-      reply(last);
-      return;
-    }
-    if (last.kind === 'failure') {
-      switch (last.failure) {
-        case 'timeout':
-          reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
-          return;
-        case 'overflow':
-          reply(new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message }));
-          return;
-        case 'connect_failure':
-          reply(new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF'));
-          return;
-        case 'reset':
-          reply(new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC'));
-          return;
-        case 'denied':
-          reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
-          return;
-      }
     }
     const up = last.res;
     const headers: http.OutgoingHttpHeaders = {};
@@ -803,6 +769,74 @@ export class HttpOutbound {
     up.on('error', () => res.destroy());
     up.on('aborted', () => res.destroy());
     up.pipe(res);
+  }
+
+  /**
+   * Picks an endpoint and tries it, retrying as the route says (retryOn, attempts, per-try timeout,
+   * retry budget, a body still replayable), within the route timeout; outlier detection and endpoint
+   * load see every try. Resolves the last result — a response, a failure or a local reply —,
+   * undefined when the breaker refused every retry, 'gone' when the client went away.
+   */
+  private async tries<R extends TryResult>(p: TryPlan<R>): Promise<R | ProxyReply | undefined | 'gone'> {
+    const { backend, tap, target: t } = p;
+    const route = t.route;
+    const retry = route?.retries ?? DEFAULT_RETRY;
+    const maxAttempts = 1 + Math.max(0, retry.attempts ?? 2);
+    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
+    const deadline = route?.timeoutMs && route.timeoutMs > 0 ? p.started + route.timeoutMs : undefined;
+    const tried = new Set<string>();
+    let last: R | ProxyReply | undefined;
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      if (attempt > 0) {
+        if (!tap.replayable) break;
+        const r = backend.breaker.admitRetry(retry.budget);
+        if (r) {
+          this.trip(p.service, r);
+          break;
+        }
+      }
+      const retrying = attempt > 0;
+      try {
+        const ep = this.pickEndpoint(t, backend, p.pick, tried);
+        if (ep instanceof ProxyReply) return ep;
+        tried.add(ep.key);
+        p.onDestination(ep.workload);
+        const ut = this.upstreamTarget(ep.workload, t.targetPort, p.ctx, p.attrs);
+        if (ut instanceof ProxyReply) return ut;
+        const remaining = deadline !== undefined ? deadline - this.now() : undefined;
+        if (remaining !== undefined && remaining <= 0) return { kind: 'failure', failure: 'timeout', message: 'upstream request timeout' } as R;
+        const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
+        const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
+        const startedAt = this.load.begin(ep);
+        const result = await p.run(ut, timeout);
+        if (result === undefined) {
+          this.load.cancel(ep);
+          return 'gone';
+        }
+        this.load.end(ep, startedAt); // latency to the response head
+        last = result;
+        // A local refusal (breaker overflow, destination's policy) says nothing about the endpoint's health.
+        if (result.kind === 'failure' && (result.failure === 'overflow' || result.failure === 'denied')) break;
+        const response = result.kind === 'response' ? (result as Extract<R, { kind: 'response' }>) : undefined;
+        const failure = result.kind === 'failure' ? (result as Extract<TryResult, { kind: 'failure' }>) : undefined;
+        const outcome: Outcome = response ? outcomeOfStatus(p.statusOf(response)) : failure!.failure === 'connect_failure' ? 'connect_failure' : 'gateway_error';
+        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) {
+          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(p.service, this.opts.state.trustDomain)!.host });
+          this.log.info({ endpoint: ep.key, service: p.service.key }, 'outlier detection ejected an endpoint');
+        }
+        const overallExpired = deadline !== undefined && this.now() >= deadline;
+        const again = response ? retriableStatus(p.statusOf(response), retryOn) : retriableFailure(failure!.failure, retryOn, failure!.refused);
+        if (attempt + 1 < maxAttempts && !overallExpired && again && tap.replayable) {
+          if (response) p.discard(response);
+          tap.detach();
+          continue;
+        }
+        break;
+      } finally {
+        if (retrying) backend.breaker.releaseRetry();
+      }
+    }
+    return last;
   }
 
   private lookupEndpoints(ctx: HttpConnectionContext): readonly Workload[] {
@@ -1015,95 +1049,27 @@ export class HttpOutbound {
 
     // The body streams to the upstream as it arrives; up to MAX_RETRY_BODY of it is kept so a failed attempt can be replayed.
     const tap = new BodyTap(stream, MAX_RETRY_BODY);
-    const retry = route?.retries ?? DEFAULT_RETRY;
-    const retryOn = retry.retryOn.length > 0 ? retry.retryOn : DEFAULT_RETRY.retryOn;
-    const maxAttempts = 1 + Math.max(0, retry.attempts ?? 2);
     const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
     const upHeaders: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http', ':authority': String(headers[':authority'] ?? headers.host ?? '') };
     for (const [k, v] of Object.entries(plainHeaders)) if ((v !== undefined && !HOP_BY_HOP.has(k)) || k === 'te') upHeaders[k] = v;
-    const tried = new Set<string>();
-    let last: H2AttemptResult | ProxyReply | undefined;
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      if (attempt > 0) {
-        if (!tap.replayable) break;
-        const r = backend.breaker.admitRetry(retry.budget);
-        if (r) {
-          this.trip(service, r);
-          break;
-        }
-      }
-      const retrying = attempt > 0;
-      try {
-        const ep = this.pickEndpoint(t, backend, { headers: plainHeaders, sourceIp: ctx.sourceIp, path }, tried);
-        if (ep instanceof ProxyReply) {
-          last = ep;
-          break;
-        }
-        tried.add(ep.key);
-        destination = ep.workload;
-        const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders });
-        if (ut instanceof ProxyReply) {
-          last = ut;
-          break;
-        }
-        const remaining = deadline !== undefined ? deadline - this.now() : undefined;
-        if (remaining !== undefined && remaining <= 0) {
-          last = { kind: 'failure', failure: 'timeout', message: 'upstream request timeout' };
-          break;
-        }
-        const perTry = retry.perTryTimeoutMs && retry.perTryTimeoutMs > 0 ? retry.perTryTimeoutMs : undefined;
-        const timeout = perTry !== undefined && (remaining === undefined || perTry < remaining) ? perTry : remaining;
-        const startedAt = this.load.begin(ep);
-        const result = await this.h2attempt(ut, backend, upHeaders, tap, timeout, stream);
-        if (result === undefined) {
-          this.load.cancel(ep);
-          return; // client went away
-        }
-        this.load.end(ep, startedAt); // latency to the response head
-        last = result;
-        const outcome: Outcome = result.kind === 'response' ? outcomeOfStatus(result.status) : result.failure === 'connect_failure' ? 'connect_failure' : 'gateway_error';
-        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) {
-          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
-          this.log.info({ endpoint: ep.key, service: service.key }, 'outlier detection ejected an endpoint');
-        }
-        const overallExpired = deadline !== undefined && this.now() >= deadline;
-        const again = result.kind === 'response' ? retriableStatus(result.status, retryOn) : retriableFailure(result.failure, retryOn, result.refused);
-        if (attempt + 1 < maxAttempts && !overallExpired && again && tap.replayable) {
-          if (result.kind === 'response') result.up.close(http2.constants.NGHTTP2_CANCEL);
-          tap.detach();
-          continue;
-        }
-        break;
-      } finally {
-        if (retrying) backend.breaker.releaseRetry();
-      }
-    }
-    if (!last) {
-      reply(new ProxyReply(503, 'upstream overflow: retries exhausted by the circuit breaker', 'UO', { [OVERLOAD_HEADER]: 'max_retries' }));
+    const last = await this.tries<H2AttemptResult>({
+      ctx,
+      service,
+      target: t,
+      backend,
+      tap,
+      started,
+      pick: { headers: plainHeaders, sourceIp: ctx.sourceIp, path },
+      attrs: { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders },
+      onDestination: (w) => (destination = w),
+      run: (ut, timeout) => this.h2attempt(ut, backend, upHeaders, tap, timeout, stream),
+      statusOf: (r) => r.status,
+      discard: (r) => r.up.close(http2.constants.NGHTTP2_CANCEL),
+    });
+    if (last === 'gone') return;
+    if (!last || last instanceof ProxyReply || last.kind === 'failure') {
+      reply(failureReply(last));
       return;
-    }
-    if (last instanceof ProxyReply) {
-      reply(last);
-      return;
-    }
-    if (last.kind === 'failure') {
-      switch (last.failure) {
-        case 'timeout':
-          reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
-          return;
-        case 'connect_failure':
-          reply(new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF'));
-          return;
-        case 'reset':
-          reply(new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC'));
-          return;
-        case 'denied':
-          reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
-          return;
-        case 'overflow':
-          reply(new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message }));
-          return;
-      }
     }
     this.forwardH2Response(stream, last, deadline, (s, g) => {
       status = s;
