@@ -1,5 +1,5 @@
 // Parsers for a network namespace's local addresses as /proc/<pid>/net shows them (fib_trie for IPv4, if_inet6 for IPv6).
-import { ipToKey } from '../native/addr';
+import { formatIpv6Words, ipToKey } from '../native/addr';
 
 /**
  * IPv4 addresses local to the namespace: leaves of /proc/<pid>/net/fib_trie carrying a `/32 host LOCAL` entry.
@@ -55,24 +55,7 @@ function isIpv4(s: string): boolean {
 export function ipv6FromHex(hex: string): string {
   const groups: number[] = [];
   for (let i = 0; i < 32; i += 4) groups.push(parseInt(hex.slice(i, i + 4), 16));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const text = (g: number[]) => g.map((x) => x.toString(16)).join(':');
-  if (bestStart < 0) return text(groups);
-  return `${text(groups.slice(0, bestStart))}::${text(groups.slice(bestStart + bestLen))}`;
+  return formatIpv6Words(groups);
 }
 
 /** One comparable key per address whatever its spelling (IPv4, IPv6, compressed or not); undefined when not an IP. */

@@ -87,6 +87,11 @@ export function keyToIp(key: Buffer): string {
   if (isV4MappedKey(key)) return `${key[12]}.${key[13]}.${key[14]}.${key[15]}`;
   const words: number[] = [];
   for (let i = 0; i < 16; i += 2) words.push(key.readUInt16BE(i));
+  return formatIpv6Words(words);
+}
+
+/** Eight 16-bit groups → RFC 5952 text (lower case, no leading zeros, the longest run of two or more zero groups as `::`). */
+export function formatIpv6Words(words: readonly number[]): string {
   let bestStart = -1;
   let bestLen = 0;
   for (let i = 0; i < 8; ) {
@@ -102,7 +107,7 @@ export function keyToIp(key: Buffer): string {
     }
     i = j;
   }
-  const hex = (ws: number[]): string => ws.map((w) => w.toString(16)).join(':');
+  const hex = (ws: readonly number[]): string => ws.map((w) => w.toString(16)).join(':');
   if (bestStart < 0) return hex(words);
   return `${hex(words.slice(0, bestStart))}::${hex(words.slice(bestStart + bestLen))}`;
 }
