@@ -1,6 +1,6 @@
-// In-process retained-heap probe for the agent's state at scale: 10k services / 50k workloads through the real parse → IncrementalSnapshot → StateStore → Reconciler path, heap measured after forced GCs.
-// Run: node --expose-gc -r tsx/cjs bench/scale-heap.ts   (no root, no network; ~10 s). Prints MiB retained per stage
-// and the agent-side CPU time of the whole sync; the bench/README.md "Scale" section explains how it is used.
+// In-process retained-heap probe for the agent's state at scale: 10k services / 50k workloads through the real wire decode → parse → IncrementalSnapshot → StateStore → Reconciler path, heap measured after forced GCs.
+// Run: node --expose-gc --semi-space-growth-factor=1 --heap-growing-percent=20 -r tsx/cjs bench/scale-heap.ts (the
+// launcher's flags; no root, no network; ~10 s). Prints MiB retained per stage and the agent-side CPU time of the sync; the bench/README.md "Scale" section explains how it is used.
 import { loadMeshProtos } from '../proto';
 import { xdsCodecs, parseResource, XDS_TYPE_URL, type AnyMessage } from '../agent/xds/convert';
 import { IncrementalSnapshot } from '../agent/xds/incremental';
