@@ -267,7 +267,8 @@ async function main(): Promise<void> {
     say('');
     say(`agent: connected to control plane ${r.agent.spawnToConnectedMs} ms after spawn`);
     say(`agent: full state received and converted   ${r.agent.connectedToStateMs} ms after connect`);
-    say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations; programs loaded after ${r.agent.stateToBpfLoadedMs} ms, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that)`);
+    const loaded = r.agent.stateToBpfLoadedMs >= 0 ? `programs loaded ${r.agent.stateToBpfLoadedMs} ms after the state, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that` : `programs loaded ${-r.agent.stateToBpfLoadedMs} ms before the state arrived`;
+    say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations; ${loaded})`);
     say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms`);
     say(`agent: connect → ready (certificates, listeners) ${r.agent.connectedToReadyMs} ms; agent CPU ${r.agent.cpuConnectedToReadyMs} ms`);
     say(`agent: spawn → ready                       ${readyMs} ms`);
