@@ -333,12 +333,7 @@ export class InboundProxy {
       mtls: true,
     };
     const stats = this.opts.metrics?.openTcp(telemetry);
-    void this.l7.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, (received, sent) => {
-      if (stats) {
-        stats.received += received;
-        stats.sent += sent;
-      }
-    }).then((res) => {
+    void this.l7.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
       stats?.close();
       this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
       this.log.debug({ peer, dest, version: res.version, requests: res.requests, denied: res.denied }, 'inbound HTTP tunnel closed');

@@ -56,12 +56,14 @@ export function flatHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHead
  * heap garbage) and, under load, crashing the process with std::bad_alloc. Also counts bytes.
  */
 export class TunnelSocket extends Duplex {
-  received = 0;
-  sent = 0;
-  constructor(private readonly tunnel: Duplex) {
+  /** `counts` (e.g. the tunnel's TcpConnectionStats) sees the bytes live: received from the tunnel, sent into it. */
+  constructor(
+    private readonly tunnel: Duplex,
+    private readonly counts: { received: number; sent: number } = { received: 0, sent: 0 },
+  ) {
     super({ allowHalfOpen: true });
     tunnel.on('data', (d: Buffer) => {
-      this.received += d.length;
+      counts.received += d.length;
       if (!this.push(d)) tunnel.pause();
     });
     tunnel.once('end', () => this.push(null));
@@ -73,7 +75,7 @@ export class TunnelSocket extends Duplex {
   }
   override _write(chunk: Buffer | string, encoding: BufferEncoding, cb: (err?: Error | null) => void): void {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk);
-    this.sent += buf.length;
+    this.counts.sent += buf.length;
     if (this.tunnel.destroyed) return cb(new Error('tunnel closed'));
     this.tunnel.write(buf, (err) => cb(err ?? null));
   }
@@ -156,17 +158,15 @@ export class InboundHttp {
     for (const c of [...this.closers]) c();
   }
 
-  /** Serves one tunnel until it closes; `bytes` (if given) is told the tunnel's byte counts at the end. */
-  async serve(stream: Duplex, ctx: TunnelContext, bytes?: (received: number, sent: number) => void): Promise<TunnelOutcome> {
+  /** Serves one tunnel until it closes; `counts` (if given) is kept up to date with the tunnel's bytes as they pass. */
+  async serve(stream: Duplex, ctx: TunnelContext, counts?: { received: number; sent: number }): Promise<TunnelOutcome> {
     const version = await sniff(stream);
     if (version === 'closed') {
       stream.destroy();
       return { version: 'none', requests: 0, denied: 0 };
     }
-    const tunnel = new TunnelSocket(stream);
-    const out = await (version === 'h2' ? this.serveH2(tunnel, ctx) : this.serveH1(tunnel, ctx));
-    bytes?.(tunnel.received, tunnel.sent);
-    return out;
+    const tunnel = new TunnelSocket(stream, counts);
+    return version === 'h2' ? this.serveH2(tunnel, ctx) : this.serveH1(tunnel, ctx);
   }
 
   /** Authorizes one request; counts and logs through the authorizer. */

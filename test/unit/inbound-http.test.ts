@@ -244,6 +244,24 @@ describe('inbound L7 authorization inside HBONE', () => {
     expect(await h1Requests(ALICE, [{ method: 'GET', path: '/still' }])).toEqual(['200 h1 GET /still 0']);
   });
 
+  it('an open parsed tunnel shows its bytes in the TCP metrics while it is still open', async () => {
+    policies = [policy('get-only', { action: 'ALLOW', rules: [{ to: [{ operation: { methods: ['GET'] } }] }] })];
+    const sum = async (name: string) => {
+      metrics.flush();
+      const m = await metrics.registry.getSingleMetric(name)?.get();
+      return m?.values.filter((v) => v.labels.reporter === 'destination').reduce((a, v) => a + v.value, 0) ?? 0;
+    };
+    const [rx0, tx0] = [await sum('istio_tcp_received_bytes_total'), await sum('istio_tcp_sent_bytes_total')];
+    const t = await tunnel(ALICE, h1Port);
+    const request = 'GET /live HTTP/1.1\r\nhost: x\r\n\r\n';
+    t.write(request);
+    const head = await new Promise<string>((resolve) => t.once('data', (d: Buffer) => resolve(d.toString())));
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    expect((await sum('istio_tcp_received_bytes_total')) - rx0).toBe(request.length);
+    expect((await sum('istio_tcp_sent_bytes_total')) - tx0).toBeGreaterThanOrEqual(head.length);
+    t.destroy();
+  });
+
   it('request metrics are reported by the destination with response codes (403 included)', async () => {
     const m = await metrics.registry.getSingleMetric('istio_requests_total')?.get();
     const codes = new Set(m?.values.filter((v) => v.labels.reporter === 'destination').map((v) => String(v.labels.response_code)));
