@@ -14,6 +14,7 @@ import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import { InboundProxy } from './proxy/hbone-server';
+import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
 import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
@@ -322,6 +323,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp,
       authorize,
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
+      // Tunnels to HTTP ports with request-level rules: parsed, every request authorized (L7 at the destination).
+      httpTunnels: new InboundHttp({ authorize, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') }),
       metrics,
       logger: logs.child('inbound'),
     });

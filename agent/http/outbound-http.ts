@@ -21,7 +21,7 @@ import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
 import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { BodyTap } from './body';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
-import { HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
+import { HOP_BY_HOP, HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
 import { rawReply, responseHead, splice, upgradeRequestHeaders } from './tunnel';
 import { asHttpSocket, DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
@@ -45,7 +45,6 @@ export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-fa
 /** A refused upgrade's answer is relayed close-delimited: its own framing and connection headers go. */
 const NOT_UPGRADED_DROP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
 
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization']);
 
 /** The proxies' authorizer with the request attributes of an HTTP port (agent/policy/authorizer.ts createAuthorizer fits). */
 export type HttpAuthorizer = (input: AuthorizeInput & { readonly http?: HttpAttributes }) => AuthorizeResult;

@@ -9,9 +9,8 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason } from '../telemetry/metrics';
-import { InboundHttp } from './inbound-http';
 import { relay, type Relay } from './relay';
-import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
+import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
 export const HBONE_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -52,9 +51,11 @@ export interface InboundProxyOptions {
   /**
    * The HTTP protocol of a local workload's port ('http' | 'grpc'), undefined for plain TCP. On
    * such a port the connection is authorized with L7 attributes deferred; when a request-level
-   * rule applies, the tunnel is parsed and every request authorized (inbound-http.ts).
+   * rule applies, the tunnel is handed to `httpTunnels`, which authorizes every request. Without
+   * `httpTunnels` such rules fail closed at the connection, as on a TCP port.
    */
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
+  readonly httpTunnels?: HttpTunnelServer;
 }
 
 /** Parses an HBONE :authority ("1.2.3.4:80" or "[::1]:80") into an IP and port; undefined when malformed. */
@@ -103,20 +104,12 @@ export class InboundProxy {
   private readonly log: Logger;
   private readonly authorize: Authorizer;
   private readonly resolveLocal: ResolveLocal;
-  private readonly l7: InboundHttp;
   private closing = false;
 
   constructor(private readonly opts: InboundProxyOptions) {
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.resolveLocal = opts.resolveLocal ?? defaultResolveLocal(opts.state, opts.nodeName);
-    this.l7 = new InboundHttp({
-      authorize: this.authorize,
-      upstreamSourceIp: opts.upstreamSourceIp,
-      connectTimeoutMs: opts.connectTimeoutMs,
-      metrics: opts.metrics,
-      logger: this.log,
-    });
   }
 
   /** Bound address (after start). */
@@ -193,7 +186,7 @@ export class InboundProxy {
     if (!server) return;
     const closed = new Promise<void>((r) => server.close(() => r()));
     for (const r of this.relays) r.reset();
-    this.l7.close();
+    this.opts.httpTunnels?.close();
     for (const s of this.pending) s.destroy();
     for (const s of this.sessions) s.destroy();
     await closed;
@@ -262,14 +255,14 @@ export class InboundProxy {
       return;
     }
     const sourceIp = forwardedForIp(headers['forwarded']);
-    const httpProtocol = this.opts.httpProtocolOf?.(local.workload, dest.port);
+    const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(local.workload, dest.port) : undefined;
     const verdict = this.authorize({ sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload, ...(httpProtocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
       this.reject(stream, 401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer });
       return;
     }
-    if (httpProtocol && verdict.deferred) {
-      this.serveHttp(stream, peer, sourceIp, dest, local.workload, httpProtocol);
+    if (httpProtocol && verdict.deferred && this.opts.httpTunnels) {
+      this.serveHttp(this.opts.httpTunnels, stream, peer, sourceIp, dest, local.workload, httpProtocol);
       return;
     }
 
@@ -319,7 +312,7 @@ export class InboundProxy {
   }
 
   /** A tunnel to an HTTP port with request-level rules: answered 200 at once, then parsed and authorized per request. */
-  private serveHttp(stream: http2.ServerHttp2Stream, peer: string, sourceIp: string | undefined, dest: IpPort, workload: Workload | undefined, protocol: 'http' | 'grpc'): void {
+  private serveHttp(tunnels: HttpTunnelServer, stream: http2.ServerHttp2Stream, peer: string, sourceIp: string | undefined, dest: IpPort, workload: Workload | undefined, protocol: 'http' | 'grpc'): void {
     stream.respond({ ':status': 200 });
     this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
     this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
@@ -333,7 +326,7 @@ export class InboundProxy {
       mtls: true,
     };
     const stats = this.opts.metrics?.openTcp(telemetry);
-    void this.l7.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
+    void tunnels.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
       stats?.close();
       this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
       this.log.debug({ peer, dest, version: res.version, requests: res.requests, denied: res.denied }, 'inbound HTTP tunnel closed');

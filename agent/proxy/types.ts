@@ -1,7 +1,9 @@
 // Narrow interfaces the proxies need from the rest of the agent (identities, authorization, addresses), so each can be faked in tests.
 import type { Service, Workload } from '../state/types';
 import type { UsableCert, RotationListener } from '../identity/manager';
+import type { Duplex } from 'stream';
 import type { HttpAttributes } from '../policy/types';
+import type { TcpConnectionInfo } from '../telemetry/metrics';
 
 /** What the proxies need from the identity manager. */
 export interface IdentityProvider {
@@ -54,4 +56,33 @@ export function normalizeIp(ip: string | undefined): string | undefined {
 export function serviceInfo(svc: Service | undefined, trustDomain: string): { name: string; namespace: string; host: string } | undefined {
   // Kubernetes service hosts use the cluster domain; smesh's trust domain defaults to the same "cluster.local".
   return svc ? { name: svc.name, namespace: svc.namespace, host: `${svc.name}.${svc.namespace}.svc.${trustDomain}` } : undefined;
+}
+
+/** Who is calling what through one HBONE tunnel to an HTTP port (fixed for the tunnel). */
+export interface TunnelContext {
+  readonly peer: string;
+  readonly sourceIp?: string;
+  readonly destination: IpPort;
+  readonly workload?: Workload;
+  /** Request telemetry labels (reporter destination), when metrics are on. */
+  readonly telemetry?: TcpConnectionInfo;
+  readonly protocol: 'http' | 'grpc';
+}
+
+/** What a served tunnel ended with, for the caller's log line. */
+export interface TunnelOutcome {
+  readonly version: 'h1' | 'h2' | 'none';
+  readonly requests: number;
+  readonly denied: number;
+}
+
+/**
+ * Serves HBONE tunnels whose requests are authorized one by one (agent/http/inbound-http.ts). The
+ * inbound proxy is given one by the composition root: HTTP parsing sits above the proxy layer.
+ */
+export interface HttpTunnelServer {
+  /** Serves one tunnel until it closes; `counts` is kept up to date with the tunnel's bytes as they pass. */
+  serve(stream: Duplex, ctx: TunnelContext, counts?: { received: number; sent: number }): Promise<TunnelOutcome>;
+  /** Closes every tunnel being served. */
+  close(): void;
 }

@@ -4,28 +4,15 @@ import * as http2 from 'http2';
 import * as net from 'net';
 import { Duplex } from 'stream';
 import type { HttpAttributes } from '../policy/types';
-import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
-import type { Authorizer, IpPort } from './types';
+import type { MeshMetrics } from '../telemetry/metrics';
+import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
+import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
-const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
 /** Largest first flight we wait for before deciding the tunnel is not HTTP/2 (the preface is 24 bytes). */
 const SNIFF_TIMEOUT_MS = 10_000;
-
-/** Who is calling what, fixed for one tunnel. */
-export interface TunnelContext {
-  readonly peer: string;
-  readonly sourceIp?: string;
-  readonly destination: IpPort;
-  readonly workload?: Workload;
-  /** Request telemetry labels (reporter destination), when metrics are on. */
-  readonly telemetry?: TcpConnectionInfo;
-  readonly protocol: 'http' | 'grpc';
-}
 
 export interface InboundHttpOptions {
   readonly authorize: Authorizer;
@@ -34,13 +21,6 @@ export interface InboundHttpOptions {
   readonly connectTimeoutMs?: number;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
-}
-
-/** What a served tunnel ended with, for the caller's log line. */
-export interface TunnelOutcome {
-  readonly version: 'h1' | 'h2' | 'none';
-  readonly requests: number;
-  readonly denied: number;
 }
 
 export function flatHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string | string[] | undefined> {
@@ -125,9 +105,8 @@ function sniff(tunnel: Duplex): Promise<'h1' | 'h2' | 'closed'> {
       let chunk: Buffer | null;
       while ((chunk = tunnel.read() as Buffer | null) !== null) {
         head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-        const n = Math.min(head.length, HTTP2_PREFACE.length);
-        if (!head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) return finish('h1');
-        if (n === HTTP2_PREFACE.length) return finish('h2');
+        const v = sniffHttpVersion(head);
+        if (v !== 'more') return finish(v);
       }
     };
     const timer = setTimeout(() => finish(head.length > 0 ? 'h1' : 'closed'), SNIFF_TIMEOUT_MS);
@@ -145,7 +124,7 @@ function sniff(tunnel: Duplex): Promise<'h1' | 'h2' | 'closed'> {
  * denied" and the tunnel stays open for the next request; allowed ones go to the pod over a
  * connection (HTTP/1.1) or an h2c session (HTTP/2, gRPC) owned by this tunnel and closed with it.
  */
-export class InboundHttp {
+export class InboundHttp implements HttpTunnelServer {
   private readonly log: Logger;
   private readonly closers = new Set<() => void>();
 

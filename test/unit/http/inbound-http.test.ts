@@ -3,19 +3,19 @@ import * as http from 'http';
 import * as http2 from 'http2';
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/ca';
-import type { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId, workloadSpiffeId } from '../../agent/identity/spiffe';
-import { HboneClient } from '../../agent/proxy/hbone-client';
-import { InboundProxy } from '../../agent/proxy/hbone-server';
-import { RBAC_DENIED_BODY, TunnelSocket } from '../../agent/proxy/inbound-http';
-import { createAuthorizer } from '../../agent/policy/authorizer';
-import { convertAuthorizationPolicy } from '../../agent/config/authorization';
-import type { AuthorizationPolicy } from '../../agent/policy/types';
-import type { Workload } from '../../agent/state/types';
-import { MeshMetrics } from '../../agent/telemetry/metrics';
-import '../../agent/identity/reflect-polyfill';
-import { echoServer, identities, listen, meshCa, readAll, TD } from './proxy-fixtures';
+import type { LocalCa } from '../../../agent/identity/ca';
+import type { IdentityManager } from '../../../agent/identity/manager';
+import { nodeSpiffeId, workloadSpiffeId } from '../../../agent/identity/spiffe';
+import { HboneClient } from '../../../agent/proxy/hbone-client';
+import { InboundProxy } from '../../../agent/proxy/hbone-server';
+import { InboundHttp, RBAC_DENIED_BODY, TunnelSocket } from '../../../agent/http/inbound-http';
+import { createAuthorizer } from '../../../agent/policy/authorizer';
+import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import type { AuthorizationPolicy } from '../../../agent/policy/types';
+import type { Workload } from '../../../agent/state/types';
+import { MeshMetrics } from '../../../agent/telemetry/metrics';
+import '../../../agent/identity/reflect-polyfill';
+import { echoServer, identities, listen, meshCa, readAll, TD } from '../proxy-fixtures';
 
 const NODE = nodeSpiffeId(TD, 'node2');
 const ALICE = workloadSpiffeId(TD, 'default', 'alice');
@@ -89,6 +89,7 @@ describe('inbound L7 authorization inside HBONE', () => {
       listen: { host: '127.0.0.1', port: 0 },
       resolveLocal: (ip, p) => (ip === '127.0.0.1' && [h1Port, h2Port, tcpPort].includes(p) ? { workload: SERVER } : undefined),
       httpProtocolOf: (_w, p) => (p === h1Port || p === h2Port ? 'http' : undefined),
+      httpTunnels: new InboundHttp({ authorize, metrics }),
       authorize,
       metrics,
     });
