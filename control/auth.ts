@@ -25,15 +25,22 @@ function tokenTable(tokens: Readonly<Record<string, string>> | ReadonlyMap<strin
   return table;
 }
 
+/** Who a request authenticated as: the node, and an opaque key naming the token (a digest, never the token). */
+export interface Authenticated {
+  readonly node: string;
+  readonly key: string;
+}
+
 /**
  * Token → node lookups. The table can be replaced at run time (`replace`, or a TokenFileWatcher):
  * every RPC authenticates against the current table, so a revoked token's next stream or CSR is
- * refused at once. Streams opened before the revocation are not cut (they were authenticated when
- * they opened); they end with their connection.
+ * refused at once, and `onChange` listeners (the ADS server) re-check what they authenticated
+ * earlier with `stillValid`, so open streams of a revoked token are cut too.
  */
 export class TokenAuthenticator {
   // Keyed by a digest so lookups do not compare secrets with a data-dependent early exit.
   private byDigest: TokenTable;
+  private readonly listeners = new Set<() => void>();
 
   constructor(tokens: Readonly<Record<string, string>> | ReadonlyMap<string, string>) {
     this.byDigest = tokenTable(tokens);
@@ -47,7 +54,19 @@ export class TokenAuthenticator {
     for (const [d, e] of next) if (this.byDigest.get(d)?.node !== e.node) added++;
     for (const [d, e] of this.byDigest) if (next.get(d)?.node !== e.node) removed++;
     this.byDigest = next;
+    for (const l of [...this.listeners]) l();
     return { added, removed, nodes: new Set([...next.values()].map((e) => e.node)).size };
+  }
+
+  /** Called after every `replace` (the table may have lost tokens); returns the unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Whether a token authenticated earlier (its `key`) still belongs to `node` in the current table. */
+  stillValid(auth: Authenticated): boolean {
+    return this.byDigest.get(auth.key)?.node === auth.node;
   }
 
   /** Number of tokens currently accepted. */
@@ -62,18 +81,28 @@ export class TokenAuthenticator {
 
   /** The node a bearer token belongs to, or undefined. */
   nodeForToken(token: string): string | undefined {
-    const hit = this.byDigest.get(digest(token));
+    return this.lookup(token)?.node;
+  }
+
+  private lookup(token: string): Authenticated | undefined {
+    const key = digest(token);
+    const hit = this.byDigest.get(key);
     if (!hit) return undefined;
     const given = Buffer.from(token);
-    return given.length === hit.token.length && timingSafeEqual(given, hit.token) ? hit.node : undefined;
+    return given.length === hit.token.length && timingSafeEqual(given, hit.token) ? { node: hit.node, key } : undefined;
   }
 
   /** The node authenticated by `authorization: Bearer <token>` metadata, or undefined. */
   authenticate(metadata: Metadata): string | undefined {
+    return this.authenticateKeyed(metadata)?.node;
+  }
+
+  /** Like `authenticate`, plus the token's key for a later `stillValid` check (long-lived streams). */
+  authenticateKeyed(metadata: Metadata): Authenticated | undefined {
     for (const value of metadata.get('authorization')) {
       const text = typeof value === 'string' ? value : value.toString('utf8');
       const m = /^Bearer\s+(\S+)\s*$/i.exec(text);
-      if (m) return this.nodeForToken(m[1]!);
+      if (m) return this.lookup(m[1]!);
     }
     return undefined;
   }
@@ -178,7 +207,7 @@ export class TokenFileWatcher {
       return false;
     }
     this.lastError = '';
-    if (change.added > 0 || change.removed > 0) this.log.info({ file: this.file, ...change }, 'tokens reloaded (revoked tokens are refused for new streams and CSRs)');
+    if (change.added > 0 || change.removed > 0) this.log.info({ file: this.file, ...change }, 'tokens reloaded (revoked tokens are refused and their open xDS streams closed)');
     this.opts.onReload?.(change);
     return true;
   }

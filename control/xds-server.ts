@@ -5,7 +5,7 @@ import type { Logger } from '../agent/telemetry/logger';
 import type { AggregatedDiscoveryServiceHandlers } from '../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { DeltaDiscoveryRequest__Output } from '../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest';
 import type { DeltaDiscoveryResponse } from '../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse';
-import type { TokenAuthenticator } from './auth';
+import type { Authenticated, TokenAuthenticator } from './auth';
 import type { ControlMetrics } from './metrics';
 import type { Registry } from './registry';
 import type { ResourceDiff, ResourceEntry } from './resources';
@@ -50,19 +50,33 @@ export interface StreamInfo {
   readonly types: ReadonlyArray<{ typeUrl: string; wildcard: boolean; names: string[]; known: number; pendingNonce?: string }>;
 }
 
-/** Builds the AggregatedDiscoveryService implementation; `streams()` lists the open ones. */
+/** Why a stream of a revoked token is closed (the status details the agent logs; names no token). */
+export const REVOKED_TOKEN_DETAILS = 'bearer token revoked: it is no longer listed for this node in the control plane --tokens file';
+
+/**
+ * Builds the AggregatedDiscoveryService implementation; `streams()` lists the open ones. Every change of the
+ * token table re-checks the open streams: one whose token was revoked (or now names another node) is ended
+ * with UNAUTHENTICATED, logged and counted; the others are not touched.
+ */
 export function createAdsService(deps: XdsServerDeps): { handlers: AggregatedDiscoveryServiceHandlers; streams(): StreamInfo[]; closeAll(): void } {
   const open = new Set<AdsStream>();
+  const revokeStale = (): void => {
+    for (const s of [...open]) {
+      if (deps.auth.stillValid(s.authenticated)) continue;
+      s.revoke();
+    }
+  };
+  const unsubscribeAuth = deps.auth.onChange(revokeStale);
   const handlers: AggregatedDiscoveryServiceHandlers = {
     DeltaAggregatedResources(call: DeltaCall) {
-      const node = deps.auth.authenticate(call.metadata);
-      if (!node) {
+      const who = deps.auth.authenticateKeyed(call.metadata);
+      if (!who) {
         deps.metrics.xdsUnauthenticated.inc();
         deps.logger.warn({ peer: call.getPeer(), rpc: 'DeltaAggregatedResources' }, 'refused xDS stream: missing or unknown bearer token (agent --token-file must hold a token listed in control --tokens)');
         call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'missing or unknown bearer token' });
         return;
       }
-      const stream = new AdsStream(call, node, deps, () => open.delete(stream));
+      const stream = new AdsStream(call, who, deps, () => open.delete(stream));
       open.add(stream);
     },
     StreamAggregatedResources(call) {
@@ -73,7 +87,8 @@ export function createAdsService(deps: XdsServerDeps): { handlers: AggregatedDis
     handlers,
     streams: () => [...open].map((s) => s.info()),
     closeAll: () => {
-      for (const s of open) s.cancel('control plane shutting down');
+      unsubscribeAuth();
+      for (const s of [...open]) s.cancel('control plane shutting down');
     },
   };
 }
@@ -91,12 +106,16 @@ class AdsStream {
   private readonly log: Logger;
   private readonly unsubscribe: () => void;
 
+  private readonly node: string;
+
   constructor(
     private readonly call: DeltaCall,
-    private readonly node: string,
+    readonly authenticated: Authenticated,
     private readonly deps: XdsServerDeps,
     private readonly onClose: () => void,
   ) {
+    const node = authenticated.node;
+    this.node = node;
     this.log = deps.logger.child({ node, stream: this.id });
     this.log.info({ peer: call.getPeer() }, 'xDS stream opened');
     deps.metrics.xdsStreams.inc({ node });
@@ -129,6 +148,14 @@ class AdsStream {
 
   cancel(reason: string): void {
     this.fail(grpc.status.UNAVAILABLE, reason);
+  }
+
+  /** Ends the stream because its token no longer authenticates its node. */
+  revoke(): void {
+    if (this.closed) return;
+    this.deps.metrics.xdsRevoked.inc({ node: this.node });
+    this.log.warn({ peer: this.call.getPeer() }, 'closing xDS stream: its bearer token was revoked (removed from the tokens file or moved to another node)');
+    this.fail(grpc.status.UNAUTHENTICATED, REVOKED_TOKEN_DETAILS);
   }
 
   private fail(code: grpc.status, details: string): void {
