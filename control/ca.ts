@@ -1,8 +1,8 @@
-// The mesh CA service of `smesh control`: IstioCertificateService/CreateCertificate (CSR → chain) with the node binding check, root rotation anchors, and the control plane's own TLS certificate.
+// The mesh CA service of `smesh control`: IstioCertificateService/CreateCertificate (CSR → chain) with the node binding check, root rotation anchors reloaded from --ca-dir without a restart, and the control plane's own TLS certificate.
 import '../agent/identity/reflect-polyfill';
 import * as grpc from '@grpc/grpc-js';
-import { randomBytes, webcrypto, createPrivateKey, createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { randomBytes, webcrypto, createPrivateKey, createPublicKey, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
+import { type FSWatcher, promises as fsp, statSync, watch } from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -10,7 +10,7 @@ import { SmeshError } from '../agent/errors';
 import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../agent/identity/ca';
 import { controlSpiffeId, parseSpiffeId } from '../agent/identity/spiffe';
 import type { MeshSnapshot } from '../agent/state/types';
-import type { Logger } from '../agent/telemetry/logger';
+import { silentLogger, type Logger } from '../agent/telemetry/logger';
 import type { IstioCertificateServiceHandlers } from '../proto/generated/istio/v1/auth/IstioCertificateService';
 import type { TokenAuthenticator } from './auth';
 import type { CaRefusalReason, ControlMetrics } from './metrics';
@@ -21,8 +21,12 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
-/** The control plane's serving certificate lives long; grpc-js cannot swap it without a restart. */
-const SERVER_CERT_TTL_SECONDS = 365 * 24 * 3600;
+/**
+ * Lifetime of the control plane's serving certificate. It is renewed in place at half its remaining lifetime
+ * (grpc-js certificate provider, see control/main.ts) and re-issued at once when a new root is promoted, so it
+ * need not outlive anything; 30 days keeps a leaked serving key useful for a bounded time.
+ */
+const SERVER_CERT_TTL_SECONDS = 30 * 24 * 3600;
 
 /** Files in --ca-dir. root-* are the signing root (LocalCa's layout); the others are rotation anchors. */
 export const CA_FILES = Object.freeze({
@@ -43,6 +47,17 @@ function serialNumber(): string {
   return b.toString('hex');
 }
 
+/** A file of --ca-dir that cannot be used; `file` is the path. The message names the file and never quotes its content. */
+export class CaFileError extends SmeshError {
+  constructor(
+    readonly file: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super('SMESH_ERR_IDENTITY', `${file}: ${reason}`, options);
+  }
+}
+
 function checkRootPem(pem: string, what: string): string {
   try {
     const c = new NodeX509(pem);
@@ -53,13 +68,79 @@ function checkRootPem(pem: string, what: string): string {
   }
 }
 
+/** Parses a root certificate file: one PEM certificate, a CA, within its validity (when `mustBeValidNow`). */
+function readRootCert(file: string, pem: string, mustBeValidNow: boolean): NodeX509 {
+  if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new CaFileError(file, 'not a PEM certificate (no -----BEGIN CERTIFICATE----- block; empty or half-written?)');
+  let cert: NodeX509;
+  try {
+    cert = new NodeX509(pem);
+  } catch (err) {
+    throw new CaFileError(file, `not a valid X.509 certificate (${(err as Error).message.split('\n')[0]})`, { cause: err });
+  }
+  if (!cert.ca) throw new CaFileError(file, `${cert.subject.replace(/\n/g, ', ')} is not a CA certificate (basicConstraints CA:TRUE missing)`);
+  if (mustBeValidNow) {
+    const now = Date.now();
+    if (Date.parse(cert.validFrom) > now + CLOCK_SKEW_MS) throw new CaFileError(file, `not valid before ${cert.validFrom}`);
+    if (Date.parse(cert.validTo) <= now) throw new CaFileError(file, `expired ${cert.validTo}`);
+  }
+  return cert;
+}
+
+/** Parses a root key file and checks it belongs to `cert`. Never quotes the key or the library's view of it. */
+function checkRootKey(file: string, pem: string, cert: NodeX509, certName: string): void {
+  if (!/-----BEGIN (EC |)PRIVATE KEY-----/.test(pem)) throw new CaFileError(file, 'not a PEM private key (no -----BEGIN PRIVATE KEY----- block; empty or half-written?)');
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch (err) {
+    throw new CaFileError(file, `not a readable private key${(err as NodeJS.ErrnoException).code ? ` (${(err as NodeJS.ErrnoException).code})` : ''}`);
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new CaFileError(file, `not an ECDSA P-256 key (${key.asymmetricKeyType}${key.asymmetricKeyDetails?.namedCurve ? ` ${key.asymmetricKeyDetails.namedCurve}` : ''}); smesh roots are P-256`);
+  }
+  const fromKey = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const fromCert = cert.publicKey.export({ type: 'spki', format: 'der' });
+  if (!fromKey.equals(fromCert)) throw new CaFileError(file, `does not match ${certName} (the key is not the certificate's)`);
+}
+
 async function readOptional(file: string): Promise<string | undefined> {
   try {
     return await fsp.readFile(file, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new SmeshError('SMESH_ERR_IDENTITY', `cannot read ${file}: ${(err as Error).message}`, { cause: err });
+    throw new CaFileError(file, `cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * Reads and checks --ca-dir without creating anything: root-cert.pem + root-key.pem (required, matching, a CA,
+ * valid now), next-root-cert.pem (+ next-root-key.pem, which must match), previous-root-cert.pem. Throws a
+ * CaFileError naming the first unusable file.
+ */
+export async function readCaDir(dir: string): Promise<MeshCaPem> {
+  const f = (name: string): string => path.join(dir, name);
+  const rootCertPem = await readOptional(f(CA_FILES.rootCert));
+  if (rootCertPem === undefined) throw new CaFileError(f(CA_FILES.rootCert), 'missing (the signing root certificate is required)');
+  const rootKeyPem = await readOptional(f(CA_FILES.rootKey));
+  if (rootKeyPem === undefined) throw new CaFileError(f(CA_FILES.rootKey), `missing (the key of ${CA_FILES.rootCert} is required)`);
+  const root = readRootCert(f(CA_FILES.rootCert), rootCertPem, true);
+  checkRootKey(f(CA_FILES.rootKey), rootKeyPem, root, CA_FILES.rootCert);
+  const extra: string[] = [];
+  const next = await readOptional(f(CA_FILES.nextRootCert));
+  const nextKey = await readOptional(f(CA_FILES.nextRootKey));
+  if (next !== undefined) {
+    const cert = readRootCert(f(CA_FILES.nextRootCert), next, false);
+    if (nextKey !== undefined) checkRootKey(f(CA_FILES.nextRootKey), nextKey, cert, CA_FILES.nextRootCert);
+    extra.push(next);
+  } else if (nextKey !== undefined) {
+    throw new CaFileError(f(CA_FILES.nextRootKey), `present without ${CA_FILES.nextRootCert} (add the certificate too, or remove the key)`);
+  }
+  const previous = await readOptional(f(CA_FILES.previousRootCert));
+  if (previous !== undefined) {
+    readRootCert(f(CA_FILES.previousRootCert), previous, false);
+    extra.push(previous);
+  }
+  return { rootCertPem, rootKeyPem, extraAnchorsPem: extra };
 }
 
 export interface MeshCaPem {
@@ -69,20 +150,56 @@ export interface MeshCaPem {
   readonly extraAnchorsPem?: readonly string[];
 }
 
+/** What signs and what is published; replaced whole on a reload. */
+interface CaState {
+  readonly local: LocalCa;
+  readonly rootCert: x509.X509Certificate;
+  readonly rootKey: webcrypto.CryptoKey;
+  /** PEMs, the signing root first. */
+  readonly anchors: readonly string[];
+}
+
+/** The outcome of MeshCa.adopt: what changed, by SHA-256 fingerprint (public data, safe to log). */
+export interface CaChange {
+  readonly rootChanged: boolean;
+  readonly anchorsChanged: boolean;
+  readonly root: { readonly fingerprint: string; readonly subject: string; readonly notAfter: string };
+  readonly previousRoot: string;
+  readonly anchors: readonly string[];
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  /** The new signing root was not a published anchor before (promoted without being introduced as next-root-cert.pem). */
+  readonly promotedUnannounced: boolean;
+}
+
+function fingerprint(pem: string): string {
+  return new NodeX509(pem).fingerprint256;
+}
+
 /**
  * Wraps LocalCa (which issues SPIFFE leaves for a given public key) with what the control plane
  * adds: the published trust anchors during a rotation and the control plane's own serving certificate.
+ * Its roots can be replaced at run time (`adopt`, driven by a CaDirWatcher); each issuance uses one
+ * consistent state (signing root and chain).
  */
 export class MeshCa {
   private constructor(
-    readonly local: LocalCa,
-    private readonly rootCert: x509.X509Certificate,
-    private readonly rootKey: webcrypto.CryptoKey,
-    readonly trustAnchors: readonly string[],
+    private state: CaState,
+    readonly trustDomain: string,
   ) {}
 
-  get trustDomain(): string {
-    return this.local.trustDomain;
+  get local(): LocalCa {
+    return this.state.local;
+  }
+
+  /** Published trust anchors (PEM), the signing root first. */
+  get trustAnchors(): readonly string[] {
+    return this.state.anchors;
+  }
+
+  /** SHA-256 fingerprint of the signing root. */
+  get rootFingerprint(): string {
+    return fingerprint(this.state.anchors[0]!);
   }
 
   static async fromPem(pem: MeshCaPem, trustDomain: string): Promise<MeshCa> {
@@ -95,7 +212,7 @@ export class MeshCa {
       const p = checkRootPem(extra, 'additional trust anchor');
       if (!anchors.includes(p)) anchors.push(p);
     }
-    return new MeshCa(local, new x509.X509Certificate(pem.rootCertPem), key, anchors);
+    return new MeshCa({ local, rootCert: new x509.X509Certificate(pem.rootCertPem), rootKey: key, anchors }, trustDomain);
   }
 
   /**
@@ -105,32 +222,43 @@ export class MeshCa {
    */
   static async load(dir: string, trustDomain: string): Promise<MeshCa> {
     await loadOrCreateRootCa(dir, trustDomain);
-    const rootCertPem = await fsp.readFile(path.join(dir, CA_FILES.rootCert), 'utf8');
-    const rootKeyPem = await fsp.readFile(path.join(dir, CA_FILES.rootKey), 'utf8');
-    const extra: string[] = [];
-    const next = await readOptional(path.join(dir, CA_FILES.nextRootCert));
-    if (next !== undefined) {
-      extra.push(next);
-      const nextKey = await readOptional(path.join(dir, CA_FILES.nextRootKey));
-      if (nextKey !== undefined) {
-        const fromKey = createPublicKey(createPrivateKey(nextKey)).export({ type: 'spki', format: 'der' });
-        const fromCert = new NodeX509(next).publicKey.export({ type: 'spki', format: 'der' });
-        if (!fromKey.equals(fromCert)) throw new SmeshError('SMESH_ERR_IDENTITY', `${path.join(dir, CA_FILES.nextRootKey)} does not match ${CA_FILES.nextRootCert}`);
-      }
-    }
-    const previous = await readOptional(path.join(dir, CA_FILES.previousRootCert));
-    if (previous !== undefined) extra.push(previous);
-    return MeshCa.fromPem({ rootCertPem, rootKeyPem, extraAnchorsPem: extra }, trustDomain);
+    return MeshCa.fromPem(await readCaDir(dir), trustDomain);
+  }
+
+  /** Reads `dir` as it is now (never creates a root); throws CaFileError naming an unusable file. */
+  static async read(dir: string, trustDomain: string): Promise<MeshCa> {
+    return MeshCa.fromPem(await readCaDir(dir), trustDomain);
+  }
+
+  /** Takes over `next`'s roots (same trust domain); returns what changed. */
+  adopt(next: MeshCa): CaChange {
+    if (next.trustDomain !== this.trustDomain) throw new SmeshError('SMESH_ERR_IDENTITY', `cannot switch the CA from trust domain ${this.trustDomain} to ${next.trustDomain}`);
+    const before = this.state.anchors.map(fingerprint);
+    const after = next.state.anchors.map(fingerprint);
+    this.state = next.state;
+    const root = new NodeX509(next.state.anchors[0]!);
+    return {
+      rootChanged: before[0] !== after[0],
+      anchorsChanged: before.length !== after.length || before.some((f, i) => after[i] !== f),
+      root: { fingerprint: after[0]!, subject: root.subject.replace(/\n/g, ', '), notAfter: root.validTo },
+      previousRoot: before[0]!,
+      anchors: after,
+      added: after.filter((f) => !before.includes(f)),
+      removed: before.filter((f) => !after.includes(f)),
+      promotedUnannounced: !before.includes(after[0]!),
+    };
   }
 
   /** Issues a leaf for `spiffeId` over `publicKeySpkiPem`; returns the chain leaf first, then every anchor. */
   async issueLeaf(spiffeId: string, publicKeySpkiPem: string, ttlSeconds: number): Promise<{ chain: string[]; notAfter: Date }> {
-    const issued = await this.local.issue({ spiffeId, publicKey: publicKeySpkiPem, ttlSeconds });
-    return { chain: [issued.certPem, ...this.trustAnchors], notAfter: issued.notAfter };
+    const s = this.state;
+    const issued = await s.local.issue({ spiffeId, publicKey: publicKeySpkiPem, ttlSeconds });
+    return { chain: [issued.certPem, ...s.anchors], notAfter: issued.notAfter };
   }
 
-  /** The control plane's serving certificate: URI SAN spiffe://<td>/smesh/control plus DNS/IP SANs. */
+  /** The control plane's serving certificate: URI SAN spiffe://<td>/smesh/control plus DNS/IP SANs, signed by the current root. */
   async issueServerCertificate(opts: { dnsNames: readonly string[]; ips: readonly string[] }): Promise<{ certPem: string; keyPem: string; chainPem: string }> {
+    const s = this.state;
     const keys = (await subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
     const now = Date.now();
     const names: x509.JsonGeneralName[] = [{ type: 'url', value: controlSpiffeId(this.trustDomain) }];
@@ -139,23 +267,174 @@ export class MeshCa {
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serialNumber(),
       subject: `O=${this.trustDomain}, CN=smesh control`,
-      issuer: this.rootCert.subject,
+      issuer: s.rootCert.subject,
       notBefore: new Date(now - CLOCK_SKEW_MS),
-      notAfter: new Date(Math.min(now + SERVER_CERT_TTL_SECONDS * 1000, this.rootCert.notAfter.getTime())),
+      notAfter: new Date(Math.min(now + SERVER_CERT_TTL_SECONDS * 1000, s.rootCert.notAfter.getTime())),
       publicKey: keys.publicKey,
-      signingKey: this.rootKey,
+      signingKey: s.rootKey,
       signingAlgorithm: SIGN_ALG,
       extensions: [
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
         new x509.SubjectAlternativeNameExtension(names, false),
-        await x509.AuthorityKeyIdentifierExtension.create(this.rootCert, false),
+        await x509.AuthorityKeyIdentifierExtension.create(s.rootCert, false),
       ],
     });
     const certPem = cert.toString('pem') + '\n';
     const keyPem = x509.PemConverter.encode(await subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
-    return { certPem, keyPem, chainPem: certPem + this.trustAnchors[0] };
+    return { certPem, keyPem, chainPem: certPem + s.anchors[0] };
+  }
+}
+
+export interface CaDirWatcherOptions {
+  /** Stat poll period (fs.watch misses some changes, e.g. on network file systems). Default 1000 ms. */
+  readonly intervalMs?: number;
+  /** Quiet time after the last change before the directory is read (files are often replaced in steps). Default 500 ms. */
+  readonly debounceMs?: number;
+  readonly logger?: Logger;
+  readonly metrics?: ControlMetrics;
+  /** Called after a change was adopted (publish anchors, re-issue the serving certificate). */
+  readonly onReload?: (change: CaChange) => void | Promise<void>;
+}
+
+/**
+ * Keeps a MeshCa in step with --ca-dir: fs.watch on the directory plus a stat poll of the CA files (a Kubernetes
+ * Secret volume swaps a `..data` symlink, which both see). After `debounceMs` without further changes the whole
+ * directory is read and checked; a good state is adopted at once (new anchors published, a promoted root signs),
+ * a broken one (bad PEM, key not matching, not a CA, missing root) is logged with the file and reason, counted in
+ * smesh_ca_reload_errors_total{file}, and the previous roots stay in use. If the files changed again while being
+ * read (a multi-step replacement still under way), the read is simply repeated. Key material is never logged.
+ */
+export class CaDirWatcher {
+  private readonly log: Logger;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private debounce: NodeJS.Timeout | undefined;
+  private stamp: string;
+  private running: Promise<boolean> | undefined;
+  private again = false;
+  private closed = false;
+
+  constructor(
+    private readonly dir: string,
+    private readonly ca: MeshCa,
+    private readonly opts: CaDirWatcherOptions = {},
+  ) {
+    this.log = opts.logger ?? silentLogger();
+    this.stamp = this.currentStamp();
+    opts.metrics?.caTrustAnchors.set(ca.trustAnchors.length);
+  }
+
+  start(): this {
+    try {
+      this.watcher = watch(this.dir, { persistent: false }, () => this.schedule());
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch {
+      // polling alone still picks changes up
+    }
+    this.timer = setInterval(() => {
+      if (this.currentStamp() !== this.stamp) this.schedule();
+    }, this.opts.intervalMs ?? 1000);
+    this.timer.unref();
+    return this;
+  }
+
+  private currentStamp(): string {
+    return Object.values(CA_FILES)
+      .map((name) => {
+        try {
+          const st = statSync(path.join(this.dir, name)); // follows symlinks (Secret volumes)
+          return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+        } catch (err) {
+          return `-${(err as NodeJS.ErrnoException).code ?? ''}`;
+        }
+      })
+      .join('|');
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.debounce) clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      void this.reload();
+    }, this.opts.debounceMs ?? 500);
+    this.debounce.unref();
+  }
+
+  /** Reads the directory now; resolves true when its state is in force (changed or not), false when rejected. */
+  reload(): Promise<boolean> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    const run = async (): Promise<boolean> => {
+      let ok = false;
+      do {
+        this.again = false;
+        ok = await this.reloadOnce();
+      } while (this.again && !this.closed);
+      return ok;
+    };
+    this.running = run().finally(() => (this.running = undefined));
+    return this.running;
+  }
+
+  private async reloadOnce(): Promise<boolean> {
+    const before = this.currentStamp();
+    let next: MeshCa;
+    try {
+      next = await MeshCa.read(this.dir, this.ca.trustDomain);
+    } catch (err) {
+      if (this.currentStamp() !== before && !this.closed) {
+        this.schedule(); // still being written: read again once it settles
+        return false;
+      }
+      this.stamp = before;
+      const file = err instanceof CaFileError ? err.file : this.dir;
+      this.opts.metrics?.caReloadErrors.inc({ file: path.basename(file) });
+      this.log.error(
+        { file, error: (err as Error).message, signingRoot: this.ca.rootFingerprint, anchors: this.ca.trustAnchors.length },
+        'CA directory change rejected; the previous roots stay in use (signing and published anchors unchanged)',
+      );
+      return false;
+    }
+    this.stamp = before;
+    if (this.closed) return false;
+    const change = this.ca.adopt(next);
+    if (!change.rootChanged && !change.anchorsChanged) return true;
+    this.opts.metrics?.caReloads.inc();
+    this.opts.metrics?.caTrustAnchors.set(change.anchors.length);
+    const fields = { signingRoot: change.root.fingerprint, subject: change.root.subject, rootNotAfter: change.root.notAfter, anchors: change.anchors, added: change.added, removed: change.removed };
+    if (change.rootChanged) {
+      this.log.info({ ...fields, previousSigningRoot: change.previousRoot }, 'CA root promoted: new certificates are signed by the new root');
+      if (change.promotedUnannounced) {
+        this.log.warn(
+          { signingRoot: change.root.fingerprint },
+          `the new signing root was not published before (add it as ${CA_FILES.nextRootCert} first and wait for agents to receive it); agents that have not received it yet will reject certificates it signs until they do`,
+        );
+      }
+    } else {
+      this.log.info(fields, 'CA trust anchors changed; publishing them to agents');
+    }
+    try {
+      await this.opts.onReload?.(change);
+    } catch (err) {
+      this.log.error({ error: (err as Error).message }, 'applying the CA change failed');
+    }
+    return true;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.timer) clearInterval(this.timer);
+    if (this.debounce) clearTimeout(this.debounce);
   }
 }
 

@@ -1,4 +1,4 @@
-// Composition root of `smesh control`: source → registry → delta ADS + CA over one TLS gRPC server; the CLI and the in-process API standalone agents use.
+// Composition root of `smesh control`: source → registry → delta ADS + CA over one TLS gRPC server (tokens and --ca-dir reloaded without a restart); the CLI and the in-process API standalone agents use.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { networkInterfaces, hostname } from 'node:os';
@@ -10,7 +10,7 @@ import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetr
 import { loadMeshProtos } from '../proto';
 import { ControlAdminServer, DEFAULT_CONTROL_METRICS_LISTEN } from './admin';
 import { TokenAuthenticator, TokenFileWatcher } from './auth';
-import { createCaService, MeshCa } from './ca';
+import { CaDirWatcher, createCaService, MeshCa } from './ca';
 import { ControlMetrics } from './metrics';
 import { Registry } from './registry';
 import { FileSource } from './sources/files';
@@ -22,8 +22,16 @@ export const DEFAULT_CONTROL_LISTEN = '0.0.0.0:15012';
 export interface ControlPlaneOptions {
   /** Where the mesh comes from: `new FileSource({dir})`, `new KubernetesSource({...})`, or any MeshSource. */
   readonly source: MeshSource;
-  /** Directory with root-cert.pem + root-key.pem (created when absent) and optional rotation anchors. */
+  /**
+   * Directory with root-cert.pem + root-key.pem (created when absent) and optional rotation anchors. It is
+   * watched: a next-root-cert.pem is published to agents, a promoted root signs new certificates (the serving
+   * certificate is re-issued from it), a removed previous-root-cert.pem stops being published — no restart.
+   */
   readonly caDir?: string;
+  /** Poll period of --ca-dir (besides fs.watch). Default 1000 ms. */
+  readonly caReloadIntervalMs?: number;
+  /** Quiet time after a --ca-dir change before it is read. Default 500 ms. */
+  readonly caReloadDebounceMs?: number;
   /** Or an already loaded CA (tests, embedding). One of caDir / ca is required. */
   readonly ca?: MeshCa;
   /**
@@ -50,7 +58,7 @@ export interface ControlPlane {
   readonly registry: Registry;
   readonly ca: MeshCa;
   readonly metrics: ControlMetrics;
-  /** PEM of the root agents must trust to connect (--ca-cert); same as ca.trustAnchors joined. */
+  /** PEM of the roots agents must trust to connect (--ca-cert); ca.trustAnchors joined (follows --ca-dir reloads). */
   readonly trustBundlePem: string;
   streams(): StreamInfo[];
   /**
@@ -103,6 +111,12 @@ class ServingCertificateProvider implements grpc.experimental.CertificateProvide
     this.ca = { caCertificate: Buffer.from(trustPem) };
     for (const l of this.caListeners) l(this.ca);
     for (const l of this.identityListeners) l(this.identity);
+  }
+
+  /** New trust anchors only (client certificates are verified against them); the serving certificate stays. */
+  updateTrust(trustPem: string): void {
+    this.ca = { caCertificate: Buffer.from(trustPem) };
+    for (const l of this.caListeners) l(this.ca);
   }
 
   addCaCertificateListener(l: grpc.experimental.CaCertificateUpdateListener): void {
@@ -160,6 +174,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ component: 'auth' }) }).start() : undefined;
   let server: grpc.Server | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
+  let caWatcher: CaDirWatcher | undefined;
   try {
     let loaded: MeshCa;
     if (opts.ca) loaded = opts.ca;
@@ -209,10 +224,35 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const rotate = async (): Promise<void> => {
       const next = await loaded.issueServerCertificate(sans);
       provider.update(next.certPem, next.keyPem, loaded.trustAnchors.join(''));
-      logger.info({ notAfter: new X509Certificate(next.certPem).validTo }, 'serving certificate renewed');
+      logger.info({ notAfter: new X509Certificate(next.certPem).validTo, signingRoot: loaded.rootFingerprint }, 'serving certificate renewed');
       scheduleRenewal(next.certPem);
     };
     scheduleRenewal(serving.certPem);
+    metrics.caTrustAnchors.set(loaded.trustAnchors.length);
+    if (opts.caDir && !opts.ca) {
+      caWatcher = new CaDirWatcher(opts.caDir, loaded, {
+        intervalMs: opts.caReloadIntervalMs,
+        debounceMs: opts.caReloadDebounceMs,
+        logger: logger.child({ component: 'ca' }),
+        metrics,
+        onReload: async (change) => {
+          registry.setTrustAnchors(loaded.trustAnchors);
+          if (!change.rootChanged) {
+            provider.updateTrust(loaded.trustAnchors.join(''));
+            return;
+          }
+          // A promoted root: the serving certificate comes from it now (new connections; open ones keep theirs).
+          const retry = (err: Error): void => {
+            logger.error({ error: err.message }, 'cannot re-issue the serving certificate from the new root; retrying in a minute');
+            if (renewTimer) clearTimeout(renewTimer);
+            if (closed) return;
+            renewTimer = setTimeout(() => void rotate().catch(retry), 60_000);
+            renewTimer.unref();
+          };
+          await rotate().catch(retry);
+        },
+      }).start();
+    }
     const bindHost = host.includes(':') ? `[${host}]` : host;
     const srv = server;
     const boundPort = await new Promise<number>((resolve, reject) =>
@@ -227,13 +267,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       registry,
       ca: loaded,
       metrics,
-      trustBundlePem: loaded.trustAnchors.join(''),
+      get trustBundlePem() {
+        return loaded.trustAnchors.join('');
+      },
       streams: ads.streams,
       rotateServingCertificate: rotate,
       close: () =>
         (closing ??= (async () => {
           closed = true;
           if (renewTimer) clearTimeout(renewTimer);
+          caWatcher?.close();
           tokenWatcher?.close();
           await opts.source.close();
           ads.closeAll();
@@ -251,6 +294,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     };
   } catch (err) {
     if (renewTimer) clearTimeout(renewTimer);
+    caWatcher?.close();
     tokenWatcher?.close();
     server?.forceShutdown();
     await opts.source.close();
