@@ -88,7 +88,10 @@ function readRootCert(file: string, pem: string, mustBeValidNow: boolean): NodeX
 
 /** Parses a root key file and checks it belongs to `cert`. Never quotes the key or the library's view of it. */
 function checkRootKey(file: string, pem: string, cert: NodeX509, certName: string): void {
-  if (!/-----BEGIN (EC |)PRIVATE KEY-----/.test(pem)) throw new CaFileError(file, 'not a PEM private key (no -----BEGIN PRIVATE KEY----- block; empty or half-written?)');
+  if (!pem.includes('-----BEGIN PRIVATE KEY-----')) {
+    if (pem.includes('-----BEGIN EC PRIVATE KEY-----')) throw new CaFileError(file, 'a SEC1 EC key; smesh reads PKCS#8 (-----BEGIN PRIVATE KEY-----): convert it with openssl pkcs8 -topk8 -nocrypt');
+    throw new CaFileError(file, 'not a PEM private key (no -----BEGIN PRIVATE KEY----- block; empty or half-written?)');
+  }
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);
@@ -221,8 +224,12 @@ export class MeshCa {
    * present, must match next-root-cert.pem (so the promotion step cannot go wrong later).
    */
   static async load(dir: string, trustDomain: string): Promise<MeshCa> {
-    await loadOrCreateRootCa(dir, trustDomain);
-    return MeshCa.fromPem(await readCaDir(dir), trustDomain);
+    const exists = await fsp.access(path.join(dir, CA_FILES.rootCert)).then(
+      () => true,
+      () => false,
+    );
+    if (!exists) await loadOrCreateRootCa(dir, trustDomain);
+    return MeshCa.fromPem(await readCaDir(dir), trustDomain); // errors name the file
   }
 
   /** Reads `dir` as it is now (never creates a root); throws CaFileError naming an unusable file. */

@@ -1,6 +1,6 @@
 // Root rotation without a restart: --ca-dir is watched; next root published to agents, promotion signs with the new root (leaves and the serving certificate), previous root retired, broken files rejected (named, counted, no key material logged) with the previous roots kept.
 import * as grpc from '@grpc/grpc-js';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
@@ -215,6 +215,10 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     put(caDir, CA_FILES.nextRootCert, c.certPem);
     await waitFor(async () => (await errors(CA_FILES.nextRootKey)) === 1, 3000, 'mismatched next key counted');
     rejected(CA_FILES.nextRootKey, /does not match next-root-cert\.pem/);
+    // The right key, but SEC1-encoded (smesh reads PKCS#8): named with how to convert it.
+    put(caDir, CA_FILES.nextRootKey, createPrivateKey(c.keyPem).export({ type: 'sec1', format: 'pem' }) as string);
+    await waitFor(async () => (await errors(CA_FILES.nextRootKey)) === 2, 3000, 'SEC1 key counted');
+    rejected(CA_FILES.nextRootKey, /SEC1 EC key.*openssl pkcs8 -topk8/);
     rmSync(join(caDir, CA_FILES.nextRootKey));
     rmSync(join(caDir, CA_FILES.nextRootCert));
 
@@ -248,8 +252,21 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     expect(await nextAnchors(watcher)).toEqual([a.fingerprint, c.fingerprint]);
 
     const all = log.lines.join('\n');
-    for (const line of [...keyLines(a.keyPem), ...keyLines(c.keyPem)]) expect(all).not.toContain(line);
+    const sec1 = createPrivateKey(c.keyPem).export({ type: 'sec1', format: 'pem' }) as string;
+    for (const line of [...keyLines(a.keyPem), ...keyLines(c.keyPem), ...keyLines(sec1)]) expect(all).not.toContain(line);
     expect(all).not.toContain('garbage');
+  });
+
+  it('at start-up a broken --ca-dir fails naming the file, without key material', async () => {
+    const { configDir, caDir } = meshDirs();
+    await loadOrCreateRootCa(caDir, TD);
+    const other = await newRoot();
+    put(caDir, CA_FILES.rootKey, other.keyPem);
+    const err = await startControlPlane({ source: new FileSource({ dir: configDir }), caDir, tokens: { ...TOKENS }, listen: '127.0.0.1:0' }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toBe(`${join(caDir, CA_FILES.rootKey)}: does not match root-cert.pem (the key is not the certificate's)`);
   });
 
   it('a promotion without introducing the root first works but warns that agents may not trust it yet', async () => {
