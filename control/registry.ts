@@ -6,6 +6,7 @@ import {
   diffResourceSets,
   ResourceDiff,
   ResourceEntry,
+  ResourceEntryCache,
   ResourceSets,
   TypedResources,
 } from './resources';
@@ -24,6 +25,8 @@ export class Registry {
   private anchors: readonly string[];
   private readonly listeners = new Set<RegistryListener>();
   private gen = 0;
+  /** Encoded entries of the last build: a rebuild re-encodes only resources whose inputs changed. */
+  private readonly cache = new ResourceEntryCache();
 
   constructor(opts: { trustAnchors?: readonly string[] } = {}) {
     this.anchors = opts.trustAnchors ?? [];
@@ -57,7 +60,7 @@ export class Registry {
 
   private rebuild(): ResourceDiff {
     if (!this.current) return new Map();
-    const next = buildResourceSets(this.current, { trustAnchors: this.anchors });
+    const next = buildResourceSets(this.current, { trustAnchors: this.anchors }, this.cache);
     const diff = diffResourceSets(this.sets, next);
     this.sets = next;
     if (diff.size > 0) {

@@ -51,6 +51,13 @@ export function meshResourceCodecs(): MeshResourceCodecs {
   return cachedCodecs;
 }
 
+let cachedProtos: ReturnType<typeof loadMeshProtos> | undefined;
+
+/** loadMeshProtos() once (each call of it stats the proto directory: too slow per resource). */
+function meshProtos(): ReturnType<typeof loadMeshProtos> {
+  return (cachedProtos ??= loadMeshProtos());
+}
+
 /** One named, versioned resource ready for a DeltaDiscoveryResponse. */
 export interface ResourceEntry {
   readonly name: string;
@@ -90,44 +97,88 @@ function canonicalRevision(w: Workload): string {
   return w.labels['service.istio.io/canonical-revision'] ?? w.labels['app.kubernetes.io/version'] ?? w.labels['version'] ?? 'latest';
 }
 
-function selects(s: Service, w: Workload): boolean {
-  const keys = Object.keys(s.selector);
-  if (w.namespace !== s.namespace || keys.length === 0) return false;
-  return keys.every((k) => w.labels[k] === s.selector[k]);
+/** Length-prefixed: a concatenation of these is unambiguous whatever the strings contain. */
+function lp(s: string): string {
+  return `${s.length}:${s}`;
+}
+
+/** What belonging to one service contributes to a member workload's Address. */
+interface Membership {
+  /** The service's resource name (the key of Workload.services). */
+  readonly name: string;
+  readonly ports: PortList;
+  /** Name and ports, unambiguously: part of the member's cache key. */
+  readonly key: string;
+}
+
+/** Workload state uid → the services it is a member of (meshed workloads only), from explicit endpoints or the selector. */
+function membershipsByWorkload(snapshot: MeshSnapshot): Map<string, Membership[]> {
+  const out = new Map<string, Membership[]>();
+  const services = [...snapshot.services.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Index namespace → label → value → workloads, for the labels some selector starts with, so each selector only
+  // scans the workloads carrying its first label (a linear scan per service is 10k services × 50k pods = 5·10⁸
+  // label checks at scale). Nested maps keyed by the snapshot's own strings: no string is built per workload.
+  const firstKeys = new Set<string>();
+  for (const s of services) {
+    if (s.endpointUids) continue;
+    for (const k in s.selector) {
+      firstKeys.add(k);
+      break;
+    }
+  }
+  const index = new Map<string, Map<string, Map<string, Workload[]>>>();
+  if (firstKeys.size > 0) {
+    for (const w of snapshot.workloads.values()) {
+      if (!w.meshed) continue;
+      let byKey: Map<string, Map<string, Workload[]>> | undefined;
+      for (const k of firstKeys) {
+        if (!Object.prototype.hasOwnProperty.call(w.labels, k)) continue;
+        const v = w.labels[k]!;
+        if (!byKey) {
+          byKey = index.get(w.namespace);
+          if (!byKey) index.set(w.namespace, (byKey = new Map()));
+        }
+        let byValue = byKey.get(k);
+        if (!byValue) byKey.set(k, (byValue = new Map()));
+        const list = byValue.get(v);
+        if (list) list.push(w);
+        else byValue.set(v, [w]);
+      }
+    }
+  }
+  for (const s of services) {
+    let members: readonly Workload[];
+    if (s.endpointUids) {
+      members = s.endpointUids.map((uid) => snapshot.workloads.get(uid)).filter((w): w is Workload => w !== undefined && w.meshed);
+    } else {
+      const keys = Object.keys(s.selector);
+      const first = keys[0];
+      const candidates = first === undefined ? undefined : index.get(s.namespace)?.get(first)?.get(s.selector[first]!);
+      members = !candidates ? [] : keys.length === 1 ? candidates : candidates.filter((w) => keys.every((k) => w.labels[k] === s.selector[k]));
+    }
+    if (members.length === 0) continue;
+    const name = serviceXdsName(s);
+    const ports: PortList = { ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })) };
+    let key = lp(name);
+    for (const p of s.ports) key += `${p.port}>${p.targetPort},`;
+    const m: Membership = { name, ports, key };
+    for (const w of members) {
+      const list = out.get(w.uid);
+      if (!list) out.set(w.uid, [m]);
+      else if (!list.some((x) => x.name === name)) list.push(m); // an endpoint listed twice is one membership
+    }
+  }
+  return out;
+}
+
+function membershipMap(members: readonly Membership[] | undefined): Map<string, PortList> | undefined {
+  return members && new Map(members.map((m) => [m.name, m.ports]));
 }
 
 /** Workload state uid → (service resource name → port list), from explicit endpoints or the selector. */
 export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<string, PortList>> {
   const out = new Map<string, Map<string, PortList>>();
-  const services = [...snapshot.services.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  // Index namespace → "label=value" → workloads, so each selector only scans the workloads carrying its first label
-  // (a linear scan per service is 10k services × 50k pods = 5·10⁸ label checks at scale).
-  const byLabel = new Map<string, Map<string, Workload[]>>();
-  for (const w of snapshot.workloads.values()) {
-    let ns = byLabel.get(w.namespace);
-    if (!ns) byLabel.set(w.namespace, (ns = new Map()));
-    for (const [k, v] of Object.entries(w.labels)) {
-      const key = `${k}=${v}`;
-      const list = ns.get(key);
-      if (list) list.push(w);
-      else ns.set(key, [w]);
-    }
-  }
-  for (const s of services) {
-    const first = Object.keys(s.selector)[0];
-    const members = s.endpointUids
-      ? s.endpointUids.map((uid) => snapshot.workloads.get(uid)).filter((w): w is Workload => w !== undefined)
-      : first === undefined
-        ? []
-        : (byLabel.get(s.namespace)?.get(`${first}=${s.selector[first]}`) ?? []).filter((w) => selects(s, w));
-    const ports: PortList = { ports: s.ports.map((p) => ({ servicePort: p.port, targetPort: p.targetPort })) };
-    for (const w of members) {
-      if (!w.meshed) continue;
-      let m = out.get(w.uid);
-      if (!m) out.set(w.uid, (m = new Map()));
-      m.set(serviceXdsName(s), ports);
-    }
-  }
+  for (const [uid, members] of membershipsByWorkload(snapshot)) out.set(uid, membershipMap(members)!);
   return out;
 }
 
@@ -257,36 +308,195 @@ export interface BuildOptions {
   readonly trustAnchors: readonly string[];
 }
 
-/** Pure conversion of a snapshot to resource sets; deterministic (same snapshot ⇒ same versions). */
-export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): ResourceSets {
-  const protos = loadMeshProtos();
+/** A workload's two entries and every input of workloadAddress() they were encoded from. */
+interface CachedWorkload {
+  ns: string;
+  name: string;
+  ip: string;
+  td: string;
+  sa: string;
+  node: string;
+  /** workloadName, canonical revision (from the labels), memberships (names and ports), policy keys. */
+  wn: string;
+  rev: string;
+  svc: string;
+  pol: string;
+  address: ResourceEntry;
+  netns: string;
+  local: ResourceEntry;
+  used: number;
+}
+
+interface CachedEntry {
+  key: string;
+  entry: ResourceEntry;
+  /** Build that last used it; entries no build used in the latest round are dropped. */
+  used: number;
+}
+
+/**
+ * Encoded entries of earlier builds, each with the key of the inputs that determined its bytes, so a rebuild
+ * re-encodes and re-hashes only resources whose inputs changed. A key covers every input the encoder reads (see
+ * the `*Key` functions next to the encoders): equal key ⇒ equal message ⇒ equal bytes and version. Owned by one
+ * Registry; after each build it holds exactly the entries that build produced.
+ */
+export class ResourceEntryCache {
+  private readonly slots = new Map<string, Map<string, CachedEntry>>();
+  /** By workload state uid: its Address and LocalWorkload with the inputs they were encoded from. */
+  private readonly workloads = new Map<string, CachedWorkload>();
+  private build = 0;
+  /** Entries the last build encoded (the rest were reused): for tests and logs. */
+  encoded = 0;
+
+  /** The slot (one per resource kind) for `name`s; use its `get` during one build. */
+  slot(kind: string): Map<string, CachedEntry> {
+    let m = this.slots.get(kind);
+    if (!m) this.slots.set(kind, (m = new Map()));
+    return m;
+  }
+
+  /** The entry for `name`: reused when `key` equals the cached one, else made by `make` (and cached). */
+  get(slot: Map<string, CachedEntry>, name: string, key: string, make: () => PackedAny): ResourceEntry {
+    const c = slot.get(name);
+    if (c && c.key === key) {
+      c.used = this.build;
+      return c.entry;
+    }
+    const e = entry(name, make());
+    this.encoded++;
+    if (c) {
+      c.key = key;
+      c.entry = e;
+      c.used = this.build;
+    } else slot.set(name, { key, entry: e, used: this.build });
+    return e;
+  }
+
+  /**
+   * A workload's Address and LocalWorkload entries, each re-encoded only when one of its inputs differs from the
+   * cached one. Inputs are compared one by one (mostly the same string objects build after build: cheap).
+   */
+  workload(w: Workload, trustDomain: string, members: readonly Membership[] | undefined, policies: readonly string[]): CachedWorkload {
+    let svc = '';
+    if (members) {
+      if (members.length === 1) svc = members[0]!.key;
+      else for (const m of [...members].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) svc += m.key + ';';
+    }
+    let pol = '';
+    for (const p of policies) pol += lp(p);
+    const rev = canonicalRevision(w);
+    const netns = w.netns ?? '';
+    let c = this.workloads.get(w.uid);
+    const sameName = c !== undefined && c.ns === w.namespace && c.name === w.name;
+    if (
+      !c ||
+      !sameName ||
+      c.ip !== w.ip ||
+      c.td !== trustDomain ||
+      c.sa !== w.serviceAccount ||
+      c.node !== w.node ||
+      c.wn !== w.workloadName ||
+      c.rev !== rev ||
+      c.svc !== svc ||
+      c.pol !== pol
+    ) {
+      const uid = sameName ? c!.address.name : workloadXdsUid(w);
+      const address = entry(uid, meshProtos().codecs.address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
+      this.encoded++;
+      const local = sameName && c!.netns === netns ? c!.local : this.encodeLocal(uid, netns);
+      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, address, netns, local, used: this.build };
+      this.workloads.set(w.uid, c);
+    } else {
+      if (c.netns !== netns) {
+        c.netns = netns;
+        c.local = this.encodeLocal(c.address.name, netns);
+      }
+      c.used = this.build;
+    }
+    return c;
+  }
+
+  private encodeLocal(uid: string, netns: string): ResourceEntry {
+    this.encoded++;
+    return entry(uid, meshResourceCodecs().localWorkload.pack({ uid, netns }));
+  }
+
+  begin(): void {
+    this.build++;
+    this.encoded = 0;
+  }
+
+  /**
+   * Drops the entries the build that just ended did not use. (A build that threw skips this: whatever it cached
+   * is still correct for its key, and the next completed build prunes.)
+   */
+  end(): void {
+    for (const m of this.slots.values()) for (const [name, c] of m) if (c.used !== this.build) m.delete(name);
+    for (const [uid, c] of this.workloads) if (c.used !== this.build) this.workloads.delete(uid);
+  }
+
+  /** Cached entries (all kinds): for tests. */
+  get size(): number {
+    let n = 0;
+    for (const m of this.slots.values()) n += m.size;
+    n += 2 * this.workloads.size;
+    return n;
+  }
+}
+
+function serviceAddressKey(s: Service): string {
+  return JSON.stringify([s.namespace, s.name, s.vips, s.ports.map((p) => [p.port, p.targetPort, declaredAppProtocol(p) ?? null])]);
+}
+
+/**
+ * Pure conversion of a snapshot to resource sets; deterministic (same snapshot ⇒ same versions). With `cache`,
+ * entries whose inputs are unchanged since the previous build with that cache are reused (same bytes, no re-encoding).
+ */
+export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache = new ResourceEntryCache()): ResourceSets {
+  cache.begin();
+  const sets = buildWith(snapshot, opts, cache);
+  cache.end();
+  return sets;
+}
+
+function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache): ResourceSets {
+  const protos = meshProtos();
   const codecs = meshResourceCodecs();
   const addresses = new Map<string, ResourceEntry>();
-  const memberships = serviceMemberships(snapshot);
+  const memberships = membershipsByWorkload(snapshot);
   const localByNode = new Map<string, Map<string, ResourceEntry>>();
   const policies = snapshot.authorizationPolicies ?? [];
+  const td = snapshot.trustDomain;
+  const [slotA, slotN, slotM, slotZ, slotT] = ['address', 'node', 'mesh', 'authz', 'traffic'].map((k) => cache.slot(k));
+  let lastNode: string | undefined;
+  let local: Map<string, ResourceEntry> | undefined;
   for (const w of snapshot.workloads.values()) {
     if (!w.meshed) continue; // opted-out pods are outside the mesh
-    const uid = workloadXdsUid(w);
-    const selected = w.authorizationPolicies ?? selectorPolicyKeys(policies, w, snapshot.rootNamespace);
-    addresses.set(uid, entry(uid, protos.codecs.address.pack(workloadAddress(w, snapshot.trustDomain, memberships.get(w.uid), selected))));
-    let local = localByNode.get(w.node);
-    if (!local) localByNode.set(w.node, (local = new Map()));
-    local.set(uid, entry(uid, codecs.localWorkload.pack({ uid, netns: w.netns ?? '' })));
+    const selected = w.authorizationPolicies ?? (policies.length === 0 ? [] : selectorPolicyKeys(policies, w, snapshot.rootNamespace));
+    const c = cache.workload(w, td, memberships.get(w.uid), selected);
+    addresses.set(c.address.name, c.address);
+    if (w.node !== lastNode) {
+      lastNode = w.node;
+      local = localByNode.get(w.node);
+      if (!local) localByNode.set(w.node, (local = new Map()));
+    }
+    local!.set(c.local.name, c.local);
   }
   for (const s of snapshot.services.values()) {
     const name = serviceXdsName(s);
-    addresses.set(name, entry(name, protos.codecs.address.pack(serviceAddress(s))));
+    addresses.set(name, cache.get(slotA, name, serviceAddressKey(s), () => protos.codecs.address.pack(serviceAddress(s))));
   }
   const nodes = new Map<string, ResourceEntry>();
-  for (const n of snapshot.nodes.values()) nodes.set(n.name, entry(n.name, codecs.node.pack({ name: n.name, address: n.address })));
+  for (const n of snapshot.nodes.values()) nodes.set(n.name, cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
+  const anchors = [...opts.trustAnchors];
   const meshConfig = new Map<string, ResourceEntry>([
-    [MESH_CONFIG_NAME, entry(MESH_CONFIG_NAME, codecs.meshConfig.pack({ trustDomain: snapshot.trustDomain, trustAnchors: [...opts.trustAnchors] }))],
+    [MESH_CONFIG_NAME, cache.get(slotM, MESH_CONFIG_NAME, JSON.stringify([td, anchors]), () => codecs.meshConfig.pack({ trustDomain: td, trustAnchors: anchors }))],
   ]);
   const authorizations = new Map<string, ResourceEntry>();
   for (const p of policies) {
     const name = policyKey(p);
-    authorizations.set(name, entry(name, protos.codecs.authorization.pack(authorizationResource(p))));
+    // The policy model is plain data (no Maps, no functions): its JSON is every input of authorizationResource().
+    authorizations.set(name, cache.get(slotZ, name, JSON.stringify(p), () => protos.codecs.authorization.pack(authorizationResource(p))));
   }
   // One TrafficPolicy per service with a DestinationRule or VirtualService, sent to every node.
   const trafficPolicies = new Map<string, ResourceEntry>();
@@ -301,7 +511,8 @@ export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions): R
     },
   };
   for (const [name, msg] of trafficPolicyMessages(snapshot, naming)) {
-    trafficPolicies.set(name, entry(name, protos.codecs.trafficPolicy.pack(msg)));
+    // The message holds no bytes fields: its JSON is the whole input of the encoding.
+    trafficPolicies.set(name, cache.get(slotT, name, JSON.stringify(msg), () => protos.codecs.trafficPolicy.pack(msg)));
   }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],
