@@ -134,6 +134,8 @@ export interface TokenFileWatcherOptions {
   readonly logger?: Logger;
   /** Called after each successful reload (tests, metrics). */
   readonly onReload?: (change: { added: number; removed: number; nodes: number }) => void;
+  /** Called for each rejected change (metrics); the message names the file, never a token. */
+  readonly onError?: (message: string) => void;
 }
 
 /**
@@ -202,6 +204,7 @@ export class TokenFileWatcher {
       change = this.auth.replace(readTokensFile(this.file));
     } catch (err) {
       const message = (err as Error).message;
+      this.opts.onError?.(message);
       if (message !== this.lastError) this.log.error({ file: this.file, error: message }, 'tokens file change rejected; the previous tokens stay in force');
       this.lastError = message;
       return false;

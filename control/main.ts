@@ -171,7 +171,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   latest ??= initial;
 
   const tokenWatcher =
-    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ component: 'auth' }) }).start() : undefined;
+    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ component: 'auth' }), onError: () => metrics.tokenReloadErrors.inc() }).start() : undefined;
   let server: grpc.Server | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
   let caWatcher: CaDirWatcher | undefined;

@@ -119,6 +119,12 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     expect(xds.status().connected).toBe(false);
     expect(cp.streams()).toHaveLength(2);
 
+    // A broken edit afterwards is counted and cuts nothing: the previous tokens stay in force.
+    writeFileSync(tokensFile, `${NODE2}: node2\nshort: node1\n`);
+    await waitFor(async () => (await cp!.metrics.tokenReloadErrors.get()).values[0]?.value === 1, 3000, 'rejected edit counted');
+    expect(cp.streams()).toHaveLength(2);
+    expect(await revokedCount(cp, 'node1')).toBe(2);
+
     const controlLog = control.lines.join('\n');
     expect(controlLog).toContain('its bearer token was revoked');
     expect(controlLog).not.toContain(REVOKED);
