@@ -5,6 +5,7 @@ import { promises as fsp } from 'fs';
 import * as path from 'path';
 import * as x509 from '@peculiar/x509';
 import { SmeshError } from '../errors';
+import { DEFAULT_LEAF_TTL_SECONDS } from './defaults';
 import { parseSpiffeId } from './spiffe';
 import type { CertificateSource, IssuedCert } from './types';
 
@@ -21,7 +22,7 @@ const ROOT_KEY = 'root-key.pem';
 const ROOT_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
 /** Backdate notBefore so small clock skew between nodes does not reject fresh certificates. */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
-export const DEFAULT_LEAF_TTL_SECONDS = 24 * 3600;
+export { DEFAULT_LEAF_TTL_SECONDS };
 
 function serialNumber(): string {
   const b = randomBytes(16);

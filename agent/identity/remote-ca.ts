@@ -1,21 +1,15 @@
 // Certificates from `smesh control`: a fresh P-256 key and PKCS#10 CSR per identity, CreateCertificate over the authenticated channel, and a strict check of the returned chain.
-import './reflect-polyfill';
-import { webcrypto, X509Certificate as NodeX509, createPublicKey } from 'crypto';
+import { X509Certificate as NodeX509, createPublicKey } from 'crypto';
 import * as grpc from '@grpc/grpc-js';
-import * as x509 from '@peculiar/x509';
 import { SmeshError } from '../errors';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import { DEFAULT_LEAF_TTL_SECONDS } from './ca';
+import { createCsr } from './csr';
+import { DEFAULT_LEAF_TTL_SECONDS } from './defaults';
 import { parseSpiffeId, spiffeIdFromSubjectAltName } from './spiffe';
 import type { CertificateSource, IssuedCert } from './types';
 import type { IstioCertificateServiceClient } from '../../proto/generated/istio/v1/auth/IstioCertificateService';
 import type { IstioCertificateResponse__Output } from '../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 
-const subtle = webcrypto.subtle;
-x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
-
-const EC_ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const;
-const SIGN_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
 const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 /** Longest chain walked from the leaf to an anchor (leaf + intermediates). */
 const MAX_CHAIN_DEPTH = 5;
@@ -137,17 +131,10 @@ export class RemoteCa implements CertificateSource {
   async issue(spiffeId: string): Promise<IssuedCert & { readonly keyPem: string }> {
     const parsed = parseSpiffeId(spiffeId);
     if (!parsed) throw new SmeshError('SMESH_ERR_IDENTITY', `cannot request a certificate: ${JSON.stringify(spiffeId)} is not a valid smesh SPIFFE id`);
-    const keys = (await subtle.generateKey(EC_ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      name: `O=${parsed.trustDomain}`,
-      keys,
-      signingAlgorithm: SIGN_ALG,
-      extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }], true)],
-    });
-    const ourSpki = Buffer.from(await subtle.exportKey('spki', keys.publicKey));
-    const response = await this.call(spiffeId, csr.toString('pem'));
+    // Subject O=<trust domain> as before; the CA reads only the URI SAN and the key.
+    const { csrPem, keyPem, spkiDer: ourSpki } = await createCsr(spiffeId, parsed.trustDomain);
+    const response = await this.call(spiffeId, csrPem);
     const verified = this.verifyChain(spiffeId, response, ourSpki);
-    const keyPem = x509.PemConverter.encode(await subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY') + '\n';
     this.log.debug({ spiffeId, notAfter: verified.notAfter.toISOString() }, 'certificate signed by control plane');
     return { spiffeId, keyPem, ...verified };
   }
