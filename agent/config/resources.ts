@@ -6,6 +6,7 @@ import { LineCounter, parseAllDocuments } from 'yaml';
 import { SmeshError } from '../errors';
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
+import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, convertAuthorizationPolicy } from './authorization';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
@@ -171,21 +172,48 @@ function resourceName(kind: string, body: any, index: number): string {
   return `${kind} ${typeof ns === 'string' ? `${ns}/` : ''}${name}`;
 }
 
-/** Parses and validates one file's text; appends problems, returns the valid documents. */
-export function parseConfigText(file: string, text: string, problems: ConfigProblem[]): ParsedDoc[] {
+/** One YAML document before validation: its line, its YAML errors, its toJS() value. */
+interface YamlDoc {
+  readonly line: number | undefined;
+  readonly errors: ReadonlyArray<{ readonly line: number | undefined; readonly message: string }>;
+  readonly body: unknown;
+}
+
+/** Every document of `text` through the `yaml` library. */
+function yamlDocuments(text: string): YamlDoc[] {
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  const out: ParsedDoc[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, index) => {
+  return list.map((doc) => {
     const line = doc.range ? lineCounter.linePos(doc.range[0]).line : undefined;
+    if (doc.errors.length > 0) return { line, errors: doc.errors.map((e) => ({ line: e.linePos?.[0]?.line ?? line, message: e.message.split('\n')[0]! })), body: undefined };
+    return { line, errors: [], body: doc.toJS() };
+  });
+}
+
+export interface ParseConfigOptions {
+  /**
+   * Read files in the plain subset of YAML config files use with the fast reader (simple-yaml.ts), which gives the
+   * same documents, lines and errors as the `yaml` library; other files go through `yaml`. Default true; false for
+   * tests comparing the two.
+   */
+  readonly fastPath?: boolean;
+}
+
+/** Parses and validates one file's text; appends problems, returns the valid documents. */
+export function parseConfigText(file: string, text: string, problems: ConfigProblem[], opts: ParseConfigOptions = {}): ParsedDoc[] {
+  const simple = opts.fastPath === false ? undefined : parseSimpleYaml(text);
+  const list: readonly YamlDoc[] = simple ? simple.map((d) => ({ line: d.line, errors: [], body: d.value })) : yamlDocuments(text);
+  const out: ParsedDoc[] = [];
+  list.forEach((doc, index) => {
+    const line = doc.line;
     if (doc.errors.length > 0) {
       for (const e of doc.errors) {
-        problems.push({ file, line: e.linePos?.[0]?.line ?? line, resource: `document ${index + 1}`, field: '(yaml)', message: e.message.split('\n')[0] });
+        problems.push({ file, line: e.line, resource: `document ${index + 1}`, field: '(yaml)', message: e.message });
       }
       return;
     }
-    const body = doc.toJS();
+    const body = doc.body as any;
     if (body === null || body === undefined) return; // empty document
     const kind = typeof body?.kind === 'string' ? body.kind : '';
     const resource = resourceName(kind, body, index);
