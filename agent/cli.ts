@@ -2,7 +2,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_USAGE, parseAgentArgs } from './config/options';
-import { ConfigError, formatProblem, loadConfigDir } from './config/resources';
 import { SmeshError } from './errors';
 
 const USAGE = `usage: smesh <command> [options]
@@ -72,6 +71,8 @@ export async function main(argv: readonly string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
+      // Loaded here only: the YAML parser and config validation are not part of a running agent's memory.
+      const { ConfigError, formatProblem, loadConfigDir } = await import('./config/resources');
       try {
         const s = loadConfigDir(dir);
         out(`${dir}: ok (${s.nodes.size} nodes, ${s.workloads.size} workloads, ${s.services.size} services, trust domain ${s.trustDomain})`);

@@ -79,6 +79,10 @@ async function main(): Promise<void> {
   say(`${SERVICES} services, ${PODS} workloads: agent-side sync CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, RSS after it ${rss.toFixed(0)} MiB (before any forced GC; the probe's own input included)`);
   // Retained, stage by stage (each stage released from the end to measure what it holds).
   const all = heapMiB() - base;
+  if (process.env.SCALE_HEAP_SNAPSHOT) {
+    // SCALE_HEAP_SNAPSHOT=FILE: the whole retained state as a V8 heap snapshot (Chrome DevTools → Memory), before the stages are released.
+    say(`heap snapshot: ${require('node:v8').writeHeapSnapshot(process.env.SCALE_HEAP_SNAPSHOT)}`);
+  }
   (rec as unknown as { desired: Map<string, number> }).desired.clear();
   const withoutReconciler = heapMiB() - base;
   store.replace({ trustDomain: 'x', nodes: new Map(), workloads: new Map(), services: new Map(), namespaces: new Map() });

@@ -13,6 +13,9 @@ const NAMESPACES = 10;
 const FILES = 20;
 /** SCALE_CPU_PROF=DIR: run the agent with --cpu-prof into DIR (inspect with Chrome DevTools / speedscope). */
 const CPU_PROF = process.env.SCALE_CPU_PROF;
+/** SCALE_AGENT_NODE_FLAGS="--trace-gc …": extra node flags for the agent; SCALE_AGENT_STDOUT=FILE keeps its whole stdout (GC traces included). */
+const AGENT_NODE_FLAGS = (process.env.SCALE_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const AGENT_STDOUT = process.env.SCALE_AGENT_STDOUT;
 /**
  * The agent runs as deployed: `node bin/smesh agent …` (the launcher sets the agent's V8 flags) of the build that
  * SMESH_E2E_AGENT_CLI points at (default this checkout). SCALE_NO_LAUNCHER=1 runs dist/agent/cli.js directly
@@ -163,6 +166,7 @@ async function main(): Promise<void> {
     // The agent.
     const agentArgs = [
       ...(CPU_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${path.resolve(CPU_PROF)}`] : []),
+      ...AGENT_NODE_FLAGS,
       USE_LAUNCHER ? AGENT_LAUNCHER : AGENT_CLI, 'agent', '--control-plane', controlAddr, '--token-file', path.join(work, 'node1.token'), '--ca-cert', path.join(caDir, 'root-cert.pem'),
       '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir,
     ];
@@ -173,16 +177,22 @@ async function main(): Promise<void> {
     let peakRss = 0;
     // CPU time samples: the agent's own work between two log records, independent of how busy the machine is.
     const cpuSamples: Array<{ t: number; cpu: number }> = [];
+    /** The control plane's CPU over the same instants: while it encodes and sends, the agent may be waiting for it. */
+    const controlCpuSamples: Array<{ t: number; cpu: number }> = [];
     const sample = () => {
       const m = memMiB(agentPid);
       if (m) peakRss = Math.max(peakRss, m.rss);
+      const now = Date.now();
       const c = cpuMs(agentPid);
-      if (c !== null) cpuSamples.push({ t: Date.now(), cpu: c });
+      if (c !== null) cpuSamples.push({ t: now, cpu: c });
+      const cc = cpuMs(controlPid);
+      if (cc !== null) controlCpuSamples.push({ t: now, cpu: cc });
     };
     const sampler = setInterval(sample, 20);
     await agent.waitForLine(/"agent ready"/, 120_000);
     const readyMs = Date.now() - ta;
     const recs = records(agent);
+    if (AGENT_STDOUT) fs.writeFileSync(AGENT_STDOUT, agent.stdoutText());
     const connected = recs.find((r) => r.msg === 'connected to control plane');
     const received = recs.find((r) => r.msg === 'mesh state received');
     const enrolled = recs.find((r) => r.msg === 'pods enrolled');
@@ -193,9 +203,9 @@ async function main(): Promise<void> {
     const rest = memMiB(agentPid);
     clearInterval(sampler);
     /** Agent CPU ms between two instants (samples interpolated; the log records carry ms timestamps). */
-    const cpuAt = (t: number): number => {
-      let prev = cpuSamples[0]!;
-      for (const x of cpuSamples) {
+    const cpuAt = (t: number, samples = cpuSamples): number => {
+      let prev = samples[0]!;
+      for (const x of samples) {
         if (x.t >= t) return prev.t === x.t ? x.cpu : prev.cpu + ((x.cpu - prev.cpu) * (t - prev.t)) / (x.t - prev.t);
         prev = x;
       }
@@ -246,6 +256,7 @@ async function main(): Promise<void> {
         bpfLoadedToFilledMs: at(enrolled) - at(attached),
         connectedToBpfMs: applyMs,
         cpuConnectedToBpfMs: Math.round(cpuAt(at(enrolled)) - cpuAt(at(connected))),
+        controlCpuConnectedToBpfMs: Math.round(cpuAt(at(enrolled), controlCpuSamples) - cpuAt(at(connected), controlCpuSamples)),
         /** Until the agent serves: certificates issued (concurrently with the BPF load and map fill), listeners up. */
         connectedToReadyMs: at(ready) - at(connected),
         cpuConnectedToReadyMs: Math.round(cpuAt(at(ready)) - cpuAt(at(connected))),
@@ -269,7 +280,7 @@ async function main(): Promise<void> {
     say(`agent: full state received and converted   ${r.agent.connectedToStateMs} ms after connect`);
     const loaded = r.agent.stateToBpfLoadedMs >= 0 ? `programs loaded ${r.agent.stateToBpfLoadedMs} ms after the state, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that` : `programs loaded ${-r.agent.stateToBpfLoadedMs} ms before the state arrived`;
     say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations; ${loaded})`);
-    say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms`);
+    say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms, control plane CPU ${r.agent.controlCpuConnectedToBpfMs} ms`);
     say(`agent: connect → ready (certificates, listeners) ${r.agent.connectedToReadyMs} ms; agent CPU ${r.agent.cpuConnectedToReadyMs} ms`);
     say(`agent: spawn → ready                       ${readyMs} ms`);
     const mb = (mib: number) => Math.round(mib * MB_PER_MIB);

@@ -56,8 +56,12 @@ export class OwnedIndex<V> {
   }
 
   add(key: string, v: V): void {
-    const id = this.idOf(v);
     const cur = this.owners.get(key);
+    if (cur === undefined && this.shared.size === 0) {
+      this.owners.set(key, v); // the common case: a key nobody claims yet, no shared keys at all
+      return;
+    }
+    const id = this.idOf(v);
     if (cur === undefined || this.idOf(cur) === id) {
       const s = this.shared.get(key);
       if (s) s.set(id, v);

@@ -364,7 +364,7 @@ export class XdsClient {
       if (result.ok) {
         t.held.set(r.name, r.version);
         this.state.set(result.value);
-        t.rejected.delete(r.name);
+        if (t.rejected.size > 0) t.rejected.delete(r.name);
         changed = true;
       } else {
         errors.push(result.error);

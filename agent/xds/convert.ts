@@ -398,7 +398,7 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   const ips: string[] = [];
   for (let i = 0; i < w.addresses.length; i++) {
     const a = w.addresses[i]!;
-    ips.push(a.length === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : ipFromBytes(`workload.addresses[${i}]`, a));
+    ips.push(typeof a === 'string' ? a : ipFromBytes(`workload.addresses[${i}]`, a));
   }
   const trustDomain = w.trustDomain;
   if (trustDomain !== '' && !checkedBefore(trustDomain, CHECK_TRUST_DOMAIN)) {
@@ -625,7 +625,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
     try {
       switch (typeUrl) {
         case XDS_TYPE_URL.address:
-          decoded = parseAddress(name, decodeAddressOf(any));
+          decoded = parseAddress(name, decodeAddressOf(any, name));
           break;
         case XDS_TYPE_URL.node:
           decoded = parseNode(name, c.node.decode(any.value));

@@ -1,5 +1,5 @@
 // Hand-written protobuf decoders for the high-volume xDS messages (DeltaDiscoveryResponse envelope, istio.workload.Address): straight into the fields the agent reads, no protobufjs toObject.
-import { Reader } from 'protobufjs';
+import { Reader, util } from 'protobufjs';
 import type { AnyMessage } from './convert';
 
 // Why: at 50k Address resources, protobufjs decode + toObject (+ the envelope's toObject in grpc-js) made
@@ -34,7 +34,8 @@ export interface WireWorkload {
   uid: string;
   name: string;
   namespace: string;
-  addresses: Uint8Array[];
+  /** A 4-byte address arrives already formatted (dotted quad): no view object per workload; other lengths as bytes. */
+  addresses: Array<string | Uint8Array>;
   /** Enum name ('NONE', 'HBONE') or the number when unknown. */
   tunnelProtocol: string | number;
   trustDomain: string;
@@ -246,7 +247,24 @@ function decodePortList(r: Reader, end: number): { ports: WirePort[] } {
   return { ports };
 }
 
-function decodeWorkload(r: Reader, end: number): WireWorkload {
+/** True when the length-delimited bytes at the reader's position spell `s` (ASCII compare, no decode). */
+function bytesEqual(buf: Uint8Array, start: number, end: number, s: string): boolean {
+  if (end - start !== s.length) return false;
+  for (let i = 0; i < s.length; i++) if (buf[start + i] !== s.charCodeAt(i)) return false;
+  return true;
+}
+
+/** UTF-8 bytes [start, end) as a string, the way protobufjs's readers decode strings. */
+function utf8At(buf: Uint8Array, start: number, end: number): string {
+  const b = buf as Uint8Array & { utf8Slice?: (start: number, end: number) => string };
+  return b.utf8Slice ? b.utf8Slice(start, end) : util.utf8.read(buf, start, end);
+}
+
+/**
+ * `name`: the resource's name; a uid with the same bytes (the normal case) takes that string instead of a decoded
+ * copy. workload_name is decoded only when canonical_name is empty (it is only read then).
+ */
+function decodeWorkload(r: Reader, end: number, name?: string): WireWorkload {
   const w: WireWorkload = {
     uid: '',
     name: '',
@@ -262,21 +280,32 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
     services: new Map(),
     authorizationPolicies: [],
   };
+  let workloadNameStart = -1;
+  let workloadNameEnd = -1;
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag >>> 3) {
-      case 20:
-        w.uid = r.string();
+      case 20: {
+        const stop = subEnd(r);
+        if (name !== undefined && bytesEqual(r.buf, r.pos, stop, name)) w.uid = name;
+        else w.uid = utf8At(r.buf, r.pos, stop);
+        r.pos = stop;
         break;
+      }
       case 1:
         w.name = r.string();
         break;
       case 2:
         w.namespace = repeatedString(r);
         break;
-      case 3:
-        w.addresses.push(r.bytes());
+      case 3: {
+        const stop = subEnd(r);
+        const b = r.buf;
+        const p = r.pos;
+        w.addresses.push(stop - p === 4 ? `${b[p]}.${b[p + 1]}.${b[p + 2]}.${b[p + 3]}` : b.subarray(p, stop));
+        r.pos = stop;
         break;
+      }
       case 5: {
         const n = r.int32();
         w.tunnelProtocol = TUNNEL_PROTOCOLS[n] ?? n;
@@ -298,7 +327,9 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         w.canonicalRevision = repeatedString(r);
         break;
       case 13:
-        w.workloadName = r.string();
+        workloadNameEnd = subEnd(r);
+        workloadNameStart = r.pos;
+        r.pos = workloadNameEnd;
         break;
       case 22: {
         // map<string, PortList>: each entry is {1: key, 2: value}; a repeated key replaces the earlier entry.
@@ -321,6 +352,7 @@ function decodeWorkload(r: Reader, end: number): WireWorkload {
         r.skipType(tag & 7);
     }
   }
+  if (workloadNameStart >= 0 && w.canonicalName === '') w.workloadName = utf8At(r.buf, workloadNameStart, workloadNameEnd);
   return w;
 }
 
@@ -367,21 +399,21 @@ export function decodeAddress(bytes: Uint8Array): WireAddress {
 }
 
 /** decodeAddress of an Any's value, read in place when it came from decodeDeltaResponse. */
-export function decodeAddressOf(any: AnyMessage): WireAddress {
-  if (!(any instanceof WireAny)) return decodeAddress(any.value);
+export function decodeAddressOf(any: AnyMessage, name?: string): WireAddress {
+  if (!(any instanceof WireAny)) return decodeAddressFrom(reader(any.value), name);
   const r = reader(any.buf);
   r.pos = any.start;
   r.len = any.end;
-  return decodeAddressFrom(r);
+  return decodeAddressFrom(r, name);
 }
 
-function decodeAddressFrom(r: Reader): WireAddress {
+function decodeAddressFrom(r: Reader, name?: string): WireAddress {
   let out: WireAddress = { type: null };
   while (r.pos < r.len) {
     const tag = r.uint32();
     switch (tag >>> 3) {
       case 1:
-        out = { type: 'workload', workload: decodeWorkload(r, subEnd(r)) };
+        out = { type: 'workload', workload: decodeWorkload(r, subEnd(r), name) };
         break;
       case 2:
         out = { type: 'service', service: decodeService(r, subEnd(r)) };

@@ -57,7 +57,8 @@ function viaProtobufjs(bytes: Buffer) {
       type: 'workload',
       workload: {
         uid: w.uid, name: w.name, namespace: w.namespace, addresses: w.addresses.map((b) => Buffer.from(b)), tunnelProtocol: w.tunnelProtocol, trustDomain: w.trustDomain,
-        serviceAccount: w.serviceAccount, node: w.node, canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, workloadName: w.workloadName,
+        // workload_name is only read (and decoded) when canonical_name is empty.
+        serviceAccount: w.serviceAccount, node: w.node, canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, workloadName: w.canonicalName ? '' : w.workloadName,
         services: Object.fromEntries(Object.entries(w.services).map(([k, v]) => [k, { ports: (v?.ports ?? []).map(port) }])), authorizationPolicies: w.authorizationPolicies,
       },
     };
@@ -69,8 +70,11 @@ function viaProtobufjs(bytes: Buffer) {
   return { type: null };
 }
 
+/** 4-byte addresses arrive as dotted quads: back to bytes for the comparison. */
+const addressBytes = (a: string | Uint8Array) => (typeof a === 'string' ? Buffer.from(a.split('.').map(Number)) : Buffer.from(a));
+
 function normalize(x: ReturnType<typeof decodeAddress>) {
-  if (x.type === 'workload') return { ...x, workload: { ...x.workload, addresses: x.workload.addresses.map((b) => Buffer.from(b)), services: Object.fromEntries(x.workload.services) } };
+  if (x.type === 'workload') return { ...x, workload: { ...x.workload, addresses: x.workload.addresses.map(addressBytes), services: Object.fromEntries(x.workload.services) } };
   if (x.type === 'service') return { ...x, service: { ...x.service, addresses: x.service.addresses.map((a) => ({ address: Buffer.from(a.address) })) } };
   return x;
 }
@@ -93,6 +97,19 @@ describe('decodeAddress', () => {
       const bytes = codecs.address.encode({ workload: w } as never);
       expect(normalize(decodeAddress(bytes)), `seed ${seed}`).toEqual(viaProtobufjs(bytes));
     }
+  });
+
+  it('a uid equal to the resource name is that very string; another uid is decoded; 4-byte addresses come formatted', () => {
+    const w = { ...randomWorkload(11), uid: 'Kubernetes//Pod/ns-1/p-1', addresses: [Buffer.from([198, 18, 0, 7]), Buffer.alloc(16, 1), Buffer.from([1, 2, 3])] };
+    const any = codecs.address.pack({ workload: w } as never);
+    const name = ['Kubernetes//Pod/ns-1/', 'p-1'].join(''); // built at runtime: not the literal's string
+    const same = decodeAddressOf(any, name);
+    expect(same.type === 'workload' && Object.is(same.workload.uid, name)).toBe(true);
+    const other = decodeAddressOf(any, 'Kubernetes//Pod/ns-1/p-2');
+    expect(other.type === 'workload' && other.workload.uid).toBe('Kubernetes//Pod/ns-1/p-1');
+    expect(other.type === 'workload' && other.workload.addresses[0]).toBe('198.18.0.7');
+    expect(other.type === 'workload' && Buffer.from(other.workload.addresses[1] as Uint8Array)).toEqual(Buffer.alloc(16, 1));
+    expect(other.type === 'workload' && Buffer.from(other.workload.addresses[2] as Uint8Array)).toEqual(Buffer.from([1, 2, 3]));
   });
 
   it('an empty Address has no member; truncated bytes throw', () => {
