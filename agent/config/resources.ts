@@ -253,6 +253,21 @@ function isOptedOut(labels: Readonly<Record<string, string>> | undefined): boole
   return mode === 'none';
 }
 
+/**
+ * What buildSnapshot derived from one document on an earlier call: its names, and the Workload or Service made
+ * from it (a document depends only on itself and, for a Pod's identity, the trust domain). Documents are
+ * immutable and a file source hands the same objects back until the file changes, so a rebuild after a change
+ * to one file recomputes only that file's objects (and the unchanged ones keep their identity).
+ */
+interface DocMemo {
+  readonly key: string;
+  readonly resource: string;
+  workload?: Workload;
+  trustDomain?: string;
+  service?: Service;
+}
+const docMemos = new WeakMap<ParsedDoc, DocMemo>();
+
 /** Builds a snapshot from validated documents; cross-resource problems (duplicates, missing nodes) are appended. */
 export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProblem[]): MeshSnapshot {
   let trustDomain = 'cluster.local';
@@ -280,8 +295,9 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
   const services = new Map<string, Service>();
 
   for (const d of docs) {
-    const key = `${d.kind}/${d.namespace}/${d.name}`;
-    const resource = `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name}`;
+    let memo = docMemos.get(d);
+    if (!memo) docMemos.set(d, (memo = { key: `${d.kind}/${d.namespace}/${d.name}`, resource: `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name}` }));
+    const { key, resource } = memo;
     const earlier = seen.get(key);
     if (earlier) {
       problems.push({ file: d.file, line: d.line, resource, field: 'metadata.name', message: `duplicate resource (first defined in ${earlier.file}${earlier.line ? `:${earlier.line}` : ''})` });
@@ -304,6 +320,10 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         namespaces.set(d.name, b.metadata.labels ?? {});
         break;
       case 'Pod': {
+        if (memo.workload && memo.trustDomain === trustDomain) {
+          workloads.set(memo.workload.uid, memo.workload);
+          break;
+        }
         const nodeName = b.spec?.nodeName;
         const podIP = b.status?.podIP ?? b.status?.podIPs?.[0]?.ip;
         if (!nodeName) problems.push({ file: d.file, line: d.line, resource, field: 'spec.nodeName', message: 'required field is missing (the node the pod is scheduled on)' });
@@ -311,8 +331,9 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         if (!nodeName || !podIP) break;
         const labels: Record<string, string> = b.metadata.labels ?? {};
         const sa = b.spec?.serviceAccountName ?? b.spec?.serviceAccount ?? 'default';
-        workloads.set(`${d.namespace}/${d.name}`, {
-          uid: `${d.namespace}/${d.name}`,
+        const uid = `${d.namespace}/${d.name}`;
+        const w: Workload = {
+          uid,
           name: d.name,
           namespace: d.namespace,
           serviceAccount: sa,
@@ -323,10 +344,18 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
           workloadName: labels['app.kubernetes.io/name'] ?? labels.app ?? d.name,
           identity: `spiffe://${trustDomain}/ns/${d.namespace}/sa/${sa}`,
           meshed: !isOptedOut(labels),
-        });
+        };
+        workloads.set(uid, w);
+        memo.workload = w;
+        memo.trustDomain = trustDomain;
         break;
       }
       case 'Service': {
+        if (memo.service) {
+          services.set(memo.service.key, memo.service);
+          break;
+        }
+        const problemsBefore = problems.length;
         const vips: string[] = [];
         for (const [i, ip] of [b.spec.clusterIP, ...(b.spec.clusterIPs ?? [])].entries()) {
           if (ip === undefined || ip === null || ip === 'None' || ip === '') continue;
@@ -343,7 +372,9 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
           if (targetPort === undefined) return;
           ports.push({ name: p.name, port: p.port, targetPort, appProtocol: p.appProtocol });
         });
-        services.set(`${d.namespace}/${d.name}`, { key: `${d.namespace}/${d.name}`, name: d.name, namespace: d.namespace, vips, ports, selector: b.spec.selector ?? {} });
+        const service: Service = { key: `${d.namespace}/${d.name}`, name: d.name, namespace: d.namespace, vips, ports, selector: b.spec.selector ?? {} };
+        services.set(service.key, service);
+        if (problems.length === problemsBefore) memo.service = service; // a service with problems is re-checked (and re-reported) every time
         break;
       }
       case 'AuthorizationPolicy': {
