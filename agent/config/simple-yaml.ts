@@ -372,8 +372,8 @@ export function parseSimpleYaml(text: string): SimpleYamlDoc[] | undefined {
     }
     if (current) docs.push({ line: current.line, value: readDocument(current.lines) });
     return docs;
-  } catch (err) {
-    if (err === OUT) return undefined;
-    throw err;
+  } catch {
+    // Out of the subset, or anything unexpected (e.g. a stack overflow on absurdly deep nesting): `yaml` decides.
+    return undefined;
   }
 }
