@@ -1,4 +1,5 @@
 // Encodes a MeshSnapshot into the delta ADS resources of the Issue 3 contract (type URLs, names, packed Anys, versions).
+import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { ipToKey, ipv4Bytes } from '../agent/native/addr';
@@ -88,8 +89,15 @@ export function ipBytes(ip: string, field = 'ip'): Buffer {
   return isIPv4(ip) ? ipv4Bytes(ip, field) : ipToKey(ip, field);
 }
 
+/** One-shot crypto.hash (Node ≥ 20.12; not in @types/node 20): 2-3× faster than a Hash object per resource. */
+const oneShotHash = (crypto as unknown as { hash?: (algorithm: string, data: Uint8Array, encoding: 'hex') => string }).hash;
+
+function sha256Hex(data: Uint8Array): string {
+  return oneShotHash ? oneShotHash('sha256', data, 'hex') : createHash('sha256').update(data).digest('hex');
+}
+
 function entry(name: string, resource: PackedAny): ResourceEntry {
-  const version = createHash('sha256').update(resource.value).digest('hex').slice(0, 16);
+  const version = sha256Hex(resource.value).slice(0, 16);
   return { name, version, resource };
 }
 

@@ -1,4 +1,5 @@
 // The registry's cached rebuild: after random sequences of snapshot changes it serves exactly what a fresh build serves (names, versions, bytes, diffs), and re-encodes only what changed.
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../agent/config/traffic';
@@ -280,6 +281,8 @@ describe('control: incremental registry rebuild', () => {
     const sets = buildResourceSets(copy({ ...base, services: plus }), { trustAnchors: [] }, cache);
     expect(cache.encoded).toBe(3);
     expect(cache.size).toBe(200 * 2 + 101 + 4 + 1);
+    // Versions are the sha256 of the bytes (16 hex digits): the same across restarts and builds.
+    for (const e of [...sets.shared.get(T.address)!.values()].slice(0, 5)) expect(e.version).toBe(createHash('sha256').update(e.resource.value).digest('hex').slice(0, 16));
     // A node move re-encodes nothing (LocalWorkload bytes do not name the node) but moves the entry.
     const moved = new Map(base.workloads);
     moved.set('default/p0', { ...moved.get('default/p0')!, node: 'n3' });
