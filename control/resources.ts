@@ -338,6 +338,8 @@ interface CachedWorkload {
 interface CachedEntry {
   key: string;
   entry: ResourceEntry;
+  /** The (immutable) object the key was computed from, when the caller passed one: the same object ⇒ the same key. */
+  input?: object;
   /** Build that last used it; entries no build used in the latest round are dropped. */
   used: number;
 }
@@ -376,7 +378,23 @@ export class ResourceEntryCache {
       c.key = key;
       c.entry = e;
       c.used = this.build;
+      c.input = undefined;
     } else slot.set(name, { key, entry: e, used: this.build });
+    return e;
+  }
+
+  /**
+   * `get` for an entry made from one immutable `input` object: when the cached entry was made from this very
+   * object (sources hand unchanged objects back, see buildSnapshot), the key is not even computed.
+   */
+  getFor(slot: Map<string, CachedEntry>, name: string, input: object, keyOf: () => string, make: () => PackedAny): ResourceEntry {
+    const c = slot.get(name);
+    if (c && c.input === input) {
+      c.used = this.build;
+      return c.entry;
+    }
+    const e = this.get(slot, name, keyOf(), make);
+    slot.get(name)!.input = input;
     return e;
   }
 
@@ -492,7 +510,7 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   }
   for (const s of snapshot.services.values()) {
     const name = serviceXdsName(s);
-    addresses.set(name, cache.get(slotA, name, serviceAddressKey(s), () => protos.codecs.address.pack(serviceAddress(s))));
+    addresses.set(name, cache.getFor(slotA, name, s, () => serviceAddressKey(s), () => protos.codecs.address.pack(serviceAddress(s))));
   }
   const nodes = new Map<string, ResourceEntry>();
   for (const n of snapshot.nodes.values()) nodes.set(n.name, cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
