@@ -9,6 +9,7 @@ import { Reconciler, WorkloadIds } from './datapath/reconciler';
 import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
+import { heapGuard } from './runtime/v8-heap';
 import { IdentityManager } from './identity/manager';
 import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
@@ -184,6 +185,9 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       }
     });
     xds.onEvent((e) => metrics.recordXdsEvent(e));
+    // Between xDS responses: the young generation stops at its cap (runtime/v8-heap.ts; no-op without the launcher).
+    const heap = heapGuard();
+    xds.onEvent(() => heap.check());
     xds.start();
     // The BPF programs load while the mesh state arrives (neither needs the other); step 4 fills their maps.
     const opening = opts.noBpf ? undefined : openKernelDatapath(opts);

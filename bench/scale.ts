@@ -201,6 +201,9 @@ async function main(): Promise<void> {
     // Settle, then RSS at rest (after GC had a chance) and the peak.
     await sleep(2000);
     const rest = memMiB(agentPid);
+    // Where that memory is, as the agent sees it (admin /memory: V8 heap spaces, external buffers).
+    const memRes = await topo.execInNode(node1, 'curl', ['-sS', '-m', '10', `http://127.0.0.1:${AGENT_PORTS.admin}/memory`], { timeoutMs: 15_000 });
+    const memAtRest = memRes.code === 0 ? (JSON.parse(memRes.stdout) as { heapUsed: number; heapTotal: number; external: number; heapSpaces: Record<string, { size: number; used: number }> }) : undefined;
     clearInterval(sampler);
     /** Agent CPU ms between two instants (samples interpolated; the log records carry ms timestamps). */
     const cpuAt = (t: number, samples = cpuSamples): number => {
@@ -264,6 +267,8 @@ async function main(): Promise<void> {
         bpfReportedDestinations: enrolled?.destinations,
         launcher: USE_LAUNCHER,
         rssAtRestMiB: +(rest?.rss ?? 0).toFixed(0),
+        heapAtRestMiB: memAtRest ? +(memAtRest.heapTotal / 1048576).toFixed(1) : null,
+        newSpaceAtRestMiB: memAtRest ? +((memAtRest.heapSpaces.new_space?.size ?? 0) / 1048576).toFixed(1) : null,
         rssPeakMiB: +Math.max(peakRss, rest?.hwm ?? 0).toFixed(0),
         held,
       },
@@ -288,6 +293,13 @@ async function main(): Promise<void> {
     say(`agent (${USE_LAUNCHER ? 'bin/smesh launcher' : 'no launcher flags'}): RSS at rest ${r.agent.rssAtRestMiB} MiB (${mb(r.agent.rssAtRestMiB)} MB), peak ${r.agent.rssPeakMiB} MiB; ` +
       `after the incremental push ${r.incremental.agentRssAfterMiB} MiB, whole-run peak ${r.incremental.agentRssPeakWholeRunMiB} MiB (${mb(r.incremental.agentRssPeakWholeRunMiB)} MB)   ` +
       `(goal < ${GOAL.rssMB} MB: ${mb(worst) < GOAL.rssMB ? 'met' : 'MISSED'})`);
+    if (memAtRest) {
+      const mi = (b: number) => (b / 1048576).toFixed(1);
+      const sp = memAtRest.heapSpaces;
+      say(`agent memory at rest (admin /memory): V8 heap ${mi(memAtRest.heapTotal)} MiB committed, ${mi(memAtRest.heapUsed)} used ` +
+        `(old ${mi(sp.old_space?.size ?? 0)}, new ${mi(sp.new_space?.size ?? 0)}, large objects ${mi(sp.large_object_space?.size ?? 0)}, code ${mi(sp.code_space?.size ?? 0)}), ` +
+        `external ${mi(memAtRest.external)} MiB; the rest of the RSS is the node binary, native heap and stacks`);
+    }
     say(`agent holds (after the incremental push): ${held.services} services, ${held.workloads} workloads; BPF: ${held.bpfDestinations} destinations (expected ${expectedDests}), ${held.bpfPods} enrolled pods`);
     say(`incremental (+1 service): file write → first connection ${r.incremental.fileWriteToFirstConnectionMs} ms ` +
       `(control re-read the directory in ${r.incremental.fileWriteToControlReloadedMs} ms, pushed ${r.incremental.controlReloadToPushMs} ms later)`);

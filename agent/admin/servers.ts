@@ -1,5 +1,6 @@
 // The agent's operational HTTP servers: Prometheus /metrics (15020), readiness /healthz/ready (15021), localhost admin (15000).
 import * as http from 'http';
+import * as v8 from 'v8';
 import type { AddressInfo } from 'net';
 import { listenOrFail } from '../telemetry/listen';
 import { silentLogger, type Logger } from '../telemetry/logger';
@@ -158,12 +159,27 @@ export class AdminServers {
           setImmediate(() => this.opts.onQuit());
         }
         return;
+      case '/memory':
+        return send(res, 200, JSON.stringify(memoryReport(), null, 2) + '\n', 'application/json');
       case '/':
-        return send(res, 200, 'smesh admin: /config_dump /logging?level= /quitquitquit (POST)\n');
+        return send(res, 200, 'smesh admin: /config_dump /memory /logging?level= /quitquitquit (POST)\n');
       default:
         return send(res, 404, 'not found\n');
     }
   }
+}
+
+/** Envoy's /memory, for a Node process: where the resident memory is (bytes). */
+function memoryReport(): Record<string, unknown> {
+  const m = process.memoryUsage();
+  return {
+    rss: m.rss,
+    heapTotal: m.heapTotal,
+    heapUsed: m.heapUsed,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+    heapSpaces: Object.fromEntries(v8.getHeapSpaceStatistics().map((sp) => [sp.space_name, { size: sp.space_size, used: sp.space_used_size }])),
+  };
 }
 
 function send(res: http.ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {

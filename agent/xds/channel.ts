@@ -40,6 +40,10 @@ const DEFAULT_CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.max_reconnect_backoff_ms': 1_000, // the xDS client's own backoff paces retries; the channel only re-dials
   // Large meshes: a full Address push can exceed the 4 MiB default.
   'grpc.max_receive_message_length': 64 * 1024 * 1024,
+  // HTTP/2 receive window (stream and connection): with the 64 KiB default the control plane can send only a quarter
+  // of a 2,000-resource response ahead, then waits for WINDOW_UPDATEs that the agent sends only between the chunks it
+  // is busy applying. 1 MiB keeps a few responses in flight during a full sync (bench/scale.ts).
+  'grpc-node.flow_control_window': 1024 * 1024,
 };
 
 function uriSans(cert: PeerCertificate): string[] {

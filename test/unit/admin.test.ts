@@ -40,7 +40,7 @@ describe('AdminServers', () => {
     servers = undefined;
   });
 
-  it('serves readiness (503 until every component is ready), metrics, config_dump, logging, quitquitquit', async () => {
+  it('serves readiness (503 until every component is ready), metrics, config_dump, memory, logging, quitquitquit', async () => {
     const { hub } = memoryLog();
     const metrics = new MeshMetrics();
     let quit = 0;
@@ -72,6 +72,12 @@ describe('AdminServers', () => {
 
     r = await request(a.admin!.port, '/config_dump');
     expect(JSON.parse(r.body)).toEqual({ workloads: { 'default/web-1': { ip: '198.18.1.10' } }, cookie: '5' });
+
+    r = await request(a.admin!.port, '/memory');
+    const mem = JSON.parse(r.body);
+    expect(mem.rss).toBeGreaterThan(mem.heapUsed);
+    expect(mem.heapSpaces.new_space.size).toBeGreaterThan(0);
+    expect(mem.heapSpaces.old_space.used).toBeGreaterThan(0);
 
     r = await request(a.admin!.port, '/logging?level=debug', 'POST');
     expect(r.status).toBe(200);
