@@ -11,6 +11,8 @@ import { IncrementalSnapshot } from './incremental';
 /** google.rpc.Code INVALID_ARGUMENT: what a NACK reports for resources that failed validation. */
 const NACK_CODE = grpc.status.INVALID_ARGUMENT;
 /** Cap on the NACK message: an all-bad push must not produce a multi-megabyte request. */
+/** A disconnect repeating for the same reason is warned about again after this long. */
+const REPEATED_DISCONNECT_WARN_MS = 60_000;
 const MAX_NACK_MESSAGE = 16 * 1024;
 
 export interface XdsBackoff {
@@ -133,6 +135,9 @@ export class XdsClient {
   private retryTimer?: NodeJS.Timeout;
   private nextRetryMs?: number;
   private lastDisconnect?: { at: string; code: string; details: string };
+  private lastDisconnectWarnAt = 0;
+  /** Disconnects for the same reason since the last warning about it. */
+  private repeatedDisconnects = 0;
   private syncTimer?: NodeJS.Timeout;
   private syncTimedOut = false;
   private emitScheduled?: NodeJS.Immediate;
@@ -316,6 +321,20 @@ export class XdsClient {
     const delay = this.retryDelay(this.failures++);
     this.nextRetryMs = delay;
     const codeName = grpc.status[s.code] ?? String(s.code);
+    // The same refusal over and over (a revoked token, a control plane that is down) is warned about when it starts
+    // and then once a minute, with how often it repeated; a new reason is warned about at once.
+    const same = this.lastDisconnect !== undefined && this.lastDisconnect.code === codeName && this.lastDisconnect.details === s.details;
+    const now = Date.now();
+    let quiet = false;
+    let suppressed = 0;
+    if (!same || now - this.lastDisconnectWarnAt >= REPEATED_DISCONNECT_WARN_MS) {
+      suppressed = same ? this.repeatedDisconnects : 0;
+      this.lastDisconnectWarnAt = now;
+      this.repeatedDisconnects = 0;
+    } else {
+      this.repeatedDisconnects++;
+      quiet = true;
+    }
     this.lastDisconnect = { at: new Date().toISOString(), code: codeName, details: s.details };
     const hint =
       s.code === grpc.status.UNAUTHENTICATED
@@ -323,10 +342,9 @@ export class XdsClient {
         : s.code === grpc.status.UNAVAILABLE
           ? 'is smesh control running and reachable, and does its certificate chain to --ca-cert?'
           : undefined;
-    this.log.warn(
-      { address: this.opts.channel.address, code: codeName, details: s.details, retryInMs: delay, ...(hint ? { hint } : {}) },
-      'xDS stream closed; keeping the last received state and reconnecting',
-    );
+    const fields = { address: this.opts.channel.address, code: codeName, details: s.details, retryInMs: delay, ...(hint ? { hint } : {}) };
+    if (quiet) this.log.debug({ ...fields, repeated: this.repeatedDisconnects }, 'xDS stream closed again for the same reason; reconnecting');
+    else this.log.warn(suppressed > 0 ? { ...fields, repeatedSinceLastWarning: suppressed } : fields, 'xDS stream closed; keeping the last received state and reconnecting');
     this.emitEvent({ kind: 'disconnected', code: s.code, details: s.details, retryInMs: delay });
     this.retryTimer = setTimeout(() => this.connect(), delay);
     this.retryTimer.unref();

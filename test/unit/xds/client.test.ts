@@ -1,5 +1,6 @@
 // Delta ADS client against an in-test TLS grpc-js server: initial sync, incremental update, removal, per-resource NACK, reconnect with initial_resource_versions, auth failures.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsEvent, type XdsUpdate } from '../../../agent/xds/client';
 import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../agent/xds/convert';
@@ -191,14 +192,14 @@ describe('XdsClient authentication failures', () => {
   });
   afterAll(() => cp?.stop());
 
-  async function failWith(opts: { token: string; anchors: string }): Promise<ReturnType<XdsClient['status']>> {
+  async function failWith(opts: { token: string; anchors: string; logger?: pino.Logger; streams?: number }): Promise<ReturnType<XdsClient['status']>> {
     const channel = new ControlPlaneChannel({ address: cp.address, trustAnchorsPem: opts.anchors, token: opts.token, controlPlaneId: CONTROL_ID });
-    const client = new XdsClient({ channel, nodeName: 'node1', backoff: { initialMs: 50, maxMs: 100 } });
+    const client = new XdsClient({ channel, nodeName: 'node1', backoff: { initialMs: 50, maxMs: 100 }, ...(opts.logger ? { logger: opts.logger } : {}) });
     const updates: XdsUpdate[] = [];
     client.onUpdate((u) => updates.push(u));
     client.start();
     try {
-      await waitFor(() => client.status().lastDisconnect !== undefined && client.status().streamsStarted >= 2, 10_000);
+      await waitFor(() => client.status().lastDisconnect !== undefined && client.status().streamsStarted >= (opts.streams ?? 2), 10_000);
       expect(client.status().connected).toBe(false);
       expect(updates).toEqual([]);
       return client.status();
@@ -208,9 +209,20 @@ describe('XdsClient authentication failures', () => {
     }
   }
 
-  it('a wrong token is UNAUTHENTICATED and retried with backoff', async () => {
-    const st = await failWith({ token: 'wrong', anchors: pki.rootPem });
+  it('a wrong token is UNAUTHENTICATED and retried with backoff; the repeated refusal is warned about once', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) });
+    const st = await failWith({ token: 'wrong', anchors: pki.rootPem, logger, streams: 4 });
     expect(st.lastDisconnect!.code).toBe('UNAUTHENTICATED');
+    const records = lines.map((l) => JSON.parse(l) as { level: number; msg: string; code?: string; hint?: string });
+    const warned = records.filter((r) => r.msg.startsWith('xDS stream closed;'));
+    expect(warned).toHaveLength(1);
+    expect(warned[0]).toMatchObject({ level: 40, code: 'UNAUTHENTICATED' });
+    expect(warned[0]!.hint).toMatch(/--token-file/);
+    const again = records.filter((r) => r.msg.startsWith('xDS stream closed again for the same reason'));
+    expect(again.length).toBeGreaterThanOrEqual(2);
+    expect(again.every((r) => r.level === 20 && r.code === 'UNAUTHENTICATED')).toBe(true);
+    expect(lines.join('\n')).not.toContain('wrong"'); // the token itself is never logged
   });
 
   it('a control plane whose certificate does not chain to the mesh root is never trusted', async () => {
