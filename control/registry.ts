@@ -60,7 +60,7 @@ export class Registry {
 
   private rebuild(): ResourceDiff {
     if (!this.current) return new Map();
-    const next = buildResourceSets(this.current, { trustAnchors: this.anchors }, this.cache);
+    const next = buildResourceSets(this.current, { trustAnchors: this.anchors }, this.cache, this.sets);
     const diff = diffResourceSets(this.sets, next);
     this.sets = next;
     if (diff.size > 0) {

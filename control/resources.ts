@@ -478,24 +478,58 @@ function serviceAddressKey(s: Service): string {
  * Pure conversion of a snapshot to resource sets; deterministic (same snapshot ⇒ same versions). With `cache`,
  * entries whose inputs are unchanged since the previous build with that cache are reused (same bytes, no re-encoding).
  */
-export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache = new ResourceEntryCache()): ResourceSets {
+export function buildResourceSets(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache = new ResourceEntryCache(), prev?: ResourceSets): ResourceSets {
   cache.begin();
-  const sets = buildWith(snapshot, opts, cache);
+  const sets = buildWith(snapshot, opts, cache, prev);
   cache.end();
   return sets;
 }
 
-function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache): ResourceSets {
+/** Names and entries of one type in build order (arrays first: a Map is made only when the content changed). */
+class EntryList {
+  readonly names: string[] = [];
+  readonly entries: ResourceEntry[] = [];
+
+  push(e: ResourceEntry): void {
+    this.names.push(e.name);
+    this.entries.push(e);
+  }
+
+  /**
+   * The map of these entries; `prev` itself when it holds exactly the same entries in the same order (maps are
+   * never changed once built, so an unchanged type or node keeps its map and the diff skips it).
+   */
+  toMap(prev: TypedResources | undefined): TypedResources {
+    const n = this.names.length;
+    if (prev && prev.size === n) {
+      let i = 0;
+      let same = true;
+      for (const [name, e] of prev) {
+        if (this.entries[i] !== e || this.names[i] !== name) {
+          same = false;
+          break;
+        }
+        i++;
+      }
+      if (same) return prev;
+    }
+    const m = new Map<string, ResourceEntry>();
+    for (let i = 0; i < n; i++) m.set(this.names[i]!, this.entries[i]!);
+    return m;
+  }
+}
+
+function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache, prev: ResourceSets | undefined): ResourceSets {
   const protos = meshProtos();
   const codecs = meshResourceCodecs();
   const addresses = new Map<string, ResourceEntry>();
   const memberships = membershipsByWorkload(snapshot);
-  const localByNode = new Map<string, Map<string, ResourceEntry>>();
+  const localLists = new Map<string, EntryList>();
   const policies = snapshot.authorizationPolicies ?? [];
   const td = snapshot.trustDomain;
   const [slotA, slotN, slotM, slotZ, slotT] = ['address', 'node', 'mesh', 'authz', 'traffic'].map((k) => cache.slot(k));
   let lastNode: string | undefined;
-  let local: Map<string, ResourceEntry> | undefined;
+  let local: EntryList | undefined;
   for (const w of snapshot.workloads.values()) {
     if (!w.meshed) continue; // opted-out pods are outside the mesh
     const selected = w.authorizationPolicies ?? (policies.length === 0 ? [] : selectorPolicyKeys(policies, w, snapshot.rootNamespace));
@@ -503,21 +537,22 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
     addresses.set(c.address.name, c.address);
     if (w.node !== lastNode) {
       lastNode = w.node;
-      local = localByNode.get(w.node);
-      if (!local) localByNode.set(w.node, (local = new Map()));
+      local = localLists.get(w.node);
+      if (!local) localLists.set(w.node, (local = new EntryList()));
     }
-    local!.set(c.local.name, c.local);
+    local!.push(c.local);
   }
+  const localByNode = new Map<string, TypedResources>();
+  for (const [node, list] of localLists) localByNode.set(node, list.toMap(prev?.localByNode.get(node)));
   for (const s of snapshot.services.values()) {
     const name = serviceXdsName(s);
     addresses.set(name, cache.getFor(slotA, name, s, () => serviceAddressKey(s), () => protos.codecs.address.pack(serviceAddress(s))));
   }
-  const nodes = new Map<string, ResourceEntry>();
-  for (const n of snapshot.nodes.values()) nodes.set(n.name, cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
+  const nodes = new EntryList();
+  for (const n of snapshot.nodes.values()) nodes.push(cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
   const anchors = [...opts.trustAnchors];
-  const meshConfig = new Map<string, ResourceEntry>([
-    [MESH_CONFIG_NAME, cache.get(slotM, MESH_CONFIG_NAME, JSON.stringify([td, anchors]), () => codecs.meshConfig.pack({ trustDomain: td, trustAnchors: anchors }))],
-  ]);
+  const meshConfig = new EntryList();
+  meshConfig.push(cache.get(slotM, MESH_CONFIG_NAME, JSON.stringify([td, anchors]), () => codecs.meshConfig.pack({ trustDomain: td, trustAnchors: anchors })));
   const authorizations = new Map<string, ResourceEntry>();
   for (const p of policies) {
     const name = policyKey(p);
@@ -542,8 +577,8 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],
-    [CONTROL_TYPE_URL.node, nodes],
-    [CONTROL_TYPE_URL.meshConfig, meshConfig],
+    [CONTROL_TYPE_URL.node, nodes.toMap(prev?.shared.get(CONTROL_TYPE_URL.node))],
+    [CONTROL_TYPE_URL.meshConfig, meshConfig.toMap(prev?.shared.get(CONTROL_TYPE_URL.meshConfig))],
     [CONTROL_TYPE_URL.authorization, authorizations],
     [CONTROL_TYPE_URL.trafficPolicy, trafficPolicies],
   ]);
@@ -559,6 +594,7 @@ export interface TypeDiff {
 export type ResourceDiff = ReadonlyMap<string, TypeDiff>;
 
 function diffTyped(a: TypedResources | undefined, b: TypedResources | undefined, into: { added: Set<string>; changed: Set<string>; removed: Set<string> }): void {
+  if (a === b) return; // a map reused from the previous build (see EntryList.toMap)
   const empty = new Map<string, ResourceEntry>();
   const before = a ?? empty;
   const after = b ?? empty;

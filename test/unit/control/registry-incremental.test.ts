@@ -271,15 +271,19 @@ describe('control: incremental registry rebuild', () => {
     for (let j = 0; j < 100; j++) services.set(`default/s${j}`, { key: `default/s${j}`, name: `s${j}`, namespace: 'default', vips: [`10.96.0.${j}`], ports: [{ port: 80, targetPort: 8080 }], selector: { app: `s${j}` } });
     const base: MeshSnapshot = { trustDomain: 'td', nodes: new Map([0, 1, 2, 3].map((n) => [`n${n}`, { name: `n${n}`, address: `10.0.0.${n}` }])), workloads: new Map(workloads.map((w) => [w.uid, w])), services, namespaces: new Map() };
     const cache = new ResourceEntryCache();
-    buildResourceSets(base, { trustAnchors: [] }, cache);
+    const first = buildResourceSets(base, { trustAnchors: [] }, cache);
     expect(cache.encoded).toBe(200 * 2 + 100 + 4 + 1); // Address + LocalWorkload per pod, services, nodes, MeshConfig
 
     // One more service selecting pods p10 and p11: that service and those two pods' Addresses.
     const plus = new Map(services);
     plus.set('default/extra', { key: 'default/extra', name: 'extra', namespace: 'default', vips: ['10.96.1.1'], ports: [{ port: 9000, targetPort: 9000 }], selector: { app: 's5' } });
     const copy = (s: MeshSnapshot): MeshSnapshot => ({ ...s, workloads: new Map([...s.workloads].map(([k, w]) => [k, { ...w, labels: { ...w.labels } }])) });
-    const sets = buildResourceSets(copy({ ...base, services: plus }), { trustAnchors: [] }, cache);
+    const sets = buildResourceSets(copy({ ...base, services: plus }), { trustAnchors: [] }, cache, first);
     expect(cache.encoded).toBe(3);
+    // Types and nodes whose entries did not change keep their maps (and the diff skips them).
+    expect(sets.shared.get(T.node)).toBe(first.shared.get(T.node));
+    expect(sets.localByNode.get('n2')).toBe(first.localByNode.get('n2'));
+    expect(sets.shared.get(T.address)).not.toBe(first.shared.get(T.address));
     expect(cache.size).toBe(200 * 2 + 101 + 4 + 1);
     // Versions are the sha256 of the bytes (16 hex digits): the same across restarts and builds.
     for (const e of [...sets.shared.get(T.address)!.values()].slice(0, 5)) expect(e.version).toBe(createHash('sha256').update(e.resource.value).digest('hex').slice(0, 16));
