@@ -119,26 +119,36 @@ interface Membership {
   readonly key: string;
 }
 
-/** Workload state uid → the services it is a member of (meshed workloads only), from explicit endpoints or the selector. */
-function membershipsByWorkload(snapshot: MeshSnapshot): Map<string, Membership[]> {
-  const out = new Map<string, Membership[]>();
+/**
+ * For each workload of `snapshot.workloads`, by its position in iteration order: the services it is a member of
+ * (meshed workloads only), from explicit endpoints or the selector. Positions, not uids: arrays instead of
+ * 50k-entry string maps on every rebuild.
+ */
+function membershipsByWorkload(snapshot: MeshSnapshot): Array<Membership[] | undefined> {
+  const all = [...snapshot.workloads.values()];
+  const out = new Array<Membership[] | undefined>(all.length);
   const services = [...snapshot.services.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  // Index namespace → label → value → workloads, for the labels some selector starts with, so each selector only
-  // scans the workloads carrying its first label (a linear scan per service is 10k services × 50k pods = 5·10⁸
+  // Index namespace → label → value → workload positions, for the labels some selector starts with, so each selector
+  // only scans the workloads carrying its first label (a linear scan per service is 10k services × 50k pods = 5·10⁸
   // label checks at scale). Nested maps keyed by the snapshot's own strings: no string is built per workload.
   const firstKeys = new Set<string>();
+  let explicit = false;
   for (const s of services) {
-    if (s.endpointUids) continue;
+    if (s.endpointUids) {
+      explicit = true;
+      continue;
+    }
     for (const k in s.selector) {
       firstKeys.add(k);
       break;
     }
   }
-  const index = new Map<string, Map<string, Map<string, Workload[]>>>();
+  const index = new Map<string, Map<string, Map<string, number[]>>>();
   if (firstKeys.size > 0) {
-    for (const w of snapshot.workloads.values()) {
+    for (let i = 0; i < all.length; i++) {
+      const w = all[i]!;
       if (!w.meshed) continue;
-      let byKey: Map<string, Map<string, Workload[]>> | undefined;
+      let byKey: Map<string, Map<string, number[]>> | undefined;
       for (const k of firstKeys) {
         if (!Object.prototype.hasOwnProperty.call(w.labels, k)) continue;
         const v = w.labels[k]!;
@@ -149,20 +159,29 @@ function membershipsByWorkload(snapshot: MeshSnapshot): Map<string, Membership[]
         let byValue = byKey.get(k);
         if (!byValue) byKey.set(k, (byValue = new Map()));
         const list = byValue.get(v);
-        if (list) list.push(w);
-        else byValue.set(v, [w]);
+        if (list) list.push(i);
+        else byValue.set(v, [i]);
       }
     }
   }
+  let positionOf: Map<Workload, number> | undefined;
+  if (explicit) {
+    positionOf = new Map();
+    for (let i = 0; i < all.length; i++) positionOf.set(all[i]!, i);
+  }
   for (const s of services) {
-    let members: readonly Workload[];
+    let members: readonly number[];
     if (s.endpointUids) {
-      members = s.endpointUids.map((uid) => snapshot.workloads.get(uid)).filter((w): w is Workload => w !== undefined && w.meshed);
+      members = [];
+      for (const uid of s.endpointUids) {
+        const w = snapshot.workloads.get(uid);
+        if (w && w.meshed) (members as number[]).push(positionOf!.get(w)!);
+      }
     } else {
       const keys = Object.keys(s.selector);
       const first = keys[0];
       const candidates = first === undefined ? undefined : index.get(s.namespace)?.get(first)?.get(s.selector[first]!);
-      members = !candidates ? [] : keys.length === 1 ? candidates : candidates.filter((w) => keys.every((k) => w.labels[k] === s.selector[k]));
+      members = !candidates ? [] : keys.length === 1 ? candidates : candidates.filter((i) => keys.every((k) => all[i]!.labels[k] === s.selector[k]));
     }
     if (members.length === 0) continue;
     const name = serviceXdsName(s);
@@ -170,9 +189,9 @@ function membershipsByWorkload(snapshot: MeshSnapshot): Map<string, Membership[]
     let key = lp(name);
     for (const p of s.ports) key += `${p.port}>${p.targetPort},`;
     const m: Membership = { name, ports, key };
-    for (const w of members) {
-      const list = out.get(w.uid);
-      if (!list) out.set(w.uid, [m]);
+    for (const i of members) {
+      const list = out[i];
+      if (!list) out[i] = [m];
       else if (!list.some((x) => x.name === name)) list.push(m); // an endpoint listed twice is one membership
     }
   }
@@ -186,7 +205,12 @@ function membershipMap(members: readonly Membership[] | undefined): Map<string, 
 /** Workload state uid → (service resource name → port list), from explicit endpoints or the selector. */
 export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<string, PortList>> {
   const out = new Map<string, Map<string, PortList>>();
-  for (const [uid, members] of membershipsByWorkload(snapshot)) out.set(uid, membershipMap(members)!);
+  const byPosition = membershipsByWorkload(snapshot);
+  let i = 0;
+  for (const w of snapshot.workloads.values()) {
+    const members = byPosition[i++];
+    if (members) out.set(w.uid, membershipMap(members)!);
+  }
   return out;
 }
 
@@ -530,10 +554,12 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   const [slotA, slotN, slotM, slotZ, slotT] = ['address', 'node', 'mesh', 'authz', 'traffic'].map((k) => cache.slot(k));
   let lastNode: string | undefined;
   let local: EntryList | undefined;
+  let position = -1;
   for (const w of snapshot.workloads.values()) {
+    position++;
     if (!w.meshed) continue; // opted-out pods are outside the mesh
     const selected = w.authorizationPolicies ?? (policies.length === 0 ? [] : selectorPolicyKeys(policies, w, snapshot.rootNamespace));
-    const c = cache.workload(w, td, memberships.get(w.uid), selected);
+    const c = cache.workload(w, td, memberships[position], selected);
     addresses.set(c.address.name, c.address);
     if (w.node !== lastNode) {
       lastNode = w.node;
