@@ -2,7 +2,7 @@
 // Run: node --expose-gc --semi-space-growth-factor=1 --heap-growing-percent=20 -r tsx/cjs bench/scale-heap.ts (the
 // launcher's flags; no root, no network; ~10 s). Prints MiB retained per stage and the agent-side CPU time of the sync; the bench/README.md "Scale" section explains how it is used.
 import { loadMeshProtos } from '../proto';
-import { xdsCodecs, parseResource, XDS_TYPE_URL, type AnyMessage } from '../agent/xds/convert';
+import { xdsCodecs, parseResource, releaseSharingCaches, XDS_TYPE_URL, type AnyMessage } from '../agent/xds/convert';
 import { IncrementalSnapshot } from '../agent/xds/incremental';
 import { decodeDeltaResponse } from '../agent/xds/wire';
 import { StateStore } from '../agent/state/store';
@@ -70,6 +70,7 @@ async function main(): Promise<void> {
     }
   }
   const built = inc.build();
+  releaseSharingCaches(); // as the xDS client does after a complete push
   const store = new StateStore();
   store.replace(built.snapshot);
   const rec = new Reconciler(maps, async () => 1n, 'node1', new WorkloadIds(), { warn: () => undefined, info: () => undefined });

@@ -4,11 +4,11 @@ import { isIP } from 'node:net';
 import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../proto';
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
-import { keyToIp } from '../native/addr';
+import { ipv4Text, keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
-import { decodeAddressOf, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
+import { decodeAddressOf, forgetRepeatedStrings, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -199,7 +199,7 @@ function requireMatch(field: string, value: string, re: RegExp, expected: string
 }
 
 function ipFromBytes(field: string, bytes: Uint8Array): string {
-  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.length === 4) return ipv4Text(bytes[0]!, bytes[1]!, bytes[2]!, bytes[3]!);
   if (bytes.length === 16) return keyToIp(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   return fail(field, `expected 4 or 16 bytes, got ${bytes.length}`);
 }
@@ -247,6 +247,15 @@ export function intern(v: string): string {
   return v;
 }
 
+/**
+ * Empties the caches that make equal strings of one push share memory (this module's `interned`, the wire decoder's
+ * repeated values). Safe at any time; the xDS client calls it after each complete push.
+ */
+export function releaseSharingCaches(): void {
+  interned.clear();
+  forgetRepeatedStrings();
+}
+
 /** Two-level cache `a → b → make(a, b)` (values many workloads share); bounded like `interned`. */
 class PairCache<T> {
   private readonly byA = new Map<string, Map<string, T>>();
@@ -290,6 +299,8 @@ export function identityOf(trustDomain: string, namespace: string, serviceAccoun
 }
 
 const NO_POLICIES: readonly string[] = Object.freeze([]);
+/** xDS services list their endpoints instead of selecting them: one shared empty selector. */
+const NO_SELECTOR: Readonly<Record<string, string>> = Object.freeze({});
 const NO_SERVICES: ReadonlyMap<string, readonly PortMapping[]> = new Map();
 
 /**
@@ -714,7 +725,7 @@ export type EndpointPorts = Pick<AcceptedWorkload, 'uid' | 'services'>;
  */
 export function toService(s: AcceptedService, endpoints: readonly EndpointPorts[], warnings: string[], uids: readonly string[] = endpoints.map((w) => w.uid)): Service {
   const ports: ServicePort[] = s.ports.map((p) => ({ port: p.servicePort, targetPort: targetPortFor(s, p, endpoints, warnings), ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) }));
-  return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: {}, endpointUids: uids };
+  return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: NO_SELECTOR, endpointUids: uids };
 }
 
 /**

@@ -1,5 +1,6 @@
 // Hand-written protobuf decoders for the high-volume xDS messages (DeltaDiscoveryResponse envelope, istio.workload.Address): straight into the fields the agent reads, no protobufjs toObject.
 import { Reader, util } from 'protobufjs';
+import { ipv4Text } from '../native/addr';
 import type { AnyMessage } from './convert';
 
 // Why: at 50k Address resources, protobufjs decode + toObject (+ the envelope's toObject in grpc-js) made
@@ -70,6 +71,11 @@ const EMPTY = new Uint8Array(0);
  */
 const REPEATED_MAX = 65_536; // 10k services: ~20k distinct values (service references, canonical names)
 const repeated = new Map<number, string>();
+
+/** Drops the repeated-value table (see releaseSharingCaches in convert.ts). */
+export function forgetRepeatedStrings(): void {
+  repeated.clear();
+}
 
 function repeatedString(r: Reader): string {
   const lenPos = r.pos;
@@ -302,7 +308,7 @@ function decodeWorkload(r: Reader, end: number, name?: string): WireWorkload {
         const stop = subEnd(r);
         const b = r.buf;
         const p = r.pos;
-        w.addresses.push(stop - p === 4 ? `${b[p]}.${b[p + 1]}.${b[p + 2]}.${b[p + 3]}` : b.subarray(p, stop));
+        w.addresses.push(stop - p === 4 ? ipv4Text(b[p]!, b[p + 1]!, b[p + 2]!, b[p + 3]!) : b.subarray(p, stop));
         r.pos = stop;
         break;
       }
