@@ -202,7 +202,7 @@ async function main(): Promise<void> {
     await sleep(2000);
     const rest = memMiB(agentPid);
     // Where that memory is, as the agent sees it (admin /memory: V8 heap spaces, external buffers).
-    const memRes = await topo.execInNode(node1, 'curl', ['-sS', '-m', '10', `http://127.0.0.1:${AGENT_PORTS.admin}/memory`], { timeoutMs: 15_000 });
+    const memRes = await topo.execInNode(node1, 'curl', ['-sSf', '-m', '10', `http://127.0.0.1:${AGENT_PORTS.admin}/memory`], { timeoutMs: 15_000 });
     const memAtRest = memRes.code === 0 ? (JSON.parse(memRes.stdout) as { heapUsed: number; heapTotal: number; external: number; heapSpaces: Record<string, { size: number; used: number }> }) : undefined;
     clearInterval(sampler);
     /** Agent CPU ms between two instants (samples interpolated; the log records carry ms timestamps). */
