@@ -37,7 +37,9 @@ const byServiceKey = (a: Service, b: Service): number => byString(a.key, b.key);
  * the claimant with the smallest id owns it, whatever the order of claims and releases.
  */
 export class OwnedIndex<V> {
-  private readonly owners = new Map<string, V>();
+  private owners = new Map<string, V>();
+  /** `owners` was handed out by publishOwners(): the next change works on a copy. */
+  private ownersPublished = false;
   /** Every claimant by id, only for keys with more than one. */
   private readonly shared = new Map<string, Map<string, V>>();
 
@@ -45,6 +47,20 @@ export class OwnedIndex<V> {
 
   get(key: string): V | undefined {
     return this.owners.get(key);
+  }
+
+  /** The key → owner map as it is now; it never changes afterwards (later changes copy it first). */
+  publishOwners(): ReadonlyMap<string, V> {
+    this.ownersPublished = true;
+    return this.owners;
+  }
+
+  private writableOwners(): Map<string, V> {
+    if (this.ownersPublished) {
+      this.owners = new Map(this.owners);
+      this.ownersPublished = false;
+    }
+    return this.owners;
   }
 
   /** Ids of all claimants of `key`, owner first (empty when none). */
@@ -58,40 +74,41 @@ export class OwnedIndex<V> {
   add(key: string, v: V): void {
     const cur = this.owners.get(key);
     if (cur === undefined && this.shared.size === 0) {
-      this.owners.set(key, v); // the common case: a key nobody claims yet, no shared keys at all
+      this.writableOwners().set(key, v); // the common case: a key nobody claims yet, no shared keys at all
       return;
     }
     const id = this.idOf(v);
     if (cur === undefined || this.idOf(cur) === id) {
       const s = this.shared.get(key);
       if (s) s.set(id, v);
-      this.owners.set(key, v);
+      this.writableOwners().set(key, v);
       return;
     }
     let s = this.shared.get(key);
     if (!s) this.shared.set(key, (s = new Map([[this.idOf(cur), cur]])));
     s.set(id, v);
-    if (id < this.idOf(cur)) this.owners.set(key, v);
+    if (id < this.idOf(cur)) this.writableOwners().set(key, v);
   }
 
   remove(key: string, id: string): void {
     const s = this.shared.get(key);
     if (!s) {
       const cur = this.owners.get(key);
-      if (cur !== undefined && this.idOf(cur) === id) this.owners.delete(key);
+      if (cur !== undefined && this.idOf(cur) === id) this.writableOwners().delete(key);
       return;
     }
     s.delete(id);
     let min: [string, V] | undefined;
     for (const e of s) if (!min || e[0] < min[0]) min = e;
     if (s.size <= 1) this.shared.delete(key);
-    if (min) this.owners.set(key, min[1]);
-    else this.owners.delete(key);
+    if (min) this.writableOwners().set(key, min[1]);
+    else this.writableOwners().delete(key);
   }
 }
 
 interface Indexes {
-  byIp: OwnedIndex<Workload>;
+  /** Absent when the snapshot carries workloadIpOwners (looked up there instead). */
+  byIp?: OwnedIndex<Workload>;
   byVip: OwnedIndex<Service>;
   /**
    * Service key → its endpoints sorted by uid, filled on demand (resolve): a full sync builds none of them.
@@ -153,8 +170,11 @@ function nodeIndex(s: MeshSnapshot): Map<string, Workload[]> {
 }
 
 function buildIndexes(s: MeshSnapshot): Indexes {
-  const byIp = new OwnedIndex<Workload>((w) => w.uid);
-  for (const w of s.workloads.values()) byIp.add(w.ip, w);
+  let byIp: OwnedIndex<Workload> | undefined;
+  if (!s.workloadIpOwners) {
+    byIp = new OwnedIndex<Workload>((w) => w.uid);
+    for (const w of s.workloads.values()) byIp.add(w.ip, w);
+  }
   const byVip = new OwnedIndex<Service>((svc) => svc.key);
   for (const svc of s.services.values()) for (const vip of svc.vips) byVip.add(vip, svc);
   return { byIp, byVip, endpoints: new Map(), servicesOf: new Map() };
@@ -169,6 +189,8 @@ const INCREMENTAL_MAX_SHARE = 0.25;
  * change. Returns false (idx untouched) when the change is too large, e.g. the first full push.
  */
 function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): boolean {
+  // Switching between an own IP index and the snapshot's: rebuild.
+  if ((prev.workloadIpOwners === undefined) !== (next.workloadIpOwners === undefined)) return false;
   const total = next.workloads.size + next.services.size;
   if (Math.abs(total - prev.workloads.size - prev.services.size) > INCREMENTAL_MAX_SHARE * total) return false; // e.g. the first full push
   const limit = INCREMENTAL_MAX_SHARE * total;
@@ -190,11 +212,11 @@ function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): bo
     const o = prev.workloads.get(uid);
     const n = next.workloads.get(uid);
     if (o) {
-      idx.byIp.remove(o.ip, uid);
+      idx.byIp?.remove(o.ip, uid);
       if (idx.byNode) nodeChange(o.node).drop.add(uid);
     }
     if (n) {
-      idx.byIp.add(n.ip, n);
+      idx.byIp?.add(n.ip, n);
       if (idx.byNode) nodeChange(n.node).add.push(n);
     }
     // Its own service list may change with its labels (selector-based services).
@@ -271,7 +293,9 @@ export class StateStore implements StateView {
   }
 
   workloadByIp(ip: string): Workload | undefined {
-    return this.idx.byIp.get(ip);
+    if (this.idx.byIp) return this.idx.byIp.get(ip);
+    const uid = this.current.workloadIpOwners!.get(ip);
+    return uid === undefined ? undefined : this.current.workloads.get(uid);
   }
 
   node(name: string): MeshNode | undefined {
@@ -298,7 +322,7 @@ export class StateStore implements StateView {
       if (endpoints === undefined) this.idx.endpoints.set(svc.key, (endpoints = endpointsOf(this.current, svc)));
       return { kind: 'service', service: svc, port: sp, endpoints };
     }
-    const w = this.idx.byIp.get(ip);
+    const w = this.workloadByIp(ip);
     if (w && w.meshed) return { kind: 'workload', workload: w, port };
     return { kind: 'unknown' };
   }

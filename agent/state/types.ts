@@ -73,6 +73,12 @@ export interface MeshSnapshot {
   readonly rootNamespace?: string;
   /** Service key `<ns>/<name>` → its traffic policy, in key order (absent = none: agent defaults everywhere). */
   readonly trafficPolicies?: ReadonlyMap<string, ServiceTrafficPolicy>;
+  /**
+   * Workload IP → uid of the workload that owns it (the smallest uid when several claim one IP), as immutable as the
+   * rest. A builder that keeps this index anyway (the xDS client's) publishes it so that StateStore needs no second
+   * 50k-entry copy; absent, the store builds its own. Derived data: never part of dumps or equality.
+   */
+  readonly workloadIpOwners?: ReadonlyMap<string, string>;
 }
 
 // ---- traffic policy (DestinationRule + VirtualService, compiled per service; smesh.traffic.v1alpha1.TrafficPolicy on the wire) ----

@@ -383,6 +383,8 @@ export class IncrementalSnapshot {
       namespaces: this.publishedNamespaces,
       authorizationPolicies: this.publishedPolicies,
       ...(this.publishedTraffic ? { trafficPolicies: this.publishedTraffic } : {}),
+      // The owner rule of StateStore's own index (smallest uid): the store uses this map instead of a second one.
+      workloadIpOwners: this.ipClaims.publishOwners(),
     };
     this.published = { workloads: true, services: true, nodes: true };
     return { snapshot, trustAnchors: this.meshConfig?.trustAnchors ?? [], warnings };

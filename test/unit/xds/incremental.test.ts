@@ -146,15 +146,24 @@ describe('IncrementalSnapshot', () => {
       const ref = new Reference();
       const inc = new IncrementalSnapshot();
       const store = new StateStore();
+      let published: { map: ReadonlyMap<string, string>; entries: Array<[string, string]> } | undefined;
       for (let round = 0; round < 40; round++) {
         for (let k = 1 + Math.floor(r() * 6); k > 0; k--) apply(ref, inc, randomStep(r));
         const got = inc.build();
         const want = ref.build();
-        expect(got.snapshot, `seed ${seed} round ${round}`).toEqual(want.snapshot);
+        // A published IP index never changes afterwards (the builder copies before writing).
+        if (published) expect([...published.map], `seed ${seed} round ${round} (published IP index kept)`).toEqual(published.entries);
+        const { workloadIpOwners, ...gotRest } = got.snapshot;
+        expect(workloadIpOwners, 'the xDS builder publishes its IP index').toBeDefined();
+        published = { map: workloadIpOwners!, entries: [...workloadIpOwners!] };
+        expect(gotRest, `seed ${seed} round ${round}`).toEqual(want.snapshot);
         expect(got.trustAnchors).toEqual(want.trustAnchors);
-        // Indexes updated from the previous snapshot equal indexes built from scratch.
+        // Indexes updated from the previous snapshot equal indexes built from scratch, and the published IP index
+        // answers like the index the store builds itself when a snapshot has none (the full builder's).
         store.replace(got.snapshot);
-        expect(storeView(store, got.snapshot), `seed ${seed} round ${round} (indexes)`).toEqual(storeView(new StateStore(got.snapshot), got.snapshot));
+        const view = storeView(store, got.snapshot);
+        expect(view, `seed ${seed} round ${round} (indexes)`).toEqual(storeView(new StateStore(got.snapshot), got.snapshot));
+        expect(view, `seed ${seed} round ${round} (own IP index)`).toEqual(storeView(new StateStore(gotRest as MeshSnapshot), got.snapshot));
       }
     }
   });
