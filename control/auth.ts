@@ -1,6 +1,7 @@
 // Agent authentication for `smesh control`: bootstrap bearer tokens (token → node name) checked on every RPC, and the tokens file re-read when it changes.
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { FSWatcher, readFileSync, statSync, watch } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { FileChangeWatch } from './file-watch';
 import { basename, dirname } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
@@ -146,10 +147,7 @@ export interface TokenFileWatcherOptions {
  */
 export class TokenFileWatcher {
   private readonly log: Logger;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private stamp: string;
+  private readonly changes: FileChangeWatch;
   private lastError = '';
 
   constructor(
@@ -158,47 +156,25 @@ export class TokenFileWatcher {
     private readonly opts: TokenFileWatcherOptions = {},
   ) {
     this.log = opts.logger ?? silentLogger();
-    this.stamp = this.currentStamp();
+    this.changes = new FileChangeWatch({
+      dir: dirname(file),
+      files: [file],
+      relevant: (name) => name === null || name === basename(file) || name.startsWith('..'),
+      intervalMs: opts.intervalMs,
+      debounceMs: 50,
+      onChange: () => void this.reload(),
+    });
   }
 
   start(): this {
-    try {
-      this.watcher = watch(dirname(this.file), { persistent: false }, (_event, name) => {
-        if (name === null || name === basename(this.file) || String(name).startsWith('..')) this.schedule();
-      });
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch {
-      // polling alone still picks changes up
-    }
-    this.timer = setInterval(() => {
-      if (this.currentStamp() !== this.stamp) this.schedule();
-    }, this.opts.intervalMs ?? 1000);
-    this.timer.unref();
+    this.changes.start();
     return this;
-  }
-
-  private currentStamp(): string {
-    try {
-      const st = statSync(this.file); // follows symlinks: a Secret update changes the target's inode
-      return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-    } catch (err) {
-      return `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
-    }
-  }
-
-  private schedule(): void {
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => this.reload(), 50);
-    this.debounce.unref();
   }
 
   /** Re-reads the file now; returns false (previous tokens kept) if it is unreadable or invalid. */
   reload(): boolean {
-    this.debounce = undefined;
-    this.stamp = this.currentStamp();
+    this.changes.cancelPending();
+    this.changes.seen();
     let change: { added: number; removed: number; nodes: number };
     try {
       change = this.auth.replace(readTokensFile(this.file));
@@ -216,10 +192,7 @@ export class TokenFileWatcher {
   }
 
   close(): void {
-    this.watcher?.close();
-    this.watcher = undefined;
-    if (this.timer) clearInterval(this.timer);
-    if (this.debounce) clearTimeout(this.debounce);
+    this.changes.close();
   }
 }
 

@@ -2,7 +2,8 @@
 import '../agent/identity/reflect-polyfill';
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes, webcrypto, createPrivateKey, createPublicKey, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
-import { type FSWatcher, promises as fsp, statSync, watch } from 'node:fs';
+import { promises as fsp } from 'node:fs';
+import { FileChangeWatch } from './file-watch';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
@@ -315,10 +316,7 @@ export interface CaDirWatcherOptions {
  */
 export class CaDirWatcher {
   private readonly log: Logger;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private debounce: NodeJS.Timeout | undefined;
-  private stamp: string;
+  private readonly changes: FileChangeWatch;
   private running: Promise<boolean> | undefined;
   private again = false;
   private closed = false;
@@ -329,48 +327,19 @@ export class CaDirWatcher {
     private readonly opts: CaDirWatcherOptions = {},
   ) {
     this.log = opts.logger ?? silentLogger();
-    this.stamp = this.currentStamp();
+    this.changes = new FileChangeWatch({
+      dir,
+      files: Object.values(CA_FILES).map((name) => path.join(dir, name)),
+      intervalMs: opts.intervalMs,
+      debounceMs: opts.debounceMs ?? 500,
+      onChange: () => void this.reload(),
+    });
     opts.metrics?.caTrustAnchors.set(ca.trustAnchors.length);
   }
 
   start(): this {
-    try {
-      this.watcher = watch(this.dir, { persistent: false }, () => this.schedule());
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
-    } catch {
-      // polling alone still picks changes up
-    }
-    this.timer = setInterval(() => {
-      if (this.currentStamp() !== this.stamp) this.schedule();
-    }, this.opts.intervalMs ?? 1000);
-    this.timer.unref();
+    this.changes.start();
     return this;
-  }
-
-  private currentStamp(): string {
-    return Object.values(CA_FILES)
-      .map((name) => {
-        try {
-          const st = statSync(path.join(this.dir, name)); // follows symlinks (Secret volumes)
-          return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
-        } catch (err) {
-          return `-${(err as NodeJS.ErrnoException).code ?? ''}`;
-        }
-      })
-      .join('|');
-  }
-
-  private schedule(): void {
-    if (this.closed) return;
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => {
-      this.debounce = undefined;
-      void this.reload();
-    }, this.opts.debounceMs ?? 500);
-    this.debounce.unref();
   }
 
   /** Reads the directory now; resolves true when its state is in force (changed or not), false when rejected. */
@@ -392,16 +361,16 @@ export class CaDirWatcher {
   }
 
   private async reloadOnce(): Promise<boolean> {
-    const before = this.currentStamp();
+    const before = this.changes.stamp();
     let next: MeshCa;
     try {
       next = await MeshCa.read(this.dir, this.ca.trustDomain);
     } catch (err) {
-      if (this.currentStamp() !== before && !this.closed) {
-        this.schedule(); // still being written: read again once it settles
+      if (this.changes.stamp() !== before && !this.closed) {
+        this.changes.schedule(); // still being written: read again once it settles
         return false;
       }
-      this.stamp = before;
+      this.changes.seen(before);
       const file = err instanceof CaFileError ? err.file : this.dir;
       this.opts.metrics?.caReloadErrors.inc({ file: path.basename(file) });
       this.log.error(
@@ -410,7 +379,7 @@ export class CaDirWatcher {
       );
       return false;
     }
-    this.stamp = before;
+    this.changes.seen(before);
     if (this.closed) return false;
     const change = this.ca.adopt(next);
     if (!change.rootChanged && !change.anchorsChanged) return true;
@@ -438,10 +407,7 @@ export class CaDirWatcher {
 
   close(): void {
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
-    if (this.timer) clearInterval(this.timer);
-    if (this.debounce) clearTimeout(this.debounce);
+    this.changes.close();
   }
 }
 

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { desiredDestinations, Reconciler, WorkloadIds, type DatapathMaps } from '../../agent/datapath/reconciler';
 import type { MeshSnapshot, Service, Workload } from '../../agent/state/types';
+import { seeded as rng } from '../helpers/prng';
 
 class FakeMaps implements DatapathMaps {
   dests = new Set<string>();
@@ -40,16 +41,6 @@ class FakeMaps implements DatapathMaps {
   };
 }
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const wl = (i: number, ip: string, meshed: boolean): Workload => ({ uid: `w${i}`, name: `w${i}`, namespace: 'default', serviceAccount: 'sa', node: 'other', ip, labels: {}, workloadName: `w${i}`, identity: 'spiffe://td/ns/default/sa/sa', meshed });
 const svc = (i: number, vips: string[], ports: number[]): Service => ({ key: `default/s${i}`, name: `s${i}`, namespace: 'default', vips, ports: ports.map((port) => ({ port, targetPort: port })), selector: {}, endpointUids: [] });

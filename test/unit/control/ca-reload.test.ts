@@ -16,6 +16,7 @@ import { CONTROL_TYPE_URL, meshResourceCodecs } from '../../../control/resources
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, tempDir, TOKEN1, TOKENS } from './fixtures';
+import { captureLogs, waitUntil } from '../../helpers/logs';
 
 const TD = 'example.org';
 const WEB = `spiffe://${TD}/ns/default/sa/web`;
@@ -47,18 +48,6 @@ function put(dir: string, name: string, text: string): void {
 
 const fp = (pem: string): string => new X509Certificate(pem).fingerprint256;
 
-function capture(): { logger: pino.Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { logger: pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) }), lines };
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function createCertificate(cp: ControlPlane, csr: string): Promise<IstioCertificateResponse__Output> {
   const client = caClient(cp, TOKEN1);
@@ -120,7 +109,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
   };
 
   it('introduce → promote → retire: anchors published, new root signs leaves and the serving certificate, agents follow without restarts', async () => {
-    const log = capture();
+    const log = captureLogs();
     const { caDir } = await start(log.logger);
     const a = readRoot(caDir);
     const b = await newRoot();
@@ -146,7 +135,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     put(caDir, CA_FILES.nextRootKey, b.keyPem);
     put(caDir, CA_FILES.nextRootCert, b.certPem);
     expect(await nextAnchors(watcher)).toEqual([a.fingerprint, b.fingerprint]);
-    await waitFor(() => remote!.trustBundlePem().includes(b.certPem.trim()), 3000, 'agent received the next root');
+    await waitUntil(() => remote!.trustBundlePem().includes(b.certPem.trim()), 3000, 'agent received the next root');
     let chain = (await createCertificate(cp!, await makeCsr({ uris: [WEB] }))).certChain;
     expect(new X509Certificate(chain[0]!).verify(new X509Certificate(a.certPem).publicKey)).toBe(true);
     expect(await servingChainsTo(cp!, a.certPem)).toBe(true);
@@ -163,7 +152,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     expect(leaf.verify(new X509Certificate(a.certPem).publicKey)).toBe(false);
     expect(leaf.checkIssued(new X509Certificate(b.certPem))).toBe(true);
     // The serving certificate was re-issued from the new root.
-    await waitFor(() => servingChainsTo(cp!, b.certPem), 2000, 'serving certificate from the new root');
+    await waitUntil(() => servingChainsTo(cp!, b.certPem), 2000, 'serving certificate from the new root');
     expect(await servingChainsTo(cp!, a.certPem)).toBe(false);
     expect(fp(cp!.trustBundlePem)).toBe(b.fingerprint);
     // The agent: still on its stream, and its next CSR (a new connection, verified against the anchors it was pushed) gets a new-root leaf.
@@ -177,7 +166,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     // 3. Retire: removing previous-root-cert.pem stops publishing it.
     rmSync(join(caDir, CA_FILES.previousRootCert));
     expect(await nextAnchors(watcher)).toEqual([b.fingerprint]);
-    await waitFor(() => !remote!.trustBundlePem().includes(a.certPem.trim()), 3000, 'agent dropped the old root');
+    await waitUntil(() => !remote!.trustBundlePem().includes(a.certPem.trim()), 3000, 'agent dropped the old root');
     expect((await cp!.metrics.caReloads.get()).values[0]!.value).toBe(3);
     expect((await cp!.metrics.caTrustAnchors.get()).values[0]!.value).toBe(1);
     expect((await cp!.metrics.caReloadErrors.get()).values.reduce((s, v) => s + v.value, 0)).toBe(0);
@@ -186,7 +175,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
   });
 
   it('broken files (bad PEM, mismatched key, not a CA, missing root) are rejected by name and counted; the previous roots keep signing and stay published', async () => {
-    const log = capture();
+    const log = captureLogs();
     const { caDir } = await start(log.logger);
     const a = readRoot(caDir);
     const c = await newRoot();
@@ -207,17 +196,17 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
 
     // Half-written certificate.
     put(caDir, CA_FILES.nextRootCert, c.certPem.slice(0, 200));
-    await waitFor(async () => (await errors(CA_FILES.nextRootCert)) === 1, 3000, 'bad PEM counted');
+    await waitUntil(async () => (await errors(CA_FILES.nextRootCert)) === 1, 3000, 'bad PEM counted');
     rejected(CA_FILES.nextRootCert, /not a valid X\.509 certificate|not a PEM certificate/);
 
     // A key that is not the certificate's.
     put(caDir, CA_FILES.nextRootKey, a.keyPem);
     put(caDir, CA_FILES.nextRootCert, c.certPem);
-    await waitFor(async () => (await errors(CA_FILES.nextRootKey)) === 1, 3000, 'mismatched next key counted');
+    await waitUntil(async () => (await errors(CA_FILES.nextRootKey)) === 1, 3000, 'mismatched next key counted');
     rejected(CA_FILES.nextRootKey, /does not match next-root-cert\.pem/);
     // The right key, but SEC1-encoded (smesh reads PKCS#8): named with how to convert it.
     put(caDir, CA_FILES.nextRootKey, createPrivateKey(c.keyPem).export({ type: 'sec1', format: 'pem' }) as string);
-    await waitFor(async () => (await errors(CA_FILES.nextRootKey)) === 2, 3000, 'SEC1 key counted');
+    await waitUntil(async () => (await errors(CA_FILES.nextRootKey)) === 2, 3000, 'SEC1 key counted');
     rejected(CA_FILES.nextRootKey, /SEC1 EC key.*openssl pkcs8 -topk8/);
     rmSync(join(caDir, CA_FILES.nextRootKey));
     rmSync(join(caDir, CA_FILES.nextRootCert));
@@ -225,19 +214,19 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     // A leaf (not a CA) as previous root.
     const leafPem = (await createCertificate(cp!, await makeCsr({ uris: [WEB] }))).certChain[0]!;
     put(caDir, CA_FILES.previousRootCert, leafPem);
-    await waitFor(async () => (await errors(CA_FILES.previousRootCert)) === 1, 3000, 'not-a-CA counted');
+    await waitUntil(async () => (await errors(CA_FILES.previousRootCert)) === 1, 3000, 'not-a-CA counted');
     rejected(CA_FILES.previousRootCert, /is not a CA certificate/);
     rmSync(join(caDir, CA_FILES.previousRootCert));
 
     // The signing key replaced by another root's key; then the key file removed.
     put(caDir, CA_FILES.rootKey, c.keyPem);
-    await waitFor(async () => (await errors(CA_FILES.rootKey)) === 1, 3000, 'mismatched root key counted');
+    await waitUntil(async () => (await errors(CA_FILES.rootKey)) === 1, 3000, 'mismatched root key counted');
     rejected(CA_FILES.rootKey, /does not match root-cert\.pem/);
     put(caDir, CA_FILES.rootKey, 'garbage\n');
-    await waitFor(async () => (await errors(CA_FILES.rootKey)) === 2, 3000, 'garbage root key counted');
+    await waitUntil(async () => (await errors(CA_FILES.rootKey)) === 2, 3000, 'garbage root key counted');
     rejected(CA_FILES.rootKey, /not a PEM private key/);
     rmSync(join(caDir, CA_FILES.rootKey));
-    await waitFor(async () => (await errors(CA_FILES.rootKey)) === 3, 3000, 'missing root key counted');
+    await waitUntil(async () => (await errors(CA_FILES.rootKey)) === 3, 3000, 'missing root key counted');
     rejected(CA_FILES.rootKey, /missing/);
 
     // Through all of it: still signing with A, A alone published (no MeshConfig push), serving certificate from A.
@@ -270,17 +259,17 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
   });
 
   it('a promotion without introducing the root first works but warns that agents may not trust it yet', async () => {
-    const log = capture();
+    const log = captureLogs();
     const { caDir } = await start(log.logger);
     const a = readRoot(caDir);
     const d = await newRoot();
     put(caDir, CA_FILES.previousRootCert, a.certPem);
     put(caDir, CA_FILES.rootKey, d.keyPem);
     put(caDir, CA_FILES.rootCert, d.certPem);
-    await waitFor(() => cp!.ca.rootFingerprint === d.fingerprint, 3000, 'promotion applied');
+    await waitUntil(() => cp!.ca.rootFingerprint === d.fingerprint, 3000, 'promotion applied');
     expect(cp!.ca.trustAnchors.map(fp)).toEqual([d.fingerprint, a.fingerprint]);
-    await waitFor(() => log.lines.some((l) => l.includes('was not published before')), 2000, 'warning logged');
-    await waitFor(() => servingChainsTo(cp!, d.certPem), 2000, 'serving certificate from the new root');
+    await waitUntil(() => log.lines.some((l) => l.includes('was not published before')), 2000, 'warning logged');
+    await waitUntil(() => servingChainsTo(cp!, d.certPem), 2000, 'serving certificate from the new root');
     // The CA service is unaffected by which path changed it.
     await expect(createCertificate(cp!, 'not a csr')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
   });

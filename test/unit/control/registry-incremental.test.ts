@@ -7,18 +7,8 @@ import type { AuthorizationPolicy } from '../../../agent/policy/types';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../agent/state/types';
 import { Registry } from '../../../control/registry';
 import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ResourceEntryCache, SERVED_TYPE_URLS, type ResourceDiff, type ResourceSets, type TypedResources } from '../../../control/resources';
+import { seeded as prng } from '../../helpers/prng';
 
-/** mulberry32: a small seeded PRNG, so a failing sequence can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMESPACES = ['default', 'shop', 'istio-system'];
 const APPS = ['web', 'api', 'db'];

@@ -8,17 +8,8 @@ import { parseConfigText, type ConfigProblem } from '../../../agent/config/resou
 import { parseSimpleYaml } from '../../../agent/config/simple-yaml';
 import { BASE, GOOD } from '../traffic/fixtures';
 import { NODES_YAML, WORKLOADS_YAML } from './fixtures';
+import { seeded as prng } from '../../helpers/prng';
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What the yaml library makes of `text`: per document its line, value, and whether it had errors. */
 function reference(text: string): Array<{ line: number | undefined; value: unknown; errors: number }> {

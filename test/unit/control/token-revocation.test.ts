@@ -2,7 +2,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { controlSpiffeId } from '../../../control/ca';
 import { TokenAuthenticator } from '../../../control/auth';
@@ -13,23 +12,12 @@ import { REVOKED_TOKEN_DETAILS } from '../../../control/xds-server';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient } from '../../../agent/xds/client';
 import { AdsTestClient, cleanupDirs, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';
+import { captureLogs, waitUntil } from '../../helpers/logs';
 
 const REVOKED = 'token-node1-to-be-revoked';
 const OTHER1 = 'token-node1-second-valid';
 const NODE2 = 'token-node2-stays-valid';
 
-function capture(): { logger: pino.Logger; lines: string[] } {
-  const lines: string[] = [];
-  return { logger: pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) }), lines };
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function subscribeAddresses(c: AdsTestClient): Promise<void> {
   c.send({ typeUrl: CONTROL_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
@@ -59,7 +47,7 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     const { configDir, caDir } = meshDirs();
     const tokensFile = join(tempDir(), 'tokens.yaml');
     writeFileSync(tokensFile, `${REVOKED}: node1\n${OTHER1}: node1\n${NODE2}: node2\n`, { mode: 0o600 });
-    const control = capture();
+    const control = captureLogs();
     cp = await startControlPlane({
       source: new FileSource({ dir: configDir, debounceMs: 30, rescanMs: 300 }),
       caDir,
@@ -70,7 +58,7 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     });
 
     // The real agent-side client on node1 with the token that will be revoked.
-    const agent = capture();
+    const agent = captureLogs();
     const channel = new ControlPlaneChannel({ address: `127.0.0.1:${cp.port}`, trustAnchorsPem: cp.trustBundlePem, token: REVOKED, controlPlaneId: controlSpiffeId('example.org') });
     const xds = new XdsClient({ channel, nodeName: 'node1', backoff: { initialMs: 100, maxMs: 400 }, logger: agent.logger });
     cleanups.push(() => channel.close());
@@ -82,7 +70,7 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     const sameNode = connect(OTHER1);
     const otherNode = connect(NODE2);
     for (const c of [revoked, sameNode, otherNode]) await subscribeAddresses(c);
-    await waitFor(() => cp!.streams().length === 4, 2000, 'four streams open');
+    await waitUntil(() => cp!.streams().length === 4, 2000, 'four streams open');
 
     const next = `${tokensFile}.next`;
     writeFileSync(next, `${OTHER1}: node1\n${NODE2}: node2\n`, { mode: 0o600 });
@@ -95,12 +83,12 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     expect(err.details).toBe(REVOKED_TOKEN_DETAILS);
     expect(err.details).not.toContain(REVOKED);
     // The agent's stream was cut too, and its log says why and what to check.
-    await waitFor(() => agent.lines.some((l) => l.includes('xDS stream closed') && l.includes('UNAUTHENTICATED')), 2000, 'agent logged the cut');
+    await waitUntil(() => agent.lines.some((l) => l.includes('xDS stream closed') && l.includes('UNAUTHENTICATED')), 2000, 'agent logged the cut');
     const cut = JSON.parse(agent.lines.find((l) => l.includes('xDS stream closed') && l.includes('UNAUTHENTICATED'))!) as Record<string, unknown>;
     expect(cut.details).toBe(REVOKED_TOKEN_DETAILS);
     expect(cut.hint).toMatch(/--token-file/);
     expect(xds.status().connected).toBe(false);
-    await waitFor(() => cp!.streams().length === 2, 2000, 'only the valid streams remain');
+    await waitUntil(() => cp!.streams().length === 2, 2000, 'only the valid streams remain');
     expect(cp.streams().map((s) => s.node).sort()).toEqual(['node1', 'node2']);
     expect(await revokedCount(cp, 'node1')).toBe(2);
     expect(await revokedCount(cp, 'node2')).toBe(0);
@@ -114,14 +102,14 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     }
 
     // The agent keeps retrying with backoff and is refused each time; it stays cut off.
-    await waitFor(() => agent.lines.filter((l) => l.includes('xDS stream closed')).length >= 2, 3000, 'agent reconnect refused');
+    await waitUntil(() => agent.lines.filter((l) => l.includes('xDS stream closed')).length >= 2, 3000, 'agent reconnect refused');
     expect(agent.lines.some((l) => l.includes('missing or unknown bearer token'))).toBe(true);
     expect(xds.status().connected).toBe(false);
     expect(cp.streams()).toHaveLength(2);
 
     // A broken edit afterwards is counted and cuts nothing: the previous tokens stay in force.
     writeFileSync(tokensFile, `${NODE2}: node2\nshort: node1\n`);
-    await waitFor(async () => (await cp!.metrics.tokenReloadErrors.get()).values[0]?.value === 1, 3000, 'rejected edit counted');
+    await waitUntil(async () => (await cp!.metrics.tokenReloadErrors.get()).values[0]?.value === 1, 3000, 'rejected edit counted');
     expect(cp.streams()).toHaveLength(2);
     expect(await revokedCount(cp, 'node1')).toBe(2);
 

@@ -1,18 +1,8 @@
 // Shared fixtures for the load-balancer tests: a seeded PRNG, endpoint builders, pick counters.
 import type { LbEndpoint, Locality } from '../../../agent/lb/endpoint';
 import type { PickRequest, Picker } from '../../../agent/lb/picker';
-
-/** mulberry32: a small, well-known seeded PRNG, so distribution tests are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seeded } from '../../helpers/prng';
+export { seeded };
 
 /** Returns the given values in turn (then repeats the last). */
 export function sequence(...values: number[]): () => number {

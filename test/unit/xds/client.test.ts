@@ -1,6 +1,7 @@
 // Delta ADS client against an in-test TLS grpc-js server: initial sync, incremental update, removal, per-resource NACK, reconnect with initial_resource_versions, auth failures.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pino from 'pino';
+import type pino from 'pino';
+import { captureLogs } from '../../helpers/logs';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsEvent, type XdsUpdate } from '../../../agent/xds/client';
 import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../agent/xds/convert';
@@ -210,8 +211,7 @@ describe('XdsClient authentication failures', () => {
   }
 
   it('a wrong token is UNAUTHENTICATED and retried with backoff; the repeated refusal is warned about once', async () => {
-    const lines: string[] = [];
-    const logger = pino({ level: 'debug' }, { write: (l: string) => void lines.push(l) });
+    const { logger, lines } = captureLogs();
     const st = await failWith({ token: 'wrong', anchors: pki.rootPem, logger, streams: 4 });
     expect(st.lastDisconnect!.code).toBe('UNAUTHENTICATED');
     const records = lines.map((l) => JSON.parse(l) as { level: number; msg: string; code?: string; hint?: string });

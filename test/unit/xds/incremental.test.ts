@@ -18,17 +18,8 @@ import {
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot } from '../../../agent/state/types';
+import { seeded as rng } from '../../helpers/prng';
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Everything accepted so far, in buildSnapshot's input shape (the reference the incremental state must equal). */
 class Reference {

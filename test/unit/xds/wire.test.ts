@@ -2,20 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import { decodeAddress, decodeAddressOf, decodeDeltaResponse } from '../../../agent/xds/wire';
+import { seeded as rng } from '../../helpers/prng';
 
 const codecs = loadMeshProtos().codecs;
 
-/** Small deterministic PRNG (mulberry32) so a failure names a reproducible seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function gen(seed: number) {
   const r = rng(seed);
