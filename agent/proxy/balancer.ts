@@ -5,7 +5,7 @@ import { RoundRobinPickers, type PickResult } from '../lb/picker';
 import { lbPolicyFromSettings } from '../lb/policy';
 import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
 import type { RandomSource } from '../lb/sampling';
-import type { LoadBalancerSettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import type { ConnectionPoolSettings, LoadBalancerSettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 
 interface WorkloadEndpoint extends LbEndpoint {
   readonly workload: Workload;
@@ -26,6 +26,12 @@ export interface ConnectionBalancerOptions {
 export function l4LoadBalancerSettings(policy: ServiceTrafficPolicy | undefined, port: number): LoadBalancerSettings | undefined {
   if (!policy) return undefined;
   return policy.portSettings.find((p) => p.port === port)?.loadBalancer ?? policy.loadBalancer;
+}
+
+/** The connectionPool settings for connections to one service port: port-level, else service-level (as for loadBalancer). */
+export function l4ConnectionPoolSettings(policy: ServiceTrafficPolicy | undefined, port: number): ConnectionPoolSettings | undefined {
+  if (!policy) return undefined;
+  return policy.portSettings.find((p) => p.port === port)?.connectionPool ?? policy.connectionPool;
 }
 
 /**

@@ -5,7 +5,7 @@ import { listenOrFail } from '../telemetry/listen';
 import { nodeSpiffeId } from '../identity/spiffe';
 import type { PickResult } from '../lb/picker';
 import type { RandomSource } from '../lb/sampling';
-import { ConnectionBalancer } from './balancer';
+import { ConnectionBalancer, l4ConnectionPoolSettings } from './balancer';
 import type { StateView } from '../state/store';
 import type { MeshNode, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
@@ -49,6 +49,8 @@ export interface OutboundPickContext {
 interface Target {
   readonly destination: Workload;
   readonly service?: Service;
+  /** The service port dialled (its DestinationRule port settings apply), when `service` is set. */
+  readonly servicePort?: number;
 }
 
 export type OutboundDecision =
@@ -87,7 +89,7 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       if (resolved.endpoints.length === 0) return refuse('no_endpoint', `service ${svc.key} has no endpoints`);
       const picked = i.pick(svc.key, resolved.endpoints, { service: svc, port: resolved.port, source: src });
       if (picked.kind !== 'complete') return refuse('no_endpoint', `service ${svc.key}: ${picked.reason}`);
-      target = { destination: picked.endpoint, service: svc };
+      target = { destination: picked.endpoint, service: svc, servicePort: resolved.port.port };
       port = resolved.port.targetPort > 0 ? resolved.port.targetPort : resolved.port.port;
       break;
     }
@@ -292,6 +294,17 @@ export class OutboundProxy {
     });
   }
 
+  /** DestinationRule connectionPool.tcp.connectTimeout of the service port (port-level first), if one is set. */
+  private policyConnectTimeoutMs(d: Target): number | undefined {
+    const policy = d.service ? this.opts.state.snapshot().trafficPolicies?.get(d.service.key) : undefined;
+    return l4ConnectionPoolSettings(policy, d.servicePort ?? -1)?.connectTimeoutMs;
+  }
+
+  /** The connect timeout for a direct connection: the DestinationRule's, else the agent's. */
+  private connectTimeoutMs(d: Target): number {
+    return this.policyConnectTimeoutMs(d) ?? this.opts.connectTimeoutMs ?? 10_000;
+  }
+
   private connectDirect(
     sock: net.Socket,
     d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>,
@@ -300,7 +313,7 @@ export class OutboundProxy {
   ): void {
     const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true, localAddress: d.kind === 'local' ? this.opts.localSourceIp : undefined });
     upstream.on('error', () => undefined);
-    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.connectTimeoutMs(d));
     timer.unref();
     let connected = false;
     const onClientGone = () => upstream.destroy();
@@ -332,11 +345,20 @@ export class OutboundProxy {
     }
     const headers: Record<string, string> = {};
     if (sourceIp && sock.remotePort) headers['forwarded'] = `for="${formatAuthority(sourceIp, sock.remotePort)}"`;
+    // A DestinationRule connect timeout bounds the whole open (session, CONNECT, the remote agent's connect to the pod).
+    const limitMs = this.policyConnectTimeoutMs(d);
+    let timedOut = false;
+    const timer = limitMs === undefined ? undefined : setTimeout(() => {
+      timedOut = true;
+      if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, node: d.nodeAddr });
+    }, limitMs);
+    timer?.unref();
     this.opts.hbone
       .open({ sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers })
       .then(
         (stream) => {
-          if (sock.destroyed) {
+          clearTimeout(timer);
+          if (sock.destroyed || timedOut) {
             stream.destroy();
             return;
           }
@@ -351,7 +373,8 @@ export class OutboundProxy {
           this.startRelay(sock, stream, stats, { ...fields, node: d.nodeAddr });
         },
         (err: unknown) => {
-          if (sock.destroyed) return;
+          clearTimeout(timer);
+          if (sock.destroyed || timedOut) return;
           const e = err as SmeshError;
           this.refuse(sock, e.code === 'SMESH_ERR_HBONE' ? 'hbone_error' : 'upstream_connect_failed', e.message, { ...fields, code: e.code });
         },
