@@ -87,6 +87,11 @@ export class IdentityManager {
     this.listeners.push(listener);
   }
 
+  /** Called with the new bundle when the trusted roots change (TLS servers must pick it up: they verify peers with it). */
+  onTrustBundleChange(listener: (bundlePem: string) => void): void {
+    this.source.onTrustAnchorsChange?.(listener);
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);

@@ -19,4 +19,6 @@ export interface CertificateSource {
   issue(spiffeId: string): Promise<IssuedCert & { readonly keyPem: string }>;
   /** Roots the mesh trusts (PEM, concatenated). */
   trustBundlePem(): string;
+  /** Called with the new bundle when the trusted roots change (a root rotation); absent for fixed roots. */
+  onTrustAnchorsChange?(listener: (bundlePem: string) => void): void;
 }

@@ -211,7 +211,15 @@ export class HboneClient {
         timer.unref();
         session.once('connect', () => {
           clearTimeout(timer);
-          const alpn = (session.socket as tls.TLSSocket).alpnProtocol;
+          // A session discarded while still connecting (a certificate rotation closes the pool) still reports
+          // 'connect', with its socket already gone: that open fails, the agent does not.
+          const socket = session.socket as tls.TLSSocket | undefined;
+          if (!socket || session.closed || session.destroyed || entry.dead) {
+            session.destroy();
+            reject(new SmeshError('SMESH_ERR_CONNECT', `HBONE connection to ${req.node.host}:${req.node.port} was closed while connecting (certificate rotation)`));
+            return;
+          }
+          const alpn = socket.alpnProtocol;
           if (alpn !== 'h2') {
             session.destroy();
             reject(new SmeshError('SMESH_ERR_TLS', `HBONE server ${req.node.host}:${req.node.port} did not negotiate ALPN h2 (got ${alpn || 'none'})`));

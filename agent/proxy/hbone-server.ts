@@ -153,6 +153,17 @@ export class InboundProxy {
         this.log.error({ err: (err as Error).message }, 'cannot rotate inbound server certificate');
       }
     });
+    // New trust anchors (a root rotation): peers whose certificates the new root signs must be accepted at once, not
+    // when this node's own certificate next renews.
+    this.opts.identities.onTrustBundleChange?.(() => {
+      if (this.closing) return;
+      try {
+        server.setSecureContext(this.secureContextOptions());
+        this.log.info('inbound server trusts the new mesh roots');
+      } catch (err) {
+        this.log.error({ err: (err as Error).message }, 'cannot apply the new trust anchors to the inbound server');
+      }
+    });
 
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.refuse('unauthenticated');

@@ -11,6 +11,7 @@ export interface IdentityProvider {
   certificate?(spiffeId: string): Promise<UsableCert>;
   trustBundlePem(): string;
   onRotate?(listener: RotationListener): void;
+  onTrustBundleChange?(listener: (bundlePem: string) => void): void;
 }
 
 export interface HostPort {
