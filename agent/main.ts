@@ -236,7 +236,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
           workloads: [...s.workloads.values()],
           services: [...s.services.values()],
           nodes: [...s.nodes.values()],
-          certificates: identities.list(),
+          // Which root signed each certificate and which roots this node trusts (root rotations).
+          ...identities.describe(),
           datapath: datapath
             ? { attach: datapath.attachInfo, enrolledPods: datapath.enrolledPods().map((p) => ({ cookie: p.cookie.toString(), workload: ids.uidOf(p.workloadId) ?? p.workloadId })), meshedDestinations: datapath.meshedDestinations() }
             : { disabled: true },

@@ -1,4 +1,5 @@
 // Holds the certificate + key of every identity this node serves (its pods and itself) and renews them at half-life.
+import { X509Certificate } from 'node:crypto';
 import { SmeshError } from '../errors';
 import type { Logger } from '../telemetry/logger';
 import type { CertificateSource, IssuedCert } from './types';
@@ -20,6 +21,45 @@ interface Entry {
   pending?: Promise<UsableCert>;
   timer?: NodeJS.Timeout;
   failures: number;
+}
+
+export interface CertificateDescription {
+  readonly spiffeId: string;
+  readonly serial: string;
+  readonly notBefore: string;
+  readonly notAfter: string;
+  /** The certificate after the leaf in its chain (the signing root); absent when the chain holds only the leaf. */
+  readonly issuer?: { readonly subject: string; readonly sha256: string };
+}
+
+export interface AnchorDescription {
+  readonly subject: string;
+  readonly sha256: string;
+  readonly notAfter: string;
+}
+
+function splitPem(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+const described = new WeakMap<UsableCert, CertificateDescription>();
+
+function describeCert(spiffeId: string, cert: UsableCert): CertificateDescription {
+  const chain = splitPem(cert.chainPem);
+  const leaf = new X509Certificate(chain[0] ?? cert.certPem);
+  const issuer = chain[1] ? new X509Certificate(chain[1]) : undefined;
+  return {
+    spiffeId,
+    serial: leaf.serialNumber,
+    notBefore: cert.notBefore.toISOString(),
+    notAfter: cert.notAfter.toISOString(),
+    ...(issuer ? { issuer: { subject: issuer.subject.replace(/\n/g, ', '), sha256: issuer.fingerprint256 } } : {}),
+  };
+}
+
+function describeAnchor(pem: string): AnchorDescription {
+  const c = new X509Certificate(pem);
+  return { subject: c.subject.replace(/\n/g, ', '), sha256: c.fingerprint256, notAfter: new Date(c.validTo).toISOString() };
 }
 
 export type RotationListener = (spiffeId: string, cert: UsableCert) => void;
@@ -81,6 +121,21 @@ export class IdentityManager {
     const out: Array<{ spiffeId: string; notBefore: Date; notAfter: Date }> = [];
     for (const [id, e] of this.entries) if (e.cert) out.push({ spiffeId: id, notBefore: e.cert.notBefore, notAfter: e.cert.notAfter });
     return out;
+  }
+
+  /**
+   * For config_dump: every identity held with its serial and the certificate that issued it (subject and SHA-256
+   * fingerprint: during a root rotation this tells which root signed it), and the roots this node trusts.
+   */
+  describe(): { certificates: CertificateDescription[]; trustAnchors: AnchorDescription[] } {
+    const certificates: CertificateDescription[] = [];
+    for (const [id, e] of this.entries) {
+      if (!e.cert) continue;
+      let d = described.get(e.cert);
+      if (!d) described.set(e.cert, (d = describeCert(id, e.cert)));
+      certificates.push(d);
+    }
+    return { certificates, trustAnchors: splitPem(this.trustBundlePem()).map(describeAnchor) };
   }
 
   onRotate(listener: RotationListener): void {

@@ -187,12 +187,13 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     const r = await topo.httpGetInNode(node, `http://${node.ip}:${AGENT_PORTS.metrics}/metrics`, 3000);
     return r.status === 200 ? parseMetrics(r.body) : [];
   };
-  type DumpCert = { spiffeId: string; notBefore: string; notAfter: string };
-  const dumpCerts = async (node: NodeInfo): Promise<DumpCert[]> => {
+  type DumpCert = { spiffeId: string; notBefore: string; notAfter: string; issuer?: { sha256: string } };
+  const dumpOf = async (node: NodeInfo): Promise<{ certificates: DumpCert[]; trustAnchors: Array<{ sha256: string }> }> => {
     const r = await topo.httpGetInNode(node, `http://127.0.0.1:${AGENT_PORTS.admin}/config_dump`, 3000);
     if (r.status !== 200) throw new Error(`config_dump on ${node.name}: ${r.status}`);
-    return (JSON.parse(r.body) as { certificates: DumpCert[] }).certificates;
+    return JSON.parse(r.body) as { certificates: DumpCert[]; trustAnchors: Array<{ sha256: string }> };
   };
+  const dumpCerts = async (node: NodeInfo): Promise<DumpCert[]> => (await dumpOf(node)).certificates;
   /** The trust anchors (SHA-256 fingerprints) an agent last logged it received from the control plane, if any. */
   const agentAnchors = (node: NodeInfo): string[] | undefined => {
     const recs = jsonRecords(agents[node.name]!.stdoutText()).filter((x) => x.msg === 'trust anchors updated' && Array.isArray(x.anchors));
@@ -388,7 +389,15 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
       expect(c.leaf.verify(newRoot.cert.publicKey), name).toBe(true);
       expect(c.leaf.verify(oldRoot.publicKey), name).toBe(false);
     }
-    for (const n of [node1, node2]) for (const c of await dumpCerts(n)) expect(issuedAfter(c, n.name), `${n.name} ${c.spiffeId}`).toBe(true);
+    for (const n of [node1, node2]) {
+      const dump = await dumpOf(n);
+      for (const c of dump.certificates) {
+        expect(issuedAfter(c, n.name), `${n.name} ${c.spiffeId}`).toBe(true);
+        // config_dump names the signing root of every certificate and the roots the agent trusts.
+        expect(c.issuer?.sha256, `${n.name} ${c.spiffeId} issuer`).toBe(newRoot.cert.fingerprint256);
+      }
+      expect(dump.trustAnchors.map((a) => a.sha256), `${n.name} trust anchors in config_dump`).toEqual([newRoot.cert.fingerprint256]);
+    }
 
     // The control plane counted exactly the three applied changes and no rejected one.
     const m = await controlMetrics();
