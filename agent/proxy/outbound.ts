@@ -156,6 +156,8 @@ export class OutboundProxy {
   private readonly clients = new Set<net.Socket>();
   private readonly relays = new Set<Relay>();
   private readonly balancer: ConnectionBalancer;
+  /** Open L4 connections per `<service key>|<service port>` (maxConnections). */
+  private readonly openPerServicePort = new Map<string, number>();
   private readonly log: Logger;
   private readonly authorize: Authorizer;
   private closing = false;
@@ -244,7 +246,10 @@ export class OutboundProxy {
       }
     }
     // Open connections per endpoint feed least-request: counted from the pick until the client socket closes (relay end or refusal).
-    if (decision.kind !== 'refuse' && decision.service) sock.once('close', this.balancer.open(decision.destination));
+    if (decision.kind !== 'refuse' && decision.service) {
+      if (!this.admit(sock, decision, fields)) return;
+      sock.once('close', this.balancer.open(decision.destination));
+    }
     this.proceed(sock, decision, source, sourceIp, fields);
   }
 
@@ -292,6 +297,31 @@ export class OutboundProxy {
       stats?.close();
       this.log.debug({ ...fields, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'outbound connection closed');
     });
+  }
+
+  /**
+   * connectionPool.tcp.maxConnections of the service port, per node proxy (as Envoy per cluster): a connection over
+   * the limit is refused at once — reset, counted as a circuit-breaker trip — instead of queued. Admitted connections
+   * count until the client socket closes.
+   */
+  private admit(sock: net.Socket, d: Target, fields: Record<string, unknown>): boolean {
+    const key = `${d.service!.key}|${d.servicePort ?? ''}`;
+    const open = this.openPerServicePort.get(key) ?? 0;
+    const policy = this.opts.state.snapshot().trafficPolicies?.get(d.service!.key);
+    const max = l4ConnectionPoolSettings(policy, d.servicePort ?? -1)?.maxConnections;
+    if (max !== undefined && open >= max) {
+      const host = serviceInfo(d.service, this.opts.state.trustDomain)!.host;
+      this.opts.metrics?.circuitBreakerTrips.inc({ destination_service: host, reason: 'max_connections' });
+      this.refuse(sock, 'circuit_breaker', `${host}:${d.servicePort}: connectionPool.tcp.maxConnections ${max} reached`, fields);
+      return false;
+    }
+    this.openPerServicePort.set(key, open + 1);
+    sock.once('close', () => {
+      const n = (this.openPerServicePort.get(key) ?? 1) - 1;
+      if (n > 0) this.openPerServicePort.set(key, n);
+      else this.openPerServicePort.delete(key);
+    });
+    return true;
   }
 
   /** DestinationRule connectionPool.tcp.connectTimeout of the service port (port-level first), if one is set. */

@@ -57,7 +57,9 @@ export type RefusalReason =
   | 'bad_request'
   | 'not_local_workload'
   | 'unauthenticated'
-  | 'shutting_down';
+  | 'shutting_down'
+  /** A DestinationRule connectionPool.tcp.maxConnections reached for the service port (Envoy: upstream_cx_overflow). */
+  | 'circuit_breaker';
 
 /** Inputs that label one TCP connection; anything unknown becomes "unknown". */
 export interface TcpConnectionInfo {

@@ -1,4 +1,4 @@
-// DestinationRule connectionPool.tcp.connectTimeout on the L4 outbound path (same-node direct and HBONE), against real listeners that never complete a handshake.
+// DestinationRule connectionPool on the L4 outbound path: tcp.connectTimeout (same-node direct and HBONE, against real listeners that never complete a handshake) and tcp.maxConnections.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +12,7 @@ import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
 import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy, Workload } from '../../agent/state/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
-import { freePort, identities, meshCa, TD } from './proxy-fixtures';
+import { echoServer, freePort, identities, listen, meshCa, TD, waitFor } from './proxy-fixtures';
 
 function wl(name: string, ip: string, node: string): Workload {
   const app = name.split('-')[0]!;
@@ -38,7 +38,7 @@ print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
 time.sleep(120)
 `;
 
-describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
+describe('OutboundProxy: DestinationRule connectionPool on L4', () => {
   let ca: LocalCa;
   let cleanupCa: () => Promise<void>;
   const client = wl('client-1', '127.0.0.1', 'node1');
@@ -53,6 +53,7 @@ describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
   const origDst = new Map<number, IpPort>();
   const logs: string[] = [];
   let nearPort = 0;
+  let echo: ReturnType<typeof echoServer>;
 
   beforeAll(async () => {
     ({ ca, cleanup: cleanupCa } = await meshCa());
@@ -71,6 +72,8 @@ describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
       }
     }
     await new Promise((r) => setTimeout(r, 200));
+    echo = echoServer();
+    const echoPort = await listen(echo.server, '127.0.0.6');
     ids2 = await identities(ca, nodeSpiffeId(TD, 'node2'));
     ids1 = await identities(ca, nodeSpiffeId(TD, 'node1'), [client.identity]);
     const state = new StateStore();
@@ -80,17 +83,18 @@ describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
         ['node1', { name: 'node1', address: '127.0.0.1' }],
         ['node2', { name: 'node2', address: '127.0.0.1' }],
       ]),
-      workloads: new Map([client, wl('near-1', '127.0.0.4', 'node1'), wl('far-1', '127.0.0.5', 'node2')].map((w) => [w.uid, w])),
+      workloads: new Map([client, wl('near-1', '127.0.0.4', 'node1'), wl('far-1', '127.0.0.5', 'node2'), wl('limited-1', '127.0.0.6', 'node1')].map((w) => [w.uid, w])),
       services: new Map(
         [svc('near', '198.19.0.20', localPort!), svc('portwins', '198.19.0.21', localPort!), svc('nodr', '198.19.0.22', localPort!), svc('far', '198.19.0.23', remotePort!)].map(
           (s) => [s.key, { ...s, selector: { app: s.name === 'far' ? 'far' : 'near' } }],
-        ),
+        ).concat([['default/limited', svc('limited', '198.19.0.24', echoPort)]]),
       ),
       namespaces: new Map([['default', {}]]),
       trafficPolicies: new Map([
         ['default/near', policy('default/near', { connectTimeoutMs: 300 })],
         ['default/portwins', policy('default/portwins', { connectTimeoutMs: 8000 }, { connectTimeoutMs: 300 })],
         ['default/far', policy('default/far', { connectTimeoutMs: 400 })],
+        ['default/limited', policy('default/limited', { maxConnections: 2 })],
       ]),
     });
     inbound = new InboundProxy({ identities: ids2, nodeId: ids2.nodeId, listen: { host: '127.0.0.1', port: 0 }, state, nodeName: 'node2' });
@@ -115,6 +119,7 @@ describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
     await outbound?.close();
     hbone?.close();
     await inbound?.close();
+    await echo?.close();
     for (const s of fillers) s.destroy();
     blackhole?.kill('SIGKILL');
     ids1?.close();
@@ -179,5 +184,38 @@ describe('OutboundProxy: DestinationRule connect timeout on L4', () => {
     expect(ms!).toBeGreaterThanOrEqual(350);
     expect(ms!).toBeLessThan(2500);
     expect(logs.some((l) => l.includes('connect timeout') && l.includes('DestinationRule connectTimeout'))).toBe(true);
+  });
+
+  it('maxConnections: connections over the limit are refused at once and counted; a closed one frees its slot', { timeout: 15_000 }, async () => {
+    const open = async (): Promise<{ sock: net.Socket; closed: Promise<void> }> => {
+      const localPort = await freePort();
+      origDst.set(localPort, { ip: '198.19.0.24', port: 80 });
+      const sock = net.connect({ host: '127.0.0.1', port: outbound.address().port, localAddress: '127.0.0.1', localPort, allowHalfOpen: true });
+      sock.on('error', () => undefined);
+      sock.resume();
+      const closed = new Promise<void>((r) => sock.once('close', () => r()));
+      // A refused connection can be reset before 'connect' is reported.
+      await Promise.race([new Promise<void>((r) => sock.once('connect', () => r())), closed]);
+      return { sock, closed };
+    };
+    const a = await open();
+    const b = await open();
+    await waitFor(() => outbound['relays'].size >= 2);
+    const over = await open();
+    await over.closed; // reset by the proxy, no upstream connection made
+    expect(await metrics1.text()).toMatch(/smesh_circuit_breaker_trips_total\{destination_service="limited\.default\.svc\.cluster\.local",reason="max_connections"\} 1/);
+    expect(await metrics1.text()).toMatch(/smesh_refused_connections_total\{direction="outbound",reason="circuit_breaker"\} 1/);
+    a.sock.destroy();
+    await a.closed;
+    await waitFor(() => outbound['relays'].size === 1); // the proxy saw it close
+    const c = await open();
+    const chunks: Buffer[] = [];
+    c.sock.on('data', (d: Buffer) => chunks.push(d));
+    c.sock.write('still ');
+    c.sock.end('works');
+    await c.closed;
+    expect(Buffer.concat(chunks).toString()).toBe('still worksbye');
+    expect(await metrics1.text()).toMatch(/smesh_refused_connections_total\{direction="outbound",reason="circuit_breaker"\} 1/);
+    b.sock.destroy();
   });
 });
