@@ -8,7 +8,7 @@ import {
   createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, REPO_ROOT,
   type Topology, type NodeInfo, type PodInfo,
 } from '../helpers/topology';
-import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, type ExitInfo } from '../helpers/proc';
+import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, type ExitInfo, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum, select } from '../helpers/metrics';
 
 const problem = privilegeProblem();
@@ -201,19 +201,6 @@ interface Proc {
   logs(): string;
   records(): Array<Record<string, unknown>>;
   stop(graceMs?: number): Promise<ExitInfo>;
-}
-
-function jsonRecords(text: string): Array<Record<string, unknown>> {
-  const recs: Array<Record<string, unknown>> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      recs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      /* partial line */
-    }
-  }
-  return recs;
 }
 
 function wrap(proc: CapturedProcess): Proc {

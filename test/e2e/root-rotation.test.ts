@@ -9,7 +9,7 @@ import {
   createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN,
   type Topology, type NodeInfo,
 } from '../helpers/topology';
-import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess } from '../helpers/proc';
+import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
 
 const problem = privilegeProblem();
@@ -108,19 +108,6 @@ function one(t) {
 `;
 
 // ---------------------------------------------------------------------------------------------
-
-function jsonRecords(text: string): Array<Record<string, unknown>> {
-  const recs: Array<Record<string, unknown>> = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try {
-      recs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      /* partial line */
-    }
-  }
-  return recs;
-}
 
 async function stopProc(proc: CapturedProcess, graceMs = 5000): Promise<void> {
   if (proc.exitInfo()) return;

@@ -136,3 +136,17 @@ export function lastJsonLine<T = Record<string, unknown>>(stdout: string): T {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Every JSON object line of a process's output (pino logs), skipping other and partial lines. */
+export function jsonRecords(text: string): Array<Record<string, unknown>> {
+  const recs: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      recs.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      /* partial line */
+    }
+  }
+  return recs;
+}

@@ -12,12 +12,7 @@ import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
 import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy, Workload } from '../../agent/state/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
-import { echoServer, freePort, identities, listen, meshCa, TD, waitFor } from './proxy-fixtures';
-
-function wl(name: string, ip: string, node: string): Workload {
-  const app = name.split('-')[0]!;
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: app, node, ip, labels: { app }, workloadName: app, identity: `spiffe://${TD}/ns/default/sa/${app}`, meshed: true };
-}
+import { echoServer, freePort, identities, listen, meshCa, TD, waitFor, wl } from './proxy-fixtures';
 
 const svc = (name: string, vip: string, targetPort: number): Service => ({ key: `default/${name}`, name, namespace: 'default', vips: [vip], ports: [{ port: 80, targetPort }], selector: { app: name } });
 

@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/ca';
 import { IdentityManager } from '../../agent/identity/manager';
+import type { Workload } from '../../agent/state/types';
 
 export const TD = 'cluster.local';
 
@@ -81,4 +82,10 @@ export function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     };
     tick();
   });
+}
+
+/** A meshed workload `<app>-<n>` in namespace default whose app label and service account are `<app>`. */
+export function wl(name: string, ip: string, node: string): Workload {
+  const app = name.split('-')[0]!;
+  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: app, node, ip, labels: { app }, workloadName: app, identity: `spiffe://${TD}/ns/default/sa/${app}`, meshed: true };
 }
