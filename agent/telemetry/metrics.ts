@@ -1,5 +1,5 @@
 // Prometheus metrics on a private registry: Istio's standard TCP metrics (names and labels) plus smesh_* operational ones.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prom';
 import type { Workload } from '../state/types';
 
 /** Istio's TCP metric labels, in the set ztunnel reports. */
