@@ -394,25 +394,35 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     const N = 120;
     const chains: Chain[] = [];
     for (let i = 0; i < N; i++) chains.push(await rig.chain());
+    // Where each relay is, for the failure message if the whole mix does not finish in time (a stall to debug).
+    const progress = chains.map(() => ({ kind: -1, echoSeen: false, relayDone: '', clientDone: false }));
     const runs = chains.map(async (c, i) => {
       const r = start(c);
       c.server.on('data', (d: Buffer) => c.server.write(d));
       c.server.on('end', () => c.server.end());
       const got = collect(c.client);
       const kind = i % 3;
+      const p = progress[i]!;
+      p.kind = kind;
+      void r.done.then((x) => (p.relayDone = x.outcome), () => (p.relayDone = 'rejected'));
+      void got.then(() => (p.clientDone = true));
       const payload = crypto.randomBytes(256 * 1024);
       c.client.write(payload);
       if (kind === 0) c.client.end();
       else {
         // Wait for some echo, then cut the connection while bytes are still in flight.
         await new Promise((res) => c.client.once('data', res));
+        p.echoSeen = true;
         if (kind === 1) c.client.resetAndDestroy();
         else r.reset();
       }
       const [res, g] = await Promise.all([r.done, got]);
       return { kind, res, echoed: g.data.length, payload: payload.length };
     });
-    const all = await withTimeout(Promise.all(runs), 30_000, 'mixed relays');
+    const all = await withTimeout(Promise.all(runs), 30_000, 'mixed relays').catch((err: Error) => {
+      const stuck = progress.map((p, i) => ({ i, ...p })).filter((p) => !p.relayDone || !p.clientDone);
+      throw new Error(`${err.message}; ${stuck.length} unfinished (relay outcome '' = none yet): ${JSON.stringify(stuck.slice(0, 10))}; engine active ${api.active()}`);
+    });
     for (const { kind, res, echoed, payload } of all) {
       if (kind === 0) {
         expect(res.outcome).toBe('closed');
