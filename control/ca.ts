@@ -379,6 +379,12 @@ export class CaDirWatcher {
       );
       return false;
     }
+    // A read that overlapped a change may mix old and new files (e.g. the old root with the new previous-root-cert.pem
+    // of a promotion under way): never adopt it; read again once the directory has settled.
+    if (this.changes.stamp() !== before && !this.closed) {
+      this.changes.schedule();
+      return false;
+    }
     this.changes.seen(before);
     if (this.closed) return false;
     const change = this.ca.adopt(next);
