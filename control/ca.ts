@@ -362,27 +362,28 @@ export class CaDirWatcher {
 
   private async reloadOnce(): Promise<boolean> {
     const before = this.changes.stamp();
-    let next: MeshCa;
+    let next: MeshCa | undefined;
+    let failure: unknown;
     try {
       next = await MeshCa.read(this.dir, this.ca.trustDomain);
     } catch (err) {
-      if (this.changes.stamp() !== before && !this.closed) {
-        this.changes.schedule(); // still being written: read again once it settles
-        return false;
-      }
-      this.changes.seen(before);
-      const file = err instanceof CaFileError ? err.file : this.dir;
-      this.opts.metrics?.caReloadErrors.inc({ file: path.basename(file) });
-      this.log.error(
-        { file, error: (err as Error).message, signingRoot: this.ca.rootFingerprint, anchors: this.ca.trustAnchors.length },
-        'CA directory change rejected; the previous roots stay in use (signing and published anchors unchanged)',
-      );
-      return false;
+      failure = err;
     }
-    // A read that overlapped a change may mix old and new files (e.g. the old root with the new previous-root-cert.pem
-    // of a promotion under way): never adopt it; read again once the directory has settled.
+    // A read that overlapped a change may have failed on a half-written file, or succeeded on a mix of old and new
+    // files (e.g. the old root with the new previous-root-cert.pem of a promotion under way): either way it is not
+    // the directory's state. Read again once it has settled.
     if (this.changes.stamp() !== before && !this.closed) {
       this.changes.schedule();
+      return false;
+    }
+    if (!next) {
+      this.changes.seen(before);
+      const file = failure instanceof CaFileError ? failure.file : this.dir;
+      this.opts.metrics?.caReloadErrors.inc({ file: path.basename(file) });
+      this.log.error(
+        { file, error: (failure as Error).message, signingRoot: this.ca.rootFingerprint, anchors: this.ca.trustAnchors.length },
+        'CA directory change rejected; the previous roots stay in use (signing and published anchors unchanged)',
+      );
       return false;
     }
     this.changes.seen(before);

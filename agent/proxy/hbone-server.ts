@@ -143,27 +143,21 @@ export class InboundProxy {
       maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
     });
     this.server = server;
+    // The TLS context holds this node's certificate and the roots peers are verified against: rebuilt when either
+    // changes. New trust anchors (a root rotation) apply at once, not when this node's own certificate next renews.
+    const refresh = (what: string, fields: Record<string, unknown> = {}): void => {
+      if (this.closing) return;
+      try {
+        server.setSecureContext(this.secureContextOptions());
+        this.log.info(fields, `inbound server: ${what}`);
+      } catch (err) {
+        this.log.error({ ...fields, err: (err as Error).message }, `inbound server: cannot apply ${what}`);
+      }
+    };
     this.opts.identities.onRotate?.((id) => {
-      if (this.closing) return;
-      if (id !== this.opts.nodeId) return;
-      try {
-        server.setSecureContext(this.secureContextOptions());
-        this.log.info({ spiffeId: id }, 'inbound server certificate rotated');
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'cannot rotate inbound server certificate');
-      }
+      if (id === this.opts.nodeId) refresh('certificate rotated', { spiffeId: id });
     });
-    // New trust anchors (a root rotation): peers whose certificates the new root signs must be accepted at once, not
-    // when this node's own certificate next renews.
-    this.opts.identities.onTrustBundleChange?.(() => {
-      if (this.closing) return;
-      try {
-        server.setSecureContext(this.secureContextOptions());
-        this.log.info('inbound server trusts the new mesh roots');
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'cannot apply the new trust anchors to the inbound server');
-      }
-    });
+    this.opts.identities.onTrustBundleChange?.(() => refresh('new mesh trust anchors'));
 
     server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.refuse('unauthenticated');

@@ -7,7 +7,7 @@ import type { PickResult } from '../lb/picker';
 import type { RandomSource } from '../lb/sampling';
 import { ConnectionBalancer, l4ConnectionPoolSettings } from './balancer';
 import type { StateView } from '../state/store';
-import type { MeshNode, Service, ServicePort, Workload } from '../state/types';
+import type { ConnectionPoolSettings, MeshNode, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
@@ -32,6 +32,8 @@ export interface OutboundInputs {
   readonly localNode: string;
   readonly hbonePort: number;
   readonly state: OutboundStateView;
+  /** The DestinationRule connectionPool for connections to a service port (production: the port's, else the service's). */
+  readonly connectionPool?: (service: Service, port: ServicePort) => ConnectionPoolSettings | undefined;
   /**
    * Endpoint choice for a service (production: ConnectionBalancer, the DestinationRule's
    * loadBalancer or round robin; anything synchronous in tests).
@@ -49,8 +51,10 @@ export interface OutboundPickContext {
 interface Target {
   readonly destination: Workload;
   readonly service?: Service;
-  /** The service port dialled (its DestinationRule port settings apply), when `service` is set. */
+  /** The service port dialled, when `service` is set. */
   readonly servicePort?: number;
+  /** Its DestinationRule connectionPool (port-level, else service-level), if any. */
+  readonly pool?: ConnectionPoolSettings;
 }
 
 export type OutboundDecision =
@@ -89,7 +93,8 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       if (resolved.endpoints.length === 0) return refuse('no_endpoint', `service ${svc.key} has no endpoints`);
       const picked = i.pick(svc.key, resolved.endpoints, { service: svc, port: resolved.port, source: src });
       if (picked.kind !== 'complete') return refuse('no_endpoint', `service ${svc.key}: ${picked.reason}`);
-      target = { destination: picked.endpoint, service: svc, servicePort: resolved.port.port };
+      const pool = i.connectionPool?.(svc, resolved.port);
+      target = { destination: picked.endpoint, service: svc, servicePort: resolved.port.port, ...(pool ? { pool } : {}) };
       port = resolved.port.targetPort > 0 ? resolved.port.targetPort : resolved.port.port;
       break;
     }
@@ -235,6 +240,7 @@ export class OutboundProxy {
       hbonePort: this.opts.hbonePort ?? DEFAULT_HBONE_PORT,
       state: this.opts.state,
       pick: (_key, endpoints, ctx) => this.balancer.pick(ctx.service, ctx.port, endpoints, sourceIp ?? ctx.source.ip),
+      connectionPool: (service, port) => l4ConnectionPoolSettings(this.opts.state.snapshot().trafficPolicies?.get(service.key), port.port),
     });
     const fields = { sourceIp, source: source?.uid, dst: originalDestination };
     const http = this.opts.http;
@@ -307,8 +313,7 @@ export class OutboundProxy {
   private admit(sock: net.Socket, d: Target, fields: Record<string, unknown>): boolean {
     const key = `${d.service!.key}|${d.servicePort ?? ''}`;
     const open = this.openPerServicePort.get(key) ?? 0;
-    const policy = this.opts.state.snapshot().trafficPolicies?.get(d.service!.key);
-    const max = l4ConnectionPoolSettings(policy, d.servicePort ?? -1)?.maxConnections;
+    const max = d.pool?.maxConnections;
     if (max !== undefined && open >= max) {
       const host = serviceInfo(d.service, this.opts.state.trustDomain)!.host;
       this.opts.metrics?.circuitBreakerTrips.inc({ destination_service: host, reason: 'max_connections' });
@@ -324,17 +329,6 @@ export class OutboundProxy {
     return true;
   }
 
-  /** DestinationRule connectionPool.tcp.connectTimeout of the service port (port-level first), if one is set. */
-  private policyConnectTimeoutMs(d: Target): number | undefined {
-    const policy = d.service ? this.opts.state.snapshot().trafficPolicies?.get(d.service.key) : undefined;
-    return l4ConnectionPoolSettings(policy, d.servicePort ?? -1)?.connectTimeoutMs;
-  }
-
-  /** The connect timeout for a direct connection: the DestinationRule's, else the agent's. */
-  private connectTimeoutMs(d: Target): number {
-    return this.policyConnectTimeoutMs(d) ?? this.opts.connectTimeoutMs ?? 10_000;
-  }
-
   private connectDirect(
     sock: net.Socket,
     d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>,
@@ -343,7 +337,7 @@ export class OutboundProxy {
   ): void {
     const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true, localAddress: d.kind === 'local' ? this.opts.localSourceIp : undefined });
     upstream.on('error', () => undefined);
-    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.connectTimeoutMs(d));
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000);
     timer.unref();
     let connected = false;
     const onClientGone = () => upstream.destroy();
@@ -376,7 +370,7 @@ export class OutboundProxy {
     const headers: Record<string, string> = {};
     if (sourceIp && sock.remotePort) headers['forwarded'] = `for="${formatAuthority(sourceIp, sock.remotePort)}"`;
     // A DestinationRule connect timeout bounds the whole open (session, CONNECT, the remote agent's connect to the pod).
-    const limitMs = this.policyConnectTimeoutMs(d);
+    const limitMs = d.pool?.connectTimeoutMs;
     let timedOut = false;
     const timer = limitMs === undefined ? undefined : setTimeout(() => {
       timedOut = true;
