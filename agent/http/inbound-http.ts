@@ -8,6 +8,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
+import { normalizeRequestTarget, type PathRejection } from './path-normalize';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -164,6 +165,12 @@ export class InboundHttp implements HttpTunnelServer {
     this.opts.metrics?.httpProtocolErrors.inc({ direction: 'inbound', side: 'downstream', reason });
   }
 
+  /** A request target that normalization refuses (Envoy: 404 not origin-form, 400 `%00`): counted, logged, never forwarded. */
+  private badTarget(ctx: TunnelContext, target: string, r: PathRejection): void {
+    this.protocolError(r.reason);
+    this.log.debug({ dest: ctx.destination, peer: ctx.peer, target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
+  }
+
   private serveH1(tunnel: Duplex, ctx: TunnelContext): Promise<TunnelOutcome> {
     const { destination: dest } = ctx;
     let requests = 0;
@@ -174,7 +181,17 @@ export class InboundHttp implements HttpTunnelServer {
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       requests++;
       const t0 = process.hrtime.bigint();
-      const attrs: HttpAttributes = { method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      // Policy and the pod both see the normalized target (Istio's default BASE path normalization).
+      const target = normalizeRequestTarget(req.url ?? '');
+      if (!target.ok) {
+        this.badTarget(ctx, req.url ?? '', target);
+        req.resume();
+        res.writeHead(target.status, { 'content-type': 'text/plain', 'content-length': '0' });
+        res.end();
+        this.record(ctx, target.status, undefined, t0);
+        return;
+      }
+      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
       if (!this.allowed(ctx, attrs)) {
         denied++;
         req.resume();
@@ -185,7 +202,7 @@ export class InboundHttp implements HttpTunnelServer {
       }
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-      const up = http.request({ ...upstreamOpts, method: req.method, path: req.url, headers });
+      const up = http.request({ ...upstreamOpts, method: req.method, path: target.target, headers });
       up.on('response', (ur) => {
         const rh: http.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) rh[k] = v;
@@ -210,7 +227,14 @@ export class InboundHttp implements HttpTunnelServer {
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       requests++;
       const t0 = process.hrtime.bigint();
-      const attrs: HttpAttributes = { method: req.method ?? '', path: req.url ?? '', host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      const target = normalizeRequestTarget(req.url ?? '');
+      if (!target.ok) {
+        this.badTarget(ctx, req.url ?? '', target);
+        socket.end(`HTTP/1.1 ${target.status} ${http.STATUS_CODES[target.status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
+        this.record(ctx, target.status, undefined, t0);
+        return;
+      }
+      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
       if (!this.allowed(ctx, attrs)) {
         denied++;
         socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${RBAC_DENIED_BODY.length}\r\nconnection: close\r\n\r\n${RBAC_DENIED_BODY}`);
@@ -219,7 +243,7 @@ export class InboundHttp implements HttpTunnelServer {
       }
       // Allowed upgrade (WebSocket and the like): replay the request head to the pod, then splice raw.
       const up = net.connect({ host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp });
-      const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+      const lines = [`${req.method} ${target.target} HTTP/${req.httpVersion}`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       up.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (head.length > 0) up.write(head);
@@ -279,13 +303,27 @@ export class InboundHttp implements HttpTunnelServer {
       requests++;
       const t0 = process.hrtime.bigint();
       stream.on('error', () => undefined);
+      const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
+      // A CONNECT carries no :path; every other request is matched and forwarded with its normalized :path.
+      const rawPath = headers[':path'];
+      let path = '';
+      if (rawPath !== undefined || headers[':method'] !== 'CONNECT') {
+        const target = normalizeRequestTarget(String(rawPath ?? ''));
+        if (!target.ok) {
+          this.badTarget(ctx, String(rawPath ?? ''), target);
+          stream.resume();
+          if (!stream.destroyed) stream.respond({ ':status': target.status, 'content-length': '0' }, { endStream: true });
+          this.record(ctx, target.status, undefined, t0);
+          return;
+        }
+        path = target.target;
+      }
       const attrs: HttpAttributes = {
         method: String(headers[':method'] ?? ''),
-        path: String(headers[':path'] ?? ''),
+        path,
         host: String(headers[':authority'] ?? headers.host ?? ''),
         headers: flatHeaders(headers),
       };
-      const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
       if (!this.allowed(ctx, attrs)) {
         denied++;
         stream.resume();
@@ -298,6 +336,7 @@ export class InboundHttp implements HttpTunnelServer {
       }
       const out: http2.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
+      if (rawPath !== undefined) out[':path'] = path;
       let up: http2.ClientHttp2Stream;
       try {
         up = upstreamSession().request(out);

@@ -22,6 +22,7 @@ import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { BodyTap } from './body';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HOP_BY_HOP, HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
+import { normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
 import { rawReply, responseHead, splice, upgradeRequestHeaders } from './tunnel';
 import { asHttpSocket, DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
@@ -432,7 +433,9 @@ export class HttpOutbound {
       return;
     }
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    // Routes, policy and the upstream see the normalized target (Istio's default BASE path normalization).
+    const normalized = normalizeRequestTarget(req.url ?? '');
+    const path = normalized.ok ? normalized.target : '/';
     let service = ctx.service;
     let destination: Workload | undefined;
     let flags = '-';
@@ -468,6 +471,10 @@ export class HttpOutbound {
     if (admission.kind === 'gone') return;
     if (admission.kind === 'reply') {
       reply(admission.reply);
+      return;
+    }
+    if (!normalized.ok) {
+      reply(this.badTarget(req.url ?? '', normalized));
       return;
     }
     const t = admission.target;
@@ -592,6 +599,13 @@ export class HttpOutbound {
     if (reason === 'reset' || !sock.writable) {
       sock.destroy();
       return;
+  /** A request target that normalization refuses (Envoy: 404 not origin-form, 400 `%00`): counted, logged, never forwarded. */
+  private badTarget(target: string, r: PathRejection): ProxyReply {
+    this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: r.reason });
+    this.log.debug({ target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
+    return new ProxyReply(r.status, r.status === 400 ? 'Bad Request: invalid path' : 'Not Found: request target must be a path', '-');
+  }
+
     }
     const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
     sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
@@ -736,6 +750,14 @@ export class HttpOutbound {
       reply(admission.reply);
       return;
     }
+    const normalized = normalizeRequestTarget(req.url ?? '');
+    if (!normalized.ok) {
+      req.resume();
+      reply(this.badTarget(req.url ?? '', normalized));
+      return;
+    }
+    // Routes, policy and the upstream (req.url) see the normalized target (Istio's default BASE path normalization).
+    req.url = normalized.target;
     const t = admission.target;
     const backend = admission.backend;
     res.once('close', () => backend.breaker.releaseRequest());
@@ -1008,7 +1030,9 @@ export class HttpOutbound {
       return;
     }
     const method = String(headers[':method'] ?? 'GET');
-    const path = String(headers[':path'] ?? '/');
+    // Routes, policy and the upstream see the normalized :path (Istio's default BASE path normalization); a CONNECT has none.
+    const normalized = headers[':path'] === undefined && method === 'CONNECT' ? undefined : normalizeRequestTarget(String(headers[':path'] ?? ''));
+    const path = normalized?.ok ? normalized.target : '/';
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     let service = ctx.service;
     let destination: Workload | undefined;
@@ -1064,6 +1088,11 @@ export class HttpOutbound {
       run: (ut, timeout) => this.h2attempt(ut, backend, upHeaders, tap, timeout, stream),
       statusOf: (r) => r.status,
       discard: (r) => r.up.close(http2.constants.NGHTTP2_CANCEL),
+    if (normalized && !normalized.ok) {
+      stream.resume();
+      reply(this.badTarget(String(headers[':path'] ?? ''), normalized));
+      return;
+    }
     });
     if (last === 'gone') return;
     if (!last || last instanceof ProxyReply || last.kind === 'failure') {

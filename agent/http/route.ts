@@ -13,7 +13,10 @@ import type {
 
 export interface RouteRequest {
   readonly method: string;
-  /** Request target as sent (`/path?query`); matches use the path without the query. */
+  /**
+   * Request target (`/path?query`) after path normalization (agent/http/path-normalize.ts), as Envoy
+   * routes on the normalized path; matches use the path without the query.
+   */
   readonly path: string;
   /** Lower-case names. */
   readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;

@@ -196,11 +196,13 @@ function neg<T>(list: readonly T[] | undefined, test: (x: T) => boolean): boolea
   return list === undefined || list.length === 0 || !list.some(test);
 }
 
-/** Host matching is case-insensitive and ignores a `:port` on the request's host. */
+/**
+ * `hosts` match the whole Host / `:authority` value, case-insensitively, as Istio's HostMatcher does:
+ * a port is part of the value, so `example.com` does not match `example.com:8080` (Istio's
+ * documented remedy is a second entry `example.com:*`).
+ */
 function hostMatches(m: StringMatcher, host: string): boolean {
-  if (matchStringCaseless(m, host)) return true;
-  const bare = host.replace(/:\d+$/, '');
-  return bare !== host && matchStringCaseless(m, bare);
+  return matchStringCaseless(m, host);
 }
 
 function headerValue(h: HttpAttributes, name: string): string | undefined {

@@ -182,6 +182,58 @@ describe('inbound L7 authorization inside HBONE', () => {
     expect(await h1Requests(ALICE, [{ method: 'GET', path: '/admin/x' }])).toEqual(['200 h1 GET /admin/x 0']);
   });
 
+  it('paths are normalized as Istio BASE before policy, and the pod receives the normalized path (HTTP/1.1, HTTP/2, Upgrade)', async () => {
+    policies = [policy('deny-admin', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin', '/admin/*', '/ws-admin'] } }] }] })];
+    upstreamSeen.length = 0;
+    const denied = `403 ${RBAC_DENIED_BODY}`;
+    expect(
+      await h1Requests(ALICE, [
+        { method: 'GET', path: '/public/../admin' },
+        { method: 'GET', path: '/%61dmin' },
+        { method: 'GET', path: '/public/%2e%2e/admin/x' },
+        { method: 'GET', path: '/public/..%5cadmin' }, // %5C is not decoded by BASE: no dot segment, no match
+        { method: 'GET', path: '/a/./b/../c?q=/../%61' },
+        { method: 'GET', path: '//admin' }, // BASE keeps repeated slashes
+      ]),
+    ).toEqual([denied, denied, denied, '200 h1 GET /public/..%5cadmin 0', '200 h1 GET /a/c?q=/../%61 0', '200 h1 GET //admin 0']);
+    expect(await h2Requests(ALICE, [{ method: 'GET', path: '/x/../admin' }, { method: 'GET', path: '/%41dmin/./%7e' }])).toEqual([denied, '200 h2 GET /Admin/~ 0']);
+    expect(upstreamSeen.filter((s) => s.includes('admin') && !s.includes('%5c') && !s.includes('//admin') && !s.includes('Admin'))).toEqual([]);
+    // An allowed Upgrade is replayed to the pod with the normalized target.
+    const t = await tunnel(ALICE, h1Port);
+    t.write('GET /x/%2E%2E/ws HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+    const head = await new Promise<string>((resolve) => {
+      let buf = '';
+      t.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('\r\n\r\n')) resolve(buf);
+      });
+      t.on('close', () => resolve(buf));
+    });
+    t.destroy();
+    expect(head).toMatch(/^HTTP\/1\.1 101/);
+    expect(upstreamSeen).toContain('upgrade /ws');
+  });
+
+  it('a request target normalization refuses gets Envoy\'s status (400 for %00, 404 when not a path), counted by reason, never forwarded', async () => {
+    // An L7 rule on the port makes the destination parse its requests.
+    policies = [policy('deny-never', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/never'] } }] }] })];
+    upstreamSeen.length = 0;
+    const count = async (reason: string) =>
+      (await metrics.registry.getSingleMetric('smesh_http_protocol_errors_total')?.get())?.values.find((v) => v.labels.reason === reason && v.labels.direction === 'inbound')?.value ?? 0;
+    const nulBefore = await count('nul_in_path');
+    const relBefore = await count('non_relative_path');
+    for (const [line, status] of [['GET /a%00b HTTP/1.1', 400], ['OPTIONS * HTTP/1.1', 404]] as const) {
+      const t = await tunnel(ALICE, h1Port);
+      t.end(`${line}\r\nhost: x\r\nconnection: close\r\n\r\n`);
+      expect((await readAll(t)).toString()).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));
+    }
+    const [h2res] = await h2Requests(ALICE, [{ method: 'GET', path: '/b%00' }]);
+    expect(h2res).toBe('400 ');
+    expect(await count('nul_in_path')).toBe(nulBefore + 2);
+    expect(await count('non_relative_path')).toBe(relBefore + 1);
+    expect(upstreamSeen).toEqual([]);
+  });
+
   it('HTTP/2 and gRPC inside the tunnel: per-stream decisions, trailers pass through', async () => {
     policies = [policy('grpc-only-get', { action: 'ALLOW', rules: [{ to: [{ operation: { paths: ['/pkg.Svc/Allowed', '/ok'] } }] }] })];
     const res = await h2Requests(ALICE, [

@@ -189,6 +189,27 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
     expect(a.hits + b.hits).toBe(1);
   });
 
+  it('normalizes paths as Istio BASE: policy and routes match the normalized path, the app receives it', async () => {
+    setPolicy({ routes: [{ matches: [{ path: { kind: 'prefix', value: '/v2/' } }], destinations: [{ subset: 'vb', weight: 100 }] }, { matches: [], destinations: [{ subset: 'va', weight: 100 }] }] });
+    for (const sent of ['/public/../admin/x', '/%61dmin/x', '/a/%2e%2e/admin\\x']) expect((await request(frontPort(), sent, { method: 'POST', body: 'x' })).status).toBe(403);
+    expect(a.hits + b.hits).toBe(0);
+    const routed = await request(frontPort(), '/v1/../v2/%7euser/./x?q=/../v1&%61=1');
+    expect(routed.json).toMatchObject({ pod: 'b', url: '/v2/~user/x?q=/../v1&%61=1' });
+    expect((await request(frontPort(), '//v2/x')).json).toMatchObject({ pod: 'a', url: '//v2/x' }); // BASE keeps repeated slashes
+  });
+
+  it('a request target normalization refuses gets Envoy\'s status (400 for %00, 404 when not a path), counted, never forwarded', async () => {
+    setPolicy({});
+    const count = async (reason: string) =>
+      (await metrics.registry.getSingleMetric('smesh_http_protocol_errors_total')?.get())?.values.find((v) => v.labels.reason === reason && v.labels.direction === 'outbound')?.value ?? 0;
+    const before = await count('nul_in_path');
+    expect(await rawExchange(frontPort(), 'GET /a%00b HTTP/1.1\r\nhost: web.default\r\nconnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 400/);
+    expect(await rawExchange(frontPort(), 'OPTIONS * HTTP/1.1\r\nhost: web.default\r\nconnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 404/);
+    expect(await count('nul_in_path')).toBe(before + 1);
+    expect(await count('non_relative_path')).toBeGreaterThanOrEqual(1);
+    expect(a.hits + b.hits).toBe(0);
+  });
+
   it('splits 90/10 between subsets within ±3 % over 2,000 requests', async () => {
     setPolicy({ routes: [{ matches: [], destinations: [{ subset: 'va', weight: 90 }, { subset: 'vb', weight: 10 }] }] });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });

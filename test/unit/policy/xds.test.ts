@@ -301,7 +301,8 @@ spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
     sourceIp: '10.1.0.1',
     destinationIp: '198.18.1.10',
     destinationPort: extra.port ?? 8080,
-    http: { method, path, host: extra.host ?? 'web.default.svc.cluster.local:8080', headers: extra.headers ?? {} },
+    // `hosts` match the whole Host value (Istio): the policy's exact entry has no port, so neither does the request.
+    http: { method, path, host: extra.host ?? 'web.default.svc.cluster.local', headers: extra.headers ?? {} },
   });
   const httpRequests: PolicyRequest[] = [
     req('GET', '/public/x'),
