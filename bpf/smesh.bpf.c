@@ -1,11 +1,13 @@
 /* smesh entry programs: outbound capture (connect4/6), original-destination recovery (sockops,
  * getsockopt), redirect transparency (getpeername4/6), connect-time deny (in connect4/6) and the
- * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress). All attach to the node's pod cgroup root. */
+ * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress) attach to the node's pod cgroup root; the inbound
+ * plaintext capture (sk_lookup) attaches to each local meshed pod's network namespace. */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/redirect.h"
 #include "lib/conntrack.h"
 #include "lib/strict.h"
+#include "lib/inpod.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -51,4 +53,10 @@ SEC("cgroup_skb/ingress")
 int smesh_strict_ingress(struct __sk_buff *skb)
 {
 	return smesh_strict_check(skb);
+}
+
+SEC("sk_lookup")
+int smesh_inbound_lookup(struct bpf_sk_lookup *ctx)
+{
+	return smesh_inpod_lookup(ctx);
 }

@@ -106,6 +106,11 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("stricts", &RawDatapath::Stricts),
                            InstanceMethod("strictCounters", &RawDatapath::StrictCountersJs),
                            InstanceMethod("connsPinPath", &RawDatapath::ConnsPinPath),
+                           InstanceMethod("attachNetnsLookup", &RawDatapath::AttachNetnsLookupJs),
+                           InstanceMethod("inpodListenerUpdate", &RawDatapath::InpodListenerUpdate),
+                           InstanceMethod("inpodListenerDelete", &RawDatapath::InpodListenerDeleteJs),
+                           InstanceMethod("inpodListeners", &RawDatapath::InpodListeners),
+                           InstanceMethod("inpodCounters", &RawDatapath::InpodCountersJs),
                            InstanceMethod("close", &RawDatapath::CloseJs),
                            InstanceMethod("destroy", &RawDatapath::DestroyJs),
                        });
@@ -300,6 +305,60 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     return o;
   }
 
+  // attachNetnsLookup(netnsPath) → link fd (closing it detaches the inbound capture from that namespace)
+  Napi::Value AttachNetnsLookupJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+      ThrowTypeError(env, "attachNetnsLookup(netnsPath) needs a non-empty path string");
+    const std::string path = info[0].As<Napi::String>().Utf8Value();
+    int fd = Guard(env, [&] { return AttachNetnsLookup(Live(env).inpod_lookup_prog_fd(), path); });
+    return Napi::Number::New(env, fd);
+  }
+
+  // inpodListenerUpdate(addr: Buffer(16), port, listenerFd)
+  Napi::Value InpodListenerUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    uint32_t fd = U32Arg(info[2], "listenerFd");
+    if (fd > 2147483647u) ThrowTypeError(env, "listenerFd must be a file descriptor");
+    Guard(env, [&] { InpodListenerPut(Live(env).inpod_listeners_fd(), MakeAddrPort(addr, port), static_cast<int>(fd)); });
+    return env.Undefined();
+  }
+
+  Napi::Value InpodListenerDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    uint16_t port = PortArg(info[1], "port");
+    return Napi::Boolean::New(env, Guard(env, [&] { return InpodListenerDelete(Live(env).inpod_listeners_fd(), MakeAddrPort(addr, port)); }));
+  }
+
+  Napi::Value InpodListeners(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto keys = Guard(env, [&] { return InpodListenerKeys(Live(env).inpod_listeners_fd()); });
+    Napi::Array out = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("addr", AddrBuffer(env, keys[i].addr));
+      o.Set("port", Napi::Number::New(env, keys[i].port));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  // inpodCounters() → {captured, noListener, assignFailed}
+  Napi::Value InpodCountersJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    smesh_inpod_counters c = Guard(env, [&] { return InpodCounters(Live(env).inpod_stats_fd()); });
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("captured", Napi::Number::New(env, static_cast<double>(c.captured)));
+    o.Set("noListener", Napi::Number::New(env, static_cast<double>(c.no_listener)));
+    o.Set("assignFailed", Napi::Number::New(env, static_cast<double>(c.assign_failed)));
+    return o;
+  }
+
   Napi::Value ConnsPinPath(const Napi::CallbackInfo& info) {
     if (!dp_) throw Napi::Error::New(info.Env(), "datapath is closed");
     return Napi::String::New(info.Env(), dp_->conns_pin_path());
@@ -390,6 +449,35 @@ class NetnsCookieWorker : public Napi::AsyncWorker {
   std::exception_ptr failure_;
 };
 
+class NetnsListenerWorker : public Napi::AsyncWorker {
+ public:
+  NetnsListenerWorker(Napi::Env env, std::string path, int backlog)
+      : Napi::AsyncWorker(env, "smesh.netnsListener"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), backlog_(backlog) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      fd_ = NetnsListener(path_, backlog_);
+    } catch (const std::exception& e) {
+      failure_ = std::current_exception();
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), fd_)); }
+  void OnError(const Napi::Error& error) override {
+    deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string path_;
+  int backlog_;
+  int fd_ = -1;
+  std::exception_ptr failure_;
+};
+
 // open({bpffsDir, cgroupPath, captureIp4: Buffer(4), capturePort, captureIp6?: Buffer(16),
 //       pods?: [{cookie: bigint, workloadId}], dests?: [{addr: Buffer(16), port}]}) → Promise<RawDatapath>
 Napi::Value Open(const Napi::CallbackInfo& info) {
@@ -449,6 +537,23 @@ Napi::Value NetnsCookieJs(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// netnsListener(path, backlog) → Promise<fd>: a listening TCP socket on 127.0.0.1:0 inside that namespace
+Napi::Value NetnsListenerJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    ThrowTypeError(env, "netnsListener(path, backlog) needs a non-empty path string");
+  int backlog = 511;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    uint32_t b = U32Arg(info[1], "backlog");
+    if (b < 1 || b > 65535) ThrowTypeError(env, "backlog must be an integer 1..65535");
+    backlog = static_cast<int>(b);
+  }
+  auto* worker = new NetnsListenerWorker(env, info[0].As<Napi::String>().Utf8Value(), backlog);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 // originalDestination(fd, connsPinPath?) → {addr: Buffer(16), port, via: 'getsockopt'|'map'} | null
 Napi::Value OriginalDestinationJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -479,6 +584,7 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("RawDatapath", ctor);
   exports.Set("open", Napi::Function::New(env, Open, "open"));
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookieJs, "netnsCookie"));
+  exports.Set("netnsListener", Napi::Function::New(env, NetnsListenerJs, "netnsListener"));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestinationJs, "originalDestination"));
 }
 

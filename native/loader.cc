@@ -232,6 +232,21 @@ int Datapath::strict_stats_fd() const {
   return bpf_map__fd(skel_->maps.smesh_strict_stats);
 }
 
+int Datapath::inpod_listeners_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_inpod_listeners);
+}
+
+int Datapath::inpod_stats_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_inpod_stats);
+}
+
+int Datapath::inpod_lookup_prog_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_program__fd(skel_->progs.smesh_inbound_lookup);
+}
+
 std::string Datapath::conns_pin_path() const { return MapPinPath(bpffs_dir_, "smesh_conns"); }
 
 void Datapath::Close() { Teardown(false); }
@@ -253,7 +268,8 @@ void Datapath::Destroy() {
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
   }
   const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks",
-                        "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats"};
+                        "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
+                        "smesh_inpod_listeners", "smesh_inpod_stats"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";

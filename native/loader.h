@@ -47,6 +47,10 @@ class Datapath {
   int deny_fd() const;
   int strict_fd() const;
   int strict_stats_fd() const;
+  int inpod_listeners_fd() const;
+  int inpod_stats_fd() const;
+  // The sk_lookup program (inbound plaintext capture); attached per pod namespace by AttachNetnsLookup.
+  int inpod_lookup_prog_fd() const;
   std::string conns_pin_path() const;
   const std::string& bpffs_dir() const { return bpffs_dir_; }
 

@@ -177,6 +177,42 @@ smesh_strict_counters StrictCounters(int map_fd) {
   return total;
 }
 
+void InpodListenerPut(int map_fd, const smesh_addr_port& key, int socket_fd) {
+  uint32_t fd = static_cast<uint32_t>(socket_fd);
+  if (bpf_map_update_elem(map_fd, &key, &fd, BPF_ANY) != 0)
+    ThrowErrno("update smesh_inpod_listeners (port " + std::to_string(key.port) + ", fd " + std::to_string(socket_fd) +
+                   "; it must be a listening TCP socket)",
+               errno);
+}
+
+bool InpodListenerDelete(int map_fd, const smesh_addr_port& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_inpod_listeners (port " + std::to_string(key.port) + ")", errno);
+}
+
+std::vector<smesh_addr_port> InpodListenerKeys(int map_fd) {
+  std::vector<smesh_addr_port> out;
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_INPOD_LISTENERS, "smesh_inpod_listeners",
+                              [&](const smesh_addr_port& key) { out.push_back(key); });
+  return out;
+}
+
+smesh_inpod_counters InpodCounters(int map_fd) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
+  std::vector<smesh_inpod_counters> per_cpu(static_cast<size_t>(cpus));
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(map_fd, &zero, per_cpu.data()) != 0) ThrowErrno("lookup smesh_inpod_stats", errno);
+  smesh_inpod_counters total{};
+  for (const auto& c : per_cpu) {
+    total.captured += c.captured;
+    total.no_listener += c.no_listener;
+    total.assign_failed += c.assign_failed;
+  }
+  return total;
+}
+
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out) {
   if (bpf_map_lookup_elem(map_fd, &key, out) == 0) return true;
   if (errno == ENOENT) return false;

@@ -35,6 +35,13 @@ std::vector<std::pair<smesh_addr_port, smesh_strict_info>> StrictList(int map_fd
 // Sum of the per-CPU counters of smesh_strict_stats.
 smesh_strict_counters StrictCounters(int map_fd);
 
+// smesh_inpod_listeners: (pod address, capture port) → listening socket fd (the map keeps its own reference).
+void InpodListenerPut(int map_fd, const smesh_addr_port& key, int socket_fd);
+bool InpodListenerDelete(int map_fd, const smesh_addr_port& key);
+std::vector<smesh_addr_port> InpodListenerKeys(int map_fd);
+// Sum of the per-CPU counters of smesh_inpod_stats.
+smesh_inpod_counters InpodCounters(int map_fd);
+
 // Looks a client address up in smesh_conns. Returns false when absent.
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out);
 

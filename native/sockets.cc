@@ -69,6 +69,50 @@ uint64_t NetnsCookie(const std::string& netns_path) {
   return cookie;
 }
 
+int NetnsListener(const std::string& netns_path, int backlog) {
+  int result = -1;
+  std::exception_ptr failure;
+  std::thread worker([&] {
+    int sock = -1;
+    try {
+      int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
+      if (setns(ns_fd, CLONE_NEWNET) != 0) {
+        int err = errno;
+        close(ns_fd);
+        ThrowErrno("setns into " + netns_path + " (is it a network namespace file?)", err);
+      }
+      close(ns_fd);
+      sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (sock < 0) ThrowErrno("create listening socket in netns " + netns_path, errno);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = 0;
+      if (bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
+        ThrowErrno("bind 127.0.0.1:0 in netns " + netns_path + " (is its loopback up?)", errno);
+      if (listen(sock, backlog) != 0) ThrowErrno("listen in netns " + netns_path, errno);
+      result = sock;
+    } catch (...) {
+      if (sock >= 0) close(sock);
+      failure = std::current_exception();
+    }
+  });
+  worker.join();
+  if (failure) std::rethrow_exception(failure);
+  return result;
+}
+
+int AttachNetnsLookup(int prog_fd, const std::string& netns_path) {
+  int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
+  int link = bpf_link_create(prog_fd, ns_fd, BPF_SK_LOOKUP, nullptr);
+  int err = errno;
+  close(ns_fd);
+  if (link < 0) ThrowErrno("attach sk_lookup to netns " + netns_path, err);
+  return link;
+}
+
 std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path) {
   sockaddr_storage local{};
   socklen_t len = sizeof(local);

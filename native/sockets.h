@@ -11,6 +11,14 @@ namespace smesh {
 // on a dedicated thread that setns()es and exits, so no other thread's namespace changes.
 uint64_t NetnsCookie(const std::string& netns_path);
 
+// Blocking. A TCP listening socket (IPv4, bound to 127.0.0.1 port 0, close-on-exec) created inside the network
+// namespace at `netns_path`, on a dedicated thread as NetnsCookie does. The caller owns the returned fd.
+int NetnsListener(const std::string& netns_path, int backlog);
+
+// A bpf_link attaching `prog_fd` (an sk_lookup program) to the network namespace at `netns_path`. The link
+// lives as long as the returned fd (it is not pinned): closing it detaches the program.
+int AttachNetnsLookup(int prog_fd, const std::string& netns_path);
+
 struct OriginalDst {
   uint8_t addr[16];  // network order; IPv4 as v4-mapped
   uint16_t port;     // host order

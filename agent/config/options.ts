@@ -23,6 +23,8 @@ export interface AgentOptions {
   readonly noNetnsDiscovery: boolean;
   /** STRICT also drops plaintext from the node's own host addresses (by default it lets kubelet probes through). */
   readonly noProbeExemption: boolean;
+  /** Let plaintext from outside the mesh reach PERMISSIVE pods uncaptured (no AuthorizationPolicy on it; the pre-capture behaviour). */
+  readonly noPlaintextCapture: boolean;
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
@@ -61,6 +63,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--no-bpf': { key: 'noBpf', kind: 'bool' },
   '--no-netns-discovery': { key: 'noNetnsDiscovery', kind: 'bool' },
   '--no-probe-exemption': { key: 'noProbeExemption', kind: 'bool' },
+  '--no-plaintext-capture': { key: 'noPlaintextCapture', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
   '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
@@ -167,6 +170,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     noBpf: values.noBpf === true,
     noNetnsDiscovery: values.noNetnsDiscovery === true,
     noProbeExemption: values.noProbeExemption === true,
+    noPlaintextCapture: values.noPlaintextCapture === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
     controlPlane: values.controlPlane as string | undefined,

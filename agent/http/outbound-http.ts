@@ -465,16 +465,16 @@ export class HttpOutbound {
       cleanup();
     });
 
+    if (!normalized.ok) {
+      reply(this.badTarget(req.url ?? '', normalized));
+      return;
+    }
     const admission = await this.admit(ctx, { method, path, headers: req.headers }, () => sock.destroyed);
     service = admission.service;
     if (admission.delayed) flags = 'DI';
     if (admission.kind === 'gone') return;
     if (admission.kind === 'reply') {
       reply(admission.reply);
-      return;
-    }
-    if (!normalized.ok) {
-      reply(this.badTarget(req.url ?? '', normalized));
       return;
     }
     const t = admission.target;
@@ -591,6 +591,13 @@ export class HttpOutbound {
     up.end();
   }
 
+  /** A request target that normalization refuses (Envoy: 404 not origin-form, 400 `%00`): counted, logged, never forwarded. */
+  private badTarget(target: string, r: PathRejection): ProxyReply {
+    this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: r.reason });
+    this.log.debug({ target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
+    return new ProxyReply(r.status, r.status === 400 ? 'Bad Request: invalid path' : 'Not Found: request target must be a path', '-');
+  }
+
   private onClientError(err: NodeJS.ErrnoException, sock: Duplex): void {
     const code = err.code ?? '';
     const overflow = code === 'HPE_HEADER_OVERFLOW';
@@ -599,13 +606,6 @@ export class HttpOutbound {
     if (reason === 'reset' || !sock.writable) {
       sock.destroy();
       return;
-  /** A request target that normalization refuses (Envoy: 404 not origin-form, 400 `%00`): counted, logged, never forwarded. */
-  private badTarget(target: string, r: PathRejection): ProxyReply {
-    this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason: r.reason });
-    this.log.debug({ target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
-    return new ProxyReply(r.status, r.status === 400 ? 'Bad Request: invalid path' : 'Not Found: request target must be a path', '-');
-  }
-
     }
     const status = overflow ? '431 Request Header Fields Too Large' : '400 Bad Request';
     sock.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
@@ -742,14 +742,6 @@ export class HttpOutbound {
       record(r.status);
     };
 
-    const admission = await this.admit(ctx, { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers }, () => res.destroyed);
-    service = admission.service;
-    if (admission.delayed) flags = 'DI';
-    if (admission.kind === 'gone') return;
-    if (admission.kind === 'reply') {
-      reply(admission.reply);
-      return;
-    }
     const normalized = normalizeRequestTarget(req.url ?? '');
     if (!normalized.ok) {
       req.resume();
@@ -758,6 +750,14 @@ export class HttpOutbound {
     }
     // Routes, policy and the upstream (req.url) see the normalized target (Istio's default BASE path normalization).
     req.url = normalized.target;
+    const admission = await this.admit(ctx, { method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers }, () => res.destroyed);
+    service = admission.service;
+    if (admission.delayed) flags = 'DI';
+    if (admission.kind === 'gone') return;
+    if (admission.kind === 'reply') {
+      reply(admission.reply);
+      return;
+    }
     const t = admission.target;
     const backend = admission.backend;
     res.once('close', () => backend.breaker.releaseRequest());
@@ -1057,6 +1057,11 @@ export class HttpOutbound {
     };
     const plainHeaders: Record<string, string | string[] | undefined> = {};
     for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) plainHeaders[k] = v;
+    if (normalized && !normalized.ok) {
+      stream.resume();
+      reply(this.badTarget(String(headers[':path'] ?? ''), normalized));
+      return;
+    }
     const admission = await this.admit(ctx, { method, path, headers: plainHeaders }, () => stream.destroyed);
     service = admission.service;
     if (admission.delayed) flags = 'DI';
@@ -1088,11 +1093,6 @@ export class HttpOutbound {
       run: (ut, timeout) => this.h2attempt(ut, backend, upHeaders, tap, timeout, stream),
       statusOf: (r) => r.status,
       discard: (r) => r.up.close(http2.constants.NGHTTP2_CANCEL),
-    if (normalized && !normalized.ok) {
-      stream.resume();
-      reply(this.badTarget(String(headers[':path'] ?? ''), normalized));
-      return;
-    }
     });
     if (last === 'gone') return;
     if (!last || last instanceof ProxyReply || last.kind === 'failure') {

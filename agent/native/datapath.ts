@@ -25,8 +25,16 @@ export type InboundMode = 'STRICT' | 'PERMISSIVE' | 'TRUSTED_SOURCE';
 /** Totals of the kernel's inbound plaintext check (summed over CPUs, since the maps were created). */
 export interface InboundCounters {
   strictDropped: number;
+  /** Plaintext connections to PERMISSIVE pods: captured into the proxy plus those passed to the app uncaptured. */
   plaintextAccepted: number;
+  /** Of those, handed to the node proxy's in-pod listener (sk_lookup). */
+  plaintextCaptured?: number;
+  /** Of those, passed to the app because no listener was registered for the pod or the kernel refused it. */
+  plaintextUncaptured?: number;
 }
+
+/** The sk_lookup port key of the plaintext capture listener (bpf/shared/abi.h SMESH_INPOD_PLAINTEXT_PORT). */
+export const INPOD_PLAINTEXT_PORT = 15006;
 
 export interface Datapath {
   readonly attachInfo: AttachInfo;
@@ -49,6 +57,12 @@ export interface Datapath {
   removeInboundMode(ip: string, port: number): void;
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }>;
   inboundCounters(): InboundCounters;
+  /** Attaches the inbound plaintext capture (sk_lookup) to a pod's network namespace; closing the returned fd detaches it. */
+  attachInboundCapture(netnsPath: string): number;
+  /** Plaintext to the local pod address `ip` is handed to the listening socket `fd` (made in the pod's namespace). */
+  setCaptureListener(ip: string, fd: number): void;
+  removeCaptureListener(ip: string): void;
+  captureListeners(): string[];
   close(): void; // closes fds; pinned links/maps stay (restart keeps redirecting)
   destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
 }
@@ -60,6 +74,7 @@ const INBOUND_MODE_NAME: Readonly<Record<number, InboundMode>> = { 1: 'STRICT', 
 export interface DatapathApi {
   openDatapath(opts: DatapathOptions): Promise<Datapath>;
   netnsCookie(netnsPath: string): Promise<bigint>;
+  netnsListener(netnsPath: string): Promise<number>;
   originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null;
 }
 
@@ -235,7 +250,36 @@ class NativeDatapath implements Datapath {
 
   inboundCounters(): InboundCounters {
     const c = wrapSync(() => this.raw.strictCounters());
-    return { strictDropped: c.dropped, plaintextAccepted: c.plaintext };
+    const p = wrapSync(() => this.raw.inpodCounters());
+    // SYNs the capture took never reach the pod's listener, where the strict program counts plaintext.
+    return {
+      strictDropped: c.dropped,
+      plaintextAccepted: c.plaintext + p.captured,
+      plaintextCaptured: p.captured,
+      plaintextUncaptured: p.noListener + p.assignFailed,
+    };
+  }
+
+  attachInboundCapture(netnsPath: string): number {
+    checkPath(netnsPath, 'netnsPath');
+    return wrapSync(() => this.raw.attachNetnsLookup(netnsPath));
+  }
+
+  setCaptureListener(ip: string, fd: number): void {
+    const key = ipToKey(ip);
+    if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
+    wrapSync(() => this.raw.inpodListenerUpdate(key, INPOD_PLAINTEXT_PORT, fd));
+  }
+
+  removeCaptureListener(ip: string): void {
+    const key = ipToKey(ip);
+    wrapSync(() => this.raw.inpodListenerDelete(key, INPOD_PLAINTEXT_PORT));
+  }
+
+  captureListeners(): string[] {
+    return wrapSync(() => this.raw.inpodListeners())
+      .filter((e) => e.port === INPOD_PLAINTEXT_PORT)
+      .map((e) => keyToIp(e.addr));
   }
 
   close(): void {
@@ -297,6 +341,15 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
         });
     },
 
+    netnsListener(netnsPath: string): Promise<number> {
+      checkPath(netnsPath, 'netnsPath');
+      return loadRaw()
+        .netnsListener(netnsPath)
+        .catch((err: unknown) => {
+          throw bpfError(err);
+        });
+    },
+
     originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null {
       if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
       let pin: string | undefined;
@@ -318,6 +371,11 @@ export function openDatapath(opts: DatapathOptions): Promise<Datapath> {
 /** SO_NETNS_COOKIE of a socket made inside the network namespace at `netnsPath` (e.g. /run/netns/NAME). */
 export function netnsCookie(netnsPath: string): Promise<bigint> {
   return api.netnsCookie(netnsPath);
+}
+
+/** A listening TCP socket (127.0.0.1, port 0) made inside the network namespace at `netnsPath`; the caller owns the fd. */
+export function netnsListener(netnsPath: string): Promise<number> {
+  return api.netnsListener(netnsPath);
 }
 
 /**

@@ -31,6 +31,13 @@ export interface RawDatapath {
   stricts(): Array<{ addr: Buffer; port: number; mode: number }>;
   strictCounters(): { dropped: number; plaintext: number };
   connsPinPath(): string;
+  /** Attaches the sk_lookup capture program to a network namespace; returns the (unpinned) link's fd. */
+  attachNetnsLookup(netnsPath: string): number;
+  /** smesh_inpod_listeners[(addr, port)] = the listening socket `fd` (the map takes its own reference). */
+  inpodListenerUpdate(addr: Buffer, port: number, fd: number): void;
+  inpodListenerDelete(addr: Buffer, port: number): boolean;
+  inpodListeners(): Array<{ addr: Buffer; port: number }>;
+  inpodCounters(): { captured: number; noListener: number; assignFailed: number };
   close(): void;
   destroy(): void;
 }
@@ -60,6 +67,8 @@ export interface RawNativeError extends Error {
 export interface RawNative {
   open(options: RawOpenOptions): Promise<RawDatapath>;
   netnsCookie(netnsPath: string): Promise<bigint>;
+  /** A listening TCP socket on 127.0.0.1:0 inside the namespace (the caller owns the fd). */
+  netnsListener(netnsPath: string, backlog?: number): Promise<number>;
   originalDestination(fd: number, connsPinPath?: string): RawOriginalDst | null;
 }
 

@@ -59,7 +59,43 @@ export type RefusalReason =
   | 'unauthenticated'
   | 'shutting_down'
   /** A DestinationRule connectionPool.tcp.maxConnections reached for the service port (Envoy: upstream_cx_overflow). */
-  | 'circuit_breaker';
+  | 'circuit_breaker'
+  /** The HBONE peer's certificate names a trust domain that is neither the mesh's nor an alias. */
+  | 'foreign_trust_domain';
+
+/**
+ * Why an HBONE connection was refused before it could carry a stream (smesh_hbone_handshake_failures_total):
+ * not_tls (no TLS ClientHello), no_client_cert, bad_chain (not signed by a mesh root, expired, …), tls (any other
+ * TLS failure, e.g. not TLS 1.3), timeout, no_alpn_h2, protocol (no valid HTTP/2 preface/SETTINGS), no_spiffe_id
+ * (no single spiffe:// URI SAN), foreign_trust_domain, wrong_identity (outbound: not the expected server identity).
+ */
+export type HboneHandshakeFailure =
+  | 'not_tls'
+  | 'no_client_cert'
+  | 'bad_chain'
+  | 'tls'
+  | 'timeout'
+  | 'no_alpn_h2'
+  | 'protocol'
+  | 'no_spiffe_id'
+  | 'foreign_trust_domain'
+  | 'wrong_identity';
+
+/**
+ * Why the proxy closed an established HBONE session (smesh_hbone_session_errors_total): protocol_error (HTTP/2 frames
+ * node:http2 refused), rapid_reset (too many streams reset before their response, GOAWAY ENHANCE_YOUR_CALM),
+ * unresponsive (neither read progress nor a PING answer: a session HTTP/2 had already shut after a GOAWAY, or a
+ * vanished peer).
+ */
+export type HboneSessionError = 'protocol_error' | 'rapid_reset' | 'unresponsive';
+
+/** The kernel's inbound counters (native Datapath.inboundCounters). */
+export interface InboundKernelCounters {
+  readonly strictDropped: number;
+  readonly plaintextAccepted: number;
+  readonly plaintextCaptured?: number;
+  readonly plaintextUncaptured?: number;
+}
 
 /** Inputs that label one TCP connection; anything unknown becomes "unknown". */
 export interface TcpConnectionInfo {
@@ -172,6 +208,8 @@ export class MeshMetrics {
   readonly xdsDisconnects: Counter;
   /** Authorization denials: reason deny_policy (a DENY matched) | no_allow_match; policy `<ns>/<name>` or "none". */
   readonly policyDenials: Counter<'reason' | 'policy'>;
+  /** Open connections closed after a policy change: reason policy_denied | l7_inspection (raw tunnel on a port that gained request-level rules). */
+  readonly policyConnectionsClosed: Counter<'direction' | 'reason'>;
   readonly requests: Counter<IstioHttpLabel>;
   readonly requestDuration: Histogram<IstioHttpLabel>;
   /** Requests failed fast by a circuit breaker: reason max_pending_requests (over maxConnections and the pending queue) | max_requests | max_retries | retry_budget. */
@@ -179,9 +217,13 @@ export class MeshMetrics {
   readonly outlierEjections: Counter<'destination_service'>;
   /** Malformed HTTP from a client or an upstream, by side and kind. */
   readonly httpProtocolErrors: Counter<'direction' | 'side' | 'reason'>;
+  /** HBONE connections refused at the TLS / HTTP/2 handshake or for their certificate's identity, by reason (HboneHandshakeFailure). */
+  readonly hboneHandshakeFailures: Counter<'direction' | 'reason'>;
+  /** Established HBONE sessions the proxy closed for misbehaviour, by reason (HboneSessionError). */
+  readonly hboneSessionErrors: Counter<'direction' | 'reason'>;
   private readonly live = new Set<TcpConnectionStats>();
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
-  private inboundCounterProvider: () => { strictDropped: number; plaintextAccepted: number } | undefined = () => undefined;
+  private inboundCounterProvider: () => InboundKernelCounters | undefined = () => undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -193,12 +235,15 @@ export class MeshMetrics {
     this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
     this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
     this.policyDenials = new Counter({ name: 'smesh_policy_denials_total', help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy', labelNames: ['reason', 'policy'], registers });
+    this.policyConnectionsClosed = new Counter({ name: 'smesh_policy_connections_closed_total', help: 'Open connections closed because a changed AuthorizationPolicy denies them (policy_denied) or their port now needs per-request inspection (l7_inspection)', labelNames: ['direction', 'reason'], registers });
     const httpLabels = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
     this.requests = new Counter({ name: 'istio_requests_total', help: 'Total HTTP/gRPC requests', labelNames: httpLabels, registers });
     this.requestDuration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'HTTP/gRPC request duration in milliseconds', labelNames: httpLabels, buckets: ISTIO_DURATION_BUCKETS_MS, registers });
     this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
     this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
     this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
+    this.hboneHandshakeFailures = new Counter({ name: 'smesh_hbone_handshake_failures_total', help: 'HBONE connections refused at the handshake or for their certificate identity, by direction and reason', labelNames: ['direction', 'reason'], registers });
+    this.hboneSessionErrors = new Counter({ name: 'smesh_hbone_session_errors_total', help: 'HBONE sessions closed by the proxy for an HTTP/2 protocol error, a reset flood or an unresponsive peer, by direction and reason', labelNames: ['direction', 'reason'], registers });
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
@@ -215,7 +260,7 @@ export class MeshMetrics {
       },
     });
     // Kernel counters (per-CPU map, summed at scrape): copied into counters when scraped.
-    const kernelCounter = (name: string, help: string, pick: (c: { strictDropped: number; plaintextAccepted: number }) => number): void => {
+    const kernelCounter = (name: string, help: string, pick: (c: InboundKernelCounters) => number): void => {
       new Counter({
         name,
         help,
@@ -229,7 +274,9 @@ export class MeshMetrics {
       });
     };
     kernelCounter('smesh_strict_dropped_total', 'Plaintext TCP SYNs to STRICT local pods dropped in the kernel (PeerAuthentication)', (c) => c.strictDropped);
-    kernelCounter('smesh_plaintext_inbound_total', 'Plaintext TCP connections accepted by PERMISSIVE local pods (SYNs seen in the kernel)', (c) => c.plaintextAccepted);
+    kernelCounter('smesh_plaintext_inbound_total', 'Plaintext TCP connections to PERMISSIVE local pods (SYNs seen in the kernel): captured into the proxy or passed to the app', (c) => c.plaintextAccepted);
+    kernelCounter('smesh_plaintext_inbound_captured_total', 'Plaintext TCP connections to PERMISSIVE local pods handed to the node proxy (in-pod sk_lookup) for AuthorizationPolicy', (c) => c.plaintextCaptured ?? 0);
+    kernelCounter('smesh_plaintext_inbound_uncaptured_total', 'Plaintext TCP connections to PERMISSIVE local pods that reached the app uncaptured (no capture listener for the pod yet, or the kernel refused it)', (c) => c.plaintextUncaptured ?? 0);
     this.xdsConnected = new Gauge({ name: 'smesh_xds_connected', help: '1 while the xDS stream to the control plane is up', registers });
     this.xdsResponses = new Counter({ name: 'smesh_xds_responses_total', help: 'xDS responses by resource type and whether they were ACKed or NACKed', labelNames: ['type', 'result'], registers });
     this.xdsDisconnects = new Counter({ name: 'smesh_xds_disconnects_total', help: 'xDS streams lost (each is retried with backoff)', registers });
@@ -264,7 +311,7 @@ export class MeshMetrics {
   }
 
   /** Where the kernel's inbound plaintext counters come from (Datapath.inboundCounters); undefined = none. */
-  setInboundCounterProvider(fn: () => { strictDropped: number; plaintextAccepted: number } | undefined): void {
+  setInboundCounterProvider(fn: () => InboundKernelCounters | undefined): void {
     this.inboundCounterProvider = fn;
   }
 

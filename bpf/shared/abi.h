@@ -20,6 +20,7 @@
 #define SMESH_MAX_CONNS 65536
 #define SMESH_MAX_DENY 65536
 #define SMESH_MAX_STRICT 65536
+#define SMESH_MAX_INPOD_LISTENERS 16384
 
 /* smesh_pods: key = netns cookie (__u64, from bpf_get_netns_cookie / SO_NETNS_COOKIE). */
 struct smesh_pod_info {
@@ -77,6 +78,21 @@ struct smesh_strict_counters {
 	__u64 plaintext; /* plaintext SYNs let through (PERMISSIVE) */
 };
 
+/* smesh_inpod_listeners (SOCKHASH): key struct smesh_addr_port = (a local pod address, capture port)
+ * → a listening socket the agent opened inside that pod's network namespace (bound to loopback, port 0).
+ * The sk_lookup program attached to the pod's namespace hands it new inbound TCP connections:
+ * port SMESH_INPOD_PLAINTEXT_PORT = plaintext to a PERMISSIVE pod port from outside the mesh (the
+ * accepted socket keeps the original destination as its local address and the client as its peer). */
+#define SMESH_INPOD_PLAINTEXT_PORT 15006
+
+/* smesh_inpod_stats: per-CPU array with one element. */
+struct smesh_inpod_counters {
+	__u64 captured;      /* plaintext SYNs handed to the agent's in-pod listener */
+	__u64 no_listener;   /* plaintext SYNs to a PERMISSIVE pod with no listener registered (passed to the app) */
+	__u64 assign_failed; /* bpf_sk_assign refused the listener (passed to the app) */
+	__u64 reserved;      /* 0 */
+};
+
 #define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
 #define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
 
@@ -88,6 +104,7 @@ static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
 static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
 static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
 static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
+static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters size");
 #else
 _Static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
 _Static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
@@ -96,6 +113,7 @@ _Static_assert(sizeof(struct smesh_orig_dst) == 28, "smesh_orig_dst size");
 _Static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
 _Static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
 _Static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
+_Static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters size");
 #endif
 
 #endif /* SMESH_SHARED_ABI_H */

@@ -130,16 +130,18 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     expect(agents[1]!.logs()).toMatch(/"policy":"shop\/deny-admin"[^\n]*request denied by authorization policy/);
   });
 
-  it('STRICT drops plaintext from a non-enrolled pod while the PERMISSIVE port accepts it (and both are counted)', async () => {
+  it('STRICT drops plaintext from a non-enrolled pod; on the PERMISSIVE port it is captured and the ALLOW (mesh principals only) denies it (all counted)', async () => {
     const server = topo!.pod('server');
     const strict = await topo!.runClient('outsider', ['tcp', '--host', server.ip, '--port', String(PORT.strict), '--send', 'ping', '--expect', 'ping'], 6000);
     expect(strict.ok, JSON.stringify(strict)).toBe(false);
     expect(strict.connected ?? false, JSON.stringify(strict)).toBe(false); // SYNs dropped: the client's own timeout ends it
     const permissive = await echo('outsider', server.ip, PORT.permissive);
-    expect(permissive.ok, JSON.stringify(permissive)).toBe(true);
+    expect(permissive.ok, JSON.stringify(permissive)).toBe(false);
+    expect(permissive.error?.code, JSON.stringify(permissive)).toBe('ECONNRESET'); // accepted by the capture, then reset by policy
     const metrics = await agents[1]!.metrics();
     expect(metrics).toMatch(/^smesh_strict_dropped_total [1-9]/m);
     expect(metrics).toMatch(/^smesh_plaintext_inbound_total [1-9]/m);
+    expect(metrics).toMatch(/^smesh_plaintext_inbound_captured_total [1-9]/m);
   });
 
   it("kubelet-style probes from the node's own host address pass STRICT; plaintext from another node's host is still dropped", async () => {

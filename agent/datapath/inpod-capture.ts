@@ -1,0 +1,183 @@
+// Inbound plaintext capture per local pod: a listening socket the agent opens inside the pod's network namespace, the sk_lookup link that hands it plaintext connections, and their lifecycle as pods come and go.
+import { closeSync, statSync } from 'node:fs';
+import * as net from 'node:net';
+import type { MeshSnapshot, Workload } from '../state/types';
+import { podsToEnroll } from './reconciler';
+
+/** The kernel operations the capture needs (the native Datapath facade plus netnsListener; a fake in unit tests). */
+export interface CaptureKernel {
+  /** A listening TCP socket made inside the namespace; the caller owns the fd. */
+  netnsListener(netnsPath: string): Promise<number>;
+  /** Attaches the sk_lookup program to the namespace; closing the returned fd detaches it. */
+  attachInboundCapture(netnsPath: string): number;
+  setCaptureListener(ip: string, fd: number): void;
+  removeCaptureListener(ip: string): void;
+}
+
+export interface CaptureLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+/** What the capture knows of one pod namespace it serves. */
+interface CapturedNetns {
+  readonly path: string;
+  readonly ino: number;
+  readonly server: net.Server;
+  readonly linkFd: number;
+  /** Pod addresses registered in the kernel's listener map for this namespace. */
+  readonly ips: Set<string>;
+  readonly pods: Set<string>;
+}
+
+export interface CaptureStatus {
+  readonly netns: string;
+  readonly pods: string[];
+  readonly addresses: string[];
+}
+
+/** Local pods whose plaintext should be captured: enrolled (meshed, on this node, netns known) with an IPv4 address. */
+export function podsToCapture(s: MeshSnapshot, nodeName: string): Workload[] {
+  // The in-pod listener is IPv4 (bound to 127.0.0.1): IPv6 plaintext still reaches the app (README).
+  return podsToEnroll(s, nodeName).filter((w) => net.isIPv4(w.ip));
+}
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Keeps one capture listener + sk_lookup link per local pod namespace. `sync` is serialized: the last
+ * snapshot wins. A namespace recreated at the same path (pod restart) gets a new inode and is rebuilt.
+ */
+export class InpodCapture {
+  private readonly byPath = new Map<string, CapturedNetns>();
+  private running: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(
+    private readonly kernel: CaptureKernel,
+    /** Called with every accepted plaintext connection (local address = the pod address and port dialled). */
+    private readonly onConnection: (socket: net.Socket) => void,
+    private readonly log: CaptureLogger,
+  ) {}
+
+  sync(pods: readonly Workload[]): Promise<void> {
+    const next = this.running.then(() => this.apply(pods));
+    this.running = next.catch(() => undefined);
+    return next;
+  }
+
+  status(): CaptureStatus[] {
+    return [...this.byPath.values()].map((c) => ({ netns: c.path, pods: [...c.pods], addresses: [...c.ips] }));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.running;
+    for (const c of [...this.byPath.values()]) await this.release(c);
+  }
+
+  private async apply(pods: readonly Workload[]): Promise<void> {
+    if (this.closed) return;
+    const wanted = new Map<string, Workload[]>();
+    for (const w of pods) {
+      const list = wanted.get(w.netns!) ?? [];
+      list.push(w);
+      wanted.set(w.netns!, list);
+    }
+    for (const c of [...this.byPath.values()]) {
+      const ino = inodeOf(c.path);
+      if (!wanted.has(c.path) || ino !== c.ino) await this.release(c);
+    }
+    for (const [path, list] of wanted) {
+      let c = this.byPath.get(path);
+      if (!c) {
+        const ino = inodeOf(path);
+        if (ino === undefined) continue; // namespace gone; the reconciler reports it
+        try {
+          c = await this.open(path, ino);
+        } catch (err) {
+          this.log.warn({ netns: path, pods: list.map((w) => w.uid), err: (err as Error).message }, 'inbound plaintext capture not set up for this pod namespace: plaintext reaches the app without policy; will retry on the next reconcile');
+          continue;
+        }
+        this.byPath.set(path, c);
+      }
+      const ips = new Set(list.map((w) => w.ip));
+      const fd = (c.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
+      for (const ip of ips) {
+        if (c.ips.has(ip) || fd === undefined) continue;
+        try {
+          this.kernel.setCaptureListener(ip, fd);
+          c.ips.add(ip);
+        } catch (err) {
+          this.log.warn({ netns: path, ip, err: (err as Error).message }, 'cannot register the plaintext capture listener for a pod address');
+        }
+      }
+      for (const ip of [...c.ips]) {
+        if (ips.has(ip)) continue;
+        this.forgetIp(ip);
+        c.ips.delete(ip);
+      }
+      c.pods.clear();
+      for (const w of list) c.pods.add(w.uid);
+    }
+  }
+
+  private async open(path: string, ino: number): Promise<CapturedNetns> {
+    const fd = await this.kernel.netnsListener(path);
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ fd }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      server.close();
+      try {
+        closeSync(fd);
+      } catch {
+        // the server may already own and have closed it
+      }
+      throw err;
+    }
+    server.on('error', (err) => this.log.warn({ netns: path, err: err.message }, 'plaintext capture listener error'));
+    let linkFd: number;
+    try {
+      linkFd = this.kernel.attachInboundCapture(path);
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+    this.log.info({ netns: path }, 'inbound plaintext capture attached to pod namespace');
+    return { path, ino, server, linkFd, ips: new Set(), pods: new Set() };
+  }
+
+  private forgetIp(ip: string): void {
+    try {
+      this.kernel.removeCaptureListener(ip);
+    } catch (err) {
+      this.log.warn({ ip, err: (err as Error).message }, 'cannot remove a plaintext capture listener entry');
+    }
+  }
+
+  private async release(c: CapturedNetns): Promise<void> {
+    this.byPath.delete(c.path);
+    for (const ip of c.ips) this.forgetIp(ip);
+    try {
+      closeSync(c.linkFd);
+    } catch {
+      // already closed
+    }
+    // Connections already accepted keep running (close() would wait for them); only the listener goes.
+    c.server.close();
+    this.log.info({ netns: c.path }, 'inbound plaintext capture released');
+  }
+}

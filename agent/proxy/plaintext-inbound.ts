@@ -1,0 +1,134 @@
+// Inbound plaintext (from outside the mesh) captured into the node proxy: AuthorizationPolicy with an empty principal, then relayed to the pod or parsed per request on HTTP ports.
+import * as net from 'node:net';
+import type { StateView } from '../state/store';
+import type { Workload } from '../state/types';
+import { silentLogger, type Logger } from '../telemetry/logger';
+import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
+import { relay, type Relay } from './relay';
+import { normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
+
+export interface PlaintextInboundOptions {
+  readonly state: StateView;
+  readonly nodeName: string;
+  readonly authorize: Authorizer;
+  /** 'http' | 'grpc' for a local workload port proxied per request, undefined for TCP. */
+  readonly httpProtocolOf: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
+  /** Parses and authorizes every request of an HTTP port (the HBONE inbound's InboundHttp). */
+  readonly httpTunnels?: HttpTunnelServer;
+  /** Source address of the connection to the pod (the capture address, which the kernel lets through). */
+  readonly upstreamSourceIp?: string;
+  readonly connectTimeoutMs?: number;
+  readonly metrics?: MeshMetrics;
+  readonly logger?: Logger;
+}
+
+/**
+ * Istio's semantics for plaintext into a meshed pod (sidecar and ztunnel alike): the connection is
+ * authorized with no principal and no namespace — ipBlocks/remoteIpBlocks by the client's address,
+ * ports by the pod port — and on HTTP ports every request is authorized with its L7 attributes.
+ * Telemetry: reporter destination, connection_security_policy "none".
+ */
+export class PlaintextInbound {
+  private readonly log: Logger;
+  private readonly relays = new Set<Relay>();
+  private readonly pending = new Set<net.Socket>();
+  private closing = false;
+
+  constructor(private readonly opts: PlaintextInboundOptions) {
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  /** Takes one accepted plaintext connection; its local address is the pod address and port the client dialled. */
+  handle(client: net.Socket): void {
+    client.on('error', (err) => this.log.debug({ err: err.message }, 'plaintext inbound client error'));
+    const destIp = normalizeIp(client.localAddress ?? '') ?? client.localAddress;
+    const sourceIp = normalizeIp(client.remoteAddress ?? '') ?? client.remoteAddress;
+    const port = client.localPort;
+    if (!destIp || !port || this.closing) {
+      client.resetAndDestroy();
+      return;
+    }
+    const dest: IpPort = { ip: destIp, port };
+    const workload = this.opts.state.workloadByIp(destIp);
+    if (!workload || workload.node !== this.opts.nodeName) {
+      this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'not_local_workload' });
+      this.log.info({ dest, sourceIp }, 'plaintext inbound refused: destination is not a local workload');
+      client.resetAndDestroy();
+      return;
+    }
+    const telemetry = this.telemetry(workload, sourceIp, port);
+    const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf(workload, port) : undefined;
+    const verdict = this.opts.authorize({ sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: workload, ...(httpProtocol ? { deferL7: true } : {}) });
+    if (!verdict.allow) {
+      // Counted in istio_tcp_connections_opened/closed like ztunnel's denied connections, plus the policy denial counter.
+      this.opts.metrics?.openTcp(telemetry).close();
+      this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'denied' });
+      client.resetAndDestroy();
+      return;
+    }
+    if (httpProtocol && this.opts.httpTunnels) {
+      const stats = this.opts.metrics?.openTcp(telemetry);
+      const counts = stats ?? { received: 0, sent: 0 };
+      void this.opts.httpTunnels
+        .serve(client, { peer: '', sourceIp, destination: dest, workload, protocol: httpProtocol, telemetry: this.opts.metrics ? telemetry : undefined }, counts)
+        .then((res) => {
+          stats?.close();
+          this.log.debug({ sourceIp, dest, version: res.version, requests: res.requests, denied: res.denied }, 'plaintext HTTP connection closed');
+        });
+      return;
+    }
+    this.relayTcp(client, dest, telemetry);
+  }
+
+  close(): void {
+    this.closing = true;
+    for (const r of this.relays) r.reset();
+    for (const s of this.pending) s.destroy();
+  }
+
+  private telemetry(workload: Workload, sourceIp: string | undefined, port: number): TcpConnectionInfo {
+    const services = this.opts.state.servicesOf(workload);
+    const svc = services.find((s) => s.ports.some((p) => p.targetPort === port)) ?? services[0];
+    const src = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
+    return { reporter: 'destination', source: src, destination: workload, service: serviceInfo(svc, this.opts.state.trustDomain), mtls: false };
+  }
+
+  private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo): void {
+    client.pause();
+    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
+    this.pending.add(upstream);
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
+    timer.unref();
+    const abandon = (): void => {
+      upstream.destroy();
+    };
+    client.once('close', abandon);
+    upstream.on('error', () => undefined);
+    upstream.once('close', () => {
+      clearTimeout(timer);
+      if (!this.pending.delete(upstream)) return;
+      client.off('close', abandon);
+      this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
+      this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
+      client.resetAndDestroy();
+    });
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      this.pending.delete(upstream);
+      client.off('close', abandon);
+      if (client.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      const stats = this.opts.metrics?.openTcp(telemetry);
+      const r = relay(client, upstream, stats);
+      client.resume();
+      this.relays.add(r);
+      void r.done.then((res) => {
+        this.relays.delete(r);
+        stats?.close();
+        this.log.debug({ dest, sourceIp: client.remoteAddress, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'plaintext inbound connection closed');
+      });
+    });
+  }
+}
