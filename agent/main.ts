@@ -20,6 +20,7 @@ import { HttpOutbound } from './http/outbound-http';
 import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
+import { ConnectionTracker, policyInputsChanged } from './proxy/connection-tracker';
 import { StateStore, emptySnapshot, type StateView } from './state/store';
 import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
@@ -291,6 +292,12 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
     // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
     const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access') });
+    // Open L4 connections (inbound HBONE streams, same-node outbound) are decided again when the policies change;
+    // those now denied are reset (requests on HTTP ports are decided one by one anyway).
+    const connections = new ConnectionTracker({ decide: authorize.decide, closed: metrics.policyConnectionsClosed, logger: logs.child('access') });
+    state.onChange((next, prev) => {
+      if (policyInputsChanged(prev, next)) connections.reevaluate();
+    });
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
     const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client') });
     cleanups.push(() => hbone.close());
@@ -313,6 +320,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbonePort: opts.inboundPort,
       authorize,
       http: httpOutbound,
+      connections,
       listen: { host: opts.captureIp, port: opts.outboundPort },
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),
@@ -330,6 +338,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       // Tunnels to HTTP ports with request-level rules: parsed, every request authorized (L7 at the destination).
       httpTunnels: new InboundHttp({ authorize, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') }),
+      connections,
       metrics,
       logger: logs.child('inbound'),
     });

@@ -125,7 +125,13 @@ type Admission =
   | { readonly kind: 'gone'; readonly service: Service; readonly delayed: boolean }
   | { readonly kind: 'admitted'; readonly service: Service; readonly delayed: boolean; readonly target: RouteTarget; readonly backend: Backend };
 
-type FailureKind = 'connect_failure' | 'reset' | 'timeout' | 'overflow' | 'denied';
+/** `dead_connection`: a pooled connection the upstream had closed (e.g. the app restarted) failed before any response byte. */
+type FailureKind = 'connect_failure' | 'reset' | 'dead_connection' | 'timeout' | 'overflow' | 'denied';
+
+/** Errors of a request written to a kept-alive connection the upstream closed meanwhile (nothing was answered). */
+const DEAD_CONNECTION_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_HTTP2_STREAM_ERROR', 'ERR_STREAM_PREMATURE_CLOSE']);
+/** RFC 9110 §9.2.2: a request with one of these methods may be sent again. */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 type AttemptResult =
   | { readonly kind: 'response'; readonly res: http.IncomingMessage }
@@ -184,6 +190,8 @@ function failureReply(last: Extract<TryResult, { kind: 'failure' }> | ProxyReply
       return new ProxyReply(503, `upstream overflow: ${last.message}`, 'UO', { [OVERLOAD_HEADER]: last.message });
     case 'connect_failure':
       return new ProxyReply(503, `upstream connect error: ${last.message}`, 'UF');
+    case 'dead_connection':
+      return new ProxyReply(503, `upstream connect error or disconnect/reset before headers: pooled connection closed by the upstream (${last.message})`, 'UC');
     case 'reset':
       return new ProxyReply(502, `upstream reset before response: ${last.message}`, 'UC');
     case 'denied':
@@ -898,8 +906,10 @@ export class HttpOutbound {
     timeoutMs: number | undefined,
     res: http.ServerResponse,
     resolve: (r: AttemptResult | undefined) => void,
+    onFreshConnection = false,
   ): Promise<void> {
     {
+      const began = this.now();
       const overload = await b.breaker.acquireConnection();
       if (overload) {
         this.trip(t.service, overload);
@@ -946,6 +956,27 @@ export class HttpOutbound {
           return;
         }
         if (!connectFailure && err.code?.startsWith('HPE_')) this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'upstream', reason: 'bad_response' });
+        // A kept-alive connection that the upstream closed while it sat in the pool (the app restarted, the destination
+        // closed the tunnel): nothing was answered. Sent once more on a new connection when that is safe — an idempotent
+        // method or a body held whole (as undici and Envoy do); otherwise a fast 503 UC, never a hang.
+        const dead = !connectFailure && !settled && up.reusedSocket && DEAD_CONNECTION_CODES.has(err.code ?? '');
+        if (dead) {
+          const replay = !onFreshConnection && tap.replayable && (IDEMPOTENT_METHODS.has(req.method ?? 'GET') || tap.complete);
+          this.pool.closeIdle(ut);
+          this.log.info({ endpoint: ut.key, method: req.method, err: err.code, retried: replay }, replay ? 'pooled upstream connection was closed by the upstream; sending the request again on a new connection' : 'pooled upstream connection was closed by the upstream before a response; answering 503 (the request cannot be replayed)');
+          if (replay) {
+            settled = true;
+            if (timer) clearTimeout(timer);
+            res.off('close', onClientGone);
+            tap.detach();
+            const left = timeoutMs === undefined ? undefined : timeoutMs - (this.now() - began);
+            if (left !== undefined && left <= 0) resolve({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+            else void this.attemptWithSlot(ut, t, b, req, tap, left, res, resolve, true);
+            return;
+          }
+          finish({ kind: 'failure', failure: 'dead_connection', message: err.code ?? err.message });
+          return;
+        }
         finish({ kind: 'failure', failure: connectFailure ? 'connect_failure' : 'reset', message: err.message });
       });
       tap.attach(up);

@@ -89,7 +89,15 @@ class MeshAgent extends http.Agent {
   /** No new requests: free sockets close now, busy ones when their request ends. */
   retire(): void {
     this.retired = true;
+    this.closeIdle();
+  }
+
+  closeIdle(): void {
     for (const list of Object.values(this.freeSockets)) for (const s of list ?? []) s.destroy();
+  }
+
+  private isIdle(socket: Duplex): boolean {
+    return Object.values(this.freeSockets).some((list) => (list as Duplex[] | undefined)?.includes(socket) ?? false);
   }
 
   override createConnection(_options: unknown, cb: CreateCb): undefined {
@@ -111,7 +119,14 @@ class MeshAgent extends http.Agent {
       return undefined;
     }
     this.open(t.hbone!).then(
-      (stream) => cb(null, asHttpSocket(stream)),
+      (stream) => {
+        // The far side ended the tunnel (its app closed the connection): an idle stream is useless, and Node's agent,
+        // unlike a plain socket, would keep a half-closed stream in the pool and write the next request into it.
+        stream.once('end', () => {
+          if (this.isIdle(stream)) stream.destroy();
+        });
+        cb(null, asHttpSocket(stream));
+      },
       (err: Error) => cb(Object.assign(err, { smeshConnectFailure: true })),
     );
     return undefined;
@@ -135,6 +150,11 @@ export class UpstreamPool {
       this.agents.set(target.key, a);
     }
     return a;
+  }
+
+  /** Closes the idle connections to `target` (one was found closed by the upstream: the others likely are too). */
+  closeIdle(target: UpstreamTarget): void {
+    this.agents.get(target.key)?.closeIdle();
   }
 
   /** Endpoints with an agent. */

@@ -4,7 +4,12 @@ import type { AuthorizationPolicy, HttpAttributes, PolicyDecision, PolicyTarget 
 
 /** What the authorizer reads from state (a StateView fits: `snapshot: () => state.snapshot()`). */
 export interface PolicySource {
-  snapshot(): { readonly authorizationPolicies?: readonly AuthorizationPolicy[]; readonly rootNamespace?: string };
+  snapshot(): {
+    readonly authorizationPolicies?: readonly AuthorizationPolicy[];
+    readonly rootNamespace?: string;
+    /** Current workloads by uid: a destination workload object held since a connection opened is replaced by its current version. */
+    readonly workloads?: ReadonlyMap<string, PolicyTarget>;
+  };
 }
 
 /** The narrow slices of telemetry it writes to (MeshMetrics.policyDenials and a pino child fit). */
@@ -46,7 +51,9 @@ const NO_TARGET: PolicyTarget = { namespace: '', labels: {} };
 
 /**
  * Builds the Authorizer the inbound (HBONE) and the same-node outbound path call for each
- * connection. Applicable policies are cached per (snapshot policy list, workload object): both are
+ * connection and request. Every call reads the current snapshot: the policies and the destination
+ * workload (looked up again by uid) in force now, never those of the snapshot a connection opened
+ * under. Applicable policies are cached per (snapshot policy list, workload object): both are
  * immutable, so a new snapshot simply misses the cache.
  */
 export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
@@ -61,7 +68,10 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
       cacheKey = all;
       cache = new WeakMap();
     }
-    const t = target ?? NO_TARGET;
+    // A connection, a pooled upstream or a cached endpoint list may hold the workload object of an older snapshot,
+    // whose labels and policy references (xDS) predate the policies in force: decide on the current one.
+    const uid = (target as { uid?: unknown } | undefined)?.uid;
+    const t = (typeof uid === 'string' ? snap.workloads?.get(uid) : undefined) ?? target ?? NO_TARGET;
     let list = cache.get(t);
     if (!list) {
       list = applicablePolicies(all, t, snap.rootNamespace ?? DEFAULT_ROOT_NAMESPACE);

@@ -9,7 +9,8 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason } from '../telemetry/metrics';
-import { relay, type Relay } from './relay';
+import { abortSide, relay, type Relay } from './relay';
+import type { ConnectionRegistry } from './connection-tracker';
 import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
@@ -56,6 +57,8 @@ export interface InboundProxyOptions {
    */
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
   readonly httpTunnels?: HttpTunnelServer;
+  /** Open streams are registered here so that a policy change re-decides them (agent/proxy/connection-tracker.ts). */
+  readonly connections?: ConnectionRegistry;
 }
 
 /** Parses an HBONE :authority ("1.2.3.4:80" or "[::1]:80") into an IP and port; undefined when malformed. */
@@ -307,7 +310,15 @@ export class InboundProxy {
       });
       const r = relay(stream, upstream, stats);
       this.relays.add(r);
+      const untrack = this.opts.connections?.register({
+        direction: 'inbound',
+        facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload },
+        mode: 'raw',
+        inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(local.workload, dest.port) !== undefined,
+        close: () => r.reset(),
+      });
       void r.done.then((res) => {
+        untrack?.();
         this.relays.delete(r);
         stats?.close();
         this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
@@ -331,7 +342,9 @@ export class InboundProxy {
       mtls: true,
     };
     const stats = this.opts.metrics?.openTcp(telemetry);
+    const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(stream) });
     void tunnels.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
+      untrack?.();
       stats?.close();
       this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
       this.log.debug({ peer, dest, version: res.version, requests: res.requests, denied: res.denied }, 'inbound HTTP tunnel closed');

@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
 import { relay, type Relay } from './relay';
+import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
@@ -145,6 +146,8 @@ export interface OutboundProxyOptions {
   readonly random?: RandomSource;
   /** Same-node plaintext connections are relayed in the kernel (addon splice relay) when the addon has it; false = always the JS relay. Default true. */
   readonly spliceRelay?: boolean;
+  /** Same-node connections (authorized here) are registered so that a policy change re-decides them (connection-tracker.ts). */
+  readonly connections?: ConnectionRegistry;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -295,14 +298,16 @@ export class OutboundProxy {
     return relay(sock, upstream, stats);
   }
 
-  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false): void {
+  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false, untrack?: () => void): Relay {
     const r = sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats);
     this.relays.add(r);
     void r.done.then((res) => {
+      untrack?.();
       this.relays.delete(r);
       stats?.close();
       this.log.debug({ ...fields, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'outbound connection closed');
     });
+    return r;
   }
 
   /**
@@ -358,7 +363,17 @@ export class OutboundProxy {
         return;
       }
       const stats = this.opts.metrics?.openTcp({ reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false });
-      this.startRelay(sock, upstream, stats, fields, d.kind === 'local');
+      // A same-node connection never crosses an inbound: this proxy authorized it, and re-decides it when policies change.
+      let relayed: Relay | undefined;
+      const untrack = d.kind === 'local'
+        ? this.opts.connections?.register({
+            direction: 'outbound',
+            facts: { sourceIdentity: source.identity, sourceIp: fields.sourceIp as string | undefined, destination: { ip: d.ip, port: d.port }, destinationWorkload: d.destination },
+            mode: 'raw',
+            close: () => relayed?.reset(),
+          })
+        : undefined;
+      relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack);
     });
   }
 
