@@ -1140,7 +1140,8 @@ export class HttpOutbound {
    * One upstream HTTP/2 try: the session (connect failures are failures), the stream with the body
    * attached, up to its response head. Resolves undefined when the client went away.
    */
-  private async h2attempt(ut: UpstreamTarget, backend: Backend, upHeaders: http2.OutgoingHttpHeaders, tap: BodyTap, timeoutMs: number | undefined, stream: http2.ServerHttp2Stream): Promise<H2AttemptResult | undefined> {
+  private async h2attempt(ut: UpstreamTarget, backend: Backend, upHeaders: http2.OutgoingHttpHeaders, tap: BodyTap, timeoutMs: number | undefined, stream: http2.ServerHttp2Stream, onFreshSession = false): Promise<H2AttemptResult | undefined> {
+    const began = this.now();
     let entry: H2Upstream;
     let session: http2.ClientHttp2Session;
     try {
@@ -1152,6 +1153,7 @@ export class HttpOutbound {
     }
     if (stream.destroyed) return undefined;
     let up: http2.ClientHttp2Stream;
+    const reused = entry.streams > 0;
     try {
       up = session.request(upHeaders, { endStream: false });
       this.countH2Stream(ut.key, entry, up);
@@ -1187,6 +1189,26 @@ export class HttpOutbound {
       });
       up.once('close', () => {
         const code = up.rstCode ?? 0;
+        // The pooled session died under the stream before any response (its connection closed: the app restarted,
+        // the destination reset the tunnel). As for HTTP/1.1: once more on a new session when that is safe, else 503 UC.
+        if (!settled && reused && (session.destroyed || session.closed) && code !== http2.constants.NGHTTP2_REFUSED_STREAM) {
+          const method = String(upHeaders[':method'] ?? 'GET');
+          const replay = !onFreshSession && tap.replayable && (IDEMPOTENT_METHODS.has(method) || tap.complete);
+          this.retireH2(ut.key, entry);
+          this.log.info({ endpoint: ut.key, method, code, retried: replay }, replay ? 'pooled upstream HTTP/2 session was closed by the upstream; sending the request again on a new session' : 'pooled upstream HTTP/2 session was closed by the upstream before a response; answering 503 (the request cannot be replayed)');
+          if (replay) {
+            settled = true;
+            if (timer) clearTimeout(timer);
+            stream.off('close', onClientGone);
+            tap.detach();
+            const left = timeoutMs === undefined ? undefined : timeoutMs - (this.now() - began);
+            if (left !== undefined && left <= 0) resolve({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+            else void this.h2attempt(ut, backend, upHeaders, tap, left, stream, true).then(resolve);
+            return;
+          }
+          finish({ kind: 'failure', failure: 'dead_connection', message: `session closed (stream code ${code})` });
+          return;
+        }
         finish({ kind: 'failure', failure: 'reset', message: code === http2.constants.NGHTTP2_REFUSED_STREAM ? 'stream refused (REFUSED_STREAM)' : `stream reset (code ${code})`, refused: code === http2.constants.NGHTTP2_REFUSED_STREAM });
       });
     });

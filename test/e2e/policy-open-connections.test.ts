@@ -191,10 +191,10 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
       const allowed = (await send({ op: 'http', path: '/public' })) as HttpAnswer;
       expect(allowed.status, `${p.name}: ${JSON.stringify(allowed)}`).toBe(200);
     }
-    // The raw tunnel was closed when its port gained an L7 rule; the client's next connection is inspected per request.
+    // The next request on the open client connection is decided under the new policy (its tunnel was either inspected
+    // from the start, or relayed raw and closed when its port gained an L7 rule, so that the client reconnected).
     const again = (await direct({ op: 'http', path: '/admin' })) as HttpAnswer;
     expect(again.status, `${JSON.stringify(again)}\n${diag()}`).toBe(403);
-    expect(await closedCount(1, 'l7_inspection'), diag()).toBeGreaterThanOrEqual(1);
     await resetPolicies();
   }, 120_000);
 

@@ -1,5 +1,6 @@
 // Policy changes reach open and pooled connections, and a pooled connection to a restarted app is not a hang: HttpOutbound → HBONE → InboundProxy (with the connection tracker) → app, all real on 127.0.0.1.
 import * as http from 'http';
+import * as http2 from 'http2';
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../../agent/identity/ca';
@@ -60,6 +61,39 @@ class App {
   }
 }
 
+/** The same as an h2c (prior knowledge) app. */
+class H2App {
+  server?: http2.Http2Server;
+  port = 0;
+  private readonly sockets = new Set<net.Socket>();
+  constructor(private readonly host: string) {}
+  async start(): Promise<void> {
+    const s = http2.createServer();
+    s.on('connection', (c: net.Socket) => {
+      this.sockets.add(c);
+      c.once('close', () => this.sockets.delete(c));
+    });
+    s.on('stream', (st, h) => {
+      st.on('error', () => undefined);
+      st.resume();
+      st.on('end', () => {
+        st.respond({ ':status': 200 });
+        st.end(`ok ${h[':method']} ${h[':path']}`);
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.listen(this.port, this.host, () => resolve());
+    });
+    this.port = (s.address() as net.AddressInfo).port;
+    this.server = s;
+  }
+  async stop(): Promise<void> {
+    for (const c of this.sockets) c.destroy();
+    await new Promise<void>((r) => this.server!.close(() => r()));
+  }
+}
+
 describe('policy changes on open connections; pooled connections to a restarted app', () => {
   let ca: LocalCa;
   let cleanupCa: () => Promise<void>;
@@ -73,9 +107,13 @@ describe('policy changes on open connections; pooled connections to a restarted 
   const metrics = new MeshMetrics();
   const near = new App('127.0.0.2');
   const far = new App('127.0.0.3');
+  const near2 = new H2App('127.0.0.2');
+  const far2 = new H2App('127.0.0.3');
   const src = wl('client-1', '127.0.0.1', 'node1');
   let services: Service[] = [];
   let tracker: ConnectionTracker;
+  /** Whether the inbound treats the far pod's ports as HTTP: not at first (tunnels relayed raw), as if a Service port were renamed http-* later. */
+  let farHttp: 'http' | undefined;
 
   /** The web workloads as the control plane sends them: with references to the policies that select them (xDS). */
   function publish(policies: AuthorizationPolicy[]): void {
@@ -101,9 +139,13 @@ describe('policy changes on open connections; pooled connections to a restarted 
     node2Ids = await identities(ca, nodeSpiffeId(TD, 'node2'));
     await near.start();
     await far.start();
+    await near2.start();
+    await far2.start();
     services = [
       { key: 'default/near', name: 'near', namespace: 'default', vips: ['10.96.0.31'], ports: [{ name: 'http', port: 80, targetPort: near.port }], selector: {}, endpointUids: ['default/web-near'] },
       { key: 'default/far', name: 'far', namespace: 'default', vips: ['10.96.0.32'], ports: [{ name: 'http', port: 80, targetPort: far.port }], selector: {}, endpointUids: ['default/web-far'] },
+      { key: 'default/near2', name: 'near2', namespace: 'default', vips: ['10.96.0.33'], ports: [{ name: 'http2', port: 80, targetPort: near2.port }], selector: {}, endpointUids: ['default/web-near'] },
+      { key: 'default/far2', name: 'far2', namespace: 'default', vips: ['10.96.0.34'], ports: [{ name: 'http2', port: 80, targetPort: far2.port }], selector: {}, endpointUids: ['default/web-far'] },
     ] as Service[];
     state = new StateStore();
     publish([]);
@@ -117,8 +159,8 @@ describe('policy changes on open connections; pooled connections to a restarted 
       nodeId: nodeSpiffeId(TD, 'node2'),
       listen: { host: '127.0.0.1', port: 0 },
       state,
-      resolveLocal: (ip, p) => (ip === '127.0.0.3' && p === far.port ? { workload: state.workloadByIp(ip) } : undefined),
-      httpProtocolOf: () => 'http',
+      resolveLocal: (ip, p) => (ip === '127.0.0.3' && (p === far.port || p === far2.port) ? { workload: state.workloadByIp(ip) } : undefined),
+      httpProtocolOf: () => farHttp,
       httpTunnels: new InboundHttp({ authorize, metrics }),
       authorize,
       connections: tracker,
@@ -128,7 +170,7 @@ describe('policy changes on open connections; pooled connections to a restarted 
     hbone = new HboneClient({ identities: node1Ids });
     outbound = new HttpOutbound({ state, hbone, nodeName: 'node1', hbonePort: inbound.address().port, authorize, metrics });
     front = net.createServer((sock) => {
-      const svc = sock.localAddress === '127.0.0.5' ? services[1]! : services[0]!;
+      const svc = services[{ '127.0.0.5': 1, '127.0.0.6': 2, '127.0.0.7': 3 }[sock.localAddress ?? ''] ?? 0]!;
       outbound.handle(sock, { source: src, sourceIp: '127.0.0.1', service: svc, port: svc.ports[0]! });
     });
     await listen(front, '0.0.0.0');
@@ -141,6 +183,8 @@ describe('policy changes on open connections; pooled connections to a restarted 
     await inbound?.close();
     await near.stop().catch(() => undefined);
     await far.stop().catch(() => undefined);
+    await near2.stop().catch(() => undefined);
+    await far2.stop().catch(() => undefined);
     node1Ids?.close();
     node2Ids?.close();
     await cleanupCa?.();
@@ -167,7 +211,7 @@ describe('policy changes on open connections; pooled connections to a restarted 
 
   const closed = async (reason: string) => (await metrics.policyConnectionsClosed.get()).values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0);
 
-  it('a DENY on /admin applies to the next request on kept-alive connections: the pooled raw HBONE stream is closed (l7_inspection) and the next one is inspected', async () => {
+  it('a DENY on /admin applies to the next request on kept-alive connections; a pooled raw HBONE stream to a port that became HTTP is closed (l7_inspection) and the next one is inspected', async () => {
     for (const to of ['near', 'far'] as const) {
       const c = client(to);
       try {
@@ -182,6 +226,7 @@ describe('policy changes on open connections; pooled connections to a restarted 
     expect((await near1.send('GET', '/admin')).status).toBe(200);
     expect((await far1.send('GET', '/admin')).status).toBe(200);
     expect(tracker.size).toBeGreaterThanOrEqual(1); // the far pooled stream, relayed raw at the inbound
+    farHttp = 'http';
     publish([DENY_ADMIN]);
     expect(await closed('l7_inspection')).toBeGreaterThanOrEqual(1);
     for (const c of [near1, far1]) {
@@ -225,6 +270,37 @@ describe('policy changes on open connections; pooled connections to a restarted 
         }
       } finally {
         c.close();
+      }
+    }
+  });
+  it('HTTP/2: after the app restarts, the next stream gets a new upstream session at once (same node and across nodes)', async () => {
+    for (const [host, app] of [['127.0.0.6', near2], ['127.0.0.7', far2]] as const) {
+      const session = http2.connect(`http://${host}:${(front.address() as net.AddressInfo).port}`);
+      session.on('error', () => undefined);
+      const get = (path: string, method = 'GET') =>
+        new Promise<{ status: number; body: string; ms: number }>((resolve, reject) => {
+          const t0 = Date.now();
+          const q = session.request({ ':path': path, ':method': method });
+          let status = 0;
+          let body = '';
+          q.on('response', (h) => (status = Number(h[':status'])));
+          q.on('data', (d: Buffer) => (body += d.toString()));
+          q.on('end', () => resolve({ status, body, ms: Date.now() - t0 }));
+          q.on('error', reject);
+          q.setTimeout(5000, () => q.close(http2.constants.NGHTTP2_CANCEL));
+          q.end(method === 'POST' ? 'body' : undefined);
+        });
+      try {
+        expect((await get('/before')).status).toBe(200);
+        for (const method of ['GET', 'POST']) {
+          await app.stop();
+          await app.start();
+          const r = await get('/after', method);
+          expect(r.status, `${host} ${method}: ${r.body}`).toBe(200);
+          expect(r.ms).toBeLessThan(2000);
+        }
+      } finally {
+        session.destroy();
       }
     }
   });
