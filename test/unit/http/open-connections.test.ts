@@ -273,6 +273,24 @@ describe('policy changes on open connections; pooled connections to a restarted 
       }
     }
   });
+  it('after the app restarts, a request whose body cannot be replayed either succeeds or fails fast with 503 UC (never hangs)', async () => {
+    for (const [to, app] of [['near', near], ['far', far]] as const) {
+      const c = client(to);
+      try {
+        expect((await c.send('GET', '/before')).status).toBe(200);
+        await app.stop();
+        await app.start();
+        const r = await c.send('POST', '/big', 'x'.repeat(100 * 1024)); // past MAX_RETRY_BODY
+        expect([200, 503], `${to}: ${r.status} ${r.body}`).toContain(r.status);
+        if (r.status === 503) expect(r.body).toMatch(/pooled connection closed by the upstream/);
+        expect(r.ms).toBeLessThan(2000);
+        expect((await c.send('GET', '/next')).status).toBe(200);
+      } finally {
+        c.close();
+      }
+    }
+  });
+
   it('HTTP/2: after the app restarts, the next stream gets a new upstream session at once (same node and across nodes)', async () => {
     for (const [host, app] of [['127.0.0.6', near2], ['127.0.0.7', far2]] as const) {
       const session = http2.connect(`http://${host}:${(front.address() as net.AddressInfo).port}`);
