@@ -1,6 +1,7 @@
 // AuthorizationPolicy (security.istio.io) in file config: its schema, Istio's own validation rules, and conversion to the policy model.
 import { DEFAULT_ROOT_NAMESPACE, parseCidr, stringMatcher } from '../policy/evaluate';
 import type { AuthorizationPolicy, Cidr, HeaderMatch, PolicyAction, PolicyClause, PolicyMatch, PolicyRule, StringMatcher } from '../policy/types';
+import { checkWorkloadSelector } from './istio-names';
 import type { FieldProblem, FieldSpec } from './schema';
 
 export const AUTHORIZATION_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
@@ -29,9 +30,9 @@ const operation: FieldSpec = {
     fields: {
       hosts: strings,
       notHosts: strings,
-      // Strings in Istio's schema; integers are accepted too and checked in convert.
-      ports: 'ignored',
-      notPorts: 'ignored',
+      // Strings in Istio's schema (`"8080"`): an integer is refused as Kubernetes refuses it; digits checked in convert.
+      ports: strings,
+      notPorts: strings,
       methods: strings,
       notMethods: strings,
       paths: strings,
@@ -70,6 +71,28 @@ export const AUTHORIZATION_POLICY_SPEC: FieldSpec = {
  * Istio's other keys (request.auth.*, connection.sni, experimental.*) are refused at load.
  */
 export const SUPPORTED_WHEN_KEYS = ['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port', 'remote.ip', 'request.headers[<name>]'] as const;
+
+export const DRY_RUN_ANNOTATION = 'istio.io/dry-run';
+// Go's strconv.ParseBool, which Istio uses for the annotation.
+const GO_TRUE = ['1', 't', 'T', 'TRUE', 'true', 'True'];
+const GO_FALSE = ['0', 'f', 'F', 'FALSE', 'false', 'False'];
+
+/**
+ * `istio.io/dry-run` on an Istio resource, as Istio validates it (AuthorizationPolicy only, action
+ * ALLOW or DENY, a boolean) — and a true value refused: smesh has no dry-run mode, so it would
+ * enforce a policy its author meant only to observe.
+ */
+export function checkDryRunAnnotation(kind: string, annotations: unknown, action: unknown): FieldProblem[] {
+  const v = annotations !== null && typeof annotations === 'object' ? (annotations as Record<string, unknown>)[DRY_RUN_ANNOTATION] : undefined;
+  if (typeof v !== 'string') return [];
+  const field = `metadata.annotations[${DRY_RUN_ANNOTATION}]`;
+  if (kind !== 'AuthorizationPolicy') return [{ field, message: `unsupported annotation on a ${kind}; Istio accepts it on AuthorizationPolicy only` }];
+  const a = action ?? 'ALLOW';
+  if (a !== 'ALLOW' && a !== 'DENY') return [{ field, message: `only supported with action ALLOW or DENY, found ${String(a)}` }];
+  if (!GO_TRUE.includes(v) && !GO_FALSE.includes(v)) return [{ field, message: `expected true or false, got ${JSON.stringify(v)}` }];
+  if (GO_TRUE.includes(v)) return [{ field, message: 'unsupported: smesh has no dry-run mode and would enforce this policy; remove the annotation (or set it to "false") to enforce it' }];
+  return [];
+}
 
 const HEADER_KEY_RE = /^request\.headers\[([^\]]+)\]$/;
 
@@ -271,7 +294,13 @@ export function convertAuthorizationPolicy(
   for (const f of ['targetRef', 'targetRefs']) {
     if (s[f] !== undefined && s[f] !== null) ctx.problems.push({ field: `spec.${f}`, message: 'unsupported: targetRef(s) attach policies to gateways/services; use selector' });
   }
+  ctx.problems.push(...checkWorkloadSelector(s.selector?.matchLabels, 'spec.selector.matchLabels'));
   const rules: any[] = s.rules ?? [];
+  // Istio's CRD bounds: at most 512 rules, and 512 `from` entries per rule.
+  if (rules.length > 512) ctx.problems.push({ field: 'spec.rules', message: `at most 512 rules, got ${rules.length}` });
+  rules.forEach((r, i) => {
+    if (Array.isArray(r?.from) && r.from.length > 512) ctx.problems.push({ field: `spec.rules[${i}].from`, message: `at most 512 sources, got ${r.from.length}` });
+  });
   if (action === 'DENY' && rules.length === 0) {
     ctx.problems.push({ field: 'spec.rules', message: 'a DENY policy needs at least one rule (DENY without rules is meaningless; Istio rejects it too)' });
   }

@@ -1,6 +1,7 @@
 // PeerAuthentication (security.istio.io) in file config: schema, validation, and istiod's conversion for ztunnel into DENY Authorization policies.
 import { stringMatcher } from '../policy/evaluate';
 import { CONVERTED_PEER_AUTHENTICATION_PREFIX, policyKey, STATIC_STRICT_POLICY_NAME, type AuthorizationPolicy, type PolicyRule } from '../policy/types';
+import { checkWorkloadSelector } from './istio-names';
 import type { FieldProblem, FieldSpec } from './schema';
 
 export const PEER_AUTHENTICATION_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
@@ -49,6 +50,7 @@ export function convertPeerAuthentication(name: string, namespace: string, spec:
   const s = spec ?? {};
   const matchLabels: Record<string, string> | undefined = s.selector?.matchLabels;
   const hasSelector = matchLabels !== undefined && Object.keys(matchLabels).length > 0;
+  problems.push(...checkWorkloadSelector(matchLabels, 'spec.selector.matchLabels'));
   if (hasSelector && namespace === rootNamespace) {
     problems.push({ field: 'spec.selector', message: `a PeerAuthentication in the root namespace (${rootNamespace}) is mesh-wide and cannot select workloads; move it to the workloads' namespace` });
   }
@@ -58,6 +60,7 @@ export function convertPeerAuthentication(name: string, namespace: string, spec:
     if (typeof plm !== 'object' || Array.isArray(plm)) {
       problems.push({ field: 'spec.portLevelMtls', message: 'expected a map of port number → {mode}' });
     } else {
+      if (Object.keys(plm).length === 0) problems.push({ field: 'spec.portLevelMtls', message: 'must have at least one port when set (Istio rejects an empty map)' });
       if (!hasSelector && Object.keys(plm).length > 0) {
         problems.push({ field: 'spec.portLevelMtls', message: 'port-level mTLS needs spec.selector.matchLabels (namespace- and mesh-wide policies cannot set it)' });
       }

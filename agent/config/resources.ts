@@ -7,7 +7,7 @@ import { SmeshError } from '../errors';
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
 import { parseSimpleYaml } from './simple-yaml';
-import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, convertAuthorizationPolicy } from './authorization';
+import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
@@ -72,31 +72,35 @@ const servicePort: FieldSpec = {
   },
 };
 
-const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly string[]; spec: ObjectSpec; namespaced: boolean }> = {
+const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly string[]; spec: ObjectSpec; namespaced: boolean; istio?: boolean }> = {
   MeshConfig: {
     apiVersion: 'smesh.io/v1alpha1',
     namespaced: false,
     spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', certificateTTL: 'duration', rootNamespace: 'nonEmptyString' } } }),
   },
   AuthorizationPolicy: {
+    istio: true,
     apiVersion: AUTHORIZATION_API_VERSIONS[0],
     otherApiVersions: AUTHORIZATION_API_VERSIONS.slice(1),
     namespaced: true,
     spec: resourceSpec(AUTHORIZATION_POLICY_SPEC, 'ignored'),
   },
   PeerAuthentication: {
+    istio: true,
     apiVersion: PEER_AUTHENTICATION_API_VERSIONS[0],
     otherApiVersions: PEER_AUTHENTICATION_API_VERSIONS.slice(1),
     namespaced: true,
     spec: resourceSpec(PEER_AUTHENTICATION_SPEC, 'ignored'),
   },
   DestinationRule: {
+    istio: true,
     apiVersion: TRAFFIC_API_VERSIONS[0],
     otherApiVersions: TRAFFIC_API_VERSIONS.slice(1),
     namespaced: true,
     spec: resourceSpec(DESTINATION_RULE_SPEC, 'ignored'),
   },
   VirtualService: {
+    istio: true,
     apiVersion: TRAFFIC_API_VERSIONS[0],
     otherApiVersions: TRAFFIC_API_VERSIONS.slice(1),
     namespaced: true,
@@ -227,6 +231,7 @@ export function parseConfigText(file: string, text: string, problems: ConfigProb
       return;
     }
     const fieldProblems: FieldProblem[] = validate(body, { object: schema.spec }, '');
+    if (schema.istio) fieldProblems.push(...checkDryRunAnnotation(kind, body.metadata?.annotations, body.spec?.action));
     const apiVersions = [schema.apiVersion, ...(schema.otherApiVersions ?? [])];
     if (!apiVersions.includes(body.apiVersion) && fieldProblems.every((p) => p.field !== 'apiVersion')) {
       fieldProblems.push({ field: 'apiVersion', message: `expected ${apiVersions.join(' or ')} for kind ${kind}, got ${JSON.stringify(body.apiVersion)}` });

@@ -31,6 +31,8 @@
 //   tcp, tls                  not supported (L4 traffic goes to the whole service)
 //
 // Scope: the compiled policy applies to every client of the service, whichever namespace the rule lives in.
+import { isIP } from 'node:net';
+import { checkLabels, isDns1123Label, wildcardDomainProblem } from './istio-names';
 import { parseDurationMs, validate, type FieldProblem, type FieldSpec } from './schema';
 import type {
   ConnectionPoolSettings,
@@ -152,6 +154,7 @@ const portTrafficPolicy: FieldSpec = {
 };
 
 const trafficPolicyFields = { loadBalancer, connectionPool, outlierDetection, tls, portLevelSettings: { arrayOf: portTrafficPolicy }, tunnel: 'ignored', proxyProtocol: 'ignored' } as const;
+const TRAFFIC_POLICY_KEYS: readonly string[] = Object.keys(trafficPolicyFields);
 const trafficPolicy: FieldSpec = { object: { fields: trafficPolicyFields } };
 
 /** The `spec` of a DestinationRule. */
@@ -314,6 +317,15 @@ function counter(ctx: Ctx, v: unknown, field: string): number | undefined {
   return v;
 }
 
+/** Envoy's (and Istio's) primality test for a Maglev table size (it counts 1 as prime). */
+function isPrime(x: number): boolean {
+  if (!Number.isInteger(x) || x < 1) return false;
+  if (x < 4) return true;
+  if (x % 2 === 0) return false;
+  for (let f = 3; f * f <= x; f += 2) if (x % f === 0) return false;
+  return true;
+}
+
 function compact<T extends object>(o: T): T | undefined {
   const out: Obj = {};
   for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
@@ -352,8 +364,9 @@ function convertLoadBalancer(ctx: Ctx, lb: Obj | undefined, path: string): LoadB
       let tableSize: number | undefined;
       if (ch.maglev && present(ch.maglev.tableSize)) {
         tableSize = ch.maglev.tableSize;
-        if (tableSize! < 1 || tableSize! > 5_000_011) {
-          ctx.add(`${p}.maglev.tableSize`, `expected 1-5000011 (a prime, e.g. 65537), got ${tableSize}`);
+        // Istio: set, below 5000011, and a prime (Envoy's Maglev table).
+        if (tableSize! < 1 || tableSize! >= 5_000_011 || !isPrime(tableSize!)) {
+          ctx.add(`${p}.maglev.tableSize`, `expected a prime below 5000011 (e.g. 65537), got ${tableSize}`);
           tableSize = undefined;
         }
       }
@@ -375,6 +388,7 @@ function convertLoadBalancer(ctx: Ctx, lb: Obj | undefined, path: string): LoadB
 
 function convertConnectionPool(ctx: Ctx, cp: Obj | undefined, path: string): ConnectionPoolSettings | undefined {
   if (!cp) return undefined;
+  if (!present(cp.tcp) && !present(cp.http)) ctx.add(path, 'connection pool must have at least one field (tcp or http)');
   const tcp: Obj = cp.tcp ?? {};
   const http: Obj = cp.http ?? {};
   ctx.unsupported(tcp, `${path}.tcp`, { tcpKeepalive: '', maxConnectionDuration: '', idleTimeout: 'use http.idleTimeout' });
@@ -420,6 +434,11 @@ function checkTls(ctx: Ctx, t: Obj | undefined, path: string): void {
   if (t.mode !== 'ISTIO_MUTUAL' || Object.keys(t).some((k) => k !== 'mode')) {
     ctx.add(path, 'not supported by smesh: mesh traffic is always HBONE mTLS; only {mode: ISTIO_MUTUAL} (a no-op) is accepted');
   }
+}
+
+/** Istio refuses a traffic policy (or a port's) that sets nothing. */
+function checkNotEmpty(ctx: Ctx, tp: Obj | undefined, keys: readonly string[], path: string, what: string): void {
+  if (tp && !keys.some((k) => present(tp[k]))) ctx.add(path, `${what} must have at least one field (${keys.join(', ')})`);
 }
 
 function convertSettings(ctx: Ctx, tp: Obj | undefined, path: string): EndpointSettings {
@@ -483,6 +502,9 @@ export function convertDestinationRule(name: string, namespace: string, spec: an
   const s: Obj = spec ?? {};
   ctx.unsupported(s, 'spec', { workloadSelector: 'a rule applies to every client of the host' });
   checkExportTo(ctx, s.exportTo, 'spec.exportTo');
+  const hostProblem = typeof s.host === 'string' ? wildcardDomainProblem(s.host) : undefined;
+  if (hostProblem) ctx.add('spec.host', hostProblem);
+  checkNotEmpty(ctx, s.trafficPolicy ?? undefined, TRAFFIC_POLICY_KEYS, 'spec.trafficPolicy', 'traffic policy');
   const base = convertSettings(ctx, s.trafficPolicy ?? undefined, 'spec.trafficPolicy');
   const settings = compact({ ...base, loadBalancer: applyAnnotations(ctx, annotations, base.loadBalancer) }) ?? {};
   const portSettings: PortTrafficSettings[] = [];
@@ -493,6 +515,7 @@ export function convertDestinationRule(name: string, namespace: string, spec: an
     if (seenPorts.has(port)) ctx.add(`${path}.port.number`, `port ${port} is already configured by portLevelSettings[${seenPorts.get(port)}]`);
     seenPorts.set(port, i);
     checkTls(ctx, pl.tls ?? undefined, `${path}.tls`);
+    checkNotEmpty(ctx, pl, ['loadBalancer', 'connectionPool', 'outlierDetection', 'tls'], path, 'port traffic policy');
     const ps = convertSettings(ctx, { loadBalancer: pl.loadBalancer, connectionPool: pl.connectionPool, outlierDetection: pl.outlierDetection }, path);
     portSettings.push({ port, ...ps });
   });
@@ -501,7 +524,9 @@ export function convertDestinationRule(name: string, namespace: string, spec: an
   const seenSubsets = new Map<string, number>();
   ((s.subsets ?? []) as Obj[]).forEach((sub, i) => {
     const path = `spec.subsets[${i}]`;
-    if (!/^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$/.test(sub.name)) ctx.add(`${path}.name`, `expected letters, digits, '-', '_' or '.', got ${JSON.stringify(sub.name)}`);
+    if (!isDns1123Label(sub.name)) ctx.add(`${path}.name`, `expected a DNS-1123 label (letters, digits and '-', at most 63), got ${JSON.stringify(sub.name)}`);
+    ctx.problems.push(...checkLabels(sub.labels, `${path}.labels`));
+    checkNotEmpty(ctx, sub.trafficPolicy ?? undefined, TRAFFIC_POLICY_KEYS, `${path}.trafficPolicy`, 'traffic policy');
     if (seenSubsets.has(sub.name)) ctx.add(`${path}.name`, `subset ${JSON.stringify(sub.name)} is already defined by subsets[${seenSubsets.get(sub.name)}]`);
     seenSubsets.set(sub.name, i);
     if (sub.trafficPolicy?.portLevelSettings) ctx.add(`${path}.trafficPolicy.portLevelSettings`, 'not supported by smesh inside a subset; set portLevelSettings on spec.trafficPolicy');
@@ -597,17 +622,21 @@ function convertRetries(ctx: Ctx, r: Obj, path: string): RetrySettings {
       else ctx.add(`${path}.retryOn`, `unsupported retry condition ${JSON.stringify(c)}; expected a status code or one of ${SUPPORTED_RETRY_ON.join(', ')}`);
     }
   }
+  if (r.attempts === 0 && (present(r.perTryTimeout) || (typeof r.retryOn === 'string' && r.retryOn !== '') || present(r.retryRemoteLocalities))) {
+    ctx.add(path, 'retry policy configured while attempts is 0 (retries disabled); remove perTryTimeout/retryOn or set attempts');
+  }
   return compact({ attempts, perTryTimeoutMs: positiveDuration(ctx, r.perTryTimeout, `${path}.perTryTimeout`), retryOn }) as RetrySettings;
 }
 
 function convertFault(ctx: Ctx, f: Obj, path: string): FaultSettings | undefined {
   let delay: FaultSettings['delay'];
   let abort: FaultSettings['abort'];
+  if (!present(f.delay) && !present(f.abort)) ctx.add(path, 'fault injection must have an abort and/or a delay');
   if (f.delay) {
     const p = `${path}.delay`;
     ctx.unsupported(f.delay, p, { percent: 'deprecated in Istio; use percentage.value', exponentialDelay: '' });
     if (!present(f.delay.fixedDelay)) ctx.add(`${p}.fixedDelay`, 'required field is missing');
-    else delay = { fixedDelayMs: ms(f.delay.fixedDelay)!, percent: percent(ctx, f.delay.percentage ?? undefined, `${p}.percentage`) };
+    else if (positiveDuration(ctx, f.delay.fixedDelay, `${p}.fixedDelay`) !== undefined) delay = { fixedDelayMs: ms(f.delay.fixedDelay)!, percent: percent(ctx, f.delay.percentage ?? undefined, `${p}.percentage`) };
   }
   if (f.abort) {
     const p = `${path}.abort`;
@@ -630,6 +659,17 @@ export function convertVirtualService(name: string, namespace: string, spec: any
     ctx.add('spec.gateways', `not supported by smesh: it has no gateways; only ["mesh"] is accepted, got ${JSON.stringify(s.gateways)}`);
   }
   if ((s.hosts as string[]).length === 0) ctx.add('spec.hosts', 'expected at least one host');
+  // Istio's host rules for a VirtualService bound to the mesh: a valid (wildcard) domain or an IP, never `*`, no duplicates.
+  const seenHosts = new Map<string, number>();
+  (s.hosts as string[]).forEach((h, i) => {
+    const problem = isIP(h) === 0 ? wildcardDomainProblem(h) : undefined;
+    if (problem) ctx.add(`spec.hosts[${i}]`, problem);
+    else if (h === '*') ctx.add(`spec.hosts[${i}]`, 'wildcard host * is not allowed for virtual services bound to the mesh');
+    if (seenHosts.has(h)) ctx.add(`spec.hosts[${i}]`, `duplicate host ${JSON.stringify(h)} (also hosts[${seenHosts.get(h)}])`);
+    seenHosts.set(h, i);
+  });
+  const routeLists = ['http', 'tcp', 'tls'].filter((k) => Array.isArray(s[k]) && s[k].length > 0);
+  if (routeLists.length === 0) ctx.add('spec.http', 'http, tcp or tls routes must be provided (smesh supports http)');
   const routes: Array<VirtualServiceConfig['routes'][number]> = [];
   ((s.http ?? []) as Obj[]).forEach((h, i) => {
     const path = `spec.http[${i}]`;
@@ -657,12 +697,16 @@ export function convertVirtualService(name: string, namespace: string, spec: any
       if (weight < 0 || weight > 100) ctx.add(`${rp}.weight`, `expected 0-100, got ${weight}`);
       if (list.length === 1 && present(r.weight) && weight !== 100) ctx.add(`${rp}.weight`, `a single destination takes all traffic: expected 100 or no weight, got ${weight}`);
       if (list.length === 1) weight = 100;
+      const dest: Obj = r.destination;
+      const hostProblem = dest.host === '*' ? `invalid destination host ${dest.host}` : wildcardDomainProblem(dest.host);
+      if (hostProblem) ctx.add(`${rp}.destination.host`, hostProblem);
+      if (present(dest.subset) && !isDns1123Label(dest.subset)) ctx.add(`${rp}.destination.subset`, `expected a DNS-1123 label (letters, digits and '-', at most 63), got ${JSON.stringify(dest.subset)}`);
       total += weight;
       destinations.push(compact({ host: r.destination.host, subset: r.destination.subset ?? undefined, port: r.destination.port?.number, weight }) as UnresolvedDestination);
     });
     if (list.length > 1 && total !== 100) ctx.add(`${path}.route`, `weights must sum to 100, got ${total}`);
-    let timeoutMs = ms(h.timeout);
-    if (timeoutMs === 0) timeoutMs = undefined; // Istio: 0s disables the timeout, as absent does here
+    // Istio refuses a timeout below 1ms (0s included); without one, requests have no route timeout.
+    const timeoutMs = positiveDuration(ctx, h.timeout, `${path}.timeout`);
     routes.push(
       compact({
         name: h.name || undefined,

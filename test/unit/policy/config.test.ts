@@ -22,7 +22,15 @@ const bad: Array<[string, string, string, RegExp]> = [
   ['malformed CIDR', 'spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}]}', 'spec.rules[0].from[0].source.ipBlocks[0]', /expected an IP address or CIDR/],
   ['malformed IP', 'spec: {rules: [{from: [{source: {notIpBlocks: [10.0.0.300]}}]}]}', 'spec.rules[0].from[0].source.notIpBlocks[0]', /expected an IP address or CIDR/],
   ['malformed port', 'spec: {rules: [{to: [{operation: {ports: ["80a"]}}]}]}', 'spec.rules[0].to[0].operation.ports[0]', /expected a port number/],
-  ['port out of range', 'spec: {rules: [{to: [{operation: {notPorts: [70000]}}]}]}', 'spec.rules[0].to[0].operation.notPorts[0]', /expected a port number/],
+  ['port out of range', 'spec: {rules: [{to: [{operation: {notPorts: ["70000"]}}]}]}', 'spec.rules[0].to[0].operation.notPorts[0]', /expected a port number/],
+  // Istio's CRD types ports as strings; Kubernetes refuses `8080` (istio/istio#24633).
+  ['port as a number', 'spec: {rules: [{to: [{operation: {ports: ["80", 8080]}}]}]}', 'spec.rules[0].to[0].operation.ports[1]', /expected a string, got number 8080/],
+  // Istio's validateWorkloadSelector and CRD rules for selector.matchLabels.
+  ['wildcard in a selector value', 'spec: {selector: {matchLabels: {app: "http*"}}}', 'spec.selector.matchLabels[app]', /wildcard not allowed in label value match/],
+  ['wildcard in a selector key', 'spec: {selector: {matchLabels: {"app*": web}}}', 'spec.selector.matchLabels[app*]', /wildcard not allowed in label key match/],
+  ['empty selector key', 'spec: {selector: {matchLabels: {"": web}}}', 'spec.selector.matchLabels[]', /key must not be empty/],
+  ['selector value over 63 characters', `spec: {selector: {matchLabels: {app: ${'a'.repeat(64)}}}}`, 'spec.selector.matchLabels[app]', /longer than 63/],
+  ['more than 512 rules', `spec: {rules: [${Array(513).fill('{}').join(', ')}]}`, 'spec.rules', /at most 512 rules/],
   ['empty from', 'spec: {rules: [{from: []}]}', 'spec.rules[0].from', /must not be empty/],
   ['empty source', 'spec: {rules: [{from: [{source: {}}]}]}', 'spec.rules[0].from[0].source', /must not be empty/],
   ['empty operation', 'spec: {rules: [{to: [{operation: {}}]}]}', 'spec.rules[0].to[0].operation', /must not be empty/],
@@ -44,6 +52,24 @@ describe('AuthorizationPolicy config validation', () => {
     });
   }
 
+  // [kind, annotation value, spec, expected message]
+  const dryRun: Array<[string, string, string, RegExp]> = [
+    ['AuthorizationPolicy', 'true', '{action: DENY, rules: [{}]}', /no dry-run mode and would enforce this policy/],
+    ['AuthorizationPolicy', 'True', '{rules: [{}]}', /no dry-run mode/],
+    ['AuthorizationPolicy', 'yes', '{action: DENY, rules: [{}]}', /expected true or false, got "yes"/],
+    ['AuthorizationPolicy', 'false', '{action: AUDIT, rules: [{}]}', /only supported with action ALLOW or DENY, found AUDIT/],
+    ['PeerAuthentication', 'false', '{mtls: {mode: STRICT}}', /unsupported annotation on a PeerAuthentication/],
+  ];
+  for (const [kind, value, spec, message] of dryRun) {
+    it(`istio.io/dry-run: ${JSON.stringify(value)} on ${kind} ${spec} is refused with the resource`, () => {
+      const { problems, snapshot } = load(`apiVersion: security.istio.io/v1\nkind: ${kind}\nmetadata: {name: d, namespace: default, annotations: {istio.io/dry-run: "${value}"}}\nspec: ${spec}\n`);
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ file: 'policies.yaml', resource: `${kind} default/d`, field: 'metadata.annotations[istio.io/dry-run]' });
+      expect(problems[0]!.message).toMatch(message);
+      expect(snapshot.authorizationPolicies ?? []).toEqual([]);
+    });
+  }
+
   it('a bad policy is reported and the good ones are kept (all problems of the set are listed)', () => {
     const yaml = [
       HEAD + 'spec: {action: CUSTOM, rules: [{}]}',
@@ -54,12 +80,14 @@ describe('AuthorizationPolicy config validation', () => {
     expect(snapshot.authorizationPolicies!.map((p) => `${p.namespace}/${p.name}`)).toEqual(['default/good']);
   });
 
-  it('accepts what Istio accepts: empty spec (allow nothing), rules [{}], ports as strings or numbers; rootNamespace from MeshConfig', () => {
+  it('accepts what Istio accepts: empty spec (allow nothing), rules [{}], ports as strings, dry-run false, selector labels without wildcards; rootNamespace from MeshConfig', () => {
     const yaml = [
       'apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {trustDomain: cluster.local, rootNamespace: mesh-root}',
       'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: none, namespace: default}\nspec: {}',
       'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: all, namespace: mesh-root}\nspec: {action: AUDIT, rules: [{}]}',
-      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ports, namespace: default}\nspec: {selector: {matchLabels: {app: web}}, rules: [{to: [{operation: {ports: ["80", 8080]}}]}]}',
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ports, namespace: default}\nspec: {selector: {matchLabels: {app: web}}, rules: [{to: [{operation: {ports: ["80", "8080"]}}]}]}',
+      // Istio applies no Kubernetes label syntax to AuthorizationPolicy selectors: only wildcards, empty keys and length.
+      'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: odd-labels, namespace: default, annotations: {istio.io/dry-run: "false"}}\nspec: {selector: {matchLabels: {"team name": "a b", version: ""}}, action: DENY, rules: [{}]}',
     ].join('\n---\n');
     const { problems, snapshot } = load(yaml);
     expect(problems).toEqual([]);

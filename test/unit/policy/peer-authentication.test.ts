@@ -122,6 +122,22 @@ describe('PeerAuthentication', () => {
       'mesh.yaml: PeerAuthentication istio-system/root-selector: spec.selector',
     ]);
   });
+
+  it("refuses what Istio's validation refuses: wildcard or empty selector labels, an empty portLevelMtls; the resource is dropped", () => {
+    const { problems, snap } = load(
+      pa('ns1', 'wild-value', '{selector: {matchLabels: {app: "a*"}}, mtls: {mode: STRICT}}') +
+        pa('ns1', 'wild-key', '{selector: {matchLabels: {"app*": a}}, mtls: {mode: STRICT}}') +
+        pa('ns1', 'empty-key', '{selector: {matchLabels: {"": a}}, mtls: {mode: STRICT}}') +
+        pa('ns1', 'empty-ports', '{selector: {matchLabels: {app: a}}, portLevelMtls: {}}'),
+    );
+    expect(problems.map((p) => `${p.file}: ${p.resource}: ${p.field}: ${p.message}`)).toEqual([
+      'mesh.yaml: PeerAuthentication ns1/wild-value: spec.selector.matchLabels[app]: wildcard not allowed in label value match, got "a*" (a selector matches label values exactly)',
+      'mesh.yaml: PeerAuthentication ns1/wild-key: spec.selector.matchLabels[app*]: wildcard not allowed in label key match, got "app*"',
+      'mesh.yaml: PeerAuthentication ns1/empty-key: spec.selector.matchLabels[]: key must not be empty',
+      'mesh.yaml: PeerAuthentication ns1/empty-ports: spec.portLevelMtls: must have at least one port when set (Istio rejects an empty map)',
+    ]);
+    expect(modeOf(snap, A, 8080)).toBe('PERMISSIVE');
+  });
 });
 
 describe('connect-time deny entries', () => {

@@ -93,5 +93,4 @@ spec:
   - route:
     - destination: {host: ratings.data}
     retries: {attempts: 0}
-    timeout: 0s
 `;
