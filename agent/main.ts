@@ -309,6 +309,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbonePort: opts.inboundPort,
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       authorize,
+      connections,
       metrics,
       logger: logs.child('http'),
     });

@@ -11,6 +11,7 @@ import { lbPolicyFromSettings } from '../lb/policy';
 import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
+import type { ConnectionRegistry } from '../proxy/connection-tracker';
 import type { HttpAttributes } from '../policy/types';
 import type { StateView } from '../state/store';
 import type { MeshSnapshot } from '../state/types';
@@ -76,6 +77,8 @@ export interface HttpOutboundOptions {
   readonly now?: () => number;
   /** How often per-service state (breakers, outlier trackers, pickers, upstream connections) of services and endpoints that left the mesh state is dropped (default 10 s). */
   readonly pruneIntervalMs?: number;
+  /** Same-node upgraded (WebSocket) connections, authorized here, are registered so that a policy change re-decides them (proxy/connection-tracker.ts). */
+  readonly connections?: ConnectionRegistry;
 }
 
 /** What the HTTP outbound holds, for tests and diagnostics. */
@@ -576,7 +579,21 @@ export class HttpOutbound {
       sock.write(responseHead(res));
       if (upHead.length > 0) sock.write(upHead);
       if (head.length > 0) upSock.write(head);
+      // After 101 the connection is raw bytes: a same-node one is re-decided on its upgrade request when policies change.
+      const w = chosen.workload;
+      const untrack = w.meshed && w.node === this.opts.nodeName
+        ? this.opts.connections?.register({
+            direction: 'outbound',
+            facts: { sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port: t.targetPort }, destinationWorkload: w, http: { method, path, host: req.headers.host ?? '', headers: req.headers } },
+            mode: 'raw',
+            close: () => {
+              sock.destroy();
+              upSock.destroy();
+            },
+          })
+        : undefined;
       splice(sock, upSock, () => {
+        untrack?.();
         record(101);
         cleanup();
       });

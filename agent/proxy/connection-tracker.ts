@@ -13,8 +13,11 @@ export type PolicyCloseReason =
 /** One open connection as the tracker sees it. */
 export interface TrackedConnection {
   readonly direction: 'inbound' | 'outbound';
-  /** The authorization input at open time (source identity and address, destination, workload). */
-  readonly facts: Omit<AuthorizeRequest, 'http' | 'deferL7'>;
+  /**
+   * The authorization input at open time (source identity and address, destination, workload); with `http`, the
+   * request that opened it (an upgraded connection), decided again with those attributes.
+   */
+  readonly facts: Omit<AuthorizeRequest, 'deferL7'>;
   /**
    * `raw`: bytes relayed without parsing; `inspected`: an HTTP tunnel whose requests are authorized one by one
    * (only a connection-level denial concerns it).
@@ -75,7 +78,7 @@ export class ConnectionTracker implements ConnectionRegistry {
 
   /** The reason `c` must close under the current policies, undefined when it may stay. */
   verdict(c: TrackedConnection): { reason: PolicyCloseReason; decision: PolicyDecision } | undefined {
-    const deferL7 = c.mode === 'inspected' || (c.inspectable?.() ?? false);
+    const deferL7 = !c.facts.http && (c.mode === 'inspected' || (c.inspectable?.() ?? false));
     const d = this.deps.decide({ ...c.facts, ...(deferL7 ? { deferL7: true } : {}) });
     if (!d.allow) return { reason: 'policy_denied', decision: d };
     if (c.mode === 'raw' && d.deferred) return { reason: 'l7_inspection', decision: d };

@@ -18,7 +18,7 @@ import type { AuthorizationPolicy } from '../../../agent/policy/types';
 import type { MeshSnapshot, Service, Workload } from '../../../agent/state/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 import '../../../agent/identity/reflect-polyfill';
-import { identities, listen, meshCa, TD, wl } from '../proxy-fixtures';
+import { identities, listen, meshCa, TD, waitFor, wl } from '../proxy-fixtures';
 
 function policy(name: string, spec: unknown): AuthorizationPolicy {
   const r = convertAuthorizationPolicy(name, 'default', spec);
@@ -45,6 +45,10 @@ class App {
     const s = http.createServer((req, res) => {
       req.resume();
       req.on('end', () => res.end(`ok ${req.method} ${req.url}`));
+    });
+    s.on('upgrade', (_req, sock: net.Socket) => {
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: echo\r\nconnection: upgrade\r\n\r\n');
+      sock.pipe(sock);
     });
     await new Promise<void>((resolve, reject) => {
       s.once('error', reject);
@@ -168,7 +172,7 @@ describe('policy changes on open connections; pooled connections to a restarted 
     });
     await inbound.start();
     hbone = new HboneClient({ identities: node1Ids });
-    outbound = new HttpOutbound({ state, hbone, nodeName: 'node1', hbonePort: inbound.address().port, authorize, metrics });
+    outbound = new HttpOutbound({ state, hbone, nodeName: 'node1', hbonePort: inbound.address().port, authorize, metrics, connections: tracker });
     front = net.createServer((sock) => {
       const svc = services[{ '127.0.0.5': 1, '127.0.0.6': 2, '127.0.0.7': 3 }[sock.localAddress ?? ''] ?? 0]!;
       outbound.handle(sock, { source: src, sourceIp: '127.0.0.1', service: svc, port: svc.ports[0]! });
@@ -321,5 +325,25 @@ describe('policy changes on open connections; pooled connections to a restarted 
         session.destroy();
       }
     }
+  });
+
+  it('a same-node upgraded (WebSocket) connection that a new DENY covers is closed and counted', async () => {
+    const sock = net.connect({ host: '127.0.0.4', port: (front.address() as net.AddressInfo).port });
+    sock.on('error', () => undefined);
+    let got = '';
+    let isClosed = false;
+    sock.on('data', (d: Buffer) => (got += d.toString()));
+    sock.once('close', () => (isClosed = true));
+    sock.write('GET /ws HTTP/1.1\r\nhost: near\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n');
+    await waitFor(() => got.includes('\r\n\r\n'));
+    expect(got).toMatch(/^HTTP\/1.1 101/);
+    got = '';
+    sock.write('ping');
+    await waitFor(() => got === 'ping');
+    const before = await closed('policy_denied');
+    publish([policy('deny-ws', { selector: { matchLabels: { app: 'web' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/ws'] } }] }] })]);
+    await waitFor(() => isClosed);
+    expect(await closed('policy_denied')).toBe(before + 1);
+    publish([]);
   });
 });
