@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
-import { normalizeRequestTarget, type PathRejection } from './path-normalize';
+import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -308,7 +308,7 @@ export class InboundHttp implements HttpTunnelServer {
       const rawPath = headers[':path'];
       let path = '';
       if (rawPath !== undefined || headers[':method'] !== 'CONNECT') {
-        const target = normalizeRequestTarget(String(rawPath ?? ''));
+        const target = checkMethod(String(headers[':method'] ?? '')) ?? normalizeRequestTarget(String(rawPath ?? ''));
         if (!target.ok) {
           this.badTarget(ctx, String(rawPath ?? ''), target);
           stream.resume();

@@ -23,7 +23,7 @@ import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { BodyTap } from './body';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HOP_BY_HOP, HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
-import { normalizeRequestTarget, type PathRejection } from './path-normalize';
+import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
 import { rawReply, responseHead, splice, upgradeRequestHeaders } from './tunnel';
 import { asHttpSocket, DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
@@ -1079,7 +1079,7 @@ export class HttpOutbound {
     }
     const method = String(headers[':method'] ?? 'GET');
     // Routes, policy and the upstream see the normalized :path (Istio's default BASE path normalization); a CONNECT has none.
-    const normalized = headers[':path'] === undefined && method === 'CONNECT' ? undefined : normalizeRequestTarget(String(headers[':path'] ?? ''));
+    const normalized = headers[':path'] === undefined && method === 'CONNECT' ? undefined : (checkMethod(method) ?? normalizeRequestTarget(String(headers[':path'] ?? '')));
     const path = normalized?.ok ? normalized.target : '/';
     const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
     let service = ctx.service;

@@ -15,7 +15,7 @@
 /** Why a request target was refused; the status is Envoy's. */
 export type PathRejection =
   | { readonly ok: false; readonly status: 404; readonly reason: 'missing_path' | 'non_relative_path' }
-  | { readonly ok: false; readonly status: 400; readonly reason: 'nul_in_path' };
+  | { readonly ok: false; readonly status: 400; readonly reason: 'nul_in_path' | 'lowercase_method' };
 
 export type PathNormalization =
   | {
@@ -184,4 +184,12 @@ export function normalizeRequestTarget(target: string): PathNormalization {
   const path = canonicalizePath(rawPath);
   if (path === undefined) return { ok: false, status: 400, reason: 'nul_in_path' };
   return { ok: true, target: path + query, path };
+}
+
+/**
+ * Istio refuses (400) a request whose method is not upper case, so that `methods: [GET]` cannot be
+ * side-stepped with `get`. HTTP/1 parsers refuse such methods already; HTTP/2 carries any token.
+ */
+export function checkMethod(method: string): PathRejection | undefined {
+  return /[a-z]/.test(method) ? { ok: false, status: 400, reason: 'lowercase_method' } : undefined;
 }

@@ -227,8 +227,11 @@ describe('inbound L7 authorization inside HBONE', () => {
       t.end(`${line}\r\nhost: x\r\nconnection: close\r\n\r\n`);
       expect((await readAll(t)).toString()).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));
     }
-    const [h2res] = await h2Requests(ALICE, [{ method: 'GET', path: '/b%00' }]);
+    const lowerBefore = await count('lowercase_method');
+    const [h2res, lower] = await h2Requests(ALICE, [{ method: 'GET', path: '/b%00' }, { method: 'get', path: '/ok' }]);
     expect(h2res).toBe('400 ');
+    expect(lower).toBe('400 '); // Istio refuses a method that is not upper case (`methods: [GET]` must not be side-stepped)
+    expect(await count('lowercase_method')).toBe(lowerBefore + 1);
     expect(await count('nul_in_path')).toBe(nulBefore + 2);
     expect(await count('non_relative_path')).toBe(relBefore + 1);
     expect(upstreamSeen).toEqual([]);

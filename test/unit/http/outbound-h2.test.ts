@@ -86,9 +86,12 @@ describe('HttpOutbound (HTTP/2 and gRPC)', () => {
     }
     expect(new Set(pods)).toEqual(new Set(['a', 'b']));
     await new Promise((r) => setTimeout(r, 20));
-    const values = (await metrics.requests.get()).values.filter((v) => v.labels.request_protocol === 'grpc' && v.labels.response_code === '200' && v.labels.grpc_response_status === '0');
+    const all = (await metrics.requests.get()).values.filter((v) => v.labels.request_protocol === 'grpc' && v.labels.response_code === '200' && v.labels.grpc_response_status === '0');
+    const values = all.filter((v) => v.labels.reporter === 'source');
     expect(values.reduce((n, v) => n + v.value, 0)).toBe(6);
     expect(new Set(values.map((v) => v.labels.destination_workload))).toEqual(new Set(['a', 'b']));
+    // Same node: the proxy also reports each call as the destination (no inbound sees it).
+    expect(all.filter((v) => v.labels.reporter === 'destination').reduce((n, v) => n + v.value, 0)).toBe(6);
   });
 
   it('server streaming delivers every message and the OK status', async () => {
@@ -170,6 +173,14 @@ describe('HttpOutbound (HTTP/2 and gRPC)', () => {
       expect(await call('/smesh.test.Echo/%45cho')).toBe('200 grpc-status=0');
       expect(await call('/other/../smesh.test.Echo/./Echo')).toBe('200 grpc-status=0');
       expect(await call('/smesh.test.Echo/Echo%00')).toBe('400');
+      const lower = await new Promise<number>((resolve, reject) => {
+        const req = session.request({ ':method': 'post', ':path': '/smesh.test.Echo/Echo', 'content-type': 'application/grpc' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.end();
+        req.resume();
+      });
+      expect(lower).toBe(400);
     } finally {
       session.close();
     }

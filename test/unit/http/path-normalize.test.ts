@@ -1,6 +1,6 @@
 // Table tests for request-target normalization (Istio pathNormalization BASE = Envoy normalize_path).
 import { describe, expect, it } from 'vitest';
-import { canonicalizePath, normalizeRequestTarget } from '../../../agent/http/path-normalize';
+import { canonicalizePath, checkMethod, normalizeRequestTarget } from '../../../agent/http/path-normalize';
 
 describe('normalizeRequestTarget (Istio BASE)', () => {
   // [sent, target forwarded to the app, path matched by policy]
@@ -96,4 +96,9 @@ describe('canonicalizePath', () => {
     expect(canonicalizePath('a/b/../c')).toBe('/a/c');
     expect(canonicalizePath('')).toBe('/');
   });
+});
+
+describe('checkMethod (Istio: a method not in upper case is refused with 400)', () => {
+  it.each(['GET', 'POST', 'PROPFIND', 'M-SEARCH', 'CONNECT'])('%s passes', (m) => expect(checkMethod(m)).toBeUndefined());
+  it.each(['get', 'Get', 'pOST'])('%s → 400', (m) => expect(checkMethod(m)).toEqual({ ok: false, status: 400, reason: 'lowercase_method' }));
 });
