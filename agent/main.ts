@@ -6,6 +6,7 @@ import { AdminServers } from './admin/servers';
 import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
 import type { AgentOptions } from './config/options';
 import { Reconciler, WorkloadIds } from './datapath/reconciler';
+import { InpodCapture, podsToCapture } from './datapath/inpod-capture';
 import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
@@ -21,6 +22,7 @@ import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
 import { ConnectionTracker, policyInputsChanged } from './proxy/connection-tracker';
+import { PlaintextInbound } from './proxy/plaintext-inbound';
 import { StateStore, emptySnapshot, type StateView } from './state/store';
 import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
@@ -215,6 +217,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     // 2. Operational servers, readiness false until every component is up.
     let datapath: Datapath | undefined;
     let discovery: NetnsDiscovery | undefined;
+    let plaintextCapture: InpodCapture | undefined;
     const ids = new WorkloadIds();
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
@@ -243,6 +246,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
             ? { attach: datapath.attachInfo, enrolledPods: datapath.enrolledPods().map((p) => ({ cookie: p.cookie.toString(), workload: ids.uidOf(p.workloadId) ?? p.workloadId })), meshedDestinations: datapath.meshedDestinations() }
             : { disabled: true },
           netnsDiscovery: discovery ? discovery.status() : { disabled: true },
+          plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
         };
       },
     });
@@ -258,6 +262,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     let reconciler: Reconciler | undefined;
     /** Kernel maps follow the state; local pods' netns found on the node fill what the control plane left out. */
     let enroll: ((s: MeshSnapshot) => Promise<unknown>) | undefined;
+    /** After each reconcile (set in step 5, once the proxies exist): the inbound plaintext capture follows the pods. */
+    let afterEnroll: ((s: MeshSnapshot) => Promise<void>) | undefined;
     if (opening) {
       const { cgroupRoot, native, datapath: dp } = await opening;
       datapath = dp;
@@ -278,7 +284,12 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
-      enroll = (s) => (found ? found.enrich(s).then((e) => rec.reconcile(e)) : rec.reconcile(s));
+      enroll = async (s) => {
+        const e = found ? await found.enrich(s) : s;
+        const r = await rec.reconcile(e);
+        await afterEnroll?.(e);
+        return r;
+      };
       const report = await rec.reconcile(found ? await found.enrich(initial) : initial);
       log.info({ enrolled: report.enrolled, destinations: report.destinations, strict: report.strict, connectDenies: report.connectDenies, failures: report.failures.length }, 'pods enrolled');
       admin.markReady('bpf');
@@ -299,7 +310,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       if (policyInputsChanged(prev, next)) connections.reevaluate();
     });
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
-    const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client') });
+    const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases });
     cleanups.push(() => hbone.close());
     // Service ports with HTTP routes (or declared HTTP) are proxied per request: routing, retries, circuit breaking.
     const httpOutbound = new HttpOutbound({
@@ -328,9 +339,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       metrics,
       logger: logs.child('outbound'),
     });
+    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') });
     const inbound = new InboundProxy({
       identities,
       nodeId,
+      trustDomainAliases: opts.trustDomainAliases,
       nodeName: opts.nodeName,
       state,
       listen: { host: '0.0.0.0', port: opts.inboundPort },
@@ -338,7 +351,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       authorize,
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       // Tunnels to HTTP ports with request-level rules: parsed, every request authorized (L7 at the destination).
-      httpTunnels: new InboundHttp({ authorize, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') }),
+      httpTunnels,
       connections,
       metrics,
       logger: logs.child('inbound'),
@@ -347,6 +360,34 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     cleanups.push(() => outbound.close());
     await inbound.start();
     cleanups.push(() => inbound.close());
+    // Plaintext from outside the mesh into PERMISSIVE pods: captured in each pod's namespace (sk_lookup) and authorized
+    // with an empty principal, as Istio does; STRICT stays a kernel drop.
+    if (datapath && !opts.noPlaintextCapture) {
+      const dp = datapath;
+      const plaintext = new PlaintextInbound({
+        state,
+        nodeName: opts.nodeName,
+        authorize,
+        httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
+        httpTunnels,
+        upstreamSourceIp: opts.captureIp,
+        metrics,
+        logger: logs.child('inbound-plaintext'),
+      });
+      const { netnsListener } = await import('./native/datapath');
+      const capture = new InpodCapture(
+        { netnsListener, attachInboundCapture: (p) => dp.attachInboundCapture(p), setCaptureListener: (ip, fd) => dp.setCaptureListener(ip, fd), removeCaptureListener: (ip) => dp.removeCaptureListener(ip) },
+        (socket) => plaintext.handle(socket),
+        logs.child('datapath'),
+      );
+      cleanups.push(async () => {
+        plaintext.close();
+        await capture.close();
+      });
+      afterEnroll = (e) => capture.sync(podsToCapture(e, opts.nodeName));
+      await enroll!(state.snapshot());
+      plaintextCapture = capture;
+    }
     admin.markReady('listeners');
 
     // 6. Later state changes: one batch each from the xDS client; certificates and kernel maps follow.

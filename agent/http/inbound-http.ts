@@ -5,10 +5,12 @@ import * as net from 'net';
 import { Duplex } from 'stream';
 import type { HttpAttributes } from '../policy/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import type { MeshMetrics } from '../telemetry/metrics';
+import type { MeshMetrics, RequestSizes } from '../telemetry/metrics';
 import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
+import type { ConnectionRegistry } from '../proxy/connection-tracker';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
+import { BodyMeter, sizesOf } from './body-meter';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -20,6 +22,8 @@ export interface InboundHttpOptions {
   /** Source address of the connections to the pod (the capture address; see InboundProxyOptions). */
   readonly upstreamSourceIp?: string;
   readonly connectTimeoutMs?: number;
+  /** Upgraded (WebSocket) connections are registered so that a policy change re-decides them on their upgrade request (proxy/connection-tracker.ts). */
+  readonly connections?: ConnectionRegistry;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
 }
@@ -155,10 +159,10 @@ export class InboundHttp implements HttpTunnelServer {
     return v.allow;
   }
 
-  private record(ctx: TunnelContext, status: number, grpcStatus: string | undefined, startedAt: bigint, flags = '-'): void {
+  private record(ctx: TunnelContext, status: number, grpcStatus: string | undefined, startedAt: bigint, flags = '-', sizes?: RequestSizes): void {
     if (!ctx.telemetry || !this.opts.metrics) return;
     const ms = Number(process.hrtime.bigint() - startedAt) / 1e6;
-    this.opts.metrics.recordRequest(ctx.telemetry, ctx.protocol, status, grpcStatus, ms, flags);
+    this.opts.metrics.recordRequest(ctx.telemetry, grpcStatus !== undefined ? 'grpc' : ctx.protocol, status, grpcStatus, ms, flags, sizes);
   }
 
   private protocolError(reason: string): void {
@@ -197,18 +201,20 @@ export class InboundHttp implements HttpTunnelServer {
         req.resume();
         res.writeHead(403, { 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
         res.end(RBAC_DENIED_BODY);
-        this.record(ctx, 403, undefined, t0, 'RBAC');
+        this.record(ctx, 403, undefined, t0, 'RBAC', { requestBytes: 0, responseBytes: RBAC_DENIED_BODY.length });
         return;
       }
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
       const up = http.request({ ...upstreamOpts, method: req.method, path: target.target, headers });
+      const reqMeter = new BodyMeter(false).watch(req);
       up.on('response', (ur) => {
+        const resMeter = new BodyMeter(false).watch(ur);
         const rh: http.OutgoingHttpHeaders = {};
         for (const [k, v] of Object.entries(ur.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) rh[k] = v;
         res.writeHead(ur.statusCode ?? 502, ur.statusMessage, rh);
         ur.pipe(res);
-        ur.once('end', () => this.record(ctx, ur.statusCode ?? 502, undefined, t0));
+        ur.once('end', () => this.record(ctx, ur.statusCode ?? 502, undefined, t0, '-', sizesOf(reqMeter, resMeter)));
         ur.once('error', () => res.destroy());
       });
       up.on('timeout', () => up.destroy(new Error('upstream connect timeout')));
@@ -251,6 +257,19 @@ export class InboundHttp implements HttpTunnelServer {
       socket.on('error', () => up.destroy());
       up.pipe(socket);
       socket.pipe(up);
+      const untrack = this.opts.connections?.register({
+        direction: 'inbound',
+        facts: { sourceIdentity: ctx.peer, sourceIp: ctx.sourceIp, destination: dest, destinationWorkload: ctx.workload, http: attrs },
+        mode: 'raw',
+        close: () => {
+          up.destroy();
+          socket.destroy();
+        },
+      });
+      if (untrack) {
+        up.once('close', untrack);
+        socket.once('close', untrack);
+      }
       this.record(ctx, 101, undefined, t0);
     });
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -347,6 +366,8 @@ export class InboundHttp implements HttpTunnelServer {
       }
       let grpcStatus: string | undefined;
       let status = 502;
+      const reqMeter = new BodyMeter(grpc).watch(stream);
+      const resMeter = new BodyMeter(grpc);
       up.on('response', (rh, flags) => {
         status = Number(rh[':status'] ?? 502);
         if (rh['grpc-status'] !== undefined) grpcStatus = String(rh['grpc-status']);
@@ -371,6 +392,7 @@ export class InboundHttp implements HttpTunnelServer {
         }
       });
       up.on('data', (d: Buffer) => {
+        resMeter.add(d);
         if (!stream.destroyed && stream.headersSent && !stream.write(d)) up.pause();
       });
       stream.on('drain', () => up.resume());
@@ -378,7 +400,7 @@ export class InboundHttp implements HttpTunnelServer {
         if (!stream.destroyed && stream.headersSent) stream.end();
       });
       up.on('close', () => {
-        this.record(ctx, status, grpcStatus, t0, up.rstCode && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR ? 'UR' : '-');
+        this.record(ctx, status, grpcStatus, t0, up.rstCode && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR ? 'UR' : '-', sizesOf(reqMeter, resMeter));
         if (stream.destroyed) return;
         if (!stream.headersSent) {
           stream.respond({ ':status': 503, 'content-type': 'text/plain' }, { endStream: false });

@@ -17,7 +17,8 @@ import type { StateView } from '../state/store';
 import type { MeshSnapshot } from '../state/types';
 import type { ConnectionPoolSettings, LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
+import { DEFAULT_CLUSTER, type MeshMetrics, type TcpConnectionInfo } from '../telemetry/metrics';
+import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
 import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { BodyTap } from './body';
@@ -454,7 +455,7 @@ export class HttpOutbound {
     const record = (status: number) => {
       if (recorded) return;
       recorded = true;
-      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), 'http', status, undefined, this.now() - started, flags);
+      this.recordRequest(ctx, service, destination, 'http', status, undefined, this.now() - started, flags);
     };
     const cleanups: Array<() => void> = [];
     const cleanup = () => {
@@ -667,6 +668,15 @@ export class HttpOutbound {
     return b;
   }
 
+  /** Source reporter always; a same-node request is also reported as the destination (no inbound sees it). */
+  private recordRequest(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined, protocol: 'http' | 'grpc', status: number, grpcStatus: string | undefined, ms: number, flags: string): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    const info = this.info(ctx, service, dst);
+    m.recordRequest(info, protocol, status, grpcStatus, ms, flags);
+    if (dst && dst.node === this.opts.nodeName && dst.meshed) m.recordRequest({ ...info, reporter: 'destination', sourcePrincipal: ctx.source.identity }, protocol, status, grpcStatus, ms, flags);
+  }
+
   private info(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined): TcpConnectionInfo {
     return {
       reporter: 'source',
@@ -689,8 +699,11 @@ export class HttpOutbound {
     const node = this.opts.state.node(w.node);
     if (!node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
     const authority = formatAuthority(w.ip, port);
+    // The dialled service rides in baggage, so the destination reports it: tunnels are not shared across services.
+    const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
+    const baggage = baggageHeader(sourceBaggage(ctx.source, host, DEFAULT_CLUSTER));
     return {
-      key: `hbone|${ctx.source.identity}|${authority}`,
+      key: `hbone|${ctx.source.identity}|${authority}|${host ?? ''}`,
       kind: 'hbone',
       ip: w.ip,
       port,
@@ -699,7 +712,7 @@ export class HttpOutbound {
         node: { host: node.address, port: this.opts.hbonePort },
         expectedServerId: nodeSpiffeId(this.opts.state.trustDomain, node.name),
         authority,
-        headers: ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {},
+        headers: { ...(ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {}), ...(baggage ? { baggage } : {}) },
       },
     };
   }
@@ -754,7 +767,7 @@ export class HttpOutbound {
     const record = (status: number) => {
       if (recorded) return;
       recorded = true;
-      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), 'http', status, undefined, this.now() - started, flags);
+      this.recordRequest(ctx, service, destination, 'http', status, undefined, this.now() - started, flags);
     };
     res.once('close', () => record(res.headersSent ? res.statusCode : 0));
     const reply = (r: ProxyReply) => {
@@ -1091,7 +1104,7 @@ export class HttpOutbound {
     const record = () => {
       if (recorded) return;
       recorded = true;
-      this.opts.metrics?.recordRequest(this.info(ctx, service, destination), grpc ? 'grpc' : 'http', status, grpcStatus, this.now() - started, flags);
+      this.recordRequest(ctx, service, destination, grpc ? 'grpc' : 'http', status, grpcStatus, this.now() - started, flags);
     };
     stream.once('close', record);
     const reply = (r: ProxyReply) => {

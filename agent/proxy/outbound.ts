@@ -9,7 +9,8 @@ import { ConnectionBalancer, l4ConnectionPoolSettings } from './balancer';
 import type { StateView } from '../state/store';
 import type { ConnectionPoolSettings, MeshNode, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import type { MeshMetrics, RefusalReason, TcpConnectionStats } from '../telemetry/metrics';
+import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
+import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
 import { relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
@@ -206,6 +207,19 @@ export class OutboundProxy {
     return { ip: this.opts.listen.host, port: this.opts.listen.port };
   }
 
+  private directTelemetry(source: Workload, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>): TcpConnectionInfo {
+    return { reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false };
+  }
+
+  /** A same-node connection denied or not connected: counted with its response flags under both reporters (no inbound sees it). */
+  private recordFailed(source: Workload, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>, flags: 'DENY' | 'CONNECT'): void {
+    const m = this.opts.metrics;
+    if (!m) return;
+    const info = this.directTelemetry(source, d);
+    m.recordFailedTcp(info, flags);
+    if (d.kind === 'local') m.recordFailedTcp({ ...info, reporter: 'destination', sourcePrincipal: source.identity }, flags);
+  }
+
   private refuse(sock: net.Socket, reason: RefusalReason, detail: string, fields: Record<string, unknown>): void {
     this.opts.metrics?.refused.inc({ direction: 'outbound', reason });
     this.log.info({ reason, ...fields }, `outbound connection refused: ${detail}`);
@@ -272,6 +286,7 @@ export class OutboundProxy {
         if (decision.kind === 'local') {
           const verdict = this.authorize({ sourceIdentity: source!.identity, sourceIp, destination: { ip: decision.ip, port: decision.port }, destinationWorkload: decision.destination });
           if (!verdict.allow) {
+            this.recordFailed(source!, decision, 'DENY');
             this.refuse(sock, 'denied', `denied by policy: ${verdict.reason}`, fields);
             return;
           }
@@ -286,7 +301,7 @@ export class OutboundProxy {
   }
 
   /** Same-node plaintext: the native splice relay when available and both sockets can be handed over, else the JS relay. */
-  private relayPlain(sock: net.Socket, upstream: net.Socket, stats: TcpConnectionStats | undefined): Relay {
+  private relayPlain(sock: net.Socket, upstream: net.Socket, stats: ConnectionStats | undefined): Relay {
     const api = this.opts.spliceRelay === false ? undefined : spliceApi();
     if (api && canSplice(sock) && canSplice(upstream)) {
       try {
@@ -298,7 +313,7 @@ export class OutboundProxy {
     return relay(sock, upstream, stats);
   }
 
-  private startRelay(sock: net.Socket, upstream: Duplex, stats: TcpConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false, untrack?: () => void): Relay {
+  private startRelay(sock: net.Socket, upstream: Duplex, stats: ConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false, untrack?: () => void): Relay {
     const r = sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats);
     this.relays.add(r);
     void r.done.then((res) => {
@@ -351,7 +366,10 @@ export class OutboundProxy {
       clearTimeout(timer);
       if (!connected) {
         sock.off('close', onClientGone);
-        if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+        if (!sock.destroyed) {
+          this.recordFailed(source, d, 'CONNECT');
+          this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+        }
       }
     });
     upstream.once('connect', () => {
@@ -362,7 +380,9 @@ export class OutboundProxy {
         upstream.destroy();
         return;
       }
-      const stats = this.opts.metrics?.openTcp({ reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false });
+      // Same node: no inbound sees this connection, so this proxy reports it as the destination too.
+      const info = this.directTelemetry(source, d);
+      const stats = d.kind === 'local' ? this.opts.metrics?.openTcpBothReporters(info, { ...info, reporter: 'destination', sourcePrincipal: source.identity }) : this.opts.metrics?.openTcp(info);
       // A same-node connection never crosses an inbound: this proxy authorized it, and re-decides it when policies change.
       let relayed: Relay | undefined;
       const untrack = d.kind === 'local'
@@ -384,6 +404,9 @@ export class OutboundProxy {
     }
     const headers: Record<string, string> = {};
     if (sourceIp && sock.remotePort) headers['forwarded'] = `for="${formatAuthority(sourceIp, sock.remotePort)}"`;
+    // The source workload and the service it dialled travel with the stream: both reporters name the same service.
+    const baggage = baggageHeader(sourceBaggage(source, serviceInfo(d.service, this.opts.state.trustDomain)?.host, DEFAULT_CLUSTER));
+    if (baggage) headers['baggage'] = baggage;
     // A DestinationRule connect timeout bounds the whole open (session, CONNECT, the remote agent's connect to the pod).
     const limitMs = d.pool?.connectTimeoutMs;
     let timedOut = false;

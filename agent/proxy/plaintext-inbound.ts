@@ -60,8 +60,8 @@ export class PlaintextInbound {
     const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf(workload, port) : undefined;
     const verdict = this.opts.authorize({ sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: workload, ...(httpProtocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
-      // Counted in istio_tcp_connections_opened/closed like ztunnel's denied connections, plus the policy denial counter.
-      this.opts.metrics?.openTcp(telemetry).close();
+      // Counted in istio_tcp_connections_opened/closed with response_flags DENY, as ztunnel does, plus the policy denial counter.
+      this.opts.metrics?.recordFailedTcp(telemetry, 'DENY');
       this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'denied' });
       client.resetAndDestroy();
       return;
@@ -94,6 +94,7 @@ export class PlaintextInbound {
   }
 
   private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo): void {
+    const metrics = this.opts.metrics;
     client.pause();
     const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
     this.pending.add(upstream);
@@ -108,7 +109,8 @@ export class PlaintextInbound {
       clearTimeout(timer);
       if (!this.pending.delete(upstream)) return;
       client.off('close', abandon);
-      this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
+      metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
+      metrics?.recordFailedTcp(telemetry, 'CONNECT');
       this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
       client.resetAndDestroy();
     });

@@ -36,6 +36,9 @@ export const ISTIO_HTTP_LABELS = [...ISTIO_TCP_LABELS, 'response_code', 'grpc_re
 export type IstioHttpLabel = (typeof ISTIO_HTTP_LABELS)[number];
 export type IstioHttpLabels = Record<IstioHttpLabel, string>;
 
+/** Istio's request/response size buckets (bytes): powers of ten up to 10 MB. */
+export const ISTIO_SIZE_BUCKETS_BYTES = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000];
+
 /** Istio's request-duration buckets (ms). */
 export const ISTIO_DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 
@@ -66,7 +69,7 @@ export type RefusalReason =
 /**
  * Why an HBONE connection was refused before it could carry a stream (smesh_hbone_handshake_failures_total):
  * not_tls (no TLS ClientHello), no_client_cert, bad_chain (not signed by a mesh root, expired, …), tls (any other
- * TLS failure, e.g. not TLS 1.3), timeout, no_alpn_h2, protocol (no valid HTTP/2 preface/SETTINGS), no_spiffe_id
+ * TLS failure, e.g. not TLS 1.3), timeout, aborted (the peer closed mid-handshake), no_alpn_h2, protocol (no valid HTTP/2 preface/SETTINGS), no_spiffe_id
  * (no single spiffe:// URI SAN), foreign_trust_domain, wrong_identity (outbound: not the expected server identity).
  */
 export type HboneHandshakeFailure =
@@ -75,6 +78,7 @@ export type HboneHandshakeFailure =
   | 'bad_chain'
   | 'tls'
   | 'timeout'
+  | 'aborted'
   | 'no_alpn_h2'
   | 'protocol'
   | 'no_spiffe_id'
@@ -88,6 +92,14 @@ export type HboneHandshakeFailure =
  * vanished peer).
  */
 export type HboneSessionError = 'protocol_error' | 'rapid_reset' | 'unresponsive';
+
+/** Body sizes of one request and its response, and gRPC message counts (length-prefixed frames) each way. */
+export interface RequestSizes {
+  readonly requestBytes: number;
+  readonly responseBytes: number;
+  readonly requestMessages?: number;
+  readonly responseMessages?: number;
+}
 
 /** The kernel's inbound counters (native Datapath.inboundCounters). */
 export interface InboundKernelCounters {
@@ -108,6 +120,8 @@ export interface TcpConnectionInfo {
   readonly service?: { readonly name: string; readonly namespace: string; readonly host: string };
   readonly mtls: boolean;
   readonly cluster?: string;
+  /** Istio/ztunnel response flags of the connection: DENY (authorization), CONNECT (upstream connect failure); default "-". */
+  readonly responseFlags?: string;
 }
 
 function canonicalService(w: Workload): string {
@@ -143,10 +157,47 @@ export function istioTcpLabels(info: TcpConnectionInfo): IstioTcpLabels {
     destination_version: d ? canonicalRevision(d) : UNKNOWN,
     destination_cluster: d ? cluster : UNKNOWN,
     request_protocol: 'tcp',
-    response_flags: '-',
+    response_flags: info.responseFlags ?? '-',
     connection_security_policy: info.mtls ? 'mutual_tls' : 'none',
   };
 }
+
+/**
+ * One connection counted by both reporters (same node: this proxy is the source and the destination side):
+ * the relay adds bytes once, both sets of counters move.
+ */
+export class MirroredTcpStats {
+  constructor(
+    private readonly primary: TcpConnectionStats,
+    private readonly mirror: TcpConnectionStats,
+  ) {}
+
+  get received(): number {
+    return this.primary.received;
+  }
+
+  set received(v: number) {
+    this.mirror.received += v - this.primary.received;
+    this.primary.received = v;
+  }
+
+  get sent(): number {
+    return this.primary.sent;
+  }
+
+  set sent(v: number) {
+    this.mirror.sent += v - this.primary.sent;
+    this.primary.sent = v;
+  }
+
+  close(): void {
+    this.primary.close();
+    this.mirror.close();
+  }
+}
+
+/** What a relay updates and closes: one reporter's counters, or both reporters' for a same-node connection. */
+export type ConnectionStats = TcpConnectionStats | MirroredTcpStats;
 
 /**
  * One tracked TCP connection. The relay updates `received`/`sent` (plain numbers, no metric call
@@ -212,6 +263,11 @@ export class MeshMetrics {
   readonly policyConnectionsClosed: Counter<'direction' | 'reason'>;
   readonly requests: Counter<IstioHttpLabel>;
   readonly requestDuration: Histogram<IstioHttpLabel>;
+  readonly requestBytes: Histogram<IstioHttpLabel>;
+  readonly responseBytes: Histogram<IstioHttpLabel>;
+  /** gRPC messages per direction (Istio's istio_request_messages_total / istio_response_messages_total). */
+  readonly requestMessages: Counter<IstioHttpLabel>;
+  readonly responseMessages: Counter<IstioHttpLabel>;
   /** Requests failed fast by a circuit breaker: reason max_pending_requests (over maxConnections and the pending queue) | max_requests | max_retries | retry_budget. */
   readonly circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
   readonly outlierEjections: Counter<'destination_service'>;
@@ -239,6 +295,10 @@ export class MeshMetrics {
     const httpLabels = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
     this.requests = new Counter({ name: 'istio_requests_total', help: 'Total HTTP/gRPC requests', labelNames: httpLabels, registers });
     this.requestDuration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'HTTP/gRPC request duration in milliseconds', labelNames: httpLabels, buckets: ISTIO_DURATION_BUCKETS_MS, registers });
+    this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP/gRPC request sizes in bytes (body)', labelNames: httpLabels, buckets: ISTIO_SIZE_BUCKETS_BYTES, registers });
+    this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP/gRPC response sizes in bytes (body)', labelNames: httpLabels, buckets: ISTIO_SIZE_BUCKETS_BYTES, registers });
+    this.requestMessages = new Counter({ name: 'istio_request_messages_total', help: 'gRPC messages sent by clients', labelNames: httpLabels, registers });
+    this.responseMessages = new Counter({ name: 'istio_response_messages_total', help: 'gRPC messages sent by servers', labelNames: httpLabels, registers });
     this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
     this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
     this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
@@ -323,8 +383,21 @@ export class MeshMetrics {
     return stats;
   }
 
-  /** Counts one finished HTTP request (istio_requests_total and istio_request_duration_milliseconds). */
-  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-'): void {
+  /** Counts a same-node connection under both reporters (source and destination labels). */
+  openTcpBothReporters(source: TcpConnectionInfo, destination: TcpConnectionInfo): MirroredTcpStats {
+    return new MirroredTcpStats(this.openTcp(source), this.openTcp(destination));
+  }
+
+  /** A connection refused or failed before it carried bytes: opened and closed at once, with its response flags (DENY, CONNECT). */
+  recordFailedTcp(info: TcpConnectionInfo, responseFlags: string): void {
+    this.openTcp({ ...info, responseFlags }).close();
+  }
+
+  /**
+   * Counts one finished HTTP request: istio_requests_total and istio_request_duration_milliseconds, plus
+   * istio_request_bytes / istio_response_bytes and (gRPC) the message counts when the caller measured them.
+   */
+  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-', sizes?: RequestSizes): void {
     const labels: IstioHttpLabels = {
       ...istioTcpLabels(info),
       request_protocol: protocol,
@@ -334,6 +407,13 @@ export class MeshMetrics {
     };
     this.requests.inc(labels);
     this.requestDuration.observe(labels, durationMs);
+    if (!sizes) return;
+    this.requestBytes.observe(labels, sizes.requestBytes);
+    this.responseBytes.observe(labels, sizes.responseBytes);
+    if (protocol === 'grpc') {
+      if (sizes.requestMessages) this.requestMessages.inc(labels, sizes.requestMessages);
+      if (sizes.responseMessages) this.responseMessages.inc(labels, sizes.responseMessages);
+    }
   }
 
   /** Moves byte counts of live connections into the counters (called before each scrape). */

@@ -121,6 +121,8 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     await expectAll({ 'outsider-local': closed, 'outsider-remote': closed, caller: closed });
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/^smesh_policy_denials_total\{[^}]*\} [1-9]/m);
+    // Denied connections appear in Istio's TCP metrics with response_flags DENY (the mesh caller is refused in the kernel on its own node).
+    expect(m).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="server"[^}]*response_flags="DENY",connection_security_policy="none"\} [1-9]/);
   });
 
   it('deny-all (DENY with one empty rule) denies plaintext on every port', async () => {

@@ -165,7 +165,7 @@ describe('policy changes on open connections; pooled connections to a restarted 
       state,
       resolveLocal: (ip, p) => (ip === '127.0.0.3' && (p === far.port || p === far2.port) ? { workload: state.workloadByIp(ip) } : undefined),
       httpProtocolOf: () => farHttp,
-      httpTunnels: new InboundHttp({ authorize, metrics }),
+      httpTunnels: new InboundHttp({ authorize, metrics, connections: tracker }),
       authorize,
       connections: tracker,
       metrics,
@@ -327,8 +327,12 @@ describe('policy changes on open connections; pooled connections to a restarted 
     }
   });
 
-  it('a same-node upgraded (WebSocket) connection that a new DENY covers is closed and counted', async () => {
-    const sock = net.connect({ host: '127.0.0.4', port: (front.address() as net.AddressInfo).port });
+  it('an upgraded (WebSocket) connection that a new DENY on its path covers is closed and counted (same node at the outbound, across nodes at the inbound)', async () => {
+    for (const host of ['127.0.0.4', '127.0.0.5']) await upgradeThenDeny(host);
+  });
+
+  async function upgradeThenDeny(host: string): Promise<void> {
+    const sock = net.connect({ host, port: (front.address() as net.AddressInfo).port });
     sock.on('error', () => undefined);
     let got = '';
     let isClosed = false;
@@ -345,5 +349,5 @@ describe('policy changes on open connections; pooled connections to a restarted 
     await waitFor(() => isClosed);
     expect(await closed('policy_denied')).toBe(before + 1);
     publish([]);
-  });
+  }
 });

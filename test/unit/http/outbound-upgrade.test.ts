@@ -92,8 +92,9 @@ describe('HttpOutbound: HTTP/1.1 Upgrade', () => {
 
   const port = () => (front.address() as net.AddressInfo).port;
 
-  async function requestsWithCode(code: string): Promise<number> {
-    return (await metrics.requests.get()).values.filter((v) => v.labels.response_code === code).reduce((n, v) => n + v.value, 0);
+  /** Requests with `code` as reported by `reporter` (a same-node request is reported by both reporters). */
+  async function requestsWithCode(code: string, reporter: 'source' | 'destination' = 'source'): Promise<number> {
+    return (await metrics.requests.get()).values.filter((v) => v.labels.response_code === code && v.labels.reporter === reporter).reduce((n, v) => n + v.value, 0);
   }
 
   it('101: the handshake is relayed, bytes echo both ways, the client FIN reaches the app and its last bytes still come back; counted once as 101', async () => {
@@ -121,6 +122,7 @@ describe('HttpOutbound: HTTP/1.1 Upgrade', () => {
     expect(all.slice(head.length)).toBe(`${binary.toString('latin1')}second messagebye ws-a\n`);
     await new Promise((r) => setTimeout(r, 20));
     expect(await requestsWithCode('101')).toBe(1);
+    expect(await requestsWithCode('101', 'destination')).toBe(1);
   });
 
   it('a refused upgrade is relayed as the app answered (403 with body), then the connection closes', async () => {

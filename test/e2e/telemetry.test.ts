@@ -1,0 +1,118 @@
+// Destination-side telemetry end to end: every HTTP port reported by reporter="destination" (no policy needed), the dialled service named alike by both reporters (baggage) when one pod port sits behind two services, same-node traffic counted by both reporters, request/response sizes.
+import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { parseMetrics, sum } from '../helpers/metrics';
+import { sleep } from '../helpers/proc';
+
+const problem = privilegeProblem();
+const TARGET = 8080;
+const TCP = 9000;
+const VIP = { web: '198.19.11.10', alias: '198.19.11.11', local: '198.19.11.12', echo: '198.19.11.13' } as const;
+const HOST = (name: string) => `${name}.shop.svc.cluster.local`;
+
+describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (skipped: ${problem})` : ''}`, () => {
+  let topo: Topology | undefined;
+  const agents: AgentHandle[] = [];
+  let setupError: Error | null = null;
+  const services: ServiceSpec[] = [
+    { name: 'web', namespace: 'shop', vip: VIP.web, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'web' } },
+    // The same pod port behind a second service: the destination must name the one the client dialled.
+    { name: 'web-alias', namespace: 'shop', vip: VIP.alias, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'web' } },
+    { name: 'web-local', namespace: 'shop', vip: VIP.local, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'web-local' } },
+    { name: 'echo', namespace: 'shop', vip: VIP.echo, ports: [{ name: 'tcp', port: TCP, targetPort: TCP }], selector: { app: 'web-local' } },
+  ];
+
+  beforeEach(() => {
+    if (setupError) throw setupError;
+  });
+
+  beforeAll(async () => {
+    try {
+      if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} not found: build first (npx tsc -p tsconfig.json)`);
+      topo = await createTopology({
+        nodes: ['node1', 'node2'],
+        pods: [
+          { name: 'caller', node: 'node1', namespace: 'team-a', serviceAccount: 'caller-sa' },
+          { name: 'web-local', node: 'node1', namespace: 'shop' },
+          { name: 'web', node: 'node2', namespace: 'shop' },
+        ],
+      });
+      await Promise.all([
+        topo.startApp('web', 'http-server', ['--port', String(TARGET), '--pod', 'web']),
+        topo.startApp('web-local', 'http-server', ['--port', String(TARGET), '--pod', 'web-local']),
+        topo.startApp('web-local', 'echo-server', ['--port', String(TCP)]),
+      ]);
+      const cfgDir = topo.makeTempDir('config');
+      topo.writeConfig(cfgDir, { services });
+      for (const node of ['node1', 'node2']) {
+        const a = topo.startAgent(node, cfgDir);
+        agents.push(a);
+        await a.waitReady(60_000);
+      }
+    } catch (e) {
+      setupError = e as Error;
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    const keep = process.env.SMESH_E2E_LOG_DIR;
+    for (const [i, a] of agents.entries()) {
+      await a.stop(5000).catch(() => undefined);
+      if (keep) {
+        fs.mkdirSync(keep, { recursive: true });
+        fs.writeFileSync(path.join(keep, `telemetry-agent-${i}-${a.node.name}.log`), a.logs());
+      }
+    }
+    await topo?.cleanup();
+  }, 60_000);
+
+  /** Polls an agent's metrics until `pred` holds (counters of finished requests land as the responses end). */
+  async function metricsUntil(agent: AgentHandle, pred: (text: string) => boolean): Promise<ReturnType<typeof parseMetrics>> {
+    const deadline = Date.now() + 10_000;
+    let text = '';
+    for (;;) {
+      text = await agent.metrics();
+      if (pred(text) || Date.now() > deadline) break;
+      await sleep(100);
+    }
+    return parseMetrics(text);
+  }
+
+  it('across nodes, an HTTP port without any policy is reported by both reporters, naming the service the client dialled (two services, one pod port)', async () => {
+    for (let i = 0; i < 3; i++) expect((await topo!.runClient('caller', ['http', '--url', `http://${VIP.web}/x`], 8000)).status).toBe(200);
+    for (let i = 0; i < 2; i++) expect((await topo!.runClient('caller', ['http', '--url', `http://${VIP.alias}/y`], 8000)).status).toBe(200);
+    const dest = { reporter: 'destination', destination_workload: 'web', response_code: '200' };
+    const src = { reporter: 'source', destination_workload: 'web', response_code: '200' };
+    const d = await metricsUntil(agents[1]!, (t) => sum(parseMetrics(t), 'istio_requests_total', dest) >= 5);
+    const s = await metricsUntil(agents[0]!, (t) => sum(parseMetrics(t), 'istio_requests_total', src) >= 5);
+    expect(sum(d, 'istio_requests_total', { ...dest, destination_service: HOST('web') })).toBe(3);
+    expect(sum(d, 'istio_requests_total', { ...dest, destination_service: HOST('web-alias') })).toBe(2);
+    expect(sum(s, 'istio_requests_total', { ...src, destination_service: HOST('web') })).toBe(3);
+    expect(sum(s, 'istio_requests_total', { ...src, destination_service: HOST('web-alias') })).toBe(2);
+    // The destination knows the calling workload and its identity (mutual TLS).
+    expect(sum(d, 'istio_requests_total', { ...dest, source_workload: 'caller', source_principal: 'spiffe://cluster.local/ns/team-a/sa/caller-sa', connection_security_policy: 'mutual_tls' })).toBe(5);
+    // Sizes: every request has a response body (the app's JSON), so all 5 land above the 1-byte bucket.
+    expect(sum(d, 'istio_response_bytes_count', dest)).toBe(5);
+    expect(sum(d, 'istio_response_bytes_bucket', { ...dest, le: '1' })).toBe(0);
+    expect(sum(d, 'istio_request_bytes_count', dest)).toBe(5);
+    expect(sum(d, 'istio_request_duration_milliseconds_count', dest)).toBe(5);
+  });
+
+  it('same node: HTTP requests and TCP connections are reported by both reporters of the one agent', async () => {
+    for (let i = 0; i < 2; i++) expect((await topo!.runClient('caller', ['http', '--url', `http://${VIP.local}/z`], 8000)).status).toBe(200);
+    const echo = await topo!.runClient('caller', ['tcp', '--host', VIP.echo, '--port', String(TCP), '--send', 'ping', '--expect', 'ping'], 8000);
+    expect(echo.ok, JSON.stringify(echo)).toBe(true);
+    const base = { destination_workload: 'web-local', destination_service: HOST('web-local'), response_code: '200' };
+    const m = await metricsUntil(agents[0]!, (t) => sum(parseMetrics(t), 'istio_requests_total', { ...base, reporter: 'destination' }) >= 2 && sum(parseMetrics(t), 'istio_tcp_connections_closed_total', { destination_service: HOST('echo'), reporter: 'destination' }) >= 1);
+    expect(sum(m, 'istio_requests_total', { ...base, reporter: 'source' })).toBe(2);
+    expect(sum(m, 'istio_requests_total', { ...base, reporter: 'destination', source_workload: 'caller' })).toBe(2);
+    const tcp = { destination_service: HOST('echo'), destination_workload: 'web-local' };
+    expect(sum(m, 'istio_tcp_connections_opened_total', { ...tcp, reporter: 'source' })).toBe(1);
+    expect(sum(m, 'istio_tcp_connections_opened_total', { ...tcp, reporter: 'destination' })).toBe(1);
+    // Bytes counted once by the relay, visible under both reporters.
+    expect(sum(m, 'istio_tcp_received_bytes_total', { ...tcp, reporter: 'destination' })).toBe(4);
+    expect(sum(m, 'istio_tcp_sent_bytes_total', { ...tcp, reporter: 'source' })).toBe(4);
+  });
+});
