@@ -72,3 +72,24 @@ export function wildcardDomainProblem(domain: string): string | undefined {
   }
   return undefined;
 }
+
+const DNS1123_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const NAMESPACE_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * `metadata.name` and `metadata.namespace` of an Istio resource as Kubernetes admits a custom
+ * resource: the name a lowercase RFC 1123 subdomain (so `_`, which istiod's converted policy names
+ * use, can never clash), the namespace a lowercase RFC 1123 label.
+ */
+export function checkObjectNames(metadata: unknown): FieldProblem[] {
+  const problems: FieldProblem[] = [];
+  if (metadata === null || typeof metadata !== 'object') return problems;
+  const { name, namespace } = metadata as { name?: unknown; namespace?: unknown };
+  if (typeof name === 'string' && name !== '' && (name.length > 253 || !DNS1123_SUBDOMAIN_RE.test(name))) {
+    problems.push({ field: 'metadata.name', message: `expected a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253), got ${JSON.stringify(name)}` });
+  }
+  if (typeof namespace === 'string' && namespace !== '' && (namespace.length > 63 || !NAMESPACE_RE.test(namespace))) {
+    problems.push({ field: 'metadata.namespace', message: `expected a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63), got ${JSON.stringify(namespace)}` });
+  }
+  return problems;
+}

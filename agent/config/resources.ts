@@ -8,6 +8,7 @@ import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
 import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
+import { checkObjectNames } from './istio-names';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
@@ -231,7 +232,7 @@ export function parseConfigText(file: string, text: string, problems: ConfigProb
       return;
     }
     const fieldProblems: FieldProblem[] = validate(body, { object: schema.spec }, '');
-    if (schema.istio) fieldProblems.push(...checkDryRunAnnotation(kind, body.metadata?.annotations, body.spec?.action));
+    if (schema.istio) fieldProblems.push(...checkObjectNames(body.metadata), ...checkDryRunAnnotation(kind, body.metadata?.annotations, body.spec?.action));
     const apiVersions = [schema.apiVersion, ...(schema.otherApiVersions ?? [])];
     if (!apiVersions.includes(body.apiVersion) && fieldProblems.every((p) => p.field !== 'apiVersion')) {
       fieldProblems.push({ field: 'apiVersion', message: `expected ${apiVersions.join(' or ')} for kind ${kind}, got ${JSON.stringify(body.apiVersion)}` });

@@ -70,6 +70,28 @@ describe('AuthorizationPolicy config validation', () => {
     });
   }
 
+  it('Istio resources need Kubernetes object names: a lowercase RFC 1123 subdomain in a namespace that is an RFC 1123 label', () => {
+    const doc = (kind: string, name: string, ns: string, spec: string) => `apiVersion: security.istio.io/v1\nkind: ${kind}\nmetadata: {name: "${name}", namespace: "${ns}"}\nspec: ${spec}\n`;
+    const { problems, snapshot } = load(
+      [
+        doc('AuthorizationPolicy', 'My_Policy', 'default', '{}'),
+        // istiod's converted PeerAuthentication names contain '_': a user policy can never take one.
+        doc('AuthorizationPolicy', 'converted_peer_authentication_x', 'default', '{}'),
+        doc('AuthorizationPolicy', 'p', 'Team_A', '{}'),
+        doc('PeerAuthentication', 'Strict', 'default', '{mtls: {mode: STRICT}}'),
+        doc('AuthorizationPolicy', 'ok.name-1', 'team-a', '{}'),
+      ].join('---\n'),
+    );
+    expect(problems.map((p) => `${p.resource}: ${p.field}`)).toEqual([
+      'AuthorizationPolicy default/My_Policy: metadata.name',
+      'AuthorizationPolicy default/converted_peer_authentication_x: metadata.name',
+      'AuthorizationPolicy Team_A/p: metadata.namespace',
+      'PeerAuthentication default/Strict: metadata.name',
+    ]);
+    expect(problems[0]!.message).toMatch(/expected a lowercase RFC 1123 subdomain/);
+    expect(snapshot.authorizationPolicies!.map((p) => `${p.namespace}/${p.name}`)).toEqual(['team-a/ok.name-1']);
+  });
+
   it('a bad policy is reported and the good ones are kept (all problems of the set are listed)', () => {
     const yaml = [
       HEAD + 'spec: {action: CUSTOM, rules: [{}]}',
