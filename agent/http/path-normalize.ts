@@ -76,8 +76,23 @@ function bytesOf(s: string): Uint8Array {
   return Buffer.from(s, 'latin1');
 }
 
+/** The common case, without allocating: a path that starts with `/` and that no rule would change. */
+function isCanonical(path: string): boolean {
+  if (path.charCodeAt(0) !== 0x2f) return false;
+  let prev = 0;
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (c >= 0x80 || c === 0x25 || c === 0x5c || (c === 0x2e && prev === 0x2f)) return false;
+    const k = CLASS[c];
+    if (k === ESCAPE || k === INVALID) return false;
+    prev = c;
+  }
+  return true;
+}
+
 /** Canonical form of one path (no query); undefined when it holds `%00` or a NUL byte. */
 export function canonicalizePath(path: string): string | undefined {
+  if (isCanonical(path)) return path;
   const b = bytesOf(path);
   const end = b.length;
   const out: number[] = [];

@@ -82,6 +82,19 @@ describe('normalizeRequestTarget (Istio BASE)', () => {
     else expect(r).toEqual({ ok: false, status, reason });
   });
 
+  it('is idempotent on random targets (a second normalization, e.g. by the destination, changes nothing)', () => {
+    const pieces = ['/', '/', '.', '..', '%', '2', 'e', 'E', 'a', 'F', '4', '1', '0', '\\', '?', '#', ' ', '\u00e9', '~', '%2e', '%2F', '%41', '%%', '/./', '/../'];
+    let seed = 12345;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
+    for (let n = 0; n < 20_000; n++) {
+      let sent = '/';
+      for (let i = Math.floor(rnd() * 12); i > 0; i--) sent += pieces[Math.floor(rnd() * pieces.length)];
+      const once = normalizeRequestTarget(sent);
+      if (!once.ok) continue;
+      expect(normalizeRequestTarget(once.target), sent).toEqual(once);
+    }
+  });
+
   it('is idempotent on its own output', () => {
     for (const [sent] of normalized) {
       const once = normalizeRequestTarget(sent);
