@@ -292,10 +292,19 @@ function ms(v: unknown): number | undefined {
   return typeof v === 'string' ? parseDurationMs(v) : undefined;
 }
 
+/** Istio's ValidateDuration: at least 1ms, in whole milliseconds. */
 function positiveDuration(ctx: Ctx, v: unknown, field: string): number | undefined {
   const d = ms(v);
-  if (d !== undefined && d <= 0) ctx.add(field, `expected a duration of at least 1ms, got ${JSON.stringify(v)}`);
-  return d !== undefined && d > 0 ? d : undefined;
+  if (d === undefined) return undefined;
+  if (d < 1) {
+    ctx.add(field, `expected a duration of at least 1ms, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+  if (Math.abs(d - Math.round(d)) > 1e-6) {
+    ctx.add(field, `only durations to ms precision are supported, got ${JSON.stringify(v)}`);
+    return undefined;
+  }
+  return Math.round(d);
 }
 
 /** Istio's int32 limits: negative is invalid, 0 means "the default" (the same as absent on the wire). */

@@ -53,7 +53,8 @@ export function parseCidr(text: string): Cidr | undefined {
   const max = family === 4 ? 32 : 128;
   if (slash === -1) return { address, prefixLength: max };
   const len = text.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(len) || Number(len) > max) return undefined;
+  // Go's netip.ParsePrefix (Istio's check): no sign, no leading zero.
+  if (!/^(0|[1-9]\d{0,2})$/.test(len) || Number(len) > max) return undefined;
   return { address, prefixLength: Number(len) };
 }
 
