@@ -546,7 +546,20 @@ export function convertDestinationRule(name: string, namespace: string, spec: an
   return { rule: { name, namespace, host: s.host, settings, portSettings, subsets }, problems: [] };
 }
 
-function convertStringMatch(ctx: Ctx, m: Obj, path: string): RouteStringMatch | undefined {
+/** RE2 (Istio's and Envoy's regex engine) has no lookaround and no backreferences; JavaScript does. */
+function usesNonRe2(re: string): boolean {
+  for (let i = 0; i < re.length; i++) {
+    if (re[i] === '\\') {
+      const next = re[i + 1] ?? '';
+      if ((next >= '1' && next <= '9') || next === 'k') return true;
+      i++;
+    } else if (re.startsWith('(?=', i) || re.startsWith('(?!', i) || re.startsWith('(?<=', i) || re.startsWith('(?<!', i)) return true;
+  }
+  return false;
+}
+
+/** `uri` may be an empty prefix (Envoy allows it); other string matches may not (Istio's validateStringMatch). */
+function convertStringMatch(ctx: Ctx, m: Obj, path: string, emptyPrefixAllowed = false): RouteStringMatch | undefined {
   const kinds = (['exact', 'prefix', 'regex'] as const).filter((k) => present(m[k]));
   if (kinds.length !== 1) {
     ctx.add(path, `expected exactly one of exact, prefix, regex; got ${kinds.length === 0 ? 'none' : kinds.join(' and ')}`);
@@ -554,7 +567,19 @@ function convertStringMatch(ctx: Ctx, m: Obj, path: string): RouteStringMatch | 
   }
   const kind = kinds[0]!;
   const value: string = m[kind];
+  if (kind === 'prefix' && value === '' && !emptyPrefixAllowed) {
+    ctx.add(`${path}.prefix`, 'prefix string match should not be empty');
+    return undefined;
+  }
   if (kind === 'regex') {
+    if (value === '' || value.length > 1024) {
+      ctx.add(`${path}.regex`, value === '' ? 'regex string match should not be empty' : `regex is too large, max length allowed is 1024 (got ${value.length})`);
+      return undefined;
+    }
+    if (usesNonRe2(value)) {
+      ctx.add(`${path}.regex`, `not RE2 syntax (Istio's regex engine has no lookaround or backreferences), got ${JSON.stringify(value)}`);
+      return undefined;
+    }
     try {
       new RegExp(`^(?:${value})$`);
     } catch (err) {
@@ -600,7 +625,7 @@ function convertMatch(ctx: Ctx, m: Obj, path: string): HttpRouteMatch {
     }
   }
   return compact({
-    path: m.uri ? convertStringMatch(ctx, m.uri, `${path}.uri`) : undefined,
+    path: m.uri ? convertStringMatch(ctx, m.uri, `${path}.uri`, true) : undefined,
     method: m.method ? convertStringMatch(ctx, m.method, `${path}.method`) : undefined,
     headers: headers && Object.keys(headers).length > 0 ? headers : undefined,
     port: m.port ?? undefined,

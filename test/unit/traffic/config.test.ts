@@ -135,6 +135,12 @@ describe('DestinationRule + VirtualService → ServiceTrafficPolicy', () => {
     ['retry settings with 0 attempts', vs('  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}}], retries: {attempts: 0, perTryTimeout: 1s}}]'), `${VS}: spec.http[0].retries: retry policy configured while attempts is 0 (retries disabled); remove perTryTimeout/retryOn or set attempts`],
     ['empty fault', vs('  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}}], fault: {}}]'), `${VS}: spec.http[0].fault: fault injection must have an abort and/or a delay`],
     ['fixedDelay 0s', vs('  hosts: [reviews]\n  http: [{route: [{destination: {host: reviews}}], fault: {delay: {fixedDelay: 0s}}}]'), `${VS}: spec.http[0].fault.delay.fixedDelay: expected a duration of at least 1ms, got "0s"`],
+    ['empty method prefix', vs('  hosts: [reviews]\n  http: [{match: [{method: {prefix: ""}}], route: [{destination: {host: reviews}}]}]'), `${VS}: spec.http[0].match[0].method.prefix: prefix string match should not be empty`],
+    ['empty header prefix', vs('  hosts: [reviews]\n  http: [{match: [{headers: {x-user: {prefix: ""}}}], route: [{destination: {host: reviews}}]}]'), `${VS}: spec.http[0].match[0].headers[x-user].prefix: prefix string match should not be empty`],
+    ['empty uri regex', vs('  hosts: [reviews]\n  http: [{match: [{uri: {regex: ""}}], route: [{destination: {host: reviews}}]}]'), `${VS}: spec.http[0].match[0].uri.regex: regex string match should not be empty`],
+    ['regex over 1024 characters', vs(`  hosts: [reviews]\n  http: [{match: [{uri: {regex: "${'a'.repeat(1025)}"}}], route: [{destination: {host: reviews}}]}]`), `${VS}: spec.http[0].match[0].uri.regex: regex is too large, max length allowed is 1024 (got 1025)`],
+    ['lookahead (not RE2)', vs('  hosts: [reviews]\n  http: [{match: [{uri: {regex: "/api(?!/admin).*"}}], route: [{destination: {host: reviews}}]}]'), `${VS}: spec.http[0].match[0].uri.regex: not RE2 syntax (Istio's regex engine has no lookaround or backreferences), got "/api(?!/admin).*"`],
+    ['backreference (not RE2)', vs('  hosts: [reviews]\n  http: [{match: [{headers: {x-a: {regex: "(a)\\\\1"}}}], route: [{destination: {host: reviews}}]}]'), `${VS}: spec.http[0].match[0].headers[x-a].regex: not RE2 syntax (Istio's regex engine has no lookaround or backreferences), got ${JSON.stringify('(a)\\1')}`],
     ['wrong apiVersion', '\n---\napiVersion: networking.istio.io/v2\nkind: VirtualService\nmetadata: {name: v, namespace: default}\nspec: {hosts: [reviews]}\n', `${VS}: apiVersion: expected networking.istio.io/v1 or networking.istio.io/v1beta1 or networking.istio.io/v1alpha3 for kind VirtualService, got "networking.istio.io/v2"`],
   ];
   for (const [name, yaml, expected] of cases) {
@@ -142,6 +148,10 @@ describe('DestinationRule + VirtualService → ServiceTrafficPolicy', () => {
       expect(problemsOf(yaml)).toEqual([expected]);
     });
   }
+
+  it('accepts an empty uri prefix (Envoy allows it) and an escaped backslash before a digit in a regex', () => {
+    expect(problemsOf(vs('  hosts: [reviews]\n  http: [{match: [{uri: {prefix: ""}}, {uri: {regex: "/a\\\\\\\\1"}}], route: [{destination: {host: reviews}}]}]'))).toEqual([]);
+  });
 
   it('names the file and line of the resource', () => {
     const { problems } = load(dr('  host: details'));
