@@ -1,7 +1,7 @@
 // The operational HTTP server of `smesh control` (--metrics-listen, default 0.0.0.0:15014): Prometheus /metrics and /healthz/ready.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { listenOrFail } from '../agent/telemetry/listen';
+import { boundAddress, listenOrFail } from '../agent/telemetry/listen';
 import { silentLogger, type Logger } from '../agent/telemetry/logger';
 import type { ControlMetrics } from './metrics';
 
@@ -36,7 +36,7 @@ export class ControlAdminServer {
     server.keepAliveTimeout = 5_000;
     await listenOrFail(server, this.opts.host, this.opts.port, 'control metrics server', 'is another smesh control running, or the port in use? see --metrics-listen', this.log);
     this.server = server;
-    this.log.info({ address: server.address() }, 'metrics server listening');
+    this.log.info({ address: boundAddress(server) }, 'metrics server listening');
   }
 
   port(): number | undefined {

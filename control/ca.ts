@@ -495,7 +495,7 @@ export function createCaService(deps: CaServiceDeps): IstioCertificateServiceHan
         } catch (err) {
           if (!(err instanceof CsrProblem)) throw err;
           deps.metrics.caInvalid.inc();
-          log.warn({ node, problem: err.message }, 'rejected certificate request with an unusable CSR');
+          log.warn({ peerNode: node, problem: err.message }, 'rejected certificate request with an unusable CSR');
           callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
           return;
         }
@@ -503,13 +503,13 @@ export function createCaService(deps: CaServiceDeps): IstioCertificateServiceHan
         if (refusal === 'not_a_mesh_identity') {
           deps.metrics.caInvalid.inc();
           const details = `csr: URI SAN ${JSON.stringify(csr.uri)} is not spiffe://<td>/ns/<ns>/sa/<sa> or spiffe://<td>/smesh/node/<node>`;
-          log.warn({ node, requested: csr.uri }, 'rejected certificate request for a non-mesh identity');
+          log.warn({ peerNode: node, requested: csr.uri }, 'rejected certificate request for a non-mesh identity');
           callback({ code: grpc.status.INVALID_ARGUMENT, details });
           return;
         }
         if (refusal) {
           deps.metrics.caRefused.inc({ reason: refusal });
-          log.warn({ node, requested: csr.uri, reason: refusal }, 'refused certificate request: identity not bound to the caller node');
+          log.warn({ peerNode: node, requested: csr.uri, reason: refusal }, 'refused certificate request: identity not bound to the caller node');
           callback({ code: grpc.status.PERMISSION_DENIED, details: `node ${node} may not hold ${csr.uri} (${refusal.replace(/_/g, ' ')})` });
           return;
         }
@@ -517,11 +517,11 @@ export function createCaService(deps: CaServiceDeps): IstioCertificateServiceHan
         const ttl = requested > 0 ? Math.min(requested, maxTtl) : maxTtl;
         const issued = await deps.ca.issueLeaf(csr.uri, csr.publicKeySpkiPem, ttl);
         deps.metrics.caIssued.inc({ kind: csr.uri.includes('/smesh/node/') ? 'node' : 'workload' });
-        log.info({ node, identity: csr.uri, notAfter: issued.notAfter.toISOString() }, 'issued certificate');
+        log.info({ peerNode: node, identity: csr.uri, notAfter: issued.notAfter.toISOString() }, 'issued certificate');
         callback(null, { certChain: issued.chain });
       };
       handle().catch((err: unknown) => {
-        log.error({ node, err }, 'certificate issuance failed');
+        log.error({ peerNode: node, err }, 'certificate issuance failed');
         callback({ code: grpc.status.INTERNAL, details: `certificate issuance failed: ${(err as Error).message}` });
       });
     },

@@ -150,7 +150,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         : new TokenAuthenticator(opts.tokens);
   const { host, port } = splitHostPort(opts.listen ?? DEFAULT_CONTROL_LISTEN);
   const registry = new Registry();
-  const sourceLog = logger.child({ component: 'source', source: opts.source.kind });
+  const sourceLog = logger.child({ scope: 'source', source: opts.source.kind });
 
   // Until the CA is loaded, changes are only remembered; the registry starts from the latest one.
   let ca: MeshCa | undefined;
@@ -171,7 +171,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   latest ??= initial;
 
   const tokenWatcher =
-    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ component: 'auth' }), onError: () => metrics.tokenReloadErrors.inc() }).start() : undefined;
+    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ scope: 'auth' }), onError: () => metrics.tokenReloadErrors.inc() }).start() : undefined;
   let server: grpc.Server | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
   let caWatcher: CaDirWatcher | undefined;
@@ -188,8 +188,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca = loaded;
 
     const protos = loadMeshProtos();
-    const ads = createAdsService({ registry, auth, metrics, logger: logger.child({ component: 'xds' }) });
-    const caHandlers = createCaService({ ca: loaded, auth, metrics, logger: logger.child({ component: 'ca' }), snapshot: () => registry.snapshot, certTtlSeconds: opts.certTtlSeconds });
+    const ads = createAdsService({ registry, auth, metrics, logger: logger.child({ scope: 'xds' }) });
+    const caHandlers = createCaService({ ca: loaded, auth, metrics, logger: logger.child({ scope: 'ca' }), snapshot: () => registry.snapshot, certTtlSeconds: opts.certTtlSeconds });
     server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
     server.addService(protos.adsService, ads.handlers);
     server.addService(protos.certificateService, caHandlers);
@@ -233,7 +233,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       caWatcher = new CaDirWatcher(opts.caDir, loaded, {
         intervalMs: opts.caReloadIntervalMs,
         debounceMs: opts.caReloadDebounceMs,
-        logger: logger.child({ component: 'ca' }),
+        logger: logger.child({ scope: 'ca' }),
         metrics,
         onReload: async (change) => {
           registry.setTrustAnchors(loaded.trustAnchors);

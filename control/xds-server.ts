@@ -116,7 +116,7 @@ class AdsStream {
   ) {
     const node = authenticated.node;
     this.node = node;
-    this.log = deps.logger.child({ node, stream: this.id });
+    this.log = deps.logger.child({ peerNode: node, stream: this.id });
     this.log.info({ peer: call.getPeer() }, 'xDS stream opened');
     deps.metrics.xdsStreams.inc({ node });
     this.unsubscribe = deps.registry.onChange((diff) => this.onRegistryChange(diff));

@@ -2,7 +2,7 @@
 import * as http from 'http';
 import * as v8 from 'v8';
 import type { AddressInfo } from 'net';
-import { listenOrFail } from '../telemetry/listen';
+import { boundAddress, listenOrFail } from '../telemetry/listen';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 
@@ -114,7 +114,7 @@ export class AdminServers {
     server.keepAliveTimeout = 5_000;
     await listenOrFail(server, listen.host, listen.port, `${name} server`, 'is another agent running, or the port in use?', this.log);
     this.servers.push({ name, server, listen });
-    this.log.info({ server: name, address: server.address() }, 'listening');
+    this.log.info({ server: name, address: boundAddress(server) }, 'listening');
   }
 
   private handleMetrics(req: http.IncomingMessage, res: http.ServerResponse): void {

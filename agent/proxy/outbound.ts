@@ -1,7 +1,7 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
 import * as net from 'net';
 import { SmeshError } from '../errors';
-import { listenOrFail } from '../telemetry/listen';
+import { boundAddress, listenOrFail } from '../telemetry/listen';
 import { nodeSpiffeId } from '../identity/spiffe';
 import type { PickResult } from '../lb/picker';
 import type { RandomSource } from '../lb/sampling';
@@ -187,7 +187,7 @@ export class OutboundProxy {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock));
     this.server = server;
     await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'outbound capture listener', 'is the capture address configured on lo? is another agent running?', this.log);
-    this.log.info({ address: this.address() }, 'outbound capture listening');
+    this.log.info({ address: boundAddress(server) }, 'outbound capture listening');
   }
 
   async close(): Promise<void> {
@@ -208,7 +208,7 @@ export class OutboundProxy {
   }
 
   private directTelemetry(source: Workload, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>): TcpConnectionInfo {
-    return { reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false };
+    return { reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false, sourceAddress: source.ip, destinationAddress: formatAuthority(d.ip, d.port) };
   }
 
   /** A same-node connection denied or not connected: counted with its response flags under both reporters (no inbound sees it). */
@@ -412,7 +412,7 @@ export class OutboundProxy {
     let timedOut = false;
     const timer = limitMs === undefined ? undefined : setTimeout(() => {
       timedOut = true;
-      if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, node: d.nodeAddr });
+      if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
     }, limitMs);
     timer?.unref();
     this.opts.hbone
@@ -431,8 +431,10 @@ export class OutboundProxy {
             destinationPrincipal: d.destination.identity,
             service: serviceInfo(d.service, this.opts.state.trustDomain),
             mtls: true,
+            sourceAddress: sourceIp,
+            destinationAddress: d.authority,
           });
-          this.startRelay(sock, stream, stats, { ...fields, node: d.nodeAddr });
+          this.startRelay(sock, stream, stats, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
         },
         (err: unknown) => {
           clearTimeout(timer);

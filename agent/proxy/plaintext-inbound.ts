@@ -5,7 +5,8 @@ import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { relay, type Relay } from './relay';
-import { normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
+import type { ConnectionRegistry } from './connection-tracker';
+import { formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
 
 export interface PlaintextInboundOptions {
   readonly state: StateView;
@@ -18,6 +19,8 @@ export interface PlaintextInboundOptions {
   /** Source address of the connection to the pod (the capture address, which the kernel lets through). */
   readonly upstreamSourceIp?: string;
   readonly connectTimeoutMs?: number;
+  /** Open TCP relays are decided again when policies change (closed when now denied). */
+  readonly connections?: ConnectionRegistry;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
 }
@@ -56,7 +59,7 @@ export class PlaintextInbound {
       client.resetAndDestroy();
       return;
     }
-    const telemetry = this.telemetry(workload, sourceIp, port);
+    const telemetry = this.telemetry(workload, sourceIp, port, client.remotePort);
     const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf(workload, port) : undefined;
     const verdict = this.opts.authorize({ sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: workload, ...(httpProtocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
@@ -77,7 +80,7 @@ export class PlaintextInbound {
         });
       return;
     }
-    this.relayTcp(client, dest, telemetry);
+    this.relayTcp(client, dest, telemetry, sourceIp);
   }
 
   close(): void {
@@ -86,14 +89,22 @@ export class PlaintextInbound {
     for (const s of this.pending) s.destroy();
   }
 
-  private telemetry(workload: Workload, sourceIp: string | undefined, port: number): TcpConnectionInfo {
+  private telemetry(workload: Workload, sourceIp: string | undefined, port: number, sourcePort: number | undefined): TcpConnectionInfo {
     const services = this.opts.state.servicesOf(workload);
     const svc = services.find((s) => s.ports.some((p) => p.targetPort === port)) ?? services[0];
     const src = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
-    return { reporter: 'destination', source: src, destination: workload, service: serviceInfo(svc, this.opts.state.trustDomain), mtls: false };
+    return {
+      reporter: 'destination',
+      source: src,
+      destination: workload,
+      service: serviceInfo(svc, this.opts.state.trustDomain),
+      mtls: false,
+      sourceAddress: sourceIp && sourcePort ? formatAuthority(sourceIp, sourcePort) : sourceIp,
+      destinationAddress: formatAuthority(workload.ip, port),
+    };
   }
 
-  private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo): void {
+  private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
     const metrics = this.opts.metrics;
     client.pause();
     const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
@@ -126,7 +137,14 @@ export class PlaintextInbound {
       const r = relay(client, upstream, stats);
       client.resume();
       this.relays.add(r);
+      const untrack = this.opts.connections?.register({
+        direction: 'inbound',
+        facts: { sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: telemetry.destination },
+        mode: 'raw',
+        close: () => r.reset(),
+      });
       void r.done.then((res) => {
+        untrack?.();
         this.relays.delete(r);
         stats?.close();
         this.log.debug({ dest, sourceIp: client.remoteAddress, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'plaintext inbound connection closed');

@@ -15,3 +15,11 @@ export function listenOrFail(server: net.Server, host: string, port: number, wha
     });
   });
 }
+
+/** A bound server's address as one string for logs ("ip:port", "[v6]:port", or a pipe path): log fields keep one type. */
+export function boundAddress(server: Pick<net.Server, 'address'>): string {
+  const a = server.address();
+  if (a === null) return 'unbound';
+  if (typeof a === 'string') return a;
+  return a.family === 'IPv6' || a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+}

@@ -1,5 +1,6 @@
 // Prometheus metrics on a private registry: Istio's standard TCP metrics (names and labels) plus smesh_* operational ones.
 import { Counter, Gauge, Histogram, Registry } from './prom';
+import { performance } from 'node:perf_hooks';
 import type { Workload } from '../state/types';
 
 /** Istio's TCP metric labels, in the set ztunnel reports. */
@@ -122,6 +123,34 @@ export interface TcpConnectionInfo {
   readonly cluster?: string;
   /** Istio/ztunnel response flags of the connection: DENY (authorization), CONNECT (upstream connect failure); default "-". */
   readonly responseFlags?: string;
+  /** For the access log only (never a metric label): the client's and the server's `ip[:port]` as this proxy saw them. */
+  readonly sourceAddress?: string;
+  readonly destinationAddress?: string;
+}
+
+/** Where finished connections and requests are written, one info line each (pino child 'access'). */
+export interface AccessLogSink {
+  info(obj: object, msg: string): void;
+}
+
+/** Who the access line is about, in ztunnel's "connection complete" field names; each field keeps one type (strings, numbers). */
+function accessFields(labels: IstioTcpLabels, info: TcpConnectionInfo | undefined): Record<string, string | number> {
+  const out: Record<string, string | number> = { direction: labels.reporter === 'source' ? 'outbound' : 'inbound' };
+  const put = (k: string, v: string | undefined): void => {
+    if (v !== undefined && v !== UNKNOWN && v !== '') out[k] = v;
+  };
+  put('src.addr', info?.sourceAddress);
+  put('src.workload', labels.source_workload);
+  put('src.namespace', labels.source_workload_namespace);
+  put('src.identity', labels.source_principal);
+  put('dst.addr', info?.destinationAddress);
+  put('dst.service', labels.destination_service);
+  put('dst.workload', labels.destination_workload);
+  put('dst.namespace', labels.destination_workload_namespace);
+  put('dst.identity', labels.destination_principal);
+  out['security'] = labels.connection_security_policy;
+  out['response_flags'] = labels.response_flags;
+  return out;
 }
 
 function canonicalService(w: Workload): string {
@@ -212,9 +241,12 @@ export class TcpConnectionStats {
   private flushedSent = 0;
   private closed = false;
 
+  private readonly openedAt = performance.now();
+
   constructor(
     private readonly owner: MeshMetrics,
     readonly labels: IstioTcpLabels,
+    private readonly info?: TcpConnectionInfo,
   ) {}
 
   /** Pushes pending byte deltas into the counters. */
@@ -233,6 +265,7 @@ export class TcpConnectionStats {
     this.flush();
     this.owner.tcpClosed.inc(this.labels);
     this.owner.forget(this);
+    this.owner.accessLog?.info({ ...accessFields(this.labels, this.info), bytes_recv: this.received, bytes_sent: this.sent, duration_ms: Math.round(performance.now() - this.openedAt) }, 'connection complete');
   }
 }
 
@@ -278,6 +311,8 @@ export class MeshMetrics {
   /** Established HBONE sessions the proxy closed for misbehaviour, by reason (HboneSessionError). */
   readonly hboneSessionErrors: Counter<'direction' | 'reason'>;
   private readonly live = new Set<TcpConnectionStats>();
+  /** One info line per finished connection and request (ztunnel's "connection complete"); unset = no access log. */
+  accessLog?: AccessLogSink;
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
   private inboundCounterProvider: () => InboundKernelCounters | undefined = () => undefined;
 
@@ -377,7 +412,7 @@ export class MeshMetrics {
 
   /** Counts a connection as opened and returns the handle the relay updates. */
   openTcp(info: TcpConnectionInfo): TcpConnectionStats {
-    const stats = new TcpConnectionStats(this, istioTcpLabels(info));
+    const stats = new TcpConnectionStats(this, istioTcpLabels(info), info);
     this.tcpOpened.inc(stats.labels);
     this.live.add(stats);
     return stats;
@@ -397,7 +432,7 @@ export class MeshMetrics {
    * Counts one finished HTTP request: istio_requests_total and istio_request_duration_milliseconds, plus
    * istio_request_bytes / istio_response_bytes and (gRPC) the message counts when the caller measured them.
    */
-  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-', sizes?: RequestSizes): void {
+  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-', sizes?: RequestSizes, request?: { readonly method: string; readonly path: string }): void {
     const labels: IstioHttpLabels = {
       ...istioTcpLabels(info),
       request_protocol: protocol,
@@ -407,6 +442,18 @@ export class MeshMetrics {
     };
     this.requests.inc(labels);
     this.requestDuration.observe(labels, durationMs);
+    this.accessLog?.info(
+      {
+        ...accessFields(labels, info),
+        protocol,
+        ...(request ? { method: request.method, path: request.path } : {}),
+        response_code: responseCode,
+        ...(grpcStatus !== undefined ? { grpc_status: grpcStatus } : {}),
+        duration_ms: Math.round(durationMs),
+        ...(sizes ? { bytes_recv: sizes.requestBytes, bytes_sent: sizes.responseBytes } : {}),
+      },
+      'request complete',
+    );
     if (!sizes) return;
     this.requestBytes.observe(labels, sizes.requestBytes);
     this.responseBytes.observe(labels, sizes.responseBytes);

@@ -2,8 +2,9 @@
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
-import { sleep } from '../helpers/proc';
+import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import * as net from 'node:net';
+import { sleep, tail, waitExit, type CapturedProcess } from '../helpers/proc';
 
 const problem = privilegeProblem();
 const TCP_PORT = 9001;
@@ -28,6 +29,8 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   let cfgDir = '';
   const agents: AgentHandle[] = [];
   let setupError: Error | null = null;
+  let held: CapturedProcess[] = [];
+  let ctlDir = '';
   const services: ServiceSpec[] = [
     { name: 'server', namespace: 'shop', vip: VIP, ports: [{ name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT }, { name: 'http', port: 80, targetPort: HTTP_PORT }], selector: { app: 'server' } },
   ];
@@ -54,6 +57,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
         topo.startApp('server', 'http-server', ['--port', String(HTTP_PORT), '--pod', 'server']),
       ]);
       cfgDir = topo.makeTempDir('config');
+      ctlDir = topo.makeTempDir('ctl');
       topo.writeConfig(cfgDir, { services });
       for (const node of ['node1', 'node2']) {
         const a = topo.startAgent(node, cfgDir);
@@ -66,6 +70,9 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   }, 180_000);
 
   afterAll(async () => {
+    for (const h of held) h.kill('SIGTERM');
+    await Promise.all(held.map((h) => waitExit(h, 5000)));
+    held = [];
     const keep = process.env.SMESH_E2E_LOG_DIR;
     for (const [i, a] of agents.entries()) {
       await a.stop(5000).catch(() => undefined);
@@ -100,6 +107,30 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
       await sleep(200);
     }
     expect(seen).toEqual(cases);
+  }
+
+  /** Holds one plaintext TCP connection open from `pod` (test/apps/held-client.js); resolves the command sender. */
+  async function holdTcp(pod: Client): Promise<(cmd: Record<string, unknown>) => Promise<Record<string, any>>> {
+    const control = path.join(ctlDir, `${pod}.sock`);
+    const proc = topo!.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'held-client.js'), '--control', control, '--host', server().ip, '--port', String(TCP_PORT), '--timeout', '6000']);
+    held.push(proc);
+    await proc.waitForLine(/"ready"/, 10_000);
+    return (cmd) =>
+      new Promise((resolve, reject) => {
+        const c = net.connect(control);
+        let out = '';
+        c.setEncoding('utf8');
+        c.on('data', (d) => (out += d));
+        c.on('end', () => {
+          try {
+            resolve(JSON.parse(out) as Record<string, any>);
+          } catch {
+            reject(new Error(`held client ${pod}: bad answer ${out}\n${tail(proc.outputText())}`));
+          }
+        });
+        c.on('error', reject);
+        c.write(`${JSON.stringify(cmd)}\n`);
+      });
   }
 
   const open: Expectation = { tcp: true, pub: 200, admin: 200 };
@@ -159,6 +190,31 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*\} [1-9]/);
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*response_code="403"/);
+  });
+
+  it('an open plaintext connection that a new policy denies is closed and counted (same node and across nodes)', async () => {
+    topo!.writeConfig(cfgDir, { services });
+    await expectAll({ 'outsider-local': open, 'outsider-remote': open });
+    const sends = new Map<Client, (cmd: Record<string, unknown>) => Promise<Record<string, any>>>();
+    for (const pod of ['outsider-local', 'outsider-remote'] as const) {
+      const send = await holdTcp(pod);
+      const r = await send({ op: 'echo', data: 'hello' });
+      expect(r.ok, JSON.stringify(r)).toBe(true);
+      sends.set(pod, send);
+    }
+    const closedBefore = Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
+    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })] });
+    const deadline = Date.now() + 15_000;
+    let closed = closedBefore;
+    while (closed < closedBefore + 2 && Date.now() < deadline) {
+      await sleep(100);
+      closed = Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
+    }
+    expect(closed).toBe(closedBefore + 2);
+    for (const [pod, send] of sends) {
+      const r = await send({ op: 'echo', data: 'again' });
+      expect(r.closed, `${pod}: ${JSON.stringify(r)}`).toBe(true);
+    }
   });
 
   it('STRICT is still a kernel drop for plaintext (not captured), mesh clients pass', async () => {

@@ -115,4 +115,30 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
     expect(sum(m, 'istio_tcp_received_bytes_total', { ...tcp, reporter: 'destination' })).toBe(4);
     expect(sum(m, 'istio_tcp_sent_bytes_total', { ...tcp, reporter: 'source' })).toBe(4);
   });
+
+  it('access log: one "connection complete" record per finished connection and one "request complete" per request, each field with one type', async () => {
+    const records = agents[0]!.logRecords();
+    const access = records.filter((r) => r['component'] === 'access');
+    const echo = access.filter((r) => r['msg'] === 'connection complete' && r['dst.service'] === HOST('echo'));
+    // The same-node echo connection of the previous case: one line per reporter (outbound and inbound direction).
+    expect(echo.map((r) => r['direction']).sort()).toEqual(['inbound', 'outbound']);
+    for (const r of echo) {
+      expect(r['bytes_recv']).toBe(4);
+      expect(r['bytes_sent']).toBe(4);
+      expect(typeof r['duration_ms']).toBe('number');
+      expect(r['src.workload']).toBe('caller');
+      expect(r['dst.workload']).toBe('web-local');
+      expect(r['src.identity']).toBe('spiffe://cluster.local/ns/team-a/sa/caller-sa');
+      expect(r['response_flags']).toBe('-');
+    }
+    const requests = access.filter((r) => r['msg'] === 'request complete' && r['dst.service'] === HOST('web-local'));
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    for (const r of requests) expect(r['response_code']).toBe(200);
+    // Every field keeps one JSON type across all of the agent's records (e.g. node is always the node name).
+    const types = new Map<string, Set<string>>();
+    for (const r of records) for (const [k, v] of Object.entries(r)) (types.get(k) ?? types.set(k, new Set()).get(k)!).add(v === null ? 'null' : typeof v);
+    const mixed = [...types].filter(([k, t]) => t.size > 1 && k !== 'err' && k !== 'error');
+    expect(mixed, JSON.stringify(mixed.map(([k, t]) => [k, [...t]]))).toEqual([]);
+    expect(types.get('node')).toEqual(new Set(['string']));
+  });
 });
