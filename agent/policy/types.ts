@@ -97,7 +97,9 @@ export function policyKey(p: Pick<AuthorizationPolicy, 'namespace' | 'name'>): s
 /** The attributes of one HTTP request (absent at an L4-only port). Header names lower-case. */
 export interface HttpAttributes {
   readonly method: string;
+  /** The request target after Istio's BASE path normalization (agent/http/path-normalize.ts); `paths` match it without the query. */
   readonly path: string;
+  /** The Host / `:authority` value as sent, port included (`hosts` match all of it). */
   readonly host: string;
   readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
 }
