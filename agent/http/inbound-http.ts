@@ -10,6 +10,7 @@ import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from 
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
+import { headerLists } from './policy-headers';
 import { BodyMeter, sizesOf } from './body-meter';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
@@ -195,7 +196,7 @@ export class InboundHttp implements HttpTunnelServer {
         this.record(ctx, target.status, undefined, t0);
         return;
       }
-      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: req.headersDistinct };
       if (!this.allowed(ctx, attrs)) {
         denied++;
         req.resume();
@@ -240,7 +241,7 @@ export class InboundHttp implements HttpTunnelServer {
         this.record(ctx, target.status, undefined, t0);
         return;
       }
-      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: flatHeaders(req.headers) };
+      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: req.headersDistinct };
       if (!this.allowed(ctx, attrs)) {
         denied++;
         socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${RBAC_DENIED_BODY.length}\r\nconnection: close\r\n\r\n${RBAC_DENIED_BODY}`);
@@ -318,7 +319,7 @@ export class InboundHttp implements HttpTunnelServer {
       session.on('error', () => undefined);
       session.on('frameError', () => this.protocolError('invalid_frame'));
     });
-    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+    server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       requests++;
       const t0 = process.hrtime.bigint();
       stream.on('error', () => undefined);
@@ -341,7 +342,7 @@ export class InboundHttp implements HttpTunnelServer {
         method: String(headers[':method'] ?? ''),
         path,
         host: String(headers[':authority'] ?? headers.host ?? ''),
-        headers: flatHeaders(headers),
+        headers: headerLists(rawHeaders), // every value of a repeated header, as Envoy's RBAC sees them
       };
       if (!this.allowed(ctx, attrs)) {
         denied++;

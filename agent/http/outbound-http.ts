@@ -520,7 +520,7 @@ export class HttpOutbound {
       }
       tried.add(e.key);
       destination = e.workload;
-      const ut = this.upstreamTarget(e.workload, t.targetPort, ctx, { method, path, host: req.headers.host ?? '', headers: req.headers });
+      const ut = this.upstreamTarget(e.workload, t.targetPort, ctx, { method, path, host: req.headers.host ?? '', headers: req.headersDistinct });
       if (ut instanceof ProxyReply) {
         reply(ut);
         return;
@@ -810,7 +810,7 @@ export class HttpOutbound {
       tap,
       started,
       pick: { headers: req.headers, sourceIp: ctx.sourceIp, path: req.url },
-      attrs: { method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headers },
+      attrs: { method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headersDistinct },
       onDestination: (w) => (destination = w),
       run: (ut, timeout) => this.attempt(ut, t, backend, req, tap, timeout, res),
       statusOf: (r) => r.res.statusCode ?? 0,

@@ -237,6 +237,36 @@ describe('inbound L7 authorization inside HBONE', () => {
     expect(upstreamSeen).toEqual([]);
   });
 
+  it('a repeated header is matched with all its values joined by "," as Envoy does (Node alone keeps only the first user-agent)', async () => {
+    policies = [
+      policy('deny-evil-agent', { action: 'DENY', rules: [{ when: [{ key: 'request.headers[user-agent]', values: ['*evil'] }] }] }),
+      policy('deny-both', { action: 'DENY', rules: [{ when: [{ key: 'request.headers[x-a]', values: ['1,2'] }] }] }),
+    ];
+    for (const extra of ['user-agent: ok\r\nuser-agent: evil', 'x-a: 1\r\nx-a: 2']) {
+      const t = await tunnel(ALICE, h1Port);
+      t.end(`GET /x HTTP/1.1\r\nhost: x\r\n${extra}\r\nconnection: close\r\n\r\n`);
+      expect((await readAll(t)).toString()).toMatch(/^HTTP\/1\.1 403[\s\S]*RBAC: access denied/);
+    }
+    expect(await h1Requests(ALICE, [{ method: 'GET', path: '/x' }])).toEqual(['200 h1 GET /x 0']);
+    // HTTP/2: the raw header list, not Node's merged object.
+    const t = await tunnel(ALICE, h2Port);
+    const session = http2.connect(`http://127.0.0.1:${h2Port}`, { createConnection: () => new TunnelSocket(t) as unknown as net.Socket });
+    session.on('error', () => undefined);
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const s = session.request({ ':method': 'GET', ':path': '/x', 'x-a': ['1', '2'] });
+        s.on('response', (h) => resolve(Number(h[':status'])));
+        s.on('error', reject);
+        s.end();
+        s.resume();
+      });
+      expect(status).toBe(403);
+    } finally {
+      session.destroy();
+      t.destroy();
+    }
+  });
+
   it('HTTP/2 and gRPC inside the tunnel: per-stream decisions, trailers pass through', async () => {
     policies = [policy('grpc-only-get', { action: 'ALLOW', rules: [{ to: [{ operation: { paths: ['/pkg.Svc/Allowed', '/ok'] } }] }] })];
     const res = await h2Requests(ALICE, [

@@ -134,7 +134,11 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
       metrics,
       maxHeaderSize: 4096,
       // L7 policy stand-in: same-node requests are authorized per request, with their HTTP attributes.
-      authorize: (input) => (input.http?.path.startsWith('/admin') && input.http.method !== 'GET' ? { allow: false, reason: 'no admin writes' } : { allow: true }),
+      // And a header rule that must see every value of a repeated header (Node's req.headers keeps only the first user-agent).
+      authorize: (input) =>
+        (input.http?.path.startsWith('/admin') && input.http.method !== 'GET') || [input.http?.headers['user-agent']].flat().includes('evil')
+          ? { allow: false, reason: 'no admin writes, no evil agents' }
+          : { allow: true },
     });
     front = net.createServer((sock) => handler.handle(sock, { source: client, sourceIp: '127.0.0.1', service, port: service.ports[0]! }));
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
@@ -196,6 +200,13 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
     const routed = await request(frontPort(), '/v1/../v2/%7euser/./x?q=/../v1&%61=1');
     expect(routed.json).toMatchObject({ pod: 'b', url: '/v2/~user/x?q=/../v1&%61=1' });
     expect((await request(frontPort(), '//v2/x')).json).toMatchObject({ pod: 'a', url: '//v2/x' }); // BASE keeps repeated slashes
+  });
+
+  it('same-node authorization sees every value of a repeated header', async () => {
+    setPolicy({});
+    expect(await rawExchange(frontPort(), 'GET /x HTTP/1.1\r\nhost: web.default\r\nuser-agent: ok\r\nuser-agent: evil\r\nconnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 403/);
+    expect(a.hits + b.hits).toBe(0);
+    expect((await request(frontPort(), '/x', { headers: { 'user-agent': 'ok' } })).status).toBe(200);
   });
 
   it('a request target normalization refuses gets Envoy\'s status (400 for %00, 404 when not a path), counted, never forwarded', async () => {
