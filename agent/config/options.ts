@@ -1,6 +1,7 @@
 // Agent command-line options and environment: the only place that reads process.env.
 import { isIP } from 'node:net';
 import { SmeshError } from '../errors';
+import { parseTrustDomainAliases } from '../identity/spiffe';
 
 export interface AgentOptions {
   readonly standalone: boolean;
@@ -36,6 +37,11 @@ export interface AgentOptions {
   readonly caCertFile?: string;
   /** Trust domain the control plane's certificate names (spiffe://<td>/smesh/control). */
   readonly trustDomain: string;
+  /**
+   * Other trust domains whose identities the mesh accepts as its own on HBONE (Istio's MeshConfig trustDomainAliases),
+   * e.g. the old one during a trust-domain migration. Peers and servers of any other trust domain are refused.
+   */
+  readonly trustDomainAliases: readonly string[];
   /** How long to wait for the first complete xDS state before giving up. */
   readonly syncTimeoutMs: number;
 }
@@ -70,6 +76,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--token-file': { key: 'tokenFile', kind: 'string', env: 'SMESH_TOKEN_FILE' },
   '--ca-cert': { key: 'caCertFile', kind: 'string', env: 'SMESH_CA_CERT' },
   '--trust-domain': { key: 'trustDomain', kind: 'string', env: 'SMESH_TRUST_DOMAIN' },
+  '--trust-domain-aliases': { key: 'trustDomainAliases', kind: 'string', env: 'SMESH_TRUST_DOMAIN_ALIASES' },
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
 };
 
@@ -81,6 +88,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
   --token-file FILE       bearer token that names this node to the control plane      [$SMESH_TOKEN_FILE]
   --ca-cert FILE          mesh root certificate(s), PEM, to verify the control plane  [$SMESH_CA_CERT]
   --trust-domain TD       trust domain of the control plane's identity (default cluster.local)
+  --trust-domain-aliases TD,...  other trust domains accepted as the mesh's on HBONE (MeshConfig
+                          trustDomainAliases); certificates of any other trust domain get 401  [$SMESH_TRUST_DOMAIN_ALIASES]
   --sync-timeout-seconds N  wait this long for the first complete state (default 30)
   --node NAME             this node's name, as in Pod spec.nodeName                    [$NODE_NAME]
   --node-ip IP            address for HBONE (default: the Node's InternalIP)           [$NODE_IP]
@@ -121,6 +130,14 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
       return raw;
     default:
       return raw;
+  }
+}
+
+function trustDomainAliases(raw: string): string[] {
+  try {
+    return parseTrustDomainAliases('--trust-domain-aliases', raw.split(','));
+  } catch (err) {
+    return fail((err as Error).message);
   }
 }
 
@@ -177,6 +194,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     tokenFile: values.tokenFile as string | undefined,
     caCertFile: values.caCertFile as string | undefined,
     trustDomain: (values.trustDomain as string | undefined) ?? 'cluster.local',
+    trustDomainAliases: trustDomainAliases((values.trustDomainAliases as string | undefined) ?? ''),
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
   };
 }

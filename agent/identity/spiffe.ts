@@ -123,3 +123,59 @@ export function peerSpiffeId(socket: { getPeerX509Certificate(): X509Certificate
   }
   return spiffeIdFromSubjectAltName(cert?.subjectAltName);
 }
+
+/** The trust domain named by a SPIFFE id (`spiffe://<td>/…`), or undefined when `uri` is not a smesh SPIFFE id. */
+export function trustDomainOf(uri: string): string | undefined {
+  return parseSpiffeId(uri)?.trustDomain;
+}
+
+/**
+ * Trust-domain aliases as configured (Istio's MeshConfig `trustDomainAliases`): other trust domains whose identities
+ * this mesh accepts as its own, e.g. the old one during a trust-domain migration. Throws SMESH_ERR_CONFIG naming
+ * `field` and the bad entry; duplicates and `meshTrustDomain` itself are dropped.
+ */
+export function parseTrustDomainAliases(field: string, aliases: readonly string[], meshTrustDomain?: string): string[] {
+  const out: string[] = [];
+  for (const raw of aliases) {
+    const td = raw.trim();
+    if (td === '') continue;
+    if (!TRUST_DOMAIN_RE.test(td)) {
+      throw new SmeshError('SMESH_ERR_CONFIG', `${field}: invalid trust domain ${JSON.stringify(td)}: expected lowercase [a-z0-9._-]+`);
+    }
+    if (td !== meshTrustDomain && !out.includes(td)) out.push(td);
+  }
+  return out;
+}
+
+/**
+ * The trust domains a peer's certificate may name: the mesh's own and its aliases. Everything else is foreign, even
+ * when the certificate chains to the mesh root (a root shared with another mesh, or a CA that signed what it should not).
+ */
+export class TrustDomains {
+  private readonly accepted: ReadonlySet<string>;
+
+  constructor(
+    readonly mesh: string,
+    readonly aliases: readonly string[] = [],
+  ) {
+    this.accepted = new Set([mesh, ...aliases]);
+  }
+
+  /** Whether `uri` is a SPIFFE id of the mesh's trust domain or of an alias. */
+  accepts(uri: string): boolean {
+    const td = trustDomainOf(uri);
+    return td !== undefined && this.accepted.has(td);
+  }
+
+  /**
+   * Whether `got` is the identity `expected` (of the mesh's trust domain), possibly under an alias: the same
+   * namespace/service account or node, in an accepted trust domain.
+   */
+  matches(got: string, expected: string): boolean {
+    if (got === expected) return true;
+    const g = parseSpiffeId(got);
+    const e = parseSpiffeId(expected);
+    if (!g || !e || !this.accepted.has(g.trustDomain)) return false;
+    return g.uri.slice(`spiffe://${g.trustDomain}`.length) === e.uri.slice(`spiffe://${e.trustDomain}`.length);
+  }
+}

@@ -2,7 +2,8 @@
 import * as http2 from 'http2';
 import * as tls from 'tls';
 import { SmeshError } from '../errors';
-import { spiffeIdFromSubjectAltName } from '../identity/spiffe';
+import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../identity/spiffe';
+import { LogRateLimiter } from '../telemetry/log-limiter';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-server';
@@ -20,6 +21,13 @@ export interface HboneClientOptions {
   readonly connectTimeoutMs?: number;
   /** Open another session to the same node once this many streams are active on each. */
   readonly maxStreamsPerSession?: number;
+  /**
+   * Trust domains accepted besides the mesh's own (that of the expected server id), as Istio's MeshConfig
+   * `trustDomainAliases`: a server may present the expected identity under an alias. Any other trust domain is refused.
+   */
+  readonly trustDomainAliases?: readonly string[];
+  /** Limits the info lines about refused server certificates (default 10 per 10 s; the rest only counted). */
+  readonly failureLogLimiter?: LogRateLimiter;
 }
 
 export interface HboneOpenRequest {
@@ -64,6 +72,7 @@ export class HboneClient {
   private readonly idleTimeoutMs: number;
   private readonly connectTimeoutMs: number;
   private readonly maxStreams: number;
+  private readonly failureLog: LogRateLimiter;
   private closed = false;
 
   constructor(private readonly opts: HboneClientOptions) {
@@ -71,6 +80,7 @@ export class HboneClient {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? HBONE_IDLE_TIMEOUT_MS;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
     this.maxStreams = opts.maxStreamsPerSession ?? HBONE_MAX_CONCURRENT_STREAMS;
+    this.failureLog = opts.failureLogLimiter ?? new LogRateLimiter(10, 10_000);
     // A renewed certificate is used by new sessions; retire pooled ones (their streams finish).
     opts.identities.onRotate?.((id) => {
       const prefix = `${id}|`;
@@ -176,6 +186,7 @@ export class HboneClient {
     if (again) return again;
 
     const expected = req.expectedServerId;
+    const trustDomains = new TrustDomains(trustDomainOf(expected) ?? '', this.opts.trustDomainAliases ?? []);
     const tlsOptions: tls.ConnectionOptions = {
       host: req.node.host,
       port: req.node.port,
@@ -189,8 +200,11 @@ export class HboneClient {
       rejectUnauthorized: true,
       checkServerIdentity: (_host, peer) => {
         const got = spiffeIdFromSubjectAltName(peer.subjectaltname);
-        if (got === expected) return undefined;
-        return Object.assign(new Error(`HBONE server certificate SPIFFE id is ${got ?? 'missing'}, expected ${expected}`), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+        if (got !== undefined && trustDomains.matches(got, expected)) return undefined;
+        const foreign = got !== undefined && !trustDomains.accepts(got);
+        this.serverRefused(foreign ? 'foreign_trust_domain' : got === undefined ? 'no_spiffe_id' : 'wrong_identity', req, got);
+        const why = foreign ? ` (trust domain ${trustDomainOf(got)} is neither the mesh's nor an alias)` : '';
+        return Object.assign(new Error(`HBONE server certificate SPIFFE id is ${got ?? 'missing'}${why}, expected ${expected}`), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
       },
     };
     const session = http2.connect(`https://${formatAuthority(req.node.host, req.node.port)}`, {
@@ -243,7 +257,7 @@ export class HboneClient {
       }),
     };
     entry.ready.catch(() => this.discard(entry, true));
-    session.on('error', (err) => this.log.debug({ node: req.node, err: err.message }, 'HBONE client session error'));
+    session.on('error', (err) => this.log.debug({ peerNode: formatAuthority(req.node.host, req.node.port), err: err.message }, 'HBONE client session error'));
     session.on('goaway', () => this.discard(entry));
     session.on('close', () => {
       if (!entry.dead) this.discard(entry);
@@ -253,8 +267,16 @@ export class HboneClient {
     let list = this.pool.get(key);
     if (!list) this.pool.set(key, (list = []));
     list.push(entry);
-    this.log.debug({ node: req.node, sourceId: req.sourceId }, 'HBONE session opening');
+    this.log.debug({ peerNode: formatAuthority(req.node.host, req.node.port), sourceId: req.sourceId }, 'HBONE session opening');
     return entry;
+  }
+
+  /** Counts and logs (rate-limited) a server certificate refused for its identity. */
+  private serverRefused(reason: 'foreign_trust_domain' | 'no_spiffe_id' | 'wrong_identity', req: HboneOpenRequest, got: string | undefined): void {
+    this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'outbound', reason });
+    const suppressed = this.failureLog.take();
+    if (suppressed === undefined) return;
+    this.log.info({ reason, peerNode: formatAuthority(req.node.host, req.node.port), expected: req.expectedServerId, got, ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE server certificate refused');
   }
 
   private release(entry: PooledSession): void {

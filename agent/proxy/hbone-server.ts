@@ -1,14 +1,16 @@
 // Inbound HBONE (port 15008): mutual-TLS HTTP/2 server accepting CONNECT streams to local workloads and relaying them.
 import * as http2 from 'http2';
 import * as net from 'net';
+import { performance } from 'perf_hooks';
 import type * as tls from 'tls';
 import { SmeshError } from '../errors';
 import { listenOrFail } from '../telemetry/listen';
-import { peerSpiffeId } from '../identity/spiffe';
+import { peerSpiffeId, TrustDomains, trustDomainOf } from '../identity/spiffe';
 import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import type { MeshMetrics, RefusalReason } from '../telemetry/metrics';
+import { LogRateLimiter } from '../telemetry/log-limiter';
+import type { HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason } from '../telemetry/metrics';
 import { abortSide, relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
@@ -22,6 +24,25 @@ export const HBONE_MAX_CONCURRENT_STREAMS = 100;
  * (relay.ts), so 100 streams of a busy session may hold ~32 MB.
  */
 export const HBONE_MAX_SESSION_MEMORY_MB = 64;
+/**
+ * Period of the inbound session liveness check. node:http2 stops reading a session once nghttp2 has sent a GOAWAY for
+ * a protocol error, and never closes it; nothing tells JavaScript. A session that read nothing since the last check
+ * gets a PING; one whose PING is still unanswered at the next check without having read anything is destroyed, with
+ * its streams and their pod-side connections. So a session is released at most 3 periods after a protocol error or
+ * after its peer vanished, and an idle healthy one costs one PING every other period.
+ */
+export const HBONE_LIVENESS_CHECK_MS = 2_000;
+/** After the proxy closes a session (GOAWAY sent), how long the socket may take to flush before it is destroyed. */
+export const HBONE_CLOSE_GRACE_MS = 1_000;
+/**
+ * Streams a peer may reset before they were answered, per session and 10 s, before the session is closed with GOAWAY
+ * ENHANCE_YOUR_CALM (HTTP/2 rapid reset, CVE-2023-44487). An HBONE client resets a stream before its 200 only when
+ * its own connection went away while the destination was still connecting.
+ */
+export const HBONE_MAX_EARLY_RESETS = 100;
+const EARLY_RESET_WINDOW_MS = 10_000;
+/** node:http2 `maxSessionInvalidFrames`: invalid frames tolerated per session before it is destroyed (default 1000). */
+export const HBONE_MAX_INVALID_FRAMES = 16;
 
 /** A local destination the inbound may connect to; `workload` labels telemetry and feeds policy. */
 export interface LocalDestination {
@@ -57,6 +78,19 @@ export interface InboundProxyOptions {
    */
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
   readonly httpTunnels?: HttpTunnelServer;
+  /**
+   * Trust domains accepted besides the mesh's own (the trust domain of `nodeId`), as Istio's MeshConfig
+   * `trustDomainAliases`. A peer certificate naming any other trust domain gets 401, even when it chains to the root.
+   */
+  readonly trustDomainAliases?: readonly string[];
+  /** Session liveness check period (default HBONE_LIVENESS_CHECK_MS). */
+  readonly livenessCheckMs?: number;
+  /** How long a closed session's socket may flush before it is destroyed (default HBONE_CLOSE_GRACE_MS). */
+  readonly closeGraceMs?: number;
+  /** Streams reset by the peer before their response per session and 10 s before GOAWAY ENHANCE_YOUR_CALM (default HBONE_MAX_EARLY_RESETS). */
+  readonly maxEarlyResets?: number;
+  /** Limits the info lines about refused handshakes and closed sessions (default 10 per 10 s; the rest only counted). */
+  readonly failureLogLimiter?: LogRateLimiter;
   /** Open streams are registered here so that a policy change re-decides them (agent/proxy/connection-tracker.ts). */
   readonly connections?: ConnectionRegistry;
 }
@@ -97,22 +131,52 @@ export function forwardedForIp(header: string | string[] | undefined): string | 
   return net.isIP(host) ? host : undefined;
 }
 
+/** What the inbound keeps about one HBONE session. */
+interface SessionInfo {
+  /** The TLS socket itself (`session.socket` is a proxy that refuses destroy()). */
+  readonly socket: tls.TLSSocket;
+  /** The peer's SPIFFE id, when its certificate carries one in an accepted trust domain. */
+  readonly peer?: string;
+  /** Why the session's streams are refused with 401 when there is no `peer`. */
+  readonly refusal?: { readonly reason: RefusalReason; readonly detail: string };
+  /** The peer's SETTINGS arrived: its HTTP/2 preface was valid (errors before are handshake failures). */
+  settled: boolean;
+  /** The proxy closes or has counted this session's failure (its later errors are not counted again). */
+  failed: boolean;
+  /** Liveness: socket bytes read at the last check, a PING in flight, the session seen destroyed with its socket open. */
+  bytesRead: number;
+  pingOutstanding: boolean;
+  destroyedSeen: boolean;
+  /** Streams the peer reset before their response, in the window that started at `earlyResetWindowStart` (monotonic ms). */
+  earlyResets: number;
+  earlyResetWindowStart: number;
+}
+
 /** The HBONE inbound server. */
 export class InboundProxy {
   private server?: http2.Http2SecureServer;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sessionInfo = new WeakMap<http2.ServerHttp2Session, SessionInfo>();
   private readonly relays = new Set<Relay>();
   private readonly pending = new Set<net.Socket>();
-  private readonly peerIds = new WeakMap<http2.ServerHttp2Session, string | null>();
   private readonly log: Logger;
   private readonly authorize: Authorizer;
   private readonly resolveLocal: ResolveLocal;
+  private readonly trustDomains: TrustDomains;
+  private readonly failureLog: LogRateLimiter;
+  /** The TLS socket whose session node:http2 is creating ('secureConnection' runs just before 'session'). */
+  private accepting?: tls.TLSSocket;
+  private livenessTimer?: NodeJS.Timeout;
   private closing = false;
 
   constructor(private readonly opts: InboundProxyOptions) {
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.resolveLocal = opts.resolveLocal ?? defaultResolveLocal(opts.state, opts.nodeName);
+    const meshTrustDomain = trustDomainOf(opts.nodeId);
+    if (!meshTrustDomain) throw new SmeshError('SMESH_ERR_IDENTITY', `node identity ${JSON.stringify(opts.nodeId)} is not a smesh SPIFFE id (spiffe://<td>/smesh/node/<name>)`);
+    this.trustDomains = new TrustDomains(meshTrustDomain, opts.trustDomainAliases ?? []);
+    this.failureLog = opts.failureLogLimiter ?? new LogRateLimiter(10, 10_000);
   }
 
   /** Bound address (after start). */
@@ -144,6 +208,7 @@ export class InboundProxy {
       unknownProtocolTimeout: 1_000,
       settings: { initialWindowSize: HBONE_STREAM_WINDOW, maxConcurrentStreams: maxStreams, enablePush: false },
       maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
+      maxSessionInvalidFrames: HBONE_MAX_INVALID_FRAMES,
     });
     this.server = server;
     // The TLS context holds this node's certificate and the roots peers are verified against: rebuilt when either
@@ -162,21 +227,26 @@ export class InboundProxy {
     });
     this.opts.identities.onTrustBundleChange?.(() => refresh('new mesh trust anchors'));
 
-    server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
       this.refuse('unauthenticated');
-      this.log.debug({ peer: socket.remoteAddress, err: err.message }, 'HBONE TLS handshake failed');
+      this.handshakeFailed(tlsFailureReason(err, socket), socket.remoteAddress, 'TLS handshake failed', { err: socket.authorizationError ?? err.code ?? err.message });
       socket.destroy();
     });
     server.on('unknownProtocol', (socket: tls.TLSSocket) => {
       this.refuse('bad_request');
-      this.log.debug({ peer: socket.remoteAddress }, 'HBONE client did not negotiate ALPN h2');
+      this.handshakeFailed('no_alpn_h2', socket.remoteAddress, 'client did not negotiate ALPN h2');
       socket.destroy();
+    });
+    server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+      this.accepting = socket;
     });
     server.on('sessionError', (err: Error) => this.log.debug({ err: err.message }, 'HBONE session error'));
     server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
 
     await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'inbound HBONE listener', 'is another agent running?', this.log);
+    this.livenessTimer = setInterval(() => this.checkLiveness(), this.opts.livenessCheckMs ?? HBONE_LIVENESS_CHECK_MS);
+    this.livenessTimer.unref();
     this.log.info({ address: this.address() }, 'inbound HBONE listening');
   }
 
@@ -190,13 +260,17 @@ export class InboundProxy {
 
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.livenessTimer);
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((r) => server.close(() => r()));
     for (const r of this.relays) r.reset();
     this.opts.httpTunnels?.close();
     for (const s of this.pending) s.destroy();
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions) {
+      s.destroy();
+      this.sessionInfo.get(s)?.socket.destroy();
+    }
     await closed;
   }
 
@@ -204,10 +278,137 @@ export class InboundProxy {
     this.opts.metrics?.refused.inc({ direction: 'inbound', reason });
   }
 
+  /** Counts and logs (rate-limited) an HBONE connection refused before it could carry a stream. */
+  private handshakeFailed(reason: HboneHandshakeFailure, peerAddress: string | undefined, detail: string, fields: Record<string, unknown> = {}): void {
+    this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'inbound', reason });
+    const suppressed = this.failureLog.take();
+    if (suppressed === undefined) return;
+    this.log.info({ reason, peerAddress, ...fields, ...(suppressed > 0 ? { suppressed } : {}) }, `HBONE handshake refused: ${detail}`);
+  }
+
+  /** Counts and logs (rate-limited) a session the proxy closes, or node:http2 closed, for misbehaviour. */
+  private sessionFailed(info: SessionInfo, reason: HboneSessionError, detail: string): void {
+    if (info.failed) return;
+    info.failed = true;
+    if (!info.settled) {
+      this.handshakeFailed('protocol', info.socket.remoteAddress, `no valid HTTP/2 preface and SETTINGS: ${detail}`, { peer: info.peer });
+      return;
+    }
+    this.opts.metrics?.hboneSessionErrors.inc({ direction: 'inbound', reason });
+    const suppressed = this.failureLog.take();
+    if (suppressed === undefined) return;
+    this.log.info({ reason, peerAddress: info.socket.remoteAddress, peer: info.peer, ...(suppressed > 0 ? { suppressed } : {}) }, `HBONE session closed: ${detail}`);
+  }
+
+  /** Closes a session for misbehaviour: GOAWAY with `code` when given, its streams (and their pod-side connections) reset. */
+  private terminate(session: http2.ServerHttp2Session, info: SessionInfo, reason: HboneSessionError, detail: string, code?: number): void {
+    this.sessionFailed(info, reason, detail);
+    if (!session.destroyed) {
+      if (code === undefined) session.destroy();
+      else (session.destroy as unknown as (code: number) => void)(code); // node:http2: destroy(code) sends GOAWAY(code)
+    }
+  }
+
+  /**
+   * Every period: releases sessions node:http2 has stopped serving. See HBONE_LIVENESS_CHECK_MS. A destroyed session
+   * whose socket is still open one period later (Node waits for its last write to flush) loses the socket.
+   */
+  private checkLiveness(): void {
+    const suspects: Array<[http2.ServerHttp2Session, SessionInfo]> = [];
+    for (const session of this.sessions) {
+      const info = this.sessionInfo.get(session);
+      if (!info) continue;
+      if (session.destroyed) {
+        if (info.destroyedSeen) info.socket.destroy();
+        info.destroyedSeen = true;
+        continue;
+      }
+      const read = info.socket.bytesRead;
+      if (read !== info.bytesRead) {
+        info.bytesRead = read;
+        continue;
+      }
+      if (info.pingOutstanding) {
+        suspects.push([session, info]);
+        continue;
+      }
+      info.pingOutstanding = true;
+      try {
+        session.ping((err) => {
+          if (!err) info.pingOutstanding = false;
+        });
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'HBONE liveness PING not sent');
+      }
+    }
+    if (suspects.length === 0) return;
+    // Decided after this turn's I/O: a timer that fires late (a busy event loop) runs before the reads that were
+    // waiting meanwhile, and a PING answer among them must count.
+    setImmediate(() => {
+      for (const [session, info] of suspects) {
+        if (session.destroyed || !info.pingOutstanding || info.socket.bytesRead !== info.bytesRead) continue;
+        this.terminate(session, info, 'unresponsive', 'no bytes read and no PING answer (a GOAWAY for a protocol error was sent, or the peer vanished)');
+        info.socket.destroy(); // nothing left to flush: node:http2 stopped the session long ago
+      }
+    });
+  }
+
+  /** Identity of a session's peer, from its (chain-verified) certificate: counted and logged when refused. */
+  private identify(socket: tls.TLSSocket): Pick<SessionInfo, 'peer' | 'refusal'> {
+    const id = peerSpiffeId(socket);
+    if (!id) {
+      const detail = 'client certificate has no valid SPIFFE URI SAN';
+      this.handshakeFailed('no_spiffe_id', socket.remoteAddress, detail);
+      return { refusal: { reason: 'unauthenticated', detail } };
+    }
+    if (!this.trustDomains.accepts(id)) {
+      const accepted = [this.trustDomains.mesh, ...this.trustDomains.aliases].join(', ');
+      const detail = `client certificate names trust domain ${trustDomainOf(id)}, accepted: ${accepted}`;
+      this.handshakeFailed('foreign_trust_domain', socket.remoteAddress, detail, { peer: id });
+      return { refusal: { reason: 'foreign_trust_domain', detail } };
+    }
+    return { peer: id };
+  }
+
+  /** Rapid reset: a peer resetting many streams before their response gets GOAWAY ENHANCE_YOUR_CALM. */
+  private watchEarlyReset(stream: http2.ServerHttp2Stream, session: http2.ServerHttp2Session, info: SessionInfo): void {
+    stream.once('close', () => {
+      if (stream.headersSent || session.destroyed || info.failed) return;
+      const now = performance.now();
+      if (now - info.earlyResetWindowStart >= EARLY_RESET_WINDOW_MS) {
+        info.earlyResetWindowStart = now;
+        info.earlyResets = 0;
+      }
+      const max = this.opts.maxEarlyResets ?? HBONE_MAX_EARLY_RESETS;
+      if (++info.earlyResets > max) this.terminate(session, info, 'rapid_reset', `more than ${max} streams reset before their response`, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    });
+  }
+
   private onSession(session: http2.ServerHttp2Session): void {
+    const socket = this.accepting ?? (session.socket as tls.TLSSocket);
+    this.accepting = undefined;
+    const info: SessionInfo = {
+      socket,
+      ...this.identify(socket),
+      settled: false,
+      failed: false,
+      bytesRead: socket.bytesRead,
+      pingOutstanding: false,
+      destroyedSeen: false,
+      earlyResets: 0,
+      earlyResetWindowStart: performance.now(),
+    };
+    this.sessionInfo.set(session, info);
     this.sessions.add(session);
     this.opts.metrics?.hboneSessions.inc({ direction: 'inbound' });
-    session.on('error', (err) => this.log.debug({ err: err.message }, 'HBONE session error'));
+    answerConnectionErrorsWithTheirCode(session);
+    session.once('remoteSettings', () => {
+      info.settled = true;
+    });
+    session.on('error', (err: NodeJS.ErrnoException) => {
+      this.log.debug({ err: err.message }, 'HBONE session error');
+      this.sessionFailed(info, 'protocol_error', err.code === 'ERR_HTTP2_ERROR' ? `HTTP/2 ${err.message.toLowerCase()}` : err.message);
+    });
     session.once('close', () => {
       this.sessions.delete(session);
       this.opts.metrics?.hboneSessions.dec({ direction: 'inbound' });
@@ -219,19 +420,11 @@ export class InboundProxy {
     }
   }
 
-  private peerId(session: http2.ServerHttp2Session): string | undefined {
-    let id = this.peerIds.get(session);
-    if (id === undefined) {
-      id = peerSpiffeId(session.socket as tls.TLSSocket) ?? null;
-      this.peerIds.set(session, id);
-    }
-    return id ?? undefined;
-  }
-
-  private reject(stream: http2.ServerHttp2Stream, status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}): void {
+  /** `level`: debug for refusals a peer can repeat at will whose cause was logged once already (rate-limited). */
+  private reject(stream: http2.ServerHttp2Stream, status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): void {
     this.refuse(reason);
     this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: String(status) });
-    this.log.info({ status, reason, ...fields }, `HBONE stream refused: ${detail}`);
+    this.log[level]({ status, reason, ...fields }, `HBONE stream refused: ${detail}`);
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
     else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
@@ -239,13 +432,17 @@ export class InboundProxy {
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', (err) => this.log.debug({ err: err.message }, 'HBONE stream error'));
+    const session = stream.session as http2.ServerHttp2Session;
+    const info = this.sessionInfo.get(session);
+    if (info) this.watchEarlyReset(stream, session, info);
     if (this.closing) {
       this.reject(stream, 503, 'shutting_down', 'agent is shutting down');
       return;
     }
-    const peer = this.peerId(stream.session as http2.ServerHttp2Session);
+    const peer = info?.peer;
     if (!peer) {
-      this.reject(stream, 401, 'unauthenticated', 'client certificate has no valid SPIFFE URI SAN');
+      const refusal = info?.refusal ?? { reason: 'unauthenticated', detail: 'client certificate has no valid SPIFFE URI SAN' };
+      this.reject(stream, 401, refusal.reason, refusal.detail, {}, 'debug');
       return;
     }
     if (headers[':method'] !== 'CONNECT') {
@@ -350,6 +547,66 @@ export class InboundProxy {
       this.log.debug({ peer, dest, version: res.version, requests: res.requests, denied: res.denied }, 'inbound HTTP tunnel closed');
     });
   }
+}
+
+/** Which handshake failure a node:tls 'tlsClientError' is. */
+function tlsFailureReason(err: NodeJS.ErrnoException, socket: tls.TLSSocket): HboneHandshakeFailure {
+  // A client certificate that fails verification is refused after the handshake (TLS 1.3): a hang-up with the reason here.
+  if (socket.authorizationError) return 'bad_chain';
+  switch (err.code) {
+    case 'ERR_SSL_HTTP_REQUEST':
+    case 'ERR_SSL_HTTPS_PROXY_REQUEST':
+    case 'ERR_SSL_WRONG_VERSION_NUMBER':
+    case 'ERR_SSL_PACKET_LENGTH_TOO_LONG':
+    case 'ERR_SSL_UNKNOWN_PROTOCOL':
+      return 'not_tls';
+    case 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE':
+      return 'no_client_cert';
+    case 'ERR_SSL_NO_APPLICATION_PROTOCOL':
+      return 'no_alpn_h2';
+    case 'ERR_TLS_HANDSHAKE_TIMEOUT':
+      return 'timeout';
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return 'aborted';
+    default:
+      return /CERT|VERIFY/.test(err.code ?? '') ? 'bad_chain' : 'tls';
+  }
+}
+
+/**
+ * nghttp2 library errors (nghttp2.h) that node:http2 turns into a session destroy, and the GOAWAY code RFC 9113 asks
+ * for. Node sends INTERNAL_ERROR for all of them (or nothing: the socket closes before the GOAWAY is written).
+ */
+const GOAWAY_CODE_OF_NGHTTP2_ERROR: ReadonlyMap<number, number> = new Map([
+  [-505, http2.constants.NGHTTP2_PROTOCOL_ERROR], // NGHTTP2_ERR_PROTO
+  [-903, http2.constants.NGHTTP2_PROTOCOL_ERROR], // NGHTTP2_ERR_BAD_CLIENT_MAGIC
+  [-536, http2.constants.NGHTTP2_PROTOCOL_ERROR], // NGHTTP2_ERR_SETTINGS_EXPECTED
+  [-522, http2.constants.NGHTTP2_FRAME_SIZE_ERROR], // NGHTTP2_ERR_FRAME_SIZE_ERROR
+  [-523, http2.constants.NGHTTP2_COMPRESSION_ERROR], // NGHTTP2_ERR_HEADER_COMP
+  [-524, http2.constants.NGHTTP2_FLOW_CONTROL_ERROR], // NGHTTP2_ERR_FLOW_CONTROL: window overflow, INITIAL_WINDOW_SIZE > 2^31-1
+  [-537, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM], // NGHTTP2_ERR_TOO_MANY_SETTINGS
+  [-904, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM], // NGHTTP2_ERR_FLOODED
+  [-905, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM], // NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+]);
+
+/**
+ * node:http2 destroys a session on a connection error nghttp2 reports to it (rather than handling it) by calling the
+ * session's own destroy() with an NghttpError whose `errno` is nghttp2's library error, and closes it with GOAWAY
+ * INTERNAL_ERROR whatever the error was. This makes such a destroy send the code the error calls for, e.g.
+ * FLOW_CONTROL_ERROR for a window overflow (RFC 9113 §6.9.1) or SETTINGS_INITIAL_WINDOW_SIZE 2^31 (§6.5.2), and
+ * ENHANCE_YOUR_CALM when the peer sent more invalid frames than `maxSessionInvalidFrames`. Tested on the wire.
+ */
+function answerConnectionErrorsWithTheirCode(session: http2.ServerHttp2Session): void {
+  const destroy = session.destroy.bind(session) as (error?: Error | number, code?: number) => void;
+  session.destroy = ((error?: Error | number, code?: number): void => {
+    if (code === undefined && error instanceof Error) {
+      const e = error as NodeJS.ErrnoException;
+      const mapped = e.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES' ? http2.constants.NGHTTP2_ENHANCE_YOUR_CALM : e.code === 'ERR_HTTP2_ERROR' && typeof e.errno === 'number' ? GOAWAY_CODE_OF_NGHTTP2_ERROR.get(e.errno) : undefined;
+      if (mapped !== undefined) return destroy(error, mapped);
+    }
+    return destroy(error, code);
+  }) as typeof session.destroy;
 }
 
 function defaultResolveLocal(state: StateView | undefined, nodeName: string | undefined): ResolveLocal {

@@ -1,0 +1,352 @@
+// HBONE sessions that misbehave at the HTTP/2 frame level (peers holding a valid certificate): the GOAWAY code on the wire, and every session and pod-side connection released after a fuzz burst.
+import * as fs from 'fs';
+import * as tls from 'tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { LocalCa } from '../../agent/identity/ca';
+import type { IdentityManager, UsableCert } from '../../agent/identity/manager';
+import { nodeSpiffeId, workloadSpiffeId } from '../../agent/identity/spiffe';
+import { HboneClient } from '../../agent/proxy/hbone-client';
+import { InboundProxy } from '../../agent/proxy/hbone-server';
+import { MeshMetrics } from '../../agent/telemetry/metrics';
+import { waitUntil } from '../helpers/logs';
+import { parseMetrics, sum } from '../helpers/metrics';
+import { seeded } from '../helpers/prng';
+import { echoServer, identities, listen, meshCa, readAll, TD } from './proxy-fixtures';
+
+const NODE = nodeSpiffeId(TD, 'node2');
+const CLIENT = workloadSpiffeId(TD, 'default', 'client');
+
+// HTTP/2 wire format (RFC 9113 §4.1, §6), enough to misbehave on purpose.
+const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8, CONTINUATION: 9 } as const;
+const FLAG = { END_STREAM: 1, END_HEADERS: 4 } as const;
+const CODE = { PROTOCOL_ERROR: 1, FLOW_CONTROL_ERROR: 3, FRAME_SIZE_ERROR: 6, CANCEL: 8, COMPRESSION_ERROR: 9, ENHANCE_YOUR_CALM: 11 } as const;
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(streamId, 5);
+  return Buffer.concat([h, payload]);
+}
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+}
+function settings(pairs: Array<[number, number]> = []): Buffer {
+  return frame(FRAME.SETTINGS, 0, 0, Buffer.concat(pairs.map(([id, v]) => Buffer.concat([Buffer.from([id >> 8, id & 0xff]), u32(v)]))));
+}
+/** HPACK literal fields without indexing, names from the static table (:authority = 1, :method = 2). */
+function connectHeaders(streamId: number, authority: string, flags: number = FLAG.END_HEADERS): Buffer {
+  const a = Buffer.from(authority);
+  const m = Buffer.from('CONNECT');
+  return frame(FRAME.HEADERS, flags, streamId, Buffer.concat([Buffer.from([0x02, m.length]), m, Buffer.from([0x01, a.length]), a]));
+}
+
+interface Frame {
+  readonly type: number;
+  readonly flags: number;
+  readonly streamId: number;
+  readonly payload: Buffer;
+}
+function parseFrames(bytes: Buffer): Frame[] {
+  const out: Frame[] = [];
+  for (let off = 0; off + 9 <= bytes.length; ) {
+    const len = bytes.readUIntBE(off, 3);
+    if (off + 9 + len > bytes.length) break;
+    out.push({ type: bytes[off + 3]!, flags: bytes[off + 4]!, streamId: bytes.readUInt32BE(off + 5) & 0x7fffffff, payload: bytes.subarray(off + 9, off + 9 + len) });
+    off += 9 + len;
+  }
+  return out;
+}
+
+/** A TLS client holding a valid mesh certificate that speaks HTTP/2 frame by frame. */
+class WireClient {
+  readonly socket: tls.TLSSocket;
+  private readonly chunks: Buffer[] = [];
+  /** The server sent FIN (or the connection closed). */
+  readonly serverDone: Promise<void>;
+  readonly closed: Promise<void>;
+  readonly ready: Promise<void>;
+
+  constructor(port: number, cert: UsableCert, ca: string) {
+    this.socket = tls.connect({ host: '127.0.0.1', port, key: cert.keyPem, cert: cert.chainPem, ca, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', servername: '', checkServerIdentity: () => undefined, allowHalfOpen: true });
+    this.socket.on('error', () => undefined);
+    this.socket.on('data', (d: Buffer) => this.chunks.push(d));
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once('secureConnect', () => resolve());
+      this.socket.once('close', () => reject(new Error('closed before the TLS handshake completed')));
+    });
+    this.ready.catch(() => undefined);
+    this.serverDone = new Promise((resolve) => {
+      this.socket.once('end', resolve);
+      this.socket.once('close', resolve);
+    });
+    this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  send(...parts: Buffer[]): void {
+    this.socket.write(Buffer.concat(parts));
+  }
+
+  frames(): Frame[] {
+    return parseFrames(Buffer.concat(this.chunks));
+  }
+
+  /** Resolves with the first frame that matches, or rejects once the server closed without one. */
+  async waitFor(what: string, pred: (f: Frame) => boolean): Promise<Frame> {
+    for (;;) {
+      const hit = this.frames().find(pred);
+      if (hit) return hit;
+      const more = await Promise.race([new Promise<boolean>((r) => this.socket.once('data', () => r(true))), this.serverDone.then(() => false)]);
+      if (!more) {
+        const last = this.frames().find(pred);
+        if (last) return last;
+        throw new Error(`server closed without ${what}; frames: ${JSON.stringify(this.frames().map((f) => [f.type, f.streamId]))}`);
+      }
+    }
+  }
+
+  /** Waits for the server to close (bounded: a session the server keeps open fails the test, not its timeout). */
+  async serverCloses(ms = 5000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the server kept the session open for ${ms} ms; frames: ${JSON.stringify(this.frames().map((f) => [f.type, f.streamId]))}`)), ms);
+    });
+    try {
+      await Promise.race([this.serverDone, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  goawayCode(): number | undefined {
+    const g = this.frames().find((f) => f.type === FRAME.GOAWAY);
+    return g ? g.payload.readUInt32BE(4) : undefined;
+  }
+}
+
+function openFds(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+describe('HBONE inbound: protocol errors release sessions and pod-side connections', () => {
+  let ca: LocalCa;
+  let cleanupCa: () => Promise<void>;
+  let serverIds: IdentityManager;
+  let clientIds: IdentityManager;
+  let cert: UsableCert;
+  let echo: ReturnType<typeof echoServer>;
+  let echoPort: number;
+  let inbound: InboundProxy;
+  let port: number;
+  let metrics: MeshMetrics;
+  let authority: string;
+
+  const count = async (name: string, labels: Record<string, string>) => sum(parseMetrics(await metrics.text()), name, labels);
+  const liveSessions = () => (inbound as unknown as { sessions: Set<unknown> }).sessions.size;
+
+  beforeAll(async () => {
+    ({ ca, cleanup: cleanupCa } = await meshCa());
+    serverIds = await identities(ca, NODE);
+    clientIds = await identities(ca, nodeSpiffeId(TD, 'node1'), [CLIENT]);
+    cert = clientIds.get(CLIENT)!;
+    echo = echoServer();
+    echoPort = await listen(echo.server);
+    authority = `127.0.0.1:${echoPort}`;
+    metrics = new MeshMetrics();
+    inbound = new InboundProxy({
+      identities: serverIds,
+      nodeId: NODE,
+      listen: { host: '127.0.0.1', port: 0 },
+      resolveLocal: (ip, p) => (ip === '127.0.0.1' && p === echoPort ? {} : undefined),
+      metrics,
+      // Small period so the test is quick; the rule is the same as with the 2 s default.
+      livenessCheckMs: 50,
+    });
+    await inbound.start();
+    port = inbound.address().port;
+  });
+
+  afterAll(async () => {
+    await inbound?.close();
+    await echo?.close();
+    clientIds?.close();
+    serverIds?.close();
+    await cleanupCa?.();
+  });
+
+  /** Opens a session whose stream 1 is a CONNECT to the echo server, answered 200 (a pod-side connection exists). */
+  async function withOpenStream(): Promise<WireClient> {
+    const c = new WireClient(port, cert, ca.trustBundlePem());
+    await c.ready;
+    c.send(PREFACE, settings(), connectHeaders(1, authority));
+    await c.waitFor('the 200 on stream 1', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+    return c;
+  }
+
+  const cases: Array<{ name: string; code: number; send: () => Buffer[] }> = [
+    { name: 'bytes that are not an HTTP/2 preface', code: CODE.PROTOCOL_ERROR, send: () => [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')] },
+    { name: 'a SETTINGS frame of 5 bytes', code: CODE.FRAME_SIZE_ERROR, send: () => [PREFACE, settings(), frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(5))] },
+    { name: 'DATA on stream 0', code: CODE.PROTOCOL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.DATA, 0, 0, Buffer.from('abc'))] },
+    { name: 'an undecodable header block', code: CODE.COMPRESSION_ERROR, send: () => [PREFACE, settings(), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0xff, 0xff, 0xff, 0xff]))] },
+    { name: 'CONTINUATION without HEADERS', code: CODE.PROTOCOL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, Buffer.from([0x82]))] },
+    { name: 'SETTINGS_INITIAL_WINDOW_SIZE 2^31', code: CODE.FLOW_CONTROL_ERROR, send: () => [PREFACE, settings([[4, 2 ** 31]])] },
+    { name: 'a connection window overflow', code: CODE.FLOW_CONTROL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff))] },
+  ];
+
+  for (const c of cases) {
+    it(`${c.name}: GOAWAY ${c.code}, then the session is closed`, async () => {
+      const client = new WireClient(port, cert, ca.trustBundlePem());
+      await client.ready;
+      client.send(...c.send());
+      const goaway = await client.waitFor('a GOAWAY', (f) => f.type === FRAME.GOAWAY);
+      expect(goaway.payload.readUInt32BE(4)).toBe(c.code);
+      // The peer keeps its side open and sends nothing more: the server must close on its own.
+      await client.serverCloses();
+      client.socket.destroy();
+      await client.closed;
+    });
+  }
+
+  it('a stream window overflow: RST_STREAM FLOW_CONTROL_ERROR on the stream, the session closed, the pod-side connection too', async () => {
+    const client = await withOpenStream();
+    expect(echo.sockets.size).toBeGreaterThan(0);
+    client.send(frame(FRAME.WINDOW_UPDATE, 0, 1, u32(0x7fffffff)));
+    const rst = await client.waitFor('RST_STREAM on stream 1', (f) => f.type === FRAME.RST_STREAM && f.streamId === 1);
+    expect(rst.payload.readUInt32BE(0)).toBe(CODE.FLOW_CONTROL_ERROR);
+    await client.serverCloses();
+    client.socket.destroy();
+    await waitUntil(() => echo.sockets.size === 0, 5000, 'pod-side connection closed');
+  });
+
+  it('rapid reset: GOAWAY ENHANCE_YOUR_CALM and the session closed, counted', async () => {
+    const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'rapid_reset' });
+    const client = new WireClient(port, cert, ca.trustBundlePem());
+    await client.ready;
+    client.send(PREFACE, settings());
+    // Written in small batches, as a real attacker's frames arrive; nghttp2's own limit (1000 in a burst) is not reached.
+    for (let i = 0; i < 15 && !client.socket.destroyed; i++) {
+      const parts: Buffer[] = [];
+      for (let j = 0; j < 10; j++) {
+        const id = 1 + 2 * (i * 10 + j);
+        parts.push(connectHeaders(id, authority), frame(FRAME.RST_STREAM, 0, id, u32(CODE.CANCEL)));
+      }
+      client.send(...parts);
+      await new Promise((r) => setImmediate(r));
+    }
+    const goaway = await client.waitFor('a GOAWAY', (f) => f.type === FRAME.GOAWAY);
+    expect(goaway.payload.readUInt32BE(4)).toBe(CODE.ENHANCE_YOUR_CALM);
+    await client.serverCloses();
+    client.socket.destroy();
+    expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'rapid_reset' })).toBe(before + 1);
+  });
+
+  it('a session HTTP/2 shut after a protocol error is closed, with its pod-side connection, although the peer half-closed (CLOSE-WAIT before)', async () => {
+    const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' });
+    const client = await withOpenStream();
+    client.send(frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, Buffer.from([0xff, 0xff, 0xff, 0xff])));
+    await client.waitFor('a GOAWAY', (f) => f.type === FRAME.GOAWAY);
+    expect(client.goawayCode()).toBe(CODE.COMPRESSION_ERROR);
+    client.socket.end(); // FIN: node:http2 no longer reads, so it never sees it by itself
+    await client.closed;
+    await waitUntil(() => echo.sockets.size === 0 && liveSessions() === 0, 5000, 'session and pod-side connection released');
+    expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' })).toBeGreaterThan(before);
+  });
+
+  it('a fuzz burst of 240 sessions: descriptors, sessions and pod-side connections return to baseline', async () => {
+    // A healthy tunnel across the burst: it must survive (answers the liveness PINGs) and still carry bytes afterwards.
+    const good = new HboneClient({ identities: clientIds });
+    const healthy = await good.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority });
+    healthy.write('before');
+    expect((await new Promise<Buffer>((r) => healthy.once('data', r))).toString()).toBe('before');
+    await waitUntil(() => liveSessions() === 1 && echo.sockets.size === 1, 5000, 'only the healthy session left before the burst');
+    const baseFds = openFds();
+
+    const random = seeded(10_8);
+    const junk = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(random() * 256)));
+    type Kind = (c: WireClient) => Promise<void>;
+    const leave = async (c: WireClient, how: 'wait' | 'fin' | 'vanish') => {
+      if (how === 'vanish') c.socket.destroy();
+      else if (how === 'fin') c.socket.end();
+      else await c.serverDone; // the peer keeps the connection open; the server must close it
+      c.socket.destroy();
+    };
+    const kinds: Array<[string, Kind]> = [
+      ['garbage after the preface', async (c) => (c.send(PREFACE, settings(), junk(64 + Math.floor(random() * 512))), leave(c, 'wait'))],
+      ['random bytes instead of a preface', async (c) => (c.send(junk(200)), leave(c, 'wait'))],
+      ['bad SETTINGS size, then FIN', async (c) => (c.send(PREFACE, settings(), frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(7))), leave(c, 'fin'))],
+      ['DATA on stream 0', async (c) => (c.send(PREFACE, settings(), frame(FRAME.DATA, 0, 0, junk(10))), leave(c, 'wait'))],
+      ['bad HPACK, then vanish', async (c) => (c.send(PREFACE, settings(), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, junk(8))), leave(c, 'vanish'))],
+      ['CONTINUATION alone', async (c) => (c.send(PREFACE, settings(), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, junk(4))), leave(c, 'wait'))],
+      ['window overflow', async (c) => (c.send(PREFACE, settings(), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff))), leave(c, 'wait'))],
+      ['INITIAL_WINDOW_SIZE 2^31', async (c) => (c.send(PREFACE, settings([[4, 2 ** 31]])), leave(c, 'fin'))],
+      ['rapid reset', async (c) => {
+        c.send(PREFACE, settings());
+        for (let i = 0; i < 120 && !c.socket.destroyed; i += 10) {
+          const parts: Buffer[] = [];
+          for (let id = 1 + 2 * i; id < 1 + 2 * (i + 10); id += 2) parts.push(connectHeaders(id, authority), frame(FRAME.RST_STREAM, 0, id, u32(CODE.CANCEL)));
+          c.send(...parts);
+          await new Promise((r) => setImmediate(r));
+        }
+        await leave(c, 'wait');
+      }],
+      ['open stream, bad HPACK, FIN', async (c) => {
+        c.send(PREFACE, settings(), connectHeaders(1, authority));
+        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+        c.send(frame(FRAME.DATA, 0, 1, Buffer.from('hi')), frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, junk(6)));
+        await leave(c, 'fin');
+      }],
+      ['open stream, then vanish mid-stream', async (c) => {
+        c.send(PREFACE, settings(), connectHeaders(1, authority), frame(FRAME.DATA, 0, 1, Buffer.from('half')));
+        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+        await leave(c, 'vanish');
+      }],
+      ['open stream, random frames', async (c) => {
+        c.send(PREFACE, settings(), connectHeaders(1, authority));
+        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+        c.send(frame(Math.floor(random() * 10), Math.floor(random() * 256), Math.floor(random() * 4), junk(Math.floor(random() * 40))), junk(30));
+        await leave(c, random() < 0.5 ? 'wait' : 'fin');
+      }],
+    ];
+    const SESSIONS = 240;
+    const CONCURRENCY = 24;
+    const stuck: string[] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < SESSIONS) {
+        const i = next++;
+        const [name, run] = kinds[i % kinds.length]!;
+        const c = new WireClient(port, cert, ca.trustBundlePem());
+        // Bounded: a session the server never closes is destroyed here and reported, never waited on forever.
+        const guard = setTimeout(() => {
+          stuck.push(name);
+          c.socket.destroy();
+        }, 15_000);
+        try {
+          await c.ready;
+          await run(c);
+        } catch {
+          c.socket.destroy();
+        } finally {
+          await c.closed;
+          clearTimeout(guard);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    expect(stuck).toEqual([]);
+
+    await waitUntil(() => liveSessions() === 1 && echo.sockets.size === 1 && openFds() <= baseFds, 10_000, `sessions (${liveSessions()}), pod-side connections (${echo.sockets.size}) and descriptors (${openFds()} vs ${baseFds}) back to baseline`);
+    expect(await count('smesh_hbone_sessions', { direction: 'inbound' })).toBe(1);
+    // The healthy tunnel is untouched.
+    healthy.write('after');
+    expect((await new Promise<Buffer>((r) => healthy.once('data', r))).toString()).toBe('after');
+    healthy.end();
+    expect((await readAll(healthy)).toString()).toBe('bye');
+    good.close();
+    await waitUntil(() => liveSessions() === 0 && echo.sockets.size === 0, 5000, 'healthy session closed');
+  });
+});
