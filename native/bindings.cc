@@ -111,6 +111,8 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("inpodListenerDelete", &RawDatapath::InpodListenerDeleteJs),
                            InstanceMethod("inpodListeners", &RawDatapath::InpodListeners),
                            InstanceMethod("inpodCounters", &RawDatapath::InpodCountersJs),
+                           InstanceMethod("denyStats", &RawDatapath::DenyStatsJs),
+                           InstanceMethod("strictDropStats", &RawDatapath::StrictDropStatsJs),
                            InstanceMethod("close", &RawDatapath::CloseJs),
                            InstanceMethod("destroy", &RawDatapath::DestroyJs),
                        });
@@ -343,6 +345,38 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
       Napi::Object o = Napi::Object::New(env);
       o.Set("addr", AddrBuffer(env, keys[i].addr));
       o.Set("port", Napi::Number::New(env, keys[i].port));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  // denyStats() → [{workloadId, addr: Buffer(16), port, count}] (refused connect() calls per deny entry)
+  Napi::Value DenyStatsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto entries = Guard(env, [&] { return DenyStats(Live(env).deny_stats_fd()); });
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("workloadId", Napi::Number::New(env, entries[i].first.workload_id));
+      o.Set("addr", AddrBuffer(env, entries[i].first.addr));
+      o.Set("port", Napi::Number::New(env, entries[i].first.port));
+      o.Set("count", Napi::Number::New(env, static_cast<double>(entries[i].second)));
+      out.Set(i, o);
+    }
+    return out;
+  }
+
+  // strictDropStats() → [{src: Buffer(16), dst: Buffer(16), port, count}] (STRICT-dropped connections)
+  Napi::Value StrictDropStatsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto entries = Guard(env, [&] { return StrictDropStats(Live(env).strict_drop_stats_fd()); });
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("src", AddrBuffer(env, entries[i].first.src));
+      o.Set("dst", AddrBuffer(env, entries[i].first.dst));
+      o.Set("port", Napi::Number::New(env, entries[i].first.dport));
+      o.Set("count", Napi::Number::New(env, static_cast<double>(entries[i].second)));
       out.Set(i, o);
     }
     return out;

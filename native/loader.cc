@@ -232,6 +232,16 @@ int Datapath::strict_stats_fd() const {
   return bpf_map__fd(skel_->maps.smesh_strict_stats);
 }
 
+int Datapath::deny_stats_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_deny_stats);
+}
+
+int Datapath::strict_drop_stats_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_strict_drop_stats);
+}
+
 int Datapath::inpod_listeners_fd() const {
   if (!skel_) ThrowMessage("datapath is closed");
   return bpf_map__fd(skel_->maps.smesh_inpod_listeners);
@@ -269,7 +279,8 @@ void Datapath::Destroy() {
   }
   const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks",
                         "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
-                        "smesh_inpod_listeners", "smesh_inpod_stats"};
+                        "smesh_inpod_listeners", "smesh_inpod_stats", "smesh_deny_stats",
+                        "smesh_strict_flows", "smesh_strict_drop_stats"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";

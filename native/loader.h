@@ -48,6 +48,8 @@ class Datapath {
   int strict_fd() const;
   int strict_stats_fd() const;
   int inpod_listeners_fd() const;
+  int deny_stats_fd() const;
+  int strict_drop_stats_fd() const;
   int inpod_stats_fd() const;
   // The sk_lookup program (inbound plaintext capture); attached per pod namespace by AttachNetnsLookup.
   int inpod_lookup_prog_fd() const;

@@ -213,6 +213,29 @@ smesh_inpod_counters InpodCounters(int map_fd) {
   return total;
 }
 
+std::vector<std::pair<smesh_deny_key, uint64_t>> DenyStats(int map_fd) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
+  std::vector<std::pair<smesh_deny_key, uint64_t>> out;
+  ForEachKey<smesh_deny_key>(map_fd, SMESH_MAX_DENY_STATS, "smesh_deny_stats", [&](const smesh_deny_key& key) {
+    if (bpf_map_lookup_elem(map_fd, &key, per_cpu.data()) != 0) return;  // removed meanwhile
+    uint64_t total = 0;
+    for (uint64_t v : per_cpu) total += v;
+    out.emplace_back(key, total);
+  });
+  return out;
+}
+
+std::vector<std::pair<smesh_strict_drop_key, uint64_t>> StrictDropStats(int map_fd) {
+  std::vector<std::pair<smesh_strict_drop_key, uint64_t>> out;
+  ForEachKey<smesh_strict_drop_key>(map_fd, SMESH_MAX_STRICT_DROP_STATS, "smesh_strict_drop_stats", [&](const smesh_strict_drop_key& key) {
+    uint64_t count = 0;
+    if (bpf_map_lookup_elem(map_fd, &key, &count) == 0) out.emplace_back(key, count);
+  });
+  return out;
+}
+
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out) {
   if (bpf_map_lookup_elem(map_fd, &key, out) == 0) return true;
   if (errno == ENOENT) return false;

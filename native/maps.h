@@ -42,6 +42,11 @@ std::vector<smesh_addr_port> InpodListenerKeys(int map_fd);
 // Sum of the per-CPU counters of smesh_inpod_stats.
 smesh_inpod_counters InpodCounters(int map_fd);
 
+// smesh_deny_stats: refused connect() calls per deny entry, summed over CPUs.
+std::vector<std::pair<smesh_deny_key, uint64_t>> DenyStats(int map_fd);
+// smesh_strict_drop_stats: STRICT-dropped connections per (source, pod, port).
+std::vector<std::pair<smesh_strict_drop_key, uint64_t>> StrictDropStats(int map_fd);
+
 // Looks a client address up in smesh_conns. Returns false when absent.
 bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out);
 

@@ -63,6 +63,10 @@ export interface Datapath {
   setCaptureListener(ip: string, fd: number): void;
   removeCaptureListener(ip: string): void;
   captureListeners(): string[];
+  /** Connections the kernel refused at connect() (connect-time deny), per (workload, destination, port) entry; totals. */
+  connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }>;
+  /** Plaintext connections STRICT dropped in the kernel, per (source address, local pod address, port); totals. */
+  strictDropCounts(): Array<{ sourceIp: string; ip: string; port: number; count: number }>;
   close(): void; // closes fds; pinned links/maps stay (restart keeps redirecting)
   destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
 }
@@ -274,6 +278,14 @@ class NativeDatapath implements Datapath {
   removeCaptureListener(ip: string): void {
     const key = ipToKey(ip);
     wrapSync(() => this.raw.inpodListenerDelete(key, INPOD_PLAINTEXT_PORT));
+  }
+
+  connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }> {
+    return wrapSync(() => this.raw.denyStats()).map((e) => ({ workloadId: e.workloadId, ip: keyToIp(e.addr), port: e.port, count: e.count }));
+  }
+
+  strictDropCounts(): Array<{ sourceIp: string; ip: string; port: number; count: number }> {
+    return wrapSync(() => this.raw.strictDropStats()).map((e) => ({ sourceIp: keyToIp(e.src), ip: keyToIp(e.dst), port: e.port, count: e.count }));
   }
 
   captureListeners(): string[] {

@@ -38,6 +38,10 @@ export interface RawDatapath {
   inpodListenerDelete(addr: Buffer, port: number): boolean;
   inpodListeners(): Array<{ addr: Buffer; port: number }>;
   inpodCounters(): { captured: number; noListener: number; assignFailed: number };
+  /** Refused connect() calls per smesh_deny entry (port 0 when the every-port entry matched). */
+  denyStats(): Array<{ workloadId: number; addr: Buffer; port: number; count: number }>;
+  /** STRICT-dropped connections (first SYN of each flow) per (source, local pod, port). */
+  strictDropStats(): Array<{ src: Buffer; dst: Buffer; port: number; count: number }>;
   close(): void;
   destroy(): void;
 }

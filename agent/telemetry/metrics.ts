@@ -311,6 +311,9 @@ export class MeshMetrics {
   /** Established HBONE sessions the proxy closed for misbehaviour, by reason (HboneSessionError). */
   readonly hboneSessionErrors: Counter<'direction' | 'reason'>;
   private readonly live = new Set<TcpConnectionStats>();
+  private readonly scrapeHooks: Array<() => void> = [];
+  /** Connections refused in the kernel at connect() (connect-time deny), by source workload. */
+  readonly connectDenials: Counter<'source_workload' | 'source_workload_namespace'>;
   /** One info line per finished connection and request (ztunnel's "connection complete"); unset = no access log. */
   accessLog?: AccessLogSink;
   private certificateProvider: () => readonly CertificateExpiry[] = () => [];
@@ -325,6 +328,7 @@ export class MeshMetrics {
     this.tcpReceivedBytes = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received in request (client to server) on TCP connections', labelNames, registers });
     this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
     this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
+    this.connectDenials = new Counter({ name: 'smesh_connect_denied_total', help: 'Connections refused in the kernel at connect() by authorization policy (connect-time deny), one per connection attempt, by source workload', labelNames: ['source_workload', 'source_workload_namespace'], registers });
     this.policyDenials = new Counter({ name: 'smesh_policy_denials_total', help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy', labelNames: ['reason', 'policy'], registers });
     this.policyConnectionsClosed = new Counter({ name: 'smesh_policy_connections_closed_total', help: 'Open connections closed because a changed AuthorizationPolicy denies them (policy_denied) or their port now needs per-request inspection (l7_inspection)', labelNames: ['direction', 'reason'], registers });
     const httpLabels = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
@@ -418,6 +422,17 @@ export class MeshMetrics {
     return stats;
   }
 
+  /**
+   * `count` connections the kernel refused (they never reached a proxy): opened and closed at once with `responseFlags`,
+   * and one access line for the batch (a flood of denials never becomes a flood of log lines).
+   */
+  recordKernelDenials(info: TcpConnectionInfo, responseFlags: string, count: number): void {
+    const labels = istioTcpLabels({ ...info, responseFlags });
+    this.tcpOpened.inc(labels, count);
+    this.tcpClosed.inc(labels, count);
+    this.accessLog?.info({ ...accessFields(labels, info), connections: count }, 'connections denied in the kernel');
+  }
+
   /** Counts a same-node connection under both reporters (source and destination labels). */
   openTcpBothReporters(source: TcpConnectionInfo, destination: TcpConnectionInfo): MirroredTcpStats {
     return new MirroredTcpStats(this.openTcp(source), this.openTcp(destination));
@@ -463,9 +478,21 @@ export class MeshMetrics {
     }
   }
 
-  /** Moves byte counts of live connections into the counters (called before each scrape). */
+  /** Moves byte counts of live connections into the counters (called before each scrape), then runs the scrape hooks. */
   flush(): void {
     for (const s of this.live) s.flush();
+    for (const hook of this.scrapeHooks) {
+      try {
+        hook();
+      } catch {
+        // a hook whose source is gone (datapath closed at shutdown) reports nothing this time
+      }
+    }
+  }
+
+  /** Runs `hook` before every scrape (e.g. to copy kernel counters into metrics). */
+  onScrape(hook: () => void): void {
+    this.scrapeHooks.push(hook);
   }
 
   /** Prometheus text exposition, with live byte counts flushed first. */

@@ -14,6 +14,26 @@ struct {
 	__type(value, struct smesh_dest_info);
 } smesh_deny SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SMESH_MAX_DENY_STATS);
+	__type(key, struct smesh_deny_key);
+	__type(value, __u64);
+} smesh_deny_stats SEC(".maps");
+
+/* One refused connect() of the entry `key`: per connection attempt, by source workload and destination. */
+static __always_inline void smesh_count_connect_deny(const struct smesh_deny_key *key)
+{
+	__u64 one = 1, *count;
+
+	count = bpf_map_lookup_elem(&smesh_deny_stats, key);
+	if (count) {
+		(*count)++;
+		return;
+	}
+	bpf_map_update_elem(&smesh_deny_stats, key, &one, BPF_NOEXIST);
+}
+
 static __always_inline int smesh_connect_denied(__u32 workload_id, const __u32 addr[4], __u16 port)
 {
 	struct smesh_deny_key key = {};
@@ -24,10 +44,13 @@ static __always_inline int smesh_connect_denied(__u32 workload_id, const __u32 a
 	key.addr[2] = addr[2];
 	key.addr[3] = addr[3];
 	key.port = port;
-	if (bpf_map_lookup_elem(&smesh_deny, &key))
-		return 1;
-	key.port = 0;
-	return bpf_map_lookup_elem(&smesh_deny, &key) != NULL;
+	if (!bpf_map_lookup_elem(&smesh_deny, &key)) {
+		key.port = 0;
+		if (!bpf_map_lookup_elem(&smesh_deny, &key))
+			return 0;
+	}
+	smesh_count_connect_deny(&key);
+	return 1;
 }
 
 /* cgroup sock_addr: returning 0 fails the syscall; the retval set here makes it ECONNREFUSED, not EPERM. */

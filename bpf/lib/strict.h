@@ -1,6 +1,7 @@
 /* Inbound mTLS mode in the kernel: a plaintext TCP SYN (one that does not come from the node proxy's
  * capture address or from loopback) to a local meshed pod is dropped when the pod/port is STRICT and
- * counted when it is PERMISSIVE. Runs as cgroup_skb/ingress on the listener's socket, so it sees
+ * counted when it is PERMISSIVE. Drops are counted per connection (the first SYN of a flow, not its
+ * retransmissions) and per (source, pod, port) for the agent's Istio TCP metrics. Runs as cgroup_skb/ingress on the listener's socket, so it sees
  * exactly the SYNs that would reach a pod's listener; established connections are never touched. */
 #ifndef SMESH_LIB_STRICT_H
 #define SMESH_LIB_STRICT_H
@@ -32,6 +33,51 @@ struct {
 	__type(key, __u32);
 	__type(value, struct smesh_strict_counters);
 } smesh_strict_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SMESH_MAX_STRICT_FLOWS);
+	__type(key, struct smesh_flow_key);
+	__type(value, struct smesh_strict_flow_seen);
+} smesh_strict_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SMESH_MAX_STRICT_DROP_STATS);
+	__type(key, struct smesh_strict_drop_key);
+	__type(value, __u64);
+} smesh_strict_drop_stats SEC(".maps");
+
+/*
+ * Whether this dropped SYN starts a connection not counted yet: the first SYN of a 4-tuple counts, its
+ * retransmissions (within SMESH_STRICT_FLOW_WINDOW_NS) do not. Counts the (source, pod, port) triple too.
+ */
+static __always_inline int smesh_strict_new_flow(const __u32 src[4], const __u32 dst[4], __u16 sport, __u16 dport)
+{
+	struct smesh_flow_key flow = {};
+	struct smesh_strict_flow_seen seen = {}, *prev;
+	struct smesh_strict_drop_key key = {};
+	__u64 now = bpf_ktime_get_ns(), one = 1, *count;
+
+	__builtin_memcpy(flow.src, src, 16);
+	__builtin_memcpy(flow.dst, dst, 16);
+	flow.sport = sport;
+	flow.dport = dport;
+	prev = bpf_map_lookup_elem(&smesh_strict_flows, &flow);
+	if (prev && now - prev->first_ns < SMESH_STRICT_FLOW_WINDOW_NS)
+		return 0;
+	seen.first_ns = now;
+	bpf_map_update_elem(&smesh_strict_flows, &flow, &seen, BPF_ANY);
+	__builtin_memcpy(key.src, src, 16);
+	__builtin_memcpy(key.dst, dst, 16);
+	key.dport = dport;
+	count = bpf_map_lookup_elem(&smesh_strict_drop_stats, &key);
+	if (count)
+		__sync_fetch_and_add(count, 1);
+	else
+		bpf_map_update_elem(&smesh_strict_drop_stats, &key, &one, BPF_NOEXIST);
+	return 1;
+}
 
 /* The inbound mode of (addr, port): the exact port's entry, else the address's port-0 entry, else 0. */
 static __always_inline __u32 smesh_inbound_mode(const __u32 addr[4], __u16 port)
@@ -81,7 +127,7 @@ static __always_inline int smesh_strict_check(struct __sk_buff *skb)
 	__u32 src[4], dst[4];
 	__u32 l4_offset, zero = 0, mode;
 	__u8 flags;
-	__be16 dport_be;
+	__be16 dport_be, sport_be;
 	struct smesh_strict_counters *counters;
 
 	if (skb->protocol == bpf_htons(SMESH_ETH_P_IP)) {
@@ -117,6 +163,8 @@ static __always_inline int smesh_strict_check(struct __sk_buff *skb)
 		return SMESH_SKB_PASS;
 	if (bpf_skb_load_bytes(skb, l4_offset + 2, &dport_be, sizeof(dport_be)))
 		return SMESH_SKB_PASS;
+	if (bpf_skb_load_bytes(skb, l4_offset, &sport_be, sizeof(sport_be)))
+		return SMESH_SKB_PASS;
 	mode = smesh_inbound_mode(dst, bpf_ntohs(dport_be));
 	if (mode != SMESH_INBOUND_STRICT && mode != SMESH_INBOUND_PERMISSIVE)
 		return SMESH_SKB_PASS;
@@ -124,7 +172,8 @@ static __always_inline int smesh_strict_check(struct __sk_buff *skb)
 		return SMESH_SKB_PASS;
 	counters = bpf_map_lookup_elem(&smesh_strict_stats, &zero);
 	if (mode == SMESH_INBOUND_STRICT) {
-		if (counters)
+		/* Counted per connection (first SYN of each flow), not per retransmitted SYN. */
+		if (smesh_strict_new_flow(src, dst, bpf_ntohs(sport_be), bpf_ntohs(dport_be)) && counters)
 			counters->dropped++;
 		return SMESH_SKB_DROP;
 	}

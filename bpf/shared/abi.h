@@ -21,6 +21,9 @@
 #define SMESH_MAX_DENY 65536
 #define SMESH_MAX_STRICT 65536
 #define SMESH_MAX_INPOD_LISTENERS 16384
+#define SMESH_MAX_DENY_STATS 65536
+#define SMESH_MAX_STRICT_FLOWS 65536
+#define SMESH_MAX_STRICT_DROP_STATS 16384
 
 /* smesh_pods: key = netns cookie (__u64, from bpf_get_netns_cookie / SO_NETNS_COOKIE). */
 struct smesh_pod_info {
@@ -93,6 +96,30 @@ struct smesh_inpod_counters {
 	__u64 reserved;      /* 0 */
 };
 
+/* smesh_deny_stats (PERCPU_HASH): key struct smesh_deny_key (the smesh_deny entry that matched, port 0 when
+ * the every-port entry did) → __u64 connect() calls refused: one per connection attempt. */
+
+/* smesh_strict_flows (LRU_HASH): a dropped STRICT SYN's flow → struct smesh_strict_flow_seen, so that its
+ * retransmissions are not counted as new connections (a connection is counted once per SMESH_STRICT_FLOW_WINDOW_NS). */
+struct smesh_flow_key {
+	__u32 src[4];  /* network order, v4-mapped */
+	__u32 dst[4];  /* network order, v4-mapped */
+	__u16 sport;   /* host order */
+	__u16 dport;   /* host order */
+};
+struct smesh_strict_flow_seen {
+	__u64 first_ns; /* bpf_ktime_get_ns of the first SYN counted */
+};
+#define SMESH_STRICT_FLOW_WINDOW_NS (180ULL * 1000000000ULL)
+
+/* smesh_strict_drop_stats (LRU_HASH): key struct smesh_strict_drop_key → __u64 connections dropped. */
+struct smesh_strict_drop_key {
+	__u32 src[4];  /* network order, v4-mapped */
+	__u32 dst[4];  /* network order, v4-mapped (the local pod) */
+	__u16 dport;   /* host order */
+	__u16 pad;     /* 0 */
+};
+
 #define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
 #define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
 
@@ -105,6 +132,9 @@ static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
 static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
 static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
 static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters size");
+static_assert(sizeof(struct smesh_flow_key) == 36, "smesh_flow_key size");
+static_assert(sizeof(struct smesh_strict_flow_seen) == 8, "smesh_strict_flow_seen size");
+static_assert(sizeof(struct smesh_strict_drop_key) == 36, "smesh_strict_drop_key size");
 #else
 _Static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
 _Static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
@@ -114,6 +144,9 @@ _Static_assert(sizeof(struct smesh_deny_key) == 24, "smesh_deny_key size");
 _Static_assert(sizeof(struct smesh_strict_info) == 4, "smesh_strict_info size");
 _Static_assert(sizeof(struct smesh_strict_counters) == 16, "smesh_strict_counters size");
 _Static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters size");
+_Static_assert(sizeof(struct smesh_flow_key) == 36, "smesh_flow_key size");
+_Static_assert(sizeof(struct smesh_strict_flow_seen) == 8, "smesh_strict_flow_seen size");
+_Static_assert(sizeof(struct smesh_strict_drop_key) == 36, "smesh_strict_drop_key size");
 #endif
 
 #endif /* SMESH_SHARED_ABI_H */

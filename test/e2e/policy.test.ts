@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { lastJsonLine, sleep, waitExit } from '../helpers/proc';
+import { parseMetrics, sum } from '../helpers/metrics';
 
 const problem = privilegeProblem();
 const VIP = '198.19.7.10';
@@ -106,6 +107,14 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
       expect(r.connected).toBe(false);
       expect(r.error?.code, JSON.stringify(r)).toBe('ECONNREFUSED');
     }
+    // Counted once per refused connection, by source workload, in Istio's TCP metrics with response_flags DENY.
+    const m = parseMetrics(await agents[0]!.metrics());
+    expect(sum(m, 'smesh_connect_denied_total', { source_workload: 'caller-b', source_workload_namespace: 'team-b' })).toBe(2);
+    expect(sum(m, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'caller-b', response_flags: 'DENY' })).toBe(2);
+    expect(sum(m, 'istio_tcp_connections_closed_total', { reporter: 'source', source_workload: 'caller-b', response_flags: 'DENY' })).toBe(2);
+    // One attempt dialled the service VIP (named by its service), the other the pod address (named by its workload).
+    expect(sum(m, 'istio_tcp_connections_closed_total', { reporter: 'source', source_workload: 'caller-b', response_flags: 'DENY', destination_service_name: 'server' })).toBe(1);
+    expect(sum(m, 'istio_tcp_connections_closed_total', { reporter: 'source', source_workload: 'caller-b', response_flags: 'DENY', destination_workload: 'server' })).toBe(1);
   });
 
   it('HTTP methods and paths are enforced at the remote inbound (VIP and pod address): 403 "RBAC: access denied", other requests pass', async () => {
@@ -139,7 +148,11 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     expect(permissive.ok, JSON.stringify(permissive)).toBe(false);
     expect(permissive.error?.code, JSON.stringify(permissive)).toBe('ECONNRESET'); // accepted by the capture, then reset by policy
     const metrics = await agents[1]!.metrics();
-    expect(metrics).toMatch(/^smesh_strict_dropped_total [1-9]/m);
+    // The STRICT client's SYN was retransmitted during its 6 s wait; it is one connection, counted once.
+    expect(strict.ms, JSON.stringify(strict)).toBeGreaterThan(3500);
+    expect(metrics).toMatch(/^smesh_strict_dropped_total 1$/m);
+    const m = parseMetrics(metrics);
+    expect(sum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'server', response_flags: 'DENY', connection_security_policy: 'none', source_workload: 'unknown' })).toBeGreaterThanOrEqual(2); // STRICT drop + captured-and-denied
     expect(metrics).toMatch(/^smesh_plaintext_inbound_total [1-9]/m);
     expect(metrics).toMatch(/^smesh_plaintext_inbound_captured_total [1-9]/m);
   });
