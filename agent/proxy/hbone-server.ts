@@ -32,8 +32,6 @@ export const HBONE_MAX_SESSION_MEMORY_MB = 64;
  * after its peer vanished, and an idle healthy one costs one PING every other period.
  */
 export const HBONE_LIVENESS_CHECK_MS = 2_000;
-/** After the proxy closes a session (GOAWAY sent), how long the socket may take to flush before it is destroyed. */
-export const HBONE_CLOSE_GRACE_MS = 1_000;
 /**
  * Streams a peer may reset before they were answered, per session and 10 s, before the session is closed with GOAWAY
  * ENHANCE_YOUR_CALM (HTTP/2 rapid reset, CVE-2023-44487). An HBONE client resets a stream before its 200 only when
@@ -83,10 +81,8 @@ export interface InboundProxyOptions {
    * `trustDomainAliases`. A peer certificate naming any other trust domain gets 401, even when it chains to the root.
    */
   readonly trustDomainAliases?: readonly string[];
-  /** Session liveness check period (default HBONE_LIVENESS_CHECK_MS). */
+  /** Session liveness check period (default HBONE_LIVENESS_CHECK_MS); also the grace a destroyed session's socket gets to flush its GOAWAY. */
   readonly livenessCheckMs?: number;
-  /** How long a closed session's socket may flush before it is destroyed (default HBONE_CLOSE_GRACE_MS). */
-  readonly closeGraceMs?: number;
   /** Streams reset by the peer before their response per session and 10 s before GOAWAY ENHANCE_YOUR_CALM (default HBONE_MAX_EARLY_RESETS). */
   readonly maxEarlyResets?: number;
   /** Limits the info lines about refused handshakes and closed sessions (default 10 per 10 s; the rest only counted). */
