@@ -25,6 +25,7 @@ import { BodyTap } from './body';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HOP_BY_HOP, HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
+import { headerLists } from './policy-headers';
 import { routeRequest, type RoutableService, type RouteTarget } from './route';
 import { rawReply, responseHead, splice, upgradeRequestHeaders } from './tunnel';
 import { asHttpSocket, DEFAULT_HTTP1_IDLE_MS, UpstreamPool, type PoolSettings, type UpstreamTarget } from './upstream';
@@ -287,8 +288,8 @@ export class HttpOutbound {
     });
     // Invalid frames from the client are counted where nghttp2's answer to them is written (see handle()).
     this.h2server.on('sessionError', (err: NodeJS.ErrnoException) => this.log.debug({ err: err.message }, 'HTTP/2 client session error'));
-    this.h2server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-      void this.onH2Stream(stream, headers).catch((err: unknown) => {
+    this.h2server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      void this.onH2Stream(stream, headers, rawHeaders).catch((err: unknown) => {
         this.log.warn({ err: (err as Error).message }, 'HTTP/2 stream handling failed');
         if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
@@ -1082,7 +1083,7 @@ export class HttpOutbound {
     if (entry.open === 0) void entry.session.then((x) => x.close(), () => undefined);
   }
 
-  private async onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+  private async onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: readonly string[] = []): Promise<void> {
     const started = this.now();
     const ctx = this.h2contexts.get(stream.session!);
     stream.on('error', () => undefined);
@@ -1149,7 +1150,8 @@ export class HttpOutbound {
       tap,
       started,
       pick: { headers: plainHeaders, sourceIp: ctx.sourceIp, path },
-      attrs: { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: plainHeaders },
+      // Policy sees every value of a repeated header (Node's merged object keeps only the first of some).
+      attrs: { method, path, host: String(headers[':authority'] ?? headers.host ?? ''), headers: rawHeaders.length > 0 ? headerLists(rawHeaders) : plainHeaders },
       onDestination: (w) => (destination = w),
       run: (ut, timeout) => this.h2attempt(ut, backend, upHeaders, tap, timeout, stream),
       statusOf: (r) => r.status,

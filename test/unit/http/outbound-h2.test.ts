@@ -63,7 +63,15 @@ describe('HttpOutbound (HTTP/2 and gRPC)', () => {
       trafficPolicies: new Map([[service.key, { serviceKey: service.key, subsets: [], portSettings: [], routes: [{ matches: [], destinations: [] }], loadBalancer: { algorithm: 'ROUND_ROBIN' } }]]),
     });
     metrics = new MeshMetrics();
-    handler = new HttpOutbound({ state, hbone: { open: () => Promise.reject(new Error('no hbone')) }, nodeName: 'n1', hbonePort: 15008, metrics });
+    handler = new HttpOutbound({
+      state,
+      hbone: { open: () => Promise.reject(new Error('no hbone')) },
+      nodeName: 'n1',
+      hbonePort: 15008,
+      metrics,
+      // Policy stand-in for same-node requests: a header rule that must see every value of a repeated header, joined with ','.
+      authorize: (input) => ([input.http?.headers['x-deny']].flat().join(',') === 'a,b' ? { allow: false, reason: 'x-deny a,b' } : { allow: true }),
+    });
     front = net.createServer((sock) => handler.handle(sock, { source: src, sourceIp: '127.0.0.1', service, port: service.ports[0]! }));
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
     const Client = grpc.makeGenericClientConstructor(SERVICE as unknown as grpc.ServiceDefinition, 'Echo');
@@ -181,6 +189,21 @@ describe('HttpOutbound (HTTP/2 and gRPC)', () => {
         req.resume();
       });
       expect(lower).toBe(400);
+      const status = (xDeny: string | string[]) =>
+        new Promise<number>((resolve, reject) => {
+          const req = session.request({ ':method': 'POST', ':path': '/smesh.test.Echo/Echo', 'content-type': 'application/grpc', te: 'trailers', 'x-deny': xDeny });
+          req.on('response', (h) => resolve(Number(h[':status'])));
+          req.on('error', reject);
+          const msg = json.serialize({ msg: 'h' });
+          const frame = Buffer.alloc(5 + msg.length);
+          frame.writeUInt32BE(msg.length, 1);
+          msg.copy(frame, 5);
+          req.end(frame);
+          req.resume();
+        });
+      // Node's merged header object would say "a, b"; the policy sees the raw values joined as Envoy joins them.
+      expect(await status(['a', 'b'])).toBe(403);
+      expect(await status('a')).toBe(200);
     } finally {
       session.close();
     }
