@@ -139,8 +139,11 @@ interface SessionInfo {
   settled: boolean;
   /** The proxy closes or has counted this session's failure (its later errors are not counted again). */
   failed: boolean;
-  /** Liveness: socket bytes read at the last check, a PING in flight, the session seen destroyed with its socket open. */
-  bytesRead: number;
+  /**
+   * Liveness: the socket's progress at the last check (bytes read, bytes waiting to be sent), a PING in flight, the
+   * session seen destroyed with its socket open.
+   */
+  progress: string;
   pingOutstanding: boolean;
   destroyedSeen: boolean;
   /** Streams the peer reset before their response, in the window that started at `earlyResetWindowStart` (monotonic ms). */
@@ -319,9 +322,9 @@ export class InboundProxy {
         info.destroyedSeen = true;
         continue;
       }
-      const read = info.socket.bytesRead;
-      if (read !== info.bytesRead) {
-        info.bytesRead = read;
+      const progress = socketProgress(info.socket);
+      if (progress !== info.progress) {
+        info.progress = progress;
         continue;
       }
       if (info.pingOutstanding) {
@@ -342,8 +345,8 @@ export class InboundProxy {
     // waiting meanwhile, and a PING answer among them must count.
     setImmediate(() => {
       for (const [session, info] of suspects) {
-        if (session.destroyed || !info.pingOutstanding || info.socket.bytesRead !== info.bytesRead) continue;
-        this.terminate(session, info, 'unresponsive', 'no bytes read and no PING answer (a GOAWAY for a protocol error was sent, or the peer vanished)');
+        if (session.destroyed || !info.pingOutstanding || socketProgress(info.socket) !== info.progress) continue;
+        this.terminate(session, info, 'unresponsive', 'no bytes moved and no PING answer (a GOAWAY for a protocol error was sent, or the peer vanished)');
         info.socket.destroy(); // nothing left to flush: node:http2 stopped the session long ago
       }
     });
@@ -388,7 +391,7 @@ export class InboundProxy {
       ...this.identify(socket),
       settled: false,
       failed: false,
-      bytesRead: socket.bytesRead,
+      progress: socketProgress(socket),
       pingOutstanding: false,
       destroyedSeen: false,
       earlyResets: 0,
@@ -543,6 +546,19 @@ export class InboundProxy {
       this.log.debug({ peer, dest, version: res.version, requests: res.requests, denied: res.denied }, 'inbound HTTP tunnel closed');
     });
   }
+}
+
+/**
+ * What changes while a session's peer is alive: bytes read, and bytes still queued for the kernel on the TCP socket
+ * under the TLS one. node:http2 stops reading while a write is in progress, so a session sending faster than the peer's
+ * link takes reads nothing for a while; its send queue draining shows the peer is there. (`_parent` is the TCP
+ * net.Socket a server-side TLSSocket wraps; `writeQueueSize` is libuv's count behind net.Socket's bufferSize. Without
+ * them only reads count, which errs towards closing a session behind a slow link, never towards keeping a dead one.)
+ */
+function socketProgress(socket: tls.TLSSocket): string {
+  const tcp = (socket as unknown as { _parent?: { _handle?: { writeQueueSize?: unknown } } })._parent?._handle;
+  const queued = typeof tcp?.writeQueueSize === 'number' ? tcp.writeQueueSize : 0;
+  return `${socket.bytesRead}/${queued}`;
 }
 
 /** Which handshake failure a node:tls 'tlsClientError' is. */

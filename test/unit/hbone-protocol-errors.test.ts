@@ -1,5 +1,6 @@
 // HBONE sessions that misbehave at the HTTP/2 frame level (peers holding a valid certificate): the GOAWAY code on the wire, and every session and pod-side connection released after a fuzz burst.
 import * as fs from 'fs';
+import * as net from 'net';
 import * as tls from 'tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../agent/identity/ca';
@@ -144,6 +145,10 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
   let port: number;
   let metrics: MeshMetrics;
   let authority: string;
+  /** A pod that sends BLAST_BYTES as fast as the tunnel takes them. */
+  let blaster: net.Server;
+  let blasterPort: number;
+  const BLAST_BYTES = 24 * 1024 * 1024;
 
   const count = async (name: string, labels: Record<string, string>) => sum(parseMetrics(await metrics.text()), name, labels);
   const liveSessions = () => (inbound as unknown as { sessions: Set<unknown> }).sessions.size;
@@ -156,12 +161,26 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     echo = echoServer();
     echoPort = await listen(echo.server);
     authority = `127.0.0.1:${echoPort}`;
+    blaster = net.createServer((s) => {
+      s.on('error', () => undefined);
+      const chunk = Buffer.alloc(256 * 1024, 0x61);
+      let left = BLAST_BYTES;
+      const pump = () => {
+        while (left > 0) {
+          left -= chunk.length;
+          if (!s.write(chunk)) return void s.once('drain', pump);
+        }
+        s.end();
+      };
+      pump();
+    });
+    blasterPort = await listen(blaster);
     metrics = new MeshMetrics();
     inbound = new InboundProxy({
       identities: serverIds,
       nodeId: NODE,
       listen: { host: '127.0.0.1', port: 0 },
-      resolveLocal: (ip, p) => (ip === '127.0.0.1' && p === echoPort ? {} : undefined),
+      resolveLocal: (ip, p) => (ip === '127.0.0.1' && (p === echoPort || p === blasterPort) ? {} : undefined),
       metrics,
       // Small period so the test is quick; the rule is the same as with the 2 s default.
       livenessCheckMs: 50,
@@ -173,6 +192,7 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
   afterAll(async () => {
     await inbound?.close();
     await echo?.close();
+    await new Promise<void>((r) => (blaster ? blaster.close(() => r()) : r()));
     clientIds?.close();
     serverIds?.close();
     await cleanupCa?.();
@@ -254,6 +274,56 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     await client.closed;
     await waitUntil(() => echo.sockets.size === 0 && liveSessions() === 0, 5000, 'session and pod-side connection released');
     expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' })).toBeGreaterThan(before);
+  });
+
+  it('a live peer reading slowly is kept across several checks although node:http2 reads nothing while its writes wait', async () => {
+    // Its own inbound with a period shorter than the time a PING answer waits behind the socket buffers (megabytes on
+    // loopback): the session survives because its send queue drains, not because PINGs are answered in time (with
+    // reads alone as progress it is closed within a second).
+    const slow = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), metrics, livenessCheckMs: 300 });
+    await slow.start();
+    const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' });
+    const client = new WireClient(slow.address().port, cert, ca.trustBundlePem());
+    try {
+      await client.ready;
+      client.socket.removeAllListeners('data'); // parse as the bytes come instead of keeping 24 MiB of frames
+      let pending = Buffer.alloc(0);
+      let dataBytes = 0;
+      let answered = false;
+      client.socket.on('data', (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        let off = 0;
+        while (off + 9 <= pending.length) {
+          const len = pending.readUIntBE(off, 3);
+          if (off + 9 + len > pending.length) break;
+          const type = pending[off + 3]!;
+          const flags = pending[off + 4]!;
+          const streamId = pending.readUInt32BE(off + 5) & 0x7fffffff;
+          if (type === FRAME.DATA && streamId === 1) dataBytes += len;
+          if (type === FRAME.HEADERS && streamId === 1) answered = true;
+          if (type === FRAME.PING && (flags & 1) === 0) {
+            client.send(frame(FRAME.PING, 1, 0, Buffer.from(pending.subarray(off + 9, off + 17)))); // as any HTTP/2 peer does
+          }
+          off += 9 + len;
+        }
+        pending = Buffer.from(pending.subarray(off));
+        // A slow link: a little at a time.
+        client.socket.pause();
+        setTimeout(() => client.socket.resume(), 1);
+      });
+      let serverClosed = false;
+      void client.serverDone.then(() => (serverClosed = true));
+      // Windows wide open, so the server writes as fast as the socket takes bytes.
+      client.send(PREFACE, settings([[4, 2 ** 31 - 1]]), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(2 ** 31 - 1 - 65_535)), connectHeaders(1, `127.0.0.1:${blasterPort}`));
+      await waitUntil(() => dataBytes >= BLAST_BYTES || serverClosed, 50_000, 'the blast received');
+      expect(answered).toBe(true);
+      expect({ serverClosed, dataBytes }).toEqual({ serverClosed: false, dataBytes: BLAST_BYTES });
+      expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' })).toBe(before);
+    } finally {
+      client.socket.destroy();
+      await client.closed;
+      await slow.close();
+    }
   });
 
   it('a fuzz burst of 240 sessions: descriptors, sessions and pod-side connections return to baseline', async () => {

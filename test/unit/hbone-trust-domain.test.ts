@@ -13,6 +13,7 @@ import { SmeshError } from '../../agent/errors';
 import { HboneClient } from '../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../agent/proxy/hbone-server';
 import type { AuthorizeInput, IdentityProvider } from '../../agent/proxy/types';
+import { LogRateLimiter } from '../../agent/telemetry/log-limiter';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { issueLeaf } from '../helpers/certs';
 import { captureLogs, waitUntil } from '../helpers/logs';
@@ -209,6 +210,39 @@ describe('HBONE trust domains', () => {
     for (const r of ['not_tls', 'no_client_cert', 'bad_chain', 'no_spiffe_id']) expect(reasons.has(r)).toBe(true);
     // No key material in any line.
     expect(logs.lines.join('\n')).not.toContain('PRIVATE KEY');
+  });
+});
+
+describe('HBONE refused-handshake log lines are rate-limited', () => {
+  it('logs at most N per interval, counts every one, and reports the suppressed number with the next line', async () => {
+    const { ca, cleanup } = await meshCa();
+    const serverIds = await identities(ca, NODE);
+    const metrics = new MeshMetrics();
+    const logs = captureLogs('info');
+    let now = 0;
+    const inbound = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, metrics, logger: logs.logger, failureLogLimiter: new LogRateLimiter(2, 10_000, () => now) });
+    await inbound.start();
+    const port = inbound.address().port;
+    const garbage = async () => {
+      const s = net.connect(port, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.write('\x00\x01 not TLS at all \r\n\r\n');
+      await new Promise((r) => s.once('close', r));
+    };
+    const refusals = () => logs.lines.map((l) => JSON.parse(l) as { msg: string; reason?: string; suppressed?: number }).filter((l) => l.msg.startsWith('HBONE handshake refused'));
+    try {
+      for (let i = 0; i < 5; i++) await garbage();
+      await waitUntil(async () => (await count(metrics, 'smesh_hbone_handshake_failures_total', { direction: 'inbound', reason: 'not_tls' })) === 5, 5000, 'five refusals counted');
+      expect(refusals().length).toBe(2);
+      now += 10_000;
+      await garbage();
+      await waitUntil(() => refusals().length === 3, 5000, 'a line in the next interval');
+      expect(refusals()[2]).toMatchObject({ reason: 'not_tls', suppressed: 3 });
+    } finally {
+      await inbound.close();
+      serverIds.close();
+      await cleanup();
+    }
   });
 });
 
