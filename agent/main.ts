@@ -23,9 +23,11 @@ import { createAuthorizer } from './policy/authorizer';
 import { OutboundProxy } from './proxy/outbound';
 import { ConnectionTracker, policyInputsChanged } from './proxy/connection-tracker';
 import { PlaintextInbound } from './proxy/plaintext-inbound';
+import { serviceInfo } from './proxy/types';
 import { StateStore, emptySnapshot, type StateView } from './state/store';
 import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
+import { KernelDenialReporter } from './telemetry/kernel-denials';
 import { MeshMetrics } from './telemetry/metrics';
 import { ControlPlaneChannel } from './xds/channel';
 import { XdsClient } from './xds/client';
@@ -142,6 +144,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   const logs = new LogHub({ level: opts.logLevel, base: { node: opts.nodeName } });
   const log = logs.child('agent');
   const metrics = new MeshMetrics();
+  if (!opts.noAccessLog) metrics.accessLog = logs.child('access');
   const state = new StateStore(emptySnapshot());
   const cleanups: Array<() => Promise<void> | void> = [];
   let stopping: Promise<void> | undefined;
@@ -280,6 +283,19 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
           return undefined; // closed during shutdown
         }
       });
+      // Connections the kernel denies (connect-time deny, STRICT drops) reach Istio's TCP metrics once per connection.
+      const kernelDenials = new KernelDenialReporter(metrics, dp, {
+        workloadById: (id) => {
+          const uid = ids.uidOf(id);
+          return uid === undefined ? undefined : state.snapshot().workloads.get(uid);
+        },
+        workloadByIp: (ip) => state.workloadByIp(ip),
+        serviceByIp: (ip, port) => {
+          const r = state.resolve(ip, port);
+          return r.kind === 'service' ? serviceInfo(r.service, state.trustDomain) : undefined;
+        },
+      });
+      metrics.onScrape(() => kernelDenials.flush());
       reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => (opts.noProbeExemption ? [] : hostAddresses(opts.captureIp)));
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
@@ -371,12 +387,23 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
         httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
         httpTunnels,
         upstreamSourceIp: opts.captureIp,
+        connections,
         metrics,
         logger: logs.child('inbound-plaintext'),
       });
       const { netnsListener } = await import('./native/datapath');
       const capture = new InpodCapture(
-        { netnsListener, attachInboundCapture: (p) => dp.attachInboundCapture(p), setCaptureListener: (ip, fd) => dp.setCaptureListener(ip, fd), removeCaptureListener: (ip) => dp.removeCaptureListener(ip) },
+        {
+          netnsListener,
+          attachInboundCapture: (p) => dp.attachInboundCapture(p),
+          releaseInboundCapture: (pin, fd) => dp.releaseInboundCapture(pin, fd),
+          inboundCapturePins: () => dp.inboundCapturePins(),
+          setCaptureListener: (ip, fd) => dp.setCaptureListener(ip, fd),
+          removeCaptureListener: (ip) => dp.removeCaptureListener(ip),
+          holdPlaintext: (ip) => dp.holdPlaintext(ip),
+          releasePlaintext: (ip) => dp.releasePlaintext(ip),
+          heldPlaintext: () => dp.heldPlaintext(),
+        },
         (socket) => plaintext.handle(socket),
         logs.child('datapath'),
       );
@@ -387,6 +414,11 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       afterEnroll = (e) => capture.sync(podsToCapture(e, opts.nodeName));
       await enroll!(state.snapshot());
       plaintextCapture = capture;
+    }
+    if (datapath && opts.noPlaintextCapture) {
+      // Capture links an earlier agent pinned would otherwise drop plaintext to these pods (no listener any more).
+      for (const pin of datapath.inboundCapturePins()) datapath.releaseInboundCapture(pin);
+      for (const ip of datapath.heldPlaintext()) datapath.releasePlaintext(ip);
     }
     admin.markReady('listeners');
 

@@ -111,6 +111,9 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("inpodListenerDelete", &RawDatapath::InpodListenerDeleteJs),
                            InstanceMethod("inpodListeners", &RawDatapath::InpodListeners),
                            InstanceMethod("inpodCounters", &RawDatapath::InpodCountersJs),
+                           InstanceMethod("inpodPodUpdate", &RawDatapath::InpodPodUpdate),
+                           InstanceMethod("inpodPodDelete", &RawDatapath::InpodPodDeleteJs),
+                           InstanceMethod("inpodPods", &RawDatapath::InpodPods),
                            InstanceMethod("denyStats", &RawDatapath::DenyStatsJs),
                            InstanceMethod("strictDropStats", &RawDatapath::StrictDropStatsJs),
                            InstanceMethod("close", &RawDatapath::CloseJs),
@@ -307,13 +310,15 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     return o;
   }
 
-  // attachNetnsLookup(netnsPath) → link fd (closing it detaches the inbound capture from that namespace)
+  // attachNetnsLookup(netnsPath, pinPath) → link fd of the pinned sk_lookup link (unpin and close to detach)
   Napi::Value AttachNetnsLookupJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
-      ThrowTypeError(env, "attachNetnsLookup(netnsPath) needs a non-empty path string");
+    if (info.Length() < 2 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty() || !info[1].IsString() ||
+        info[1].As<Napi::String>().Utf8Value().empty())
+      ThrowTypeError(env, "attachNetnsLookup(netnsPath, pinPath) needs two non-empty path strings");
     const std::string path = info[0].As<Napi::String>().Utf8Value();
-    int fd = Guard(env, [&] { return AttachNetnsLookup(Live(env).inpod_lookup_prog_fd(), path); });
+    const std::string pin = info[1].As<Napi::String>().Utf8Value();
+    int fd = Guard(env, [&] { return AttachNetnsLookup(Live(env).inpod_lookup_prog_fd(), path, pin); });
     return Napi::Number::New(env, fd);
   }
 
@@ -379,6 +384,30 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
       o.Set("count", Napi::Number::New(env, static_cast<double>(entries[i].second)));
       out.Set(i, o);
     }
+    return out;
+  }
+
+  // inpodPodUpdate(addr: Buffer(16)): plaintext to this pod is captured (held back while no listener is registered)
+  Napi::Value InpodPodUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    Guard(env, [&] { InpodPodPut(Live(env).inpod_pods_fd(), MakeAddrPort(addr, 0)); });
+    return env.Undefined();
+  }
+
+  Napi::Value InpodPodDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    return Napi::Boolean::New(env, Guard(env, [&] { return InpodPodDelete(Live(env).inpod_pods_fd(), MakeAddrPort(addr, 0)); }));
+  }
+
+  Napi::Value InpodPods(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto keys = Guard(env, [&] { return InpodPodList(Live(env).inpod_pods_fd()); });
+    Napi::Array out = Napi::Array::New(env, keys.size());
+    for (size_t i = 0; i < keys.size(); i++) out.Set(i, AddrBuffer(env, keys[i].addr));
     return out;
   }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -247,6 +248,11 @@ int Datapath::inpod_listeners_fd() const {
   return bpf_map__fd(skel_->maps.smesh_inpod_listeners);
 }
 
+int Datapath::inpod_pods_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_inpod_pods);
+}
+
 int Datapath::inpod_stats_fd() const {
   if (!skel_) ThrowMessage("datapath is closed");
   return bpf_map__fd(skel_->maps.smesh_inpod_stats);
@@ -277,10 +283,24 @@ void Datapath::Destroy() {
     if (opened_here) close(fd);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
   }
+  // Per-pod-namespace sk_lookup links (inbound plaintext capture), pinned as links/inpod-<netns inode>.
+  if (DIR* dir = opendir((bpffs_dir_ + "/links").c_str())) {
+    while (struct dirent* entry = readdir(dir)) {
+      if (std::strncmp(entry->d_name, "inpod-", 6) != 0) continue;
+      const std::string pin = bpffs_dir_ + "/links/" + entry->d_name;
+      int fd = bpf_obj_get(pin.c_str());
+      if (fd >= 0) {
+        if (bpf_link_detach(fd) != 0 && errno != ENOLINK) failures += " detach " + pin + ": " + strerror(errno) + ";";
+        close(fd);
+      }
+      if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
+    }
+    closedir(dir);
+  }
   const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks",
                         "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
                         "smesh_inpod_listeners", "smesh_inpod_stats", "smesh_deny_stats",
-                        "smesh_strict_flows", "smesh_strict_drop_stats"};
+                        "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";

@@ -51,6 +51,7 @@ class Datapath {
   int deny_stats_fd() const;
   int strict_drop_stats_fd() const;
   int inpod_stats_fd() const;
+  int inpod_pods_fd() const;
   // The sk_lookup program (inbound plaintext capture); attached per pod namespace by AttachNetnsLookup.
   int inpod_lookup_prog_fd() const;
   std::string conns_pin_path() const;

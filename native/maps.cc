@@ -198,6 +198,23 @@ std::vector<smesh_addr_port> InpodListenerKeys(int map_fd) {
   return out;
 }
 
+void InpodPodPut(int map_fd, const smesh_addr_port& key) {
+  smesh_dest_info info{};
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0) ThrowErrno("update smesh_inpod_pods", errno);
+}
+
+bool InpodPodDelete(int map_fd, const smesh_addr_port& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_inpod_pods", errno);
+}
+
+std::vector<smesh_addr_port> InpodPodList(int map_fd) {
+  std::vector<smesh_addr_port> out;
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_PODS, "smesh_inpod_pods", [&](const smesh_addr_port& key) { out.push_back(key); });
+  return out;
+}
+
 smesh_inpod_counters InpodCounters(int map_fd) {
   const int cpus = libbpf_num_possible_cpus();
   if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);

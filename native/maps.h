@@ -39,6 +39,10 @@ smesh_strict_counters StrictCounters(int map_fd);
 void InpodListenerPut(int map_fd, const smesh_addr_port& key, int socket_fd);
 bool InpodListenerDelete(int map_fd, const smesh_addr_port& key);
 std::vector<smesh_addr_port> InpodListenerKeys(int map_fd);
+// smesh_inpod_pods: pod addresses whose plaintext is captured (held back while no listener is registered).
+void InpodPodPut(int map_fd, const smesh_addr_port& key);
+bool InpodPodDelete(int map_fd, const smesh_addr_port& key);
+std::vector<smesh_addr_port> InpodPodList(int map_fd);
 // Sum of the per-CPU counters of smesh_inpod_stats.
 smesh_inpod_counters InpodCounters(int map_fd);
 

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -103,13 +104,34 @@ int NetnsListener(const std::string& netns_path, int backlog) {
   return result;
 }
 
-int AttachNetnsLookup(int prog_fd, const std::string& netns_path) {
+int AttachNetnsLookup(int prog_fd, const std::string& netns_path, const std::string& pin_path) {
+  struct stat ns_stat {};
+  if (stat(netns_path.c_str(), &ns_stat) != 0) ThrowErrno("stat netns " + netns_path, errno);
+  int pinned = bpf_obj_get(pin_path.c_str());
+  if (pinned < 0 && errno != ENOENT) ThrowErrno("open pinned link " + pin_path, errno);
+  if (pinned >= 0) {
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    const bool same = bpf_obj_get_info_by_fd(pinned, &info, &len) == 0 && info.type == BPF_LINK_TYPE_NETNS &&
+                      info.netns.attach_type == BPF_SK_LOOKUP && info.netns.netns_ino == ns_stat.st_ino;
+    if (same && bpf_link_update(pinned, prog_fd, nullptr) == 0) return pinned;
+    // Another namespace's (or a detached) link under this name: retire it.
+    bpf_link_detach(pinned);
+    close(pinned);
+    if (unlink(pin_path.c_str()) != 0 && errno != ENOENT) ThrowErrno("remove stale link pin " + pin_path, errno);
+  }
   int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
   if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
   int link = bpf_link_create(prog_fd, ns_fd, BPF_SK_LOOKUP, nullptr);
   int err = errno;
   close(ns_fd);
   if (link < 0) ThrowErrno("attach sk_lookup to netns " + netns_path, err);
+  if (bpf_obj_pin(link, pin_path.c_str()) != 0) {
+    err = errno;
+    bpf_link_detach(link);
+    close(link);
+    ThrowErrno("pin sk_lookup link at " + pin_path, err);
+  }
   return link;
 }
 

@@ -15,9 +15,10 @@ uint64_t NetnsCookie(const std::string& netns_path);
 // namespace at `netns_path`, on a dedicated thread as NetnsCookie does. The caller owns the returned fd.
 int NetnsListener(const std::string& netns_path, int backlog);
 
-// A bpf_link attaching `prog_fd` (an sk_lookup program) to the network namespace at `netns_path`. The link
-// lives as long as the returned fd (it is not pinned): closing it detaches the program.
-int AttachNetnsLookup(int prog_fd, const std::string& netns_path);
+// A bpf_link attaching `prog_fd` (an sk_lookup program) to the network namespace at `netns_path`, pinned at
+// `pin_path` so that it outlives the process. A pin that already holds a live sk_lookup link of that same
+// namespace gets the program swapped in place (agent restart: no gap); a stale pin is replaced.
+int AttachNetnsLookup(int prog_fd, const std::string& netns_path, const std::string& pin_path);
 
 struct OriginalDst {
   uint8_t addr[16];  // network order; IPv4 as v4-mapped

@@ -26,6 +26,8 @@ export interface AgentOptions {
   readonly noProbeExemption: boolean;
   /** Let plaintext from outside the mesh reach PERMISSIVE pods uncaptured (no AuthorizationPolicy on it; the pre-capture behaviour). */
   readonly noPlaintextCapture: boolean;
+  /** No "connection complete" / "request complete" info line per finished connection and request. */
+  readonly noAccessLog: boolean;
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
@@ -70,6 +72,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--no-netns-discovery': { key: 'noNetnsDiscovery', kind: 'bool' },
   '--no-probe-exemption': { key: 'noProbeExemption', kind: 'bool' },
   '--no-plaintext-capture': { key: 'noPlaintextCapture', kind: 'bool' },
+  '--no-access-log': { key: 'noAccessLog', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
   '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
@@ -188,6 +191,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     noNetnsDiscovery: values.noNetnsDiscovery === true,
     noProbeExemption: values.noProbeExemption === true,
     noPlaintextCapture: values.noPlaintextCapture === true,
+    noAccessLog: values.noAccessLog === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
     controlPlane: values.controlPlane as string | undefined,

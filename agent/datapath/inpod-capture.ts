@@ -8,10 +8,18 @@ import { podsToEnroll } from './reconciler';
 export interface CaptureKernel {
   /** A listening TCP socket made inside the namespace; the caller owns the fd. */
   netnsListener(netnsPath: string): Promise<number>;
-  /** Attaches the sk_lookup program to the namespace; closing the returned fd detaches it. */
-  attachInboundCapture(netnsPath: string): number;
+  /** Attaches the sk_lookup program to the namespace, pinned (a pinned link of that namespace is reused). */
+  attachInboundCapture(netnsPath: string): { fd: number; pin: string };
+  /** Unpins and closes a capture link: the namespace's plaintext is no longer captured. */
+  releaseInboundCapture(pin: string, fd?: number): void;
+  /** Every capture link pin, including those of namespaces no longer served (left by an earlier agent). */
+  inboundCapturePins(): string[];
   setCaptureListener(ip: string, fd: number): void;
   removeCaptureListener(ip: string): void;
+  /** The pod address is captured: while no listener is registered (agent restarting), its plaintext is held back. */
+  holdPlaintext(ip: string): void;
+  releasePlaintext(ip: string): void;
+  heldPlaintext(): string[];
 }
 
 export interface CaptureLogger {
@@ -25,6 +33,7 @@ interface CapturedNetns {
   readonly ino: number;
   readonly server: net.Server;
   readonly linkFd: number;
+  readonly pin: string;
   /** Pod addresses registered in the kernel's listener map for this namespace. */
   readonly ips: Set<string>;
   readonly pods: Set<string>;
@@ -76,10 +85,22 @@ export class InpodCapture {
     return [...this.byPath.values()].map((c) => ({ netns: c.path, pods: [...c.pods], addresses: [...c.ips] }));
   }
 
+  /**
+   * Stops serving: listeners close, but the pinned links stay, so until the next agent listens the kernel drops
+   * plaintext SYNs to these pods (clients retransmit) instead of letting them reach the apps unchecked.
+   */
   async close(): Promise<void> {
     this.closed = true;
     await this.running;
-    for (const c of [...this.byPath.values()]) await this.release(c);
+    for (const c of [...this.byPath.values()]) {
+      this.byPath.delete(c.path);
+      try {
+        closeSync(c.linkFd);
+      } catch {
+        // already closed
+      }
+      c.server.close();
+    }
   }
 
   private async apply(pods: readonly Workload[]): Promise<void> {
@@ -94,6 +115,23 @@ export class InpodCapture {
       const ino = inodeOf(c.path);
       if (!wanted.has(c.path) || ino !== c.ino) await this.release(c);
     }
+    // Pins an earlier agent left for namespaces no pod of ours lives in any more (pods deleted meanwhile).
+    const live = new Set([...this.byPath.values()].map((c) => c.pin));
+    const wantedPins = new Set<string>();
+    for (const path of wanted.keys()) {
+      const ino = inodeOf(path);
+      if (ino !== undefined) wantedPins.add(`inpod-${ino}`);
+    }
+    for (const pin of this.kernel.inboundCapturePins()) {
+      const name = pin.slice(pin.lastIndexOf('/') + 1);
+      if (live.has(pin) || wantedPins.has(name)) continue;
+      try {
+        this.kernel.releaseInboundCapture(pin);
+        this.log.info({ pin }, 'stale inbound plaintext capture link removed');
+      } catch (err) {
+        this.log.warn({ pin, err: (err as Error).message }, 'cannot remove a stale inbound plaintext capture link');
+      }
+    }
     for (const [path, list] of wanted) {
       let c = this.byPath.get(path);
       if (!c) {
@@ -102,7 +140,7 @@ export class InpodCapture {
         try {
           c = await this.open(path, ino);
         } catch (err) {
-          this.log.warn({ netns: path, pods: list.map((w) => w.uid), err: (err as Error).message }, 'inbound plaintext capture not set up for this pod namespace: plaintext reaches the app without policy; will retry on the next reconcile');
+          this.log.warn({ netns: path, pods: list.map((w) => w.uid), err: (err as Error).message }, 'inbound plaintext capture not set up for this pod namespace (plaintext is not authorized there until it is); will retry on the next reconcile');
           continue;
         }
         this.byPath.set(path, c);
@@ -113,6 +151,7 @@ export class InpodCapture {
         if (c.ips.has(ip) || fd === undefined) continue;
         try {
           this.kernel.setCaptureListener(ip, fd);
+          this.kernel.holdPlaintext(ip);
           c.ips.add(ip);
         } catch (err) {
           this.log.warn({ netns: path, ip, err: (err as Error).message }, 'cannot register the plaintext capture listener for a pod address');
@@ -125,6 +164,16 @@ export class InpodCapture {
       }
       c.pods.clear();
       for (const w of list) c.pods.add(w.uid);
+    }
+    // Addresses an earlier agent held that no local pod has now.
+    const wantedIps = new Set(pods.map((w) => w.ip));
+    for (const ip of this.kernel.heldPlaintext()) {
+      if (wantedIps.has(ip)) continue;
+      try {
+        this.kernel.releasePlaintext(ip);
+      } catch (err) {
+        this.log.warn({ ip, err: (err as Error).message }, 'cannot release a stale plaintext hold');
+      }
     }
   }
 
@@ -149,20 +198,21 @@ export class InpodCapture {
       throw err;
     }
     server.on('error', (err) => this.log.warn({ netns: path, err: err.message }, 'plaintext capture listener error'));
-    let linkFd: number;
+    let link: { fd: number; pin: string };
     try {
-      linkFd = this.kernel.attachInboundCapture(path);
+      link = this.kernel.attachInboundCapture(path);
     } catch (err) {
       server.close();
       throw err;
     }
-    this.log.info({ netns: path }, 'inbound plaintext capture attached to pod namespace');
-    return { path, ino, server, linkFd, ips: new Set(), pods: new Set() };
+    this.log.info({ netns: path, pin: link.pin }, 'inbound plaintext capture attached to pod namespace');
+    return { path, ino, server, linkFd: link.fd, pin: link.pin, ips: new Set(), pods: new Set() };
   }
 
   private forgetIp(ip: string): void {
     try {
       this.kernel.removeCaptureListener(ip);
+      this.kernel.releasePlaintext(ip);
     } catch (err) {
       this.log.warn({ ip, err: (err as Error).message }, 'cannot remove a plaintext capture listener entry');
     }
@@ -172,9 +222,9 @@ export class InpodCapture {
     this.byPath.delete(c.path);
     for (const ip of c.ips) this.forgetIp(ip);
     try {
-      closeSync(c.linkFd);
-    } catch {
-      // already closed
+      this.kernel.releaseInboundCapture(c.pin, c.linkFd);
+    } catch (err) {
+      this.log.warn({ pin: c.pin, err: (err as Error).message }, 'cannot remove the inbound plaintext capture link');
     }
     // Connections already accepted keep running (close() would wait for them); only the listener goes.
     c.server.close();

@@ -1,5 +1,7 @@
 // Typed facade over the native datapath: load/attach the BPF programs, enroll pods, mesh destinations, recover original destinations.
+import * as fs from 'fs';
 import type { Socket } from 'net';
+import * as path from 'path';
 import { endianness } from 'os';
 import { SmeshError } from '../errors';
 import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp, writeIpKey } from './addr';
@@ -57,8 +59,19 @@ export interface Datapath {
   removeInboundMode(ip: string, port: number): void;
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }>;
   inboundCounters(): InboundCounters;
-  /** Attaches the inbound plaintext capture (sk_lookup) to a pod's network namespace; closing the returned fd detaches it. */
-  attachInboundCapture(netnsPath: string): number;
+  /**
+   * Attaches the inbound plaintext capture (sk_lookup) to a pod's network namespace, pinned under the bpffs dir so
+   * that it outlives an agent restart (a pinned link of that namespace is reused). `releaseInboundCapture` detaches it.
+   */
+  attachInboundCapture(netnsPath: string): { fd: number; pin: string };
+  /** Unpins (and so detaches) a capture link; `fd`, when given, is closed too. */
+  releaseInboundCapture(pin: string, fd?: number): void;
+  /** Pins of capture links under the bpffs dir (links/inpod-<netns inode>), live or stale. */
+  inboundCapturePins(): string[];
+  /** Marks a local pod address as captured: while no listener is registered its plaintext SYNs are dropped silently. */
+  holdPlaintext(ip: string): void;
+  releasePlaintext(ip: string): void;
+  heldPlaintext(): string[];
   /** Plaintext to the local pod address `ip` is handed to the listening socket `fd` (made in the pod's namespace). */
   setCaptureListener(ip: string, fd: number): void;
   removeCaptureListener(ip: string): void;
@@ -264,9 +277,49 @@ class NativeDatapath implements Datapath {
     };
   }
 
-  attachInboundCapture(netnsPath: string): number {
+  attachInboundCapture(netnsPath: string): { fd: number; pin: string } {
     checkPath(netnsPath, 'netnsPath');
-    return wrapSync(() => this.raw.attachNetnsLookup(netnsPath));
+    const pin = path.join(this.bpffsDir, 'links', `inpod-${fs.statSync(netnsPath).ino}`);
+    return { fd: wrapSync(() => this.raw.attachNetnsLookup(netnsPath, pin)), pin };
+  }
+
+  releaseInboundCapture(pin: string, fd?: number): void {
+    if (path.dirname(pin) !== path.join(this.bpffsDir, 'links') || !path.basename(pin).startsWith('inpod-')) throw new TypeError(`not a capture link pin of this datapath: ${pin}`);
+    try {
+      fs.unlinkSync(pin);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    if (fd !== undefined) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  holdPlaintext(ip: string): void {
+    const key = ipToKey(ip);
+    wrapSync(() => this.raw.inpodPodUpdate(key));
+  }
+
+  releasePlaintext(ip: string): void {
+    const key = ipToKey(ip);
+    wrapSync(() => this.raw.inpodPodDelete(key));
+  }
+
+  heldPlaintext(): string[] {
+    return wrapSync(() => this.raw.inpodPods()).map((k) => keyToIp(k));
+  }
+
+  inboundCapturePins(): string[] {
+    const dir = path.join(this.bpffsDir, 'links');
+    try {
+      return fs.readdirSync(dir).filter((n) => n.startsWith('inpod-')).map((n) => path.join(dir, n));
+    } catch {
+      return [];
+    }
   }
 
   setCaptureListener(ip: string, fd: number): void {

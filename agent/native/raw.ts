@@ -31,13 +31,17 @@ export interface RawDatapath {
   stricts(): Array<{ addr: Buffer; port: number; mode: number }>;
   strictCounters(): { dropped: number; plaintext: number };
   connsPinPath(): string;
-  /** Attaches the sk_lookup capture program to a network namespace; returns the (unpinned) link's fd. */
-  attachNetnsLookup(netnsPath: string): number;
+  /** Attaches the sk_lookup capture program to a network namespace and pins the link (or swaps the program of a pinned one); returns its fd. */
+  attachNetnsLookup(netnsPath: string, pinPath: string): number;
   /** smesh_inpod_listeners[(addr, port)] = the listening socket `fd` (the map takes its own reference). */
   inpodListenerUpdate(addr: Buffer, port: number, fd: number): void;
   inpodListenerDelete(addr: Buffer, port: number): boolean;
   inpodListeners(): Array<{ addr: Buffer; port: number }>;
   inpodCounters(): { captured: number; noListener: number; assignFailed: number };
+  /** smesh_inpod_pods: pod addresses whose plaintext is captured (held back in the kernel while no listener is registered). */
+  inpodPodUpdate(addr: Buffer): void;
+  inpodPodDelete(addr: Buffer): boolean;
+  inpodPods(): Buffer[];
   /** Refused connect() calls per smesh_deny entry (port 0 when the every-port entry matched). */
   denyStats(): Array<{ workloadId: number; addr: Buffer; port: number; count: number }>;
   /** STRICT-dropped connections (first SYN of each flow) per (source, local pod, port). */

@@ -1,7 +1,9 @@
 /* Inbound plaintext capture inside a pod's network namespace: an sk_lookup program (attached per pod
  * namespace with a netns link) hands a new TCP connection from outside the mesh, to a PERMISSIVE port
  * of a local meshed pod, to the listening socket the agent opened in that namespace, so that
- * AuthorizationPolicy applies to it (empty principal, source address as seen). STRICT ports are left
+ * AuthorizationPolicy applies to it (empty principal, source address as seen). The link is pinned, so the
+ * capture outlives an agent restart: without a listener the SYN is held back (dropped silently at the pod's
+ * socket, retransmitted later), never passed to the app unchecked. STRICT ports are left
  * to smesh_strict_check (kernel drop); trusted sources (the node proxy, loopback, the pod itself, the
  * node's probe addresses) go to the app as before. Established connections are never looked up here. */
 #ifndef SMESH_LIB_INPOD_H
@@ -51,6 +53,9 @@ static __always_inline int smesh_inpod_lookup(struct bpf_sk_lookup *ctx)
 	counters = bpf_map_lookup_elem(&smesh_inpod_stats, &zero);
 	key.port = SMESH_INPOD_PLAINTEXT_PORT;
 	sk = bpf_map_lookup_elem(&smesh_inpod_listeners, &key);
+	/* No agent listens right now (it is restarting; the link is pinned). SK_DROP would answer with a RST; the SYN
+	 * goes on to the pod's socket instead, where smesh_strict_check drops it silently (smesh_inpod_pods), so
+	 * the client retransmits it and the next agent captures it. */
 	if (!sk) {
 		if (counters)
 			counters->no_listener++;
@@ -58,12 +63,13 @@ static __always_inline int smesh_inpod_lookup(struct bpf_sk_lookup *ctx)
 	}
 	err = bpf_sk_assign(ctx, sk, 0);
 	bpf_sk_release(sk);
-	if (counters) {
-		if (err)
+	if (err) {
+		if (counters)
 			counters->assign_failed++;
-		else
-			counters->captured++;
+		return SK_PASS;
 	}
+	if (counters)
+		counters->captured++;
 	return SK_PASS;
 }
 

@@ -48,6 +48,13 @@ struct {
 	__type(value, __u64);
 } smesh_strict_drop_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SMESH_MAX_PODS);
+	__type(key, struct smesh_addr_port);
+	__type(value, struct smesh_dest_info);
+} smesh_inpod_pods SEC(".maps");
+
 /*
  * Whether this dropped SYN starts a connection not counted yet: the first SYN of a 4-tuple counts, its
  * retransmissions (within SMESH_STRICT_FLOW_WINDOW_NS) do not. Counts the (source, pod, port) triple too.
@@ -170,12 +177,30 @@ static __always_inline int smesh_strict_check(struct __sk_buff *skb)
 		return SMESH_SKB_PASS;
 	if (smesh_trusted_source(src, dst))
 		return SMESH_SKB_PASS;
+	/* A SYN the in-pod capture (sk_lookup) handed to the agent's listener: that socket is bound to another port
+	 * (loopback, ephemeral) than the one dialled. It is the proxy's to decide, not this check's. */
+	{
+		struct bpf_sock *sk = skb->sk;
+
+		if (sk)
+			sk = bpf_sk_fullsock(sk);
+		if (sk && sk->src_port != bpf_ntohs(dport_be))
+			return SMESH_SKB_PASS;
+	}
 	counters = bpf_map_lookup_elem(&smesh_strict_stats, &zero);
 	if (mode == SMESH_INBOUND_STRICT) {
 		/* Counted per connection (first SYN of each flow), not per retransmitted SYN. */
 		if (smesh_strict_new_flow(src, dst, bpf_ntohs(sport_be), bpf_ntohs(dport_be)) && counters)
 			counters->dropped++;
 		return SMESH_SKB_DROP;
+	}
+	/* A captured pod's plaintext that no capture listener took (the agent is restarting): held back, not let in. */
+	{
+		struct smesh_addr_port pod = {};
+
+		__builtin_memcpy(pod.addr, dst, 16);
+		if (bpf_map_lookup_elem(&smesh_inpod_pods, &pod))
+			return SMESH_SKB_DROP;
 	}
 	if (counters)
 		counters->plaintext++;

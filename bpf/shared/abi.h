@@ -88,11 +88,17 @@ struct smesh_strict_counters {
  * accepted socket keeps the original destination as its local address and the client as its peer). */
 #define SMESH_INPOD_PLAINTEXT_PORT 15006
 
+/* smesh_inpod_pods (HASH): key struct smesh_addr_port (a local pod address, port 0) → struct smesh_dest_info:
+ * pods whose plaintext the agent captures. Kept across agent restarts (the map is pinned): a plaintext SYN to
+ * such a pod that was not handed to a capture listener (none registered while the agent restarts) reaches the
+ * pod's socket, where smesh_strict_check drops it silently, so the client retransmits and the next agent
+ * captures it. */
+
 /* smesh_inpod_stats: per-CPU array with one element. */
 struct smesh_inpod_counters {
 	__u64 captured;      /* plaintext SYNs handed to the agent's in-pod listener */
-	__u64 no_listener;   /* plaintext SYNs to a PERMISSIVE pod with no listener registered (passed to the app) */
-	__u64 assign_failed; /* bpf_sk_assign refused the listener (passed to the app) */
+	__u64 no_listener;   /* plaintext SYNs to a PERMISSIVE pod with no listener registered (agent restarting) */
+	__u64 assign_failed; /* bpf_sk_assign refused the listener */
 	__u64 reserved;      /* 0 */
 };
 

@@ -217,6 +217,34 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     }
   });
 
+  it('while the agent restarts (SIGKILL), plaintext is held back in the kernel, never let through to the app unchecked', async () => {
+    const requireMtls = policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] });
+    topo!.writeConfig(cfgDir, { services, extraDocs: [requireMtls] });
+    await expectAll({ 'outsider-local': closed, 'outsider-remote': closed });
+    const node2 = topo!.node('node2');
+    agents[1]!.kill('SIGKILL');
+    await agents[1]!.proc.exited;
+    // The capture link is pinned: it stays attached while no agent runs.
+    const pins = fs.readdirSync(path.join(node2.bpffsDir, 'links')).filter((n) => n.startsWith('inpod-'));
+    expect(pins.length).toBeGreaterThan(0);
+    // A plaintext connection attempt while the agent is down: its SYNs are dropped until the next agent captures one.
+    const attempt = topo!.runClient('outsider-remote', ['tcp', '--host', server().ip, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 20_000);
+    await sleep(300);
+    const restarted = topo!.startAgent('node2', cfgDir);
+    agents[1] = restarted;
+    await restarted.waitReady(60_000);
+    const r = await attempt;
+    expect(r.ok, JSON.stringify(r)).toBe(false);
+    // Held back silently (no RST): the retransmitted SYN reached the restarted agent, which denied it.
+    expect(r.error?.code, JSON.stringify(r)).toBe('ECONNRESET');
+    expect(r.ms, JSON.stringify(r)).toBeGreaterThan(900);
+    // The restarted agent reused the pinned link and captures again.
+    expect(fs.readdirSync(path.join(node2.bpffsDir, 'links')).filter((n) => n.startsWith('inpod-'))).toEqual(pins);
+    await expectAll({ 'outsider-local': closed, 'outsider-remote': closed });
+    topo!.writeConfig(cfgDir, { services });
+    await expectAll({ 'outsider-local': open, 'outsider-remote': open });
+  }, 90_000);
+
   it('STRICT is still a kernel drop for plaintext (not captured), mesh clients pass', async () => {
     topo!.writeConfig(cfgDir, {
       services,
