@@ -49,6 +49,8 @@ interface PooledSession {
   readonly ready: Promise<void>;
   active: number;
   dead: boolean;
+  /** A PING is checking whether the session still answers (see probe). */
+  probing?: boolean;
   idleTimer?: NodeJS.Timeout;
 }
 
@@ -122,7 +124,11 @@ export class HboneClient {
       this.release(entry);
     });
     return new Promise<http2.ClientHttp2Stream>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new SmeshError('SMESH_ERR_HBONE', `HBONE CONNECT ${req.authority} via ${req.node.host}:${req.node.port} got no response in ${this.connectTimeoutMs} ms`)), this.connectTimeoutMs);
+      const timer = setTimeout(() => {
+        this.discard(entry);
+        this.probe(entry, req);
+        fail(new SmeshError('SMESH_ERR_HBONE', `HBONE CONNECT ${req.authority} via ${req.node.host}:${req.node.port} got no response in ${this.connectTimeoutMs} ms`));
+      }, this.connectTimeoutMs);
       timer.unref();
       const cleanup = () => {
         clearTimeout(timer);
@@ -271,6 +277,35 @@ export class HboneClient {
     return entry;
   }
 
+  /**
+   * A CONNECT got no answer in time: the session is out of the pool, and a PING tells whether it still answers.
+   * node:http2 keeps a session it has shut after a protocol error (it sent a GOAWAY, reads nothing more, tells nobody,
+   * and its streams never close): such a session is destroyed when the PING goes unanswered; a live one (a slow
+   * destination) keeps serving its streams and is closed after the last.
+   */
+  private probe(entry: PooledSession, req: HboneOpenRequest): void {
+    if (entry.probing || entry.session.destroyed) return;
+    entry.probing = true;
+    const unresponsive = () => {
+      this.opts.metrics?.hboneSessionErrors.inc({ direction: 'outbound', reason: 'unresponsive' });
+      const suppressed = this.failureLog.take();
+      if (suppressed !== undefined) this.log.info({ peerNode: formatAuthority(req.node.host, req.node.port), ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE session closed: no answer to a CONNECT nor to a PING');
+      this.discard(entry, true);
+    };
+    const timer = setTimeout(unresponsive, this.connectTimeoutMs);
+    timer.unref();
+    try {
+      entry.session.ping((err) => {
+        clearTimeout(timer);
+        entry.probing = false;
+        if (err && !entry.session.destroyed) unresponsive();
+      });
+    } catch {
+      clearTimeout(timer);
+      unresponsive();
+    }
+  }
+
   /** Counts and logs (rate-limited) a server certificate refused for its identity. */
   private serverRefused(reason: 'foreign_trust_domain' | 'no_spiffe_id' | 'wrong_identity', req: HboneOpenRequest, got: string | undefined): void {
     this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'outbound', reason });
@@ -281,7 +316,12 @@ export class HboneClient {
 
   private release(entry: PooledSession): void {
     entry.active = Math.max(0, entry.active - 1);
-    if (entry.active > 0 || entry.dead) return;
+    if (entry.dead) {
+      // Out of the pool already (GOAWAY, rotation, no answer): closed once its last stream is gone, never left open.
+      if (entry.active === 0) this.discard(entry);
+      return;
+    }
+    if (entry.active > 0) return;
     if (entry.idleTimer) clearTimeout(entry.idleTimer);
     entry.idleTimer = setTimeout(() => {
       if (entry.active === 0) this.discard(entry, true);

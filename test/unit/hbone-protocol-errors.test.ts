@@ -420,3 +420,119 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     await waitUntil(() => liveSessions() === 0 && echo.sockets.size === 0, 5000, 'healthy session closed');
   });
 });
+
+describe('HBONE outbound: a pooled session HTTP/2 shut after a protocol error is not reused', () => {
+  it('the CONNECT that got no answer takes the session out of the pool; the next one opens a new session and gets 200', async () => {
+    const { ca, cleanup } = await meshCa();
+    const nodeCert = await ca.issue(NODE);
+    const clientIds = await identities(ca, nodeSpiffeId(TD, 'node1'), [CLIENT]);
+    // A raw HTTP/2 server: its first connection sends a malformed frame right after the client's preface (node:http2
+    // answers with GOAWAY and stops reading), later ones answer every CONNECT on stream 1 with 200.
+    const sockets = new Set<tls.TLSSocket>();
+    let connections = 0;
+    const server = tls.createServer({ key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, (s) => {
+      const nth = ++connections;
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+      s.write(settings());
+      let received = Buffer.alloc(0);
+      let done = false;
+      s.on('data', (d: Buffer) => {
+        received = Buffer.concat([received, d]);
+        if (done || received.length < PREFACE.length) return;
+        const frames = parseFrames(received.subarray(PREFACE.length));
+        if (nth === 1) {
+          done = true;
+          s.write(frame(FRAME.DATA, 0, 0, Buffer.from('bad')));
+        } else if (frames.some((f) => f.type === FRAME.HEADERS && f.streamId === 1)) {
+          done = true;
+          s.write(Buffer.concat([frame(FRAME.SETTINGS, 1, 0), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88]))])); // :status 200 (static index 8)
+        }
+      });
+    });
+    const port = await listen(server as unknown as import('net').Server);
+    const clientMetrics = new MeshMetrics();
+    const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 500, metrics: clientMetrics });
+    const open = () => client.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: '127.0.0.1:9' });
+    try {
+      const first = await open().catch((e: unknown) => e);
+      expect((first as Error).message).toContain('got no response');
+      expect(client.sessionCount()).toBe(0);
+      const second = await open();
+      expect(connections).toBe(2);
+      second.on('error', () => undefined);
+      second.destroy();
+      // The shut session is released, not left open: only the second connection remains on the server.
+      await waitUntil(() => sockets.size <= 1, 5000, 'the first connection closed');
+      expect(sum(parseMetrics(await clientMetrics.text()), 'smesh_hbone_session_errors_total', { direction: 'outbound', reason: 'unresponsive' })).toBe(1);
+    } finally {
+      client.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      clientIds.close();
+      await cleanup();
+    }
+  });
+
+  it('a live session whose CONNECT is slow keeps its other streams (it answers the PING), and is closed after the last', async () => {
+    const { ca, cleanup } = await meshCa();
+    const nodeCert = await ca.issue(NODE);
+    const clientIds = await identities(ca, nodeSpiffeId(TD, 'node1'), [CLIENT]);
+    // A raw HTTP/2 server that answers PINGs and the CONNECT on stream 1 (then echoes its DATA), never the others.
+    let serverSocket: tls.TLSSocket | undefined;
+    let pingsAnswered = 0;
+    const server = tls.createServer({ key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, (s) => {
+      serverSocket = s;
+      s.on('error', () => undefined);
+      s.write(settings());
+      let pending = Buffer.alloc(0);
+      let prefaceSeen = false;
+      s.on('data', (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        if (!prefaceSeen) {
+          if (pending.length < PREFACE.length) return;
+          prefaceSeen = true;
+          pending = Buffer.from(pending.subarray(PREFACE.length));
+        }
+        const frames = parseFrames(pending);
+        pending = Buffer.from(pending.subarray(frames.reduce((n, f) => n + 9 + f.payload.length, 0)));
+        for (const f of frames) {
+          if (f.type === FRAME.SETTINGS && (f.flags & 1) === 0) s.write(frame(FRAME.SETTINGS, 1, 0));
+          if (f.type === FRAME.PING && (f.flags & 1) === 0) {
+            pingsAnswered++;
+            s.write(frame(FRAME.PING, 1, 0, f.payload));
+          }
+          if (f.type === FRAME.HEADERS && f.streamId === 1) s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88])));
+          if (f.type === FRAME.DATA && f.streamId === 1 && f.payload.length > 0) s.write(frame(FRAME.DATA, 0, 1, f.payload));
+        }
+      });
+    });
+    const port = await listen(server as unknown as import('net').Server);
+    const clientMetrics = new MeshMetrics();
+    const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 400, metrics: clientMetrics });
+    const open = () => client.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: '127.0.0.1:9' });
+    try {
+      const first = await open();
+      first.on('error', () => undefined);
+      const slow = await open().catch((e: unknown) => e);
+      expect((slow as Error).message).toContain('got no response');
+      expect(client.sessionCount()).toBe(0); // out of the pool
+      await waitUntil(() => pingsAnswered > 0, 5000, 'the probe PING answered');
+      // The echo travels behind the PING answer on the same connection: when it arrives the probe has been decided.
+      first.write('still here');
+      expect((await new Promise<Buffer>((r) => first.once('data', r))).toString()).toBe('still here');
+      expect(first.destroyed).toBe(false);
+      expect(sum(parseMetrics(await clientMetrics.text()), 'smesh_hbone_session_errors_total', { direction: 'outbound' })).toBe(0);
+      // Its last stream ends: the session closes (it is out of the pool, not left open).
+      first.close();
+      await waitUntil(() => first.session?.closed !== false, 5000, 'the session closed after its last stream');
+    } finally {
+      client.close();
+      serverSocket?.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      clientIds.close();
+      await cleanup();
+    }
+  });
+});
