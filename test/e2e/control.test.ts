@@ -480,9 +480,9 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     expect(byId[ownPod], `the same client must get its own node's identity: ${JSON.stringify(results)}`).toMatchObject({ ok: true });
 
     const refusals = control!.records().filter((x) => /refused certificate request/.test(String(x.msg)));
-    const line = refusals.find((x) => x.node === 'node1' && x.requested === foreignPod);
+    const line = refusals.find((x) => x.peerNode === 'node1' && x.requested === foreignPod);
     expect(line, `no refusal line naming node1 and ${foreignPod}:\n${tail(control!.logs(), 20)}`).toBeDefined();
-    expect(refusals.some((x) => x.node === 'node1' && x.requested === foreignNode)).toBe(true);
+    expect(refusals.some((x) => x.peerNode === 'node1' && x.requested === foreignNode)).toBe(true);
     // No secrets in the log: neither the token nor a key.
     const token = fs.readFileSync(tokenFiles.node1!, 'utf8').trim();
     expect(control!.logs()).not.toContain(token);

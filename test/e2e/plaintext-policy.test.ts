@@ -187,6 +187,15 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-admin', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/admin'] } }] }] })] });
     const l7: Expectation = { tcp: true, pub: 200, admin: 403 };
     await expectAll({ 'outsider-local': l7, 'outsider-remote': l7, caller: l7 });
+    // Paths are matched after Istio's BASE normalization, sent raw (client libraries would resolve `..` themselves).
+    const raw = (client: Client, target: string) =>
+      topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET ${target} HTTP/1.1\\r\\nHost: server\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
+    for (const client of ['outsider-local', 'outsider-remote', 'caller'] as const) {
+      for (const [target, status] of [['/public/../admin', 403], ['/%61dmin', 403], ['/public/./x/..', 200], ['/admin/../public', 200]] as const) {
+        const r = await raw(client, target);
+        expect(String(r.receivedHead), `${client} ${target}: ${JSON.stringify(r)}`).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      }
+    }
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*\} [1-9]/);
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*response_code="403"/);

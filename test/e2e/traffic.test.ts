@@ -186,10 +186,12 @@ describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and tel
     expect(r.stream).toEqual({ messages: 25, error: null });
     expect(r.fail?.code).toBe(5); // NOT_FOUND, end to end
     const samples = parseMetrics(await agents[0]!.metrics());
-    const base = { source_workload: 'client', destination_service: 'grpc.default.svc.cluster.local', request_protocol: 'grpc', response_code: '200' };
+    const base = { reporter: 'source', source_workload: 'client', destination_service: 'grpc.default.svc.cluster.local', request_protocol: 'grpc', response_code: '200' };
     expect(sum(samples, 'istio_requests_total', { ...base, grpc_response_status: '0' })).toBe(21);
     expect(sum(samples, 'istio_requests_total', { ...base, grpc_response_status: '5' })).toBe(1);
     expect(sum(samples, 'istio_requests_total', { ...base, grpc_response_status: '0', connection_security_policy: 'mutual_tls' })).toBeGreaterThan(0);
+    // Calls that stayed on this node are also reported by this agent as the destination.
+    expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'destination', grpc_response_status: '0' })).toBeGreaterThan(0);
   }, 60_000);
 
   it('answers malformed HTTP with 400 / 431, counts it, and leaves other connections alone', async () => {
