@@ -254,6 +254,30 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     await expectAll({ 'outsider-local': open, 'outsider-remote': open });
   }, 90_000);
 
+  it('a policy Istio would refuse (a wildcard in a selector label value) is refused by file, resource and field; the policy set in force stays', async () => {
+    await expectAll({ 'outsider-local': open });
+    const rejectedBefore = agents[1]!.logRecords().filter((r) => r['msg'] === 'rejected configuration change; still serving the previous configuration').length;
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [
+        policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] }),
+        policy('wildcard', { selector: { matchLabels: { app: 'serv*' } }, action: 'DENY', rules: [{}] }),
+      ],
+    });
+    const deadline = Date.now() + 15_000;
+    let rejected: Array<Record<string, unknown>> = [];
+    while (Date.now() < deadline) {
+      rejected = agents[1]!.logRecords().filter((r) => r['msg'] === 'rejected configuration change; still serving the previous configuration');
+      if (rejected.length > rejectedBefore) break;
+      await sleep(100);
+    }
+    expect(rejected.length).toBeGreaterThan(rejectedBefore);
+    const problems = rejected[rejected.length - 1]!['problems'] as Array<Record<string, unknown>>;
+    expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ resource: 'AuthorizationPolicy shop/wildcard', field: expect.stringContaining('selector.matchLabels') })]));
+    // The whole change was refused: the valid policy of the same change is not in force either.
+    await expectAll({ 'outsider-local': open, 'outsider-remote': open });
+  });
+
   it('STRICT is still a kernel drop for plaintext (not captured), mesh clients pass', async () => {
     topo!.writeConfig(cfgDir, {
       services,
