@@ -474,7 +474,11 @@ export class InboundProxy {
     this.pending.add(upstream);
     const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
     timer.unref();
-    const abandon = () => upstream.destroy();
+    // The client reset the stream while the pod was being connected (e.g. rapid reset): not a 503 to count and log.
+    const abandon = () => {
+      this.pending.delete(upstream);
+      upstream.destroy();
+    };
     stream.once('close', abandon);
     // Before connect, 'close' below answers 503; after connect the relay owns errors.
     upstream.on('error', () => undefined);

@@ -182,8 +182,9 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
       listen: { host: '127.0.0.1', port: 0 },
       resolveLocal: (ip, p) => (ip === '127.0.0.1' && (p === echoPort || p === blasterPort) ? {} : undefined),
       metrics,
-      // Small period so the test is quick; the rule is the same as with the 2 s default.
-      livenessCheckMs: 50,
+      // Shorter than the 2 s default so the test is quick (a shut session goes within 3 periods), long enough that a
+      // healthy in-process session answers its PINGs while the burst keeps the event loop busy.
+      livenessCheckMs: 250,
     });
     await inbound.start();
     port = inbound.address().port;
@@ -244,6 +245,7 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
 
   it('rapid reset: GOAWAY ENHANCE_YOUR_CALM and the session closed, counted', async () => {
     const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'rapid_reset' });
+    const unreachableBefore = await count('smesh_refused_connections_total', { direction: 'inbound', reason: 'upstream_connect_failed' });
     const client = new WireClient(port, cert, ca.trustBundlePem());
     await client.ready;
     client.send(PREFACE, settings());
@@ -262,6 +264,8 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     await client.serverCloses();
     client.socket.destroy();
     expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'rapid_reset' })).toBe(before + 1);
+    // Streams the client reset while their pod connection was being opened are not "destination unreachable".
+    expect(await count('smesh_refused_connections_total', { direction: 'inbound', reason: 'upstream_connect_failed' })).toBe(unreachableBefore);
   });
 
   it('a session HTTP/2 shut after a protocol error is closed, with its pod-side connection, although the peer half-closed (CLOSE-WAIT before)', async () => {
@@ -274,6 +278,18 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     await client.closed;
     await waitUntil(() => echo.sockets.size === 0 && liveSessions() === 0, 5000, 'session and pod-side connection released');
     expect(await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' })).toBeGreaterThan(before);
+  });
+
+  it('a peer that goes silent mid-stream (no FIN, no RST, no PING answer) loses its session and pod-side connection', async () => {
+    const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' });
+    const client = await withOpenStream();
+    client.send(frame(FRAME.DATA, 0, 1, Buffer.from('ping')));
+    await waitUntil(() => echo.sockets.size > 0, 5000, 'pod-side connection open');
+    client.socket.pause(); // reads nothing from now on, as behind a partition
+    await waitUntil(async () => (await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' })) > before, 5000, 'the silent session closed as unresponsive');
+    await waitUntil(() => echo.sockets.size === 0 && liveSessions() === 0, 5000, `session (${liveSessions()}) and pod-side connection (${echo.sockets.size}) released`);
+    client.socket.destroy();
+    await client.closed;
   });
 
   it('a live peer reading slowly is kept across several checks although node:http2 reads nothing while its writes wait', async () => {
