@@ -39,8 +39,12 @@ export const HBONE_LIVENESS_CHECK_MS = 2_000;
  */
 export const HBONE_MAX_EARLY_RESETS = 100;
 const EARLY_RESET_WINDOW_MS = 10_000;
-/** node:http2 `maxSessionInvalidFrames`: invalid frames tolerated per session before it is destroyed (default 1000). */
-export const HBONE_MAX_INVALID_FRAMES = 16;
+/**
+ * node:http2 `maxSessionInvalidFrames`: invalid frames tolerated per session before it is destroyed (GOAWAY
+ * ENHANCE_YOUR_CALM). Node's default, stated here: the count never resets, and a long-lived pooled session sees some in
+ * ordinary use (DATA already in flight for a stream that was just reset), so a low limit would close healthy tunnels.
+ */
+export const HBONE_MAX_INVALID_FRAMES = 1000;
 
 /** A local destination the inbound may connect to; `workload` labels telemetry and feeds policy. */
 export interface LocalDestination {
