@@ -267,6 +267,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     let enroll: ((s: MeshSnapshot) => Promise<unknown>) | undefined;
     /** After each reconcile (set in step 5, once the proxies exist): the inbound plaintext capture follows the pods. */
     let afterEnroll: ((s: MeshSnapshot) => Promise<void>) | undefined;
+    /** After certificates for new workloads arrive: their pod-addressed HBONE servers can start. */
+    let afterCertificates: (() => void) | undefined;
     if (opening) {
       const { cgroupRoot, native, datapath: dp } = await opening;
       datapath = dp;
@@ -334,6 +336,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbone,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
+      hboneAddressing: opts.hboneAddressing,
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       authorize,
       connections,
@@ -346,6 +349,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hbone,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
+      hboneAddressing: opts.hboneAddressing,
       authorize,
       http: httpOutbound,
       connections,
@@ -376,21 +380,25 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     cleanups.push(() => outbound.close());
     await inbound.start();
     cleanups.push(() => inbound.close());
-    // Plaintext from outside the mesh into PERMISSIVE pods: captured in each pod's namespace (sk_lookup) and authorized
-    // with an empty principal, as Istio does; STRICT stays a kernel drop.
-    if (datapath && !opts.noPlaintextCapture) {
+    // In each local pod's network namespace (sk_lookup, pinned link): plaintext from outside the mesh into PERMISSIVE
+    // pods is captured and authorized with an empty principal, as Istio does (STRICT stays a kernel drop), and
+    // `<pod IP>:15008` is served with the workload's own certificate (ztunnel's pod-addressed HBONE).
+    if (datapath) {
       const dp = datapath;
-      const plaintext = new PlaintextInbound({
-        state,
-        nodeName: opts.nodeName,
-        authorize,
-        httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
-        httpTunnels,
-        upstreamSourceIp: opts.captureIp,
-        connections,
-        metrics,
-        logger: logs.child('inbound-plaintext'),
-      });
+      const plaintext = opts.noPlaintextCapture
+        ? undefined
+        : new PlaintextInbound({
+            state,
+            nodeName: opts.nodeName,
+            authorize,
+            httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
+            httpTunnels,
+            upstreamSourceIp: opts.captureIp,
+            connections,
+            metrics,
+            logger: logs.child('inbound-plaintext'),
+          });
+      if (!plaintext) for (const ip of dp.heldPlaintext()) dp.releasePlaintext(ip); // an earlier agent's holds would drop it
       const { netnsListener } = await import('./native/datapath');
       const capture = new InpodCapture(
         {
@@ -398,27 +406,31 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
           attachInboundCapture: (p) => dp.attachInboundCapture(p),
           releaseInboundCapture: (pin, fd) => dp.releaseInboundCapture(pin, fd),
           inboundCapturePins: () => dp.inboundCapturePins(),
-          setCaptureListener: (ip, fd) => dp.setCaptureListener(ip, fd),
-          removeCaptureListener: (ip) => dp.removeCaptureListener(ip),
+          setCaptureListener: (ip, fd, kind) => dp.setCaptureListener(ip, fd, kind),
+          removeCaptureListener: (ip, kind) => dp.removeCaptureListener(ip, kind),
           holdPlaintext: (ip) => dp.holdPlaintext(ip),
           releasePlaintext: (ip) => dp.releasePlaintext(ip),
           heldPlaintext: () => dp.heldPlaintext(),
         },
-        (socket) => plaintext.handle(socket),
+        plaintext ? (socket) => plaintext.handle(socket) : undefined,
         logs.child('datapath'),
+        (workload) => inbound.podServer(workload),
       );
       cleanups.push(async () => {
-        plaintext.close();
+        plaintext?.close();
         await capture.close();
       });
-      afterEnroll = (e) => capture.sync(podsToCapture(e, opts.nodeName));
+      let lastEnriched: MeshSnapshot | undefined;
+      afterEnroll = (e) => {
+        lastEnriched = e;
+        return capture.sync(podsToCapture(e, opts.nodeName));
+      };
+      // A workload certificate issued after its pod appeared: its pod-addressed HBONE server can start now.
+      afterCertificates = () => {
+        if (lastEnriched) capture.sync(podsToCapture(lastEnriched, opts.nodeName)).catch((err) => log.warn({ err }, 'in-pod listeners: sync after new certificates failed'));
+      };
       await enroll!(state.snapshot());
       plaintextCapture = capture;
-    }
-    if (datapath && opts.noPlaintextCapture) {
-      // Capture links an earlier agent pinned would otherwise drop plaintext to these pods (no listener any more).
-      for (const pin of datapath.inboundCapturePins()) datapath.releaseInboundCapture(pin);
-      for (const ip of datapath.heldPlaintext()) datapath.releasePlaintext(ip);
     }
     admin.markReady('listeners');
 
@@ -426,7 +438,10 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     state.onChange((next) => {
       if (next.trustDomain !== trustDomain) log.error({ from: trustDomain, to: next.trustDomain }, 'the trust domain changed; identities keep the old one until the agent restarts');
       const wanted = localIdentities(next, opts.nodeName);
-      identities.ensure(wanted).catch((err) => log.error({ err }, 'issuing certificates for new workloads failed'));
+      identities.ensure(wanted).then(
+        () => afterCertificates?.(),
+        (err) => log.error({ err }, 'issuing certificates for new workloads failed'),
+      );
       identities.retain(wanted);
       enroll?.(next).catch((err) => log.error({ err }, 'reconcile after a state change failed'));
     });

@@ -44,6 +44,8 @@ export interface AgentOptions {
    * e.g. the old one during a trust-domain migration. Peers and servers of any other trust domain are refused.
    */
   readonly trustDomainAliases: readonly string[];
+  /** `pod` (default, ztunnel's wire): HBONE to `<destination pod IP>:15008`, workload certificates; `node`: to the destination node's agent. */
+  readonly hboneAddressing: 'pod' | 'node';
   /** How long to wait for the first complete xDS state before giving up. */
   readonly syncTimeoutMs: number;
 }
@@ -80,6 +82,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--ca-cert': { key: 'caCertFile', kind: 'string', env: 'SMESH_CA_CERT' },
   '--trust-domain': { key: 'trustDomain', kind: 'string', env: 'SMESH_TRUST_DOMAIN' },
   '--trust-domain-aliases': { key: 'trustDomainAliases', kind: 'string', env: 'SMESH_TRUST_DOMAIN_ALIASES' },
+  '--hbone-addressing': { key: 'hboneAddressing', kind: 'string', env: 'SMESH_HBONE_ADDRESSING' },
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
 };
 
@@ -110,6 +113,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
   --no-bpf                proxy only, no kernel redirect
   --no-netns-discovery    take pods' network namespaces only from the control plane (default: also find them
                           from the processes below --cgroup-root, matched by pod IP)
+  --hbone-addressing pod|node  pod (default): HBONE to <destination pod IP>:15008 presenting and expecting workload
+                          certificates, as ztunnel does; node: to the destination node's agent (node certificates)  [$SMESH_HBONE_ADDRESSING]
   --no-probe-exemption    STRICT also drops plaintext from this node's own host addresses (default: let it
                           through, so kubelet health probes keep working)`;
 
@@ -134,6 +139,11 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
     default:
       return raw;
   }
+}
+
+function hboneAddressing(raw: string): 'pod' | 'node' {
+  if (raw === 'pod' || raw === 'node') return raw;
+  return fail(`--hbone-addressing ${JSON.stringify(raw)}: expected pod (ztunnel's wire) or node`);
 }
 
 function trustDomainAliases(raw: string): string[] {
@@ -199,6 +209,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     caCertFile: values.caCertFile as string | undefined,
     trustDomain: (values.trustDomain as string | undefined) ?? 'cluster.local',
     trustDomainAliases: trustDomainAliases((values.trustDomainAliases as string | undefined) ?? ''),
+    hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
   };
 }

@@ -14,8 +14,8 @@ export interface CaptureKernel {
   releaseInboundCapture(pin: string, fd?: number): void;
   /** Every capture link pin, including those of namespaces no longer served (left by an earlier agent). */
   inboundCapturePins(): string[];
-  setCaptureListener(ip: string, fd: number): void;
-  removeCaptureListener(ip: string): void;
+  setCaptureListener(ip: string, fd: number, kind?: 'plaintext' | 'hbone'): void;
+  removeCaptureListener(ip: string, kind?: 'plaintext' | 'hbone'): void;
   /** The pod address is captured: while no listener is registered (agent restarting), its plaintext is held back. */
   holdPlaintext(ip: string): void;
   releasePlaintext(ip: string): void;
@@ -36,6 +36,8 @@ interface CapturedNetns {
   readonly pin: string;
   /** Pod addresses registered in the kernel's listener map for this namespace. */
   readonly ips: Set<string>;
+  /** The workload's pod-addressed HBONE server (`<pod IP>:15008`), once its certificate exists. */
+  hbone?: { readonly server: net.Server; readonly ip: string; readonly identity: string };
   readonly pods: Set<string>;
 }
 
@@ -70,9 +72,17 @@ export class InpodCapture {
 
   constructor(
     private readonly kernel: CaptureKernel,
-    /** Called with every accepted plaintext connection (local address = the pod address and port dialled). */
-    private readonly onConnection: (socket: net.Socket) => void,
+    /**
+     * Called with every accepted plaintext connection (local address = the pod address and port dialled); undefined =
+     * no plaintext capture (--no-plaintext-capture), the namespace link then serves pod-addressed HBONE only.
+     */
+    private readonly onConnection: ((socket: net.Socket) => void) | undefined,
     private readonly log: CaptureLogger,
+    /**
+     * The HBONE server of a local workload, not listening yet (InboundProxy.podServer); absent = no pod-addressed
+     * HBONE. May throw while the workload's certificate is not issued: retried on the next sync.
+     */
+    private readonly hboneServer?: (workload: Workload) => net.Server,
   ) {}
 
   sync(pods: readonly Workload[]): Promise<void> {
@@ -100,6 +110,7 @@ export class InpodCapture {
         // already closed
       }
       c.server.close();
+      c.hbone?.server.close();
     }
   }
 
@@ -148,7 +159,7 @@ export class InpodCapture {
       const ips = new Set(list.map((w) => w.ip));
       const fd = (c.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
       for (const ip of ips) {
-        if (c.ips.has(ip) || fd === undefined) continue;
+        if (c.ips.has(ip) || fd === undefined || !this.onConnection) continue;
         try {
           this.kernel.setCaptureListener(ip, fd);
           this.kernel.holdPlaintext(ip);
@@ -164,6 +175,7 @@ export class InpodCapture {
       }
       c.pods.clear();
       for (const w of list) c.pods.add(w.uid);
+      if (this.hboneServer) await this.syncHbone(c, list[0]!);
     }
     // Addresses an earlier agent held that no local pod has now.
     const wantedIps = new Set(pods.map((w) => w.ip));
@@ -179,7 +191,7 @@ export class InpodCapture {
 
   private async open(path: string, ino: number): Promise<CapturedNetns> {
     const fd = await this.kernel.netnsListener(path);
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(socket));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => (this.onConnection ? this.onConnection(socket) : socket.resetAndDestroy()));
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -209,6 +221,49 @@ export class InpodCapture {
     return { path, ino, server, linkFd: link.fd, pin: link.pin, ips: new Set(), pods: new Set() };
   }
 
+  /** Serves `<pod IP>:15008` with the workload's own certificate, as ztunnel's inbound does. */
+  private async syncHbone(c: CapturedNetns, w: Workload): Promise<void> {
+    if (c.hbone && (c.hbone.ip !== w.ip || c.hbone.identity !== w.identity)) this.closeHbone(c);
+    if (c.hbone) return;
+    let server: net.Server;
+    try {
+      server = this.hboneServer!(w);
+    } catch (err) {
+      this.log.info({ netns: c.path, workload: w.uid, err: (err as Error).message }, 'pod-addressed HBONE not served yet for this workload; retrying on the next sync');
+      return;
+    }
+    let fd: number;
+    try {
+      fd = await this.kernel.netnsListener(c.path);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ fd }, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      this.kernel.setCaptureListener(w.ip, fd, 'hbone');
+    } catch (err) {
+      server.close();
+      this.log.warn({ netns: c.path, workload: w.uid, err: (err as Error).message }, 'cannot serve pod-addressed HBONE for this workload; retrying on the next sync');
+      return;
+    }
+    server.on('error', (err) => this.log.warn({ netns: c.path, err: err.message }, 'pod-addressed HBONE listener error'));
+    c.hbone = { server, ip: w.ip, identity: w.identity };
+    this.log.info({ netns: c.path, workload: w.uid, address: `${w.ip}:15008` }, 'pod-addressed HBONE served');
+  }
+
+  private closeHbone(c: CapturedNetns): void {
+    if (!c.hbone) return;
+    try {
+      this.kernel.removeCaptureListener(c.hbone.ip, 'hbone');
+    } catch (err) {
+      this.log.warn({ ip: c.hbone.ip, err: (err as Error).message }, 'cannot remove the pod-addressed HBONE listener entry');
+    }
+    c.hbone.server.close();
+    c.hbone = undefined;
+  }
+
   private forgetIp(ip: string): void {
     try {
       this.kernel.removeCaptureListener(ip);
@@ -220,6 +275,7 @@ export class InpodCapture {
 
   private async release(c: CapturedNetns): Promise<void> {
     this.byPath.delete(c.path);
+    this.closeHbone(c);
     for (const ip of c.ips) this.forgetIp(ip);
     try {
       this.kernel.releaseInboundCapture(c.pin, c.linkFd);

@@ -65,6 +65,8 @@ export interface HttpOutboundOptions {
   readonly hbone: { open(req: HboneOpenRequest): Promise<Duplex> };
   readonly nodeName: string;
   readonly hbonePort: number;
+  /** Pod-addressed (default, ztunnel's) or node-addressed HBONE. */
+  readonly hboneAddressing?: 'pod' | 'node';
   /** Source address for same-node upstream connections (the capture address in production). */
   readonly localSourceIp?: string;
   /** Same-node requests are authorized here, per request with their HTTP attributes (remote ones by the destination's inbound, per connection). */
@@ -697,8 +699,9 @@ export class HttpOutbound {
       }
       return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
     }
-    const node = this.opts.state.node(w.node);
-    if (!node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
+    const podAddressed = (this.opts.hboneAddressing ?? 'pod') === 'pod';
+    const node = podAddressed ? undefined : this.opts.state.node(w.node);
+    if (!podAddressed && !node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
     const authority = formatAuthority(w.ip, port);
     // The dialled service rides in baggage, so the destination reports it: tunnels are not shared across services.
     const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
@@ -710,8 +713,9 @@ export class HttpOutbound {
       port,
       hbone: {
         sourceId: ctx.source.identity,
-        node: { host: node.address, port: this.opts.hbonePort },
-        expectedServerId: nodeSpiffeId(this.opts.state.trustDomain, node.name),
+        // Pod-addressed (ztunnel's wire): the pod's address, its workload certificate; else the node's agent.
+        node: { host: node ? node.address : w.ip, port: this.opts.hbonePort },
+        expectedServerId: node ? nodeSpiffeId(this.opts.state.trustDomain, node.name) : w.identity,
         authority,
         headers: { ...(ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {}), ...(baggage ? { baggage } : {}) },
       },

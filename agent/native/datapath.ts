@@ -37,6 +37,12 @@ export interface InboundCounters {
 
 /** The sk_lookup port key of the plaintext capture listener (bpf/shared/abi.h SMESH_INPOD_PLAINTEXT_PORT). */
 export const INPOD_PLAINTEXT_PORT = 15006;
+/** The sk_lookup port key of a workload's pod-addressed HBONE listener (bpf/shared/abi.h SMESH_INPOD_HBONE_PORT). */
+export const INPOD_HBONE_PORT = 15008;
+
+/** Which in-pod listener: inbound plaintext capture, or the workload's HBONE server on `<pod IP>:15008`. */
+export type CaptureKind = 'plaintext' | 'hbone';
+const CAPTURE_PORT: Record<CaptureKind, number> = { plaintext: INPOD_PLAINTEXT_PORT, hbone: INPOD_HBONE_PORT };
 
 export interface Datapath {
   readonly attachInfo: AttachInfo;
@@ -72,10 +78,10 @@ export interface Datapath {
   holdPlaintext(ip: string): void;
   releasePlaintext(ip: string): void;
   heldPlaintext(): string[];
-  /** Plaintext to the local pod address `ip` is handed to the listening socket `fd` (made in the pod's namespace). */
-  setCaptureListener(ip: string, fd: number): void;
-  removeCaptureListener(ip: string): void;
-  captureListeners(): string[];
+  /** Plaintext (or, kind 'hbone', TCP to port 15008) to the local pod address `ip` is handed to the listening socket `fd` (made in the pod's namespace). */
+  setCaptureListener(ip: string, fd: number, kind?: CaptureKind): void;
+  removeCaptureListener(ip: string, kind?: CaptureKind): void;
+  captureListeners(kind?: CaptureKind): string[];
   /** Connections the kernel refused at connect() (connect-time deny), per (workload, destination, port) entry; totals. */
   connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }>;
   /** Plaintext connections STRICT dropped in the kernel, per (source address, local pod address, port); totals. */
@@ -322,15 +328,21 @@ class NativeDatapath implements Datapath {
     }
   }
 
-  setCaptureListener(ip: string, fd: number): void {
+  setCaptureListener(ip: string, fd: number, kind: CaptureKind = 'plaintext'): void {
     const key = ipToKey(ip);
     if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
-    wrapSync(() => this.raw.inpodListenerUpdate(key, INPOD_PLAINTEXT_PORT, fd));
+    wrapSync(() => this.raw.inpodListenerUpdate(key, CAPTURE_PORT[kind], fd));
   }
 
-  removeCaptureListener(ip: string): void {
+  removeCaptureListener(ip: string, kind: CaptureKind = 'plaintext'): void {
     const key = ipToKey(ip);
-    wrapSync(() => this.raw.inpodListenerDelete(key, INPOD_PLAINTEXT_PORT));
+    wrapSync(() => this.raw.inpodListenerDelete(key, CAPTURE_PORT[kind]));
+  }
+
+  captureListeners(kind: CaptureKind = 'plaintext'): string[] {
+    return wrapSync(() => this.raw.inpodListeners())
+      .filter((e) => e.port === CAPTURE_PORT[kind])
+      .map((e) => keyToIp(e.addr));
   }
 
   connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }> {
@@ -341,11 +353,6 @@ class NativeDatapath implements Datapath {
     return wrapSync(() => this.raw.strictDropStats()).map((e) => ({ sourceIp: keyToIp(e.src), ip: keyToIp(e.dst), port: e.port, count: e.count }));
   }
 
-  captureListeners(): string[] {
-    return wrapSync(() => this.raw.inpodListeners())
-      .filter((e) => e.port === INPOD_PLAINTEXT_PORT)
-      .map((e) => keyToIp(e.addr));
-  }
 
   close(): void {
     if (this.closed) return;

@@ -4,16 +4,17 @@ import * as net from 'net';
 import { performance } from 'perf_hooks';
 import type * as tls from 'tls';
 import { SmeshError } from '../errors';
-import { listenOrFail } from '../telemetry/listen';
+import { boundAddress, listenOrFail } from '../telemetry/listen';
 import { peerSpiffeId, TrustDomains, trustDomainOf } from '../identity/spiffe';
 import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import { LogRateLimiter } from '../telemetry/log-limiter';
-import type { HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason } from '../telemetry/metrics';
+import type { HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
+import { parseBaggage } from '../telemetry/baggage';
 import { abortSide, relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
-import { allowAll, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
+import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
 export const HBONE_CONNECTION_WINDOW = 16 * 1024 * 1024;
@@ -74,8 +75,8 @@ export interface InboundProxyOptions {
   readonly maxConcurrentStreams?: number;
   /**
    * The HTTP protocol of a local workload's port ('http' | 'grpc'), undefined for plain TCP. On
-   * such a port the connection is authorized with L7 attributes deferred; when a request-level
-   * rule applies, the tunnel is handed to `httpTunnels`, which authorizes every request. Without
+   * such a port the connection is authorized with L7 attributes deferred and the tunnel is handed to
+   * `httpTunnels`, which authorizes and reports every request (reporter destination). Without
    * `httpTunnels` such rules fail closed at the connection, as on a TCP port.
    */
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
@@ -158,6 +159,9 @@ interface SessionInfo {
 /** The HBONE inbound server. */
 export class InboundProxy {
   private server?: http2.Http2SecureServer;
+  /** Per-workload servers (pod-addressed HBONE) and, for their sessions, the workload address they serve. */
+  private readonly podServers = new Set<http2.Http2SecureServer>();
+  private readonly podSessions = new WeakMap<http2.ServerHttp2Session, string>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionInfo = new WeakMap<http2.ServerHttp2Session, SessionInfo>();
   private readonly relays = new Set<Relay>();
@@ -189,18 +193,42 @@ export class InboundProxy {
     return a;
   }
 
-  private secureContextOptions(): tls.SecureContextOptions {
-    const cert = this.opts.identities.get(this.opts.nodeId);
+  private secureContextOptions(certId: string = this.opts.nodeId): tls.SecureContextOptions {
+    const cert = this.opts.identities.get(certId);
     if (!cert) {
-      throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for node identity ${this.opts.nodeId}; ensure identities before starting the inbound proxy`);
+      throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for identity ${certId}; ensure identities before starting an inbound HBONE server for it`);
     }
     return { key: cert.keyPem, cert: cert.chainPem, ca: this.opts.identities.trustBundlePem() };
   }
 
   async start(): Promise<void> {
+    const server = this.createServer(this.opts.nodeId);
+    this.server = server;
+    await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'inbound HBONE listener', 'is another agent running?', this.log);
+    this.livenessTimer = setInterval(() => this.checkLiveness(), this.opts.livenessCheckMs ?? HBONE_LIVENESS_CHECK_MS);
+    this.livenessTimer.unref();
+    this.log.info({ address: boundAddress(server) }, 'inbound HBONE listening');
+  }
+
+  /**
+   * An HBONE server for one local workload, as ztunnel's inbound on `<pod IP>:15008`: it presents that workload's
+   * certificate (no SNI: the listener decides) and accepts CONNECTs to that workload's address only. The caller
+   * makes it listen (on the in-pod capture socket) and closes it; `close()` of this proxy closes it too.
+   * Throws SMESH_ERR_IDENTITY while the workload's certificate is not issued yet.
+   */
+  podServer(workload: Workload): http2.Http2SecureServer {
+    const server = this.createServer(workload.identity);
+    this.podServers.add(server);
+    server.on('session', (session: http2.ServerHttp2Session) => this.podSessions.set(session, workload.ip));
+    server.once('close', () => this.podServers.delete(server));
+    return server;
+  }
+
+  /** A TLS 1.3 + HTTP/2 server presenting `certId`'s certificate, wired to this proxy's session and stream handling. */
+  private createServer(certId: string): http2.Http2SecureServer {
     const maxStreams = this.opts.maxConcurrentStreams ?? HBONE_MAX_CONCURRENT_STREAMS;
     const server = http2.createSecureServer({
-      ...this.secureContextOptions(),
+      ...this.secureContextOptions(certId),
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
@@ -213,20 +241,19 @@ export class InboundProxy {
       maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
       maxSessionInvalidFrames: HBONE_MAX_INVALID_FRAMES,
     });
-    this.server = server;
-    // The TLS context holds this node's certificate and the roots peers are verified against: rebuilt when either
-    // changes. New trust anchors (a root rotation) apply at once, not when this node's own certificate next renews.
+    // The TLS context holds this server's certificate and the roots peers are verified against: rebuilt when either
+    // changes. New trust anchors (a root rotation) apply at once, not when this server's own certificate next renews.
     const refresh = (what: string, fields: Record<string, unknown> = {}): void => {
-      if (this.closing) return;
+      if (this.closing || (server !== this.server && !this.podServers.has(server))) return;
       try {
-        server.setSecureContext(this.secureContextOptions());
+        server.setSecureContext(this.secureContextOptions(certId));
         this.log.info(fields, `inbound server: ${what}`);
       } catch (err) {
         this.log.error({ ...fields, err: (err as Error).message }, `inbound server: cannot apply ${what}`);
       }
     };
     this.opts.identities.onRotate?.((id) => {
-      if (id === this.opts.nodeId) refresh('certificate rotated', { spiffeId: id });
+      if (id === certId) refresh('certificate rotated', { spiffeId: id });
     });
     this.opts.identities.onTrustBundleChange?.(() => refresh('new mesh trust anchors'));
 
@@ -246,19 +273,33 @@ export class InboundProxy {
     server.on('sessionError', (err: Error) => this.log.debug({ err: err.message }, 'HBONE session error'));
     server.on('session', (session: http2.ServerHttp2Session) => this.onSession(session));
     server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
-
-    await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'inbound HBONE listener', 'is another agent running?', this.log);
-    this.livenessTimer = setInterval(() => this.checkLiveness(), this.opts.livenessCheckMs ?? HBONE_LIVENESS_CHECK_MS);
-    this.livenessTimer.unref();
-    this.log.info({ address: this.address() }, 'inbound HBONE listening');
+    return server;
   }
 
   /** The service (if any) through which this workload port is reached, for the destination_service labels. */
-  private serviceFor(w: Workload | undefined, port: number): ReturnType<typeof serviceInfo> {
+  private serviceFor(w: Workload | undefined, port: number, dialled?: string): ReturnType<typeof serviceInfo> {
     if (!w || !this.opts.state) return undefined;
     const services = this.opts.state.servicesOf(w);
-    const svc = services.find((s) => s.ports.some((p) => p.targetPort === port)) ?? services[0];
-    return serviceInfo(svc, this.opts.state.trustDomain);
+    const td = this.opts.state.trustDomain;
+    // The service the client dialled (carried in baggage) when it selects this workload; else the first whose port maps here.
+    const byHost = dialled ? services.find((s) => serviceInfo(s, td)?.host === dialled) : undefined;
+    const svc = byHost ?? services.find((s) => s.ports.some((p) => p.targetPort === port)) ?? services[0];
+    return serviceInfo(svc, td);
+  }
+
+  /** Labels of a connection this inbound reports (reporter destination). */
+  private destinationTelemetry(peer: string, sourceIp: string | undefined, workload: Workload | undefined, port: number, dialled: string | undefined): TcpConnectionInfo {
+    const src = sourceIp ? this.opts.state?.workloadByIp(sourceIp) : undefined;
+    return {
+      reporter: 'destination',
+      source: src && src.identity === peer ? src : undefined,
+      sourcePrincipal: peer,
+      destination: workload,
+      service: this.serviceFor(workload, port, dialled),
+      mtls: true,
+      sourceAddress: sourceIp,
+      destinationAddress: workload ? formatAuthority(workload.ip, port) : undefined,
+    };
   }
 
   async close(): Promise<void> {
@@ -267,6 +308,7 @@ export class InboundProxy {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((r) => server.close(() => r()));
+    for (const ps of this.podServers) ps.close();
     for (const r of this.relays) r.reset();
     this.opts.httpTunnels?.close();
     for (const s of this.pending) s.destroy();
@@ -457,20 +499,29 @@ export class InboundProxy {
       this.reject(stream, 400, 'bad_request', ':authority must be ip:port', { authority: headers[':authority'], peer });
       return;
     }
+    const servedIp = this.podSessions.get(stream.session as http2.ServerHttp2Session);
+    if (servedIp !== undefined && (normalizeIp(dest.ip) ?? dest.ip) !== servedIp) {
+      this.reject(stream, 400, 'bad_request', 'a pod-addressed HBONE connection carries CONNECTs to that pod only', { dest, peer, pod: servedIp });
+      return;
+    }
     const local = this.resolveLocal(dest.ip, dest.port);
     if (!local) {
       this.reject(stream, 400, 'not_local_workload', 'not a local workload', { dest, peer });
       return;
     }
     const sourceIp = forwardedForIp(headers['forwarded']);
+    const dialled = parseBaggage(headers['baggage']).destinationService;
     const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(local.workload, dest.port) : undefined;
     const verdict = this.authorize({ sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload, ...(httpProtocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
+      this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'DENY');
       this.reject(stream, 401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer });
       return;
     }
-    if (httpProtocol && verdict.deferred && this.opts.httpTunnels) {
-      this.serveHttp(this.opts.httpTunnels, stream, peer, sourceIp, dest, local.workload, httpProtocol);
+    // Every HTTP port is parsed at the destination, rules or not: requests are reported with reporter="destination"
+    // (what dashboards and Kiali read) and a request-level rule added later applies to the open tunnel at once.
+    if (httpProtocol && this.opts.httpTunnels) {
+      this.serveHttp(this.opts.httpTunnels, stream, peer, sourceIp, dest, local.workload, httpProtocol, dialled);
       return;
     }
 
@@ -490,6 +541,7 @@ export class InboundProxy {
       clearTimeout(timer);
       if (!this.pending.delete(upstream)) return;
       stream.off('close', abandon);
+      this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'CONNECT');
       this.reject(stream, 503, 'upstream_connect_failed', 'destination unreachable', { dest, peer });
     });
     upstream.once('connect', () => {
@@ -503,15 +555,7 @@ export class InboundProxy {
       stream.respond({ ':status': 200 });
       this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
       this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
-      const src = sourceIp ? this.opts.state?.workloadByIp(sourceIp) : undefined;
-      const stats = this.opts.metrics?.openTcp({
-        reporter: 'destination',
-        source: src && src.identity === peer ? src : undefined,
-        sourcePrincipal: peer,
-        destination: local.workload,
-        service: this.serviceFor(local.workload, dest.port),
-        mtls: true,
-      });
+      const stats = this.opts.metrics?.openTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled));
       const r = relay(stream, upstream, stats);
       this.relays.add(r);
       const untrack = this.opts.connections?.register({
@@ -532,19 +576,11 @@ export class InboundProxy {
   }
 
   /** A tunnel to an HTTP port with request-level rules: answered 200 at once, then parsed and authorized per request. */
-  private serveHttp(tunnels: HttpTunnelServer, stream: http2.ServerHttp2Stream, peer: string, sourceIp: string | undefined, dest: IpPort, workload: Workload | undefined, protocol: 'http' | 'grpc'): void {
+  private serveHttp(tunnels: HttpTunnelServer, stream: http2.ServerHttp2Stream, peer: string, sourceIp: string | undefined, dest: IpPort, workload: Workload | undefined, protocol: 'http' | 'grpc', dialled: string | undefined): void {
     stream.respond({ ':status': 200 });
     this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
     this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
-    const src = sourceIp ? this.opts.state?.workloadByIp(sourceIp) : undefined;
-    const telemetry = {
-      reporter: 'destination' as const,
-      source: src && src.identity === peer ? src : undefined,
-      sourcePrincipal: peer,
-      destination: workload,
-      service: this.serviceFor(workload, dest.port),
-      mtls: true,
-    };
+    const telemetry = this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled);
     const stats = this.opts.metrics?.openTcp(telemetry);
     const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(stream) });
     void tunnels.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {

@@ -33,6 +33,11 @@ export interface OutboundInputs {
   readonly source: Workload | undefined;
   readonly localNode: string;
   readonly hbonePort: number;
+  /**
+   * `pod` (default, ztunnel's wire): dial `<destination pod IP>:hbonePort` and expect the destination workload's
+   * certificate; `node`: dial the destination node's agent and expect the node certificate (smesh's earlier wire).
+   */
+  readonly hboneAddressing?: HboneAddressing;
   readonly state: OutboundStateView;
   /** The DestinationRule connectionPool for connections to a service port (production: the port's, else the service's). */
   readonly connectionPool?: (service: Service, port: ServicePort) => ConnectionPoolSettings | undefined;
@@ -59,12 +64,17 @@ interface Target {
   readonly pool?: ConnectionPoolSettings;
 }
 
+export type HboneAddressing = 'pod' | 'node';
+
 export type OutboundDecision =
   /** Destination pod on this node: plain TCP to it, no TLS. */
   | ({ readonly kind: 'local'; readonly ip: string; readonly port: number } & Target)
   /** Destination opted out of the mesh: plain TCP to it wherever it is. */
   | ({ readonly kind: 'passthrough'; readonly ip: string; readonly port: number } & Target)
-  /** Destination pod on another node: HBONE to that node's agent. */
+  /**
+   * Destination pod on another node: HBONE to `nodeAddr`, whose certificate must be `nodeId` — the pod's address and
+   * workload identity (pod-addressed, ztunnel's), or that node's agent and node identity (node-addressed).
+   */
   | ({ readonly kind: 'hbone'; readonly nodeAddr: HostPort; readonly nodeId: string; readonly authority: string } & Target)
   | { readonly kind: 'refuse'; readonly reason: RefusalReason; readonly detail: string };
 
@@ -108,6 +118,9 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
   const w = target.destination;
   if (!w.meshed) return { kind: 'passthrough', ip: w.ip, port, ...target };
   if (w.node === i.localNode) return { kind: 'local', ip: w.ip, port, ...target };
+  if ((i.hboneAddressing ?? 'pod') === 'pod') {
+    return { kind: 'hbone', nodeAddr: { host: w.ip, port: i.hbonePort }, nodeId: w.identity, authority: formatAuthority(w.ip, port), ...target };
+  }
   const node: MeshNode | undefined = i.state.node(w.node);
   if (!node) return refuse('unknown_node', `workload ${w.uid} is on node ${w.node}, whose address is unknown`);
   return {
@@ -134,6 +147,8 @@ export interface OutboundProxyOptions {
   readonly nodeName: string;
   /** Port of the remote agents' HBONE listeners (default 15008). */
   readonly hbonePort?: number;
+  /** Pod-addressed (default) or node-addressed HBONE (see OutboundInputs.hboneAddressing). */
+  readonly hboneAddressing?: HboneAddressing;
   /** Policy for same-node connections (which never cross an inbound). Default allow. */
   readonly authorize?: Authorizer;
   readonly metrics?: MeshMetrics;
@@ -255,6 +270,7 @@ export class OutboundProxy {
       source,
       localNode: this.opts.nodeName,
       hbonePort: this.opts.hbonePort ?? DEFAULT_HBONE_PORT,
+      hboneAddressing: this.opts.hboneAddressing,
       state: this.opts.state,
       pick: (_key, endpoints, ctx) => this.balancer.pick(ctx.service, ctx.port, endpoints, sourceIp ?? ctx.source.ip),
       connectionPool: (service, port) => l4ConnectionPoolSettings(this.opts.state.snapshot().trafficPolicies?.get(service.key), port.port),

@@ -46,6 +46,16 @@ static __always_inline int smesh_inpod_lookup(struct bpf_sk_lookup *ctx)
 		return SK_PASS;
 	smesh_addr_from_v4(key.addr, local4);
 	smesh_addr_from_v4(src, remote4);
+	/* Pod-addressed HBONE: <pod IP>:15008 belongs to the agent's server for that workload, before any pod listener. */
+	if (local_port == SMESH_INPOD_HBONE_PORT && !smesh_addr_equal(src, key.addr)) {
+		key.port = SMESH_INPOD_HBONE_PORT;
+		sk = bpf_map_lookup_elem(&smesh_inpod_listeners, &key);
+		if (sk) {
+			bpf_sk_assign(ctx, sk, 0);
+			bpf_sk_release(sk);
+		}
+		return SK_PASS;
+	}
 	if (smesh_inbound_mode(key.addr, (__u16)local_port) != SMESH_INBOUND_PERMISSIVE)
 		return SK_PASS;
 	if (smesh_trusted_source(src, key.addr))

@@ -87,6 +87,9 @@ struct smesh_strict_counters {
  * port SMESH_INPOD_PLAINTEXT_PORT = plaintext to a PERMISSIVE pod port from outside the mesh (the
  * accepted socket keeps the original destination as its local address and the client as its peer). */
 #define SMESH_INPOD_PLAINTEXT_PORT 15006
+/* port SMESH_INPOD_HBONE_PORT = HBONE to `<pod IP>:15008` (ztunnel's pod-addressed tunnel), from any source but
+ * the pod itself, whatever the pod's mTLS mode: the agent's per-workload HBONE server takes it. */
+#define SMESH_INPOD_HBONE_PORT 15008
 
 /* smesh_inpod_pods (HASH): key struct smesh_addr_port (a local pod address, port 0) → struct smesh_dest_info:
  * pods whose plaintext the agent captures. Kept across agent restarts (the map is pinned): a plaintext SYN to

@@ -271,10 +271,16 @@ function modeHbone() {
   if (opts.ca) tlsOpts.ca = fs.readFileSync(opts.ca);
   let alpn = null;
   let secure = false;
+  let serverSan = null;
   const session = http2.connect(`https://${opts.host}:${opts.port}`, {
     createConnection: () => {
       const s = tls.connect(tlsOpts);
-      s.on('secureConnect', () => { secure = true; alpn = s.alpnProtocol; });
+      s.on('secureConnect', () => {
+        secure = true;
+        alpn = s.alpnProtocol;
+        const san = (s.getPeerCertificate() || {}).subjectaltname || '';
+        serverSan = (san.match(/URI:([^,\s]+)/) || [])[1] || null;
+      });
       return s;
     },
   });
@@ -285,14 +291,14 @@ function modeHbone() {
     if (status !== 200 || opts.send === undefined) {
       req.close();
       session.close();
-      finish({ ok: status === 200, secure, alpn, status });
+      finish({ ok: status === 200, secure, alpn, status, serverSan });
       return;
     }
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
     req.on('end', () => {
       session.close();
-      finish({ ok: true, secure, alpn, status, received: Buffer.concat(chunks).toString('utf8').slice(0, 4096) });
+      finish({ ok: true, secure, alpn, status, serverSan, received: Buffer.concat(chunks).toString('utf8').slice(0, 4096) });
     });
     req.end(opts.send);
   });

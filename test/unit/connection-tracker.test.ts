@@ -144,6 +144,8 @@ describe('ConnectionTracker with real L4 connections (same node and over HBONE)'
     await inbound.start();
     hbone = new HboneClient({ identities: ids1 });
     outbound = new OutboundProxy({
+      // The in-process inbound stands in for the remote node's agent (pod-addressed HBONE needs the in-pod capture: test/e2e/pod-hbone).
+      hboneAddressing: 'node',
       state,
       identities: ids1,
       hbone,

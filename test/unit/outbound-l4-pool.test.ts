@@ -97,6 +97,8 @@ describe('OutboundProxy: DestinationRule connectionPool on L4', () => {
     hbone = new HboneClient({ identities: ids1 });
     const { default: pino } = await import('pino');
     outbound = new OutboundProxy({
+      // The in-process inbound stands in for the remote node's agent (pod-addressed HBONE needs the in-pod capture: test/e2e/pod-hbone).
+      hboneAddressing: 'node',
       state,
       identities: ids1,
       hbone,

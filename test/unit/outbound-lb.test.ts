@@ -34,6 +34,8 @@ describe('OutboundProxy L4 least request', () => {
     };
     let n = 0;
     outbound = new OutboundProxy({
+      // The in-process inbound stands in for the remote node's agent (pod-addressed HBONE needs the in-pod capture: test/e2e/pod-hbone).
+      hboneAddressing: 'node',
       state: new StateStore(snapshot),
       identities: {} as IdentityProvider,
       hbone: {} as HboneConnector,

@@ -57,6 +57,8 @@ describe('OutboundProxy', () => {
     metrics1.setCertificateProvider(() => ids1.list());
     hbone = new HboneClient({ identities: ids1, metrics: metrics1 });
     outbound = new OutboundProxy({
+      // The in-process inbound stands in for the remote node's agent (pod-addressed HBONE needs the in-pod capture: test/e2e/pod-hbone).
+      hboneAddressing: 'node',
       state,
       identities: ids1,
       hbone,

@@ -172,7 +172,8 @@ describe('policy changes on open connections; pooled connections to a restarted 
     });
     await inbound.start();
     hbone = new HboneClient({ identities: node1Ids });
-    outbound = new HttpOutbound({ state, hbone, nodeName: 'node1', hbonePort: inbound.address().port, authorize, metrics, connections: tracker });
+    // The in-process inbound stands in for the remote node's agent (pod-addressed HBONE needs the in-pod capture: test/e2e/pod-hbone).
+    outbound = new HttpOutbound({ state, hbone, nodeName: 'node1', hbonePort: inbound.address().port, hboneAddressing: 'node', authorize, metrics, connections: tracker });
     front = net.createServer((sock) => {
       const svc = services[{ '127.0.0.5': 1, '127.0.0.6': 2, '127.0.0.7': 3 }[sock.localAddress ?? ''] ?? 0]!;
       outbound.handle(sock, { source: src, sourceIp: '127.0.0.1', service: svc, port: svc.ports[0]! });
