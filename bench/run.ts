@@ -31,6 +31,14 @@ const OUT_DIR = env('BENCH_OUT', path.join(REPO_ROOT, 'bench/results'));
 /** Hold a 0 µs PM QoS request (/dev/cpu_dma_latency) during the latency test: idle CPUs poll instead of halting (README). */
 const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
 
+/**
+ * Agent flags for the run. The "direct" baselines are plaintext from a pod outside the mesh into the server pods,
+ * which the agents would otherwise capture and authorize (README, Policy): `--no-plaintext-capture` keeps them
+ * direct. `BENCH_HBONE_ADDRESSING=node` measures smesh's node-addressed HBONE instead of the default pod-addressed
+ * (ztunnel's) wire.
+ */
+const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod')];
+
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
 /** Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. */
 const PORT = { iperf: 5201, http: 80, httpTarget: 8080, ping: 11111 } as const;
@@ -154,13 +162,13 @@ class Servers {
 function startAgentWithNodeOptions(topo: Topology, node: string, cfgDir: string): AgentHandle {
   const profDir = process.env.SMESH_AGENT_CPU_PROF;
   const extra = [profDir ? `--require ${path.join(REPO_ROOT, 'bench/lib/cpu-prof-preload.js')}` : '', process.env.SMESH_AGENT_NODE_OPTIONS ?? ''].filter(Boolean).join(' ');
-  if (!extra) return topo.startAgent(node, cfgDir);
+  if (!extra) return topo.startAgent(node, cfgDir, AGENT_ARGS);
   const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, SMESH_CPU_PROF_DIR: process.env.SMESH_CPU_PROF_DIR };
   // spawn() in startAgent copies the environment: set for that call only, restored at once.
   process.env.NODE_OPTIONS = extra;
   if (profDir) process.env.SMESH_CPU_PROF_DIR = path.resolve(profDir);
   try {
-    return topo.startAgent(node, cfgDir);
+    return topo.startAgent(node, cfgDir, AGENT_ARGS);
   } finally {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
