@@ -39,11 +39,12 @@ void ToMapped(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port) {
 
 }  // namespace
 
-uint64_t NetnsCookie(const std::string& netns_path) {
-  uint64_t cookie = 0;
+// Runs `fn` on a dedicated thread that first enters the network namespace at `netns_path`. setns(CLONE_NEWNET)
+// changes only the calling thread, and this one ends right after, so neither the main thread nor the libuv pool
+// ever runs in a pod's namespace. Exceptions from `fn` (or from entering) are rethrown on the caller's thread.
+template <typename Fn>
+void RunInNetns(const std::string& netns_path, Fn fn) {
   std::exception_ptr failure;
-  // setns(CLONE_NEWNET) changes only the calling thread; this thread ends right after, so neither the
-  // main thread nor the libuv pool ever runs in the pod's namespace.
   std::thread worker([&] {
     try {
       int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -54,38 +55,35 @@ uint64_t NetnsCookie(const std::string& netns_path) {
         ThrowErrno("setns into " + netns_path + " (is it a network namespace file?)", err);
       }
       close(ns_fd);
-      int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      if (sock < 0) ThrowErrno("create socket in netns " + netns_path, errno);
-      socklen_t len = sizeof(cookie);
-      int rc = getsockopt(sock, SOL_SOCKET, SMESH_SO_NETNS_COOKIE, &cookie, &len);
-      int err = errno;
-      close(sock);
-      if (rc != 0) ThrowErrno("read SO_NETNS_COOKIE in netns " + netns_path, err);
+      fn();
     } catch (...) {
       failure = std::current_exception();
     }
   });
   worker.join();
   if (failure) std::rethrow_exception(failure);
+}
+
+uint64_t NetnsCookie(const std::string& netns_path) {
+  uint64_t cookie = 0;
+  RunInNetns(netns_path, [&] {
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) ThrowErrno("create socket in netns " + netns_path, errno);
+    socklen_t len = sizeof(cookie);
+    int rc = getsockopt(sock, SOL_SOCKET, SMESH_SO_NETNS_COOKIE, &cookie, &len);
+    int err = errno;
+    close(sock);
+    if (rc != 0) ThrowErrno("read SO_NETNS_COOKIE in netns " + netns_path, err);
+  });
   return cookie;
 }
 
 int NetnsListener(const std::string& netns_path, int backlog) {
   int result = -1;
-  std::exception_ptr failure;
-  std::thread worker([&] {
-    int sock = -1;
+  RunInNetns(netns_path, [&] {
+    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sock < 0) ThrowErrno("create listening socket in netns " + netns_path, errno);
     try {
-      int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
-      if (setns(ns_fd, CLONE_NEWNET) != 0) {
-        int err = errno;
-        close(ns_fd);
-        ThrowErrno("setns into " + netns_path + " (is it a network namespace file?)", err);
-      }
-      close(ns_fd);
-      sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      if (sock < 0) ThrowErrno("create listening socket in netns " + netns_path, errno);
       sockaddr_in addr{};
       addr.sin_family = AF_INET;
       addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -93,14 +91,12 @@ int NetnsListener(const std::string& netns_path, int backlog) {
       if (bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
         ThrowErrno("bind 127.0.0.1:0 in netns " + netns_path + " (is its loopback up?)", errno);
       if (listen(sock, backlog) != 0) ThrowErrno("listen in netns " + netns_path, errno);
-      result = sock;
     } catch (...) {
-      if (sock >= 0) close(sock);
-      failure = std::current_exception();
+      close(sock);
+      throw;
     }
+    result = sock;
   });
-  worker.join();
-  if (failure) std::rethrow_exception(failure);
   return result;
 }
 
