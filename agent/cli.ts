@@ -1,8 +1,7 @@
 // The `smesh` command line: `smesh agent …` runs the node agent, `smesh check DIR` validates a config directory.
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { AGENT_USAGE, parseAgentArgs } from './config/options';
 import { SmeshError } from './errors';
+import { packageVersion } from './version';
 
 const USAGE = `usage: smesh <command> [options]
 commands:
@@ -17,19 +16,6 @@ function out(text: string): void {
 
 function err(text: string): void {
   process.stderr.write(text + '\n');
-}
-
-/** Version from package.json, found from both the source tree (agent/) and the build (dist/agent/). */
-function packageVersion(): string {
-  for (const p of [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {
-    try {
-      const pkg = JSON.parse(readFileSync(p, 'utf8'));
-      if (pkg.name === 'smesh') return pkg.version;
-    } catch {
-      // try the next location
-    }
-  }
-  return 'unknown';
 }
 
 export async function main(argv: readonly string[]): Promise<void> {

@@ -15,7 +15,8 @@ import { ControlMetrics } from './metrics';
 import { Registry } from './registry';
 import { FileSource } from './sources/files';
 import type { MeshSource } from './sources/types';
-import { createAdsService, type StreamInfo } from './xds-server';
+import { controlPlaneIdentifier, createAdsService, type StreamInfo } from './xds-server';
+import { packageVersion } from '../agent/version';
 
 export const DEFAULT_CONTROL_LISTEN = '0.0.0.0:15012';
 
@@ -47,6 +48,8 @@ export interface ControlPlaneOptions {
   readonly certTtlSeconds?: number;
   /** Extra DNS names / IPs for the serving certificate (besides localhost, loopback and local addresses). */
   readonly serverNames?: readonly string[];
+  /** This instance in control_plane.identifier (the "ID" of istiod's shape). Default: the host name (the pod name in Kubernetes). */
+  readonly instanceId?: string;
   readonly logger?: Logger;
   readonly metrics?: ControlMetrics;
 }
@@ -188,7 +191,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ca = loaded;
 
     const protos = loadMeshProtos();
-    const ads = createAdsService({ registry, auth, metrics, logger: logger.child({ scope: 'xds' }) });
+    const controlPlane = controlPlaneIdentifier(opts.instanceId ?? hostname(), packageVersion());
+    const ads = createAdsService({ registry, auth, metrics, logger: logger.child({ scope: 'xds' }), controlPlaneIdentifier: controlPlane });
     const caHandlers = createCaService({ ca: loaded, auth, metrics, logger: logger.child({ scope: 'ca' }), snapshot: () => registry.snapshot, certTtlSeconds: opts.certTtlSeconds });
     server = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000, 'grpc.keepalive_permit_without_calls': 1 });
     server.addService(protos.adsService, ads.handlers);

@@ -9,6 +9,7 @@ import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/me
 import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/Node';
 import type { Address } from '../proto/generated/istio/workload/Address';
 import type { PortList } from '../proto/generated/istio/workload/PortList';
+import type { Port } from '../proto/generated/istio/workload/Port';
 import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
 import type { Authorization } from '../proto/generated/istio/security/Authorization';
 import type { Match } from '../proto/generated/istio/security/Match';
@@ -16,7 +17,7 @@ import type { StringMatch } from '../proto/generated/istio/security/StringMatch'
 import { ruleNeedsL7, selectorPolicyKeys } from '../agent/policy/evaluate';
 import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../agent/policy/types';
 import { trafficPolicyMessages } from './traffic';
-import { declaredAppProtocol } from '../agent/http/protocol';
+import { declaredAppProtocol, istioAppProtocol } from '../agent/http/protocol';
 
 /** Every type URL the control plane serves on the delta ADS stream. */
 export const CONTROL_TYPE_URL = MESH_XDS_TYPE_URL;
@@ -321,8 +322,14 @@ export function serviceAddress(s: Service): Address {
       hostname: serviceHostname(s),
       addresses: s.vips.map((ip) => ({ network: '', address: ipBytes(ip) })),
       ports: s.ports.map((p) => {
-        const appProtocol = declaredAppProtocol(p); // absent rather than '' (protobufjs writes a set '' on the wire)
-        return appProtocol ? { servicePort: p.port, targetPort: p.targetPort, smeshAppProtocol: appProtocol } : { servicePort: p.port, targetPort: p.targetPort };
+        // Both absent rather than UNKNOWN / '' (protobufjs writes a set default on the wire). smesh_app_protocol
+        // still goes out where app_protocol is set too: agents that predate app_protocol read only it.
+        const port: Port = { servicePort: p.port, targetPort: p.targetPort };
+        const istio = istioAppProtocol(p);
+        if (istio !== 'UNKNOWN') port.appProtocol = istio;
+        const smesh = declaredAppProtocol(p);
+        if (smesh) port.smeshAppProtocol = smesh;
+        return port;
       }),
     },
   };
@@ -495,7 +502,7 @@ export class ResourceEntryCache {
 }
 
 function serviceAddressKey(s: Service): string {
-  return JSON.stringify([s.namespace, s.name, s.vips, s.ports.map((p) => [p.port, p.targetPort, declaredAppProtocol(p) ?? null])]);
+  return JSON.stringify([s.namespace, s.name, s.vips, s.ports.map((p) => [p.port, p.targetPort, istioAppProtocol(p), declaredAppProtocol(p) ?? null])]);
 }
 
 /**

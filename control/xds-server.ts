@@ -41,6 +41,18 @@ export interface XdsServerDeps {
   readonly auth: TokenAuthenticator;
   readonly metrics: ControlMetrics;
   readonly logger: Logger;
+  /** control_plane.identifier of every response (see controlPlaneIdentifier); none when absent. */
+  readonly controlPlaneIdentifier?: string;
+}
+
+/**
+ * Which control plane instance answered, in istiod's shape (its IstioControlPlaneInstance as JSON:
+ * Component, ID, Info with Istio's BuildInfo keys), so tooling that reads istiod's identifier reads
+ * ours. `id`: the instance (istiod uses its pod name; we use the host name, which is the pod name
+ * in Kubernetes). Build facts smesh does not record are "unknown"; golang_version is empty.
+ */
+export function controlPlaneIdentifier(id: string, version: string): string {
+  return JSON.stringify({ Component: 'smesh-control', ID: id, Info: { version, revision: 'unknown', golang_version: '', status: 'unknown', tag: 'unknown' } });
 }
 
 /** Open streams, for introspection and tests. */
@@ -107,6 +119,7 @@ class AdsStream {
   private readonly unsubscribe: () => void;
 
   private readonly node: string;
+  private readonly controlPlane?: { identifier: string };
 
   constructor(
     private readonly call: DeltaCall,
@@ -116,6 +129,7 @@ class AdsStream {
   ) {
     const node = authenticated.node;
     this.node = node;
+    if (deps.controlPlaneIdentifier) this.controlPlane = { identifier: deps.controlPlaneIdentifier };
     this.log = deps.logger.child({ peerNode: node, stream: this.id });
     this.log.info({ peer: call.getPeer() }, 'xDS stream opened');
     deps.metrics.xdsStreams.inc({ node });
@@ -322,6 +336,7 @@ class AdsStream {
         nonce,
         resources: q.resources.map((e) => ({ name: e.name, version: e.version, resource: e.resource })),
         removedResources: q.removed,
+        ...(this.controlPlane ? { controlPlane: this.controlPlane } : {}),
       };
       st.pendingNonce = nonce;
       this.outstanding.set(nonce, q.typeUrl);

@@ -88,6 +88,8 @@ export interface XdsClientStatus {
   readonly lastDisconnect?: { readonly at: string; readonly code: string; readonly details: string };
   /** When disconnected: the pending reconnect delay. */
   readonly nextRetryMs?: number;
+  /** The last control_plane.identifier received (smesh control and istiod before 1.25 send it on every response). */
+  readonly controlPlane?: string;
   readonly types: readonly XdsTypeStatus[];
 }
 
@@ -138,6 +140,7 @@ export class XdsClient {
   private lastDisconnectWarnAt = 0;
   /** Disconnects for the same reason since the last warning about it. */
   private repeatedDisconnects = 0;
+  private controlPlane?: string;
   private syncTimer?: NodeJS.Timeout;
   private syncTimedOut = false;
   private emitScheduled?: NodeJS.Immediate;
@@ -230,6 +233,7 @@ export class XdsClient {
       streamsStarted: this.streamsStarted,
       ...(this.lastDisconnect ? { lastDisconnect: { ...this.lastDisconnect } } : {}),
       ...(this.nextRetryMs !== undefined && !this.connected ? { nextRetryMs: this.nextRetryMs } : {}),
+      ...(this.controlPlane ? { controlPlane: this.controlPlane } : {}),
       types: [...this.types.values()].map((t) => ({
         typeUrl: t.typeUrl,
         resources: t.held.size,
@@ -361,6 +365,11 @@ export class XdsClient {
   private onResponse(call: AdsCall, resp: WireDeltaResponse): void {
     if (call !== this.call) return;
     this.markConnected(call);
+    const controlPlane = resp.controlPlane?.identifier;
+    if (controlPlane && controlPlane !== this.controlPlane) {
+      this.controlPlane = controlPlane;
+      this.log.info({ controlPlane }, 'control plane identified itself');
+    }
     const t = this.types.get(resp.typeUrl);
     if (!t) {
       const error = `type_url: ${JSON.stringify(resp.typeUrl)} was not subscribed to by this agent`;

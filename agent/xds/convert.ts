@@ -8,6 +8,7 @@ import { ipv4Text, keyToIp } from '../native/addr';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
+import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../http/protocol';
 import { decodeAddressOf, forgetRepeatedStrings, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
@@ -56,7 +57,7 @@ export interface PortMapping {
   readonly servicePort: number;
   /** 0: same as the service port. */
   readonly targetPort: number;
-  /** smesh_app_protocol; absent when empty. */
+  /** effectiveAppProtocol(): Istio's app_protocol first, else smesh_app_protocol; absent when neither is set. */
   readonly appProtocol?: string;
 }
 
@@ -204,14 +205,23 @@ function ipFromBytes(field: string, bytes: Uint8Array): string {
   return fail(field, `expected 4 or 16 bytes, got ${bytes.length}`);
 }
 
-function portMapping(field: string, p: { servicePort: number; targetPort: number; smeshAppProtocol?: string }): PortMapping {
+/**
+ * The port's declared protocol: Istio's app_protocol as the appProtocol it stands for, and smesh_app_protocol only
+ * where Istio's is UNKNOWN (or a value this agent does not know); '' when neither says anything.
+ */
+export function effectiveAppProtocol(p: { appProtocol?: string | number; smeshAppProtocol?: string }): string {
+  const istio = typeof p.appProtocol === 'string' && p.appProtocol !== 'UNKNOWN' ? APP_PROTOCOL_OF_ISTIO[p.appProtocol as Exclude<IstioAppProtocol, 'UNKNOWN'>] : undefined;
+  return istio ?? p.smeshAppProtocol?.trim() ?? '';
+}
+
+function portMapping(field: string, p: { servicePort: number; targetPort: number; appProtocol?: string | number; smeshAppProtocol?: string }): PortMapping {
   if (!Number.isInteger(p.servicePort) || p.servicePort < 1 || p.servicePort > 65535) {
     fail(`${field}.service_port`, `expected a port 1-65535, got ${p.servicePort}`);
   }
   if (!Number.isInteger(p.targetPort) || p.targetPort < 0 || p.targetPort > 65535) {
     fail(`${field}.target_port`, `expected a port 0-65535 (0 = same as service_port), got ${p.targetPort}`);
   }
-  const appProtocol = p.smeshAppProtocol?.trim();
+  const appProtocol = effectiveAppProtocol(p);
   return appProtocol ? { servicePort: p.servicePort, targetPort: p.targetPort, appProtocol } : { servicePort: p.servicePort, targetPort: p.targetPort };
 }
 
@@ -338,7 +348,7 @@ function sameAsWire(held: readonly PortMapping[], wire: readonly WirePort[]): bo
   for (let i = 0; i < held.length; i++) {
     const h = held[i]!;
     const x = wire[i]!;
-    if (h.servicePort !== x.servicePort || h.targetPort !== x.targetPort || (h.appProtocol ?? '') !== x.smeshAppProtocol.trim()) return false;
+    if (h.servicePort !== x.servicePort || h.targetPort !== x.targetPort || (h.appProtocol ?? '') !== effectiveAppProtocol(x)) return false;
   }
   return true;
 }

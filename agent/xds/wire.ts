@@ -15,6 +15,8 @@ export interface WireDeltaResponse {
   nonce: string;
   resources: WireResource[];
   removedResources: string[];
+  /** Which control plane instance answered (identifier: istiod's JSON {Component, ID, Info}); null when absent. */
+  controlPlane: { identifier: string } | null;
 }
 
 export interface WireResource {
@@ -27,6 +29,8 @@ export interface WireResource {
 export interface WirePort {
   servicePort: number;
   targetPort: number;
+  /** Istio's app_protocol: enum name ('UNKNOWN', 'HTTP11', …) or the number when unknown. */
+  appProtocol: string | number;
   smeshAppProtocol: string;
 }
 
@@ -196,7 +200,7 @@ function decodeResource(r: Reader, end: number): WireResource {
 /** envoy.service.discovery.v3.DeltaDiscoveryResponse → the fields the xDS client uses. */
 export function decodeDeltaResponse(bytes: Uint8Array): WireDeltaResponse {
   const r = reader(bytes);
-  const out: WireDeltaResponse = { systemVersionInfo: '', typeUrl: '', nonce: '', resources: [], removedResources: [] };
+  const out: WireDeltaResponse = { systemVersionInfo: '', typeUrl: '', nonce: '', resources: [], removedResources: [], controlPlane: null };
   while (r.pos < r.len) {
     const tag = r.uint32();
     switch (tag >>> 3) {
@@ -215,6 +219,9 @@ export function decodeDeltaResponse(bytes: Uint8Array): WireDeltaResponse {
       case 6:
         out.removedResources.push(r.string());
         break;
+      case 7:
+        out.controlPlane = { identifier: decodeControlPlaneIdentifier(r, subEnd(r), out.controlPlane?.identifier ?? '') };
+        break;
       default:
         r.skipType(tag & 7);
     }
@@ -222,8 +229,21 @@ export function decodeDeltaResponse(bytes: Uint8Array): WireDeltaResponse {
   return out;
 }
 
+/** envoy.config.core.v3.ControlPlane → its identifier (a repeated message merges: the last identifier wins). */
+function decodeControlPlaneIdentifier(r: Reader, end: number, previous: string): string {
+  let identifier = previous;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag >>> 3 === 1) identifier = r.string();
+    else r.skipType(tag & 7);
+  }
+  return identifier;
+}
+
+const APP_PROTOCOLS: readonly string[] = ['UNKNOWN', 'HTTP11', 'HTTP2', 'GRPC', 'TCP', 'TLS'];
+
 function decodePort(r: Reader, end: number): WirePort {
-  const p: WirePort = { servicePort: 0, targetPort: 0, smeshAppProtocol: '' };
+  const p: WirePort = { servicePort: 0, targetPort: 0, appProtocol: 'UNKNOWN', smeshAppProtocol: '' };
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag >>> 3) {
@@ -233,6 +253,11 @@ function decodePort(r: Reader, end: number): WirePort {
       case 2:
         p.targetPort = r.uint32();
         break;
+      case 3: {
+        const n = r.int32();
+        p.appProtocol = APP_PROTOCOLS[n] ?? n;
+        break;
+      }
       case 1000:
         p.smeshAppProtocol = repeatedString(r);
         break;

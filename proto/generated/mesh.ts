@@ -152,6 +152,7 @@ export interface ProtoGrpcType {
     }
     workload: {
       Address: MessageTypeDefinition<_istio_workload_Address, _istio_workload_Address__Output>
+      AppProtocol: EnumTypeDefinition
       ApplicationTunnel: MessageTypeDefinition<_istio_workload_ApplicationTunnel, _istio_workload_ApplicationTunnel__Output>
       Extension: MessageTypeDefinition<_istio_workload_Extension, _istio_workload_Extension__Output>
       GatewayAddress: MessageTypeDefinition<_istio_workload_GatewayAddress, _istio_workload_GatewayAddress__Output>

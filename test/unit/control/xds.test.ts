@@ -68,9 +68,14 @@ describe('control: delta ADS', () => {
       status: 'HEALTHY',
     });
     expect([...addr.workload!.addresses[0]!]).toEqual([198, 18, 1, 10]);
-    expect(addr.workload!.services).toEqual({ 'default/web.default.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080, smeshAppProtocol: '' }] } });
+    // As istiod: the workload's port lists carry no protocol, the Service's ports do (port name `http` → HTTP11).
+    expect(addr.workload!.services).toEqual({ 'default/web.default.svc.cluster.local': { ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'UNKNOWN', smeshAppProtocol: '' }] } });
     const svc = codecs.address.unpack(r.resources.find((x) => x.name === 'default/web.default.svc.cluster.local')!.resource!);
-    expect(svc.service).toMatchObject({ name: 'web', namespace: 'default', hostname: 'web.default.svc.cluster.local', ports: [{ servicePort: 80, targetPort: 8080 }] });
+    expect(svc.service).toMatchObject({ name: 'web', namespace: 'default', hostname: 'web.default.svc.cluster.local', ports: [{ servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11' }] });
+    // Every response names the instance in istiod's JSON shape.
+    const id = JSON.parse(r.controlPlane!.identifier);
+    expect(id).toEqual({ Component: 'smesh-control', ID: expect.any(String), Info: expect.objectContaining({ version: expect.any(String) }) });
+    expect(id.ID).not.toBe('');
     expect([...svc.service!.addresses[0]!.address]).toEqual([198, 19, 0, 10]);
 
     c.send({ typeUrl: T.node, resourceNamesSubscribe: ['*'] });

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadMeshProtos, MESH_PROTO_OPTIONS, TYPE_URL } from '../../../proto';
 import type { TrafficPolicy } from '../../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
+import { decodeDeltaResponse } from '../../../agent/xds/wire';
 
 const { codecs, codecFor } = loadMeshProtos();
 
@@ -45,6 +46,16 @@ describe('proto: istio.workload', () => {
     expect(hex(str(1000, 'http')).slice(0, 4)).toBe('c23e');
     expect(hex(port.encode({ servicePort: 80 }))).toBe(hex(int(1, 80)));
     expect(port.decode(Buffer.from([...int(1, 80), ...str(1000, 'grpc')]))).toMatchObject({ servicePort: 80, smeshAppProtocol: 'grpc' });
+  });
+
+  it("Port.app_protocol is Istio's field 3, AppProtocol UNKNOWN=0 HTTP11=1 HTTP2=2 GRPC=3 TCP=4 TLS=5", () => {
+    const port = codecFor<{ servicePort: number; appProtocol?: string }, { servicePort: number; appProtocol: string }>('istio.workload.Port');
+    const values = ['UNKNOWN', 'HTTP11', 'HTTP2', 'GRPC', 'TCP', 'TLS'];
+    values.forEach((name, n) => {
+      expect(hex(port.encode({ servicePort: 80, appProtocol: name }))).toBe(hex([...int(1, 80), ...int(3, n)]));
+      expect(port.decode(Buffer.from([...int(1, 80), ...int(3, n)])).appProtocol).toBe(name);
+    });
+    expect(port.decode(Buffer.from(int(1, 80))).appProtocol).toBe('UNKNOWN');
   });
 
   it('encodes the fields ztunnel reads with Istio numbers', () => {
@@ -98,7 +109,7 @@ describe('proto: istio.workload', () => {
     expect(decoded.uid).toBe('u');
     expect(decoded.addresses).toEqual([ip('10.0.0.5')]);
     expect(decoded.tunnelProtocol).toBe('HBONE');
-    expect(decoded.services['ns/svc']?.ports).toEqual([{ servicePort: 80, targetPort: 8080, smeshAppProtocol: '' }]);
+    expect(decoded.services['ns/svc']?.ports).toEqual([{ servicePort: 80, targetPort: 8080, appProtocol: 'UNKNOWN', smeshAppProtocol: '' }]);
     expect(decoded.capacity).toEqual({ value: 3 });
     expect(decoded.waypoint?.destination).toBe('address');
     expect(decoded.waypoint?.address?.address).toEqual(ip('10.0.0.9'));
@@ -295,6 +306,14 @@ describe('proto: envoy.service.discovery.v3', () => {
     expect(r?.ttl).toEqual({ seconds: 30, nanos: 0 });
     expect(typeof r?.ttl?.seconds).toBe('number'); // longs: Number
     expect(codecs.address.unpack(r!.resource!).workload?.uid).toBe('w');
+  });
+
+  it("DeltaDiscoveryResponse.control_plane is Envoy's field 7 (ControlPlane.identifier = 1), decoded by the agent's own decoder too", () => {
+    const identifier = '{"Component":"istiod","ID":"istiod-5d8f9","Info":{"version":"1.24.2"}}';
+    const wire = Buffer.from([...str(4, TYPE_URL.address), ...str(5, 'n1'), ...bytes(7, str(1, identifier))]);
+    expect(hex(codecs.deltaDiscoveryResponse.encode({ typeUrl: TYPE_URL.address, nonce: 'n1', controlPlane: { identifier } }))).toBe(hex(wire));
+    expect(codecs.deltaDiscoveryResponse.decode(wire).controlPlane).toEqual({ identifier });
+    expect(decodeDeltaResponse(wire).controlPlane).toEqual({ identifier });
   });
 
   it('Node skips the upstream fields smesh leaves out (user_agent_build_version 8, extensions 9)', () => {

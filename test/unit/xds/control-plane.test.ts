@@ -68,6 +68,7 @@ describe('agent xDS client + RemoteCa against smesh control', () => {
       caDir: path.join(t.dir, 'ca'),
       tokens: { 'token-node1': 'node1' },
       listen: '127.0.0.1:0',
+      instanceId: 'smesh-control-7f9c',
     });
     ca = new RemoteCa({ channel: { caClient: () => channel.caClient() }, trustAnchorsPem: cp.trustBundlePem });
     channel = new ControlPlaneChannel({
@@ -106,10 +107,13 @@ describe('agent xDS client + RemoteCa against smesh control', () => {
     expect(resolved.kind).toBe('service');
     if (resolved.kind === 'service') {
       expect(resolved.port.targetPort).toBe(8080);
+      // Port name `http`: app_protocol HTTP11 on the wire, read first by the agent.
+      expect(resolved.port.appProtocol).toBe('http');
       expect(resolved.endpoints.map((w) => w.name)).toEqual(['web-1']);
     }
     const st = client.status();
     expect(st.types.every((x) => x.nacks === 0 && x.acks >= 1)).toBe(true);
+    expect(JSON.parse(st.controlPlane!)).toMatchObject({ Component: 'smesh-control', ID: 'smesh-control-7f9c', Info: { version: expect.stringMatching(/^\d+\.\d+\.\d+/) } });
     expect(ca.trustBundlePem()).toBe(cp.trustBundlePem);
   });
 

@@ -12,7 +12,12 @@ function gen(seed: number) {
   const int = (n: number) => Math.floor(r() * n);
   const str = (opt = true) => (opt && r() < 0.3 ? '' : ['a', 'web', 'ns-1', 'ü-ñ', 'x'.repeat(int(40))][int(5)]! + int(1000));
   const bytes = () => Buffer.from(Array.from({ length: [4, 16, 3][int(3)]! }, () => int(256)));
-  const port = () => ({ servicePort: int(70000), targetPort: int(3) === 0 ? 0 : int(65536), ...(r() < 0.3 ? { smeshAppProtocol: ['http', 'grpc', ''][int(3)] } : {}) });
+  const port = () => ({
+    servicePort: int(70000),
+    targetPort: int(3) === 0 ? 0 : int(65536),
+    ...(r() < 0.5 ? { appProtocol: ['UNKNOWN', 'HTTP11', 'HTTP2', 'GRPC', 'TCP', 'TLS', 9][int(7)] } : {}),
+    ...(r() < 0.3 ? { smeshAppProtocol: ['http', 'grpc', ''][int(3)] } : {}),
+  });
   const ports = () => Array.from({ length: int(4) }, port);
   return { r, int, str, bytes, port, ports };
 }
@@ -40,7 +45,12 @@ function randomService(seed: number) {
 /** What the agent reads from protobufjs's output, in the hand-written decoder's shape. */
 function viaProtobufjs(bytes: Buffer) {
   const a = codecs.address.decode(bytes);
-  const port = (p: { servicePort: number; targetPort: number; smeshAppProtocol?: string }) => ({ servicePort: p.servicePort, targetPort: p.targetPort, smeshAppProtocol: p.smeshAppProtocol ?? '' });
+  const port = (p: { servicePort: number; targetPort: number; appProtocol?: string | number; smeshAppProtocol?: string }) => ({
+    servicePort: p.servicePort,
+    targetPort: p.targetPort,
+    appProtocol: p.appProtocol ?? 'UNKNOWN',
+    smeshAppProtocol: p.smeshAppProtocol ?? '',
+  });
   if (a.type === 'workload') {
     const w = a.workload!;
     return {
@@ -123,6 +133,9 @@ describe('decodeDeltaResponse', () => {
     expect(got.typeUrl).toBe(ref.typeUrl);
     expect(got.nonce).toBe(ref.nonce);
     expect(got.removedResources).toEqual(ref.removedResources);
+    expect(got.controlPlane).toEqual({ identifier: 'cp' });
+    expect(got.controlPlane).toEqual(ref.controlPlane);
+    expect(decodeDeltaResponse(codecs.deltaDiscoveryResponse.encode({ typeUrl: 't', nonce: 'n' } as never)).controlPlane).toBeNull();
     expect(got.resources.map((r) => [r.name, r.version, r.resource?.type_url, r.resource && Buffer.from(r.resource.value).toString('hex')])).toEqual(
       ref.resources.map((r) => [r.name, r.version, r.resource?.type_url, r.resource && Buffer.from(r.resource.value).toString('hex')]),
     );

@@ -1,5 +1,6 @@
 // Original file: proto/istio/workload/workload.proto
 
+import type { AppProtocol as _istio_workload_AppProtocol, AppProtocol__Output as _istio_workload_AppProtocol__Output } from '../../istio/workload/AppProtocol';
 
 export interface Port {
   /**
@@ -11,11 +12,18 @@ export interface Port {
    */
   'targetPort'?: (number);
   /**
-   * smesh extension (Istio's Port has no protocol; istiod never sends it, ztunnel skips it): the
-   * port's application protocol as Kubernetes' appProtocol spells it ("http", "http2", "grpc",
-   * "kubernetes.io/h2c", ...), or derived from an Istio port-name prefix (http-*, http2-*, grpc-*).
-   * Empty: undeclared (the agent then detects HTTP only from the service's HTTP routes).
-   * Numbered far from Istio's so a future upstream field cannot clash.
+   * The port's application protocol as istiod derives it from the Kubernetes Service port
+   * (appProtocol, else the port-name prefix; see agent/http/protocol.ts istioAppProtocol). istiod
+   * fills it on Service.ports only, not on Workload.services port lists.
+   */
+  'appProtocol'?: (_istio_workload_AppProtocol);
+  /**
+   * smesh extension (istiod never sends it, ztunnel skips it): the port's application protocol as
+   * Kubernetes' appProtocol spells it ("http", "http2", "grpc", "kubernetes.io/h2c", "h2c", ...), or
+   * derived from an Istio port-name prefix (http-*, http2-*, grpc-*, grpc-web-*). smesh agents read
+   * it only when app_protocol is UNKNOWN: it covers what the enum has no value for (bare "h2c",
+   * grpc-web) and agents that predate app_protocol. Empty: undeclared (the agent then detects HTTP
+   * only from the service's HTTP routes). Numbered far from Istio's so an upstream field cannot clash.
    */
   'smeshAppProtocol'?: (string);
 }
@@ -30,11 +38,18 @@ export interface Port__Output {
    */
   'targetPort': (number);
   /**
-   * smesh extension (Istio's Port has no protocol; istiod never sends it, ztunnel skips it): the
-   * port's application protocol as Kubernetes' appProtocol spells it ("http", "http2", "grpc",
-   * "kubernetes.io/h2c", ...), or derived from an Istio port-name prefix (http-*, http2-*, grpc-*).
-   * Empty: undeclared (the agent then detects HTTP only from the service's HTTP routes).
-   * Numbered far from Istio's so a future upstream field cannot clash.
+   * The port's application protocol as istiod derives it from the Kubernetes Service port
+   * (appProtocol, else the port-name prefix; see agent/http/protocol.ts istioAppProtocol). istiod
+   * fills it on Service.ports only, not on Workload.services port lists.
+   */
+  'appProtocol': (_istio_workload_AppProtocol__Output);
+  /**
+   * smesh extension (istiod never sends it, ztunnel skips it): the port's application protocol as
+   * Kubernetes' appProtocol spells it ("http", "http2", "grpc", "kubernetes.io/h2c", "h2c", ...), or
+   * derived from an Istio port-name prefix (http-*, http2-*, grpc-*, grpc-web-*). smesh agents read
+   * it only when app_protocol is UNKNOWN: it covers what the enum has no value for (bare "h2c",
+   * grpc-web) and agents that predate app_protocol. Empty: undeclared (the agent then detects HTTP
+   * only from the service's HTTP routes). Numbered far from Istio's so an upstream field cannot clash.
    */
   'smeshAppProtocol': (string);
 }
