@@ -2,9 +2,9 @@
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
-import * as net from 'node:net';
-import { sleep, tail, waitExit, type CapturedProcess } from '../helpers/proc';
+import { startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients, type HeldCommand } from '../helpers/e2e-agents';
+import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { sleep, type CapturedProcess } from '../helpers/proc';
 
 const problem = privilegeProblem();
 const TCP_PORT = 9001;
@@ -29,7 +29,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   let cfgDir = '';
   const agents: AgentHandle[] = [];
   let setupError: Error | null = null;
-  let held: CapturedProcess[] = [];
+  const held: CapturedProcess[] = [];
   let ctlDir = '';
   const services: ServiceSpec[] = [
     { name: 'server', namespace: 'shop', vip: VIP, ports: [{ name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT }, { name: 'http', port: 80, targetPort: HTTP_PORT }], selector: { app: 'server' } },
@@ -59,28 +59,15 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
       cfgDir = topo.makeTempDir('config');
       ctlDir = topo.makeTempDir('ctl');
       topo.writeConfig(cfgDir, { services });
-      for (const node of ['node1', 'node2']) {
-        const a = topo.startAgent(node, cfgDir);
-        agents.push(a);
-        await a.waitReady(60_000);
-      }
+      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
     } catch (e) {
       setupError = e as Error;
     }
   }, 180_000);
 
   afterAll(async () => {
-    for (const h of held) h.kill('SIGTERM');
-    await Promise.all(held.map((h) => waitExit(h, 5000)));
-    held = [];
-    const keep = process.env.SMESH_E2E_LOG_DIR;
-    for (const [i, a] of agents.entries()) {
-      await a.stop(5000).catch(() => undefined);
-      if (keep) {
-        fs.mkdirSync(keep, { recursive: true });
-        fs.writeFileSync(path.join(keep, `plaintext-agent-${i}-${a.node.name}.log`), a.logs());
-      }
-    }
+    await stopHeldClients(held);
+    await stopAgentsKeepingLogs(agents, 'plaintext');
     await topo?.cleanup();
   }, 60_000);
 
@@ -110,28 +97,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   }
 
   /** Holds one plaintext TCP connection open from `pod` (test/apps/held-client.js); resolves the command sender. */
-  async function holdTcp(pod: Client): Promise<(cmd: Record<string, unknown>) => Promise<Record<string, any>>> {
-    const control = path.join(ctlDir, `${pod}.sock`);
-    const proc = topo!.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'held-client.js'), '--control', control, '--host', server().ip, '--port', String(TCP_PORT), '--timeout', '6000']);
-    held.push(proc);
-    await proc.waitForLine(/"ready"/, 10_000);
-    return (cmd) =>
-      new Promise((resolve, reject) => {
-        const c = net.connect(control);
-        let out = '';
-        c.setEncoding('utf8');
-        c.on('data', (d) => (out += d));
-        c.on('end', () => {
-          try {
-            resolve(JSON.parse(out) as Record<string, any>);
-          } catch {
-            reject(new Error(`held client ${pod}: bad answer ${out}\n${tail(proc.outputText())}`));
-          }
-        });
-        c.on('error', reject);
-        c.write(`${JSON.stringify(cmd)}\n`);
-      });
-  }
+  const holdTcp = (pod: Client): Promise<HeldCommand> => startHeldClient(topo!, pod, ctlDir, pod, ['--host', server().ip, '--port', String(TCP_PORT)], held);
 
   const open: Expectation = { tcp: true, pub: 200, admin: 200 };
   const closed: Expectation = { tcp: false, pub: 0, admin: 0 };
@@ -204,7 +170,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   it('an open plaintext connection that a new policy denies is closed and counted (same node and across nodes)', async () => {
     topo!.writeConfig(cfgDir, { services });
     await expectAll({ 'outsider-local': open, 'outsider-remote': open });
-    const sends = new Map<Client, (cmd: Record<string, unknown>) => Promise<Record<string, any>>>();
+    const sends = new Map<Client, HeldCommand>();
     for (const pod of ['outsider-local', 'outsider-remote'] as const) {
       const send = await holdTcp(pod);
       const r = await send({ op: 'echo', data: 'hello' });

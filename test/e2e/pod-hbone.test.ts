@@ -2,6 +2,7 @@
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { startAgentsInOrder, stopAgentsKeepingLogs } from '../helpers/e2e-agents';
 import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { issueLeaf } from '../helpers/certs';
 import { parseMetrics, sum } from '../helpers/metrics';
@@ -37,25 +38,14 @@ describe.skipIf(problem !== null)(`pod-addressed HBONE e2e${problem ? ` (skipped
       await topo.startApp('server', 'echo-server', ['--port', String(TCP)]);
       cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services, extraDocs: [strictPolicy] });
-      for (const node of ['node1', 'node2']) {
-        const a = topo.startAgent(node, cfgDir);
-        agents.push(a);
-        await a.waitReady(60_000);
-      }
+      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
     } catch (e) {
       setupError = e as Error;
     }
   }, 180_000);
 
   afterAll(async () => {
-    const keep = process.env.SMESH_E2E_LOG_DIR;
-    for (const [i, a] of agents.entries()) {
-      await a.stop(5000).catch(() => undefined);
-      if (keep) {
-        fs.mkdirSync(keep, { recursive: true });
-        fs.writeFileSync(path.join(keep, `pod-hbone-agent-${i}-${a.node.name}.log`), a.logs());
-      }
-    }
+    await stopAgentsKeepingLogs(agents, 'pod-hbone');
     await topo?.cleanup();
   }, 60_000);
 

@@ -1,9 +1,8 @@
 // Policy changes reach connections that are already open (kept-alive HTTP, pooled upstreams, raw TCP), and a pooled request survives an app restart; same node and across nodes.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as path from 'node:path';
-import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients, type HeldCommand } from '../helpers/e2e-agents';
+import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import type { CapturedProcess } from '../helpers/proc';
 import { tail, waitExit } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
@@ -61,7 +60,7 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
     selector: { app: p.name },
   }));
   const diag = () => agents.map((a) => `--- agent ${a.node.name} ---\n${tail(a.logs(), 25)}`).join('\n');
-  let held: CapturedProcess[] = [];
+  const held: CapturedProcess[] = [];
 
   beforeEach(() => {
     if (setupError) throw setupError;
@@ -85,58 +84,22 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
       cfgDir = topo.makeTempDir('config');
       ctlDir = topo.makeTempDir('ctl');
       topo.writeConfig(cfgDir, { services });
-      for (const node of ['node1', 'node2']) {
-        const a = topo.startAgent(node, cfgDir);
-        agents.push(a);
-        await a.waitReady(60_000);
-      }
+      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
     } catch (e) {
       setupError = e as Error;
     }
   }, 180_000);
 
   afterAll(async () => {
-    for (const h of held) h.kill('SIGTERM');
-    const keep = process.env.SMESH_E2E_LOG_DIR;
-    for (const [i, a] of agents.entries()) {
-      await a.stop(5000).catch(() => undefined);
-      if (keep) {
-        fs.mkdirSync(keep, { recursive: true });
-        fs.writeFileSync(path.join(keep, `policy-open-agent-${i}-${a.node.name}.log`), a.logs());
-      }
-    }
+    await stopHeldClients(held);
+    await stopAgentsKeepingLogs(agents, 'policy-open');
     await topo?.cleanup();
   }, 60_000);
 
   /** Starts a held-client in the caller pod; resolves the function that sends it one command. */
-  async function holdClient(name: string, target: string[]): Promise<(cmd: Record<string, unknown>) => Promise<Record<string, any>>> {
-    const control = path.join(ctlDir, `${name}.sock`);
-    const proc = topo.spawnInPod('caller', NODE_BIN, [path.join(APPS_DIR, 'held-client.js'), '--control', control, ...target, '--timeout', '6000']);
-    held.push(proc);
-    await proc.waitForLine(/"ready"/, 10_000);
-    return (cmd) =>
-      new Promise((resolve, reject) => {
-        const c = net.connect(control);
-        let out = '';
-        c.setEncoding('utf8');
-        c.on('data', (d) => (out += d));
-        c.on('end', () => {
-          try {
-            resolve(JSON.parse(out) as Record<string, any>);
-          } catch {
-            reject(new Error(`held client ${name}: bad answer ${out}\n${tail(proc.outputText())}`));
-          }
-        });
-        c.on('error', reject);
-        c.write(`${JSON.stringify(cmd)}\n`);
-      });
-  }
+  const holdClient = (name: string, target: string[]): Promise<HeldCommand> => startHeldClient(topo, 'caller', ctlDir, name, target, held);
 
-  async function stopHeld(): Promise<void> {
-    for (const h of held) h.kill('SIGTERM');
-    await Promise.all(held.map((h) => waitExit(h, 5000)));
-    held = [];
-  }
+  const stopHeld = (): Promise<void> => stopHeldClients(held);
 
   /** Fresh one-shot requests from the caller until `done` says the new policy is in force at the enforcing agent (bounded). */
   async function waitFresh(url: string, done: (r: Record<string, any>) => boolean, what: string): Promise<void> {

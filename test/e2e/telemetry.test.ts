@@ -1,7 +1,7 @@
 // Destination-side telemetry end to end: every HTTP port reported by reporter="destination" (no policy needed), the dialled service named alike by both reporters (baggage) when one pod port sits behind two services, same-node traffic counted by both reporters, request/response sizes.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { startAgentsInOrder, stopAgentsKeepingLogs } from '../helpers/e2e-agents';
 import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { parseMetrics, sum } from '../helpers/metrics';
 import { sleep } from '../helpers/proc';
@@ -46,25 +46,14 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
       ]);
       const cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services });
-      for (const node of ['node1', 'node2']) {
-        const a = topo.startAgent(node, cfgDir);
-        agents.push(a);
-        await a.waitReady(60_000);
-      }
+      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
     } catch (e) {
       setupError = e as Error;
     }
   }, 180_000);
 
   afterAll(async () => {
-    const keep = process.env.SMESH_E2E_LOG_DIR;
-    for (const [i, a] of agents.entries()) {
-      await a.stop(5000).catch(() => undefined);
-      if (keep) {
-        fs.mkdirSync(keep, { recursive: true });
-        fs.writeFileSync(path.join(keep, `telemetry-agent-${i}-${a.node.name}.log`), a.logs());
-      }
-    }
+    await stopAgentsKeepingLogs(agents, 'telemetry');
     await topo?.cleanup();
   }, 60_000);
 
