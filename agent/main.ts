@@ -11,6 +11,7 @@ import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
 import { heapGuard } from './runtime/v8-heap';
+import { packageVersion } from './version';
 import { IdentityManager } from './identity/manager';
 import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
@@ -176,7 +177,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
     cleanups.push(() => channel.close());
     const ca = new RemoteCa({ channel, trustAnchorsPem: endpoint.anchorsPem, ttlSeconds: opts.certTtlSeconds, logger: logs.child('ca-client') });
     remoteCa = ca;
-    const xds = new XdsClient({ channel, nodeName: opts.nodeName, backoff: { initialMs: 100, maxMs: 5_000 }, logger: logs.child('xds') });
+    const xds = new XdsClient({ channel, nodeName: opts.nodeName, version: packageVersion(), backoff: { initialMs: 100, maxMs: 5_000 }, logger: logs.child('xds') });
     cleanups.push(() => xds.close());
     xds.onUpdate(({ snapshot, warnings }) => {
       for (const w of warnings) log.warn({ warning: w }, 'xDS resource accepted with a warning');
