@@ -344,6 +344,9 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       metrics,
       logger: logs.child('http'),
     });
+    // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
+    // same-node connections to a pod's HTTP port dialled by address.
+    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') });
     const outbound = new OutboundProxy({
       state,
       identities,
@@ -353,6 +356,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       hboneAddressing: opts.hboneAddressing,
       authorize,
       http: httpOutbound,
+      httpTunnels,
+      httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       connections,
       listen: { host: opts.captureIp, port: opts.outboundPort },
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
@@ -360,7 +365,6 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
       metrics,
       logger: logs.child('outbound'),
     });
-    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') });
     const inbound = new InboundProxy({
       identities,
       nodeId,

@@ -16,7 +16,7 @@ import { relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
-import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type IdentityProvider, type IpPort } from './types';
+import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 import type { Duplex } from 'stream';
 
 export const DEFAULT_HBONE_PORT = 15008;
@@ -164,6 +164,13 @@ export interface OutboundProxyOptions {
   readonly spliceRelay?: boolean;
   /** Same-node connections (authorized here) are registered so that a policy change re-decides them (connection-tracker.ts). */
   readonly connections?: ConnectionRegistry;
+  /**
+   * A same-node connection to a pod's HTTP port dialled by its address (no service, so not the per-request outbound
+   * path): parsed and authorized per request by `httpTunnels` as the destination's inbound would (`httpProtocolOf`
+   * names the port's protocol), instead of failing request-level rules closed on the whole connection.
+   */
+  readonly httpTunnels?: HttpTunnelServer;
+  readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -220,6 +227,19 @@ export class OutboundProxy {
     const a = this.server?.address();
     if (a && typeof a !== 'string') return { ip: normalizeIp(a.address) ?? a.address, port: a.port };
     return { ip: this.opts.listen.host, port: this.opts.listen.port };
+  }
+
+  /** Same node, HTTP port, pod address dialled: every request decided and reported as at the destination's inbound. */
+  private serveLocalHttp(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'local' }>, source: Workload, sourceIp: string | undefined, protocol: 'http' | 'grpc'): void {
+    const info = this.directTelemetry(source, d);
+    const destination: TcpConnectionInfo = { ...info, reporter: 'destination', sourcePrincipal: source.identity };
+    const stats = this.opts.metrics?.openTcpBothReporters(info, destination);
+    const dest = { ip: d.ip, port: d.port };
+    const untrack = this.opts.connections?.register({ direction: 'outbound', facts: { sourceIdentity: source.identity, sourceIp, destination: dest, destinationWorkload: d.destination }, mode: 'inspected', close: () => sock.resetAndDestroy() });
+    void this.opts.httpTunnels!.serve(sock, { peer: source.identity, sourceIp, destination: dest, workload: d.destination, protocol, telemetry: this.opts.metrics ? destination : undefined }, stats).then(() => {
+      untrack?.();
+      stats?.close();
+    });
   }
 
   private directTelemetry(source: Workload, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>): TcpConnectionInfo {
@@ -300,10 +320,15 @@ export class OutboundProxy {
       case 'local':
       case 'passthrough': {
         if (decision.kind === 'local') {
-          const verdict = this.authorize({ sourceIdentity: source!.identity, sourceIp, destination: { ip: decision.ip, port: decision.port }, destinationWorkload: decision.destination });
+          const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(decision.destination, decision.port) : undefined;
+          const verdict = this.authorize({ sourceIdentity: source!.identity, sourceIp, destination: { ip: decision.ip, port: decision.port }, destinationWorkload: decision.destination, ...(httpProtocol ? { deferL7: true } : {}) });
           if (!verdict.allow) {
             this.recordFailed(source!, decision, 'DENY');
             this.refuse(sock, 'denied', `denied by policy: ${verdict.reason}`, fields);
+            return;
+          }
+          if (httpProtocol) {
+            this.serveLocalHttp(sock, decision, source!, sourceIp, httpProtocol);
             return;
           }
         }

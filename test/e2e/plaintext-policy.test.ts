@@ -11,7 +11,7 @@ const TCP_PORT = 9001;
 const HTTP_PORT = 8080;
 const VIP = '198.19.9.10';
 
-type Client = 'outsider-local' | 'outsider-remote' | 'caller';
+type Client = 'outsider-local' | 'outsider-remote' | 'caller' | 'caller-local';
 
 interface Expectation {
   readonly tcp: boolean;
@@ -46,6 +46,8 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
         nodes: ['node1', 'node2'],
         pods: [
           { name: 'caller', node: 'node1', namespace: 'team-a', serviceAccount: 'caller-sa' },
+          // A mesh client on the server's node: the same-node (no TLS, no inbound) placement of mTLS identities.
+          { name: 'caller-local', node: 'node2', namespace: 'team-a', serviceAccount: 'caller-sa' },
           // Not in the mesh: plaintext clients that keep their own pod address.
           { name: 'outsider-remote', node: 'node1', enrolled: false },
           { name: 'outsider-local', node: 'node2', enrolled: false },
@@ -156,7 +158,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     // Paths are matched after Istio's BASE normalization, sent raw (client libraries would resolve `..` themselves).
     const raw = (client: Client, target: string) =>
       topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET ${target} HTTP/1.1\\r\\nHost: server\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
-    for (const client of ['outsider-local', 'outsider-remote', 'caller'] as const) {
+    for (const client of ['outsider-local', 'outsider-remote', 'caller', 'caller-local'] as const) {
       for (const [target, status] of [['/public/../admin', 403], ['/%61dmin', 403], ['/public/./x/..', 200], ['/admin/../public', 200]] as const) {
         const r = await raw(client, target);
         expect(String(r.receivedHead), `${client} ${target}: ${JSON.stringify(r)}`).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
@@ -165,6 +167,20 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*\} [1-9]/);
     expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*response_code="403"/);
+  });
+
+  it('hosts match as Istio documents: an exact entry does not match host:port (plaintext and mTLS, both placements)', async () => {
+    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-host', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], hosts: ['server.shop'] } }] }] })] });
+    const raw = (client: Client, host: string) =>
+      topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET /public HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && !/^HTTP\/1\.1 403 /.test(String((await raw('outsider-local', 'server.shop')).receivedHead))) await sleep(200);
+    for (const client of ['outsider-local', 'outsider-remote', 'caller', 'caller-local'] as const) {
+      for (const [host, status] of [['server.shop', 403], ['SERVER.shop', 403], ['server.shop:8080', 200], ['other', 200]] as const) {
+        const r = await raw(client, host);
+        expect(String(r.receivedHead), `${client} Host: ${host}: ${JSON.stringify(r)}`).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      }
+    }
   });
 
   it('an open plaintext connection that a new policy denies is closed and counted (same node and across nodes)', async () => {

@@ -9,7 +9,9 @@ import { sleep } from '../helpers/proc';
 const problem = privilegeProblem();
 const TARGET = 8080;
 const TCP = 9000;
-const VIP = { web: '198.19.11.10', alias: '198.19.11.11', local: '198.19.11.12', echo: '198.19.11.13' } as const;
+const VIP = { web: '198.19.11.10', alias: '198.19.11.11', local: '198.19.11.12', echo: '198.19.11.13', deadLocal: '198.19.11.14', deadRemote: '198.19.11.15' } as const;
+/** A service port whose pods have nothing listening: every connection fails at the pod. */
+const DEAD = 9100;
 const HOST = (name: string) => `${name}.shop.svc.cluster.local`;
 
 describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (skipped: ${problem})` : ''}`, () => {
@@ -22,6 +24,8 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
     { name: 'web-alias', namespace: 'shop', vip: VIP.alias, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'web' } },
     { name: 'web-local', namespace: 'shop', vip: VIP.local, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'web-local' } },
     { name: 'echo', namespace: 'shop', vip: VIP.echo, ports: [{ name: 'tcp', port: TCP, targetPort: TCP }], selector: { app: 'web-local' } },
+    { name: 'dead-local', namespace: 'shop', vip: VIP.deadLocal, ports: [{ name: 'tcp', port: DEAD, targetPort: DEAD }], selector: { app: 'web-local' } },
+    { name: 'dead-remote', namespace: 'shop', vip: VIP.deadRemote, ports: [{ name: 'tcp', port: DEAD, targetPort: DEAD }], selector: { app: 'web' } },
   ];
 
   beforeEach(() => {
@@ -103,6 +107,19 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
     // Bytes counted once by the relay, visible under both reporters.
     expect(sum(m, 'istio_tcp_received_bytes_total', { ...tcp, reporter: 'destination' })).toBe(4);
     expect(sum(m, 'istio_tcp_sent_bytes_total', { ...tcp, reporter: 'source' })).toBe(4);
+  });
+
+  it('connections that cannot reach the pod are counted with response_flags CONNECT (same node: both reporters; across nodes: the destination)', async () => {
+    for (const vip of [VIP.deadLocal, VIP.deadRemote]) {
+      const r = await topo!.runClient('caller', ['tcp', '--host', vip, '--port', String(DEAD), '--send', 'x'], 8000);
+      expect(r.ok && r.receivedBytes > 0, JSON.stringify(r)).toBe(false);
+    }
+    const flags = { response_flags: 'CONNECT' };
+    const local = await metricsUntil(agents[0]!, (t) => sum(parseMetrics(t), 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'destination' }) >= 1);
+    expect(sum(local, 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'source', source_workload: 'caller' })).toBe(1);
+    expect(sum(local, 'istio_tcp_connections_closed_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'destination', destination_workload: 'web-local' })).toBe(1);
+    const remote = await metricsUntil(agents[1]!, (t) => sum(parseMetrics(t), 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-remote') }) >= 1);
+    expect(sum(remote, 'istio_tcp_connections_opened_total', { ...flags, reporter: 'destination', destination_service: HOST('dead-remote'), destination_workload: 'web', source_workload: 'caller', connection_security_policy: 'mutual_tls' })).toBe(1);
   });
 
   it('access log: one "connection complete" record per finished connection and one "request complete" per request, each field with one type', async () => {
