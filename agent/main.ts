@@ -146,6 +146,7 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
   const log = logs.child('agent');
   const metrics = new MeshMetrics();
   if (!opts.noAccessLog) metrics.accessLog = logs.child('access');
+  metrics.accessLogRequests = opts.accessLogRequests;
   const state = new StateStore(emptySnapshot());
   const cleanups: Array<() => Promise<void> | void> = [];
   let stopping: Promise<void> | undefined;

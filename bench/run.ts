@@ -37,7 +37,7 @@ const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
  * direct. `BENCH_HBONE_ADDRESSING=node` measures smesh's node-addressed HBONE instead of the default pod-addressed
  * (ztunnel's) wire.
  */
-const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod')];
+const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod'), ...env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean)];
 
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
 /** Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. */

@@ -28,6 +28,8 @@ export interface AgentOptions {
   readonly noPlaintextCapture: boolean;
   /** No "connection complete" / "request complete" info line per finished connection and request. */
   readonly noAccessLog: boolean;
+  /** Also one access line per HTTP request (default: connections only). */
+  readonly accessLogRequests: boolean;
   /** Directory of the mesh root CA; defaults to `<config>/ca`. */
   readonly caDir: string;
   readonly certTtlSeconds?: number;
@@ -75,6 +77,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--no-probe-exemption': { key: 'noProbeExemption', kind: 'bool' },
   '--no-plaintext-capture': { key: 'noPlaintextCapture', kind: 'bool' },
   '--no-access-log': { key: 'noAccessLog', kind: 'bool' },
+  '--access-log-requests': { key: 'accessLogRequests', kind: 'bool' },
   '--ca-dir': { key: 'caDir', kind: 'string', env: 'SMESH_CA_DIR' },
   '--cert-ttl-seconds': { key: 'certTtlSeconds', kind: 'int' },
   '--control-plane': { key: 'controlPlane', kind: 'string', env: 'SMESH_CONTROL_PLANE' },
@@ -115,6 +118,9 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           from the processes below --cgroup-root, matched by pod IP)
   --hbone-addressing pod|node  pod (default): HBONE to <destination pod IP>:15008 presenting and expecting workload
                           certificates, as ztunnel does; node: to the destination node's agent (node certificates)  [$SMESH_HBONE_ADDRESSING]
+  --no-plaintext-capture  let plaintext from outside the mesh reach PERMISSIVE pods unchecked (no AuthorizationPolicy on it)
+  --no-access-log         no "connection complete" access lines (component access)
+  --access-log-requests   also one access line per HTTP request (default: per connection only)
   --no-probe-exemption    STRICT also drops plaintext from this node's own host addresses (default: let it
                           through, so kubelet health probes keep working)`;
 
@@ -202,6 +208,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     noProbeExemption: values.noProbeExemption === true,
     noPlaintextCapture: values.noPlaintextCapture === true,
     noAccessLog: values.noAccessLog === true,
+    accessLogRequests: values.accessLogRequests === true,
     caDir: (values.caDir as string | undefined) ?? `${configDir.replace(/\/$/, '')}/ca`,
     certTtlSeconds: values.certTtlSeconds as number | undefined,
     controlPlane: values.controlPlane as string | undefined,

@@ -50,7 +50,7 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
       ]);
       const cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services });
-      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
+      await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents, ['--access-log-requests']);
     } catch (e) {
       setupError = e as Error;
     }
