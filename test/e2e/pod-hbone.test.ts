@@ -3,12 +3,13 @@ import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startAgentsInOrder, stopAgentsKeepingLogs } from '../helpers/e2e-agents';
-import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, CAPTURE_IP, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { issueLeaf } from '../helpers/certs';
 import { parseMetrics, sum } from '../helpers/metrics';
 
 const problem = privilegeProblem();
 const TCP = 9000;
+const PEER = 9002;
 const VIP = '198.19.12.10';
 const spiffe = (ns: string, sa: string) => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
 
@@ -17,7 +18,7 @@ describe.skipIf(problem !== null)(`pod-addressed HBONE e2e${problem ? ` (skipped
   const agents: AgentHandle[] = [];
   let setupError: Error | null = null;
   let cfgDir = '';
-  const services: ServiceSpec[] = [{ name: 'echo', namespace: 'shop', vip: VIP, ports: [{ name: 'tcp', port: TCP, targetPort: TCP }], selector: { app: 'server' } }];
+  const services: ServiceSpec[] = [{ name: 'echo', namespace: 'shop', vip: VIP, ports: [{ name: 'tcp', port: TCP, targetPort: TCP }, { name: 'tcp-peer', port: PEER, targetPort: PEER }], selector: { app: 'server' } }];
   const strictPolicy = { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'shop' }, spec: { mtls: { mode: 'STRICT' } } };
 
   beforeEach(() => {
@@ -36,6 +37,7 @@ describe.skipIf(problem !== null)(`pod-addressed HBONE e2e${problem ? ` (skipped
         ],
       });
       await topo.startApp('server', 'echo-server', ['--port', String(TCP)]);
+      await topo.startApp('server', 'echo-server', ['--port', String(PEER), '--peer']);
       cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services, extraDocs: [strictPolicy] });
       await startAgentsInOrder(topo, ['node1', 'node2'], cfgDir, agents);
@@ -60,6 +62,12 @@ describe.skipIf(problem !== null)(`pod-addressed HBONE e2e${problem ? ` (skipped
     // The source pooled its session towards the pod, not the node: the server's pod-addressed listener took it.
     const served = agents[1]!.logRecords().filter((x) => x['msg'] === 'pod-addressed HBONE served' && x['address'] === `${topo!.pod('server').ip}:15008`);
     expect(served.length).toBe(1);
+  });
+
+  it('the app sees mesh traffic arrive from the capture address (never from an address it could take for its own or a local one)', async () => {
+    const r = await topo!.runClient('caller', ['peer', '--host', VIP, '--port', String(PEER)], 10_000);
+    expect(r.ok, JSON.stringify(r)).toBe(true);
+    expect(r.serverSawPeer.address).toBe(CAPTURE_IP);
   });
 
   it('an independent HBONE client dialling `<pod IP>:15008` gets that workload\'s certificate, CONNECTs to the pod, and is refused for another pod', async () => {
