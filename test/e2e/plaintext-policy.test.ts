@@ -4,7 +4,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients, type HeldCommand } from '../helpers/e2e-agents';
 import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
-import { sleep, type CapturedProcess } from '../helpers/proc';
+import type { CapturedProcess } from '../helpers/proc';
+import { pollUntil, waitUntil } from '../helpers/logs';
+import { inpodNoListener } from '../helpers/e2e-agents';
 
 const problem = privilegeProblem();
 const TCP_PORT = 9001;
@@ -87,15 +89,12 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
 
   /** Polls until every client sees what the case expects (the policy takes a moment to reach the agents), then asserts it. */
   async function expectAll(cases: Partial<Record<Client, Expectation>>): Promise<void> {
-    const deadline = Date.now() + 15_000;
-    let seen: Partial<Record<Client, Expectation>> = {};
-    for (;;) {
-      seen = {};
+    const observeAll = async (): Promise<Partial<Record<Client, Expectation>>> => {
+      const seen: Partial<Record<Client, Expectation>> = {};
       for (const c of Object.keys(cases) as Client[]) seen[c] = await observe(c);
-      if (JSON.stringify(seen) === JSON.stringify(cases) || Date.now() > deadline) break;
-      await sleep(200);
-    }
-    expect(seen).toEqual(cases);
+      return seen;
+    };
+    expect(await pollUntil(observeAll, (seen) => JSON.stringify(seen) === JSON.stringify(cases), 15_000)).toEqual(cases);
   }
 
   /** Holds one plaintext TCP connection open from `pod` (test/apps/held-client.js); resolves the command sender. */
@@ -173,8 +172,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-host', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], hosts: ['server.shop'] } }] }] })] });
     const raw = (client: Client, host: string) =>
       topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET /public HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
-    const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && !/^HTTP\/1\.1 403 /.test(String((await raw('outsider-local', 'server.shop')).receivedHead))) await sleep(200);
+    await pollUntil(() => raw('outsider-local', 'server.shop'), (r) => /^HTTP\/1\.1 403 /.test(String(r.receivedHead)), 15_000);
     for (const client of ['outsider-local', 'outsider-remote', 'caller', 'caller-local'] as const) {
       for (const [host, status] of [['server.shop', 403], ['SERVER.shop', 403], ['server.shop:8080', 200], ['other', 200]] as const) {
         const r = await raw(client, host);
@@ -193,15 +191,10 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
       expect(r.ok, JSON.stringify(r)).toBe(true);
       sends.set(pod, send);
     }
-    const closedBefore = Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
+    const closedNow = async (): Promise<number> => Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
+    const closedBefore = await closedNow();
     topo!.writeConfig(cfgDir, { services, extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })] });
-    const deadline = Date.now() + 15_000;
-    let closed = closedBefore;
-    while (closed < closedBefore + 2 && Date.now() < deadline) {
-      await sleep(100);
-      closed = Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
-    }
-    expect(closed).toBe(closedBefore + 2);
+    expect(await pollUntil(closedNow, (n) => n >= closedBefore + 2, 15_000)).toBe(closedBefore + 2);
     for (const [pod, send] of sends) {
       const r = await send({ op: 'echo', data: 'again' });
       expect(r.closed, `${pod}: ${JSON.stringify(r)}`).toBe(true);
@@ -219,8 +212,10 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     const pins = fs.readdirSync(path.join(node2.bpffsDir, 'links')).filter((n) => n.startsWith('inpod-'));
     expect(pins.length).toBeGreaterThan(0);
     // A plaintext connection attempt while the agent is down: its SYNs are dropped until the next agent captures one.
+    const heldBefore = inpodNoListener(node2.bpffsDir);
     const attempt = topo!.runClient('outsider-remote', ['tcp', '--host', server().ip, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 20_000);
-    await sleep(300);
+    // Restart only once the kernel has held a SYN of that attempt back (no capture listener while the agent is down).
+    await waitUntil(() => inpodNoListener(node2.bpffsDir) > heldBefore, 10_000, 'a plaintext SYN held back while no agent runs');
     const restarted = topo!.startAgent('node2', cfgDir);
     agents[1] = restarted;
     await restarted.waitReady(60_000);
@@ -246,13 +241,11 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
         policy('wildcard', { selector: { matchLabels: { app: 'serv*' } }, action: 'DENY', rules: [{}] }),
       ],
     });
-    const deadline = Date.now() + 15_000;
-    let rejected: Array<Record<string, unknown>> = [];
-    while (Date.now() < deadline) {
-      rejected = agents[1]!.logRecords().filter((r) => r['msg'] === 'rejected configuration change; still serving the previous configuration');
-      if (rejected.length > rejectedBefore) break;
-      await sleep(100);
-    }
+    const rejected = await pollUntil(
+      () => agents[1]!.logRecords().filter((r) => r['msg'] === 'rejected configuration change; still serving the previous configuration'),
+      (list) => list.length > rejectedBefore,
+      15_000,
+    );
     expect(rejected.length).toBeGreaterThan(rejectedBefore);
     const problems = rejected[rejected.length - 1]!['problems'] as Array<Record<string, unknown>>;
     expect(problems).toEqual(expect.arrayContaining([expect.objectContaining({ resource: 'AuthorizationPolicy shop/wildcard', field: expect.stringContaining('selector.matchLabels') })]));
@@ -265,13 +258,11 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
       services,
       extraDocs: [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'server' } }, mtls: { mode: 'STRICT' } } }],
     });
-    const deadline = Date.now() + 15_000;
-    let r: Record<string, any> = {};
-    for (;;) {
-      r = await topo!.runClient('outsider-remote', ['tcp', '--host', server().ip, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 5000);
-      if ((!r.ok && !r.connected && r.error?.code === 'ETIMEOUT') || Date.now() > deadline) break;
-      await sleep(200);
-    }
+    const r = await pollUntil(
+      () => topo!.runClient('outsider-remote', ['tcp', '--host', server().ip, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 5000),
+      (x) => !x.ok && !x.connected && x.error?.code === 'ETIMEOUT',
+      15_000,
+    );
     expect(r.ok, JSON.stringify(r)).toBe(false);
     expect(r.connected ?? false, JSON.stringify(r)).toBe(false); // SYN dropped, never accepted by the capture
     expect(r.error?.code, JSON.stringify(r)).toBe('ETIMEOUT');

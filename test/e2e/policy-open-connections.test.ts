@@ -6,6 +6,7 @@ import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentH
 import type { CapturedProcess } from '../helpers/proc';
 import { tail, waitExit } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
+import { pollUntil } from '../helpers/logs';
 
 const problem = privilegeProblem();
 const HTTP_TARGET = 8080;
@@ -183,13 +184,7 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
     }
     await setPolicies([denyTcp]);
     for (const p of PLACEMENTS) {
-      const started = Date.now();
-      let n = 0;
-      for (let i = 0; i < 100 && Date.now() - started < 15_000; i++) {
-        n = await closedCount(p.agent, 'policy_denied');
-        if (n > before[p.agent]!) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      const n = await pollUntil(() => closedCount(p.agent, 'policy_denied'), (x) => x > before[p.agent]!, 15_000);
       expect(n, `${p.name}: smesh_policy_connections_closed_total{reason="policy_denied"}\n${diag()}`).toBeGreaterThan(before[p.agent]!);
       const r = await sends.get(p.name)!({ op: 'echo', data: 'again' });
       expect(r.closed, `${p.name}: ${JSON.stringify(r)}`).toBe(true);

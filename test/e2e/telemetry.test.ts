@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import { startAgentsInOrder, stopAgentsKeepingLogs } from '../helpers/e2e-agents';
 import { createTopology, privilegeProblem, AGENT_CLI, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { parseMetrics, sum } from '../helpers/metrics';
-import { sleep } from '../helpers/proc';
+import { pollUntil } from '../helpers/logs';
 
 const problem = privilegeProblem();
 const TARGET = 8080;
@@ -63,14 +63,7 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
 
   /** Polls an agent's metrics until `pred` holds (counters of finished requests land as the responses end). */
   async function metricsUntil(agent: AgentHandle, pred: (text: string) => boolean): Promise<ReturnType<typeof parseMetrics>> {
-    const deadline = Date.now() + 10_000;
-    let text = '';
-    for (;;) {
-      text = await agent.metrics();
-      if (pred(text) || Date.now() > deadline) break;
-      await sleep(100);
-    }
-    return parseMetrics(text);
+    return parseMetrics(await pollUntil(() => agent.metrics(), pred, 10_000));
   }
 
   it('across nodes, an HTTP port without any policy is reported by both reporters, naming the service the client dialled (two services, one pod port)', async () => {

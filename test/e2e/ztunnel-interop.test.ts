@@ -5,8 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createTopology, privilegeProblem, AGENT_CLI, REPO_ROOT, type Topology, type AgentHandle, type ServiceSpec, type PodInfo } from '../helpers/topology';
 import { makeCa, issueLeaf, type LeafFiles } from '../helpers/certs';
-import { waitExit, lastJsonLine, jsonRecords, sleep, tail, type CapturedProcess } from '../helpers/proc';
+import { waitExit, lastJsonLine, jsonRecords, tail, type CapturedProcess } from '../helpers/proc';
 import { parseMetrics, sum, describeSeries } from '../helpers/metrics';
+import { pollUntil } from '../helpers/logs';
 
 /** Debian's interpreter: python3-h2 is a Debian package (scripts/install-deps.sh), not installed for other Pythons. */
 const PEER_PYTHON = '/usr/bin/python3';
@@ -168,18 +169,17 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
   /** Polls until the CONNECT statuses the node3 client gets for the TCP and HTTP ports of `server` are `want` (config changes take a moment to reach the agents). */
   async function expectConnectStatus(want: { tcp: number; http: number }): Promise<void> {
     const server = pod('server');
-    const deadline = Date.now() + 20_000;
-    let seen = { tcp: -1, http: -1 };
-    let last: PeerResult[] = [];
-    for (let attempt = 0; attempt < 200; attempt++) {
-      last = await Promise.all([
+    const statuses = (results: PeerResult[]) => ({ tcp: Number(results[0]!.status ?? 0), http: Number(results[1]!.status ?? 0) });
+    const last = await pollUntil(
+      () => Promise.all([
         peerClient(server.ip, `${server.ip}:${TCP}`, ids.server, ['--send', 'policy-probe']),
         peerClient(server.ip, `${server.ip}:${HTTP}`, ids.server, ['--http-get', '/policy-probe']),
-      ]);
-      seen = { tcp: Number(last[0]!.status ?? 0), http: Number(last[1]!.status ?? 0) };
-      if ((seen.tcp === want.tcp && seen.http === want.http) || Date.now() > deadline) break;
-      await sleep(200);
-    }
+      ]),
+      (results) => statuses(results).tcp === want.tcp && statuses(results).http === want.http,
+      20_000,
+      200,
+    );
+    const seen = statuses(last);
     expect(seen, JSON.stringify(last)).toEqual(want);
     if (want.tcp === 200) expect(last[0]!.received).toBe('policy-probe');
     if (want.http === 200) expect(last[1]!.http?.status).toBe(200);

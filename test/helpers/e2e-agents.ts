@@ -1,4 +1,5 @@
 // What the e2e suites share around their agents and pod clients: start agents in order, stop them keeping their logs, and drive a held-client (one kept-open connection in a pod).
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -60,4 +61,19 @@ export async function stopHeldClients(held: CapturedProcess[]): Promise<void> {
   for (const h of held) h.kill('SIGTERM');
   await Promise.all(held.map((h) => waitExit(h, 5000)));
   held.length = 0;
+}
+
+/**
+ * The kernel's count of plaintext SYNs to captured pods that found no capture listener (an agent restarting), summed
+ * over CPUs, read from the pinned `smesh_inpod_stats` map under a node's bpffs dir with bpftool.
+ */
+export function inpodNoListener(bpffsDir: string): number {
+  const raw = execFileSync('bpftool', ['-j', 'map', 'dump', 'pinned', path.join(bpffsDir, 'maps', 'smesh_inpod_stats')], { stdio: 'pipe', timeout: 10_000 }).toString();
+  const entries = JSON.parse(raw) as Array<{ formatted?: { values?: Array<{ value: { no_listener?: number } }> }; values?: Array<{ value: string[] }> }>;
+  let total = 0;
+  for (const e of entries) {
+    if (e.formatted?.values) for (const v of e.formatted.values) total += Number(v.value.no_listener ?? 0);
+    else for (const v of e.values ?? []) total += Number(Buffer.from(v.value.map((b) => parseInt(b, 16))).readBigUInt64LE(8)); // struct smesh_inpod_counters: no_listener at offset 8
+  }
+  return total;
 }

@@ -1,4 +1,4 @@
-// Test helpers for components that log and change asynchronously: a pino logger whose JSON lines the test reads, and a polling wait that names what it waited for.
+// Test helpers for components that log and change asynchronously: a pino logger whose JSON lines the test reads, and polling waits that name what they waited for.
 import pino from 'pino';
 
 /** A real pino logger (JSON lines) writing into `lines`. */
@@ -13,5 +13,18 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, ms: numb
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Runs `probe` until `done(value)` holds or `ms` have passed, pausing `everyMs` between probes, and returns the last
+ * value either way: the caller asserts on it, so a timeout fails with what was actually seen.
+ */
+export async function pollUntil<T>(probe: () => Promise<T> | T, done: (value: T) => boolean, ms: number, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (done(value) || Date.now() > deadline) return value;
+    await new Promise((r) => setTimeout(r, everyMs));
   }
 }
