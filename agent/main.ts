@@ -1,5 +1,4 @@
 // The agent's composition root: config → state → identities → kernel datapath → proxies → telemetry, and their lifecycle.
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { AdminServers } from './admin/servers';
@@ -100,7 +99,7 @@ async function openKernelDatapath(opts: AgentOptions): Promise<{ cgroupRoot: str
 }
 
 /** Where the agent's control plane is: started in-process (standalone) or remote. */
-interface ControlPlaneEndpoint {
+export interface ControlPlaneEndpoint {
   readonly address: string;
   readonly anchorsPem: string;
   readonly token: () => string;
@@ -108,24 +107,10 @@ interface ControlPlaneEndpoint {
 }
 
 /**
- * Standalone runs the very control plane `smesh control` runs, in this process, on loopback, with a one-time token
- * naming this node: the agent then takes the same xDS + CSR path as against a remote control plane.
+ * Starts a control plane for `--standalone` and says where it is. The agent never imports the control plane: the
+ * `smesh` command (cli/) composes the two and passes this in; cleanups registered run when the agent stops.
  */
-async function embeddedControlPlane(opts: AgentOptions, logs: LogHub, cleanups: Array<() => Promise<void> | void>): Promise<ControlPlaneEndpoint> {
-  const { startControlPlane } = await import('../control/main');
-  const { FileSource } = await import('../control/sources/files');
-  const token = randomBytes(24).toString('hex');
-  const cp = await startControlPlane({
-    source: new FileSource({ dir: opts.configDir, logger: logs.child('control-files') }),
-    caDir: opts.caDir,
-    tokens: { [token]: opts.nodeName },
-    listen: '127.0.0.1:0',
-    certTtlSeconds: opts.certTtlSeconds,
-    logger: logs.child('control'),
-  });
-  cleanups.push(() => cp.close());
-  return { address: `127.0.0.1:${cp.port}`, anchorsPem: cp.trustBundlePem, token: () => token, controlPlaneId: controlSpiffeId(cp.ca.trustDomain) };
-}
+export type EmbeddedControlPlane = (opts: AgentOptions, logs: LogHub, cleanups: Array<() => Promise<void> | void>) => Promise<ControlPlaneEndpoint>;
 
 function remoteControlPlane(opts: AgentOptions): ControlPlaneEndpoint {
   const read = (file: string, what: string): string => {
@@ -140,7 +125,7 @@ function remoteControlPlane(opts: AgentOptions): ControlPlaneEndpoint {
   return { address: opts.controlPlane!, anchorsPem, token: () => read(opts.tokenFile!, '--token-file'), controlPlaneId: controlSpiffeId(opts.trustDomain) };
 }
 
-export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
+export async function runAgent(opts: AgentOptions, embeddedControlPlane?: EmbeddedControlPlane): Promise<RunningAgent> {
   if (!isLogLevel(opts.logLevel)) throw new SmeshError('SMESH_ERR_CONFIG', `--log-level ${opts.logLevel}: expected one of fatal, error, warn, info, debug, trace, silent`);
   const logs = new LogHub({ level: opts.logLevel, base: { node: opts.nodeName } });
   const log = logs.child('agent');
@@ -167,7 +152,8 @@ export async function runAgent(opts: AgentOptions): Promise<RunningAgent> {
 
   try {
     // 1. Mesh state over xDS (the embedded control plane fails here, loudly, on an invalid config directory).
-    const endpoint = opts.standalone ? await embeddedControlPlane(opts, logs, cleanups) : remoteControlPlane(opts);
+    if (opts.standalone && !embeddedControlPlane) throw new SmeshError('SMESH_ERR_CONFIG', '--standalone needs the embedded control plane: start the agent through the smesh command');
+    const endpoint = opts.standalone ? await embeddedControlPlane!(opts, logs, cleanups) : remoteControlPlane(opts);
     let remoteCa: RemoteCa | undefined;
     const channel = new ControlPlaneChannel({
       address: endpoint.address,

@@ -18,7 +18,7 @@ const AGENT_NODE_FLAGS = (process.env.SCALE_AGENT_NODE_FLAGS ?? '').split(' ').f
 const AGENT_STDOUT = process.env.SCALE_AGENT_STDOUT;
 /**
  * The agent runs as deployed: `node bin/smesh agent …` (the launcher sets the agent's V8 flags) of the build that
- * SMESH_E2E_AGENT_CLI points at (default this checkout). SCALE_NO_LAUNCHER=1 runs dist/agent/cli.js directly
+ * SMESH_E2E_AGENT_CLI points at (default this checkout). SCALE_NO_LAUNCHER=1 runs dist/cli/main.js directly
  * (no launcher flags). SCALE_CONTROL_CLI pins the control plane's build, so two agent builds can be compared
  * against the same control plane.
  */

@@ -13,7 +13,7 @@ export const NETNS_DIR = '/run/netns';
 export const CAPTURE_IP = '169.254.7.1';
 export const REPO_ROOT = path.resolve(__dirname, '../..');
 /** The built agent; SMESH_E2E_AGENT_CLI points the tests at another build (e.g. a scratch tsc outDir). */
-export const AGENT_CLI = process.env.SMESH_E2E_AGENT_CLI || path.join(REPO_ROOT, 'dist/agent/cli.js');
+export const AGENT_CLI = process.env.SMESH_E2E_AGENT_CLI || path.join(REPO_ROOT, 'dist/cli/main.js');
 export const APPS_DIR = path.join(REPO_ROOT, 'test/apps');
 export const NODE_BIN = process.execPath;
 
@@ -503,7 +503,7 @@ export class Topology {
     return file;
   }
 
-  /** Starts `node dist/agent/cli.js agent --standalone …` in the node netns, inside the node's agent cgroup. */
+  /** Starts `node dist/cli/main.js agent --standalone …` in the node netns, inside the node's agent cgroup. */
   startAgent(node: NodeInfo | string, configDir: string, extraArgs: readonly string[] = []): AgentHandle {
     const n = this.resolveNode(node);
     if (!fs.existsSync(AGENT_CLI)) {

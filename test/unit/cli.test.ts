@@ -4,9 +4,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../../agent/cli';
+import { main } from '../../cli/main';
 
-const CLI = resolve(__dirname, '../../dist/agent/cli.js');
+const CLI = resolve(__dirname, '../../dist/cli/main.js');
 
 const GOOD = `apiVersion: smesh.io/v1alpha1
 kind: MeshConfig

@@ -1,7 +1,7 @@
-// The `smesh` command line: `smesh agent …` runs the node agent, `smesh check DIR` validates a config directory.
-import { AGENT_USAGE, parseAgentArgs } from './config/options';
-import { SmeshError } from './errors';
-import { packageVersion } from './version';
+// The `smesh` command line, composing agent and control plane (neither imports the other): `smesh agent …` (standalone: with an embedded control plane), `smesh control …`, `smesh check DIR`.
+import { AGENT_USAGE, parseAgentArgs } from '../agent/config/options';
+import { SmeshError } from '../agent/errors';
+import { packageVersion } from '../agent/version';
 
 const USAGE = `usage: smesh <command> [options]
 commands:
@@ -29,8 +29,9 @@ export async function main(argv: readonly string[]): Promise<void> {
       try {
         const opts = parseAgentArgs(rest);
         // Loaded lazily so that `smesh check` works on machines without the native addon.
-        const { runAgent } = await import('./main');
-        await runAgent(opts);
+        const { runAgent } = await import('../agent/main');
+        const { embeddedControlPlane } = await import('./standalone');
+        await runAgent(opts, embeddedControlPlane);
       } catch (e) {
         err(`smesh agent: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
         process.exitCode = 1;
@@ -58,7 +59,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         return;
       }
       // Loaded here only: the YAML parser and config validation are not part of a running agent's memory.
-      const { ConfigError, formatProblem, loadConfigDir } = await import('./config/resources');
+      const { ConfigError, formatProblem, loadConfigDir } = await import('../agent/config/resources');
       try {
         const s = loadConfigDir(dir);
         out(`${dir}: ok (${s.nodes.size} nodes, ${s.workloads.size} workloads, ${s.services.size} services, trust domain ${s.trustDomain})`);
