@@ -30,6 +30,17 @@ void ForEachKey(int map_fd, uint32_t max_entries, const char* map_name, Fn fn) {
   }
 }
 
+// One per-CPU slot array of `key` (PERCPU map): false when the key is absent.
+template <typename V>
+bool LookupPerCpu(int map_fd, const void* key, std::vector<V>* per_cpu, const char* map_name) {
+  const int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
+  per_cpu->assign(static_cast<size_t>(cpus), V{});
+  if (bpf_map_lookup_elem(map_fd, key, per_cpu->data()) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno(std::string("lookup ") + map_name, errno);
+}
+
 }  // namespace
 
 void PodPut(int map_fd, uint64_t netns_cookie, uint32_t workload_id) {
@@ -164,12 +175,10 @@ std::vector<std::pair<smesh_addr_port, smesh_strict_info>> StrictList(int map_fd
 }
 
 smesh_strict_counters StrictCounters(int map_fd) {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
-  std::vector<smesh_strict_counters> per_cpu(static_cast<size_t>(cpus));
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(map_fd, &zero, per_cpu.data()) != 0) ThrowErrno("lookup smesh_strict_stats", errno);
+  std::vector<smesh_strict_counters> per_cpu;
+  const uint32_t zero = 0;
   smesh_strict_counters total{};
+  if (!LookupPerCpu(map_fd, &zero, &per_cpu, "smesh_strict_stats")) return total;
   for (const auto& c : per_cpu) {
     total.dropped += c.dropped;
     total.plaintext += c.plaintext;
@@ -216,12 +225,10 @@ std::vector<smesh_addr_port> InpodPodList(int map_fd) {
 }
 
 smesh_inpod_counters InpodCounters(int map_fd) {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
-  std::vector<smesh_inpod_counters> per_cpu(static_cast<size_t>(cpus));
-  uint32_t zero = 0;
-  if (bpf_map_lookup_elem(map_fd, &zero, per_cpu.data()) != 0) ThrowErrno("lookup smesh_inpod_stats", errno);
+  std::vector<smesh_inpod_counters> per_cpu;
+  const uint32_t zero = 0;
   smesh_inpod_counters total{};
+  if (!LookupPerCpu(map_fd, &zero, &per_cpu, "smesh_inpod_stats")) return total;
   for (const auto& c : per_cpu) {
     total.captured += c.captured;
     total.no_listener += c.no_listener;
@@ -231,12 +238,10 @@ smesh_inpod_counters InpodCounters(int map_fd) {
 }
 
 std::vector<std::pair<smesh_deny_key, uint64_t>> DenyStats(int map_fd) {
-  const int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) ThrowErrno("count possible CPUs", -cpus);
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
+  std::vector<uint64_t> per_cpu;
   std::vector<std::pair<smesh_deny_key, uint64_t>> out;
   ForEachKey<smesh_deny_key>(map_fd, SMESH_MAX_DENY_STATS, "smesh_deny_stats", [&](const smesh_deny_key& key) {
-    if (bpf_map_lookup_elem(map_fd, &key, per_cpu.data()) != 0) return;  // removed meanwhile
+    if (!LookupPerCpu(map_fd, &key, &per_cpu, "smesh_deny_stats")) return;  // removed meanwhile
     uint64_t total = 0;
     for (uint64_t v : per_cpu) total += v;
     out.emplace_back(key, total);

@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import type { HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
 import { parseBaggage } from '../telemetry/baggage';
+import { dialPod } from './pod-dial';
 import { abortSide, relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
@@ -525,53 +526,37 @@ export class InboundProxy {
       return;
     }
 
-    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
-    this.pending.add(upstream);
-    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
-    timer.unref();
-    // The client reset the stream while the pod was being connected (e.g. rapid reset): not a 503 to count and log.
-    const abandon = () => {
-      this.pending.delete(upstream);
-      upstream.destroy();
-    };
-    stream.once('close', abandon);
-    // Before connect, 'close' below answers 503; after connect the relay owns errors.
-    upstream.on('error', () => undefined);
-    upstream.once('close', () => {
-      clearTimeout(timer);
-      if (!this.pending.delete(upstream)) return;
-      stream.off('close', abandon);
-      this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'CONNECT');
-      this.reject(stream, 503, 'upstream_connect_failed', 'destination unreachable', { dest, peer });
-    });
-    upstream.once('connect', () => {
-      clearTimeout(timer);
-      this.pending.delete(upstream);
-      stream.off('close', abandon);
-      if (stream.destroyed || stream.closed) {
-        upstream.destroy();
-        return;
-      }
-      stream.respond({ ':status': 200 });
-      this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
-      this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
-      const stats = this.opts.metrics?.openTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled));
-      const r = relay(stream, upstream, stats);
-      this.relays.add(r);
-      const untrack = this.opts.connections?.register({
-        direction: 'inbound',
-        facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload },
-        mode: 'raw',
-        inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(local.workload, dest.port) !== undefined,
-        close: () => r.reset(),
-      });
-      void r.done.then((res) => {
-        untrack?.();
-        this.relays.delete(r);
-        stats?.close();
-        this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
-        this.log.debug({ peer, dest, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'inbound connection closed');
-      });
+    dialPod(dest, stream, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
+      failed: () => {
+        this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'CONNECT');
+        this.reject(stream, 503, 'upstream_connect_failed', 'destination unreachable', { dest, peer });
+      },
+      connected: (upstream) => {
+        if (stream.closed) {
+          upstream.destroy();
+          return;
+        }
+        stream.respond({ ':status': 200 });
+        this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
+        this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
+        const stats = this.opts.metrics?.openTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled));
+        const r = relay(stream, upstream, stats);
+        this.relays.add(r);
+        const untrack = this.opts.connections?.register({
+          direction: 'inbound',
+          facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload },
+          mode: 'raw',
+          inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(local.workload, dest.port) !== undefined,
+          close: () => r.reset(),
+        });
+        void r.done.then((res) => {
+          untrack?.();
+          this.relays.delete(r);
+          stats?.close();
+          this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
+          this.log.debug({ peer, dest, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'inbound connection closed');
+        });
+      },
     });
   }
 

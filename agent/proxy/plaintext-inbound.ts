@@ -4,6 +4,7 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
+import { dialPod } from './pod-dial';
 import { relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
@@ -107,48 +108,33 @@ export class PlaintextInbound {
   private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
     const metrics = this.opts.metrics;
     client.pause();
-    const upstream = net.connect({ host: dest.ip, port: dest.port, allowHalfOpen: true, noDelay: true, localAddress: this.opts.upstreamSourceIp });
-    this.pending.add(upstream);
-    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), this.opts.connectTimeoutMs ?? 10_000);
-    timer.unref();
-    const abandon = (): void => {
-      upstream.destroy();
-    };
-    client.once('close', abandon);
-    upstream.on('error', () => undefined);
-    upstream.once('close', () => {
-      clearTimeout(timer);
-      if (!this.pending.delete(upstream)) return;
-      client.off('close', abandon);
-      metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
-      metrics?.recordFailedTcp(telemetry, 'CONNECT');
-      this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
-      client.resetAndDestroy();
+    dialPod(dest, client, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
+      failed: () => {
+        metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
+        metrics?.recordFailedTcp(telemetry, 'CONNECT');
+        this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
+        client.resetAndDestroy();
+      },
+      connected: (upstream) => this.relayTo(client, upstream, dest, telemetry, sourceIp),
     });
-    upstream.once('connect', () => {
-      clearTimeout(timer);
-      this.pending.delete(upstream);
-      client.off('close', abandon);
-      if (client.destroyed) {
-        upstream.destroy();
-        return;
-      }
-      const stats = this.opts.metrics?.openTcp(telemetry);
-      const r = relay(client, upstream, stats);
-      client.resume();
-      this.relays.add(r);
-      const untrack = this.opts.connections?.register({
-        direction: 'inbound',
-        facts: { sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: telemetry.destination },
-        mode: 'raw',
-        close: () => r.reset(),
-      });
-      void r.done.then((res) => {
-        untrack?.();
-        this.relays.delete(r);
-        stats?.close();
-        this.log.debug({ dest, sourceIp: client.remoteAddress, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'plaintext inbound connection closed');
-      });
+  }
+
+  private relayTo(client: net.Socket, upstream: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
+    const stats = this.opts.metrics?.openTcp(telemetry);
+    const r = relay(client, upstream, stats);
+    client.resume();
+    this.relays.add(r);
+    const untrack = this.opts.connections?.register({
+      direction: 'inbound',
+      facts: { sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: telemetry.destination },
+      mode: 'raw',
+      close: () => r.reset(),
+    });
+    void r.done.then((res) => {
+      untrack?.();
+      this.relays.delete(r);
+      stats?.close();
+      this.log.debug({ dest, sourceIp: client.remoteAddress, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'plaintext inbound connection closed');
     });
   }
 }
