@@ -241,6 +241,7 @@ function downstreamResetCode(code: number): number {
 export class HttpOutbound {
   private readonly server: http.Server;
   private readonly contexts = new WeakMap<net.Socket, HttpConnectionContext>();
+  private readonly baggageByConnection = new WeakMap<HttpConnectionContext, { host: string | undefined; baggage: string }>();
   private readonly backends = new Map<string, Backend>();
   private readonly registry = new LoadBalancerRegistry();
   private readonly load = new EndpointLoadTracker();
@@ -691,6 +692,17 @@ export class HttpOutbound {
     };
   }
 
+  /** The dialled service's host and the HBONE baggage of a client connection: fixed for it, so built once, not per request. */
+  private baggageOf(ctx: HttpConnectionContext): { host: string | undefined; baggage: string } {
+    let b = this.baggageByConnection.get(ctx);
+    if (!b) {
+      const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
+      b = { host, baggage: baggageHeader(sourceBaggage(ctx.source, host, DEFAULT_CLUSTER)) };
+      this.baggageByConnection.set(ctx, b);
+    }
+    return b;
+  }
+
   private upstreamTarget(w: Workload, port: number, ctx: HttpConnectionContext, http: HttpAttributes): UpstreamTarget | ProxyReply {
     if (!w.meshed || w.node === this.opts.nodeName) {
       if (w.meshed) {
@@ -704,8 +716,7 @@ export class HttpOutbound {
     if (!podAddressed && !node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
     const authority = formatAuthority(w.ip, port);
     // The dialled service rides in baggage, so the destination reports it: tunnels are not shared across services.
-    const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
-    const baggage = baggageHeader(sourceBaggage(ctx.source, host, DEFAULT_CLUSTER));
+    const { host, baggage } = this.baggageOf(ctx);
     return {
       key: `hbone|${ctx.source.identity}|${authority}|${host ?? ''}`,
       kind: 'hbone',
