@@ -2,6 +2,8 @@
 // RawDatapath wrapper around a loaded Datapath. Execute() never touches JavaScript values.
 #include "bindings.h"
 
+#include <sys/socket.h>
+
 #include <cstring>
 #include <memory>
 #include <string>
@@ -514,14 +516,14 @@ class NetnsCookieWorker : public Napi::AsyncWorker {
 
 class NetnsListenerWorker : public Napi::AsyncWorker {
  public:
-  NetnsListenerWorker(Napi::Env env, std::string path, int backlog)
-      : Napi::AsyncWorker(env, "smesh.netnsListener"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), backlog_(backlog) {}
+  NetnsListenerWorker(Napi::Env env, std::string path, int backlog, int family)
+      : Napi::AsyncWorker(env, "smesh.netnsListener"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), backlog_(backlog), family_(family) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
     try {
-      fd_ = NetnsListener(path_, backlog_);
+      fd_ = NetnsListener(path_, backlog_, family_);
     } catch (const std::exception& e) {
       failure_ = std::current_exception();
       SetError(e.what());
@@ -537,6 +539,7 @@ class NetnsListenerWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::string path_;
   int backlog_;
+  int family_;
   int fd_ = -1;
   std::exception_ptr failure_;
 };
@@ -600,7 +603,8 @@ Napi::Value NetnsCookieJs(const Napi::CallbackInfo& info) {
   return promise;
 }
 
-// netnsListener(path, backlog) → Promise<fd>: a listening TCP socket on 127.0.0.1:0 inside that namespace
+// netnsListener(path, backlog?, family?) → Promise<fd>: a listening TCP socket on 127.0.0.1:0 (family 4, default) or
+// [::1]:0 (family 6, IPv6 only) inside that namespace
 Napi::Value NetnsListenerJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
@@ -611,7 +615,13 @@ Napi::Value NetnsListenerJs(const Napi::CallbackInfo& info) {
     if (b < 1 || b > 65535) ThrowTypeError(env, "backlog must be an integer 1..65535");
     backlog = static_cast<int>(b);
   }
-  auto* worker = new NetnsListenerWorker(env, info[0].As<Napi::String>().Utf8Value(), backlog);
+  int family = AF_INET;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    uint32_t f = U32Arg(info[2], "family");
+    if (f != 4 && f != 6) ThrowTypeError(env, "family must be 4 or 6");
+    family = f == 6 ? AF_INET6 : AF_INET;
+  }
+  auto* worker = new NetnsListenerWorker(env, info[0].As<Napi::String>().Utf8Value(), backlog, family);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

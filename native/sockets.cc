@@ -78,18 +78,37 @@ uint64_t NetnsCookie(const std::string& netns_path) {
   return cookie;
 }
 
-int NetnsListener(const std::string& netns_path, int backlog) {
+int NetnsListener(const std::string& netns_path, int backlog, int family) {
   int result = -1;
   RunInNetns(netns_path, [&] {
-    int sock = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool v6 = family == AF_INET6;
+    int sock = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sock < 0) ThrowErrno("create listening socket in netns " + netns_path, errno);
     try {
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = 0;
-      if (bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-        ThrowErrno("bind 127.0.0.1:0 in netns " + netns_path + " (is its loopback up?)", errno);
+      // Accepted sockets carry the pod's address and port (sk_lookup) and inherit this flag: without it a captured
+      // connection still open or closing would make the app's own bind() of its port fail with EADDRINUSE.
+      int reuse = 1;
+      if (setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) != 0)
+        ThrowErrno("set SO_REUSEADDR in netns " + netns_path, errno);
+      int rc;
+      if (v6) {
+        // IPv6 only: the sk_lookup program hands it IPv6 connections; IPv4 ones go to the AF_INET listener.
+        int one = 1;
+        if (setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
+          ThrowErrno("set IPV6_V6ONLY in netns " + netns_path, errno);
+        sockaddr_in6 addr{};
+        addr.sin6_family = AF_INET6;
+        addr.sin6_addr = in6addr_loopback;
+        rc = bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        if (rc != 0) ThrowErrno("bind [::1]:0 in netns " + netns_path + " (is its loopback up, IPv6 enabled?)", errno);
+      } else {
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        addr.sin_port = 0;
+        rc = bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+        if (rc != 0) ThrowErrno("bind 127.0.0.1:0 in netns " + netns_path + " (is its loopback up?)", errno);
+      }
       if (listen(sock, backlog) != 0) ThrowErrno("listen in netns " + netns_path, errno);
     } catch (...) {
       close(sock);

@@ -13,7 +13,7 @@ uint64_t NetnsCookie(const std::string& netns_path);
 
 // Blocking. A TCP listening socket (IPv4, bound to 127.0.0.1 port 0, close-on-exec) created inside the network
 // namespace at `netns_path`, on a dedicated thread as NetnsCookie does. The caller owns the returned fd.
-int NetnsListener(const std::string& netns_path, int backlog);
+int NetnsListener(const std::string& netns_path, int backlog, int family);
 
 // A bpf_link attaching `prog_fd` (an sk_lookup program) to the network namespace at `netns_path`, pinned at
 // `pin_path` so that it outlives the process. A pin that already holds a live sk_lookup link of that same

@@ -6,8 +6,8 @@ import { podsToEnroll } from './reconciler';
 
 /** The kernel operations the capture needs (the native Datapath facade plus netnsListener; a fake in unit tests). */
 export interface CaptureKernel {
-  /** A listening TCP socket made inside the namespace; the caller owns the fd. */
-  netnsListener(netnsPath: string): Promise<number>;
+  /** A listening TCP socket made inside the namespace (127.0.0.1, or [::1] IPv6-only for family 6); the caller owns the fd. */
+  netnsListener(netnsPath: string, family?: 4 | 6): Promise<number>;
   /** Attaches the sk_lookup program to the namespace, pinned (a pinned link of that namespace is reused). */
   attachInboundCapture(netnsPath: string): { fd: number; pin: string };
   /** Unpins and closes a capture link: the namespace's plaintext is no longer captured. */
@@ -31,7 +31,10 @@ export interface CaptureLogger {
 interface CapturedNetns {
   readonly path: string;
   readonly ino: number;
+  /** The IPv4 capture listener (127.0.0.1 in the namespace). */
   readonly server: net.Server;
+  /** The IPv6 one ([::1], IPv6 only), opened with the namespace's first IPv6 pod address: the kernel hands a connection only to a socket of its family. */
+  server6?: net.Server;
   readonly linkFd: number;
   readonly pin: string;
   /** Pod addresses registered in the kernel's listener map for this namespace. */
@@ -47,10 +50,17 @@ export interface CaptureStatus {
   readonly addresses: string[];
 }
 
-/** Local pods whose plaintext should be captured: enrolled (meshed, on this node, netns known) with an IPv4 address. */
+/** Local pods whose plaintext should be captured: enrolled (meshed, on this node, netns known), IPv4 or IPv6. */
 export function podsToCapture(s: MeshSnapshot, nodeName: string): Workload[] {
-  // The in-pod listener is IPv4 (bound to 127.0.0.1): IPv6 plaintext still reaches the app (README).
-  return podsToEnroll(s, nodeName).filter((w) => net.isIPv4(w.ip));
+  return podsToEnroll(s, nodeName).filter((w) => net.isIP(w.ip) !== 0);
+}
+
+function familyOf(ip: string): 4 | 6 {
+  return net.isIPv6(ip) ? 6 : 4;
+}
+
+function serverFd(server: net.Server | undefined): number | undefined {
+  return (server as unknown as { _handle?: { fd?: number } } | undefined)?._handle?.fd;
 }
 
 function inodeOf(path: string): number | undefined {
@@ -110,6 +120,7 @@ export class InpodCapture {
         // already closed
       }
       c.server.close();
+      c.server6?.close();
       c.hbone?.server.close();
     }
   }
@@ -157,9 +168,16 @@ export class InpodCapture {
         this.byPath.set(path, c);
       }
       const ips = new Set(list.map((w) => w.ip));
-      const fd = (c.server as unknown as { _handle?: { fd?: number } })._handle?.fd;
       for (const ip of ips) {
-        if (c.ips.has(ip) || fd === undefined || !this.onConnection) continue;
+        if (c.ips.has(ip) || !this.onConnection) continue;
+        let fd: number | undefined;
+        try {
+          fd = serverFd(familyOf(ip) === 6 ? await this.server6(c) : c.server);
+        } catch (err) {
+          this.log.warn({ netns: path, ip, err: (err as Error).message }, 'cannot open the IPv6 plaintext capture listener in this pod namespace (IPv6 plaintext to it is held back until it is); will retry on the next reconcile');
+          continue;
+        }
+        if (fd === undefined) continue;
         try {
           this.kernel.setCaptureListener(ip, fd);
           this.kernel.holdPlaintext(ip);
@@ -189,8 +207,14 @@ export class InpodCapture {
     }
   }
 
-  private async open(path: string, ino: number): Promise<CapturedNetns> {
-    const fd = await this.kernel.netnsListener(path);
+  /** The namespace's IPv6 capture listener, opened on first use. */
+  private async server6(c: CapturedNetns): Promise<net.Server> {
+    if (!c.server6) c.server6 = await this.listen(c.path, 6);
+    return c.server6;
+  }
+
+  private async listen(path: string, family: 4 | 6): Promise<net.Server> {
+    const fd = await this.kernel.netnsListener(path, family);
     const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => (this.onConnection ? this.onConnection(socket) : socket.resetAndDestroy()));
     try {
       await new Promise<void>((resolve, reject) => {
@@ -209,7 +233,12 @@ export class InpodCapture {
       }
       throw err;
     }
-    server.on('error', (err) => this.log.warn({ netns: path, err: err.message }, 'plaintext capture listener error'));
+    server.on('error', (err) => this.log.warn({ netns: path, family, err: err.message }, 'plaintext capture listener error'));
+    return server;
+  }
+
+  private async open(path: string, ino: number): Promise<CapturedNetns> {
+    const server = await this.listen(path, 4);
     let link: { fd: number; pin: string };
     try {
       link = this.kernel.attachInboundCapture(path);
@@ -234,7 +263,7 @@ export class InpodCapture {
     }
     let fd: number;
     try {
-      fd = await this.kernel.netnsListener(c.path);
+      fd = await this.kernel.netnsListener(c.path, familyOf(w.ip));
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ fd }, () => {
@@ -282,8 +311,9 @@ export class InpodCapture {
     } catch (err) {
       this.log.warn({ pin: c.pin, err: (err as Error).message }, 'cannot remove the inbound plaintext capture link');
     }
-    // Connections already accepted keep running (close() would wait for them); only the listener goes.
+    // Connections already accepted keep running (close() would wait for them); only the listeners go.
     c.server.close();
+    c.server6?.close();
     this.log.info({ netns: c.path }, 'inbound plaintext capture released');
   }
 }

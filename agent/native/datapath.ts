@@ -97,7 +97,7 @@ const INBOUND_MODE_NAME: Readonly<Record<number, InboundMode>> = { 1: 'STRICT', 
 export interface DatapathApi {
   openDatapath(opts: DatapathOptions): Promise<Datapath>;
   netnsCookie(netnsPath: string): Promise<bigint>;
-  netnsListener(netnsPath: string): Promise<number>;
+  netnsListener(netnsPath: string, family?: 4 | 6): Promise<number>;
   originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null;
 }
 
@@ -413,10 +413,11 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
         });
     },
 
-    netnsListener(netnsPath: string): Promise<number> {
+    netnsListener(netnsPath: string, family: 4 | 6 = 4): Promise<number> {
       checkPath(netnsPath, 'netnsPath');
+      if (family !== 4 && family !== 6) throw new TypeError(`family must be 4 or 6, got ${String(family)}`);
       return loadRaw()
-        .netnsListener(netnsPath)
+        .netnsListener(netnsPath, undefined, family)
         .catch((err: unknown) => {
           throw bpfError(err);
         });
@@ -445,9 +446,9 @@ export function netnsCookie(netnsPath: string): Promise<bigint> {
   return api.netnsCookie(netnsPath);
 }
 
-/** A listening TCP socket (127.0.0.1, port 0) made inside the network namespace at `netnsPath`; the caller owns the fd. */
-export function netnsListener(netnsPath: string): Promise<number> {
-  return api.netnsListener(netnsPath);
+/** A listening TCP socket (127.0.0.1 or, family 6, [::1]; port 0) made inside the network namespace at `netnsPath`; the caller owns the fd. */
+export function netnsListener(netnsPath: string, family: 4 | 6 = 4): Promise<number> {
+  return api.netnsListener(netnsPath, family);
 }
 
 /**

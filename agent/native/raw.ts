@@ -75,8 +75,8 @@ export interface RawNativeError extends Error {
 export interface RawNative {
   open(options: RawOpenOptions): Promise<RawDatapath>;
   netnsCookie(netnsPath: string): Promise<bigint>;
-  /** A listening TCP socket on 127.0.0.1:0 inside the namespace (the caller owns the fd). */
-  netnsListener(netnsPath: string, backlog?: number): Promise<number>;
+  /** A listening TCP socket on 127.0.0.1:0 (family 4, default) or [::1]:0 (6, IPv6 only) inside the namespace (the caller owns the fd). */
+  netnsListener(netnsPath: string, backlog?: number, family?: 4 | 6): Promise<number>;
   originalDestination(fd: number, connsPinPath?: string): RawOriginalDst | null;
 }
 
