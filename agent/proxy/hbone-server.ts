@@ -1,6 +1,8 @@
 // Inbound HBONE (port 15008): mutual-TLS HTTP/2 server accepting CONNECT streams to local workloads and relaying them.
+import { EventEmitter } from 'events';
 import * as http2 from 'http2';
 import * as net from 'net';
+import type { Duplex } from 'stream';
 import { performance } from 'perf_hooks';
 import type * as tls from 'tls';
 import { SmeshError } from '../errors';
@@ -10,9 +12,12 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import { LogRateLimiter } from '../telemetry/log-limiter';
-import type { HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
+import type { ConnectionStats, HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
 import { parseBaggage } from '../telemetry/baggage';
 import { dialPod } from './pod-dial';
+import type { HboneEngine, HboneStreamRequest } from '../native/hbone-types';
+import { socketFd } from '../native/datapath';
+import { engineDuplex, engineRelay, recordEngineSessionEvent, type EngineIdentities } from './native-hbone';
 import { abortSide, relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
@@ -95,6 +100,56 @@ export interface InboundProxyOptions {
   readonly failureLogLimiter?: LogRateLimiter;
   /** Open streams are registered here so that a policy change re-decides them (agent/proxy/connection-tracker.ts). */
   readonly connections?: ConnectionRegistry;
+  /**
+   * The addon's HBONE engine (with `engineIdentities` feeding it certificates): TLS, HTTP/2 and the relay run on its
+   * threads, every stream is still decided here. Absent: node:tls + node:http2 on the JS thread.
+   */
+  readonly engine?: HboneEngine;
+  readonly engineIdentities?: EngineIdentities;
+}
+
+/** What a CONNECT is decided on, whichever server received it. */
+interface StreamFacts {
+  readonly peer?: string;
+  readonly refusal?: { readonly reason: RefusalReason; readonly detail: string };
+  readonly method?: string;
+  readonly authority?: string;
+  readonly forwarded?: string | string[];
+  readonly baggage?: string | string[];
+  /** The workload address a pod-addressed session serves (it carries CONNECTs to that pod only). */
+  readonly servedIp?: string;
+}
+
+/** The verdict on one CONNECT. */
+type StreamDecision =
+  | {
+      readonly kind: 'reject';
+      readonly status: number;
+      readonly reason: RefusalReason;
+      readonly detail: string;
+      readonly fields: Record<string, unknown>;
+      readonly level: 'info' | 'debug';
+      /** Reported as a failed connection with Istio's response flag (a policy denial). */
+      readonly failed?: { readonly telemetry: TcpConnectionInfo; readonly flag: 'DENY' };
+    }
+  | {
+      /** tcp: relay to the pod; http/grpc: parse and authorize every request. */
+      readonly kind: 'tcp' | 'http';
+      readonly protocol?: 'http' | 'grpc';
+      readonly peer: string;
+      readonly sourceIp?: string;
+      readonly dest: IpPort;
+      readonly workload?: Workload;
+      readonly dialled?: string;
+    };
+
+/** A CONNECT allowed to reach its pod. */
+type Admitted = Exclude<StreamDecision, { readonly kind: 'reject' }>;
+
+/** An inbound session the engine terminates: who the peer is and which pod it was addressed to. */
+interface NativeSession {
+  readonly servedIp?: string;
+  identity?: Pick<SessionInfo, 'peer' | 'refusal'>;
 }
 
 /** Parses an HBONE :authority ("1.2.3.4:80" or "[::1]:80") into an IP and port; undefined when malformed. */
@@ -159,9 +214,10 @@ interface SessionInfo {
 
 /** The HBONE inbound server. */
 export class InboundProxy {
-  private server?: http2.Http2SecureServer;
+  private server?: net.Server;
   /** Per-workload servers (pod-addressed HBONE) and, for their sessions, the workload address they serve. */
-  private readonly podServers = new Set<http2.Http2SecureServer>();
+  private readonly podServers = new Set<net.Server>();
+  private readonly nativeSessions = new Map<number, NativeSession>();
   private readonly podSessions = new WeakMap<http2.ServerHttp2Session, string>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly sessionInfo = new WeakMap<http2.ServerHttp2Session, SessionInfo>();
@@ -185,6 +241,16 @@ export class InboundProxy {
     if (!meshTrustDomain) throw new SmeshError('SMESH_ERR_IDENTITY', `node identity ${JSON.stringify(opts.nodeId)} is not a smesh SPIFFE id (spiffe://<td>/smesh/node/<name>)`);
     this.trustDomains = new TrustDomains(meshTrustDomain, opts.trustDomainAliases ?? []);
     this.failureLog = opts.failureLogLimiter ?? new LogRateLimiter(10, 10_000);
+    if (opts.engine) {
+      if (!opts.engineIdentities) throw new SmeshError('SMESH_ERR_CONFIG', 'InboundProxy: engine needs engineIdentities');
+      opts.engine.setHandlers({
+        onStream: (req) => this.onNativeStream(req),
+        onSessionEvent: (ev) => {
+          recordEngineSessionEvent(ev, this.opts.metrics, this.log, this.failureLog);
+          if (ev.type === 'session_closed') this.nativeSessions.delete(ev.session);
+        },
+      });
+    }
   }
 
   /** Bound address (after start). */
@@ -203,7 +269,7 @@ export class InboundProxy {
   }
 
   async start(): Promise<void> {
-    const server = this.createServer(this.opts.nodeId);
+    const server = this.opts.engine ? this.createNativeServer(this.opts.nodeId) : this.createServer(this.opts.nodeId);
     this.server = server;
     await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'inbound HBONE listener', 'is another agent running?', this.log);
     this.livenessTimer = setInterval(() => this.checkLiveness(), this.opts.livenessCheckMs ?? HBONE_LIVENESS_CHECK_MS);
@@ -217,12 +283,42 @@ export class InboundProxy {
    * makes it listen (on the in-pod capture socket) and closes it; `close()` of this proxy closes it too.
    * Throws SMESH_ERR_IDENTITY while the workload's certificate is not issued yet.
    */
-  podServer(workload: Workload): http2.Http2SecureServer {
+  podServer(workload: Workload): net.Server {
+    if (this.opts.engine) {
+      if (!this.opts.identities.get(workload.identity)) throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for identity ${workload.identity}; ensure identities before starting an inbound HBONE server for it`);
+      const server = this.createNativeServer(workload.identity, workload.ip);
+      this.podServers.add(server);
+      server.once('close', () => this.podServers.delete(server));
+      return server;
+    }
     const server = this.createServer(workload.identity);
     this.podServers.add(server);
     server.on('session', (session: http2.ServerHttp2Session) => this.podSessions.set(session, workload.ip));
     server.once('close', () => this.podServers.delete(server));
     return server;
+  }
+
+  /**
+   * A listener whose connections the engine terminates (TLS presenting `certId`'s certificate, HTTP/2): JavaScript
+   * never reads them; their CONNECTs come back through onNativeStream.
+   */
+  private createNativeServer(certId: string, servedIp?: string): net.Server {
+    const engine = this.opts.engine!;
+    return net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => {
+      sock.on('error', () => undefined);
+      if (this.closing || !this.opts.engineIdentities!.ensure(certId)) {
+        if (!this.closing) this.log.warn({ spiffeId: certId }, 'inbound HBONE connection closed: no certificate for the identity it is addressed to yet');
+        sock.destroy();
+        return;
+      }
+      try {
+        const session = engine.serve(socketFd(sock), certId);
+        this.nativeSessions.set(session, { servedIp });
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'inbound HBONE connection not handed to the engine');
+      }
+      sock.destroy(); // the engine holds its own dup of the connection
+    });
   }
 
   /** A TLS 1.3 + HTTP/2 server presenting `certId`'s certificate, wired to this proxy's session and stream handling. */
@@ -311,6 +407,7 @@ export class InboundProxy {
     const closed = new Promise<void>((r) => server.close(() => r()));
     for (const ps of this.podServers) ps.close();
     for (const r of this.relays) r.reset();
+    this.opts.engine?.closeAll();
     this.opts.httpTunnels?.close();
     for (const s of this.pending) s.destroy();
     for (const s of this.sessions) {
@@ -401,16 +498,19 @@ export class InboundProxy {
 
   /** Identity of a session's peer, from its (chain-verified) certificate: counted and logged when refused. */
   private identify(socket: tls.TLSSocket): Pick<SessionInfo, 'peer' | 'refusal'> {
-    const id = peerSpiffeId(socket);
+    return this.identifyId(peerSpiffeId(socket), socket.remoteAddress);
+  }
+
+  private identifyId(id: string | undefined, remoteAddress: string | undefined): Pick<SessionInfo, 'peer' | 'refusal'> {
     if (!id) {
       const detail = 'client certificate has no valid SPIFFE URI SAN';
-      this.handshakeFailed('no_spiffe_id', socket.remoteAddress, detail);
+      this.handshakeFailed('no_spiffe_id', remoteAddress, detail);
       return { refusal: { reason: 'unauthenticated', detail } };
     }
     if (!this.trustDomains.accepts(id)) {
       const accepted = [this.trustDomains.mesh, ...this.trustDomains.aliases].join(', ');
       const detail = `client certificate names trust domain ${trustDomainOf(id)}, accepted: ${accepted}`;
-      this.handshakeFailed('foreign_trust_domain', socket.remoteAddress, detail, { peer: id });
+      this.handshakeFailed('foreign_trust_domain', remoteAddress, detail, { peer: id });
       return { refusal: { reason: 'foreign_trust_domain', detail } };
     }
     return { peer: id };
@@ -466,14 +566,47 @@ export class InboundProxy {
     }
   }
 
-  /** `level`: debug for refusals a peer can repeat at will whose cause was logged once already (rate-limited). */
-  private reject(stream: http2.ServerHttp2Stream, status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): void {
+  /** Counts and logs a refused stream. `level`: debug for refusals a peer can repeat at will whose cause was logged once already (rate-limited). */
+  private countRejection(status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown>, level: 'info' | 'debug'): void {
     this.refuse(reason);
     this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: String(status) });
     this.log[level]({ status, reason, ...fields }, `HBONE stream refused: ${detail}`);
+  }
+
+  private reject(stream: http2.ServerHttp2Stream, status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): void {
+    this.countRejection(status, reason, detail, fields, level);
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
     else stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+  }
+
+  /** The verdict on one CONNECT: refused with a status, or relayed to a local pod (per connection or per request). */
+  private decide(f: StreamFacts): StreamDecision {
+    const reject = (status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): StreamDecision => ({ kind: 'reject', status, reason, detail, fields, level });
+    if (this.closing) return reject(503, 'shutting_down', 'agent is shutting down');
+    const peer = f.peer;
+    if (!peer) {
+      const refusal = f.refusal ?? { reason: 'unauthenticated', detail: 'client certificate has no valid SPIFFE URI SAN' };
+      return reject(401, refusal.reason, refusal.detail, {}, 'debug');
+    }
+    if (f.method !== 'CONNECT') return reject(400, 'bad_request', 'only CONNECT is accepted', { method: f.method, peer });
+    const dest = parseAuthority(f.authority);
+    if (!dest) return reject(400, 'bad_request', ':authority must be ip:port', { authority: f.authority, peer });
+    if (f.servedIp !== undefined && (normalizeIp(dest.ip) ?? dest.ip) !== f.servedIp) {
+      return reject(400, 'bad_request', 'a pod-addressed HBONE connection carries CONNECTs to that pod only', { dest, peer, pod: f.servedIp });
+    }
+    const local = this.resolveLocal(dest.ip, dest.port);
+    if (!local) return reject(400, 'not_local_workload', 'not a local workload', { dest, peer });
+    const sourceIp = forwardedForIp(f.forwarded);
+    const dialled = parseBaggage(f.baggage).destinationService;
+    const protocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(local.workload, dest.port) : undefined;
+    const verdict = this.authorize({ sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload, ...(protocol ? { deferL7: true } : {}) });
+    if (!verdict.allow) {
+      return { ...reject(401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer }), failed: { telemetry: this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), flag: 'DENY' } } as StreamDecision;
+    }
+    // Every HTTP port is parsed at the destination, rules or not: requests are reported with reporter="destination"
+    // (what dashboards and Kiali read) and a request-level rule added later applies to the open tunnel at once.
+    return { kind: protocol ? 'http' : 'tcp', protocol, peer, sourceIp, dest, workload: local.workload, dialled };
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -481,72 +614,94 @@ export class InboundProxy {
     const session = stream.session as http2.ServerHttp2Session;
     const info = this.sessionInfo.get(session);
     if (info) this.watchEarlyReset(stream, session, info);
-    if (this.closing) {
-      this.reject(stream, 503, 'shutting_down', 'agent is shutting down');
+    const d = this.decide({ peer: info?.peer, refusal: info?.refusal, method: headers[':method'], authority: headers[':authority'], forwarded: headers['forwarded'], baggage: headers['baggage'], servedIp: this.podSessions.get(session) });
+    if (d.kind === 'reject') {
+      if (d.failed) this.opts.metrics?.recordFailedTcp(d.failed.telemetry, d.failed.flag);
+      this.reject(stream, d.status, d.reason, d.detail, d.fields, d.level);
       return;
     }
-    const peer = info?.peer;
-    if (!peer) {
-      const refusal = info?.refusal ?? { reason: 'unauthenticated', detail: 'client certificate has no valid SPIFFE URI SAN' };
-      this.reject(stream, 401, refusal.reason, refusal.detail, {}, 'debug');
+    if (d.kind === 'http') {
+      this.serveHttp(stream, () => stream.respond({ ':status': 200 }), d);
       return;
     }
-    if (headers[':method'] !== 'CONNECT') {
-      this.reject(stream, 400, 'bad_request', 'only CONNECT is accepted', { method: headers[':method'], peer });
-      return;
-    }
-    const dest = parseAuthority(headers[':authority']);
-    if (!dest) {
-      this.reject(stream, 400, 'bad_request', ':authority must be ip:port', { authority: headers[':authority'], peer });
-      return;
-    }
-    const servedIp = this.podSessions.get(stream.session as http2.ServerHttp2Session);
-    if (servedIp !== undefined && (normalizeIp(dest.ip) ?? dest.ip) !== servedIp) {
-      this.reject(stream, 400, 'bad_request', 'a pod-addressed HBONE connection carries CONNECTs to that pod only', { dest, peer, pod: servedIp });
-      return;
-    }
-    const local = this.resolveLocal(dest.ip, dest.port);
-    if (!local) {
-      this.reject(stream, 400, 'not_local_workload', 'not a local workload', { dest, peer });
-      return;
-    }
-    const sourceIp = forwardedForIp(headers['forwarded']);
-    const dialled = parseBaggage(headers['baggage']).destinationService;
-    const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(local.workload, dest.port) : undefined;
-    const verdict = this.authorize({ sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload, ...(httpProtocol ? { deferL7: true } : {}) });
-    if (!verdict.allow) {
-      this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'DENY');
-      this.reject(stream, 401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer });
-      return;
-    }
-    // Every HTTP port is parsed at the destination, rules or not: requests are reported with reporter="destination"
-    // (what dashboards and Kiali read) and a request-level rule added later applies to the open tunnel at once.
-    if (httpProtocol && this.opts.httpTunnels) {
-      this.serveHttp(this.opts.httpTunnels, stream, peer, sourceIp, dest, local.workload, httpProtocol, dialled);
-      return;
-    }
+    this.dialAndRelay(d, stream, (status) => this.reject(stream, status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }), (upstream, stats) => {
+      if (stream.closed) {
+        upstream.destroy();
+        return undefined;
+      }
+      stream.respond({ ':status': 200 });
+      return relay(stream, upstream, stats());
+    });
+  }
 
-    dialPod(dest, stream, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
+  /** A CONNECT received by the engine: decided as any other, answered through the engine. */
+  private onNativeStream(req: HboneStreamRequest): void {
+    const engine = this.opts.engine!;
+    let session = this.nativeSessions.get(req.session);
+    if (!session) this.nativeSessions.set(req.session, (session = {}));
+    session.identity ??= this.identifyId(req.peerId, req.remoteAddress);
+    const header = (name: string) => req.headers.find(([k]) => k === name)?.[1];
+    const d = this.decide({ ...session.identity, method: 'CONNECT', authority: req.authority, forwarded: header('forwarded'), baggage: header('baggage'), servedIp: session.servedIp });
+    if (d.kind === 'reject') {
+      if (d.failed) this.opts.metrics?.recordFailedTcp(d.failed.telemetry, d.failed.flag);
+      this.countRejection(d.status, d.reason, d.detail, d.fields, d.level);
+      engine.respond(req.stream, d.status);
+      return;
+    }
+    if (d.kind === 'http') {
+      this.serveHttp(engineDuplex(engine, req.stream), () => undefined, d);
+      return;
+    }
+    // The engine does not report a client that leaves before the answer: the dial completes, and attach() ends at once.
+    const client = Object.assign(new EventEmitter(), { destroyed: false });
+    this.dialAndRelay(d, client, (status) => {
+      this.countRejection(status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }, 'info');
+      engine.respond(req.stream, status);
+    }, (upstream, stats) => {
+      try {
+        return engineRelay(engine, req.stream, upstream, false, stats());
+      } catch (err) {
+        this.log.debug({ err: (err as Error).message }, 'pod connection not handed to the engine');
+        upstream.destroy();
+        engine.respond(req.stream, 503);
+        return undefined;
+      }
+    });
+  }
+
+  /** Telemetry (reporter destination) of a stream about to be relayed; its 200 is counted here. */
+  private relayStats(d: Admitted): ConnectionStats | undefined {
+    this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
+    this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
+    return this.opts.metrics?.openTcp(this.destinationTelemetry(d.peer, d.sourceIp, d.workload, d.dest.port, d.dialled));
+  }
+
+  /**
+   * Connects to the pod for an allowed CONNECT: `failed` answers the client (503), `connected` answers 200 and starts
+   * the relay (undefined: the client is gone); the relay is tracked for policy changes and shutdown.
+   */
+  private dialAndRelay(
+    d: Admitted,
+    client: Parameters<typeof dialPod>[1],
+    failed: (status: number) => void,
+    connected: (upstream: net.Socket, stats: () => ConnectionStats | undefined) => Relay | undefined,
+  ): void {
+    const { peer, sourceIp, dest, workload, dialled } = d;
+    dialPod(dest, client, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
       failed: () => {
-        this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), 'CONNECT');
-        this.reject(stream, 503, 'upstream_connect_failed', 'destination unreachable', { dest, peer });
+        this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled), 'CONNECT');
+        failed(503);
       },
       connected: (upstream) => {
-        if (stream.closed) {
-          upstream.destroy();
-          return;
-        }
-        stream.respond({ ':status': 200 });
-        this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
-        this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
-        const stats = this.opts.metrics?.openTcp(this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled));
-        const r = relay(stream, upstream, stats);
+        let stats: ConnectionStats | undefined;
+        const r = connected(upstream, () => (stats = this.relayStats(d)));
+        if (!r) return;
         this.relays.add(r);
         const untrack = this.opts.connections?.register({
           direction: 'inbound',
-          facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload },
+          facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload },
           mode: 'raw',
-          inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(local.workload, dest.port) !== undefined,
+          inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(workload, dest.port) !== undefined,
           close: () => r.reset(),
         });
         void r.done.then((res) => {
@@ -560,15 +715,17 @@ export class InboundProxy {
     });
   }
 
-  /** A tunnel to an HTTP port with request-level rules: answered 200 at once, then parsed and authorized per request. */
-  private serveHttp(tunnels: HttpTunnelServer, stream: http2.ServerHttp2Stream, peer: string, sourceIp: string | undefined, dest: IpPort, workload: Workload | undefined, protocol: 'http' | 'grpc', dialled: string | undefined): void {
-    stream.respond({ ':status': 200 });
+  /** A tunnel to an HTTP port: answered 200 at once, then parsed and authorized per request. */
+  private serveHttp(tunnel: Duplex, answer: () => void, d: Admitted): void {
+    const tunnels = this.opts.httpTunnels!;
+    const { peer, sourceIp, dest, workload, dialled } = d;
+    answer();
     this.opts.metrics?.hboneStreams.inc({ direction: 'inbound', result: '200' });
     this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
     const telemetry = this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled);
     const stats = this.opts.metrics?.openTcp(telemetry);
-    const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(stream) });
-    void tunnels.serve(stream, { peer, sourceIp, destination: dest, workload, protocol, telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
+    const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(tunnel) });
+    void tunnels.serve(tunnel, { peer, sourceIp, destination: dest, workload, protocol: d.protocol ?? 'http', telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
       untrack?.();
       stats?.close();
       this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });

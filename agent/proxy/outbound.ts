@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
-import { relay, type Relay } from './relay';
+import { relay, type ByteCounters, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
@@ -135,6 +135,10 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
 /** What the outbound needs from the HBONE client. */
 export interface HboneConnector {
   open(req: HboneOpenRequest): Promise<Duplex>;
+  /** Native engine (NativeHboneClient): opens a stream by id, hands a plain TCP socket to it, or drops it unused. */
+  openStream?(req: HboneOpenRequest): Promise<number>;
+  relay?(stream: number, sock: net.Socket, counters?: ByteCounters): Relay;
+  abandon?(stream: number): void;
 }
 
 export interface OutboundProxyOptions {
@@ -355,7 +359,11 @@ export class OutboundProxy {
   }
 
   private startRelay(sock: net.Socket, upstream: Duplex, stats: ConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false, untrack?: () => void): Relay {
-    const r = sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats);
+    return this.trackRelay(sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats), stats, fields, untrack);
+  }
+
+  /** Keeps a running relay for shutdown and closes its telemetry when it ends. */
+  private trackRelay(r: Relay, stats: ConnectionStats | undefined, fields: Record<string, unknown>, untrack?: () => void): Relay {
     this.relays.add(r);
     void r.done.then((res) => {
       untrack?.();
@@ -456,13 +464,18 @@ export class OutboundProxy {
       if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
     }, limitMs);
     timer?.unref();
-    this.opts.hbone
-      .open({ sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers })
+    const req: HboneOpenRequest = { sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers };
+    // The native engine takes the app's socket itself (no byte through JavaScript); else the stream is a Duplex.
+    const hbone = this.opts.hbone;
+    const native = hbone.openStream && hbone.relay && canSplice(sock) ? hbone : undefined;
+    const opening: Promise<Duplex | number> = native ? native.openStream!(req) : hbone.open(req);
+    opening
       .then(
         (stream) => {
           clearTimeout(timer);
           if (sock.destroyed || timedOut) {
-            stream.destroy();
+            if (typeof stream === 'number') hbone.abandon?.(stream);
+            else stream.destroy();
             return;
           }
           const stats = this.opts.metrics?.openTcp({
@@ -475,7 +488,9 @@ export class OutboundProxy {
             sourceAddress: sourceIp,
             destinationAddress: d.authority,
           });
-          this.startRelay(sock, stream, stats, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
+          const relayFields = { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) };
+          if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats), stats, relayFields);
+          else this.startRelay(sock, stream, stats, relayFields);
         },
         (err: unknown) => {
           clearTimeout(timer);

@@ -62,9 +62,21 @@ export function resetHttp2Stream(stream: http2.Http2Stream, code: number): void 
   stream.close(code);
 }
 
+/**
+ * A Duplex standing for a native engine stream (a socketpair end, agent/proxy/native-hbone.ts) carries its reset here:
+ * a socketpair can only pass a FIN, so abortSide() resets the stream itself.
+ */
+export const NATIVE_ABORT = Symbol('smesh.nativeAbort');
+
 /** Aborts one side: TCP reset for plain sockets, RST_STREAM(CONNECT_ERROR) for HTTP/2 streams (RFC 7540 §8.3). */
 export function abortSide(d: Duplex): void {
   if (d.destroyed) return;
+  const nativeAbort = (d as unknown as Record<symbol, (() => void) | undefined>)[NATIVE_ABORT];
+  if (nativeAbort) {
+    nativeAbort();
+    d.destroy();
+    return;
+  }
   if (isHttp2Stream(d)) {
     if (!d.closed) resetHttp2Stream(d, NGHTTP2_CONNECT_ERROR);
     return;

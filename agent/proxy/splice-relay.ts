@@ -3,12 +3,13 @@ import * as net from 'net';
 import { SmeshError } from '../errors';
 import { socketFd } from '../native/datapath';
 import type { SpliceApi, SpliceResult } from '../native/splice';
+import { LiveCounters } from './native-counters';
 import type { ByteCounters, Relay, RelayOutcome, RelayResult } from './relay';
 
 /** How often live relays' native byte counts are copied into their ByteCounters (metrics scrapes read those). */
 export const SPLICE_COUNTER_FLUSH_MS = 1000;
 
-type CloseListener = (...args: unknown[]) => void;
+export type CloseListener = (...args: unknown[]) => void;
 
 /** A socket the native side can take over: plain TCP (not TLS), connected, open both ways, nothing queued for writing. */
 export function canSplice(s: net.Socket): boolean {
@@ -19,7 +20,7 @@ export function canSplice(s: net.Socket): boolean {
 }
 
 /** Everything JS already read from `s` but nobody consumed (Node reads ahead into the stream buffer). */
-function takeBuffered(s: net.Socket): Buffer[] {
+export function takeBuffered(s: net.Socket): Buffer[] {
   const chunks: Buffer[] = [];
   while (s.readableLength > 0) {
     const c = s.read() as Buffer | null;
@@ -30,57 +31,17 @@ function takeBuffered(s: net.Socket): Buffer[] {
 }
 
 /** Removes and returns the socket's 'close' listeners: they run when the relayed connection really ends, not at handoff. */
-function detachCloseListeners(s: net.Socket): CloseListener[] {
+export function detachCloseListeners(s: net.Socket): CloseListener[] {
   const listeners = s.listeners('close') as CloseListener[];
   s.removeAllListeners('close');
   return listeners;
 }
 
-interface Live {
-  readonly counters?: ByteCounters;
-  aToB: number;
-  bToA: number;
-}
-
-const live = new Map<number, Live>();
-let flushTimer: NodeJS.Timeout | undefined;
-let flushApi: SpliceApi | undefined;
-
-/** Copies the native counters of every live relay into its ByteCounters (deltas since the last copy). */
-function pollCounters(api: SpliceApi): void {
-  if (live.size === 0) return;
-  for (const [id, c] of api.counters()) {
-    const l = live.get(id);
-    if (l) advance(l, c.aToB, c.bToA);
-  }
-}
-
-function advance(l: Live, aToB: number, bToA: number): void {
-  if (aToB > l.aToB) {
-    if (l.counters) l.counters.received += aToB - l.aToB;
-    l.aToB = aToB;
-  }
-  if (bToA > l.bToA) {
-    if (l.counters) l.counters.sent += bToA - l.bToA;
-    l.bToA = bToA;
-  }
-}
-
-function track(api: SpliceApi, id: number, l: Live): void {
-  live.set(id, l);
-  flushApi = api;
-  if (!flushTimer) {
-    flushTimer = setInterval(() => flushApi && pollCounters(flushApi), SPLICE_COUNTER_FLUSH_MS);
-    flushTimer.unref();
-  }
-}
-
-function untrack(id: number): void {
-  live.delete(id);
-  if (live.size === 0 && flushTimer) {
-    clearInterval(flushTimer);
-    flushTimer = undefined;
-  }
+/** Live relays' native counts, copied into their ByteCounters every SPLICE_COUNTER_FLUSH_MS. */
+let liveCounters: LiveCounters | undefined;
+function countersOf(api: SpliceApi): LiveCounters {
+  if (!liveCounters) liveCounters = new LiveCounters(() => api.counters(), SPLICE_COUNTER_FLUSH_MS);
+  return liveCounters;
 }
 
 function toRelayResult(r: SpliceResult): RelayResult {
@@ -128,23 +89,17 @@ export function spliceRelay(api: SpliceApi, a: net.Socket, b: net.Socket, counte
   b.destroy();
 
   const id = handle.id;
-  const state: Live = { counters, aToB: 0, bToA: 0 };
-  track(api, id, state);
+  const live = countersOf(api);
+  const state = live.track(id, counters);
   const done = handle.done.then((res) => {
-    untrack(id);
-    advance(state, res.aToB, res.bToA);
+    live.finish(id, res.aToB, res.bToA);
     const result = toRelayResult(res);
     const hadError = result.outcome !== 'closed';
     for (const l of closeA) l(hadError);
     for (const l of closeB) l(hadError);
     return result;
   });
-  const refresh = () => {
-    if (live.has(id)) {
-      const c = api.counters().get(id);
-      if (c) advance(state, c.aToB, c.bToA);
-    }
-  };
+  const refresh = () => live.refresh(id);
   return {
     done,
     reset() {
