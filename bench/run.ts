@@ -1,4 +1,4 @@
-// `make bench`: the mesh path against a direct connection between the same pods on the namespaced topology — bulk, latency, requests/s, new connections/s, agent RSS — with ratios, recorded in bench/results/.
+// `make bench`: the mesh path against a direct connection between the same pods and against nginx/HAProxy mTLS tunnels on the namespaced topology — bulk, latency, requests/s, new connections/s, proxy CPU, agent RSS — with ratios and the issue-12 goals, recorded in bench/results/.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +13,8 @@ import { parseMetrics, sum } from '../test/helpers/metrics';
 import { ALL_TESTS, runTest, type Measured, type Target, type TestName } from './lib/tools';
 import { cpuWindow, memKiB, RssSampler } from './lib/procstat';
 import { cpuTable, mainTable, median, mib, summarize, type Pair, type Sample } from './lib/report';
+import { checkMtls, makePeerCerts, missingPeerTools, peerDefs, peerVersions, startPeer, stopPeer, type MtlsCheck, type RunningPeer } from './lib/peers';
+import { goalLines, peerTable, PROXY_GROUPS } from './lib/peer-report';
 
 function say(text = ''): void {
   process.stdout.write(text + '\n');
@@ -40,24 +42,45 @@ const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
 const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod'), ...env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean)];
 
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
-/** Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. */
+/**
+ * Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. Port 80 is named
+ * `http` (the source agent proxies it per request, agent/http/); 8080 is named `tcp-web` (plain TCP, relayed per
+ * connection, like the peers). `BENCH_HTTP_PORT=tcp` (default) sends the rps/cps tests to 8080, `http` to 80.
+ */
 const PORT = { iperf: 5201, http: 80, httpTarget: 8080, ping: 11111 } as const;
+const HTTP_PORT_KIND = env('BENCH_HTTP_PORT', 'tcp');
+if (HTTP_PORT_KIND !== 'tcp' && HTTP_PORT_KIND !== 'http') throw new Error(`BENCH_HTTP_PORT: '${HTTP_PORT_KIND}' is neither tcp nor http`);
 
 interface PathDef {
   name: string;
   from: 'client' | 'outsider';
   describe: string;
   target: (t: Topology) => Target;
+  /** cgroups of the processes that proxy this path on node1 and node2 (none for direct paths), for CPU per unit of work. */
+  proxies: (t: Topology) => Partial<Record<(typeof PROXY_GROUPS)[number], string>>;
 }
 
 const podTarget = (pod: string) => (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: PORT.httpTarget, pingPort: PORT.ping });
-const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: PORT.http, pingPort: PORT.ping });
+const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.httpTarget, pingPort: PORT.ping });
+const noProxies = () => ({});
+const agentProxies = (t: Topology) => ({ 'node1 proxy': t.node('node1').agentCgroup, 'node2 proxy': t.node('node2').agentCgroup });
+
+/** The nginx and HAProxy tunnels (bench/lib/peers.ts), started after the agents; keyed by path name. */
+const PEERS = peerDefs();
+const runningPeers = new Map<string, RunningPeer>();
+function runningPeer(name: string): RunningPeer {
+  const p = runningPeers.get(name);
+  if (!p) throw new Error(`peer ${name} is not running`);
+  return p;
+}
 
 const PATHS: PathDef[] = [
-  { name: 'direct', from: 'outsider', describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path', target: podTarget('remote-server') },
-  { name: 'mesh', from: 'client', describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`, target: vipTarget(VIP.remote) },
-  { name: 'direct-local', from: 'outsider', describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge', target: podTarget('local-server') },
-  { name: 'mesh-local', from: 'client', describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`, target: vipTarget(VIP.local) },
+  { name: 'direct', from: 'outsider', describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path', target: podTarget('remote-server'), proxies: noProxies },
+  { name: 'mesh', from: 'client', describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`, target: vipTarget(VIP.remote), proxies: agentProxies },
+  { name: 'direct-local', from: 'outsider', describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge', target: podTarget('local-server'), proxies: noProxies },
+  { name: 'mesh-local', from: 'client', describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`, target: vipTarget(VIP.local), proxies: agentProxies },
+  // The peers are dialled from the outsider: the enrolled client's connections to node1's address would be redirected.
+  ...PEERS.map((d): PathDef => ({ name: d.name, from: 'outsider', describe: d.describe, target: () => runningPeer(d.name).target, proxies: () => ({ 'node1 proxy': runningPeer(d.name).cgroups.node1, 'node2 proxy': runningPeer(d.name).cgroups.node2 }) })),
 ];
 const PAIRS: Pair[] = [
   { mesh: 'mesh', direct: 'direct', title: 'cross-node' },
@@ -75,6 +98,7 @@ function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
 const TESTS = listSetting<TestName>('BENCH_TESTS', ALL_TESTS);
 const PATH_NAMES = listSetting('BENCH_PATHS', PATHS.map((p) => p.name));
 const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name));
+const peerPaths = PEERS.filter((d) => PATH_NAMES.includes(d.name));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -87,6 +111,7 @@ function requireTools(): void {
       return true;
     }
   });
+  if (peerPaths.length) missing.push(...missingPeerTools());
   if (missing.length) throw new Error(`missing ${missing.join(', ')}: run \`bash bench/install.sh\` (as root) first`);
 }
 
@@ -112,6 +137,7 @@ function machineInfo(): Record<string, string> {
     wrk: (/wrk [^\s]+/.exec(sh('wrk', ['-v'])) ?? ['?'])[0],
     sockperf: (/version ([^\s]+)/.exec(sh('sockperf', ['--version'])) ?? ['', '?'])[1]!,
     cpuidle: sh('cat', ['/sys/devices/system/cpu/cpuidle/current_driver']) || 'none',
+    peers: peerPaths.length ? peerVersions() : 'not run',
   };
 }
 
@@ -243,6 +269,7 @@ async function main(): Promise<void> {
     const ports = [
       { name: 'iperf', port: PORT.iperf, targetPort: PORT.iperf },
       { name: 'http', port: PORT.http, targetPort: PORT.httpTarget },
+      { name: 'tcp-web', port: PORT.httpTarget, targetPort: PORT.httpTarget },
       { name: 'ping', port: PORT.ping, targetPort: PORT.ping },
     ];
     const services: ServiceSpec[] = [
@@ -261,6 +288,23 @@ async function main(): Promise<void> {
     for (const a of agents) {
       const comm = sh('cat', [`/proc/${a.pid}/comm`]);
       if (comm !== 'node') throw new Error(`agent pid ${a.pid} is '${comm}', not node: RSS would be measured on the wrong process`);
+    }
+
+    // Peers: certificates made now, both proxies of each selected peer started in the node namespaces.
+    const peerChecks: Record<string, MtlsCheck> = {};
+    if (peerPaths.length) {
+      const certDir = topo.makeTempDir('peer-certs');
+      const workDir = topo.makeTempDir('peers');
+      makePeerCerts(certDir);
+      for (const d of peerPaths) {
+        runningPeers.set(d.name, await startPeer(topo, d, topo.pod('remote-server'), { iperf: PORT.iperf, http: PORT.httpTarget, ping: PORT.ping }, workDir, certDir));
+        const c = await checkMtls(topo, runningPeer(d.name), certDir);
+        peerChecks[d.name] = c;
+        if (!c.withClientCert || !c.withoutClientCertRefused || c.protocol !== 'TLSv1.3') {
+          throw new Error(`peer ${d.name}: mTLS check failed (with client cert answered: ${c.withClientCert}, without refused: ${c.withoutClientCertRefused}, protocol ${c.protocol})`);
+        }
+      }
+      say(`  peers started: ${peerPaths.map((d) => `${d.name} (${peerChecks[d.name]!.protocol} ${peerChecks[d.name]!.cipher}, client certificate required)`).join(', ')}`);
     }
 
     // Sanity: every path answers HTTP (a VIP has no route: an answer proves the redirect into the mesh).
@@ -297,7 +341,7 @@ async function main(): Promise<void> {
       'load gen pod': topo.pod('client').cgroup, // replaced per path below (client or outsider)
       'server pod': topo.pod('remote-server').cgroup,
     };
-    const groupNames = Object.keys(cgroups);
+    const groupNames = [...Object.keys(cgroups), ...PROXY_GROUPS];
     const samples: Sample[] = [];
     const warnAt = agents.map((a) => agentWarnings(a).length);
 
@@ -309,7 +353,7 @@ async function main(): Promise<void> {
         for (const p of order) {
           const target = p.target(topo);
           const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
-          const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup };
+          const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup, ...p.proxies(topo) };
           sampler.resetWindow();
           const w = cpuWindow(groups, topo.runCgroup);
           const t0 = Date.now();
@@ -367,11 +411,15 @@ async function main(): Promise<void> {
       }).join(' | ')} |`),
     ].join('\n');
     const elapsed = Math.round((Date.now() - started) / 1000);
+    const goals = goalLines({
+      samples, smesh: 'mesh', direct: 'direct', smeshLocal: 'mesh-local', directLocal: 'direct-local', peers: peerPaths.map((d) => d.name),
+      rssIdleKiB: idleBefore, rssPeakKiB: sampler.peak, standalone: true,
+    });
     const md = [
       `# smesh bench ${now.toISOString()}`,
       '',
-      `Command: \`make bench\` (${[`BENCH_DUR=${DUR_S}`, `BENCH_ROUNDS=${ROUNDS}`, process.env.BENCH_TESTS ? `BENCH_TESTS="${TESTS.join(' ')}"` : '', process.env.BENCH_PATHS ? `BENCH_PATHS="${PATH_NAMES.join(' ')}"` : '', IDLE_POLL ? '' : 'BENCH_IDLE_POLL=0'].filter(Boolean).join(' ')}); ${elapsed} s in all.`,
-      `Machine: ${info.cores} cores, ${info.cpu}, kernel ${info.kernel}, node ${info.node}, ${info.iperf3}, ${info.wrk}, sockperf ${info.sockperf}, cpuidle driver ${info.cpuidle}. Commit ${info.commit}.`,
+      `Command: \`make bench\` (${[`BENCH_DUR=${DUR_S}`, `BENCH_ROUNDS=${ROUNDS}`, process.env.BENCH_TESTS ? `BENCH_TESTS="${TESTS.join(' ')}"` : '', process.env.BENCH_PATHS ? `BENCH_PATHS="${PATH_NAMES.join(' ')}"` : '', process.env.BENCH_HTTP_PORT ? `BENCH_HTTP_PORT=${HTTP_PORT_KIND}` : '', IDLE_POLL ? '' : 'BENCH_IDLE_POLL=0'].filter(Boolean).join(' ')}); ${elapsed} s in all.`,
+      `Machine: ${info.cores} cores, ${info.cpu}, kernel ${info.kernel}, node ${info.node}, ${info.iperf3}, ${info.wrk}, sockperf ${info.sockperf}, cpuidle driver ${info.cpuidle}. Peers: ${info.peers}. Commit ${info.commit}.`,
       `Latency test: ${IDLE_POLL ? 'with a 0 µs /dev/cpu_dma_latency request held (idle vCPUs poll instead of halting; see bench/README.md)' : 'idle vCPUs may halt (BENCH_IDLE_POLL=0)'}.`,
       '',
       'Paths:',
@@ -382,6 +430,19 @@ async function main(): Promise<void> {
       '',
       mainTable(samples, PAIRS, PATH_NAMES),
       '',
+      ...(peerPaths.length && paths.some((p) => p.name === 'mesh')
+        ? [
+          `## Against the peers: median over ${ROUNDS} rounds; ratio = smesh (mesh) median / peer median`,
+          '(throughput: > 1 is smesh faster; latency and CPU per unit of work: < 1 is smesh better. Proxy CPU = both agents for smesh, both proxies\' processes for a peer, from their cgroups)',
+          '',
+          peerTable(samples, 'mesh', 'direct', peerPaths.map((d) => d.name)),
+          '',
+          'Goals (issue 12 item 5; ratios within this run):',
+          '',
+          ...goals,
+          '',
+        ]
+        : []),
       '## Agent memory (VmRSS of the agent process)',
       '',
       rssTable,
@@ -399,6 +460,7 @@ async function main(): Promise<void> {
       `- mesh connections counted by the agents: node1 source mTLS ${counters.node1.opened_source_mtls}, node1 source plain (same node) ${counters.node1.opened_source_plain}, node2 destination mTLS ${counters.node2.opened_destination_mtls}`,
       `- agent warnings/errors logged during the measurements: node1 ${warnings[0]!.length}, node2 ${warnings[1]!.length}${warnings.flat().length ? ` (first: ${warnings.flat().slice(0, 3).join('; ')})` : ''}`,
       `- agents still running at the end: ${exited.length ? `NO, exited: ${exited.join(', ')}` : 'yes'}`,
+      ...Object.entries(peerChecks).map(([n, c]) => `- peer ${n}: node2 proxy answered through TLS with the client certificate: ${c.withClientCert ? 'yes' : 'NO'}; refused without one: ${c.withoutClientCertRefused ? 'yes' : 'NO'}; ${c.protocol} ${c.cipher}; proxies still running at the end: ${runningPeer(n).procs.every((pr) => !pr.exitInfo()) ? 'yes' : 'NO'}`),
       `- failed measurements: ${samples.filter((s) => s.m.error).length} of ${samples.length}`,
       `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench (other processes on the machine, the bench runner, kernel threads other than ksoftirqd): ${contaminated.length} of ${samples.length}${contaminated.length ? ` (${contaminated.slice(0, 8).map((s) => `r${s.round} ${s.test} ${s.path} ${s.cpu.other.toFixed(0)}%`).join(', ')}${contaminated.length > 8 ? ', …' : ''}) — rerun on a quiet machine before quoting` : ''}`,
       `- CPU steal (hypervisor), median over measurements: ${(median(samples.map((s) => s.cpu.steal)) ?? 0).toFixed(0)}% of a core`,
@@ -413,6 +475,8 @@ async function main(): Promise<void> {
         date: now.toISOString(), settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL }, machine: info,
         paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
         summary: summarize(samples, PAIRS, PATH_NAMES),
+        peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, workers: d.workers, mtls: peerChecks[d.name] }])),
+        goals,
         rssKiB: { idleBefore, peak: sampler.peak, hwm, idleAfter },
         counters, warnings, exited, quietBeforePct: quiet, contaminated: contaminated.length, elapsedS: elapsed, samples,
       }, null, 2) + '\n');
@@ -421,6 +485,7 @@ async function main(): Promise<void> {
     }
   } finally {
     sampler?.stop();
+    for (const p of runningPeers.values()) await stopPeer(p).catch(() => undefined);
     for (const a of agents) await a.stop(5000).catch(() => undefined);
     await topo.cleanup();
   }
