@@ -286,7 +286,9 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
         },
       });
       metrics.onScrape(() => kernelDenials.flush());
-      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => (opts.noProbeExemption ? [] : hostAddresses(opts.captureIp)));
+      // The IPv6 source the proxy dials IPv6 pods from is trusted as the IPv4 capture address is (never captured, passes STRICT).
+      const ownSources = opts.captureIp6 ? [opts.captureIp6] : [];
+      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))]);
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
@@ -333,7 +335,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     });
     // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
     // same-node connections to a pod's HTTP port dialled by address.
-    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, metrics, logger: logs.child('inbound') });
+    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound') });
     const outbound = new OutboundProxy({
       state,
       identities,
@@ -386,6 +388,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
             httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
             httpTunnels,
             upstreamSourceIp: opts.captureIp,
+            upstreamSourceIp6: opts.captureIp6,
             connections,
             metrics,
             logger: logs.child('inbound-plaintext'),

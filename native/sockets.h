@@ -11,7 +11,8 @@ namespace smesh {
 // on a dedicated thread that setns()es and exits, so no other thread's namespace changes.
 uint64_t NetnsCookie(const std::string& netns_path);
 
-// Blocking. A TCP listening socket (IPv4, bound to 127.0.0.1 port 0, close-on-exec) created inside the network
+// Blocking. A TCP listening socket (family AF_INET: 127.0.0.1 port 0; AF_INET6: [::1] port 0, IPv6 only; close-on-exec,
+// SO_REUSEADDR) created inside the network
 // namespace at `netns_path`, on a dedicated thread as NetnsCookie does. The caller owns the returned fd.
 int NetnsListener(const std::string& netns_path, int backlog, int family);
 

@@ -12,6 +12,11 @@ export interface AgentOptions {
   readonly cgroupRoot: string;
   readonly bpffsDir: string;
   readonly captureIp: string;
+  /**
+   * IPv6 address on the node's lo from which the proxy connects to IPv6 pods (a trusted source, as the capture address
+   * is for IPv4). Without it, captured IPv6 plaintext is refused.
+   */
+  readonly captureIp6?: string;
   readonly outboundPort: number;
   readonly inboundPort: number;
   readonly metricsPort: number;
@@ -66,6 +71,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--cgroup-root': { key: 'cgroupRoot', kind: 'string', env: 'SMESH_CGROUP_ROOT' },
   '--bpffs': { key: 'bpffsDir', kind: 'string', env: 'SMESH_BPFFS' },
   '--capture-ip': { key: 'captureIp', kind: 'ip', env: 'SMESH_CAPTURE_IP' },
+  '--capture-ip6': { key: 'captureIp6', kind: 'ip', env: 'SMESH_CAPTURE_IP6' },
   '--outbound-port': { key: 'outboundPort', kind: 'port' },
   '--inbound-port': { key: 'inboundPort', kind: 'port' },
   '--metrics-port': { key: 'metricsPort', kind: 'port' },
@@ -105,6 +111,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
   --cgroup-root PATH      cgroup v2 directory the programs attach to (the pods' root)  [$SMESH_CGROUP_ROOT]
   --bpffs DIR             where links and maps are pinned (default /sys/fs/bpf/smesh)  [$SMESH_BPFFS]
   --capture-ip IP         node capture address on lo (default 169.254.7.1)
+  --capture-ip6 IP        IPv6 address on lo the proxy connects to IPv6 pods from (none: IPv6 plaintext
+                          into meshed pods is captured and refused)                    [$SMESH_CAPTURE_IP6]
   --outbound-port N       outbound capture port (default 15001)
   --inbound-port N        HBONE port (default 15008)
   --metrics-port N        Prometheus port (default 15020)
@@ -197,6 +205,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     cgroupRoot: (values.cgroupRoot as string | undefined) ?? '',
     bpffsDir: (values.bpffsDir as string | undefined) ?? '/sys/fs/bpf/smesh',
     captureIp: (values.captureIp as string | undefined) ?? '169.254.7.1',
+    captureIp6: captureIp6(values.captureIp6 as string | undefined),
     outboundPort: (values.outboundPort as number | undefined) ?? 15001,
     inboundPort: (values.inboundPort as number | undefined) ?? 15008,
     metricsPort: (values.metricsPort as number | undefined) ?? 15020,
@@ -219,4 +228,10 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
   };
+}
+
+function captureIp6(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (isIP(value) !== 6) throw new SmeshError('SMESH_ERR_CONFIG', `--capture-ip6: expected an IPv6 address, got ${JSON.stringify(value)}`);
+  return value;
 }

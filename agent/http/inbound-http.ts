@@ -22,6 +22,8 @@ export interface InboundHttpOptions {
   readonly authorize: Authorizer;
   /** Source address of the connections to the pod (the capture address; see InboundProxyOptions). */
   readonly upstreamSourceIp?: string;
+  /** Source address of connections to IPv6 pods (a socket cannot connect from an IPv4 address to an IPv6 one). */
+  readonly upstreamSourceIp6?: string;
   readonly connectTimeoutMs?: number;
   /** Upgraded (WebSocket) connections are registered so that a policy change re-decides them on their upgrade request (proxy/connection-tracker.ts). */
   readonly connections?: ConnectionRegistry;
@@ -176,12 +178,17 @@ export class InboundHttp implements HttpTunnelServer {
     this.log.debug({ dest: ctx.destination, peer: ctx.peer, target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
   }
 
+  /** The source address for a connection to the pod at `ip`: the configured one of its family. */
+  private sourceFor(ip: string): string | undefined {
+    return net.isIPv6(ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
+  }
+
   private serveH1(tunnel: Duplex, ctx: TunnelContext): Promise<TunnelOutcome> {
     const { destination: dest } = ctx;
     let requests = 0;
     let denied = 0;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp, agent, timeout: this.opts.connectTimeoutMs ?? 10_000 };
+    const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip), agent, timeout: this.opts.connectTimeoutMs ?? 10_000 };
     const server = http.createServer({ maxHeaderSize: 64 * 1024 });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       requests++;
@@ -249,7 +256,7 @@ export class InboundHttp implements HttpTunnelServer {
         return;
       }
       // Allowed upgrade (WebSocket and the like): replay the request head to the pod, then splice raw.
-      const up = net.connect({ host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp });
+      const up = net.connect({ host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip) });
       const lines = [`${req.method} ${target.target} HTTP/${req.httpVersion}`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       up.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -304,7 +311,7 @@ export class InboundHttp implements HttpTunnelServer {
       if (upstream && !upstream.closed && !upstream.destroyed) return upstream;
       const host = net.isIPv6(dest.ip) ? `[${dest.ip}]` : dest.ip;
       const s = http2.connect(`http://${host}:${dest.port}`, {
-        createConnection: () => net.connect({ host: dest.ip, port: dest.port, localAddress: this.opts.upstreamSourceIp }),
+        createConnection: () => net.connect({ host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip) }),
       });
       s.on('error', (err) => this.log.debug({ dest, err: err.message }, 'inbound h2 upstream session error'));
       upstream = s;

@@ -19,6 +19,11 @@ export interface PlaintextInboundOptions {
   readonly httpTunnels?: HttpTunnelServer;
   /** Source address of the connection to the pod (the capture address, which the kernel lets through). */
   readonly upstreamSourceIp?: string;
+  /**
+   * Source address of the connection to an IPv6 pod (--capture-ip6, on the node's lo, marked a trusted source in the
+   * kernel). Without one, IPv6 plaintext is refused: dialled from any other node address it would be captured again.
+   */
+  readonly upstreamSourceIp6?: string;
   readonly connectTimeoutMs?: number;
   /** Open TCP relays are decided again when policies change (closed when now denied). */
   readonly connections?: ConnectionRegistry;
@@ -61,6 +66,13 @@ export class PlaintextInbound {
       return;
     }
     const telemetry = this.telemetry(workload, sourceIp, port, client.remotePort);
+    if (net.isIPv6(destIp) && this.opts.upstreamSourceIp6 === undefined) {
+      this.opts.metrics?.recordFailedTcp(telemetry, 'CONNECT');
+      this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'no_ipv6_source' });
+      this.log.info({ dest, sourceIp }, 'plaintext inbound refused: IPv6 pod and no --capture-ip6 to connect to it from');
+      client.resetAndDestroy();
+      return;
+    }
     const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf(workload, port) : undefined;
     const verdict = this.opts.authorize({ sourceIdentity: '', sourceIp, destination: dest, destinationWorkload: workload, ...(httpProtocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
@@ -108,7 +120,8 @@ export class PlaintextInbound {
   private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
     const metrics = this.opts.metrics;
     client.pause();
-    dialPod(dest, client, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
+    const localAddress = net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
+    dialPod(dest, client, { localAddress, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
       failed: () => {
         metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
         metrics?.recordFailedTcp(telemetry, 'CONNECT');

@@ -11,6 +11,8 @@ export const CGROUP2_ROOT = '/sys/fs/cgroup/unified';
 export const BPFFS_ROOT = '/sys/fs/bpf';
 export const NETNS_DIR = '/run/netns';
 export const CAPTURE_IP = '169.254.7.1';
+/** With `ipv6: true`: the IPv6 address on each node's lo that agents dial IPv6 pods from (`--capture-ip6`). ULA, test namespaces only. */
+export const CAPTURE_IP6 = 'fd00:5345:ff::1';
 export const REPO_ROOT = path.resolve(__dirname, '../..');
 /** The built agent; SMESH_E2E_AGENT_CLI points the tests at another build (e.g. a scratch tsc outDir). */
 export const AGENT_CLI = process.env.SMESH_E2E_AGENT_CLI || path.join(REPO_ROOT, 'dist/cli/main.js');
@@ -37,12 +39,20 @@ export interface PodSpec {
   labels?: Record<string, string>;
   /** Write the `smesh.io/netns` annotation into the Pod (default true); false leaves it to the agent's netns discovery. */
   netnsAnnotation?: boolean;
+  /** With the topology's `ipv6`: the Pod's address in the mesh (status.podIP) is its IPv6 one. Default IPv4. */
+  ipFamily?: 'IPv4' | 'IPv6';
 }
 
 export interface TopologyOptions {
   nodes: string[];
   pods: PodSpec[];
   runId?: string;
+  /**
+   * Also give every node and pod an IPv6 ULA address (fd00:5345::/32; traffic stays inside the test's namespaces):
+   * node fd00:5345::<index>/64 on the fabric, its bridge fd00:5345:<index>::1/64, pods fd00:5345:<index>::<10+i>,
+   * routes between nodes, CAPTURE_IP6 on each node's lo. IPv4 is unchanged.
+   */
+  ipv6?: boolean;
 }
 
 export interface NodeInfo {
@@ -55,6 +65,10 @@ export interface NodeInfo {
   /** Address of the node's pod bridge br0 (pods' default gateway). */
   bridgeIp: string;
   podCidr: string;
+  /** With `ipv6`: the node's fabric address, its bridge address and its pod prefix. */
+  ip6?: string;
+  bridgeIp6?: string;
+  podCidr6?: string;
   cgroupRoot: string;
   agentCgroup: string;
   bpffsDir: string;
@@ -66,6 +80,10 @@ export interface PodInfo {
   netns: string;
   netnsPath: string;
   ip: string;
+  /** With the topology's `ipv6`: the pod's IPv6 address (it keeps `ip` too). */
+  ip6?: string;
+  /** The address the mesh knows the pod by (status.podIP): `ip6` for an `ipFamily: 'IPv6'` pod, else `ip`. */
+  meshIp: string;
   cgroup: string;
   enrolled: boolean;
   /** Whether the Pod in the config carries `smesh.io/netns`. */
@@ -479,7 +497,7 @@ export class Topology {
         kind: 'Pod',
         metadata: { name: p.name, namespace: p.namespace, labels: { ...p.labels }, ...(p.netnsAnnotation ? { annotations: { 'smesh.io/netns': p.netnsPath } } : {}) },
         spec: { nodeName: p.node, serviceAccountName: p.serviceAccount },
-        status: { podIP: p.ip },
+        status: { podIP: p.meshIp },
       });
     }
     for (const s of opts.services ?? []) {
@@ -680,6 +698,7 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
       ip: `198.18.0.${index}`,
       bridgeIp: `198.18.${index}.1`,
       podCidr: `198.18.${index}.0/24`,
+      ...(opts.ipv6 ? { ip6: `fd00:5345::${index}`, bridgeIp6: `fd00:5345:${index}::1`, podCidr6: `fd00:5345:${index}::/64` } : {}),
       cgroupRoot,
       agentCgroup: `${cgroupRoot}/smesh-agent`,
       bpffsDir: `${BPFFS_ROOT}/${stem}-${name}`,
@@ -693,12 +712,17 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
     perNode.set(node.name, i + 1);
     if (i >= 200) throw new Error(`too many pods on ${node.name}`);
     const netns = `${stem}-${node.name}-${spec.name}`;
+    if (spec.ipFamily === 'IPv6' && !opts.ipv6) throw new Error(`pod ${spec.name}: ipFamily IPv6 needs the topology's ipv6 option`);
+    const ip = `198.18.${node.index}.${10 + i}`;
+    const ip6 = opts.ipv6 ? `fd00:5345:${node.index}::${(10 + i).toString(16)}` : undefined;
     return {
       name: spec.name,
       node: node.name,
       netns,
       netnsPath: `${NETNS_DIR}/${netns}`,
-      ip: `198.18.${node.index}.${10 + i}`,
+      ip,
+      ...(ip6 ? { ip6 } : {}),
+      meshIp: spec.ipFamily === 'IPv6' && ip6 ? ip6 : ip,
       cgroup: `${node.cgroupRoot}/${spec.name}`,
       enrolled: spec.enrolled ?? true,
       netnsAnnotation: spec.netnsAnnotation ?? true,
@@ -739,16 +763,23 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
         lines.push(`link add pv${i} type veth peer name eth0 netns ${p.netns}`, `link set pv${i} master br0 up`);
       });
       for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr} via ${m.ip} dev eth0`);
+      if (opts.ipv6) {
+        // nodad: the addresses are usable at once (no duplicate address detection wait).
+        lines.push(`addr add ${CAPTURE_IP6}/128 dev lo nodad`, `addr add ${n.ip6}/64 dev eth0 nodad`, `addr add ${n.bridgeIp6}/64 dev br0 nodad`);
+        for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr6} via ${m.ip6} dev eth0`);
+      }
       return ipBatch(lines, n.netns);
     }));
 
     await Promise.all([
       ...pods.map((p) => {
         const gw = topo.node(p.node).bridgeIp;
-        return ipBatch(['link set lo up', `addr add ${p.ip}/24 dev eth0`, 'link set eth0 up', `route add default via ${gw} dev eth0`], p.netns);
+        const v6 = p.ip6 ? [`addr add ${p.ip6}/64 dev eth0 nodad`, `route add default via ${topo.node(p.node).bridgeIp6} dev eth0`] : [];
+        return ipBatch(['link set lo up', `addr add ${p.ip}/24 dev eth0`, 'link set eth0 up', `route add default via ${gw} dev eth0`, ...v6], p.netns);
       }),
       ...nodes.map(async (n) => {
-        const r = await waitExit(spawnCaptured('nsenter', [`--net=${n.netnsPath}`, '--', 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']), 10_000);
+        const sysctls = ['net.ipv4.ip_forward=1', ...(opts.ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])];
+        const r = await waitExit(spawnCaptured('nsenter', [`--net=${n.netnsPath}`, '--', 'sysctl', '-q', '-w', ...sysctls]), 10_000);
         if (r.code !== 0) throw new Error(`sysctl ip_forward in ${n.netns}: ${r.stderr}`);
       }),
     ]);
