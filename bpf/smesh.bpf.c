@@ -1,13 +1,15 @@
 /* smesh entry programs: outbound capture (connect4/6), original-destination recovery (sockops,
  * getsockopt), redirect transparency (getpeername4/6), connect-time deny (in connect4/6) and the
  * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress) attach to the node's pod cgroup root; the inbound
- * plaintext capture (sk_lookup) attaches to each local meshed pod's network namespace. */
+ * plaintext capture (sk_lookup) attaches to each local meshed pod's network namespace, and the capture-tuple
+ * steering (sk_lookup) to the node's (the agent's) network namespace. */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/redirect.h"
 #include "lib/conntrack.h"
 #include "lib/strict.h"
 #include "lib/inpod.h"
+#include "lib/capture_lookup.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -59,4 +61,10 @@ SEC("sk_lookup")
 int smesh_inbound_lookup(struct bpf_sk_lookup *ctx)
 {
 	return smesh_inpod_lookup(ctx);
+}
+
+SEC("sk_lookup")
+int smesh_capture_lookup(struct bpf_sk_lookup *ctx)
+{
+	return smesh_capture_steer(ctx);
 }

@@ -110,6 +110,7 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("connsPinPath", &RawDatapath::ConnsPinPath),
                            InstanceMethod("attachNetnsLookup", &RawDatapath::AttachNetnsLookupJs),
                            InstanceMethod("inpodListenerUpdate", &RawDatapath::InpodListenerUpdate),
+                           InstanceMethod("captureListenerUpdate", &RawDatapath::CaptureListenerUpdate),
                            InstanceMethod("inpodListenerDelete", &RawDatapath::InpodListenerDeleteJs),
                            InstanceMethod("inpodListeners", &RawDatapath::InpodListeners),
                            InstanceMethod("inpodCounters", &RawDatapath::InpodCountersJs),
@@ -336,6 +337,15 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     return env.Undefined();
   }
 
+  // captureListenerUpdate(listenerFd): the outbound listener that the capture-tuple steering (sk_lookup) hands to
+  Napi::Value CaptureListenerUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t fd = U32Arg(info[0], "listenerFd");
+    if (fd > 2147483647u) ThrowTypeError(env, "listenerFd must be a file descriptor");
+    Guard(env, [&] { CaptureListenerPut(Live(env).capture_listener_fd(), static_cast<int>(fd)); });
+    return env.Undefined();
+  }
+
   Napi::Value InpodListenerDeleteJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint8_t addr[16];
@@ -545,6 +555,7 @@ class NetnsListenerWorker : public Napi::AsyncWorker {
 };
 
 // open({bpffsDir, cgroupPath, captureIp4: Buffer(4), capturePort, captureIp6?: Buffer(16),
+//       captureSpread?: number, captureNetns?: string,
 //       pods?: [{cookie: bigint, workloadId}], dests?: [{addr: Buffer(16), port}]}) → Promise<RawDatapath>
 Napi::Value Open(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -561,6 +572,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     CopyBytes(ip6, "options.captureIp6", options.capture_ip6, 16);
     options.has_capture_ip6 = true;
   }
+  Napi::Value spread = o.Get("captureSpread");
+  if (!spread.IsUndefined()) options.capture_spread = U32Arg(spread, "options.captureSpread");
+  Napi::Value capture_netns = o.Get("captureNetns");
+  if (!capture_netns.IsUndefined()) options.capture_netns_path = StringField(o, "captureNetns");
   Napi::Value pods = o.Get("pods");
   if (!pods.IsUndefined()) {
     if (!pods.IsArray()) ThrowTypeError(env, "options.pods must be an array");

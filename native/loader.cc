@@ -20,6 +20,7 @@
 #include "errors.h"
 #include "maps.h"
 #include "smesh.skel.h"
+#include "sockets.h"
 
 namespace smesh {
 
@@ -41,6 +42,8 @@ const ProgramSpec kPrograms[] = {
     {"strict_ingress", [](struct smesh_bpf* s) { return s->progs.smesh_strict_ingress; }, BPF_CGROUP_INET_INGRESS},
 };
 constexpr size_t kProgramCount = sizeof(kPrograms) / sizeof(kPrograms[0]);
+// The node-netns sk_lookup link of the capture tuples (a netns link, not a cgroup one).
+constexpr const char* kCaptureLookupLink = "capture-lookup";
 
 // libbpf warnings (verifier log, pin mismatches) of the current thread, attached to load errors.
 thread_local std::string t_libbpf_log;
@@ -139,6 +142,17 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
     auto* ro = dp->skel_->rodata;
     std::memcpy(&ro->smesh_capture_ip4, options.capture_ip4, 4);
     ro->smesh_capture_port = options.capture_port;
+    if (options.capture_spread < 1 || options.capture_spread > SMESH_MAX_CAPTURE_SPREAD)
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " is outside 1.." +
+                   std::to_string(SMESH_MAX_CAPTURE_SPREAD));
+    if (options.capture_spread > 1 && options.capture_netns_path.empty())
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) +
+                   " needs the capture network namespace (where the outbound listener is)");
+    if (options.capture_ip4[3] + options.capture_spread - 1 > 254)
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " from capture address ." +
+                   std::to_string(options.capture_ip4[3]) + " leaves its /24 (last address must be .254 or lower)");
+    ro->smesh_capture_spread = options.capture_spread;
+    std::memcpy(dp->capture_ip4_, options.capture_ip4, 4);
     if (options.has_capture_ip6) {
       std::memcpy(ro->smesh_capture_ip6, options.capture_ip6, 16);
       ro->smesh_capture_ip6_enabled = 1;
@@ -199,6 +213,25 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
       if (bpf_obj_pin(link_fd, pin.c_str()) != 0) ThrowErrno(std::string("pin link ") + spec.name + " at " + pin, errno);
       dp->attach_.links.push_back(pin);
     }
+
+    // Capture tuples: the capture /24 made local in the listener's namespace, and the sk_lookup program that steers
+    // every tuple into the one listener attached there (pinned link, program swapped in place on restart).
+    const std::string capture_pin = LinkPinPath(dir, kCaptureLookupLink);
+    if (!options.capture_netns_path.empty()) {
+      dp->capture_netns_path_ = options.capture_netns_path;
+      if (options.capture_spread > 1) EnsureLocalRoute(options.capture_netns_path, options.capture_ip4, 24);
+      dp->capture_link_fd_ =
+          AttachNetnsLookup(bpf_program__fd(dp->skel_->progs.smesh_capture_lookup), options.capture_netns_path, capture_pin);
+      dp->attach_.links.push_back(capture_pin);
+    } else {
+      // No capture namespace: a steering link an earlier agent pinned is retired.
+      int stale = bpf_obj_get(capture_pin.c_str());
+      if (stale >= 0) {
+        bpf_link_detach(stale);
+        close(stale);
+      }
+      if (unlink(capture_pin.c_str()) != 0 && errno != ENOENT) ThrowErrno("remove link pin " + capture_pin, errno);
+    }
   } catch (...) {
     dp->Teardown(/*drop_created_links=*/true);
     throw;
@@ -258,12 +291,17 @@ int Datapath::inpod_stats_fd() const {
   return bpf_map__fd(skel_->maps.smesh_inpod_stats);
 }
 
+int Datapath::capture_listener_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_capture_listener);
+}
+
 int Datapath::inpod_lookup_prog_fd() const {
   if (!skel_) ThrowMessage("datapath is closed");
   return bpf_program__fd(skel_->progs.smesh_inbound_lookup);
 }
 
-std::string Datapath::conns_pin_path() const { return MapPinPath(bpffs_dir_, "smesh_conns"); }
+std::string Datapath::conns_pin_path() const { return MapPinPath(bpffs_dir_, "smesh_conns_v2"); }
 
 void Datapath::Close() { Teardown(false); }
 
@@ -283,6 +321,22 @@ void Datapath::Destroy() {
     if (opened_here) close(fd);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
   }
+  {
+    const std::string pin = LinkPinPath(bpffs_dir_, kCaptureLookupLink);
+    int fd = capture_link_fd_ >= 0 ? capture_link_fd_ : bpf_obj_get(pin.c_str());
+    if (fd >= 0 && bpf_link_detach(fd) != 0 && errno != ENOLINK)
+      failures += " detach " + pin + ": " + strerror(errno) + ";";
+    if (fd >= 0 && fd != capture_link_fd_) close(fd);
+    if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
+    // The capture /24's local route, if smesh added it (a namespace that is gone took it along).
+    if (!capture_netns_path_.empty() && access(capture_netns_path_.c_str(), F_OK) == 0) {
+      try {
+        RemoveLocalRoute(capture_netns_path_, capture_ip4_, 24);
+      } catch (const std::exception& e) {
+        failures += std::string(" ") + e.what() + ";";
+      }
+    }
+  }
   // Per-pod-namespace sk_lookup links (inbound plaintext capture), pinned as links/inpod-<netns inode>.
   if (DIR* dir = opendir((bpffs_dir_ + "/links").c_str())) {
     while (struct dirent* entry = readdir(dir)) {
@@ -297,7 +351,8 @@ void Datapath::Destroy() {
     }
     closedir(dir);
   }
-  const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks",
+  // smesh_conns: retired (kept here so that an older agent's pin is removed too).
+  const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks", "smesh_conns_v2", "smesh_capture_listener",
                         "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
                         "smesh_inpod_listeners", "smesh_inpod_stats", "smesh_deny_stats",
                         "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods"};
@@ -324,6 +379,7 @@ void Datapath::Teardown(bool drop_created_links) {
   }
   link_fds_.clear();
   link_created_.clear();
+  CloseFd(capture_link_fd_);
   if (skel_) {
     smesh_bpf__destroy(skel_);
     skel_ = nullptr;

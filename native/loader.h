@@ -22,6 +22,11 @@ struct LoaderOptions {
   uint16_t capture_port = 0;              // host order
   bool has_capture_ip6 = false;
   uint8_t capture_ip6[16] = {};
+  // Capture tuples: IPv4 redirects spread over capture_ip4 + [0, capture_spread) (1..SMESH_MAX_CAPTURE_SPREAD, within
+  // the capture address's /24). Above 1 it needs capture_netns_path: the network namespace of the outbound listener,
+  // where the sk_lookup steering program is attached (pinned link) and, above 1, the capture /24 is made local on lo.
+  uint32_t capture_spread = 1;
+  std::string capture_netns_path;
   // Initial map contents, written after load and before attach.
   std::vector<std::pair<uint64_t, uint32_t>> pods;  // netns cookie → workload id
   std::vector<smesh_addr_port> dests;
@@ -54,6 +59,8 @@ class Datapath {
   int inpod_pods_fd() const;
   // The sk_lookup program (inbound plaintext capture); attached per pod namespace by AttachNetnsLookup.
   int inpod_lookup_prog_fd() const;
+  // smesh_capture_listener (SOCKMAP): slot 0 holds the outbound listener the capture-tuple steering hands connections to.
+  int capture_listener_fd() const;
   std::string conns_pin_path() const;
   const std::string& bpffs_dir() const { return bpffs_dir_; }
 
@@ -70,6 +77,9 @@ class Datapath {
   int cgroup_fd_ = -1;
   std::string bpffs_dir_;
   std::vector<int> link_fds_;
+  int capture_link_fd_ = -1;
+  std::string capture_netns_path_;
+  uint8_t capture_ip4_[4] = {0, 0, 0, 0};
   std::vector<bool> link_created_;
   AttachResult attach_;
 };

@@ -258,10 +258,18 @@ std::vector<std::pair<smesh_strict_drop_key, uint64_t>> StrictDropStats(int map_
   return out;
 }
 
-bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out) {
+bool ConnLookup(int map_fd, const smesh_flow_key& key, smesh_orig_dst* out) {
   if (bpf_map_lookup_elem(map_fd, &key, out) == 0) return true;
   if (errno == ENOENT) return false;
-  ThrowErrno("lookup smesh_conns", errno);
+  ThrowErrno("lookup smesh_conns_v2", errno);
+}
+
+void CaptureListenerPut(int map_fd, int socket_fd) {
+  uint32_t key = 0;
+  uint32_t fd = static_cast<uint32_t>(socket_fd);
+  if (bpf_map_update_elem(map_fd, &key, &fd, BPF_ANY) != 0)
+    ThrowErrno("update smesh_capture_listener (fd " + std::to_string(socket_fd) + "; it must be a listening TCP socket)",
+               errno);
 }
 
 }  // namespace smesh

@@ -51,7 +51,9 @@ std::vector<std::pair<smesh_deny_key, uint64_t>> DenyStats(int map_fd);
 // smesh_strict_drop_stats: STRICT-dropped connections per (source, pod, port).
 std::vector<std::pair<smesh_strict_drop_key, uint64_t>> StrictDropStats(int map_fd);
 
-// Looks a client address up in smesh_conns. Returns false when absent.
-bool ConnLookup(int map_fd, const smesh_addr_port& key, smesh_orig_dst* out);
+// Looks a connection (client end, capture tuple) up in smesh_conns_v2. Returns false when absent.
+bool ConnLookup(int map_fd, const smesh_flow_key& key, smesh_orig_dst* out);
+// smesh_capture_listener[0] = the listening socket `socket_fd` (the map takes its own reference).
+void CaptureListenerPut(int map_fd, int socket_fd);
 
 }  // namespace smesh

@@ -1,9 +1,13 @@
-// Socket helpers implementation: per-thread setns for netns cookies; SO_ORIGINAL_DST with map fallback.
+// Socket helpers implementation: per-thread setns for netns cookies; SO_ORIGINAL_DST with map fallback; the local
+// route of the capture tuples (netlink).
 #include "sockets.h"
 
 #include <bpf/bpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -150,6 +154,92 @@ int AttachNetnsLookup(int prog_fd, const std::string& netns_path, const std::str
   return link;
 }
 
+namespace {
+
+// rtm_protocol of the routes smesh adds (RTPROT_* values below 5 are the kernel's; this one is unassigned).
+constexpr unsigned char kSmeshRouteProtocol = 115;
+
+struct RouteRequest {
+  nlmsghdr header;
+  rtmsg route;
+  char attrs[64];
+};
+
+void AddAttr(RouteRequest& req, unsigned short type, const void* data, size_t len) {
+  auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.header.nlmsg_len));
+  rta->rta_type = type;
+  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
+  std::memcpy(RTA_DATA(rta), data, len);
+  req.header.nlmsg_len = NLMSG_ALIGN(req.header.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+// One RTM_NEWROUTE/RTM_DELROUTE on a local route for addr/prefix_len via lo; returns the kernel's errno (0 = done).
+int RouteRequestInNetns(const std::string& netns_path, int type, int flags, const uint8_t addr[4], int prefix_len) {
+  int result = 0;
+  RunInNetns(netns_path, [&] {
+    const unsigned lo = if_nametoindex("lo");
+    if (lo == 0) ThrowErrno("find lo in netns " + netns_path, errno);
+    int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (sock < 0) ThrowErrno("open a netlink socket in netns " + netns_path, errno);
+    RouteRequest req{};
+    req.header.nlmsg_len = NLMSG_LENGTH(sizeof(rtmsg));
+    req.header.nlmsg_type = static_cast<unsigned short>(type);
+    req.header.nlmsg_flags = static_cast<unsigned short>(NLM_F_REQUEST | NLM_F_ACK | flags);
+    req.header.nlmsg_seq = 1;
+    req.route.rtm_family = AF_INET;
+    req.route.rtm_dst_len = static_cast<unsigned char>(prefix_len);
+    req.route.rtm_table = RT_TABLE_LOCAL;
+    req.route.rtm_protocol = kSmeshRouteProtocol;
+    req.route.rtm_scope = RT_SCOPE_HOST;
+    req.route.rtm_type = RTN_LOCAL;
+    uint8_t prefix[4];
+    std::memcpy(prefix, addr, 4);
+    const uint32_t mask = prefix_len == 0 ? 0 : htonl(~0u << (32 - prefix_len));
+    uint32_t masked;
+    std::memcpy(&masked, prefix, 4);
+    masked &= mask;
+    AddAttr(req, RTA_DST, &masked, 4);
+    const uint32_t oif = lo;
+    AddAttr(req, RTA_OIF, &oif, 4);
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(sock, &req, req.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+      int err = errno;
+      close(sock);
+      ThrowErrno("send a route request in netns " + netns_path, err);
+    }
+    char buf[1024];
+    ssize_t n = recv(sock, buf, sizeof(buf), 0);
+    int err = errno;
+    close(sock);
+    if (n < 0) ThrowErrno("read the route request's answer in netns " + netns_path, err);
+    auto* answer = reinterpret_cast<nlmsghdr*>(buf);
+    if (!NLMSG_OK(answer, static_cast<unsigned>(n)) || answer->nlmsg_type != NLMSG_ERROR)
+      ThrowMessage("unexpected netlink answer to a route request in netns " + netns_path);
+    result = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(answer))->error;
+  });
+  return result;
+}
+
+std::string PrefixText(const uint8_t addr[4], int prefix_len) {
+  return std::to_string(addr[0]) + "." + std::to_string(addr[1]) + "." + std::to_string(addr[2]) + "." +
+         std::to_string(addr[3]) + "/" + std::to_string(prefix_len);
+}
+
+}  // namespace
+
+void EnsureLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len) {
+  int err = RouteRequestInNetns(netns_path, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, addr, prefix_len);
+  if (err != 0 && err != EEXIST)
+    ThrowErrno("add local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
+}
+
+void RemoveLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len) {
+  int err = RouteRequestInNetns(netns_path, RTM_DELROUTE, 0, addr, prefix_len);
+  if (err != 0 && err != ESRCH && err != ENOENT)
+    ThrowErrno("remove local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
+}
+
 std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path) {
   sockaddr_storage local{};
   socklen_t len = sizeof(local);
@@ -171,15 +261,14 @@ std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_
     ThrowErrno("getsockopt SO_ORIGINAL_DST on fd " + std::to_string(fd), errno);
   if (conns_pin_path.empty()) return std::nullopt;
 
-  // Fallback: the getsockopt program is not in this socket's cgroup; ask the map directly.
+  // Fallback: the getsockopt program is not in this socket's cgroup; ask the map directly, by (client end, capture tuple).
   sockaddr_storage peer{};
   len = sizeof(peer);
   if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
     ThrowErrno("getpeername on fd " + std::to_string(fd), errno);
-  smesh_addr_port key{};
-  uint16_t port = 0;
-  ToMapped(peer, reinterpret_cast<uint8_t*>(key.addr), &port);
-  key.port = port;
+  smesh_flow_key key{};
+  ToMapped(peer, reinterpret_cast<uint8_t*>(key.src), &key.sport);
+  ToMapped(local, reinterpret_cast<uint8_t*>(key.dst), &key.dport);
   int map_fd = bpf_obj_get(conns_pin_path.c_str());
   if (map_fd < 0) ThrowErrno("open pinned map " + conns_pin_path, errno);
   smesh_orig_dst value{};

@@ -21,15 +21,22 @@ int NetnsListener(const std::string& netns_path, int backlog, int family);
 // namespace gets the program swapped in place (agent restart: no gap); a stale pin is replaced.
 int AttachNetnsLookup(int prog_fd, const std::string& netns_path, const std::string& pin_path);
 
+// Blocking. Makes `addr`/`prefix_len` (IPv4, network order) local on lo of the network namespace at `netns_path`
+// (a route of type local in table local, tagged with smesh's route protocol), unless a route for that prefix is
+// there already (e.g. the operator put the capture address on lo with that prefix).
+void EnsureLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len);
+// Blocking. Removes that route if smesh added it (same protocol tag); absent is fine.
+void RemoveLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len);
+
 struct OriginalDst {
   uint8_t addr[16];  // network order; IPv4 as v4-mapped
   uint16_t port;     // host order
-  bool from_map;     // true: found by peer-address lookup in the pinned smesh_conns map
+  bool from_map;     // true: found by (peer, local) address lookup in the pinned smesh_conns_v2 map
 };
 
 // SO_ORIGINAL_DST (SOL_IP or SOL_IPV6 by the socket's family), answered by cgroup/getsockopt. If the
-// kernel says ENOPROTOOPT/ENOENT and `conns_pin_path` is not empty, looks the peer address up in that
-// pinned map instead. Returns nullopt when neither knows the connection.
+// kernel says ENOPROTOOPT/ENOENT and `conns_pin_path` is not empty, looks the connection (peer address, local
+// address) up in that pinned map (smesh_conns_v2) instead. Returns nullopt when neither knows the connection.
 std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path);
 
 }  // namespace smesh

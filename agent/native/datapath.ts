@@ -13,7 +13,20 @@ export interface DatapathOptions {
   captureIp4: string;
   capturePort: number;
   captureIp6?: string;
+  /**
+   * The network namespace file of the outbound listener (the agent's own: /proc/self/ns/net). Given, IPv4 redirects
+   * are spread over `captureSpread` capture addresses (captureIp4 + [0, n), same port): the datapath makes the capture
+   * address's /24 local on that namespace's lo and attaches a pinned sk_lookup program there that hands every capture
+   * tuple to the listener registered with `setOutboundListener` (which may be bound anywhere in that namespace). Absent:
+   * one tuple, captureIp4:capturePort, served by whatever listens there.
+   */
+  captureNetns?: string;
+  /** Capture tuples when captureNetns is given: 1..254, and captureIp4 + n - 1 must stay at .254 or below. Default 64. */
+  captureSpread?: number;
 }
+
+/** Capture tuples per node by default: 64 × the ephemeral port range per pod per TIME_WAIT period (issue 12 item 2). */
+export const DEFAULT_CAPTURE_SPREAD = 64;
 
 export interface AttachInfo {
   reused: boolean; // pinned links were found and programs swapped in place
@@ -82,6 +95,10 @@ export interface Datapath {
   setCaptureListener(ip: string, fd: number, kind?: CaptureKind): void;
   removeCaptureListener(ip: string, kind?: CaptureKind): void;
   captureListeners(kind?: CaptureKind): string[];
+  /** How many capture tuples redirected IPv4 connections are spread over (1 = the capture address alone). */
+  readonly captureSpread: number;
+  /** The outbound listener (a listening TCP socket fd) that connections to every capture tuple are handed to. */
+  setOutboundListener(fd: number): void;
   /** Connections the kernel refused at connect() (connect-time deny), per (workload, destination, port) entry; totals. */
   connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }>;
   /** Plaintext connections STRICT dropped in the kernel, per (source address, local pod address, port); totals. */
@@ -167,6 +184,7 @@ class NativeDatapath implements Datapath {
   constructor(
     private readonly raw: RawDatapath,
     readonly bpffsDir: string,
+    readonly captureSpread: number,
     private readonly onClose: (dp: NativeDatapath) => void,
   ) {
     const info = raw.attachInfo();
@@ -345,6 +363,11 @@ class NativeDatapath implements Datapath {
       .map((e) => keyToIp(e.addr));
   }
 
+  setOutboundListener(fd: number): void {
+    if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
+    wrapSync(() => this.raw.captureListenerUpdate(fd));
+  }
+
   connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }> {
     return wrapSync(() => this.raw.denyStats()).map((e) => ({ workloadId: e.workloadId, ip: keyToIp(e.addr), port: e.port, count: e.count }));
   }
@@ -389,12 +412,22 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
         captureIp6 = ipToKey(opts.captureIp6, 'captureIp6');
         if (isV4MappedKey(captureIp6)) throw new TypeError(`captureIp6 must be an IPv6 address, got ${opts.captureIp6}`);
       }
+      let captureSpread = 1;
+      if (opts.captureNetns !== undefined) {
+        checkPath(opts.captureNetns, 'captureNetns');
+        captureSpread = opts.captureSpread ?? DEFAULT_CAPTURE_SPREAD;
+        const last = captureIp4[3]!;
+        if (!Number.isInteger(captureSpread) || captureSpread < 1 || captureSpread > 254 || last + captureSpread - 1 > 254)
+          throw new TypeError(`captureSpread must be an integer 1..${254 - last + 1} for capture address ${opts.captureIp4} (its tuples stay in its /24, at .254 or below), got ${String(opts.captureSpread)}`);
+      } else if (opts.captureSpread !== undefined && opts.captureSpread !== 1) {
+        throw new TypeError(`captureSpread ${String(opts.captureSpread)} needs captureNetns (the outbound listener's network namespace)`);
+      }
       const raw = loadRaw();
       return raw
-        .open({ bpffsDir: opts.bpffsDir, cgroupPath: opts.cgroupPath, captureIp4, capturePort: opts.capturePort, captureIp6 })
+        .open({ bpffsDir: opts.bpffsDir, cgroupPath: opts.cgroupPath, captureIp4, capturePort: opts.capturePort, captureIp6, captureSpread, captureNetns: opts.captureNetns })
         .then(
           (handle) => {
-            const dp = new NativeDatapath(handle, opts.bpffsDir, forget);
+            const dp = new NativeDatapath(handle, opts.bpffsDir, captureSpread, forget);
             open.push(dp);
             return dp;
           },
@@ -426,7 +459,7 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
     originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null {
       if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
       let pin: string | undefined;
-      if (bpffsDir !== undefined) pin = `${bpffsDir.replace(/\/+$/, '')}/maps/smesh_conns`;
+      if (bpffsDir !== undefined) pin = `${bpffsDir.replace(/\/+$/, '')}/maps/smesh_conns_v2`;
       else if (open.length > 0) pin = open[open.length - 1].connsPinPath();
       const found = wrapSync(() => loadRaw().originalDestination(fd, pin));
       return found ? { ip: keyToIp(found.addr), port: found.port } : null;
@@ -453,8 +486,8 @@ export function netnsListener(netnsPath: string, family: 4 | 6 = 4): Promise<num
 
 /**
  * Original destination of a connection the proxy accepted: SO_ORIGINAL_DST (answered by cgroup/getsockopt
- * when the socket belongs to the attached cgroup), else a lookup of the peer address in the pinned
- * smesh_conns map of `bpffsDir` (default: the newest datapath opened by this process). null when unknown.
+ * when the socket belongs to the attached cgroup), else a lookup of the (peer, local) addresses in the pinned
+ * smesh_conns_v2 map of `bpffsDir` (default: the newest datapath opened by this process). null when unknown.
  */
 export function originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null {
   return api.originalDestination(fd, bpffsDir);

@@ -36,6 +36,8 @@ export interface RawDatapath {
   /** smesh_inpod_listeners[(addr, port)] = the listening socket `fd` (the map takes its own reference). */
   inpodListenerUpdate(addr: Buffer, port: number, fd: number): void;
   inpodListenerDelete(addr: Buffer, port: number): boolean;
+  /** smesh_capture_listener[0] = the outbound listening socket `fd` that the capture-tuple steering (node netns sk_lookup) hands to. */
+  captureListenerUpdate(fd: number): void;
   inpodListeners(): Array<{ addr: Buffer; port: number }>;
   inpodCounters(): { captured: number; noListener: number; assignFailed: number };
   /** smesh_inpod_pods: pod addresses whose plaintext is captured (held back in the kernel while no listener is registered). */
@@ -56,6 +58,10 @@ export interface RawOpenOptions {
   captureIp4: Buffer; // 4 bytes, network order
   capturePort: number;
   captureIp6?: Buffer; // 16 bytes
+  /** Capture tuples (IPv4 addresses captureIp4 + [0, n), 1..254, within its /24); above 1 needs captureNetns. Default 1. */
+  captureSpread?: number;
+  /** The network namespace of the outbound listener (the agent's): capture /24 made local, steering sk_lookup attached. */
+  captureNetns?: string;
   pods?: Array<{ cookie: bigint; workloadId: number }>;
   dests?: Array<{ addr: Buffer; port: number }>;
 }

@@ -1,6 +1,6 @@
 /* Original-destination recovery for the proxy: sockops records an established redirected
- * connection under the client's local address, and cgroup/getsockopt answers SO_ORIGINAL_DST on the
- * proxy's accepted socket by looking its peer address up. */
+ * connection under its 4-tuple (client end, capture tuple), and cgroup/getsockopt answers SO_ORIGINAL_DST on
+ * the proxy's accepted socket by looking its (peer, local) addresses up. */
 #ifndef SMESH_LIB_CONNTRACK_H
 #define SMESH_LIB_CONNTRACK_H
 
@@ -23,59 +23,60 @@ struct smesh_sockaddr_in6 {
 	__u32 scope_id;
 };
 
-/* True when an established socket's peer is the IPv4 capture address (AF_INET, or v4-mapped on AF_INET6). */
-static __always_inline int smesh_dials_capture4(struct bpf_sock_ops *skops)
+/* The established socket's 4-tuple as smesh_conns_v2 keys it: src = this (client) end, dst = the peer (a capture
+ * tuple when redirected). Returns 0 for families other than IPv4/IPv6. */
+static __always_inline int smesh_sockops_flow(struct bpf_sock_ops *skops, struct smesh_flow_key *key)
 {
-	/* Volatile loads: clang otherwise merges the remote_ip4 / remote_ip6[3] branches into one load
-	 * through an offset ctx pointer, which the verifier rejects ("dereference of modified ctx ptr"). */
+	/* Volatile loads: clang otherwise merges the ip4 / ip6[3] branches into one load through an offset ctx
+	 * pointer, which the verifier rejects ("dereference of modified ctx ptr"). */
 	__u32 family = skops->family;
+	__u32 local4 = *(volatile __u32 *)&skops->local_ip4;
 	__u32 remote4 = *(volatile __u32 *)&skops->remote_ip4;
-	__u32 remote[4];
 
-	if (family == SMESH_AF_INET)
-		return remote4 == smesh_capture_ip4;
-	if (family != SMESH_AF_INET6)
+	if (family == SMESH_AF_INET) {
+		smesh_addr_from_v4(key->src, local4);
+		smesh_addr_from_v4(key->dst, remote4);
+	} else if (family == SMESH_AF_INET6) {
+		key->src[0] = *(volatile __u32 *)&skops->local_ip6[0];
+		key->src[1] = *(volatile __u32 *)&skops->local_ip6[1];
+		key->src[2] = *(volatile __u32 *)&skops->local_ip6[2];
+		key->src[3] = *(volatile __u32 *)&skops->local_ip6[3];
+		key->dst[0] = *(volatile __u32 *)&skops->remote_ip6[0];
+		key->dst[1] = *(volatile __u32 *)&skops->remote_ip6[1];
+		key->dst[2] = *(volatile __u32 *)&skops->remote_ip6[2];
+		key->dst[3] = *(volatile __u32 *)&skops->remote_ip6[3];
+	} else {
 		return 0;
-	remote[0] = *(volatile __u32 *)&skops->remote_ip6[0];
-	remote[1] = *(volatile __u32 *)&skops->remote_ip6[1];
-	remote[2] = *(volatile __u32 *)&skops->remote_ip6[2];
-	remote[3] = *(volatile __u32 *)&skops->remote_ip6[3];
-	return smesh_addr_is_v4_mapped(remote) && remote[3] == smesh_capture_ip4;
+	}
+	key->sport = (__u16)skops->local_port; /* sock_ops local_port is already host order */
+	key->dport = (__u16)bpf_ntohl(skops->remote_port); /* remote_port is network order, in the upper half */
+	return 1;
 }
 
 static __always_inline int smesh_track_established(struct bpf_sock_ops *skops)
 {
-	struct smesh_addr_port key = {};
+	struct smesh_flow_key key = {};
 	struct smesh_orig_dst orig;
 	struct smesh_orig_dst *found = smesh_socket_orig(skops);
 
-	if (skops->family == SMESH_AF_INET) {
-		smesh_addr_from_v4(key.addr, skops->local_ip4);
-	} else if (skops->family == SMESH_AF_INET6) {
-		key.addr[0] = skops->local_ip6[0];
-		key.addr[1] = skops->local_ip6[1];
-		key.addr[2] = skops->local_ip6[2];
-		key.addr[3] = skops->local_ip6[3];
-	} else {
+	if (!smesh_sockops_flow(skops, &key))
 		return 0;
-	}
-	key.port = (__u16)skops->local_port; /* sock_ops local_port is already host order */
 	if (!found) {
-		/* Dialing the capture address without a redirect: drop any stale record that an earlier,
-		 * closed connection left under this local address, so the proxy cannot be told a wrong
-		 * original destination (and refuses the connection as unknown instead). */
-		if (smesh_dials_capture4(skops))
-			bpf_map_delete_elem(&smesh_conns, &key);
+		/* Dialing a capture tuple without a redirect: drop any stale record that an earlier, closed
+		 * connection left under this 4-tuple, so the proxy cannot be told a wrong original destination
+		 * (and refuses the connection as unknown instead). */
+		if (smesh_addr_is_v4_mapped(key.dst) && smesh_is_capture_ip4(key.dst[3]))
+			bpf_map_delete_elem(&smesh_conns_v2, &key);
 		return 0;
 	}
 	orig = *found;
-	bpf_map_update_elem(&smesh_conns, &key, &orig, BPF_ANY);
+	bpf_map_update_elem(&smesh_conns_v2, &key, &orig, BPF_ANY);
 	return 0;
 }
 
 static __always_inline int smesh_answer_original_dst(struct bpf_sockopt *ctx)
 {
-	struct smesh_addr_port key = {};
+	struct smesh_flow_key key = {};
 	struct smesh_orig_dst *orig;
 	struct bpf_sock *sk = ctx->sk;
 	int level = ctx->level;
@@ -84,18 +85,25 @@ static __always_inline int smesh_answer_original_dst(struct bpf_sockopt *ctx)
 		return SMESH_ALLOW;
 	if (!sk)
 		return SMESH_ALLOW;
+	/* The proxy's accepted socket: its peer is the client end (src of the key), its local end the capture tuple. */
 	if (sk->family == SMESH_AF_INET) {
-		smesh_addr_from_v4(key.addr, sk->dst_ip4);
+		smesh_addr_from_v4(key.src, sk->dst_ip4);
+		smesh_addr_from_v4(key.dst, sk->src_ip4);
 	} else if (sk->family == SMESH_AF_INET6) {
-		key.addr[0] = sk->dst_ip6[0];
-		key.addr[1] = sk->dst_ip6[1];
-		key.addr[2] = sk->dst_ip6[2];
-		key.addr[3] = sk->dst_ip6[3];
+		key.src[0] = sk->dst_ip6[0];
+		key.src[1] = sk->dst_ip6[1];
+		key.src[2] = sk->dst_ip6[2];
+		key.src[3] = sk->dst_ip6[3];
+		key.dst[0] = sk->src_ip6[0];
+		key.dst[1] = sk->src_ip6[1];
+		key.dst[2] = sk->src_ip6[2];
+		key.dst[3] = sk->src_ip6[3];
 	} else {
 		return SMESH_ALLOW;
 	}
-	key.port = bpf_ntohs(sk->dst_port);
-	orig = bpf_map_lookup_elem(&smesh_conns, &key);
+	key.sport = bpf_ntohs(sk->dst_port);
+	key.dport = (__u16)sk->src_port; /* bpf_sock src_port is host order */
+	orig = bpf_map_lookup_elem(&smesh_conns_v2, &key);
 	if (!orig)
 		return SMESH_ALLOW;
 

@@ -1,6 +1,8 @@
 /* Original-destination bookkeeping: socket cookie → original destination (set at connect time), and
- * the client's local address → original destination (set once established; the proxy looks its
- * accepted socket's peer address up here to answer SO_ORIGINAL_DST). */
+ * the connection's 4-tuple (client address and port, capture address and port) → original destination (set
+ * once established; the proxy looks its accepted socket's peer and local address up here to answer
+ * SO_ORIGINAL_DST). The capture address is part of the key: with several capture tuples one client port can
+ * be in use towards two of them at once. */
 #ifndef SMESH_LIB_ORIGDST_H
 #define SMESH_LIB_ORIGDST_H
 
@@ -16,9 +18,9 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, SMESH_MAX_CONNS);
-	__type(key, struct smesh_addr_port);
+	__type(key, struct smesh_flow_key);
 	__type(value, struct smesh_orig_dst);
-} smesh_conns SEC(".maps");
+} smesh_conns_v2 SEC(".maps");
 
 static __always_inline void smesh_remember_socket(void *ctx, const __u32 addr[4], __u16 port, __u32 workload_id)
 {

@@ -1,5 +1,9 @@
 /* Outbound capture: decide whether a connect() from an enrolled pod to a meshed destination is
- * redirected to the node's capture address, and remember where it was going. */
+ * redirected to one of the node's capture tuples, and remember where it was going. IPv4 (and v4-mapped)
+ * connections are spread over smesh_capture_spread capture addresses by a hash of the socket cookie, so a
+ * pod's connections to one destination no longer share a single 4-tuple space (issue 12 item 2); the
+ * node-netns sk_lookup program (capture_lookup.h) steers them all into the one outbound listener. The
+ * native IPv6 capture address stays one tuple. */
 #ifndef SMESH_LIB_REDIRECT_H
 #define SMESH_LIB_REDIRECT_H
 
@@ -24,8 +28,10 @@ static __always_inline int smesh_should_redirect(struct bpf_sock_addr *ctx, cons
 
 	if (ctx->type != SMESH_SOCK_STREAM)
 		return SMESH_PASS;
-	/* Loop guard: the proxy's listener (or anything on the capture address) is never captured. */
+	/* Loop guard: the proxy's listener (or anything on a capture address) is never captured. */
 	if (smesh_addr_equal(dst, capture))
+		return SMESH_PASS;
+	if (smesh_addr_is_v4_mapped(dst) && smesh_is_capture_ip4(dst[3]))
 		return SMESH_PASS;
 	pod = smesh_pod_of(ctx);
 	if (!pod)
@@ -36,6 +42,26 @@ static __always_inline int smesh_should_redirect(struct bpf_sock_addr *ctx, cons
 		return SMESH_PASS;
 	smesh_remember_socket(ctx, dst, port, pod->workload_id);
 	return SMESH_REDIRECT;
+}
+
+/* The IPv4 capture address (network order) for this connection: smesh_capture_ip4 + a hash of the socket cookie
+ * modulo the spread. Per connection rather than per destination, so that even one hot destination (a client
+ * opening and closing connections to one service) gets every tuple's port range. */
+static __always_inline __u32 smesh_capture_addr4(struct bpf_sock_addr *ctx)
+{
+	__u32 spread = smesh_capture_spread;
+	__u64 h;
+
+	if (spread <= 1)
+		return smesh_capture_ip4;
+	h = bpf_get_socket_cookie(ctx);
+	/* 64-bit finalizer (murmur3 fmix64): sequential cookies land on well-spread indexes. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
+	return bpf_htonl(bpf_ntohl(smesh_capture_ip4) + (__u32)(h % spread));
 }
 
 static __always_inline int smesh_redirect4(struct bpf_sock_addr *ctx)
@@ -53,7 +79,7 @@ static __always_inline int smesh_redirect4(struct bpf_sock_addr *ctx)
 	if (verdict == SMESH_REFUSE)
 		return smesh_refuse_connect();
 	if (verdict == SMESH_REDIRECT) {
-		ctx->user_ip4 = capture_ip4;
+		ctx->user_ip4 = smesh_capture_addr4(ctx);
 		ctx->user_port = bpf_htons(smesh_capture_port);
 	}
 	return SMESH_ALLOW;
@@ -83,6 +109,8 @@ static __always_inline int smesh_redirect6(struct bpf_sock_addr *ctx)
 	if (verdict == SMESH_REFUSE)
 		return smesh_refuse_connect();
 	if (verdict == SMESH_REDIRECT) {
+		if (smesh_addr_is_v4_mapped(capture))
+			capture[3] = smesh_capture_addr4(ctx);
 		ctx->user_ip6[0] = capture[0];
 		ctx->user_ip6[1] = capture[1];
 		ctx->user_ip6[2] = capture[2];

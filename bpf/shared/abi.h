@@ -24,6 +24,8 @@
 #define SMESH_MAX_DENY_STATS 65536
 #define SMESH_MAX_STRICT_FLOWS 65536
 #define SMESH_MAX_STRICT_DROP_STATS 16384
+/* Most capture tuples (addresses smesh_capture_ip4 + [0, spread), one /24 at most, .255 excluded). */
+#define SMESH_MAX_CAPTURE_SPREAD 254
 
 /* smesh_pods: key = netns cookie (__u64, from bpf_get_netns_cookie / SO_NETNS_COOKIE). */
 struct smesh_pod_info {
@@ -31,7 +33,8 @@ struct smesh_pod_info {
 	__u32 flags; /* reserved, 0 */
 };
 
-/* smesh_dests key; also the key of smesh_conns (client local address as the proxy sees its peer). */
+/* smesh_dests key. (Also the key of the retired smesh_conns, keyed by the client address alone: with several
+ * capture tuples one client port can be in use towards two of them at once; see smesh_conns_v2.) */
 struct smesh_addr_port {
 	__u32 addr[4]; /* network order, v4-mapped for IPv4 */
 	__u16 port;    /* host order; 0 in smesh_dests = every port */
@@ -43,7 +46,7 @@ struct smesh_dest_info {
 	__u32 flags; /* reserved, 0 */
 };
 
-/* smesh_socks (socket cookie → original destination) and smesh_conns values. */
+/* smesh_socks (socket cookie → original destination) and smesh_conns_v2 values. */
 struct smesh_orig_dst {
 	__u32 addr[4];     /* network order, v4-mapped for IPv4 */
 	__u16 port;        /* host order */
@@ -128,6 +131,13 @@ struct smesh_strict_drop_key {
 	__u16 dport;   /* host order */
 	__u16 pad;     /* 0 */
 };
+
+/* smesh_conns_v2 (LRU_HASH): key struct smesh_flow_key = (client address, capture address, client port, capture
+ * port) of an established redirected connection → struct smesh_orig_dst. The proxy's accepted socket sees the same
+ * four values as (peer, local). */
+
+/* smesh_capture_listener (SOCKMAP, one entry, key 0): the outbound proxy's listening socket; the sk_lookup program
+ * attached to the node's network namespace hands it new TCP connections to any capture tuple. */
 
 #define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
 #define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
