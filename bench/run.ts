@@ -472,7 +472,7 @@ async function main(): Promise<void> {
       fs.mkdirSync(OUT_DIR, { recursive: true });
       fs.writeFileSync(resultFile('md', stamp), md + '\n');
       fs.writeFileSync(resultFile('json', stamp), JSON.stringify({
-        date: now.toISOString(), settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL }, machine: info,
+        date: now.toISOString(), settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL, httpPort: HTTP_PORT_KIND }, machine: info,
         paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
         summary: summarize(samples, PAIRS, PATH_NAMES),
         peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, workers: d.workers, mtls: peerChecks[d.name] }])),

@@ -85,7 +85,7 @@ export function peerTable(samples: Sample[], smesh: string, direct: string, peer
   const head = ['measure', ...cols, ...ps.map((p) => `${smesh}/${p}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of rows(samples, direct)) {
-    const cells = [r.label, ...cols.map((p) => (p === direct && r.label.startsWith('proxy CPU') ? '—' : fmt(r.value(p), r.digits)))];
+    const cells = [r.label, ...cols.map((p) => (p === direct && (r.label.startsWith('proxy CPU') || r.label.includes('added over direct')) ? '—' : fmt(r.value(p), r.digits)))];
     for (const p of ps) {
       const a = r.value(smesh);
       const b = r.value(p);
