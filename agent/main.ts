@@ -288,7 +288,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       metrics.onScrape(() => kernelDenials.flush());
       // The IPv6 source the proxy dials IPv6 pods from is trusted as the IPv4 capture address is (never captured, passes STRICT).
       const ownSources = opts.captureIp6 ? [opts.captureIp6] : [];
-      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))]);
+      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))], () => opts.trustDomainAliases);
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
@@ -310,7 +310,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     await certificates;
 
     // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
-    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access') });
+    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access'), trustDomainAliases: () => opts.trustDomainAliases });
     // Open L4 connections (inbound HBONE streams, same-node outbound) are decided again when the policies change;
     // those now denied are reset (requests on HTTP ports are decided one by one anyway).
     const connections = new ConnectionTracker({ decide: authorize.decide, closed: metrics.policyConnectionsClosed, logger: logs.child('access') });

@@ -107,7 +107,8 @@ function endpointsOf(s: MeshSnapshot, svc: Service): Workload[] {
  * service (VIP, port) whose every endpoint is denied. Only meshed endpoints count (a non-meshed one has
  * no inbound to enforce anything), so the kernel never refuses what the inbound would accept.
  */
-export function desiredConnectDenies(s: MeshSnapshot, nodeName: string, idOf: (uid: string) => number): Map<string, ConnectDenyEntry> {
+export function desiredConnectDenies(s: MeshSnapshot, nodeName: string, idOf: (uid: string) => number, trustDomainAliases: readonly string[] = []): Map<string, ConnectDenyEntry> {
+  const trustDomains = { trustDomain: s.trustDomain, aliases: trustDomainAliases };
   const out = new Map<string, ConnectDenyEntry>();
   const all = s.authorizationPolicies ?? [];
   if (all.length === 0) return out;
@@ -127,7 +128,7 @@ export function desiredConnectDenies(s: MeshSnapshot, nodeName: string, idOf: (u
       if (!dst.meshed) return false;
       const policies = policiesFor(dst);
       if (policies.length === 0) return false;
-      return !evaluate(policies, { sourceIdentity: src.identity, sourceIp: src.ip, destinationIp: dst.ip, destinationPort: port }).allow;
+      return !evaluate(policies, { sourceIdentity: src.identity, sourceIp: src.ip, destinationIp: dst.ip, destinationPort: port }, { trustDomains }).allow;
     };
     for (const { svc, endpoints } of services) {
       for (const p of svc.ports) {

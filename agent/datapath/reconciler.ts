@@ -117,6 +117,8 @@ export class Reconciler {
     private readonly log: ReconcilerLogger,
     /** The node's host addresses whose plaintext STRICT lets through (kubelet probes); read at each reconcile. */
     private readonly trustedSources: () => readonly string[] = () => [],
+    /** Trust-domain aliases: connect-time denies expand policy principals across them as the proxy does. */
+    private readonly trustDomainAliases: () => readonly string[] = () => [],
   ) {}
 
   /** Reconciles towards `s`; overlapping calls coalesce so the last snapshot always wins. */
@@ -292,7 +294,7 @@ export class Reconciler {
       out.trustedSources = [...wanted.values()].filter((e) => e.mode === 'TRUSTED_SOURCE').length;
     }
     if (m.connectDenies && m.addConnectDeny && m.removeConnectDeny) {
-      const wanted = desiredConnectDenies(s, this.nodeName, (uid) => this.ids.idOf(uid));
+      const wanted = desiredConnectDenies(s, this.nodeName, (uid) => this.ids.idOf(uid), this.trustDomainAliases());
       const current = new Map(m.connectDenies().map((e) => [denyKey(e), e]));
       for (const [key, e] of current) if (!wanted.has(key)) m.removeConnectDeny(e.workloadId, e.ip, e.port);
       for (const [key, e] of wanted) if (!current.has(key)) m.addConnectDeny(e.workloadId, e.ip, e.port);

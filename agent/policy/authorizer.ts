@@ -1,5 +1,5 @@
 // The inbound Authorizer: evaluates the current snapshot's policies for one connection, counts denials and writes the access-log line.
-import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate } from './evaluate';
+import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, type EvaluateOptions } from './evaluate';
 import type { AuthorizationPolicy, HttpAttributes, PolicyDecision, PolicyTarget } from './types';
 
 /** What the authorizer reads from state (a StateView fits: `snapshot: () => state.snapshot()`). */
@@ -7,6 +7,8 @@ export interface PolicySource {
   snapshot(): {
     readonly authorizationPolicies?: readonly AuthorizationPolicy[];
     readonly rootNamespace?: string;
+    /** The mesh's trust domain: with `trustDomainAliases`, policy principals are expanded across both (Istio's semantics). */
+    readonly trustDomain?: string;
     /** Current workloads by uid: a destination workload object held since a connection opened is replaced by its current version. */
     readonly workloads?: ReadonlyMap<string, PolicyTarget>;
   };
@@ -20,6 +22,8 @@ export interface AuthorizerDeps {
   readonly accessLog?: { info(obj: object, msg: string): void };
   /** Also log allowed, un-audited connections (one line per connection). Default false. */
   readonly logAllowed?: boolean;
+  /** Trust-domain aliases (Istio's MeshConfig trustDomainAliases), read on every decision. */
+  readonly trustDomainAliases?: () => readonly string[];
 }
 
 /** Structurally the proxies' AuthorizeInput, plus the request attributes an HTTP port will add. */
@@ -80,14 +84,20 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
     return list;
   };
 
-  const decide = (req: AuthorizeRequest): PolicyDecision =>
-    evaluate(policiesFor(req.destinationWorkload), {
+  const decide = (req: AuthorizeRequest): PolicyDecision => {
+    const td = deps.state.snapshot().trustDomain;
+    const opts: EvaluateOptions = {
+      ...(req.deferL7 ? { deferL7: true } : {}),
+      ...(td !== undefined ? { trustDomains: { trustDomain: td, aliases: deps.trustDomainAliases?.() ?? [] } } : {}),
+    };
+    return evaluate(policiesFor(req.destinationWorkload), {
       sourceIdentity: req.sourceIdentity,
       sourceIp: req.sourceIp,
       destinationIp: req.destination.ip,
       destinationPort: req.destination.port,
       http: req.http,
-    }, req.deferL7 ? { deferL7: true } : {});
+    }, opts);
+  };
 
   const authorize = ((req: AuthorizeRequest): AuthorizeVerdict => {
     const d = decide(req);

@@ -77,6 +77,34 @@ export function cidrContains(c: Cidr, ip: string | undefined): boolean {
   return list.check(ip, fam === 4 ? 'ipv4' : 'ipv6');
 }
 
+/** The mesh's trust domain and its aliases (Istio's MeshConfig `trustDomain` and `trustDomainAliases`). */
+export interface TrustDomainBundle {
+  readonly trustDomain: string;
+  readonly aliases: readonly string[];
+}
+
+/** Istio's placeholder for "the local trust domain" in a policy principal (constants.DefaultClusterLocalDomain). */
+const CLUSTER_LOCAL = 'cluster.local';
+
+/**
+ * Principal matching with Istio's trust-domain expansion (pilot's trustdomain.Bundle.ReplaceTrustDomainAliases):
+ * a policy principal whose trust domain is the mesh's, one of its aliases or `cluster.local` stands for the same
+ * `/ns/<ns>/sa/<sa>` under the mesh's trust domain and under every alias. A principal starting with `*` does not
+ * enforce a trust domain, and one naming another trust domain is kept as written.
+ */
+export function matchPrincipal(m: StringMatcher, principal: string | undefined, b: TrustDomainBundle | undefined): boolean {
+  if (matchString(m, principal)) return true;
+  if (!b || principal === undefined || (m.kind !== 'exact' && m.kind !== 'prefix')) return false;
+  const cut = m.value.indexOf('/ns/');
+  const pcut = principal.indexOf('/ns/');
+  if (cut <= 0 || pcut <= 0) return false;
+  const inBundle = (td: string) => td === b.trustDomain || b.aliases.includes(td);
+  const policyTd = m.value.slice(0, cut);
+  const peerTd = principal.slice(0, pcut);
+  if (!(inBundle(policyTd) || policyTd === CLUSTER_LOCAL) || !inBundle(peerTd)) return false;
+  return matchString({ kind: m.kind, value: peerTd + m.value.slice(cut) }, principal);
+}
+
 /** Istio principal of a SPIFFE id: the id without `spiffe://`; undefined for plaintext. */
 export function principalOf(sourceIdentity: string | undefined): string | undefined {
   if (!sourceIdentity) return undefined;
@@ -181,6 +209,7 @@ export function selectorPolicyKeys(policies: readonly AuthorizationPolicy[], tar
 
 interface Attrs {
   readonly principal?: string;
+  readonly trustDomains?: TrustDomainBundle;
   readonly namespace?: string;
   readonly sourceIp?: string;
   readonly destinationIp: string;
@@ -220,8 +249,8 @@ function urlPath(path: string): string {
 
 function matchL4(m: PolicyMatch, a: Attrs): boolean {
   return (
-    pos(m.principals, (s) => matchString(s, a.principal)) &&
-    neg(m.notPrincipals, (s) => matchString(s, a.principal)) &&
+    pos(m.principals, (s) => matchPrincipal(s, a.principal, a.trustDomains)) &&
+    neg(m.notPrincipals, (s) => matchPrincipal(s, a.principal, a.trustDomains)) &&
     pos(m.namespaces, (s) => matchString(s, a.namespace)) &&
     neg(m.notNamespaces, (s) => matchString(s, a.namespace)) &&
     pos(m.sourceIps, (c) => cidrContains(c, a.sourceIp)) &&
@@ -321,6 +350,8 @@ export interface EvaluateOptions {
    * Ignored when the request has `http`.
    */
   readonly deferL7?: boolean;
+  /** Expands policy principals across the mesh's trust domain and its aliases (matchPrincipal); absent: as written. */
+  readonly trustDomains?: TrustDomainBundle;
 }
 
 function evaluateDeferred(policies: readonly AuthorizationPolicy[], a: Attrs): PolicyDecision {
@@ -352,10 +383,11 @@ function evaluateDeferred(policies: readonly AuthorizationPolicy[], a: Attrs): P
   return { allow: true, audit, ...(deferred ? { deferred } : {}) };
 }
 
-function attrsOf(req: PolicyRequest): Attrs {
+function attrsOf(req: PolicyRequest, trustDomains: TrustDomainBundle | undefined): Attrs {
   const principal = principalOf(req.sourceIdentity);
   return {
     principal,
+    ...(trustDomains ? { trustDomains } : {}),
     namespace: namespaceOf(principal),
     sourceIp: req.sourceIp,
     destinationIp: req.destinationIp,
@@ -370,7 +402,7 @@ function attrsOf(req: PolicyRequest): Attrs {
  * policy the default is allow; otherwise some ALLOW must match. AUDIT never changes the decision.
  */
 export function evaluate(policies: readonly AuthorizationPolicy[], req: PolicyRequest, opts: EvaluateOptions = {}): PolicyDecision {
-  const a = attrsOf(req);
+  const a = attrsOf(req, opts.trustDomains);
   if (opts.deferL7 && a.http === undefined) return evaluateDeferred(policies, a);
   const audit: string[] = [];
   for (const p of policies) if (p.action === 'AUDIT' && policyMatches(p, a)) audit.push(policyKey(p));
