@@ -106,6 +106,20 @@ function canonicalRevision(w: Workload): string {
   return w.labels['service.istio.io/canonical-revision'] ?? w.labels['app.kubernetes.io/version'] ?? w.labels['version'] ?? 'latest';
 }
 
+/** Istio's label on a pod with an injected sidecar (istiod: model.TLSModeLabelName / MutualTLSModeLabel). */
+export const ISTIO_TLS_MODE_LABEL = 'security.istio.io/tlsMode';
+
+/**
+ * Workload.tunnel_protocol as istiod derives it: HBONE for a pod in the HBONE mesh (smesh-enrolled: meshed), else
+ * LEGACY_ISTIO_MTLS for a pod with an Istio sidecar (label security.istio.io/tlsMode=istio, or a source that says so);
+ * undefined for any other pod, which is not sent at all (outside the mesh).
+ */
+export function workloadTunnelProtocol(w: Workload): 'HBONE' | 'LEGACY_ISTIO_MTLS' | undefined {
+  if (w.meshed) return 'HBONE';
+  if (w.tunnel === 'legacy_istio_mtls' || w.labels[ISTIO_TLS_MODE_LABEL] === 'istio') return 'LEGACY_ISTIO_MTLS';
+  return undefined;
+}
+
 /** Length-prefixed: a concatenation of these is unambiguous whatever the strings contain. */
 function lp(s: string): string {
   return `${s.length}:${s}`;
@@ -122,7 +136,7 @@ interface Membership {
 
 /**
  * For each workload of `snapshot.workloads`, by its position in iteration order: the services it is a member of
- * (meshed workloads only), from explicit endpoints or the selector. Positions, not uids: arrays instead of
+ * (workloads sent at all: meshed or sidecar, see workloadTunnelProtocol), from explicit endpoints or the selector. Positions, not uids: arrays instead of
  * 50k-entry string maps on every rebuild.
  */
 function membershipsByWorkload(snapshot: MeshSnapshot): Array<Membership[] | undefined> {
@@ -148,7 +162,7 @@ function membershipsByWorkload(snapshot: MeshSnapshot): Array<Membership[] | und
   if (firstKeys.size > 0) {
     for (let i = 0; i < all.length; i++) {
       const w = all[i]!;
-      if (!w.meshed) continue;
+      if (!workloadTunnelProtocol(w)) continue;
       let byKey: Map<string, Map<string, number[]>> | undefined;
       for (const k of firstKeys) {
         if (!Object.prototype.hasOwnProperty.call(w.labels, k)) continue;
@@ -176,7 +190,7 @@ function membershipsByWorkload(snapshot: MeshSnapshot): Array<Membership[] | und
       members = [];
       for (const uid of s.endpointUids) {
         const w = snapshot.workloads.get(uid);
-        if (w && w.meshed) (members as number[]).push(positionOf!.get(w)!);
+        if (w && workloadTunnelProtocol(w)) (members as number[]).push(positionOf!.get(w)!);
       }
     } else {
       const keys = Object.keys(s.selector);
@@ -215,7 +229,7 @@ export function serviceMemberships(snapshot: MeshSnapshot): Map<string, Map<stri
   return out;
 }
 
-/** The istio.workload.Address for one (meshed) workload; `policies` = its Workload.authorization_policies. */
+/** The istio.workload.Address for one workload sent (meshed or sidecar); `policies` = its Workload.authorization_policies. */
 export function workloadAddress(w: Workload, trustDomain: string, services: ReadonlyMap<string, PortList> | undefined, policies: readonly string[] = []): Address {
   const servicesObj: Record<string, PortList> = {};
   for (const key of [...(services?.keys() ?? [])].sort()) servicesObj[key] = services!.get(key)!;
@@ -225,7 +239,7 @@ export function workloadAddress(w: Workload, trustDomain: string, services: Read
       name: w.name,
       namespace: w.namespace,
       addresses: [ipBytes(w.ip)],
-      tunnelProtocol: 'HBONE',
+      tunnelProtocol: workloadTunnelProtocol(w) ?? 'NONE',
       trustDomain,
       serviceAccount: w.serviceAccount,
       node: w.node,
@@ -360,6 +374,8 @@ interface CachedWorkload {
   rev: string;
   svc: string;
   pol: string;
+  /** workloadTunnelProtocol. */
+  tun: string;
   address: ResourceEntry;
   netns: string;
   local: ResourceEntry;
@@ -443,6 +459,7 @@ export class ResourceEntryCache {
     for (const p of policies) pol += lp(p);
     const rev = canonicalRevision(w);
     const netns = w.netns ?? '';
+    const tun = workloadTunnelProtocol(w) ?? '';
     let c = this.workloads.get(w.uid);
     const sameName = c !== undefined && c.ns === w.namespace && c.name === w.name;
     if (
@@ -455,13 +472,14 @@ export class ResourceEntryCache {
       c.wn !== w.workloadName ||
       c.rev !== rev ||
       c.svc !== svc ||
-      c.pol !== pol
+      c.pol !== pol ||
+      c.tun !== tun
     ) {
       const uid = sameName ? c!.address.name : workloadXdsUid(w);
       const address = entry(uid, meshProtos().codecs.address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
       this.encoded++;
       const local = sameName && c!.netns === netns ? c!.local : this.encodeLocal(uid, netns);
-      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, address, netns, local, used: this.build };
+      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, local, used: this.build };
       this.workloads.set(w.uid, c);
     } else {
       if (c.netns !== netns) {
@@ -564,10 +582,12 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   let position = -1;
   for (const w of snapshot.workloads.values()) {
     position++;
-    if (!w.meshed) continue; // opted-out pods are outside the mesh
+    const tunnel = workloadTunnelProtocol(w);
+    if (!tunnel) continue; // opted-out pods without a sidecar are outside the mesh
     const selected = w.authorizationPolicies ?? (policies.length === 0 ? [] : selectorPolicyKeys(policies, w, snapshot.rootNamespace));
     const c = cache.workload(w, td, memberships[position], selected);
     addresses.set(c.address.name, c.address);
+    if (tunnel !== 'HBONE') continue; // a sidecar pod is reached, never enrolled: no LocalWorkload for its node
     if (w.node !== lastNode) {
       lastNode = w.node;
       local = localLists.get(w.node);

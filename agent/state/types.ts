@@ -8,6 +8,12 @@ export interface MeshNode {
   readonly address: string;
 }
 
+/**
+ * Istio's TunnelProtocol: `hbone` (HTTP CONNECT over mTLS to <pod IP>:15008: smesh or ztunnel), `legacy_istio_mtls`
+ * (an Istio sidecar terminates mutual TLS on the workload's own ports), `none` (plain TCP).
+ */
+export type WorkloadTunnel = 'hbone' | 'legacy_istio_mtls' | 'none';
+
 /** One pod (or VM workload) known to the mesh. */
 export interface Workload {
   /** `<namespace>/<name>`, unique. */
@@ -28,6 +34,12 @@ export interface Workload {
   readonly identity: string;
   /** False when the pod opted out (label or namespace label smesh.io/dataplane-mode=none). */
   readonly meshed: boolean;
+  /**
+   * How peers reach it (Istio's Workload.tunnel_protocol). Absent: `hbone` when meshed, else `none`. An Istio sidecar
+   * pod (not meshed: smesh does not capture it) is `legacy_istio_mtls`: outbound connections to it originate the
+   * sidecar's mutual TLS (agent/proxy/legacy-mtls.ts) instead of plaintext.
+   */
+  readonly tunnel?: WorkloadTunnel;
   /**
    * `<ns>/<name>` of the selector-scoped AuthorizationPolicies selecting this workload, as the control
    * plane resolved them (xDS Workload.authorization_policies). Absent: resolve from `labels`.

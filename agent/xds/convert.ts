@@ -5,7 +5,7 @@ import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../prot
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { ipv4Text, keyToIp } from '../native/addr';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadTunnel } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
 import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../http/protocol';
@@ -46,7 +46,10 @@ export interface AcceptedWorkload {
   readonly node: string;
   readonly workloadName: string;
   readonly canonicalRevision: string;
+  /** tunnel_protocol HBONE: the workload is in the HBONE mesh (`meshed` in state). */
   readonly hbone: boolean;
+  /** tunnel_protocol as the state names it; absent: `hbone` when `hbone`, else `none`. */
+  readonly tunnel?: WorkloadTunnel;
   /** Service resource name (`<ns>/<hostname>`) → port mapping this workload serves. */
   readonly services: ReadonlyMap<string, readonly PortMapping[]>;
   /** `<ns>/<name>` of the WORKLOAD_SELECTOR Authorizations selecting it. */
@@ -406,6 +409,11 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
   return out;
 }
 
+/** tunnel_protocol → the state's name; a number this agent does not know is plain TCP (`none`), as before it had a name. */
+function wireTunnel(p: string | number): WorkloadTunnel {
+  return p === 'HBONE' ? 'hbone' : p === 'LEGACY_ISTIO_MTLS' ? 'legacy_istio_mtls' : 'none';
+}
+
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
@@ -458,6 +466,7 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
     workloadName: intern(w.canonicalName || w.workloadName || w.name),
     canonicalRevision: intern(w.canonicalRevision),
     hbone: w.tunnelProtocol === 'HBONE',
+    tunnel: wireTunnel(w.tunnelProtocol),
     services,
   };
 }
@@ -721,6 +730,8 @@ export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trust
     workloadName: w.workloadName,
     identity: identityOf(w.trustDomain || trustDomain, w.namespace, w.serviceAccount),
     meshed: w.hbone,
+    // Only the value `meshed` does not already say is kept (absent: hbone when meshed, else none).
+    tunnel: w.tunnel === 'legacy_istio_mtls' ? 'legacy_istio_mtls' : undefined,
     // Absent when empty: selector-scoped policies from xDS carry no selector, so none selects it.
     authorizationPolicies: w.authorizationPolicies.length > 0 ? w.authorizationPolicies : undefined,
   };

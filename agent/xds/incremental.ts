@@ -67,6 +67,7 @@ function sameWorkload(a: Workload, b: Workload): boolean {
     a.workloadName === b.workloadName &&
     a.identity === b.identity &&
     a.meshed === b.meshed &&
+    a.tunnel === b.tunnel &&
     sameList(a.authorizationPolicies, b.authorizationPolicies)
   );
 }

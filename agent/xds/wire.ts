@@ -41,7 +41,7 @@ export interface WireWorkload {
   namespace: string;
   /** A 4-byte address arrives already formatted (dotted quad): no view object per workload; other lengths as bytes. */
   addresses: Array<string | Uint8Array>;
-  /** Enum name ('NONE', 'HBONE') or the number when unknown. */
+  /** Enum name ('NONE', 'HBONE', 'LEGACY_ISTIO_MTLS') or the number when unknown. */
   tunnelProtocol: string | number;
   trustDomain: string;
   serviceAccount: string;
@@ -65,7 +65,8 @@ export interface WireService {
 
 export type WireAddress = { type: 'workload'; workload: WireWorkload } | { type: 'service'; service: WireService } | { type: null };
 
-const TUNNEL_PROTOCOLS: readonly string[] = ['NONE', 'HBONE'];
+/** istio.workload.TunnelProtocol by number (LEGACY_ISTIO_MTLS = 2: a workload with an Istio sidecar). */
+const TUNNEL_PROTOCOLS: readonly string[] = ['NONE', 'HBONE', 'LEGACY_ISTIO_MTLS'];
 const EMPTY = new Uint8Array(0);
 
 /**

@@ -9,6 +9,11 @@ export const TunnelProtocol = {
    * HTTP CONNECT over mTLS HTTP/2 to port 15008.
    */
   HBONE: 'HBONE',
+  /**
+   * The workload runs an Istio sidecar (istiod: endpoint label security.istio.io/tlsMode=istio and no
+   * HBONE support): connect to <workload IP>:<target port> over Istio's sidecar mutual TLS.
+   */
+  LEGACY_ISTIO_MTLS: 'LEGACY_ISTIO_MTLS',
 } as const;
 
 export type TunnelProtocol =
@@ -22,5 +27,11 @@ export type TunnelProtocol =
    */
   | 'HBONE'
   | 1
+  /**
+   * The workload runs an Istio sidecar (istiod: endpoint label security.istio.io/tlsMode=istio and no
+   * HBONE support): connect to <workload IP>:<target port> over Istio's sidecar mutual TLS.
+   */
+  | 'LEGACY_ISTIO_MTLS'
+  | 2
 
 export type TunnelProtocol__Output = typeof TunnelProtocol[keyof typeof TunnelProtocol]

@@ -26,7 +26,7 @@ export interface Workload {
    */
   'network'?: (string);
   /**
-   * How to reach the workload: plain TCP or HBONE.
+   * How to reach the workload: plain TCP, HBONE, or a sidecar's mutual TLS.
    */
   'tunnelProtocol'?: (_istio_workload_TunnelProtocol);
   /**
@@ -105,7 +105,7 @@ export interface Workload__Output {
    */
   'network': (string);
   /**
-   * How to reach the workload: plain TCP or HBONE.
+   * How to reach the workload: plain TCP, HBONE, or a sidecar's mutual TLS.
    */
   'tunnelProtocol': (_istio_workload_TunnelProtocol__Output);
   /**
