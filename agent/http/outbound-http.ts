@@ -17,11 +17,12 @@ import type { StateView } from '../state/store';
 import type { MeshSnapshot } from '../state/types';
 import type { ConnectionPoolSettings, LoadBalancerSettings, RetrySettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
-import { DEFAULT_CLUSTER, type MeshMetrics, type TcpConnectionInfo } from '../telemetry/metrics';
+import { DEFAULT_CLUSTER, type MeshMetrics, type RequestSizes, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import { CircuitBreaker, type OverloadReason } from './circuit-breaker';
 import { OutlierDetector, outcomeOfStatus, type Outcome } from './outlier';
 import { BodyTap } from './body';
+import { BodyMeter, sizesOf } from './body-meter';
 import { blamesPeer, H2WatchedTransport, h2ErrorName } from './h2-watch';
 import { HOP_BY_HOP, HTTP2_PREFACE, isHttpPort, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
@@ -673,12 +674,12 @@ export class HttpOutbound {
   }
 
   /** Source reporter always; a same-node request is also reported as the destination (no inbound sees it). */
-  private recordRequest(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined, protocol: 'http' | 'grpc', status: number, grpcStatus: string | undefined, ms: number, flags: string): void {
+  private recordRequest(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined, protocol: 'http' | 'grpc', status: number, grpcStatus: string | undefined, ms: number, flags: string, sizes?: RequestSizes): void {
     const m = this.opts.metrics;
     if (!m) return;
     const info = this.info(ctx, service, dst);
-    m.recordRequest(info, protocol, status, grpcStatus, ms, flags);
-    if (dst && dst.node === this.opts.nodeName && dst.meshed) m.recordRequest({ ...info, reporter: 'destination', sourcePrincipal: ctx.source.identity }, protocol, status, grpcStatus, ms, flags);
+    m.recordRequest(info, protocol, status, grpcStatus, ms, flags, sizes);
+    if (dst && dst.node === this.opts.nodeName && dst.meshed) m.recordRequest({ ...info, reporter: 'destination', sourcePrincipal: ctx.source.identity }, protocol, status, grpcStatus, ms, flags, sizes);
   }
 
   private info(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined): TcpConnectionInfo {
@@ -1117,10 +1118,14 @@ export class HttpOutbound {
     let status = 0;
     let grpcStatus: string | undefined;
     let recorded = false;
+    // gRPC: the source reporter counts messages both ways too (istio_request/response_messages_total), as the inbound does.
+    let requestMeter: BodyMeter | undefined;
+    let responseMeter: BodyMeter | undefined;
     const record = () => {
       if (recorded) return;
       recorded = true;
-      this.recordRequest(ctx, service, destination, grpc ? 'grpc' : 'http', status, grpcStatus, this.now() - started, flags);
+      const sizes = requestMeter && responseMeter ? sizesOf(requestMeter, responseMeter) : undefined;
+      this.recordRequest(ctx, service, destination, grpc ? 'grpc' : 'http', status, grpcStatus, this.now() - started, flags, sizes);
     };
     stream.once('close', record);
     const reply = (r: ProxyReply) => {
@@ -1154,6 +1159,9 @@ export class HttpOutbound {
 
     // The body streams to the upstream as it arrives; up to MAX_RETRY_BODY of it is kept so a failed attempt can be replayed.
     const tap = new BodyTap(stream, MAX_RETRY_BODY);
+    // The tap starts reading the body only once an upstream stream exists (a 'data' listener makes the stream flow, and
+    // bytes read before the tap listens would be lost): the meter joins when the stream first resumes, before data flows.
+    if (grpc) stream.once('resume', () => (requestMeter = new BodyMeter(true).watch(stream)));
     const deadline = route?.timeoutMs && route.timeoutMs > 0 ? started + route.timeoutMs : undefined;
     const upHeaders: http2.OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http', ':authority': String(headers[':authority'] ?? headers.host ?? '') };
     for (const [k, v] of Object.entries(plainHeaders)) if ((v !== undefined && !HOP_BY_HOP.has(k)) || k === 'te') upHeaders[k] = v;
@@ -1177,6 +1185,7 @@ export class HttpOutbound {
       reply(failureReply(last));
       return;
     }
+    if (requestMeter) responseMeter = new BodyMeter(true).watch(last.up);
     this.forwardH2Response(stream, last, deadline, (s, g) => {
       status = s;
       if (g !== undefined) grpcStatus = g;
