@@ -53,6 +53,13 @@ export interface AgentOptions {
   readonly trustDomainAliases: readonly string[];
   /** `pod` (default, ztunnel's wire): HBONE to `<destination pod IP>:15008`, workload certificates; `node`: to the destination node's agent. */
   readonly hboneAddressing: 'pod' | 'node';
+  /**
+   * Who moves HBONE bytes: `native` (the addon's engine: TLS 1.3 + HTTP/2 on its own threads) or `js` (node:tls +
+   * node:http2 on the agent's thread; the fallback and the baseline). `auto`: native when the addon has the engine.
+   */
+  readonly dataplane: 'auto' | 'native' | 'js';
+  /** Worker threads of the native engine (default: one per core). */
+  readonly workers?: number;
   /** How long to wait for the first complete xDS state before giving up. */
   readonly syncTimeoutMs: number;
 }
@@ -93,6 +100,8 @@ const FLAGS: Record<string, FlagSpec> = {
   '--trust-domain-aliases': { key: 'trustDomainAliases', kind: 'string', env: 'SMESH_TRUST_DOMAIN_ALIASES' },
   '--hbone-addressing': { key: 'hboneAddressing', kind: 'string', env: 'SMESH_HBONE_ADDRESSING' },
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
+  '--dataplane': { key: 'dataplane', kind: 'string', env: 'SMESH_DATAPLANE' },
+  '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
 };
 
 export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node NAME --cgroup-root PATH [options]
@@ -126,6 +135,10 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           from the processes below --cgroup-root, matched by pod IP)
   --hbone-addressing pod|node  pod (default): HBONE to <destination pod IP>:15008 presenting and expecting workload
                           certificates, as ztunnel does; node: to the destination node's agent (node certificates)  [$SMESH_HBONE_ADDRESSING]
+  --dataplane auto|native|js  who moves HBONE bytes: native = the addon's engine (TLS + HTTP/2 on its own
+                          threads), js = node:tls + node:http2 on the agent's thread; auto (default) = native
+                          when the addon has it                                        [$SMESH_DATAPLANE]
+  --workers N             native engine worker threads (default: one per core)        [$SMESH_WORKERS]
   --no-plaintext-capture  let plaintext from outside the mesh reach PERMISSIVE pods unchecked (no AuthorizationPolicy on it)
   --no-access-log         no "connection complete" access lines (component access)
   --access-log-requests   also one access line per HTTP request (default: per connection only)
@@ -158,6 +171,16 @@ function convert(flag: string, spec: FlagSpec, raw: string): unknown {
 function hboneAddressing(raw: string): 'pod' | 'node' {
   if (raw === 'pod' || raw === 'node') return raw;
   return fail(`--hbone-addressing ${JSON.stringify(raw)}: expected pod (ztunnel's wire) or node`);
+}
+
+function workerCount(n: number): number {
+  if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
+  return n;
+}
+
+function dataplane(raw: string): 'auto' | 'native' | 'js' {
+  if (raw === 'auto' || raw === 'native' || raw === 'js') return raw;
+  return fail(`--dataplane ${JSON.stringify(raw)}: expected auto, native (the addon's HBONE engine) or js`);
 }
 
 function trustDomainAliases(raw: string): string[] {
@@ -226,6 +249,8 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     trustDomain: (values.trustDomain as string | undefined) ?? 'cluster.local',
     trustDomainAliases: trustDomainAliases((values.trustDomainAliases as string | undefined) ?? ''),
     hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
+    dataplane: dataplane((values.dataplane as string | undefined) ?? 'auto'),
+    workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
   };
 }
