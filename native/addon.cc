@@ -2,11 +2,13 @@
 #include <napi.h>
 
 #include "bindings.h"
+#include "hbone.h"
 #include "splice.h"
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   smesh::RegisterBindings(env, exports);
   smesh::RegisterSplice(env, exports);
+  smesh::RegisterHbone(env, exports);
   return exports;
 }
 

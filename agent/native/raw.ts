@@ -104,12 +104,23 @@ export function addonPath(startDir: string = __dirname): string {
 }
 
 let cached: RawNative | undefined;
+let pathOverride: string | undefined;
+
+/**
+ * Loads another build of the addon instead of build/native (e.g. the sanitizer build, build/native-asan/Release/
+ * smesh_native.node); only before the first load. The caller decides where the path comes from (config, a test's env).
+ */
+export function useAddonPath(file: string): void {
+  if (cached) throw new Error(`native addon already loaded; useAddonPath(${file}) must come before the first use`);
+  if (!fs.existsSync(file)) throw new Error(`native addon ${file} does not exist`);
+  pathOverride = path.resolve(file);
+}
 
 /** Loads the addon once per process. Throws when it is not built. */
 export function loadRawNative(): RawNative {
   if (!cached) {
     const requireNative = createRequire(__filename);
-    cached = requireNative(addonPath()) as RawNative;
+    cached = requireNative(pathOverride ?? addonPath()) as RawNative;
   }
   return cached;
 }

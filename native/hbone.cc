@@ -1,0 +1,524 @@
+// N-API surface of the native HBONE engine: argument checks, the engine-wide registry and round-robin placement on
+// workers, and one ThreadSafeFunction that carries batched events (open results, stream requests, stream results,
+// session events) back to the JS thread. TypeScript maps ids to promises (agent/native/hbone.ts).
+#include "hbone.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "errors.h"
+#include "hbone_engine.h"
+
+namespace smesh {
+
+namespace {
+
+using hbone::Event;
+using hbone::EventType;
+using hbone::Options;
+using hbone::StreamCounters;
+using hbone::TlsStore;
+using hbone::Worker;
+
+constexpr int kMaxWorkers = 16;
+
+class EngineImpl;
+
+// JS-thread state: options until the engine starts, the TLS material (usable before it starts), the handler.
+struct Globals {
+  Options options;
+  TlsStore* tls = new TlsStore();  // lives for the process: workers may still hold it during teardown
+  EngineImpl* engine = nullptr;
+  Napi::FunctionReference callback;
+  bool want_ref = false;
+};
+
+Globals& G() {
+  static Globals* g = new Globals();
+  return *g;
+}
+
+class EngineImpl : public hbone::Engine {
+ public:
+  EngineImpl(Napi::Env env, const Options& options, TlsStore* tls, Napi::Function callback)
+      : Engine(options, tls), env_(env) {
+    tsfn_ = Napi::ThreadSafeFunction::New(env, callback, "smesh-hbone", 0, 1);
+    tsfn_.Unref(env);
+    for (int i = 0; i < options.workers; i++) workers_.push_back(std::make_unique<Worker>(this, i));
+    for (auto& w : workers_) w->Start();
+  }
+
+  napi_env env() const { return env_; }
+  Worker& worker(int i) { return *workers_[static_cast<size_t>(i)]; }
+  int NextWorker() { return static_cast<int>(rr_++ % workers_.size()); }
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+
+  void SetRef(bool ref) {
+    if (ref == reffed_) return;
+    reffed_ = ref;
+    if (ref) tsfn_.Ref(Napi::Env(env_));
+    else tsfn_.Unref(Napi::Env(env_));
+  }
+
+  void Emit(Event&& ev) override {
+    bool was_empty;
+    {
+      std::lock_guard<std::mutex> lock(ev_mu_);
+      was_empty = events_.empty();
+      events_.push_back(std::move(ev));
+    }
+    if (!was_empty) return;
+    tsfn_.NonBlockingCall([](Napi::Env env, Napi::Function fn) {
+      EngineImpl* e = G().engine;
+      if (e == nullptr || env == nullptr) return;
+      e->Drain(env, fn);
+    });
+  }
+
+  void Shutdown() {
+    for (auto& w : workers_) w->Stop();
+    workers_.clear();
+    tsfn_.Release();
+  }
+
+ private:
+  static Napi::Object ToJs(Napi::Env env, const Event& ev) {
+    Napi::Object o = Napi::Object::New(env);
+    auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
+    auto str = [&](const char* k, const std::string& v) { o.Set(k, Napi::String::New(env, v)); };
+    num("id", static_cast<double>(ev.id));
+    switch (ev.type) {
+      case EventType::kOpen:
+        str("t", "open");
+        o.Set("ok", Napi::Boolean::New(env, ev.ok));
+        if (!ev.ok) {
+          str("kind", ev.kind);
+          str("message", ev.message);
+          if (ev.status) num("status", ev.status);
+        }
+        if (ev.has_peer_id) str("peerId", ev.peer_id);
+        break;
+      case EventType::kStream: {
+        str("t", "stream");
+        num("session", static_cast<double>(ev.session));
+        if (ev.has_peer_id) str("peerId", ev.peer_id);
+        str("authority", ev.authority);
+        Napi::Array h = Napi::Array::New(env, ev.headers.size());
+        for (size_t i = 0; i < ev.headers.size(); i++) h.Set(static_cast<uint32_t>(i), Napi::String::New(env, ev.headers[i]));
+        o.Set("headers", h);
+        str("localAddress", ev.local_address);
+        num("localPort", ev.local_port);
+        str("remoteAddress", ev.remote_address);
+        num("remotePort", ev.remote_port);
+        break;
+      }
+      case EventType::kDone:
+      case EventType::kEnded:
+        str("t", ev.type == EventType::kDone ? "done" : "ended");
+        num("sent", static_cast<double>(ev.sent));
+        num("received", static_cast<double>(ev.received));
+        str("outcome", ev.outcome);
+        if (!ev.side.empty()) str("side", ev.side);
+        if (ev.h2_code >= 0) num("h2Code", static_cast<double>(ev.h2_code));
+        if (ev.err > 0) num("errno", ev.err);
+        break;
+      case EventType::kSession:
+        str("t", "session");
+        str("type", ev.session_type);
+        str("direction", ev.inbound ? "inbound" : "outbound");
+        str("reason", ev.reason);
+        str("remote", ev.remote);
+        if (!ev.detail.empty()) str("detail", ev.detail);
+        break;
+    }
+    return o;
+  }
+
+  void Drain(Napi::Env env, Napi::Function fn) {
+    std::vector<Event> batch;
+    {
+      std::lock_guard<std::mutex> lock(ev_mu_);
+      batch.swap(events_);
+    }
+    if (batch.empty()) return;
+    Napi::HandleScope scope(env);
+    Napi::Array arr = Napi::Array::New(env, batch.size());
+    for (size_t i = 0; i < batch.size(); i++) arr.Set(static_cast<uint32_t>(i), ToJs(env, batch[i]));
+    try {
+      fn.Call({arr});
+    } catch (const Napi::Error&) {
+      // The facade's handler does not throw; a throwing one must not take the addon down.
+    }
+  }
+
+  napi_env env_;
+  Napi::ThreadSafeFunction tsfn_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uint64_t rr_ = 0;
+  bool reffed_ = false;
+  std::mutex ev_mu_;
+  std::vector<Event> events_;
+};
+
+EngineImpl& Running(Napi::Env env) {
+  Globals& g = G();
+  if (g.engine != nullptr) {
+    if (g.engine->env() != static_cast<napi_env>(env))
+      throw Napi::Error::New(env, "the HBONE engine is bound to another Node environment (worker thread)");
+    return *g.engine;
+  }
+  if (g.callback.IsEmpty()) throw Napi::Error::New(env, "hboneInit(callback) must be called before the HBONE engine is used");
+  g.engine = new EngineImpl(env, g.options, g.tls, g.callback.Value());
+  if (g.want_ref) g.engine->SetRef(true);
+  env.AddCleanupHook([] {
+    Globals& gg = G();
+    EngineImpl* e = gg.engine;
+    if (e == nullptr) return;
+    e->Shutdown();
+    gg.engine = nullptr;
+    gg.callback.Reset();
+    delete e;
+  });
+  return *g.engine;
+}
+
+std::string StringArg(const Napi::Value& v, const char* what) {
+  if (!v.IsString()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+double IntegerArg(const Napi::Value& v, const char* what, double lo, double hi) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an integer " + std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi)));
+  return d;
+}
+
+uint64_t IdArg(const Napi::Value& v) { return static_cast<uint64_t>(IntegerArg(v, "stream id", 1, 9007199254740991.0)); }
+
+int SocketFdArg(const Napi::Value& v, const char* what) {
+  int fd = static_cast<int>(IntegerArg(v, what, 0, 2147483647.0));
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " (" + std::to_string(fd) + ") is not an open socket");
+  return fd;
+}
+
+[[noreturn]] void ThrowErrnoJs(Napi::Env env, const std::string& what, int err) {
+  Napi::Error e = Napi::Error::New(env, what + ": " + std::strerror(err));
+  e.Set("code", Napi::String::New(env, NativeError("", err).code()));
+  e.Set("errno", Napi::Number::New(env, err));
+  throw e;
+}
+
+int DupNonBlocking(Napi::Env env, int fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) ThrowErrnoJs(env, "dup", errno);
+  int fl = fcntl(d, F_GETFL);
+  if (fl < 0 || fcntl(d, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int err = errno;
+    close(d);
+    ThrowErrnoJs(env, "fcntl(O_NONBLOCK)", err);
+  }
+  return d;
+}
+
+void AddressOf(const sockaddr_storage& ss, std::string* ip, int* port) {
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin6_port);
+  }
+  *ip = buf;
+}
+
+// hboneInit(callback: (events: object[]) => void): installs the one event callback (before any other use).
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "hboneInit(callback) needs a function");
+  Globals& g = G();
+  if (g.engine != nullptr) throw Napi::Error::New(env, "hboneInit: the HBONE engine is already running");
+  g.callback = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+// hboneConfigure(options): before the engine starts only.
+Napi::Value Configure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "hboneConfigure(options) needs an options object");
+  Globals& g = G();
+  if (g.engine != nullptr) throw Napi::Error::New(env, "hboneConfigure: the HBONE engine is already running; configure before the first use");
+  Napi::Object o = info[0].As<Napi::Object>();
+  Options opts = g.options;
+  auto opt = [&](const char* key, double lo, double hi, auto setter) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined()) return;
+    setter(IntegerArg(v, (std::string("options.") + key).c_str(), lo, hi));
+  };
+  opt("workers", 1, kMaxWorkers, [&](double d) { opts.workers = static_cast<int>(d); });
+  opt("streamWindow", 65535, 2147483647.0, [&](double d) { opts.stream_window = static_cast<int32_t>(d); });
+  opt("connectionWindow", 65535, 2147483647.0, [&](double d) { opts.connection_window = static_cast<int32_t>(d); });
+  opt("maxConcurrentStreams", 1, 1000000, [&](double d) { opts.max_concurrent_streams = static_cast<uint32_t>(d); });
+  opt("idleTimeoutMs", 1, 86400000.0 * 7, [&](double d) { opts.idle_timeout_ms = static_cast<int64_t>(d); });
+  opt("connectTimeoutMs", 1, 3600000, [&](double d) { opts.connect_timeout_ms = static_cast<int64_t>(d); });
+  opt("maxEarlyResets", 0, 1000000, [&](double d) { opts.max_early_resets = static_cast<uint32_t>(d); });
+  opt("livenessCheckMs", 10, 3600000, [&](double d) { opts.liveness_check_ms = static_cast<int64_t>(d); });
+  g.options = opts;
+  return env.Undefined();
+}
+
+Napi::Value SetIdentity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3) throw Napi::TypeError::New(env, "hboneSetIdentity(id, chainPem, keyPem)");
+  std::string id = StringArg(info[0], "id");
+  std::string chain = StringArg(info[1], "chainPem");
+  std::string key = StringArg(info[2], "keyPem");
+  try {
+    G().tls->SetIdentity(id, chain, key);
+  } catch (const NativeError& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  // Pooled outbound sessions presenting the old certificate take no new stream.
+  if (G().engine != nullptr)
+    for (auto& w : G().engine->workers()) w->RetireSource(id);
+  return env.Undefined();
+}
+
+Napi::Value RemoveIdentity(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string id = StringArg(info[0], "id");
+  bool removed = G().tls->RemoveIdentity(id);
+  if (removed && G().engine != nullptr)
+    for (auto& w : G().engine->workers()) w->RetireSource(id);
+  return Napi::Boolean::New(env, removed);
+}
+
+Napi::Value SetTrustAnchors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string pem = StringArg(info[0], "pem");
+  try {
+    G().tls->SetTrustAnchors(pem);
+  } catch (const NativeError& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return env.Undefined();
+}
+
+// hboneOpen(sourceId, host, port, acceptIds: string[], authority, headers: string[] (name, value, ...)) → stream id.
+Napi::Value Open(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 6) throw Napi::TypeError::New(env, "hboneOpen(sourceId, host, port, acceptIds, authority, headers)");
+  hbone::OpenCommand cmd;
+  cmd.source_id = StringArg(info[0], "sourceId");
+  cmd.host = StringArg(info[1], "host");
+  cmd.port = static_cast<int>(IntegerArg(info[2], "port", 1, 65535));
+  if (!info[3].IsArray()) throw Napi::TypeError::New(env, "acceptIds must be an array of strings");
+  Napi::Array ids = info[3].As<Napi::Array>();
+  for (uint32_t i = 0; i < ids.Length(); i++) cmd.accept_ids.push_back(StringArg(ids.Get(i), "acceptIds[i]"));
+  if (cmd.accept_ids.empty()) throw Napi::TypeError::New(env, "acceptIds must name at least one server identity");
+  cmd.authority = StringArg(info[4], "authority");
+  if (!info[5].IsArray()) throw Napi::TypeError::New(env, "headers must be a flat array of strings");
+  Napi::Array h = info[5].As<Napi::Array>();
+  if (h.Length() % 2 != 0) throw Napi::TypeError::New(env, "headers must hold name, value pairs");
+  for (uint32_t i = 0; i + 1 < h.Length(); i += 2)
+    cmd.headers.emplace_back(StringArg(h.Get(i), "header name"), StringArg(h.Get(i + 1), "header value"));
+  EngineImpl& e = Running(env);
+  cmd.id = e.NextId();
+  cmd.start_ms = hbone::NowMs();
+  auto counters = std::make_shared<StreamCounters>();
+  counters->worker = e.NextWorker();
+  counters->inbound = false;
+  e.Register(cmd.id, counters);
+  uint64_t id = cmd.id;
+  e.worker(counters->worker).Open(std::move(cmd));
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// hboneServe(fd, certId) → session id. The fd is dup'd; the caller destroys its own socket.
+Napi::Value Serve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "hboneServe(fd, certId)");
+  int fd = SocketFdArg(info[0], "fd");
+  std::string cert_id = StringArg(info[1], "certId");
+  auto identity = G().tls->Identity(cert_id);
+  if (!identity) {
+    Napi::Error err = Napi::Error::New(env, "no certificate for identity " + cert_id + "; setIdentity before serve");
+    err.Set("code", Napi::String::New(env, "SMESH_ERR_IDENTITY"));
+    throw err;
+  }
+  EngineImpl& e = Running(env);
+  hbone::ServeCommand cmd;
+  cmd.identity = std::move(identity);
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) AddressOf(ss, &cmd.local_address, &cmd.local_port);
+  sl = sizeof(ss);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) AddressOf(ss, &cmd.remote_address, &cmd.remote_port);
+  else ThrowErrnoJs(env, "hboneServe: getpeername", errno);
+  cmd.fd = DupNonBlocking(env, fd);
+  int one = 1;
+  setsockopt(cmd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  cmd.session = e.NextId();
+  uint64_t id = cmd.session;
+  e.worker(e.NextWorker()).Serve(std::move(cmd));
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+Napi::Value Respond(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0]);
+  int status = static_cast<int>(IntegerArg(info[1], "status", 100, 599));
+  if (status == 200) throw Napi::TypeError::New(env, "respond() answers refusals; a 200 is sent by attach()");
+  EngineImpl* e = G().engine;
+  auto c = e ? e->Lookup(id) : nullptr;
+  if (!c || !c->inbound || c->attached.load()) return Napi::Boolean::New(env, false);
+  e->worker(c->worker).Respond(id, status);
+  return Napi::Boolean::New(env, true);
+}
+
+// Claims a stream for attach; null when it is unknown or over (then the caller's socket is set to reset on close).
+std::shared_ptr<StreamCounters> Claim(Napi::Env env, uint64_t id, int fd_to_reset) {
+  EngineImpl* e = G().engine;
+  auto c = e ? e->Lookup(id) : nullptr;
+  if (c && c->attached.exchange(true)) throw Napi::Error::New(env, "stream " + std::to_string(id) + " is already attached");
+  if (!c && fd_to_reset >= 0) {
+    struct linger lg = {1, 0};
+    setsockopt(fd_to_reset, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  }
+  return c;
+}
+
+// hboneAttach(stream, fd, pending?) → false when the stream is unknown or over.
+Napi::Value Attach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "hboneAttach(stream, fd, pending?)");
+  uint64_t id = IdArg(info[0]);
+  int fd = SocketFdArg(info[1], "fd");
+  std::string pending;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !info[2].IsNull()) {
+    if (!info[2].IsBuffer()) throw Napi::TypeError::New(env, "pending must be a Buffer");
+    auto b = info[2].As<Napi::Buffer<char>>();
+    pending.assign(b.Data(), b.Length());
+  }
+  auto c = Claim(env, id, fd);
+  if (!c) return Napi::Boolean::New(env, false);
+  int d;
+  try {
+    d = DupNonBlocking(env, fd);
+  } catch (...) {
+    c->attached.store(false);
+    throw;
+  }
+  G().engine->worker(c->worker).Attach(id, d, std::move(pending));
+  return Napi::Boolean::New(env, true);
+}
+
+// hboneAttachPair(stream) → the caller's end of a new AF_UNIX socketpair, or -1 when the stream is unknown or over.
+Napi::Value AttachPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0]);
+  auto c = Claim(env, id, -1);
+  if (!c) return Napi::Number::New(env, -1);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    int err = errno;
+    c->attached.store(false);
+    ThrowErrnoJs(env, "socketpair", err);
+  }
+  int fl = fcntl(sv[0], F_GETFL);
+  fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
+  G().engine->worker(c->worker).Attach(id, sv[0], std::string());
+  return Napi::Number::New(env, sv[1]);
+}
+
+Napi::Value Abort(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t id = IdArg(info[0]);
+  EngineImpl* e = G().engine;
+  auto c = e ? e->Lookup(id) : nullptr;
+  if (!c) return Napi::Boolean::New(env, false);
+  e->worker(c->worker).Abort(id);
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value CloseAll(const Napi::CallbackInfo& info) {
+  EngineImpl* e = G().engine;
+  if (e)
+    for (auto& w : e->workers()) w->CloseAll();
+  return info.Env().Undefined();
+}
+
+Napi::Value Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  EngineImpl* e = G().engine;
+  std::vector<double> values = e ? e->Counters() : std::vector<double>();
+  Napi::Float64Array out = Napi::Float64Array::New(env, values.size());
+  if (!values.empty()) std::memcpy(out.Data(), values.data(), values.size() * sizeof(double));
+  return out;
+}
+
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t si = 0, so = 0, ti = 0, to = 0, buffered = 0;
+  if (EngineImpl* e = G().engine) {
+    for (auto& w : e->workers()) {
+      si += w->sessions_in.load();
+      so += w->sessions_out.load();
+      ti += w->streams_in.load();
+      to += w->streams_out.load();
+      buffered += w->buffered.load();
+    }
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("sessionsIn", Napi::Number::New(env, static_cast<double>(si)));
+  o.Set("sessionsOut", Napi::Number::New(env, static_cast<double>(so)));
+  o.Set("streamsIn", Napi::Number::New(env, static_cast<double>(ti)));
+  o.Set("streamsOut", Napi::Number::New(env, static_cast<double>(to)));
+  o.Set("bufferedBytes", Napi::Number::New(env, static_cast<double>(buffered < 0 ? 0 : buffered)));
+  o.Set("running", Napi::Boolean::New(env, G().engine != nullptr));
+  return o;
+}
+
+// hboneRef(keepAlive): the facade keeps the event loop alive only while it waits for an event.
+Napi::Value Ref(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool ref = info.Length() > 0 && info[0].ToBoolean().Value();
+  G().want_ref = ref;
+  if (G().engine) G().engine->SetRef(ref);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void RegisterHbone(Napi::Env env, Napi::Object exports) {
+  exports.Set("hboneInit", Napi::Function::New(env, Init, "hboneInit"));
+  exports.Set("hboneConfigure", Napi::Function::New(env, Configure, "hboneConfigure"));
+  exports.Set("hboneSetIdentity", Napi::Function::New(env, SetIdentity, "hboneSetIdentity"));
+  exports.Set("hboneRemoveIdentity", Napi::Function::New(env, RemoveIdentity, "hboneRemoveIdentity"));
+  exports.Set("hboneSetTrustAnchors", Napi::Function::New(env, SetTrustAnchors, "hboneSetTrustAnchors"));
+  exports.Set("hboneOpen", Napi::Function::New(env, Open, "hboneOpen"));
+  exports.Set("hboneServe", Napi::Function::New(env, Serve, "hboneServe"));
+  exports.Set("hboneRespond", Napi::Function::New(env, Respond, "hboneRespond"));
+  exports.Set("hboneAttach", Napi::Function::New(env, Attach, "hboneAttach"));
+  exports.Set("hboneAttachPair", Napi::Function::New(env, AttachPair, "hboneAttachPair"));
+  exports.Set("hboneAbort", Napi::Function::New(env, Abort, "hboneAbort"));
+  exports.Set("hboneCloseAll", Napi::Function::New(env, CloseAll, "hboneCloseAll"));
+  exports.Set("hboneCounters", Napi::Function::New(env, Counters, "hboneCounters"));
+  exports.Set("hboneStats", Napi::Function::New(env, Stats, "hboneStats"));
+  exports.Set("hboneRef", Napi::Function::New(env, Ref, "hboneRef"));
+}
+
+}  // namespace smesh

@@ -1,0 +1,367 @@
+// Native HBONE engine (native/hbone*.cc) on real loopback sockets with a test mesh CA: outbound against a node:http2 server, inbound against a node:http2 client, engine to engine, hostile peers, rotation, no fd left behind.
+// Sanitizer build: `make native-asan`, then SMESH_NATIVE_ADDON=build/native-asan/Release/smesh_native.node with libasan preloaded (README, Tests).
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as http2 from 'http2';
+import * as net from 'net';
+import * as tls from 'tls';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hboneEngine } from '../../agent/native/hbone';
+import type { HboneEngine, HboneSessionEvent, HboneStreamRequest } from '../../agent/native/hbone-types';
+import { useAddonPath } from '../../agent/native/raw';
+import type { LocalCa } from '../../agent/identity/ca';
+import { pollUntil } from '../helpers/logs';
+import { freePort, meshCa, TD } from '../unit/proxy-fixtures';
+
+if (process.env.SMESH_NATIVE_ADDON) useAddonPath(process.env.SMESH_NATIVE_ADDON);
+
+const MB = 1024 * 1024;
+const CLIENT_ID = `spiffe://${TD}/ns/default/sa/client`;
+const SERVER_ID = `spiffe://${TD}/ns/default/sa/server`;
+const OTHER_ID = `spiffe://${TD}/ns/default/sa/other`;
+const CONNECT_TIMEOUT_MS = 3_000;
+const LIVENESS_MS = 300;
+
+/** Authorities the node:http2 peer server understands. */
+const ECHO = '127.0.0.1:1001';
+const REFUSE_503 = '127.0.0.1:1002';
+const RESET_AFTER_DATA = '127.0.0.1:1003';
+const SILENT = '127.0.0.1:1004';
+
+const engine: HboneEngine | undefined = hboneEngine();
+const describeNative = engine ? describe : describe.skip;
+
+function fdOf(s: net.Socket): number {
+  const fd = (s as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('socket has no fd');
+  return fd;
+}
+
+function fdCount(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, j) => (timer = setTimeout(() => j(new Error(`${what}: no result within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/** Hash of what arrives until end/close. */
+function hashIncoming(s: NodeJS.ReadableStream & { on: net.Socket['on'] }): Promise<{ sha: string; bytes: number; ended: boolean; tail: string; error?: string }> {
+  const h = crypto.createHash('sha256');
+  let bytes = 0;
+  let ended = false;
+  let tail = Buffer.alloc(0);
+  let error: string | undefined;
+  return new Promise((resolve) => {
+    s.on('data', (c: Buffer) => {
+      h.update(c);
+      bytes += c.length;
+      tail = Buffer.concat([tail, c]).subarray(-16);
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    s.on('end', () => {
+      ended = true;
+      resolve({ sha: h.digest('hex'), bytes, ended, tail: tail.toString('latin1'), error });
+    });
+    s.on('close', () => {
+      if (!ended) resolve({ sha: '', bytes, ended, tail: tail.toString('latin1'), error });
+    });
+  });
+}
+
+function pattern(total: number, seed: number): Buffer[] {
+  const block = crypto.createHash('sha512').update(String(seed)).digest();
+  const chunk = Buffer.alloc(256 * 1024);
+  for (let i = 0; i < chunk.length; i += block.length) block.copy(chunk, i);
+  const out: Buffer[] = [];
+  let round = 0;
+  for (let sent = 0; sent < total; ) {
+    const n = Math.min(chunk.length, total - sent);
+    const piece = Buffer.from(chunk.subarray(0, n));
+    piece.writeUInt32BE(round++ >>> 0, 0);
+    out.push(piece);
+    sent += n;
+  }
+  return out;
+}
+
+/** Writes `total` bytes with backpressure, then end(); resolves with their sha256. */
+async function sendPattern(s: net.Socket | http2.Http2Stream, total: number, seed: number): Promise<string> {
+  const h = crypto.createHash('sha256');
+  for (const piece of pattern(total, seed)) {
+    h.update(piece);
+    if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
+  }
+  s.end();
+  return h.digest('hex');
+}
+
+function sha(buffers: Buffer[], extra = ''): string {
+  const h = crypto.createHash('sha256');
+  for (const b of buffers) h.update(b);
+  h.update(extra);
+  return h.digest('hex');
+}
+
+/** A TCP listener whose accepted sockets are handed out in order (the "proxy side" of a connection). */
+class Acceptor {
+  readonly server: net.Server;
+  private readonly queue: net.Socket[] = [];
+  private readonly waiting: Array<(s: net.Socket) => void> = [];
+  readonly all = new Set<net.Socket>();
+  constructor(opts: net.ServerOpts = {}) {
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true, ...opts }, (s) => {
+      this.all.add(s);
+      s.on('error', () => undefined);
+      const w = this.waiting.shift();
+      if (w) w(s);
+      else this.queue.push(s);
+    });
+  }
+  async listen(): Promise<number> {
+    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
+    return (this.server.address() as net.AddressInfo).port;
+  }
+  next(): Promise<net.Socket> {
+    const s = this.queue.shift();
+    return s ? Promise.resolve(s) : new Promise((r) => this.waiting.push(r));
+  }
+  async close(): Promise<void> {
+    for (const s of this.all) s.destroy();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+/** app ⇄ proxySide: a connected loopback TCP pair; the engine gets proxySide's fd. */
+async function tcpPair(acceptor: Acceptor, port: number): Promise<{ app: net.Socket; proxySide: net.Socket }> {
+  const app = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true, noDelay: true });
+  app.on('error', () => undefined);
+  acceptor.all.add(app);
+  const proxySide = await acceptor.next();
+  return { app, proxySide };
+}
+
+interface Cert {
+  chainPem: string;
+  keyPem: string;
+}
+
+describeNative('native HBONE engine (real loopback sockets, test CA; needs the addon: make build)', () => {
+  const e = engine!;
+  let ca: LocalCa;
+  let cleanupCa: () => Promise<void>;
+  let clientCert: Cert;
+  let serverCert: Cert;
+  let otherCert: Cert;
+  let peer: http2.Http2SecureServer;
+  let peerPort: number;
+  const peerSessions: http2.ServerHttp2Session[] = [];
+  const peerClientCerts: string[] = [];
+  const streamRequests: HboneStreamRequest[] = [];
+  const streamWaiters: Array<(r: HboneStreamRequest) => void> = [];
+  const sessionEvents: HboneSessionEvent[] = [];
+  const acceptor = new Acceptor();
+  let acceptorPort: number;
+  const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+    s.on('error', () => undefined);
+    s.on('data', (d) => s.write(d));
+    s.on('end', () => s.end('bye'));
+  });
+  let echoPort: number;
+  /** The engine's inbound listener: accepted sockets go to serve() at once, unread. */
+  let inboundCertId = SERVER_ID;
+  const inbound = net.createServer({ pauseOnConnect: true }, (s) => {
+    try {
+      e.serve(fdOf(s), inboundCertId);
+    } finally {
+      s.destroy();
+    }
+  });
+  let inboundPort: number;
+
+  function nextStreamRequest(): Promise<HboneStreamRequest> {
+    const r = streamRequests.shift();
+    return r ? Promise.resolve(r) : new Promise((res) => streamWaiters.push(res));
+  }
+
+  beforeAll(async () => {
+    const m = await meshCa();
+    ca = m.ca;
+    cleanupCa = m.cleanup;
+    clientCert = (await ca.issue(CLIENT_ID)) as Cert;
+    serverCert = (await ca.issue(SERVER_ID)) as Cert;
+    otherCert = (await ca.issue(OTHER_ID)) as Cert;
+
+    e.configure({ workers: 2, connectTimeoutMs: CONNECT_TIMEOUT_MS, livenessCheckMs: LIVENESS_MS, maxEarlyResets: 20, idleTimeoutMs: 60_000 });
+    e.setHandlers({
+      onStream: (req) => {
+        const w = streamWaiters.shift();
+        if (w) w(req);
+        else streamRequests.push(req);
+      },
+      onSessionEvent: (ev) => sessionEvents.push(ev),
+    });
+    e.setTrustAnchors(ca.trustBundlePem());
+    e.setIdentity(CLIENT_ID, clientCert.chainPem, clientCert.keyPem);
+    e.setIdentity(SERVER_ID, serverCert.chainPem, serverCert.keyPem);
+
+    peer = http2.createSecureServer({
+      key: serverCert.keyPem,
+      cert: serverCert.chainPem,
+      ca: ca.trustBundlePem(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      maxVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2'],
+      settings: { initialWindowSize: 4 * MB },
+    });
+    peer.on('session', (s) => {
+      peerSessions.push(s);
+      const sock = s.socket as tls.TLSSocket;
+      const uri = sock.getPeerCertificate()?.subjectaltname ?? '';
+      peerClientCerts.push(uri);
+    });
+    peer.on('stream', (stream, headers) => {
+      stream.on('error', () => undefined);
+      const authority = headers[':authority'];
+      if (headers[':method'] !== 'CONNECT') {
+        stream.respond({ ':status': 400 }, { endStream: true });
+        return;
+      }
+      switch (authority) {
+        case ECHO:
+          stream.respond({ ':status': 200 });
+          stream.on('data', (d: Buffer) => stream.write(d));
+          stream.on('end', () => stream.end('bye'));
+          return;
+        case REFUSE_503:
+          stream.respond({ ':status': 503 }, { endStream: true });
+          return;
+        case RESET_AFTER_DATA:
+          stream.respond({ ':status': 200 });
+          stream.once('data', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+          return;
+        case SILENT:
+          return;
+        default:
+          stream.respond({ ':status': 404 }, { endStream: true });
+      }
+    });
+    peerPort = await new Promise<number>((r) => peer.listen(0, '127.0.0.1', () => r((peer.address() as net.AddressInfo).port)));
+    acceptorPort = await acceptor.listen();
+    echoPort = await new Promise<number>((r) => echo.listen(0, '127.0.0.1', () => r((echo.address() as net.AddressInfo).port)));
+    inboundPort = await new Promise<number>((r) => inbound.listen(0, '127.0.0.1', () => r((inbound.address() as net.AddressInfo).port)));
+  });
+
+  afterAll(async () => {
+    e.closeAll();
+    for (const s of peerSessions) s.destroy();
+    await Promise.all([
+      new Promise((r) => peer?.close(r)),
+      acceptor.close(),
+      new Promise((r) => echo.close(r)),
+      new Promise((r) => inbound.close(r)),
+    ]);
+    await cleanupCa?.();
+  });
+
+  function openTo(authority: string, overrides: Partial<Parameters<HboneEngine['open']>[0]> = {}) {
+    return e.open({ sourceId: CLIENT_ID, host: '127.0.0.1', port: peerPort, acceptServerIds: [SERVER_ID], authority, headers: [['baggage', 'k8s.service.name=test']], ...overrides });
+  }
+
+  describe('outbound against a node:http2 server (TLS 1.3, client certificate required)', () => {
+    it('opens a CONNECT, relays 24 MB each way with sha256 integrity and half-close in both directions (attach on a TCP socket)', async () => {
+      const res = await withTimeout(openTo(ECHO), 10_000, 'open');
+      expect(res).toMatchObject({ ok: true });
+      if (!res.ok) return;
+      const { app, proxySide } = await tcpPair(acceptor, acceptorPort);
+      const done = e.attach(res.stream, fdOf(proxySide));
+      proxySide.destroy();
+      const incoming = hashIncoming(app);
+      const total = 24 * MB;
+      const expected = sha(pattern(total, 7), 'bye');
+      await sendPattern(app, total, 7);
+      const got = await withTimeout(incoming, 60_000, 'echo');
+      expect(got.bytes).toBe(total + 3);
+      expect(got.ended).toBe(true);
+      expect(got.sha).toBe(expected);
+      const result = await withTimeout(done, 10_000, 'relay result');
+      expect(result).toMatchObject({ outcome: 'eof', sent: total, received: total + 3 });
+      app.destroy();
+      expect(peerClientCerts.at(-1)).toContain(CLIENT_ID);
+    });
+
+    it('attachPair: the returned socketpair end works as a net.Socket with half-close', async () => {
+      const res = await withTimeout(openTo(ECHO), 10_000, 'open');
+      if (!res.ok) throw new Error(`open failed: ${res.message}`);
+      const { fd, done } = e.attachPair(res.stream);
+      const app = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+      app.on('error', () => undefined);
+      const incoming = hashIncoming(app);
+      const total = 10 * MB;
+      const expected = sha(pattern(total, 11), 'bye');
+      await sendPattern(app, total, 11);
+      const got = await withTimeout(incoming, 60_000, 'echo over socketpair');
+      expect(got).toMatchObject({ bytes: total + 3, ended: true, sha: expected });
+      expect(await withTimeout(done, 10_000, 'relay result')).toMatchObject({ outcome: 'eof', sent: total, received: total + 3 });
+      app.destroy();
+    });
+
+    it('reuses one pooled TLS session for several streams', async () => {
+      const before = peerSessions.length;
+      const results = await Promise.all([openTo(ECHO), openTo(ECHO), openTo(ECHO)]);
+      for (const r of results) expect(r.ok).toBe(true);
+      // The sessions of earlier tests are still pooled: no new TLS connection was needed.
+      expect(peerSessions.length).toBe(before);
+      for (const r of results) if (r.ok) expect(e.abort(r.stream)).toBe(true);
+      expect(e.stats().sessions.outbound).toBeGreaterThanOrEqual(1);
+    });
+
+    it('a non-200 answer resolves kind status', async () => {
+      const res = await withTimeout(openTo(REFUSE_503), 10_000, 'open');
+      expect(res).toMatchObject({ ok: false, kind: 'status', status: 503 });
+    });
+
+    it('a server presenting another identity fails with kind identity and its peerId', async () => {
+      const res = await withTimeout(openTo(ECHO, { acceptServerIds: [OTHER_ID] }), 10_000, 'open');
+      expect(res).toMatchObject({ ok: false, kind: 'identity', peerId: SERVER_ID });
+    });
+
+    it('an unreachable destination fails with kind connect', async () => {
+      const port = await freePort();
+      const res = await withTimeout(openTo(ECHO, { port }), 10_000, 'open');
+      expect(res).toMatchObject({ ok: false, kind: 'connect' });
+    });
+
+    it('no certificate for the source identity fails with kind no_certificate', async () => {
+      const res = await withTimeout(openTo(ECHO, { sourceId: `spiffe://${TD}/ns/default/sa/nobody` }), 10_000, 'open');
+      expect(res).toMatchObject({ ok: false, kind: 'no_certificate' });
+    });
+
+    it('a server that never answers the CONNECT fails with kind timeout', async () => {
+      const res = await withTimeout(openTo(SILENT), 10_000, 'open');
+      expect(res).toMatchObject({ ok: false, kind: 'timeout' });
+    });
+
+    it('RST_STREAM from the server resets the attached socket (outcome reset, side tunnel, h2 code)', async () => {
+      const res = await withTimeout(openTo(RESET_AFTER_DATA), 10_000, 'open');
+      if (!res.ok) throw new Error(`open failed: ${res.message}`);
+      const { app, proxySide } = await tcpPair(acceptor, acceptorPort);
+      const done = e.attach(res.stream, fdOf(proxySide));
+      proxySide.destroy();
+      const closed = new Promise<string | undefined>((r) => {
+        let code: string | undefined;
+        app.on('error', (err: NodeJS.ErrnoException) => (code = err.code));
+        app.on('close', () => r(code));
+      });
+      app.write('hello');
+      const result = await withTimeout(done, 10_000, 'relay result');
+      expect(result).toMatchObject({ outcome: 'reset', side: 'tunnel', h2Code: http2.constants.NGHTTP2_INTERNAL_ERROR });
+      // node:http2's close() sends END_STREAM before the RST: the app has its FIN (half-open), the RST shows on write.
+      app.write('more');
+      expect(['ECONNRESET', 'EPIPE']).toContain(await withTimeout(closed, 10_000, 'app close'));
+    });
+  });
+});
