@@ -14,7 +14,7 @@ import { ALL_TESTS, runTest, type Measured, type Target, type TestName } from '.
 import { cpuWindow, memKiB, RssSampler } from './lib/procstat';
 import { cpuTable, mainTable, median, mib, summarize, type Pair, type Sample } from './lib/report';
 import { checkMtls, makePeerCerts, missingPeerTools, peerDefs, peerVersions, startPeer, stopPeer, type MtlsCheck, type RunningPeer } from './lib/peers';
-import { goalLines, peerTable, PROXY_GROUPS } from './lib/peer-report';
+import { goalLines, peerTable, PROXY_GROUPS, PROXY_RSS } from './lib/peer-report';
 
 function say(text = ''): void {
   process.stdout.write(text + '\n');
@@ -43,13 +43,17 @@ const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_H
 
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
 /**
- * Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. Port 80 is named
- * `http` (the source agent proxies it per request, agent/http/); 8080 is named `tcp-web` (plain TCP, relayed per
- * connection, like the peers). `BENCH_HTTP_PORT=tcp` (default) sends the rps/cps tests to 8080, `http` to 80.
+ * Server apps in each server pod; the Services map port → targetPort 1:1 except HTTP 80 → 8080. The same HTTP server
+ * listens twice: 8080 is the target of port 80 named `http` (both agents handle it per request: the source's HTTP
+ * proxy, the destination's parsing inbound — agent/http/), 8081 only of port 8081 named `tcp-web` (plain TCP, one
+ * relay per connection, as the peers do). `BENCH_HTTP_PORT=tcp` (default) sends every path's rps/cps tests to 8081,
+ * `http` sends the mesh's to 80 and the others' to 8080.
  */
-const PORT = { iperf: 5201, http: 80, httpTarget: 8080, ping: 11111 } as const;
+const PORT = { iperf: 5201, http: 80, httpTarget: 8080, tcpHttp: 8081, ping: 11111 } as const;
 const HTTP_PORT_KIND = env('BENCH_HTTP_PORT', 'tcp');
 if (HTTP_PORT_KIND !== 'tcp' && HTTP_PORT_KIND !== 'http') throw new Error(`BENCH_HTTP_PORT: '${HTTP_PORT_KIND}' is neither tcp nor http`);
+/** The HTTP server port the rps/cps tests reach in the server pod. */
+const APP_HTTP_PORT = HTTP_PORT_KIND === 'http' ? PORT.httpTarget : PORT.tcpHttp;
 
 interface PathDef {
   name: string;
@@ -60,8 +64,8 @@ interface PathDef {
   proxies: (t: Topology) => Partial<Record<(typeof PROXY_GROUPS)[number], string>>;
 }
 
-const podTarget = (pod: string) => (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: PORT.httpTarget, pingPort: PORT.ping });
-const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.httpTarget, pingPort: PORT.ping });
+const podTarget = (pod: string) => (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: APP_HTTP_PORT, pingPort: PORT.ping });
+const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.tcpHttp, pingPort: PORT.ping });
 const noProxies = () => ({});
 const agentProxies = (t: Topology) => ({ 'node1 proxy': t.node('node1').agentCgroup, 'node2 proxy': t.node('node2').agentCgroup });
 
@@ -175,8 +179,14 @@ class Servers {
 
   async start(pod: PodInfo): Promise<void> {
     const httpd = this.topo.spawnInPod(pod, this.httpd, [pod.ip, String(PORT.httpTarget), '1']);
+    const tcpHttpd = this.topo.spawnInPod(pod, this.httpd, [pod.ip, String(PORT.tcpHttp), '1']);
     const ping = this.topo.spawnInPod(pod, 'sockperf', ['server', '--tcp', '-i', pod.ip, '-p', String(PORT.ping)]);
-    await Promise.all([this.startIperf(pod), waitListening(this.topo, pod, PORT.httpTarget, httpd), waitListening(this.topo, pod, PORT.ping, ping)]);
+    await Promise.all([
+      this.startIperf(pod),
+      waitListening(this.topo, pod, PORT.httpTarget, httpd),
+      waitListening(this.topo, pod, PORT.tcpHttp, tcpHttpd),
+      waitListening(this.topo, pod, PORT.ping, ping),
+    ]);
   }
 }
 
@@ -269,7 +279,7 @@ async function main(): Promise<void> {
     const ports = [
       { name: 'iperf', port: PORT.iperf, targetPort: PORT.iperf },
       { name: 'http', port: PORT.http, targetPort: PORT.httpTarget },
-      { name: 'tcp-web', port: PORT.httpTarget, targetPort: PORT.httpTarget },
+      { name: 'tcp-web', port: PORT.tcpHttp, targetPort: PORT.tcpHttp },
       { name: 'ping', port: PORT.ping, targetPort: PORT.ping },
     ];
     const services: ServiceSpec[] = [
@@ -297,7 +307,7 @@ async function main(): Promise<void> {
       const workDir = topo.makeTempDir('peers');
       makePeerCerts(certDir);
       for (const d of peerPaths) {
-        runningPeers.set(d.name, await startPeer(topo, d, topo.pod('remote-server'), { iperf: PORT.iperf, http: PORT.httpTarget, ping: PORT.ping }, workDir, certDir));
+        runningPeers.set(d.name, await startPeer(topo, d, topo.pod('remote-server'), { iperf: PORT.iperf, http: APP_HTTP_PORT, ping: PORT.ping }, workDir, certDir));
         const c = await checkMtls(topo, runningPeer(d.name), certDir);
         peerChecks[d.name] = c;
         if (!c.withClientCert || !c.withoutClientCertRefused || c.protocol !== 'TLSv1.3') {
@@ -354,7 +364,7 @@ async function main(): Promise<void> {
           const target = p.target(topo);
           const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
           const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup, ...p.proxies(topo) };
-          sampler.resetWindow();
+          sampler.resetWindow({ [PROXY_RSS]: Object.values(p.proxies(topo)) });
           const w = cpuWindow(groups, topo.runCgroup);
           const t0 = Date.now();
           const release = test === 'lat' && IDLE_POLL ? holdZeroCpuLatency() : null;

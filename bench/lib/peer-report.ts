@@ -4,6 +4,8 @@ import { METRICS, median, stat, type Metric, type Sample } from './report';
 
 /** cpu.groups keys holding each path's proxy processes (smesh: the agents; a peer: its two proxies). */
 export const PROXY_GROUPS = ['node1 proxy', 'node2 proxy'] as const;
+/** Sample.rssPeakKiB key: peak of the summed RSS of a path's proxy processes (both nodes) during the measurement. */
+export const PROXY_RSS = 'proxies';
 
 interface Row {
   label: string;
@@ -66,6 +68,16 @@ function rows(samples: Sample[], direct: string): Row[] {
     if (!has(test)) continue;
     out.push({ label, value: (p) => cpuPerUnit(samples, p, test, scale), higherBetter: false, digits: scale === 1 ? 3 : 1 });
   }
+  out.push({
+    label: 'proxy RSS, both nodes, peak over all tests (MiB)',
+    value: (p) => {
+      const xs = samples.filter((s) => s.path === p).map((s) => s.rssPeakKiB[PROXY_RSS] ?? 0);
+      const peak = Math.max(0, ...xs);
+      return peak > 0 ? peak / 1024 : undefined;
+    },
+    higherBetter: false,
+    digits: 1,
+  });
   return out;
 }
 
@@ -85,7 +97,7 @@ export function peerTable(samples: Sample[], smesh: string, direct: string, peer
   const head = ['measure', ...cols, ...ps.map((p) => `${smesh}/${p}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
   for (const r of rows(samples, direct)) {
-    const cells = [r.label, ...cols.map((p) => (p === direct && (r.label.startsWith('proxy CPU') || r.label.includes('added over direct')) ? '—' : fmt(r.value(p), r.digits)))];
+    const cells = [r.label, ...cols.map((p) => (p === direct && (r.label.startsWith('proxy ') || r.label.includes('added over direct')) ? '—' : fmt(r.value(p), r.digits)))];
     for (const p of ps) {
       const a = r.value(smesh);
       const b = r.value(p);
@@ -138,7 +150,9 @@ export function goalLines(g: GoalInput): string[] {
     }
     const r = mine / b.v;
     const ok = m.higherBetter ? r >= factor : r <= factor;
-    lines.push(`- ${verdict(ok)} ${title}: smesh ${fmt(mine, digits)} ${unit} = ${r.toFixed(2)}× the best peer, ${b.peer} ${fmt(b.v, digits)} (goal ${m.higherBetter ? '≥' : '≤'} ${factor}×)`);
+    const missing = peers.filter((p) => med(samples, p, key) === undefined);
+    const gap = missing.length ? `; no result from ${missing.join(', ')}` : '';
+    lines.push(`- ${verdict(ok)} ${title}: smesh ${fmt(mine, digits)} ${unit} = ${r.toFixed(2)}× the best peer, ${b.peer} ${fmt(b.v, digits)} (goal ${m.higherBetter ? '≥' : '≤'} ${factor}×${gap})`);
   };
   const vsDirect = (title: string, key: string, factor: number, unit: string, digits: number) => {
     const mine = med(samples, g.smeshLocal, key);

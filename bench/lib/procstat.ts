@@ -1,4 +1,4 @@
-// Bench resource sampling: machine CPU (/proc/stat), per-cgroup CPU (cgroup2 cpu.stat), agent RSS (/proc/<pid>/status).
+// Bench resource sampling: machine CPU (/proc/stat), per-cgroup CPU (cgroup2 cpu.stat), agent and proxy RSS (/proc/<pid>/status).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -96,11 +96,31 @@ export function memKiB(pid: number): { rss: number; hwm: number } | null {
   }
 }
 
-/** Samples the RSS of named processes every `everyMs`; keeps the overall peak and the peak since the last `resetWindow()`. */
+/** Sum of VmRSS (KiB) of every process in the given cgroups (not their children cgroups); 0 when none. */
+export function cgroupsRssKiB(cgroups: string[]): number {
+  let total = 0;
+  for (const cg of cgroups) {
+    let pids: string[] = [];
+    try {
+      pids = fs.readFileSync(path.join(cg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+    } catch {
+      continue;
+    }
+    for (const pid of pids) total += memKiB(Number(pid))?.rss ?? 0;
+  }
+  return total;
+}
+
+/**
+ * Samples the RSS of named processes every `everyMs`; keeps the overall peak and the peak since the last
+ * `resetWindow()`. A window can also follow named groups of cgroups (the sum of their processes' RSS), e.g. a path's
+ * proxies.
+ */
 export class RssSampler {
   private timer: NodeJS.Timeout | undefined;
   readonly peak: Record<string, number> = {};
   windowPeak: Record<string, number> = {};
+  private windowCgroups: Record<string, string[]> = {};
 
   constructor(private readonly pids: Record<string, number>, private readonly everyMs = 200) {}
 
@@ -113,6 +133,10 @@ export class RssSampler {
       this.peak[k] = Math.max(this.peak[k] ?? 0, m.rss);
       this.windowPeak[k] = Math.max(this.windowPeak[k] ?? 0, m.rss);
     }
+    for (const [k, cgs] of Object.entries(this.windowCgroups)) {
+      const rss = cgroupsRssKiB(cgs);
+      if (rss > 0) this.windowPeak[k] = Math.max(this.windowPeak[k] ?? 0, rss);
+    }
     return now;
   }
 
@@ -122,8 +146,10 @@ export class RssSampler {
     this.timer.unref();
   }
 
-  resetWindow(): void {
+  /** Starts a new window; `cgroups` (name → cgroup dirs) are followed during it. */
+  resetWindow(cgroups: Record<string, string[]> = {}): void {
     this.windowPeak = {};
+    this.windowCgroups = cgroups;
     this.sample();
   }
 
