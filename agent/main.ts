@@ -15,6 +15,8 @@ import { IdentityManager } from './identity/manager';
 import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
+import type { HboneEngine } from './native/hbone-types';
+import { EngineIdentities, NativeHboneClient } from './proxy/native-hbone';
 import { InboundProxy } from './proxy/hbone-server';
 import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
@@ -318,8 +320,22 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       if (policyInputsChanged(prev, next)) connections.reevaluate();
     });
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
-    const hbone = new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases });
+    // Who moves HBONE bytes: the addon's engine (TLS + HTTP/2 on its own threads) or node:tls + node:http2 here.
+    const engine = await selectDataplane(opts, log);
+    const engineIdentities = engine ? new EngineIdentities(engine, identities) : undefined;
+    const hbone = engine
+      ? new NativeHboneClient({ engine, identities: engineIdentities!, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases })
+      : new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases });
     cleanups.push(() => hbone.close());
+    metrics.dataplane.set({ dataplane: engine ? 'native' : 'js' }, 1);
+    if (engine) {
+      metrics.onScrape(() => {
+        const st = engine.stats();
+        metrics.hboneSessions.set({ direction: 'inbound' }, st.sessions.inbound);
+        metrics.hboneSessions.set({ direction: 'outbound' }, st.sessions.outbound);
+        metrics.hboneActiveStreams.set({ direction: 'outbound' }, st.streams.outbound);
+      });
+    }
     // Service ports with HTTP routes (or declared HTTP) are proxied per request: routing, retries, circuit breaking.
     const httpOutbound = new HttpOutbound({
       state,
@@ -369,6 +385,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       connections,
       metrics,
       logger: logs.child('inbound'),
+      engine,
+      engineIdentities,
     });
     await outbound.start();
     cleanups.push(() => outbound.close());
@@ -455,4 +473,35 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     await stop();
     throw err;
   }
+}
+
+/** Whether `--dataplane auto` picks the native engine (while it is being completed: only `--dataplane native` does). */
+const AUTO_PREFERS_NATIVE = false;
+
+/**
+ * The native HBONE engine when `--dataplane` asks for it (auto: when the addon has it), configured with `--workers`;
+ * undefined for the JS data plane. `native` without a usable engine is an error, not a silent fallback.
+ */
+async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: string): void; warn(o: object, m: string): void }): Promise<HboneEngine | undefined> {
+  if (opts.dataplane === 'js' || (opts.dataplane === 'auto' && !AUTO_PREFERS_NATIVE)) {
+    log.info({ dataplane: 'js' }, `HBONE data plane: node:tls + node:http2 (--dataplane ${opts.dataplane})`);
+    return undefined;
+  }
+  const { hboneEngine } = await import('./native/hbone');
+  let engine: HboneEngine | undefined;
+  try {
+    engine = hboneEngine();
+    if (engine && opts.workers !== undefined) engine.configure({ workers: opts.workers });
+  } catch (err) {
+    if (opts.dataplane === 'native') throw new SmeshError('SMESH_ERR_NATIVE', `--dataplane native: the addon's HBONE engine cannot start: ${(err as Error).message}`);
+    log.warn({ err: (err as Error).message }, 'native HBONE engine unusable; using the JS data plane');
+    return undefined;
+  }
+  if (!engine) {
+    if (opts.dataplane === 'native') throw new SmeshError('SMESH_ERR_NATIVE', '--dataplane native: the addon has no HBONE engine (build it with `make native`)');
+    log.warn({}, 'the addon has no HBONE engine; using the JS data plane');
+    return undefined;
+  }
+  log.info({ dataplane: 'native', workers: opts.workers ?? 'one per core' }, 'HBONE data plane: native engine');
+  return engine;
 }

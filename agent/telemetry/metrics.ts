@@ -286,6 +286,8 @@ export class MeshMetrics {
   readonly hboneStreams: Counter<'direction' | 'result'>;
   readonly hboneActiveStreams: Gauge<'direction'>;
   readonly hboneSessions: Gauge<'direction'>;
+  /** 1 for the data plane moving HBONE bytes: native (the addon's engine) or js. */
+  readonly dataplane: Gauge<'dataplane'>;
   readonly certificateExpiry: Gauge<'identity'>;
   readonly xdsConnected: Gauge;
   readonly xdsResponses: Counter<'type' | 'result'>;
@@ -351,6 +353,7 @@ export class MeshMetrics {
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
+    this.dataplane = new Gauge({ name: 'smesh_dataplane_info', help: 'The data plane moving HBONE bytes (1): native = the addon engine, js = node:tls + node:http2', labelNames: ['dataplane'], registers });
     const self = this;
     this.certificateExpiry = new Gauge({
       name: 'smesh_certificate_expiry_seconds',
