@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { AdminServers } from './admin/servers';
 import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
-import type { AgentOptions } from './config/options';
+import { AUTO_DATAPLANE, type AgentOptions } from './config/options';
 import { Reconciler, WorkloadIds } from './datapath/reconciler';
 import { InpodCapture, podsToCapture } from './datapath/inpod-capture';
 import { NetnsDiscovery } from './discovery/netns-discovery';
@@ -475,15 +475,12 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
   }
 }
 
-/** Whether `--dataplane auto` picks the native engine (while it is being completed: only `--dataplane native` does). */
-const AUTO_PREFERS_NATIVE = false;
-
 /**
  * The native HBONE engine when `--dataplane` asks for it (auto: when the addon has it), configured with `--workers`;
  * undefined for the JS data plane. `native` without a usable engine is an error, not a silent fallback.
  */
 async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: string): void; warn(o: object, m: string): void }): Promise<HboneEngine | undefined> {
-  if (opts.dataplane === 'js' || (opts.dataplane === 'auto' && !AUTO_PREFERS_NATIVE)) {
+  if (opts.dataplane === 'js' || (opts.dataplane === 'auto' && AUTO_DATAPLANE === 'js')) {
     log.info({ dataplane: 'js' }, `HBONE data plane: node:tls + node:http2 (--dataplane ${opts.dataplane})`);
     return undefined;
   }

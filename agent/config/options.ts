@@ -173,6 +173,9 @@ function hboneAddressing(raw: string): 'pod' | 'node' {
   return fail(`--hbone-addressing ${JSON.stringify(raw)}: expected pod (ztunnel's wire) or node`);
 }
 
+/** What `--dataplane auto` picks when the addon has the engine. */
+export const AUTO_DATAPLANE: 'native' | 'js' = 'js';
+
 function workerCount(n: number): number {
   if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
   return n;

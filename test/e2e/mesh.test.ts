@@ -10,6 +10,7 @@ import {
 import { waitExit, tail, sleep } from '../helpers/proc';
 import { parseMetrics, sum, describeSeries, type Sample } from '../helpers/metrics';
 import { makeCa, issueLeaf } from '../helpers/certs';
+import { expectedDataplane } from '../helpers/e2e-agents';
 
 const problem = privilegeProblem();
 const TRUST_DOMAIN = 'cluster.local';
@@ -309,6 +310,9 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       // Istio semantics: received = request direction (client → server), sent = response direction.
       expect(delta('istio_tcp_received_bytes_total'), msg).toBeGreaterThanOrEqual(upload + echoed);
       expect(delta('istio_tcp_sent_bytes_total'), msg).toBeGreaterThanOrEqual(echoed);
+      // The data plane the run asked for moved these bytes (SMESH_DATAPLANE runs the suites over each backend).
+      expect(sum(last!.samples, 'smesh_dataplane_info', { dataplane: expectedDataplane() }), msg).toBe(1);
+      if (expectedDataplane() === 'native') expect(sum(last!.samples, 'smesh_hbone_sessions', { direction: node === 'node1' ? 'outbound' : 'inbound' })).toBeGreaterThan(0);
     }
   }, 120_000);
 

@@ -5,6 +5,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { APPS_DIR, NODE_BIN, type AgentHandle, type Topology } from './topology';
 import { tail, waitExit, type CapturedProcess } from './proc';
+import { AUTO_DATAPLANE } from '../../agent/config/options';
 
 /** Starts one agent per node, in order (the first creates the standalone CA the next ones reuse), each ready before the next. */
 export async function startAgentsInOrder(topo: Topology, nodes: readonly string[], cfgDir: string, into: AgentHandle[], extraArgs: readonly string[] = []): Promise<void> {
@@ -76,4 +77,10 @@ export function inpodNoListener(bpffsDir: string): number {
     else for (const v of e.values ?? []) total += Number(Buffer.from(v.value.map((b) => parseInt(b, 16))).readBigUInt64LE(8)); // struct smesh_inpod_counters: no_listener at offset 8
   }
   return total;
+}
+
+/** The HBONE data plane the agents of this run use: SMESH_DATAPLANE (inherited by every agent) or the `auto` default. */
+export function expectedDataplane(): 'native' | 'js' {
+  const v = process.env.SMESH_DATAPLANE ?? 'auto';
+  return v === 'native' || v === 'js' ? v : AUTO_DATAPLANE;
 }
