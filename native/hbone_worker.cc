@@ -366,7 +366,7 @@ class WorkerImpl {
     Session* s = st->session;
     if (s->state != SState::kReady) return;
     SubmitFinalStatus(s, st, status);
-    DropStream(st);
+    engine_->Unregister(st->id);
     Touch(s);
   }
 
@@ -552,6 +552,9 @@ class WorkerImpl {
         FailOpen(st, "timeout", "no answer to CONNECT " + st->req.authority + " via " + FormatHostPort(st->req.host, st->req.port) + " in " + std::to_string(opts_.connect_timeout_ms) + " ms");
       } else if (st->inbound && !st->responded && !st->attached) {
         FinishStream(st, Outcome::kAborted, "", -1, 0, true, NGHTTP2_CANCEL);
+      } else if (st->inbound && st->responded && !st->attached) {
+        if (s && s->state == SState::kReady && !st->h2_closed) nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, st->h2id, NGHTTP2_CANCEL);
+        DropStream(st);
       } else {
         st->deadline_ms = 0;
       }
@@ -1143,6 +1146,16 @@ class WorkerImpl {
     nv.flags = NGHTTP2_NV_FLAG_NONE;
     return nv;
   }
+  // Name and value must outlive the submit call: never a temporary std::string.
+  static nghttp2_nv MakeNv(const char* name, const std::string& value) {
+    nghttp2_nv nv;
+    nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name));
+    nv.namelen = std::strlen(name);
+    nv.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+    nv.valuelen = value.size();
+    nv.flags = NGHTTP2_NV_FLAG_NONE;
+    return nv;
+  }
   static nghttp2_nv MakeNv(const char* name, const char* value) {
     nghttp2_nv nv;
     nv.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name));
@@ -1153,14 +1166,15 @@ class WorkerImpl {
     return nv;
   }
 
-  // A final non-200 answer: HEADERS with END_STREAM, then RST_STREAM(NO_ERROR) so that the client stops sending
-  // (RFC 9113 §8.1) and the stream does not hold a slot until the client ends its side.
+  // A final non-200 answer: HEADERS with END_STREAM. The stream stays (its DATA dropped) until the client ends or
+  // resets it, at most connectTimeoutMs, then it is reset: an RST_STREAM(NO_ERROR) right behind the HEADERS would be
+  // allowed (RFC 9113 §8.1), but node:http2 clients then report the close before the response.
   void SubmitFinalStatus(Session* s, Stream* st, int status) {
     std::string code = std::to_string(status);
     nghttp2_nv nv[] = {MakeNv(":status", code)};
     nghttp2_submit_response(s->h2, st->h2id, nv, 1, nullptr);
-    nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, st->h2id, NGHTTP2_NO_ERROR);
     st->responded = true;
+    st->deadline_ms = NowMs() + opts_.connect_timeout_ms;
   }
 
   // Forgets a stream without reporting anything: returns its unconsumed window, closes its socket, updates the
@@ -1210,7 +1224,7 @@ class WorkerImpl {
       if (outcome == Outcome::kEof) CloseFd(st->fd);
       else ResetAndClose(st->fd);
     }
-    if (st->reported || st->attached) {
+    if (st->attached || (st->reported && !st->responded)) {
       Event ev;
       ev.type = st->attached ? EventType::kDone : EventType::kEnded;
       ev.id = st->id;
@@ -1427,12 +1441,10 @@ class WorkerImpl {
   void OnRequest(Session* s, Stream* st) {
     if (st->header_overflow) {
       SubmitFinalStatus(s, st, 431);
-      DropStream(st);
       return;
     }
     if (st->method != "CONNECT" || !ValidAuthority(st->authority)) {
       SubmitFinalStatus(s, st, 400);
-      DropStream(st);
       return;
     }
     st->reported = true;
@@ -1485,7 +1497,7 @@ class WorkerImpl {
 
   int OnDataChunk(Session* s, int32_t h2id, const uint8_t* data, size_t len) {
     Stream* st = StreamOf(s, h2id);
-    if (st == nullptr) {
+    if (st == nullptr || (st->responded && !st->attached)) {
       nghttp2_session_consume(s->h2, h2id, len);
       return 0;
     }
@@ -1532,7 +1544,8 @@ class WorkerImpl {
       return 0;
     }
     if (!st->attached) {
-      FinishStream(st, st->rst_received ? Outcome::kReset : Outcome::kError, "tunnel", error_code, 0, false, 0);
+      if (st->responded) DropStream(st);  // answered with a refusal; JS is done with it
+      else FinishStream(st, st->rst_received ? Outcome::kReset : Outcome::kError, "tunnel", error_code, 0, false, 0);
       return 0;
     }
     if (st->rst_received || error_code != 0) {

@@ -7,7 +7,7 @@ import * as net from 'net';
 import * as tls from 'tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hboneEngine } from '../../agent/native/hbone';
-import type { HboneEngine, HboneSessionEvent, HboneStreamRequest } from '../../agent/native/hbone-types';
+import type { HboneEngine, HboneSessionEvent, HboneStreamRequest, HboneStreamResult } from '../../agent/native/hbone-types';
 import { useAddonPath } from '../../agent/native/raw';
 import type { LocalCa } from '../../agent/identity/ca';
 import { pollUntil } from '../helpers/logs';
@@ -362,6 +362,173 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
       // node:http2's close() sends END_STREAM before the RST: the app has its FIN (half-open), the RST shows on write.
       app.write('more');
       expect(['ECONNRESET', 'EPIPE']).toContain(await withTimeout(closed, 10_000, 'app close'));
+    });
+  });
+
+  /** A node:http2 client of the engine's inbound listener; `cert` undefined: no client certificate. */
+  function h2Client(cert: Cert | undefined = clientCert): http2.ClientHttp2Session {
+    const client = http2.connect(`https://127.0.0.1:${inboundPort}`, {
+      createConnection: () =>
+        tls.connect({
+          host: '127.0.0.1',
+          port: inboundPort,
+          ...(cert ? { key: cert.keyPem, cert: cert.chainPem } : {}),
+          ca: ca.trustBundlePem(),
+          ALPNProtocols: ['h2'],
+          servername: '',
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: () => undefined,
+        }),
+    });
+    client.on('error', () => undefined);
+    return client;
+  }
+
+  function response(stream: http2.ClientHttp2Stream): Promise<number> {
+    return new Promise((resolve, reject) => {
+      stream.once('response', (h) => resolve(Number(h[':status'])));
+      stream.once('error', (err) => reject(new Error(`${String(stream.sentHeaders?.[':method'])} ${String(stream.sentHeaders?.[':authority'])}: ${err.message}`)));
+      stream.once('close', () => reject(new Error(`stream closed before a response (rst ${stream.rstCode})`)));
+    });
+  }
+
+  /** Answers an inbound stream request by connecting to the TCP echo server and attaching the engine to it. */
+  async function attachToEcho(req: HboneStreamRequest): Promise<{ done: Promise<HboneStreamResult> }> {
+    const up = net.connect({ host: '127.0.0.1', port: echoPort });
+    await new Promise<void>((r, j) => {
+      up.once('connect', () => r());
+      up.once('error', j);
+    });
+    const done = e.attach(req.stream, fdOf(up));
+    up.destroy();
+    return { done };
+  }
+
+  async function closeClient(client: http2.ClientHttp2Session): Promise<void> {
+    if (client.destroyed) return;
+    await new Promise<void>((r) => {
+      client.once('close', () => r());
+      client.destroy();
+    });
+  }
+
+  describe('inbound from a node:http2 client (engine terminates TLS, JS decides)', () => {
+    it('a CONNECT becomes a stream request with peer id, authority and headers; attached to a TCP echo server it relays 16 MB each way with half-close', async () => {
+      const client = h2Client();
+      try {
+        const authority = `127.0.0.1:${echoPort}`;
+        const stream = client.request({ ':method': 'CONNECT', ':authority': authority, baggage: 'k8s.service.name=echo', forwarded: 'for="10.0.0.1:1234"' });
+        const status = response(stream);
+        const req = await withTimeout(nextStreamRequest(), 10_000, 'stream request');
+        expect(req).toMatchObject({ peerId: CLIENT_ID, authority, localAddress: '127.0.0.1', localPort: inboundPort, remoteAddress: '127.0.0.1' });
+        expect(req.headers).toEqual([
+          ['baggage', 'k8s.service.name=echo'],
+          ['forwarded', 'for="10.0.0.1:1234"'],
+        ]);
+        const { done } = await attachToEcho(req);
+        expect(await withTimeout(status, 10_000, 'response')).toBe(200);
+        const incoming = hashIncoming(stream);
+        const total = 16 * MB;
+        const expected = sha(pattern(total, 3), 'bye');
+        await sendPattern(stream, total, 3);
+        expect(await withTimeout(incoming, 60_000, 'echo')).toMatchObject({ bytes: total + 3, ended: true, sha: expected });
+        expect(await withTimeout(done, 10_000, 'relay result')).toMatchObject({ outcome: 'eof', sent: total + 3, received: total });
+      } finally {
+        await closeClient(client);
+      }
+    });
+
+    it('respond(401) answers and ends the stream; a non-CONNECT gets 400 from the engine without a stream request', async () => {
+      const client = h2Client();
+      try {
+        const denied = client.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:9' });
+        const status = response(denied);
+        const req = await withTimeout(nextStreamRequest(), 10_000, 'stream request');
+        e.respond(req.stream, 401);
+        expect(await withTimeout(status, 10_000, 'response')).toBe(401);
+        const get = client.request({ ':method': 'GET', ':path': '/' });
+        get.resume();
+        expect(await withTimeout(response(get), 10_000, 'GET response')).toBe(400);
+        const badAuthority = client.request({ ':method': 'CONNECT', ':authority': 'example.com:80' });
+        expect(await withTimeout(response(badAuthority), 10_000, 'bad authority response')).toBe(400);
+        expect(streamRequests).toHaveLength(0);
+        // The session still serves.
+        const again = client.request({ ':method': 'CONNECT', ':authority': '127.0.0.1:9' });
+        const againStatus = response(again);
+        e.respond((await withTimeout(nextStreamRequest(), 10_000, 'stream request')).stream, 503);
+        expect(await withTimeout(againStatus, 10_000, 'response')).toBe(503);
+      } finally {
+        await closeClient(client);
+      }
+    });
+
+    it('attach after the client reset the stream resolves reset and resets the socket', async () => {
+      const client = h2Client();
+      try {
+        const stream = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` });
+        stream.on('error', () => undefined);
+        const req = await withTimeout(nextStreamRequest(), 10_000, 'stream request');
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        await pollUntil(() => e.stats().streams.inbound, (n) => n === 0, 5_000, 20);
+        const result = await withTimeout((await attachToEcho(req)).done, 10_000, 'attach result');
+        expect(result.outcome).toBe('reset');
+      } finally {
+        await closeClient(client);
+      }
+    });
+  });
+
+  describe('engine outbound to engine inbound', () => {
+    it('4 parallel streams of 4 MB each way over pooled sessions, sha256 and half-close', async () => {
+      const total = 4 * MB;
+      const runs = [0, 1, 2, 3].map(async (i) => {
+        const opened = openTo(`127.0.0.1:${echoPort}`, { port: inboundPort });
+        const req = await withTimeout(nextStreamRequest(), 10_000, 'stream request');
+        expect(req.peerId).toBe(CLIENT_ID);
+        const inboundDone = attachToEcho(req);
+        const res = await withTimeout(opened, 10_000, 'open');
+        if (!res.ok) throw new Error(`open failed: ${res.message}`);
+        const { fd, done } = e.attachPair(res.stream);
+        const app = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+        app.on('error', () => undefined);
+        const incoming = hashIncoming(app);
+        const expected = sha(pattern(total, 100 + i), 'bye');
+        await sendPattern(app, total, 100 + i);
+        expect(await withTimeout(incoming, 60_000, `echo ${i}`)).toMatchObject({ bytes: total + 3, ended: true, sha: expected });
+        expect(await withTimeout(done, 10_000, 'outbound result')).toMatchObject({ outcome: 'eof', sent: total, received: total + 3 });
+        expect(await withTimeout((await inboundDone).done, 10_000, 'inbound result')).toMatchObject({ outcome: 'eof', sent: total + 3, received: total });
+        app.destroy();
+      });
+      await Promise.all(runs);
+    });
+  });
+
+  describe('certificate rotation', () => {
+    it('setIdentity with a new certificate: the next open uses a new session with it while an open stream keeps flowing', async () => {
+      const fingerprints = () => peerSessions.map((s) => (s.socket as tls.TLSSocket | undefined)?.getPeerCertificate()?.fingerprint256);
+      const first = await withTimeout(openTo(ECHO), 10_000, 'open');
+      if (!first.ok) throw new Error(`open failed: ${first.message}`);
+      const { fd, done } = e.attachPair(first.stream);
+      const app = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
+      app.on('error', () => undefined);
+      const incoming = hashIncoming(app);
+      const pieces = pattern(2 * MB, 55);
+      for (const p of pieces.slice(0, 4)) app.write(p);
+      const oldPrint = new Set(fingerprints());
+      const renewed = (await ca.issue(CLIENT_ID)) as Cert;
+      e.setIdentity(CLIENT_ID, renewed.chainPem, renewed.keyPem);
+      const sessionsBefore = peerSessions.length;
+      const second = await withTimeout(openTo(ECHO), 10_000, 'open after rotation');
+      expect(second.ok).toBe(true);
+      expect(peerSessions.length).toBe(sessionsBefore + 1);
+      const newPrint = (peerSessions.at(-1)!.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
+      expect(oldPrint.has(newPrint)).toBe(false);
+      if (second.ok) e.abort(second.stream);
+      for (const p of pieces.slice(4)) if (!app.write(p)) await new Promise((r) => app.once('drain', r));
+      app.end();
+      expect(await withTimeout(incoming, 30_000, 'old stream echo')).toMatchObject({ bytes: 2 * MB + 3, sha: sha(pieces, 'bye') });
+      expect(await withTimeout(done, 10_000, 'old stream result')).toMatchObject({ outcome: 'eof' });
+      app.destroy();
     });
   });
 });
