@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
+import { LegacyMtlsConnector, LegacyMtlsError, sidecarSni } from './legacy-mtls';
 import { relay, type ByteCounters, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
@@ -76,6 +77,8 @@ export type OutboundDecision =
    * workload identity (pod-addressed, ztunnel's), or that node's agent and node identity (node-addressed).
    */
   | ({ readonly kind: 'hbone'; readonly nodeAddr: HostPort; readonly nodeId: string; readonly authority: string } & Target)
+  /** Destination runs an Istio sidecar (tunnel LEGACY_ISTIO_MTLS), wherever it is: the sidecar's mutual TLS to `ip:port`, whose certificate must be `serverId`. */
+  | ({ readonly kind: 'legacy_mtls'; readonly ip: string; readonly port: number; readonly serverId: string } & Target)
   | { readonly kind: 'refuse'; readonly reason: RefusalReason; readonly detail: string };
 
 function refuse(reason: RefusalReason, detail: string): OutboundDecision {
@@ -116,6 +119,7 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       break;
   }
   const w = target.destination;
+  if (w.tunnel === 'legacy_istio_mtls') return { kind: 'legacy_mtls', ip: w.ip, port, serverId: w.identity, ...target };
   if (!w.meshed) return { kind: 'passthrough', ip: w.ip, port, ...target };
   if (w.node === i.localNode) return { kind: 'local', ip: w.ip, port, ...target };
   if ((i.hboneAddressing ?? 'pod') === 'pod') {
@@ -175,6 +179,8 @@ export interface OutboundProxyOptions {
    */
   readonly httpTunnels?: HttpTunnelServer;
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
+  /** Trust domains accepted besides the mesh's from Istio sidecars (legacy mTLS destinations), as MeshConfig trustDomainAliases. */
+  readonly trustDomainAliases?: readonly string[] | (() => readonly string[]);
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -195,12 +201,14 @@ export class OutboundProxy {
   private readonly openPerServicePort = new Map<string, number>();
   private readonly log: Logger;
   private readonly authorize: Authorizer;
+  private readonly legacyMtls: LegacyMtlsConnector;
   private closing = false;
 
   constructor(private readonly opts: OutboundProxyOptions) {
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.balancer = new ConnectionBalancer({ policies: () => opts.state.snapshot().trafficPolicies, random: opts.random });
+    this.legacyMtls = new LegacyMtlsConnector({ identities: opts.identities, trustDomainAliases: opts.trustDomainAliases, clusterId: DEFAULT_CLUSTER });
   }
 
   address(): net.AddressInfo {
@@ -348,7 +356,35 @@ export class OutboundProxy {
       case 'hbone':
         this.connectHbone(sock, decision, source!, sourceIp, fields);
         return;
+      case 'legacy_mtls':
+        this.connectLegacyMtls(sock, decision, source!, sourceIp, fields);
+        return;
     }
+  }
+
+  /** To an Istio sidecar: its mutual TLS (agent/proxy/legacy-mtls.ts), reported as mTLS by this source; the sidecar reports the destination side. */
+  private connectLegacyMtls(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'legacy_mtls' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {
+    const service = serviceInfo(d.service, this.opts.state.trustDomain);
+    const info: TcpConnectionInfo = { reporter: 'source', source, destination: d.destination, destinationPrincipal: d.serverId, service, mtls: true, sourceAddress: sourceIp, destinationAddress: formatAuthority(d.ip, d.port) };
+    const sni = service && d.servicePort !== undefined ? sidecarSni(d.servicePort, service.host) : undefined;
+    const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
+    this.legacyMtls.connect({ source, address: { host: d.ip, port: d.port }, expectedServerId: d.serverId, timeoutMs, ...(sni ? { sni } : {}) }).then(
+      (upstream) => {
+        if (sock.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        upstream.on('error', () => undefined);
+        this.startRelay(sock, upstream, this.opts.metrics?.openTcp(info), { ...fields, sidecar: info.destinationAddress });
+      },
+      (err: unknown) => {
+        if (sock.destroyed) return;
+        this.opts.metrics?.recordFailedTcp(info, 'CONNECT');
+        const reason = err instanceof LegacyMtlsError ? err.reason : undefined;
+        const refusal = reason === 'foreign_trust_domain' ? 'foreign_trust_domain' : (err as SmeshError).code === 'SMESH_ERR_IDENTITY' ? 'no_certificate' : 'upstream_connect_failed';
+        this.refuse(sock, refusal, (err as Error).message, { ...fields, ...(reason ? { legacyMtls: reason } : {}) });
+      },
+    );
   }
 
   /** Same-node plaintext: the native splice relay when available and both sockets can be handed over, else the JS relay. */
