@@ -478,6 +478,160 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
     });
   });
 
+  /** A TLS 1.3 + ALPN h2 connection to the engine's inbound that speaks raw HTTP/2 frames (for hostile peers). */
+  async function rawTls(cert: Cert = clientCert): Promise<{ sock: tls.TLSSocket; received: Promise<Buffer> }> {
+    const sock = tls.connect({ host: '127.0.0.1', port: inboundPort, key: cert.keyPem, cert: cert.chainPem, ca: ca.trustBundlePem(), ALPNProtocols: ['h2'], servername: '', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    sock.on('error', () => undefined);
+    const chunks: Buffer[] = [];
+    sock.on('data', (c: Buffer) => chunks.push(c));
+    const received = new Promise<Buffer>((r) => sock.once('close', () => r(Buffer.concat(chunks))));
+    await new Promise<void>((r, j) => {
+      sock.once('secureConnect', () => r());
+      sock.once('close', () => j(new Error('raw TLS client closed during the handshake')));
+    });
+    return { sock, received };
+  }
+
+  const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(streamId & 0x7fffffff, 5);
+    return Buffer.concat([h, payload]);
+  }
+  const SETTINGS = (entries: Array<[number, number]> = []) => {
+    const p = Buffer.alloc(entries.length * 6);
+    entries.forEach(([id, v], i) => {
+      p.writeUInt16BE(id, i * 6);
+      p.writeUInt32BE(v >>> 0, i * 6 + 2);
+    });
+    return frame(4, 0, 0, p);
+  };
+
+  /** The error code of the first GOAWAY among the frames the server sent, if any. */
+  function goawayCode(bytes: Buffer): number | undefined {
+    for (let off = 0; off + 9 <= bytes.length; ) {
+      const len = bytes.readUIntBE(off, 3);
+      const type = bytes[off + 3];
+      if (type === 7 && off + 9 + 8 <= bytes.length) return bytes.readUInt32BE(off + 9 + 4);
+      off += 9 + len;
+    }
+    return undefined;
+  }
+
+  describe('hostile peers fail only their own connection (inbound)', () => {
+    let baseline = 0;
+    beforeAll(async () => {
+      // The engine's threads (an epoll and an eventfd each) start with its first use: count after that.
+      await openTo(ECHO, { sourceId: `spiffe://${TD}/ns/default/sa/nobody` });
+      await pollUntil(() => e.stats().sessions.inbound, (n) => n === 0, 5_000, 20);
+      baseline = fdCount();
+    });
+
+    async function expectSessionsGone(): Promise<void> {
+      const settled = await pollUntil(() => ({ sessions: e.stats().sessions.inbound, streams: e.stats().streams.inbound, fds: fdCount() }), (v) => v.sessions === 0 && v.streams === 0 && v.fds <= baseline, 10_000, 20);
+      expect(settled.sessions).toBe(0);
+      expect(settled.streams).toBe(0);
+      expect(settled.fds).toBeLessThanOrEqual(baseline);
+    }
+
+    it('a client without certificate, one with a certificate of another CA and plain garbage are refused as handshake failures; no fd is left', async () => {
+      sessionEvents.length = 0;
+      const tlsClient = (cert: Cert | undefined) => {
+        const sock = tls.connect({ host: '127.0.0.1', port: inboundPort, ...(cert ? { key: cert.keyPem, cert: cert.chainPem } : {}), ca: ca.trustBundlePem(), ALPNProtocols: ['h2'], servername: '', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+        sock.on('error', () => undefined);
+        sock.resume();
+        return withTimeout(new Promise((r) => sock.once('close', r)), 10_000, 'refused client closes');
+      };
+      await tlsClient(undefined);
+      const { makeCa, issueLeaf } = await import('../helpers/certs');
+      const dir = fs.mkdtempSync('/tmp/smesh-test-rogue-');
+      try {
+        const rogueCa = makeCa(dir);
+        const leaf = issueLeaf(dir, rogueCa, CLIENT_ID);
+        await tlsClient({ chainPem: fs.readFileSync(leaf.cert, 'utf8'), keyPem: fs.readFileSync(leaf.key, 'utf8') });
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+      const garbage = net.connect({ host: '127.0.0.1', port: inboundPort });
+      garbage.on('error', () => undefined);
+      garbage.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      garbage.resume();
+      await withTimeout(new Promise((r) => garbage.once('close', r)), 10_000, 'garbage client closes');
+      const failures = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'handshake_failed').map((ev) => (ev.type === 'handshake_failed' ? ev.reason : '')), (r) => r.length >= 3, 5_000, 20);
+      expect(failures).toEqual(expect.arrayContaining(['no_certificate', 'bad_certificate', 'not_tls']));
+      await expectSessionsGone();
+    });
+
+    it('protocol errors get GOAWAY with their code and the session closes: window overflow (FLOW_CONTROL_ERROR), CONTINUATION flood (ENHANCE_YOUR_CALM), a non-HTTP/2 preface (PROTOCOL_ERROR)', async () => {
+      sessionEvents.length = 0;
+      const overflow = await rawTls();
+      const inc = Buffer.alloc(4);
+      inc.writeUInt32BE(0x7fffffff, 0);
+      overflow.sock.write(Buffer.concat([PREFACE, SETTINGS(), frame(8, 0, 0, inc)]));
+
+      const continuation = await rawTls();
+      const headers = [frame(1, 0, 1, Buffer.from([0x82]))]; // HEADERS without END_HEADERS: :method GET
+      for (let i = 0; i < 200; i++) headers.push(frame(9, 0, 1, Buffer.from([0x90]))); // CONTINUATION: accept-encoding
+      continuation.sock.write(Buffer.concat([PREFACE, SETTINGS(), ...headers]));
+
+      const notH2 = await rawTls();
+      notH2.sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+
+      const [a, b, c] = await withTimeout(Promise.all([overflow.received, continuation.received, notH2.received]), 10_000, 'server closes');
+      const codes = [a, b, c].map((bytes) => goawayCode(bytes));
+      expect(codes).toEqual([http2.constants.NGHTTP2_FLOW_CONTROL_ERROR, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, http2.constants.NGHTTP2_PROTOCOL_ERROR]);
+      const closed = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'session_closed'), (l) => l.length >= 3, 5_000, 20);
+      expect(closed.map((ev) => ev.reason)).toEqual(['protocol_error', 'protocol_error', 'protocol_error']);
+      await expectSessionsGone();
+    });
+
+    it('rapid reset: more than maxEarlyResets streams reset before their response get GOAWAY ENHANCE_YOUR_CALM and the session closes', async () => {
+      sessionEvents.length = 0;
+      const client = h2Client();
+      const goaway = new Promise<number>((r) => client.once('goaway', (code: number) => r(code)));
+      for (let i = 0; i < 40; i++) {
+        const s = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` });
+        s.on('error', () => undefined);
+        s.once('ready', () => s.close(http2.constants.NGHTTP2_CANCEL));
+      }
+      expect(await withTimeout(goaway, 10_000, 'GOAWAY')).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      const closed = await pollUntil(() => sessionEvents.find((ev) => ev.type === 'session_closed'), (ev) => ev !== undefined, 5_000, 20);
+      expect(closed).toMatchObject({ direction: 'inbound', reason: 'rapid_reset' });
+      await closeClient(client);
+      streamRequests.length = 0;
+      await expectSessionsGone();
+    });
+
+    it('a peer that stops answering (no PING reply) is closed as unresponsive', async () => {
+      sessionEvents.length = 0;
+      const silent = await rawTls();
+      silent.sock.write(Buffer.concat([PREFACE, SETTINGS()]));
+      await withTimeout(silent.received, 10_000, 'server closes a silent peer');
+      const closed = await pollUntil(() => sessionEvents.find((ev) => ev.type === 'session_closed'), (ev) => ev !== undefined, 5_000, 20);
+      expect(closed).toMatchObject({ reason: 'unresponsive' });
+      await expectSessionsGone();
+    });
+
+    it('still serves a well-behaved client afterwards', async () => {
+      const client = h2Client();
+      try {
+        const stream = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` });
+        const status = response(stream);
+        const { done } = await attachToEcho(await withTimeout(nextStreamRequest(), 10_000, 'stream request'));
+        expect(await withTimeout(status, 10_000, 'response')).toBe(200);
+        const incoming = hashIncoming(stream);
+        stream.end('ping');
+        expect(await withTimeout(incoming, 10_000, 'echo')).toMatchObject({ bytes: 7, tail: 'pingbye' });
+        expect(await withTimeout(done, 10_000, 'result')).toMatchObject({ outcome: 'eof' });
+      } finally {
+        await closeClient(client);
+      }
+    });
+  });
+
   describe('engine outbound to engine inbound', () => {
     it('4 parallel streams of 4 MB each way over pooled sessions, sha256 and half-close', async () => {
       const total = 4 * MB;
