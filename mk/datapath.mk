@@ -4,6 +4,8 @@
 #   native   build build/native/Release/smesh_native.node (cmake-js; CMake compiles BPF and the
 #            skeleton itself, with the same flags, into build/native/gen/)
 #   vmlinux  regenerate the committed bpf/vmlinux.h from the running kernel's BTF
+#   native-asan       the addon built with -fsanitize=address,undefined into build/native-asan
+#   test-native-asan  the native HBONE engine tests against that build (libasan preloaded into node)
 # Paths are relative to the repository root (run make from there).
 
 BPF_CLANG   ?= clang
@@ -21,7 +23,7 @@ BPF_SKEL    := $(BPF_OUT_DIR)/smesh.skel.h
 NATIVE_NODE := build/native/Release/smesh_native.node
 NATIVE_DEPS := $(wildcard native/*.cc native/*.h) native/CMakeLists.txt $(BPF_DEPS)
 
-.PHONY: bpf native vmlinux clean-datapath
+.PHONY: bpf native vmlinux clean-datapath native-asan test-native-asan
 
 bpf: $(BPF_SKEL)
 
@@ -36,6 +38,22 @@ native: $(NATIVE_NODE)
 
 $(NATIVE_NODE): $(NATIVE_DEPS)
 	$(CMAKE_JS) compile -d native -O build/native
+
+NATIVE_ASAN_NODE := build/native-asan/Release/smesh_native.node
+ASAN_TESTS       ?= test/native/hbone-engine.test.ts
+
+native-asan: $(NATIVE_ASAN_NODE)
+
+$(NATIVE_ASAN_NODE): $(NATIVE_DEPS)
+	$(CMAKE_JS) compile -d native -O build/native-asan --CDSMESH_ASAN=ON
+
+# node is not instrumented: libasan must be the first library loaded. Leak checking is off (node's own allocations at
+# exit would drown ours); every other ASan/UBSan finding aborts the test process.
+test-native-asan: $(NATIVE_ASAN_NODE)
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	SMESH_NATIVE_ADDON=$(NATIVE_ASAN_NODE) npx vitest run $(ASAN_TESTS)
 
 vmlinux:
 	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > bpf/vmlinux.h.tmp && mv bpf/vmlinux.h.tmp bpf/vmlinux.h

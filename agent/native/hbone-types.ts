@@ -74,7 +74,7 @@ export interface HboneStreamResult {
    * reset; error: a socket/TLS/HTTP/2 error ended it (its session died); aborted: abort() or engine stop.
    */
   readonly outcome: 'eof' | 'reset' | 'error' | 'aborted';
-  /** Which side ended it for reset/error. */
+  /** Which side ended it for reset/error. A reset or error of the fd is sent as RST_STREAM CONNECT_ERROR (RFC 9113 §8.5, as the JS relay); abort() sends CANCEL. */
   readonly side?: 'tunnel' | 'fd';
   /** RST_STREAM / GOAWAY error code when the tunnel side reset. */
   readonly h2Code?: number;
@@ -130,7 +130,10 @@ export interface HboneEngine {
 
   /** Inbound: the engine takes over a just-accepted TCP socket (it dups `fd`; the caller destroys its own socket without reading) and terminates TLS presenting `certId`'s certificate. Returns the session id. */
   serve(fd: number, certId: string): number;
-  /** Inbound: answers a stream request with a non-200 status and ends the stream. */
+  /**
+   * Inbound: answers a stream request with a non-200 status and ends the stream (HEADERS with END_STREAM; the engine
+   * drops what the client still sends and resets the stream if the client has not ended it within connectTimeoutMs).
+   */
   respond(stream: number, status: number): void;
 
   /**
@@ -139,7 +142,11 @@ export interface HboneEngine {
    * already read from the socket, sent into the tunnel first.
    */
   attach(stream: number, fd: number, pending?: Buffer): Promise<HboneStreamResult>;
-  /** Like attach, over a new socketpair whose other end is returned for the caller (wrap with `new net.Socket({ fd })`). */
+  /**
+   * Like attach, over a new socketpair whose other end is returned for the caller (wrap with `new net.Socket({ fd })`).
+   * Throws SMESH_ERR_HBONE when the stream is unknown or already over (no socket to hand out). A reset on the tunnel side
+   * closes the engine's end: over AF_UNIX the caller sees EOF, not ECONNRESET — the result's outcome says 'reset'.
+   */
   attachPair(stream: number): { readonly fd: number; readonly done: Promise<HboneStreamResult> };
   /** Resets a stream (RST_STREAM CANCEL, attached socket reset); false if unknown or over. */
   abort(stream: number): boolean;
