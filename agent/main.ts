@@ -12,7 +12,7 @@ import { RemoteCa } from './identity/remote-ca';
 import { heapGuard } from './runtime/v8-heap';
 import { packageVersion } from './version';
 import { IdentityManager } from './identity/manager';
-import { controlSpiffeId, nodeSpiffeId } from './identity/spiffe';
+import { controlSpiffeId, nodeSpiffeId, unionTrustDomainAliases } from './identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import type { HboneEngine } from './native/hbone-types';
@@ -135,6 +135,18 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
   if (!opts.noAccessLog) metrics.accessLog = logs.child('access');
   metrics.accessLogRequests = opts.accessLogRequests;
   const state = new StateStore(emptySnapshot());
+  // Trust-domain aliases in force: the flag's and the MeshConfig's, read per decision so a MeshConfig change applies
+  // to new HBONE sessions and policy decisions without a restart (recomputed only when the MeshConfig's list changes).
+  let meshAliases: readonly string[] | undefined;
+  let aliasesInForce = opts.trustDomainAliases;
+  const trustDomainAliases = (): readonly string[] => {
+    const fromMesh = state.snapshot().trustDomainAliases;
+    if (fromMesh !== meshAliases) {
+      meshAliases = fromMesh;
+      aliasesInForce = unionTrustDomainAliases(opts.trustDomainAliases, fromMesh);
+    }
+    return aliasesInForce;
+  };
   const cleanups: Array<() => Promise<void> | void> = [];
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -229,6 +241,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
         return {
           node: { name: opts.nodeName, address: nodeIp, identity: nodeId },
           trustDomain: s.trustDomain,
+          trustDomainAliases: trustDomainAliases(), // in force: the flag's and the MeshConfig's
           xds: xds.status(),
           workloads: [...s.workloads.values()],
           services: [...s.services.values()],
@@ -290,7 +303,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       metrics.onScrape(() => kernelDenials.flush());
       // The IPv6 source the proxy dials IPv6 pods from is trusted as the IPv4 capture address is (never captured, passes STRICT).
       const ownSources = opts.captureIp6 ? [opts.captureIp6] : [];
-      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))], () => opts.trustDomainAliases);
+      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))], trustDomainAliases);
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
@@ -312,7 +325,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     await certificates;
 
     // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
-    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access'), trustDomainAliases: () => opts.trustDomainAliases });
+    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access'), trustDomainAliases });
     // Open L4 connections (inbound HBONE streams, same-node outbound) are decided again when the policies change;
     // those now denied are reset (requests on HTTP ports are decided one by one anyway).
     const connections = new ConnectionTracker({ decide: authorize.decide, closed: metrics.policyConnectionsClosed, logger: logs.child('access') });
@@ -324,8 +337,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const engine = await selectDataplane(opts, log);
     const engineIdentities = engine ? new EngineIdentities(engine, identities) : undefined;
     const hbone = engine
-      ? new NativeHboneClient({ engine, identities: engineIdentities!, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases })
-      : new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases: opts.trustDomainAliases });
+      ? new NativeHboneClient({ engine, identities: engineIdentities!, metrics, logger: logs.child('hbone-client'), trustDomainAliases })
+      : new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases });
     cleanups.push(() => hbone.close());
     metrics.dataplane.set({ dataplane: engine ? 'native' : 'js' }, 1);
     if (engine) {
@@ -355,6 +368,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const outbound = new OutboundProxy({
       state,
       identities,
+      trustDomainAliases,
       hbone,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
@@ -373,7 +387,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const inbound = new InboundProxy({
       identities,
       nodeId,
-      trustDomainAliases: opts.trustDomainAliases,
+      trustDomainAliases,
       nodeName: opts.nodeName,
       state,
       listen: { host: '0.0.0.0', port: opts.inboundPort },

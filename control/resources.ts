@@ -605,7 +605,8 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   for (const n of snapshot.nodes.values()) nodes.push(cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
   const anchors = [...opts.trustAnchors];
   const meshConfig = new EntryList();
-  meshConfig.push(cache.get(slotM, MESH_CONFIG_NAME, JSON.stringify([td, anchors]), () => codecs.meshConfig.pack({ trustDomain: td, trustAnchors: anchors })));
+  const aliases = [...(snapshot.trustDomainAliases ?? [])];
+  meshConfig.push(cache.get(slotM, MESH_CONFIG_NAME, JSON.stringify([td, anchors, aliases]), () => codecs.meshConfig.pack({ trustDomain: td, trustAnchors: anchors, trustDomainAliases: aliases })));
   const authorizations = new Map<string, ResourceEntry>();
   for (const p of policies) {
     const name = policyKey(p);

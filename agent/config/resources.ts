@@ -77,7 +77,7 @@ const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly 
   MeshConfig: {
     apiVersion: 'smesh.io/v1alpha1',
     namespaced: false,
-    spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', certificateTTL: 'duration', rootNamespace: 'nonEmptyString' } } }),
+    spec: resourceSpec({ object: { fields: { trustDomain: 'nonEmptyString', trustDomainAliases: { arrayOf: 'string' }, certificateTTL: 'duration', rootNamespace: 'nonEmptyString' } } }),
   },
   AuthorizationPolicy: {
     istio: true,
@@ -274,6 +274,27 @@ interface DocMemo {
 }
 const docMemos = new WeakMap<ParsedDoc, DocMemo>();
 
+/**
+ * MeshConfig spec.trustDomainAliases, validated as Istio validates them (each a trust domain like spec.trustDomain)
+ * plus what would be a mistake here: the mesh's own trust domain, or one listed twice. Bad entries are reported and
+ * left out (a Kubernetes source keeps the rest in force).
+ */
+function meshTrustDomainAliases(d: ParsedDoc, trustDomain: string, problems: ConfigProblem[]): string[] {
+  const raw: unknown = d.body.spec?.trustDomainAliases;
+  if (!Array.isArray(raw)) return []; // absent; a wrong type is already reported by the schema
+  const out: string[] = [];
+  raw.forEach((td: unknown, i) => {
+    const field = `spec.trustDomainAliases[${i}]`;
+    const problem = (message: string) => problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field, message });
+    if (typeof td !== 'string') return; // reported by the schema
+    if (!/^[a-z0-9.\-_]+$/.test(td)) problem(`expected a trust domain of lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(td)}`);
+    else if (td === trustDomain) problem(`${JSON.stringify(td)} is the mesh's trust domain (spec.trustDomain); an alias names another one`);
+    else if (out.includes(td)) problem(`${JSON.stringify(td)} is listed twice (first at spec.trustDomainAliases[${raw.indexOf(td)}])`);
+    else out.push(td);
+  });
+  return out;
+}
+
 /** Builds a snapshot from validated documents; cross-resource problems (duplicates, missing nodes) are appended. */
 export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProblem[]): MeshSnapshot {
   let trustDomain = 'cluster.local';
@@ -288,6 +309,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
     problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field: 'spec.trustDomain', message: `expected lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(trustDomain)}` });
   }
 
+  const trustDomainAliases = meshConfigs[0] ? meshTrustDomainAliases(meshConfigs[0], trustDomain, problems) : [];
   const rootNamespace: string = meshConfigs[0]?.body.spec?.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
   const authorizationPolicies: AuthorizationPolicy[] = [];
   const peerAuthentications: PeerAuthentication[] = [];
@@ -442,6 +464,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
   }
   return {
     trustDomain,
+    ...(trustDomainAliases.length > 0 ? { trustDomainAliases } : {}),
     nodes,
     workloads,
     services,

@@ -148,6 +148,24 @@ export function parseTrustDomainAliases(field: string, aliases: readonly string[
 }
 
 /**
+ * Where a component reads the trust-domain aliases from: a fixed list, or a function asked on every decision (the
+ * agent's combines the flag's aliases with the MeshConfig's, so a MeshConfig change applies without a restart).
+ */
+export type TrustDomainAliasSource = readonly string[] | (() => readonly string[]);
+
+/** The aliases `source` names right now (none when absent). */
+export function currentTrustDomainAliases(source: TrustDomainAliasSource | undefined): readonly string[] {
+  if (source === undefined) return [];
+  return typeof source === 'function' ? source() : source;
+}
+
+/** The union of two alias lists, `a`'s order first; returns `a` itself when `b` adds nothing (no allocation per call). */
+export function unionTrustDomainAliases(a: readonly string[], b: readonly string[] | undefined): readonly string[] {
+  if (!b || b.length === 0 || b.every((td) => a.includes(td))) return a;
+  return [...a, ...b.filter((td, i) => !a.includes(td) && b.indexOf(td) === i)];
+}
+
+/**
  * The trust domains a peer's certificate may name: the mesh's own and its aliases. Everything else is foreign, even
  * when the certificate chains to the mesh root (a root shared with another mesh, or a CA that signed what it should not).
  */

@@ -125,14 +125,24 @@ export class ConnectionTracker implements ConnectionRegistry {
   }
 }
 
+type PolicyInputs = {
+  readonly authorizationPolicies?: unknown;
+  readonly workloads?: unknown;
+  readonly services?: unknown;
+  readonly trafficPolicies?: unknown;
+  readonly rootNamespace?: unknown;
+  readonly trustDomainAliases?: readonly string[];
+};
+
 /**
  * Whether the policy-relevant part of the state changed between two snapshots (by identity: snapshots
  * are immutable, unchanged parts are shared): authorization policies, workloads (labels, policy
- * references), services and traffic policies (which ports are HTTP).
+ * references), services and traffic policies (which ports are HTTP), and the MeshConfig's trust-domain aliases
+ * (principals are expanded across them; compared by content).
  */
 export function policyInputsChanged(
-  prev: { readonly authorizationPolicies?: unknown; readonly workloads?: unknown; readonly services?: unknown; readonly trafficPolicies?: unknown; readonly rootNamespace?: unknown } | undefined,
-  next: { readonly authorizationPolicies?: unknown; readonly workloads?: unknown; readonly services?: unknown; readonly trafficPolicies?: unknown; readonly rootNamespace?: unknown },
+  prev: PolicyInputs | undefined,
+  next: PolicyInputs,
 ): boolean {
   if (!prev) return true;
   return (
@@ -140,6 +150,7 @@ export function policyInputsChanged(
     prev.workloads !== next.workloads ||
     prev.services !== next.services ||
     prev.trafficPolicies !== next.trafficPolicies ||
-    prev.rootNamespace !== next.rootNamespace
+    prev.rootNamespace !== next.rootNamespace ||
+    (prev.trustDomainAliases ?? []).join(',') !== (next.trustDomainAliases ?? []).join(',')
   );
 }

@@ -2,7 +2,7 @@
 import * as http2 from 'http2';
 import * as tls from 'tls';
 import { SmeshError } from '../errors';
-import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../identity/spiffe';
+import { currentTrustDomainAliases, spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
@@ -24,8 +24,9 @@ export interface HboneClientOptions {
   /**
    * Trust domains accepted besides the mesh's own (that of the expected server id), as Istio's MeshConfig
    * `trustDomainAliases`: a server may present the expected identity under an alias. Any other trust domain is refused.
+   * A function is asked for each new session (a MeshConfig change applies without a restart).
    */
-  readonly trustDomainAliases?: readonly string[];
+  readonly trustDomainAliases?: TrustDomainAliasSource;
   /** Limits the info lines about refused server certificates (default 10 per 10 s; the rest only counted). */
   readonly failureLogLimiter?: LogRateLimiter;
 }
@@ -192,7 +193,7 @@ export class HboneClient {
     if (again) return again;
 
     const expected = req.expectedServerId;
-    const trustDomains = new TrustDomains(trustDomainOf(expected) ?? '', this.opts.trustDomainAliases ?? []);
+    const trustDomains = new TrustDomains(trustDomainOf(expected) ?? '', currentTrustDomainAliases(this.opts.trustDomainAliases));
     const tlsOptions: tls.ConnectionOptions = {
       host: req.node.host,
       port: req.node.port,

@@ -7,7 +7,7 @@ import { performance } from 'perf_hooks';
 import type * as tls from 'tls';
 import { SmeshError } from '../errors';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
-import { peerSpiffeId, TrustDomains, trustDomainOf } from '../identity/spiffe';
+import { currentTrustDomainAliases, peerSpiffeId, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
 import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
@@ -90,8 +90,9 @@ export interface InboundProxyOptions {
   /**
    * Trust domains accepted besides the mesh's own (the trust domain of `nodeId`), as Istio's MeshConfig
    * `trustDomainAliases`. A peer certificate naming any other trust domain gets 401, even when it chains to the root.
+   * A function is asked for each new session (a MeshConfig change applies without a restart).
    */
-  readonly trustDomainAliases?: readonly string[];
+  readonly trustDomainAliases?: TrustDomainAliasSource;
   /** Session liveness check period (default HBONE_LIVENESS_CHECK_MS); also the grace a destroyed session's socket gets to flush its GOAWAY. */
   readonly livenessCheckMs?: number;
   /** Streams reset by the peer before their response per session and 10 s before GOAWAY ENHANCE_YOUR_CALM (default HBONE_MAX_EARLY_RESETS). */
@@ -226,7 +227,7 @@ export class InboundProxy {
   private readonly log: Logger;
   private readonly authorize: Authorizer;
   private readonly resolveLocal: ResolveLocal;
-  private readonly trustDomains: TrustDomains;
+  private readonly meshTrustDomain: string;
   private readonly failureLog: LogRateLimiter;
   /** The TLS socket whose session node:http2 is creating ('secureConnection' runs just before 'session'). */
   private accepting?: tls.TLSSocket;
@@ -239,7 +240,7 @@ export class InboundProxy {
     this.resolveLocal = opts.resolveLocal ?? defaultResolveLocal(opts.state, opts.nodeName);
     const meshTrustDomain = trustDomainOf(opts.nodeId);
     if (!meshTrustDomain) throw new SmeshError('SMESH_ERR_IDENTITY', `node identity ${JSON.stringify(opts.nodeId)} is not a smesh SPIFFE id (spiffe://<td>/smesh/node/<name>)`);
-    this.trustDomains = new TrustDomains(meshTrustDomain, opts.trustDomainAliases ?? []);
+    this.meshTrustDomain = meshTrustDomain;
     this.failureLog = opts.failureLogLimiter ?? new LogRateLimiter(10, 10_000);
     if (opts.engine) {
       if (!opts.engineIdentities) throw new SmeshError('SMESH_ERR_CONFIG', 'InboundProxy: engine needs engineIdentities');
@@ -507,8 +508,9 @@ export class InboundProxy {
       this.handshakeFailed('no_spiffe_id', remoteAddress, detail);
       return { refusal: { reason: 'unauthenticated', detail } };
     }
-    if (!this.trustDomains.accepts(id)) {
-      const accepted = [this.trustDomains.mesh, ...this.trustDomains.aliases].join(', ');
+    const trustDomains = new TrustDomains(this.meshTrustDomain, currentTrustDomainAliases(this.opts.trustDomainAliases));
+    if (!trustDomains.accepts(id)) {
+      const accepted = [trustDomains.mesh, ...trustDomains.aliases].join(', ');
       const detail = `client certificate names trust domain ${trustDomainOf(id)}, accepted: ${accepted}`;
       this.handshakeFailed('foreign_trust_domain', remoteAddress, detail, { peer: id });
       return { refusal: { reason: 'foreign_trust_domain', detail } };

@@ -2,7 +2,7 @@
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SmeshError } from '../errors';
-import { TrustDomains, trustDomainOf } from '../identity/spiffe';
+import { currentTrustDomainAliases, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
 import type { UsableCert } from '../identity/manager';
 import { socketFd } from '../native/datapath';
 import type { HboneEngine, HboneOpenResult, HboneSessionEvent, HboneStreamResult } from '../native/hbone-types';
@@ -186,7 +186,8 @@ export interface NativeHboneClientOptions {
   readonly identities: EngineIdentities;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
-  readonly trustDomainAliases?: readonly string[];
+  /** Trust domains accepted besides the expected server's (MeshConfig trustDomainAliases); a function is asked per stream. */
+  readonly trustDomainAliases?: TrustDomainAliasSource;
   readonly failureLogLimiter?: LogRateLimiter;
 }
 
@@ -211,7 +212,7 @@ export class NativeHboneClient {
     const expected = req.expectedServerId;
     const td = trustDomainOf(expected) ?? '';
     const suffix = expected.slice(`spiffe://${td}`.length);
-    const accept = [expected, ...(this.opts.trustDomainAliases ?? []).filter((a) => a !== td).map((a) => `spiffe://${a}${suffix}`)];
+    const accept = [expected, ...currentTrustDomainAliases(this.opts.trustDomainAliases).filter((a) => a !== td).map((a) => `spiffe://${a}${suffix}`)];
     const res = await this.opts.engine.open({
       sourceId: req.sourceId,
       host: req.node.host,
@@ -248,7 +249,7 @@ export class NativeHboneClient {
         this.opts.metrics?.hboneStreams.inc({ direction: 'outbound', result: String(res.status) });
         return new SmeshError('SMESH_ERR_HBONE', `HBONE CONNECT ${req.authority} via ${formatAuthority(req.node.host, req.node.port)} was answered with status ${res.status}`);
       case 'identity': {
-        const trust = new TrustDomains(trustDomainOf(req.expectedServerId) ?? '', this.opts.trustDomainAliases ?? []);
+        const trust = new TrustDomains(trustDomainOf(req.expectedServerId) ?? '', currentTrustDomainAliases(this.opts.trustDomainAliases));
         const reason = res.peerId === undefined ? 'no_spiffe_id' : trust.accepts(res.peerId) ? 'wrong_identity' : 'foreign_trust_domain';
         this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'outbound', reason });
         const suppressed = this.failureLog.take();

@@ -83,6 +83,11 @@ export interface MeshSnapshot {
   readonly authorizationPolicies?: readonly AuthorizationPolicy[];
   /** MeshConfig rootNamespace (policies there apply mesh-wide); absent = "istio-system". */
   readonly rootNamespace?: string;
+  /**
+   * MeshConfig trustDomainAliases: other trust domains whose identities the mesh accepts as its own (HBONE peers,
+   * AuthorizationPolicy principals); valid, distinct and never `trustDomain`. Absent = none (the agent's flag may add some).
+   */
+  readonly trustDomainAliases?: readonly string[];
   /** Service key `<ns>/<name>` → its traffic policy, in key order (absent = none: agent defaults everywhere). */
   readonly trafficPolicies?: ReadonlyMap<string, ServiceTrafficPolicy>;
   /**

@@ -94,6 +94,8 @@ export interface AcceptedMeshConfig {
   readonly trustDomain: string;
   /** PEM, one certificate each, current first. */
   readonly trustAnchors: readonly string[];
+  /** Other trust domains accepted as the mesh's (Istio's MeshConfig trustDomainAliases); distinct, never `trustDomain`. */
+  readonly trustDomainAliases: readonly string[];
 }
 
 /** A validated istio.security.Authorization in the policy model (L4 fields plus the smesh L7 extension). */
@@ -133,6 +135,7 @@ interface LocalWorkloadMsg {
 interface MeshConfigMsg {
   trustDomain: string;
   trustAnchors: string[];
+  trustDomainAliases: string[];
 }
 
 interface Codecs {
@@ -629,7 +632,15 @@ function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
     if (!cert.ca) fail(`trust_anchors[${i}]`, `expected a CA certificate, got one without basicConstraints CA:TRUE (subject ${q(cert.subject)})`);
     return cert.toString().trim() + '\n';
   });
-  return { kind: 'meshConfig', trustDomain: m.trustDomain, trustAnchors };
+  const trustDomainAliases: string[] = [];
+  (m.trustDomainAliases ?? []).forEach((td, i) => {
+    const field = `trust_domain_aliases[${i}]`;
+    requireMatch(field, td, TRUST_DOMAIN_RE, 'a lowercase trust domain [a-z0-9._-]+');
+    if (td === m.trustDomain) fail(field, `expected a trust domain other than trust_domain, got ${q(td)}`);
+    if (trustDomainAliases.includes(td)) fail(field, `expected each alias once, ${q(td)} is also trust_domain_aliases[${trustDomainAliases.indexOf(td)}]`);
+    trustDomainAliases.push(td);
+  });
+  return { kind: 'meshConfig', trustDomain: m.trustDomain, trustAnchors, trustDomainAliases };
 }
 
 /** Short label naming a resource in errors, e.g. `Address Kubernetes//Pod/default/a`. */
@@ -749,6 +760,11 @@ export function toService(s: AcceptedService, endpoints: readonly EndpointPorts[
   return { key: `${s.namespace}/${s.name}`, name: s.name, namespace: s.namespace, vips: s.vips, ports, selector: NO_SELECTOR, endpointUids: uids };
 }
 
+/** The snapshot's `trustDomainAliases` from an accepted MeshConfig: the accepted list itself (stable identity), absent when none. */
+export function meshTrustDomainAliases(m: AcceptedMeshConfig | undefined): { trustDomainAliases?: readonly string[] } {
+  return m && m.trustDomainAliases.length > 0 ? { trustDomainAliases: m.trustDomainAliases } : {};
+}
+
 /**
  * Builds the complete mesh state from the accepted resources. Pure and deterministic: iteration is
  * in resource-name order, so the same inputs always give the same snapshot.
@@ -825,7 +841,7 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   }
   const trafficPolicies = resolveTrafficPolicies(accepted.trafficPolicies, xdsServices, ordered, warnings);
   return {
-    snapshot: { trustDomain, nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}) },
+    snapshot: { trustDomain, ...meshTrustDomainAliases(accepted.meshConfig), nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}) },
     trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
     warnings,
   };

@@ -5,6 +5,7 @@ import type { MeshNode, MeshSnapshot, Service, Workload } from '../state/types';
 import {
   DEFAULT_TRUST_DOMAIN,
   identityOf,
+  meshTrustDomainAliases,
   q,
   resolveTrafficPolicies,
   toService,
@@ -378,6 +379,7 @@ export class IncrementalSnapshot {
 
     const snapshot: MeshSnapshot = {
       trustDomain: td,
+      ...meshTrustDomainAliases(this.meshConfig),
       nodes: this.nodes,
       workloads: this.workloads,
       services: this.services,

@@ -1,4 +1,4 @@
-// HBONE on real agents (two-node namespaced topology): foreign trust domains get 401 and alias ones are accepted; a fuzz burst of malformed HTTP/2 leaves the agent's descriptors, sessions and pod-side connections at baseline.
+// HBONE on real agents (two-node namespaced topology): foreign trust domains get 401 and alias ones are accepted (from the flag, and from MeshConfig applied live); a fuzz burst of malformed HTTP/2 leaves the agent's descriptors, sessions and pod-side connections at baseline.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -6,11 +6,13 @@ import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, APPS_DIR, NOD
 import { waitExit, lastJsonLine, tail } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
 import { issueLeaf } from '../helpers/certs';
-import { waitUntil } from '../helpers/logs';
+import { pollUntil, waitUntil } from '../helpers/logs';
 
 const problem = privilegeProblem();
 const ECHO_PORT = 9000;
 const ALIAS = 'old.example';
+/** An alias that only MeshConfig names (no agent has it as a flag). */
+const MESH_ALIAS = 'previous.example';
 
 describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (skipped: ${problem})` : ''}`, () => {
   let topo: Topology;
@@ -33,6 +35,8 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
       node1 = topo.node('node1');
       node2 = topo.node('node2');
       await topo.startApp('server', 'echo-server', ['--port', String(ECHO_PORT)]);
+      // An echo on node1 too: node1's agent runs without --trust-domain-aliases (MeshConfig aliases alone).
+      await topo.startApp('client', 'echo-server', ['--port', String(ECHO_PORT)]);
       cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir);
       const a1 = topo.startAgent(node1, cfgDir);
@@ -54,11 +58,13 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
 
   const diag = () => agents.map((a) => `--- agent ${a.node.name} (pid ${a.pid}) ---\n${tail(a.logs(), 20)}`).join('\n');
   const metric = async (name: string, labels: Record<string, string>) => sum(parseMetrics(await server.metrics()), name, labels);
-  const hbone = (spiffeId: string, name: string) => {
+  /** An HBONE CONNECT with a mesh-root certificate for `spiffeId` to node2's agent (its echo pod), or to node1's. */
+  const hbone = (spiffeId: string, name: string, to: 'node2' | 'node1' = 'node2') => {
     const leaf = issueLeaf(topo.makeTempDir(name), root, spiffeId, name);
-    return topo.runClient({ node: node1 }, [
-      'hbone', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--ca', root.cert,
-      '--authority', `${topo.pod('server').ip}:${ECHO_PORT}`, '--cert', leaf.cert, '--key', leaf.key, '--send', name,
+    const [from, dest, pod] = to === 'node2' ? [node1, node2, 'server'] : [node2, node1, 'client'];
+    return topo.runClient({ node: from }, [
+      'hbone', '--host', dest.ip, '--port', String(AGENT_PORTS.inbound), '--ca', root.cert,
+      '--authority', `${topo.pod(pod).ip}:${ECHO_PORT}`, '--cert', leaf.cert, '--key', leaf.key, '--send', name,
     ], 20_000);
   };
 
@@ -76,6 +82,31 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
     const mesh = await hbone('spiffe://cluster.local/ns/default/sa/client', 'mesh');
     expect(mesh, JSON.stringify(mesh)).toMatchObject({ ok: true, status: 200, received: 'mesh' });
   });
+
+  it('an alias added to MeshConfig reaches every agent over xDS and applies without a restart: 200 for it, 401 for a foreign one', async () => {
+    const cert = `spiffe://${MESH_ALIAS}/ns/default/sa/client`;
+    for (const to of ['node1', 'node2'] as const) {
+      const before = await hbone(cert, `mesh-alias-before-${to}`, to);
+      expect(before.status, `${to}: ${JSON.stringify(before)}\n${diag()}`).toBe(401);
+    }
+    const pids = agents.map((a) => a.pid);
+    topo.writeConfig(cfgDir, { trustDomainAliases: [MESH_ALIAS] });
+    // The config directory is watched: the new MeshConfig reaches both agents within a second or so.
+    for (const to of ['node1', 'node2'] as const) {
+      let n = 0;
+      const after = await pollUntil(() => hbone(cert, `mesh-alias-${to}-${n++}`, to), (r) => r.status !== 401, 20_000, 200);
+      expect(after, `${to}: ${JSON.stringify(after)}\n${diag()}`).toMatchObject({ ok: true, status: 200, received: `mesh-alias-${to}-${n - 1}` });
+      // A trust domain neither MeshConfig nor a flag names is still refused.
+      const evil = await hbone('spiffe://evil.example/ns/default/sa/client', `evil-after-${to}`, to);
+      expect(evil.status, `${to}: ${JSON.stringify(evil)}`).toBe(401);
+    }
+    expect(agents.map((a) => a.pid)).toEqual(pids);
+    // node2's flag alias is still accepted (aliases in force = the flag's ∪ the MeshConfig's); node1 has no such flag.
+    const flagAlias = await hbone(`spiffe://${ALIAS}/ns/default/sa/client`, 'flag-alias-after');
+    expect(flagAlias, JSON.stringify(flagAlias)).toMatchObject({ ok: true, status: 200, received: 'flag-alias-after' });
+    const noFlag = await hbone(`spiffe://${ALIAS}/ns/default/sa/client`, 'flag-alias-node1', 'node1');
+    expect(noFlag.status, JSON.stringify(noFlag)).toBe(401);
+  }, 90_000);
 
   it('a fuzz burst of 150 malformed sessions: the agent returns to its baseline descriptors, sessions and pod connections', async () => {
     const fds = () => fs.readdirSync(`/proc/${server.pid}/fd`).length;

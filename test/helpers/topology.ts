@@ -117,6 +117,8 @@ export interface ConfigOptions {
   /** Further files written verbatim into the directory: { 'bad.yaml': '...' }. */
   extraFiles?: Record<string, string>;
   trustDomain?: string;
+  /** MeshConfig spec.trustDomainAliases (absent: the field is not written). */
+  trustDomainAliases?: string[];
 }
 
 export interface ExecOptions {
@@ -482,7 +484,7 @@ export class Topology {
   writeConfig(dir: string, opts: ConfigOptions = {}): string {
     fs.mkdirSync(dir, { recursive: true });
     const docs: unknown[] = [];
-    docs.push({ apiVersion: 'smesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: { trustDomain: opts.trustDomain ?? 'cluster.local' } });
+    docs.push({ apiVersion: 'smesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: { trustDomain: opts.trustDomain ?? 'cluster.local', ...(opts.trustDomainAliases ? { trustDomainAliases: opts.trustDomainAliases } : {}) } });
     for (const n of this.nodes) {
       docs.push({ apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: { addresses: [{ type: 'InternalIP', address: n.ip }] } });
     }

@@ -180,6 +180,47 @@ describe('HBONE trust domains', () => {
     }
   });
 
+  it('aliases given as a function are read for each new session, inbound and outbound (a MeshConfig change applies live)', async () => {
+    let live: readonly string[] = [];
+    const aliasCert = rootSigned(ALIAS_CLIENT, 'live-alias');
+    const server = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), trustDomainAliases: () => live });
+    await server.start();
+    const oldNode = new InboundProxy({ identities: presenting(rootSigned(`spiffe://${ALIAS}/smesh/node/node2`, 'live-alias-node')), nodeId: `spiffe://${ALIAS}/smesh/node/node2`, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), trustDomainAliases: [TD] });
+    await oldNode.start();
+    const outbound = (p: number) => {
+      const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 5000, trustDomainAliases: () => live });
+      return { client, stream: client.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port: p }, expectedServerId: NODE, authority: `127.0.0.1:${echoPort}` }) };
+    };
+    try {
+      const before = openWith(presenting(aliasCert), ALIAS_CLIENT, { port: server.address().port });
+      expect(((await before.stream.catch((e: unknown) => e)) as SmeshError).message).toContain('status 401');
+      before.client.close();
+      const refused = outbound(oldNode.address().port);
+      expect(((await refused.stream.catch((e: unknown) => e)) as SmeshError).code).toBe('SMESH_ERR_TLS');
+      refused.client.close();
+
+      live = [ALIAS];
+      const after = openWith(presenting(aliasCert), ALIAS_CLIENT, { port: server.address().port });
+      const s = await after.stream;
+      s.end('live');
+      expect((await readAll(s)).toString()).toBe('livebye');
+      after.client.close();
+      const accepted = outbound(oldNode.address().port);
+      const o = await accepted.stream;
+      o.end('live out');
+      expect((await readAll(o)).toString()).toBe('live outbye');
+      accepted.client.close();
+
+      live = [];
+      const removed = openWith(presenting(aliasCert), ALIAS_CLIENT, { port: server.address().port });
+      expect(((await removed.stream.catch((e: unknown) => e)) as SmeshError).message).toContain('status 401');
+      removed.client.close();
+    } finally {
+      await server.close();
+      await oldNode.close();
+    }
+  });
+
   it('counts refused handshakes by reason: not TLS, no client certificate, another CA, no SPIFFE id', async () => {
     const reason = (r: string) => count(metrics, 'smesh_hbone_handshake_failures_total', { direction: 'inbound', reason: r });
     const before = { notTls: await reason('not_tls'), noCert: await reason('no_client_cert'), badChain: await reason('bad_chain'), noId: await reason('no_spiffe_id') };

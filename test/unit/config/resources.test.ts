@@ -117,3 +117,34 @@ describe('loadConfigDir', () => {
     expect(() => loadConfigDir('/nonexistent/smesh-test-dir')).toThrow(/\/nonexistent\/smesh-test-dir/);
   });
 });
+
+describe('MeshConfig spec.trustDomainAliases', () => {
+  const mesh = (spec: string) => `apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: ${spec}\n`;
+
+  it('become the snapshot’s trustDomainAliases, in order; absent or empty means none', () => {
+    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: [old.example, legacy_td.local]}') })).trustDomainAliases).toEqual(['old.example', 'legacy_td.local']);
+    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: []}') })).trustDomainAliases).toBeUndefined();
+    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example}') })).trustDomainAliases).toBeUndefined();
+    // Without spec.trustDomain the mesh's is cluster.local, which is then no alias.
+    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomainAliases: [old.example]}') })).trustDomainAliases).toEqual(['old.example']);
+  });
+
+  it('rejects a malformed entry, the trust domain itself, a duplicate and a non-list, naming file, resource and field', () => {
+    const p = problemsOf({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: [old.example, Old.Example, "a/b", new.example, old.example, ""]}') });
+    expect(p.map((x) => `${x.file.split('/').pop()}|${x.resource}|${x.field}`)).toEqual([
+      'm.yaml|MeshConfig mesh|spec.trustDomainAliases[1]',
+      'm.yaml|MeshConfig mesh|spec.trustDomainAliases[2]',
+      'm.yaml|MeshConfig mesh|spec.trustDomainAliases[3]',
+      'm.yaml|MeshConfig mesh|spec.trustDomainAliases[4]',
+      'm.yaml|MeshConfig mesh|spec.trustDomainAliases[5]',
+    ]);
+    expect(p[0]!.message).toBe(`expected a trust domain of lowercase letters, digits, '.', '-', '_', got "Old.Example"`);
+    expect(p[2]!.message).toBe(`"new.example" is the mesh's trust domain (spec.trustDomain); an alias names another one`);
+    expect(p[3]!.message).toBe('"old.example" is listed twice (first at spec.trustDomainAliases[0])');
+    expect(p[4]!.message).toContain('got ""');
+    const notList = problemsOf({ 'm.yaml': mesh('{trustDomainAliases: old.example}') });
+    expect(notList.map((x) => `${x.resource}|${x.field}`)).toEqual(['MeshConfig mesh|spec.trustDomainAliases']);
+    const notString = problemsOf({ 'm.yaml': mesh('{trustDomainAliases: [old.example, 7]}') });
+    expect(notString.map((x) => `${x.resource}|${x.field}`)).toEqual(['MeshConfig mesh|spec.trustDomainAliases[1]']);
+  });
+});

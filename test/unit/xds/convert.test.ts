@@ -229,7 +229,37 @@ const cases: Case[] = [
     name: 'valid mesh config with anchors',
     typeUrl: XDS_TYPE_URL.meshConfig,
     resource: () => meshConfig('example.org', [pki.rootPem]),
-    check: (v) => expect(v).toEqual({ kind: 'meshConfig', trustDomain: 'example.org', trustAnchors: [pki.rootPem] }),
+    check: (v) => expect(v).toEqual({ kind: 'meshConfig', trustDomain: 'example.org', trustAnchors: [pki.rootPem], trustDomainAliases: [] }),
+  },
+  {
+    name: 'valid mesh config with trust-domain aliases',
+    typeUrl: XDS_TYPE_URL.meshConfig,
+    resource: () => meshConfig('example.org', [], ['old.example', 'legacy.local']),
+    check: (v) => expect(v).toEqual({ kind: 'meshConfig', trustDomain: 'example.org', trustAnchors: [], trustDomainAliases: ['old.example', 'legacy.local'] }),
+  },
+  {
+    name: 'mesh config trust-domain alias that is not a trust domain',
+    typeUrl: XDS_TYPE_URL.meshConfig,
+    resource: () => meshConfig('example.org', [], ['old.example', 'Bad/TD']),
+    error: 'MeshConfig mesh: trust_domain_aliases[1]: expected a lowercase trust domain [a-z0-9._-]+, got "Bad/TD"',
+  },
+  {
+    name: 'mesh config trust-domain alias that is the trust domain',
+    typeUrl: XDS_TYPE_URL.meshConfig,
+    resource: () => meshConfig('example.org', [], ['example.org']),
+    error: 'MeshConfig mesh: trust_domain_aliases[0]: expected a trust domain other than trust_domain, got "example.org"',
+  },
+  {
+    name: 'mesh config trust-domain alias listed twice',
+    typeUrl: XDS_TYPE_URL.meshConfig,
+    resource: () => meshConfig('example.org', [], ['old.example', 'legacy.local', 'old.example']),
+    error: 'MeshConfig mesh: trust_domain_aliases[2]: expected each alias once, "old.example" is also trust_domain_aliases[0]',
+  },
+  {
+    name: 'mesh config trust-domain alias that is empty',
+    typeUrl: XDS_TYPE_URL.meshConfig,
+    resource: () => meshConfig('example.org', [], ['']),
+    error: 'MeshConfig mesh: trust_domain_aliases[0]: expected a lowercase trust domain [a-z0-9._-]+, got an empty string',
   },
   {
     name: 'resource of a type the agent does not subscribe to',

@@ -131,8 +131,8 @@ export function localWorkload(uid: string, netns: string): { name: string; any: 
   return { name: uid, any: xdsCodecs().localWorkload.pack({ uid, netns }) };
 }
 
-export function meshConfig(trustDomain: string, trustAnchors: string[] = []): { name: string; any: PackedAny } {
-  return { name: 'mesh', any: xdsCodecs().meshConfig.pack({ trustDomain, trustAnchors }) };
+export function meshConfig(trustDomain: string, trustAnchors: string[] = [], trustDomainAliases: string[] = []): { name: string; any: PackedAny } {
+  return { name: 'mesh', any: xdsCodecs().meshConfig.pack({ trustDomain, trustAnchors, trustDomainAliases }) };
 }
 
 // ---- fake control plane ----

@@ -10,6 +10,12 @@ export interface MeshConfig {
    * PEM root certificates agents must trust; two during a root rotation (current first).
    */
   'trustAnchors'?: (string)[];
+  /**
+   * Other trust domains whose identities the mesh accepts as its own (Istio's MeshConfig
+   * trustDomainAliases): HBONE peers of these trust domains are accepted and AuthorizationPolicy
+   * principals are expanded across them. Each a lowercase trust domain, distinct, never trust_domain.
+   */
+  'trustDomainAliases'?: (string)[];
 }
 
 /**
@@ -21,4 +27,10 @@ export interface MeshConfig__Output {
    * PEM root certificates agents must trust; two during a root rotation (current first).
    */
   'trustAnchors': (string)[];
+  /**
+   * Other trust domains whose identities the mesh accepts as its own (Istio's MeshConfig
+   * trustDomainAliases): HBONE peers of these trust domains are accepted and AuthorizationPolicy
+   * principals are expanded across them. Each a lowercase trust domain, distinct, never trust_domain.
+   */
+  'trustDomainAliases': (string)[];
 }
