@@ -8,6 +8,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RequestSizes } from '../telemetry/metrics';
 import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
+import { dial } from '../proxy/dial';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { headerLists } from './policy-headers';
@@ -256,7 +257,7 @@ export class InboundHttp implements HttpTunnelServer {
         return;
       }
       // Allowed upgrade (WebSocket and the like): replay the request head to the pod, then splice raw.
-      const up = net.connect({ host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip) });
+      const up = dial(dest, { localAddress: this.sourceFor(dest.ip) });
       const lines = [`${req.method} ${target.target} HTTP/${req.httpVersion}`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       up.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -311,7 +312,7 @@ export class InboundHttp implements HttpTunnelServer {
       if (upstream && !upstream.closed && !upstream.destroyed) return upstream;
       const host = net.isIPv6(dest.ip) ? `[${dest.ip}]` : dest.ip;
       const s = http2.connect(`http://${host}:${dest.port}`, {
-        createConnection: () => net.connect({ host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip) }),
+        createConnection: () => dial(dest, { localAddress: this.sourceFor(dest.ip) }),
       });
       s.on('error', (err) => this.log.debug({ dest, err: err.message }, 'inbound h2 upstream session error'));
       upstream = s;

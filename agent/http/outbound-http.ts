@@ -9,6 +9,7 @@ import { EndpointLoadTracker } from '../lb/load';
 import type { PickRequest } from '../lb/picker';
 import { lbPolicyFromSettings } from '../lb/policy';
 import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
+import { dialConnected } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
@@ -419,19 +420,11 @@ export class HttpOutbound {
         throw Object.assign(err as Error, { smeshConnectFailure: true });
       }
     }
-    return new Promise<Duplex>((resolve, reject) => {
-      const sock = net.connect({ host: ut.ip, port: ut.port, localAddress: this.opts.localSourceIp, noDelay: true, allowHalfOpen: true });
-      const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), connectTimeoutMs);
-      timer.unref();
-      sock.once('error', (err) => {
-        clearTimeout(timer);
-        reject(Object.assign(err, { smeshConnectFailure: true }));
-      });
-      sock.once('connect', () => {
-        clearTimeout(timer);
-        resolve(sock);
-      });
-    });
+    try {
+      return await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.opts.localSourceIp, noDelay: true, allowHalfOpen: true, timeoutMs: connectTimeoutMs });
+    } catch (err) {
+      throw Object.assign(err as Error, { smeshConnectFailure: true });
+    }
   }
 
   /**
@@ -1044,19 +1037,7 @@ export class HttpOutbound {
     const p = (async () => {
       let transport: Duplex;
       if (ut.kind === 'local') {
-        transport = await new Promise<net.Socket>((resolve, reject) => {
-          const sock = net.connect({ host: ut.ip, port: ut.port, localAddress: this.opts.localSourceIp, noDelay: true });
-          const timer = setTimeout(() => sock.destroy(new Error(`connect timeout to ${ut.ip}:${ut.port}`)), settings.connectTimeoutMs);
-          timer.unref();
-          sock.once('error', (err) => {
-            clearTimeout(timer);
-            reject(err);
-          });
-          sock.once('connect', () => {
-            clearTimeout(timer);
-            resolve(sock);
-          });
-        });
+        transport = await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.opts.localSourceIp, noDelay: true, timeoutMs: settings.connectTimeoutMs });
       } else {
         transport = await this.opts.hbone.open(ut.hbone!);
       }

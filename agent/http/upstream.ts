@@ -2,6 +2,7 @@
 import * as http from 'http';
 import * as net from 'net';
 import type { Duplex } from 'stream';
+import { dial } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 
 export interface UpstreamTarget {
@@ -103,18 +104,9 @@ class MeshAgent extends http.Agent {
   override createConnection(_options: unknown, cb: CreateCb): undefined {
     const t = this.target;
     if (t.kind === 'local') {
-      const sock = net.connect({ host: t.ip, port: t.port, localAddress: this.localAddress, noDelay: true });
-      const timer = setTimeout(() => sock.destroy(Object.assign(new Error(`connect timeout to ${t.ip}:${t.port}`), { code: 'ETIMEDOUT' })), this.settings.connectTimeoutMs);
-      timer.unref();
-      const onError = (err: Error) => {
-        clearTimeout(timer);
-        cb(Object.assign(err, { smeshConnectFailure: true }));
-      };
-      sock.once('error', onError);
-      sock.once('connect', () => {
-        clearTimeout(timer);
-        sock.off('error', onError);
-        cb(null, sock);
+      dial({ ip: t.ip, port: t.port }, { localAddress: this.localAddress, noDelay: true, timeoutMs: this.settings.connectTimeoutMs }, {
+        connected: (sock) => cb(null, sock),
+        failed: (err) => cb(Object.assign(err, { smeshConnectFailure: true })),
       });
       return undefined;
     }

@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import type { ConnectionStats, HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
 import { parseBaggage } from '../telemetry/baggage';
-import { dialPod } from './pod-dial';
+import { dialPod } from './dial';
 import type { HboneEngine, HboneStreamRequest } from '../native/hbone-types';
 import { socketFd } from '../native/datapath';
 import { engineDuplex, engineRelay, recordEngineSessionEvent, type EngineIdentities } from './native-hbone';

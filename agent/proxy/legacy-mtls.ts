@@ -1,10 +1,10 @@
 // Istio sidecar mutual TLS (TunnelProtocol LEGACY_ISTIO_MTLS): TLS to <pod IP>:<port> as a sidecar client would open it — source certificate, ALPN, TCP metadata exchange — accepted only with the destination workload's SPIFFE id.
-import * as net from 'net';
 import * as tls from 'tls';
 import { Writer } from 'protobufjs';
 import { SmeshError } from '../errors';
 import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../identity/spiffe';
 import type { Workload } from '../state/types';
+import { dial } from './dial';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';
 
 /**
@@ -192,7 +192,8 @@ export class LegacyMtlsConnector {
     const aliases = this.opts.trustDomainAliases;
     const trustDomains = new TrustDomains(trustDomainOf(expected) ?? '', (typeof aliases === 'function' ? aliases() : aliases) ?? []);
     let identityFailure: LegacyMtlsError | undefined;
-    const tcp = net.connect({ host: req.address.host, port: req.address.port, allowHalfOpen: true, noDelay: true });
+    // The TCP leg through the agent's dialer; the deadline below bounds it together with the handshake.
+    const tcp = dial({ ip: req.address.host, port: req.address.port }, { allowHalfOpen: true, noDelay: true });
     const sock = tls.connect({
       socket: tcp,
       key: cert.keyPem,

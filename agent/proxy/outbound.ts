@@ -13,6 +13,7 @@ import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalRe
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
 import { LegacyMtlsConnector, LegacyMtlsError, sidecarSni } from './legacy-mtls';
+import { dial } from './dial';
 import { relay, type ByteCounters, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
@@ -446,46 +447,34 @@ export class OutboundProxy {
     source: Workload,
     fields: Record<string, unknown>,
   ): void {
-    const upstream = net.connect({ host: d.ip, port: d.port, allowHalfOpen: true, noDelay: true, localAddress: d.kind === 'local' ? this.opts.localSourceIp : undefined });
-    upstream.on('error', () => undefined);
-    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000);
-    timer.unref();
-    let connected = false;
-    const onClientGone = () => upstream.destroy();
-    sock.once('close', onClientGone);
-    upstream.once('close', () => {
-      clearTimeout(timer);
-      if (!connected) {
-        sock.off('close', onClientGone);
-        if (!sock.destroyed) {
-          this.recordFailed(source, d, 'CONNECT');
-          this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
-        }
-      }
+    const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
+    const localAddress = d.kind === 'local' ? this.opts.localSourceIp : undefined;
+    dial({ ip: d.ip, port: d.port }, { localAddress, allowHalfOpen: true, noDelay: true, timeoutMs, client: sock }, {
+      failed: (err) => {
+        // A client that went away first is not a failure of the destination.
+        if (err.reason === 'aborted' || sock.destroyed) return;
+        this.recordFailed(source, d, 'CONNECT');
+        this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+      },
+      connected: (upstream) => this.relayDirect(sock, upstream, d, source, fields),
     });
-    upstream.once('connect', () => {
-      connected = true;
-      clearTimeout(timer);
-      sock.off('close', onClientGone);
-      if (sock.destroyed) {
-        upstream.destroy();
-        return;
-      }
-      // Same node: no inbound sees this connection, so this proxy reports it as the destination too.
-      const info = this.directTelemetry(source, d);
-      const stats = d.kind === 'local' ? this.opts.metrics?.openTcpBothReporters(info, { ...info, reporter: 'destination', sourcePrincipal: source.identity }) : this.opts.metrics?.openTcp(info);
-      // A same-node connection never crosses an inbound: this proxy authorized it, and re-decides it when policies change.
-      let relayed: Relay | undefined;
-      const untrack = d.kind === 'local'
-        ? this.opts.connections?.register({
-            direction: 'outbound',
-            facts: { sourceIdentity: source.identity, sourceIp: fields.sourceIp as string | undefined, destination: { ip: d.ip, port: d.port }, destinationWorkload: d.destination },
-            mode: 'raw',
-            close: () => relayed?.reset(),
-          })
-        : undefined;
-      relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack);
-    });
+  }
+
+  private relayDirect(sock: net.Socket, upstream: net.Socket, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>, source: Workload, fields: Record<string, unknown>): void {
+    // Same node: no inbound sees this connection, so this proxy reports it as the destination too.
+    const info = this.directTelemetry(source, d);
+    const stats = d.kind === 'local' ? this.opts.metrics?.openTcpBothReporters(info, { ...info, reporter: 'destination', sourcePrincipal: source.identity }) : this.opts.metrics?.openTcp(info);
+    // A same-node connection never crosses an inbound: this proxy authorized it, and re-decides it when policies change.
+    let relayed: Relay | undefined;
+    const untrack = d.kind === 'local'
+      ? this.opts.connections?.register({
+          direction: 'outbound',
+          facts: { sourceIdentity: source.identity, sourceIp: fields.sourceIp as string | undefined, destination: { ip: d.ip, port: d.port }, destinationWorkload: d.destination },
+          mode: 'raw',
+          close: () => relayed?.reset(),
+        })
+      : undefined;
+    relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack);
   }
 
   private connectHbone(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'hbone' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {

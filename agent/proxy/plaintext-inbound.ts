@@ -4,7 +4,7 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
-import { dialPod } from './pod-dial';
+import { dialPod } from './dial';
 import { relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
