@@ -189,6 +189,13 @@ export class InboundHttp implements HttpTunnelServer {
     let requests = 0;
     let denied = 0;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    // What Node's Agent does with net.createConnection(options) — SO_KEEPALIVE, the request's socket timeout — through the dialer.
+    agent.createConnection = (o: { timeout?: number }): net.Socket => {
+      const s = dial(dest, { localAddress: this.sourceFor(dest.ip), noDelay: true });
+      s.setKeepAlive(true);
+      if (o.timeout !== undefined) s.setTimeout(o.timeout);
+      return s;
+    };
     const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip), agent, timeout: this.opts.connectTimeoutMs ?? 10_000 };
     const server = http.createServer({ maxHeaderSize: 64 * 1024 });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
