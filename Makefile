@@ -23,8 +23,12 @@ ts: deps
 build: setup deps
 	$(MAKE) bpf native ts
 
+# Every suite on the default data plane (the native HBONE engine), the e2e suites again on the JS fallback, and the
+# native engine's tests under AddressSanitizer + UBSan.
 test: build
 	npx vitest run
+	SMESH_DATAPLANE=js npx vitest run test/e2e
+	$(MAKE) test-native-asan
 
 test-unit: deps
 	npx vitest run test/unit

@@ -174,7 +174,7 @@ function hboneAddressing(raw: string): 'pod' | 'node' {
 }
 
 /** What `--dataplane auto` picks when the addon has the engine. */
-export const AUTO_DATAPLANE: 'native' | 'js' = 'js';
+export const AUTO_DATAPLANE: 'native' | 'js' = 'native';
 
 function workerCount(n: number): number {
   if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
