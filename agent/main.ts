@@ -132,7 +132,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
   const logs = new LogHub({ level: opts.logLevel, base: { node: opts.nodeName } });
   const log = logs.child('agent');
   const metrics = new MeshMetrics();
-  if (!opts.noAccessLog) metrics.accessLog = logs.child('access');
+  if (!opts.noAccessLog) metrics.accessLog = logs.access();
   metrics.accessLogRequests = opts.accessLogRequests;
   const state = new StateStore(emptySnapshot());
   // Trust-domain aliases in force: the flag's and the MeshConfig's, read per decision so a MeshConfig change applies
@@ -325,10 +325,10 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     await certificates;
 
     // 5. Proxies; one authorizer (AuthorizationPolicy from the state) for the inbound and the same-node path.
-    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.child('access'), trustDomainAliases });
+    const authorize = createAuthorizer({ state, denials: metrics.policyDenials, accessLog: logs.access(), trustDomainAliases });
     // Open L4 connections (inbound HBONE streams, same-node outbound) are decided again when the policies change;
     // those now denied are reset (requests on HTTP ports are decided one by one anyway).
-    const connections = new ConnectionTracker({ decide: authorize.decide, closed: metrics.policyConnectionsClosed, logger: logs.child('access') });
+    const connections = new ConnectionTracker({ decide: authorize.decide, closed: metrics.policyConnectionsClosed, logger: logs.access() });
     state.onChange((next, prev) => {
       if (policyInputsChanged(prev, next)) connections.reevaluate();
     });
