@@ -1,38 +1,25 @@
 # Datapath build fragment (BPF object, libbpf skeleton, native addon). Included by the top-level
 # Makefile; also usable alone: `make -f mk/datapath.mk bpf native`.
-#   bpf      compile bpf/smesh.bpf.c → build/bpf/smesh.bpf.o and its skeleton build/bpf/smesh.skel.h
-#   native   build build/native/Release/smesh_native.node (cmake-js; CMake compiles BPF and the
-#            skeleton itself, with the same flags, into build/native/gen/)
+#   bpf      the BPF object and its libbpf skeleton, build/native/gen/smesh.bpf.o and smesh.skel.h: one rule, in
+#            native/CMakeLists.txt (the addon embeds the skeleton), so `bpf` builds the addon
+#   native   build build/native/Release/smesh_native.node (cmake-js; compiles the BPF object first)
 #   vmlinux  regenerate the committed bpf/vmlinux.h from the running kernel's BTF
 #   native-asan       the addon built with -fsanitize=address,undefined into build/native-asan
 #   test-native-asan  the native HBONE engine tests against that build (libasan preloaded into node)
 # Paths are relative to the repository root (run make from there).
 
-BPF_CLANG   ?= clang
 BPFTOOL     ?= bpftool
 CMAKE_JS    ?= npx --no-install cmake-js
 VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
-# Keep in sync with native/CMakeLists.txt.
-BPF_CFLAGS  ?= -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Wextra -Werror
-
 BPF_SRC     := bpf/smesh.bpf.c
 BPF_DEPS    := $(BPF_SRC) bpf/vmlinux.h $(wildcard bpf/lib/*.h) $(wildcard bpf/shared/*.h)
-BPF_OUT_DIR := build/bpf
-BPF_OBJ     := $(BPF_OUT_DIR)/smesh.bpf.o
-BPF_SKEL    := $(BPF_OUT_DIR)/smesh.skel.h
+BPF_OBJ     := build/native/gen/smesh.bpf.o
 NATIVE_NODE := build/native/Release/smesh_native.node
 NATIVE_DEPS := $(wildcard native/*.cc native/*.h) native/CMakeLists.txt $(BPF_DEPS)
 
 .PHONY: bpf native vmlinux clean-datapath native-asan test-native-asan
 
-bpf: $(BPF_SKEL)
-
-$(BPF_OBJ): $(BPF_DEPS)
-	@mkdir -p $(BPF_OUT_DIR)
-	$(BPF_CLANG) $(BPF_CFLAGS) -c $(BPF_SRC) -o $@
-
-$(BPF_SKEL): $(BPF_OBJ)
-	$(BPFTOOL) gen skeleton $< name smesh_bpf > $@.tmp && mv $@.tmp $@
+bpf: native
 
 native: $(NATIVE_NODE)
 
@@ -59,4 +46,4 @@ vmlinux:
 	$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > bpf/vmlinux.h.tmp && mv bpf/vmlinux.h.tmp bpf/vmlinux.h
 
 clean-datapath:
-	rm -rf $(BPF_OUT_DIR) build/native
+	rm -rf build/native build/native-asan

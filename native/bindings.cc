@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -663,6 +664,40 @@ Napi::Value OriginalDestinationJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// abiLayout() → { struct name: { size, members: { name: byte offset } } } as this compiler lays out bpf/shared/abi.h;
+// test/native/abi-layout.test.ts compares it with the BPF object's BTF and with the TypeScript packers' layouts.
+Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object out = Napi::Object::New(env);
+  auto add = [&](const char* name, size_t size, std::initializer_list<std::pair<const char*, size_t>> members) {
+    Napi::Object s = Napi::Object::New(env);
+    s.Set("size", Napi::Number::New(env, static_cast<double>(size)));
+    Napi::Object m = Napi::Object::New(env);
+    for (const auto& [member, offset] : members) m.Set(member, Napi::Number::New(env, static_cast<double>(offset)));
+    s.Set("members", m);
+    out.Set(name, s);
+  };
+#define SMESH_M(st, f) {#f, offsetof(struct st, f)}
+  add("smesh_pod_info", sizeof(struct smesh_pod_info), {SMESH_M(smesh_pod_info, workload_id), SMESH_M(smesh_pod_info, flags)});
+  add("smesh_addr_port", sizeof(struct smesh_addr_port), {SMESH_M(smesh_addr_port, addr), SMESH_M(smesh_addr_port, port), SMESH_M(smesh_addr_port, pad)});
+  add("smesh_dest_info", sizeof(struct smesh_dest_info), {SMESH_M(smesh_dest_info, flags)});
+  add("smesh_orig_dst", sizeof(struct smesh_orig_dst),
+      {SMESH_M(smesh_orig_dst, addr), SMESH_M(smesh_orig_dst, port), SMESH_M(smesh_orig_dst, pad), SMESH_M(smesh_orig_dst, workload_id), SMESH_M(smesh_orig_dst, pad2)});
+  add("smesh_deny_key", sizeof(struct smesh_deny_key),
+      {SMESH_M(smesh_deny_key, workload_id), SMESH_M(smesh_deny_key, addr), SMESH_M(smesh_deny_key, port), SMESH_M(smesh_deny_key, pad)});
+  add("smesh_strict_info", sizeof(struct smesh_strict_info), {SMESH_M(smesh_strict_info, mode)});
+  add("smesh_strict_counters", sizeof(struct smesh_strict_counters), {SMESH_M(smesh_strict_counters, dropped), SMESH_M(smesh_strict_counters, plaintext)});
+  add("smesh_inpod_counters", sizeof(struct smesh_inpod_counters),
+      {SMESH_M(smesh_inpod_counters, captured), SMESH_M(smesh_inpod_counters, no_listener), SMESH_M(smesh_inpod_counters, assign_failed), SMESH_M(smesh_inpod_counters, reserved)});
+  add("smesh_flow_key", sizeof(struct smesh_flow_key),
+      {SMESH_M(smesh_flow_key, src), SMESH_M(smesh_flow_key, dst), SMESH_M(smesh_flow_key, sport), SMESH_M(smesh_flow_key, dport)});
+  add("smesh_strict_flow_seen", sizeof(struct smesh_strict_flow_seen), {SMESH_M(smesh_strict_flow_seen, first_ns)});
+  add("smesh_strict_drop_key", sizeof(struct smesh_strict_drop_key),
+      {SMESH_M(smesh_strict_drop_key, src), SMESH_M(smesh_strict_drop_key, dst), SMESH_M(smesh_strict_drop_key, dport), SMESH_M(smesh_strict_drop_key, pad)});
+#undef SMESH_M
+  return out;
+}
+
 }  // namespace
 
 void RegisterBindings(Napi::Env env, Napi::Object exports) {
@@ -674,6 +709,7 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsCookie", Napi::Function::New(env, NetnsCookieJs, "netnsCookie"));
   exports.Set("netnsListener", Napi::Function::New(env, NetnsListenerJs, "netnsListener"));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestinationJs, "originalDestination"));
+  exports.Set("abiLayout", Napi::Function::New(env, AbiLayoutJs, "abiLayout"));
 }
 
 }  // namespace smesh

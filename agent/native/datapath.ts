@@ -1,4 +1,5 @@
 // Typed facade over the native datapath: load/attach the BPF programs, enroll pods, mesh destinations, recover original destinations.
+import { ADDR_PORT } from './abi';
 import * as fs from 'fs';
 import type { Socket } from 'net';
 import * as path from 'path';
@@ -140,8 +141,9 @@ function checkPath(value: string, field: string): void {
   if (typeof value !== 'string' || value === '') throw new TypeError(`${field} must be a non-empty path`);
 }
 
-/** sizeof(struct smesh_addr_port) (bpf/shared/abi.h): 16-byte address, u16 port in host order, u16 pad. */
-const ADDR_PORT_SIZE = 20;
+/** sizeof(struct smesh_addr_port) (bpf/shared/abi.h; agent/native/abi.ts): 16-byte address, u16 port in host order, u16 pad. */
+const ADDR_PORT_SIZE = ADDR_PORT.size;
+const ADDR_PORT_PORT = ADDR_PORT.members.port;
 const HOST_LE = endianness() === 'LE';
 
 /** Packs destinations as an array of struct smesh_addr_port, validating every entry first. */
@@ -157,8 +159,8 @@ function packAddrPorts(dests: ReadonlyArray<{ ip: string; port: number }>): Buff
     } catch {
       writeIpKey(out, off, d.ip, `dests[${i}].ip`); // throws again, naming the entry
     }
-    if (HOST_LE) out.writeUInt16LE(d.port, off + 16);
-    else out.writeUInt16BE(d.port, off + 16);
+    if (HOST_LE) out.writeUInt16LE(d.port, off + ADDR_PORT_PORT);
+    else out.writeUInt16BE(d.port, off + ADDR_PORT_PORT);
   }
   return out;
 }

@@ -84,6 +84,8 @@ export interface RawNative {
   /** A listening TCP socket on 127.0.0.1:0 (family 4, default) or [::1]:0 (6, IPv6 only) inside the namespace (the caller owns the fd). */
   netnsListener(netnsPath: string, backlog?: number, family?: 4 | 6): Promise<number>;
   originalDestination(fd: number, connsPinPath?: string): RawOriginalDst | null;
+  /** How the addon's compiler lays out bpf/shared/abi.h: struct name → size and member byte offsets. */
+  abiLayout(): Record<string, { size: number; members: Record<string, number> }>;
 }
 
 const ADDON_RELATIVE_PATH = path.join('build', 'native', 'Release', 'smesh_native.node');
