@@ -4,6 +4,7 @@ SHELL := /bin/bash
 
 include mk/datapath.mk
 include mk/proto.mk
+include mk/image.mk
 
 .PHONY: setup build ts deps test test-unit demo bench clean
 
