@@ -31,6 +31,7 @@ import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
 import { KernelDenialReporter } from './telemetry/kernel-denials';
 import { MeshMetrics } from './telemetry/metrics';
+import { adoptListeners } from './telemetry/listen';
 import { ControlPlaneChannel } from './xds/channel';
 import { XdsClient } from './xds/client';
 
@@ -149,6 +150,14 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
   };
   const cleanups: Array<() => Promise<void> | void> = [];
   let stopping: Promise<void> | undefined;
+  /** SIGTERM: listeners closed, open connections finishing; the kernel maps are left to the agent that follows. */
+  let draining = false;
+  if (opts.inheritedListeners.length > 0) {
+    adoptListeners(opts.inheritedListeners);
+    log.info({ listeners: opts.inheritedListeners.map((l) => `${l.name}=fd${l.fd}`).join(',') }, 'adopting listening sockets held by the supervisor');
+  }
+  // The supervisor's IPC channel carries ready/draining reports only; it must not keep a stopping agent alive.
+  if (opts.supervised) process.channel?.unref();
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       log.info('agent stopping');
@@ -308,6 +317,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
       enroll = async (s) => {
+        if (draining) return undefined; // a draining agent leaves the maps and in-pod listeners to its successor
         const e = found ? await found.enrich(s) : s;
         const r = await rec.reconcile(e);
         await afterEnroll?.(e);
@@ -475,13 +485,31 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       enroll?.(next).catch((err) => log.error({ err }, 'reconcile after a state change failed'));
     });
 
-    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(sig, () => {
-        log.info({ signal: sig }, 'signal received');
+    // SIGINT stops at once; SIGTERM drains (a second SIGTERM stops at once).
+    const stopNow = (signal: string) => {
+      log.info({ signal }, 'signal received');
+      void stop().then(() => process.exit(0));
+    };
+    process.once('SIGINT', () => stopNow('SIGINT'));
+    process.once('SIGTERM', () => {
+      process.once('SIGTERM', () => stopNow('SIGTERM'));
+      draining = true;
+      if (opts.supervised) process.send?.({ smesh: 'draining', pid: process.pid });
+      outbound.stopAccepting();
+      inbound.stopAccepting();
+      const open = () => outbound.openConnections() + inbound.openConnections() + connections.size + (engine ? engine.stats().streams.outbound : 0);
+      log.info({ signal: 'SIGTERM', open: open(), drainSeconds: opts.drainSeconds }, 'draining: listeners closed, open connections finish');
+      const deadline = performance.now() + opts.drainSeconds * 1000;
+      const check = setInterval(() => {
+        const left = open();
+        if (left > 0 && performance.now() < deadline) return;
+        clearInterval(check);
+        log.info({ open: left }, left > 0 ? 'drain deadline passed: closing the remaining connections' : 'drained: no open connection left');
         void stop().then(() => process.exit(0));
-      });
-    }
+      }, 100);
+    });
     log.info({ outbound: `${opts.captureIp}:${opts.outboundPort}`, inbound: `0.0.0.0:${opts.inboundPort}`, metrics: opts.metricsPort, ready: opts.readyPort, admin: `127.0.0.1:${opts.adminPort}` }, 'agent ready');
+    if (opts.supervised) process.send?.({ smesh: 'ready', pid: process.pid });
     return { state, stop };
   } catch (err) {
     await stop();

@@ -1,4 +1,4 @@
-// The `smesh` command line, composing agent and control plane (neither imports the other): `smesh agent …` (standalone: with an embedded control plane), `smesh control …`, `smesh check DIR`.
+// The `smesh` command line, composing agent and control plane (neither imports the other): `smesh agent …` (standalone: with an embedded control plane), `smesh supervise …` (the agent container's PID 1), `smesh control …`, `smesh check DIR`.
 import { AGENT_USAGE, parseAgentArgs } from '../agent/config/options';
 import { SmeshError } from '../agent/errors';
 import { packageVersion } from '../agent/version';
@@ -6,6 +6,9 @@ import { packageVersion } from '../agent/version';
 const USAGE = `usage: smesh <command> [options]
 commands:
   agent     run the node agent (see smesh agent --help)
+  supervise AGENT-OPTIONS  the agent container's entry point (PID 1): holds the agent's listening sockets
+            and runs \`smesh agent AGENT-OPTIONS\` with them, restarting it at once when it dies;
+            SIGHUP starts a new agent and drains the old one; SIGTERM drains and exits
   control   run the control plane: delta xDS and the mesh CA (see smesh control --help)
   check DIR validate a mesh config directory; prints every problem with file, resource and field
   version   print the version`;
@@ -38,6 +41,22 @@ export async function main(argv: readonly string[]): Promise<void> {
         // The agent may have started timers or listeners before failing; exit so a half-started agent never lingers.
         setImmediate(() => process.exit(1));
       }
+      return;
+    }
+    case 'supervise': {
+      if (rest.includes('--help') || rest.includes('-h')) {
+        out(`usage: smesh supervise AGENT-OPTIONS (the options of smesh agent)\n${AGENT_USAGE}`);
+        return;
+      }
+      try {
+        const { runSupervisor } = await import('./supervisor');
+        // The agent is started through the same entry script as this process (bin/smesh applies the agent's heap tuning).
+        process.exitCode = await runSupervisor(rest, process.argv[1]);
+      } catch (e) {
+        err(`smesh supervise: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        process.exitCode = 1;
+      }
+      setImmediate(() => process.exit());
       return;
     }
     case 'control': {

@@ -62,6 +62,71 @@ export interface AgentOptions {
   readonly workers?: number;
   /** How long to wait for the first complete xDS state before giving up. */
   readonly syncTimeoutMs: number;
+  /** SIGTERM: how long open connections may keep flowing after the listeners stop accepting (default 30 s). */
+  readonly drainSeconds: number;
+  /**
+   * Listening sockets inherited from `smesh supervise` (systemd-style LISTEN_FDS / LISTEN_FDNAMES, fds from 3): adopted
+   * instead of bound, so they outlive this process. Empty when the agent runs on its own.
+   */
+  readonly inheritedListeners: readonly InheritedListener[];
+  /** Started by `smesh supervise` (an IPC channel to it is open: ready / draining are reported there). */
+  readonly supervised: boolean;
+}
+
+/** A listening socket the agent adopts by fd instead of binding `host:port`. */
+export interface InheritedListener {
+  readonly name: ListenerName;
+  readonly fd: number;
+  readonly host: string;
+  readonly port: number;
+}
+
+/** The sockets `smesh supervise` holds for its agents, by the name LISTEN_FDNAMES gives each. */
+export const LISTENER_NAMES = ['outbound', 'inbound', 'metrics', 'ready', 'admin'] as const;
+export type ListenerName = (typeof LISTENER_NAMES)[number];
+
+/** Where the agent listens for each held socket (one source for the supervisor that binds and the agent that adopts). */
+export function listenerAddresses(opts: Pick<AgentOptions, 'captureIp' | 'outboundPort' | 'inboundPort' | 'metricsPort' | 'readyPort' | 'adminPort'>): Record<ListenerName, { host: string; port: number }> {
+  return {
+    outbound: { host: opts.captureIp, port: opts.outboundPort },
+    inbound: { host: '0.0.0.0', port: opts.inboundPort },
+    metrics: { host: '0.0.0.0', port: opts.metricsPort },
+    ready: { host: '0.0.0.0', port: opts.readyPort },
+    admin: { host: '127.0.0.1', port: opts.adminPort },
+  };
+}
+
+/** The first fd systemd-style socket activation passes (after stdin, stdout, stderr). */
+export const LISTEN_FDS_START = 3;
+
+/**
+ * The environment `smesh supervise` gives each agent it starts: this process's, plus LISTEN_FDS / LISTEN_FDNAMES for
+ * the sockets it passes at fds 3.. (no LISTEN_PID: the agent is the only reader) and SMESH_SUPERVISED=1.
+ */
+export function supervisedAgentEnv(names: readonly ListenerName[], env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, LISTEN_FDS: String(names.length), LISTEN_FDNAMES: names.join(':'), SMESH_SUPERVISED: '1' };
+  delete out.LISTEN_PID;
+  return out;
+}
+
+/**
+ * LISTEN_FDS=N and LISTEN_FDNAMES=a:b:… as `smesh supervise` (or systemd) sets them: fd 3+i is named names[i]. Names
+ * other than LISTENER_NAMES are an error (a supervisor of another version passing what this agent cannot adopt).
+ */
+function inheritedListeners(env: NodeJS.ProcessEnv, addresses: Record<ListenerName, { host: string; port: number }>): InheritedListener[] {
+  const count = env.LISTEN_FDS;
+  if (count === undefined || count === '') return [];
+  if (!/^\d+$/.test(count)) fail(`$LISTEN_FDS: expected a number of inherited sockets, got ${JSON.stringify(count)}`);
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  if (names.length !== Number(count)) fail(`$LISTEN_FDNAMES ${JSON.stringify(env.LISTEN_FDNAMES ?? '')}: expected ${count} names separated by ':'`);
+  const out: InheritedListener[] = [];
+  for (const [i, name] of names.entries()) {
+    if (!(LISTENER_NAMES as readonly string[]).includes(name)) fail(`$LISTEN_FDNAMES: unknown socket name ${JSON.stringify(name)} (expected ${LISTENER_NAMES.join(', ')})`);
+    const n = name as ListenerName;
+    if (out.some((l) => l.name === n)) fail(`$LISTEN_FDNAMES: socket name ${n} given twice`);
+    out.push({ name: n, fd: LISTEN_FDS_START + i, ...addresses[n] });
+  }
+  return out;
 }
 
 interface FlagSpec {
@@ -102,6 +167,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
   '--dataplane': { key: 'dataplane', kind: 'string', env: 'SMESH_DATAPLANE' },
   '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
+  '--drain-seconds': { key: 'drainSeconds', kind: 'int', env: 'SMESH_DRAIN_SECONDS' },
 };
 
 export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node NAME --cgroup-root PATH [options]
@@ -139,6 +205,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           threads), js = node:tls + node:http2 on the agent's thread; auto (default) = native
                           when the addon has it                                        [$SMESH_DATAPLANE]
   --workers N             native engine worker threads (default: one per core)        [$SMESH_WORKERS]
+  --drain-seconds N       on SIGTERM, stop accepting and let open connections finish for up to N seconds,
+                          then close the rest (default 30; 0: close at once)             [$SMESH_DRAIN_SECONDS]
   --no-plaintext-capture  let plaintext from outside the mesh reach PERMISSIVE pods unchecked (no AuthorizationPolicy on it)
   --no-access-log         no "connection complete" access lines (component access)
   --access-log-requests   also one access line per HTTP request (default: per connection only)
@@ -223,6 +291,14 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
   }
   if (!values.noBpf && !values.cgroupRoot) fail('--cgroup-root PATH is required (the cgroup v2 directory holding the pods, e.g. kubepods); or run with --no-bpf');
   const configDir = (values.configDir as string | undefined) ?? '';
+  const ports = {
+    captureIp: (values.captureIp as string | undefined) ?? '169.254.7.1',
+    outboundPort: (values.outboundPort as number | undefined) ?? 15001,
+    inboundPort: (values.inboundPort as number | undefined) ?? 15008,
+    metricsPort: (values.metricsPort as number | undefined) ?? 15020,
+    readyPort: (values.readyPort as number | undefined) ?? 15021,
+    adminPort: (values.adminPort as number | undefined) ?? 15000,
+  };
   return {
     standalone: values.standalone === true,
     configDir,
@@ -230,13 +306,8 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     nodeIp: values.nodeIp as string | undefined,
     cgroupRoot: (values.cgroupRoot as string | undefined) ?? '',
     bpffsDir: (values.bpffsDir as string | undefined) ?? '/sys/fs/bpf/smesh',
-    captureIp: (values.captureIp as string | undefined) ?? '169.254.7.1',
+    ...ports,
     captureIp6: captureIp6(values.captureIp6 as string | undefined),
-    outboundPort: (values.outboundPort as number | undefined) ?? 15001,
-    inboundPort: (values.inboundPort as number | undefined) ?? 15008,
-    metricsPort: (values.metricsPort as number | undefined) ?? 15020,
-    readyPort: (values.readyPort as number | undefined) ?? 15021,
-    adminPort: (values.adminPort as number | undefined) ?? 15000,
     logLevel: (values.logLevel as string | undefined) ?? 'info',
     noBpf: values.noBpf === true,
     noNetnsDiscovery: values.noNetnsDiscovery === true,
@@ -255,6 +326,9 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     dataplane: dataplane((values.dataplane as string | undefined) ?? 'auto'),
     workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
+    drainSeconds: (values.drainSeconds as number | undefined) ?? 30,
+    inheritedListeners: inheritedListeners(env, listenerAddresses(ports)),
+    supervised: env.SMESH_SUPERVISED === '1',
   };
 }
 

@@ -400,6 +400,22 @@ export class InboundProxy {
     };
   }
 
+  /**
+   * Drain, step 1: the node listener stops accepting (an inherited socket keeps listening in the supervisor) and every
+   * JS HBONE session gets GOAWAY (node:http2 close(): open streams finish, the peer opens new ones elsewhere). Native
+   * engine sessions keep serving their streams until close() (the engine has no graceful GOAWAY yet).
+   */
+  stopAccepting(): void {
+    if (this.server?.listening) this.server.close();
+    for (const s of this.sessions) if (!s.closed && !s.destroyed) s.close();
+  }
+
+  /** Streams still relaying or being set up (JS and engine), what a drain waits for. */
+  openConnections(): number {
+    const st = this.opts.engine?.stats();
+    return this.relays.size + this.pending.size + (st ? st.streams.inbound : 0);
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     clearInterval(this.livenessTimer);

@@ -231,6 +231,19 @@ export class OutboundProxy {
     this.log.info({ address: boundAddress(server) }, 'outbound capture listening');
   }
 
+  /**
+   * Drain, step 1: no new connections (this process's listening fd is closed; an inherited socket keeps listening in
+   * the supervisor for the next agent); connections already accepted keep relaying until close().
+   */
+  stopAccepting(): void {
+    if (this.server?.listening) this.server.close();
+  }
+
+  /** Connections still open (accepted sockets and running relays, spliced ones included): what a drain waits for. */
+  openConnections(): number {
+    return this.clients.size + this.relays.size;
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     const server = this.server;

@@ -1,0 +1,194 @@
+// `smesh supervise`: the agent container's PID 1. Holds the agent's listening sockets and starts the agent with them (systemd-style LISTEN_FDS), restarts it at once when it dies and starts a successor when it drains (SIGTERM to the agent) or on SIGHUP, so connections wait in the kernel's backlog instead of being refused.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { LISTENER_NAMES, listenerAddresses, parseAgentArgs, supervisedAgentEnv, type AgentOptions, type ListenerName } from '../agent/config/options';
+import { SmeshError } from '../agent/errors';
+import { LogHub } from '../agent/telemetry/logger';
+
+/** A socket bound here and never listened on here: agents listen on it (fd passed), this process never accepts. */
+interface HeldSocket {
+  readonly name: ListenerName;
+  readonly fd: number;
+  close(): void;
+}
+
+interface TcpHandle {
+  readonly fd: number;
+  close(): void;
+}
+
+type CreateServerHandle = (address: string, port: number, addressType: number, fd: number | undefined, flags: number) => TcpHandle | number;
+
+/**
+ * Binds every agent socket without listening: node's cluster primary does the same (net._createServerHandle) so that
+ * only the workers accept. The first agent's listen() makes it a listener; it stays one while this process holds the
+ * fd, across agent restarts. Sockets this process inherited itself (systemd) are passed on instead of bound.
+ */
+export function bindHeldSockets(opts: AgentOptions): HeldSocket[] {
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+  if (typeof create !== 'function') throw new SmeshError('SMESH_ERR_BIND', `this Node.js (${process.version}) has no net._createServerHandle: smesh supervise cannot hold sockets without accepting on them`);
+  const addresses = listenerAddresses(opts);
+  const held: HeldSocket[] = [];
+  try {
+    for (const name of LISTENER_NAMES) {
+      const inherited = opts.inheritedListeners.find((l) => l.name === name);
+      if (inherited) {
+        held.push({ name, fd: inherited.fd, close: () => undefined });
+        continue;
+      }
+      const { host, port } = addresses[name];
+      const handle = create(host, port, net.isIPv6(host) ? 6 : 4, undefined, 0);
+      if (typeof handle === 'number') {
+        const hint = name === 'outbound' ? 'is the capture address configured on lo? is another agent running?' : 'is another agent running, or the port in use?';
+        throw new SmeshError('SMESH_ERR_BIND', `smesh supervise: cannot bind the ${name} socket ${host}:${port}: ${getSystemErrorName(handle)} (${hint})`);
+      }
+      let open = true;
+      held.push({ name, fd: handle.fd, close: () => (open ? ((open = false), handle.close()) : undefined) });
+    }
+  } catch (err) {
+    for (const h of held) h.close();
+    throw err;
+  }
+  return held;
+}
+
+/** Restart delays after agents that failed within QUICK_FAILURE_MS of their start: 0.1 s doubling to 5 s. */
+const QUICK_FAILURE_MS = 10_000;
+const FIRST_DELAY_MS = 100;
+const MAX_DELAY_MS = 5_000;
+
+export function restartDelayMs(quickFailures: number): number {
+  if (quickFailures <= 0) return 0; // an agent that ran a while is replaced at once: connections are queueing
+  return Math.min(MAX_DELAY_MS, FIRST_DELAY_MS * 2 ** (quickFailures - 1));
+}
+
+interface Agent {
+  readonly proc: ChildProcess;
+  readonly startedAt: number;
+  ready: boolean;
+}
+
+/**
+ * Runs the supervisor until SIGTERM/SIGINT: argv are the agent's options (validated here, so a bad flag fails before
+ * anything is bound). `entry` is the script that runs `smesh` (the agent is started as `<entry> agent <argv>`).
+ */
+export async function runSupervisor(argv: readonly string[], entry: string): Promise<number> {
+  const opts = parseAgentArgs(argv);
+  const logs = new LogHub({ level: opts.logLevel === 'silent' ? 'silent' : 'info', base: { node: opts.nodeName } });
+  const log = logs.child('supervisor');
+  const held = bindHeldSockets(opts);
+  log.info({ sockets: held.map((h) => `${h.name}=fd${h.fd}`).join(','), pid: process.pid }, 'holding the agent sockets');
+
+  const names = held.map((h) => h.name);
+  let current: Agent | undefined;
+  /** SIGHUP: the successor until it reports ready, then it becomes current and the old one drains. */
+  let successor: Agent | undefined;
+  const all = new Set<Agent>();
+  let quickFailures = 0;
+  let restartTimer: NodeJS.Timeout | undefined;
+  let shuttingDown = false;
+  let exitCode = 0;
+
+  const start = (why: string): Agent => {
+    const proc = spawn(process.execPath, [...process.execArgv, entry, 'agent', ...argv], {
+      stdio: ['inherit', 'inherit', 'inherit', ...held.map((h) => h.fd), 'ipc'],
+      env: supervisedAgentEnv(names),
+    });
+    const agent: Agent = { proc, startedAt: performance.now(), ready: false };
+    all.add(agent);
+    log.info({ agentPid: proc.pid, why }, 'agent started');
+    proc.on('message', (m: unknown) => onMessage(agent, m));
+    proc.on('error', (err) => log.error({ err: err.message }, 'agent could not be started'));
+    proc.on('exit', (code, signal) => onExit(agent, code, signal));
+    return agent;
+  };
+
+  const onMessage = (agent: Agent, m: unknown): void => {
+    const kind = (m as { smesh?: unknown } | null)?.smesh;
+    if (kind === 'ready') {
+      agent.ready = true;
+      quickFailures = 0;
+      log.info({ agentPid: agent.proc.pid }, 'agent ready');
+      if (agent === successor) {
+        successor = undefined;
+        const old = current;
+        current = agent;
+        if (old && old.proc.exitCode === null) {
+          log.info({ agentPid: old.proc.pid, successorPid: agent.proc.pid }, 'hand-over: the old agent drains');
+          old.proc.kill('SIGTERM');
+        }
+      }
+    } else if (kind === 'draining' && agent === current && !shuttingDown) {
+      // The agent was told to stop by someone else (an operator, an OOM handler): it closes its listeners and drains,
+      // and its successor starts now so that queued connections are accepted within a start-up, not after the drain.
+      log.info({ agentPid: agent.proc.pid }, 'agent draining: starting its successor');
+      current = successor ?? start('the running agent drains');
+      successor = undefined;
+    }
+  };
+
+  const onExit = (agent: Agent, code: number | null, signal: NodeJS.Signals | null): void => {
+    all.delete(agent);
+    log.info({ agentPid: agent.proc.pid, code, signal }, 'agent exited');
+    if (agent === successor) successor = undefined; // a failed hand-over: the current agent keeps serving
+    if (agent !== current) return maybeFinish();
+    current = undefined;
+    if (shuttingDown) {
+      exitCode = code ?? (signal === 'SIGTERM' || signal === 'SIGINT' ? 0 : 1);
+      return maybeFinish();
+    }
+    if (successor) {
+      current = successor; // promote the starting successor rather than starting a third agent
+      successor = undefined;
+      return;
+    }
+    const lived = performance.now() - agent.startedAt;
+    quickFailures = lived < QUICK_FAILURE_MS || !agent.ready ? quickFailures + 1 : 0;
+    const delay = restartDelayMs(quickFailures);
+    log.warn({ delayMs: delay, quickFailures }, 'restarting the agent');
+    restartTimer = setTimeout(() => {
+      restartTimer = undefined;
+      if (!shuttingDown) current = start(`restart after ${signal ?? `exit code ${code}`}`);
+    }, delay);
+  };
+
+  let finish: (code: number) => void = () => undefined;
+  const maybeFinish = (): void => {
+    if (shuttingDown && all.size === 0) finish(exitCode);
+  };
+
+  const done = new Promise<number>((resolve) => {
+    finish = (code) => {
+      for (const h of held) h.close();
+      log.info({ code }, 'supervisor exiting');
+      logs.flush();
+      resolve(code);
+    };
+  });
+
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) {
+      for (const a of all) a.proc.kill('SIGKILL'); // a second signal: no more waiting for drains
+      return;
+    }
+    shuttingDown = true;
+    clearTimeout(restartTimer);
+    log.info({ signal, agents: all.size }, 'stopping: agents drain, no restart');
+    // This node's proxy is going away: new connections are refused from now on rather than queued until the exit.
+    for (const h of held) h.close();
+    for (const a of all) a.proc.kill(signal);
+    maybeFinish();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (shuttingDown || successor) return;
+    if (!current) return void log.warn({}, 'SIGHUP ignored: no agent running');
+    log.info({ agentPid: current.proc.pid }, 'SIGHUP: starting a new agent; the old one drains once it is ready');
+    successor = start('SIGHUP hand-over');
+  });
+
+  current = start('supervisor start');
+  return done;
+}

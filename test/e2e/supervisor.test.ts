@@ -1,0 +1,193 @@
+// End to end: `smesh supervise` on node1 holds the agent's sockets: SIGKILL of the agent, SIGTERM (drain) and SIGHUP (hand-over to a new agent) under continuous new connections refuse none; a long-lived connection flows through the drain with matching sha256.
+import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type NodeInfo } from '../helpers/topology';
+import { waitExit, tail, jsonRecords, lastJsonLine, type CapturedProcess } from '../helpers/proc';
+import { pollUntil } from '../helpers/logs';
+import { stopAgentsKeepingLogs } from '../helpers/e2e-agents';
+
+const problem = privilegeProblem();
+const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
+const ECHO = 9000;
+
+interface LoopCounts {
+  started: number;
+  ok: number;
+  refused: number;
+  reset: number;
+  timeout: number;
+  mismatch: number;
+  other: number;
+}
+interface LoopResult {
+  result: LoopCounts;
+  errors: unknown[];
+  long?: { outcome: string; sentBytes: number; receivedBytes: number; sentSha256: string; receivedSha256: string };
+}
+
+describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over refuse nothing${problem ? ` (skipped: ${problem})` : ''}`, () => {
+  let topo: Topology;
+  let cfgDir: string;
+  let node1: NodeInfo;
+  let supervisor: CapturedProcess;
+  const agents: AgentHandle[] = [];
+  const loops: CapturedProcess[] = [];
+  /** Per event, what the loops saw: written to $SMESH_RESTART_RESULTS (JSON) for bench/README.md. */
+  const measured: Record<string, unknown> = {};
+  let setupError: Error | null = null;
+
+  const records = () => jsonRecords(supervisor.stdoutText());
+  const supervisorEvents = (msg: string) => records().filter((r) => r.component === 'supervisor' && r.msg === msg);
+  const readyPids = () => supervisorEvents('agent ready').map((r) => r.agentPid as number);
+  const exited = (pid: number) => supervisorEvents('agent exited').find((r) => r.agentPid === pid);
+  const diag = () => `--- supervisor + node1 agents ---\n${tail(supervisor.outputText(), 40)}`;
+
+  beforeEach(() => {
+    if (setupError) throw setupError;
+  });
+
+  beforeAll(async () => {
+    try {
+      if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} not found: build first with \`npx tsc -p tsconfig.json\``);
+      topo = await createTopology({
+        nodes: ['node1', 'node2'],
+        pods: [
+          { name: 'client', node: 'node1' },
+          { name: 'local-server', node: 'node1' },
+          { name: 'client2', node: 'node2' },
+          { name: 'remote-server', node: 'node2' },
+        ],
+      });
+      node1 = topo.node('node1');
+      for (const pod of ['remote-server', 'local-server']) await topo.startApp(pod, 'echo-server', ['--port', String(ECHO)]);
+      cfgDir = topo.makeTempDir('config');
+      topo.writeConfig(cfgDir, {
+        services: [
+          { name: 'remote', vip: VIP.remote, port: ECHO, selector: { app: 'remote-server' } },
+          { name: 'local', vip: VIP.local, port: ECHO, selector: { app: 'local-server' } },
+        ],
+      });
+      // node1's agent runs under the supervisor (it creates the standalone CA); node2's runs plain.
+      supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir]);
+      await pollUntil(() => readyPids().length, (n) => n >= 1, 60_000).catch(() => undefined);
+      if (readyPids().length < 1) throw new Error(`supervised agent never ready\n${diag()}`);
+      const a2 = topo.startAgent('node2', cfgDir);
+      agents.push(a2);
+      await a2.waitReady(60_000);
+    } catch (e) {
+      setupError = e as Error;
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const l of loops) l.kill('SIGKILL');
+    if (supervisor && supervisor.exitCode === null) {
+      supervisor.kill('SIGTERM');
+      await waitExit(supervisor, 10_000);
+    }
+    await stopAgentsKeepingLogs(agents, 'supervisor');
+    if (process.env.SMESH_E2E_LOG_DIR && supervisor) fs.writeFileSync(path.join(process.env.SMESH_E2E_LOG_DIR, 'supervisor-node1.log'), supervisor.outputText());
+    if (process.env.SMESH_RESTART_RESULTS) fs.writeFileSync(process.env.SMESH_RESTART_RESULTS, JSON.stringify(measured, null, 2));
+    await topo?.cleanup();
+  }, 60_000);
+
+  /** Starts conn-loop in `pod` and waits until it has run for about a second (its progress lines). */
+  async function startLoop(pod: string, vip: string, extra: readonly string[] = []): Promise<CapturedProcess> {
+    const p = topo.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'conn-loop.js'), '--host', vip, '--port', String(ECHO), '--rate', '50', ...extra]);
+    loops.push(p);
+    await pollUntil(() => jsonRecords(p.stdoutText()).filter((r) => r.progress).length, (n) => n >= 2, 15_000);
+    return p;
+  }
+
+  async function loopResult(p: CapturedProcess): Promise<LoopResult> {
+    const r = await waitExit(p, 90_000);
+    try {
+      return lastJsonLine<LoopResult>(r.stdout);
+    } catch {
+      throw new Error(`conn-loop gave no result (${r.code}/${r.signal}): ${tail(r.stdout + r.stderr)}`);
+    }
+  }
+
+  /** Waits for the supervisor to report an agent ready that is not in `before`. */
+  async function nextReady(before: readonly number[]): Promise<number> {
+    const pids = await pollUntil(readyPids, (l) => l.some((p) => !before.includes(p)), 60_000);
+    const pid = pids.find((p) => !before.includes(p));
+    if (pid === undefined) throw new Error(`no new agent ready\n${diag()}`);
+    return pid;
+  }
+
+  const current = () => readyPids().at(-1)!;
+
+  it('SIGKILL of the agent under 50 new connections/s each way: none refused, bytes right; the supervisor restarts it with the same sockets', async () => {
+    const outbound = await startLoop('client', VIP.remote, ['--seconds', '6']);
+    const inbound = await startLoop('client2', VIP.local, ['--seconds', '6']);
+    const before = readyPids();
+    const victim = current();
+    process.kill(victim, 'SIGKILL');
+    const successor = await nextReady(before);
+    expect(successor).not.toBe(victim);
+    const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
+    measured.sigkill = { outbound: o.result, inbound: i.result, errors: [...o.errors, ...i.errors] };
+    const msg = `${JSON.stringify(measured.sigkill)}\n${diag()}`;
+    for (const r of [o.result, i.result]) {
+      expect(r.refused, msg).toBe(0);
+      expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
+      // Only connections the killed agent was relaying at that instant may be reset.
+      expect(r.ok + r.reset, msg).toBe(r.started);
+    }
+    expect(exited(victim)?.signal, msg).toBe('SIGKILL');
+  }, 120_000);
+
+  it('SIGTERM of the agent: a long-lived connection keeps flowing through the drain (sha256 both ways), new connections go to the successor, none refused or reset', async () => {
+    const outbound = await startLoop('client', VIP.remote, ['--seconds', '6', '--long-seconds', '6']);
+    const inbound = await startLoop('client2', VIP.local, ['--seconds', '6']);
+    const before = readyPids();
+    const victim = current();
+    process.kill(victim, 'SIGTERM');
+    await nextReady(before);
+    const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
+    measured.sigterm = { outbound: o.result, inbound: i.result, long: o.long, errors: [...o.errors, ...i.errors] };
+    const msg = `${JSON.stringify(measured.sigterm)}\n${diag()}`;
+    expect(o.long?.outcome, msg).toBe('ended');
+    expect(o.long!.receivedBytes, msg).toBe(o.long!.sentBytes);
+    expect(o.long!.receivedSha256, msg).toBe(o.long!.sentSha256);
+    expect(o.result.ok, msg).toBe(o.result.started);
+    for (const r of [o.result, i.result]) {
+      expect(r.refused, msg).toBe(0);
+      expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
+    }
+    // The drained agent exits by itself once its last connection ended.
+    await pollUntil(() => exited(victim), (e) => e !== undefined, 40_000);
+    expect(exited(victim)?.code, msg).toBe(0);
+    expect(supervisor.outputText(), msg).toMatch(/drained: no open connection left/);
+  }, 120_000);
+
+  it('SIGHUP hand-over: a new agent takes the sockets, the old one drains and exits; none refused or reset', async () => {
+    const outbound = await startLoop('client', VIP.remote, ['--seconds', '6', '--long-seconds', '5']);
+    const inbound = await startLoop('client2', VIP.local, ['--seconds', '6']);
+    const before = readyPids();
+    const old = current();
+    supervisor.kill('SIGHUP');
+    const fresh = await nextReady(before);
+    const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
+    measured.sighup = { outbound: o.result, inbound: i.result, long: o.long, errors: [...o.errors, ...i.errors] };
+    const msg = `${JSON.stringify(measured.sighup)}\n${diag()}`;
+    expect(fresh).not.toBe(old);
+    expect(o.result.ok, msg).toBe(o.result.started);
+    expect(o.long?.receivedSha256, msg).toBe(o.long?.sentSha256);
+    for (const r of [o.result, i.result]) {
+      expect(r.refused, msg).toBe(0);
+      expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
+    }
+    await pollUntil(() => exited(old), (e) => e !== undefined, 40_000);
+    expect(exited(old)?.code, msg).toBe(0);
+  }, 120_000);
+
+  it('SIGTERM of the supervisor: the agent drains and both exit 0', async () => {
+    supervisor.kill('SIGTERM');
+    const r = await waitExit(supervisor, 45_000);
+    expect(r.code, diag()).toBe(0);
+    expect(supervisorEvents('supervisor exiting').length).toBe(1);
+  }, 60_000);
+});
