@@ -2,6 +2,9 @@
 // RawDatapath wrapper around a loaded Datapath. Execute() never touches JavaScript values.
 #include "bindings.h"
 
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -115,6 +118,7 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("inpodListenerDelete", &RawDatapath::InpodListenerDeleteJs),
                            InstanceMethod("inpodListeners", &RawDatapath::InpodListeners),
                            InstanceMethod("inpodCounters", &RawDatapath::InpodCountersJs),
+                           InstanceMethod("skLookupTestRun", &RawDatapath::SkLookupTestRun),
                            InstanceMethod("inpodPodUpdate", &RawDatapath::InpodPodUpdate),
                            InstanceMethod("inpodPodDelete", &RawDatapath::InpodPodDeleteJs),
                            InstanceMethod("inpodPods", &RawDatapath::InpodPods),
@@ -435,6 +439,43 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     return o;
   }
 
+  // skLookupTestRun(program, family 4|6, protocol, remoteAddr (16-byte key), remotePort, localAddr (16-byte key),
+  // localPort) → { verdict: 'pass' | 'drop', cookie: bigint (the socket the program assigned, 0n = none) }:
+  // BPF_PROG_TEST_RUN of an sk_lookup program with a context built here from the uapi struct bpf_sk_lookup.
+  Napi::Value SkLookupTestRun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 7 || !info[0].IsString() || !info[3].IsBuffer() || !info[5].IsBuffer())
+      throw Napi::TypeError::New(env, "skLookupTestRun(program, family, protocol, remoteAddr, remotePort, localAddr, localPort)");
+    const std::string program = info[0].As<Napi::String>();
+    const int family = info[1].As<Napi::Number>().Int32Value();
+    auto remote = info[3].As<Napi::Buffer<uint8_t>>();
+    auto local = info[5].As<Napi::Buffer<uint8_t>>();
+    if (remote.Length() != 16 || local.Length() != 16) throw Napi::TypeError::New(env, "addresses must be 16-byte map keys");
+    struct bpf_sk_lookup ctx;
+    std::memset(&ctx, 0, sizeof(ctx));
+    ctx.family = family == 6 ? AF_INET6 : AF_INET;
+    ctx.protocol = info[2].As<Napi::Number>().Uint32Value();
+    ctx.remote_port = htons(static_cast<uint16_t>(info[4].As<Napi::Number>().Uint32Value()));
+    ctx.local_port = info[6].As<Napi::Number>().Uint32Value();
+    if (family == 6) {
+      std::memcpy(ctx.remote_ip6, remote.Data(), 16);
+      std::memcpy(ctx.local_ip6, local.Data(), 16);
+    } else {
+      std::memcpy(&ctx.remote_ip4, remote.Data() + 12, 4);
+      std::memcpy(&ctx.local_ip4, local.Data() + 12, 4);
+    }
+    const int fd = Guard(env, [&] { return Live(env).program_fd(program); });
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &ctx, .ctx_out = &ctx, .ctx_size_in = sizeof(ctx), .ctx_size_out = sizeof(ctx));
+    if (bpf_prog_test_run_opts(fd, &opts) != 0) {
+      const int err = errno;
+      throw Napi::Error::New(env, std::string("BPF_PROG_TEST_RUN ") + program + ": " + std::strerror(err));
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("verdict", Napi::String::New(env, opts.retval == SK_PASS ? "pass" : "drop"));
+    out.Set("cookie", Napi::BigInt::New(env, static_cast<uint64_t>(ctx.cookie)));
+    return out;
+  }
+
   Napi::Value ConnsPinPath(const Napi::CallbackInfo& info) {
     if (!dp_) throw Napi::Error::New(info.Env(), "datapath is closed");
     return Napi::String::New(info.Env(), dp_->conns_pin_path());
@@ -664,6 +705,17 @@ Napi::Value OriginalDestinationJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// socketCookie(fd) → bigint: SO_COOKIE of a socket (what an sk_lookup program's assignment reports).
+Napi::Value SocketCookieJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "socketCookie(fd)");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(info[0].As<Napi::Number>().Int32Value(), SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0)
+    throw Napi::Error::New(env, std::string("getsockopt(SO_COOKIE): ") + std::strerror(errno));
+  return Napi::BigInt::New(env, cookie);
+}
+
 // abiLayout() → { struct name: { size, members: { name: byte offset } } } as this compiler lays out bpf/shared/abi.h;
 // test/native/abi-layout.test.ts compares it with the BPF object's BTF and with the TypeScript packers' layouts.
 Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
@@ -710,6 +762,7 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("netnsListener", Napi::Function::New(env, NetnsListenerJs, "netnsListener"));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestinationJs, "originalDestination"));
   exports.Set("abiLayout", Napi::Function::New(env, AbiLayoutJs, "abiLayout"));
+  exports.Set("socketCookie", Napi::Function::New(env, SocketCookieJs, "socketCookie"));
 }
 
 }  // namespace smesh

@@ -296,6 +296,13 @@ int Datapath::capture_listener_fd() const {
   return bpf_map__fd(skel_->maps.smesh_capture_listener);
 }
 
+int Datapath::program_fd(const std::string& name) const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  struct bpf_program* prog = bpf_object__find_program_by_name(skel_->obj, name.c_str());
+  if (!prog) ThrowMessage("no BPF program named " + name);
+  return bpf_program__fd(prog);
+}
+
 int Datapath::inpod_lookup_prog_fd() const {
   if (!skel_) ThrowMessage("datapath is closed");
   return bpf_program__fd(skel_->progs.smesh_inbound_lookup);

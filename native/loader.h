@@ -57,6 +57,8 @@ class Datapath {
   int strict_drop_stats_fd() const;
   int inpod_stats_fd() const;
   int inpod_pods_fd() const;
+  // A loaded program's fd by its function name (e.g. "smesh_inbound_lookup"), for BPF_PROG_TEST_RUN in tests.
+  int program_fd(const std::string& name) const;
   // The sk_lookup program (inbound plaintext capture); attached per pod namespace by AttachNetnsLookup.
   int inpod_lookup_prog_fd() const;
   // smesh_capture_listener (SOCKMAP): slot 0 holds the outbound listener the capture-tuple steering hands connections to.

@@ -79,6 +79,8 @@ export interface Datapath {
   removeInboundMode(ip: string, port: number): void;
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }>;
   inboundCounters(): InboundCounters;
+  /** BPF_PROG_TEST_RUN of a loaded sk_lookup program on one synthetic lookup (tests): verdict and assigned socket cookie. */
+  testSkLookup(program: string, lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number }): { verdict: 'pass' | 'drop'; cookie: bigint };
   /**
    * Attaches the inbound plaintext capture (sk_lookup) to a pod's network namespace, pinned under the bpffs dir so
    * that it outlives an agent restart (a pinned link of that namespace is reused). `releaseInboundCapture` detaches it.
@@ -117,6 +119,7 @@ export interface DatapathApi {
   netnsCookie(netnsPath: string): Promise<bigint>;
   netnsListener(netnsPath: string, family?: 4 | 6): Promise<number>;
   originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null;
+  socketCookie(fd: number): bigint;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -289,6 +292,18 @@ class NativeDatapath implements Datapath {
 
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }> {
     return wrapSync(() => this.raw.stricts()).map((e) => ({ ip: keyToIp(e.addr), port: e.port, mode: INBOUND_MODE_NAME[e.mode] ?? 'PERMISSIVE' }));
+  }
+
+  /**
+   * Runs a loaded sk_lookup program (`smesh_inbound_lookup`, `smesh_capture_lookup`) on one synthetic lookup with
+   * BPF_PROG_TEST_RUN, for table-driven tests of its decision: its verdict and the cookie of the socket it assigned
+   * (0n: none; compare with socketCookie()).
+   */
+  testSkLookup(program: string, lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number }): { verdict: 'pass' | 'drop'; cookie: bigint } {
+    const remote = ipToKey(lookup.remote, 'remote');
+    const local = ipToKey(lookup.local, 'local');
+    const family = isV4MappedKey(local) ? 4 : 6;
+    return wrapSync(() => this.raw.skLookupTestRun(program, family, lookup.protocol === 'udp' ? 17 : 6, remote, lookup.remotePort, local, lookup.localPort));
   }
 
   inboundCounters(): InboundCounters {
@@ -466,6 +481,11 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
       const found = wrapSync(() => loadRaw().originalDestination(fd, pin));
       return found ? { ip: keyToIp(found.addr), port: found.port } : null;
     },
+
+    socketCookie(fd: number): bigint {
+      if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`fd must be a non-negative integer, got ${String(fd)}`);
+      return wrapSync(() => loadRaw().socketCookie(fd));
+    },
   };
 }
 
@@ -499,4 +519,9 @@ export function originalDestination(fd: number, bpffsDir?: string): { ip: string
 export function socketFd(sock: Socket): number {
   const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
   return typeof handle?.fd === 'number' ? handle.fd : -1;
+}
+
+/** SO_COOKIE of a socket fd (what an sk_lookup program's assignment reports). */
+export function socketCookie(fd: number): bigint {
+  return api.socketCookie(fd);
 }

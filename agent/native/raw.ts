@@ -40,6 +40,8 @@ export interface RawDatapath {
   captureListenerUpdate(fd: number): void;
   inpodListeners(): Array<{ addr: Buffer; port: number }>;
   inpodCounters(): { captured: number; noListener: number; assignFailed: number };
+  /** BPF_PROG_TEST_RUN of a loaded sk_lookup program (tests): its verdict and the cookie of the socket it assigned (0n: none). */
+  skLookupTestRun(program: string, family: 4 | 6, protocol: number, remoteAddr: Buffer, remotePort: number, localAddr: Buffer, localPort: number): { verdict: 'pass' | 'drop'; cookie: bigint };
   /** smesh_inpod_pods: pod addresses whose plaintext is captured (held back in the kernel while no listener is registered). */
   inpodPodUpdate(addr: Buffer): void;
   inpodPodDelete(addr: Buffer): boolean;
@@ -86,6 +88,8 @@ export interface RawNative {
   originalDestination(fd: number, connsPinPath?: string): RawOriginalDst | null;
   /** How the addon's compiler lays out bpf/shared/abi.h: struct name → size and member byte offsets. */
   abiLayout(): Record<string, { size: number; members: Record<string, number> }>;
+  /** SO_COOKIE of a socket. */
+  socketCookie(fd: number): bigint;
 }
 
 const ADDON_RELATIVE_PATH = path.join('build', 'native', 'Release', 'smesh_native.node');
