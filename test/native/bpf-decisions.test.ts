@@ -99,6 +99,25 @@ describe.skipIf(!isRoot)('inbound capture decision (sk_lookup smesh_inbound_look
     expect(r.cookie).toBe(c.expect === 'none' ? 0n : cookies[c.expect]);
   });
 
+  describe('outbound capture steering (sk_lookup smesh_capture_lookup; one capture tuple without captureNetns)', () => {
+    let outbound = 0n;
+    beforeAll(async () => {
+      const fd = await listener('127.0.0.1');
+      dp!.setOutboundListener(fd);
+      outbound = socketCookie(fd);
+    });
+    const steer = (local: string, localPort: number, protocol?: 'tcp' | 'udp') => dp!.testSkLookup('smesh_capture_lookup', { protocol, remote: CLIENT, remotePort: 40100, local, localPort });
+
+    it('TCP to the capture tuple → the outbound listener', () => {
+      expect(steer(topo.captureIp, 15001)).toEqual({ verdict: 'pass', cookie: outbound });
+    });
+    it('another port of the capture address, another address, UDP → untouched', () => {
+      expect(steer(topo.captureIp, 15002).cookie).toBe(0n);
+      expect(steer(POD, 15001).cookie).toBe(0n);
+      expect(steer(topo.captureIp, 15001, 'udp').cookie).toBe(0n);
+    });
+  });
+
   it('counts a lookup with no registered listener (no_listener) and captured ones', () => {
     const before = dp!.inboundCounters();
     dp!.testSkLookup(PROGRAM, { remote: CLIENT, remotePort: 40001, local: POD_NO_LISTENER, localPort: APP_PORT });
