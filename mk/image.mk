@@ -30,7 +30,11 @@ NODE_IMAGE     := localhost/smesh/node:$(HOST_NODE_VERSION)
 NPM_CAFILE     := $(or $(filter-out null undefined,$(shell npm config get cafile 2>/dev/null)),/etc/ssl/certs/ca-certificates.crt)
 IMAGE_PKGS     := buildah runc mmdebstrap uidmap
 
-.PHONY: image image-deps image-base image-node image-clean
+.PHONY: image image-deps image-base image-node image-clean image-name
+
+# The image reference (tests compare it with deploy/*.yaml, which name it without the localhost/ prefix).
+image-name:
+	@echo $(IMAGE)
 
 image: image-base image-node
 	$(BUILDAH) build --layers --runtime $(IMAGE_RUNTIME) --network host \
