@@ -6,7 +6,7 @@ import { currentTrustDomainAliases, spiffeIdFromSubjectAltName, TrustDomains, tr
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-server';
+import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-settings';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';
 
 export const HBONE_IDLE_TIMEOUT_MS = 5 * 60_000;

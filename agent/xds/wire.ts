@@ -1,7 +1,12 @@
 // Hand-written protobuf decoders for the high-volume xDS messages (DeltaDiscoveryResponse envelope, istio.workload.Address): straight into the fields the agent reads, no protobufjs toObject.
 import { Reader, util } from 'protobufjs';
 import { ipv4Text } from '../native/addr';
-import type { AnyMessage } from './convert';
+
+/** A google.protobuf.Any as the xDS layers pass it: type URL and the encoded message. */
+export interface AnyMessage {
+  readonly type_url: string;
+  readonly value: Uint8Array;
+}
 
 // Why: at 50k Address resources, protobufjs decode + toObject (+ the envelope's toObject in grpc-js) made
 // two full object trees per resource; these read the wire once and skip every field the agent ignores.
