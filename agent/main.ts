@@ -31,6 +31,7 @@ import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
 import { KernelDenialReporter } from './telemetry/kernel-denials';
 import { MeshMetrics } from './telemetry/metrics';
+import { TrafficShaper } from './qos/shaping';
 import { adoptListeners } from './telemetry/listen';
 import { ControlPlaneChannel } from './xds/channel';
 import { XdsClient } from './xds/client';
@@ -233,6 +234,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     let discovery: NetnsDiscovery | undefined;
     let plaintextCapture: InpodCapture | undefined;
     const ids = new WorkloadIds();
+    // TrafficShaping rate limits: one set of buckets for the outbound, the inbound and both HTTP paths.
+    const shaping = new TrafficShaper({ state, rateLimited: metrics.rateLimited });
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
     metrics.setCertificateProvider(() => identities.list());
@@ -262,6 +265,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
             : { disabled: true },
           netnsDiscovery: discovery ? discovery.status() : { disabled: true },
           plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
+          trafficShaping: shaping.dump(),
         };
       },
     });
@@ -371,10 +375,11 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       connections,
       metrics,
       logger: logs.child('http'),
+      shaping,
     });
     // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
     // same-node connections to a pod's HTTP port dialled by address.
-    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound') });
+    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound'), shaping });
     const outbound = new OutboundProxy({
       state,
       identities,
@@ -393,6 +398,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),
       metrics,
       logger: logs.child('outbound'),
+      shaping,
     });
     const inbound = new InboundProxy({
       identities,
@@ -411,6 +417,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       logger: logs.child('inbound'),
       engine,
       engineIdentities,
+      shaping,
     });
     await outbound.start();
     cleanups.push(() => outbound.close());

@@ -17,6 +17,7 @@ import type { StringMatch } from '../proto/generated/istio/security/StringMatch'
 import { ruleNeedsL7, selectorPolicyKeys } from '../agent/policy/evaluate';
 import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../agent/policy/types';
 import { trafficPolicyMessages } from './traffic';
+import { trafficShapingMessages } from './shaping';
 import { declaredAppProtocol, istioAppProtocol } from '../agent/http/protocol';
 
 /** Every type URL the control plane serves on the delta ADS stream. */
@@ -576,7 +577,7 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   const localLists = new Map<string, EntryList>();
   const policies = snapshot.authorizationPolicies ?? [];
   const td = snapshot.trustDomain;
-  const [slotA, slotN, slotM, slotZ, slotT] = ['address', 'node', 'mesh', 'authz', 'traffic'].map((k) => cache.slot(k));
+  const [slotA, slotN, slotM, slotZ, slotT, slotS] = ['address', 'node', 'mesh', 'authz', 'traffic', 'shaping'].map((k) => cache.slot(k));
   let lastNode: string | undefined;
   let local: EntryList | undefined;
   let position = -1;
@@ -629,12 +630,18 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
     // The message holds no bytes fields: its JSON is the whole input of the encoding.
     trafficPolicies.set(name, cache.get(slotT, name, JSON.stringify(msg), () => protos.codecs.trafficPolicy.pack(msg)));
   }
+  // One TrafficShaping per workload that a TrafficShaping resource selects, sent to every node (inbound and outbound rules).
+  const trafficShaping = new Map<string, ResourceEntry>();
+  for (const [name, msg] of trafficShapingMessages(snapshot, naming)) {
+    trafficShaping.set(name, cache.get(slotS, name, JSON.stringify(msg), () => protos.codecs.trafficShaping.pack(msg)));
+  }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],
     [CONTROL_TYPE_URL.node, nodes.toMap(prev?.shared.get(CONTROL_TYPE_URL.node))],
     [CONTROL_TYPE_URL.meshConfig, meshConfig.toMap(prev?.shared.get(CONTROL_TYPE_URL.meshConfig))],
     [CONTROL_TYPE_URL.authorization, authorizations],
     [CONTROL_TYPE_URL.trafficPolicy, trafficPolicies],
+    [CONTROL_TYPE_URL.trafficShaping, trafficShaping],
   ]);
   return { shared, localByNode };
 }

@@ -72,6 +72,7 @@ export const MESH_XDS_TYPE_URL = Object.freeze({
   address: TYPE_URL.address,
   authorization: TYPE_URL.authorization,
   trafficPolicy: TYPE_URL.trafficPolicy,
+  trafficShaping: TYPE_URL.trafficShaping,
   node: TYPE_URL.node,
   localWorkload: TYPE_URL.localWorkload,
   meshConfig: TYPE_URL.meshConfig,

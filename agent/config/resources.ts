@@ -1,4 +1,4 @@
-// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service, AuthorizationPolicy, PeerAuthentication, DestinationRule, VirtualService) into a validated mesh snapshot.
+// Reads a directory of Kubernetes-shaped YAML (MeshConfig, Node, Namespace, Pod, Service, AuthorizationPolicy, PeerAuthentication, DestinationRule, VirtualService, TrafficShaping) into a validated mesh snapshot.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
@@ -11,6 +11,7 @@ import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnot
 import { checkObjectNames } from './istio-names';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
+import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSION, TRAFFIC_SHAPING_SPEC, type TrafficShapingConfig } from './shaping';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
 import { policyKey, type AuthorizationPolicy } from '../policy/types';
 
@@ -106,6 +107,11 @@ const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly 
     otherApiVersions: TRAFFIC_API_VERSIONS.slice(1),
     namespaced: true,
     spec: resourceSpec(VIRTUAL_SERVICE_SPEC, 'ignored'),
+  },
+  TrafficShaping: {
+    apiVersion: TRAFFIC_SHAPING_API_VERSION,
+    namespaced: true,
+    spec: resourceSpec(TRAFFIC_SHAPING_SPEC, 'ignored'),
   },
   Node: {
     apiVersion: 'v1',
@@ -315,6 +321,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
   const peerAuthentications: PeerAuthentication[] = [];
   const destinationRules: DestinationRuleConfig[] = [];
   const virtualServices: VirtualServiceConfig[] = [];
+  const trafficShapings: TrafficShapingConfig[] = [];
 
   const seen = new Map<string, ParsedDoc>();
   const nodes = new Map<string, MeshNode>();
@@ -429,6 +436,12 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         if (service) virtualServices.push(service);
         break;
       }
+      case 'TrafficShaping': {
+        const { shaping, problems: tsProblems } = convertTrafficShaping(d.name, d.namespace, b.spec);
+        for (const p of tsProblems) problems.push({ file: d.file, line: d.line, resource, field: p.field, message: p.message });
+        if (shaping) trafficShapings.push(shaping);
+        break;
+      }
       default:
         break;
     }
@@ -462,6 +475,11 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
     const d = seen.get(`${p.kind}/${p.namespace}/${p.name}`)!;
     problems.push({ file: d.file, line: d.line, resource: `${p.kind} ${p.namespace}/${p.name}`, field: p.field, message: p.message });
   }
+  const shaping = resolveTrafficShaping(trafficShapings, workloads, services, rootNamespace);
+  for (const p of shaping.problems) {
+    const d = seen.get(`TrafficShaping/${p.namespace}/${p.name}`)!;
+    problems.push({ file: d.file, line: d.line, resource: `TrafficShaping ${p.namespace}/${p.name}`, field: p.field, message: p.message });
+  }
   return {
     trustDomain,
     ...(trustDomainAliases.length > 0 ? { trustDomainAliases } : {}),
@@ -472,6 +490,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
     authorizationPolicies,
     rootNamespace,
     ...(traffic.policies.size > 0 ? { trafficPolicies: traffic.policies } : {}),
+    ...(shaping.shaping.size > 0 ? { trafficShaping: shaping.shaping } : {}),
   };
 }
 

@@ -13,6 +13,7 @@ import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { headerLists } from './policy-headers';
 import { BodyMeter, sizesOf } from './body-meter';
+import type { RequestLimited, TrafficShaper } from '../qos/shaping';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -30,6 +31,8 @@ export interface InboundHttpOptions {
   readonly connections?: ConnectionRegistry;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
+  /** TrafficShaping inbound requestRate rules (agent/qos/shaping.ts): a request over one gets 429 with RateLimit headers. */
+  readonly shaping?: TrafficShaper;
 }
 
 export function flatHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string | string[] | undefined> {
@@ -157,6 +160,13 @@ export class InboundHttp implements HttpTunnelServer {
     return version === 'h2' ? this.serveH2(tunnel, ctx) : this.serveH1(tunnel, ctx);
   }
 
+  /** TrafficShaping requestRate of the destination: the 429 to answer, or undefined (a token was taken). */
+  private rateLimited(ctx: TunnelContext, attrs: HttpAttributes): RequestLimited | undefined {
+    const shaping = this.opts.shaping;
+    if (!shaping || !ctx.workload) return undefined;
+    return shaping.admitRequest({ direction: 'inbound', destination: ctx.workload, port: ctx.destination.port, sourceIp: ctx.sourceIp, method: attrs.method, path: attrs.path, headers: attrs.headers });
+  }
+
   /** Authorizes one request; counts and logs through the authorizer. */
   private allowed(ctx: TunnelContext, attrs: HttpAttributes): boolean {
     const v = this.opts.authorize({ sourceIdentity: ctx.peer, sourceIp: ctx.sourceIp, destination: ctx.destination, destinationWorkload: ctx.workload, http: attrs });
@@ -218,6 +228,14 @@ export class InboundHttp implements HttpTunnelServer {
         res.writeHead(403, { 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
         res.end(RBAC_DENIED_BODY);
         this.record(ctx, 403, undefined, t0, 'RBAC', { requestBytes: 0, responseBytes: RBAC_DENIED_BODY.length });
+        return;
+      }
+      const limited = this.rateLimited(ctx, attrs);
+      if (limited) {
+        req.resume();
+        res.writeHead(429, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(limited.body)), ...limited.headers });
+        res.end(limited.body);
+        this.record(ctx, 429, undefined, t0, 'RL');
         return;
       }
       const headers: http.OutgoingHttpHeaders = {};
@@ -367,6 +385,16 @@ export class InboundHttp implements HttpTunnelServer {
           stream.end(RBAC_DENIED_BODY);
         }
         this.record(ctx, 403, grpc ? '7' : undefined, t0, 'RBAC');
+        return;
+      }
+      const limited = this.rateLimited(ctx, attrs);
+      if (limited) {
+        stream.resume();
+        if (!stream.destroyed) {
+          stream.respond({ ':status': 429, 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(limited.body)), ...limited.headers });
+          stream.end(limited.body);
+        }
+        this.record(ctx, 429, grpc ? '14' : undefined, t0, 'RL');
         return;
       }
       const out: http2.OutgoingHttpHeaders = {};

@@ -12,6 +12,7 @@ import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type L
 import { dialConnected } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
+import type { TrafficShaper } from '../qos/shaping';
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
 import type { HttpAttributes } from '../policy/types';
 import type { StateView } from '../state/store';
@@ -85,6 +86,8 @@ export interface HttpOutboundOptions {
   readonly pruneIntervalMs?: number;
   /** Same-node upgraded (WebSocket) connections, authorized here, are registered so that a policy change re-decides them (proxy/connection-tracker.ts). */
   readonly connections?: ConnectionRegistry;
+  /** TrafficShaping outbound requestRate rules (agent/qos/shaping.ts): a request over one gets 429 with RateLimit headers. */
+  readonly shaping?: TrafficShaper;
 }
 
 /** What the HTTP outbound holds, for tests and diagnostics. */
@@ -733,6 +736,8 @@ export class HttpOutbound {
    * request holds a breaker slot the caller must release when the request ends.
    */
   private async admit(ctx: HttpConnectionContext, request: { method: string; path: string; headers: http.IncomingHttpHeaders }, gone: () => boolean): Promise<Admission> {
+    const limited = this.opts.shaping?.admitRequest({ direction: 'outbound', source: ctx.source, service: ctx.service, port: ctx.port.port, ...request });
+    if (limited) return { kind: 'reply', service: ctx.service, delayed: false, reply: new ProxyReply(429, limited.body.trimEnd(), 'RL', limited.headers) };
     const routed = routeRequest({
       origin: { service: ctx.service, endpoints: this.lookupEndpoints(ctx), policy: this.policyOf(ctx.service.key) },
       port: ctx.port,

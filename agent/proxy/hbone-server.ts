@@ -20,6 +20,7 @@ import { socketFd } from '../native/datapath';
 import { engineDuplex, engineRelay, recordEngineSessionEvent, type EngineIdentities } from './native-hbone';
 import { abortSide, relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
+import type { TrafficShaper } from '../qos/shaping';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
 export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
@@ -107,6 +108,8 @@ export interface InboundProxyOptions {
    */
   readonly engine?: HboneEngine;
   readonly engineIdentities?: EngineIdentities;
+  /** TrafficShaping inbound rules (agent/qos/shaping.ts): a CONNECT over a connection rate or concurrency limit gets 429. */
+  readonly shaping?: TrafficShaper;
 }
 
 /** What a CONNECT is decided on, whichever server received it. */
@@ -142,6 +145,8 @@ type StreamDecision =
       readonly dest: IpPort;
       readonly workload?: Workload;
       readonly dialled?: string;
+      /** Frees the stream's TrafficShaping maxConnections slots when it ends (idempotent). */
+      readonly release?: () => void;
     };
 
 /** A CONNECT allowed to reach its pod. */
@@ -622,9 +627,11 @@ export class InboundProxy {
     if (!verdict.allow) {
       return { ...reject(401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer }), failed: { telemetry: this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), flag: 'DENY' } } as StreamDecision;
     }
+    const shaped = this.opts.shaping?.admitConnection({ direction: 'inbound', destination: local.workload, port: dest.port, sourceIp });
+    if (shaped?.kind === 'limited') return reject(429, 'rate_limited', shaped.detail, { dest, peer });
     // Every HTTP port is parsed at the destination, rules or not: requests are reported with reporter="destination"
     // (what dashboards and Kiali read) and a request-level rule added later applies to the open tunnel at once.
-    return { kind: protocol ? 'http' : 'tcp', protocol, peer, sourceIp, dest, workload: local.workload, dialled };
+    return { kind: protocol ? 'http' : 'tcp', protocol, peer, sourceIp, dest, workload: local.workload, dialled, ...(shaped ? { release: shaped.release } : {}) };
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -707,13 +714,14 @@ export class InboundProxy {
     const { peer, sourceIp, dest, workload, dialled } = d;
     dialPod(dest, client, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
       failed: () => {
+        d.release?.();
         this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled), 'CONNECT');
         failed(503);
       },
       connected: (upstream) => {
         let stats: ConnectionStats | undefined;
         const r = connected(upstream, () => (stats = this.relayStats(d)));
-        if (!r) return;
+        if (!r) return d.release?.();
         this.relays.add(r);
         const untrack = this.opts.connections?.register({
           direction: 'inbound',
@@ -723,6 +731,7 @@ export class InboundProxy {
           close: () => r.reset(),
         });
         void r.done.then((res) => {
+          d.release?.();
           untrack?.();
           this.relays.delete(r);
           stats?.close();
@@ -744,6 +753,7 @@ export class InboundProxy {
     const stats = this.opts.metrics?.openTcp(telemetry);
     const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(tunnel) });
     void tunnels.serve(tunnel, { peer, sourceIp, destination: dest, workload, protocol: d.protocol ?? 'http', telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
+      d.release?.();
       untrack?.();
       stats?.close();
       this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });

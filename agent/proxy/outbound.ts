@@ -20,6 +20,7 @@ import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 import type { Duplex } from 'stream';
+import type { ConnectionFacts, TrafficShaper } from '../qos/shaping';
 
 export const DEFAULT_HBONE_PORT = 15008;
 
@@ -182,6 +183,8 @@ export interface OutboundProxyOptions {
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
   /** Trust domains accepted besides the mesh's from Istio sidecars (legacy mTLS destinations), as MeshConfig trustDomainAliases. */
   readonly trustDomainAliases?: readonly string[] | (() => readonly string[]);
+  /** TrafficShaping outbound rules (agent/qos/shaping.ts): connections over a rate or concurrency limit are reset or queued. */
+  readonly shaping?: TrafficShaper;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -328,6 +331,28 @@ export class OutboundProxy {
       connectionPool: (service, port) => l4ConnectionPoolSettings(this.opts.state.snapshot().trafficPolicies?.get(service.key), port.port),
     });
     const fields = { sourceIp, source: source?.uid, dst: originalDestination };
+    const shaper = this.opts.shaping;
+    if (shaper && source && decision.kind !== 'refuse') {
+      const facts: ConnectionFacts = { direction: 'outbound', source, service: decision.service };
+      const v = shaper.admitConnection(facts);
+      if (v.kind === 'admit') sock.once('close', v.release);
+      else if (v.queueMs === undefined) return this.refuse(sock, 'rate_limited', v.detail, fields);
+      else {
+        void shaper.waitConnection(facts, v.queueMs, () => sock.destroyed || this.closing).then((w) => {
+          if (w.kind === 'admit' && !sock.destroyed && !this.closing) {
+            sock.once('close', w.release);
+            this.dispatch(sock, decision, source, sourceIp, originalDestination, fields);
+          } else if (w.kind === 'admit') w.release();
+          else this.refuse(sock, 'rate_limited', w.detail, fields);
+        });
+        return;
+      }
+    }
+    this.dispatch(sock, decision, source, sourceIp, originalDestination, fields);
+  }
+
+  /** A decided connection (admitted by TrafficShaping): per request on HTTP service ports, else admitted by the circuit breaker and relayed. */
+  private dispatch(sock: net.Socket, decision: OutboundDecision, source: Workload | undefined, sourceIp: string | undefined, originalDestination: IpPort | null, fields: Record<string, unknown>): void {
     const http = this.opts.http;
     if (http && originalDestination && (decision.kind === 'local' || decision.kind === 'hbone') && decision.service) {
       const r = this.opts.state.resolve(originalDestination.ip, originalDestination.port);

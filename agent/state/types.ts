@@ -90,6 +90,8 @@ export interface MeshSnapshot {
   readonly trustDomainAliases?: readonly string[];
   /** Service key `<ns>/<name>` → its traffic policy, in key order (absent = none: agent defaults everywhere). */
   readonly trafficPolicies?: ReadonlyMap<string, ServiceTrafficPolicy>;
+  /** Workload uid → the TrafficShaping rate-limit rules that apply to it, in uid order (absent = none). */
+  readonly trafficShaping?: ReadonlyMap<string, WorkloadShaping>;
   /**
    * Workload IP → uid of the workload that owns it (the smallest uid when several claim one IP), as immutable as the
    * rest. A builder that keeps this index anyway (the xDS client's) publishes it so that StateStore needs no second
@@ -247,4 +249,38 @@ export interface ServiceTrafficPolicy extends EndpointSettings {
   /** HTTP routes in order; the first whose match holds wins. Only on HTTP ports. */
   readonly routes: readonly TrafficRoute[];
   readonly rateLimit?: RateLimitSettings;
+}
+
+/** Envoy's local-rate-limit token bucket: starts full; `tokensPerFill` tokens every `fillIntervalMs`, at most `maxTokens`. */
+export interface LocalRateLimitSettings {
+  readonly maxTokens: number;
+  readonly tokensPerFill: number;
+  readonly fillIntervalMs: number;
+}
+
+/** What a connection over a connection limit gets: reset at once, or held up to `maxWaitMs` for a token or slot. */
+export interface OverLimitSettings {
+  readonly action: 'reject' | 'queue';
+  readonly maxWaitMs: number;
+}
+
+/** One resolved TrafficShaping rule (smesh.io/v1alpha1); every limit present must admit. */
+export interface ShapingRule {
+  /** `<namespace>/<TrafficShaping name>/<rule name>`. */
+  readonly name: string;
+  /** Destination service key `<ns>/<name>` the rule is limited to; absent = every destination. */
+  readonly service?: string;
+  readonly connectionRate?: LocalRateLimitSettings;
+  readonly maxConnections?: number;
+  readonly requestRate?: LocalRateLimitSettings;
+  /** Which requests `requestRate` counts (OR-ed; empty = all). */
+  readonly requestMatch: readonly HttpRouteMatch[];
+  readonly overLimit: OverLimitSettings;
+}
+
+/** The rules that apply to one workload: as a source (`outbound`) and as a destination (`inbound`). */
+export interface WorkloadShaping {
+  readonly workloadUid: string;
+  readonly outbound: readonly ShapingRule[];
+  readonly inbound: readonly ShapingRule[];
 }

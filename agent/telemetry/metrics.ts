@@ -65,7 +65,9 @@ export type RefusalReason =
   /** A DestinationRule connectionPool.tcp.maxConnections reached for the service port (Envoy: upstream_cx_overflow). */
   | 'circuit_breaker'
   /** The HBONE peer's certificate names a trust domain that is neither the mesh's nor an alias. */
-  | 'foreign_trust_domain';
+  | 'foreign_trust_domain'
+  /** Over a TrafficShaping connectionRate or maxConnections (agent/qos/shaping.ts). */
+  | 'rate_limited';
 
 /**
  * Why an HBONE connection was refused before it could carry a stream (smesh_hbone_handshake_failures_total):
@@ -305,6 +307,8 @@ export class MeshMetrics {
   readonly responseMessages: Counter<IstioHttpLabel>;
   /** Requests failed fast by a circuit breaker: reason max_pending_requests (over maxConnections and the pending queue) | max_requests | max_retries | retry_budget. */
   readonly circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
+  /** Connections and requests limited by a TrafficShaping rule (agent/qos/shaping.ts): reason connection_rate | max_connections | request_rate | queued (admitted after a wait). */
+  readonly rateLimited: Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>;
   readonly outlierEjections: Counter<'destination_service'>;
   /** Malformed HTTP from a client or an upstream, by side and kind. */
   readonly httpProtocolErrors: Counter<'direction' | 'side' | 'reason'>;
@@ -346,6 +350,7 @@ export class MeshMetrics {
     this.requestMessages = new Counter({ name: 'istio_request_messages_total', help: 'gRPC messages sent by clients', labelNames: httpLabels, registers });
     this.responseMessages = new Counter({ name: 'istio_response_messages_total', help: 'gRPC messages sent by servers', labelNames: httpLabels, registers });
     this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
+    this.rateLimited = new Counter({ name: 'smesh_rate_limited_total', help: 'Connections and requests limited by a TrafficShaping rule, by direction, source workload, destination service and reason', labelNames: ['direction', 'source_workload', 'destination_service', 'reason'], registers });
     this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
     this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
     this.hboneHandshakeFailures = new Counter({ name: 'smesh_hbone_handshake_failures_total', help: 'HBONE connections refused at the handshake or for their certificate identity, by direction and reason', labelNames: ['direction', 'reason'], registers });

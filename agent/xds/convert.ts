@@ -5,11 +5,13 @@ import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../prot
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { ipv4Text, keyToIp } from '../native/addr';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadTunnel } from '../state/types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadShaping, WorkloadTunnel } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
+import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
+import { parseTrafficShaping } from './shaping';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
 import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../http/protocol';
-import { decodeAddressOf, forgetRepeatedStrings, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
+import { decodeAddressOf, forgetRepeatedStrings, type AnyMessage, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
@@ -112,15 +114,18 @@ export interface AcceptedTrafficPolicy {
   readonly policy: ServiceTrafficPolicy;
 }
 
-export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization | AcceptedTrafficPolicy;
+/** A validated smesh.traffic.v1alpha1.TrafficShaping: the rate-limit rules of one workload (resource name = its uid). */
+export interface AcceptedTrafficShaping {
+  readonly kind: 'trafficShaping';
+  readonly shaping: WorkloadShaping;
+}
+
+export type AcceptedResource = AcceptedAddress | AcceptedNode | AcceptedLocalWorkload | AcceptedMeshConfig | AcceptedAuthorization | AcceptedTrafficPolicy | AcceptedTrafficShaping;
 
 export type ParseResult = { readonly ok: true; readonly value: AcceptedResource } | { readonly ok: false; readonly error: string };
 
 /** A decoded google.protobuf.Any as it appears in Resource.resource. */
-export interface AnyMessage {
-  readonly type_url: string;
-  readonly value: Uint8Array;
-}
+export type { AnyMessage } from './wire';
 
 // ---- codecs ----
 
@@ -142,6 +147,7 @@ interface Codecs {
   address: MessageCodec<unknown, Address__Output>;
   authorization: MessageCodec<unknown, Authorization__Output>;
   trafficPolicy: MessageCodec<unknown, TrafficPolicy__Output>;
+  trafficShaping: MessageCodec<unknown, TrafficShaping__Output>;
   node: MessageCodec<unknown, SmeshNodeMsg>;
   localWorkload: MessageCodec<unknown, LocalWorkloadMsg>;
   meshConfig: MessageCodec<unknown, MeshConfigMsg>;
@@ -156,6 +162,7 @@ function getCodecs(): Codecs {
     address: protos.codecs.address as MessageCodec<unknown, Address__Output>,
     authorization: protos.codecs.authorization as MessageCodec<unknown, Authorization__Output>,
     trafficPolicy: protos.codecs.trafficPolicy as MessageCodec<unknown, TrafficPolicy__Output>,
+    trafficShaping: protos.codecs.trafficShaping as MessageCodec<unknown, TrafficShaping__Output>,
     node: meshCodec<SmeshNodeMsg>('Node'),
     localWorkload: meshCodec<LocalWorkloadMsg>('LocalWorkload'),
     meshConfig: meshCodec<MeshConfigMsg>('MeshConfig'),
@@ -605,6 +612,12 @@ function parseTrafficPolicyResource(name: string, p: TrafficPolicy__Output): Acc
   return { kind: 'trafficPolicy', resourceName: name, policy: r.policy };
 }
 
+function parseTrafficShapingResource(name: string, s: TrafficShaping__Output): AcceptedTrafficShaping {
+  const r = parseTrafficShaping(name, s, serviceKeyFromRef);
+  if (!r.ok) fail(r.field, r.message);
+  return { kind: 'trafficShaping', shaping: r.shaping };
+}
+
 function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
   if (n.name !== name) fail('name', `expected the resource name ${q(name)}, got ${q(n.name)}`);
   if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${q(n.address)}`);
@@ -683,6 +696,9 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
         case XDS_TYPE_URL.trafficPolicy:
           decoded = parseTrafficPolicyResource(name, c.trafficPolicy.decode(any.value));
           break;
+        case XDS_TYPE_URL.trafficShaping:
+          decoded = parseTrafficShapingResource(name, c.trafficShaping.decode(any.value));
+          break;
         default:
           return { ok: false, error: `${resourceLabel(typeUrl, name)}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
       }
@@ -710,6 +726,8 @@ export interface AcceptedResources {
   readonly authorizations?: ReadonlyMap<string, AcceptedAuthorization>;
   /** By resource name `<ns>/<hostname>`; absent = none. */
   readonly trafficPolicies?: ReadonlyMap<string, AcceptedTrafficPolicy>;
+  /** By resource name (workload uid); absent = none. */
+  readonly trafficShapings?: ReadonlyMap<string, AcceptedTrafficShaping>;
 }
 
 export interface BuiltSnapshot {
@@ -840,11 +858,23 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
     }
   }
   const trafficPolicies = resolveTrafficPolicies(accepted.trafficPolicies, xdsServices, ordered, warnings);
+  const trafficShaping = shapingByWorkload(accepted.trafficShapings, ordered, warnings);
   return {
-    snapshot: { trustDomain, ...meshTrustDomainAliases(accepted.meshConfig), nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}) },
+    snapshot: { trustDomain, ...meshTrustDomainAliases(accepted.meshConfig), nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}), ...(trafficShaping.size > 0 ? { trafficShaping } : {}) },
     trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
     warnings,
   };
+}
+
+/** Each workload's TrafficShaping rules, in uid order; one naming a workload not (yet) known is a warning and kept. */
+export function shapingByWorkload(accepted: ReadonlyMap<string, AcceptedTrafficShaping> | undefined, workloads: ReadonlyMap<string, Workload>, warnings: string[]): Map<string, WorkloadShaping> {
+  const out = new Map<string, WorkloadShaping>();
+  if (!accepted || accepted.size === 0) return out;
+  for (const [name, s] of byKey(accepted)) {
+    if (!workloads.has(name)) warnings.push(`TrafficShaping ${name}: workload_uid: no Address resource with this uid (yet)`);
+    out.set(name, s.shaping);
+  }
+  return out;
 }
 
 /**

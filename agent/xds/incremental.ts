@@ -8,6 +8,7 @@ import {
   meshTrustDomainAliases,
   q,
   resolveTrafficPolicies,
+  shapingByWorkload,
   toService,
   toWorkload,
   XDS_TYPE_URL,
@@ -17,6 +18,7 @@ import {
   type AcceptedResource,
   type AcceptedService,
   type AcceptedTrafficPolicy,
+  type AcceptedTrafficShaping,
   type AcceptedWorkload,
   type BuiltSnapshot,
   type EndpointPorts,
@@ -97,6 +99,9 @@ export class IncrementalSnapshot {
   private readonly localWorkloads = new Map<string, AcceptedLocalWorkload>();
   private readonly authorizations = new Map<string, AcceptedAuthorization>();
   private readonly trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
+  private readonly trafficShapings = new Map<string, AcceptedTrafficShaping>();
+  private shapingChanged = true;
+  private publishedShaping: MeshSnapshot['trafficShaping'];
   private meshConfig: AcceptedMeshConfig | undefined;
 
   // Working state. A build publishes these maps themselves; the next change copies a map before writing to it
@@ -179,6 +184,10 @@ export class IncrementalSnapshot {
         this.trafficPolicies.set(value.resourceName, value);
         this.trafficChanged = true;
         return;
+      case 'trafficShaping':
+        this.trafficShapings.set(value.shaping.workloadUid, value);
+        this.shapingChanged = true;
+        return;
     }
   }
 
@@ -210,6 +219,9 @@ export class IncrementalSnapshot {
         return;
       case XDS_TYPE_URL.trafficPolicy:
         if (this.trafficPolicies.delete(name)) this.trafficChanged = true;
+        return;
+      case XDS_TYPE_URL.trafficShaping:
+        if (this.trafficShapings.delete(name)) this.shapingChanged = true;
         return;
     }
   }
@@ -369,6 +381,12 @@ export class IncrementalSnapshot {
       this.publishedTraffic = resolved.size > 0 ? resolved : undefined;
     }
 
+    if (this.shapingChanged) {
+      const shaping = shapingByWorkload(this.trafficShapings, this.workloads, warnings);
+      this.publishedShaping = shaping.size > 0 ? shaping : undefined;
+      this.shapingChanged = false;
+    }
+
     this.dirtyWorkloads.clear();
     this.allWorkloadsDirty = false;
     this.rederive.clear();
@@ -386,6 +404,7 @@ export class IncrementalSnapshot {
       namespaces: this.publishedNamespaces,
       authorizationPolicies: this.publishedPolicies,
       ...(this.publishedTraffic ? { trafficPolicies: this.publishedTraffic } : {}),
+      ...(this.publishedShaping ? { trafficShaping: this.publishedShaping } : {}),
       // The owner rule of StateStore's own index (smallest uid): the store uses this map instead of a second one.
       workloadIpOwners: this.ipClaims.publishOwners(),
     };

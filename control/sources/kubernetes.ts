@@ -9,7 +9,7 @@ import { silentLogger, type Logger } from '../../agent/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';
 
 export type CoreKind = 'pods' | 'services' | 'endpointslices' | 'namespaces' | 'nodes';
-export type MeshKind = 'authorizationpolicies' | 'peerauthentications' | 'destinationrules' | 'virtualservices' | 'meshconfigs';
+export type MeshKind = 'authorizationpolicies' | 'peerauthentications' | 'destinationrules' | 'virtualservices' | 'meshconfigs' | 'trafficshapings';
 export type WatchedKind = CoreKind | MeshKind;
 
 /** API paths of the watched core collections (cluster-wide). */
@@ -44,6 +44,7 @@ export const MESH_RESOURCES: readonly MeshResourceDef[] = Object.freeze([
   { plural: 'destinationrules', kind: 'DestinationRule', group: 'networking.istio.io', versions: versionsOf(TRAFFIC_API_VERSIONS) },
   { plural: 'virtualservices', kind: 'VirtualService', group: 'networking.istio.io', versions: versionsOf(TRAFFIC_API_VERSIONS) },
   { plural: 'meshconfigs', kind: 'MeshConfig', group: 'smesh.io', versions: ['v1alpha1'] },
+  { plural: 'trafficshapings', kind: 'TrafficShaping', group: 'smesh.io', versions: ['v1alpha1'] },
 ] as const);
 
 const CORE_KINDS = Object.keys(WATCH_PATHS) as CoreKind[];

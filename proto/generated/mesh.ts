@@ -60,10 +60,13 @@ import type { FaultInjection as _smesh_traffic_v1alpha1_FaultInjection, FaultInj
 import type { HttpMatch as _smesh_traffic_v1alpha1_HttpMatch, HttpMatch__Output as _smesh_traffic_v1alpha1_HttpMatch__Output } from './smesh/traffic/v1alpha1/HttpMatch';
 import type { HttpRoute as _smesh_traffic_v1alpha1_HttpRoute, HttpRoute__Output as _smesh_traffic_v1alpha1_HttpRoute__Output } from './smesh/traffic/v1alpha1/HttpRoute';
 import type { LoadBalancer as _smesh_traffic_v1alpha1_LoadBalancer, LoadBalancer__Output as _smesh_traffic_v1alpha1_LoadBalancer__Output } from './smesh/traffic/v1alpha1/LoadBalancer';
+import type { LocalRateLimit as _smesh_traffic_v1alpha1_LocalRateLimit, LocalRateLimit__Output as _smesh_traffic_v1alpha1_LocalRateLimit__Output } from './smesh/traffic/v1alpha1/LocalRateLimit';
 import type { LocalityFailover as _smesh_traffic_v1alpha1_LocalityFailover, LocalityFailover__Output as _smesh_traffic_v1alpha1_LocalityFailover__Output } from './smesh/traffic/v1alpha1/LocalityFailover';
 import type { OutlierDetection as _smesh_traffic_v1alpha1_OutlierDetection, OutlierDetection__Output as _smesh_traffic_v1alpha1_OutlierDetection__Output } from './smesh/traffic/v1alpha1/OutlierDetection';
+import type { OverLimit as _smesh_traffic_v1alpha1_OverLimit, OverLimit__Output as _smesh_traffic_v1alpha1_OverLimit__Output } from './smesh/traffic/v1alpha1/OverLimit';
 import type { PortTrafficPolicy as _smesh_traffic_v1alpha1_PortTrafficPolicy, PortTrafficPolicy__Output as _smesh_traffic_v1alpha1_PortTrafficPolicy__Output } from './smesh/traffic/v1alpha1/PortTrafficPolicy';
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from './smesh/traffic/v1alpha1/RateLimit';
+import type { RateLimitRule as _smesh_traffic_v1alpha1_RateLimitRule, RateLimitRule__Output as _smesh_traffic_v1alpha1_RateLimitRule__Output } from './smesh/traffic/v1alpha1/RateLimitRule';
 import type { RetryBudget as _smesh_traffic_v1alpha1_RetryBudget, RetryBudget__Output as _smesh_traffic_v1alpha1_RetryBudget__Output } from './smesh/traffic/v1alpha1/RetryBudget';
 import type { RetryPolicy as _smesh_traffic_v1alpha1_RetryPolicy, RetryPolicy__Output as _smesh_traffic_v1alpha1_RetryPolicy__Output } from './smesh/traffic/v1alpha1/RetryPolicy';
 import type { StringMatch as _smesh_traffic_v1alpha1_StringMatch, StringMatch__Output as _smesh_traffic_v1alpha1_StringMatch__Output } from './smesh/traffic/v1alpha1/StringMatch';
@@ -187,10 +190,13 @@ export interface ProtoGrpcType {
         HttpMatch: MessageTypeDefinition<_smesh_traffic_v1alpha1_HttpMatch, _smesh_traffic_v1alpha1_HttpMatch__Output>
         HttpRoute: MessageTypeDefinition<_smesh_traffic_v1alpha1_HttpRoute, _smesh_traffic_v1alpha1_HttpRoute__Output>
         LoadBalancer: MessageTypeDefinition<_smesh_traffic_v1alpha1_LoadBalancer, _smesh_traffic_v1alpha1_LoadBalancer__Output>
+        LocalRateLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_LocalRateLimit, _smesh_traffic_v1alpha1_LocalRateLimit__Output>
         LocalityFailover: MessageTypeDefinition<_smesh_traffic_v1alpha1_LocalityFailover, _smesh_traffic_v1alpha1_LocalityFailover__Output>
         OutlierDetection: MessageTypeDefinition<_smesh_traffic_v1alpha1_OutlierDetection, _smesh_traffic_v1alpha1_OutlierDetection__Output>
+        OverLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_OverLimit, _smesh_traffic_v1alpha1_OverLimit__Output>
         PortTrafficPolicy: MessageTypeDefinition<_smesh_traffic_v1alpha1_PortTrafficPolicy, _smesh_traffic_v1alpha1_PortTrafficPolicy__Output>
         RateLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_RateLimit, _smesh_traffic_v1alpha1_RateLimit__Output>
+        RateLimitRule: MessageTypeDefinition<_smesh_traffic_v1alpha1_RateLimitRule, _smesh_traffic_v1alpha1_RateLimitRule__Output>
         RetryBudget: MessageTypeDefinition<_smesh_traffic_v1alpha1_RetryBudget, _smesh_traffic_v1alpha1_RetryBudget__Output>
         RetryPolicy: MessageTypeDefinition<_smesh_traffic_v1alpha1_RetryPolicy, _smesh_traffic_v1alpha1_RetryPolicy__Output>
         StringMatch: MessageTypeDefinition<_smesh_traffic_v1alpha1_StringMatch, _smesh_traffic_v1alpha1_StringMatch__Output>

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
 export type CoreCollection = 'pods' | 'services' | 'endpointslices' | 'namespaces' | 'nodes';
-export type CustomCollection = 'authorizationpolicies' | 'peerauthentications' | 'destinationrules' | 'virtualservices' | 'meshconfigs';
+export type CustomCollection = 'authorizationpolicies' | 'peerauthentications' | 'destinationrules' | 'virtualservices' | 'meshconfigs' | 'trafficshapings';
 export type Collection = CoreCollection | CustomCollection;
 
 /** The custom resources the stand-in knows, with the versions a current Istio (and smesh) serve. */
@@ -14,6 +14,7 @@ export const CUSTOM_RESOURCES: Readonly<Record<CustomCollection, { group: string
   destinationrules: { group: 'networking.istio.io', kind: 'DestinationRule', versions: ['v1', 'v1beta1', 'v1alpha3'] },
   virtualservices: { group: 'networking.istio.io', kind: 'VirtualService', versions: ['v1', 'v1beta1', 'v1alpha3'] },
   meshconfigs: { group: 'smesh.io', kind: 'MeshConfig', versions: ['v1alpha1'] },
+  trafficshapings: { group: 'smesh.io', kind: 'TrafficShaping', versions: ['v1alpha1'] },
 };
 
 const CORE_ROUTES: Record<string, { collection: CoreCollection; listKind: string; apiVersion: string }> = {
@@ -62,6 +63,7 @@ export class K8sStandIn {
     destinationrules: new Map(),
     virtualservices: new Map(),
     meshconfigs: new Map(),
+    trafficshapings: new Map(),
   };
   /** Served versions per custom resource; an empty list = CRD not installed (404 on list and watch). */
   private readonly served = new Map<CustomCollection, readonly string[]>(

@@ -163,6 +163,19 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     await waitFor(() => (latest?.authorizationPolicies ?? []).length === 0, 1000, 'PeerAuthentication removed');
   });
 
+  it('TrafficShaping (smesh.io/v1alpha1) becomes per-workload rate-limit rules; an invalid one is reported by field and skipped', async () => {
+    await start();
+    await waitFor(() => api.openWatches('trafficshapings') === 1);
+    api.upsert('trafficshapings', { metadata: { name: 'web-limits', namespace: 'default', ...SERVER_FIELDS }, spec: { selector: { matchLabels: { app: 'web' } }, inbound: [{ name: 'rps', requestRate: { maxTokens: 5, fillInterval: '1s' } }] } });
+    api.upsert('trafficshapings', { metadata: { name: 'bad', namespace: 'default' }, spec: { outbound: [{ connectionRate: { maxTokens: 0, fillInterval: '1s' } }] } });
+    await waitFor(() => latest?.trafficShaping?.has('default/web-1') === true, 1000, 'traffic shaping');
+    expect(latest!.trafficShaping!.get('default/web-1')!.inbound).toEqual([{ name: 'default/web-limits/rps', requestRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } }]);
+    expect(latest!.trafficShaping!.has('default/client-1')).toBe(false);
+    expect(source!.problems.map(formatProblem).join('\n')).toMatch(/TrafficShaping default\/bad: field spec\.outbound\[0\]\.connectionRate\.maxTokens: /);
+    api.remove('trafficshapings', 'default', 'web-limits');
+    await waitFor(() => latest?.trafficShaping === undefined, 1000, 'traffic shaping removed');
+  });
+
   it('DestinationRule and VirtualService become the service traffic policy; invalid ones are reported and skipped', async () => {
     await start();
     await waitFor(() => api.openWatches('destinationrules') === 1 && api.openWatches('virtualservices') === 1);
@@ -200,7 +213,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
   });
 
   it('a mesh CRD that is not installed (404) does not stop Pods and Services; it is logged once and picked up once installed', async () => {
-    for (const c of ['authorizationpolicies', 'peerauthentications', 'destinationrules', 'virtualservices', 'meshconfigs'] as CustomCollection[]) api.serveVersions(c, []);
+    for (const c of ['authorizationpolicies', 'peerauthentications', 'destinationrules', 'virtualservices', 'meshconfigs', 'trafficshapings'] as CustomCollection[]) api.serveVersions(c, []);
     api.upsert('authorizationpolicies', authz('deny-client', DENY_CLIENT)); // stored, but not served yet
     const s = await start({ missingCrdRetryMs: 100 });
     expect([...s.workloads.keys()].sort()).toEqual(['default/client-1', 'default/web-1', 'default/web-2']);
@@ -241,7 +254,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
 
   it('mesh resources re-list after 410 Gone and converge on changes made meanwhile', async () => {
     await start();
-    await waitFor(() => api.openWatches() === 10);
+    await waitFor(() => api.openWatches() === 11);
     const lists = (): number => api.requests.filter((r) => /^GET \/apis\/security\.istio\.io\/v1\/authorizationpolicies(\?|$)/.test(r) && !r.includes('watch=')).length;
     const before = lists();
     api.expireWatches();

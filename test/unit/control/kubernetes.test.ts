@@ -5,7 +5,7 @@ import { KubernetesSource } from '../../../control/sources/kubernetes';
 import { K8sStandIn, kubeConfigFor } from '../../helpers/k8s-standin';
 
 /** Core collections (5) plus the mesh custom resources (5), each watched once. */
-const ALL_WATCHES = 10;
+const ALL_WATCHES = 11;
 
 function pod(name: string, node: string, ip: string, labels: Record<string, string> = { app: 'web' }, extra: Record<string, unknown> = {}) {
   return {

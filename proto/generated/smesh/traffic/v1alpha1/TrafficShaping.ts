@@ -1,6 +1,7 @@
 // Original file: proto/smesh/traffic/v1alpha1/traffic.proto
 
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from '../../../smesh/traffic/v1alpha1/RateLimit';
+import type { RateLimitRule as _smesh_traffic_v1alpha1_RateLimitRule, RateLimitRule__Output as _smesh_traffic_v1alpha1_RateLimitRule__Output } from '../../../smesh/traffic/v1alpha1/RateLimitRule';
 
 /**
  * Per-workload shaping on the shared node proxy, so one noisy pod cannot starve its neighbours.
@@ -23,6 +24,16 @@ export interface TrafficShaping {
    * a destination, which is why it lives here and not on TrafficPolicy.)
    */
   'fairShareWeight'?: (number);
+  /**
+   * Rate-limit rules (smesh.io/v1alpha1 TrafficShaping spec.outbound) on what this workload originates,
+   * enforced by its node's outbound proxy with buckets per source workload. Every rule must admit.
+   */
+  'outbound'?: (_smesh_traffic_v1alpha1_RateLimitRule)[];
+  /**
+   * Rate-limit rules (spec.inbound) on what this workload receives, enforced by its node's inbound proxy;
+   * with `service` set, one set of buckets per destination service on that node, else per workload.
+   */
+  'inbound'?: (_smesh_traffic_v1alpha1_RateLimitRule)[];
 }
 
 /**
@@ -46,4 +57,14 @@ export interface TrafficShaping__Output {
    * a destination, which is why it lives here and not on TrafficPolicy.)
    */
   'fairShareWeight': (number);
+  /**
+   * Rate-limit rules (smesh.io/v1alpha1 TrafficShaping spec.outbound) on what this workload originates,
+   * enforced by its node's outbound proxy with buckets per source workload. Every rule must admit.
+   */
+  'outbound': (_smesh_traffic_v1alpha1_RateLimitRule__Output)[];
+  /**
+   * Rate-limit rules (spec.inbound) on what this workload receives, enforced by its node's inbound proxy;
+   * with `service` set, one set of buckets per destination service on that node, else per workload.
+   */
+  'inbound': (_smesh_traffic_v1alpha1_RateLimitRule__Output)[];
 }

@@ -1,0 +1,269 @@
+// TrafficShaping enforcement: token buckets and concurrency counts per rule and scope, asked by the outbound and inbound proxies per connection and per HTTP request.
+import type { Counter } from 'prom-client';
+import { matchHolds } from '../http/route';
+import type { StateView } from '../state/store';
+import type { MeshSnapshot, Service, ShapingRule, Workload } from '../state/types';
+import { monotonicClock, rateLimitHeaders, TokenBucket, type BucketState, type Clock } from './rate-limit';
+
+export type RateLimitDirection = 'outbound' | 'inbound';
+export type RateLimitReason = 'connection_rate' | 'max_connections' | 'request_rate' | 'queued';
+export type RateLimitedCounter = Pick<Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>, 'inc'>;
+
+/** A connection let through: `release` when it closes (frees its max_connections slots; idempotent). */
+export interface ConnectionAdmitted {
+  readonly kind: 'admit';
+  readonly release: () => void;
+}
+
+/** A connection over a limit: refused now, or (`queue`) after waiting up to `maxWaitMs` with `ConnectionShaper.wait`. */
+export interface ConnectionLimited {
+  readonly kind: 'limited';
+  readonly reason: 'connection_rate' | 'max_connections';
+  readonly rule: string;
+  readonly detail: string;
+  readonly queueMs?: number;
+}
+
+export type ConnectionVerdict = ConnectionAdmitted | ConnectionLimited;
+
+/** An HTTP request over a requestRate: answer 429 with these headers. */
+export interface RequestLimited {
+  readonly status: 429;
+  readonly rule: string;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+/** Who is connecting to what, as the proxy knows it. */
+export interface ConnectionFacts {
+  readonly direction: RateLimitDirection;
+  /** Outbound: the source (its rules apply); inbound: the source when known (labels only). */
+  readonly source?: Workload;
+  /** Inbound: the source address, when `source` is not given (looked up for the metric's source_workload). */
+  readonly sourceIp?: string;
+  /** Inbound: the destination (its rules apply). */
+  readonly destination?: Workload;
+  /** Outbound: the service dialled; inbound: unused (derived from the rule's service and `port`). */
+  readonly service?: Service;
+  /** Inbound: the destination (target) port. */
+  readonly port?: number;
+}
+
+export interface RequestFacts extends ConnectionFacts {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | readonly string[] | undefined>>;
+}
+
+export interface TrafficShaperOptions {
+  readonly state: Pick<StateView, 'snapshot' | 'trustDomain' | 'workloadByIp'>;
+  readonly rateLimited?: RateLimitedCounter;
+  readonly now?: Clock;
+}
+
+/** One applicable rule and the scope its buckets are kept for. */
+interface Applied {
+  readonly rule: ShapingRule;
+  readonly scope: string;
+  readonly service?: Service;
+}
+
+interface Slot {
+  open: number;
+}
+
+const NO_RULES: readonly ShapingRule[] = [];
+
+export class TrafficShaper {
+  private readonly now: Clock;
+  private readonly buckets = new Map<string, TokenBucket>();
+  private readonly slots = new Map<string, Slot>();
+  /** Woken whenever a slot is released (queued connections re-check). */
+  private readonly waiters = new Set<() => void>();
+  private seen: MeshSnapshot['trafficShaping'];
+
+  constructor(private readonly opts: TrafficShaperOptions) {
+    this.now = opts.now ?? monotonicClock;
+  }
+
+  private shaping(): MeshSnapshot['trafficShaping'] {
+    const s = this.opts.state.snapshot().trafficShaping;
+    if (s !== this.seen) {
+      this.seen = s;
+      this.prune(s);
+    }
+    return s;
+  }
+
+  /** Buckets of rules (or workloads) no longer in force go; the others keep their tokens. */
+  private prune(s: MeshSnapshot['trafficShaping']): void {
+    const live = new Set<string>();
+    for (const w of s?.values() ?? []) for (const r of [...w.outbound, ...w.inbound]) live.add(r.name);
+    for (const k of this.buckets.keys()) if (!live.has(k.slice(0, k.indexOf('|')))) this.buckets.delete(k);
+    for (const [k, slot] of this.slots) if (slot.open === 0 && !live.has(k.slice(0, k.indexOf('|')))) this.slots.delete(k);
+  }
+
+  private serviceHost(s: Service | undefined): string {
+    return s ? `${s.name}.${s.namespace}.svc.${this.opts.state.trustDomain}` : 'unknown';
+  }
+
+  /** Does a connection to `port` of a local pod belong to service `key` (one of its target ports)? */
+  private inboundService(key: string, port: number | undefined): Service | undefined {
+    const s = this.opts.state.snapshot().services.get(key);
+    if (!s || port === undefined) return undefined;
+    return s.ports.some((p) => (p.targetPort > 0 ? p.targetPort : p.port) === port) ? s : undefined;
+  }
+
+  private applicable(f: ConnectionFacts): Applied[] {
+    const shaping = this.shaping();
+    if (!shaping) return [];
+    const out: Applied[] = [];
+    if (f.direction === 'outbound') {
+      if (!f.source) return out;
+      for (const rule of shaping.get(f.source.uid)?.outbound ?? NO_RULES) {
+        if (rule.service !== undefined && rule.service !== f.service?.key) continue;
+        out.push({ rule, scope: f.source.uid, service: f.service });
+      }
+      return out;
+    }
+    if (!f.destination) return out;
+    for (const rule of shaping.get(f.destination.uid)?.inbound ?? NO_RULES) {
+      if (rule.service === undefined) {
+        out.push({ rule, scope: f.destination.uid });
+        continue;
+      }
+      const svc = this.inboundService(rule.service, f.port);
+      if (svc) out.push({ rule, scope: `svc:${svc.key}`, service: svc });
+    }
+    return out;
+  }
+
+  private bucket(a: Applied, kind: 'conn' | 'req'): TokenBucket {
+    const settings = kind === 'conn' ? a.rule.connectionRate! : a.rule.requestRate!;
+    const key = `${a.rule.name}|${a.scope}|${kind}`;
+    let b = this.buckets.get(key);
+    if (!b || !b.sameAs(settings)) this.buckets.set(key, (b = new TokenBucket(settings, this.now)));
+    return b;
+  }
+
+  private slot(a: Applied): Slot {
+    const key = `${a.rule.name}|${a.scope}`;
+    let s = this.slots.get(key);
+    if (!s) this.slots.set(key, (s = { open: 0 }));
+    return s;
+  }
+
+  private count(f: ConnectionFacts, service: Service | undefined, reason: RateLimitReason): void {
+    const source = f.source ?? (f.sourceIp ? this.opts.state.workloadByIp(f.sourceIp) : undefined);
+    this.opts.rateLimited?.inc({ direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: this.serviceHost(service ?? f.service), reason });
+  }
+
+  /**
+   * A new connection: admitted (every applicable rule had a token and a slot; they are taken) or limited by the
+   * first rule that had none. Nothing is taken from any rule unless all admit. Limited verdicts are counted.
+   */
+  admitConnection(f: ConnectionFacts, countLimited = true): ConnectionVerdict {
+    const applied = this.applicable(f).filter((a) => a.rule.connectionRate || a.rule.maxConnections !== undefined);
+    if (applied.length === 0) return { kind: 'admit', release: () => undefined };
+    for (const a of applied) {
+      const queueMs = a.rule.overLimit.action === 'queue' ? a.rule.overLimit.maxWaitMs : undefined;
+      if (a.rule.maxConnections !== undefined && this.slot(a).open >= a.rule.maxConnections) {
+        if (countLimited && queueMs === undefined) this.count(f, a.service, 'max_connections');
+        return { kind: 'limited', reason: 'max_connections', rule: a.rule.name, detail: `TrafficShaping rule ${a.rule.name}: maxConnections ${a.rule.maxConnections} reached`, ...(queueMs !== undefined ? { queueMs } : {}) };
+      }
+      if (a.rule.connectionRate && this.bucket(a, 'conn').msUntilToken() > 0) {
+        if (countLimited && queueMs === undefined) this.count(f, a.service, 'connection_rate');
+        const s = a.rule.connectionRate;
+        return { kind: 'limited', reason: 'connection_rate', rule: a.rule.name, detail: `TrafficShaping rule ${a.rule.name}: connectionRate ${s.tokensPerFill}/${s.fillIntervalMs}ms (burst ${s.maxTokens}) exceeded`, ...(queueMs !== undefined ? { queueMs } : {}) };
+      }
+    }
+    const taken: Slot[] = [];
+    for (const a of applied) {
+      if (a.rule.connectionRate) this.bucket(a, 'conn').tryTake();
+      if (a.rule.maxConnections !== undefined) {
+        const s = this.slot(a);
+        s.open++;
+        taken.push(s);
+      }
+    }
+    let released = false;
+    return {
+      kind: 'admit',
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const s of taken) s.open--;
+        if (taken.length > 0) for (const w of [...this.waiters]) w();
+      },
+    };
+  }
+
+  /**
+   * A connection limited by a Queue rule: waits for tokens and slots, at most `maxWaitMs` from now, then admits or
+   * gives the last limited verdict (counted with its reason). Admitted after a wait counts as reason `queued`.
+   */
+  async waitConnection(f: ConnectionFacts, maxWaitMs: number, gone: () => boolean = () => false): Promise<ConnectionVerdict> {
+    const deadline = this.now() + maxWaitMs;
+    for (;;) {
+      const v = this.admitConnection(f, false);
+      if (v.kind === 'admit') {
+        this.count(f, undefined, 'queued');
+        return v;
+      }
+      const remaining = deadline - this.now();
+      if (remaining <= 0 || gone()) {
+        const svc = this.applicable(f).find((a) => a.rule.name === v.rule)?.service;
+        this.count(f, svc, v.reason);
+        return { kind: 'limited', reason: v.reason, rule: v.rule, detail: `${v.detail}; waited ${maxWaitMs}ms` };
+      }
+      const tokenWait = v.reason === 'connection_rate' ? this.tokenWait(f, v.rule) : remaining;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.waiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, Math.max(1, Math.min(remaining, tokenWait)));
+        timer.unref?.();
+        this.waiters.add(done);
+      });
+    }
+  }
+
+  private tokenWait(f: ConnectionFacts, rule: string): number {
+    const a = this.applicable(f).find((x) => x.rule.name === rule);
+    return a?.rule.connectionRate ? this.bucket(a, 'conn').msUntilToken() : 50;
+  }
+
+  /** An HTTP request: undefined when every applicable requestRate had a token (taken), else the 429 to send (counted). */
+  admitRequest(f: RequestFacts): RequestLimited | undefined {
+    const applied = this.applicable(f).filter((a) => a.rule.requestRate && (a.rule.requestMatch.length === 0 || a.rule.requestMatch.some((m) => matchHolds(m, f, f.port ?? 0))));
+    if (applied.length === 0) return undefined;
+    for (const a of applied) {
+      const b = this.bucket(a, 'req');
+      const wait = b.msUntilToken();
+      if (wait > 0) {
+        this.count(f, a.service, 'request_rate');
+        const body = `local_rate_limited: TrafficShaping rule ${a.rule.name}\n`;
+        return { status: 429, rule: a.rule.name, headers: rateLimitHeaders(a.rule.name, b.state(), wait), body };
+      }
+    }
+    for (const a of applied) this.bucket(a, 'req').tryTake();
+    return undefined;
+  }
+
+  /** For /config_dump: the rules in force per workload and every bucket's and slot's state. */
+  dump(): unknown {
+    const shaping = this.shaping();
+    const buckets: Array<{ rule: string; scope: string; kind: string } & BucketState> = [];
+    for (const [k, b] of this.buckets) {
+      const [rule, scope, kind] = k.split('|') as [string, string, string];
+      buckets.push({ rule, scope, kind: kind === 'conn' ? 'connectionRate' : 'requestRate', ...b.state() });
+    }
+    const connections = [...this.slots].map(([k, s]) => {
+      const [rule, scope] = k.split('|') as [string, string];
+      return { rule, scope, open: s.open };
+    });
+    return { workloads: [...(shaping?.values() ?? [])], buckets, connections, queued: this.waiters.size };
+  }
+}

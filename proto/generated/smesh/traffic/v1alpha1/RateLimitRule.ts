@@ -1,0 +1,73 @@
+// Original file: proto/smesh/traffic/v1alpha1/traffic.proto
+
+import type { LocalRateLimit as _smesh_traffic_v1alpha1_LocalRateLimit, LocalRateLimit__Output as _smesh_traffic_v1alpha1_LocalRateLimit__Output } from '../../../smesh/traffic/v1alpha1/LocalRateLimit';
+import type { HttpMatch as _smesh_traffic_v1alpha1_HttpMatch, HttpMatch__Output as _smesh_traffic_v1alpha1_HttpMatch__Output } from '../../../smesh/traffic/v1alpha1/HttpMatch';
+import type { OverLimit as _smesh_traffic_v1alpha1_OverLimit, OverLimit__Output as _smesh_traffic_v1alpha1_OverLimit__Output } from '../../../smesh/traffic/v1alpha1/OverLimit';
+
+/**
+ * One resolved TrafficShaping rule: token buckets with Envoy's local-rate-limit semantics.
+ */
+export interface RateLimitRule {
+  /**
+   * "<namespace>/<TrafficShaping name>/<rule name>": names the rule in metrics, logs and /config_dump.
+   */
+  'name'?: (string);
+  /**
+   * Destination service "namespace/hostname" the rule is limited to; empty = every destination.
+   */
+  'service'?: (string);
+  /**
+   * New connections (outbound: captured; inbound: HBONE CONNECT streams).
+   */
+  'connectionRate'?: (_smesh_traffic_v1alpha1_LocalRateLimit | null);
+  /**
+   * Concurrent connections; 0 = unlimited.
+   */
+  'maxConnections'?: (number);
+  /**
+   * HTTP requests (ports handled as HTTP only).
+   */
+  'requestRate'?: (_smesh_traffic_v1alpha1_LocalRateLimit | null);
+  /**
+   * Which requests request_rate counts; OR-ed, empty = every request. Only path, method and headers are used.
+   */
+  'requestMatch'?: (_smesh_traffic_v1alpha1_HttpMatch)[];
+  /**
+   * What happens to a connection over connection_rate or max_connections.
+   */
+  'overLimit'?: (_smesh_traffic_v1alpha1_OverLimit | null);
+}
+
+/**
+ * One resolved TrafficShaping rule: token buckets with Envoy's local-rate-limit semantics.
+ */
+export interface RateLimitRule__Output {
+  /**
+   * "<namespace>/<TrafficShaping name>/<rule name>": names the rule in metrics, logs and /config_dump.
+   */
+  'name': (string);
+  /**
+   * Destination service "namespace/hostname" the rule is limited to; empty = every destination.
+   */
+  'service': (string);
+  /**
+   * New connections (outbound: captured; inbound: HBONE CONNECT streams).
+   */
+  'connectionRate': (_smesh_traffic_v1alpha1_LocalRateLimit__Output | null);
+  /**
+   * Concurrent connections; 0 = unlimited.
+   */
+  'maxConnections': (number);
+  /**
+   * HTTP requests (ports handled as HTTP only).
+   */
+  'requestRate': (_smesh_traffic_v1alpha1_LocalRateLimit__Output | null);
+  /**
+   * Which requests request_rate counts; OR-ed, empty = every request. Only path, method and headers are used.
+   */
+  'requestMatch': (_smesh_traffic_v1alpha1_HttpMatch__Output)[];
+  /**
+   * What happens to a connection over connection_rate or max_connections.
+   */
+  'overLimit': (_smesh_traffic_v1alpha1_OverLimit__Output | null);
+}

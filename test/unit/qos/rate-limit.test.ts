@@ -1,0 +1,140 @@
+// Token buckets on a fake clock (Envoy local-rate-limit semantics) and the TrafficShaper's decisions: connections, slots, requests, 429 headers, counts.
+import { describe, expect, it } from 'vitest';
+import { rateLimitHeaders, structuredKey, TokenBucket } from '../../../agent/qos/rate-limit';
+import { TrafficShaper } from '../../../agent/qos/shaping';
+import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../agent/state/types';
+
+describe('TokenBucket', () => {
+  it('starts full, refills tokensPerFill per whole fillInterval, never above maxTokens', () => {
+    let now = 1000;
+    const b = new TokenBucket({ maxTokens: 3, tokensPerFill: 2, fillIntervalMs: 100 }, () => now);
+    expect([b.tryTake(), b.tryTake(), b.tryTake(), b.tryTake()]).toEqual([true, true, true, false]);
+    expect(b.msUntilToken()).toBe(100);
+    now += 99;
+    expect(b.tryTake()).toBe(false);
+    expect(b.msUntilToken()).toBe(1);
+    now += 1; // one fill: 2 tokens
+    expect([b.tryTake(), b.tryTake(), b.tryTake()]).toEqual([true, true, false]);
+    now += 1000; // ten fills, capped at 3
+    expect(b.state()).toMatchObject({ tokens: 3, maxTokens: 3 });
+  });
+
+  it('keeps the fill phase: a fill is due fillInterval after the previous one, not after the last take', () => {
+    let now = 0;
+    const b = new TokenBucket({ maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 }, () => now);
+    expect(b.tryTake()).toBe(true);
+    now = 1500;
+    expect(b.tryTake()).toBe(true);
+    expect(b.msUntilToken()).toBe(500);
+    now = 2000;
+    expect(b.tryTake()).toBe(true);
+  });
+});
+
+describe('rateLimitHeaders', () => {
+  it('names the policy as a structured-field key with quota, window, remaining and reset', () => {
+    const h = rateLimitHeaders('shop/Limits/api', { maxTokens: 10, tokensPerFill: 5, fillIntervalMs: 2000, tokens: 0, nextFillInMs: 1500 }, 1500);
+    expect(h).toEqual({ 'retry-after': '2', 'ratelimit-policy': 'shop-limits-api;q=5;w=2', ratelimit: 'shop-limits-api;r=0;t=2' });
+    expect(structuredKey('1abc')).toBe('p1abc');
+  });
+});
+
+function workload(uid: string, name: string): Workload {
+  return { uid, name, namespace: 'ns', serviceAccount: 'sa', node: 'n1', ip: '198.18.1.1', labels: {}, workloadName: name, identity: `spiffe://cluster.local/ns/ns/sa/${name}`, meshed: true };
+}
+
+function rule(r: Partial<ShapingRule> & { name: string }): ShapingRule {
+  return { requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 }, ...r };
+}
+
+function shaperWith(shaping: WorkloadShaping[], services: Service[] = []) {
+  let now = 0;
+  const counted: Array<Record<string, string>> = [];
+  const snapshot: MeshSnapshot = { trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(), services: new Map(services.map((s) => [s.key, s])), namespaces: new Map(), trafficShaping: new Map(shaping.map((s) => [s.workloadUid, s])) };
+  const shaper = new TrafficShaper({
+    state: { trustDomain: 'cluster.local', snapshot: () => snapshot, workloadByIp: () => undefined },
+    rateLimited: { inc: (labels: Record<string, string>) => void counted.push(labels) } as never,
+    now: () => now,
+  });
+  return { shaper, counted, advance: (ms: number) => (now += ms) };
+}
+
+const client = workload('ns/client', 'client');
+const server = workload('ns/server-1', 'server');
+const svc: Service = { key: 'ns/server', name: 'server', namespace: 'ns', vips: ['10.96.0.1'], ports: [{ port: 80, targetPort: 8080 }], selector: {} };
+const other: Service = { ...svc, key: 'ns/other', name: 'other' };
+
+describe('TrafficShaper', () => {
+  it('limits new outbound connections per source, only to the rule’s service, and counts each', () => {
+    const { shaper, counted, advance } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/conn', service: 'ns/server', connectionRate: { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 } })], inbound: [] }]);
+    const f = { direction: 'outbound' as const, source: client, service: svc };
+    expect(shaper.admitConnection(f).kind).toBe('admit');
+    expect(shaper.admitConnection(f).kind).toBe('admit');
+    expect(shaper.admitConnection(f)).toMatchObject({ kind: 'limited', reason: 'connection_rate', rule: 'ns/t/conn' });
+    expect(shaper.admitConnection({ ...f, service: other }).kind).toBe('admit');
+    advance(1000);
+    expect(shaper.admitConnection(f).kind).toBe('admit');
+    expect(counted).toEqual([{ direction: 'outbound', source_workload: 'client', destination_service: 'server.ns.svc.cluster.local', reason: 'connection_rate' }]);
+  });
+
+  it('holds maxConnections slots until released; a release frees exactly one', () => {
+    const { shaper } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/max', maxConnections: 1 })], inbound: [] }]);
+    const f = { direction: 'outbound' as const, source: client, service: svc };
+    const a = shaper.admitConnection(f);
+    expect(a.kind).toBe('admit');
+    expect(shaper.admitConnection(f)).toMatchObject({ kind: 'limited', reason: 'max_connections' });
+    if (a.kind === 'admit') {
+      a.release();
+      a.release();
+    }
+    const b = shaper.admitConnection(f);
+    expect(b.kind).toBe('admit');
+    expect(shaper.admitConnection(f).kind).toBe('limited');
+    expect(shaper.dump()).toMatchObject({ connections: [{ rule: 'ns/t/max', scope: client.uid, open: 1 }] });
+  });
+
+  it('takes nothing when a second rule refuses', () => {
+    const { shaper } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/a', connectionRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 } }), rule({ name: 'ns/t/b', maxConnections: 1 })], inbound: [] }]);
+    const f = { direction: 'outbound' as const, source: client, service: svc };
+    expect(shaper.admitConnection(f).kind).toBe('admit');
+    expect(shaper.admitConnection(f).kind).toBe('limited');
+    expect((shaper.dump() as { buckets: Array<{ tokens: number }> }).buckets[0]!.tokens).toBe(4);
+  });
+
+  it('queues a Queue-rule connection until a slot frees, and refuses after maxWait', async () => {
+    const { shaper, counted } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/q', maxConnections: 1, overLimit: { action: 'queue', maxWaitMs: 60_000 } })], inbound: [] }]);
+    const f = { direction: 'outbound' as const, source: client, service: svc };
+    const first = shaper.admitConnection(f);
+    const second = shaper.admitConnection(f);
+    expect(second).toMatchObject({ kind: 'limited', queueMs: 60_000 });
+    expect(counted).toEqual([]);
+    const waiting = shaper.waitConnection(f, 60_000);
+    if (first.kind === 'admit') first.release();
+    await expect(waiting).resolves.toMatchObject({ kind: 'admit' });
+    expect(counted.map((c) => c.reason)).toEqual(['queued']);
+    await expect(shaper.waitConnection(f, 0)).resolves.toMatchObject({ kind: 'limited', reason: 'max_connections' });
+  });
+
+  it('applies inbound rules of a service per service (shared by its endpoints) and only on its target ports', () => {
+    const server2 = { ...server, uid: 'ns/server-2' };
+    const inbound = [rule({ name: 'ns/t/in', service: 'ns/server', connectionRate: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 } })];
+    const { shaper } = shaperWith([{ workloadUid: server.uid, outbound: [], inbound }, { workloadUid: server2.uid, outbound: [], inbound }], [svc]);
+    expect(shaper.admitConnection({ direction: 'inbound', destination: server, port: 8080 }).kind).toBe('admit');
+    expect(shaper.admitConnection({ direction: 'inbound', destination: server2, port: 8080 }).kind).toBe('limited');
+    expect(shaper.admitConnection({ direction: 'inbound', destination: server, port: 9999 }).kind).toBe('admit');
+  });
+
+  it('limits matching requests with 429 headers; others pass', () => {
+    const { shaper, counted, advance } = shaperWith([
+      { workloadUid: server.uid, outbound: [], inbound: [rule({ name: 'ns/t/api', requestRate: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 2000 }, requestMatch: [{ path: { kind: 'prefix', value: '/api' } }] })] },
+    ]);
+    const req = (path: string) => ({ direction: 'inbound' as const, destination: server, port: 8080, method: 'GET', path, headers: {} });
+    expect(shaper.admitRequest(req('/api/x'))).toBeUndefined();
+    expect(shaper.admitRequest(req('/other'))).toBeUndefined();
+    const limited = shaper.admitRequest(req('/api/y'));
+    expect(limited).toMatchObject({ status: 429, headers: { 'retry-after': '2', 'ratelimit-policy': 'ns-t-api;q=1;w=2', ratelimit: 'ns-t-api;r=0;t=2' } });
+    expect(counted).toEqual([{ direction: 'inbound', source_workload: 'unknown', destination_service: 'unknown', reason: 'request_rate' }]);
+    advance(2000);
+    expect(shaper.admitRequest(req('/api/z'))).toBeUndefined();
+  });
+});
