@@ -37,7 +37,7 @@ image-name:
 	@echo $(IMAGE)
 
 image: image-base image-node
-	$(BUILDAH) build --layers --runtime $(IMAGE_RUNTIME) --network host \
+	$(BUILDAH) build --layers --force-rm --runtime $(IMAGE_RUNTIME) --network host \
 	  --build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg NODE_IMAGE=$(NODE_IMAGE) --secret id=npm-ca,src=$(NPM_CAFILE) \
 	  -f deploy/Dockerfile -t $(IMAGE) .
 	@echo "built $(IMAGE) (buildah $(BUILDAH_STORE) images)"
