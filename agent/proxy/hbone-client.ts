@@ -29,6 +29,8 @@ export interface HboneClientOptions {
   readonly trustDomainAliases?: TrustDomainAliasSource;
   /** Limits the info lines about refused server certificates (default 10 per 10 s; the rest only counted). */
   readonly failureLogLimiter?: LogRateLimiter;
+  /** How long a refused connect is retried (default 3 s; 0 = not at all). */
+  readonly refusedRetryBudgetMs?: number;
 }
 
 export interface HboneOpenRequest {
@@ -105,7 +107,7 @@ export class HboneClient {
    */
   async open(req: HboneOpenRequest): Promise<http2.ClientHttp2Stream> {
     if (this.closed) throw new SmeshError('SMESH_ERR_HBONE', 'HBONE client is closed');
-    const entry = await this.sessionFor(req);
+    const entry = await this.sessionRetryingRefused(req);
     entry.active++;
     if (entry.idleTimer) {
       clearTimeout(entry.idleTimer);
@@ -165,6 +167,25 @@ export class HboneClient {
       stream.once('error', onError);
       stream.once('close', onClose);
     });
+  }
+
+  /**
+   * A session to the destination; a refused connect (its agent restarting: per-pod listeners come back with it) is
+   * tried again with backoff for up to `refusedRetryBudgetMs` (default 3 s) instead of failing the client at once.
+   */
+  private async sessionRetryingRefused(req: HboneOpenRequest): Promise<PooledSession> {
+    const budget = this.opts.refusedRetryBudgetMs ?? 3_000;
+    for (let waited = 0, delay = 25; ; delay = Math.min(delay * 2, 400)) {
+      try {
+        return await this.sessionFor(req);
+      } catch (err) {
+        const cause = (err as { cause?: NodeJS.ErrnoException }).cause;
+        if (this.closed || cause?.code !== 'ECONNREFUSED' || waited >= budget) throw err;
+      }
+      await new Promise((r) => setTimeout(r, delay));
+      waited += delay;
+      this.opts.metrics?.hboneConnectRetries.inc({ reason: 'refused' });
+    }
   }
 
   /** Closes every pooled session (streams on them are reset). */

@@ -23,15 +23,9 @@ import type { ConnectionRegistry } from './connection-tracker';
 import type { TrafficShaper } from '../qos/shaping';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
-export const HBONE_STREAM_WINDOW = 4 * 1024 * 1024;
-export const HBONE_CONNECTION_WINDOW = 16 * 1024 * 1024;
-export const HBONE_MAX_CONCURRENT_STREAMS = 100;
-/**
- * node:http2 `maxSessionMemory` (MB) of HBONE sessions. Node counts data written to a session's streams and not yet
- * sent against it and refuses new streams past it (default 10); the relay lets up to ~320 KiB wait per stream
- * (relay.ts), so 100 streams of a busy session may hold ~32 MB.
- */
-export const HBONE_MAX_SESSION_MEMORY_MB = 64;
+export { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-settings';
+import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-settings';
+
 /**
  * Period of the inbound session liveness check. node:http2 stops reading a session once nghttp2 has sent a GOAWAY for
  * a protocol error, and never closes it; nothing tells JavaScript. A session that read nothing since the last check

@@ -15,6 +15,15 @@ import { NATIVE_ABORT, type ByteCounters, type Relay, type RelayOutcome, type Re
 import { canSplice, detachCloseListeners, takeBuffered } from './splice-relay';
 import { formatAuthority, type IdentityProvider } from './types';
 
+/** How long an outbound open keeps trying a destination that refuses the connection (its agent restarting). */
+export const REFUSED_RETRY_BUDGET_MS = 3_000;
+const REFUSED_RETRY_FIRST_MS = 25;
+const REFUSED_RETRY_MAX_MS = 400;
+
+function isRefused(res: HboneOpenResult): boolean {
+  return !res.ok && res.kind === 'connect' && /refused/i.test(res.message);
+}
+
 /** How often live engine streams' byte counts are copied into their ByteCounters. */
 export const ENGINE_COUNTER_FLUSH_MS = 1000;
 
@@ -189,6 +198,8 @@ export interface NativeHboneClientOptions {
   /** Trust domains accepted besides the expected server's (MeshConfig trustDomainAliases); a function is asked per stream. */
   readonly trustDomainAliases?: TrustDomainAliasSource;
   readonly failureLogLimiter?: LogRateLimiter;
+  /** How long a refused connect is retried (default REFUSED_RETRY_BUDGET_MS; 0 = not at all). */
+  readonly refusedRetryBudgetMs?: number;
 }
 
 /** The outbound HBONE connector over the native engine (pooling, TLS and HTTP/2 live in the engine). */
@@ -213,14 +224,24 @@ export class NativeHboneClient {
     const td = trustDomainOf(expected) ?? '';
     const suffix = expected.slice(`spiffe://${td}`.length);
     const accept = [expected, ...currentTrustDomainAliases(this.opts.trustDomainAliases).filter((a) => a !== td).map((a) => `spiffe://${a}${suffix}`)];
-    const res = await this.opts.engine.open({
-      sourceId: req.sourceId,
-      host: req.node.host,
-      port: req.node.port,
-      acceptServerIds: accept,
-      authority: req.authority,
-      headers: Object.entries(req.headers ?? {}),
-    });
+    const open = () =>
+      this.opts.engine.open({
+        sourceId: req.sourceId,
+        host: req.node.host,
+        port: req.node.port,
+        acceptServerIds: accept,
+        authority: req.authority,
+        headers: Object.entries(req.headers ?? {}),
+      });
+    let res = await open();
+    // A refused connect is a destination agent restarting (its per-pod listeners come back with it): tried again,
+    // with backoff, for up to REFUSED_RETRY_BUDGET_MS, instead of resetting the client at once.
+    for (let waited = 0, delay = REFUSED_RETRY_FIRST_MS; !res.ok && isRefused(res) && waited < (this.opts.refusedRetryBudgetMs ?? REFUSED_RETRY_BUDGET_MS); delay = Math.min(delay * 2, REFUSED_RETRY_MAX_MS)) {
+      await new Promise((r) => setTimeout(r, delay));
+      waited += delay;
+      this.opts.metrics?.hboneConnectRetries.inc({ reason: 'refused' });
+      res = await open();
+    }
     if (res.ok) {
       this.opts.metrics?.hboneStreams.inc({ direction: 'outbound', result: '200' });
       return res.stream;

@@ -290,6 +290,8 @@ export class MeshMetrics {
   readonly hboneSessions: Gauge<'direction'>;
   /** 1 for the data plane moving HBONE bytes: native (the addon's engine) or js. */
   readonly dataplane: Gauge<'dataplane'>;
+  /** Outbound HBONE connects tried again (reason refused: the destination's agent restarting). */
+  readonly hboneConnectRetries: Counter<'reason'>;
   readonly certificateExpiry: Gauge<'identity'>;
   readonly xdsConnected: Gauge;
   readonly xdsResponses: Counter<'type' | 'result'>;
@@ -358,6 +360,7 @@ export class MeshMetrics {
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
+    this.hboneConnectRetries = new Counter({ name: 'smesh_hbone_connect_retries_total', help: 'Outbound HBONE connects tried again after the destination refused them (its agent restarting), by reason', labelNames: ['reason'], registers });
     this.dataplane = new Gauge({ name: 'smesh_dataplane_info', help: 'The data plane moving HBONE bytes (1): native = the addon engine, js = node:tls + node:http2', labelNames: ['dataplane'], registers });
     const self = this;
     this.certificateExpiry = new Gauge({
