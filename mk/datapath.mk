@@ -5,7 +5,7 @@
 #   native   build build/native/Release/smesh_native.node (cmake-js; compiles the BPF object first)
 #   vmlinux  regenerate the committed bpf/vmlinux.h from the running kernel's BTF
 #   native-asan       the addon built with -fsanitize=address,undefined into build/native-asan
-#   test-native-asan  the native HBONE engine tests against that build (libasan preloaded into node)
+#   test-native-asan  the native HBONE and HTTP/1.1 engine tests against that build (libasan preloaded into node)
 # Paths are relative to the repository root (run make from there).
 
 BPFTOOL     ?= bpftool
@@ -27,7 +27,7 @@ $(NATIVE_NODE): $(NATIVE_DEPS)
 	$(CMAKE_JS) compile -d native -O build/native
 
 NATIVE_ASAN_NODE := build/native-asan/Release/smesh_native.node
-ASAN_TESTS       ?= test/native/hbone-engine.test.ts
+ASAN_TESTS       ?= test/native/hbone-engine.test.ts test/native/http1-engine.test.ts
 
 native-asan: $(NATIVE_ASAN_NODE)
 
