@@ -461,6 +461,13 @@ Napi::Value CloseAll(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value Drain(const Napi::CallbackInfo& info) {
+  EngineImpl* e = G().engine;
+  if (e)
+    for (auto& w : e->workers()) w->Drain();
+  return info.Env().Undefined();
+}
+
 Napi::Value Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   EngineImpl* e = G().engine;
@@ -516,6 +523,7 @@ void RegisterHbone(Napi::Env env, Napi::Object exports) {
   exports.Set("hboneAttachPair", Napi::Function::New(env, AttachPair, "hboneAttachPair"));
   exports.Set("hboneAbort", Napi::Function::New(env, Abort, "hboneAbort"));
   exports.Set("hboneCloseAll", Napi::Function::New(env, CloseAll, "hboneCloseAll"));
+  exports.Set("hboneDrain", Napi::Function::New(env, Drain, "hboneDrain"));
   exports.Set("hboneCounters", Napi::Function::New(env, Counters, "hboneCounters"));
   exports.Set("hboneStats", Napi::Function::New(env, Stats, "hboneStats"));
   exports.Set("hboneRef", Napi::Function::New(env, Ref, "hboneRef"));

@@ -106,6 +106,8 @@ class Worker {
   void Attach(uint64_t stream, int fd, std::string pending);
   void Abort(uint64_t stream);
   void CloseAll();
+  // Graceful shutdown: GOAWAY NO_ERROR to inbound peers, no new streams on pooled outbound sessions.
+  void Drain();
   void RetireSource(const std::string& source_id);
 
   // Gauges for stats(), updated by the worker thread.

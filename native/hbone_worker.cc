@@ -204,6 +204,7 @@ struct Session {
   bool retired = false;
   const char* retire_reason = "normal";
   bool goaway_received = false;
+  bool drain_goaway_sent = false;  // inbound: a graceful GOAWAY (drain) was submitted
   int64_t idle_since = 0;
   // liveness
   uint64_t bytes_read = 0, bytes_written = 0, seen_read = 0, seen_written = 0;
@@ -437,6 +438,25 @@ class WorkerImpl {
         continue;
       }
       CloseSession(s, "normal", "closeAll", NGHTTP2_NO_ERROR, Outcome::kAborted);
+    }
+  }
+
+  // Graceful shutdown (agent drain): inbound sessions get GOAWAY NO_ERROR naming the last stream they started, so
+  // peers open new streams elsewhere while the ones in flight finish (nghttp2 then wants nothing more and Service()
+  // closes the session); pooled outbound sessions take no new stream and close after their last.
+  void DoDrain() {
+    std::vector<Session*> ready;
+    for (auto& [id, s] : sessions_)
+      if (s->state == SState::kReady && s->h2) ready.push_back(s.get());
+    for (Session* s : ready) {
+      if (s->inbound) {
+        if (s->drain_goaway_sent) continue;
+        s->drain_goaway_sent = true;
+        nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR, nullptr, 0);
+        Touch(s);
+      } else {
+        Retire(s, "normal");
+      }
     }
   }
 
@@ -1037,7 +1057,7 @@ class WorkerImpl {
       if (s->close_pending) {
         CarryOutPendingClose(s);
       } else if (!s->inbound && s->retired && s->active == 0 && s->waiting.empty()) {
-        CloseSession(s, s->retire_reason, s->retire_reason == std::string("rotated") ? "certificate rotated" : "peer sent GOAWAY", NGHTTP2_NO_ERROR, Outcome::kError);
+        CloseSession(s, s->retire_reason, s->retire_reason == std::string("rotated") ? "certificate rotated" : s->goaway_received ? "peer sent GOAWAY" : "drained", NGHTTP2_NO_ERROR, Outcome::kError);
       }
     }
     if (s->state != SState::kReady && s->state != SState::kClosing) return;
@@ -1736,6 +1756,9 @@ void Worker::Abort(uint64_t stream) {
 }
 void Worker::CloseAll() {
   Post([](WorkerImpl& w) { w.DoCloseAll(); });
+}
+void Worker::Drain() {
+  Post([](WorkerImpl& w) { w.DoDrain(); });
 }
 void Worker::RetireSource(const std::string& source_id) {
   Post([id = source_id](WorkerImpl& w) { w.DoRetireSource(id); });

@@ -150,6 +150,12 @@ export interface HboneEngine {
   attachPair(stream: number): { readonly fd: number; readonly done: Promise<HboneStreamResult> };
   /** Resets a stream (RST_STREAM CANCEL, attached socket reset); false if unknown or over. */
   abort(stream: number): boolean;
+  /**
+   * Graceful shutdown (agent drain): inbound sessions get GOAWAY NO_ERROR with the last stream they started (peers
+   * open new streams elsewhere; streams in flight finish, then the session closes); pooled outbound sessions take
+   * no new stream and close after their last.
+   */
+  drain(): void;
   /** Closes every session whose peer identity is not accepted anymore etc.: resets all streams and sessions (agent shutdown). */
   closeAll(): void;
 

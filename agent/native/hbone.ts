@@ -51,6 +51,7 @@ export interface RawHbone {
   hboneAttachPair(stream: number): number;
   hboneAbort(stream: number): boolean;
   hboneCloseAll(): void;
+  hboneDrain(): void;
   /** [id, sent, received] triples of attached streams. */
   hboneCounters(): Float64Array;
   hboneStats(): { sessionsIn: number; sessionsOut: number; streamsIn: number; streamsOut: number; bufferedBytes: number; running: boolean };
@@ -192,6 +193,10 @@ class NativeHboneEngine implements HboneEngine {
 
   abort(stream: number): boolean {
     return this.raw.hboneAbort(stream);
+  }
+
+  drain(): void {
+    this.raw.hboneDrain();
   }
 
   closeAll(): void {

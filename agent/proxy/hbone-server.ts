@@ -401,12 +401,13 @@ export class InboundProxy {
 
   /**
    * Drain, step 1: the node listener stops accepting (an inherited socket keeps listening in the supervisor) and every
-   * JS HBONE session gets GOAWAY (node:http2 close(): open streams finish, the peer opens new ones elsewhere). Native
-   * engine sessions keep serving their streams until close() (the engine has no graceful GOAWAY yet).
+   * HBONE session gets GOAWAY NO_ERROR — node:http2 close() for JS sessions, engine.drain() for the engine's (which
+   * also stops new streams on its pooled outbound sessions): open streams finish, peers open new ones elsewhere.
    */
   stopAccepting(): void {
     if (this.server?.listening) this.server.close();
     for (const s of this.sessions) if (!s.closed && !s.destroyed) s.close();
+    this.opts.engine?.drain();
   }
 
   /** Streams still relaying or being set up (JS and engine), what a drain waits for. */

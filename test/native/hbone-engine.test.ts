@@ -476,6 +476,32 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
         await closeClient(client);
       }
     });
+
+    it('drain(): the peer gets GOAWAY NO_ERROR, its open stream finishes, a new stream is not served, then the session closes normally', async () => {
+      const client = h2Client();
+      try {
+        const goaway = new Promise<number>((r) => client.once('goaway', (code: number) => r(code)));
+        const stream = client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` });
+        const status = response(stream);
+        const { done } = await attachToEcho(await withTimeout(nextStreamRequest(), 10_000, 'stream request'));
+        expect(await withTimeout(status, 10_000, 'response')).toBe(200);
+        sessionEvents.length = 0;
+        e.drain();
+        expect(await withTimeout(goaway, 5_000, 'GOAWAY')).toBe(http2.constants.NGHTTP2_NO_ERROR);
+        // The stream opened before the GOAWAY still relays both ways to its end.
+        const incoming = hashIncoming(stream);
+        await sendPattern(stream, 64 * 1024, 5);
+        expect(await withTimeout(incoming, 10_000, 'echo after GOAWAY')).toMatchObject({ bytes: 64 * 1024 + 3, ended: true, sha: sha(pattern(64 * 1024, 5), 'bye') });
+        expect(await withTimeout(done, 10_000, 'relay result')).toMatchObject({ outcome: 'eof' });
+        // node:http2 refuses new streams on a session that received GOAWAY; once idle the session ends without an error
+        // (the engine closes it, or node:http2 hangs up first after the GOAWAY: 'normal' or 'peer_closed').
+        expect(() => client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` })).toThrow();
+        const closed = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'session_closed' && ev.direction === 'inbound'), (l) => l.length >= 1, 5_000, 20);
+        expect(['normal', 'peer_closed']).toContain(closed[0]!.type === 'session_closed' ? closed[0]!.reason : '');
+      } finally {
+        await closeClient(client);
+      }
+    });
   });
 
   /** A TLS 1.3 + ALPN h2 connection to the engine's inbound that speaks raw HTTP/2 frames (for hostile peers). */
