@@ -930,18 +930,23 @@ class WorkerImpl {
   void Acquire(Session* s, Exchange* ex) {
     const Decision& d = ex->d;
     if (!ex->fresh_only) {
-      auto pit = idle_.find(ex->target);
-      while (pit != idle_.end() && !pit->second.empty()) {
+      for (;;) {
+        auto pit = idle_.find(ex->target);  // looked up again each turn: KillUpstream may erase the entry
+        if (pit == idle_.end()) break;
+        if (pit->second.empty()) {
+          idle_.erase(pit);
+          break;
+        }
         uint64_t uid = pit->second.back();
         pit->second.pop_back();
         Upstream* u = FindUpstream(uid);
         if (u == nullptr || u->state != UpState::kIdle) continue;
         owner_->upstreams_idle--;
+        u->state = UpState::kBusy;  // out of the pool: KillUpstream leaves the pool alone
         if (d.max_requests_per_connection > 0 && u->requests >= d.max_requests_per_connection) {
           KillUpstream(u);
           continue;
         }
-        u->state = UpState::kBusy;
         u->session = s->id;
         ex->up = u;
         ex->reused = true;
