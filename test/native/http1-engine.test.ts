@@ -365,6 +365,34 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(c?.reason).toBe('takeover');
   });
 
+  it('re-frames a close-delimited upstream response as chunked, and reports a silent upstream as timeout for a 504 reply', async () => {
+    const raw = net.createServer((sock) => {
+      sock.once('data', (d: Buffer) => {
+        if (d.toString().startsWith('GET /silent')) return; // never answers
+        sock.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil-close-body');
+      });
+      sock.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    const port = (raw.address() as net.AddressInfo).port;
+    try {
+      route = () => ({ kind: 'forward', host: '127.0.0.1', port, responseTimeoutMs: 300 });
+      onFailure = (f) => e.reply(f.id, f.reason === 'timeout' ? 504 : 503, [], `upstream ${f.reason}\n`);
+      const ag = keepAliveAgent();
+      const r = await request(frontPort, ag, { path: '/close-delimited' });
+      expect(r.status).toBe(200);
+      expect(r.headers['transfer-encoding']).toBe('chunked');
+      expect(r.body.toString()).toBe('until-close-body');
+      const t = await request(frontPort, ag, { path: '/silent' });
+      expect(t.status).toBe(504);
+      expect(failures.map((f) => f.reason)).toEqual(['timeout']);
+      // Both on one client connection.
+      expect(new Set(requests.map((q) => q.session)).size).toBe(1);
+    } finally {
+      await new Promise((r) => raw.close(r));
+    }
+  });
+
   const SMUGGLING: Array<[string, string]> = [
     ['Content-Length with Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
     ['duplicate equal Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello'],
