@@ -68,23 +68,24 @@ export class TokenBucket {
 }
 
 /**
- * The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers-09+: structured fields, one named policy with
- * quota `q` and window `w` in seconds; the current state with remaining `r` and reset `t` in seconds) and Retry-After.
+ * The IETF RateLimit header fields of draft-ietf-httpapi-ratelimit-headers (-09 and later: structured-field Lists whose
+ * items are the policy name as an sf-string, RFC 8941 §3.3.3): `ratelimit-policy: "<name>";q=<quota>;w=<window s>` and
+ * `ratelimit: "<name>";r=<remaining>;t=<s until reset>`, plus Retry-After. The window is whole seconds, so the quota is
+ * what the bucket refills in that window (a 500ms fill of 5 tokens is q=10;w=1).
  */
 export function rateLimitHeaders(policyName: string, b: BucketState, retryAfterMs: number): Record<string, string> {
   const windowS = Math.max(1, Math.ceil(b.fillIntervalMs / 1000));
+  const quota = Math.floor((b.tokensPerFill * windowS * 1000) / b.fillIntervalMs);
   const resetS = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  const name = structuredKey(policyName);
+  const name = structuredString(policyName);
   return {
     'retry-after': String(resetS),
-    'ratelimit-policy': `${name};q=${b.tokensPerFill};w=${windowS}`,
+    'ratelimit-policy': `${name};q=${quota};w=${windowS}`,
     ratelimit: `${name};r=${Math.floor(b.tokens)};t=${resetS}`,
   };
 }
 
-/** A structured-field key (RFC 8941 §3.1.2: lcalpha or '*', then lcalpha / DIGIT / '_' / '-' / '.' / '*'). */
-export function structuredKey(name: string): string {
-  let k = name.toLowerCase().replace(/[^a-z0-9_\-.*]/g, '-');
-  if (!/^[a-z*]/.test(k)) k = `p${k}`;
-  return k;
+/** An sf-string (RFC 8941 §3.3.3): printable ASCII in double quotes, `"` and `\` escaped; anything else becomes `-`. */
+export function structuredString(name: string): string {
+  return `"${name.replace(/[^\x20-\x7e]/g, '-').replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }

@@ -1,6 +1,6 @@
 // Token buckets on a fake clock (Envoy local-rate-limit semantics) and the TrafficShaper's decisions: connections, slots, requests, 429 headers, counts.
 import { describe, expect, it } from 'vitest';
-import { rateLimitHeaders, structuredKey, TokenBucket } from '../../../agent/qos/rate-limit';
+import { rateLimitHeaders, structuredString, TokenBucket } from '../../../agent/qos/rate-limit';
 import { TrafficShaper } from '../../../agent/qos/shaping';
 import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../agent/state/types';
 
@@ -32,10 +32,12 @@ describe('TokenBucket', () => {
 });
 
 describe('rateLimitHeaders', () => {
-  it('names the policy as a structured-field key with quota, window, remaining and reset', () => {
+  it('names the policy as a structured-field string with quota, window, remaining and reset', () => {
     const h = rateLimitHeaders('shop/Limits/api', { maxTokens: 10, tokensPerFill: 5, fillIntervalMs: 2000, tokens: 0, nextFillInMs: 1500 }, 1500);
-    expect(h).toEqual({ 'retry-after': '2', 'ratelimit-policy': 'shop-limits-api;q=5;w=2', ratelimit: 'shop-limits-api;r=0;t=2' });
-    expect(structuredKey('1abc')).toBe('p1abc');
+    expect(h).toEqual({ 'retry-after': '2', 'ratelimit-policy': '"shop/Limits/api";q=5;w=2', ratelimit: '"shop/Limits/api";r=0;t=2' });
+    expect(structuredString('a"b\\c\u00e9')).toBe('"a\\"b\\\\c-"');
+    // A window is whole seconds: the quota is what the bucket refills in it.
+    expect(rateLimitHeaders('p', { maxTokens: 10, tokensPerFill: 5, fillIntervalMs: 500, tokens: 3, nextFillInMs: 100 }, 100)).toEqual({ 'retry-after': '1', 'ratelimit-policy': '"p";q=10;w=1', ratelimit: '"p";r=3;t=1' });
   });
 });
 
@@ -132,7 +134,7 @@ describe('TrafficShaper', () => {
     expect(shaper.admitRequest(req('/api/x'))).toBeUndefined();
     expect(shaper.admitRequest(req('/other'))).toBeUndefined();
     const limited = shaper.admitRequest(req('/api/y'));
-    expect(limited).toMatchObject({ status: 429, headers: { 'retry-after': '2', 'ratelimit-policy': 'ns-t-api;q=1;w=2', ratelimit: 'ns-t-api;r=0;t=2' } });
+    expect(limited).toMatchObject({ status: 429, headers: { 'retry-after': '2', 'ratelimit-policy': '"ns/t/api";q=1;w=2', ratelimit: '"ns/t/api";r=0;t=2' } });
     expect(counted).toEqual([{ direction: 'inbound', source_workload: 'unknown', destination_service: 'unknown', reason: 'request_rate' }]);
     advance(2000);
     expect(shaper.admitRequest(req('/api/z'))).toBeUndefined();
