@@ -257,6 +257,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
           xds: xds.status(),
           workloads: [...s.workloads.values()],
           services: [...s.services.values()],
+          policies: s.authorizationPolicies ?? [],
           nodes: [...s.nodes.values()],
           // Which root signed each certificate and which roots this node trusts (root rotations).
           ...identities.describe(),

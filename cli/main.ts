@@ -11,6 +11,11 @@ commands:
             SIGHUP starts a new agent and drains the old one; SIGTERM drains and exits
   control   run the control plane: delta xDS and the mesh CA (see smesh control --help)
   check DIR validate a mesh config directory; prints every problem with file, resource and field
+  status    the node agent at a glance: readiness, BPF links, enrolled pods, control plane, certificates, warnings
+  config workloads|services|policies|certificates   the agent's view of the mesh
+  top       connections, requests and bytes per workload pair, refreshed (--once: one sample)
+            status, config and top read the agent's admin port: --admin HOST:PORT (default 127.0.0.1:15000),
+            -o table|json|yaml
   version   print the version`;
 
 function out(text: string): void {
@@ -89,6 +94,13 @@ export async function main(argv: readonly string[]): Promise<void> {
         } else err(`${dir}: ${(e as Error).message}`);
         process.exitCode = 1;
       }
+      return;
+    }
+    case 'status':
+    case 'config':
+    case 'top': {
+      const { runOperatorCommand } = await import('./operator');
+      process.exitCode = await runOperatorCommand(command, rest);
       return;
     }
     case 'version':

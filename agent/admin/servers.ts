@@ -30,6 +30,8 @@ export interface AdminServersOptions {
   readonly logging: { readonly level: string; setLevel(level: string): void };
   /** Called once on POST /quitquitquit, after the response is sent. */
   readonly onQuit: () => void;
+  /** The idle-time memory reclaim's state (last RSS before/after) for /memory. */
+  readonly memoryReclaim?: () => unknown;
   readonly logger?: Logger;
 }
 
@@ -63,6 +65,13 @@ export class AdminServers {
   /** Components still missing for readiness. */
   notReady(): string[] {
     return [...this.required].filter((c) => !this.ready.has(c));
+  }
+
+  /** Readiness as /ready shows it: every required component and whether it is ready; process facts for `smesh status`. */
+  readiness(): { ready: boolean; components: Record<string, boolean>; pid: number; uptimeSeconds: number; nodeVersion: string } {
+    const components: Record<string, boolean> = {};
+    for (const c of this.required) components[c] = this.ready.has(c);
+    return { ready: this.isReady(), components, pid: process.pid, uptimeSeconds: Math.round(process.uptime()), nodeVersion: process.version };
   }
 
   /** Bound addresses by server name ('metrics' | 'ready' | 'admin'). */
@@ -121,6 +130,10 @@ export class AdminServers {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/healthz/ready') return this.handleReady(req, res);
     if (path !== '/metrics' && path !== '/stats/prometheus') return send(res, 404, 'not found\n');
+    this.serveMetrics(res);
+  }
+
+  private serveMetrics(res: http.ServerResponse): void {
     this.opts.metrics.text().then(
       (body) => send(res, 200, body, this.opts.metrics.contentType),
       (err: Error) => send(res, 500, `metrics collection failed: ${err.message}\n`),
@@ -160,9 +173,14 @@ export class AdminServers {
         }
         return;
       case '/memory':
-        return send(res, 200, JSON.stringify(memoryReport(), null, 2) + '\n', 'application/json');
+        return send(res, 200, JSON.stringify({ ...memoryReport(), reclaim: this.opts.memoryReclaim?.() }, null, 2) + '\n', 'application/json');
+      // Read-only views for `smesh status` / `smesh top`, so that operator commands need only this localhost port.
+      case '/ready':
+        return send(res, 200, JSON.stringify(this.readiness()) + '\n', 'application/json');
+      case '/stats/prometheus':
+        return this.serveMetrics(res);
       case '/':
-        return send(res, 200, 'smesh admin: /config_dump /memory /logging?level= /quitquitquit (POST)\n');
+        return send(res, 200, 'smesh admin: /config_dump /memory /ready /stats/prometheus /logging?level= /quitquitquit (POST)\n');
       default:
         return send(res, 404, 'not found\n');
     }
