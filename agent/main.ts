@@ -22,6 +22,7 @@ import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
 import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
+import { LegacyMtlsConnector } from './proxy/legacy-mtls';
 import { OutboundProxy } from './proxy/outbound';
 import { ConnectionTracker, policyInputsChanged } from './proxy/connection-tracker';
 import { PlaintextInbound } from './proxy/plaintext-inbound';
@@ -30,7 +31,7 @@ import { StateStore, emptySnapshot, type StateView } from './state/store';
 import type { MeshSnapshot, Workload } from './state/types';
 import { LogHub, isLogLevel } from './telemetry/logger';
 import { KernelDenialReporter } from './telemetry/kernel-denials';
-import { MeshMetrics } from './telemetry/metrics';
+import { DEFAULT_CLUSTER, MeshMetrics } from './telemetry/metrics';
 import { TrafficShaper } from './qos/shaping';
 import { adoptListeners } from './telemetry/listen';
 import { ControlPlaneChannel } from './xds/channel';
@@ -365,9 +366,12 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       });
     }
     // Service ports with HTTP routes (or declared HTTP) are proxied per request: routing, retries, circuit breaking.
+    // One originator of Istio sidecars' mutual TLS (LEGACY_ISTIO_MTLS endpoints) for the L4 and the HTTP paths.
+    const legacyMtls = new LegacyMtlsConnector({ identities, trustDomainAliases, clusterId: DEFAULT_CLUSTER });
     const httpOutbound = new HttpOutbound({
       state,
       hbone,
+      legacyMtls,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,
       hboneAddressing: opts.hboneAddressing,
@@ -385,6 +389,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       state,
       identities,
       trustDomainAliases,
+      legacyMtls,
       hbone,
       nodeName: opts.nodeName,
       hbonePort: opts.inboundPort,

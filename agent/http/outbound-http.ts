@@ -1,9 +1,10 @@
 // Per-request outbound proxying for HTTP service ports: route, pick, circuit-break, outlier-track, retry, time out, inject faults, count.
+import { routeToEndpoint } from '../proxy/endpoint-route';
+import { sidecarSni, type LegacyMtlsRequest } from '../proxy/legacy-mtls';
 import * as http from 'http';
 import * as http2 from 'http2';
 import * as net from 'net';
 import type { Duplex } from 'stream';
-import { nodeSpiffeId } from '../identity/spiffe';
 import type { LbEndpoint } from '../lb/endpoint';
 import { EndpointLoadTracker } from '../lb/load';
 import type { PickRequest } from '../lb/picker';
@@ -72,6 +73,8 @@ export interface HttpOutboundOptions {
   readonly hboneAddressing?: 'pod' | 'node';
   /** Source address for same-node upstream connections (the capture address in production). */
   readonly localSourceIp?: string;
+  /** Originates an Istio sidecar's mutual TLS (endpoints with tunnel LEGACY_ISTIO_MTLS); absent: such endpoints get 503. */
+  readonly legacyMtls?: { connect(req: LegacyMtlsRequest): Promise<Duplex> };
   /** Same-node requests are authorized here, per request with their HTTP attributes (remote ones by the destination's inbound, per connection). */
   readonly authorize?: HttpAuthorizer;
   readonly metrics?: MeshMetrics;
@@ -273,7 +276,7 @@ export class HttpOutbound {
     this.authorize = opts.authorize ?? (() => ({ allow: true }));
     registerBuiltinLoadBalancers(this.registry);
     this.pickers = new PickerCache(this.registry, { load: this.load, random: this.random });
-    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp);
+    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp, opts.legacyMtls ? (req) => opts.legacyMtls!.connect(req) : undefined);
     this.prunedSnapshot = opts.state.snapshot();
     this.pruneTimer = setInterval(() => this.prune(), opts.pruneIntervalMs ?? 10_000);
     this.pruneTimer.unref();
@@ -701,33 +704,54 @@ export class HttpOutbound {
   }
 
   private upstreamTarget(w: Workload, port: number, ctx: HttpConnectionContext, http: HttpAttributes): UpstreamTarget | ProxyReply {
-    if (!w.meshed || w.node === this.opts.nodeName) {
-      if (w.meshed) {
+    // The same endpoint decision as the L4 outbound (agent/proxy/endpoint-route.ts).
+    const route = routeToEndpoint(w, port, {
+      localNode: this.opts.nodeName,
+      hbonePort: this.opts.hbonePort,
+      hboneAddressing: this.opts.hboneAddressing,
+      trustDomain: this.opts.state.trustDomain,
+      node: (n) => this.opts.state.node(n),
+    });
+    switch (route.kind) {
+      case 'local': {
         const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port }, destinationWorkload: w, http });
         if (!v.allow) return new ProxyReply(403, `RBAC: access denied (${v.reason})`, 'UAEX');
+        return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
       }
-      return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
+      case 'passthrough':
+        return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
+      case 'unknown_node':
+        return new ProxyReply(503, route.detail, 'UH');
+      case 'legacy_mtls': {
+        // An Istio sidecar: its mutual TLS per upstream connection, never plaintext (as the L4 outbound).
+        if (!this.opts.legacyMtls) return new ProxyReply(503, `${w.uid} runs an Istio sidecar (LEGACY_ISTIO_MTLS) and this proxy cannot originate its mutual TLS`, 'UF');
+        const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
+        return {
+          key: `legacy|${ctx.source.identity}|${formatAuthority(w.ip, port)}`,
+          kind: 'legacy_mtls',
+          ip: w.ip,
+          port,
+          legacy: { source: ctx.source, address: { host: w.ip, port }, expectedServerId: route.serverId, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, ...(host ? { sni: sidecarSni(ctx.port.port, host) } : {}) },
+        };
+      }
+      case 'hbone': {
+        // The dialled service rides in baggage, so the destination reports it: tunnels are not shared across services.
+        const { host, baggage } = this.baggageOf(ctx);
+        return {
+          key: `hbone|${ctx.source.identity}|${route.authority}|${host ?? ''}`,
+          kind: 'hbone',
+          ip: w.ip,
+          port,
+          hbone: {
+            sourceId: ctx.source.identity,
+            node: route.nodeAddr,
+            expectedServerId: route.nodeId,
+            authority: route.authority,
+            headers: { ...(ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {}), ...(baggage ? { baggage } : {}) },
+          },
+        };
+      }
     }
-    const podAddressed = (this.opts.hboneAddressing ?? 'pod') === 'pod';
-    const node = podAddressed ? undefined : this.opts.state.node(w.node);
-    if (!podAddressed && !node) return new ProxyReply(503, `workload ${w.uid} is on node ${w.node}, whose address is unknown`, 'UH');
-    const authority = formatAuthority(w.ip, port);
-    // The dialled service rides in baggage, so the destination reports it: tunnels are not shared across services.
-    const { host, baggage } = this.baggageOf(ctx);
-    return {
-      key: `hbone|${ctx.source.identity}|${authority}|${host ?? ''}`,
-      kind: 'hbone',
-      ip: w.ip,
-      port,
-      hbone: {
-        sourceId: ctx.source.identity,
-        // Pod-addressed (ztunnel's wire): the pod's address, its workload certificate; else the node's agent.
-        node: { host: node ? node.address : w.ip, port: this.opts.hbonePort },
-        expectedServerId: node ? nodeSpiffeId(this.opts.state.trustDomain, node.name) : w.identity,
-        authority,
-        headers: { ...(ctx.sourceIp ? { forwarded: `for="${ctx.sourceIp}"` } : {}), ...(baggage ? { baggage } : {}) },
-      },
-    };
   }
 
   /**

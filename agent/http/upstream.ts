@@ -4,15 +4,18 @@ import * as net from 'net';
 import type { Duplex } from 'stream';
 import { dial } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
+import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
 
 export interface UpstreamTarget {
   /** Pool key: one agent per endpoint address and transport. */
   readonly key: string;
-  readonly kind: 'local' | 'hbone';
+  readonly kind: 'local' | 'hbone' | 'legacy_mtls';
   readonly ip: string;
   readonly port: number;
   /** For hbone: how to open the tunnel stream. */
   readonly hbone?: HboneOpenRequest;
+  /** For legacy_mtls (an Istio sidecar): the mutual TLS connection to open. */
+  readonly legacy?: LegacyMtlsRequest;
 }
 
 type CreateCb = (err: Error | null, socket?: Duplex) => void;
@@ -72,6 +75,7 @@ class MeshAgent extends http.Agent {
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
     private readonly localAddress: string | undefined,
     readonly settings: PoolSettings,
+    private readonly legacy?: (req: LegacyMtlsRequest) => Promise<Duplex>,
   ) {
     super({ keepAlive: true, maxSockets: settings.maxSockets, maxFreeSockets: 64, timeout: settings.idleTimeoutMs });
   }
@@ -110,7 +114,8 @@ class MeshAgent extends http.Agent {
       });
       return undefined;
     }
-    this.open(t.hbone!).then(
+    const opening = t.kind === 'legacy_mtls' ? (this.legacy ? this.legacy(t.legacy!) : Promise.reject(new Error(`no sidecar mTLS connector for ${t.key}`))) : this.open(t.hbone!);
+    opening.then(
       (stream) => {
         // The far side ended the tunnel (its app closed the connection): an idle stream is useless, and Node's agent,
         // unlike a plain socket, would keep a half-closed stream in the pool and write the next request into it.
@@ -132,13 +137,14 @@ export class UpstreamPool {
   constructor(
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
     private readonly localAddress: string | undefined,
+    private readonly legacy?: (req: LegacyMtlsRequest) => Promise<Duplex>,
   ) {}
 
   agent(target: UpstreamTarget, settings: PoolSettings): http.Agent {
     let a = this.agents.get(target.key);
     if (!a || !sameSettings(a.settings, settings)) {
       a?.retire();
-      a = new MeshAgent(target, this.open, this.localAddress, settings);
+      a = new MeshAgent(target, this.open, this.localAddress, settings, this.legacy);
       this.agents.set(target.key, a);
     }
     return a;

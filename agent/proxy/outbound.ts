@@ -1,13 +1,13 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
+import { routeToEndpoint, type HboneAddressing } from './endpoint-route';
 import * as net from 'net';
 import { SmeshError } from '../errors';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
-import { nodeSpiffeId } from '../identity/spiffe';
 import type { PickResult } from '../lb/picker';
 import type { RandomSource } from '../lb/sampling';
 import { ConnectionBalancer, l4ConnectionPoolSettings } from './balancer';
 import type { StateView } from '../state/store';
-import type { ConnectionPoolSettings, MeshNode, Service, ServicePort, Workload } from '../state/types';
+import type { ConnectionPoolSettings, Service, ServicePort, Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
@@ -67,7 +67,7 @@ interface Target {
   readonly pool?: ConnectionPoolSettings;
 }
 
-export type HboneAddressing = 'pod' | 'node';
+export type { HboneAddressing };
 
 export type OutboundDecision =
   /** Destination pod on this node: plain TCP to it, no TLS. */
@@ -120,22 +120,17 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       port = resolved.port;
       break;
   }
-  const w = target.destination;
-  if (w.tunnel === 'legacy_istio_mtls') return { kind: 'legacy_mtls', ip: w.ip, port, serverId: w.identity, ...target };
-  if (!w.meshed) return { kind: 'passthrough', ip: w.ip, port, ...target };
-  if (w.node === i.localNode) return { kind: 'local', ip: w.ip, port, ...target };
-  if ((i.hboneAddressing ?? 'pod') === 'pod') {
-    return { kind: 'hbone', nodeAddr: { host: w.ip, port: i.hbonePort }, nodeId: w.identity, authority: formatAuthority(w.ip, port), ...target };
+  const route = routeToEndpoint(target.destination, port, { localNode: i.localNode, hbonePort: i.hbonePort, hboneAddressing: i.hboneAddressing, trustDomain: i.state.trustDomain, node: (n) => i.state.node(n) });
+  switch (route.kind) {
+    case 'unknown_node':
+      return refuse('unknown_node', route.detail);
+    case 'hbone':
+      return { kind: 'hbone', nodeAddr: route.nodeAddr, nodeId: route.nodeId, authority: route.authority, ...target };
+    case 'legacy_mtls':
+      return { kind: 'legacy_mtls', ip: route.ip, port: route.port, serverId: route.serverId, ...target };
+    default:
+      return { kind: route.kind, ip: route.ip, port: route.port, ...target };
   }
-  const node: MeshNode | undefined = i.state.node(w.node);
-  if (!node) return refuse('unknown_node', `workload ${w.uid} is on node ${w.node}, whose address is unknown`);
-  return {
-    kind: 'hbone',
-    nodeAddr: { host: node.address, port: i.hbonePort },
-    nodeId: nodeSpiffeId(i.state.trustDomain, node.name),
-    authority: formatAuthority(w.ip, port),
-    ...target,
-  };
 }
 
 /** What the outbound needs from the HBONE client. */
@@ -183,6 +178,8 @@ export interface OutboundProxyOptions {
   readonly httpProtocolOf?: (workload: Workload | undefined, port: number) => 'http' | 'grpc' | undefined;
   /** Trust domains accepted besides the mesh's from Istio sidecars (legacy mTLS destinations), as MeshConfig trustDomainAliases. */
   readonly trustDomainAliases?: readonly string[] | (() => readonly string[]);
+  /** The Istio sidecar mTLS originator, shared with the HTTP path (default: one of its own from identities and aliases). */
+  readonly legacyMtls?: LegacyMtlsConnector;
   /** TrafficShaping outbound rules (agent/qos/shaping.ts): connections over a rate or concurrency limit are reset or queued. */
   readonly shaping?: TrafficShaper;
 }
@@ -212,7 +209,7 @@ export class OutboundProxy {
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.balancer = new ConnectionBalancer({ policies: () => opts.state.snapshot().trafficPolicies, random: opts.random });
-    this.legacyMtls = new LegacyMtlsConnector({ identities: opts.identities, trustDomainAliases: opts.trustDomainAliases, clusterId: DEFAULT_CLUSTER });
+    this.legacyMtls = opts.legacyMtls ?? new LegacyMtlsConnector({ identities: opts.identities, trustDomainAliases: opts.trustDomainAliases, clusterId: DEFAULT_CLUSTER });
   }
 
   address(): net.AddressInfo {
