@@ -10,6 +10,7 @@ import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
 import { heapGuard } from './runtime/v8-heap';
+import { startAgentMemoryReclaim, type ReclaimStatus } from './runtime/reclaim';
 import { packageVersion } from './version';
 import { IdentityManager } from './identity/manager';
 import { controlSpiffeId, nodeSpiffeId, unionTrustDomainAliases } from './identity/spiffe';
@@ -240,6 +241,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
     metrics.setCertificateProvider(() => identities.list());
+    let memoryReclaim: { status(): ReclaimStatus } | undefined;
     const admin = new AdminServers({
       metrics,
       metricsListen: { host: '0.0.0.0', port: opts.metricsPort },
@@ -249,6 +251,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       logging: logs,
       logger: logs.child('admin'),
       onQuit: () => void stop().then(() => process.exit(0)),
+      memoryReclaim: () => memoryReclaim?.status(),
       configDump: () => {
         const s = state.snapshot();
         return {
@@ -521,6 +524,10 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
         void stop().then(() => process.exit(0));
       }, 100);
     });
+    // After a load burst, the memory it took goes back to the OS once the agent is quiet (runtime/reclaim.ts).
+    const reclaim = await startAgentMemoryReclaim({ metrics, logger: logs.child('memory') });
+    cleanups.push(() => reclaim.stop());
+    memoryReclaim = reclaim;
     log.info({ outbound: `${opts.captureIp}:${opts.outboundPort}`, inbound: `0.0.0.0:${opts.inboundPort}`, metrics: opts.metricsPort, ready: opts.readyPort, admin: `127.0.0.1:${opts.adminPort}` }, 'agent ready');
     if (opts.supervised) process.send?.({ smesh: 'ready', pid: process.pid });
     return { state, stop };

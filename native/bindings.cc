@@ -4,6 +4,9 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <linux/bpf.h>
 #include <sys/socket.h>
 
@@ -750,6 +753,17 @@ Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// mallocTrim() → boolean: glibc malloc_trim(0) — the free pages of every malloc arena (the engines' worker threads
+// allocate their buffers in arenas of their own) go back to the OS; true when something was released. The agent calls
+// it once a load burst is over (agent/runtime/reclaim.ts). Other C libraries: false, nothing done.
+Napi::Value MallocTrimJs(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 }  // namespace
 
 void RegisterBindings(Napi::Env env, Napi::Object exports) {
@@ -763,6 +777,7 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestinationJs, "originalDestination"));
   exports.Set("abiLayout", Napi::Function::New(env, AbiLayoutJs, "abiLayout"));
   exports.Set("socketCookie", Napi::Function::New(env, SocketCookieJs, "socketCookie"));
+  exports.Set("mallocTrim", Napi::Function::New(env, MallocTrimJs, "mallocTrim"));
 }
 
 }  // namespace smesh
