@@ -2,7 +2,8 @@
  * getsockopt), redirect transparency (getpeername4/6), connect-time deny (in connect4/6) and the
  * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress) attach to the node's pod cgroup root; the inbound
  * plaintext capture (sk_lookup) attaches to each local meshed pod's network namespace, and the capture-tuple
- * steering (sk_lookup) to the node's (the agent's) network namespace. */
+ * steering (sk_lookup) to the node's (the agent's) network namespace; bandwidth pacing (tc, per pod device) to a limited
+ * pod's own interface (egress) and its host-side veth (ingress). */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/redirect.h"
@@ -10,6 +11,7 @@
 #include "lib/strict.h"
 #include "lib/inpod.h"
 #include "lib/capture_lookup.h"
+#include "lib/bandwidth.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -67,4 +69,16 @@ SEC("sk_lookup")
 int smesh_capture_lookup(struct bpf_sk_lookup *ctx)
 {
 	return smesh_capture_steer(ctx);
+}
+
+SEC("tc")
+int smesh_bandwidth_egress(struct __sk_buff *skb)
+{
+	return smesh_bw_pace(skb, SMESH_BW_EGRESS);
+}
+
+SEC("tc")
+int smesh_bandwidth_ingress(struct __sk_buff *skb)
+{
+	return smesh_bw_pace(skb, SMESH_BW_INGRESS);
 }

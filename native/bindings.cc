@@ -127,6 +127,10 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
                            InstanceMethod("inpodPods", &RawDatapath::InpodPods),
                            InstanceMethod("denyStats", &RawDatapath::DenyStatsJs),
                            InstanceMethod("strictDropStats", &RawDatapath::StrictDropStatsJs),
+                           InstanceMethod("bandwidthUpdate", &RawDatapath::BandwidthUpdate),
+                           InstanceMethod("bandwidthDelete", &RawDatapath::BandwidthDeleteJs),
+                           InstanceMethod("bandwidths", &RawDatapath::Bandwidths),
+                           InstanceMethod("attachBandwidth", &RawDatapath::AttachBandwidthJs),
                            InstanceMethod("close", &RawDatapath::CloseJs),
                            InstanceMethod("destroy", &RawDatapath::DestroyJs),
                        });
@@ -319,6 +323,56 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
     o.Set("dropped", Napi::Number::New(env, static_cast<double>(c.dropped)));
     o.Set("plaintext", Napi::Number::New(env, static_cast<double>(c.plaintext)));
     return o;
+  }
+
+  // bandwidthUpdate(addr, direction 1 egress | 2 ingress, bytesPerSec)
+  Napi::Value BandwidthUpdate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    const uint32_t direction = U32Arg(info[1], "direction");
+    if (!info[2].IsNumber() || !(info[2].As<Napi::Number>().DoubleValue() >= 1) || info[2].As<Napi::Number>().DoubleValue() > 9.0e15)
+      ThrowTypeError(env, "bytesPerSec must be a number in 1..9e15");
+    const uint64_t rate = static_cast<uint64_t>(info[2].As<Napi::Number>().DoubleValue());
+    Guard(env, [&] { BandwidthPut(Live(env).bandwidth_fd(), MakeBandwidthKey(addr, direction), rate); });
+    return env.Undefined();
+  }
+  Napi::Value BandwidthDeleteJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint8_t addr[16];
+    CopyBytes(info[0], "addr", addr, 16);
+    const uint32_t direction = U32Arg(info[1], "direction");
+    return Napi::Boolean::New(env, Guard(env, [&] { return BandwidthDelete(Live(env).bandwidth_fd(), MakeBandwidthKey(addr, direction)); }));
+  }
+  // bandwidths() → [{ addr, direction, bytesPerSec, dropped }]
+  Napi::Value Bandwidths(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto entries = Guard(env, [&] { return BandwidthList(Live(env).bandwidth_fd()); });
+    Napi::Array out = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("addr", AddrBuffer(env, entries[i].first.addr));
+      o.Set("direction", Napi::Number::New(env, entries[i].first.direction));
+      o.Set("bytesPerSec", Napi::Number::New(env, static_cast<double>(entries[i].second.bytes_per_sec)));
+      o.Set("dropped", Napi::Number::New(env, static_cast<double>(entries[i].second.dropped)));
+      out.Set(i, o);
+    }
+    return out;
+  }
+  // attachBandwidth(direction, netnsPath ('' = the agent's namespace), ifindex, bytesPerSec) → 'edt' (fq + the
+  // direction's pacing program) | 'tbf' (no sch_fq in this kernel: a token bucket qdisc at that rate)
+  Napi::Value AttachBandwidthJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint32_t direction = U32Arg(info[0], "direction");
+    if (info.Length() < 4 || !info[1].IsString()) ThrowTypeError(env, "attachBandwidth(direction, netnsPath, ifindex, bytesPerSec): netnsPath must be a string");
+    const std::string path = info[1].As<Napi::String>().Utf8Value();
+    const uint32_t ifindex = U32Arg(info[2], "ifindex");
+    if (ifindex == 0) ThrowTypeError(env, "ifindex must be a positive integer");
+    if (!info[3].IsNumber() || !(info[3].As<Napi::Number>().DoubleValue() >= 1) || info[3].As<Napi::Number>().DoubleValue() > 9.0e15)
+      ThrowTypeError(env, "bytesPerSec must be a number in 1..9e15");
+    const uint64_t rate = static_cast<uint64_t>(info[3].As<Napi::Number>().DoubleValue());
+    std::string mode = Guard(env, [&] { return AttachBandwidthPacing(Live(env).bandwidth_prog_fd(direction), path, static_cast<int>(ifindex), rate); });
+    return Napi::String::New(env, mode);
   }
 
   // attachNetnsLookup(netnsPath, pinPath) → link fd of the pinned sk_lookup link (unpin and close to detach)
@@ -719,6 +773,35 @@ Napi::Value SocketCookieJs(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, cookie);
 }
 
+// podDevices(netnsPath, addr, peerNetnsPath = '') → { ifindex, ifname, peerIfindex, peerIfname } (peer 0/'' when the
+// pod's interface has no veth peer in the peer namespace; '' = this process's namespace)
+Napi::Value PodDevicesJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    ThrowTypeError(env, "podDevices(netnsPath, addr) needs a non-empty netns path");
+  uint8_t addr[16];
+  CopyBytes(info[1], "addr", addr, 16);
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const std::string peer_path = info.Length() > 2 && info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
+  PodDevices d = Guard(env, [&] { return FindPodDevices(path, addr, peer_path); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ifindex", Napi::Number::New(env, d.ifindex));
+  o.Set("ifname", Napi::String::New(env, d.ifname));
+  o.Set("peerIfindex", Napi::Number::New(env, d.peer_ifindex));
+  o.Set("peerIfname", Napi::String::New(env, d.peer_ifname));
+  return o;
+}
+
+// detachBandwidth(netnsPath ('' = the agent's namespace), ifindex): removes the pacing filter and the root fq.
+Napi::Value DetachBandwidthJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString()) ThrowTypeError(env, "detachBandwidth(netnsPath, ifindex): netnsPath must be a string");
+  const std::string path = info[0].As<Napi::String>().Utf8Value();
+  const uint32_t ifindex = U32Arg(info[1], "ifindex");
+  Guard(env, [&] { DetachBandwidthPacing(path, static_cast<int>(ifindex)); });
+  return env.Undefined();
+}
+
 // abiLayout() → { struct name: { size, members: { name: byte offset } } } as this compiler lays out bpf/shared/abi.h;
 // test/native/abi-layout.test.ts compares it with the BPF object's BTF and with the TypeScript packers' layouts.
 Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
@@ -749,6 +832,9 @@ Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
   add("smesh_strict_flow_seen", sizeof(struct smesh_strict_flow_seen), {SMESH_M(smesh_strict_flow_seen, first_ns)});
   add("smesh_strict_drop_key", sizeof(struct smesh_strict_drop_key),
       {SMESH_M(smesh_strict_drop_key, src), SMESH_M(smesh_strict_drop_key, dst), SMESH_M(smesh_strict_drop_key, dport), SMESH_M(smesh_strict_drop_key, pad)});
+  add("smesh_bw_key", sizeof(struct smesh_bw_key), {SMESH_M(smesh_bw_key, addr), SMESH_M(smesh_bw_key, direction)});
+  add("smesh_bw_info", sizeof(struct smesh_bw_info),
+      {SMESH_M(smesh_bw_info, bytes_per_sec), SMESH_M(smesh_bw_info, t_last), SMESH_M(smesh_bw_info, dropped), SMESH_M(smesh_bw_info, reserved)});
 #undef SMESH_M
   return out;
 }
@@ -778,6 +864,8 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("abiLayout", Napi::Function::New(env, AbiLayoutJs, "abiLayout"));
   exports.Set("socketCookie", Napi::Function::New(env, SocketCookieJs, "socketCookie"));
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrimJs, "mallocTrim"));
+  exports.Set("podDevices", Napi::Function::New(env, PodDevicesJs, "podDevices"));
+  exports.Set("detachBandwidth", Napi::Function::New(env, DetachBandwidthJs, "detachBandwidth"));
 }
 
 }  // namespace smesh

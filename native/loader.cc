@@ -11,11 +11,22 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <dirent.h>
+#include <ifaddrs.h>
+#include <linux/netlink.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdarg>
+#include <algorithm>
 #include <cstring>
+#include <exception>
 #include <mutex>
+#include <thread>
 
 #include "errors.h"
 #include "maps.h"
@@ -308,6 +319,18 @@ int Datapath::inpod_lookup_prog_fd() const {
   return bpf_program__fd(skel_->progs.smesh_inbound_lookup);
 }
 
+int Datapath::bandwidth_fd() const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  return bpf_map__fd(skel_->maps.smesh_bandwidth);
+}
+
+int Datapath::bandwidth_prog_fd(uint32_t direction) const {
+  if (!skel_) ThrowMessage("datapath is closed");
+  if (direction == SMESH_BW_EGRESS) return bpf_program__fd(skel_->progs.smesh_bandwidth_egress);
+  if (direction == SMESH_BW_INGRESS) return bpf_program__fd(skel_->progs.smesh_bandwidth_ingress);
+  ThrowMessage("bandwidth direction " + std::to_string(direction) + " is neither egress (1) nor ingress (2)");
+}
+
 std::string Datapath::conns_pin_path() const { return MapPinPath(bpffs_dir_, "smesh_conns_v2"); }
 
 void Datapath::Close() { Teardown(false); }
@@ -358,11 +381,23 @@ void Datapath::Destroy() {
     }
     closedir(dir);
   }
+  // Pacing filters live on pod devices, not in pins: emptied, the map they still hold makes them pass every packet.
+  {
+    int fd = skel_ ? bpf_map__fd(skel_->maps.smesh_bandwidth) : bpf_obj_get(MapPinPath(bpffs_dir_, "smesh_bandwidth").c_str());
+    if (fd >= 0) {
+      try {
+        for (const auto& entry : BandwidthList(fd)) BandwidthDelete(fd, entry.first);
+      } catch (const std::exception& e) {
+        failures += std::string(" ") + e.what() + ";";
+      }
+      if (!skel_) close(fd);
+    }
+  }
   // smesh_conns: retired (kept here so that an older agent's pin is removed too).
   const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks", "smesh_conns_v2", "smesh_capture_listener",
                         "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
                         "smesh_inpod_listeners", "smesh_inpod_stats", "smesh_deny_stats",
-                        "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods"};
+                        "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods", "smesh_bandwidth"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
@@ -392,6 +427,244 @@ void Datapath::Teardown(bool drop_created_links) {
     skel_ = nullptr;
   }
   CloseFd(cgroup_fd_);
+}
+
+namespace {
+
+// tc filter identity of the pacing program on a device (clsact egress): fixed, so a re-attach replaces it in place.
+constexpr uint32_t kPacingHandle = 0x5e5;
+constexpr uint32_t kPacingPriority = 0x5e5;
+
+// Runs `fn` on a thread that first enters the network namespace at `netns_path` (empty: the caller's, no thread
+// switch needed but one is used anyway so that errors travel the same way). setns changes only that thread.
+template <typename Fn>
+void RunInNamespace(const std::string& netns_path, Fn fn) {
+  std::exception_ptr failure;
+  std::thread worker([&] {
+    try {
+      if (!netns_path.empty()) {
+        int ns_fd = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (ns_fd < 0) ThrowErrno("open netns " + netns_path, errno);
+        if (setns(ns_fd, CLONE_NEWNET) != 0) {
+          int err = errno;
+          close(ns_fd);
+          ThrowErrno("setns into " + netns_path + " (is it a network namespace file?)", err);
+        }
+        close(ns_fd);
+      }
+      fn();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  });
+  worker.join();
+  if (failure) std::rethrow_exception(failure);
+}
+
+std::string Where(const std::string& netns_path, int ifindex) {
+  char name[IF_NAMESIZE] = {};
+  std::string dev = if_indextoname(static_cast<unsigned>(ifindex), name) ? std::string(name) : "ifindex " + std::to_string(ifindex);
+  return dev + (netns_path.empty() ? "" : " in " + netns_path);
+}
+
+struct NetlinkRequest {
+  nlmsghdr header;
+  union {
+    tcmsg tc;
+    ifinfomsg link;
+  } body;
+  char attrs[256];
+};
+
+// One rtnetlink request in the calling thread's namespace; returns the kernel's errno (0 = done). For RTM_GETLINK
+// `reply` receives the answer's payload.
+int NetlinkCall(NetlinkRequest& req, std::string* reply = nullptr) {
+  int sock = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (sock < 0) ThrowErrno("open rtnetlink socket", errno);
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(sock, &req, req.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0) {
+    int err = errno;
+    close(sock);
+    ThrowErrno("send rtnetlink request", err);
+  }
+  alignas(nlmsghdr) char buf[8192];
+  ssize_t n = recv(sock, buf, sizeof(buf), 0);
+  int err = errno;
+  close(sock);
+  if (n < 0) ThrowErrno("read rtnetlink answer", err);
+  auto* answer = reinterpret_cast<nlmsghdr*>(buf);
+  if (!NLMSG_OK(answer, static_cast<unsigned>(n))) ThrowMessage("short rtnetlink answer");
+  if (answer->nlmsg_type == NLMSG_ERROR) return -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(answer))->error;
+  if (reply) reply->assign(static_cast<const char*>(NLMSG_DATA(answer)), answer->nlmsg_len - NLMSG_HDRLEN);
+  return 0;
+}
+
+void AddAttr(NetlinkRequest& req, unsigned short type, const void* data, size_t len) {
+  auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.header.nlmsg_len));
+  rta->rta_type = type;
+  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
+  std::memcpy(RTA_DATA(rta), data, len);
+  req.header.nlmsg_len = NLMSG_ALIGN(req.header.nlmsg_len) + RTA_ALIGN(rta->rta_len);
+}
+
+// RTM_NEWQDISC of `kind` as root (replacing what is there; `options` = its TCA_OPTIONS payload, nested attributes) or
+// RTM_DELQDISC of the root qdisc whatever its kind (kind null).
+int RootQdisc(int type, int ifindex, const char* kind = nullptr, const std::string& options = "") {
+  NetlinkRequest req{};
+  req.header.nlmsg_len = NLMSG_LENGTH(sizeof(tcmsg));
+  req.header.nlmsg_type = static_cast<unsigned short>(type);
+  req.header.nlmsg_flags = static_cast<unsigned short>(NLM_F_REQUEST | NLM_F_ACK | (type == RTM_NEWQDISC ? NLM_F_CREATE | NLM_F_REPLACE : 0));
+  req.header.nlmsg_seq = 1;
+  req.body.tc.tcm_family = AF_UNSPEC;
+  req.body.tc.tcm_ifindex = ifindex;
+  req.body.tc.tcm_parent = TC_H_ROOT;
+  req.body.tc.tcm_handle = 0;
+  if (kind) AddAttr(req, TCA_KIND, kind, std::strlen(kind) + 1);
+  if (!options.empty()) AddAttr(req, TCA_OPTIONS | NLA_F_NESTED, options.data(), options.size());
+  return NetlinkCall(req);
+}
+
+void AppendAttr(std::string& out, unsigned short type, const void* data, size_t len) {
+  rtattr rta{};
+  rta.rta_type = type;
+  rta.rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
+  out.append(reinterpret_cast<const char*>(&rta), sizeof(rta));
+  out.append(static_cast<const char*>(data), len);
+  out.append(RTA_ALIGN(rta.rta_len) - rta.rta_len, '\0');
+}
+
+// TBF options for `bytes_per_sec`: a burst of 20 ms at the rate (at least 32 KiB, so a TSO packet is rarely split)
+// and a queue of 50 ms at the rate beyond it (at least 64 KiB).
+std::string TbfOptions(uint64_t bytes_per_sec) {
+  tc_tbf_qopt qopt{};
+  const uint32_t rate32 = bytes_per_sec >= 0xffffffffULL ? 0xffffffffU : static_cast<uint32_t>(bytes_per_sec);
+  qopt.rate.rate = rate32;
+  qopt.rate.linklayer = TC_LINKLAYER_ETHERNET;
+  const uint64_t burst = std::max<uint64_t>(bytes_per_sec / 50, 32 * 1024);
+  const uint64_t queue = std::max<uint64_t>(bytes_per_sec / 20, 64 * 1024);
+  qopt.limit = static_cast<uint32_t>(std::min<uint64_t>(burst + queue, 0x7fffffffULL));
+  qopt.buffer = static_cast<uint32_t>(std::min<uint64_t>((burst * 1000000000ULL / bytes_per_sec) >> 6, 0xffffffffULL));
+  std::string out;
+  AppendAttr(out, TCA_TBF_PARMS, &qopt, sizeof(qopt));
+  const uint32_t burst32 = static_cast<uint32_t>(std::min<uint64_t>(burst, 0xffffffffULL));
+  AppendAttr(out, TCA_TBF_BURST, &burst32, sizeof(burst32));
+  if (bytes_per_sec >= 0xffffffffULL) AppendAttr(out, TCA_TBF_RATE64, &bytes_per_sec, sizeof(bytes_per_sec));
+  return out;
+}
+
+// The veth peer index of `ifindex` (IFLA_LINK), 0 when it has none.
+int LinkPeer(int ifindex) {
+  NetlinkRequest req{};
+  req.header.nlmsg_len = NLMSG_LENGTH(sizeof(ifinfomsg));
+  req.header.nlmsg_type = RTM_GETLINK;
+  req.header.nlmsg_flags = NLM_F_REQUEST;
+  req.header.nlmsg_seq = 1;
+  req.body.link.ifi_family = AF_UNSPEC;
+  req.body.link.ifi_index = ifindex;
+  std::string reply;
+  int err = NetlinkCall(req, &reply);
+  if (err) ThrowErrno("read link " + std::to_string(ifindex), err);
+  if (reply.size() < NLMSG_ALIGN(sizeof(ifinfomsg))) return 0;
+  auto* rta = reinterpret_cast<const rtattr*>(reply.data() + NLMSG_ALIGN(sizeof(ifinfomsg)));
+  int len = static_cast<int>(reply.size() - NLMSG_ALIGN(sizeof(ifinfomsg)));
+  for (; RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+    if (rta->rta_type == IFLA_LINK && RTA_PAYLOAD(rta) >= sizeof(int)) {
+      int peer = 0;
+      std::memcpy(&peer, RTA_DATA(rta), sizeof(peer));
+      return peer;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+PodDevices FindPodDevices(const std::string& netns_path, const uint8_t addr[16], const std::string& peer_netns_path) {
+  PodDevices out;
+  const bool v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == 0 && addr[4] == 0 && addr[5] == 0 &&
+                  addr[6] == 0 && addr[7] == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
+  RunInNamespace(netns_path, [&] {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) ThrowErrno("list addresses in " + netns_path, errno);
+    for (ifaddrs* a = list; a; a = a->ifa_next) {
+      if (!a->ifa_addr) continue;
+      bool match = false;
+      if (v4 && a->ifa_addr->sa_family == AF_INET)
+        match = std::memcmp(&reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, addr + 12, 4) == 0;
+      else if (!v4 && a->ifa_addr->sa_family == AF_INET6)
+        match = std::memcmp(&reinterpret_cast<sockaddr_in6*>(a->ifa_addr)->sin6_addr, addr, 16) == 0;
+      if (match) {
+        out.ifname = a->ifa_name;
+        break;
+      }
+    }
+    freeifaddrs(list);
+    if (out.ifname.empty()) ThrowMessage("no interface in " + netns_path + " holds the pod address");
+    out.ifindex = static_cast<int>(if_nametoindex(out.ifname.c_str()));
+    if (out.ifindex == 0) ThrowErrno("find interface " + out.ifname + " in " + netns_path, errno);
+    out.peer_ifindex = LinkPeer(out.ifindex);
+  });
+  // A pod's host side never shares the pod's namespace: the same namespace (indexes would point back at themselves)
+  // has no peer.
+  struct stat pod_ns {}, peer_ns {};
+  const std::string peer_file = peer_netns_path.empty() ? "/proc/thread-self/ns/net" : peer_netns_path;
+  if (stat(netns_path.c_str(), &pod_ns) == 0 && stat(peer_file.c_str(), &peer_ns) == 0 && pod_ns.st_ino == peer_ns.st_ino &&
+      pod_ns.st_dev == peer_ns.st_dev)
+    out.peer_ifindex = 0;
+  if (out.peer_ifindex > 0) {
+    // The peer index names a device of the peer namespace only if that device points back at the pod's interface.
+    RunInNamespace(peer_netns_path, [&] {
+      char name[IF_NAMESIZE] = {};
+      if (if_indextoname(static_cast<unsigned>(out.peer_ifindex), name) && LinkPeer(out.peer_ifindex) == out.ifindex)
+        out.peer_ifname = name;
+      else
+        out.peer_ifindex = 0;
+    });
+  }
+  return out;
+}
+
+std::string AttachBandwidthPacing(int prog_fd, const std::string& netns_path, int ifindex, uint64_t bytes_per_sec) {
+  if (bytes_per_sec == 0) ThrowMessage("bandwidth pacing of " + Where(netns_path, ifindex) + " needs a rate above 0");
+  std::string mode;
+  RunInNamespace(netns_path, [&] {
+    int err = RootQdisc(RTM_NEWQDISC, ifindex, "fq");
+    if (err == ENOENT || err == EOPNOTSUPP) {
+      // This kernel has no sch_fq (nothing would honour the departure times): a token bucket on the device instead.
+      DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+      DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kPacingHandle, .priority = kPacingPriority);
+      bpf_tc_detach(&hook, &opts);
+      err = RootQdisc(RTM_NEWQDISC, ifindex, "tbf", TbfOptions(bytes_per_sec));
+      if (err) ThrowErrno("set tbf as root qdisc of " + Where(netns_path, ifindex) + " (no sch_fq, and sch_tbf failed)", err);
+      mode = "tbf";
+      return;
+    }
+    if (err) ThrowErrno("set fq as root qdisc of " + Where(netns_path, ifindex), err);
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+    err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST) ThrowErrno("create clsact qdisc on " + Where(netns_path, ifindex), -err);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kPacingHandle,
+                        .priority = kPacingPriority);
+    err = bpf_tc_attach(&hook, &opts);
+    if (err) ThrowErrno("attach the pacing program to " + Where(netns_path, ifindex), -err);
+    mode = "edt";
+  });
+  return mode;
+}
+
+void DetachBandwidthPacing(const std::string& netns_path, int ifindex) {
+  RunInNamespace(netns_path, [&] {
+    DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kPacingHandle, .priority = kPacingPriority);
+    int err = bpf_tc_detach(&hook, &opts);
+    if (err && err != -ENOENT && err != -EINVAL && err != -ENODEV)
+      ThrowErrno("detach the pacing program from " + Where(netns_path, ifindex), -err);
+    // A device without a root qdisc of its own answers ENOENT/EINVAL; a gone device ENODEV.
+    err = RootQdisc(RTM_DELQDISC, ifindex);
+    if (err && err != ENOENT && err != EINVAL && err != ENODEV)
+      ThrowErrno("remove the fq root qdisc of " + Where(netns_path, ifindex), err);
+  });
 }
 
 }  // namespace smesh

@@ -64,6 +64,9 @@ class Datapath {
   // smesh_capture_listener (SOCKMAP): slot 0 holds the outbound listener the capture-tuple steering hands connections to.
   int capture_listener_fd() const;
   std::string conns_pin_path() const;
+  // smesh_bandwidth (pod address, direction → rate) and the tc program for a direction (SMESH_BW_EGRESS/INGRESS).
+  int bandwidth_fd() const;
+  int bandwidth_prog_fd(uint32_t direction) const;
   const std::string& bpffs_dir() const { return bpffs_dir_; }
 
   // Closes fds; pinned links and maps stay, so redirection survives the process.
@@ -85,6 +88,25 @@ class Datapath {
   std::vector<bool> link_created_;
   AttachResult attach_;
 };
+
+// A pod's devices for bandwidth pacing: the interface that holds the pod address inside the pod's namespace, and its
+// veth peer (IFLA_LINK) in `peer_netns_path` (empty: the caller's namespace; 0 when no veth peer of the pod is there).
+struct PodDevices {
+  int ifindex = 0;
+  std::string ifname;
+  int peer_ifindex = 0;
+  std::string peer_ifname;
+};
+// Blocking (a thread enters the namespace at `netns_path`). `addr`: 16 bytes, network order, IPv4 v4-mapped.
+PodDevices FindPodDevices(const std::string& netns_path, const uint8_t addr[16], const std::string& peer_netns_path);
+// Blocking. Makes `ifindex` (in `netns_path`; empty = the caller's namespace) pace by departure time: the fq qdisc as its
+// root qdisc and `prog_fd` as a direct-action tc egress filter (clsact; our filter, handle/priority fixed, is replaced
+// in place, so a restarted agent re-applies without a gap; the rate is read from smesh_bandwidth). tc filters live with
+// the device, not with this process. Returns "edt". A kernel without sch_fq gets a tbf root qdisc at `bytes_per_sec`
+// instead (returns "tbf"; a rate change then needs another attach).
+std::string AttachBandwidthPacing(int prog_fd, const std::string& netns_path, int ifindex, uint64_t bytes_per_sec);
+// Blocking. Removes our tc filter and the root qdisc (fq or tbf) from the device (absent is fine): the device is as before.
+void DetachBandwidthPacing(const std::string& netns_path, int ifindex);
 
 // Pin layout under the bpffs dir.
 std::string MapPinPath(const std::string& bpffs_dir, const char* map_name);

@@ -224,6 +224,36 @@ std::vector<smesh_addr_port> InpodPodList(int map_fd) {
   return out;
 }
 
+smesh_bw_key MakeBandwidthKey(const uint8_t addr[16], uint32_t direction) {
+  smesh_bw_key key{};
+  std::memcpy(key.addr, addr, 16);
+  key.direction = direction;
+  return key;
+}
+
+void BandwidthPut(int map_fd, const smesh_bw_key& key, uint64_t bytes_per_sec) {
+  if (key.direction != SMESH_BW_EGRESS && key.direction != SMESH_BW_INGRESS)
+    ThrowMessage("smesh_bandwidth: direction " + std::to_string(key.direction) + " is neither egress (1) nor ingress (2)");
+  smesh_bw_info info{};
+  info.bytes_per_sec = bytes_per_sec;
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0) ThrowErrno("update smesh_bandwidth", errno);
+}
+
+bool BandwidthDelete(int map_fd, const smesh_bw_key& key) {
+  if (bpf_map_delete_elem(map_fd, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  ThrowErrno("delete smesh_bandwidth", errno);
+}
+
+std::vector<std::pair<smesh_bw_key, smesh_bw_info>> BandwidthList(int map_fd) {
+  std::vector<std::pair<smesh_bw_key, smesh_bw_info>> out;
+  ForEachKey<smesh_bw_key>(map_fd, SMESH_MAX_BANDWIDTH, "smesh_bandwidth", [&](const smesh_bw_key& key) {
+    smesh_bw_info info{};
+    if (bpf_map_lookup_elem(map_fd, &key, &info) == 0) out.emplace_back(key, info);
+  });
+  return out;
+}
+
 smesh_inpod_counters InpodCounters(int map_fd) {
   std::vector<smesh_inpod_counters> per_cpu;
   const uint32_t zero = 0;

@@ -51,6 +51,12 @@ std::vector<std::pair<smesh_deny_key, uint64_t>> DenyStats(int map_fd);
 // smesh_strict_drop_stats: STRICT-dropped connections per (source, pod, port).
 std::vector<std::pair<smesh_strict_drop_key, uint64_t>> StrictDropStats(int map_fd);
 
+// smesh_bandwidth: (pod address, direction) → rate in bytes/s. Put rewrites the whole value (the pacing clock restarts).
+smesh_bw_key MakeBandwidthKey(const uint8_t addr[16], uint32_t direction);
+void BandwidthPut(int map_fd, const smesh_bw_key& key, uint64_t bytes_per_sec);
+bool BandwidthDelete(int map_fd, const smesh_bw_key& key);
+std::vector<std::pair<smesh_bw_key, smesh_bw_info>> BandwidthList(int map_fd);
+
 // Looks a connection (client end, capture tuple) up in smesh_conns_v2. Returns false when absent.
 bool ConnLookup(int map_fd, const smesh_flow_key& key, smesh_orig_dst* out);
 // smesh_capture_listener[0] = the listening socket `socket_fd` (the map takes its own reference).

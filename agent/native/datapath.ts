@@ -58,6 +58,21 @@ export const INPOD_HBONE_PORT = 15008;
 export type CaptureKind = 'plaintext' | 'hbone';
 const CAPTURE_PORT: Record<CaptureKind, number> = { plaintext: INPOD_PLAINTEXT_PORT, hbone: INPOD_HBONE_PORT };
 
+/** Which way a pod bandwidth limit applies: traffic the pod sends, or traffic sent to it. */
+export type BandwidthDirection = 'egress' | 'ingress';
+const BANDWIDTH_DIRECTION_CODE: Record<BandwidthDirection, number> = { egress: 1, ingress: 2 };
+
+/** How a device is shaped: departure-time pacing (BPF + fq) or, on a kernel without sch_fq, a token bucket qdisc. */
+export type BandwidthMode = 'edt' | 'tbf';
+
+/** A pod's devices for bandwidth pacing: its own interface (in its namespace) and the veth peer in the agent's (0: none). */
+export interface PodDevices {
+  readonly ifindex: number;
+  readonly ifname: string;
+  readonly peerIfindex: number;
+  readonly peerIfname: string;
+}
+
 export interface Datapath {
   readonly attachInfo: AttachInfo;
   enrollPod(netnsCookie: bigint, workloadId: number): void;
@@ -106,6 +121,18 @@ export interface Datapath {
   connectDenyCounts(): Array<{ workloadId: number; ip: string; port: number; count: number }>;
   /** Plaintext connections STRICT dropped in the kernel, per (source address, local pod address, port); totals. */
   strictDropCounts(): Array<{ sourceIp: string; ip: string; port: number; count: number }>;
+  /** The pod address's aggregate rate in a direction (bits per second, ≥ 8); packets of it are paced where attached. */
+  setBandwidth(ip: string, direction: BandwidthDirection, bitsPerSecond: number): void;
+  removeBandwidth(ip: string, direction: BandwidthDirection): void;
+  /** Rates in the kernel map, with packets dropped for being too far over the rate (past the 2 s horizon). */
+  bandwidths(): Array<{ ip: string; direction: BandwidthDirection; bitsPerSecond: number; dropped: number }>;
+  /**
+   * fq as root qdisc plus the direction's pacing program (tc egress) on the device `ifindex` of `netnsPath` ('' = the
+   * agent's namespace): egress on the pod's own interface, ingress on its host-side veth. Re-attaching replaces in place.
+   * 'edt': paced by departure time at the rate in the map (a rate change is one map write). 'tbf': the kernel has no
+   * sch_fq, so a token bucket qdisc at `bitsPerSecond` shapes the device instead (a rate change needs a new attach).
+   */
+  attachBandwidth(direction: BandwidthDirection, netnsPath: string, ifindex: number, bitsPerSecond: number): BandwidthMode;
   close(): void; // closes fds; pinned links/maps stay (restart keeps redirecting)
   destroy(): void; // unpins and detaches everything (uninstall / test cleanup)
 }
@@ -120,6 +147,12 @@ export interface DatapathApi {
   netnsListener(netnsPath: string, family?: 4 | 6): Promise<number>;
   originalDestination(fd: number, bpffsDir?: string): { ip: string; port: number } | null;
   socketCookie(fd: number): bigint;
+}
+
+function bandwidthCode(direction: BandwidthDirection): number {
+  const code = BANDWIDTH_DIRECTION_CODE[direction];
+  if (code === undefined) throw new TypeError(`direction must be 'egress' or 'ingress', got ${String(direction)}`);
+  return code;
 }
 
 const U64_MAX = (1n << 64n) - 1n;
@@ -354,6 +387,38 @@ class NativeDatapath implements Datapath {
     return wrapSync(() => this.raw.inpodPods()).map((k) => keyToIp(k));
   }
 
+  setBandwidth(ip: string, direction: BandwidthDirection, bitsPerSecond: number): void {
+    const key = ipToKey(ip);
+    const code = bandwidthCode(direction);
+    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16)
+      throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
+    wrapSync(() => this.raw.bandwidthUpdate(key, code, Math.floor(bitsPerSecond / 8)));
+  }
+
+  removeBandwidth(ip: string, direction: BandwidthDirection): void {
+    const key = ipToKey(ip);
+    const code = bandwidthCode(direction);
+    wrapSync(() => this.raw.bandwidthDelete(key, code));
+  }
+
+  bandwidths(): Array<{ ip: string; direction: BandwidthDirection; bitsPerSecond: number; dropped: number }> {
+    return wrapSync(() => this.raw.bandwidths()).map((e) => ({
+      ip: keyToIp(e.addr),
+      direction: e.direction === 2 ? 'ingress' : 'egress',
+      bitsPerSecond: e.bytesPerSec * 8,
+      dropped: e.dropped,
+    }));
+  }
+
+  attachBandwidth(direction: BandwidthDirection, netnsPath: string, ifindex: number, bitsPerSecond: number): BandwidthMode {
+    const code = bandwidthCode(direction);
+    if (typeof netnsPath !== 'string') throw new TypeError('netnsPath must be a string (empty: the agent\'s namespace)');
+    if (!Number.isInteger(ifindex) || ifindex <= 0) throw new TypeError(`ifindex must be a positive integer, got ${String(ifindex)}`);
+    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16)
+      throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
+    return wrapSync(() => this.raw.attachBandwidth(code, netnsPath, ifindex, Math.floor(bitsPerSecond / 8)));
+  }
+
   inboundCapturePins(): string[] {
     const dir = path.join(this.bpffsDir, 'links');
     try {
@@ -519,6 +584,23 @@ export function originalDestination(fd: number, bpffsDir?: string): { ip: string
 export function socketFd(sock: Socket): number {
   const handle = (sock as unknown as { _handle?: { fd?: number } })._handle;
   return typeof handle?.fd === 'number' ? handle.fd : -1;
+}
+
+/**
+ * The interface holding pod address `ip` in the namespace at `netnsPath`, and its veth peer in `peerNetnsPath` (default
+ * '': the agent's own namespace, where a CNI puts the host side); peerIfindex 0 when the peer is not there.
+ */
+export function podDevices(netnsPath: string, ip: string, peerNetnsPath = ''): PodDevices {
+  checkPath(netnsPath, 'netnsPath');
+  const key = ipToKey(ip);
+  return wrapSync(() => loadRawNative().podDevices(netnsPath, key, peerNetnsPath));
+}
+
+/** Removes smesh's pacing filter and the root fq qdisc from `ifindex` in `netnsPath` ('' = the agent's namespace). */
+export function detachBandwidth(netnsPath: string, ifindex: number): void {
+  if (typeof netnsPath !== 'string') throw new TypeError('netnsPath must be a string (empty: the agent\'s namespace)');
+  if (!Number.isInteger(ifindex) || ifindex <= 0) throw new TypeError(`ifindex must be a positive integer, got ${String(ifindex)}`);
+  wrapSync(() => loadRawNative().detachBandwidth(netnsPath, ifindex));
 }
 
 /** SO_COOKIE of a socket fd (what an sk_lookup program's assignment reports). */

@@ -50,6 +50,12 @@ export interface RawDatapath {
   denyStats(): Array<{ workloadId: number; addr: Buffer; port: number; count: number }>;
   /** STRICT-dropped connections (first SYN of each flow) per (source, local pod, port). */
   strictDropStats(): Array<{ src: Buffer; dst: Buffer; port: number; count: number }>;
+  /** smesh_bandwidth: a pod address's rate in one direction (1 egress, 2 ingress), in bytes per second. */
+  bandwidthUpdate(addr: Buffer, direction: number, bytesPerSec: number): void;
+  bandwidthDelete(addr: Buffer, direction: number): boolean;
+  bandwidths(): Array<{ addr: Buffer; direction: number; bytesPerSec: number; dropped: number }>;
+  /** fq as root qdisc + the direction's pacing program as tc egress filter on `ifindex` of `netnsPath` ('' = this namespace); 'tbf' when the kernel has no sch_fq. */
+  attachBandwidth(direction: number, netnsPath: string, ifindex: number, bytesPerSec: number): 'edt' | 'tbf';
   close(): void;
   destroy(): void;
 }
@@ -90,6 +96,10 @@ export interface RawNative {
   abiLayout(): Record<string, { size: number; members: Record<string, number> }>;
   /** SO_COOKIE of a socket. */
   socketCookie(fd: number): bigint;
+  /** The interface holding `addr` in the namespace and its veth peer in `peerNetnsPath` ('' = this one; peerIfindex 0: none there). */
+  podDevices(netnsPath: string, addr: Buffer, peerNetnsPath?: string): { ifindex: number; ifname: string; peerIfindex: number; peerIfname: string };
+  /** Removes the pacing filter and the root fq qdisc of `ifindex` in `netnsPath` ('' = this namespace); absent is fine. */
+  detachBandwidth(netnsPath: string, ifindex: number): void;
   /** glibc malloc_trim(0): free pages of every malloc arena back to the OS; true when something was released (false off glibc). */
   mallocTrim(): boolean;
 }

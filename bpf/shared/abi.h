@@ -139,6 +139,27 @@ struct smesh_strict_drop_key {
 /* smesh_capture_listener (SOCKMAP, one entry, key 0): the outbound proxy's listening socket; the sk_lookup program
  * attached to the node's network namespace hands it new TCP connections to any capture tuple. */
 
+/* smesh_bandwidth (HASH): key struct smesh_bw_key (a local pod address, a direction) → struct smesh_bw_info: the pod's
+ * aggregate rate in that direction (Kubernetes kubernetes.io/egress-bandwidth / ingress-bandwidth). The tc programs
+ * smesh_bandwidth_egress (pod's own device, tc egress: packets FROM the address) and smesh_bandwidth_ingress (the
+ * pod's host-side veth, tc egress: packets TO the address) stamp each packet's earliest departure time; the fq qdisc
+ * on that device holds it until then. No entry (or rate 0): not paced. */
+#define SMESH_MAX_BANDWIDTH (2 * SMESH_MAX_PODS)
+#define SMESH_BW_EGRESS 1
+#define SMESH_BW_INGRESS 2
+/* A packet that would depart further than this in the future is dropped (the sender is far over its rate). */
+#define SMESH_BW_HORIZON_NS (2ULL * 1000000000ULL)
+struct smesh_bw_key {
+	__u32 addr[4];   /* network order, v4-mapped for IPv4 */
+	__u32 direction; /* SMESH_BW_EGRESS | SMESH_BW_INGRESS */
+};
+struct smesh_bw_info {
+	__u64 bytes_per_sec; /* written by the agent; 0 = not paced */
+	__u64 t_last;        /* BPF: departure time (CLOCK_MONOTONIC ns) given to the last packet */
+	__u64 dropped;       /* BPF: packets dropped past SMESH_BW_HORIZON_NS */
+	__u64 reserved;      /* 0 */
+};
+
 #define SMESH_SO_ORIGINAL_DST 80      /* SOL_IP SO_ORIGINAL_DST and SOL_IPV6 IP6T_SO_ORIGINAL_DST */
 #define SMESH_SO_NETNS_COOKIE 71      /* SOL_SOCKET */
 
@@ -154,6 +175,8 @@ static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters s
 static_assert(sizeof(struct smesh_flow_key) == 36, "smesh_flow_key size");
 static_assert(sizeof(struct smesh_strict_flow_seen) == 8, "smesh_strict_flow_seen size");
 static_assert(sizeof(struct smesh_strict_drop_key) == 36, "smesh_strict_drop_key size");
+static_assert(sizeof(struct smesh_bw_key) == 20, "smesh_bw_key size");
+static_assert(sizeof(struct smesh_bw_info) == 32, "smesh_bw_info size");
 #else
 _Static_assert(sizeof(struct smesh_pod_info) == 8, "smesh_pod_info size");
 _Static_assert(sizeof(struct smesh_addr_port) == 20, "smesh_addr_port size");
@@ -166,6 +189,8 @@ _Static_assert(sizeof(struct smesh_inpod_counters) == 32, "smesh_inpod_counters 
 _Static_assert(sizeof(struct smesh_flow_key) == 36, "smesh_flow_key size");
 _Static_assert(sizeof(struct smesh_strict_flow_seen) == 8, "smesh_strict_flow_seen size");
 _Static_assert(sizeof(struct smesh_strict_drop_key) == 36, "smesh_strict_drop_key size");
+_Static_assert(sizeof(struct smesh_bw_key) == 20, "smesh_bw_key size");
+_Static_assert(sizeof(struct smesh_bw_info) == 32, "smesh_bw_info size");
 #endif
 
 #endif /* SMESH_SHARED_ABI_H */
