@@ -716,6 +716,9 @@ export class HttpOutbound {
       case 'local': {
         const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port }, destinationWorkload: w, http });
         if (!v.allow) return new ProxyReply(403, `RBAC: access denied (${v.reason})`, 'UAEX');
+        // The destination's inbound TrafficShaping requestRate: same-node requests never pass an inbound proxy, so here.
+        const limited = this.opts.shaping?.admitRequest({ direction: 'inbound', source: ctx.source, destination: w, port, method: http.method, path: http.path, headers: http.headers });
+        if (limited) return new ProxyReply(429, limited.body.trimEnd(), 'RL', limited.headers);
         return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
       }
       case 'passthrough':
