@@ -7,6 +7,14 @@ import YAML from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { validateObject } from '../../helpers/k8s-schema';
 
+/** kubernetes-models: the Kubernetes OpenAPI object schemas (JSON Schema, ajv) by apiVersion and kind. */
+async function modelOf(obj: Record<string, any>): Promise<{ validate(): void } | undefined> {
+  const [group, version] = String(obj.apiVersion).includes('/') ? String(obj.apiVersion).split('/') : ['', String(obj.apiVersion)];
+  const mod = (await import(group ? `kubernetes-models/${group}/${version}` : `kubernetes-models/${version}`)) as Record<string, new (o: unknown) => { validate(): void }>;
+  const Model = mod[String(obj.kind)];
+  return Model ? new Model(obj) : undefined;
+}
+
 const ROOT = path.resolve(__dirname, '../../..');
 const DEPLOY = path.join(ROOT, 'deploy');
 const VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version as string;
@@ -46,6 +54,21 @@ describe('deploy manifests', () => {
 
   it.each(docs.map((d) => [`${d.file} ${d.obj.kind}/${d.obj.metadata?.name}`, d] as const))('%s is valid against the Kubernetes schema', (where, d) => {
     expect(validateObject(d.obj, where)).toEqual([]);
+  });
+
+  it.each(docs.map((d) => [`${d.file} ${d.obj.kind}/${d.obj.metadata?.name}`, d] as const))('%s is valid against the kubernetes-models schema', async (_where, d) => {
+    const model = await modelOf(d.obj);
+    expect(model, `kubernetes-models has no ${d.obj.apiVersion} ${d.obj.kind}`).toBeDefined();
+    expect(() => model!.validate()).not.toThrow();
+  });
+
+  it('kubernetes-models refuses a mistyped and a missing field', async () => {
+    const bad = structuredClone(agent);
+    bad.spec.template.spec.containers[0].ports = [{ containerPort: '15008' }];
+    await expect((async () => (await modelOf(bad))!.validate())()).rejects.toThrow(/containerPort must be integer/);
+    const missing = structuredClone(agent);
+    delete missing.spec.selector;
+    await expect((async () => (await modelOf(missing))!.validate())()).rejects.toThrow(/selector/);
   });
 
   it('the validator catches misplaced, mistyped and missing fields', () => {
