@@ -12,7 +12,7 @@ import { Counter } from '../telemetry/prom';
  * worker threads free their buffers into glibc arenas that keep the pages mapped. Neither comes back by itself while
  * the agent is idle, which is exactly when it could. So: every interval the reclaimer reads counters the agent keeps
  * anyway (connections opened, requests, bytes); after `quietIntervals` quiet intervals in a row, if RSS is more than
- * `thresholdBytes` above its reference (the lowest RSS seen since start, or what the last reclaim left), it runs one
+ * the threshold (`thresholdBytes` or `thresholdFraction` of the reference, whichever is smaller) above its reference (the lowest RSS seen since start, or what the last reclaim left), it runs one
  * full GC and malloc_trim(0) — at most once per `minGapMs`, never while traffic flows.
  */
 export interface ReclaimSettings {
@@ -24,8 +24,10 @@ export interface ReclaimSettings {
   readonly quietEventsPerSecond: number;
   /** …and at most this many bytes relayed per second. */
   readonly quietBytesPerSecond: number;
-  /** RSS must exceed its reference by more than this (bytes). */
+  /** RSS must exceed its reference by more than this (bytes)… */
   readonly thresholdBytes: number;
+  /** …or by more than this fraction of the reference, if that is less (a 75 MiB agent: 7.5 MiB, inside the 20 % goal). */
+  readonly thresholdFraction: number;
   /** At most one reclaim per this many ms. */
   readonly minGapMs: number;
 }
@@ -36,6 +38,7 @@ export const DEFAULT_RECLAIM_SETTINGS: ReclaimSettings = Object.freeze({
   quietEventsPerSecond: 5,
   quietBytesPerSecond: 256 * 1024,
   thresholdBytes: 16 * 1048576,
+  thresholdFraction: 0.1,
   minGapMs: 30_000,
 });
 
@@ -61,11 +64,16 @@ export interface ReclaimPolicyInput {
   readonly lastReclaimMs: number | undefined;
 }
 
+/** How far above its reference RSS may be before a quiet agent reclaims (bytes). */
+export function reclaimThreshold(referenceBytes: number, settings: ReclaimSettings = DEFAULT_RECLAIM_SETTINGS): number {
+  return Math.min(settings.thresholdBytes, settings.thresholdFraction * referenceBytes);
+}
+
 /** The policy alone, pure: reclaim when quiet long enough, above the threshold and not reclaimed too recently. */
 export function decideReclaim(input: ReclaimPolicyInput, settings: ReclaimSettings = DEFAULT_RECLAIM_SETTINGS): ReclaimDecision {
   if (input.quietStreak === 0) return { action: 'wait', reason: 'busy' };
   if (input.quietStreak < settings.quietIntervals) return { action: 'wait', reason: 'settling' };
-  if (input.rssBytes - input.referenceBytes <= settings.thresholdBytes) return { action: 'wait', reason: 'below_threshold' };
+  if (input.rssBytes - input.referenceBytes <= reclaimThreshold(input.referenceBytes, settings)) return { action: 'wait', reason: 'below_threshold' };
   if (input.lastReclaimMs !== undefined && input.nowMs - input.lastReclaimMs < settings.minGapMs) return { action: 'wait', reason: 'rate_limited' };
   return { action: 'reclaim' };
 }

@@ -1,6 +1,6 @@
 // The idle-time memory reclaim policy (agent/runtime/reclaim.ts) on an injected clock, timer, RSS and activity: reclaims after quiet + above threshold, never under load, rate-limited.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_RECLAIM_SETTINGS, MemoryReclaimer, decideReclaim, fullGcFunction, type ActivityReading, type ReclaimPolicyInput } from '../../../agent/runtime/reclaim';
+import { DEFAULT_RECLAIM_SETTINGS, MemoryReclaimer, decideReclaim, fullGcFunction, reclaimThreshold, type ActivityReading, type ReclaimPolicyInput } from '../../../agent/runtime/reclaim';
 
 const MiB = 1048576;
 const S = DEFAULT_RECLAIM_SETTINGS;
@@ -11,8 +11,11 @@ describe('decideReclaim', () => {
     ['quiet long enough, far above the reference', {}, 'reclaim'],
     ['load in this interval', { quietStreak: 0 }, 'busy'],
     ['first quiet interval (tail of the burst)', { quietStreak: 1 }, 'settling'],
-    ['exactly at the threshold', { rssBytes: 75 * MiB + S.thresholdBytes }, 'below_threshold'],
-    ['just above the threshold', { rssBytes: 75 * MiB + S.thresholdBytes + 1 }, 'reclaim'],
+    // 10 % of a 75 MiB reference (less than thresholdBytes): 7.5 MiB.
+    ['exactly at the threshold', { rssBytes: 75 * MiB + 7.5 * MiB }, 'below_threshold'],
+    ['just above the threshold', { rssBytes: 75 * MiB + 7.5 * MiB + 1 }, 'reclaim'],
+    ['a large agent: thresholdBytes caps the fraction', { referenceBytes: 400 * MiB, rssBytes: 400 * MiB + S.thresholdBytes + 1 }, 'reclaim'],
+    ['a large agent, at thresholdBytes', { referenceBytes: 400 * MiB, rssBytes: 400 * MiB + S.thresholdBytes }, 'below_threshold'],
     ['reclaimed 10 s ago', { lastReclaimMs: 90_000 }, 'rate_limited'],
     ['reclaimed minGap ago', { lastReclaimMs: 100_000 - S.minGapMs }, 'reclaim'],
     ['long quiet streak, below threshold', { quietStreak: 50, rssBytes: 80 * MiB }, 'below_threshold'],
@@ -83,6 +86,13 @@ function rig(settings: Partial<typeof S> = {}) {
 }
 
 const reasonOf = (d: Awaited<ReturnType<MemoryReclaimer['check']>>) => (d.action === 'reclaim' ? 'reclaim' : d.reason);
+
+describe('reclaimThreshold', () => {
+  it('is the smaller of thresholdBytes and thresholdFraction of the reference', () => {
+    expect(reclaimThreshold(75 * MiB)).toBe(7.5 * MiB);
+    expect(reclaimThreshold(400 * MiB)).toBe(S.thresholdBytes);
+  });
+});
 
 describe('MemoryReclaimer', () => {
   it('reclaims once after the burst has been quiet for two intervals and RSS is above its baseline + threshold', async () => {
