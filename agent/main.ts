@@ -21,6 +21,8 @@ import { EngineIdentities, NativeHboneClient } from './proxy/native-hbone';
 import { InboundProxy } from './proxy/hbone-server';
 import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
+import { EngineHttpOutbound } from './http/engine-outbound';
+import { http1Engine } from './native/http1';
 import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
 import { LegacyMtlsConnector } from './proxy/legacy-mtls';
@@ -385,6 +387,12 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       logger: logs.child('http'),
       shaping,
     });
+    // Opt-in (--http-engine): eligible HTTP/1.1 connections are served by the addon's HTTP/1.1 engine, decided per request by httpOutbound.
+    const h1 = opts.httpEngine ? http1Engine() : undefined;
+    if (opts.httpEngine && !h1) log.warn({}, '--http-engine: the addon has no HTTP/1.1 engine (not built?); HTTP ports stay on node:http');
+    const httpHandler = h1
+      ? new EngineHttpOutbound({ http: httpOutbound, engine: h1, state, tunnels: { hbone: (req) => hbone.open(req), legacyMtls: (req) => legacyMtls.connect(req) }, metrics, logger: logs.child('http-engine') })
+      : httpOutbound;
     // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
     // same-node connections to a pod's HTTP port dialled by address.
     const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound'), shaping });
@@ -398,7 +406,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       hbonePort: opts.inboundPort,
       hboneAddressing: opts.hboneAddressing,
       authorize,
-      http: httpOutbound,
+      http: httpHandler,
       httpTunnels,
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       connections,

@@ -60,6 +60,11 @@ export interface AgentOptions {
   readonly dataplane: 'auto' | 'native' | 'js';
   /** Worker threads of the native engine (default: one per core). */
   readonly workers?: number;
+  /**
+   * Opt-in: outbound HTTP/1.1 requests on HTTP service ports are parsed and moved by the addon's native HTTP/1.1 engine
+   * and decided in TypeScript (agent/http/engine-outbound.ts); default off (node:http serves every request).
+   */
+  readonly httpEngine: boolean;
   /** How long to wait for the first complete xDS state before giving up. */
   readonly syncTimeoutMs: number;
   /** SIGTERM: how long open connections may keep flowing after the listeners stop accepting (default 30 s). */
@@ -167,6 +172,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
   '--dataplane': { key: 'dataplane', kind: 'string', env: 'SMESH_DATAPLANE' },
   '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
+  '--http-engine': { key: 'httpEngine', kind: 'bool', env: 'SMESH_HTTP_ENGINE' },
   '--drain-seconds': { key: 'drainSeconds', kind: 'int', env: 'SMESH_DRAIN_SECONDS' },
 };
 
@@ -205,6 +211,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           threads), js = node:tls + node:http2 on the agent's thread; auto (default) = native
                           when the addon has it                                        [$SMESH_DATAPLANE]
   --workers N             native engine worker threads (default: one per core)        [$SMESH_WORKERS]
+  --http-engine           opt-in: outbound HTTP/1.1 on HTTP service ports through the addon's native HTTP/1.1
+                          engine, decided per request in TypeScript (default: node:http)  [$SMESH_HTTP_ENGINE=1]
   --drain-seconds N       on SIGTERM, stop accepting and let open connections finish for up to N seconds,
                           then close the rest (default 30; 0: close at once)             [$SMESH_DRAIN_SECONDS]
   --no-plaintext-capture  let plaintext from outside the mesh reach PERMISSIVE pods unchecked (no AuthorizationPolicy on it)
@@ -325,6 +333,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
     dataplane: dataplane((values.dataplane as string | undefined) ?? 'auto'),
     workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
+    httpEngine: values.httpEngine === true || values.httpEngine === '1' || values.httpEngine === 'true',
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
     drainSeconds: (values.drainSeconds as number | undefined) ?? 30,
     inheritedListeners: inheritedListeners(env, listenerAddresses(ports)),

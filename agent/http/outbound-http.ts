@@ -93,6 +93,37 @@ export interface HttpOutboundOptions {
   readonly shaping?: TrafficShaper;
 }
 
+/**
+ * One request of the native HTTP/1.1 engine path (agent/http/engine-outbound.ts) after the decision it shares with the
+ * node:http path (normalize → shaping → route → fault → circuit breaker → endpoint pick → endpoint route and, same
+ * node, authorization): a local reply, or an upstream to forward to.
+ */
+export type EngineRequestDecision =
+  | {
+      readonly kind: 'reply';
+      readonly service: Service;
+      readonly destination?: Workload;
+      readonly status: number;
+      /** Plain-text body, newline-terminated, as the node:http path writes it. */
+      readonly body: string;
+      readonly headers: Readonly<Record<string, string>>;
+      readonly flags: string;
+    }
+  | {
+      readonly kind: 'forward';
+      readonly service: Service;
+      readonly destination: Workload;
+      readonly upstream: UpstreamTarget;
+      /** The normalized request target the upstream gets. */
+      readonly path: string;
+      readonly pool: PoolSettings;
+      /** The route timeout (absent: none). */
+      readonly timeoutMs?: number;
+      readonly flags: string;
+      /** Ends the request's hold on its backend (breaker request slot, endpoint load) and feeds outlier detection; idempotent. */
+      readonly done: (status: number, connectFailure?: boolean) => void;
+    };
+
 /** What the HTTP outbound holds, for tests and diagnostics. */
 export interface HttpOutboundStats {
   /** Service/subset/port backends with a circuit breaker and outlier tracker. */
@@ -619,6 +650,65 @@ export class HttpOutbound {
       reply(new ProxyReply(502, `upstream reset before response: ${err.message}`, 'UC'));
     });
     up.end();
+  }
+
+  /**
+   * The per-request decision for the native HTTP/1.1 engine path, from the same steps as onRequest's first try
+   * (no retries, no fault delay beyond what admit() does). undefined: `gone()` turned true during a fault delay.
+   * A forward holds a breaker request slot and endpoint load until its done() is called.
+   */
+  async decideForEngine(ctx: HttpConnectionContext, request: { method: string; target: string; headers: http.IncomingHttpHeaders; headersDistinct: HttpAttributes['headers'] }, gone: () => boolean): Promise<EngineRequestDecision | undefined> {
+    const replyOf = (service: Service, r: ProxyReply, destination?: Workload, delayed = false): EngineRequestDecision => ({
+      kind: 'reply',
+      service,
+      ...(destination ? { destination } : {}),
+      status: r.status,
+      body: `${r.message}\n`,
+      headers: { 'content-type': 'text/plain', ...r.headers },
+      flags: delayed && r.flags === '-' ? 'DI' : r.flags,
+    });
+    const normalized = normalizeRequestTarget(request.target);
+    if (!normalized.ok) return replyOf(ctx.service, this.badTarget(request.target, normalized));
+    const path = normalized.target;
+    const admission = await this.admit(ctx, { method: request.method, path, headers: request.headers }, gone);
+    if (admission.kind === 'gone') return undefined;
+    if (admission.kind === 'reply') return replyOf(admission.service, admission.reply, undefined, admission.delayed);
+    const { target: t, backend, service } = admission;
+    const ep = this.pickEndpoint(t, backend, { headers: request.headers, sourceIp: ctx.sourceIp, path }, new Set());
+    if (ep instanceof ProxyReply) {
+      backend.breaker.releaseRequest();
+      return replyOf(service, ep, undefined, admission.delayed);
+    }
+    const ut = this.upstreamTarget(ep.workload, t.targetPort, ctx, { method: request.method, path, host: request.headers.host ?? '', headers: request.headersDistinct });
+    if (ut instanceof ProxyReply) {
+      backend.breaker.releaseRequest();
+      return replyOf(service, ut, ep.workload, admission.delayed);
+    }
+    const startedAt = this.load.begin(ep);
+    let ended = false;
+    return {
+      kind: 'forward',
+      service,
+      destination: ep.workload,
+      upstream: ut,
+      path,
+      pool: this.poolSettings(backend.breaker.limits, false),
+      ...(t.route?.timeoutMs && t.route.timeoutMs > 0 ? { timeoutMs: t.route.timeoutMs } : {}),
+      flags: admission.delayed ? 'DI' : '-',
+      done: (status, connectFailure = false) => {
+        if (ended) return;
+        ended = true;
+        this.load.end(ep, startedAt);
+        backend.breaker.releaseRequest();
+        const outcome: Outcome = connectFailure ? 'connect_failure' : status === 0 ? 'gateway_error' : outcomeOfStatus(status);
+        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+      },
+    };
+  }
+
+  /** istio_requests_total / duration / sizes of a request the native HTTP/1.1 engine served, with the node:http path's labels and reporters. */
+  recordEngineRequest(ctx: HttpConnectionContext, service: Service, destination: Workload | undefined, status: number, ms: number, flags: string, sizes: RequestSizes): void {
+    this.recordRequest(ctx, service, destination, 'http', status, undefined, ms, flags, sizes);
   }
 
   /** A request target that normalization refuses (Envoy: 404 not origin-form, 400 `%00`): counted, logged, never forwarded. */

@@ -1,0 +1,339 @@
+// Opt-in (--http-engine) outbound HTTP/1.1 through the addon's native HTTP/1.1 engine: eligible client connections of HTTP service ports go to the engine, every request head is decided by HttpOutbound's shared decision, results feed the request metrics; everything else stays on node:http.
+import * as fs from 'fs';
+import type { IncomingHttpHeaders } from 'http';
+import * as net from 'net';
+import type { Duplex } from 'stream';
+import { SmeshError } from '../errors';
+import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure } from '../native/http1-types';
+import type { HboneOpenRequest } from '../proxy/hbone-client';
+import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
+import type { OutboundHttpHandler } from '../proxy/outbound';
+import type { StateView } from '../state/store';
+import type { Service, ServicePort, ServiceTrafficPolicy } from '../state/types';
+import type { MeshMetrics } from '../telemetry/metrics';
+import { Counter } from '../telemetry/prom';
+import { silentLogger, type Logger } from '../telemetry/logger';
+import type { EngineRequestDecision, HttpConnectionContext, HttpOutbound } from './outbound-http';
+import { portProtocol } from './protocol';
+import type { UpstreamTarget } from './upstream';
+
+export interface EngineHttpOutboundOptions {
+  /** The node:http path: the shared decision, the fallback for ineligible connections, and Upgrade requests. */
+  readonly http: HttpOutbound;
+  readonly engine: Http1Engine;
+  readonly state: Pick<StateView, 'snapshot'>;
+  /** Opens the tunnel of a remote endpoint (HBONE) or an Istio sidecar (legacy mTLS) for the loopback bridge. */
+  readonly tunnels: { hbone(req: HboneOpenRequest): Promise<Duplex>; legacyMtls?(req: LegacyMtlsRequest): Promise<Duplex> };
+  readonly metrics?: MeshMetrics;
+  readonly logger?: Logger;
+  /** Largest request head (default 16 KiB, node:http's on this path); bigger gets 431. */
+  readonly maxHeadBytes?: number;
+}
+
+/** Engine session-close reasons that mean malformed client input → smesh_http_protocol_errors_total reason (as outbound-http.ts onClientError). */
+const CLIENT_ERROR_REASONS: Readonly<Record<string, string>> = { bad_request: 'bad_request', header_too_large: 'header_overflow', header_timeout: 'timeout' };
+
+/** Why a connection stays on node:http (undefined: the engine serves it). */
+export type EngineIneligibility = 'not_http1_port' | 'already_read' | 'no_fd' | 'route_retries' | 'route_fault' | 'cookie_hash' | 'max_connections';
+
+/**
+ * Whether requests of a connection to `port` of `service` can be served by the engine, from the traffic policies only
+ * (pure). Conservative: the engine path does no retries, faults or cookie affinity and cannot cap upstream
+ * connections, so a port whose routes (or any service they route to) use one of those stays on node:http. Ports
+ * declared HTTP/2 or gRPC stay too: the engine speaks HTTP/1.1 and the socket cannot be sniffed before the hand-over.
+ */
+export function engineIneligibility(service: Service, port: ServicePort, policies: ReadonlyMap<string, ServiceTrafficPolicy> | undefined): EngineIneligibility | undefined {
+  const origin = policies?.get(service.key);
+  if (portProtocol(port, origin) !== 'http') return 'not_http1_port';
+  const reachable: ServiceTrafficPolicy[] = origin ? [origin] : [];
+  for (const r of origin?.routes ?? []) {
+    if (r.retries) return 'route_retries';
+    if (r.fault) return 'route_fault';
+    for (const d of r.destinations) {
+      const p = d.service ? policies?.get(d.service) : undefined;
+      if (p) reachable.push(p);
+    }
+  }
+  for (const p of reachable) {
+    for (const s of [p, ...p.subsets, ...p.portSettings]) {
+      if (s.loadBalancer?.consistentHash?.key.kind === 'cookie') return 'cookie_hash';
+      if (s.connectionPool?.maxConnections !== undefined && s.connectionPool.maxConnections > 0) return 'max_connections';
+    }
+  }
+  return undefined;
+}
+
+/** Header lists of an engine request as node:http presents them (joined; set-cookie and cookie as node does) and distinct. */
+function headerViews(headers: Http1Request['headers']): { joined: IncomingHttpHeaders; distinct: Record<string, string[]> } {
+  const distinct: Record<string, string[]> = {};
+  for (const [name, value] of headers) (distinct[name] ??= []).push(value);
+  const joined: IncomingHttpHeaders = {};
+  for (const [name, values] of Object.entries(distinct)) {
+    if (name === 'set-cookie') joined[name] = values;
+    else joined[name] = values.join(name === 'cookie' ? '; ' : ', ');
+  }
+  return { joined, distinct };
+}
+
+interface InFlight {
+  readonly ctx: HttpConnectionContext;
+  decision?: EngineRequestDecision;
+  /** Set when an upstream failure was answered locally. */
+  flags?: string;
+}
+
+/**
+ * Loopback listeners that carry the engine's upstream connections into HBONE tunnels or Istio sidecar mTLS: the
+ * engine forwards to plain `ip:port` only, so each tunnel key (source identity, destination, service) gets a
+ * 127.0.0.1 port whose accepted connections are relayed into a tunnel opened per connection. The bytes of remote
+ * requests cross JavaScript here; the engine still parses, pools and decides.
+ */
+class TunnelBridge {
+  private readonly listeners = new Map<string, Promise<{ server: net.Server; port: number }>>();
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(
+    private readonly open: (ut: UpstreamTarget) => Promise<Duplex>,
+    private readonly log: Logger,
+  ) {}
+
+  port(ut: UpstreamTarget): Promise<number> {
+    let l = this.listeners.get(ut.key);
+    if (!l) {
+      l = this.listen(ut);
+      this.listeners.set(ut.key, l);
+      l.catch(() => this.listeners.delete(ut.key));
+    }
+    return l.then((x) => x.port);
+  }
+
+  private listen(ut: UpstreamTarget): Promise<{ server: net.Server; port: number }> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) => this.relay(sock, ut));
+    return new Promise((resolve, reject) => {
+      server.once('error', (err) => reject(new SmeshError('SMESH_ERR_BIND', `HTTP engine tunnel bridge for ${ut.key}: cannot listen on 127.0.0.1: ${err.message}`, { cause: err })));
+      server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port }));
+    });
+  }
+
+  private relay(sock: net.Socket, ut: UpstreamTarget): void {
+    this.sockets.add(sock);
+    sock.once('close', () => this.sockets.delete(sock));
+    sock.on('error', () => undefined);
+    this.open(ut).then(
+      (tunnel) => {
+        if (sock.destroyed) {
+          tunnel.destroy();
+          return;
+        }
+        tunnel.on('error', () => sock.destroy());
+        sock.on('error', () => tunnel.destroy());
+        tunnel.once('close', () => sock.destroy());
+        sock.once('close', () => tunnel.destroy());
+        sock.pipe(tunnel);
+        tunnel.pipe(sock);
+        sock.resume();
+      },
+      (err: Error) => {
+        // The engine sees a reset before the response (503/502 to the client); a destination's 401 is not told apart.
+        this.log.debug({ endpoint: ut.key, err: err.message }, 'HTTP engine tunnel bridge: tunnel open failed');
+        sock.destroy();
+      },
+    );
+  }
+
+  close(): void {
+    for (const s of this.sockets) s.destroy();
+    for (const l of this.listeners.values()) void l.then((x) => x.server.close(), () => undefined);
+    this.listeners.clear();
+  }
+}
+
+/** The OutboundProxy's HTTP handler with the native engine in front of HttpOutbound (main.ts builds it with --http-engine). */
+export class EngineHttpOutbound implements OutboundHttpHandler {
+  private readonly sessions = new Map<number, HttpConnectionContext>();
+  private readonly inFlight = new Map<number, InFlight>();
+  private readonly log: Logger;
+  private readonly bridge: TunnelBridge;
+  private readonly served?: Counter<'outcome'>;
+  private readonly fallbacks?: Counter<'reason'>;
+
+  constructor(private readonly opts: EngineHttpOutboundOptions) {
+    this.log = opts.logger ?? silentLogger();
+    this.bridge = new TunnelBridge((ut) => this.openTunnel(ut), this.log);
+    const registers = opts.metrics ? [opts.metrics.registry] : [];
+    if (opts.metrics) {
+      this.served = new Counter({ name: 'smesh_http_engine_requests_total', help: 'Outbound HTTP/1.1 requests served by the native HTTP/1.1 engine (--http-engine), by outcome', labelNames: ['outcome'], registers });
+      this.fallbacks = new Counter({ name: 'smesh_http_engine_fallbacks_total', help: 'HTTP service-port connections kept on node:http with --http-engine, by reason', labelNames: ['reason'], registers });
+    }
+    // node:http's limit on this path (HttpOutbound maxHeaderSize, 16 KiB): bigger heads get 431 either way.
+    try {
+      opts.engine.configure({ maxHeadBytes: opts.maxHeadBytes ?? 16 * 1024 });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'HTTP engine: cannot configure (already in use); keeping its settings');
+    }
+    opts.engine.setHandlers({
+      onRequest: (req) => this.onRequest(req),
+      onUpstreamFailure: (f) => this.onUpstreamFailure(f),
+      onResult: (r) => this.onResult(r),
+      onSessionClosed: (ev) => {
+        this.sessions.delete(ev.session);
+        // Malformed input the engine answered itself (400/431/408), counted as node:http's clientError handler does.
+        const reason = CLIENT_ERROR_REASONS[ev.reason];
+        if (reason) this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'client', reason });
+      },
+    });
+  }
+
+  accepts(service: Service, port: ServicePort): boolean {
+    return this.opts.http.accepts(service, port);
+  }
+
+  handle(sock: net.Socket, ctx: HttpConnectionContext): void {
+    const handle = (sock as unknown as { _handle?: { fd?: number; reading?: boolean; readStop?: () => number } })._handle;
+    const fd = typeof handle?.fd === 'number' ? handle.fd : -1;
+    let why = engineIneligibility(ctx.service, ctx.port, this.opts.state.snapshot().trafficPolicies);
+    // The engine must see the connection's first byte: nothing may have been read into JavaScript yet.
+    if (!why && (sock.bytesRead > 0 || sock.readableLength > 0)) why = 'already_read';
+    if (!why && (fd < 0 || !handle?.readStop)) why = 'no_fd';
+    if (why) {
+      this.fallbacks?.inc({ reason: why });
+      this.opts.http.handle(sock, ctx);
+      return;
+    }
+    // Stop libuv reading (as pauseOnConnect does) before the engine dups the fd; node:http resumes it on fallback.
+    handle!.reading = false;
+    handle!.readStop!();
+    let session: number;
+    try {
+      session = this.opts.engine.serve(fd);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'HTTP engine refused a connection; serving it on node:http');
+      this.fallbacks?.inc({ reason: 'no_fd' });
+      this.opts.http.handle(sock, ctx);
+      return;
+    }
+    this.sessions.set(session, ctx);
+    // The engine holds its own dup of the fd: closing ours neither resets nor shuts down the connection.
+    sock.destroy();
+  }
+
+  close(): void {
+    this.opts.engine.closeAll();
+    this.bridge.close();
+    this.opts.http.close();
+  }
+
+  private openTunnel(ut: UpstreamTarget): Promise<Duplex> {
+    if (ut.kind === 'hbone' && ut.hbone) return this.opts.tunnels.hbone(ut.hbone);
+    if (ut.kind === 'legacy_mtls' && ut.legacy && this.opts.tunnels.legacyMtls) return this.opts.tunnels.legacyMtls(ut.legacy);
+    return Promise.reject(new SmeshError('SMESH_ERR_CONNECT', `upstream ${ut.key} (${ut.kind}) has no tunnel this agent can open`));
+  }
+
+  private onRequest(req: Http1Request): void {
+    const ctx = this.sessions.get(req.session);
+    if (!ctx) {
+      this.opts.engine.decide(req.id, { kind: 'deny', status: 503, body: 'HTTP engine session has no connection context\n' });
+      return;
+    }
+    if (req.upgrade) {
+      void this.takeOver(req, ctx);
+      return;
+    }
+    const entry: InFlight = { ctx };
+    this.inFlight.set(req.id, entry);
+    void this.decide(req, entry).catch((err: unknown) => {
+      this.log.warn({ err: (err as Error).message }, 'HTTP engine request decision failed');
+      entry.decision = { kind: 'reply', service: ctx.service, status: 502, body: 'proxy error\n', headers: {}, flags: '-' };
+      this.opts.engine.decide(req.id, { kind: 'deny', status: 502, body: 'proxy error\n' });
+    });
+  }
+
+  private async decide(req: Http1Request, entry: InFlight): Promise<void> {
+    const { joined, distinct } = headerViews(req.headers);
+    if (req.authority && joined.host === undefined) joined.host = req.authority;
+    const d = await this.opts.http.decideForEngine(entry.ctx, { method: req.method, target: req.target, headers: joined, headersDistinct: distinct }, () => !this.inFlight.has(req.id));
+    if (!d) return;
+    entry.decision = d;
+    let decision: Http1Decision;
+    if (d.kind === 'reply') {
+      decision = { kind: 'deny', status: d.status, headers: Object.entries(d.headers), body: d.body };
+    } else {
+      const ut = d.upstream;
+      const local = ut.kind === 'local';
+      const port = local ? ut.port : await this.bridge.port(ut);
+      decision = {
+        kind: 'forward',
+        host: local ? ut.ip : '127.0.0.1',
+        port,
+        ...(d.path !== req.target ? { path: d.path } : {}),
+        connectTimeoutMs: d.pool.connectTimeoutMs,
+        ...(d.pool.maxRequestsPerConnection > 0 ? { maxRequestsPerConnection: d.pool.maxRequestsPerConnection } : {}),
+        ...(d.timeoutMs !== undefined ? { responseTimeoutMs: d.timeoutMs } : {}),
+      };
+    }
+    if (!this.opts.engine.decide(req.id, decision)) {
+      // The request ended meanwhile (client gone): its result event releases it.
+      if (d.kind === 'forward' && !this.inFlight.has(req.id)) d.done(0);
+    }
+  }
+
+  private onUpstreamFailure(f: Http1UpstreamFailure): void {
+    const entry = this.inFlight.get(f.id);
+    const d = entry?.decision;
+    if (d?.kind === 'forward') d.done(0, f.reason === 'connect_failed');
+    // The node:http path's local replies (failureReply), without retries: the engine already retried a stale pooled connection once.
+    let status: number;
+    let flags: string;
+    let body: string;
+    switch (f.reason) {
+      case 'connect_failed':
+        [status, flags, body] = [503, 'UF', `upstream connect error: ${f.detail}`];
+        break;
+      case 'timeout':
+        [status, flags, body] = [504, 'UT', 'upstream request timeout'];
+        break;
+      case 'reset':
+        [status, flags, body] = f.reused ? [503, 'UC', `upstream connect error or disconnect/reset before headers: pooled connection closed by the upstream (${f.detail})`] : [502, 'UC', `upstream reset before response: ${f.detail}`];
+        break;
+      case 'protocol':
+        this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'upstream', reason: 'bad_response' });
+        [status, flags, body] = [502, 'UC', `upstream reset before response: ${f.detail}`];
+        break;
+    }
+    if (entry) entry.flags = flags;
+    this.opts.engine.reply(f.id, status, [['content-type', 'text/plain']], `${body}\n`);
+  }
+
+  private onResult(r: Http1Result): void {
+    const entry = this.inFlight.get(r.id);
+    if (!entry) return;
+    this.inFlight.delete(r.id);
+    this.served?.inc({ outcome: r.outcome });
+    const d = entry.decision;
+    if (d?.kind === 'forward') d.done(r.status);
+    const flags = entry.flags ?? d?.flags ?? '-';
+    this.opts.http.recordEngineRequest(entry.ctx, d?.service ?? entry.ctx.service, d?.destination, r.status, r.durationUs / 1000, flags, { requestBytes: r.requestBytes, responseBytes: r.responseBytes });
+  }
+
+  /** Upgrade / CONNECT: the socket leaves the engine and is served by node:http's upgrade handler, head bytes first. */
+  private async takeOver(req: Http1Request, ctx: HttpConnectionContext): Promise<void> {
+    const t = await this.opts.engine.takeover(req.id);
+    if (!t) return;
+    let sock: net.Socket;
+    try {
+      sock = new net.Socket({ fd: t.fd, readable: true, writable: true, allowHalfOpen: true });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'HTTP engine takeover: cannot wrap the client socket');
+      try {
+        fs.closeSync(t.fd);
+      } catch {
+        // already closed
+      }
+      return;
+    }
+    this.served?.inc({ outcome: 'takeover' });
+    // Not paused: node:http's sniffing 'data' listener starts the flow with the engine's pending bytes first.
+    if (t.pending.length > 0) sock.unshift(t.pending);
+    this.opts.http.handle(sock, ctx);
+  }
+}

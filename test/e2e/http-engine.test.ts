@@ -1,0 +1,115 @@
+// End-to-end --http-engine: outbound HTTP/1.1 on `http` service ports is served by the native HTTP/1.1 engine (smesh_http_engine_requests_total counts it) — same node to the pod, cross node through the loopback HBONE bridge — with the node:http path's request metrics, and an Upgrade taken back to node:http.
+import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { http1Engine } from '../../agent/native/http1';
+import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
+import { waitExit, lastJsonLine, tail } from '../helpers/proc';
+import { parseMetrics, sum } from '../helpers/metrics';
+
+const problem = privilegeProblem() ?? (http1Engine() ? null : 'the addon has no HTTP/1.1 engine (make native)');
+const TARGET = 8080;
+const VIP = { local: '198.19.3.10', remote: '198.19.3.11' } as const;
+
+interface LoadResult {
+  statuses: Record<string, number>;
+  pods: Record<string, number>;
+  count: number;
+}
+
+describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outbound HTTP/1.1${problem ? ` (skipped: ${problem})` : ''}`, () => {
+  let topo: Topology;
+  const agents: AgentHandle[] = [];
+  let setupError: Error | null = null;
+  beforeEach(() => {
+    if (setupError) throw setupError;
+  });
+
+  const diag = () => agents.map((a) => `--- agent ${a.node.name} ---\n${tail(a.logs(), 20)}`).join('\n');
+
+  async function load(url: string, count: number): Promise<LoadResult> {
+    const proc = topo.spawnInPod('client', NODE_BIN, [path.join(APPS_DIR, 'http-load.js'), '--url', url, '--count', String(count), '--concurrency', '2']);
+    const r = await waitExit(proc, 30_000);
+    if (r.timedOut) throw new Error(`http-load ${url} timed out\n${tail(proc.outputText())}\n${diag()}`);
+    return lastJsonLine<LoadResult>(r.stdout);
+  }
+
+  /** The request metrics lines of an agent, for failure messages. */
+  async function requestLines(agent: AgentHandle): Promise<string> {
+    return (await agent.metrics()).split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n');
+  }
+
+  async function engineServed(agent: AgentHandle, outcome: string): Promise<number> {
+    return sum(parseMetrics(await agent.metrics()), 'smesh_http_engine_requests_total', { outcome });
+  }
+
+  beforeAll(async () => {
+    try {
+      if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} not found: build first`);
+      topo = await createTopology({
+        nodes: ['node1', 'node2'],
+        pods: [
+          { name: 'client', node: 'node1' },
+          { name: 'web-1', node: 'node1', labels: { app: 'web-local' } },
+          { name: 'web-2', node: 'node2', labels: { app: 'web-remote' } },
+        ],
+      });
+      await topo.spawnInPod('web-1', NODE_BIN, [path.join(APPS_DIR, 'upgrade-echo.js'), '--port', String(TARGET), '--pod', 'web-1']).waitForLine(/"listening"/, 10_000);
+      await topo.spawnInPod('web-2', NODE_BIN, [path.join(APPS_DIR, 'http-server2.js'), '--port', String(TARGET), '--pod', 'web-2']).waitForLine(/"listening"/, 10_000);
+      const services: ServiceSpec[] = [
+        { name: 'local', vip: VIP.local, ports: [{ name: 'http-web', port: 80, targetPort: TARGET }], selector: { app: 'web-local' } },
+        { name: 'remote', vip: VIP.remote, ports: [{ name: 'http-web', port: 80, targetPort: TARGET }], selector: { app: 'web-remote' } },
+      ];
+      const cfgDir = topo.makeTempDir('config');
+      topo.writeConfig(cfgDir, { services });
+      for (const n of ['node1', 'node2']) {
+        const a = topo.startAgent(n, cfgDir, ['--http-engine']);
+        agents.push(a);
+        await a.waitReady(60_000);
+      }
+    } catch (e) {
+      setupError = e as Error;
+    }
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const a of agents) await a.stop(5000).catch(() => undefined);
+    await topo?.cleanup();
+  }, 60_000);
+
+  it('same node: the engine forwards to the pod; istio_requests_total on both reporters as node:http records them', async () => {
+    const before = await engineServed(agents[0]!, 'forwarded');
+    const r = await load(`http://${VIP.local}/hello`, 20);
+    expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
+    expect(await engineServed(agents[0]!, 'forwarded') - before, diag()).toBeGreaterThanOrEqual(20);
+    const samples = parseMetrics(await agents[0]!.metrics());
+    const base = { source_workload: 'client', destination_workload: 'web-local', destination_service: 'local.default.svc.cluster.local', request_protocol: 'http', response_code: '200' };
+    expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'source' }), await requestLines(agents[0]!)).toBeGreaterThanOrEqual(20);
+    expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'destination' }), diag()).toBeGreaterThanOrEqual(20);
+    expect(sum(samples, 'istio_response_bytes_sum', { ...base, reporter: 'source' }), diag()).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('cross node: the engine forwards through the loopback HBONE bridge; the destination agent reports the requests', async () => {
+    const before = await engineServed(agents[0]!, 'forwarded');
+    const r = await load(`http://${VIP.remote}/`, 20);
+    expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
+    expect(r.pods).toEqual({ 'web-2': 20 });
+    expect(await engineServed(agents[0]!, 'forwarded') - before, diag()).toBeGreaterThanOrEqual(20);
+    const src = parseMetrics(await agents[0]!.metrics());
+    expect(sum(src, 'istio_requests_total', { reporter: 'source', destination_service: 'remote.default.svc.cluster.local', response_code: '200' }), diag()).toBeGreaterThanOrEqual(20);
+    const dst = parseMetrics(await agents[1]!.metrics());
+    expect(sum(dst, 'istio_requests_total', { reporter: 'destination', destination_workload: 'web-remote', response_code: '200' }), await requestLines(agents[1]!)).toBeGreaterThanOrEqual(20);
+  }, 60_000);
+
+  it('an Upgrade request is taken over by node:http: the 101 tunnel echoes and is counted once as code 101', async () => {
+    const before = await engineServed(agents[0]!, 'takeover');
+    const proc = topo.spawnInPod('client', NODE_BIN, [path.join(APPS_DIR, 'upgrade-client.js'), '--host', VIP.local, '--port', '80', '--messages', '3']);
+    const run = await waitExit(proc, 30_000);
+    const out = lastJsonLine<{ status: number; pod?: string; echoed?: number; error?: string }>(run.stdout);
+    expect(out.status, `${JSON.stringify(out)}\n${diag()}`).toBe(101);
+    expect(out.error ?? null).toBeNull();
+    expect(await engineServed(agents[0]!, 'takeover') - before, diag()).toBe(1);
+    const samples = parseMetrics(await agents[0]!.metrics());
+    expect(sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '101' }), diag()).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
