@@ -1,9 +1,9 @@
 // `smesh supervise`: the agent container's PID 1. Holds the agent's listening sockets and starts the agent with them (systemd-style LISTEN_FDS), restarts it at once when it dies and starts a successor when it drains (SIGTERM to the agent) or on SIGHUP, so connections wait in the kernel's backlog instead of being refused.
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
-import { getSystemErrorName } from 'node:util';
+import * as fs from 'node:fs';
 import { LISTENER_NAMES, listenerAddresses, parseAgentArgs, supervisedAgentEnv, type AgentOptions, type ListenerName } from '../agent/config/options';
 import { SmeshError } from '../agent/errors';
+import { reusePortSocket } from '../agent/native/datapath';
 import { LogHub } from '../agent/telemetry/logger';
 
 /** A socket bound here and never listened on here: agents listen on it (fd passed), this process never accepts. */
@@ -13,21 +13,16 @@ interface HeldSocket {
   close(): void;
 }
 
-interface TcpHandle {
-  readonly fd: number;
-  close(): void;
-}
-
-type CreateServerHandle = (address: string, port: number, addressType: number, fd: number | undefined, flags: number) => TcpHandle | number;
-
 /**
- * Binds every agent socket without listening: node's cluster primary does the same (net._createServerHandle) so that
- * only the workers accept. The first agent's listen() makes it a listener; it stays one while this process holds the
- * fd, across agent restarts. Sockets this process inherited itself (systemd) are passed on instead of bound.
+ * Binds every agent socket with SO_REUSEADDR + SO_REUSEPORT and without listening, so that only agents accept (as
+ * node's cluster primary binds for its workers). The first agent's listen() makes it a listener; it stays one while
+ * this process holds the fd, across agent restarts. SO_REUSEPORT lets a second supervisor (the surge pod of a DaemonSet
+ * rollout, same uid, same host network) bind the same addresses while this one's agent still listens: the kernel then
+ * spreads new connections over both pods' listeners, and when the old pod's listener closes, connections still
+ * queued on it move to the new one (net.ipv4.tcp_migrate_req, see enableRequestMigration). Sockets this process
+ * inherited itself (systemd) are passed on instead of bound.
  */
-export function bindHeldSockets(opts: AgentOptions): HeldSocket[] {
-  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
-  if (typeof create !== 'function') throw new SmeshError('SMESH_ERR_BIND', `this Node.js (${process.version}) has no net._createServerHandle: smesh supervise cannot hold sockets without accepting on them`);
+export function bindHeldSockets(opts: AgentOptions, bind: (host: string, port: number) => number = reusePortSocket): HeldSocket[] {
   const addresses = listenerAddresses(opts);
   const held: HeldSocket[] = [];
   try {
@@ -38,19 +33,65 @@ export function bindHeldSockets(opts: AgentOptions): HeldSocket[] {
         continue;
       }
       const { host, port } = addresses[name];
-      const handle = create(host, port, net.isIPv6(host) ? 6 : 4, undefined, 0);
-      if (typeof handle === 'number') {
-        const hint = name === 'outbound' ? 'is the capture address configured on lo? is another agent running?' : 'is another agent running, or the port in use?';
-        throw new SmeshError('SMESH_ERR_BIND', `smesh supervise: cannot bind the ${name} socket ${host}:${port}: ${getSystemErrorName(handle)} (${hint})`);
+      let fd: number;
+      try {
+        fd = bind(host, port);
+      } catch (err) {
+        const code = ((err as SmeshError).cause as NodeJS.ErrnoException | undefined)?.code ?? (err as NodeJS.ErrnoException).code;
+        const hint =
+          code === 'EADDRINUSE'
+            ? 'held without SO_REUSEPORT or by another uid: an agent older than the cross-pod hand-over, or another program on the port'
+            : name === 'outbound'
+              ? 'is the capture address configured on lo?'
+              : 'is the address local to this node?';
+        throw new SmeshError('SMESH_ERR_BIND', `smesh supervise: cannot bind the ${name} socket ${host}:${port}: ${code ?? (err as Error).message} (${hint})`, { cause: err });
       }
       let open = true;
-      held.push({ name, fd: handle.fd, close: () => (open ? ((open = false), handle.close()) : undefined) });
+      held.push({
+        name,
+        fd,
+        close: () => {
+          if (!open) return;
+          open = false;
+          try {
+            fs.closeSync(fd);
+          } catch {
+            // already closed
+          }
+        },
+      });
     }
   } catch (err) {
     for (const h of held) h.close();
     throw err;
   }
   return held;
+}
+
+export const TCP_MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
+
+/**
+ * Sets net.ipv4.tcp_migrate_req=1 in this process's network namespace (the host's, for a hostNetwork pod; Linux >= 5.14):
+ * when a listener of a SO_REUSEPORT group closes, the connections in its accept queue and its half-open ones move to
+ * another listener of the group instead of being reset — the old agent pod's queue goes to the new pod's. A container's
+ * /proc/sys is read-only: with hostPID the host's own /proc (through /proc/1/root, needs SYS_PTRACE) is tried next; the
+ * value is per network namespace and taken from the writer's, so it still lands in this one. Returns what happened.
+ */
+export function enableRequestMigration(paths: readonly string[] = [TCP_MIGRATE_REQ, `/proc/1/root${TCP_MIGRATE_REQ}`]): { enabled: boolean; via?: string; error?: string } {
+  const errors: string[] = [];
+  for (const file of paths) {
+    try {
+      if (fs.readFileSync(file, 'utf8').trim() === '1') return { enabled: true, via: file };
+      fs.writeFileSync(file, '1\n');
+      if (fs.readFileSync(file, 'utf8').trim() === '1') return { enabled: true, via: file };
+      errors.push(`${file}: still not 1 after writing it`);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      errors.push(`${file}: ${e.code ?? e.message}`);
+      if (e.code === 'ENOENT' && file === paths[0]) break; // kernel older than 5.14: no such sysctl anywhere
+    }
+  }
+  return { enabled: false, error: errors.join('; ') };
 }
 
 /** Restart delays after agents that failed within QUICK_FAILURE_MS of their start: 0.1 s doubling to 5 s. */
@@ -77,6 +118,9 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
   const opts = parseAgentArgs(argv);
   const logs = new LogHub({ level: opts.logLevel === 'silent' ? 'silent' : 'info', base: { node: opts.nodeName } });
   const log = logs.child('supervisor');
+  const migration = enableRequestMigration();
+  if (migration.enabled) log.info({ via: migration.via }, 'net.ipv4.tcp_migrate_req=1: connections queued on a closing listener move to another agent pod\'s');
+  else log.warn({ err: migration.error }, 'cannot set net.ipv4.tcp_migrate_req=1 (Linux >= 5.14; a read-only /proc/sys needs hostPID + SYS_PTRACE): connections queued on the old agent pod\'s listeners when it exits are reset, not moved to the new pod\'s');
   const held = bindHeldSockets(opts);
   log.info({ sockets: held.map((h) => `${h.name}=fd${h.fd}`).join(','), pid: process.pid }, 'holding the agent sockets');
 

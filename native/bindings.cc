@@ -850,6 +850,25 @@ Napi::Value MallocTrimJs(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// reusePortSocket(host, port, backlog) → fd: a TCP socket with SO_REUSEADDR + SO_REUSEPORT bound to host:port,
+// listening when backlog > 0 (0: bound only). Synchronous (no namespace switch, nothing that blocks). The caller owns
+// the fd: `server.listen({ fd })`, or pass it on (smesh supervise → LISTEN_FDS).
+Napi::Value ReusePortSocketJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || info[0].As<Napi::String>().Utf8Value().empty())
+    ThrowTypeError(env, "reusePortSocket(host, port, backlog) needs a non-empty host string");
+  uint16_t port = PortArg(info[1], "port");
+  int backlog = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    uint32_t b = U32Arg(info[2], "backlog");
+    if (b > 65535) ThrowTypeError(env, "backlog must be an integer 0..65535");
+    backlog = static_cast<int>(b);
+  }
+  int fd = -1;
+  Guard(env, [&] { fd = ReusePortSocket(info[0].As<Napi::String>().Utf8Value(), port, backlog); });
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace
 
 void RegisterBindings(Napi::Env env, Napi::Object exports) {
@@ -866,6 +885,7 @@ void RegisterBindings(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrimJs, "mallocTrim"));
   exports.Set("podDevices", Napi::Function::New(env, PodDevicesJs, "podDevices"));
   exports.Set("detachBandwidth", Napi::Function::New(env, DetachBandwidthJs, "detachBandwidth"));
+  exports.Set("reusePortSocket", Napi::Function::New(env, ReusePortSocketJs, "reusePortSocket"));
 }
 
 }  // namespace smesh

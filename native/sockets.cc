@@ -4,6 +4,7 @@
 
 #include <bpf/bpf.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -80,6 +81,38 @@ uint64_t NetnsCookie(const std::string& netns_path) {
     if (rc != 0) ThrowErrno("read SO_NETNS_COOKIE in netns " + netns_path, err);
   });
   return cookie;
+}
+
+int ReusePortSocket(const std::string& host, uint16_t port, int backlog) {
+  sockaddr_storage ss{};
+  socklen_t len;
+  const std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  if (inet_pton(AF_INET, host.c_str(), &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr) == 1) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+  } else if (inet_pton(AF_INET6, host.c_str(), &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr) == 1) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+  } else {
+    throw NativeError("reusePortSocket: '" + host + "' is not an IPv4 or IPv6 address literal", EINVAL);
+  }
+  int sock = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (sock < 0) ThrowErrno("create a TCP socket for " + where, errno);
+  try {
+    int one = 1;
+    if (setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) ThrowErrno("set SO_REUSEADDR on " + where, errno);
+    if (setsockopt(sock, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ThrowErrno("set SO_REUSEPORT on " + where, errno);
+    if (bind(sock, reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno("bind " + where, errno);
+    if (backlog > 0 && listen(sock, backlog) != 0) ThrowErrno("listen on " + where, errno);
+  } catch (...) {
+    close(sock);
+    throw;
+  }
+  return sock;
 }
 
 int NetnsListener(const std::string& netns_path, int backlog, int family) {

@@ -28,6 +28,12 @@ void EnsureLocalRoute(const std::string& netns_path, const uint8_t addr[4], int 
 // Blocking. Removes that route if smesh added it (same protocol tag); absent is fine.
 void RemoveLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len);
 
+// A TCP socket on `host` (IPv4 or IPv6 literal) : `port` in the calling process's network namespace with SO_REUSEADDR
+// and SO_REUSEPORT set (close-on-exec, non-blocking), bound, and listening with `backlog` when backlog > 0 (0: bound
+// only, a later listen() joins it to the port's reuseport group). Another process of the same uid can bind the same
+// address meanwhile: a second agent pod's supervisor during a maxSurge rollout. The caller owns the returned fd.
+int ReusePortSocket(const std::string& host, uint16_t port, int backlog);
+
 struct OriginalDst {
   uint8_t addr[16];  // network order; IPv4 as v4-mapped
   uint16_t port;     // host order

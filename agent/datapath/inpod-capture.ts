@@ -79,6 +79,8 @@ export class InpodCapture {
   private readonly byPath = new Map<string, CapturedNetns>();
   private running: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Set by handOver(): the kernel entries belong to the agent that follows; nothing here writes them any more. */
+  private handedOver = false;
 
   constructor(
     private readonly kernel: CaptureKernel,
@@ -106,6 +108,16 @@ export class InpodCapture {
   }
 
   /**
+   * Draining (another agent runs or is starting): no later sync touches the kernel entries again, so a sync that
+   * arrives during the drain (e.g. after a certificate renewal) cannot put this agent's listeners back over the ones the
+   * next agent registered. Our listeners keep accepting what the kernel already queued on them; close() ends them, and
+   * closing a socket removes only map entries that still reference it, never the next agent's.
+   */
+  handOver(): void {
+    this.handedOver = true;
+  }
+
+  /**
    * Stops serving: listeners close, but the pinned links stay, so until the next agent listens the kernel drops
    * plaintext SYNs to these pods (clients retransmit) instead of letting them reach the apps unchecked.
    */
@@ -126,7 +138,7 @@ export class InpodCapture {
   }
 
   private async apply(pods: readonly Workload[]): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.handedOver) return;
     const wanted = new Map<string, Workload[]>();
     for (const w of pods) {
       const list = wanted.get(w.netns!) ?? [];

@@ -572,6 +572,22 @@ export function netnsListener(netnsPath: string, family: 4 | 6 = 4): Promise<num
 }
 
 /**
+ * A TCP socket bound to host:port with SO_REUSEADDR + SO_REUSEPORT (listening when backlog > 0; 0: bound only, the
+ * listen() of whoever gets the fd joins it to the port's reuseport group). Another process of the same uid can bind
+ * the same address while this one listens: a surge agent pod beside the old one. The caller owns the fd.
+ * Throws SmeshError SMESH_ERR_BIND naming the address and the errno (EADDRINUSE: a socket without SO_REUSEPORT or of
+ * another uid holds it; EADDRNOTAVAIL: the address is not local).
+ */
+export function reusePortSocket(host: string, port: number, backlog = 0): number {
+  try {
+    return loadRawNative().reusePortSocket(host, port, backlog);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new SmeshError('SMESH_ERR_BIND', `cannot bind ${host.includes(':') ? `[${host}]` : host}:${port} with SO_REUSEPORT: ${e.code ?? e.message}`, { cause: err });
+  }
+}
+
+/**
  * Original destination of a connection the proxy accepted: SO_ORIGINAL_DST (answered by cgroup/getsockopt
  * when the socket belongs to the attached cgroup), else a lookup of the (peer, local) addresses in the pinned
  * smesh_conns_v2 map of `bpffsDir` (default: the newest datapath opened by this process). null when unknown.

@@ -102,6 +102,11 @@ export interface RawNative {
   detachBandwidth(netnsPath: string, ifindex: number): void;
   /** glibc malloc_trim(0): free pages of every malloc arena back to the OS; true when something was released (false off glibc). */
   mallocTrim(): boolean;
+  /**
+   * A TCP socket with SO_REUSEADDR + SO_REUSEPORT bound to host:port in this process's namespace, listening when
+   * backlog > 0 (0: bound only); the caller owns the fd. Throws with errno/code (EADDRINUSE, EADDRNOTAVAIL) on failure.
+   */
+  reusePortSocket(host: string, port: number, backlog?: number): number;
 }
 
 const ADDON_RELATIVE_PATH = path.join('build', 'native', 'Release', 'smesh_native.node');

@@ -1,4 +1,4 @@
-// End to end: `smesh supervise` on node1 holds the agent's sockets: SIGKILL of the agent, SIGTERM (drain) and SIGHUP (hand-over to a new agent) under continuous new connections refuse none; a long-lived connection flows through the drain with matching sha256.
+// End to end: `smesh supervise` on node1 holds the agent's sockets: SIGKILL of the agent, SIGTERM (drain), SIGHUP (hand-over to a new agent) and a second supervisor started beside the first (a DaemonSet surge pod, SO_REUSEPORT) followed by SIGTERM of the first, under continuous new connections, refuse none; long-lived connections flow through the drain with matching sha256.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -31,6 +31,8 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
   let cfgDir: string;
   let node1: NodeInfo;
   let supervisor: CapturedProcess;
+  /** Every supervisor started (the surge test starts a second one on node1). */
+  const supervisors: CapturedProcess[] = [];
   const agents: AgentHandle[] = [];
   const loops: CapturedProcess[] = [];
   /** Per event, what the loops saw: written to $SMESH_RESTART_RESULTS (JSON) for bench/README.md. */
@@ -70,6 +72,7 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
       });
       // node1's agent runs under the supervisor (it creates the standalone CA); node2's runs plain.
       supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir]);
+      supervisors.push(supervisor);
       await pollUntil(() => readyPids().length, (n) => n >= 1, 60_000).catch(() => undefined);
       if (readyPids().length < 1) throw new Error(`supervised agent never ready\n${diag()}`);
       const a2 = topo.startAgent('node2', cfgDir);
@@ -82,12 +85,13 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
 
   afterAll(async () => {
     for (const l of loops) l.kill('SIGKILL');
-    if (supervisor && supervisor.exitCode === null) {
-      supervisor.kill('SIGTERM');
-      await waitExit(supervisor, 10_000);
+    for (const sup of supervisors) {
+      if (sup.exitCode !== null || sup.signalCode !== null) continue;
+      sup.kill('SIGTERM');
+      await waitExit(sup, 10_000);
     }
     await stopAgentsKeepingLogs(agents, 'supervisor');
-    if (process.env.SMESH_E2E_LOG_DIR && supervisor) fs.writeFileSync(path.join(process.env.SMESH_E2E_LOG_DIR, 'supervisor-node1.log'), supervisor.outputText());
+    if (process.env.SMESH_E2E_LOG_DIR) supervisors.forEach((sup, n) => fs.writeFileSync(path.join(process.env.SMESH_E2E_LOG_DIR!, `supervisor-node1${n ? `-${n + 1}` : ''}.log`), sup.outputText()));
     if (process.env.SMESH_RESTART_RESULTS) fs.writeFileSync(process.env.SMESH_RESTART_RESULTS, JSON.stringify(measured, null, 2));
     await topo?.cleanup();
   }, 60_000);
@@ -183,6 +187,47 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     await pollUntil(() => exited(old), (e) => e !== undefined, 40_000);
     expect(exited(old)?.code, msg).toBe(0);
   }, 120_000);
+
+  it('surge pod: a second supervisor binds the same sockets beside the first (SO_REUSEPORT), then the first gets SIGTERM: none refused or reset, the long-lived connection finishes on the old agent, the new one owns the maps after', async () => {
+    const first = supervisor;
+    const firstLog = () => jsonRecords(first.stdoutText());
+    const outbound = await startLoop('client', VIP.remote, ['--seconds', '10', '--long-seconds', '6']);
+    const inbound = await startLoop('client2', VIP.local, ['--seconds', '10']);
+    const second = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir]);
+    supervisors.push(second);
+    const secondReady = () => jsonRecords(second.stdoutText()).filter((r) => r.component === 'supervisor' && r.msg === 'agent ready');
+    const both = () => `${diag()}\n--- second supervisor ---\n${tail(second.outputText(), 40)}`;
+    await pollUntil(secondReady, (l) => l.length >= 1, 60_000).catch(() => undefined);
+    if (secondReady().length < 1) throw new Error(`the surge supervisor's agent never got ready\n${both()}`);
+    const migration = jsonRecords(second.stdoutText()).find((r) => r.component === 'supervisor' && /tcp_migrate_req/.test(String(r.msg)));
+    // Old pod deleted once the new one is ready: its supervisor closes its sockets and its agent drains.
+    first.kill('SIGTERM');
+    const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
+    const firstExit = await waitExit(first, 45_000);
+    measured.surge = { outbound: o.result, inbound: i.result, long: o.long, errors: [...o.errors, ...i.errors], migration: migration?.msg };
+    const msg = `${JSON.stringify(measured.surge)}\n${both()}`;
+    expect(migration?.level, msg).toBe('info'); // net.ipv4.tcp_migrate_req=1 in the node's namespace
+    expect(o.long?.outcome, msg).toBe('ended');
+    expect(o.long!.receivedBytes, msg).toBe(o.long!.sentBytes);
+    expect(o.long!.receivedSha256, msg).toBe(o.long!.sentSha256);
+    for (const r of [o.result, i.result]) {
+      expect(r.refused, msg).toBe(0);
+      expect(r.reset, msg).toBe(0);
+      expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
+      expect(r.ok, msg).toBe(r.started);
+    }
+    expect(firstExit.code, msg).toBe(0);
+    expect(firstLog().some((r) => r.msg === 'drained: no open connection left'), msg).toBe(true);
+    // Only the new pod's agent is left: captured connections and HBONE into node1 still work, through it.
+    supervisor = second;
+    const after = [await startLoop('client', VIP.remote, ['--seconds', '2']), await startLoop('client2', VIP.local, ['--seconds', '2'])];
+    const [ao, ai] = [await loopResult(after[0]!), await loopResult(after[1]!)];
+    measured.surgeAfter = { outbound: ao.result, inbound: ai.result };
+    for (const r of [ao.result, ai.result]) {
+      expect(r.started, JSON.stringify(measured.surgeAfter)).toBeGreaterThan(0);
+      expect(r.ok, `${JSON.stringify(measured.surgeAfter)}\n${both()}`).toBe(r.started);
+    }
+  }, 180_000);
 
   it('SIGTERM of the supervisor: the agent drains and both exit 0', async () => {
     supervisor.kill('SIGTERM');

@@ -104,6 +104,15 @@ describe('deploy manifests', () => {
     for (const c of containersOf(agent)) expect(c.ports ?? []).toEqual([]);
   });
 
+  it('the agent container runs `smesh supervise` (SO_REUSEPORT sockets the surge pod can bind too) and the grace period outlasts the drain', () => {
+    const [c] = containersOf(agent);
+    expect(c.args[0]).toBe('supervise');
+    const drain = c.args.find((a: string) => a.startsWith('--drain-seconds='));
+    const drainSeconds = drain ? Number(drain.split('=')[1]) : 30; // the agent's default
+    expect(Number.isInteger(drainSeconds)).toBe(true);
+    expect(agent.spec.template.spec.terminationGracePeriodSeconds).toBeGreaterThan(drainSeconds);
+  });
+
   it('the agent has exactly the capabilities it needs; the control plane runs as the image user with none', () => {
     const [c] = containersOf(agent);
     expect(c.securityContext).toMatchObject({ runAsUser: 0, privileged: false, allowPrivilegeEscalation: false });
