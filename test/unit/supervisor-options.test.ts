@@ -1,7 +1,11 @@
-// Unit: the supervisor ↔ agent contract — LISTEN_FDS/LISTEN_FDNAMES parsing into adopted listeners, the environment the supervisor passes, --drain-seconds, restart backoff.
+// Unit: the supervisor ↔ agent contract — LISTEN_FDS/LISTEN_FDNAMES parsing into adopted listeners, the environment the supervisor passes, --drain-seconds, restart backoff; SO_REUSEPORT sockets a second supervisor can bind beside the first; tcp_migrate_req setting.
 import { describe, it, expect } from 'vitest';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseAgentArgs, supervisedAgentEnv } from '../../agent/config/options';
-import { restartDelayMs } from '../../cli/supervisor';
+import { bindHeldSockets, enableRequestMigration, restartDelayMs } from '../../cli/supervisor';
 
 const base = ['--standalone', '--config', '/tmp/x', '--node', 'n1', '--no-bpf'];
 
@@ -39,5 +43,56 @@ describe('supervised agent options', () => {
 
   it('restarts at once after a healthy run, then backs off 0.1 s doubling to 5 s', () => {
     expect([0, 1, 2, 3, 7, 20].map(restartDelayMs)).toEqual([0, 100, 200, 400, 5000, 5000]);
+  });
+});
+
+describe('supervisor sockets (SO_REUSEPORT) and tcp_migrate_req', () => {
+  it('a second supervisor binds the first one\'s addresses while an agent listens there; a plain bind does not', async () => {
+    // Free ports for the five sockets, then both "pods" bind them.
+    const probe = await Promise.all([0, 1, 2, 3, 4].map(() => new Promise<number>((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); })));
+    const opts = parseAgentArgs([...base, '--capture-ip', '127.0.0.1', '--outbound-port', String(probe[0]), '--inbound-port', String(probe[1]), '--metrics-port', String(probe[2]), '--ready-port', String(probe[3]), '--admin-port', String(probe[4])], {});
+    const first = bindHeldSockets(opts);
+    const servers: net.Server[] = [];
+    try {
+      const agent = net.createServer((s) => s.end('old'));
+      servers.push(agent);
+      await new Promise<void>((r) => agent.listen({ fd: first.find((h) => h.name === 'outbound')!.fd }, r));
+      const second = bindHeldSockets(opts);
+      try {
+        expect(second.map((h) => h.name)).toEqual(first.map((h) => h.name));
+        const plain = net.createServer();
+        servers.push(plain);
+        const err = await new Promise<NodeJS.ErrnoException>((resolve) => plain.once('error', resolve).listen(probe[0], '127.0.0.1'));
+        expect(err.code).toBe('EADDRINUSE');
+      } finally {
+        for (const h of second) h.close();
+      }
+    } finally {
+      for (const s of servers) s.close();
+      for (const h of first) h.close();
+    }
+  });
+
+  it('names the socket, the address and what to check when the bind fails', () => {
+    const opts = parseAgentArgs([...base, '--capture-ip', '127.0.0.1', '--outbound-port', '16001'], {});
+    const busy = Object.assign(new Error('x'), { code: 'EADDRINUSE' });
+    expect(() => bindHeldSockets(opts, () => { throw busy; })).toThrow(/cannot bind the outbound socket 127\.0\.0\.1:16001: EADDRINUSE \(held without SO_REUSEPORT or by another uid/);
+  });
+
+  it('tcp_migrate_req: written when 0, left when 1, the next path tried when one fails, the failure reported', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'smesh-migrate-'));
+    try {
+      const zero = path.join(dir, 'zero');
+      fs.writeFileSync(zero, '0\n');
+      expect(enableRequestMigration([zero])).toEqual({ enabled: true, via: zero });
+      expect(fs.readFileSync(zero, 'utf8').trim()).toBe('1');
+      const readOnlyDir = path.join(dir, 'missing-dir', 'tcp_migrate_req');
+      expect(enableRequestMigration([path.join(dir, 'nope'), zero])).toEqual({ enabled: false, error: expect.stringContaining('ENOENT') });
+      const r = enableRequestMigration([dir, zero]); // a directory: EISDIR, then the next path
+      expect(r).toEqual({ enabled: true, via: zero });
+      expect(enableRequestMigration([readOnlyDir]).enabled).toBe(false);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
