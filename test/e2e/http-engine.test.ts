@@ -1,4 +1,4 @@
-// End-to-end --http-engine: outbound HTTP/1.1 on `http` service ports is served by the native HTTP/1.1 engine (smesh_http_engine_requests_total counts it) — same node to the pod, cross node through the loopback HBONE bridge — with the node:http path's request metrics, and an Upgrade taken back to node:http.
+// End-to-end --http-engine: outbound HTTP/1.1 on `http` service ports is served by the native HTTP/1.1 engine (smesh_http_engine_requests_total counts it) — same node to the pod (and a per-request DENY), cross node through the loopback HBONE bridge — with the node:http path's request metrics, and an Upgrade taken back to node:http.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -61,7 +61,9 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
         { name: 'remote', vip: VIP.remote, ports: [{ name: 'http-web', port: 80, targetPort: TARGET }], selector: { app: 'web-remote' } },
       ];
       const cfgDir = topo.makeTempDir('config');
-      topo.writeConfig(cfgDir, { services });
+      // Request-level DENY on the same-node pod: decided by the source agent per request (no inbound sees same-node traffic).
+      const denyAdmin = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-admin', namespace: 'default' }, spec: { selector: { matchLabels: { app: 'web-local' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] } };
+      topo.writeConfig(cfgDir, { services, extraDocs: [denyAdmin] });
       for (const n of ['node1', 'node2']) {
         const a = topo.startAgent(n, cfgDir, ['--http-engine']);
         agents.push(a);
@@ -87,6 +89,17 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'source' }), await requestLines(agents[0]!)).toBeGreaterThanOrEqual(20);
     expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'destination' }), diag()).toBeGreaterThanOrEqual(20);
     expect(sum(samples, 'istio_response_bytes_sum', { ...base, reporter: 'source' }), diag()).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('same node, L7 DENY: the engine answers 403 from the decision (UAEX), and the kept-alive connection goes on', async () => {
+    const before = await engineServed(agents[0]!, 'denied');
+    const r = await load(`http://${VIP.local}/admin/x`, 6);
+    expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 403: 6 });
+    expect(await engineServed(agents[0]!, 'denied') - before, diag()).toBe(6);
+    const samples = parseMetrics(await agents[0]!.metrics());
+    expect(sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '403', response_flags: 'UAEX' }), await requestLines(agents[0]!)).toBe(6);
+    const ok = await load(`http://${VIP.local}/fine`, 4);
+    expect(ok.statuses).toEqual({ 200: 4 });
   }, 60_000);
 
   it('cross node: the engine forwards through the loopback HBONE bridge; the destination agent reports the requests', async () => {
