@@ -200,6 +200,11 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     await pollUntil(secondReady, (l) => l.length >= 1, 60_000).catch(() => undefined);
     if (secondReady().length < 1) throw new Error(`the surge supervisor's agent never got ready\n${both()}`);
     const migration = jsonRecords(second.stdoutText()).find((r) => r.component === 'supervisor' && /tcp_migrate_req/.test(String(r.msg)));
+    // Both pods serve side by side (the kernel spreads new connections over both reuseport listeners, and the new agent
+    // registered its in-pod listeners): the new agent completes connections before the old pod is deleted.
+    const servedByNew = () => jsonRecords(second.stdoutText()).filter((r) => r.msg === 'connection complete').length;
+    await pollUntil(servedByNew, (n) => n >= 20, 15_000).catch(() => undefined);
+    expect(servedByNew(), both()).toBeGreaterThanOrEqual(20);
     // Old pod deleted once the new one is ready: its supervisor closes its sockets and its agent drains.
     first.kill('SIGTERM');
     const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
