@@ -157,6 +157,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
   let stopping: Promise<void> | undefined;
   /** SIGTERM: listeners closed, open connections finishing; the kernel maps are left to the agent that follows. */
   let draining = false;
+  /** The in-pod capture's hand-over (its kernel entries then belong to the agent that follows); set once it runs. */
+  let handOverCapture: (() => void) | undefined;
   if (opts.inheritedListeners.length > 0) {
     adoptListeners(opts.inheritedListeners);
     log.info({ listeners: opts.inheritedListeners.map((l) => `${l.name}=fd${l.fd}`).join(',') }, 'adopting listening sockets held by the supervisor');
@@ -479,6 +481,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
         logs.child('datapath'),
         (workload) => inbound.podServer(workload),
       );
+      handOverCapture = () => capture.handOver();
       cleanups.push(async () => {
         plaintext?.close();
         await capture.close();
@@ -518,6 +521,9 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     process.once('SIGTERM', () => {
       process.once('SIGTERM', () => stopNow('SIGTERM'));
       draining = true;
+      // From here the in-pod listeners and maps belong to the successor: a late sync (a renewed certificate) must not
+      // put this agent's listeners back over the new agent's.
+      handOverCapture?.();
       if (opts.supervised) process.send?.({ smesh: 'draining', pid: process.pid });
       outbound.stopAccepting();
       inbound.stopAccepting();
