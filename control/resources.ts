@@ -379,6 +379,8 @@ interface CachedWorkload {
   tun: string;
   address: ResourceEntry;
   netns: string;
+  /** Bandwidth limits (bits/s, 0: none) the LocalWorkload was encoded with, `egress/ingress`. */
+  bw: string;
   local: ResourceEntry;
   used: number;
 }
@@ -460,6 +462,9 @@ export class ResourceEntryCache {
     for (const p of policies) pol += lp(p);
     const rev = canonicalRevision(w);
     const netns = w.netns ?? '';
+    const egress = w.egressBandwidthBps ?? 0;
+    const ingress = w.ingressBandwidthBps ?? 0;
+    const bw = egress === 0 && ingress === 0 ? '' : `${egress}/${ingress}`;
     const tun = workloadTunnelProtocol(w) ?? '';
     let c = this.workloads.get(w.uid);
     const sameName = c !== undefined && c.ns === w.namespace && c.name === w.name;
@@ -479,22 +484,24 @@ export class ResourceEntryCache {
       const uid = sameName ? c!.address.name : workloadXdsUid(w);
       const address = entry(uid, meshProtos().codecs.address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
       this.encoded++;
-      const local = sameName && c!.netns === netns ? c!.local : this.encodeLocal(uid, netns);
-      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, local, used: this.build };
+      const local = sameName && c!.netns === netns && c!.bw === bw ? c!.local : this.encodeLocal(uid, netns, egress, ingress);
+      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, bw, local, used: this.build };
       this.workloads.set(w.uid, c);
     } else {
-      if (c.netns !== netns) {
+      if (c.netns !== netns || c.bw !== bw) {
         c.netns = netns;
-        c.local = this.encodeLocal(c.address.name, netns);
+        c.bw = bw;
+        c.local = this.encodeLocal(c.address.name, netns, egress, ingress);
       }
       c.used = this.build;
     }
     return c;
   }
 
-  private encodeLocal(uid: string, netns: string): ResourceEntry {
+  private encodeLocal(uid: string, netns: string, egressBandwidthBps: number, ingressBandwidthBps: number): ResourceEntry {
     this.encoded++;
-    return entry(uid, meshResourceCodecs().localWorkload.pack({ uid, netns }));
+    // Zero (no limit) is left out: protobufjs would write an explicit 0, and a pod without limits keeps its bytes and version.
+    return entry(uid, meshResourceCodecs().localWorkload.pack({ uid, netns, ...(egressBandwidthBps ? { egressBandwidthBps } : {}), ...(ingressBandwidthBps ? { ingressBandwidthBps } : {}) }));
   }
 
   begin(): void {

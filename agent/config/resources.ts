@@ -12,6 +12,7 @@ import { checkObjectNames } from './istio-names';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
 import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSION, TRAFFIC_SHAPING_SPEC, type TrafficShapingConfig } from './shaping';
+import { podBandwidth } from './bandwidth';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
 import { policyKey, type AuthorizationPolicy } from '../policy/types';
 
@@ -367,6 +368,9 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         const labels: Record<string, string> = b.metadata.labels ?? {};
         const sa = b.spec?.serviceAccountName ?? b.spec?.serviceAccount ?? 'default';
         const uid = `${d.namespace}/${d.name}`;
+        // kubernetes.io/{egress,ingress}-bandwidth: a bad value is reported and left out (the pod still joins the mesh).
+        const bw = podBandwidth(b.metadata.annotations);
+        for (const p of bw.problems) problems.push({ file: d.file, line: d.line, resource, field: p.field, message: p.message });
         const w: Workload = {
           uid,
           name: d.name,
@@ -379,8 +383,10 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
           workloadName: labels['app.kubernetes.io/name'] ?? labels.app ?? d.name,
           identity: `spiffe://${trustDomain}/ns/${d.namespace}/sa/${sa}`,
           meshed: !isOptedOut(labels),
+          ...bw.bandwidth,
         };
         workloads.set(uid, w);
+        if (bw.problems.length > 0) break; // re-checked (and re-reported) every time, as a Service with problems
         memo.workload = w;
         memo.trustDomain = trustDomain;
         break;

@@ -45,6 +45,10 @@ export interface Workload {
    * plane resolved them (xDS Workload.authorization_policies). Absent: resolve from `labels`.
    */
   readonly authorizationPolicies?: readonly string[];
+  /** Pod annotation kubernetes.io/egress-bandwidth: what the pod sends is paced to this many bits per second. */
+  readonly egressBandwidthBps?: number;
+  /** Pod annotation kubernetes.io/ingress-bandwidth: what is sent to the pod is paced to this many bits per second. */
+  readonly ingressBandwidthBps?: number;
 }
 
 export interface ServicePort {

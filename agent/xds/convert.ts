@@ -89,6 +89,9 @@ export interface AcceptedLocalWorkload {
   readonly kind: 'localWorkload';
   readonly uid: string;
   readonly netns: string;
+  /** Pod bandwidth limits in bits per second; absent: none. */
+  readonly egressBandwidthBps?: number;
+  readonly ingressBandwidthBps?: number;
 }
 
 export interface AcceptedMeshConfig {
@@ -136,6 +139,8 @@ interface SmeshNodeMsg {
 interface LocalWorkloadMsg {
   uid: string;
   netns: string;
+  egressBandwidthBps: number;
+  ingressBandwidthBps: number;
 }
 interface MeshConfigMsg {
   trustDomain: string;
@@ -629,7 +634,15 @@ function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWor
   if (l.netns !== '' && (!l.netns.startsWith('/') || l.netns.includes('\0'))) {
     fail('netns', `expected an absolute path (e.g. /run/netns/NAME) or empty, got ${q(l.netns)}`);
   }
-  return { kind: 'localWorkload', uid: l.uid, netns: l.netns };
+  const bandwidth = (field: string, bps: number | undefined): number | undefined => {
+    if (!bps) return undefined; // 0 / absent: no limit
+    // The kernel facade's bounds: at least one byte per second, and a rate that fits its 64-bit byte counters.
+    if (!Number.isSafeInteger(bps) || bps < 8 || bps > 7.2e16) fail(field, `expected bits per second in 8..7.2e16 (0: no limit), got ${bps}`);
+    return bps;
+  };
+  const egress = bandwidth('egress_bandwidth_bps', l.egressBandwidthBps);
+  const ingress = bandwidth('ingress_bandwidth_bps', l.ingressBandwidthBps);
+  return { kind: 'localWorkload', uid: l.uid, netns: l.netns, ...(egress !== undefined ? { egressBandwidthBps: egress } : {}), ...(ingress !== undefined ? { ingressBandwidthBps: ingress } : {}) };
 }
 
 function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
@@ -742,8 +755,11 @@ function byKey<T>(entries: Iterable<[string, T]>): Map<string, T> {
   return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** The state's Workload for an accepted one; `netns` from its LocalWorkload, `trustDomain` the mesh's. */
-export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trustDomain: string): Workload {
+/** What a Workload takes from its LocalWorkload (absent: not on this node, or not sent yet). */
+export type LocalWorkloadFacts = Pick<AcceptedLocalWorkload, 'netns' | 'egressBandwidthBps' | 'ingressBandwidthBps'>;
+
+/** The state's Workload for an accepted one; `netns` and bandwidth limits from its LocalWorkload, `trustDomain` the mesh's. */
+export function toWorkload(w: AcceptedWorkload, local: LocalWorkloadFacts | undefined, trustDomain: string): Workload {
   const labels = sharedLabels.get(w.workloadName, w.canonicalRevision);
   // One literal with every key (runs 50k times at scale; one object shape, no out-of-object properties).
   // Absent optional fields are `undefined` (JSON and deep equality treat that as missing).
@@ -755,7 +771,7 @@ export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trust
     node: w.node,
     ip: w.ips[0]!,
     labels,
-    netns: netns || undefined,
+    netns: local?.netns || undefined,
     workloadName: w.workloadName,
     identity: identityOf(w.trustDomain || trustDomain, w.namespace, w.serviceAccount),
     meshed: w.hbone,
@@ -763,6 +779,8 @@ export function toWorkload(w: AcceptedWorkload, netns: string | undefined, trust
     tunnel: w.tunnel === 'legacy_istio_mtls' ? 'legacy_istio_mtls' : undefined,
     // Absent when empty: selector-scoped policies from xDS carry no selector, so none selects it.
     authorizationPolicies: w.authorizationPolicies.length > 0 ? w.authorizationPolicies : undefined,
+    egressBandwidthBps: local?.egressBandwidthBps,
+    ingressBandwidthBps: local?.ingressBandwidthBps,
   };
 }
 
@@ -809,7 +827,7 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
     const other = ipOwner.get(ip);
     if (other !== undefined) warnings.push(`Address ${w.uid}: workload.addresses[0]: ${ip} is also the address of ${other}; lookups by IP find ${other}`);
     else ipOwner.set(ip, w.uid);
-    const wl = toWorkload(w, accepted.localWorkloads.get(w.uid)?.netns, trustDomain);
+    const wl = toWorkload(w, accepted.localWorkloads.get(w.uid), trustDomain);
     workloads.set(w.uid, wl);
     if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
   }

@@ -67,6 +67,8 @@ function sameWorkload(a: Workload, b: Workload): boolean {
     a.ip === b.ip &&
     a.labels === b.labels &&
     a.netns === b.netns &&
+    a.egressBandwidthBps === b.egressBandwidthBps &&
+    a.ingressBandwidthBps === b.ingressBandwidthBps &&
     a.workloadName === b.workloadName &&
     a.identity === b.identity &&
     a.meshed === b.meshed &&
@@ -151,7 +153,7 @@ export class IncrementalSnapshot {
         if (old) this.unlink(name, old, nextExtra);
         if (value.kind === 'workload') {
           this.addresses.set(name, nextExtra!);
-          const w = toWorkload(value, this.localWorkloads.get(name)?.netns, this.trustDomain);
+          const w = toWorkload(value, this.localWorkloads.get(name), this.trustDomain);
           // A new version that changed only what the Workload object does not carry (its service memberships, e.g.
           // when a Service selecting it arrives) keeps the published object: no copy of the 50k-entry map for it.
           const held = old?.kind === 'workload' ? this.workloads.get(name) : undefined;
@@ -297,12 +299,15 @@ export class IncrementalSnapshot {
     return a?.kind === 'workload' ? a : undefined;
   }
 
-  /** The Workload again, for a new netns or mesh trust domain (everything else is unchanged). */
+  /** The Workload again, for a new LocalWorkload (netns, bandwidth limits) or mesh trust domain (everything else is unchanged). */
   private derive(uid: string, w: Workload, extra: WorkloadExtra): Workload {
-    const netns = this.localWorkloads.get(uid)?.netns || undefined;
+    const local = this.localWorkloads.get(uid);
+    const netns = local?.netns || undefined;
+    const egressBandwidthBps = local?.egressBandwidthBps;
+    const ingressBandwidthBps = local?.ingressBandwidthBps;
     const identity = identityOf(extra.trustDomain || this.trustDomain, w.namespace, w.serviceAccount);
-    if (netns === w.netns && identity === w.identity) return w;
-    return { ...w, netns, identity };
+    if (netns === w.netns && identity === w.identity && egressBandwidthBps === w.egressBandwidthBps && ingressBandwidthBps === w.ingressBandwidthBps) return w;
+    return { ...w, netns, identity, egressBandwidthBps, ingressBandwidthBps };
   }
 
   /** Applies every change since the last build and publishes a new snapshot. */

@@ -151,7 +151,7 @@ describe('control: delta ADS', () => {
     for (const c of [n1, n2]) c.send({ typeUrl: T.localWorkload, resourceNamesSubscribe: ['*'], node: { id: 'node1' } });
     const r1 = await n1.next(T.localWorkload);
     const r2 = await n2.next(T.localWorkload);
-    expect(r1.resources.map((x) => meshResourceCodecs().localWorkload.unpack(x.resource!))).toEqual([{ uid: 'Kubernetes//Pod/default/web-1', netns: '/run/netns/web-1' }]);
+    expect(r1.resources.map((x) => meshResourceCodecs().localWorkload.unpack(x.resource!))).toEqual([{ uid: 'Kubernetes//Pod/default/web-1', netns: '/run/netns/web-1', egressBandwidthBps: 0, ingressBandwidthBps: 0 }]); // 0: no bandwidth limit
     expect(r2.resources.map((x) => x.name)).toEqual(['Kubernetes//Pod/default/client-1']);
     n1.ack(r1);
     n2.ack(r2);
