@@ -6,6 +6,8 @@ import { cgroup2Mounts, checkCgroupRoot } from './config/cgroup';
 import { AUTO_DATAPLANE, type AgentOptions } from './config/options';
 import { Reconciler, WorkloadIds } from './datapath/reconciler';
 import { InpodCapture, podsToCapture } from './datapath/inpod-capture';
+import { BandwidthPacer } from './datapath/bandwidth';
+import { Gauge } from './telemetry/prom';
 import { NetnsDiscovery } from './discovery/netns-discovery';
 import { SmeshError } from './errors';
 import { RemoteCa } from './identity/remote-ca';
@@ -104,6 +106,16 @@ async function openKernelDatapath(opts: AgentOptions): Promise<{ cgroupRoot: str
   const native = await import('./native/datapath');
   const datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, capturePort: opts.outboundPort, captureNetns: '/proc/self/ns/net' });
   return { cgroupRoot, native, datapath };
+}
+
+/** The datapath's bandwidth map and attach calls, bound (the pacer calls them unbound). */
+function bandwidthOps(dp: Datapath): Pick<import('./datapath/bandwidth').BandwidthOps, 'bandwidths' | 'setBandwidth' | 'removeBandwidth' | 'attachBandwidth'> {
+  return {
+    bandwidths: () => dp.bandwidths(),
+    setBandwidth: (ip, direction, bps) => dp.setBandwidth(ip, direction, bps),
+    removeBandwidth: (ip, direction) => dp.removeBandwidth(ip, direction),
+    attachBandwidth: (direction, netns, ifindex, bps) => dp.attachBandwidth(direction, netns, ifindex, bps),
+  };
 }
 
 /** Where the agent's control plane is: started in-process (standalone) or remote. */
@@ -239,6 +251,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     let datapath: Datapath | undefined;
     let discovery: NetnsDiscovery | undefined;
     let plaintextCapture: InpodCapture | undefined;
+    let pacer: BandwidthPacer | undefined;
     const ids = new WorkloadIds();
     // TrafficShaping rate limits: one set of buckets for the outbound, the inbound and both HTTP paths.
     const shaping = new TrafficShaper({ state, rateLimited: metrics.rateLimited });
@@ -274,6 +287,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
             : { disabled: true },
           netnsDiscovery: discovery ? discovery.status() : { disabled: true },
           plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
+          bandwidth: pacer ? pacer.status() : { disabled: true },
           trafficShaping: shaping.dump(),
         };
       },
@@ -329,14 +343,23 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
+      // Pod bandwidth annotations: paced in the kernel on every reconcile; an earlier agent's leftovers are taken off.
+      const pacedGauge = new Gauge({ name: 'smesh_bandwidth_limits', help: 'Local pods whose bandwidth is paced in the kernel (kubernetes.io/egress-bandwidth, ingress-bandwidth), by direction', labelNames: ['direction'], registers: [metrics.registry] });
+      const bw = (pacer = new BandwidthPacer({ ...bandwidthOps(dp), podDevices: (ns, ip) => native.podDevices(ns, ip), detachBandwidth: native.detachBandwidth }, opts.nodeName, logs.child('bandwidth'), (p) => {
+        pacedGauge.set({ direction: 'egress' }, p.egress);
+        pacedGauge.set({ direction: 'ingress' }, p.ingress);
+      }));
       enroll = async (s) => {
         if (draining) return undefined; // a draining agent leaves the maps and in-pod listeners to its successor
         const e = found ? await found.enrich(s) : s;
         const r = await rec.reconcile(e);
+        await bw.sync(e);
         await afterEnroll?.(e);
         return r;
       };
-      const report = await rec.reconcile(found ? await found.enrich(initial) : initial);
+      const enriched = found ? await found.enrich(initial) : initial;
+      const report = await rec.reconcile(enriched);
+      await bw.sync(enriched);
       log.info({ enrolled: report.enrolled, destinations: report.destinations, strict: report.strict, connectDenies: report.connectDenies, failures: report.failures.length }, 'pods enrolled');
       admin.markReady('bpf');
       const timer = setInterval(() => {
