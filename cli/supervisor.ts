@@ -125,6 +125,20 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
   log.info({ sockets: held.map((h) => `${h.name}=fd${h.fd}`).join(','), pid: process.pid }, 'holding the agent sockets');
 
   const names = held.map((h) => h.name);
+  // Readiness of *this* pod: with SO_REUSEPORT a probe of :15021 may be answered by another pod's agent during a
+  // surge, so the pod's probe checks a file this supervisor keeps while its current agent is ready
+  // ($SMESH_READY_FILE, deploy/smesh-agent.yaml's exec probe).
+  const readyFile = process.env.SMESH_READY_FILE;
+  const markReady = (ready: boolean): void => {
+    if (!readyFile) return;
+    try {
+      if (ready) fs.writeFileSync(readyFile, `${process.pid}\n`);
+      else fs.rmSync(readyFile, { force: true });
+    } catch (err) {
+      log.warn({ file: readyFile, err: (err as Error).message }, 'cannot update the readiness file');
+    }
+  };
+  markReady(false);
   let current: Agent | undefined;
   /** SIGHUP: the successor until it reports ready, then it becomes current and the old one drains. */
   let successor: Agent | undefined;
@@ -154,10 +168,12 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
       agent.ready = true;
       quickFailures = 0;
       log.info({ agentPid: agent.proc.pid }, 'agent ready');
+      if (agent === current) markReady(true);
       if (agent === successor) {
         successor = undefined;
         const old = current;
         current = agent;
+        markReady(true);
         if (old && old.proc.exitCode === null) {
           log.info({ agentPid: old.proc.pid, successorPid: agent.proc.pid }, 'hand-over: the old agent drains');
           old.proc.kill('SIGTERM');
@@ -167,6 +183,7 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
       // The agent was told to stop by someone else (an operator, an OOM handler): it closes its listeners and drains,
       // and its successor starts now so that queued connections are accepted within a start-up, not after the drain.
       log.info({ agentPid: agent.proc.pid }, 'agent draining: starting its successor');
+      markReady(false);
       current = successor ?? start('the running agent drains');
       successor = undefined;
     }
@@ -178,6 +195,7 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
     if (agent === successor) successor = undefined; // a failed hand-over: the current agent keeps serving
     if (agent !== current) return maybeFinish();
     current = undefined;
+    markReady(false);
     if (shuttingDown) {
       exitCode = code ?? (signal === 'SIGTERM' || signal === 'SIGINT' ? 0 : 1);
       return maybeFinish();
@@ -185,6 +203,7 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
     if (successor) {
       current = successor; // promote the starting successor rather than starting a third agent
       successor = undefined;
+      if (current.ready) markReady(true);
       return;
     }
     const lived = performance.now() - agent.startedAt;
@@ -217,6 +236,7 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
       return;
     }
     shuttingDown = true;
+    markReady(false);
     clearTimeout(restartTimer);
     log.info({ signal, agents: all.size }, 'stopping: agents drain, no restart');
     // This node's proxy is going away: new connections are refused from now on rather than queued until the exit.

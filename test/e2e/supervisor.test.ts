@@ -33,6 +33,8 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
   let supervisor: CapturedProcess;
   /** Every supervisor started (the surge test starts a second one on node1). */
   const supervisors: CapturedProcess[] = [];
+  /** Readiness files of the supervisors started with SMESH_READY_FILE (deploy/smesh-agent.yaml's exec probe). */
+  const readyFiles: string[] = [];
   const agents: AgentHandle[] = [];
   const loops: CapturedProcess[] = [];
   /** Per event, what the loops saw: written to $SMESH_RESTART_RESULTS (JSON) for bench/README.md. */
@@ -71,7 +73,8 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
         ],
       });
       // node1's agent runs under the supervisor (it creates the standalone CA); node2's runs plain.
-      supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir]);
+      readyFiles.push(path.join(topo.makeTempDir('ready'), 'first'));
+      supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], { env: { ...process.env, SMESH_READY_FILE: readyFiles[0] } });
       supervisors.push(supervisor);
       await pollUntil(() => readyPids().length, (n) => n >= 1, 60_000).catch(() => undefined);
       if (readyPids().length < 1) throw new Error(`supervised agent never ready\n${diag()}`);
@@ -193,12 +196,16 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     const firstLog = () => jsonRecords(first.stdoutText());
     const outbound = await startLoop('client', VIP.remote, ['--seconds', '10', '--long-seconds', '6']);
     const inbound = await startLoop('client2', VIP.local, ['--seconds', '10']);
-    const second = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir]);
+    const secondReadyFile = path.join(topo.makeTempDir('ready-surge'), 'second');
+    expect(fs.existsSync(readyFiles[0]!), 'the first pod is ready (its readiness file)').toBe(true);
+    const second = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], { env: { ...process.env, SMESH_READY_FILE: secondReadyFile } });
     supervisors.push(second);
     const secondReady = () => jsonRecords(second.stdoutText()).filter((r) => r.component === 'supervisor' && r.msg === 'agent ready');
     const both = () => `${diag()}\n--- second supervisor ---\n${tail(second.outputText(), 40)}`;
     await pollUntil(secondReady, (l) => l.length >= 1, 60_000).catch(() => undefined);
     if (secondReady().length < 1) throw new Error(`the surge supervisor's agent never got ready\n${both()}`);
+    // Each pod's readiness is its own supervisor's file (a probe of :15021 could be answered by either pod's agent).
+    expect(fs.existsSync(secondReadyFile), both()).toBe(true);
     const migration = jsonRecords(second.stdoutText()).find((r) => r.component === 'supervisor' && /tcp_migrate_req/.test(String(r.msg)));
     // Both pods serve side by side (the kernel spreads new connections over both reuseport listeners, and the new agent
     // registered its in-pod listeners): the new agent completes connections before the old pod is deleted.
@@ -222,6 +229,8 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
       expect(r.ok, msg).toBe(r.started);
     }
     expect(firstExit.code, msg).toBe(0);
+    expect(fs.existsSync(readyFiles[0]!), `${msg}\nthe old pod's readiness file outlived it`).toBe(false);
+    expect(fs.existsSync(secondReadyFile), msg).toBe(true);
     expect(firstLog().some((r) => r.msg === 'drained: no open connection left'), msg).toBe(true);
     // Only the new pod's agent is left: captured connections and HBONE into node1 still work, through it.
     supervisor = second;
