@@ -6,6 +6,7 @@ import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type 
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/resources';
 import type { MeshSnapshot, Workload } from '../../../agent/state/types';
+import { snapshotFromObjects } from '../../../control/sources/kubernetes';
 
 describe('Kubernetes quantities as bits per second', () => {
   it.each([
@@ -175,5 +176,31 @@ describe('bandwidth limits over xDS (LocalWorkload egress_bandwidth_bps = 3, ing
     const r = parseResource(XDS_TYPE_URL.localWorkload, name, e.resource);
     expect(r.ok).toBe(false);
     expect(!r.ok && r.error).toMatch(/egress_bandwidth_bps: expected bits per second in 8\.\.7\.2e16/);
+  });
+});
+
+describe('Pod bandwidth annotations from the Kubernetes source', () => {
+  const k8sPod = (name: string, ip: string, annotations: Record<string, string>) => ({
+    metadata: { name, namespace: 'default', resourceVersion: '1', annotations },
+    spec: { nodeName: 'node1', serviceAccountName: 'default' },
+    status: { podIP: ip, phase: 'Running' },
+  });
+  it('a good value becomes the workload limit; a bad one is reported (onProblems) and ignored', () => {
+    let problems: ConfigProblem[] = [];
+    const s = snapshotFromObjects(
+      {
+        pods: [k8sPod('bulk', '10.0.0.1', { 'kubernetes.io/ingress-bandwidth': '10M' }), k8sPod('bad', '10.0.0.2', { 'kubernetes.io/egress-bandwidth': '-1M', 'kubernetes.io/ingress-bandwidth': '2Mi' })],
+        services: [],
+        endpointslices: [],
+        namespaces: [],
+        nodes: [],
+      },
+      undefined,
+      (p) => (problems = p),
+    );
+    expect(s.workloads.get('default/bulk')?.ingressBandwidthBps).toBe(10e6);
+    expect(s.workloads.get('default/bad')).toMatchObject({ ingressBandwidthBps: 2 * 2 ** 20, meshed: true });
+    expect(s.workloads.get('default/bad')?.egressBandwidthBps).toBeUndefined();
+    expect(problems).toEqual([expect.objectContaining({ resource: 'Pod default/bad', field: 'metadata.annotations[kubernetes.io/egress-bandwidth]', message: expect.stringMatching(/unreasonably small/) })]);
   });
 });
