@@ -296,7 +296,7 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     // Its own inbound with a period shorter than the time a PING answer waits behind the socket buffers (megabytes on
     // loopback): the session survives because its send queue drains, not because PINGs are answered in time (with
     // reads alone as progress it is closed within a second).
-    const slow = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), metrics, livenessCheckMs: 300 });
+    const slow = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), metrics, livenessCheckMs: 500 });
     await slow.start();
     const before = await count('smesh_hbone_session_errors_total', { direction: 'inbound', reason: 'unresponsive' });
     const client = new WireClient(slow.address().port, cert, ca.trustBundlePem());
