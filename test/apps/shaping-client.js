@@ -1,17 +1,15 @@
 #!/usr/bin/env node
-// Pod app for the TrafficShaping e2e tests: bursts of new echo connections or HTTP requests, or retries until one passes; prints one JSON line with every outcome.
+// Pod app for the TrafficShaping e2e tests: bursts of new echo connections or HTTP requests; prints one JSON line with every outcome.
 'use strict';
 const net = require('net');
 const http = require('http');
 
 const USAGE = `usage: shaping-client.js MODE [options]
   conns      --host H --port P --count N             N echo connections one after another: ok | reset | refused | timeout | other
-  conns-until --host H --port P --max-ms MS          an echo connection every 100 ms until one is ok (bounded)
   http       --url URL --count N [--new-conn]        N GETs one after another: status and the rate-limit headers of each
-  http-until --url URL --status S --max-ms MS        a GET every 100 ms until one answers S (bounded)
 common: --timeout MS per connection or request (default 5000)`;
 
-const opts = { mode: process.argv[2], count: 1, timeout: 5000, maxMs: 10000, newConn: false };
+const opts = { mode: process.argv[2], count: 1, timeout: 5000, newConn: false };
 const argv = process.argv.slice(3);
 for (let i = 0; i < argv.length; i++) {
   const next = () => argv[++i];
@@ -20,19 +18,15 @@ for (let i = 0; i < argv.length; i++) {
     case '--port': opts.port = Number(next()); break;
     case '--count': opts.count = Number(next()); break;
     case '--url': opts.url = next(); break;
-    case '--status': opts.status = Number(next()); break;
-    case '--max-ms': opts.maxMs = Number(next()); break;
     case '--timeout': opts.timeout = Number(next()); break;
     case '--new-conn': opts.newConn = true; break;
     default: process.stderr.write(`${USAGE}\n`); process.exit(2);
   }
 }
-if (!(opts.count >= 1 && opts.count <= 500) || !(opts.maxMs > 0 && opts.maxMs <= 60000)) {
-  process.stderr.write(`${USAGE}\n(count 1-500, max-ms at most 60000)\n`);
+if (!(opts.count >= 1 && opts.count <= 500)) {
+  process.stderr.write(`${USAGE}\n(count 1-500)\n`);
   process.exit(2);
 }
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** One echo connection: connect, write a line, half-close, read the echo to EOF. */
 function echoOnce(tag) {
@@ -78,18 +72,10 @@ function getOnce() {
 }
 
 async function main() {
-  const started = Date.now();
   if (opts.mode === 'conns') {
     const results = [];
     for (let i = 0; i < opts.count; i++) results.push(await echoOnce(i));
     return { outcomes: results.map((r) => r.outcome), results };
-  }
-  if (opts.mode === 'conns-until') {
-    for (let attempts = 1; ; attempts++) {
-      const r = await echoOnce(`until-${attempts}`);
-      if (r.outcome === 'ok' || Date.now() - started >= opts.maxMs) return { ok: r.outcome === 'ok', attempts, last: r, ms: Date.now() - started };
-      await sleep(100);
-    }
   }
   if (opts.mode === 'http') {
     const results = [];
@@ -97,13 +83,6 @@ async function main() {
     const statuses = {};
     for (const r of results) statuses[r.status ?? r.error] = (statuses[r.status ?? r.error] || 0) + 1;
     return { statuses, results };
-  }
-  if (opts.mode === 'http-until') {
-    for (let attempts = 1; ; attempts++) {
-      const r = await getOnce();
-      if (r.status === opts.status || Date.now() - started >= opts.maxMs) return { ok: r.status === opts.status, attempts, last: r, ms: Date.now() - started };
-      await sleep(100);
-    }
   }
   process.stderr.write(`${USAGE}\n`);
   process.exit(2);

@@ -38,12 +38,6 @@ interface ConnsResult {
   outcomes: string[];
   results: Array<{ outcome: string; connected: boolean; code?: string }>;
 }
-interface UntilResult {
-  ok: boolean;
-  attempts: number;
-  ms: number;
-  last: Record<string, unknown>;
-}
 interface HttpOne {
   status?: number;
   error?: string;
@@ -78,6 +72,17 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
 
   async function rateLimited(agent: AgentHandle, labels: Record<string, string>): Promise<number> {
     return sum(parseMetrics(await agent.metrics()), 'smesh_rate_limited_total', labels);
+  }
+
+  /** Waits until every bucket of `rule` (on whichever agent keeps it) holds a token again, as /config_dump shows them. */
+  async function bucketsRefilled(rule: string): Promise<void> {
+    const tokens = async () => {
+      const all: number[] = [];
+      for (const a of agents) all.push(...((await configDump(a)).trafficShaping.buckets as Array<{ rule: string; tokens: number }>).filter((b) => b.rule === rule).map((b) => b.tokens));
+      return all;
+    };
+    const seen = await pollUntil(tokens, (l) => l.length > 0 && l.every((n) => n >= 1), 8000);
+    expect(seen.length > 0 && seen.every((n) => n >= 1), `tokens of ${rule}: ${JSON.stringify(seen)}\n${diag()}`).toBe(true);
   }
 
   async function configDump(agent: AgentHandle): Promise<Record<string, any>> {
@@ -140,8 +145,9 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(r.outcomes.filter((o) => o !== 'ok' && o !== 'reset'), JSON.stringify(r)).toEqual([]);
     expect(await rateLimited(agents[0]!, labels)).toBe(before + resets);
     expect(sum(parseMetrics(await agents[0]!.metrics()), 'smesh_refused_connections_total', { reason: 'rate_limited' })).toBeGreaterThanOrEqual(resets);
-    const again = await shapingClient<UntilResult>('rate-client', ['conns-until', ...echoArgs, '--max-ms', '8000']);
-    expect(again.ok, `${JSON.stringify(again)}\n${diag()}`).toBe(true);
+    await bucketsRefilled('default/conn-rate/echo-cps');
+    const again = await shapingClient<ConnsResult>('rate-client', ['conns', ...echoArgs, '--count', '1']);
+    expect(again.outcomes, `${JSON.stringify(again)}\n${diag()}`).toEqual(['ok']);
   }, 60_000);
 
   it('maxConnections (Reject): with two connections held open the third is reset and counted (max_connections); once one closes a new one passes', async () => {
@@ -157,12 +163,14 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(await rateLimited(agents[0]!, labels)).toBe(before + 1);
     const dump = await configDump(agents[0]!);
     expect(dump.trafficShaping.connections, JSON.stringify(dump.trafficShaping)).toContainEqual(expect.objectContaining({ rule: 'default/conn-cap/two', open: 2 }));
-    // One held connection ends: its slot frees when the proxy sees the close, so retry until a new one passes.
+    // One held connection ends: its slot frees when the proxy sees the close (wait for that state), then a new one passes.
     const h1 = held.shift()!;
     h1.kill('SIGTERM');
     await waitExit(h1, 5000);
-    const after = await shapingClient<UntilResult>('cap-client', ['conns-until', ...echoArgs, '--max-ms', '8000']);
-    expect(after.ok, `${JSON.stringify(after)}\n${diag()}`).toBe(true);
+    const open = await pollUntil(async () => ((await configDump(agents[0]!)).trafficShaping.connections as Array<{ rule: string; open: number }>).find((c) => c.rule === 'default/conn-cap/two')?.open, (n) => n === 1, 5000);
+    expect(open, `open connections of default/conn-cap/two\n${diag()}`).toBe(1);
+    const after = await shapingClient<ConnsResult>('cap-client', ['conns', ...echoArgs, '--count', '1']);
+    expect(after.outcomes, `${JSON.stringify(after)}\n${diag()}`).toEqual(['ok']);
     expect(await second({ op: 'echo', data: 'still' })).toMatchObject({ ok: true });
     await stopHeldClients(held);
   }, 60_000);
@@ -204,8 +212,9 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(Number(limited.retryAfter)).toBeLessThanOrEqual(2);
     expect(limited.policy).toBe(`"${policy}";q=3;w=2`);
     expect(limited.ratelimit).toMatch(new RegExp(`^"${policy.replace(/\//g, '\\/')}";r=0;t=[12]$`));
-    const again = await shapingClient<UntilResult>(pod, ['http-until', '--url', url, '--status', '200', '--max-ms', '8000']);
-    expect(again.ok, `${JSON.stringify(again)}\n${diag()}`).toBe(true);
+    await bucketsRefilled(policy);
+    const again = await shapingClient<HttpResult>(pod, ['http', '--url', url, '--count', '1']);
+    expect(again.results.map((x) => x.status ?? x.error), `${JSON.stringify(again)}\n${diag()}`).toEqual([200]);
     return r;
   }
 

@@ -9,11 +9,7 @@ export function captureLogs(level: pino.Level = 'debug'): { logger: pino.Logger;
 
 /** Polls `cond` every 20 ms; rejects naming `what` when it is still false after `ms`. */
 export async function waitUntil(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  if (!(await pollUntil(cond, (met) => met, ms, 20))) throw new Error(`${what} not met within ${ms} ms`);
 }
 
 /**
