@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "event_batch.h"
 #include "hbone_engine.h"
 
 namespace smesh {
@@ -68,13 +69,7 @@ class EngineImpl : public hbone::Engine {
   }
 
   void Emit(Event&& ev) override {
-    bool was_empty;
-    {
-      std::lock_guard<std::mutex> lock(ev_mu_);
-      was_empty = events_.empty();
-      events_.push_back(std::move(ev));
-    }
-    if (!was_empty) return;
+    if (!events_.Push(std::move(ev))) return;
     tsfn_.NonBlockingCall([](Napi::Env env, Napi::Function fn) {
       EngineImpl* e = G().engine;
       if (e == nullptr || env == nullptr) return;
@@ -141,30 +136,14 @@ class EngineImpl : public hbone::Engine {
     return o;
   }
 
-  void Drain(Napi::Env env, Napi::Function fn) {
-    std::vector<Event> batch;
-    {
-      std::lock_guard<std::mutex> lock(ev_mu_);
-      batch.swap(events_);
-    }
-    if (batch.empty()) return;
-    Napi::HandleScope scope(env);
-    Napi::Array arr = Napi::Array::New(env, batch.size());
-    for (size_t i = 0; i < batch.size(); i++) arr.Set(static_cast<uint32_t>(i), ToJs(env, batch[i]));
-    try {
-      fn.Call({arr});
-    } catch (const Napi::Error&) {
-      // The facade's handler does not throw; a throwing one must not take the addon down.
-    }
-  }
+  void Drain(Napi::Env env, Napi::Function fn) { events_.Deliver(env, fn, ToJs); }
 
   napi_env env_;
   Napi::ThreadSafeFunction tsfn_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t rr_ = 0;
   bool reffed_ = false;
-  std::mutex ev_mu_;
-  std::vector<Event> events_;
+  EventBatch<Event> events_;
 };
 
 EngineImpl& Running(Napi::Env env) {
