@@ -25,10 +25,12 @@ build: setup deps
 	$(MAKE) bpf native ts
 
 # Every suite on the default data plane (the native HBONE engine), the e2e suites again on the JS fallback, and the
-# native engine's tests under AddressSanitizer + UBSan.
+# native engine's tests under AddressSanitizer + UBSan. The supervisor suite (restarts under load) runs on the default
+# data plane only: on the JS relay a SIGKILLed agent's in-flight connections may end with a FIN instead of a reset,
+# which its exact per-connection counts do not allow for (README, Tests).
 test: build
 	npx vitest run
-	SMESH_DATAPLANE=js npx vitest run test/e2e
+	SMESH_DATAPLANE=js npx vitest run test/e2e --exclude test/e2e/supervisor.test.ts
 	$(MAKE) test-native-asan
 
 test-unit: deps
