@@ -26,8 +26,8 @@ build: setup deps
 
 # Every suite on the default data plane (the native HBONE engine), the e2e suites again on the JS fallback, and the
 # native engine's tests under AddressSanitizer + UBSan. The supervisor suite (restarts under load) runs on the default
-# data plane only: on the JS relay a SIGKILLed agent's in-flight connections may end with a FIN instead of a reset,
-# which its exact per-connection counts do not allow for (README, Tests).
+# data plane only: on the JS relay a SIGKILLed agent's in-flight connection may end with a FIN instead of a reset, and
+# one in 500 was reset during the surge hand-over — its exact per-connection counts do not allow for that (README, Tests).
 test: build
 	npx vitest run
 	SMESH_DATAPLANE=js npx vitest run test/e2e --exclude test/e2e/supervisor.test.ts
