@@ -1,10 +1,11 @@
 // Encodes each workload's resolved TrafficShaping rules as smesh.traffic.v1alpha1.TrafficShaping (one per workload uid, service names in their wire form).
 import type { HttpMatch } from '../proto/generated/smesh/traffic/v1alpha1/HttpMatch';
+import type { QosClass } from '../proto/generated/smesh/traffic/v1alpha1/QosClass';
 import type { LocalRateLimit } from '../proto/generated/smesh/traffic/v1alpha1/LocalRateLimit';
 import type { RateLimitRule } from '../proto/generated/smesh/traffic/v1alpha1/RateLimitRule';
 import type { StringMatch } from '../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping } from '../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
-import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, RouteStringMatch, ShapingRule, WorkloadShaping } from '../agent/state/types';
+import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, QosSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../agent/state/types';
 import { durationToWire, type TrafficNaming } from './traffic';
 
 function bucketToWire(b: LocalRateLimitSettings | undefined): LocalRateLimit | null {
@@ -21,6 +22,13 @@ function matchToWire(m: HttpRouteMatch): HttpMatch {
   return { path: stringMatchToWire(m.path), method: stringMatchToWire(m.method), headers, port: 0 };
 }
 
+const PRIORITY_TO_WIRE = { latency: 'LATENCY', normal: 'NORMAL', bulk: 'BULK' } as const;
+
+function qosToWire(q: QosSettings | undefined): QosClass | null {
+  if (!q) return null;
+  return { priority: q.priority ? PRIORITY_TO_WIRE[q.priority] : 'PRIORITY_UNSPECIFIED', weight: q.weight ?? 0, dscp: q.dscp !== undefined ? { value: q.dscp } : null };
+}
+
 function ruleToWire(r: ShapingRule, naming: TrafficNaming): RateLimitRule {
   return {
     name: r.name,
@@ -30,6 +38,9 @@ function ruleToWire(r: ShapingRule, naming: TrafficNaming): RateLimitRule {
     requestRate: bucketToWire(r.requestRate),
     requestMatch: r.requestMatch.map(matchToWire),
     overLimit: { action: r.overLimit.action === 'queue' ? 'QUEUE' : 'REJECT', maxWait: r.overLimit.action === 'queue' ? durationToWire(r.overLimit.maxWaitMs) : null },
+    bytesPerSecond: r.bytesPerSecond ? { uploadBps: r.bytesPerSecond.upload ?? 0, downloadBps: r.bytesPerSecond.download ?? 0 } : null,
+    port: r.port ?? 0,
+    qos: qosToWire(r.qos),
   };
 }
 
@@ -42,6 +53,7 @@ export function trafficShapingMessage(s: WorkloadShaping, naming: TrafficNaming)
     fairShareWeight: 0,
     outbound: s.outbound.map((r) => ruleToWire(r, naming)),
     inbound: s.inbound.map((r) => ruleToWire(r, naming)),
+    qos: qosToWire(s.qos),
   };
 }
 

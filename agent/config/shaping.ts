@@ -12,11 +12,18 @@
 //     requestRate             {maxTokens, tokensPerFill, fillInterval}: HTTP requests (HTTP ports only)
 //     match[]                 which requests requestRate counts: {uri, method: {exact|prefix|regex}, headers: {name: {...}}}
 //     overLimit               {action: Reject | Queue, maxWait}: a connection over a connection limit (Queue: outbound only)
-// Bytes per second are not supported yet (issue 14 item 2 covers bandwidth).
+//     bytesPerSecond          {upload, download}: relay bandwidth each way (native engine), Kubernetes bandwidth quantities
+//                             in bits per second ("10M" = 10 Mbit/s) like kubernetes.io/egress-bandwidth; upload = client → server
+//     port                    limit the rule to one destination service port (needs `service`)
+//     priority, weight, dscp  QoS of the connections the rule matches (override the resource-level ones below)
+//   priority                  latency | normal | bulk: relay class of the selected workloads' connections (default normal)
+//   weight                    1-1000 (default 100): fair share of the selected workloads inside their class
+//   dscp                      0-63: DSCP marked on the engine's sockets of their connections (default: not marked)
+import { parseBandwidth } from './bandwidth';
 import { checkWorkloadSelector, isDns1123Label } from './istio-names';
 import { parseDurationMs, validate, type FieldProblem, type FieldSpec } from './schema';
 import { resolveHost } from './traffic';
-import type { HttpRouteMatch, LocalRateLimitSettings, OverLimitSettings, RouteStringMatch, Service, ShapingRule, Workload, WorkloadShaping } from '../state/types';
+import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, OverLimitSettings, QosSettings, RouteStringMatch, Service, ShapingRule, TrafficPriority, Workload, WorkloadShaping } from '../state/types';
 
 export const TRAFFIC_SHAPING_API_VERSION = 'smesh.io/v1alpha1';
 /** Envoy's minimum fill interval for the local rate limit. */
@@ -24,6 +31,9 @@ export const MIN_FILL_INTERVAL_MS = 50;
 export const DEFAULT_QUEUE_WAIT_MS = 1000;
 /** A queued connection never waits longer than this, whatever the resource says. */
 export const MAX_QUEUE_WAIT_MS = 60_000;
+export const DEFAULT_FAIR_SHARE_WEIGHT = 100;
+export const MAX_FAIR_SHARE_WEIGHT = 1000;
+export const TRAFFIC_PRIORITIES: readonly TrafficPriority[] = ['latency', 'normal', 'bulk'];
 
 const bucket: FieldSpec = { object: { fields: { maxTokens: 'integer', tokensPerFill: 'integer', fillInterval: 'duration' }, required: ['maxTokens', 'fillInterval'] } };
 const stringMatch: FieldSpec = { object: { fields: { exact: 'string', prefix: 'string', regex: 'string' } } };
@@ -38,6 +48,11 @@ const rule: FieldSpec = {
       requestRate: bucket,
       match: { arrayOf: requestMatch },
       overLimit: { object: { fields: { action: { oneOf: ['Reject', 'Queue'] }, maxWait: 'duration' } } },
+      bytesPerSecond: { object: { fields: { upload: 'ignored', download: 'ignored' } } },
+      port: 'integer',
+      priority: { oneOf: TRAFFIC_PRIORITIES },
+      weight: 'integer',
+      dscp: 'integer',
     },
   },
 };
@@ -48,6 +63,9 @@ export const TRAFFIC_SHAPING_SPEC: FieldSpec = {
       selector: { object: { fields: { matchLabels: 'stringMap' } } },
       outbound: { arrayOf: rule },
       inbound: { arrayOf: rule },
+      priority: { oneOf: TRAFFIC_PRIORITIES },
+      weight: 'integer',
+      dscp: 'integer',
     },
   },
 };
@@ -67,6 +85,7 @@ export interface TrafficShapingConfig {
   readonly selector?: Readonly<Record<string, string>>;
   readonly outbound: readonly UnresolvedRule[];
   readonly inbound: readonly UnresolvedRule[];
+  readonly qos?: QosSettings;
 }
 
 type Obj = Record<string, any>;
@@ -130,6 +149,38 @@ function convertMatch(m: Obj, path: string, problems: FieldProblem[]): HttpRoute
   return out;
 }
 
+/** priority / weight / dscp of a resource or rule (shape already checked); undefined when none is set. */
+function convertQos(v: Obj, path: string, problems: FieldProblem[]): QosSettings | undefined {
+  const out: { priority?: TrafficPriority; weight?: number; dscp?: number } = {};
+  if (v.priority !== undefined && v.priority !== null) out.priority = v.priority as TrafficPriority;
+  if (v.weight !== undefined && v.weight !== null) {
+    if (v.weight < 1 || v.weight > MAX_FAIR_SHARE_WEIGHT) problems.push({ field: `${path}weight`, message: `expected an integer 1-${MAX_FAIR_SHARE_WEIGHT} (default ${DEFAULT_FAIR_SHARE_WEIGHT}), got ${v.weight}` });
+    else out.weight = v.weight as number;
+  }
+  if (v.dscp !== undefined && v.dscp !== null) {
+    if (v.dscp < 0 || v.dscp > 63) problems.push({ field: `${path}dscp`, message: `expected an integer 0-63 (a DSCP code point, e.g. 46 for EF), got ${v.dscp}` });
+    else out.dscp = v.dscp as number;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function convertBytesPerSecond(v: Obj, path: string, problems: FieldProblem[]): BytesPerSecondSettings | undefined {
+  const out: { upload?: number; download?: number } = {};
+  for (const dir of ['upload', 'download'] as const) {
+    const raw = v[dir];
+    if (raw === undefined || raw === null) continue;
+    if (typeof raw !== 'string' && typeof raw !== 'number') {
+      problems.push({ field: `${path}.${dir}`, message: `expected a bandwidth quantity in bits per second such as 10M, got ${JSON.stringify(raw)}` });
+      continue;
+    }
+    const r = parseBandwidth(String(raw));
+    if ('error' in r) problems.push({ field: `${path}.${dir}`, message: `${r.error} (bits per second, as kubernetes.io/egress-bandwidth)` });
+    else out[dir] = r.bitsPerSecond;
+  }
+  if (v.upload === undefined && v.download === undefined) problems.push({ field: path, message: 'expected upload, download or both' });
+  return out.upload !== undefined || out.download !== undefined ? out : undefined;
+}
+
 function convertRule(r: Obj, path: string, index: number, direction: 'outbound' | 'inbound', resource: string, problems: FieldProblem[]): UnresolvedRule | undefined {
   const before = problems.length;
   const ruleName: string = r.name ?? `rule-${index}`;
@@ -138,8 +189,15 @@ function convertRule(r: Obj, path: string, index: number, direction: 'outbound' 
   const requestRate = r.requestRate ? convertBucket(r.requestRate, `${path}.requestRate`, problems) : undefined;
   const maxConnections: number | undefined = r.maxConnections ?? undefined;
   if (maxConnections !== undefined && (maxConnections < 1 || maxConnections > 0xffffffff)) problems.push({ field: `${path}.maxConnections`, message: `expected an integer 1-4294967295, got ${maxConnections}` });
-  if (!r.connectionRate && !r.requestRate && maxConnections === undefined) {
-    problems.push({ field: path, message: 'expected at least one limit: connectionRate, maxConnections or requestRate (bytes per second are not supported yet)' });
+  const bytesPerSecond = r.bytesPerSecond ? convertBytesPerSecond(r.bytesPerSecond, `${path}.bytesPerSecond`, problems) : undefined;
+  const qos = convertQos(r, `${path}.`, problems);
+  const port: number | undefined = r.port ?? undefined;
+  if (port !== undefined) {
+    if (port < 1 || port > 65535) problems.push({ field: `${path}.port`, message: `expected a service port 1-65535, got ${port}` });
+    else if (!r.service) problems.push({ field: `${path}.port`, message: 'a port belongs to a service: set service too' });
+  }
+  if (!r.connectionRate && !r.requestRate && maxConnections === undefined && !r.bytesPerSecond && r.priority == null && r.weight == null && r.dscp == null) {
+    problems.push({ field: path, message: 'expected at least one limit or QoS setting: connectionRate, maxConnections, requestRate, bytesPerSecond, priority, weight or dscp' });
   }
   const match = ((r.match ?? []) as Obj[]).map((m, i) => convertMatch(m, `${path}.match[${i}]`, problems));
   if (match.length > 0 && !r.requestRate) problems.push({ field: `${path}.match`, message: 'selects the requests requestRate counts: set requestRate, or leave match out' });
@@ -163,6 +221,9 @@ function convertRule(r: Obj, path: string, index: number, direction: 'outbound' 
     ...(requestRate ? { requestRate } : {}),
     requestMatch: match,
     overLimit,
+    ...(bytesPerSecond ? { bytesPerSecond } : {}),
+    ...(port !== undefined ? { port } : {}),
+    ...(qos ? { qos } : {}),
   };
 }
 
@@ -189,10 +250,11 @@ export function convertTrafficShaping(name: string, namespace: string, spec: any
   };
   const outbound = rules('outbound');
   const inbound = rules('inbound');
-  if (outbound.length === 0 && inbound.length === 0 && problems.length === 0) problems.push({ field: 'spec', message: 'expected at least one rule in spec.outbound or spec.inbound' });
+  const qos = convertQos(s, 'spec.', problems);
+  if (outbound.length === 0 && inbound.length === 0 && !qos && problems.length === 0) problems.push({ field: 'spec', message: 'expected at least one rule in spec.outbound or spec.inbound, or a priority, weight or dscp' });
   if (problems.length > 0) return { problems };
   const hasSelector = matchLabels !== undefined && matchLabels !== null && Object.keys(matchLabels).length > 0;
-  return { shaping: { name, namespace, ...(hasSelector ? { selector: { ...matchLabels } } : {}), outbound, inbound }, problems };
+  return { shaping: { name, namespace, ...(hasSelector ? { selector: { ...matchLabels } } : {}), outbound, inbound, ...(qos ? { qos } : {}) }, problems };
 }
 
 /** A problem found while resolving a resource against the mesh (a service that does not exist). */
@@ -247,12 +309,14 @@ export function resolveTrafficShaping(
     if (!w.meshed) continue;
     const outbound: ShapingRule[] = [];
     const inbound: ShapingRule[] = [];
+    let qos: QosSettings | undefined;
     for (const r of resolved) {
       if (!selects(r.config, w, rootNamespace)) continue;
       outbound.push(...r.outbound);
       inbound.push(...r.inbound);
+      if (r.config.qos) qos = { ...r.config.qos, ...qos };
     }
-    if (outbound.length > 0 || inbound.length > 0) shaping.set(uid, { workloadUid: uid, outbound, inbound });
+    if (outbound.length > 0 || inbound.length > 0 || qos) shaping.set(uid, { workloadUid: uid, outbound, inbound, ...(qos ? { qos } : {}) });
   }
   return { shaping, problems };
 }

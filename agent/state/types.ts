@@ -280,6 +280,30 @@ export interface ShapingRule {
   /** Which requests `requestRate` counts (OR-ed; empty = all). */
   readonly requestMatch: readonly HttpRouteMatch[];
   readonly overLimit: OverLimitSettings;
+  /** Relay bandwidth each way, bits per second (the native engine enforces it per bucket scope). */
+  readonly bytesPerSecond?: BytesPerSecondSettings;
+  /** Destination service port the rule is limited to (with `service`); absent = every port. */
+  readonly port?: number;
+  /** QoS of the connections the rule matches; overrides the resource-level `WorkloadShaping.qos` field by field. */
+  readonly qos?: QosSettings;
+}
+
+/** Relay priority classes of the native engine: latency before normal before bulk. */
+export type TrafficPriority = 'latency' | 'normal' | 'bulk';
+
+/** TrafficShaping QoS (resource or rule level); absent fields inherit (in the end: normal, weight 100, no DSCP). */
+export interface QosSettings {
+  readonly priority?: TrafficPriority;
+  /** Fair-share weight 1-1000 of the source workload inside its priority class. */
+  readonly weight?: number;
+  /** DSCP 0-63 marked on the engine's sockets. */
+  readonly dscp?: number;
+}
+
+/** Bits per second each way; absent = unlimited that way. upload = client → server. */
+export interface BytesPerSecondSettings {
+  readonly upload?: number;
+  readonly download?: number;
 }
 
 /** The rules that apply to one workload: as a source (`outbound`) and as a destination (`inbound`). */
@@ -287,4 +311,6 @@ export interface WorkloadShaping {
   readonly workloadUid: string;
   readonly outbound: readonly ShapingRule[];
   readonly inbound: readonly ShapingRule[];
+  /** Resource-level QoS (the first resource in `<ns>/<name>` order that sets each field). */
+  readonly qos?: QosSettings;
 }

@@ -1,17 +1,23 @@
 // Validates a decoded smesh.traffic.v1alpha1.TrafficShaping and converts it to the state model (WorkloadShaping); pure, reports the first bad field.
 import type { Duration__Output } from '../../proto/generated/google/protobuf/Duration';
 import type { HttpMatch__Output } from '../../proto/generated/smesh/traffic/v1alpha1/HttpMatch';
+import type { QosClass__Output } from '../../proto/generated/smesh/traffic/v1alpha1/QosClass';
 import type { LocalRateLimit__Output } from '../../proto/generated/smesh/traffic/v1alpha1/LocalRateLimit';
 import type { RateLimitRule__Output } from '../../proto/generated/smesh/traffic/v1alpha1/RateLimitRule';
 import type { StringMatch__Output } from '../../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
-import type { HttpRouteMatch, LocalRateLimitSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../state/types';
+import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, QosSettings, RouteStringMatch, ShapingRule, TrafficPriority, WorkloadShaping } from '../state/types';
 
 /** Envoy's minimum fill interval; the agent refuses smaller ones rather than spin. */
 const MIN_FILL_INTERVAL_MS = 50;
 const MAX_QUEUE_WAIT_MS = 60_000;
 const DEFAULT_QUEUE_WAIT_MS = 1000;
 const q = JSON.stringify;
+const MAX_WEIGHT = 1000;
+/** The kubelet's bandwidth bounds (agent/config/bandwidth.ts), bits per second. */
+const MIN_BPS = 1e3;
+const MAX_BPS = 1e15;
+const PRIORITY_FROM_WIRE: Record<string, TrafficPriority | undefined> = { LATENCY: 'latency', NORMAL: 'normal', BULK: 'bulk' };
 
 class ShapingFieldError extends Error {
   constructor(
@@ -65,11 +71,46 @@ function match(field: string, m: HttpMatch__Output): HttpRouteMatch {
   return { ...(path ? { path } : {}), ...(method ? { method } : {}), ...(entries.length > 0 ? { headers } : {}) };
 }
 
+function qos(field: string, c: QosClass__Output | null): QosSettings | undefined {
+  if (!c) return undefined;
+  const out: { priority?: TrafficPriority; weight?: number; dscp?: number } = {};
+  if (c.priority !== 'PRIORITY_UNSPECIFIED') {
+    const p = PRIORITY_FROM_WIRE[c.priority];
+    if (!p) fail(`${field}.priority`, `expected LATENCY, NORMAL or BULK, got ${q(c.priority)}`);
+    out.priority = p;
+  }
+  if (c.weight !== 0) {
+    if (!Number.isInteger(c.weight) || c.weight > MAX_WEIGHT) fail(`${field}.weight`, `expected 1-${MAX_WEIGHT} (0 = unset), got ${c.weight}`);
+    out.weight = c.weight;
+  }
+  if (c.dscp) {
+    if (c.dscp.value > 63) fail(`${field}.dscp`, `expected 0-63, got ${c.dscp.value}`);
+    out.dscp = c.dscp.value;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+function bandwidthBps(field: string, v: number): number | undefined {
+  if (v === 0) return undefined;
+  if (!Number.isInteger(v) || v < MIN_BPS || v > MAX_BPS) fail(field, `expected 0 (no limit) or ${MIN_BPS}-${MAX_BPS} bits per second, got ${v}`);
+  return v;
+}
+
 function rule(field: string, r: RateLimitRule__Output, serviceKey: (ref: string) => string): ShapingRule {
   if (r.name === '') fail(`${field}.name`, 'expected a rule name, got an empty string');
   const connectionRate = bucket(`${field}.connection_rate`, r.connectionRate);
   const requestRate = bucket(`${field}.request_rate`, r.requestRate);
-  if (!connectionRate && !requestRate && r.maxConnections === 0) fail(field, 'expected at least one of connection_rate, max_connections, request_rate');
+  let bytesPerSecond: BytesPerSecondSettings | undefined;
+  if (r.bytesPerSecond) {
+    const upload = bandwidthBps(`${field}.bytes_per_second.upload_bps`, r.bytesPerSecond.uploadBps);
+    const download = bandwidthBps(`${field}.bytes_per_second.download_bps`, r.bytesPerSecond.downloadBps);
+    if (upload === undefined && download === undefined) fail(`${field}.bytes_per_second`, 'expected upload_bps, download_bps or both');
+    bytesPerSecond = { ...(upload !== undefined ? { upload } : {}), ...(download !== undefined ? { download } : {}) };
+  }
+  const ruleQos = qos(`${field}.qos`, r.qos);
+  if (r.port > 65535) fail(`${field}.port`, `expected 0-65535, got ${r.port}`);
+  if (r.port !== 0 && r.service === '') fail(`${field}.port`, 'a port needs service');
+  if (!connectionRate && !requestRate && r.maxConnections === 0 && !bytesPerSecond && !ruleQos) fail(field, 'expected at least one of connection_rate, max_connections, request_rate, bytes_per_second, qos');
   if (r.service !== '' && !/^[^/]+\/[^/]+$/.test(r.service)) fail(`${field}.service`, `expected "namespace/hostname" or empty, got ${q(r.service)}`);
   const queue = r.overLimit?.action === 'QUEUE';
   let maxWaitMs = 0;
@@ -85,6 +126,9 @@ function rule(field: string, r: RateLimitRule__Output, serviceKey: (ref: string)
     ...(requestRate ? { requestRate } : {}),
     requestMatch: r.requestMatch.map((m, i) => match(`${field}.request_match[${i}]`, m)),
     overLimit: { action: queue ? 'queue' : 'reject', maxWaitMs },
+    ...(bytesPerSecond ? { bytesPerSecond } : {}),
+    ...(r.port !== 0 ? { port: r.port } : {}),
+    ...(ruleQos ? { qos: ruleQos } : {}),
   };
 }
 
@@ -100,9 +144,15 @@ export function parseTrafficShaping(
   try {
     if (s.workloadUid !== name) fail('workload_uid', `expected the resource name ${q(name)}, got ${q(s.workloadUid)}`);
     if (s.inbound.some((r) => r.overLimit?.action === 'QUEUE')) fail(`inbound[${s.inbound.findIndex((r) => r.overLimit?.action === 'QUEUE')}].over_limit.action`, 'QUEUE is supported on outbound rules only');
+    const resourceQos = qos('qos', s.qos);
     return {
       ok: true,
-      shaping: { workloadUid: name, outbound: s.outbound.map((r, i) => rule(`outbound[${i}]`, r, serviceKey)), inbound: s.inbound.map((r, i) => rule(`inbound[${i}]`, r, serviceKey)) },
+      shaping: {
+        workloadUid: name,
+        outbound: s.outbound.map((r, i) => rule(`outbound[${i}]`, r, serviceKey)),
+        inbound: s.inbound.map((r, i) => rule(`inbound[${i}]`, r, serviceKey)),
+        ...(resourceQos ? { qos: resourceQos } : {}),
+      },
     };
   } catch (err) {
     if (err instanceof ShapingFieldError) return { ok: false, field: err.field, message: err.message };

@@ -54,6 +54,7 @@ import type { Workload as _istio_workload_Workload, Workload__Output as _istio_w
 import type { LocalWorkload as _smesh_mesh_v1alpha1_LocalWorkload, LocalWorkload__Output as _smesh_mesh_v1alpha1_LocalWorkload__Output } from './smesh/mesh/v1alpha1/LocalWorkload';
 import type { MeshConfig as _smesh_mesh_v1alpha1_MeshConfig, MeshConfig__Output as _smesh_mesh_v1alpha1_MeshConfig__Output } from './smesh/mesh/v1alpha1/MeshConfig';
 import type { Node as _smesh_mesh_v1alpha1_Node, Node__Output as _smesh_mesh_v1alpha1_Node__Output } from './smesh/mesh/v1alpha1/Node';
+import type { BytesPerSecond as _smesh_traffic_v1alpha1_BytesPerSecond, BytesPerSecond__Output as _smesh_traffic_v1alpha1_BytesPerSecond__Output } from './smesh/traffic/v1alpha1/BytesPerSecond';
 import type { ConnectionPool as _smesh_traffic_v1alpha1_ConnectionPool, ConnectionPool__Output as _smesh_traffic_v1alpha1_ConnectionPool__Output } from './smesh/traffic/v1alpha1/ConnectionPool';
 import type { ConsistentHash as _smesh_traffic_v1alpha1_ConsistentHash, ConsistentHash__Output as _smesh_traffic_v1alpha1_ConsistentHash__Output } from './smesh/traffic/v1alpha1/ConsistentHash';
 import type { FaultInjection as _smesh_traffic_v1alpha1_FaultInjection, FaultInjection__Output as _smesh_traffic_v1alpha1_FaultInjection__Output } from './smesh/traffic/v1alpha1/FaultInjection';
@@ -65,6 +66,7 @@ import type { LocalityFailover as _smesh_traffic_v1alpha1_LocalityFailover, Loca
 import type { OutlierDetection as _smesh_traffic_v1alpha1_OutlierDetection, OutlierDetection__Output as _smesh_traffic_v1alpha1_OutlierDetection__Output } from './smesh/traffic/v1alpha1/OutlierDetection';
 import type { OverLimit as _smesh_traffic_v1alpha1_OverLimit, OverLimit__Output as _smesh_traffic_v1alpha1_OverLimit__Output } from './smesh/traffic/v1alpha1/OverLimit';
 import type { PortTrafficPolicy as _smesh_traffic_v1alpha1_PortTrafficPolicy, PortTrafficPolicy__Output as _smesh_traffic_v1alpha1_PortTrafficPolicy__Output } from './smesh/traffic/v1alpha1/PortTrafficPolicy';
+import type { QosClass as _smesh_traffic_v1alpha1_QosClass, QosClass__Output as _smesh_traffic_v1alpha1_QosClass__Output } from './smesh/traffic/v1alpha1/QosClass';
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from './smesh/traffic/v1alpha1/RateLimit';
 import type { RateLimitRule as _smesh_traffic_v1alpha1_RateLimitRule, RateLimitRule__Output as _smesh_traffic_v1alpha1_RateLimitRule__Output } from './smesh/traffic/v1alpha1/RateLimitRule';
 import type { RetryBudget as _smesh_traffic_v1alpha1_RetryBudget, RetryBudget__Output as _smesh_traffic_v1alpha1_RetryBudget__Output } from './smesh/traffic/v1alpha1/RetryBudget';
@@ -184,6 +186,7 @@ export interface ProtoGrpcType {
     }
     traffic: {
       v1alpha1: {
+        BytesPerSecond: MessageTypeDefinition<_smesh_traffic_v1alpha1_BytesPerSecond, _smesh_traffic_v1alpha1_BytesPerSecond__Output>
         ConnectionPool: MessageTypeDefinition<_smesh_traffic_v1alpha1_ConnectionPool, _smesh_traffic_v1alpha1_ConnectionPool__Output>
         ConsistentHash: MessageTypeDefinition<_smesh_traffic_v1alpha1_ConsistentHash, _smesh_traffic_v1alpha1_ConsistentHash__Output>
         FaultInjection: MessageTypeDefinition<_smesh_traffic_v1alpha1_FaultInjection, _smesh_traffic_v1alpha1_FaultInjection__Output>
@@ -195,6 +198,7 @@ export interface ProtoGrpcType {
         OutlierDetection: MessageTypeDefinition<_smesh_traffic_v1alpha1_OutlierDetection, _smesh_traffic_v1alpha1_OutlierDetection__Output>
         OverLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_OverLimit, _smesh_traffic_v1alpha1_OverLimit__Output>
         PortTrafficPolicy: MessageTypeDefinition<_smesh_traffic_v1alpha1_PortTrafficPolicy, _smesh_traffic_v1alpha1_PortTrafficPolicy__Output>
+        QosClass: MessageTypeDefinition<_smesh_traffic_v1alpha1_QosClass, _smesh_traffic_v1alpha1_QosClass__Output>
         RateLimit: MessageTypeDefinition<_smesh_traffic_v1alpha1_RateLimit, _smesh_traffic_v1alpha1_RateLimit__Output>
         RateLimitRule: MessageTypeDefinition<_smesh_traffic_v1alpha1_RateLimitRule, _smesh_traffic_v1alpha1_RateLimitRule__Output>
         RetryBudget: MessageTypeDefinition<_smesh_traffic_v1alpha1_RetryBudget, _smesh_traffic_v1alpha1_RetryBudget__Output>

@@ -24,6 +24,16 @@ spec:
     service: reviews
     requestRate: {maxTokens: 20, tokensPerFill: 10, fillInterval: 1s}
     match: [{uri: {prefix: /api}, headers: {x-tenant: {exact: a}}}]
+  - name: bulk-in
+    bytesPerSecond: {upload: 10M, download: 500k}
+    priority: bulk
+    weight: 10
+    dscp: 8
+  - name: grpc-port
+    service: reviews
+    port: 9080
+    priority: latency
+    dscp: 0
 ---
 apiVersion: smesh.io/v1alpha1
 kind: TrafficShaping
@@ -31,6 +41,14 @@ metadata: {name: mesh-wide, namespace: istio-system}
 spec:
   outbound:
   - maxConnections: 100
+---
+apiVersion: smesh.io/v1alpha1
+kind: TrafficShaping
+metadata: {name: reviews-class, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  priority: latency
+  weight: 300
 `;
 
 function load(text: string) {
@@ -56,12 +74,25 @@ describe('TrafficShaping config', () => {
       requestMatch: [],
       overLimit: { action: 'queue', maxWaitMs: 500 },
     });
+    expect(r1.qos).toEqual({ priority: 'latency', weight: 300 });
+    expect(s.get('data/ratings-1')!.qos).toBeUndefined();
+    expect(r1.inbound[1]).toEqual({ name: 'default/reviews-limits/bulk-in', requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 }, bytesPerSecond: { upload: 10_000_000, download: 500_000 }, qos: { priority: 'bulk', weight: 10, dscp: 8 } });
+    expect(r1.inbound[2]).toEqual({ name: 'default/reviews-limits/grpc-port', service: 'default/reviews', port: 9080, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 }, qos: { priority: 'latency', dscp: 0 } });
     expect(r1.inbound[0]).toMatchObject({ service: 'default/reviews', requestRate: { maxTokens: 20, tokensPerFill: 10, fillIntervalMs: 1000 }, requestMatch: [{ path: { kind: 'prefix', value: '/api' }, headers: { 'x-tenant': { kind: 'exact', value: 'a' } } }] });
   });
 
   it.each([
-    ['unknown field', `outbound: [{bytesPerSecond: 10}]`, 'spec.outbound[0].bytesPerSecond', 'unknown field'],
-    ['no limit', `outbound: [{name: a}]`, 'spec.outbound[0]', 'expected at least one limit'],
+    ['unknown field', `outbound: [{bitsPerSecond: 10}]`, 'spec.outbound[0].bitsPerSecond', 'unknown field'],
+    ['bad bandwidth quantity', `outbound: [{bytesPerSecond: {upload: 10Mbit}}]`, 'spec.outbound[0].bytesPerSecond.upload', 'expected a Kubernetes quantity'],
+    ['bandwidth under 1 kbit/s', `inbound: [{bytesPerSecond: {download: 10}}]`, 'spec.inbound[0].bytesPerSecond.download', 'bits per second'],
+    ['empty bytesPerSecond', `outbound: [{bytesPerSecond: {}}]`, 'spec.outbound[0].bytesPerSecond', 'expected upload, download or both'],
+    ['bad priority', `outbound: [{priority: urgent}]`, 'spec.outbound[0].priority', 'expected one of latency, normal, bulk'],
+    ['resource priority', `priority: high`, 'spec.priority', 'expected one of latency, normal, bulk'],
+    ['weight 0', `outbound: [{weight: 0}]`, 'spec.outbound[0].weight', 'expected an integer 1-1000'],
+    ['resource weight too big', `weight: 1001`, 'spec.weight', 'expected an integer 1-1000'],
+    ['dscp 64', `outbound: [{dscp: 64}]`, 'spec.outbound[0].dscp', 'expected an integer 0-63'],
+    ['port without service', `outbound: [{port: 80, priority: bulk}]`, 'spec.outbound[0].port', 'set service too'],
+    ['no limit', `outbound: [{name: a}]`, 'spec.outbound[0]', 'expected at least one limit or QoS setting'],
     ['zero tokens', `outbound: [{connectionRate: {maxTokens: 0, fillInterval: 1s}}]`, 'spec.outbound[0].connectionRate.maxTokens', 'expected an integer 1-'],
     ['fill interval under 50ms', `inbound: [{requestRate: {maxTokens: 1, fillInterval: 10ms}}]`, 'spec.inbound[0].requestRate.fillInterval', "at least 50ms (Envoy's minimum)"],
     ['missing fillInterval', `outbound: [{connectionRate: {maxTokens: 1}}]`, 'spec.outbound[0].connectionRate.fillInterval', 'required field is missing'],
@@ -117,5 +148,9 @@ describe('TrafficShaping over xDS', () => {
     const any = loadMeshProtos().codecs.trafficShaping.pack(bad as never);
     const r = parseResource(TYPE_URL.trafficShaping, 'w', any);
     expect(r).toEqual({ ok: false, error: 'TrafficShaping w: outbound[0].connection_rate.fill_interval: expected at least 50ms, got 1ms' });
+    const badQos = { workloadUid: 'w', outbound: [], inbound: [], qos: { priority: 'BULK', weight: 5000 } };
+    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badQos as never))).toEqual({ ok: false, error: 'TrafficShaping w: qos.weight: expected 1-1000 (0 = unset), got 5000' });
+    const badBw = { workloadUid: 'w', outbound: [{ name: 'r', bytesPerSecond: { uploadBps: 5, downloadBps: 0 } }], inbound: [] };
+    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badBw as never))).toEqual({ ok: false, error: 'TrafficShaping w: outbound[0].bytes_per_second.upload_bps: expected 0 (no limit) or 1000-1000000000000000 bits per second, got 5' });
   });
 });

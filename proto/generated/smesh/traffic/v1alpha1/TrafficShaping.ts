@@ -2,6 +2,7 @@
 
 import type { RateLimit as _smesh_traffic_v1alpha1_RateLimit, RateLimit__Output as _smesh_traffic_v1alpha1_RateLimit__Output } from '../../../smesh/traffic/v1alpha1/RateLimit';
 import type { RateLimitRule as _smesh_traffic_v1alpha1_RateLimitRule, RateLimitRule__Output as _smesh_traffic_v1alpha1_RateLimitRule__Output } from '../../../smesh/traffic/v1alpha1/RateLimitRule';
+import type { QosClass as _smesh_traffic_v1alpha1_QosClass, QosClass__Output as _smesh_traffic_v1alpha1_QosClass__Output } from '../../../smesh/traffic/v1alpha1/QosClass';
 
 /**
  * Per-workload shaping on the shared node proxy, so one noisy pod cannot starve its neighbours.
@@ -34,6 +35,12 @@ export interface TrafficShaping {
    * with `service` set, one set of buckets per destination service on that node, else per workload.
    */
   'inbound'?: (_smesh_traffic_v1alpha1_RateLimitRule)[];
+  /**
+   * Resource-level QoS (spec.priority, spec.weight, spec.dscp) of the selected workloads' connections through the
+   * node proxy, as source (outbound) and as destination (inbound); a matching rule's own qos overrides it field by
+   * field. Absent = normal priority, weight 100, no DSCP. (Supersedes fair_share_weight, which stays unused.)
+   */
+  'qos'?: (_smesh_traffic_v1alpha1_QosClass | null);
 }
 
 /**
@@ -67,4 +74,10 @@ export interface TrafficShaping__Output {
    * with `service` set, one set of buckets per destination service on that node, else per workload.
    */
   'inbound': (_smesh_traffic_v1alpha1_RateLimitRule__Output)[];
+  /**
+   * Resource-level QoS (spec.priority, spec.weight, spec.dscp) of the selected workloads' connections through the
+   * node proxy, as source (outbound) and as destination (inbound); a matching rule's own qos overrides it field by
+   * field. Absent = normal priority, weight 100, no DSCP. (Supersedes fair_share_weight, which stays unused.)
+   */
+  'qos': (_smesh_traffic_v1alpha1_QosClass__Output | null);
 }
