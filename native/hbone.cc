@@ -255,6 +255,11 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   opt("connectTimeoutMs", 1, 3600000, [&](double d) { opts.connect_timeout_ms = static_cast<int64_t>(d); });
   opt("maxEarlyResets", 0, 1000000, [&](double d) { opts.max_early_resets = static_cast<uint32_t>(d); });
   opt("livenessCheckMs", 10, 3600000, [&](double d) { opts.liveness_check_ms = static_cast<int64_t>(d); });
+  Napi::Value fair = o.Get("fairShare");
+  if (!fair.IsUndefined()) {
+    if (!fair.IsBoolean()) throw Napi::TypeError::New(env, "options.fairShare must be a boolean");
+    opts.fair_share = fair.As<Napi::Boolean>().Value();
+  }
   g.options = opts;
   return env.Undefined();
 }
@@ -314,6 +319,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   if (h.Length() % 2 != 0) throw Napi::TypeError::New(env, "headers must hold name, value pairs");
   for (uint32_t i = 0; i + 1 < h.Length(); i += 2)
     cmd.headers.emplace_back(StringArg(h.Get(i), "header name"), StringArg(h.Get(i + 1), "header value"));
+  if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) cmd.dscp = static_cast<int>(IntegerArg(info[6], "dscp", 0, 63));
   EngineImpl& e = Running(env);
   cmd.id = e.NextId();
   cmd.start_ms = hbone::NowMs();
@@ -368,6 +374,40 @@ Napi::Value Respond(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// The optional QoS argument of attach/attachPair: {flow, priority: 0|1|2, weight, dscp?, send?: {key,
+// bytesPerSecond}, receive?: {key, bytesPerSecond}}. Buckets are looked up (or made) here, on the JS thread.
+hbone::StreamQos QosArg(Napi::Env env, const Napi::Value& v) {
+  hbone::StreamQos q;
+  if (v.IsUndefined() || v.IsNull()) return q;
+  if (!v.IsObject()) throw Napi::TypeError::New(env, "qos must be an object");
+  Napi::Object o = v.As<Napi::Object>();
+  q.flow = StringArg(o.Get("flow"), "qos.flow");
+  Napi::Value p = o.Get("priority");
+  if (!p.IsUndefined()) q.priority = static_cast<hbone::qos::Priority>(static_cast<int>(IntegerArg(p, "qos.priority", 0, 2)));
+  Napi::Value w = o.Get("weight");
+  if (!w.IsUndefined()) q.weight = static_cast<uint32_t>(IntegerArg(w, "qos.weight", 1, 1000));
+  Napi::Value d = o.Get("dscp");
+  if (!d.IsUndefined() && !d.IsNull()) q.dscp = static_cast<int>(IntegerArg(d, "qos.dscp", 0, 63));
+  int64_t now = hbone::NowNs();
+  auto limit = [&](const char* name) -> std::shared_ptr<hbone::qos::ByteBucket> {
+    Napi::Value l = o.Get(name);
+    if (l.IsUndefined() || l.IsNull()) return nullptr;
+    if (!l.IsObject()) throw Napi::TypeError::New(env, std::string("qos.") + name + " must be {key, bytesPerSecond}");
+    Napi::Object lo = l.As<Napi::Object>();
+    std::string key = StringArg(lo.Get("key"), (std::string("qos.") + name + ".key").c_str());
+    auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string("qos.") + name + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+    return G().engine->buckets().Get(key, rate, now);
+  };
+  q.send_limit = limit("send");
+  q.receive_limit = limit("receive");
+  if (!q.flow.empty()) {
+    q.stats = G().engine->Flow(q.flow);
+    q.stats->priority.store(static_cast<int>(q.priority), std::memory_order_relaxed);
+    q.stats->weight.store(q.weight, std::memory_order_relaxed);
+  }
+  return q;
+}
+
 // Claims a stream for attach; null when it is unknown or over (then the caller's socket is set to reset on close).
 std::shared_ptr<StreamCounters> Claim(Napi::Env env, uint64_t id, int fd_to_reset) {
   EngineImpl* e = G().engine;
@@ -380,10 +420,10 @@ std::shared_ptr<StreamCounters> Claim(Napi::Env env, uint64_t id, int fd_to_rese
   return c;
 }
 
-// hboneAttach(stream, fd, pending?) → false when the stream is unknown or over.
+// hboneAttach(stream, fd, pending?, qos?) → false when the stream is unknown or over.
 Napi::Value Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2) throw Napi::TypeError::New(env, "hboneAttach(stream, fd, pending?)");
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "hboneAttach(stream, fd, pending?, qos?)");
   uint64_t id = IdArg(info[0]);
   int fd = SocketFdArg(info[1], "fd");
   std::string pending;
@@ -392,6 +432,7 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
     auto b = info[2].As<Napi::Buffer<char>>();
     pending.assign(b.Data(), b.Length());
   }
+  hbone::StreamQos qos = G().engine ? QosArg(env, info.Length() > 3 ? info[3] : env.Undefined()) : hbone::StreamQos();
   auto c = Claim(env, id, fd);
   if (!c) return Napi::Boolean::New(env, false);
   int d;
@@ -401,14 +442,15 @@ Napi::Value Attach(const Napi::CallbackInfo& info) {
     c->attached.store(false);
     throw;
   }
-  G().engine->worker(c->worker).Attach(id, d, std::move(pending));
+  G().engine->worker(c->worker).Attach(id, d, std::move(pending), std::move(qos));
   return Napi::Boolean::New(env, true);
 }
 
-// hboneAttachPair(stream) → the caller's end of a new AF_UNIX socketpair, or -1 when the stream is unknown or over.
+// hboneAttachPair(stream, qos?) → the caller's end of a new AF_UNIX socketpair, or -1 when the stream is unknown or over.
 Napi::Value AttachPair(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t id = IdArg(info[0]);
+  hbone::StreamQos qos = G().engine ? QosArg(env, info.Length() > 1 ? info[1] : env.Undefined()) : hbone::StreamQos();
   auto c = Claim(env, id, -1);
   if (!c) return Napi::Number::New(env, -1);
   int sv[2];
@@ -419,7 +461,7 @@ Napi::Value AttachPair(const Napi::CallbackInfo& info) {
   }
   int fl = fcntl(sv[0], F_GETFL);
   fcntl(sv[0], F_SETFL, fl | O_NONBLOCK);
-  G().engine->worker(c->worker).Attach(id, sv[0], std::string());
+  G().engine->worker(c->worker).Attach(id, sv[0], std::string(), std::move(qos));
   return Napi::Number::New(env, sv[1]);
 }
 
@@ -478,6 +520,123 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// hboneQosState() → {fairShare, buckets: [{key, bytesPerSecond, burst, available, granted, throttles, delayedBytes,
+// activeNs, holders}], flows: [{flow, priority, weight, sent, received}]}.
+Napi::Value QosState(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  EngineImpl* e = G().engine;
+  o.Set("fairShare", Napi::Boolean::New(env, e ? e->options().fair_share : G().options.fair_share));
+  Napi::Array buckets = Napi::Array::New(env);
+  Napi::Array flows = Napi::Array::New(env);
+  if (e) {
+    auto num = [&](Napi::Object& x, const char* k, double v) { x.Set(k, Napi::Number::New(env, v)); };
+    uint32_t i = 0;
+    for (auto& b : e->buckets().List(hbone::NowNs())) {
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("key", Napi::String::New(env, b.key));
+      num(x, "bytesPerSecond", static_cast<double>(b.rate));
+      num(x, "burst", static_cast<double>(b.burst));
+      num(x, "available", static_cast<double>(b.available));
+      num(x, "granted", static_cast<double>(b.granted));
+      num(x, "throttles", static_cast<double>(b.throttles));
+      num(x, "delayedBytes", static_cast<double>(b.delayed));
+      num(x, "activeNs", static_cast<double>(b.active_ns));
+      num(x, "holders", b.holders);
+      buckets.Set(i++, x);
+    }
+    i = 0;
+    static const char* kNames[] = {"latency", "normal", "bulk"};
+    for (auto& f : e->Flows()) {
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("flow", Napi::String::New(env, f->key));
+      int p = f->priority.load();
+      x.Set("priority", Napi::String::New(env, kNames[p < 0 || p > 2 ? 1 : p]));
+      num(x, "weight", f->weight.load());
+      num(x, "sent", static_cast<double>(f->sent.load()));
+      num(x, "received", static_cast<double>(f->received.load()));
+      flows.Set(i++, x);
+    }
+  }
+  o.Set("buckets", buckets);
+  o.Set("flows", flows);
+  return o;
+}
+
+// hboneQosSimulate(spec) — test entry point running the engine's pure QoS classes on a virtual clock, no sockets.
+//   {kind: 'drr', quantum?, flows: [{flow, priority, weight, streams, chunk}], grants} → {served: [bytes per flow],
+//     order: [flow index of each grant]}; every stream is always ready and moves min(allowance, chunk) per grant.
+//   {kind: 'bucket', bytesPerSecond, burst?, steps: [{atNs, want}]} → {granted: [bytes per step], waitNs: [...]}:
+//     each step asks Available(), consumes what it may, and reports the wait for the rest.
+Napi::Value QosSimulate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "hboneQosSimulate(spec) needs an object");
+  Napi::Object spec = info[0].As<Napi::Object>();
+  std::string kind = StringArg(spec.Get("kind"), "spec.kind");
+  Napi::Object out = Napi::Object::New(env);
+  if (kind == "drr") {
+    Napi::Value qv = spec.Get("quantum");
+    uint64_t quantum = qv.IsUndefined() ? hbone::qos::kQuantumPerWeight100 : static_cast<uint64_t>(IntegerArg(qv, "spec.quantum", 1, 1 << 30));
+    hbone::qos::DrrScheduler sched(quantum);
+    if (!spec.Get("flows").IsArray()) throw Napi::TypeError::New(env, "spec.flows must be an array");
+    Napi::Array flows = spec.Get("flows").As<Napi::Array>();
+    std::vector<uint64_t> chunk(flows.Length());
+    std::unordered_map<uint64_t, uint32_t> item_flow;
+    uint64_t next_item = 1;
+    for (uint32_t f = 0; f < flows.Length(); f++) {
+      if (!flows.Get(f).IsObject()) throw Napi::TypeError::New(env, "spec.flows[i] must be an object");
+      Napi::Object fo = flows.Get(f).As<Napi::Object>();
+      auto prio = static_cast<hbone::qos::Priority>(static_cast<int>(IntegerArg(fo.Get("priority"), "flows[i].priority", 0, 2)));
+      auto weight = static_cast<uint32_t>(IntegerArg(fo.Get("weight"), "flows[i].weight", 1, 1000));
+      auto streams = static_cast<uint32_t>(IntegerArg(fo.Get("streams"), "flows[i].streams", 1, 10000));
+      chunk[f] = static_cast<uint64_t>(IntegerArg(fo.Get("chunk"), "flows[i].chunk", 1, 1 << 30));
+      for (uint32_t k = 0; k < streams; k++) {
+        item_flow[next_item] = f;
+        sched.Ready(next_item++, f, prio, weight);
+      }
+    }
+    auto grants = static_cast<uint32_t>(IntegerArg(spec.Get("grants"), "spec.grants", 1, 10000000));
+    std::vector<double> served(flows.Length(), 0);
+    Napi::Array order = Napi::Array::New(env);
+    hbone::qos::DrrScheduler::Grant g;
+    for (uint32_t i = 0; i < grants && sched.Next(&g); i++) {
+      uint64_t moved = std::min<uint64_t>(g.allowance, chunk[g.flow]);
+      served[g.flow] += static_cast<double>(moved);
+      order.Set(i, Napi::Number::New(env, g.flow));
+      sched.Charge(g, moved, true);
+    }
+    Napi::Array s = Napi::Array::New(env, served.size());
+    for (size_t i = 0; i < served.size(); i++) s.Set(static_cast<uint32_t>(i), Napi::Number::New(env, served[i]));
+    out.Set("served", s);
+    out.Set("order", order);
+    return out;
+  }
+  if (kind == "bucket") {
+    auto rate = static_cast<uint64_t>(IntegerArg(spec.Get("bytesPerSecond"), "spec.bytesPerSecond", 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+    Napi::Value bv = spec.Get("burst");
+    uint64_t burst = bv.IsUndefined() ? hbone::qos::DefaultBurst(rate) : static_cast<uint64_t>(IntegerArg(bv, "spec.burst", 1, 1e15));
+    hbone::qos::ByteBucket bucket(rate, burst, 0);
+    if (!spec.Get("steps").IsArray()) throw Napi::TypeError::New(env, "spec.steps must be an array");
+    Napi::Array steps = spec.Get("steps").As<Napi::Array>();
+    Napi::Array granted = Napi::Array::New(env, steps.Length());
+    Napi::Array waits = Napi::Array::New(env, steps.Length());
+    for (uint32_t i = 0; i < steps.Length(); i++) {
+      Napi::Object st = steps.Get(i).As<Napi::Object>();
+      auto at = static_cast<int64_t>(IntegerArg(st.Get("atNs"), "steps[i].atNs", 0, 9007199254740991.0));
+      auto want = static_cast<uint64_t>(IntegerArg(st.Get("want"), "steps[i].want", 0, 1e15));
+      uint64_t got = std::min(want, bucket.Available(at));
+      bucket.Consume(got, at);
+      granted.Set(i, Napi::Number::New(env, static_cast<double>(got)));
+      waits.Set(i, Napi::Number::New(env, static_cast<double>(got < want ? bucket.WaitNs(want - got, at) : 0)));
+    }
+    out.Set("burst", Napi::Number::New(env, static_cast<double>(burst)));
+    out.Set("granted", granted);
+    out.Set("waitNs", waits);
+    return out;
+  }
+  throw Napi::TypeError::New(env, "spec.kind must be 'drr' or 'bucket'");
+}
+
 // hboneRef(keepAlive): the facade keeps the event loop alive only while it waits for an event.
 Napi::Value Ref(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -506,6 +665,8 @@ void RegisterHbone(Napi::Env env, Napi::Object exports) {
   exports.Set("hboneCounters", Napi::Function::New(env, Counters, "hboneCounters"));
   exports.Set("hboneStats", Napi::Function::New(env, Stats, "hboneStats"));
   exports.Set("hboneRef", Napi::Function::New(env, Ref, "hboneRef"));
+  exports.Set("hboneQosState", Napi::Function::New(env, QosState, "hboneQosState"));
+  exports.Set("hboneQosSimulate", Napi::Function::New(env, QosSimulate, "hboneQosSimulate"));
 }
 
 }  // namespace smesh

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "hbone_qos.h"
 #include "hbone_tls.h"
 
 namespace smesh::hbone {
@@ -26,6 +27,27 @@ struct Options {
   int64_t connect_timeout_ms = 10000;
   uint32_t max_early_resets = 100;
   int64_t liveness_check_ms = 2000;
+  // Relay scheduling: priority classes + deficit round robin between source workloads (off: FIFO as epoll reports).
+  bool fair_share = true;
+};
+
+// Bytes a source workload's streams moved through the engine (for /config_dump), shared by all workers.
+struct FlowStats {
+  std::string key;
+  std::atomic<uint64_t> sent{0}, received{0};
+  std::atomic<int> priority{1};
+  std::atomic<uint32_t> weight{qos::kDefaultWeight};
+};
+
+// QoS attributes of one attached stream; an empty `flow` means none (normal class, default weight, no limits).
+struct StreamQos {
+  std::string flow;
+  qos::Priority priority = qos::Priority::kNormal;
+  uint32_t weight = qos::kDefaultWeight;
+  int dscp = -1;
+  std::shared_ptr<qos::ByteBucket> send_limit;     // fd → tunnel
+  std::shared_ptr<qos::ByteBucket> receive_limit;  // tunnel → fd
+  std::shared_ptr<FlowStats> stats;
 };
 
 enum class EventType { kOpen, kStream, kDone, kEnded, kSession };
@@ -79,6 +101,8 @@ struct OpenCommand {
   std::string authority;
   std::vector<std::pair<std::string, std::string>> headers;
   int64_t start_ms = 0;
+  // DSCP for the HBONE session's socket (sessions are pooled per DSCP too); -1 = not marked.
+  int dscp = -1;
 };
 
 struct ServeCommand {
@@ -103,7 +127,7 @@ class Worker {
   void Serve(ServeCommand cmd);
   void Respond(uint64_t stream, int status);
   // Takes ownership of `fd` (already a dup, non-blocking).
-  void Attach(uint64_t stream, int fd, std::string pending);
+  void Attach(uint64_t stream, int fd, std::string pending, StreamQos qos);
   void Abort(uint64_t stream);
   void CloseAll();
   // Graceful shutdown: GOAWAY NO_ERROR to inbound peers, no new streams on pooled outbound sessions.
@@ -120,6 +144,7 @@ class Worker {
 };
 
 int64_t NowMs();
+int64_t NowNs();
 
 // Process-wide engine bound to the first Node environment that uses it.
 class Engine {
@@ -157,6 +182,23 @@ class Engine {
     return out;
   }
 
+  qos::BucketRegistry& buckets() { return buckets_; }
+  std::shared_ptr<FlowStats> Flow(const std::string& key) {
+    std::lock_guard<std::mutex> lock(flows_mu_);
+    auto& f = flows_[key];
+    if (!f) {
+      f = std::make_shared<FlowStats>();
+      f->key = key;
+    }
+    return f;
+  }
+  std::vector<std::shared_ptr<FlowStats>> Flows() {
+    std::lock_guard<std::mutex> lock(flows_mu_);
+    std::vector<std::shared_ptr<FlowStats>> out;
+    for (auto& [k, f] : flows_) out.push_back(f);
+    return out;
+  }
+
   // Worker threads: queue an event for JavaScript (batched; one wake-up per non-empty queue).
   virtual void Emit(Event&& ev) = 0;
 
@@ -166,6 +208,9 @@ class Engine {
   std::atomic<uint64_t> next_id_{1};
   std::mutex registry_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<StreamCounters>> registry_;
+  qos::BucketRegistry buckets_;
+  std::mutex flows_mu_;
+  std::unordered_map<std::string, std::shared_ptr<FlowStats>> flows_;
 };
 
 }  // namespace smesh::hbone

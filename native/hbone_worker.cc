@@ -34,6 +34,12 @@ int64_t NowMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 namespace {
 
 constexpr uint64_t kTagWake = 0;
@@ -47,6 +53,9 @@ constexpr size_t kMaxRequestHeaders = 100;
 constexpr int kMaxInvalidFrames = 1000;
 constexpr int64_t kEarlyResetWindowMs = 10000;
 constexpr int64_t kMaxCloseGraceMs = 1000;
+// Fair share: bytes granted per loop turn before epoll is asked again (a newly ready latency stream waits at most this).
+constexpr uint64_t kServeBudget = 256 * 1024;
+constexpr uint64_t kNoAllowance = UINT64_MAX;
 
 uint64_t Tag(uint64_t id, uint64_t kind) { return (id << 2) | kind; }
 
@@ -176,6 +185,15 @@ struct Stream {
   bool rst_received = false;
   uint64_t unconsumed = 0;
   bool finished = false;
+  // QoS (set at attach)
+  StreamQos qos;
+  uint32_t flow = 0;                    // worker-local id of qos.flow
+  uint64_t allowance = kNoAllowance;    // fair share: bytes the scheduler granted this turn (fd → tunnel)
+  uint64_t grant_moved = 0;
+  bool grant_capped = false;            // the grant ran out while the socket may hold more
+  int64_t send_wake_ns = 0;             // send_limit: paused until then
+  int64_t receive_wake_ns = 0;          // receive_limit: paused until then
+  bool send_waited = false, receive_waited = false;
 };
 
 struct Session {
@@ -298,7 +316,7 @@ class WorkerImpl {
     }
     const OpenCommand& req = raw->req;
     std::string key = req.source_id + "|" + FormatHostPort(req.host, req.port) + "|" +
-                      (req.accept_ids.empty() ? std::string() : req.accept_ids[0]);
+                      (req.accept_ids.empty() ? std::string() : req.accept_ids[0]) + "|" + std::to_string(req.dscp);
     Session* s = FindPooled(key);
     if (s == nullptr) {
       auto identity = engine_->tls().Identity(req.source_id);
@@ -371,7 +389,7 @@ class WorkerImpl {
     Touch(s);
   }
 
-  void DoAttach(uint64_t id, int fd, std::string pending) {
+  void DoAttach(uint64_t id, int fd, std::string pending, StreamQos qos) {
     Stream* st = FindStream(id);
     if (st == nullptr || st->finished || st->attached || (st->inbound && st->responded) || !st->reported) {
       // Ended meanwhile (peer reset, session closed): the socket is reset and the stream reported as such.
@@ -389,6 +407,12 @@ class WorkerImpl {
     st->attached = true;
     st->fd = fd;
     st->deadline_ms = 0;
+    st->qos = std::move(qos);
+    if (st->qos.dscp >= 0) MarkDscp(fd, st->qos.dscp);
+    if (opts_.fair_share) {
+      st->flow = FlowId(st->qos.flow);
+      st->allowance = 0;
+    }
     st->pending = std::move(pending);
     owner_->buffered += static_cast<int64_t>(st->pending.size());
     if (!AddToEpoll(fd, Tag(id, kTagStream))) {
@@ -474,9 +498,16 @@ class WorkerImpl {
     constexpr int kMaxEvents = 128;
     epoll_event events[kMaxEvents];
     int64_t next_tick = NowMs() + kTickMs;
+    int64_t next_wake_ns = 0;
     while (!stop_.load()) {
       int timeout = -1;
       if (!sessions_.empty()) timeout = static_cast<int>(std::max<int64_t>(0, next_tick - NowMs()));
+      next_wake_ns = EarliestWake();
+      if (next_wake_ns != 0) {
+        int64_t ms = std::max<int64_t>(0, (next_wake_ns - NowNs() + 999999) / 1000000);
+        if (timeout < 0 || ms < timeout) timeout = static_cast<int>(ms);
+      }
+      if (!sched_.empty()) timeout = 0;
       int n = epoll_wait(epfd_, events, kMaxEvents, timeout);
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; i++) {
@@ -495,6 +526,14 @@ class WorkerImpl {
           Stream* st = FindStream(id);
           if (st && !st->finished) OnFdIo(st, events[i].events);
         }
+        ProcessTouched();
+      }
+      if (!throttled_.empty()) {
+        WakeThrottled(NowNs());
+        ProcessTouched();
+      }
+      if (!sched_.empty()) {
+        ServeReady();
         ProcessTouched();
       }
       int64_t now = NowMs();
@@ -637,6 +676,7 @@ class WorkerImpl {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (req.dscp >= 0) MarkDscp(fd, req.dscp);
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&ss), sl);
     if (rc < 0 && errno != EINPROGRESS) {
       int e = errno;
@@ -1202,6 +1242,7 @@ class WorkerImpl {
   void DropStream(Stream* st) {
     if (st->finished && !streams_.count(st->id)) return;
     st->finished = true;
+    sched_.Remove(st->id);
     Session* s = st->session;
     if (s && s->h2 && st->unconsumed > 0 && (s->state == SState::kReady || s->state == SState::kClosing)) {
       nghttp2_session_consume_connection(s->h2, static_cast<size_t>(st->unconsumed));
@@ -1287,11 +1328,15 @@ class WorkerImpl {
         return;
       }
     }
-    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && st->deferred && s && s->state == SState::kReady) {
-      st->deferred = false;
-      nghttp2_session_resume_data(s->h2, st->h2id);
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) && st->deferred && s && s->state == SState::kReady && st->send_wake_ns == 0) {
+      if (opts_.fair_share) {
+        sched_.Ready(st->id, st->flow, st->qos.priority, st->qos.weight);
+      } else {
+        st->deferred = false;
+        nghttp2_session_resume_data(s->h2, st->h2id);
+      }
     }
-    if (events & (EPOLLOUT | EPOLLHUP)) FlushRx(st);
+    if ((events & (EPOLLOUT | EPOLLHUP)) && st->receive_wake_ns == 0) FlushRx(st);
     if (s) Touch(s);
   }
 
@@ -1300,8 +1345,19 @@ class WorkerImpl {
   void FlushRx(Stream* st) {
     if (!st->attached || st->fd < 0 || st->finished) return;
     size_t total = 0;
+    int64_t now = st->qos.receive_limit ? NowNs() : 0;
     while (!st->rx.empty()) {
-      ssize_t n = send(st->fd, st->rx.data(), st->rx.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      size_t want = st->rx.size();
+      if (st->qos.receive_limit) {
+        uint64_t avail = st->qos.receive_limit->Available(now);
+        if (avail == 0) {
+          PauseReceive(st, now, st->rx.size());
+          break;
+        }
+        if (avail < want) want = static_cast<size_t>(avail);
+      }
+      ssize_t n = send(st->fd, st->rx.data(), want, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0 && st->qos.receive_limit) ChargeReceive(st, static_cast<uint64_t>(n), now);
       if (n > 0) {
         st->rx.Consume(static_cast<size_t>(n));
         total += static_cast<size_t>(n);
@@ -1321,6 +1377,7 @@ class WorkerImpl {
   void Credit(Stream* st, size_t n) {
     if (n == 0) return;
     st->counters->received.fetch_add(n, std::memory_order_relaxed);
+    if (st->qos.stats) st->qos.stats->received.fetch_add(n, std::memory_order_relaxed);
     owner_->buffered -= static_cast<int64_t>(n);
     st->unconsumed -= std::min<uint64_t>(st->unconsumed, n);
     Session* s = st->session;
@@ -1345,6 +1402,136 @@ class WorkerImpl {
     if (st->finished || !st->attached) return;
     if (st->h2_closed && st->h2_error == 0 && !st->rst_received && st->rx.empty() && st->fd_shut_wr && st->es_sent)
       FinishStream(st, Outcome::kEof, "", -1, 0, false, 0);
+  }
+
+  // --- QoS ---
+
+  static void MarkDscp(int fd, int dscp) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof(ss);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) return;
+    int tos = dscp << 2;  // DSCP is the upper six bits of the TOS / traffic class byte
+    if (ss.ss_family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    else if (ss.ss_family == AF_INET6) {
+      setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
+      setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));  // v4-mapped peers
+    }
+  }
+
+  uint32_t FlowId(const std::string& key) {
+    auto it = flow_ids_.find(key);
+    if (it != flow_ids_.end()) return it->second;
+    uint32_t id = static_cast<uint32_t>(flow_ids_.size() + 1);
+    flow_ids_.emplace(key, id);
+    return id;
+  }
+
+  void ChargeReceive(Stream* st, uint64_t n, int64_t now) {
+    st->qos.receive_limit->Consume(n, now);
+    if (st->receive_waited) st->qos.receive_limit->NoteDelayed(n);
+  }
+
+  // Over bytes/s towards the socket: what arrived stays in rx (its window is not returned, so the peer stops sending)
+  // until the timer in Run flushes it.
+  void PauseReceive(Stream* st, int64_t now, uint64_t waiting) {
+    if (st->receive_wake_ns != 0) return;
+    st->receive_wake_ns = now + std::max<int64_t>(st->qos.receive_limit->WaitNs(std::min<uint64_t>(waiting, 16384), now), 1000000);
+    st->receive_waited = true;
+    st->qos.receive_limit->NoteThrottle(waiting);
+    throttled_.push_back(st->id);
+  }
+
+  int64_t EarliestWake() {
+    int64_t next = 0;
+    for (uint64_t id : throttled_) {
+      Stream* st = FindStream(id);
+      if (st == nullptr || st->finished) continue;
+      if (st->send_wake_ns != 0) next = next == 0 ? st->send_wake_ns : std::min(next, st->send_wake_ns);
+      if (st->receive_wake_ns != 0) next = next == 0 ? st->receive_wake_ns : std::min(next, st->receive_wake_ns);
+    }
+    return next;
+  }
+
+  // Resumes the sides whose bucket has refilled; returns the earliest wake-up still pending (0: none).
+  int64_t WakeThrottled(int64_t now) {
+    std::vector<uint64_t> list;
+    list.swap(throttled_);
+    for (uint64_t id : list) {
+      Stream* st = FindStream(id);
+      if (st == nullptr || st->finished) continue;
+      if (st->send_wake_ns != 0 && now >= st->send_wake_ns) {
+        st->send_wake_ns = 0;
+        Session* s = st->session;
+        if (st->deferred && s && s->state == SState::kReady) {
+          if (opts_.fair_share) {
+            sched_.Ready(st->id, st->flow, st->qos.priority, st->qos.weight);
+          } else {
+            st->deferred = false;
+            nghttp2_session_resume_data(s->h2, st->h2id);
+            Touch(s);
+          }
+        }
+      }
+      if (st->receive_wake_ns != 0 && now >= st->receive_wake_ns) {
+        st->receive_wake_ns = 0;
+        FlushRx(st);  // may pause it again (then it is queued in throttled_ anew)
+        if (!st->finished && st->session) Touch(st->session);
+      }
+    }
+    // Still paused: the ones not due yet and the ones paused again above, each once.
+    list.insert(list.end(), throttled_.begin(), throttled_.end());
+    throttled_.clear();
+    int64_t next = 0;
+    std::unordered_set<uint64_t> seen;
+    for (uint64_t id : list) {
+      Stream* st = FindStream(id);
+      if (st == nullptr || st->finished || !seen.insert(id).second) continue;
+      int64_t w = 0;
+      if (st->send_wake_ns != 0) w = st->send_wake_ns;
+      if (st->receive_wake_ns != 0) w = w == 0 ? st->receive_wake_ns : std::min(w, st->receive_wake_ns);
+      if (w == 0) continue;
+      throttled_.push_back(id);
+      next = next == 0 ? w : std::min(next, w);
+    }
+    return next;
+  }
+
+  // Fair share: grants ready streams bytes in priority order, then by deficit round robin between source
+  // workloads, each grant served at once (nghttp2 pulls the stream's bytes through OnRead within its allowance),
+  // until kServeBudget bytes moved or nothing is ready.
+  void ServeReady() {
+    uint64_t budget = kServeBudget;
+    qos::DrrScheduler::Grant g;
+    int idle_grants = 0;
+    while (budget > 0 && sched_.Next(&g)) {
+      Stream* st = FindStream(g.item);
+      Session* s = st ? st->session : nullptr;
+      if (st == nullptr || st->finished || !st->attached || s == nullptr || s->state != SState::kReady) {
+        sched_.Charge(g, 0, false);
+        continue;
+      }
+      st->allowance = g.allowance;
+      st->grant_moved = 0;
+      st->grant_capped = false;
+      if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(s->h2, st->h2id);
+      }
+      Service(s);
+      ProcessDeferred();
+      st = FindStream(g.item);
+      if (st == nullptr || st->finished) {
+        sched_.Charge(g, 0, false);
+        continue;
+      }
+      uint64_t moved = st->grant_moved;
+      bool still = st->grant_capped && st->send_wake_ns == 0;
+      st->allowance = 0;
+      sched_.Charge(g, moved, still);
+      budget -= std::min(budget, moved);
+      // Streams whose bytes cannot move now (window, TLS buffer) leave the ready set; bound the turn anyway.
+      if (moved == 0 && ++idle_grants > 1024) break;
+    }
   }
 
   // --- nghttp2 callbacks (through the static trampolines) ---
@@ -1522,9 +1709,16 @@ class WorkerImpl {
       return 0;
     }
     size_t written = 0;
-    if (st->attached && st->fd >= 0 && st->rx.empty()) {
+    size_t direct = len;
+    int64_t now = 0;
+    if (st->qos.receive_limit && st->attached) {
+      now = NowNs();
+      uint64_t avail = st->receive_wake_ns != 0 ? 0 : st->qos.receive_limit->Available(now);
+      if (avail < direct) direct = static_cast<size_t>(avail);
+    }
+    if (st->attached && st->fd >= 0 && st->rx.empty() && direct > 0) {
       for (;;) {
-        ssize_t n = send(st->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send(st->fd, data, direct, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n >= 0) {
           written = static_cast<size_t>(n);
           break;
@@ -1540,12 +1734,16 @@ class WorkerImpl {
     }
     if (written > 0) {
       st->counters->received.fetch_add(written, std::memory_order_relaxed);
+      if (st->qos.stats) st->qos.stats->received.fetch_add(written, std::memory_order_relaxed);
+      if (st->qos.receive_limit) ChargeReceive(st, written, now);
       nghttp2_session_consume(s->h2, h2id, written);
     }
     if (written < len) {
       st->rx.Append(data + written, len - written);
       st->unconsumed += len - written;
       owner_->buffered += static_cast<int64_t>(len - written);
+      if (st->qos.receive_limit && st->attached && written == direct && direct < len && st->receive_wake_ns == 0)
+        PauseReceive(st, now, st->rx.size());
     }
     return 0;
   }
@@ -1620,10 +1818,46 @@ class WorkerImpl {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       return 0;
     }
+    // Fair share: read only inside a grant of the scheduler (ServeReady); otherwise wait for one.
+    if (st->allowance == 0) {
+      st->deferred = true;
+      if (st->send_wake_ns == 0) sched_.Ready(st->id, st->flow, st->qos.priority, st->qos.weight);
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    size_t want = length;
+    if (st->allowance != kNoAllowance && st->allowance < want) want = static_cast<size_t>(st->allowance);
+    int64_t now = 0;
+    if (st->qos.send_limit) {
+      now = NowNs();
+      uint64_t avail = st->qos.send_limit->Available(now);
+      if (avail == 0) {
+        // Over bytes/s: stop reading this socket until the bucket refills (the timer in Run resumes it).
+        st->deferred = true;
+        st->grant_capped = false;
+        st->send_wake_ns = now + std::max<int64_t>(st->qos.send_limit->WaitNs(std::min<uint64_t>(length, 16384), now), 1000000);
+        st->send_waited = true;
+        st->qos.send_limit->NoteThrottle(0);
+        throttled_.push_back(st->id);
+        return NGHTTP2_ERR_DEFERRED;
+      }
+      if (avail < want) want = static_cast<size_t>(avail);
+    }
+    st->grant_capped = false;
     for (;;) {
-      ssize_t n = read(st->fd, buf, length);
+      ssize_t n = read(st->fd, buf, want);
       if (n > 0) {
         st->counters->sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        if (st->qos.stats) st->qos.stats->sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        if (st->qos.send_limit) {
+          st->qos.send_limit->Consume(static_cast<uint64_t>(n), now);
+          if (st->send_waited) st->qos.send_limit->NoteDelayed(static_cast<uint64_t>(n));
+        }
+        if (st->allowance != kNoAllowance) {
+          st->allowance -= std::min<uint64_t>(st->allowance, static_cast<uint64_t>(n));
+          st->grant_moved += static_cast<uint64_t>(n);
+          // The grant is spent (or the bucket cut the read short) while the socket may hold more: still ready.
+          st->grant_capped = static_cast<size_t>(n) == want;
+        }
         return n;
       }
       if (n == 0) {
@@ -1709,6 +1943,9 @@ class WorkerImpl {
   std::vector<std::unique_ptr<Session>> graveyard_sessions_;
   std::vector<std::unique_ptr<Stream>> graveyard_streams_;
   std::vector<char> rbuf_;
+  qos::DrrScheduler sched_;
+  std::unordered_map<std::string, uint32_t> flow_ids_;
+  std::vector<uint64_t> throttled_;
 };
 
 namespace {
@@ -1748,8 +1985,8 @@ void Worker::Serve(ServeCommand cmd) {
 void Worker::Respond(uint64_t stream, int status) {
   Post([stream, status](WorkerImpl& w) { w.DoRespond(stream, status); });
 }
-void Worker::Attach(uint64_t stream, int fd, std::string pending) {
-  Post([stream, fd, p = std::move(pending)](WorkerImpl& w) mutable { w.DoAttach(stream, fd, std::move(p)); });
+void Worker::Attach(uint64_t stream, int fd, std::string pending, StreamQos qos) {
+  Post([stream, fd, p = std::move(pending), q = std::move(qos)](WorkerImpl& w) mutable { w.DoAttach(stream, fd, std::move(p), std::move(q)); });
 }
 void Worker::Abort(uint64_t stream) {
   Post([stream](WorkerImpl& w) { w.DoAbort(stream); });

@@ -23,6 +23,56 @@ export interface HboneEngineOptions {
   readonly maxEarlyResets?: number;
   /** A session that read nothing for this long gets a PING; unanswered by the next period it is closed (default 2 000 ms). */
   readonly livenessCheckMs?: number;
+  /**
+   * Relay scheduling inside each worker (default true): ready streams are served latency before normal before bulk,
+   * and within a class by deficit round robin between source workloads (`HboneStreamQos.flow`) in proportion to their
+   * weights. false: FIFO in the order epoll reports readiness (bytes/s limits still apply).
+   */
+  readonly fairShare?: boolean;
+}
+
+/** A bytes/s limit shared by every stream naming the same `key` (and rate), on whichever worker. */
+export interface HboneByteLimit {
+  readonly key: string;
+  readonly bytesPerSecond: number;
+}
+
+/** QoS attributes of an attached stream (TrafficShaping resolved by the agent). */
+export interface HboneStreamQos {
+  /** Source workload key the fair share is kept for (streams of one workload share its credit). */
+  readonly flow: string;
+  readonly priority?: 'latency' | 'normal' | 'bulk';
+  /** 1-1000, default 100. */
+  readonly weight?: number;
+  /** DSCP 0-63 set on the attached socket (IP_TOS / IPV6_TCLASS). */
+  readonly dscp?: number;
+  /** Limit on `sent` (fd → tunnel): over it the engine stops reading the socket until the bucket refills. */
+  readonly send?: HboneByteLimit;
+  /** Limit on `received` (tunnel → fd): over it the bytes wait in the engine and the stream's window is not returned. */
+  readonly receive?: HboneByteLimit;
+}
+
+/** What the engine's QoS holds now (admin /config_dump, metrics). */
+export interface HboneQosState {
+  readonly fairShare: boolean;
+  readonly buckets: readonly {
+    readonly key: string;
+    readonly bytesPerSecond: number;
+    readonly burst: number;
+    /** Bytes that may move now. */
+    readonly available: number;
+    /** Bytes moved through the bucket in total. */
+    readonly granted: number;
+    /** Times a side paused on it. */
+    readonly throttles: number;
+    /** Bytes that moved only after a pause. */
+    readonly delayedBytes: number;
+    /** Engine clock from the bucket's creation to its last grant (ns). */
+    readonly activeNs: number;
+    /** Streams holding it now. */
+    readonly holders: number;
+  }[];
+  readonly flows: readonly { readonly flow: string; readonly priority: 'latency' | 'normal' | 'bulk'; readonly weight: number; readonly sent: number; readonly received: number }[];
 }
 
 /** An outbound CONNECT to open on a pooled session (per sourceId, host:port, acceptServerIds[0]). */
@@ -38,6 +88,8 @@ export interface HboneOpenRequest {
   readonly authority: string;
   /** Extra request headers (lower-case names): forwarded, baggage, traceparent. */
   readonly headers?: readonly (readonly [string, string])[];
+  /** DSCP 0-63 for the HBONE session's socket; sessions are pooled per DSCP value. */
+  readonly dscp?: number;
 }
 
 /** Why an outbound open failed. `status`: the server answered the CONNECT with a non-200 status. */
@@ -141,13 +193,13 @@ export interface HboneEngine {
    * the engine relays until both directions end. Inbound streams are answered 200 first. `pending`: bytes the caller
    * already read from the socket, sent into the tunnel first.
    */
-  attach(stream: number, fd: number, pending?: Buffer): Promise<HboneStreamResult>;
+  attach(stream: number, fd: number, pending?: Buffer, qos?: HboneStreamQos): Promise<HboneStreamResult>;
   /**
    * Like attach, over a new socketpair whose other end is returned for the caller (wrap with `new net.Socket({ fd })`).
    * Throws SMESH_ERR_HBONE when the stream is unknown or already over (no socket to hand out). A reset on the tunnel side
    * closes the engine's end: over AF_UNIX the caller sees EOF, not ECONNRESET — the result's outcome says 'reset'.
    */
-  attachPair(stream: number): { readonly fd: number; readonly done: Promise<HboneStreamResult> };
+  attachPair(stream: number, qos?: HboneStreamQos): { readonly fd: number; readonly done: Promise<HboneStreamResult> };
   /** Resets a stream (RST_STREAM CANCEL, attached socket reset); false if unknown or over. */
   abort(stream: number): boolean;
   /**
@@ -162,4 +214,5 @@ export interface HboneEngine {
   /** Live byte counts of attached streams, by id. */
   counters(): Map<number, { readonly sent: number; readonly received: number }>;
   stats(): HboneEngineStats;
+  qosState(): HboneQosState;
 }

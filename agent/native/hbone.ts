@@ -8,7 +8,9 @@ import type {
   HboneEngineStats,
   HboneOpenRequest,
   HboneOpenResult,
+  HboneQosState,
   HboneSessionEvent,
+  HboneStreamQos,
   HboneStreamRequest,
   HboneStreamResult,
 } from './hbone-types';
@@ -42,13 +44,13 @@ export interface RawHbone {
   hboneRemoveIdentity(id: string): boolean;
   hboneSetTrustAnchors(pem: string): void;
   /** Returns the stream id; the result arrives as an 'open' event. */
-  hboneOpen(sourceId: string, host: string, port: number, acceptIds: string[], authority: string, headers: string[]): number;
+  hboneOpen(sourceId: string, host: string, port: number, acceptIds: string[], authority: string, headers: string[], dscp?: number): number;
   hboneServe(fd: number, certId: string): number;
   hboneRespond(stream: number, status: number): boolean;
   /** false: the stream is unknown or over (the caller's socket is then set to reset when closed). */
-  hboneAttach(stream: number, fd: number, pending?: Buffer): boolean;
+  hboneAttach(stream: number, fd: number, pending?: Buffer, qos?: RawStreamQos): boolean;
   /** The caller's end of a socketpair, -1 when the stream is unknown or over. */
-  hboneAttachPair(stream: number): number;
+  hboneAttachPair(stream: number, qos?: RawStreamQos): number;
   hboneAbort(stream: number): boolean;
   hboneCloseAll(): void;
   hboneDrain(): void;
@@ -57,6 +59,37 @@ export interface RawHbone {
   hboneStats(): { sessionsIn: number; sessionsOut: number; streamsIn: number; streamsOut: number; bufferedBytes: number; running: boolean };
   /** Keeps the Node event loop alive (true) while events are awaited. */
   hboneRef(keepAlive: boolean): void;
+  hboneQosState?(): HboneQosState;
+  /** Test entry point: the engine's QoS classes on a virtual clock (see native/hbone.cc QosSimulate). */
+  hboneQosSimulate?(spec: QosSimulation): unknown;
+}
+
+/** QoS as the addon takes it: priority as its class index (0 latency, 1 normal, 2 bulk). */
+export interface RawStreamQos {
+  flow: string;
+  priority?: number;
+  weight?: number;
+  dscp?: number;
+  send?: { key: string; bytesPerSecond: number };
+  receive?: { key: string; bytesPerSecond: number };
+}
+
+export type QosSimulation =
+  | { kind: 'drr'; quantum?: number; flows: Array<{ priority: number; weight: number; streams: number; chunk: number }>; grants: number }
+  | { kind: 'bucket'; bytesPerSecond: number; burst?: number; steps: Array<{ atNs: number; want: number }> };
+
+const PRIORITY_INDEX = { latency: 0, normal: 1, bulk: 2 } as const;
+
+function rawQos(q: HboneStreamQos | undefined): RawStreamQos | undefined {
+  if (!q) return undefined;
+  return {
+    flow: q.flow,
+    ...(q.priority ? { priority: PRIORITY_INDEX[q.priority] } : {}),
+    ...(q.weight !== undefined ? { weight: q.weight } : {}),
+    ...(q.dscp !== undefined ? { dscp: q.dscp } : {}),
+    ...(q.send ? { send: { key: q.send.key, bytesPerSecond: Math.max(1, Math.round(q.send.bytesPerSecond)) } } : {}),
+    ...(q.receive ? { receive: { key: q.receive.key, bytesPerSecond: Math.max(1, Math.round(q.receive.bytesPerSecond)) } } : {}),
+  };
 }
 
 /** Results of streams that ended before attach(), kept for a late attach() (bounded, oldest dropped first). */
@@ -152,7 +185,7 @@ class NativeHboneEngine implements HboneEngine {
     for (const [name, value] of req.headers ?? []) headers.push(name.toLowerCase(), value);
     let id: number;
     try {
-      id = this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers);
+      id = req.dscp !== undefined ? this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers, req.dscp) : this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers);
     } catch (err) {
       return Promise.resolve({ ok: false, kind: 'connect', message: `cannot open HBONE CONNECT ${req.authority} via ${req.host}:${req.port}: ${(err as Error).message}` });
     }
@@ -176,14 +209,14 @@ class NativeHboneEngine implements HboneEngine {
     this.raw.hboneRespond(stream, status);
   }
 
-  attach(stream: number, fd: number, pending?: Buffer): Promise<HboneStreamResult> {
-    if (!this.raw.hboneAttach(stream, fd, pending && pending.length > 0 ? pending : undefined)) return Promise.resolve(this.endedResult(stream));
+  attach(stream: number, fd: number, pending?: Buffer, qos?: HboneStreamQos): Promise<HboneStreamResult> {
+    if (!this.raw.hboneAttach(stream, fd, pending && pending.length > 0 ? pending : undefined, rawQos(qos))) return Promise.resolve(this.endedResult(stream));
     return this.awaitRelay(stream);
   }
 
   /** Throws SMESH_ERR_HBONE when the stream is unknown or already over (there is no socket to hand out then). */
-  attachPair(stream: number): { readonly fd: number; readonly done: Promise<HboneStreamResult> } {
-    const fd = this.raw.hboneAttachPair(stream);
+  attachPair(stream: number, qos?: HboneStreamQos): { readonly fd: number; readonly done: Promise<HboneStreamResult> } {
+    const fd = this.raw.hboneAttachPair(stream, rawQos(qos));
     if (fd < 0) {
       const r = this.endedResult(stream);
       throw new SmeshError('SMESH_ERR_HBONE', `HBONE stream ${stream} is over (${r.outcome}${r.h2Code !== undefined ? `, h2 code ${r.h2Code}` : ''}); nothing to attach`);
@@ -213,6 +246,10 @@ class NativeHboneEngine implements HboneEngine {
   stats(): HboneEngineStats {
     const s = this.raw.hboneStats();
     return { sessions: { inbound: s.sessionsIn, outbound: s.sessionsOut }, streams: { inbound: s.streamsIn, outbound: s.streamsOut }, bufferedBytes: s.bufferedBytes };
+  }
+
+  qosState(): HboneQosState {
+    return this.raw.hboneQosState?.() ?? { fairShare: false, buckets: [], flows: [] };
   }
 
   private awaitRelay(stream: number): Promise<HboneStreamResult> {
