@@ -254,7 +254,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     let pacer: BandwidthPacer | undefined;
     const ids = new WorkloadIds();
     // TrafficShaping rate limits: one set of buckets for the outbound, the inbound and both HTTP paths.
-    const shaping = new TrafficShaper({ state, rateLimited: metrics.rateLimited });
+    const shaping = new TrafficShaper({ state, rateLimited: metrics.rateLimited, rateLimitedBytes: metrics.rateLimitedBytes });
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
     metrics.setCertificateProvider(() => identities.list());
@@ -381,6 +381,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const nativeOrigDst = opts.noBpf ? undefined : await import('./native/datapath');
     // Who moves HBONE bytes: the addon's engine (TLS + HTTP/2 on its own threads) or node:tls + node:http2 here.
     const engine = await selectDataplane(opts, log);
+    // The engine's bytes/s buckets and fair-share flows: counted in smesh_rate_limited_*, shown in /config_dump.
+    if (engine) cleanups.push(shaping.attachEngine(() => engine.qosState()));
     const engineIdentities = engine ? new EngineIdentities(engine, identities) : undefined;
     const hbone = engine
       ? new NativeHboneClient({ engine, identities: engineIdentities!, metrics, logger: logs.child('hbone-client'), trustDomainAliases })
@@ -587,7 +589,7 @@ async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: str
   let engine: HboneEngine | undefined;
   try {
     engine = hboneEngine();
-    if (engine && opts.workers !== undefined) engine.configure({ workers: opts.workers });
+    if (engine) engine.configure({ ...(opts.workers !== undefined ? { workers: opts.workers } : {}), fairShare: opts.fairShare });
   } catch (err) {
     if (opts.dataplane === 'native') throw new SmeshError('SMESH_ERR_NATIVE', `--dataplane native: the addon's HBONE engine cannot start: ${(err as Error).message}`);
     log.warn({ err: (err as Error).message }, 'native HBONE engine unusable; using the JS data plane');
@@ -598,6 +600,6 @@ async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: str
     log.warn({}, 'the addon has no HBONE engine; using the JS data plane');
     return undefined;
   }
-  log.info({ dataplane: 'native', workers: opts.workers ?? 'one per core' }, 'HBONE data plane: native engine');
+  log.info({ dataplane: 'native', workers: opts.workers ?? 'one per core', fairShare: opts.fairShare }, 'HBONE data plane: native engine');
   return engine;
 }

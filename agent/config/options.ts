@@ -61,6 +61,12 @@ export interface AgentOptions {
   /** Worker threads of the native engine (default: one per core). */
   readonly workers?: number;
   /**
+   * `--fair-share on|off` (default on): the native engine's workers serve ready connections latency before normal
+   * before bulk and share bytes between source workloads by their TrafficShaping weights (deficit round robin);
+   * off = FIFO in the order epoll reports them. bytes/s limits apply either way.
+   */
+  readonly fairShare: boolean;
+  /**
    * Opt-in: outbound HTTP/1.1 requests on HTTP service ports are parsed and moved by the addon's native HTTP/1.1 engine
    * and decided in TypeScript (agent/http/engine-outbound.ts); default off (node:http serves every request).
    */
@@ -172,6 +178,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--sync-timeout-seconds': { key: 'syncTimeoutMs', kind: 'int' },
   '--dataplane': { key: 'dataplane', kind: 'string', env: 'SMESH_DATAPLANE' },
   '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
+  '--fair-share': { key: 'fairShare', kind: 'string', env: 'SMESH_FAIR_SHARE' },
   '--http-engine': { key: 'httpEngine', kind: 'bool', env: 'SMESH_HTTP_ENGINE' },
   '--drain-seconds': { key: 'drainSeconds', kind: 'int', env: 'SMESH_DRAIN_SECONDS' },
 };
@@ -211,6 +218,9 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           threads), js = node:tls + node:http2 on the agent's thread; auto (default) = native
                           when the addon has it                                        [$SMESH_DATAPLANE]
   --workers N             native engine worker threads (default: one per core)        [$SMESH_WORKERS]
+  --fair-share on|off     native engine relay scheduling: on (default) = latency before normal before bulk, and
+                          bytes shared between source workloads by TrafficShaping weight (deficit round robin);
+                          off = first come first served                                [$SMESH_FAIR_SHARE]
   --http-engine           opt-in: outbound HTTP/1.1 on HTTP service ports through the addon's native HTTP/1.1
                           engine, decided per request in TypeScript (default: node:http)  [$SMESH_HTTP_ENGINE=1]
   --drain-seconds N       on SIGTERM, stop accepting and let open connections finish for up to N seconds,
@@ -255,6 +265,12 @@ export const AUTO_DATAPLANE: 'native' | 'js' = 'native';
 function workerCount(n: number): number {
   if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
   return n;
+}
+
+function fairShare(raw: string): boolean {
+  if (raw === 'on') return true;
+  if (raw === 'off') return false;
+  return fail(`--fair-share ${JSON.stringify(raw)}: expected on (priority classes and weighted fair share between source workloads) or off (first come first served)`);
 }
 
 function dataplane(raw: string): 'auto' | 'native' | 'js' {
@@ -333,6 +349,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
     dataplane: dataplane((values.dataplane as string | undefined) ?? 'auto'),
     workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
+    fairShare: fairShare((values.fairShare as string | undefined) ?? 'on'),
     httpEngine: values.httpEngine === true || values.httpEngine === '1' || values.httpEngine === 'true',
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
     drainSeconds: (values.drainSeconds as number | undefined) ?? 30,

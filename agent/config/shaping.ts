@@ -174,7 +174,7 @@ function convertBytesPerSecond(v: Obj, path: string, problems: FieldProblem[]): 
       continue;
     }
     const r = parseBandwidth(String(raw));
-    if ('error' in r) problems.push({ field: `${path}.${dir}`, message: `${r.error} (bits per second, as kubernetes.io/egress-bandwidth)` });
+    if ('error' in r) problems.push({ field: `${path}.${dir}`, message: /bits per second/.test(r.error) ? r.error : `${r.error} (bits per second, as kubernetes.io/egress-bandwidth)` });
     else out[dir] = r.bitsPerSecond;
   }
   if (v.upload === undefined && v.download === undefined) problems.push({ field: path, message: 'expected upload, download or both' });

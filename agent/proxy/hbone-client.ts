@@ -44,6 +44,8 @@ export interface HboneOpenRequest {
   readonly authority: string;
   /** Extra request headers (forwarded, baggage, traceparent). */
   readonly headers?: Readonly<Record<string, string>>;
+  /** DSCP for the tunnel's socket (native engine only: its sessions are pooled per DSCP; the JS client ignores it). */
+  readonly dscp?: number;
 }
 
 interface PooledSession {

@@ -679,7 +679,7 @@ export class InboundProxy {
       engine.respond(req.stream, status);
     }, (upstream, stats) => {
       try {
-        return engineRelay(engine, req.stream, upstream, false, stats());
+        return engineRelay(engine, req.stream, upstream, false, stats(), this.opts.shaping?.streamQos({ direction: 'inbound', destination: d.workload, port: d.dest.port, sourceIp: d.sourceIp, sourceIdentity: d.peer }));
       } catch (err) {
         this.log.debug({ err: (err as Error).message }, 'pod connection not handed to the engine');
         upstream.destroy();

@@ -5,7 +5,7 @@ import { SmeshError } from '../errors';
 import { currentTrustDomainAliases, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
 import type { UsableCert } from '../identity/manager';
 import { socketFd } from '../native/datapath';
-import type { HboneEngine, HboneOpenResult, HboneSessionEvent, HboneStreamResult } from '../native/hbone-types';
+import type { HboneEngine, HboneOpenResult, HboneSessionEvent, HboneStreamQos, HboneStreamResult } from '../native/hbone-types';
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { HboneHandshakeFailure, MeshMetrics } from '../telemetry/metrics';
@@ -135,12 +135,12 @@ function toRelayResult(r: HboneStreamResult, socketIsA: boolean): RelayResult {
  * The JS socket is destroyed at once; its 'close' listeners run when the relay ends. Throws if the socket cannot be
  * handed over (canSplice) — the caller falls back to attachPair + the JS relay.
  */
-export function engineRelay(engine: HboneEngine, stream: number, sock: net.Socket, socketIsA: boolean, counters?: ByteCounters): Relay {
+export function engineRelay(engine: HboneEngine, stream: number, sock: net.Socket, socketIsA: boolean, counters?: ByteCounters, qos?: HboneStreamQos): Relay {
   if (!canSplice(sock)) throw new SmeshError('SMESH_ERR_NATIVE', 'engineRelay needs a connected plain TCP socket with nothing queued for writing');
   const buffered = takeBuffered(sock);
   let done: Promise<HboneStreamResult>;
   try {
-    done = engine.attach(stream, socketFd(sock), buffered.length ? Buffer.concat(buffered) : undefined);
+    done = engine.attach(stream, socketFd(sock), buffered.length ? Buffer.concat(buffered) : undefined, qos);
   } catch (err) {
     for (const c of buffered) sock.unshift(c);
     throw err;
@@ -232,6 +232,7 @@ export class NativeHboneClient {
         acceptServerIds: accept,
         authority: req.authority,
         headers: Object.entries(req.headers ?? {}),
+        ...(req.dscp !== undefined ? { dscp: req.dscp } : {}),
       });
     let res = await open();
     // A refused connect is a destination agent restarting (its per-pod listeners come back with it): tried again,
@@ -249,9 +250,9 @@ export class NativeHboneClient {
     throw this.failure(req, res);
   }
 
-  /** Hands the app's socket to a stream (see engineRelay). */
-  relay(stream: number, sock: net.Socket, counters?: ByteCounters): Relay {
-    return engineRelay(this.opts.engine, stream, sock, true, counters);
+  /** Hands the app's socket to a stream (see engineRelay), with the connection's relay QoS (TrafficShaping). */
+  relay(stream: number, sock: net.Socket, counters?: ByteCounters, qos?: HboneStreamQos): Relay {
+    return engineRelay(this.opts.engine, stream, sock, true, counters, qos);
   }
 
   /** Resets a stream opened but not used (its client went away meanwhile). */

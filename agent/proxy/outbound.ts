@@ -12,6 +12,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
+import type { HboneStreamQos } from '../native/hbone-types';
 import { LegacyMtlsConnector, LegacyMtlsError, sidecarSni } from './legacy-mtls';
 import { dial } from './dial';
 import { relay, type ByteCounters, type Relay } from './relay';
@@ -138,7 +139,7 @@ export interface HboneConnector {
   open(req: HboneOpenRequest): Promise<Duplex>;
   /** Native engine (NativeHboneClient): opens a stream by id, hands a plain TCP socket to it, or drops it unused. */
   openStream?(req: HboneOpenRequest): Promise<number>;
-  relay?(stream: number, sock: net.Socket, counters?: ByteCounters): Relay;
+  relay?(stream: number, sock: net.Socket, counters?: ByteCounters, qos?: HboneStreamQos): Relay;
   abandon?(stream: number): void;
 }
 
@@ -330,7 +331,7 @@ export class OutboundProxy {
     const fields = { sourceIp, source: source?.uid, dst: originalDestination };
     const shaper = this.opts.shaping;
     if (shaper && source && decision.kind !== 'refuse') {
-      const facts: ConnectionFacts = { direction: 'outbound', source, service: decision.service };
+      const facts: ConnectionFacts = { direction: 'outbound', source, service: decision.service, servicePort: decision.servicePort };
       const v = shaper.admitConnection(facts);
       if (v.kind === 'admit') sock.once('close', v.release);
       else if (v.queueMs === undefined) return this.refuse(sock, 'rate_limited', v.detail, fields);
@@ -530,7 +531,9 @@ export class OutboundProxy {
       if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
     }, limitMs);
     timer?.unref();
-    const req: HboneOpenRequest = { sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers };
+    // TrafficShaping relay QoS (fair-share flow, class, weight, DSCP, bytes/s) for the native engine.
+    const qos = this.opts.shaping?.streamQos({ direction: 'outbound', source, service: d.service, servicePort: d.servicePort }) ?? { flow: source.uid };
+    const req: HboneOpenRequest = { sourceId: source.identity, node: d.nodeAddr, expectedServerId: d.nodeId, authority: d.authority, headers, ...(qos.dscp !== undefined ? { dscp: qos.dscp } : {}) };
     // The native engine takes the app's socket itself (no byte through JavaScript); else the stream is a Duplex.
     const hbone = this.opts.hbone;
     const native = hbone.openStream && hbone.relay && canSplice(sock) ? hbone : undefined;
@@ -555,7 +558,7 @@ export class OutboundProxy {
             destinationAddress: d.authority,
           });
           const relayFields = { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) };
-          if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats), stats, relayFields);
+          if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats, qos), stats, relayFields);
           else this.startRelay(sock, stream, stats, relayFields);
         },
         (err: unknown) => {

@@ -2,12 +2,15 @@
 import type { Counter } from 'prom-client';
 import { matchHolds } from '../http/route';
 import type { StateView } from '../state/store';
-import type { MeshSnapshot, Service, ShapingRule, Workload } from '../state/types';
+import type { HboneQosState, HboneStreamQos } from '../native/hbone-types';
+import type { MeshSnapshot, QosSettings, Service, ShapingRule, Workload } from '../state/types';
 import { monotonicClock, rateLimitHeaders, TokenBucket, type BucketState, type Clock } from './rate-limit';
 
 export type RateLimitDirection = 'outbound' | 'inbound';
-export type RateLimitReason = 'connection_rate' | 'max_connections' | 'request_rate' | 'queued';
+export type RateLimitReason = 'connection_rate' | 'max_connections' | 'request_rate' | 'queued' | 'bytes_per_second';
 export type RateLimitedCounter = Pick<Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>, 'inc'>;
+/** Bytes that waited for a bytesPerSecond bucket; reason `bytes_per_second_upload` / `bytes_per_second_download`. */
+export type RateLimitedBytesCounter = Pick<Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>, 'inc'>;
 
 /** A connection let through: `release` when it closes (frees its max_connections slots; idempotent). */
 export interface ConnectionAdmitted {
@@ -45,6 +48,10 @@ export interface ConnectionFacts {
   readonly destination?: Workload;
   /** Outbound: the service dialled; inbound: unused (derived from the rule's service and `port`). */
   readonly service?: Service;
+  /** Outbound: the service port dialled (rules with `port`). */
+  readonly servicePort?: number;
+  /** Inbound: the peer's SPIFFE id (the fair-share flow when the source workload is not known by address). */
+  readonly sourceIdentity?: string;
   /** Inbound: the destination (target) port. */
   readonly port?: number;
 }
@@ -58,8 +65,23 @@ export interface RequestFacts extends ConnectionFacts {
 export interface TrafficShaperOptions {
   readonly state: Pick<StateView, 'snapshot' | 'trustDomain' | 'workloadByIp'>;
   readonly rateLimited?: RateLimitedCounter;
+  readonly rateLimitedBytes?: RateLimitedBytesCounter;
   readonly now?: Clock;
 }
+
+/** The labels a bytes/s bucket of the engine is counted under. */
+interface EngineBucketLabels {
+  readonly direction: RateLimitDirection;
+  readonly source_workload: string;
+  readonly destination_service: string;
+  readonly way: 'upload' | 'download';
+  readonly rule: string;
+  readonly scope: string;
+}
+
+const BITS_PER_BYTE = 8;
+/** How often the engine's bucket counters are copied into the metrics. */
+export const ENGINE_QOS_SYNC_MS = 1000;
 
 /** One applicable rule and the scope its buckets are kept for. */
 interface Applied {
@@ -81,6 +103,10 @@ export class TrafficShaper {
   /** Woken whenever a slot is released (queued connections re-check). */
   private readonly waiters = new Set<() => void>();
   private seen: MeshSnapshot['trafficShaping'];
+  private engineQos: (() => HboneQosState) | undefined;
+  /** Engine bucket key → the labels it is counted under (kept while the process lives: a handful per rule). */
+  private readonly engineBuckets = new Map<string, EngineBucketLabels>();
+  private readonly engineSeen = new Map<string, { throttles: number; delayedBytes: number }>();
 
   constructor(private readonly opts: TrafficShaperOptions) {
     this.now = opts.now ?? monotonicClock;
@@ -122,6 +148,7 @@ export class TrafficShaper {
       if (!f.source) return out;
       for (const rule of shaping.get(f.source.uid)?.outbound ?? NO_RULES) {
         if (rule.service !== undefined && rule.service !== f.service?.key) continue;
+        if (rule.port !== undefined && rule.port !== f.servicePort) continue;
         out.push({ rule, scope: f.source.uid, service: f.service });
       }
       return out;
@@ -133,7 +160,9 @@ export class TrafficShaper {
         continue;
       }
       const svc = this.inboundService(rule.service, f.port);
-      if (svc) out.push({ rule, scope: `svc:${svc.key}`, service: svc });
+      if (!svc) continue;
+      if (rule.port !== undefined && !svc.ports.some((p) => p.port === rule.port && (p.targetPort > 0 ? p.targetPort : p.port) === f.port)) continue;
+      out.push({ rule, scope: `svc:${svc.key}`, service: svc });
     }
     return out;
   }
@@ -252,6 +281,85 @@ export class TrafficShaper {
     return undefined;
   }
 
+  /**
+   * The relay QoS of a connection handed to the native engine: the fair-share flow (the source workload), priority,
+   * weight and DSCP (the first applicable rule that sets each, else the resource level of the workload whose rules
+   * apply: the source outbound, the destination inbound), and bytes/s limits (the lowest applicable rate each way;
+   * one engine bucket per rule and scope, shared by the connections of that scope). upload = client → server: the
+   * engine's `send` (socket → tunnel) outbound, its `receive` inbound.
+   */
+  streamQos(f: ConnectionFacts): HboneStreamQos {
+    const source = f.source ?? (f.sourceIp ? this.opts.state.workloadByIp(f.sourceIp) : undefined);
+    const flow = source?.uid ?? (f.sourceIdentity ? `id:${f.sourceIdentity}` : `ip:${f.sourceIp ?? 'unknown'}`);
+    const owner = f.direction === 'outbound' ? f.source : f.destination;
+    const ws = owner ? this.shaping()?.get(owner.uid) : undefined;
+    if (!ws) return { flow };
+    const applied = this.applicable(f);
+    const pick = <K extends keyof QosSettings>(k: K): QosSettings[K] | undefined => {
+      for (const a of applied) if (a.rule.qos?.[k] !== undefined) return a.rule.qos[k];
+      return ws.qos?.[k];
+    };
+    const limit = (way: 'upload' | 'download'): { key: string; bytesPerSecond: number } | undefined => {
+      let best: { a: Applied; bps: number } | undefined;
+      for (const a of applied) {
+        const bps = a.rule.bytesPerSecond?.[way];
+        if (bps !== undefined && (!best || bps < best.bps)) best = { a, bps };
+      }
+      if (!best) return undefined;
+      const key = `${best.a.rule.name}|${best.a.scope}|${way}`;
+      if (!this.engineBuckets.has(key)) {
+        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: this.serviceHost(best.a.service ?? f.service), way, rule: best.a.rule.name, scope: best.a.scope });
+      }
+      return { key, bytesPerSecond: Math.max(1, Math.floor(best.bps / BITS_PER_BYTE)) };
+    };
+    const upload = limit('upload');
+    const download = limit('download');
+    const send = f.direction === 'outbound' ? upload : download;
+    const receive = f.direction === 'outbound' ? download : upload;
+    const priority = pick('priority');
+    const weight = pick('weight');
+    const dscp = pick('dscp');
+    return {
+      flow,
+      ...(priority !== undefined ? { priority } : {}),
+      ...(weight !== undefined ? { weight } : {}),
+      ...(dscp !== undefined ? { dscp } : {}),
+      ...(send ? { send } : {}),
+      ...(receive ? { receive } : {}),
+    };
+  }
+
+  /**
+   * The native engine whose bytes/s buckets and fair-share flows this shaper reports: every ENGINE_QOS_SYNC_MS the
+   * pauses and delayed bytes of each bucket are added to smesh_rate_limited_total / smesh_rate_limited_bytes_total.
+   * Returns the stop function.
+   */
+  attachEngine(qosState: () => HboneQosState): () => void {
+    this.engineQos = qosState;
+    const timer = setInterval(() => this.syncEngineCounters(), ENGINE_QOS_SYNC_MS);
+    timer.unref?.();
+    return () => {
+      clearInterval(timer);
+      this.syncEngineCounters();
+    };
+  }
+
+  /** Copies what the engine's buckets counted since the last call into the metrics. */
+  syncEngineCounters(): void {
+    if (!this.engineQos) return;
+    for (const b of this.engineQos().buckets) {
+      const labels = this.engineBuckets.get(b.key);
+      if (!labels) continue;
+      let seen = this.engineSeen.get(b.key) ?? { throttles: 0, delayedBytes: 0 };
+      // A bucket the engine forgot and made anew counts from 0 again.
+      if (b.throttles < seen.throttles || b.delayedBytes < seen.delayedBytes) seen = { throttles: 0, delayedBytes: 0 };
+      const common = { direction: labels.direction, source_workload: labels.source_workload, destination_service: labels.destination_service };
+      if (b.throttles > seen.throttles) this.opts.rateLimited?.inc({ ...common, reason: 'bytes_per_second' }, b.throttles - seen.throttles);
+      if (b.delayedBytes > seen.delayedBytes) this.opts.rateLimitedBytes?.inc({ ...common, reason: `bytes_per_second_${labels.way}` }, b.delayedBytes - seen.delayedBytes);
+      this.engineSeen.set(b.key, { throttles: b.throttles, delayedBytes: b.delayedBytes });
+    }
+  }
+
   /** For /config_dump: the rules in force per workload and every bucket's and slot's state. */
   dump(): unknown {
     const shaping = this.shaping();
@@ -264,6 +372,15 @@ export class TrafficShaper {
       const [rule, scope] = k.split('|') as [string, string];
       return { rule, scope, open: s.open };
     });
-    return { workloads: [...(shaping?.values() ?? [])], buckets, connections, queued: this.waiters.size };
+    const engine = this.engineQos?.();
+    const relay = engine
+      ? {
+          fairShare: engine.fairShare,
+          // bytes/s buckets with the rule and scope they belong to (key: `<rule>|<scope>|<way>`)
+          buckets: engine.buckets.map((b) => ({ ...b, ...(this.engineBuckets.get(b.key) ?? {}) })),
+          flows: engine.flows,
+        }
+      : undefined;
+    return { workloads: [...(shaping?.values() ?? [])], buckets, connections, queued: this.waiters.size, ...(relay ? { relay } : {}) };
   }
 }

@@ -311,6 +311,7 @@ export class MeshMetrics {
   readonly circuitBreakerTrips: Counter<'destination_service' | 'reason'>;
   /** Connections and requests limited by a TrafficShaping rule (agent/qos/shaping.ts): reason connection_rate | max_connections | request_rate | queued (admitted after a wait). */
   readonly rateLimited: Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>;
+  readonly rateLimitedBytes: Counter<'direction' | 'source_workload' | 'destination_service' | 'reason'>;
   readonly outlierEjections: Counter<'destination_service'>;
   /** Malformed HTTP from a client or an upstream, by side and kind. */
   readonly httpProtocolErrors: Counter<'direction' | 'side' | 'reason'>;
@@ -353,6 +354,7 @@ export class MeshMetrics {
     this.responseMessages = new Counter({ name: 'istio_response_messages_total', help: 'gRPC messages sent by servers', labelNames: httpLabels, registers });
     this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
     this.rateLimited = new Counter({ name: 'smesh_rate_limited_total', help: 'Connections and requests limited by a TrafficShaping rule, by direction, source workload, destination service and reason', labelNames: ['direction', 'source_workload', 'destination_service', 'reason'], registers });
+    this.rateLimitedBytes = new Counter({ name: 'smesh_rate_limited_bytes_total', help: 'Bytes the native engine relayed only after waiting for a TrafficShaping bytesPerSecond bucket, by direction, source workload, destination service and reason (bytes_per_second_upload, bytes_per_second_download)', labelNames: ['direction', 'source_workload', 'destination_service', 'reason'], registers });
     this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
     this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
     this.hboneHandshakeFailures = new Counter({ name: 'smesh_hbone_handshake_failures_total', help: 'HBONE connections refused at the handshake or for their certificate identity, by direction and reason', labelNames: ['direction', 'reason'], registers });

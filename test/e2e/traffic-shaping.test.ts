@@ -259,6 +259,8 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
           shaping('bad', 'rate-client', { outbound: [{ name: 'fast', connectionRate: { maxTokens: 5, fillInterval: '10ms' } }], inbound: [{ maxConnections: 0 }] }),
           shaping('nowhere', 'rate-client', { outbound: [{ name: 'to-missing', service: 'missing', maxConnections: 1 }] }),
           shaping('typo', 'rate-client', { outbound: [{ name: 'x', maxConection: 1 }] }),
+          shaping('qos-class', 'rate-client', { priority: 'urgent' }),
+          shaping('qos', 'rate-client', { weight: 0, dscp: 64, outbound: [{ name: 'bw', bytesPerSecond: { upload: '10Mbit', download: '500' } }, { name: 'p', port: 80, weight: 2000 }] }),
         ].map((d) => YAML.stringify(d)).join('---\n'),
       },
     });
@@ -269,5 +271,9 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(check.stderr).toContain(`TrafficShaping default/bad: field spec.inbound[0].maxConnections:`);
     expect(check.stderr).toContain(`TrafficShaping default/nowhere: field spec.outbound[0].service:`);
     expect(check.stderr).toContain(`TrafficShaping default/typo: field spec.outbound[0].maxConection:`);
+    expect(check.stderr).toContain(`TrafficShaping default/qos-class: field spec.priority:`);
+    for (const field of ['spec.weight', 'spec.dscp', 'spec.outbound[0].bytesPerSecond.upload', 'spec.outbound[0].bytesPerSecond.download', 'spec.outbound[1].port', 'spec.outbound[1].weight']) {
+      expect(check.stderr).toContain(`TrafficShaping default/qos: field ${field}:`);
+    }
   }, 60_000);
 });
