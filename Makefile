@@ -42,6 +42,7 @@ demo: build
 bench: build
 	bash bench/install.sh
 	npx tsx bench/run.ts
+	npx tsx bench/noisy-neighbour.ts
 
 clean:
 	rm -rf dist build bpf/.output
