@@ -104,7 +104,7 @@ export class TrafficShaper {
   private readonly waiters = new Set<() => void>();
   private seen: MeshSnapshot['trafficShaping'];
   private engineQos: (() => HboneQosState) | undefined;
-  /** Engine bucket key → the labels it is counted under (kept while the process lives: a handful per rule). */
+  /** Engine bucket key → the labels it is counted under (destination_service `any` for a rule without service). */
   private readonly engineBuckets = new Map<string, EngineBucketLabels>();
   private readonly engineSeen = new Map<string, { throttles: number; delayedBytes: number }>();
 
@@ -308,7 +308,7 @@ export class TrafficShaper {
       if (!best) return undefined;
       const key = `${best.a.rule.name}|${best.a.scope}|${way}`;
       if (!this.engineBuckets.has(key)) {
-        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: this.serviceHost(best.a.service ?? f.service), way, rule: best.a.rule.name, scope: best.a.scope });
+        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: best.a.service ? this.serviceHost(best.a.service) : 'any', way, rule: best.a.rule.name, scope: best.a.scope });
       }
       return { key, bytesPerSecond: Math.max(1, Math.floor(best.bps / BITS_PER_BYTE)) };
     };

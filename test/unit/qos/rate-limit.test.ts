@@ -140,3 +140,68 @@ describe('TrafficShaper', () => {
     expect(shaper.admitRequest(req('/api/z'))).toBeUndefined();
   });
 });
+
+describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () => {
+  it('always names the source workload as the fair-share flow; no TrafficShaping: nothing else', () => {
+    const { shaper } = shaperWith([]);
+    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 80 })).toEqual({ flow: client.uid });
+    expect(shaper.streamQos({ direction: 'inbound', destination: server, port: 8080, sourceIdentity: client.identity })).toEqual({ flow: `id:${client.identity}` });
+  });
+
+  it('outbound: the first applicable rule sets each QoS field, the resource fills the rest; bytes/s in bytes, upload = send, lowest rate wins', () => {
+    const { shaper } = shaperWith(
+      [
+        {
+          workloadUid: client.uid,
+          qos: { priority: 'bulk', weight: 20, dscp: 10 },
+          outbound: [
+            rule({ name: 'ns/t/grpc', service: 'ns/server', port: 80, qos: { priority: 'latency' }, bytesPerSecond: { upload: 8_000_000 } }),
+            rule({ name: 'ns/t/all', bytesPerSecond: { upload: 80_000_000, download: 1_600_000 } }),
+          ],
+          inbound: [],
+        },
+      ],
+      [svc],
+    );
+    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 80 })).toEqual({
+      flow: client.uid,
+      priority: 'latency',
+      weight: 20,
+      dscp: 10,
+      send: { key: `ns/t/grpc|${client.uid}|upload`, bytesPerSecond: 1_000_000 },
+      receive: { key: `ns/t/all|${client.uid}|download`, bytesPerSecond: 200_000 },
+    });
+    // Another port: the port rule does not apply.
+    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 9090 })).toMatchObject({ priority: 'bulk', send: { key: `ns/t/all|${client.uid}|upload`, bytesPerSecond: 10_000_000 } });
+  });
+
+  it('inbound: the destination rules apply, upload (client → server) is what the engine receives, one bucket per destination service', () => {
+    const { shaper } = shaperWith([{ workloadUid: server.uid, outbound: [], inbound: [rule({ name: 'ns/t/in', service: 'ns/server', bytesPerSecond: { upload: 4_000_000 }, qos: { weight: 500 } })] }], [svc]);
+    expect(shaper.streamQos({ direction: 'inbound', destination: server, port: 8080, sourceIp: '198.18.9.9', sourceIdentity: client.identity })).toEqual({
+      flow: `id:${client.identity}`,
+      weight: 500,
+      receive: { key: 'ns/t/in|svc:ns/server|upload', bytesPerSecond: 500_000 },
+    });
+  });
+
+  it('counts the engine buckets pauses and delayed bytes by workload, service and way', () => {
+    const counted: Array<[Record<string, string>, number]> = [];
+    const bytes: Array<[Record<string, string>, number]> = [];
+    const snapshot: MeshSnapshot = { trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(), services: new Map([[svc.key, svc]]), namespaces: new Map(), trafficShaping: new Map([[client.uid, { workloadUid: client.uid, outbound: [rule({ name: 'ns/t/up', bytesPerSecond: { upload: 8000 } })], inbound: [] }]]) };
+    const shaper = new TrafficShaper({
+      state: { trustDomain: 'cluster.local', snapshot: () => snapshot, workloadByIp: () => undefined },
+      rateLimited: { inc: (l: Record<string, string>, n: number) => void counted.push([l, n]) } as never,
+      rateLimitedBytes: { inc: (l: Record<string, string>, n: number) => void bytes.push([l, n]) } as never,
+    });
+    const q = shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 80 });
+    let state = { throttles: 2, delayedBytes: 3000 };
+    const stop = shaper.attachEngine(() => ({ fairShare: true, flows: [], buckets: [{ key: q.send!.key, bytesPerSecond: 1000, burst: 16384, available: 0, granted: 0, activeNs: 0, holders: 1, ...state }] }));
+    shaper.syncEngineCounters();
+    state = { throttles: 5, delayedBytes: 4000 };
+    stop();
+    const labels = { direction: 'outbound', source_workload: 'client', destination_service: 'any' };
+    expect(counted).toEqual([[{ ...labels, reason: 'bytes_per_second' }, 2], [{ ...labels, reason: 'bytes_per_second' }, 3]]);
+    expect(bytes).toEqual([[{ ...labels, reason: 'bytes_per_second_upload' }, 3000], [{ ...labels, reason: 'bytes_per_second_upload' }, 1000]]);
+    expect((shaper.dump() as { relay: { buckets: unknown[] } }).relay.buckets[0]).toMatchObject({ rule: 'ns/t/up', way: 'upload', source_workload: 'client' });
+  });
+});
