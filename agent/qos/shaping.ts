@@ -308,7 +308,7 @@ export class TrafficShaper {
       if (!best) return undefined;
       const key = `${best.a.rule.name}|${best.a.scope}|${way}`;
       if (!this.engineBuckets.has(key)) {
-        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: best.a.service ? this.serviceHost(best.a.service) : 'any', way, rule: best.a.rule.name, scope: best.a.scope });
+        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: best.a.rule.service !== undefined ? this.serviceHost(best.a.service) : 'any', way, rule: best.a.rule.name, scope: best.a.scope });
       }
       return { key, bytesPerSecond: Math.max(1, Math.floor(best.bps / BITS_PER_BYTE)) };
     };
