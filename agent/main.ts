@@ -104,7 +104,7 @@ function ownCgroup(): string | undefined {
 async function openKernelDatapath(opts: AgentOptions): Promise<{ cgroupRoot: string; native: typeof import('./native/datapath'); datapath: Datapath }> {
   const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
   const native = await import('./native/datapath');
-  const datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, capturePort: opts.outboundPort, captureNetns: '/proc/self/ns/net' });
+  const datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, ...(opts.captureIp6 ? { captureIp6: opts.captureIp6 } : {}), capturePort: opts.outboundPort, captureNetns: '/proc/self/ns/net' });
   return { cgroupRoot, native, datapath };
 }
 
@@ -408,6 +408,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       hbonePort: opts.inboundPort,
       hboneAddressing: opts.hboneAddressing,
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
+      localSourceIp6: opts.noBpf ? undefined : opts.captureIp6,
       authorize,
       connections,
       metrics,
@@ -438,6 +439,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       connections,
       listen: { host: opts.captureIp, port: opts.outboundPort },
+      // With --capture-ip6 the kernel also redirects enrolled pods' IPv6 connections, to this listener.
+      ...(opts.captureIp6 && !opts.noBpf ? { listen6: { host: opts.captureIp6, port: opts.outboundPort }, localSourceIp6: opts.captureIp6 } : {}),
       localSourceIp: opts.noBpf ? undefined : opts.captureIp,
       originalDestination: (sock) => (nativeOrigDst ? nativeOrigDst.originalDestination(nativeOrigDst.socketFd(sock), opts.bpffsDir) : null),
       metrics,
@@ -452,6 +455,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       state,
       listen: { host: '0.0.0.0', port: opts.inboundPort },
       upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp,
+      upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6,
       authorize,
       httpProtocolOf: (workload, port) => inboundHttpProtocol(state, workload, port),
       // Tunnels to HTTP ports with request-level rules: parsed, every request authorized (L7 at the destination).
@@ -504,7 +508,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
         },
         plaintext ? (socket) => plaintext.handle(socket) : undefined,
         logs.child('datapath'),
-        (workload) => inbound.podServer(workload),
+        (workload, ip) => inbound.podServer(workload, ip),
       );
       handOverCapture = () => capture.handOver();
       cleanups.push(async () => {

@@ -11,6 +11,7 @@ import type { Address } from '../proto/generated/istio/workload/Address';
 import type { PortList } from '../proto/generated/istio/workload/PortList';
 import type { Port } from '../proto/generated/istio/workload/Port';
 import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
+import { workloadAddresses } from '../agent/state/addresses';
 import type { Authorization } from '../proto/generated/istio/security/Authorization';
 import type { Match } from '../proto/generated/istio/security/Match';
 import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
@@ -239,7 +240,7 @@ export function workloadAddress(w: Workload, trustDomain: string, services: Read
       uid: workloadXdsUid(w),
       name: w.name,
       namespace: w.namespace,
-      addresses: [ipBytes(w.ip)],
+      addresses: workloadAddresses(w).map((ip) => ipBytes(ip)),
       tunnelProtocol: workloadTunnelProtocol(w) ?? 'NONE',
       trustDomain,
       serviceAccount: w.serviceAccount,
@@ -366,6 +367,7 @@ export interface BuildOptions {
 interface CachedWorkload {
   ns: string;
   name: string;
+  /** Every address, comma-joined. */
   ip: string;
   td: string;
   sa: string;
@@ -466,12 +468,13 @@ export class ResourceEntryCache {
     const ingress = w.ingressBandwidthBps ?? 0;
     const bw = egress === 0 && ingress === 0 ? '' : `${egress}/${ingress}`;
     const tun = workloadTunnelProtocol(w) ?? '';
+    const ipsKey = workloadAddresses(w).join(',');
     let c = this.workloads.get(w.uid);
     const sameName = c !== undefined && c.ns === w.namespace && c.name === w.name;
     if (
       !c ||
       !sameName ||
-      c.ip !== w.ip ||
+      c.ip !== ipsKey ||
       c.td !== trustDomain ||
       c.sa !== w.serviceAccount ||
       c.node !== w.node ||
@@ -485,7 +488,7 @@ export class ResourceEntryCache {
       const address = entry(uid, meshProtos().codecs.address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
       this.encoded++;
       const local = sameName && c!.netns === netns && c!.bw === bw ? c!.local : this.encodeLocal(uid, netns, egress, ingress);
-      c = { ns: w.namespace, name: w.name, ip: w.ip, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, bw, local, used: this.build };
+      c = { ns: w.namespace, name: w.name, ip: ipsKey, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, bw, local, used: this.build };
       this.workloads.set(w.uid, c);
     } else {
       if (c.netns !== netns || c.bw !== bw) {

@@ -5,6 +5,7 @@ import { isIP } from 'node:net';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { SmeshError } from '../errors';
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+import { workloadAddresses } from '../state/addresses';
 import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
 import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
@@ -378,6 +379,7 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
           serviceAccount: sa,
           node: nodeName,
           ip: podIP,
+          ...podAddresses(podIP, b.status?.podIPs),
           labels,
           netns: b.metadata.annotations?.[NETNS_ANNOTATION],
           workloadName: labels['app.kubernetes.io/name'] ?? labels.app ?? d.name,
@@ -458,12 +460,14 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
   }
   const byIp = new Map<string, string>();
   for (const w of workloads.values()) {
-    const other = byIp.get(w.ip);
-    if (other) {
-      const d = seen.get(`Pod/${w.namespace}/${w.name}`)!;
-      problems.push({ file: d.file, line: d.line, resource: `Pod ${w.uid}`, field: 'status.podIP', message: `address ${w.ip} is already used by Pod ${other}` });
-    }
-    byIp.set(w.ip, w.uid);
+    workloadAddresses(w).forEach((ip, i) => {
+      const other = byIp.get(ip);
+      if (other) {
+        const d = seen.get(`Pod/${w.namespace}/${w.name}`)!;
+        problems.push({ file: d.file, line: d.line, resource: `Pod ${w.uid}`, field: i === 0 ? 'status.podIP' : `status.podIPs[${i}].ip`, message: `address ${ip} is already used by Pod ${other}` });
+      }
+      byIp.set(ip, w.uid);
+    });
   }
   // PeerAuthentications travel as istiod converts them for ztunnel: DENY policies that each workload
   // references by key (so the workload's references are resolved here, selector policies included).
@@ -550,4 +554,14 @@ export function loadConfigDir(dir: string, cache?: ConfigParseCache): MeshSnapsh
   const snapshot = buildSnapshot(docs, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return snapshot;
+}
+
+/**
+ * A dual-stack pod's addresses (Kubernetes `status.podIPs`, one per family, `podIP` first): `{ addresses }` when it has
+ * more than `podIP`, else nothing (the Workload then has just `ip`).
+ */
+function podAddresses(podIP: string, podIPs: ReadonlyArray<{ ip?: string }> | undefined): { addresses?: readonly string[] } {
+  const all = [podIP];
+  for (const p of podIPs ?? []) if (p.ip && !all.includes(p.ip)) all.push(p.ip);
+  return all.length > 1 ? { addresses: all } : {};
 }

@@ -2,6 +2,8 @@
 import { closeSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 import type { MeshSnapshot, Workload } from '../state/types';
+import { workloadAddresses } from '../state/addresses';
+import { formatAuthority } from '../proxy/types';
 import { podsToEnroll } from './reconciler';
 
 /** The kernel operations the capture needs (the native Datapath facade plus netnsListener; a fake in unit tests). */
@@ -40,7 +42,8 @@ interface CapturedNetns {
   /** Pod addresses registered in the kernel's listener map for this namespace. */
   readonly ips: Set<string>;
   /** The workload's pod-addressed HBONE server (`<pod IP>:15008`), once its certificate exists. */
-  hbone?: { readonly server: net.Server; readonly ip: string; readonly identity: string };
+  /** Pod-addressed HBONE servers by pod address (`<pod IP>:15008`, one per address of a dual-stack pod), once the certificate exists. */
+  readonly hbone: Map<string, { readonly server: net.Server; readonly identity: string }>;
   readonly pods: Set<string>;
 }
 
@@ -94,7 +97,7 @@ export class InpodCapture {
      * The HBONE server of a local workload, not listening yet (InboundProxy.podServer); absent = no pod-addressed
      * HBONE. May throw while the workload's certificate is not issued: retried on the next sync.
      */
-    private readonly hboneServer?: (workload: Workload) => net.Server,
+    private readonly hboneServer?: (workload: Workload, ip: string) => net.Server,
   ) {}
 
   sync(pods: readonly Workload[]): Promise<void> {
@@ -133,7 +136,8 @@ export class InpodCapture {
       }
       c.server.close();
       c.server6?.close();
-      c.hbone?.server.close();
+      for (const h of c.hbone.values()) h.server.close();
+      c.hbone.clear();
     }
   }
 
@@ -179,7 +183,7 @@ export class InpodCapture {
         }
         this.byPath.set(path, c);
       }
-      const ips = new Set(list.map((w) => w.ip));
+      const ips = new Set(list.flatMap((w) => workloadAddresses(w)));
       for (const ip of ips) {
         if (c.ips.has(ip) || !this.onConnection) continue;
         let fd: number | undefined;
@@ -208,7 +212,7 @@ export class InpodCapture {
       if (this.hboneServer) await this.syncHbone(c, list[0]!);
     }
     // Addresses an earlier agent held that no local pod has now.
-    const wantedIps = new Set(pods.map((w) => w.ip));
+    const wantedIps = new Set(pods.flatMap((w) => workloadAddresses(w)));
     for (const ip of this.kernel.heldPlaintext()) {
       if (wantedIps.has(ip)) continue;
       try {
@@ -259,50 +263,53 @@ export class InpodCapture {
       throw err;
     }
     this.log.info({ netns: path, pin: link.pin }, 'inbound plaintext capture attached to pod namespace');
-    return { path, ino, server, linkFd: link.fd, pin: link.pin, ips: new Set(), pods: new Set() };
+    return { path, ino, server, linkFd: link.fd, pin: link.pin, ips: new Set(), pods: new Set(), hbone: new Map() };
   }
 
-  /** Serves `<pod IP>:15008` with the workload's own certificate, as ztunnel's inbound does. */
+  /** Serves `<pod IP>:15008` on every address of the workload with its own certificate, as ztunnel's inbound does. */
   private async syncHbone(c: CapturedNetns, w: Workload): Promise<void> {
-    if (c.hbone && (c.hbone.ip !== w.ip || c.hbone.identity !== w.identity)) this.closeHbone(c);
-    if (c.hbone) return;
-    let server: net.Server;
-    try {
-      server = this.hboneServer!(w);
-    } catch (err) {
-      this.log.info({ netns: c.path, workload: w.uid, err: (err as Error).message }, 'pod-addressed HBONE not served yet for this workload; retrying on the next sync');
-      return;
-    }
-    let fd: number;
-    try {
-      fd = await this.kernel.netnsListener(c.path, familyOf(w.ip));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ fd }, () => {
-          server.off('error', reject);
-          resolve();
+    const wanted = new Set(workloadAddresses(w));
+    for (const [ip, h] of [...c.hbone]) if (!wanted.has(ip) || h.identity !== w.identity) this.closeHbone(c, ip);
+    for (const ip of wanted) {
+      if (c.hbone.has(ip)) continue;
+      let server: net.Server;
+      try {
+        server = this.hboneServer!(w, ip);
+      } catch (err) {
+        this.log.info({ netns: c.path, workload: w.uid, err: (err as Error).message }, 'pod-addressed HBONE not served yet for this workload; retrying on the next sync');
+        return;
+      }
+      try {
+        const fd = await this.kernel.netnsListener(c.path, familyOf(ip));
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ fd }, () => {
+            server.off('error', reject);
+            resolve();
+          });
         });
-      });
-      this.kernel.setCaptureListener(w.ip, fd, 'hbone');
-    } catch (err) {
-      server.close();
-      this.log.warn({ netns: c.path, workload: w.uid, err: (err as Error).message }, 'cannot serve pod-addressed HBONE for this workload; retrying on the next sync');
-      return;
+        this.kernel.setCaptureListener(ip, fd, 'hbone');
+      } catch (err) {
+        server.close();
+        this.log.warn({ netns: c.path, workload: w.uid, ip, err: (err as Error).message }, 'cannot serve pod-addressed HBONE for this workload address; retrying on the next sync');
+        continue;
+      }
+      server.on('error', (err) => this.log.warn({ netns: c.path, err: err.message }, 'pod-addressed HBONE listener error'));
+      c.hbone.set(ip, { server, identity: w.identity });
+      this.log.info({ netns: c.path, workload: w.uid, address: formatAuthority(ip, 15008) }, 'pod-addressed HBONE served');
     }
-    server.on('error', (err) => this.log.warn({ netns: c.path, err: err.message }, 'pod-addressed HBONE listener error'));
-    c.hbone = { server, ip: w.ip, identity: w.identity };
-    this.log.info({ netns: c.path, workload: w.uid, address: `${w.ip}:15008` }, 'pod-addressed HBONE served');
   }
 
-  private closeHbone(c: CapturedNetns): void {
-    if (!c.hbone) return;
+  private closeHbone(c: CapturedNetns, ip: string): void {
+    const h = c.hbone.get(ip);
+    if (!h) return;
     try {
-      this.kernel.removeCaptureListener(c.hbone.ip, 'hbone');
+      this.kernel.removeCaptureListener(ip, 'hbone');
     } catch (err) {
-      this.log.warn({ ip: c.hbone.ip, err: (err as Error).message }, 'cannot remove the pod-addressed HBONE listener entry');
+      this.log.warn({ ip, err: (err as Error).message }, 'cannot remove the pod-addressed HBONE listener entry');
     }
-    c.hbone.server.close();
-    c.hbone = undefined;
+    h.server.close();
+    c.hbone.delete(ip);
   }
 
   private forgetIp(ip: string): void {
@@ -316,7 +323,7 @@ export class InpodCapture {
 
   private async release(c: CapturedNetns): Promise<void> {
     this.byPath.delete(c.path);
-    this.closeHbone(c);
+    for (const ip of [...c.hbone.keys()]) this.closeHbone(c, ip);
     for (const ip of c.ips) this.forgetIp(ip);
     try {
       this.kernel.releaseInboundCapture(c.pin, c.linkFd);

@@ -2,6 +2,7 @@
 import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, matchNeedsL7, ruleNeedsL7, stripL7 } from '../policy/evaluate';
 import { isConvertedPeerAuthentication, type AuthorizationPolicy, type PolicyMatch } from '../policy/types';
 import type { MeshSnapshot, Service, Workload } from '../state/types';
+import { workloadAddresses } from '../state/addresses';
 
 export type InboundMode = 'STRICT' | 'PERMISSIVE' | 'TRUSTED_SOURCE';
 
@@ -55,15 +56,18 @@ export function desiredInboundModes(s: MeshSnapshot, nodeName: string, trustedSo
   const root = s.rootNamespace ?? DEFAULT_ROOT_NAMESPACE;
   for (const w of localMeshed(s, nodeName)) {
     const policies = applicablePolicies(peerAuth, w, root);
-    const modeAt = (port: number): InboundMode =>
-      evaluate(policies, { destinationIp: w.ip, destinationPort: port }).allow ? 'PERMISSIVE' : 'STRICT';
     const named = portsMentioned(policies);
-    const base = modeAt(unnamedPort(named));
-    out.set(inboundKey({ ip: w.ip, port: 0 }), { ip: w.ip, port: 0, mode: base });
-    for (const port of named) {
-      if (port === 0) continue;
-      const mode = modeAt(port);
-      if (mode !== base) out.set(inboundKey({ ip: w.ip, port }), { ip: w.ip, port, mode });
+    // Every address of a dual-stack pod: plaintext to either one is the same plaintext to the same pod.
+    for (const ip of workloadAddresses(w)) {
+      const modeAt = (port: number): InboundMode =>
+        evaluate(policies, { destinationIp: ip, destinationPort: port }).allow ? 'PERMISSIVE' : 'STRICT';
+      const base = modeAt(unnamedPort(named));
+      out.set(inboundKey({ ip, port: 0 }), { ip, port: 0, mode: base });
+      for (const port of named) {
+        if (port === 0) continue;
+        const mode = modeAt(port);
+        if (mode !== base) out.set(inboundKey({ ip, port }), { ip, port, mode });
+      }
     }
   }
   return out;
@@ -124,21 +128,24 @@ export function desiredConnectDenies(s: MeshSnapshot, nodeName: string, idOf: (u
   for (const src of localMeshed(s, nodeName)) {
     if (!src.netns) continue; // not enrolled: the kernel does not know its sockets
     const id = idOf(src.uid);
-    const denied = (dst: Workload, port: number): boolean => {
+    const denied = (dst: Workload, ip: string, port: number): boolean => {
       if (!dst.meshed) return false;
       const policies = policiesFor(dst);
       if (policies.length === 0) return false;
-      return !evaluate(policies, { sourceIdentity: src.identity, sourceIp: src.ip, destinationIp: dst.ip, destinationPort: port }, { trustDomains }).allow;
+      return !evaluate(policies, { sourceIdentity: src.identity, sourceIp: src.ip, destinationIp: ip, destinationPort: port }, { trustDomains }).allow;
     };
     for (const { svc, endpoints } of services) {
       for (const p of svc.ports) {
         let every = endpoints.length > 0;
         for (const ep of endpoints) {
-          if (denied(ep, p.targetPort)) {
-            const e = { workloadId: id, ip: ep.ip, port: p.targetPort };
-            out.set(denyKey(e), e);
-          } else {
-            every = false;
+          // A dual-stack endpoint is dialled on either address; the service VIP only if every endpoint address is denied.
+          for (const ip of workloadAddresses(ep)) {
+            if (denied(ep, ip, p.targetPort)) {
+              const e = { workloadId: id, ip, port: p.targetPort };
+              out.set(denyKey(e), e);
+            } else {
+              every = false;
+            }
           }
         }
         if (every) {

@@ -1,6 +1,7 @@
 // Keeps the kernel maps equal to the mesh state: enrolled pods (by netns cookie), meshed destinations, inbound STRICT modes and connect-time denies.
 import { statSync } from 'node:fs';
 import { MeshSnapshot, Service, Workload } from '../state/types';
+import { workloadAddresses } from '../state/addresses';
 import { denyKey, desiredConnectDenies, desiredInboundModes, inboundKey, type InboundMode } from './policy-maps';
 
 /** The part of the native datapath facade the reconciler writes. */
@@ -83,7 +84,7 @@ export function desiredDestinations(s: MeshSnapshot): Map<string, { ip: string; 
   for (const svc of s.services.values()) {
     for (const vip of svc.vips) for (const p of svc.ports) out.set(destKey(vip, p.port), { ip: vip, port: p.port });
   }
-  for (const w of s.workloads.values()) if (w.meshed) out.set(destKey(w.ip, 0), { ip: w.ip, port: 0 });
+  for (const w of s.workloads.values()) if (w.meshed) for (const ip of workloadAddresses(w)) out.set(destKey(ip, 0), { ip, port: 0 });
   return out;
 }
 
@@ -211,7 +212,7 @@ export class Reconciler {
       for (const vip of svc.vips) for (const p of svc.ports) change(destKey(vip, p.port), delta);
     };
     const workload = (w: Workload, delta: 1 | -1): void => {
-      if (w.meshed) change(destKey(w.ip, 0), delta);
+      if (w.meshed) for (const ip of workloadAddresses(w)) change(destKey(ip, 0), delta);
     };
     /** First pass (nothing applied yet): every desired destination, listed while counting (no per-key diff). */
     let initial: Array<{ ip: string; port: number }> | undefined;
@@ -228,7 +229,7 @@ export class Reconciler {
       for (const svc of s.services.values()) {
         for (const vip of svc.vips) for (const p of svc.ports) count(destKey(vip, p.port), vip, p.port);
       }
-      for (const w of s.workloads.values()) if (w.meshed) count(w.ip, w.ip, 0);
+      for (const w of s.workloads.values()) if (w.meshed) for (const ip of workloadAddresses(w)) count(destKey(ip, 0), ip, 0);
       this.applied = s;
     } else if (prev !== s) {
       for (const [key, svc] of s.services) {

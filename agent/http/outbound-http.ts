@@ -10,7 +10,8 @@ import { EndpointLoadTracker } from '../lb/load';
 import type { PickRequest } from '../lb/picker';
 import { lbPolicyFromSettings } from '../lb/policy';
 import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
-import { dialConnected } from '../proxy/dial';
+import { endpointAddress } from '../state/addresses';
+import { dialConnected, sourceAddressFor, type SourceAddressFor } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
 import type { TrafficShaper } from '../qos/shaping';
@@ -73,6 +74,8 @@ export interface HttpOutboundOptions {
   readonly hboneAddressing?: 'pod' | 'node';
   /** Source address for same-node upstream connections (the capture address in production). */
   readonly localSourceIp?: string;
+  /** The same for IPv6 local pods (--capture-ip6); absent: the kernel picks the source. */
+  readonly localSourceIp6?: string;
   /** Originates an Istio sidecar's mutual TLS (endpoints with tunnel LEGACY_ISTIO_MTLS); absent: such endpoints get 503. */
   readonly legacyMtls?: { connect(req: LegacyMtlsRequest): Promise<Duplex> };
   /** Same-node requests are authorized here, per request with their HTTP attributes (remote ones by the destination's inbound, per connection). */
@@ -298,16 +301,20 @@ export class HttpOutbound {
   private readonly h2sessions = new Map<string, H2Upstream>();
 
   private readonly pruneTimer: NodeJS.Timeout;
+  /** Source address of same-node upstream connections, by the destination's family. */
+  /** Source address of connections to a same-node pod (the capture address; the engine path uses it too). */
+  readonly sourceFor: SourceAddressFor;
   private prunedSnapshot?: MeshSnapshot;
 
   constructor(private readonly opts: HttpOutboundOptions) {
+    this.sourceFor = sourceAddressFor(opts.localSourceIp, opts.localSourceIp6);
     this.log = opts.logger ?? silentLogger();
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? (() => performance.now());
     this.authorize = opts.authorize ?? (() => ({ allow: true }));
     registerBuiltinLoadBalancers(this.registry);
     this.pickers = new PickerCache(this.registry, { load: this.load, random: this.random });
-    this.pool = new UpstreamPool((req) => opts.hbone.open(req), opts.localSourceIp, opts.legacyMtls ? (req) => opts.legacyMtls!.connect(req) : undefined);
+    this.pool = new UpstreamPool((req) => opts.hbone.open(req), this.sourceFor, opts.legacyMtls ? (req) => opts.legacyMtls!.connect(req) : undefined);
     this.prunedSnapshot = opts.state.snapshot();
     this.pruneTimer = setInterval(() => this.prune(), opts.pruneIntervalMs ?? 10_000);
     this.pruneTimer.unref();
@@ -458,7 +465,7 @@ export class HttpOutbound {
       }
     }
     try {
-      return await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.opts.localSourceIp, noDelay: true, allowHalfOpen: true, timeoutMs: connectTimeoutMs });
+      return await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.sourceFor(ut.ip), noDelay: true, allowHalfOpen: true, timeoutMs: connectTimeoutMs });
     } catch (err) {
       throw Object.assign(err as Error, { smeshConnectFailure: true });
     }
@@ -794,25 +801,27 @@ export class HttpOutbound {
   }
 
   private upstreamTarget(w: Workload, port: number, ctx: HttpConnectionContext, http: HttpAttributes): UpstreamTarget | ProxyReply {
-    // The same endpoint decision as the L4 outbound (agent/proxy/endpoint-route.ts).
+    // The same endpoint decision as the L4 outbound (agent/proxy/endpoint-route.ts); a dual-stack endpoint by the
+    // family the client connected with.
+    const ip = endpointAddress(w, ctx.sourceIp);
     const route = routeToEndpoint(w, port, {
       localNode: this.opts.nodeName,
       hbonePort: this.opts.hbonePort,
       hboneAddressing: this.opts.hboneAddressing,
       trustDomain: this.opts.state.trustDomain,
       node: (n) => this.opts.state.node(n),
-    });
+    }, ip);
     switch (route.kind) {
       case 'local': {
-        const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port }, destinationWorkload: w, http });
+        const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip, port }, destinationWorkload: w, http });
         if (!v.allow) return new ProxyReply(403, `RBAC: access denied (${v.reason})`, 'UAEX');
         // The destination's inbound TrafficShaping requestRate: same-node requests never pass an inbound proxy, so here.
         const limited = this.opts.shaping?.admitRequest({ direction: 'inbound', source: ctx.source, destination: w, port, method: http.method, path: http.path, headers: http.headers });
         if (limited) return new ProxyReply(429, limited.body.trimEnd(), 'RL', limited.headers);
-        return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
+        return { key: `local|${ip}|${port}`, kind: 'local', ip, port };
       }
       case 'passthrough':
-        return { key: `local|${w.ip}|${port}`, kind: 'local', ip: w.ip, port };
+        return { key: `local|${ip}|${port}`, kind: 'local', ip, port };
       case 'unknown_node':
         return new ProxyReply(503, route.detail, 'UH');
       case 'legacy_mtls': {
@@ -820,11 +829,11 @@ export class HttpOutbound {
         if (!this.opts.legacyMtls) return new ProxyReply(503, `${w.uid} runs an Istio sidecar (LEGACY_ISTIO_MTLS) and this proxy cannot originate its mutual TLS`, 'UF');
         const host = serviceInfo(ctx.service, this.opts.state.trustDomain)?.host;
         return {
-          key: `legacy|${ctx.source.identity}|${formatAuthority(w.ip, port)}`,
+          key: `legacy|${ctx.source.identity}|${formatAuthority(ip, port)}`,
           kind: 'legacy_mtls',
-          ip: w.ip,
+          ip,
           port,
-          legacy: { source: ctx.source, address: { host: w.ip, port }, expectedServerId: route.serverId, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, ...(host ? { sni: sidecarSni(ctx.port.port, host) } : {}) },
+          legacy: { source: ctx.source, address: { host: ip, port }, expectedServerId: route.serverId, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, ...(host ? { sni: sidecarSni(ctx.port.port, host) } : {}) },
         };
       }
       case 'hbone': {
@@ -833,7 +842,7 @@ export class HttpOutbound {
         return {
           key: `hbone|${ctx.source.identity}|${route.authority}|${host ?? ''}`,
           kind: 'hbone',
-          ip: w.ip,
+          ip,
           port,
           hbone: {
             sourceId: ctx.source.identity,
@@ -1159,7 +1168,7 @@ export class HttpOutbound {
     const p = (async () => {
       let transport: Duplex;
       if (ut.kind === 'local') {
-        transport = await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.opts.localSourceIp, noDelay: true, timeoutMs: settings.connectTimeoutMs });
+        transport = await dialConnected({ ip: ut.ip, port: ut.port }, { localAddress: this.sourceFor(ut.ip), noDelay: true, timeoutMs: settings.connectTimeoutMs });
       } else {
         transport = await this.opts.hbone.open(ut.hbone!);
       }

@@ -2,7 +2,7 @@
 import * as http from 'http';
 import * as net from 'net';
 import type { Duplex } from 'stream';
-import { dial } from '../proxy/dial';
+import { dial, type SourceAddressFor } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
 
@@ -73,7 +73,7 @@ class MeshAgent extends http.Agent {
   constructor(
     readonly target: UpstreamTarget,
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
-    private readonly localAddress: string | undefined,
+    private readonly localAddress: SourceAddressFor,
     readonly settings: PoolSettings,
     private readonly legacy?: (req: LegacyMtlsRequest) => Promise<Duplex>,
   ) {
@@ -108,7 +108,7 @@ class MeshAgent extends http.Agent {
   override createConnection(_options: unknown, cb: CreateCb): undefined {
     const t = this.target;
     if (t.kind === 'local') {
-      dial({ ip: t.ip, port: t.port }, { localAddress: this.localAddress, noDelay: true, timeoutMs: this.settings.connectTimeoutMs }, {
+      dial({ ip: t.ip, port: t.port }, { localAddress: this.localAddress(t.ip), noDelay: true, timeoutMs: this.settings.connectTimeoutMs }, {
         connected: (sock) => cb(null, sock),
         failed: (err) => cb(Object.assign(err, { smeshConnectFailure: true })),
       });
@@ -136,7 +136,7 @@ export class UpstreamPool {
 
   constructor(
     private readonly open: (req: HboneOpenRequest) => Promise<Duplex>,
-    private readonly localAddress: string | undefined,
+    private readonly localAddress: SourceAddressFor,
     private readonly legacy?: (req: LegacyMtlsRequest) => Promise<Duplex>,
   ) {}
 

@@ -181,3 +181,11 @@ export function dialPod(dest: IpPort, client: DialClient, opts: PodDialOptions, 
     },
   );
 }
+
+/** The local address to dial a destination from: the node's capture address of the destination's family (none: the kernel picks). */
+export type SourceAddressFor = (destinationIp: string) => string | undefined;
+
+/** A SourceAddressFor over the IPv4 and IPv6 capture addresses (either may be absent). */
+export function sourceAddressFor(ip4: string | undefined, ip6: string | undefined): SourceAddressFor {
+  return (destinationIp) => (net.isIPv6(destinationIp) ? ip6 : ip4);
+}

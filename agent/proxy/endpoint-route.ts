@@ -29,14 +29,17 @@ export interface EndpointRouteInputs {
   readonly node: (name: string) => MeshNode | undefined;
 }
 
-/** Pure: how to reach workload `w` on `port` (the target port) from this node. */
-export function routeToEndpoint(w: Workload, port: number, i: EndpointRouteInputs): EndpointRoute {
-  if (w.tunnel === 'legacy_istio_mtls') return { kind: 'legacy_mtls', ip: w.ip, port, serverId: w.identity };
-  if (!w.meshed) return { kind: 'passthrough', ip: w.ip, port };
-  if (w.node === i.localNode) return { kind: 'local', ip: w.ip, port };
-  const authority = formatAuthority(w.ip, port);
-  if ((i.hboneAddressing ?? 'pod') === 'pod') return { kind: 'hbone', ip: w.ip, port, nodeAddr: { host: w.ip, port: i.hbonePort }, nodeId: w.identity, authority };
+/**
+ * Pure: how to reach workload `w` on `port` (the target port) from this node, at address `ip` (one of `w`'s: a
+ * dual-stack pod is reached by the family the client dialled, see endpointAddress(); default its first).
+ */
+export function routeToEndpoint(w: Workload, port: number, i: EndpointRouteInputs, ip: string = w.ip): EndpointRoute {
+  if (w.tunnel === 'legacy_istio_mtls') return { kind: 'legacy_mtls', ip, port, serverId: w.identity };
+  if (!w.meshed) return { kind: 'passthrough', ip, port };
+  if (w.node === i.localNode) return { kind: 'local', ip, port };
+  const authority = formatAuthority(ip, port);
+  if ((i.hboneAddressing ?? 'pod') === 'pod') return { kind: 'hbone', ip, port, nodeAddr: { host: ip, port: i.hbonePort }, nodeId: w.identity, authority };
   const node = i.node(w.node);
   if (!node) return { kind: 'unknown_node', detail: `workload ${w.uid} is on node ${w.node}, whose address is unknown` };
-  return { kind: 'hbone', ip: w.ip, port, nodeAddr: { host: node.address, port: i.hbonePort }, nodeId: nodeSpiffeId(i.trustDomain, node.name), authority };
+  return { kind: 'hbone', ip, port, nodeAddr: { host: node.address, port: i.hbonePort }, nodeId: nodeSpiffeId(i.trustDomain, node.name), authority };
 }

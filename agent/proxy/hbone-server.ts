@@ -72,6 +72,8 @@ export interface InboundProxyOptions {
    * check lets SYNs from it through, and the pod's replies return via its default route to the node.
    */
   readonly upstreamSourceIp?: string;
+  /** The same for IPv6 pod addresses (--capture-ip6); absent: the kernel picks the source. */
+  readonly upstreamSourceIp6?: string;
   readonly handshakeTimeoutMs?: number;
   readonly maxConcurrentStreams?: number;
   /**
@@ -283,17 +285,17 @@ export class InboundProxy {
    * makes it listen (on the in-pod capture socket) and closes it; `close()` of this proxy closes it too.
    * Throws SMESH_ERR_IDENTITY while the workload's certificate is not issued yet.
    */
-  podServer(workload: Workload): net.Server {
+  podServer(workload: Workload, ip: string = workload.ip): net.Server {
     if (this.opts.engine) {
       if (!this.opts.identities.get(workload.identity)) throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for identity ${workload.identity}; ensure identities before starting an inbound HBONE server for it`);
-      const server = this.createNativeServer(workload.identity, workload.ip);
+      const server = this.createNativeServer(workload.identity, ip);
       this.podServers.add(server);
       server.once('close', () => this.podServers.delete(server));
       return server;
     }
     const server = this.createServer(workload.identity);
     this.podServers.add(server);
-    server.on('session', (session: http2.ServerHttp2Session) => this.podSessions.set(session, workload.ip));
+    server.on('session', (session: http2.ServerHttp2Session) => this.podSessions.set(session, ip));
     server.once('close', () => this.podServers.delete(server));
     return server;
   }
@@ -707,7 +709,7 @@ export class InboundProxy {
     connected: (upstream: net.Socket, stats: () => ConnectionStats | undefined) => Relay | undefined,
   ): void {
     const { peer, sourceIp, dest, workload, dialled } = d;
-    dialPod(dest, client, { localAddress: this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
+    dialPod(dest, client, { localAddress: net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
       failed: () => {
         d.release?.();
         this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled), 'CONNECT');

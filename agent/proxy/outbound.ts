@@ -1,6 +1,7 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
 import { routeToEndpoint, type HboneAddressing } from './endpoint-route';
 import * as net from 'net';
+import { endpointAddress } from '../state/addresses';
 import { SmeshError } from '../errors';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
 import type { PickResult } from '../lb/picker';
@@ -121,7 +122,7 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       port = resolved.port;
       break;
   }
-  const route = routeToEndpoint(target.destination, port, { localNode: i.localNode, hbonePort: i.hbonePort, hboneAddressing: i.hboneAddressing, trustDomain: i.state.trustDomain, node: (n) => i.state.node(n) });
+  const route = routeToEndpoint(target.destination, port, { localNode: i.localNode, hbonePort: i.hbonePort, hboneAddressing: i.hboneAddressing, trustDomain: i.state.trustDomain, node: (n) => i.state.node(n) }, endpointAddress(target.destination, dst.ip));
   switch (route.kind) {
     case 'unknown_node':
       return refuse('unknown_node', route.detail);
@@ -150,6 +151,11 @@ export interface OutboundProxyOptions {
   /** SO_ORIGINAL_DST of an accepted socket (production: originalDestination(socketFd(sock)) from agent/native). */
   readonly originalDestination: (sock: net.Socket) => IpPort | null;
   readonly listen: HostPort;
+  /**
+   * The IPv6 capture listener (`[--capture-ip6]:<outbound port>`): where the kernel redirects enrolled pods' IPv6
+   * connections to meshed destinations. Absent: IPv6 connections are not redirected (the kernel lets them pass).
+   */
+  readonly listen6?: HostPort;
   readonly nodeName: string;
   /** Port of the remote agents' HBONE listeners (default 15008). */
   readonly hbonePort?: number;
@@ -162,6 +168,8 @@ export interface OutboundProxyOptions {
   readonly connectTimeoutMs?: number;
   /** Source address of same-node connections to local pods (the capture address; see InboundProxyOptions). */
   readonly localSourceIp?: string;
+  /** The same for IPv6 local pods (--capture-ip6); absent: the kernel picks the source. */
+  readonly localSourceIp6?: string;
   /** Per-request handler for HTTP service ports (agent/http); absent = every port per connection. */
   readonly http?: OutboundHttpHandler;
   /** Uniform [0, 1) for the L4 load balancer's draws (tests); default Math.random. */
@@ -196,6 +204,7 @@ export interface OutboundHttpHandler {
 /** The outbound capture listener. */
 export class OutboundProxy {
   private server?: net.Server;
+  private server6?: net.Server;
   private readonly clients = new Set<net.Socket>();
   private readonly relays = new Set<Relay>();
   private readonly balancer: ConnectionBalancer;
@@ -230,6 +239,13 @@ export class OutboundProxy {
     this.server = server;
     await listenOrFail(server, this.opts.listen.host, this.opts.listen.port, 'outbound capture listener', 'is the capture address configured on lo? is another agent running?', this.log);
     this.log.info({ address: boundAddress(server) }, 'outbound capture listening');
+    const l6 = this.opts.listen6;
+    if (l6) {
+      const server6 = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onConnection(sock, { ip: normalizeIp(l6.host) ?? l6.host, port: l6.port }));
+      this.server6 = server6;
+      await listenOrFail(server6, l6.host, l6.port, 'IPv6 outbound capture listener', 'is the IPv6 capture address (--capture-ip6) configured on lo?', this.log);
+      this.log.info({ address: boundAddress(server6) }, 'IPv6 outbound capture listening');
+    }
   }
 
   /**
@@ -238,6 +254,7 @@ export class OutboundProxy {
    */
   stopAccepting(): void {
     if (this.server?.listening) this.server.close();
+    if (this.server6?.listening) this.server6.close();
   }
 
   /** Connections still open (accepted sockets and running relays, spliced ones included): what a drain waits for. */
@@ -250,10 +267,13 @@ export class OutboundProxy {
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((r) => server.close(() => r()));
+    const server6 = this.server6;
+    const closed6 = server6 ? new Promise<void>((r) => server6.close(() => r())) : undefined;
     for (const r of this.relays) r.reset();
     for (const c of this.clients) c.destroy();
     this.opts.http?.close?.();
     await closed;
+    await closed6;
   }
 
   private capture(): IpPort {
@@ -298,7 +318,8 @@ export class OutboundProxy {
     }
   }
 
-  private onConnection(sock: net.Socket): void {
+  /** `capture`: the listener's own address when it is not the IPv4 one (loop guard). */
+  private onConnection(sock: net.Socket, capture?: IpPort): void {
     sock.on('error', () => undefined); // the relay reports errors once connected
     this.clients.add(sock);
     sock.once('close', () => this.clients.delete(sock));
@@ -319,7 +340,7 @@ export class OutboundProxy {
     const source = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
     const decision = decideOutbound({
       originalDestination,
-      capture: this.capture(),
+      capture: capture ?? this.capture(),
       source,
       localNode: this.opts.nodeName,
       hbonePort: this.opts.hbonePort ?? DEFAULT_HBONE_PORT,
@@ -484,7 +505,7 @@ export class OutboundProxy {
     fields: Record<string, unknown>,
   ): void {
     const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
-    const localAddress = d.kind === 'local' ? this.opts.localSourceIp : undefined;
+    const localAddress = d.kind !== 'local' ? undefined : net.isIPv6(d.ip) ? this.opts.localSourceIp6 : this.opts.localSourceIp;
     dial({ ip: d.ip, port: d.port }, { localAddress, allowHalfOpen: true, noDelay: true, timeoutMs, client: sock }, {
       failed: (err) => {
         // A client that went away first is not a failure of the destination.

@@ -1,5 +1,6 @@
 // The agent's single-writer state store: one updater publishes immutable snapshots plus indexes; readers only fetch.
 import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from './types';
+import { workloadAddresses } from './addresses';
 
 /** What an original destination resolves to; the outbound decision is made from this. */
 export type ResolvedDestination =
@@ -173,7 +174,7 @@ function buildIndexes(s: MeshSnapshot): Indexes {
   let byIp: OwnedIndex<Workload> | undefined;
   if (!s.workloadIpOwners) {
     byIp = new OwnedIndex<Workload>((w) => w.uid);
-    for (const w of s.workloads.values()) byIp.add(w.ip, w);
+    for (const w of s.workloads.values()) for (const ip of workloadAddresses(w)) byIp.add(ip, w);
   }
   const byVip = new OwnedIndex<Service>((svc) => svc.key);
   for (const svc of s.services.values()) for (const vip of svc.vips) byVip.add(vip, svc);
@@ -212,11 +213,11 @@ function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): bo
     const o = prev.workloads.get(uid);
     const n = next.workloads.get(uid);
     if (o) {
-      idx.byIp?.remove(o.ip, uid);
+      if (idx.byIp) for (const ip of workloadAddresses(o)) idx.byIp.remove(ip, uid);
       if (idx.byNode) nodeChange(o.node).drop.add(uid);
     }
     if (n) {
-      idx.byIp?.add(n.ip, n);
+      if (idx.byIp) for (const ip of workloadAddresses(n)) idx.byIp.add(ip, n);
       if (idx.byNode) nodeChange(n.node).add.push(n);
     }
     // Its own service list may change with its labels (selector-based services).

@@ -23,8 +23,13 @@ export interface Workload {
   readonly serviceAccount: string;
   /** Node the workload is scheduled on. */
   readonly node: string;
-  /** Pod IP (IPv4 or IPv6 text form). */
+  /** Pod IP (IPv4 or IPv6 text form): the first of `addresses`, the one the mesh dials. */
   readonly ip: string;
+  /**
+   * Every address of the pod when it has more than one (a dual-stack pod: Kubernetes `status.podIPs`, Istio's
+   * `Workload.addresses`), `ip` first. Absent: `[ip]`. Read through workloadAddresses() (agent/state/addresses.ts).
+   */
+  readonly addresses?: readonly string[];
   readonly labels: Readonly<Record<string, string>>;
   /** Path of the pod's network namespace (e.g. /run/netns/NAME), when known. */
   readonly netns?: string;

@@ -5,6 +5,7 @@ import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../prot
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { ipv4Text, keyToIp } from '../native/addr';
+import { workloadAddresses } from '../state/addresses';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadShaping, WorkloadTunnel } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
@@ -770,6 +771,8 @@ export function toWorkload(w: AcceptedWorkload, local: LocalWorkloadFacts | unde
     serviceAccount: w.serviceAccount,
     node: w.node,
     ip: w.ips[0]!,
+    // Absent for the usual single address (workloadAddresses() then gives [ip]).
+    addresses: w.ips.length > 1 ? w.ips : undefined,
     labels,
     netns: local?.netns || undefined,
     workloadName: w.workloadName,
@@ -823,18 +826,21 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   const namespaces = new Map<string, Readonly<Record<string, string>>>();
   const ipOwner = new Map<string, string>();
   for (const w of xdsWorkloads) {
-    const ip = w.ips[0]!;
-    const other = ipOwner.get(ip);
-    if (other !== undefined) warnings.push(`Address ${w.uid}: workload.addresses[0]: ${ip} is also the address of ${other}; lookups by IP find ${other}`);
-    else ipOwner.set(ip, w.uid);
+    w.ips.forEach((ip, i) => {
+      const other = ipOwner.get(ip);
+      if (other === w.uid) warnings.push(`Address ${w.uid}: workload.addresses[${i}]: ${ip} is listed twice`);
+      else if (other !== undefined) warnings.push(`Address ${w.uid}: workload.addresses[${i}]: ${ip} is also the address of ${other}; lookups by IP find ${other}`);
+      else ipOwner.set(ip, w.uid);
+    });
     const wl = toWorkload(w, accepted.localWorkloads.get(w.uid), trustDomain);
     workloads.set(w.uid, wl);
     if (!namespaces.has(w.namespace)) namespaces.set(w.namespace, {});
   }
   // The StateStore's byIp index keeps the last writer; make it the first (deterministic) owner.
   const ordered = new Map<string, Workload>();
-  for (const [uid, w] of workloads) if (ipOwner.get(w.ip) !== uid) ordered.set(uid, w);
-  for (const [uid, w] of workloads) if (ipOwner.get(w.ip) === uid) ordered.set(uid, w);
+  const ownsAll = (uid: string, w: Workload) => workloadAddresses(w).every((ip) => ipOwner.get(ip) === uid);
+  for (const [uid, w] of workloads) if (!ownsAll(uid, w)) ordered.set(uid, w);
+  for (const [uid, w] of workloads) if (ownsAll(uid, w)) ordered.set(uid, w);
 
   for (const [uid] of byKey(accepted.localWorkloads)) {
     if (!workloads.has(uid)) warnings.push(`LocalWorkload ${uid}: uid: no Address resource with this uid (yet)`);

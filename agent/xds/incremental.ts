@@ -1,6 +1,7 @@
 // Incremental mesh state: applies each accepted or removed xDS resource to working state and publishes immutable snapshots that share every unchanged Workload/Service object.
 import type { AuthorizationPolicy } from '../policy/types';
 import { OwnedIndex } from '../state/store';
+import { workloadAddresses } from '../state/addresses';
 import type { MeshNode, MeshSnapshot, Service, Workload } from '../state/types';
 import {
   DEFAULT_TRUST_DOMAIN,
@@ -65,6 +66,7 @@ function sameWorkload(a: Workload, b: Workload): boolean {
     a.serviceAccount === b.serviceAccount &&
     a.node === b.node &&
     a.ip === b.ip &&
+    sameList(a.addresses, b.addresses) &&
     a.labels === b.labels &&
     a.netns === b.netns &&
     a.egressBandwidthBps === b.egressBandwidthBps &&
@@ -258,7 +260,7 @@ export class IncrementalSnapshot {
     const w = this.workloads.get(name)!;
     this.useNamespace(w.namespace, -1);
     if (!this.allWorkloadsDirty) this.dirtyWorkloads.add(name);
-    this.ipClaims.remove(w.ip, name);
+    for (const ip of workloadAddresses(w)) this.ipClaims.remove(ip, name);
     if (next && next.services === old.services) return;
     for (const [ref, ports] of old.services) {
       if (next && samePorts(next.services.get(ref), ports)) continue;
@@ -283,7 +285,7 @@ export class IncrementalSnapshot {
     const w = this.workloads.get(name)!;
     this.useNamespace(w.namespace, 1);
     if (!this.allWorkloadsDirty) this.dirtyWorkloads.add(name);
-    this.ipClaims.add(w.ip, name);
+    for (const ip of workloadAddresses(w)) this.ipClaims.add(ip, name);
     if (previous && previous.services === a.services) return;
     for (const [ref, ports] of a.services) {
       if (previous && samePorts(previous.services.get(ref), ports)) continue;
@@ -328,8 +330,10 @@ export class IncrementalSnapshot {
     for (const uid of this.allWorkloadsDirty ? this.workloads.keys() : this.dirtyWorkloads) {
       const w = this.workloads.get(uid);
       if (!w) continue;
-      const owner = this.ipClaims.get(w.ip);
-      if (owner !== undefined && owner !== uid) warnings.push(`Address ${uid}: workload.addresses[0]: ${w.ip} is also the address of ${owner}; lookups by IP find ${owner}`);
+      workloadAddresses(w).forEach((ip, i) => {
+        const owner = this.ipClaims.get(ip);
+        if (owner !== undefined && owner !== uid) warnings.push(`Address ${uid}: workload.addresses[${i}]: ${ip} is also the address of ${owner}; lookups by IP find ${owner}`);
+      });
       for (const ref of w.authorizationPolicies ?? []) {
         if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
       }

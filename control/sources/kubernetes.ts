@@ -545,7 +545,8 @@ export function snapshotFromObjects(
       body: {
         metadata: { name: m.name, namespace: m.namespace, labels: m.labels ?? {}, annotations: m.annotations ?? {} },
         spec: { nodeName: p.spec.nodeName, serviceAccountName: p.spec.serviceAccountName ?? p.spec.serviceAccount ?? 'default' },
-        status: { podIP },
+        // Every address of a dual-stack pod (one per family); the first is podIP.
+        status: { podIP, podIPs: ((p.status?.podIPs ?? []) as Array<{ ip?: string }>).filter((a) => typeof a.ip === 'string').map((a) => ({ ip: a.ip })) },
       },
     });
   }

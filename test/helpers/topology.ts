@@ -39,8 +39,11 @@ export interface PodSpec {
   labels?: Record<string, string>;
   /** Write the `smesh.io/netns` annotation into the Pod (default true); false leaves it to the agent's netns discovery. */
   netnsAnnotation?: boolean;
-  /** With the topology's `ipv6`: the Pod's address in the mesh (status.podIP) is its IPv6 one. Default IPv4. */
-  ipFamily?: 'IPv4' | 'IPv6';
+  /**
+   * With the topology's `ipv6`: the Pod's address in the mesh (status.podIP) is its IPv6 one; `DualStack`: both, IPv4
+   * first (status.podIPs). Default IPv4.
+   */
+  ipFamily?: 'IPv4' | 'IPv6' | 'DualStack';
 }
 
 export interface TopologyOptions {
@@ -84,6 +87,8 @@ export interface PodInfo {
   ip6?: string;
   /** The address the mesh knows the pod by (status.podIP): `ip6` for an `ipFamily: 'IPv6'` pod, else `ip`. */
   meshIp: string;
+  /** Every address the mesh knows the pod by (status.podIPs): [meshIp], or [ip, ip6] for a `DualStack` pod. */
+  meshIps: string[];
   cgroup: string;
   enrolled: boolean;
   /** Whether the Pod in the config carries `smesh.io/netns`. */
@@ -499,7 +504,7 @@ export class Topology {
         kind: 'Pod',
         metadata: { name: p.name, namespace: p.namespace, labels: { ...p.labels }, ...(p.netnsAnnotation ? { annotations: { 'smesh.io/netns': p.netnsPath } } : {}) },
         spec: { nodeName: p.node, serviceAccountName: p.serviceAccount },
-        status: { podIP: p.meshIp },
+        status: { podIP: p.meshIp, ...(p.meshIps.length > 1 ? { podIPs: p.meshIps.map((ip) => ({ ip })) } : {}) },
       });
     }
     for (const s of opts.services ?? []) {
@@ -714,7 +719,7 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
     perNode.set(node.name, i + 1);
     if (i >= 200) throw new Error(`too many pods on ${node.name}`);
     const netns = `${stem}-${node.name}-${spec.name}`;
-    if (spec.ipFamily === 'IPv6' && !opts.ipv6) throw new Error(`pod ${spec.name}: ipFamily IPv6 needs the topology's ipv6 option`);
+    if ((spec.ipFamily === 'IPv6' || spec.ipFamily === 'DualStack') && !opts.ipv6) throw new Error(`pod ${spec.name}: ipFamily ${spec.ipFamily} needs the topology's ipv6 option`);
     const ip = `198.18.${node.index}.${10 + i}`;
     const ip6 = opts.ipv6 ? `fd00:5345:${node.index}::${(10 + i).toString(16)}` : undefined;
     return {
@@ -725,6 +730,7 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
       ip,
       ...(ip6 ? { ip6 } : {}),
       meshIp: spec.ipFamily === 'IPv6' && ip6 ? ip6 : ip,
+      meshIps: spec.ipFamily === 'IPv6' && ip6 ? [ip6] : spec.ipFamily === 'DualStack' && ip6 ? [ip, ip6] : [ip],
       cgroup: `${node.cgroupRoot}/${spec.name}`,
       enrolled: spec.enrolled ?? true,
       netnsAnnotation: spec.netnsAnnotation ?? true,
