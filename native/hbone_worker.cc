@@ -1802,19 +1802,8 @@ class WorkerImpl {
       st->deferred = true;
       return NGHTTP2_ERR_DEFERRED;
     }
-    if (st->pending_off < st->pending.size()) {
-      size_t n = std::min(length, st->pending.size() - st->pending_off);
-      std::memcpy(buf, st->pending.data() + st->pending_off, n);
-      st->pending_off += n;
-      owner_->buffered -= static_cast<int64_t>(n);
-      st->counters->sent.fetch_add(n, std::memory_order_relaxed);
-      if (st->pending_off == st->pending.size()) {
-        std::string().swap(st->pending);
-        st->pending_off = 0;
-      }
-      return static_cast<ssize_t>(n);
-    }
-    if (st->fd_eof) {
+    bool have_pending = st->pending_off < st->pending.size();
+    if (!have_pending && st->fd_eof) {
       *flags |= NGHTTP2_DATA_FLAG_EOF;
       return 0;
     }
@@ -1843,21 +1832,38 @@ class WorkerImpl {
       if (avail < want) want = static_cast<size_t>(avail);
     }
     st->grant_capped = false;
+    // Bytes moved socket → tunnel: counted, charged to the bucket and to the scheduler's grant.
+    auto moved = [&](size_t n) {
+      st->counters->sent.fetch_add(n, std::memory_order_relaxed);
+      if (st->qos.stats) st->qos.stats->sent.fetch_add(n, std::memory_order_relaxed);
+      if (st->qos.send_limit) {
+        st->qos.send_limit->Consume(n, now);
+        if (st->send_waited) st->qos.send_limit->NoteDelayed(n);
+      }
+      if (st->allowance != kNoAllowance) {
+        st->allowance -= std::min<uint64_t>(st->allowance, n);
+        st->grant_moved += n;
+      }
+    };
+    if (have_pending) {  // what the agent read before the handoff goes first, under the same limits
+      size_t n = std::min(want, st->pending.size() - st->pending_off);
+      std::memcpy(buf, st->pending.data() + st->pending_off, n);
+      st->pending_off += n;
+      owner_->buffered -= static_cast<int64_t>(n);
+      if (st->pending_off == st->pending.size()) {
+        std::string().swap(st->pending);
+        st->pending_off = 0;
+      }
+      moved(n);
+      st->grant_capped = st->allowance != kNoAllowance;  // the socket may hold more behind it
+      return static_cast<ssize_t>(n);
+    }
     for (;;) {
       ssize_t n = read(st->fd, buf, want);
       if (n > 0) {
-        st->counters->sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        if (st->qos.stats) st->qos.stats->sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        if (st->qos.send_limit) {
-          st->qos.send_limit->Consume(static_cast<uint64_t>(n), now);
-          if (st->send_waited) st->qos.send_limit->NoteDelayed(static_cast<uint64_t>(n));
-        }
-        if (st->allowance != kNoAllowance) {
-          st->allowance -= std::min<uint64_t>(st->allowance, static_cast<uint64_t>(n));
-          st->grant_moved += static_cast<uint64_t>(n);
-          // The grant is spent (or the bucket cut the read short) while the socket may hold more: still ready.
-          st->grant_capped = static_cast<size_t>(n) == want;
-        }
+        moved(static_cast<size_t>(n));
+        // The grant is spent (or the bucket cut the read short) while the socket may hold more: still ready.
+        if (st->allowance != kNoAllowance) st->grant_capped = static_cast<size_t>(n) == want;
         return n;
       }
       if (n == 0) {

@@ -1,18 +1,21 @@
-// TrafficShaping end to end on the two-node namespaced topology: connection rate, maxConnections (Reject and Queue), HTTP requests/s (outbound and inbound rules, same node and across nodes) trip, are counted and recover; invalid resources refused by field; /config_dump.
+// TrafficShaping end to end on the two-node namespaced topology: connection rate, maxConnections (Reject and Queue), HTTP requests/s (outbound and inbound rules, same node and across nodes), bytes/s in the native engine trip, are counted and recover; invalid resources refused by field; /config_dump.
 import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import YAML from 'yaml';
 import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
-import { startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients } from '../helpers/e2e-agents';
+import { expectedDataplane, startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients } from '../helpers/e2e-agents';
 import { lastJsonLine, tail, waitExit, type CapturedProcess } from '../helpers/proc';
 import { pollUntil } from '../helpers/logs';
 import { parseMetrics, sum } from '../helpers/metrics';
 
 const problem = privilegeProblem();
 const ECHO_PORT = 9000;
+const SINK_PORT = 9001;
+/** bytesPerSecond upload of the bw-client → sink rule: 2 Mbit/s = 250 000 bytes/s. */
+const BW_UPLOAD_BYTES = 250_000;
 const WEB_TARGET = 8080;
-const VIP = { echo: '198.19.14.10', webLocal: '198.19.14.11', webRemote: '198.19.14.12', inLocal: '198.19.14.13', inRemote: '198.19.14.14' } as const;
+const VIP = { echo: '198.19.14.10', webLocal: '198.19.14.11', webRemote: '198.19.14.12', inLocal: '198.19.14.13', inRemote: '198.19.14.14', sink: '198.19.14.15' } as const;
 const ns = 'default';
 const svcHost = (name: string) => `${name}.${ns}.svc.cluster.local`;
 /** Every bucket refills this often: short, so recovery is quick; trips are asserted on the first over-limit unit. */
@@ -32,6 +35,7 @@ const SHAPINGS = [
   }),
   shaping('in-local', 'in-local', { inbound: [{ name: 'rps', service: 'in-local', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
   shaping('in-remote', 'in-remote', { inbound: [{ name: 'rps', service: 'in-remote', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
+  shaping('bw', 'bw-client', { priority: 'bulk', weight: 50, outbound: [{ name: 'up', service: 'sink', bytesPerSecond: { upload: '2M' } }] }),
 ];
 
 interface ConnsResult {
@@ -107,15 +111,19 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
           { name: 'web-remote', node: 'node2' },
           { name: 'in-local', node: 'node1' },
           { name: 'in-remote', node: 'node2' },
+          { name: 'bw-client', node: 'node1' },
+          { name: 'sink', node: 'node2' },
         ],
       });
       await Promise.all([
         topo.startApp('echo', 'echo-server', ['--port', String(ECHO_PORT)]),
+        topo.startApp('sink', 'sink-server', ['--port', String(SINK_PORT)]),
         ...['web-local', 'web-remote', 'in-local', 'in-remote'].map((pod) => topo.startApp(pod, 'http-server', ['--port', String(WEB_TARGET), '--pod', pod])),
       ]);
       const http = (name: keyof typeof VIP, app: string): ServiceSpec => ({ name: app, vip: VIP[name], ports: [{ name: 'http', port: 80, targetPort: WEB_TARGET }], selector: { app } });
       const services: ServiceSpec[] = [
         { name: 'echo', vip: VIP.echo, ports: [{ name: 'tcp', port: 80, targetPort: ECHO_PORT }], selector: { app: 'echo' } },
+        { name: 'sink', vip: VIP.sink, ports: [{ name: 'tcp', port: 80, targetPort: SINK_PORT }], selector: { app: 'sink' } },
         http('webLocal', 'web-local'),
         http('webRemote', 'web-remote'),
         http('inLocal', 'in-local'),
@@ -241,6 +249,28 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
       expect(await rateLimited(dest, labels), diag()).toBeGreaterThanOrEqual(before + limited);
     }, 60_000);
   }
+
+  it.skipIf(expectedDataplane() !== 'native')('bytesPerSecond (native engine, across nodes): the upload trips, holds the rate by the engine clock, delivers every byte, is counted, and the bucket refills', async () => {
+    const bytes = 1_000_000;
+    const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sink, '--port', '80', '--bytes', String(bytes), '--seed', '14'], 60_000);
+    expect(r, diag()).toMatchObject({ ok: true, sentBytes: bytes });
+    const relayBucket = async () => ((await configDump(agents[0]!)).trafficShaping.relay?.buckets ?? []).find((b: { rule?: string }) => b.rule === 'default/bw/up') as Record<string, any> | undefined;
+    const b = await relayBucket();
+    expect(b, JSON.stringify((await configDump(agents[0]!)).trafficShaping.relay)).toMatchObject({ way: 'upload', source_workload: 'bw-client', destination_service: svcHost('sink'), bytesPerSecond: BW_UPLOAD_BYTES, granted: bytes });
+    expect(b!.throttles).toBeGreaterThan(0);
+    // The engine's counts: at most the burst plus what the rate earned until the last grant, so the transfer took at
+    // least (bytes − burst) / rate of the engine's clock.
+    expect(b!.granted).toBeLessThanOrEqual(b!.burst + (BW_UPLOAD_BYTES * b!.activeNs) / 1e9 + 1);
+    expect(b!.activeNs / 1e9).toBeGreaterThanOrEqual((bytes - b!.burst) / BW_UPLOAD_BYTES - 0.001);
+    const flows = (await configDump(agents[0]!)).trafficShaping.relay.flows as Array<{ flow: string; priority: string; weight: number; sent: number }>;
+    expect(flows.find((f) => f.flow.endsWith('bw-client')), JSON.stringify(flows)).toMatchObject({ priority: 'bulk', weight: 50, sent: bytes });
+    const labels = { direction: 'outbound', source_workload: 'bw-client', destination_service: svcHost('sink') };
+    const counted = await pollUntil(async () => ({ pauses: await rateLimited(agents[0]!, { ...labels, reason: 'bytes_per_second' }), delayed: sum(parseMetrics(await agents[0]!.metrics()), 'smesh_rate_limited_bytes_total', { ...labels, reason: 'bytes_per_second_upload' }) }), (c) => c.pauses > 0 && c.delayed > 0, 5000);
+    expect(counted.pauses).toBeGreaterThan(0);
+    expect(counted.delayed).toBeGreaterThan(0);
+    const refilled = await pollUntil(relayBucket, (x) => x !== undefined && x.available === x.burst, 5000);
+    expect(refilled!.available, JSON.stringify(refilled)).toBe(refilled!.burst);
+  }, 90_000);
 
   it('/config_dump shows the rules in force per workload and their buckets', async () => {
     const dump = (await configDump(agents[0]!)).trafficShaping;
