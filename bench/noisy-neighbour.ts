@@ -26,6 +26,7 @@ import { parseMetrics, sum } from '../test/helpers/metrics';
 import { SmeshError } from '../agent/errors';
 import { parseIperf, parseWrk } from './lib/tools';
 import { cpuWindow } from './lib/procstat';
+import { startSweeper } from './lib/sweeper';
 import {
   cell, cpuTable, goalLines, limitTable, MODE_LABEL, parseWrkLatency, quietTable, ratios,
   type AgentMode, type Condition, type LimitResult, type NoisyMeasured, type QuietSample, type RowGroup,
@@ -214,8 +215,11 @@ async function main(): Promise<void> {
   say(`  fair share: ${fairShareNote === null ? 'the agent has --fair-share: measured on and off' : `not available (${fairShareNote}): only the with/without-noisy rows`}`);
   say(`  ${os.cpus().length} cores, kernel ${os.release()}, node ${process.version}`);
 
+  const runId = `bench${randomBytes(3).toString('hex')}`;
+  // The harness cleans up at the end, on failure and on Ctrl-C; the sweeper also when this process is killed during that.
+  startSweeper(runId);
   const topo = await createTopology({
-    runId: `bench${randomBytes(3).toString('hex')}`,
+    runId,
     nodes: ['node1', 'node2'],
     pods: [
       { name: 'quiet', node: 'node1' },
