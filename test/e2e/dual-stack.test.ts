@@ -9,7 +9,8 @@ const problem = privilegeProblem();
 const TCP_PORT = 9001;
 const HTTP_PORT = 8080;
 
-type Client = 'outsider-local' | 'outsider-remote' | 'client';
+/** `client` is a dual-stack mesh pod on the other node, `client-local` one on the pod's node (same-node path). */
+type Client = 'outsider-local' | 'outsider-remote' | 'client' | 'client-local';
 /** Per client: whether a TCP echo through each address of the dual-stack pod succeeded. */
 type Seen = Partial<Record<Client, { v4: boolean; v6: boolean }>>;
 
@@ -37,6 +38,7 @@ describe.skipIf(problem !== null)(`dual-stack pods e2e${problem ? ` (skipped: ${
           { name: 'outsider-remote', node: 'node1', enrolled: false },
           { name: 'outsider-local', node: 'node2', enrolled: false },
           { name: 'client', node: 'node1', namespace: 'shop', ipFamily: 'DualStack' },
+          { name: 'client-local', node: 'node2', namespace: 'shop', ipFamily: 'DualStack' },
           { name: 'dual', node: 'node2', namespace: 'shop', ipFamily: 'DualStack' },
         ],
       });
@@ -78,7 +80,7 @@ describe.skipIf(problem !== null)(`dual-stack pods e2e${problem ? ` (skipped: ${
 
   it('the mesh knows both addresses; a mesh client reaches the IPv6 one over HBONE (redirected by the kernel to the IPv6 capture listener), the app sees the proxy', async () => {
     expect(dual().meshIps).toEqual([dual().ip, dual().ip6]);
-    await expectAll({ client: both, 'outsider-local': both, 'outsider-remote': both });
+    await expectAll({ client: both, 'client-local': both, 'outsider-local': both, 'outsider-remote': both });
     const seen = await topo!.runClient('client', ['http', '--url', `http://[${dual().ip6}]:${HTTP_PORT}/`], 8000);
     expect(seen.status).toBe(200);
     // Dialled by the destination agent from its IPv6 capture address, after the HBONE hop.
@@ -88,17 +90,22 @@ describe.skipIf(problem !== null)(`dual-stack pods e2e${problem ? ` (skipped: ${
     expect(src).toMatch(/istio_tcp_connections_opened_total\{reporter="source"[^}]*source_workload="client"[^}]*destination_workload="dual"[^}]*connection_security_policy="mutual_tls"\} [1-9]/);
     const dst = await agents[1]!.metrics();
     expect(dst).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"[^}]*source_workload="client"[^}]*destination_workload="dual"[^}]*connection_security_policy="mutual_tls"\} [1-9]/);
+    // Same node: the IPv6 connection is redirected to this node's IPv6 listener and dialled from its IPv6 capture address.
+    const local = await topo!.runClient('client-local', ['http', '--url', `http://[${dual().ip6}]:${HTTP_PORT}/`], 8000);
+    expect(local.status).toBe(200);
+    expect(String((local.body as { peer?: string }).peer)).toMatch(new RegExp(`^${CAPTURE_IP6.replace(/[.]/g, '\\.')}:\\d+$`));
+    expect(await agents[1]!.metrics()).toMatch(/istio_tcp_connections_opened_total\{reporter="source"[^}]*source_workload="client-local"[^}]*destination_workload="dual"/);
   });
 
   it('allow-nothing denies plaintext and mesh clients on both addresses', async () => {
     topo!.writeConfig(cfgDir, { services: [], extraDocs: [doc('AuthorizationPolicy', 'allow-nothing', { selector: { matchLabels: { app: 'dual' } }, action: 'ALLOW' })] });
-    await expectAll({ client: neither, 'outsider-local': neither, 'outsider-remote': neither });
+    await expectAll({ client: neither, 'client-local': neither, 'outsider-local': neither, 'outsider-remote': neither });
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="dual"[^}]*response_flags="DENY",connection_security_policy="none"\} [1-9]/);
   });
 
   it('STRICT drops plaintext to both addresses; the mesh client still reaches both over mutual TLS', async () => {
     topo!.writeConfig(cfgDir, { services: [], extraDocs: [doc('PeerAuthentication', 'strict', { selector: { matchLabels: { app: 'dual' } }, mtls: { mode: 'STRICT' } })] });
-    await expectAll({ client: both, 'outsider-local': neither, 'outsider-remote': neither });
+    await expectAll({ client: both, 'client-local': both, 'outsider-local': neither, 'outsider-remote': neither });
   });
 });
