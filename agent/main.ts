@@ -24,6 +24,7 @@ import { InboundProxy } from './proxy/hbone-server';
 import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
 import { EngineHttpOutbound } from './http/engine-outbound';
+import { EngineInboundHttp } from './http/engine-inbound';
 import { http1Engine } from './native/http1';
 import { portProtocol } from './http/protocol';
 import { createAuthorizer } from './policy/authorizer';
@@ -423,7 +424,9 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       : httpOutbound;
     // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
     // same-node connections to a pod's HTTP port dialled by address.
-    const httpTunnels = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound'), shaping });
+    const inboundHttp = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound'), shaping });
+    // With --http-engine, HTTP/1.1 tunnels and sockets are served by the engine with inboundHttp's per-request decision.
+    const httpTunnels = h1 ? new EngineInboundHttp({ http: inboundHttp, engine: h1, metrics, logger: logs.child('http-engine-inbound') }) : inboundHttp;
     const outbound = new OutboundProxy({
       state,
       identities,

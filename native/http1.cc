@@ -294,11 +294,17 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
 // http1Serve(fd) → session id. The fd is dup'd (non-blocking); the caller destroys its own socket without reading.
 Napi::Value Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1) throw Napi::TypeError::New(env, "http1Serve(fd)");
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "http1Serve(fd, options?)");
   int fd = static_cast<int>(IntegerArg(info[0], "fd", 0, 2147483647.0));
+  size_t max_head = 0;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Value m = info[1].As<Napi::Object>().Get("maxHeadBytes");
+    if (!m.IsUndefined()) max_head = static_cast<size_t>(IntegerArg(m, "options.maxHeadBytes", 1024, 1048576));
+  }
   struct stat st;
   if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) throw Napi::TypeError::New(env, "fd (" + std::to_string(fd) + ") is not an open socket");
   EngineImpl& e = Running(env);
+  if (max_head > e.options().max_buffer) max_head = e.options().max_buffer;  // a head must fit in the session's buffer
   http1::ServeCommand cmd;
   sockaddr_storage ss{};
   socklen_t sl = sizeof(ss);
@@ -318,6 +324,7 @@ Napi::Value Serve(const Napi::CallbackInfo& info) {
     setsockopt(d, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   }
   cmd.fd = d;
+  cmd.max_head_bytes = max_head;
   cmd.session = e.NextId();
   uint64_t id = cmd.session;
   e.worker(e.NextWorker()).Serve(std::move(cmd));
@@ -356,6 +363,15 @@ Napi::Value Decide(const Napi::CallbackInfo& info) {
     if (inet_pton(AF_INET, d.host.c_str(), &a4) != 1 && inet_pton(AF_INET6, d.host.c_str(), &a6) != 1)
       throw Napi::TypeError::New(env, "decision.host must be a numeric IPv4 or IPv6 address, got '" + d.host + "'");
     d.port = static_cast<int>(IntegerArg(o.Get("port"), "decision.port", 1, 65535));
+    Napi::Value src = o.Get("sourceAddress");
+    if (!src.IsUndefined() && !src.IsNull()) {
+      d.source = StringArg(src, "decision.sourceAddress");
+      bool host4 = inet_pton(AF_INET, d.host.c_str(), &a4) == 1;
+      bool src4 = inet_pton(AF_INET, d.source.c_str(), &a4) == 1;
+      bool src6 = !src4 && inet_pton(AF_INET6, d.source.c_str(), &a6) == 1;
+      if (!(host4 ? src4 : src6))
+        throw Napi::TypeError::New(env, "decision.sourceAddress must be a numeric address of the same family as host '" + d.host + "', got '" + d.source + "'");
+    }
     d.set_headers = HeaderListArg(o.Get("setHeaders"), "decision.setHeaders");
     Napi::Value rm = o.Get("removeHeaders");
     if (!rm.IsUndefined() && !rm.IsNull()) {
@@ -408,6 +424,17 @@ Napi::Value CloseAll(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// http1CloseSession(session): resets one client session (its in-flight requests end 'aborted'); unknown ids are ignored.
+Napi::Value CloseSessionJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1) throw Napi::TypeError::New(env, "http1CloseSession(sessionId)");
+  uint64_t id = IdArg(info[0]);
+  EngineImpl* e = G().engine;
+  if (e)
+    for (auto& w : e->workers()) w->CloseSession(id);
+  return env.Undefined();
+}
+
 Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int64_t sessions = 0, inflight = 0, ups = 0, idle = 0, buffered = 0;
@@ -457,6 +484,7 @@ void RegisterHttp1(Napi::Env env, Napi::Object exports) {
   exports.Set("http1Decide", Napi::Function::New(env, Decide, "http1Decide"));
   exports.Set("http1Reply", Napi::Function::New(env, Reply, "http1Reply"));
   exports.Set("http1CloseAll", Napi::Function::New(env, CloseAll, "http1CloseAll"));
+  exports.Set("http1CloseSession", Napi::Function::New(env, CloseSessionJs, "http1CloseSession"));
   exports.Set("http1Stats", Napi::Function::New(env, Stats, "http1Stats"));
   exports.Set("http1Ref", Napi::Function::New(env, Ref, "http1Ref"));
 }

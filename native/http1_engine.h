@@ -42,6 +42,7 @@ struct Decision {
   // forward
   std::string host;  // numeric IPv4/IPv6
   int port = 0;
+  std::string source;  // numeric address of host's family to connect from ("" = the kernel's choice); pooled apart
   std::vector<std::pair<std::string, std::string>> set_headers;  // replace every field of that name (lower-case)
   std::vector<std::string> remove_headers;                       // lower-case
   bool has_path = false;
@@ -92,6 +93,7 @@ struct ServeCommand {
   int fd = -1;
   std::string local_address, remote_address;
   int local_port = 0, remote_port = 0;
+  size_t max_head_bytes = 0;  // 0: Options::max_head_bytes
 };
 
 // One epoll thread owning client sessions and upstream pools; every call only queues a command and wakes the thread.
@@ -105,6 +107,7 @@ class Worker {
   void Decide(uint64_t request, Decision d);
   void Reply(uint64_t request, Decision d);
   void CloseAll();
+  void CloseSession(uint64_t session);  // no-op when this worker does not serve it
 
   std::atomic<int64_t> sessions{0}, requests_in_flight{0}, upstreams{0}, upstreams_idle{0}, buffered{0};
   std::atomic<uint64_t> requests_total{0}, bad_requests{0}, upstream_connects{0}, upstream_reuses{0};

@@ -287,6 +287,17 @@ ParseResult HeadParser::ParseRequest(std::string_view data, Head* out, size_t* c
   for (unsigned char c : target)
     if (c <= 0x20 || c >= 0x7f) return fail(400, "invalid character in the request target");
   int minor = ParseVersion(version);
+  // The HTTP/2 prior-knowledge preface (RFC 9113 §3.4) begins like a request ("PRI * HTTP/2.0", no fields): reported as
+  // an upgrade request (method PRI, target *) so that the caller can take the connection over to an HTTP/2 server.
+  if (minor == -2 && method == "PRI" && target == "*" && version == "HTTP/2.0" && lines.size() == 1) {
+    out->method = "PRI";
+    out->target = "*";
+    out->minor = 1;
+    out->keep_alive = false;
+    out->upgrade = true;
+    *consumed = end;
+    return ParseResult::kDone;
+  }
   if (minor == -2) return fail(505, "HTTP version not supported (HTTP/1.0 and HTTP/1.1 only)");
   if (minor < 0) return fail(400, "malformed HTTP version");
   out->method = std::string(method);

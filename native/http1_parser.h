@@ -33,7 +33,7 @@ struct Head {
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
   bool keep_alive = true;
-  bool upgrade = false;          // request: Connection: upgrade + Upgrade (or CONNECT)
+  bool upgrade = false;          // request: Connection: upgrade + Upgrade (or CONNECT, or the HTTP/2 preface as PRI *)
   bool expect_continue = false;  // request: Expect: 100-continue
   std::string authority;         // request: absolute-form authority, else Host
   std::vector<std::string> connection_tokens;  // lower-cased tokens of Connection (hop-by-hop names)

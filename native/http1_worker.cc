@@ -171,6 +171,7 @@ struct Exchange {
   // upstream
   Upstream* up = nullptr;
   std::string target;
+  std::string pool_key;  // target, plus "@source" when the decision names a source address
   bool reused = false;
   int attempts = 0;
   bool fresh_only = false;
@@ -271,7 +272,9 @@ class WorkerImpl {
   // --- commands (worker thread) ---
 
   void DoServe(ServeCommand cmd) {
-    auto sp = std::make_unique<Session>(limits_);
+    HeadLimits limits = limits_;
+    if (cmd.max_head_bytes > 0) limits.max_head_bytes = cmd.max_head_bytes;
+    auto sp = std::make_unique<Session>(limits);
     Session* s = sp.get();
     s->id = cmd.session;
     s->fd = cmd.fd;
@@ -307,6 +310,16 @@ class WorkerImpl {
     ex->replied = true;
     ex->reply = std::move(d);
     Pump(s);
+  }
+
+  // A caller's close (e.g. a policy change closed the tunnel): reset, not a graceful end.
+  void DoCloseSession(uint64_t id) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end() || it->second->dead) return;
+    Session* s = it->second.get();
+    linger lg{1, 0};
+    setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    CloseSession(s, "closed");
   }
 
   void DoCloseAll() {
@@ -699,6 +712,7 @@ class WorkerImpl {
             }
             if (ex->head.upgrade && !ex->close_after) s->parse_blocked = false;  // forwarded without its Upgrade
             ex->target = FormatHostPort(ex->d.host, ex->d.port);
+            ex->pool_key = ex->d.source.empty() ? ex->target : ex->target + "@" + ex->d.source;
             ex->phase = Phase::kConnecting;
             Acquire(s, ex);
             return true;
@@ -931,7 +945,7 @@ class WorkerImpl {
     const Decision& d = ex->d;
     if (!ex->fresh_only) {
       for (;;) {
-        auto pit = idle_.find(ex->target);  // looked up again each turn: KillUpstream may erase the entry
+        auto pit = idle_.find(ex->pool_key);  // looked up again each turn: KillUpstream may erase the entry
         if (pit == idle_.end()) break;
         if (pit->second.empty()) {
           idle_.erase(pit);
@@ -978,6 +992,12 @@ class WorkerImpl {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (!d.source.empty() && !BindSource(fd, ss.ss_family, d.source)) {
+      int err = errno;
+      close(fd);
+      UpstreamFailed(s, ex, "connect_failed", "bind to source " + d.source + " for " + ex->target + ": " + std::strerror(err));
+      return;
+    }
     owner_->upstream_connects++;
     if (connect(fd, reinterpret_cast<sockaddr*>(&ss), sl) < 0 && errno != EINPROGRESS) {
       int err = errno;
@@ -989,7 +1009,7 @@ class WorkerImpl {
     Upstream* u = up.get();
     u->id = engine_->NextId();
     u->fd = fd;
-    u->key = ex->target;
+    u->key = ex->pool_key;
     u->state = UpState::kConnecting;
     u->session = s->id;
     int64_t timeout = d.connect_timeout_ms > 0 ? d.connect_timeout_ms : opts_.connect_timeout_ms;
@@ -1001,6 +1021,32 @@ class WorkerImpl {
       UpstreamFailed(s, ex, "connect_failed", std::string("epoll_ctl: ") + std::strerror(errno));
       return;
     }
+  }
+
+  // Binds `fd` to `source` (port chosen at connect time, so that a fixed source does not run out of ports).
+  static bool BindSource(int fd, int family, const std::string& source) {
+    sockaddr_storage ss{};
+    socklen_t sl = 0;
+    if (family == AF_INET) {
+      auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+      if (inet_pton(AF_INET, source.c_str(), &v4->sin_addr) != 1) {
+        errno = EAFNOSUPPORT;
+        return false;
+      }
+      v4->sin_family = AF_INET;
+      sl = sizeof(*v4);
+    } else {
+      auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      if (inet_pton(AF_INET6, source.c_str(), &v6->sin6_addr) != 1) {
+        errno = EAFNOSUPPORT;
+        return false;
+      }
+      v6->sin6_family = AF_INET6;
+      sl = sizeof(*v6);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    return bind(fd, reinterpret_cast<sockaddr*>(&ss), sl) == 0;
   }
 
   void Release(Upstream* u) {
@@ -1399,6 +1445,10 @@ void Worker::Decide(uint64_t request, Decision d) {
 void Worker::Reply(uint64_t request, Decision d) {
   Post([request, d = std::move(d)](WorkerImpl& w) mutable { w.DoReply(request, std::move(d)); });
 }
+void Worker::CloseSession(uint64_t session) {
+  Post([session](WorkerImpl& w) { w.DoCloseSession(session); });
+}
+
 void Worker::CloseAll() {
   Post([](WorkerImpl& w) { w.DoCloseAll(); });
 }

@@ -1,6 +1,5 @@
 // Opt-in (--http-engine) outbound HTTP/1.1 through the addon's native HTTP/1.1 engine: eligible client connections of HTTP service ports go to the engine, every request head is decided by HttpOutbound's shared decision, results feed the request metrics; everything else stays on node:http.
 import * as fs from 'fs';
-import type { IncomingHttpHeaders } from 'http';
 import * as net from 'net';
 import type { Duplex } from 'stream';
 import { SmeshError } from '../errors';
@@ -11,9 +10,10 @@ import type { OutboundHttpHandler } from '../proxy/outbound';
 import type { StateView } from '../state/store';
 import type { Service, ServicePort, ServiceTrafficPolicy } from '../state/types';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { Counter } from '../telemetry/prom';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { EngineRequestDecision, HttpConnectionContext, HttpOutbound } from './outbound-http';
+import { httpEngineCounters, type HttpEngineCounters } from './engine-metrics';
+import { engineHeaderViews } from './policy-headers';
 import { portProtocol } from './protocol';
 import type { UpstreamTarget } from './upstream';
 
@@ -61,18 +61,6 @@ export function engineIneligibility(service: Service, port: ServicePort, policie
     }
   }
   return undefined;
-}
-
-/** Header lists of an engine request as node:http presents them (joined; set-cookie and cookie as node does) and distinct. */
-function headerViews(headers: Http1Request['headers']): { joined: IncomingHttpHeaders; distinct: Record<string, string[]> } {
-  const distinct: Record<string, string[]> = {};
-  for (const [name, value] of headers) (distinct[name] ??= []).push(value);
-  const joined: IncomingHttpHeaders = {};
-  for (const [name, values] of Object.entries(distinct)) {
-    if (name === 'set-cookie') joined[name] = values;
-    else joined[name] = values.join(name === 'cookie' ? '; ' : ', ');
-  }
-  return { joined, distinct };
 }
 
 interface InFlight {
@@ -154,17 +142,12 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
   private readonly inFlight = new Map<number, InFlight>();
   private readonly log: Logger;
   private readonly bridge: TunnelBridge;
-  private readonly served?: Counter<'outcome'>;
-  private readonly fallbacks?: Counter<'reason'>;
+  private readonly counters?: HttpEngineCounters;
 
   constructor(private readonly opts: EngineHttpOutboundOptions) {
     this.log = opts.logger ?? silentLogger();
     this.bridge = new TunnelBridge((ut) => this.openTunnel(ut), this.log);
-    const registers = opts.metrics ? [opts.metrics.registry] : [];
-    if (opts.metrics) {
-      this.served = new Counter({ name: 'smesh_http_engine_requests_total', help: 'Outbound HTTP/1.1 requests served by the native HTTP/1.1 engine (--http-engine), by outcome', labelNames: ['outcome'], registers });
-      this.fallbacks = new Counter({ name: 'smesh_http_engine_fallbacks_total', help: 'HTTP service-port connections kept on node:http with --http-engine, by reason', labelNames: ['reason'], registers });
-    }
+    this.counters = httpEngineCounters(opts.metrics);
     // node:http's limit on this path (HttpOutbound maxHeaderSize, 16 KiB): bigger heads get 431 either way.
     try {
       opts.engine.configure({ maxHeadBytes: opts.maxHeadBytes ?? 16 * 1024 });
@@ -196,7 +179,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
     if (!why && (sock.bytesRead > 0 || sock.readableLength > 0)) why = 'already_read';
     if (!why && (fd < 0 || !handle?.readStop)) why = 'no_fd';
     if (why) {
-      this.fallbacks?.inc({ reason: why });
+      this.counters?.fallbacks.inc({ direction: 'outbound', reason: why });
       this.opts.http.handle(sock, ctx);
       return;
     }
@@ -208,7 +191,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
       session = this.opts.engine.serve(fd);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'HTTP engine refused a connection; serving it on node:http');
-      this.fallbacks?.inc({ reason: 'no_fd' });
+      this.counters?.fallbacks.inc({ direction: 'outbound', reason: 'no_fd' });
       this.opts.http.handle(sock, ctx);
       return;
     }
@@ -249,7 +232,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
   }
 
   private async decide(req: Http1Request, entry: InFlight): Promise<void> {
-    const { joined, distinct } = headerViews(req.headers);
+    const { joined, distinct } = engineHeaderViews(req.headers);
     if (req.authority && joined.host === undefined) joined.host = req.authority;
     const d = await this.opts.http.decideForEngine(entry.ctx, { method: req.method, target: req.target, headers: joined, headersDistinct: distinct }, () => !this.inFlight.has(req.id));
     if (!d) return;
@@ -261,10 +244,12 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
       const ut = d.upstream;
       const local = ut.kind === 'local';
       const port = local ? ut.port : await this.bridge.port(ut);
+      const source = local ? this.opts.http.sourceFor(ut.ip) : undefined;
       decision = {
         kind: 'forward',
         host: local ? ut.ip : '127.0.0.1',
         port,
+        ...(source !== undefined ? { sourceAddress: source } : {}),
         ...(d.path !== req.target ? { path: d.path } : {}),
         connectTimeoutMs: d.pool.connectTimeoutMs,
         ...(d.pool.maxRequestsPerConnection > 0 ? { maxRequestsPerConnection: d.pool.maxRequestsPerConnection } : {}),
@@ -308,7 +293,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
     const entry = this.inFlight.get(r.id);
     if (!entry) return;
     this.inFlight.delete(r.id);
-    this.served?.inc({ outcome: r.outcome });
+    this.counters?.served.inc({ direction: 'outbound', outcome: r.outcome });
     const d = entry.decision;
     if (d?.kind === 'forward') d.done(r.status);
     const flags = entry.flags ?? d?.flags ?? '-';
@@ -331,7 +316,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
       }
       return;
     }
-    this.served?.inc({ outcome: 'takeover' });
+    this.counters?.served.inc({ direction: 'outbound', outcome: 'takeover' });
     // Not paused: node:http's sniffing 'data' listener starts the flow with the engine's pending bytes first.
     if (t.pending.length > 0) sock.unshift(t.pending);
     this.opts.http.handle(sock, ctx);

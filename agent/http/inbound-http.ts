@@ -13,7 +13,7 @@ import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { headerLists } from './policy-headers';
 import { BodyMeter, sizesOf } from './body-meter';
-import type { RequestLimited, TrafficShaper } from '../qos/shaping';
+import type { TrafficShaper } from '../qos/shaping';
 
 /** Istio's body for an RBAC denial of an HTTP request. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
@@ -34,6 +34,34 @@ export interface InboundHttpOptions {
   /** TrafficShaping inbound requestRate rules (agent/qos/shaping.ts): a request over one gets 429 with RateLimit headers. */
   readonly shaping?: TrafficShaper;
 }
+
+/** One request head as the destination decides it, whichever parser read it (node:http, node:http2, the HTTP/1.1 engine). */
+export interface InboundRequestHead {
+  readonly method: string;
+  /** The request target as received; undefined for an HTTP/2 CONNECT without :path. */
+  readonly target: string | undefined;
+  readonly host: string;
+  /** Every value of every header, as Envoy's RBAC sees them. */
+  readonly headers: HttpAttributes['headers'];
+}
+
+/**
+ * The destination's verdict on one request: forward it to the pod with the normalized path, or answer it locally
+ * (404/400 refused target, 403 RBAC, 429 rate limit) with `flags` for the request metrics.
+ */
+export type InboundRequestDecision =
+  | { readonly kind: 'forward'; readonly path: string; readonly attrs: HttpAttributes }
+  | {
+      readonly kind: 'reply';
+      readonly status: number;
+      /** Without content-length (each writer sets it). */
+      readonly headers: Readonly<Record<string, string>>;
+      readonly body: string;
+      readonly flags: '-' | 'RBAC' | 'RL';
+      /** The request was denied by AuthorizationPolicy. */
+      readonly denied: boolean;
+      readonly attrs?: HttpAttributes;
+    };
 
 export function flatHeaders(h: http.IncomingHttpHeaders | http2.IncomingHttpHeaders): Record<string, string | string[] | undefined> {
   const out: Record<string, string | string[] | undefined> = {};
@@ -160,23 +188,49 @@ export class InboundHttp implements HttpTunnelServer {
     return version === 'h2' ? this.serveH2(tunnel, ctx) : this.serveH1(tunnel, ctx);
   }
 
-  /** TrafficShaping requestRate of the destination: the 429 to answer, or undefined (a token was taken). */
-  private rateLimited(ctx: TunnelContext, attrs: HttpAttributes): RequestLimited | undefined {
+  /**
+   * The per-request decision of the destination (one home for node:http, node:http2 and the engine): Istio's BASE path
+   * normalization (and upper-case methods), AuthorizationPolicy with the request's attributes, then the TrafficShaping
+   * requestRate of the destination. Refused targets and denials are counted and logged here.
+   */
+  decideRequest(ctx: TunnelContext, head: InboundRequestHead): InboundRequestDecision {
+    let path = '';
+    if (head.target !== undefined) {
+      const target = checkMethod(head.method) ?? normalizeRequestTarget(head.target);
+      if (!target.ok) {
+        this.badTarget(ctx, head.target, target);
+        return { kind: 'reply', status: target.status, headers: { 'content-type': 'text/plain' }, body: '', flags: '-', denied: false };
+      }
+      path = target.target;
+    }
+    const attrs: HttpAttributes = { method: head.method, path, host: head.host, headers: head.headers };
+    if (!this.opts.authorize({ sourceIdentity: ctx.peer, sourceIp: ctx.sourceIp, destination: ctx.destination, destinationWorkload: ctx.workload, http: attrs }).allow) {
+      return { kind: 'reply', status: 403, headers: { 'content-type': 'text/plain' }, body: RBAC_DENIED_BODY, flags: 'RBAC', denied: true, attrs };
+    }
     const shaping = this.opts.shaping;
-    if (!shaping || !ctx.workload) return undefined;
-    return shaping.admitRequest({ direction: 'inbound', destination: ctx.workload, port: ctx.destination.port, sourceIp: ctx.sourceIp, method: attrs.method, path: attrs.path, headers: attrs.headers });
+    const limited = shaping && ctx.workload ? shaping.admitRequest({ direction: 'inbound', destination: ctx.workload, port: ctx.destination.port, sourceIp: ctx.sourceIp, method: attrs.method, path: attrs.path, headers: attrs.headers }) : undefined;
+    if (limited) return { kind: 'reply', status: 429, headers: { 'content-type': 'text/plain', ...limited.headers }, body: limited.body, flags: 'RL', denied: false, attrs };
+    return { kind: 'forward', path, attrs };
   }
 
-  /** Authorizes one request; counts and logs through the authorizer. */
-  private allowed(ctx: TunnelContext, attrs: HttpAttributes): boolean {
-    const v = this.opts.authorize({ sourceIdentity: ctx.peer, sourceIp: ctx.sourceIp, destination: ctx.destination, destinationWorkload: ctx.workload, http: attrs });
-    return v.allow;
+  /** Reports one finished request (reporter destination) with the tunnel's labels. */
+  recordRequest(ctx: TunnelContext, status: number, grpcStatus: string | undefined, durationMs: number, flags = '-', sizes?: RequestSizes): void {
+    if (!ctx.telemetry || !this.opts.metrics) return;
+    this.opts.metrics.recordRequest(ctx.telemetry, grpcStatus !== undefined ? 'grpc' : ctx.protocol, status, grpcStatus, durationMs, flags, sizes);
+  }
+
+  /** The source address for a connection to the pod at `ip`: the configured one of its family. */
+  sourceFor(ip: string): string | undefined {
+    return net.isIPv6(ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
+  }
+
+  /** Connect timeout towards the pod. */
+  get connectTimeoutMs(): number {
+    return this.opts.connectTimeoutMs ?? 10_000;
   }
 
   private record(ctx: TunnelContext, status: number, grpcStatus: string | undefined, startedAt: bigint, flags = '-', sizes?: RequestSizes): void {
-    if (!ctx.telemetry || !this.opts.metrics) return;
-    const ms = Number(process.hrtime.bigint() - startedAt) / 1e6;
-    this.opts.metrics.recordRequest(ctx.telemetry, grpcStatus !== undefined ? 'grpc' : ctx.protocol, status, grpcStatus, ms, flags, sizes);
+    this.recordRequest(ctx, status, grpcStatus, Number(process.hrtime.bigint() - startedAt) / 1e6, flags, sizes);
   }
 
   private protocolError(reason: string): void {
@@ -187,11 +241,6 @@ export class InboundHttp implements HttpTunnelServer {
   private badTarget(ctx: TunnelContext, target: string, r: PathRejection): void {
     this.protocolError(r.reason);
     this.log.debug({ dest: ctx.destination, peer: ctx.peer, target: target.slice(0, 256), reason: r.reason }, 'request target refused by path normalization');
-  }
-
-  /** The source address for a connection to the pod at `ip`: the configured one of its family. */
-  private sourceFor(ip: string): string | undefined {
-    return net.isIPv6(ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
   }
 
   private serveH1(tunnel: Duplex, ctx: TunnelContext): Promise<TunnelOutcome> {
@@ -206,41 +255,24 @@ export class InboundHttp implements HttpTunnelServer {
       if (o.timeout !== undefined) s.setTimeout(o.timeout);
       return s;
     };
-    const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip), agent, timeout: this.opts.connectTimeoutMs ?? 10_000 };
+    const upstreamOpts = { host: dest.ip, port: dest.port, localAddress: this.sourceFor(dest.ip), agent, timeout: this.connectTimeoutMs };
     const server = http.createServer({ maxHeaderSize: 64 * 1024 });
     server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       requests++;
       const t0 = process.hrtime.bigint();
       // Policy and the pod both see the normalized target (Istio's default BASE path normalization).
-      const target = normalizeRequestTarget(req.url ?? '');
-      if (!target.ok) {
-        this.badTarget(ctx, req.url ?? '', target);
+      const d = this.decideRequest(ctx, { method: req.method ?? '', target: req.url ?? '', host: req.headers.host ?? '', headers: req.headersDistinct });
+      if (d.kind === 'reply') {
+        if (d.denied) denied++;
         req.resume();
-        res.writeHead(target.status, { 'content-type': 'text/plain', 'content-length': '0' });
-        res.end();
-        this.record(ctx, target.status, undefined, t0);
-        return;
-      }
-      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: req.headersDistinct };
-      if (!this.allowed(ctx, attrs)) {
-        denied++;
-        req.resume();
-        res.writeHead(403, { 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
-        res.end(RBAC_DENIED_BODY);
-        this.record(ctx, 403, undefined, t0, 'RBAC', { requestBytes: 0, responseBytes: RBAC_DENIED_BODY.length });
-        return;
-      }
-      const limited = this.rateLimited(ctx, attrs);
-      if (limited) {
-        req.resume();
-        res.writeHead(429, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(limited.body)), ...limited.headers });
-        res.end(limited.body);
-        this.record(ctx, 429, undefined, t0, 'RL');
+        res.writeHead(d.status, { ...d.headers, 'content-length': String(Buffer.byteLength(d.body)) });
+        res.end(d.body);
+        this.record(ctx, d.status, undefined, t0, d.flags, d.denied ? { requestBytes: 0, responseBytes: Buffer.byteLength(d.body) } : undefined);
         return;
       }
       const headers: http.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) headers[k] = v;
-      const up = http.request({ ...upstreamOpts, method: req.method, path: target.target, headers });
+      const up = http.request({ ...upstreamOpts, method: req.method, path: d.path, headers });
       const reqMeter = new BodyMeter(false).watch(req);
       up.on('response', (ur) => {
         const resMeter = new BodyMeter(false).watch(ur);
@@ -267,23 +299,18 @@ export class InboundHttp implements HttpTunnelServer {
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       requests++;
       const t0 = process.hrtime.bigint();
-      const target = normalizeRequestTarget(req.url ?? '');
-      if (!target.ok) {
-        this.badTarget(ctx, req.url ?? '', target);
-        socket.end(`HTTP/1.1 ${target.status} ${http.STATUS_CODES[target.status]}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n`);
-        this.record(ctx, target.status, undefined, t0);
+      const d = this.decideRequest(ctx, { method: req.method ?? '', target: req.url ?? '', host: req.headers.host ?? '', headers: req.headersDistinct });
+      if (d.kind === 'reply') {
+        if (d.denied) denied++;
+        const fields = Object.entries(d.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        socket.end(`HTTP/1.1 ${d.status} ${http.STATUS_CODES[d.status]}\r\n${fields}content-length: ${Buffer.byteLength(d.body)}\r\nconnection: close\r\n\r\n${d.body}`);
+        this.record(ctx, d.status, undefined, t0, d.flags);
         return;
       }
-      const attrs: HttpAttributes = { method: req.method ?? '', path: target.target, host: req.headers.host ?? '', headers: req.headersDistinct };
-      if (!this.allowed(ctx, attrs)) {
-        denied++;
-        socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: ${RBAC_DENIED_BODY.length}\r\nconnection: close\r\n\r\n${RBAC_DENIED_BODY}`);
-        this.record(ctx, 403, undefined, t0, 'RBAC');
-        return;
-      }
+      const attrs = d.attrs;
       // Allowed upgrade (WebSocket and the like): replay the request head to the pod, then splice raw.
       const up = dial(dest, { localAddress: this.sourceFor(dest.ip) });
-      const lines = [`${req.method} ${target.target} HTTP/${req.httpVersion}`];
+      const lines = [`${req.method} ${d.path} HTTP/${req.httpVersion}`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
       up.write(`${lines.join('\r\n')}\r\n\r\n`);
       if (head.length > 0) up.write(head);
@@ -359,44 +386,27 @@ export class InboundHttp implements HttpTunnelServer {
       const grpc = String(headers['content-type'] ?? '').startsWith('application/grpc');
       // A CONNECT carries no :path; every other request is matched and forwarded with its normalized :path.
       const rawPath = headers[':path'];
-      let path = '';
-      if (rawPath !== undefined || headers[':method'] !== 'CONNECT') {
-        const target = checkMethod(String(headers[':method'] ?? '')) ?? normalizeRequestTarget(String(rawPath ?? ''));
-        if (!target.ok) {
-          this.badTarget(ctx, String(rawPath ?? ''), target);
-          stream.resume();
-          if (!stream.destroyed) stream.respond({ ':status': target.status, 'content-length': '0' }, { endStream: true });
-          this.record(ctx, target.status, undefined, t0);
-          return;
-        }
-        path = target.target;
-      }
-      const attrs: HttpAttributes = {
+      const d = this.decideRequest(ctx, {
         method: String(headers[':method'] ?? ''),
-        path,
+        target: rawPath !== undefined || headers[':method'] !== 'CONNECT' ? String(rawPath ?? '') : undefined,
         host: String(headers[':authority'] ?? headers.host ?? ''),
         headers: headerLists(rawHeaders), // every value of a repeated header, as Envoy's RBAC sees them
-      };
-      if (!this.allowed(ctx, attrs)) {
-        denied++;
+      });
+      if (d.kind === 'reply') {
+        if (d.denied) denied++;
         stream.resume();
         if (!stream.destroyed) {
-          stream.respond({ ':status': 403, 'content-type': 'text/plain', 'content-length': String(RBAC_DENIED_BODY.length) });
-          stream.end(RBAC_DENIED_BODY);
+          if (d.body === '') stream.respond({ ':status': d.status, 'content-length': '0' }, { endStream: true });
+          else {
+            stream.respond({ ':status': d.status, ...d.headers, 'content-length': String(Buffer.byteLength(d.body)) });
+            stream.end(d.body);
+          }
         }
-        this.record(ctx, 403, grpc ? '7' : undefined, t0, 'RBAC');
+        const grpcStatus = !grpc ? undefined : d.flags === 'RBAC' ? '7' : d.flags === 'RL' ? '14' : undefined;
+        this.record(ctx, d.status, grpcStatus, t0, d.flags);
         return;
       }
-      const limited = this.rateLimited(ctx, attrs);
-      if (limited) {
-        stream.resume();
-        if (!stream.destroyed) {
-          stream.respond({ ':status': 429, 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(limited.body)), ...limited.headers });
-          stream.end(limited.body);
-        }
-        this.record(ctx, 429, grpc ? '14' : undefined, t0, 'RL');
-        return;
-      }
+      const path = d.path;
       const out: http2.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k) && v !== undefined) out[k] = v;
       if (rawPath !== undefined) out[':path'] = path;

@@ -51,7 +51,10 @@ export interface Http1Request {
   /** Every header field in order, lower-case names, values trimmed. */
   readonly headers: readonly (readonly [string, string])[];
   readonly body: Http1BodyFraming;
-  /** Connection: upgrade with Upgrade, or CONNECT: answer with decide(kind 'takeover') (or deny); the engine reads nothing after it. */
+  /**
+   * Connection: upgrade with Upgrade, or CONNECT, or the HTTP/2 prior-knowledge preface (method `PRI`, target `*`, no
+   * headers): answer with decide(kind 'takeover') (or deny); the engine reads nothing after it.
+   */
   readonly upgrade: boolean;
   readonly expectContinue: boolean;
   /** False for Connection: close and HTTP/1.0 (the engine closes the connection after this request). */
@@ -83,6 +86,8 @@ export type Http1Decision =
       readonly kind: 'forward';
       readonly host: string;
       readonly port: number;
+      /** Numeric address of host's family to connect from (default: the kernel's choice); upstream connections are pooled per source. */
+      readonly sourceAddress?: string;
       readonly setHeaders?: readonly Http1Header[];
       readonly removeHeaders?: readonly string[];
       readonly path?: string;
@@ -169,18 +174,30 @@ export interface Http1EngineHandlers {
   onSessionClosed?(ev: Http1SessionClosed): void;
 }
 
+export interface Http1ServeOptions {
+  readonly handlers?: Http1EngineHandlers;
+  readonly maxHeadBytes?: number;
+}
+
 export interface Http1Engine {
   /** Before the first use only. */
   configure(options: Http1EngineOptions): void;
   setHandlers(handlers: Http1EngineHandlers): void;
-  /** The engine takes over a connected client socket (it dups `fd`; the caller destroys its own socket without reading: accept with pauseOnConnect). Returns the session id. */
-  serve(fd: number): number;
+  /**
+   * The engine takes over a connected client socket (it dups `fd`; the caller destroys its own socket without reading:
+   * accept with pauseOnConnect). Returns the session id. `options.handlers` receive the events of this session instead of
+   * the ones of setHandlers (one engine serves several callers); `options.maxHeadBytes` overrides the engine's limit for
+   * this session (capped at maxBufferBytes).
+   */
+  serve(fd: number, options?: Http1ServeOptions): number;
   /** False when the request is unknown or already over. Throws TypeError on a malformed decision (bad header name/value, non-numeric host, ...). */
   decide(request: number, decision: Http1Decision): boolean;
   /** Answers a request whose upstream failed (onUpstreamFailure); false when it is unknown or over. */
   reply(request: number, status: number, headers?: readonly Http1Header[], body?: Buffer | string): boolean;
   /** decide(kind 'takeover') and wait for the socket; undefined when the request ended first (connection closed, not an Upgrade/CONNECT request). */
   takeover(request: number): Promise<Http1Takeover | undefined>;
+  /** Resets one client session (a policy change closed its connection); its in-flight requests end 'aborted', then onSessionClosed reports reason 'closed'. */
+  closeSession(session: number): void;
   /** Closes every client session and upstream connection (agent shutdown). */
   closeAll(): void;
   stats(): Http1EngineStats;

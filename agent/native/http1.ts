@@ -11,6 +11,7 @@ import type {
   Http1Header,
   Http1Request,
   Http1Result,
+  Http1ServeOptions,
   Http1Takeover,
   Http1UpstreamFailureReason,
 } from './http1-types';
@@ -63,6 +64,7 @@ export interface RawHttp1Decision {
   body?: Buffer | string;
   host?: string;
   port?: number;
+  sourceAddress?: string;
   setHeaders?: string[];
   removeHeaders?: string[];
   path?: string;
@@ -76,10 +78,12 @@ export interface RawHttp1 {
   http1Init(callback: (events: RawHttp1Event[]) => void): void;
   http1Configure(options: Http1EngineOptions): void;
   /** Returns the session id. */
-  http1Serve(fd: number): number;
+  http1Serve(fd: number, options?: { maxHeadBytes?: number }): number;
   http1Decide(request: number, decision: RawHttp1Decision): boolean;
   http1Reply(request: number, status: number, headers?: string[], body?: Buffer | string): boolean;
   http1CloseAll(): void;
+  /** Absent from addons built before it. */
+  http1CloseSession?(session: number): void;
   http1Stats(): {
     sessions: number;
     requestsInFlight: number;
@@ -122,6 +126,7 @@ function toRawDecision(d: Http1Decision): RawHttp1Decision {
         kind: 'forward',
         host: d.host,
         port: d.port,
+        ...(d.sourceAddress !== undefined ? { sourceAddress: d.sourceAddress } : {}),
         ...(d.setHeaders ? { setHeaders: flatten(d.setHeaders) } : {}),
         ...(d.removeHeaders ? { removeHeaders: [...d.removeHeaders] } : {}),
         ...(d.path !== undefined ? { path: d.path } : {}),
@@ -179,7 +184,8 @@ function nativeError(what: string, err: unknown): Error {
 class NativeHttp1Engine implements Http1Engine {
   private handlers: Http1EngineHandlers | undefined;
   private readonly takeovers = new Map<number, (t: Http1Takeover | undefined) => void>();
-  private readonly sessions = new Set<number>();
+  /** Open sessions → the handlers of the caller that served them (undefined: the setHandlers ones). */
+  private readonly sessions = new Map<number, Http1EngineHandlers | undefined>();
   private keepingAlive = false;
 
   constructor(private readonly raw: RawHttp1) {
@@ -198,14 +204,14 @@ class NativeHttp1Engine implements Http1Engine {
     this.handlers = handlers;
   }
 
-  serve(fd: number): number {
+  serve(fd: number, options?: Http1ServeOptions): number {
     let session: number;
     try {
-      session = this.raw.http1Serve(fd);
+      session = options?.maxHeadBytes !== undefined ? this.raw.http1Serve(fd, { maxHeadBytes: options.maxHeadBytes }) : this.raw.http1Serve(fd);
     } catch (err) {
       throw nativeError(`the HTTP/1.1 engine cannot serve socket ${fd}`, err);
     }
-    this.sessions.add(session);
+    this.sessions.set(session, options?.handlers);
     this.updateKeepAlive();
     return session;
   }
@@ -221,6 +227,10 @@ class NativeHttp1Engine implements Http1Engine {
   takeover(request: number): Promise<Http1Takeover | undefined> {
     if (!this.raw.http1Decide(request, { kind: 'takeover' })) return Promise.resolve(undefined);
     return new Promise((resolve) => this.takeovers.set(request, resolve));
+  }
+
+  closeSession(session: number): void {
+    this.raw.http1CloseSession?.(session);
   }
 
   closeAll(): void {
@@ -259,21 +269,22 @@ class NativeHttp1Engine implements Http1Engine {
   }
 
   private onEvent(ev: RawHttp1Event): void {
+    const handlers = this.sessions.get(ev.session) ?? this.handlers;
     switch (ev.t) {
       case 'request':
-        if (!this.handlers) {
+        if (!handlers) {
           this.raw.http1Decide(ev.id, { kind: 'deny', status: 503, body: 'no HTTP handler installed\n' });
           return;
         }
-        this.handlers.onRequest(toRequest(ev));
+        handlers.onRequest(toRequest(ev));
         return;
       case 'failed': {
         const reason = (FAILURES.has(ev.failure) ? ev.failure : 'protocol') as Http1UpstreamFailureReason;
-        if (!this.handlers?.onUpstreamFailure) {
+        if (!handlers?.onUpstreamFailure) {
           this.raw.http1Reply(ev.id, reason === 'timeout' ? 504 : 503, [], `upstream ${reason}\n`);
           return;
         }
-        this.handlers.onUpstreamFailure({ id: ev.id, session: ev.session, reason, detail: ev.detail, target: ev.target, reused: ev.reused });
+        handlers.onUpstreamFailure({ id: ev.id, session: ev.session, reason, detail: ev.detail, target: ev.target, reused: ev.reused });
         return;
       }
       case 'result': {
@@ -282,7 +293,7 @@ class NativeHttp1Engine implements Http1Engine {
           this.takeovers.delete(ev.id);
           waiting(undefined);
         }
-        this.handlers?.onResult?.(toResult(ev));
+        handlers?.onResult?.(toResult(ev));
         return;
       }
       case 'takeover': {
@@ -294,7 +305,7 @@ class NativeHttp1Engine implements Http1Engine {
       }
       case 'closed':
         this.sessions.delete(ev.session);
-        this.handlers?.onSessionClosed?.({ session: ev.session, reason: ev.reason, ...(ev.detail ? { detail: ev.detail } : {}), requests: ev.requests });
+        handlers?.onSessionClosed?.({ session: ev.session, reason: ev.reason, ...(ev.detail ? { detail: ev.detail } : {}), requests: ev.requests });
         return;
     }
   }

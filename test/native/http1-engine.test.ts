@@ -431,6 +431,90 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(r.text.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
   });
 
+  it('hands the HTTP/2 prior-knowledge preface back as an upgrade request (PRI *) with the whole preface pending', async () => {
+    let taken: Promise<Awaited<ReturnType<Http1Engine['takeover']>>> | undefined;
+    route = (req) => {
+      if (req.upgrade) taken = e.takeover(req.id);
+      return req.upgrade ? undefined : toA();
+    };
+    const client = net.connect({ host: '127.0.0.1', port: frontPort });
+    const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+    const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    client.write(Buffer.concat([Buffer.from(preface, 'latin1'), settings]));
+    await pollUntil(() => taken, (t) => t !== undefined, 5_000, 20);
+    const t = await withTimeout(taken!, 5_000, 'takeover');
+    const req = requests.find((r) => r.upgrade);
+    expect(req).toMatchObject({ method: 'PRI', target: '*', upgrade: true });
+    expect(req!.headers).toHaveLength(0);
+    expect(t!.pending.equals(Buffer.concat([Buffer.from(preface, 'latin1'), settings]))).toBe(true);
+    fs.closeSync(t!.fd);
+    client.destroy();
+    // Any other HTTP/2.0 request line is still 505.
+    const other = await rawExchange(frontPort, 'GET / HTTP/2.0\r\nHost: a\r\n\r\n');
+    expect(other.text.startsWith('HTTP/1.1 505 ')).toBe(true);
+  });
+
+  it('connects from a decision\'s source address, pooled per source; per-session handlers and head limit; closeSession resets one session', async () => {
+    // Source address: the upstream sees it, and a connection from another source is not reused for it.
+    route = (req) => ({ kind: 'forward', host: '127.0.0.1', port: a.port, ...(req.target === '/src2' ? { sourceAddress: '127.0.0.2' } : {}) });
+    const seen: string[] = [];
+    const onConn = (sock: net.Socket) => seen.push(sock.remoteAddress ?? '');
+    a.server.on('connection', onConn);
+    try {
+      const ag = keepAliveAgent();
+      for (const path of ['/src1', '/src2', '/src2']) expect((await request(frontPort, ag, { path })).status).toBe(200);
+      expect(seen.filter((x) => x === '127.0.0.2')).toHaveLength(1);
+    } finally {
+      a.server.off('connection', onConn);
+    }
+    expect(() => e.decide(1, { kind: 'forward', host: '127.0.0.1', port: a.port, sourceAddress: '::1' })).toThrow(/same family/);
+    // A session served with its own handlers: the default ones see nothing of it; its head limit is its own.
+    const own: Http1Request[] = [];
+    const ownClosed: Http1SessionClosed[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+      try {
+        e.serve(fdOf(sock), { maxHeadBytes: 2048, handlers: { onRequest: (req) => (own.push(req), e.decide(req.id, { kind: 'deny', status: 403, body: 'own\n' })), onSessionClosed: (c) => ownClosed.push(c) } });
+      } finally {
+        sock.destroy();
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const port = (server.address() as net.AddressInfo).port;
+      const r = await rawExchange(port, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      expect(r.text).toMatch(/^HTTP\/1\.1 403 [^]*\r\n\r\nown\n$/);
+      expect(own).toHaveLength(1);
+      expect(requests.some((q) => q.id === own[0]!.id)).toBe(false);
+      const big = await rawExchange(port, `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'v'.repeat(3000)}\r\n\r\n`);
+      expect(big.text.startsWith('HTTP/1.1 431 ')).toBe(true);
+      // closeSession: a kept-alive connection with a request waiting for its decision is reset, the request ends aborted.
+      const before = ownClosed.length;
+      const hold = net.connect({ host: '127.0.0.1', port });
+      const ended = new Promise<string>((resolve) => {
+        hold.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+        hold.on('close', () => resolve('closed'));
+      });
+      const heldBefore = own.length;
+      const serveHeld = new Promise<void>((resolve) => {
+        const timer = setInterval(() => {
+          if (own.length > heldBefore) {
+            clearInterval(timer);
+            resolve();
+          }
+        }, 10);
+      });
+      hold.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
+      await withTimeout(serveHeld, 5_000, 'request of the held session');
+      const session = own[own.length - 1]!.session;
+      e.closeSession(session);
+      expect(await withTimeout(ended, 5_000, 'reset of the closed session')).toMatch(/ECONNRESET|closed/);
+      const c = await pollUntil(() => ownClosed.slice(before).find((x) => x.session === session), (x) => x !== undefined, 5_000, 20);
+      expect(c?.reason).toBe('closed');
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
   it('answers a header flood and an oversized head with 431 and closes', async () => {
     const many = `GET / HTTP/1.1\r\nHost: a\r\n${Array.from({ length: 150 }, (_, i) => `X-H${i}: v\r\n`).join('')}\r\n`;
     const r1 = await rawExchange(frontPort, many);

@@ -1,0 +1,27 @@
+// The HTTP/1.1 engine's own counters (--http-engine), shared by its outbound and inbound users: one registration per metrics registry.
+import type { MeshMetrics } from '../telemetry/metrics';
+import { Counter, type Registry } from '../telemetry/prom';
+
+export interface HttpEngineCounters {
+  /** Requests the engine served, by direction (outbound: source side, inbound: destination side) and outcome. */
+  readonly served: Counter<'direction' | 'outcome'>;
+  /** Connections of HTTP ports kept on node:http, by direction and reason. */
+  readonly fallbacks: Counter<'direction' | 'reason'>;
+}
+
+const byRegistry = new WeakMap<Registry, HttpEngineCounters>();
+
+/** The engine counters on `metrics`' registry (created on first use); undefined without metrics. */
+export function httpEngineCounters(metrics: MeshMetrics | undefined): HttpEngineCounters | undefined {
+  if (!metrics) return undefined;
+  let c = byRegistry.get(metrics.registry);
+  if (!c) {
+    const registers = [metrics.registry];
+    c = {
+      served: new Counter({ name: 'smesh_http_engine_requests_total', help: 'HTTP/1.1 requests served by the native HTTP/1.1 engine (--http-engine), by direction and outcome', labelNames: ['direction', 'outcome'], registers }),
+      fallbacks: new Counter({ name: 'smesh_http_engine_fallbacks_total', help: 'HTTP-port connections kept on node:http with --http-engine, by direction and reason', labelNames: ['direction', 'reason'], registers }),
+    };
+    byRegistry.set(metrics.registry, c);
+  }
+  return c;
+}
