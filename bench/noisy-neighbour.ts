@@ -460,9 +460,17 @@ async function main(): Promise<void> {
           const cpu = w.end();
           const m = parseIperf(r.stdout);
           if (m.error) await startIperf();
+          // The sender's per-second intervals show the shape (a slow ramp, stalls, or a steady rate off the limit).
+          let perSecond: number[] = [];
+          try {
+            perSecond = ((JSON.parse(r.stdout) as { intervals?: Array<{ sum?: { bits_per_second?: number } }> }).intervals ?? []).map((i) => (i.sum?.bits_per_second ?? 0) / 1e6);
+          } catch {
+            /* no JSON: m.error says why */
+          }
           limits.push({
             name: 'bytesPerSecond (upload, iperf3 -P 2, at the receiver)', configured: `${JSON.stringify(bytesSpelling)} = ${rateMbit} Mbit/s`, unit: 'Mbit/s',
             rate: rateMbit, expected: rateMbit, achieved: m.value === undefined ? undefined : m.value * 1000, ...(m.error ? { error: m.error.split('\n')[0] } : {}), cpu, durS: LIMIT_S,
+            refused: perSecond.length ? `sent per second (Mbit/s): ${perSecond.map((x) => x.toFixed(0)).join(' ')}` : undefined,
           });
         }
       }

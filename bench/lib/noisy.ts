@@ -190,7 +190,7 @@ export interface LimitResult {
 
 export function limitTable(results: LimitResult[]): string {
   const rows = [
-    '| limit | configured | expected over the run (burst included) | achieved | achieved / expected | goal ±10 % | pushed over it | CPU outside the bench (% of a core) |',
+    '| limit | configured | expected over the run (burst included) | achieved | achieved / expected | goal ±10 % | pushed over it / shape | CPU outside the bench (% of a core) |',
     '|---|---|---:|---:|---:|---|---|---:|',
   ];
   for (const r of results) {
