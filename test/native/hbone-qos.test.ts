@@ -1,4 +1,5 @@
 // Relay QoS of the native HBONE engine: its pure scheduler and token bucket through the addon's test entry point (deficit round robin shares, strict priority, refill on an injected clock), then bytes/s limits on real loopback sockets (trip, hold the rate by the engine's own counts, recover).
+import { execFileSync } from 'child_process';
 import * as http2 from 'http2';
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,10 +59,10 @@ describeNative('native HBONE engine QoS', () => {
         20_000,
       );
       const [a, b, c] = r.served as [number, number, number];
-      expect(b / a).toBeGreaterThan(2.9);
-      expect(b / a).toBeLessThan(3.1);
-      expect(a / c).toBeGreaterThan(1.9);
-      expect(a / c).toBeLessThan(2.1);
+      expect(b / a).toBeGreaterThan(2.97);
+      expect(b / a).toBeLessThan(3.03);
+      expect(a / c).toBeGreaterThan(1.98);
+      expect(a / c).toBeLessThan(2.02);
     });
 
     it('serves latency before normal before bulk while the higher class is ready (strict priority)', () => {
@@ -233,6 +234,30 @@ describeNative('native HBONE engine QoS', () => {
       expect(b.granted).toBe(2 * each);
       expect(b.granted).toBeLessThanOrEqual(b.burst + (rate * b.activeNs) / 1e9 + 1);
     }, 30_000);
+
+    /** The TOS byte `ss --tos` shows for established TCP sockets matching `filter` (e.g. `sport = :1234`). */
+    function tosOf(filter: string): string[] {
+      const out = execFileSync('ss', ['-tnH', '--tos', 'state', 'established', filter], { encoding: 'utf8' });
+      return [...out.matchAll(/tos:(0x[0-9a-f]+)/g)].map((m) => m[1]!);
+    }
+
+    it('DSCP: marked on the attached socket and, given at open, on a session of its own to the peer', async () => {
+      const res = await e.open({ sourceId: CLIENT_ID, host: '127.0.0.1', port: peerPort, acceptServerIds: [SERVER_ID], authority: ECHO, dscp: 46 });
+      if (!res.ok) throw new Error(`open failed: ${res.message}`);
+      const { app, proxySide } = await pair();
+      const appPort = app.localPort!;
+      const done = e.attach(res.stream, fdOf(proxySide), undefined, { flow: 'default/voice', priority: 'latency', dscp: 46 });
+      proxySide.destroy();
+      const echoed = new Promise<string>((r) => app.once('data', (d: Buffer) => r(d.toString())));
+      app.write('ping');
+      expect(await echoed).toBe('ping');
+      // EF (46) is TOS 0xb8: the engine's end of the app connection, and the HBONE session it opened for DSCP 46.
+      expect(tosOf(`dport = :${appPort}`)).toEqual(['0xb8']);
+      expect(tosOf(`dport = :${peerPort}`)).toContain('0xb8');
+      app.end();
+      expect(await done).toMatchObject({ outcome: 'eof' });
+      app.destroy();
+    });
 
     it('reports fair share on and rejects a bad qos argument by name', async () => {
       expect(e.qosState().fairShare).toBe(true);
