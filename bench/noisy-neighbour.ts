@@ -209,8 +209,8 @@ async function main(): Promise<void> {
   requireTools();
   const started = Date.now();
   const commit = git(['rev-parse', '--short', 'HEAD']) + (git(['status', '--porcelain', '--untracked-files=no']) ? ' (uncommitted changes in the tree)' : '');
-  const fairShareNote = fairShareUnavailable();
-  const modes: AgentMode[] = fairShareNote === null ? ['on', 'off'] : ['default'];
+  let fairShareNote = fairShareUnavailable();
+  let modes: AgentMode[] = fairShareNote === null ? ['on', 'off'] : ['default'];
   say(`noisy-neighbour bench: ${ROUNDS} rounds × ${modes.map((m) => MODE_LABEL[m]).join(' / ')}${PARTS.includes('direct') ? ' (+ direct control)' : ''} × alone / with the noisy pod, ${DUR_S} s each; parts ${PARTS.join(' ')}; commit ${commit}; agent ${path.relative(REPO_ROOT, AGENT_CLI)}`);
   say(`  fair share: ${fairShareNote === null ? 'the agent has --fair-share: measured on and off' : `not available (${fairShareNote}): only the with/without-noisy rows`}`);
   say(`  ${os.cpus().length} cores, kernel ${os.release()}, node ${process.version}`);
@@ -326,7 +326,17 @@ async function main(): Promise<void> {
       running = mode;
     };
 
-    await startAgents(modes[0]!);
+    try {
+      await startAgents(modes[0]!);
+    } catch (e) {
+      // Taken by the parser but refused when the agent starts (e.g. an engine without it): report it, go on without.
+      const refusal = modes[0] !== 'default' ? String((e as Error).message).split('\n').find((l) => /fair.share/i.test(l) && !/did not get ready/.test(l)) : undefined;
+      if (!refusal) throw e;
+      fairShareNote = `the agent exits with --fair-share ${modes[0]}: ${refusal.trim().slice(0, 200)}`;
+      modes = ['default'];
+      say(`  fair share: not available (${fairShareNote}): only the with/without-noisy rows`);
+      await startAgents('default');
+    }
     say(`  agents ready (${MODE_LABEL[modes[0]!]}); quiet pod: wrk ${QUIET_CONNS} keep-alive connections, ${QUIET_DELAY_MS} ms think time → ${QUIET_URL}; noisy pod: ${NOISY_KINDS.includes('conns') ? `wrk ${NOISY_CONNS} × Connection: close` : ''}${NOISY_KINDS.length === 2 ? ' + ' : ''}${NOISY_KINDS.includes('bulk') ? `iperf3 -P ${NOISY_STREAMS}` : ''} → ${VIP.noisy}`);
 
     // Other work on the machine distorts every number: wait (bounded) for a quiet moment, then say how quiet it was.
@@ -395,7 +405,8 @@ async function main(): Promise<void> {
     };
 
     for (let round = 1; QUIET_ROUNDS && round <= ROUNDS; round++) {
-      const modeOrder = rotate(modes, round - 1);
+      // Only the control rows: one agent setting is enough (they are measured with the round's first agents).
+      const modeOrder = PARTS.includes('quiet') ? rotate(modes, round - 1) : [rotate(modes, round - 1)[0]!];
       for (const [i, mode] of modeOrder.entries()) {
         if (running !== mode) await startAgents(mode);
         // The control rows once per round, with the round's first agents, before or after its mesh rows (rotated).

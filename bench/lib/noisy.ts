@@ -151,10 +151,8 @@ export function goalLines(samples: QuietSample[], modes: RowGroup[], fairShareNo
   };
   const out: string[] = [];
   if (fairShareNote !== null) {
-    out.push(
-      `- fair share: not available (${fairShareNote}) — goals not evaluated`,
-      `- (n)/(a), with the noisy pod, agent default: ${line(ratios(samples, 'default'))} (for information)`,
-    );
+    out.push(`- fair share: not available (${fairShareNote}) — goals not evaluated`);
+    if (modes.includes('default')) out.push(`- (n)/(a), with the noisy pod, agent default: ${line(ratios(samples, 'default'))} (for information)`);
   } else {
     if (modes.includes('on')) out.push(`- **(b)/(a), fair share on: ${line(ratios(samples, 'on'))}**`);
     if (modes.includes('off')) out.push(`- (c)/(a′), fair share off (for contrast, the goals are for fair share on): ${line(ratios(samples, 'off'))}`);
