@@ -183,6 +183,7 @@ class DrrScheduler {
   explicit DrrScheduler(uint64_t quantum_per_weight100 = kQuantumPerWeight100) : quantum_(quantum_per_weight100) {}
 
   bool empty() const { return ready_items_ == 0; }
+  bool Contains(uint64_t item) const { return where_.count(item) != 0; }
   size_t ready() const { return ready_items_; }
 
   // Marks `item` ready (no-op when it already is). `flow`'s weight and class are updated by its latest item.

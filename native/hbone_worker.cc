@@ -235,6 +235,10 @@ struct Session {
   uint32_t early_resets = 0;
   int64_t early_window_start = 0;
   int invalid_frames = 0;
+  // fair share of its TLS reads (tunnel → sockets): the workload of the first stream attached to it
+  uint32_t flow = 0;
+  qos::Priority prio = qos::Priority::kBulk;
+  uint32_t weight = qos::kDefaultWeight;
   // a close decided inside an nghttp2 callback, carried out after it
   bool close_pending = false;
   const char* close_reason = nullptr;
@@ -412,6 +416,14 @@ class WorkerImpl {
     if (opts_.fair_share) {
       st->flow = FlowId(st->qos.flow);
       st->allowance = 0;
+      // The session's reads are scheduled as its first attached workload's, in the best class any stream asked for.
+      if (s->flow == 0) {
+        s->flow = st->flow;
+        s->weight = st->qos.weight;
+        s->prio = st->qos.priority;
+      } else if (st->qos.priority < s->prio) {
+        s->prio = st->qos.priority;
+      }
     }
     st->pending = std::move(pending);
     owner_->buffered += static_cast<int64_t>(st->pending.size());
@@ -588,6 +600,8 @@ class WorkerImpl {
             if (s->bytes_read != s->seen_read || s->bytes_written != s->seen_written) {
               s->seen_read = s->bytes_read;
               s->seen_written = s->bytes_written;
+            } else if (s->ping_outstanding && sched_.Contains(s->id)) {
+              // Not read because the scheduler served others first (strict priority): not the peer's fault.
             } else if (s->ping_outstanding) {
               CloseSession(s, "unresponsive", "nothing read and no PING answer for " + std::to_string(opts_.liveness_check_ms) + " ms", -1, Outcome::kError);
             } else {
@@ -809,7 +823,11 @@ class WorkerImpl {
         HandshakeStep(s);
         return;
       case SState::kReady:
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ReadTls(s);
+        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+          // Fair share: what the session brings in is read in the scheduler's order (ServeReady), like socket reads.
+          if (opts_.fair_share && s->flow != 0) sched_.Ready(s->id, s->flow, s->prio, s->weight);
+          else ReadTls(s);
+        }
         Touch(s);
         return;
       case SState::kClosing:
@@ -937,12 +955,20 @@ class WorkerImpl {
 
   // --- TLS I/O ---
 
-  void ReadTls(Session* s) {
+  // Reads and processes TLS records until the socket has no more or `budget` plaintext bytes were read (then
+  // *capped: the session may hold more); *used counts them.
+  void ReadTls(Session* s, uint64_t budget = UINT64_MAX, uint64_t* used = nullptr, bool* capped = nullptr) {
     while (s->state == SState::kReady) {
+      if (budget == 0) {
+        if (capped) *capped = true;
+        return;
+      }
       ERR_clear_error();
       errno = 0;
-      int n = SSL_read(s->ssl, rbuf_.data(), static_cast<int>(rbuf_.size()));
+      int n = SSL_read(s->ssl, rbuf_.data(), static_cast<int>(std::min<uint64_t>(rbuf_.size(), budget)));
       if (n > 0) {
+        budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(n));
+        if (used) *used += static_cast<uint64_t>(n);
         s->bytes_read += static_cast<uint64_t>(n);
         ssize_t rv = nghttp2_session_mem_recv(s->h2, reinterpret_cast<const uint8_t*>(rbuf_.data()), static_cast<size_t>(n));
         ProcessDeferred();
@@ -1165,6 +1191,7 @@ class WorkerImpl {
       }
     }
     s->state = SState::kClosed;
+    sched_.Remove(s->id);
     if (s->fd >= 0) epoll_ctl(epfd_, EPOLL_CTL_DEL, s->fd, nullptr);
     if (s->ssl && s->handshake_done) {
       ERR_clear_error();
@@ -1505,7 +1532,23 @@ class WorkerImpl {
     int idle_grants = 0;
     while (budget > 0 && sched_.Next(&g)) {
       Stream* st = FindStream(g.item);
-      Session* s = st ? st->session : nullptr;
+      if (st == nullptr) {
+        Session* ss = FindSession(g.item);
+        if (ss == nullptr || ss->state != SState::kReady) {
+          sched_.Charge(g, 0, false);
+          continue;
+        }
+        uint64_t used = 0;
+        bool capped = false;
+        ReadTls(ss, g.allowance, &used, &capped);
+        ss = FindSession(g.item);
+        if (ss) Touch(ss);
+        sched_.Charge(g, used, capped && ss != nullptr && ss->state == SState::kReady);
+        budget -= std::min(budget, used);
+        if (used == 0 && ++idle_grants > 1024) break;
+        continue;
+      }
+      Session* s = st->session;
       if (st == nullptr || st->finished || !st->attached || s == nullptr || s->state != SState::kReady) {
         sched_.Charge(g, 0, false);
         continue;
