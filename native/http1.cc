@@ -143,6 +143,8 @@ class EngineImpl : public http1::Engine {
         str("reason", ev.reason);
         if (!ev.detail.empty()) str("detail", ev.detail);
         num("requests", static_cast<double>(ev.requests));
+        num("bytesIn", static_cast<double>(ev.request_bytes));
+        num("bytesOut", static_cast<double>(ev.response_bytes));
         break;
     }
     return o;

@@ -68,7 +68,7 @@ struct Event {
   bool upgrade = false, expect_continue = false, keep_alive = true;
   std::string local_address, remote_address;
   int local_port = 0, remote_port = 0;
-  // kFailed / kResult
+  // kFailed / kResult (kClosed: bytes read from / written to the client socket)
   int status = 0;
   uint64_t request_bytes = 0, response_bytes = 0;
   int64_t duration_us = 0;

@@ -207,6 +207,7 @@ struct Session {
   int64_t head_start_us = 0;
   int64_t idle_since_us = 0;
   uint64_t requests = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;  // on the client socket, heads and framing included
   std::string close_reason = "eof";
   std::string close_detail;
   std::string local_address, remote_address;
@@ -522,7 +523,10 @@ class WorkerImpl {
   void DrainLinger(Session* s) {
     while (s->rd_ready) {
       ssize_t n = read(s->fd, rbuf_.data(), rbuf_.size());
-      if (n > 0) continue;
+      if (n > 0) {
+        s->bytes_in += static_cast<uint64_t>(n);
+        continue;
+      }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         s->rd_ready = false;
@@ -539,6 +543,7 @@ class WorkerImpl {
       size_t room = std::min(rbuf_.size(), opts_.max_buffer - s->in.size());
       ssize_t n = read(s->fd, rbuf_.data(), room);
       if (n > 0) {
+        s->bytes_in += static_cast<uint64_t>(n);
         s->in.Append(rbuf_.data(), static_cast<size_t>(n));
         moved = true;
         continue;
@@ -564,6 +569,7 @@ class WorkerImpl {
     while (s->wr_ready && !s->out.empty()) {
       ssize_t n = send(s->fd, s->out.data(), s->out.size(), MSG_NOSIGNAL);
       if (n > 0) {
+        s->bytes_out += static_cast<uint64_t>(n);
         s->out.Consume(static_cast<size_t>(n));
         moved = true;
         continue;
@@ -930,6 +936,8 @@ class WorkerImpl {
     ev.reason = reason;
     ev.detail = s->close_detail;
     ev.requests = s->requests;
+    ev.request_bytes = s->bytes_in;
+    ev.response_bytes = s->bytes_out;
     engine_->Emit(std::move(ev));
     owner_->sessions--;
     auto it = sessions_.find(s->id);

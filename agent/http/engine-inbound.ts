@@ -47,6 +47,11 @@ interface Tunnel {
   denied: number;
   /** Set when an Upgrade / HTTP/2 preface took the connection back to node:http: the tunnel ends when that serve does. */
   takeover?: Promise<TunnelOutcome | undefined>;
+  /** Body bytes added to `counts` as requests ended (the session's totals replace them when it closes). */
+  bodyIn: number;
+  bodyOut: number;
+  /** Bytes the engine read and handed over with a takeover (node:http counts them again). */
+  handedOver: number;
 }
 
 interface InFlight {
@@ -113,12 +118,13 @@ export class EngineInboundHttp implements HttpTunnelServer {
     sock.on('error', () => undefined);
     sock.once('close', () => this.opts.engine.closeSession(session));
     return new Promise((resolve) => {
-      this.tunnels.set(session, { ctx, counts: counts ?? { received: 0, sent: 0 }, resolve, socket: sock, requests: 0, denied: 0 });
+      this.tunnels.set(session, { ctx, counts: counts ?? { received: 0, sent: 0 }, resolve, socket: sock, requests: 0, denied: 0, bodyIn: 0, bodyOut: 0, handedOver: 0 });
     });
   }
 
-  /** Closes the tunnels served by node:http; the engine's sessions end with their HBONE streams or at the engine's closeAll (agent shutdown). */
+  /** Closes every tunnel being served: the engine's sessions (reset through their sockets) and node:http's. */
   close(): void {
+    for (const t of this.tunnels.values()) t.socket.destroy();
     this.opts.http.close();
   }
 
@@ -167,8 +173,11 @@ export class EngineInboundHttp implements HttpTunnelServer {
     this.inFlight.delete(r.id);
     this.counters?.served.inc({ direction: 'inbound', outcome: r.outcome });
     const { tunnel, decision: d } = entry;
+    // Live enough for the tunnel's TCP byte counters; exact (heads and framing too) once the session closes.
     tunnel.counts.received += r.requestBytes;
     tunnel.counts.sent += r.responseBytes;
+    tunnel.bodyIn += r.requestBytes;
+    tunnel.bodyOut += r.responseBytes;
     if (r.outcome === 'aborted' && r.status === 0) return; // the client left before any answer: nothing to report, as node:http
     const flags = entry.flags ?? (d?.kind === 'reply' ? d.flags : '-');
     this.opts.http.recordRequest(tunnel.ctx, r.status, undefined, r.durationUs / 1000, flags, { requestBytes: r.requestBytes, responseBytes: r.responseBytes });
@@ -183,13 +192,20 @@ export class EngineInboundHttp implements HttpTunnelServer {
     const reason = CLIENT_ERROR_REASONS[ev.reason];
     if (reason) this.opts.metrics?.httpProtocolErrors.inc({ direction: 'inbound', side: 'downstream', reason });
     const outcome = { version: 'h1' as const, requests: tunnel.requests, denied: tunnel.denied };
+    const settleBytes = () => {
+      tunnel.counts.received += Math.max(0, ev.bytesReceived - tunnel.handedOver) - tunnel.bodyIn;
+      tunnel.counts.sent += ev.bytesSent - tunnel.bodyOut;
+    };
     if (!tunnel.takeover) {
+      settleBytes();
       tunnel.resolve(outcome);
       return;
     }
-    void tunnel.takeover.then((after) =>
-      tunnel.resolve(after ? { version: after.version, requests: outcome.requests - 1 + after.requests, denied: outcome.denied + after.denied } : outcome),
-    );
+    // The takeover has recorded what it handed over before its node:http serve ends.
+    void tunnel.takeover.then((after) => {
+      settleBytes();
+      tunnel.resolve(after ? { version: after.version, requests: outcome.requests - 1 + after.requests, denied: outcome.denied + after.denied } : outcome);
+    });
   }
 
   /** Upgrade (WebSocket), or an h2c client's preface: the socket leaves the engine for node:http / node:http2, head bytes first. */
@@ -209,6 +225,7 @@ export class EngineInboundHttp implements HttpTunnelServer {
       return undefined;
     }
     this.counters?.served.inc({ direction: 'inbound', outcome: 'takeover' });
+    tunnel.handedOver = t.pending.length;
     if (t.pending.length > 0) sock.unshift(t.pending);
     return this.opts.http.serve(sock, tunnel.ctx, tunnel.counts);
   }

@@ -152,6 +152,9 @@ export interface Http1SessionClosed {
   readonly detail?: string;
   /** Requests parsed on the connection. */
   readonly requests: number;
+  /** Bytes read from / written to the client socket (heads and chunk framing included; a takeover's pending bytes too). */
+  readonly bytesReceived: number;
+  readonly bytesSent: number;
 }
 
 export interface Http1EngineStats {

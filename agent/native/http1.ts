@@ -54,7 +54,7 @@ export type RawHttp1Event =
       reused: boolean;
     }
   | { t: 'takeover'; id: number; session: number; fd: number; pending: Buffer }
-  | { t: 'closed'; id: number; session: number; reason: string; detail?: string; requests: number };
+  | { t: 'closed'; id: number; session: number; reason: string; detail?: string; requests: number; bytesIn?: number; bytesOut?: number };
 
 /** The decision object the addon validates (headers flattened). */
 export interface RawHttp1Decision {
@@ -305,7 +305,7 @@ class NativeHttp1Engine implements Http1Engine {
       }
       case 'closed':
         this.sessions.delete(ev.session);
-        handlers?.onSessionClosed?.({ session: ev.session, reason: ev.reason, ...(ev.detail ? { detail: ev.detail } : {}), requests: ev.requests });
+        handlers?.onSessionClosed?.({ session: ev.session, reason: ev.reason, ...(ev.detail ? { detail: ev.detail } : {}), requests: ev.requests, bytesReceived: ev.bytesIn ?? 0, bytesSent: ev.bytesOut ?? 0 });
         return;
     }
   }

@@ -487,7 +487,7 @@ describeNative('native HTTP/1.1 engine', () => {
       expect(requests.some((q) => q.id === own[0]!.id)).toBe(false);
       const big = await rawExchange(port, `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'v'.repeat(3000)}\r\n\r\n`);
       expect(big.text.startsWith('HTTP/1.1 431 ')).toBe(true);
-      // closeSession: a kept-alive connection with a request waiting for its decision is reset, the request ends aborted.
+      // closeSession: a kept-alive connection is reset; the close reports the socket's byte counts.
       const before = ownClosed.length;
       const hold = net.connect({ host: '127.0.0.1', port });
       const ended = new Promise<string>((resolve) => {
@@ -510,6 +510,8 @@ describeNative('native HTTP/1.1 engine', () => {
       expect(await withTimeout(ended, 5_000, 'reset of the closed session')).toMatch(/ECONNRESET|closed/);
       const c = await pollUntil(() => ownClosed.slice(before).find((x) => x.session === session), (x) => x !== undefined, 5_000, 20);
       expect(c?.reason).toBe('closed');
+      expect(c?.bytesReceived).toBe('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n'.length);
+      expect(c?.bytesSent).toBeGreaterThan('HTTP/1.1 403 \r\n\r\nown\n'.length);
     } finally {
       await new Promise((r) => server.close(r));
     }

@@ -80,7 +80,7 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
   let frontPort = 0;
   let inbound: EngineInboundHttp;
   let ctxFor: () => TunnelContext;
-  const served: Array<{ sock: net.Socket; done: Promise<TunnelOutcome> }> = [];
+  const served: Array<{ sock: net.Socket; done: Promise<TunnelOutcome>; counts: { received: number; sent: number } }> = [];
 
   beforeAll(async () => {
     pod = http.createServer((req, res) => {
@@ -107,7 +107,8 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     inbound = new EngineInboundHttp({ http: http1, engine: engine!, metrics });
     ctxFor = () => ({ peer: PEER, sourceIp: '127.0.0.1', destination: { ip: '127.0.0.1', port: podPort }, workload: POD, protocol: 'http', telemetry: { reporter: 'destination', destination: POD, sourcePrincipal: PEER, mtls: true } });
     front = net.createServer({ allowHalfOpen: true }, (sock) => {
-      served.push({ sock, done: inbound.serve(sock, ctxFor()) });
+      const counts = { received: 0, sent: 0 };
+      served.push({ sock, done: inbound.serve(sock, ctxFor(), counts), counts });
     });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', r));
     frontPort = (front.address() as net.AddressInfo).port;
@@ -179,7 +180,7 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     expect(await counter('smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'takeover' }) - before).toBe(2);
   });
 
-  it('the caller destroying its socket (a policy change closing the connection) resets the engine session; the serve promise ends', async () => {
+  it('the caller destroying its socket (a policy change closing the connection) resets the engine session; the serve promise ends with the socket\'s byte counts', async () => {
     const c = new KeptAlive(frontPort);
     expect((await c.get('/one')).status).toBe(200);
     const entry = await pollUntil(() => served.at(-1), (e) => e !== undefined, 1_000, 10);
@@ -187,6 +188,9 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     await pollUntil(() => c.closed, (x) => x, 5_000, 20);
     const outcome = await entry!.done;
     expect(outcome).toMatchObject({ version: 'h1', requests: 1 });
+    // The tunnel's byte counts are the client socket's, heads included.
+    expect(entry!.counts.received).toBe('GET /one HTTP/1.1\r\nHost: pod.test\r\n\r\n'.length);
+    expect(entry!.counts.sent).toBeGreaterThan('pod GET /one'.length + 20);
   });
 
   it('a gRPC port stays on node:http, counted as a fallback', async () => {
