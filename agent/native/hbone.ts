@@ -79,6 +79,9 @@ export type QosSimulation =
   | { kind: 'bucket'; bytesPerSecond: number; burst?: number; steps: Array<{ atNs: number; want: number }> };
 
 const PRIORITY_INDEX = { latency: 0, normal: 1, bulk: 2 } as const;
+/** The engine paces at most this fast (1 Tbit/s, native/hbone_qos.h kMaxRateBytes); a higher limit is that. */
+const MAX_ENGINE_RATE_BYTES = 125_000_000_000;
+const engineRate = (bps: number): number => Math.min(MAX_ENGINE_RATE_BYTES, Math.max(1, Math.round(bps)));
 
 function rawQos(q: HboneStreamQos | undefined): RawStreamQos | undefined {
   if (!q) return undefined;
@@ -87,8 +90,8 @@ function rawQos(q: HboneStreamQos | undefined): RawStreamQos | undefined {
     ...(q.priority ? { priority: PRIORITY_INDEX[q.priority] } : {}),
     ...(q.weight !== undefined ? { weight: q.weight } : {}),
     ...(q.dscp !== undefined ? { dscp: q.dscp } : {}),
-    ...(q.send ? { send: { key: q.send.key, bytesPerSecond: Math.max(1, Math.round(q.send.bytesPerSecond)) } } : {}),
-    ...(q.receive ? { receive: { key: q.receive.key, bytesPerSecond: Math.max(1, Math.round(q.receive.bytesPerSecond)) } } : {}),
+    ...(q.send ? { send: { key: q.send.key, bytesPerSecond: engineRate(q.send.bytesPerSecond) } } : {}),
+    ...(q.receive ? { receive: { key: q.receive.key, bytesPerSecond: engineRate(q.receive.bytesPerSecond) } } : {}),
   };
 }
 

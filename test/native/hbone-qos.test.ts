@@ -267,6 +267,16 @@ describeNative('native HBONE engine QoS', () => {
       expect(() => e.attach(res.stream, fdOf(proxySide), undefined, { flow: 'x', weight: 5000 })).toThrow(/qos.weight must be an integer 1..1000/);
       expect(e.abort(res.stream)).toBe(true);
       proxySide.destroy();
+      // A limit above what the engine paces (1 Tbit/s, e.g. bytesPerSecond 1P) is clamped by the facade, not refused.
+      const res2 = await e.open({ sourceId: CLIENT_ID, host: '127.0.0.1', port: peerPort, acceptServerIds: [SERVER_ID], authority: SINK });
+      if (!res2.ok) throw new Error(res2.message);
+      const p2 = await pair();
+      const done = e.attach(res2.stream, fdOf(p2.proxySide), undefined, { flow: 'x', send: { key: 'test/huge', bytesPerSecond: 1.25e14 } });
+      p2.proxySide.destroy();
+      expect(bucket('test/huge')).toMatchObject({ bytesPerSecond: 125_000_000_000 });
+      p2.app.end();
+      expect(await done).toMatchObject({ outcome: 'eof' });
+      p2.app.destroy();
     });
   });
 });
