@@ -109,7 +109,7 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
     await topo?.cleanup();
   }, 60_000);
 
-  it('HBONE: the destination agent serves the tunnel in the engine, dials the pod from the capture address and reports mutual_tls requests', async () => {
+  it(`HBONE: the destination agent ${HBONE_IN_ENGINE ? 'serves the tunnel in the engine' : 'keeps the JS data plane\'s tunnel on node:http (fallback no_fd)'}, dials the pod from the capture address and reports mutual_tls requests`, async () => {
     const before = await engineServed(dest(), 'forwarded');
     const fallbacksBefore = await engineFallbacks(dest(), 'no_fd');
     const r = await load('caller', `http://${VIP}/hello`, 20);
@@ -125,7 +125,7 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
     expect(sum(m, 'istio_response_bytes_sum', labels)).toBeGreaterThan(0);
   }, 60_000);
 
-  it('HBONE: an L7 DENY is answered 403 "RBAC: access denied" by the destination engine, counted as node:http counts it', async () => {
+  it('HBONE: an L7 DENY is answered 403 "RBAC: access denied" at the destination, also on a connection opened before the DENY, counted as node:http counts it', async () => {
     const held403 = await startHeldClient(topo, 'caller', ctlDir, 'deny', ['--url', `http://${VIP}`], held);
     const first = (await held403({ op: 'http', path: '/admin/a' })) as HttpAnswer;
     expect(first.status, JSON.stringify(first)).toBe(200);
