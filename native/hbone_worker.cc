@@ -236,6 +236,7 @@ struct Session {
   int64_t early_window_start = 0;
   int invalid_frames = 0;
   // fair share of its TLS reads (tunnel → sockets): the workload of the first stream attached to it
+  std::string flow_key;
   uint32_t flow = 0;
   qos::Priority prio = qos::Priority::kBulk;
   uint32_t weight = qos::kDefaultWeight;
@@ -414,15 +415,18 @@ class WorkerImpl {
     st->qos = std::move(qos);
     if (st->qos.dscp >= 0) MarkDscp(fd, st->qos.dscp);
     if (opts_.fair_share) {
-      st->flow = FlowId(st->qos.flow);
+      // One DRR flow per workload and class: a workload's latency and bulk streams each compete in their own class.
+      st->flow = FlowId(st->qos.flow + "#" + std::to_string(static_cast<int>(st->qos.priority)));
       st->allowance = 0;
       // The session's reads are scheduled as its first attached workload's, in the best class any stream asked for.
       if (s->flow == 0) {
+        s->flow_key = st->qos.flow;
         s->flow = st->flow;
         s->weight = st->qos.weight;
         s->prio = st->qos.priority;
       } else if (st->qos.priority < s->prio) {
         s->prio = st->qos.priority;
+        s->flow = FlowId(s->flow_key + "#" + std::to_string(static_cast<int>(s->prio)));
       }
     }
     st->pending = std::move(pending);
