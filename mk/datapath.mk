@@ -27,7 +27,7 @@ $(NATIVE_NODE): $(NATIVE_DEPS)
 	$(CMAKE_JS) compile -d native -O build/native
 
 NATIVE_ASAN_NODE := build/native-asan/Release/smesh_native.node
-ASAN_TESTS       ?= test/native/hbone-engine.test.ts test/native/http1-engine.test.ts
+ASAN_TESTS       ?= test/native/hbone-engine.test.ts test/native/http1-engine.test.ts test/native/http1-inbound.test.ts test/native/hbone-qos.test.ts
 
 native-asan: $(NATIVE_ASAN_NODE)
 

@@ -62,7 +62,7 @@ describe.skipIf(problem !== null)(`dual-stack pods e2e${problem ? ` (skipped: ${
   const dual = () => topo!.pod('dual');
 
   async function echo(client: Client, host: string): Promise<boolean> {
-    const r = await topo!.runClient(client, ['tcp', '--host', host, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 8000);
+    const r = await topo!.runClient(client, ['tcp', '--host', host, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping', '--timeout', '3000'], 8000);
     return r.ok === true;
   }
 
@@ -72,7 +72,7 @@ describe.skipIf(problem !== null)(`dual-stack pods e2e${problem ? ` (skipped: ${
       for (const c of Object.keys(cases) as Client[]) seen[c] = { v4: await echo(c, dual().ip), v6: await echo(c, dual().ip6!) };
       return seen;
     };
-    expect(await pollUntil(observe, (seen) => JSON.stringify(seen) === JSON.stringify(cases), 15_000)).toEqual(cases);
+    expect(await pollUntil(observe, (seen) => JSON.stringify(seen) === JSON.stringify(cases), 30_000)).toEqual(cases);
   }
 
   const both = { v4: true, v6: true };
