@@ -126,6 +126,20 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       expect((await pollUntil(() => bucket(key)!.available, (a) => a === b.burst, 5_000, 20))).toBe(b.burst);
     }, 30_000);
 
+    it('a 100 Mbit/s upload limit is reached, not only never exceeded: two streams on one key get at least 90 % of it', async () => {
+      const rate = 12_500_000; // 100 Mbit/s in bytes
+      const each = 8 * 1024 * 1024;
+      const key = 'test/upload-100m';
+      const runs = await Promise.all([0, 1].map(() => limitedTransfer(SINK, each, { flow: 'default/fast', send: { key, bytesPerSecond: rate } })));
+      for (const r of runs) expect(r.result).toMatchObject({ outcome: 'eof', sent: each });
+      const b = bucket(key)!;
+      expect(b.granted).toBe(2 * each);
+      expect(b.granted).toBeLessThanOrEqual(b.burst + (rate * b.activeNs) / 1e9 + 1);
+      // What moved after the burst, over the time it took: the limit's rate within 10 %.
+      const achieved = ((b.granted - b.burst) * 1e9) / b.activeNs;
+      expect(achieved, `achieved ${(achieved * 8 / 1e6).toFixed(1)} Mbit/s of 100`).toBeGreaterThanOrEqual(0.9 * rate);
+    }, 30_000);
+
     it('a download limit trips on the tunnel → socket side (bytes wait in the engine, the window is held) and recovers', async () => {
       const rate = 256 * 1024;
       const total = 768 * 1024;
