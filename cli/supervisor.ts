@@ -32,7 +32,9 @@ export function bindHeldSockets(opts: AgentOptions, bind: (host: string, port: n
         held.push({ name, fd: inherited.fd, close: () => undefined });
         continue;
       }
-      const { host, port } = addresses[name];
+      const address = addresses[name];
+      if (!address) continue; // outbound6 without --capture-ip6
+      const { host, port } = address;
       let fd: number;
       try {
         fd = bind(host, port);
@@ -41,7 +43,7 @@ export function bindHeldSockets(opts: AgentOptions, bind: (host: string, port: n
         const hint =
           code === 'EADDRINUSE'
             ? 'held without SO_REUSEPORT or by another uid: an agent older than the cross-pod hand-over, or another program on the port'
-            : name === 'outbound'
+            : name === 'outbound' || name === 'outbound6'
               ? 'is the capture address configured on lo?'
               : 'is the address local to this node?';
         throw new SmeshError('SMESH_ERR_BIND', `smesh supervise: cannot bind the ${name} socket ${host}:${port}: ${code ?? (err as Error).message} (${hint})`, { cause: err });

@@ -93,13 +93,18 @@ export interface InheritedListener {
 }
 
 /** The sockets `smesh supervise` holds for its agents, by the name LISTEN_FDNAMES gives each. */
-export const LISTENER_NAMES = ['outbound', 'inbound', 'metrics', 'ready', 'admin'] as const;
+/** `outbound6`: the IPv6 outbound capture listener, only with --capture-ip6. */
+export const LISTENER_NAMES = ['outbound', 'outbound6', 'inbound', 'metrics', 'ready', 'admin'] as const;
 export type ListenerName = (typeof LISTENER_NAMES)[number];
 
-/** Where the agent listens for each held socket (one source for the supervisor that binds and the agent that adopts). */
-export function listenerAddresses(opts: Pick<AgentOptions, 'captureIp' | 'outboundPort' | 'inboundPort' | 'metricsPort' | 'readyPort' | 'adminPort'>): Record<ListenerName, { host: string; port: number }> {
+/**
+ * Where the agent listens for each held socket (one source for the supervisor that binds and the agent that adopts);
+ * a name without an address (`outbound6` without --capture-ip6) is not held.
+ */
+export function listenerAddresses(opts: Pick<AgentOptions, 'captureIp' | 'captureIp6' | 'outboundPort' | 'inboundPort' | 'metricsPort' | 'readyPort' | 'adminPort'>): Partial<Record<ListenerName, { host: string; port: number }>> {
   return {
     outbound: { host: opts.captureIp, port: opts.outboundPort },
+    ...(opts.captureIp6 ? { outbound6: { host: opts.captureIp6, port: opts.outboundPort } } : {}),
     inbound: { host: '0.0.0.0', port: opts.inboundPort },
     metrics: { host: '0.0.0.0', port: opts.metricsPort },
     ready: { host: '0.0.0.0', port: opts.readyPort },
@@ -124,7 +129,7 @@ export function supervisedAgentEnv(names: readonly ListenerName[], env: NodeJS.P
  * LISTEN_FDS=N and LISTEN_FDNAMES=a:b:… as `smesh supervise` (or systemd) sets them: fd 3+i is named names[i]. Names
  * other than LISTENER_NAMES are an error (a supervisor of another version passing what this agent cannot adopt).
  */
-function inheritedListeners(env: NodeJS.ProcessEnv, addresses: Record<ListenerName, { host: string; port: number }>): InheritedListener[] {
+function inheritedListeners(env: NodeJS.ProcessEnv, addresses: Partial<Record<ListenerName, { host: string; port: number }>>): InheritedListener[] {
   const count = env.LISTEN_FDS;
   if (count === undefined || count === '') return [];
   if (!/^\d+$/.test(count)) fail(`$LISTEN_FDS: expected a number of inherited sockets, got ${JSON.stringify(count)}`);
@@ -135,7 +140,9 @@ function inheritedListeners(env: NodeJS.ProcessEnv, addresses: Record<ListenerNa
     if (!(LISTENER_NAMES as readonly string[]).includes(name)) fail(`$LISTEN_FDNAMES: unknown socket name ${JSON.stringify(name)} (expected ${LISTENER_NAMES.join(', ')})`);
     const n = name as ListenerName;
     if (out.some((l) => l.name === n)) fail(`$LISTEN_FDNAMES: socket name ${n} given twice`);
-    out.push({ name: n, fd: LISTEN_FDS_START + i, ...addresses[n] });
+    const a = addresses[n];
+    if (!a) fail(`$LISTEN_FDNAMES: socket ${n} passed, but this agent has no address for it (outbound6 needs --capture-ip6)`);
+    out.push({ name: n, fd: LISTEN_FDS_START + i, ...a });
   }
   return out;
 }
@@ -322,6 +329,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     metricsPort: (values.metricsPort as number | undefined) ?? 15020,
     readyPort: (values.readyPort as number | undefined) ?? 15021,
     adminPort: (values.adminPort as number | undefined) ?? 15000,
+    captureIp6: captureIp6(values.captureIp6 as string | undefined),
   };
   return {
     standalone: values.standalone === true,
@@ -331,7 +339,6 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     cgroupRoot: (values.cgroupRoot as string | undefined) ?? '',
     bpffsDir: (values.bpffsDir as string | undefined) ?? '/sys/fs/bpf/smesh',
     ...ports,
-    captureIp6: captureIp6(values.captureIp6 as string | undefined),
     logLevel: (values.logLevel as string | undefined) ?? 'info',
     noBpf: values.noBpf === true,
     noNetnsDiscovery: values.noNetnsDiscovery === true,

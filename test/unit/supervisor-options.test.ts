@@ -19,6 +19,19 @@ describe('supervised agent options', () => {
     expect(o.supervised).toBe(true);
   });
 
+  it('holds the IPv6 outbound listener (outbound6) only with --capture-ip6; passing it to an agent without one is refused by name', () => {
+    const bound: string[] = [];
+    const fakeBind = (host: string, port: number) => (bound.push(`${host}:${port}`), 1000 + bound.length);
+    expect(bindHeldSockets(parseAgentArgs(base, {}), fakeBind).map((h) => h.name)).toEqual(['outbound', 'inbound', 'metrics', 'ready', 'admin']);
+    bound.length = 0;
+    const v6 = parseAgentArgs([...base, '--capture-ip6', 'fd00:5345:ff::1'], {});
+    expect(bindHeldSockets(v6, fakeBind).map((h) => h.name)).toEqual(['outbound', 'outbound6', 'inbound', 'metrics', 'ready', 'admin']);
+    expect(bound[1]).toBe('fd00:5345:ff::1:15001');
+    const adopted = parseAgentArgs([...base, '--capture-ip6', 'fd00:5345:ff::1'], { LISTEN_FDS: '2', LISTEN_FDNAMES: 'outbound:outbound6' });
+    expect(adopted.inheritedListeners[1]).toEqual({ name: 'outbound6', fd: 4, host: 'fd00:5345:ff::1', port: 15001 });
+    expect(() => parseAgentArgs(base, { LISTEN_FDS: '1', LISTEN_FDNAMES: 'outbound6' })).toThrow(/outbound6 passed, but this agent has no address for it \(outbound6 needs --capture-ip6\)/);
+  });
+
   it('without LISTEN_FDS binds as before; drain defaults to 30 s', () => {
     const o = parseAgentArgs(base, {});
     expect(o.inheritedListeners).toEqual([]);
