@@ -20,7 +20,7 @@ import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
 import type { HboneEngine } from './native/hbone-types';
 import { EngineIdentities, NativeHboneClient } from './proxy/native-hbone';
-import { InboundProxy } from './proxy/hbone-server';
+import { InboundProxy } from './proxy/inbound-proxy';
 import { InboundHttp } from './http/inbound-http';
 import { HttpOutbound } from './http/outbound-http';
 import { EngineHttpOutbound } from './http/engine-outbound';

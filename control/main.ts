@@ -10,7 +10,7 @@ import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetr
 import { loadMeshProtos } from '../proto';
 import { ControlAdminServer, DEFAULT_CONTROL_METRICS_LISTEN } from './admin';
 import { TokenAuthenticator, TokenFileWatcher } from './auth';
-import { CaDirWatcher, createCaService, MeshCa } from './ca';
+import { CaDirWatcher, createCaService, MeshCa } from './ca-service';
 import { ControlMetrics } from './metrics';
 import { Registry } from './registry';
 import { FileSource } from './sources/files';

@@ -9,7 +9,7 @@ import {
   ResourceEntryCache,
   ResourceSets,
   TypedResources,
-} from './resources';
+} from './xds-resources';
 
 export type RegistryListener = (diff: ResourceDiff, generation: number) => void;
 

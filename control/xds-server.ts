@@ -8,7 +8,7 @@ import type { DeltaDiscoveryResponse } from '../proto/generated/envoy/service/di
 import type { Authenticated, TokenAuthenticator } from './auth';
 import type { ControlMetrics } from './metrics';
 import type { Registry } from './registry';
-import type { ResourceDiff, ResourceEntry } from './resources';
+import type { ResourceDiff, ResourceEntry } from './xds-resources';
 import { XDS_PARTIAL_VERSION_SUFFIX } from '../agent/xds/convert';
 
 type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>;

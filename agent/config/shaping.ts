@@ -22,7 +22,7 @@
 import { parseBandwidth } from './bandwidth';
 import { checkWorkloadSelector, isDns1123Label } from './istio-names';
 import { parseDurationMs, validate, type FieldProblem, type FieldSpec } from './schema';
-import { resolveHost } from './traffic';
+import { resolveHost } from './istio-traffic';
 import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, OverLimitSettings, QosSettings, RouteStringMatch, Service, ShapingRule, TrafficPriority, Workload, WorkloadShaping } from '../state/types';
 
 export const TRAFFIC_SHAPING_API_VERSION = 'smesh.io/v1alpha1';

@@ -9,8 +9,8 @@ import { workloadAddresses } from '../state/addresses';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadShaping, WorkloadTunnel } from '../state/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
-import { parseTrafficShaping } from './shaping';
-import { parseTrafficPolicy, serviceKeyFromRef } from './traffic';
+import { parseTrafficShaping } from './shaping-decode';
+import { parseTrafficPolicy, serviceKeyFromRef } from './traffic-decode';
 import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../http/protocol';
 import { decodeAddressOf, forgetRepeatedStrings, type AnyMessage, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
@@ -209,13 +209,14 @@ function fail(field: string, message: string): never {
   throw new FieldError(field, message);
 }
 
-export function q(v: unknown): string {
+/** A value as JSON text, for error messages (`"a b"`, `null`). */
+export function quoted(v: unknown): string {
   return JSON.stringify(v);
 }
 
 function requireMatch(field: string, value: string, re: RegExp, expected: string): void {
   if (value === '') fail(field, `expected ${expected}, got an empty string`);
-  if (!re.test(value)) fail(field, `expected ${expected}, got ${q(value)}`);
+  if (!re.test(value)) fail(field, `expected ${expected}, got ${quoted(value)}`);
 }
 
 function ipFromBytes(field: string, bytes: Uint8Array): string {
@@ -256,7 +257,7 @@ function uniquePorts(field: string, ports: readonly PortMapping[]): void {
 function checkServiceRef(ref: string): void {
   const slash = ref.indexOf('/');
   if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
-    fail(`workload.services[${q(ref)}]`, `expected "<namespace>/<hostname>", got ${q(ref)}`);
+    fail(`workload.services[${quoted(ref)}]`, `expected "<namespace>/<hostname>", got ${quoted(ref)}`);
   }
 }
 
@@ -406,7 +407,7 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
   for (const [ref, list] of wire) {
     checkServiceRef(ref);
     const problem = portProblem(list.ports);
-    if (problem) fail(`workload.services[${q(ref)}].ports${problem[0]}`, problem[1]);
+    if (problem) fail(`workload.services[${quoted(ref)}].ports${problem[0]}`, problem[1]);
     out.set(intern(ref), list.ports.map((p) => portMapping('', p)));
   }
   if (servicesMapCount >= INTERN_MAX) {
@@ -431,7 +432,7 @@ function wireTunnel(p: string | number): WorkloadTunnel {
 }
 
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
-  if (w.uid !== name) fail('workload.uid', `expected the resource name ${q(name)}, got ${q(w.uid)}`);
+  if (w.uid !== name) fail('workload.uid', `expected the resource name ${quoted(name)}, got ${quoted(w.uid)}`);
   requireMatch('workload.name', w.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
   // namespace, trust domain, service account, node, canonical name: shared strings already (wire.ts repeatedString).
   const namespace = w.namespace;
@@ -447,12 +448,12 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   }
   const trustDomain = w.trustDomain;
   if (trustDomain !== '' && !checkedBefore(trustDomain, CHECK_TRUST_DOMAIN)) {
-    if (!TRUST_DOMAIN_RE.test(trustDomain)) fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${q(trustDomain)}`);
+    if (!TRUST_DOMAIN_RE.test(trustDomain)) fail('workload.trust_domain', `expected empty (mesh default) or lowercase [a-z0-9._-]+, got ${quoted(trustDomain)}`);
     markChecked(trustDomain, CHECK_TRUST_DOMAIN);
   }
   const serviceAccount = w.serviceAccount || 'default';
   if (!checkedBefore(serviceAccount, CHECK_SERVICE_ACCOUNT)) {
-    if (!SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${q(w.serviceAccount)}`);
+    if (!SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${quoted(w.serviceAccount)}`);
     markChecked(serviceAccount, CHECK_SERVICE_ACCOUNT);
   }
   const node = w.node;
@@ -465,7 +466,7 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   const authorizationPolicies = policies.length === 0 ? NO_POLICIES : policies.map((ref, i) => {
     const slash = ref.indexOf('/');
     if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
-      fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${q(ref)}`);
+      fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${quoted(ref)}`);
     }
     return intern(ref);
   });
@@ -492,7 +493,7 @@ function parseService(name: string, s: WireService): AcceptedService {
   requireMatch('service.namespace', s.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
   if (s.hostname === '') fail('service.hostname', 'expected the service FQDN, got an empty string');
   if (name !== `${s.namespace}/${s.hostname}`) {
-    fail('service.hostname', `expected the resource name ${q(name)} to be "<namespace>/<hostname>" = ${q(`${s.namespace}/${s.hostname}`)}`);
+    fail('service.hostname', `expected the resource name ${quoted(name)} to be "<namespace>/<hostname>" = ${quoted(`${s.namespace}/${s.hostname}`)}`);
   }
   const vips = s.addresses.map((a, i) => ipFromBytes(`service.addresses[${i}].address`, a.address));
   const ports = s.ports.map((p, i) => portMapping(`service.ports[${i}]`, p));
@@ -577,7 +578,7 @@ function wireMatch(field: string, m: Match__Output): PolicyMatch {
   if (headers.length > 0) {
     out.headers = headers.map((h, i) => {
       const hf = `${field}.smesh_headers[${i}]`;
-      if (!h.name || h.name !== h.name.toLowerCase()) fail(`${hf}.name`, `expected a lower-case header name, got ${q(h.name)}`);
+      if (!h.name || h.name !== h.name.toLowerCase()) fail(`${hf}.name`, `expected a lower-case header name, got ${quoted(h.name)}`);
       const sl = (wire: string, list: readonly StringMatch__Output[]) => list.map((x, j) => wireStringMatch(`${hf}.${wire}[${j}]`, x));
       return { name: h.name, values: sl('values', h.values), notValues: sl('not_values', h.notValues) };
     });
@@ -594,11 +595,11 @@ function parseAuthorization(name: string, a: Authorization__Output): AcceptedAut
     requireMatch('name', a.name, DNS_SUBDOMAIN_RE, 'a Kubernetes object name');
   }
   requireMatch('namespace', a.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
-  if (name !== `${a.namespace}/${a.name}`) fail('name', `expected the resource name ${q(name)} to be "<namespace>/<name>" = ${q(`${a.namespace}/${a.name}`)}`);
+  if (name !== `${a.namespace}/${a.name}`) fail('name', `expected the resource name ${quoted(name)} to be "<namespace>/<name>" = ${quoted(`${a.namespace}/${a.name}`)}`);
   const scope = WIRE_SCOPES[String(a.scope)];
-  if (!scope) fail('scope', `expected GLOBAL, NAMESPACE or WORKLOAD_SELECTOR, got ${q(a.scope)}`);
+  if (!scope) fail('scope', `expected GLOBAL, NAMESPACE or WORKLOAD_SELECTOR, got ${quoted(a.scope)}`);
   const action = WIRE_ACTIONS[String(a.action)];
-  if (!action) fail('action', `expected ALLOW, DENY or SMESH_AUDIT, got ${q(a.action)} (CUSTOM and unknown actions are not supported)`);
+  if (!action) fail('action', `expected ALLOW, DENY or SMESH_AUDIT, got ${quoted(a.action)} (CUSTOM and unknown actions are not supported)`);
   if (action === 'DENY' && a.groups.length === 0) fail('groups', 'a DENY policy needs at least one group (DENY without rules is invalid)');
   const l7Groups = a.smeshL7Groups ?? [];
   // A DENY/AUDIT rule only smesh could see would not fail closed for other consumers: the encoder never sends one.
@@ -625,15 +626,15 @@ function parseTrafficShapingResource(name: string, s: TrafficShaping__Output): A
 }
 
 function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
-  if (n.name !== name) fail('name', `expected the resource name ${q(name)}, got ${q(n.name)}`);
-  if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${q(n.address)}`);
+  if (n.name !== name) fail('name', `expected the resource name ${quoted(name)}, got ${quoted(n.name)}`);
+  if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${quoted(n.address)}`);
   return { kind: 'node', name: n.name, address: n.address };
 }
 
 function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWorkload {
-  if (l.uid !== name) fail('uid', `expected the resource name ${q(name)}, got ${q(l.uid)}`);
+  if (l.uid !== name) fail('uid', `expected the resource name ${quoted(name)}, got ${quoted(l.uid)}`);
   if (l.netns !== '' && (!l.netns.startsWith('/') || l.netns.includes('\0'))) {
-    fail('netns', `expected an absolute path (e.g. /run/netns/NAME) or empty, got ${q(l.netns)}`);
+    fail('netns', `expected an absolute path (e.g. /run/netns/NAME) or empty, got ${quoted(l.netns)}`);
   }
   const bandwidth = (field: string, bps: number | undefined): number | undefined => {
     if (!bps) return undefined; // 0 / absent: no limit
@@ -647,7 +648,7 @@ function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWor
 }
 
 function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
-  if (name !== MESH_CONFIG_NAME) fail('name', `expected the resource name ${q(MESH_CONFIG_NAME)}, got ${q(name)}`);
+  if (name !== MESH_CONFIG_NAME) fail('name', `expected the resource name ${quoted(MESH_CONFIG_NAME)}, got ${quoted(name)}`);
   requireMatch('trust_domain', m.trustDomain, TRUST_DOMAIN_RE, 'a lowercase trust domain [a-z0-9._-]+');
   const trustAnchors = m.trustAnchors.map((pem, i) => {
     let cert: X509Certificate;
@@ -656,15 +657,15 @@ function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
     } catch (err) {
       return fail(`trust_anchors[${i}]`, `expected a PEM X.509 certificate: ${(err as Error).message}`);
     }
-    if (!cert.ca) fail(`trust_anchors[${i}]`, `expected a CA certificate, got one without basicConstraints CA:TRUE (subject ${q(cert.subject)})`);
+    if (!cert.ca) fail(`trust_anchors[${i}]`, `expected a CA certificate, got one without basicConstraints CA:TRUE (subject ${quoted(cert.subject)})`);
     return cert.toString().trim() + '\n';
   });
   const trustDomainAliases: string[] = [];
   (m.trustDomainAliases ?? []).forEach((td, i) => {
     const field = `trust_domain_aliases[${i}]`;
     requireMatch(field, td, TRUST_DOMAIN_RE, 'a lowercase trust domain [a-z0-9._-]+');
-    if (td === m.trustDomain) fail(field, `expected a trust domain other than trust_domain, got ${q(td)}`);
-    if (trustDomainAliases.includes(td)) fail(field, `expected each alias once, ${q(td)} is also trust_domain_aliases[${trustDomainAliases.indexOf(td)}]`);
+    if (td === m.trustDomain) fail(field, `expected a trust domain other than trust_domain, got ${quoted(td)}`);
+    if (trustDomainAliases.includes(td)) fail(field, `expected each alias once, ${quoted(td)} is also trust_domain_aliases[${trustDomainAliases.indexOf(td)}]`);
     trustDomainAliases.push(td);
   });
   return { kind: 'meshConfig', trustDomain: m.trustDomain, trustAnchors, trustDomainAliases };
@@ -685,7 +686,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
   if (name === '') return { ok: false, error: `${resourceLabel(typeUrl, name).trimEnd()}: name: expected a resource name, got an empty string` };
   if (!any) return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource: expected a resource body, got none` };
   if (any.type_url !== typeUrl) {
-    return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource.type_url: expected ${q(typeUrl)}, got ${q(any.type_url)}` };
+    return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource.type_url: expected ${quoted(typeUrl)}, got ${quoted(any.type_url)}` };
   }
   const c = getCodecs();
   try {
@@ -714,7 +715,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
           decoded = parseTrafficShapingResource(name, c.trafficShaping.decode(any.value));
           break;
         default:
-          return { ok: false, error: `${resourceLabel(typeUrl, name)}: type_url: ${q(typeUrl)} is not a type this agent subscribes to` };
+          return { ok: false, error: `${resourceLabel(typeUrl, name)}: type_url: ${quoted(typeUrl)} is not a type this agent subscribes to` };
       }
     } catch (err) {
       if (err instanceof FieldError) throw err;
@@ -871,14 +872,14 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   for (const ref of members.keys()) {
     if (!serviceNames.has(ref)) {
       const w = members.get(ref)![0]!;
-      warnings.push(`Address ${w.uid}: workload.services[${q(ref)}]: no Service resource with this name (yet)`);
+      warnings.push(`Address ${w.uid}: workload.services[${quoted(ref)}]: no Service resource with this name (yet)`);
     }
   }
 
   const authorizationPolicies = [...byKey(accepted.authorizations ?? new Map<string, AcceptedAuthorization>())].map(([, a]) => a.policy);
   for (const [, w] of ordered) {
     for (const ref of w.authorizationPolicies ?? []) {
-      if (!accepted.authorizations?.has(ref)) warnings.push(`Address ${w.uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
+      if (!accepted.authorizations?.has(ref)) warnings.push(`Address ${w.uid}: workload.authorization_policies: no Authorization resource ${quoted(ref)} (yet)`);
     }
   }
   const trafficPolicies = resolveTrafficPolicies(accepted.trafficPolicies, xdsServices, ordered, warnings);
@@ -924,7 +925,7 @@ export function resolveTrafficPolicies(
       continue;
     }
     for (const s of t.policy.subsets) {
-      for (const uid of s.workloadUids) if (!workloads.has(uid)) warnings.push(`TrafficPolicy ${name}: subsets[${q(s.name)}].workload_uids: no Address resource ${q(uid)} (yet)`);
+      for (const uid of s.workloadUids) if (!workloads.has(uid)) warnings.push(`TrafficPolicy ${name}: subsets[${quoted(s.name)}].workload_uids: no Address resource ${quoted(uid)} (yet)`);
     }
     // Destination services stay as derived from their hostnames (`<name>.<ns>.svc.…` → `<ns>/<name>`).
     out.set(key, { ...t.policy, serviceKey: key });

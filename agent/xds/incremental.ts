@@ -7,7 +7,7 @@ import {
   DEFAULT_TRUST_DOMAIN,
   identityOf,
   meshTrustDomainAliases,
-  q,
+  quoted,
   resolveTrafficPolicies,
   shapingByWorkload,
   toService,
@@ -335,7 +335,7 @@ export class IncrementalSnapshot {
         if (owner !== undefined && owner !== uid) warnings.push(`Address ${uid}: workload.addresses[${i}]: ${ip} is also the address of ${owner}; lookups by IP find ${owner}`);
       });
       for (const ref of w.authorizationPolicies ?? []) {
-        if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
+        if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${quoted(ref)} (yet)`);
       }
     }
     for (const uid of this.dirtyLocal) {
@@ -350,7 +350,7 @@ export class IncrementalSnapshot {
         const set = this.members.get(ref);
         if (set && set.size > 0) {
           const first = [...set].sort(byString)[0]!;
-          warnings.push(`Address ${first}: workload.services[${q(ref)}]: no Service resource with this name (yet)`);
+          warnings.push(`Address ${first}: workload.services[${quoted(ref)}]: no Service resource with this name (yet)`);
         }
       }
     }
@@ -378,7 +378,7 @@ export class IncrementalSnapshot {
       for (const [uid, w] of this.workloads) {
         if (this.allWorkloadsDirty || this.dirtyWorkloads.has(uid)) continue;
         for (const ref of w.authorizationPolicies ?? []) {
-          if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${q(ref)} (yet)`);
+          if (!this.authorizations.has(ref)) warnings.push(`Address ${uid}: workload.authorization_policies: no Authorization resource ${quoted(ref)} (yet)`);
         }
       }
     }

@@ -1,7 +1,7 @@
-// File source: a directory of YAML resources (agent/config/resources.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
+// File source: a directory of YAML resources (agent/config/config-dir.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
 import { FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/resources';
+import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/config-dir';
 import type { MeshSnapshot } from '../../agent/state/types';
 import { silentLogger, type Logger } from '../../agent/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';

@@ -2,8 +2,8 @@
 import * as k8s from '@kubernetes/client-node';
 import { AUTHORIZATION_API_VERSIONS } from '../../agent/config/authorization';
 import { PEER_AUTHENTICATION_API_VERSIONS } from '../../agent/config/peer-authentication';
-import { buildSnapshot, ConfigError, ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/resources';
-import { TRAFFIC_API_VERSIONS } from '../../agent/config/traffic';
+import { buildSnapshot, ConfigError, ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/config-dir';
+import { TRAFFIC_API_VERSIONS } from '../../agent/config/istio-traffic';
 import type { MeshSnapshot, Service } from '../../agent/state/types';
 import { silentLogger, type Logger } from '../../agent/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';

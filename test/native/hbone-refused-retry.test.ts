@@ -1,12 +1,12 @@
 // An outbound HBONE open to a destination that refuses the connection (its agent restarting) is tried again with backoff until the listener is back, on both data planes; with no retry budget it fails at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/ca';
+import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId, workloadSpiffeId } from '../../agent/identity/spiffe';
 import { hboneEngine } from '../../agent/native/hbone';
 import type { HboneEngine } from '../../agent/native/hbone-types';
 import { HboneClient } from '../../agent/proxy/hbone-client';
-import { InboundProxy } from '../../agent/proxy/hbone-server';
+import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { EngineIdentities, NativeHboneClient } from '../../agent/proxy/native-hbone';
 import type { HboneOpenRequest } from '../../agent/proxy/hbone-client';
 import { MeshMetrics } from '../../agent/telemetry/metrics';

@@ -4,7 +4,7 @@ import * as http2 from 'http2';
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HboneEngine, HboneQosState } from '../../agent/native/hbone-types';
-import type { LocalCa } from '../../agent/identity/ca';
+import type { LocalCa } from '../../agent/identity/local-ca';
 import { pollUntil } from '../helpers/logs';
 import { meshCa, TD } from '../unit/proxy-fixtures';
 

@@ -2,14 +2,14 @@
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../agent/config/authorization';
-import type { LocalCa } from '../../agent/identity/ca';
+import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId } from '../../agent/identity/spiffe';
 import { createAuthorizer } from '../../agent/policy/authorizer';
 import type { AuthorizationPolicy } from '../../agent/policy/types';
 import { ConnectionTracker, policyInputsChanged, type TrackedConnection } from '../../agent/proxy/connection-tracker';
 import { HboneClient } from '../../agent/proxy/hbone-client';
-import { InboundProxy } from '../../agent/proxy/hbone-server';
+import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';

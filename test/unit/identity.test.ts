@@ -3,7 +3,7 @@ import { createPrivateKey, X509Certificate } from 'crypto';
 import { readdir } from 'fs/promises';
 import * as path from 'path';
 import { describe, expect, it } from 'vitest';
-import { loadOrCreateRootCa } from '../../agent/identity/ca';
+import { loadOrCreateRootCa } from '../../agent/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId, parseSpiffeId, spiffeIdFromSubjectAltName, workloadSpiffeId } from '../../agent/identity/spiffe';
 import type { CertificateSource } from '../../agent/identity/types';

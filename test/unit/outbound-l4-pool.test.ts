@@ -2,11 +2,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/ca';
+import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId } from '../../agent/identity/spiffe';
 import { HboneClient } from '../../agent/proxy/hbone-client';
-import { InboundProxy } from '../../agent/proxy/hbone-server';
+import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';

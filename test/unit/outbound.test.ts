@@ -1,11 +1,11 @@
 // Outbound proxy end to end on 127.0.0.0/8: capture listener → HBONE → inbound → echo, same-node direct path, loop guard, and metrics labels.
 import * as net from 'net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/ca';
+import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId } from '../../agent/identity/spiffe';
 import { HboneClient } from '../../agent/proxy/hbone-client';
-import { InboundProxy } from '../../agent/proxy/hbone-server';
+import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';

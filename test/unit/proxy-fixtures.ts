@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'fs/promises';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/ca';
+import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
 import type { Workload } from '../../agent/state/types';
 

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenAuthenticator, TokenFileWatcher } from '../../../control/auth';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL } from '../../../control/resources';
+import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';

@@ -2,11 +2,11 @@
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, formatProblem } from '../../../agent/config/resources';
+import { ConfigError, formatProblem } from '../../../agent/config/config-dir';
 import { STATIC_STRICT_POLICY_NAME } from '../../../agent/config/peer-authentication';
 import type { MeshSnapshot } from '../../../agent/state/types';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL } from '../../../control/resources';
+import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { KubernetesSource, type KubernetesSourceOptions } from '../../../control/sources/kubernetes';
 import { loadMeshProtos } from '../../../proto';
 import { K8sStandIn, kubeConfigFor, type CustomCollection } from '../../helpers/k8s-standin';

@@ -2,11 +2,11 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
-import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../agent/config/traffic';
+import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../agent/config/istio-traffic';
 import type { AuthorizationPolicy } from '../../../agent/policy/types';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../agent/state/types';
 import { Registry } from '../../../control/registry';
-import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ResourceEntryCache, SERVED_TYPE_URLS, type ResourceDiff, type ResourceSets, type TypedResources } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ResourceEntryCache, SERVED_TYPE_URLS, type ResourceDiff, type ResourceSets, type TypedResources } from '../../../control/xds-resources';
 import { seeded as prng } from '../../helpers/prng';
 
 

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import type { MeshSnapshot, Service, Workload } from '../../../agent/state/types';
 import { Registry } from '../../../control/registry';
-import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ipBytes, meshResourceCodecs } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ipBytes, meshResourceCodecs } from '../../../control/xds-resources';
 import { loadMeshProtos } from '../../../proto';
 
 const { codecs } = loadMeshProtos();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { LineCounter, parseAllDocuments } from 'yaml';
-import { parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
+import { parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
 import { parseSimpleYaml } from '../../../agent/config/simple-yaml';
 import { BASE, GOOD } from '../traffic/fixtures';
 import { NODES_YAML, WORKLOADS_YAML } from './fixtures';

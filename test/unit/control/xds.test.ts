@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import type { ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL, meshResourceCodecs } from '../../../control/resources';
+import { CONTROL_TYPE_URL, meshResourceCodecs } from '../../../control/xds-resources';
 import { AdsTestClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, TOKEN2, WORKLOADS_YAML } from './fixtures';
 
 const { codecs } = loadMeshProtos();

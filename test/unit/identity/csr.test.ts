@@ -10,7 +10,7 @@ import { buildCsrDer, buildCsrPem, createCsr, derLength, derOid, generateP256Key
 import { RemoteCa } from '../../../agent/identity/remote-ca';
 import { controlSpiffeId } from '../../../agent/identity/spiffe';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
-import { readCsr } from '../../../control/ca';
+import { readCsr } from '../../../control/ca-service';
 import type { ControlPlane } from '../../../control/main';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { caClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, WORKLOADS_YAML } from '../control/fixtures';

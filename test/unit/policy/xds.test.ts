@@ -1,13 +1,13 @@
 // AuthorizationPolicy over xDS: control encodes (scope, Workload.authorization_policies, L4 projection), the agent decodes to the same decisions; a bad Authorization is NACKed alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
 import { applicablePolicies, evaluate, projectToL4 } from '../../../agent/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
 import type { PolicyRequest } from '../../../agent/policy/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
 import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, type AcceptedAuthorization, type AcceptedAddress } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import type { Authorization } from '../../../proto/generated/istio/security/Authorization';
 import { waitFor } from '../proxy-fixtures';
 import { CONTROL_ID, FakeControlPlane, meshPki, TOKEN, type MeshPki } from '../xds/fixtures';

@@ -1,10 +1,10 @@
 // Pod bandwidth annotations: the quantity parser (kubelet semantics, bits per second), validation by file, resource and field, and the trip control encode → LocalWorkload → agent state (both decoders).
 import { describe, expect, it } from 'vitest';
 import { parseBandwidth, parseQuantity, podBandwidth } from '../../../agent/config/bandwidth';
-import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
+import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
-import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/xds-resources';
 import type { MeshSnapshot, Workload } from '../../../agent/state/types';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
 

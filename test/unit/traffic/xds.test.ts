@@ -1,11 +1,11 @@
 // TrafficPolicy over xDS: file → control encode → agent decode gives the same policies; a bad TrafficPolicy is NACKed alone while the others apply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/resources';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
 import type { ServiceTrafficPolicy } from '../../../agent/state/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
 import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, XDS_TYPE_URLS, type AcceptedAddress, type AcceptedTrafficPolicy } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, SERVED_TYPE_URLS } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL, SERVED_TYPE_URLS } from '../../../control/xds-resources';
 import { TYPE_URL } from '../../../proto';
 import type { TrafficPolicy } from '../../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { waitFor } from '../proxy-fixtures';

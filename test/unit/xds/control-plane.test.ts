@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { controlSpiffeId } from '../../../control/ca';
+import { controlSpiffeId } from '../../../control/ca-service';
 import { FileSource } from '../../../control/sources/files';
 import { SmeshError } from '../../../agent/errors';
 import { RemoteCa } from '../../../agent/identity/remote-ca';

@@ -3,7 +3,7 @@ import '../../../agent/identity/reflect-polyfill';
 import { webcrypto } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
-import { LocalCa } from '../../../agent/identity/ca';
+import { LocalCa } from '../../../agent/identity/local-ca';
 import { xdsCodecs, XDS_TYPE_URL } from '../../../agent/xds/convert';
 import { loadMeshProtos, type PackedAny } from '../../../proto';
 import type { AggregatedDiscoveryServiceHandlers } from '../../../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import { decodeAddress } from '../../../agent/xds/wire';
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedWorkload } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, workloadAddress, workloadTunnelProtocol } from '../../../control/resources';
+import { buildResourceSets, CONTROL_TYPE_URL, workloadAddress, workloadTunnelProtocol } from '../../../control/xds-resources';
 import type { MeshSnapshot, Workload } from '../../../agent/state/types';
 import { workload } from './fixtures';
 

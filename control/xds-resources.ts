@@ -17,8 +17,8 @@ import type { Match } from '../proto/generated/istio/security/Match';
 import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
 import { ruleNeedsL7, selectorPolicyKeys } from '../agent/policy/evaluate';
 import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../agent/policy/types';
-import { trafficPolicyMessages } from './traffic';
-import { trafficShapingMessages } from './shaping';
+import { trafficPolicyMessages } from './traffic-encode';
+import { trafficShapingMessages } from './shaping-encode';
 import { declaredAppProtocol, istioAppProtocol } from '../agent/http/protocol';
 
 /** Every type URL the control plane serves on the delta ADS stream. */

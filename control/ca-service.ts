@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { SmeshError } from '../agent/errors';
-import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../agent/identity/ca';
+import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../agent/identity/local-ca';
 import { controlSpiffeId, parseSpiffeId } from '../agent/identity/spiffe';
 import type { MeshSnapshot } from '../agent/state/types';
 import { silentLogger, type Logger } from '../agent/telemetry/logger';

@@ -11,7 +11,7 @@ import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
 import { checkObjectNames } from './istio-names';
 import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
-import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './traffic';
+import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './istio-traffic';
 import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSION, TRAFFIC_SHAPING_SPEC, type TrafficShapingConfig } from './shaping';
 import { podBandwidth } from './bandwidth';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';

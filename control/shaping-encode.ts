@@ -6,7 +6,7 @@ import type { RateLimitRule } from '../proto/generated/smesh/traffic/v1alpha1/Ra
 import type { StringMatch } from '../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping } from '../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
 import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, QosSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../agent/state/types';
-import { durationToWire, type TrafficNaming } from './traffic';
+import { durationToWire, type TrafficNaming } from './traffic-encode';
 
 function bucketToWire(b: LocalRateLimitSettings | undefined): LocalRateLimit | null {
   return b ? { maxTokens: b.maxTokens, tokensPerFill: b.tokensPerFill, fillInterval: durationToWire(b.fillIntervalMs) } : null;
