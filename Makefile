@@ -6,7 +6,7 @@ include mk/datapath.mk
 include mk/proto.mk
 include mk/image.mk
 
-.PHONY: setup build ts deps test test-unit demo bench clean
+.PHONY: setup build ts deps lint test test-unit demo bench clean
 
 # Debian packages (clang, libbpf-dev, bpftool, …) and bpffs; idempotent and quick once everything is present.
 setup:
@@ -28,10 +28,15 @@ build: setup deps
 # native engine's tests under AddressSanitizer + UBSan. The supervisor suite (restarts under load) runs on the default
 # data plane only: on the JS relay a SIGKILLed agent's in-flight connection may end with a FIN instead of a reset, and
 # one in 500 was reset during the surge hand-over — its exact per-connection counts do not allow for that (README, Tests).
-test: build
+test: build lint
 	npx vitest run
 	SMESH_DATAPLANE=js npx vitest run test/e2e --exclude test/e2e/supervisor.test.ts
 	$(MAKE) test-native-asan
+
+# Formatting and lint of the TypeScript (biome.json: Biome's formatter and recommended rules, minus the house idioms it
+# lists as off); `npx biome check --write agent control cli test bench scripts` fixes what it can.
+lint: deps
+	npx biome ci agent control cli test bench scripts
 
 test-unit: deps
 	npx vitest run test/unit

@@ -94,7 +94,9 @@ function localIdentities(s: MeshSnapshot, nodeName: string): string[] {
 /** The cgroup v2 path of this process (the `0::` line), for the getsockopt placement check. */
 function ownCgroup(): string | undefined {
   try {
-    const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+    const line = readFileSync('/proc/self/cgroup', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('0::'));
     return line?.slice(3);
   } catch {
     return undefined;
@@ -105,7 +107,14 @@ function ownCgroup(): string | undefined {
 async function openKernelDatapath(opts: AgentOptions): Promise<{ cgroupRoot: string; native: typeof import('./native/datapath'); datapath: Datapath }> {
   const cgroupRoot = checkCgroupRoot(opts.cgroupRoot);
   const native = await import('./native/datapath');
-  const datapath = await native.openDatapath({ bpffsDir: opts.bpffsDir, cgroupPath: cgroupRoot, captureIp4: opts.captureIp, ...(opts.captureIp6 ? { captureIp6: opts.captureIp6 } : {}), capturePort: opts.outboundPort, captureNetns: '/proc/self/ns/net' });
+  const datapath = await native.openDatapath({
+    bpffsDir: opts.bpffsDir,
+    cgroupPath: cgroupRoot,
+    captureIp4: opts.captureIp,
+    ...(opts.captureIp6 ? { captureIp6: opts.captureIp6 } : {}),
+    capturePort: opts.outboundPort,
+    captureNetns: '/proc/self/ns/net',
+  });
   return { cgroupRoot, native, datapath };
 }
 
@@ -232,12 +241,18 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       ({ cgroupRoot, datapath: dp }) => {
         if (stopping) return dp.close(); // the agent failed before this finished (e.g. no mesh state)
         cleanups.push(() => dp.close()); // pinned links stay: redirection survives an agent restart
-        log.info({ cgroupRoot, bpffs: opts.bpffsDir, reused: dp.attachInfo.reused, links: dp.attachInfo.links.length }, dp.attachInfo.reused ? 'reused pinned BPF links, programs swapped in place' : 'BPF programs attached and pinned');
+        log.info(
+          { cgroupRoot, bpffs: opts.bpffsDir, reused: dp.attachInfo.reused, links: dp.attachInfo.links.length },
+          dp.attachInfo.reused ? 'reused pinned BPF links, programs swapped in place' : 'BPF programs attached and pinned',
+        );
       },
       () => undefined, // awaited in step 4: a failure stops the agent there
     );
     if (!(await xds.waitForSync(opts.syncTimeoutMs))) {
-      throw new SmeshError('SMESH_ERR_CONFIG', `no complete mesh state from the control plane at ${endpoint.address} within ${opts.syncTimeoutMs / 1000}s (check the address, the token and that port 15012 is reachable)`);
+      throw new SmeshError(
+        'SMESH_ERR_CONFIG',
+        `no complete mesh state from the control plane at ${endpoint.address} within ${opts.syncTimeoutMs / 1000}s (check the address, the token and that port 15012 is reachable)`,
+      );
     }
     const initial = state.snapshot();
     const trustDomain = initial.trustDomain;
@@ -284,7 +299,11 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
           // Which root signed each certificate and which roots this node trusts (root rotations).
           ...identities.describe(),
           datapath: datapath
-            ? { attach: datapath.attachInfo, enrolledPods: datapath.enrolledPods().map((p) => ({ cookie: p.cookie.toString(), workload: ids.uidOf(p.workloadId) ?? p.workloadId })), meshedDestinations: datapath.meshedDestinations() }
+            ? {
+                attach: datapath.attachInfo,
+                enrolledPods: datapath.enrolledPods().map((p) => ({ cookie: p.cookie.toString(), workload: ids.uidOf(p.workloadId) ?? p.workloadId })),
+                meshedDestinations: datapath.meshedDestinations(),
+              }
             : { disabled: true },
           netnsDiscovery: discovery ? discovery.status() : { disabled: true },
           plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
@@ -340,16 +359,34 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       metrics.onScrape(() => kernelDenials.flush());
       // The IPv6 source the proxy dials IPv6 pods from is trusted as the IPv4 capture address is (never captured, passes STRICT).
       const ownSources = opts.captureIp6 ? [opts.captureIp6] : [];
-      reconciler = new Reconciler(dp, native.netnsCookie, opts.nodeName, ids, logs.child('datapath'), () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))], trustDomainAliases);
+      reconciler = new Reconciler(
+        dp,
+        native.netnsCookie,
+        opts.nodeName,
+        ids,
+        logs.child('datapath'),
+        () => [...ownSources, ...(opts.noProbeExemption ? [] : hostAddresses(opts.captureIp))],
+        trustDomainAliases,
+      );
       const rec = reconciler;
       if (!opts.noNetnsDiscovery) discovery = new NetnsDiscovery({ cgroupRoot, nodeName: opts.nodeName, logger: logs.child('netns-discovery') });
       const found = discovery;
       // Pod bandwidth annotations: paced in the kernel on every reconcile; an earlier agent's leftovers are taken off.
-      const pacedGauge = new Gauge({ name: 'smesh_bandwidth_limits', help: 'Local pods whose bandwidth is paced in the kernel (kubernetes.io/egress-bandwidth, ingress-bandwidth), by direction', labelNames: ['direction'], registers: [metrics.registry] });
-      const bw = (pacer = new BandwidthPacer({ ...bandwidthOps(dp), podDevices: (ns, ip) => native.podDevices(ns, ip), detachBandwidth: native.detachBandwidth }, opts.nodeName, logs.child('bandwidth'), (p) => {
-        pacedGauge.set({ direction: 'egress' }, p.egress);
-        pacedGauge.set({ direction: 'ingress' }, p.ingress);
-      }));
+      const pacedGauge = new Gauge({
+        name: 'smesh_bandwidth_limits',
+        help: 'Local pods whose bandwidth is paced in the kernel (kubernetes.io/egress-bandwidth, ingress-bandwidth), by direction',
+        labelNames: ['direction'],
+        registers: [metrics.registry],
+      });
+      const bw = (pacer = new BandwidthPacer(
+        { ...bandwidthOps(dp), podDevices: (ns, ip) => native.podDevices(ns, ip), detachBandwidth: native.detachBandwidth },
+        opts.nodeName,
+        logs.child('bandwidth'),
+        (p) => {
+          pacedGauge.set({ direction: 'egress' }, p.egress);
+          pacedGauge.set({ direction: 'ingress' }, p.ingress);
+        },
+      ));
       enroll = async (s) => {
         if (draining) return undefined; // a draining agent leaves the maps and in-pod listeners to its successor
         const e = found ? await found.enrich(s) : s;
@@ -420,11 +457,26 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const h1 = opts.httpEngine ? http1Engine() : undefined;
     if (opts.httpEngine && !h1) log.warn({}, '--http-engine: the addon has no HTTP/1.1 engine (not built?); HTTP ports stay on node:http');
     const httpHandler = h1
-      ? new EngineHttpOutbound({ http: httpOutbound, engine: h1, state, tunnels: { hbone: (req) => hbone.open(req), legacyMtls: (req) => legacyMtls.connect(req) }, metrics, logger: logs.child('http-engine') })
+      ? new EngineHttpOutbound({
+          http: httpOutbound,
+          engine: h1,
+          state,
+          tunnels: { hbone: (req) => hbone.open(req), legacyMtls: (req) => legacyMtls.connect(req) },
+          metrics,
+          logger: logs.child('http-engine'),
+        })
       : httpOutbound;
     // Parses and authorizes requests as a destination does: HBONE tunnels to HTTP ports, captured plaintext, and
     // same-node connections to a pod's HTTP port dialled by address.
-    const inboundHttp = new InboundHttp({ authorize, connections, upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp, upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6, metrics, logger: logs.child('inbound'), shaping });
+    const inboundHttp = new InboundHttp({
+      authorize,
+      connections,
+      upstreamSourceIp: opts.noBpf ? undefined : opts.captureIp,
+      upstreamSourceIp6: opts.noBpf ? undefined : opts.captureIp6,
+      metrics,
+      logger: logs.child('inbound'),
+      shaping,
+    });
     // With --http-engine, HTTP/1.1 tunnels and sockets are served by the engine with inboundHttp's per-request decision.
     const httpTunnels = h1 ? new EngineInboundHttp({ http: inboundHttp, engine: h1, metrics, logger: logs.child('http-engine-inbound') }) : inboundHttp;
     const outbound = new OutboundProxy({
@@ -574,7 +626,10 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const reclaim = await startAgentMemoryReclaim({ metrics, logger: logs.child('memory') });
     cleanups.push(() => reclaim.stop());
     memoryReclaim = reclaim;
-    log.info({ outbound: `${opts.captureIp}:${opts.outboundPort}`, inbound: `0.0.0.0:${opts.inboundPort}`, metrics: opts.metricsPort, ready: opts.readyPort, admin: `127.0.0.1:${opts.adminPort}` }, 'agent ready');
+    log.info(
+      { outbound: `${opts.captureIp}:${opts.outboundPort}`, inbound: `0.0.0.0:${opts.inboundPort}`, metrics: opts.metricsPort, ready: opts.readyPort, admin: `127.0.0.1:${opts.adminPort}` },
+      'agent ready',
+    );
     if (opts.supervised) process.send?.({ smesh: 'ready', pid: process.pid });
     return { state, stop };
   } catch (err) {

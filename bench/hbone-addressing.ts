@@ -57,7 +57,11 @@ const metrics: Array<{ name: string; test: string; pick: (s: Sample) => number |
 const contaminated = [...all.pod, ...all.node].filter((s) => s.cpu.other > 25).length;
 const lines = [`| measure | pod-addressed | node-addressed | pod/node |`, `|---|---:|---:|---:|`];
 for (const m of metrics) {
-  const vals = (a: Addressing) => all[a].filter((s) => s.test === m.test && !s.m.error).map(m.pick).filter((v): v is number => v !== undefined);
+  const vals = (a: Addressing) =>
+    all[a]
+      .filter((s) => s.test === m.test && !s.m.error)
+      .map(m.pick)
+      .filter((v): v is number => v !== undefined);
   const p = vals('pod');
   const n = vals('node');
   if (p.length === 0 || n.length === 0) continue;

@@ -22,7 +22,18 @@ const CONNS = Number(process.env.HTTP_BENCH_CONNS ?? 64);
 const PROF = process.env.HTTP_BENCH_PROF;
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: name, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}`, meshed: true } as Workload;
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: name,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}`,
+    meshed: true,
+  } as Workload;
 }
 
 function listen(server: net.Server): Promise<number> {
@@ -69,7 +80,15 @@ async function main(): Promise<void> {
     });
     httpd = spawn(bin, ['127.0.0.1', String(upstreamPort), '1'], { stdio: 'ignore' });
     for (let i = 0; i < 50; i++) {
-      const ok = await new Promise<boolean>((r) => net.connect(upstreamPort, '127.0.0.1').on('connect', function (this: net.Socket) { this.destroy(); r(true); }).on('error', () => r(false)));
+      const ok = await new Promise<boolean>((r) =>
+        net
+          .connect(upstreamPort, '127.0.0.1')
+          .on('connect', function (this: net.Socket) {
+            this.destroy();
+            r(true);
+          })
+          .on('error', () => r(false)),
+      );
       if (ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -93,12 +112,23 @@ async function main(): Promise<void> {
       req.pipe(up);
     });
     const minimalPort = await listen(minimal);
-    cleanups.push(() => minimal.close(), () => minAgent.destroy());
+    cleanups.push(
+      () => minimal.close(),
+      () => minAgent.destroy(),
+    );
 
     // The per-request HTTP/1.1 path (HttpOutbound, same node: no HBONE).
     const client = wl('client', '127.0.0.1');
     const server = wl('server', '127.0.0.1');
-    const service: Service = { key: 'default/web', name: 'web', namespace: 'default', vips: ['10.96.0.1'], ports: [{ name: 'http', port: 80, targetPort: upstreamPort }], selector: {}, endpointUids: [server.uid] } as Service;
+    const service: Service = {
+      key: 'default/web',
+      name: 'web',
+      namespace: 'default',
+      vips: ['10.96.0.1'],
+      ports: [{ name: 'http', port: 80, targetPort: upstreamPort }],
+      selector: {},
+      endpointUids: [server.uid],
+    } as Service;
     const state = new StateStore();
     state.replace({
       trustDomain: 'cluster.local',
@@ -110,9 +140,17 @@ async function main(): Promise<void> {
     const handler = new HttpOutbound({ state, hbone: { open: () => Promise.reject(new Error('no HBONE in this bench')) }, nodeName: 'n1', hbonePort: 15008, metrics: new MeshMetrics() } as never);
     const front = net.createServer({ noDelay: true }, (sock) => handler.handle(sock, { source: client, sourceIp: '127.0.0.1', service, port: service.ports[0]! }));
     const httpPort = await listen(front);
-    cleanups.push(() => front.close(), () => handler.close());
+    cleanups.push(
+      () => front.close(),
+      () => handler.close(),
+    );
 
-    const paths: Array<[string, number]> = [['direct', upstreamPort], ['tcp-relay', l4Port], ['node-http-min', minimalPort], ['http-path', httpPort]];
+    const paths: Array<[string, number]> = [
+      ['direct', upstreamPort],
+      ['tcp-relay', l4Port],
+      ['node-http-min', minimalPort],
+      ['http-path', httpPort],
+    ];
     for (const [, p] of paths) await runWrk(p, 4, 1); // warm-up: V8, pools
     const results = new Map<string, number[]>(paths.map(([n]) => [n, []]));
     let session: inspector.Session | undefined;
@@ -144,7 +182,12 @@ async function main(): Promise<void> {
       const m = median(results.get(name)!);
       console.log(`| ${name} | ${m.toFixed(0)} | ${(m / d).toFixed(2)} |`);
     }
-    console.log(`\nwrk -t2 -c${CONNS} -d${DUR}s, ${os.cpus().length} CPUs, load average ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} (rerun on a quiet machine before quoting)`);
+    console.log(
+      `\nwrk -t2 -c${CONNS} -d${DUR}s, ${os.cpus().length} CPUs, load average ${os
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')} (rerun on a quiet machine before quoting)`,
+    );
   } finally {
     for (const c of cleanups) c();
     httpd?.kill();

@@ -24,7 +24,9 @@ process.env.SMESH_E2E_AGENT_CLI ??= path.join(REPO, 'bin/smesh');
 const env = (k: string, d: string) => process.env[k] ?? d;
 const BURST_S = Number(env('BENCH_BURST_S', '10'));
 const AFTER_S = Number(env('BENCH_AFTER_S', '90'));
-const MODES = env('BENCH_MODES', 'no-reclaim reclaim').split(/[\s,]+/).filter(Boolean);
+const MODES = env('BENCH_MODES', 'no-reclaim reclaim')
+  .split(/[\s,]+/)
+  .filter(Boolean);
 const OUT_DIR = env('BENCH_OUT', path.join(REPO, 'bench/results'));
 /** The goal: RSS back within this fraction above idle… */
 const WITHIN = 0.2;
@@ -70,7 +72,10 @@ async function main(): Promise<void> {
   const topo = await createTopology({
     runId: `bench${randomBytes(3).toString('hex')}`,
     nodes: ['node1', 'node2'],
-    pods: [{ name: 'client', node: 'node1' }, { name: 'remote-server', node: 'node2' }],
+    pods: [
+      { name: 'client', node: 'node1' },
+      { name: 'remote-server', node: 'node2' },
+    ],
   });
   const phases: Phase[] = [];
   try {
@@ -81,7 +86,17 @@ async function main(): Promise<void> {
     topo.spawnInPod(server, 'iperf3', ['-s', '-B', server.ip, '-p', String(PORT.iperf)]);
     const cfgDir = topo.makeTempDir('config');
     topo.writeConfig(cfgDir, {
-      services: [{ name: 'remote', vip: VIP, ports: [{ name: 'tcp-web', port: PORT.http, targetPort: PORT.http }, { name: 'iperf', port: PORT.iperf, targetPort: PORT.iperf }], selector: { app: 'remote-server' } }],
+      services: [
+        {
+          name: 'remote',
+          vip: VIP,
+          ports: [
+            { name: 'tcp-web', port: PORT.http, targetPort: PORT.http },
+            { name: 'iperf', port: PORT.iperf, targetPort: PORT.iperf },
+          ],
+          selector: { app: 'remote-server' },
+        },
+      ],
     });
 
     for (const mode of MODES) {
@@ -160,7 +175,9 @@ async function main(): Promise<void> {
       for (const n of ['node1', 'node2']) {
         const xs = after[n]!;
         const at = (s: number) => mib(xs.find(([t]) => t === s)?.[1]);
-        say(`  ${n}: idle ${mib(idleKiB[n])}, peak ${mib(phase.peakKiB[n])}, +0 s ${at(0)}, +30 s ${at(30)}, +60 s ${at(60)}, +${AFTER_S} s ${at(AFTER_S)} MiB; within 20 % of idle ${withinS[n] === undefined ? `not within ${AFTER_S} s` : `after ${withinS[n]} s`}; reclaims ${reclaims[n]}`);
+        say(
+          `  ${n}: idle ${mib(idleKiB[n])}, peak ${mib(phase.peakKiB[n])}, +0 s ${at(0)}, +30 s ${at(30)}, +60 s ${at(60)}, +${AFTER_S} s ${at(AFTER_S)} MiB; within 20 % of idle ${withinS[n] === undefined ? `not within ${AFTER_S} s` : `after ${withinS[n]} s`}; reclaims ${reclaims[n]}`,
+        );
       }
       say(`  CPU used outside the bench during the phase: ${outsideCpu.toFixed(0)}% of a core${outsideCpu > FOREIGN_CPU_LIMIT ? ' — NOT QUIET' : ''}`);
       for (const a of agents) await a.stop(10_000);
@@ -186,9 +203,14 @@ async function main(): Promise<void> {
     '|---|---|---:|---:|---:|---|---|---:|',
     ...phases.flatMap((p) => ['node1', 'node2'].map((n) => row(p, n))),
     '',
-    ...phases.map((p) => `- ${p.mode}: ${p.connections} connections (${p.wrkErrors} errors), bulk ${p.bulkGbit?.toFixed(2) ?? 'failed'} Gbit/s, CPU outside the bench ${p.outsideCpu.toFixed(0)}% of a core${p.outsideCpu > FOREIGN_CPU_LIMIT ? ' (!)' : ''}`),
+    ...phases.map(
+      (p) =>
+        `- ${p.mode}: ${p.connections} connections (${p.wrkErrors} errors), bulk ${p.bulkGbit?.toFixed(2) ?? 'failed'} Gbit/s, CPU outside the bench ${p.outsideCpu.toFixed(0)}% of a core${p.outsideCpu > FOREIGN_CPU_LIMIT ? ' (!)' : ''}`,
+    ),
     '',
-    busy.length ? `**${busy.length} of ${phases.length} phases ran on a busy machine (more than ${FOREIGN_CPU_LIMIT} % of a core used outside the bench): not a result, rerun on a quiet machine.**` : 'Machine quiet during every phase.',
+    busy.length
+      ? `**${busy.length} of ${phases.length} phases ran on a busy machine (more than ${FOREIGN_CPU_LIMIT} % of a core used outside the bench): not a result, rerun on a quiet machine.**`
+      : 'Machine quiet during every phase.',
     '',
     'Last reclaim per agent (admin /memory):',
     '```json',

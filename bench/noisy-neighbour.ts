@@ -17,10 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, REPO_ROOT,
-  type Topology, type AgentHandle, type ServiceSpec,
-} from '../test/helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, REPO_ROOT, type Topology, type AgentHandle, type ServiceSpec } from '../test/helpers/topology';
 import { sleep, tail, waitExit, type CapturedProcess } from '../test/helpers/proc';
 import { parseMetrics, sum } from '../test/helpers/metrics';
 import { SmeshError } from '../agent/errors';
@@ -28,8 +25,20 @@ import { parseIperf, parseWrk } from './lib/tools';
 import { cpuWindow } from './lib/procstat';
 import { startSweeper } from './lib/sweeper';
 import {
-  cell, cpuTable, goalLines, limitTable, MODE_LABEL, parseWrkLatency, quietTable, ratios,
-  type AgentMode, type Condition, type LimitResult, type NoisyMeasured, type QuietSample, type RowGroup,
+  cell,
+  cpuTable,
+  goalLines,
+  limitTable,
+  MODE_LABEL,
+  parseWrkLatency,
+  quietTable,
+  ratios,
+  type AgentMode,
+  type Condition,
+  type LimitResult,
+  type NoisyMeasured,
+  type QuietSample,
+  type RowGroup,
 } from './lib/noisy';
 
 function say(text = ''): void {
@@ -54,7 +63,9 @@ const NOISY_CONNS = intSetting('BENCH_NOISY_CONNS', 64, 2, 256);
 const NOISY_STREAMS = intSetting('BENCH_NOISY_STREAMS', 4, 1, 16);
 const LIMIT_S = intSetting('BENCH_LIMIT_S', 10, 2, 30);
 function listSetting(name: string, dflt: string, known: readonly string[]): string[] {
-  const want = env(name, dflt).split(/[\s,]+/).filter(Boolean);
+  const want = env(name, dflt)
+    .split(/[\s,]+/)
+    .filter(Boolean);
   for (const w of want) if (!known.includes(w)) throw new SmeshError('SMESH_ERR_CONFIG', `${name}: unknown '${w}' (known: ${known.join(' ')})`);
   if (want.length === 0) throw new SmeshError('SMESH_ERR_CONFIG', `${name}: empty (known: ${known.join(' ')})`);
   return want;
@@ -97,14 +108,12 @@ const LIMIT = {
  * Spellings of a `bytesPerSecond` rule to try with `smesh check` (the field is being added; the first one the agent's
  * validation accepts is used, none accepted = the bandwidth limit is skipped with the check's message).
  */
-const BYTES_CANDIDATES: Array<Record<string, unknown>> = [
-  { upload: '100M' },
-  { upload: LIMIT.bytesBps },
-  { uploadBps: LIMIT.bytesBps },
-];
+const BYTES_CANDIDATES: Array<Record<string, unknown>> = [{ upload: '100M' }, { upload: LIMIT.bytesBps }, { uploadBps: LIMIT.bytesBps }];
 
 const shaping = (name: string, app: string, rule: Record<string, unknown>) => ({
-  apiVersion: 'smesh.io/v1alpha1', kind: 'TrafficShaping', metadata: { name, namespace: 'default' },
+  apiVersion: 'smesh.io/v1alpha1',
+  kind: 'TrafficShaping',
+  metadata: { name, namespace: 'default' },
   spec: { selector: { matchLabels: { app } }, outbound: [{ name: 'limit', service: 'noisy', ...rule }] },
 });
 const bucket = (b: { maxTokens: number; tokensPerFill: number; fillMs: number }) => ({ maxTokens: b.maxTokens, tokensPerFill: b.tokensPerFill, fillInterval: `${b.fillMs}ms` });
@@ -158,7 +167,9 @@ function holdZeroCpuLatency(): (() => void) | null {
 
 function git(args: string[]): string {
   try {
-    return execFileSync('git', ['-C', REPO_ROOT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
+    return execFileSync('git', ['-C', REPO_ROOT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      .toString()
+      .trim();
   } catch {
     return '?';
   }
@@ -166,7 +177,21 @@ function git(args: string[]): string {
 
 /** The command that reruns this bench with the settings of this run. */
 function rerunCommand(): string {
-  const names = ['BENCH_DUR', 'BENCH_ROUNDS', 'BENCH_QUIET_CONNS', 'BENCH_QUIET_DELAY_MS', 'BENCH_QUIET_PORT', 'BENCH_NOISY_CONNS', 'BENCH_NOISY_STREAMS', 'BENCH_NOISY', 'BENCH_LIMIT_S', 'BENCH_PARTS', 'BENCH_FAIR_SHARE', 'BENCH_IDLE_POLL', 'BENCH_AGENT_ARGS'];
+  const names = [
+    'BENCH_DUR',
+    'BENCH_ROUNDS',
+    'BENCH_QUIET_CONNS',
+    'BENCH_QUIET_DELAY_MS',
+    'BENCH_QUIET_PORT',
+    'BENCH_NOISY_CONNS',
+    'BENCH_NOISY_STREAMS',
+    'BENCH_NOISY',
+    'BENCH_LIMIT_S',
+    'BENCH_PARTS',
+    'BENCH_FAIR_SHARE',
+    'BENCH_IDLE_POLL',
+    'BENCH_AGENT_ARGS',
+  ];
   const set = names.filter((n) => process.env[n] !== undefined).map((n) => `${n}=${/\s/.test(process.env[n]!) ? `"${process.env[n]}"` : process.env[n]}`);
   return `sudo ${set.length ? `${set.join(' ')} ` : ''}npx tsx bench/noisy-neighbour.ts`;
 }
@@ -183,7 +208,10 @@ async function waitListening(topo: Topology, pod: string, port: number, proc: Ca
 }
 
 function agentWarnings(a: AgentHandle): string[] {
-  return a.logRecords().filter((r) => typeof r.level === 'number' && r.level >= 40).map((r) => `${r.level}: ${String(r.msg)}`);
+  return a
+    .logRecords()
+    .filter((r) => typeof r.level === 'number' && r.level >= 40)
+    .map((r) => `${r.level}: ${String(r.msg)}`);
 }
 
 async function agentMetric(a: AgentHandle, name: string, labels: Record<string, string>): Promise<number> {
@@ -211,7 +239,9 @@ async function main(): Promise<void> {
   const commit = git(['rev-parse', '--short', 'HEAD']) + (git(['status', '--porcelain', '--untracked-files=no']) ? ' (uncommitted changes in the tree)' : '');
   let fairShareNote = fairShareUnavailable();
   let modes: AgentMode[] = fairShareNote === null ? ['on', 'off'] : ['default'];
-  say(`noisy-neighbour bench: ${ROUNDS} rounds × ${modes.map((m) => MODE_LABEL[m]).join(' / ')}${PARTS.includes('direct') ? ' (+ direct control)' : ''} × alone / with the noisy pod, ${DUR_S} s each; parts ${PARTS.join(' ')}; commit ${commit}; agent ${path.relative(REPO_ROOT, AGENT_CLI)}`);
+  say(
+    `noisy-neighbour bench: ${ROUNDS} rounds × ${modes.map((m) => MODE_LABEL[m]).join(' / ')}${PARTS.includes('direct') ? ' (+ direct control)' : ''} × alone / with the noisy pod, ${DUR_S} s each; parts ${PARTS.join(' ')}; commit ${commit}; agent ${path.relative(REPO_ROOT, AGENT_CLI)}`,
+  );
   say(`  fair share: ${fairShareNote === null ? 'the agent has --fair-share: measured on and off' : `not available (${fairShareNote}): only the with/without-noisy rows`}`);
   say(`  ${os.cpus().length} cores, kernel ${os.release()}, node ${process.version}`);
 
@@ -285,7 +315,11 @@ async function main(): Promise<void> {
           bytesSpelling = c;
           break;
         }
-        firstRefusal ||= r.split('\n').find((l) => /bytesPerSecond/.test(l))?.trim() ?? tail(r, 1).trim();
+        firstRefusal ||=
+          r
+            .split('\n')
+            .find((l) => /bytesPerSecond/.test(l))
+            ?.trim() ?? tail(r, 1).trim();
       }
       if (bytesSpelling) shapings.push(bytesShaping(bytesSpelling));
       else bytesSkip = `TrafficShaping bytesPerSecond refused by the agent's validation (${firstRefusal.slice(0, 200)})`;
@@ -330,14 +364,21 @@ async function main(): Promise<void> {
       await startAgents(modes[0]!);
     } catch (e) {
       // Taken by the parser but refused when the agent starts (e.g. an engine without it): report it, go on without.
-      const refusal = modes[0] !== 'default' ? String((e as Error).message).split('\n').find((l) => /fair.share/i.test(l) && !/did not get ready/.test(l)) : undefined;
+      const refusal =
+        modes[0] !== 'default'
+          ? String((e as Error).message)
+              .split('\n')
+              .find((l) => /fair.share/i.test(l) && !/did not get ready/.test(l))
+          : undefined;
       if (!refusal) throw e;
       fairShareNote = `the agent exits with --fair-share ${modes[0]}: ${refusal.trim().slice(0, 200)}`;
       modes = ['default'];
       say(`  fair share: not available (${fairShareNote}): only the with/without-noisy rows`);
       await startAgents('default');
     }
-    say(`  agents ready (${MODE_LABEL[modes[0]!]}); quiet pod: wrk ${QUIET_CONNS} keep-alive connections, ${QUIET_DELAY_MS} ms think time → ${QUIET_URL}; noisy pod: ${NOISY_KINDS.includes('conns') ? `wrk ${NOISY_CONNS} × Connection: close` : ''}${NOISY_KINDS.length === 2 ? ' + ' : ''}${NOISY_KINDS.includes('bulk') ? `iperf3 -P ${NOISY_STREAMS}` : ''} → ${VIP.noisy}`);
+    say(
+      `  agents ready (${MODE_LABEL[modes[0]!]}); quiet pod: wrk ${QUIET_CONNS} keep-alive connections, ${QUIET_DELAY_MS} ms think time → ${QUIET_URL}; noisy pod: ${NOISY_KINDS.includes('conns') ? `wrk ${NOISY_CONNS} × Connection: close` : ''}${NOISY_KINDS.length === 2 ? ' + ' : ''}${NOISY_KINDS.includes('bulk') ? `iperf3 -P ${NOISY_STREAMS}` : ''} → ${VIP.noisy}`,
+    );
 
     // Other work on the machine distorts every number: wait (bounded) for a quiet moment, then say how quiet it was.
     let quietBefore = 0;
@@ -369,13 +410,20 @@ async function main(): Promise<void> {
       if (condition === 'noisy') {
         const noisyS = DUR_S + Math.ceil(NOISY_LEAD_MS / 1000) + 1;
         noisyRuns = [
-          NOISY_KINDS.includes('conns') ? waitExit(topo.spawnInPod('noisy', 'wrk', ['-t2', `-c${NOISY_CONNS}`, `-d${noisyS}s`, '--timeout', '5s', '-H', 'Connection: close', NOISY_URL]), (noisyS + 20) * 1000) : undefined,
-          NOISY_KINDS.includes('bulk') ? waitExit(topo.spawnInPod('noisy', 'iperf3', ['-c', VIP.noisy, '-p', String(PORT.iperf), '-t', String(noisyS), '-P', String(NOISY_STREAMS), '-J', '--connect-timeout', '3000']), (noisyS + 20) * 1000) : undefined,
+          NOISY_KINDS.includes('conns')
+            ? waitExit(topo.spawnInPod('noisy', 'wrk', ['-t2', `-c${NOISY_CONNS}`, `-d${noisyS}s`, '--timeout', '5s', '-H', 'Connection: close', NOISY_URL]), (noisyS + 20) * 1000)
+            : undefined,
+          NOISY_KINDS.includes('bulk')
+            ? waitExit(
+                topo.spawnInPod('noisy', 'iperf3', ['-c', VIP.noisy, '-p', String(PORT.iperf), '-t', String(noisyS), '-P', String(NOISY_STREAMS), '-J', '--connect-timeout', '3000']),
+                (noisyS + 20) * 1000,
+              )
+            : undefined,
         ];
         await sleep(NOISY_LEAD_MS);
       }
       release = IDLE_POLL ? holdZeroCpuLatency() : null;
-      let quietRun;
+      let quietRun: Awaited<ReturnType<typeof waitExit>>;
       try {
         quietRun = await waitExit(direct ? topo.spawnInPod('quiet-direct', 'wrk', quietArgs(DUR_S, directUrl(topo))) : topo.spawnInPod('quiet', 'wrk', quietArgs(DUR_S)), (DUR_S + 20) * 1000);
       } finally {
@@ -398,9 +446,13 @@ async function main(): Promise<void> {
       const shown = quiet.error
         ? `FAILED: ${quiet.error.split('\n')[0]}`
         : `p50 ${quiet.p50Us!.toFixed(0)} µs  p99 ${quiet.p99Us!.toFixed(0)} µs  ${Math.round(quiet.value!)} req/s${quiet.errors ? ` (${quiet.errorDetail})` : ''}`;
-      const noisyText = noisy ? `  noisy ${noisy.connPerS === undefined ? '—' : Math.round(noisy.connPerS)} conn/s ${noisy.bulkGbit?.toFixed(2) ?? '—'} Gbit/s${noisy.error ? ` (${noisy.error.split('\n')[0]})` : ''}` : '';
+      const noisyText = noisy
+        ? `  noisy ${noisy.connPerS === undefined ? '—' : Math.round(noisy.connPerS)} conn/s ${noisy.bulkGbit?.toFixed(2) ?? '—'} Gbit/s${noisy.error ? ` (${noisy.error.split('\n')[0]})` : ''}`
+        : '';
       const flag = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
-      say(`  r${round} ${(direct ? `direct (${mode})` : MODE_LABEL[mode]).padEnd(16)} ${condition.padEnd(5)} ${shown.padEnd(44)} agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}% machine ${cpu.machine.toFixed(0)}%${noisyText}${flag}`);
+      say(
+        `  r${round} ${(direct ? `direct (${mode})` : MODE_LABEL[mode]).padEnd(16)} ${condition.padEnd(5)} ${shown.padEnd(44)} agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}% machine ${cpu.machine.toFixed(0)}%${noisyText}${flag}`,
+      );
       return s;
     };
 
@@ -439,9 +491,17 @@ async function main(): Promise<void> {
         const secs = n?.seconds ?? LIMIT_S;
         const refused = (await limited('limit-conn', 'connection_rate')) - before;
         limits.push({
-          name: 'connectionRate (new connections/s, Reject)', configured: `${LIMIT.conn.tokensPerFill} per ${LIMIT.conn.fillMs}ms, burst ${LIMIT.conn.maxTokens} (${rate}/s)`, unit: 'conn/s',
-          rate, expected: (LIMIT.conn.maxTokens + rate * secs) / secs, achieved: n ? (n.requests - non2xx) / secs : undefined,
-          refused: `${refused} connections reset by the limit (wrk: ${m.errorDetail ?? 'no errors'})`, refusedCount: refused, ...(m.error ? { error: m.error.split('\n')[0] } : {}), cpu, durS: secs,
+          name: 'connectionRate (new connections/s, Reject)',
+          configured: `${LIMIT.conn.tokensPerFill} per ${LIMIT.conn.fillMs}ms, burst ${LIMIT.conn.maxTokens} (${rate}/s)`,
+          unit: 'conn/s',
+          rate,
+          expected: (LIMIT.conn.maxTokens + rate * secs) / secs,
+          achieved: n ? (n.requests - non2xx) / secs : undefined,
+          refused: `${refused} connections reset by the limit (wrk: ${m.errorDetail ?? 'no errors'})`,
+          refusedCount: refused,
+          ...(m.error ? { error: m.error.split('\n')[0] } : {}),
+          cpu,
+          durS: secs,
         });
       }
       {
@@ -456,9 +516,17 @@ async function main(): Promise<void> {
         const secs = n?.seconds ?? LIMIT_S;
         const refused = (await limited('limit-req', 'request_rate')) - before;
         limits.push({
-          name: 'requestRate (HTTP requests/s, port `http`)', configured: `${LIMIT.req.tokensPerFill} per ${LIMIT.req.fillMs}ms, burst ${LIMIT.req.maxTokens} (${rate}/s)`, unit: 'req/s',
-          rate, expected: (LIMIT.req.maxTokens + rate * secs) / secs, achieved: n ? (n.requests - non2xx) / secs : undefined,
-          refused: `${refused} requests answered 429 (wrk non-2xx: ${non2xx})`, refusedCount: refused, ...(m.error ? { error: m.error.split('\n')[0] } : {}), cpu, durS: secs,
+          name: 'requestRate (HTTP requests/s, port `http`)',
+          configured: `${LIMIT.req.tokensPerFill} per ${LIMIT.req.fillMs}ms, burst ${LIMIT.req.maxTokens} (${rate}/s)`,
+          unit: 'req/s',
+          rate,
+          expected: (LIMIT.req.maxTokens + rate * secs) / secs,
+          achieved: n ? (n.requests - non2xx) / secs : undefined,
+          refused: `${refused} requests answered 429 (wrk non-2xx: ${non2xx})`,
+          refusedCount: refused,
+          ...(m.error ? { error: m.error.split('\n')[0] } : {}),
+          cpu,
+          durS: secs,
         });
       }
       {
@@ -467,7 +535,10 @@ async function main(): Promise<void> {
           limits.push({ name: 'bytesPerSecond (upload)', configured: `${rateMbit} Mbit/s`, unit: 'Mbit/s', rate: rateMbit, expected: rateMbit, skipped: bytesSkip, durS: 0 });
         } else {
           const w = cpuWindow(groups, topo.runCgroup);
-          const r = await waitExit(topo.spawnInPod('limit-bytes', 'iperf3', ['-c', VIP.noisy, '-p', String(PORT.iperf), '-t', String(LIMIT_S), '-P', '2', '-J', '--connect-timeout', '3000']), (LIMIT_S + 20) * 1000);
+          const r = await waitExit(
+            topo.spawnInPod('limit-bytes', 'iperf3', ['-c', VIP.noisy, '-p', String(PORT.iperf), '-t', String(LIMIT_S), '-P', '2', '-J', '--connect-timeout', '3000']),
+            (LIMIT_S + 20) * 1000,
+          );
           const cpu = w.end();
           const m = parseIperf(r.stdout);
           if (m.error) await startIperf();
@@ -479,8 +550,15 @@ async function main(): Promise<void> {
             /* no JSON: m.error says why */
           }
           limits.push({
-            name: 'bytesPerSecond (upload, iperf3 -P 2, at the receiver)', configured: `${JSON.stringify(bytesSpelling)} = ${rateMbit} Mbit/s`, unit: 'Mbit/s',
-            rate: rateMbit, expected: rateMbit, achieved: m.value === undefined ? undefined : m.value * 1000, ...(m.error ? { error: m.error.split('\n')[0] } : {}), cpu, durS: LIMIT_S,
+            name: 'bytesPerSecond (upload, iperf3 -P 2, at the receiver)',
+            configured: `${JSON.stringify(bytesSpelling)} = ${rateMbit} Mbit/s`,
+            unit: 'Mbit/s',
+            rate: rateMbit,
+            expected: rateMbit,
+            achieved: m.value === undefined ? undefined : m.value * 1000,
+            ...(m.error ? { error: m.error.split('\n')[0] } : {}),
+            cpu,
+            durS: LIMIT_S,
             refused: perSecond.length ? `sent per second (Mbit/s): ${perSecond.map((x) => x.toFixed(0)).join(' ')}` : undefined,
           });
         }
@@ -508,32 +586,61 @@ async function main(): Promise<void> {
       `Quiet pod: wrk -t1 -c${QUIET_CONNS} keep-alive, ${QUIET_DELAY_MS} ms think time before each request, ${DUR_S} s → ${QUIET_URL} (Service \`quiet\`, pod on node2). Noisy pod (same node): ${[NOISY_KINDS.includes('conns') ? `wrk -t2 -c${NOISY_CONNS} with Connection: close` : '', NOISY_KINDS.includes('bulk') ? `iperf3 -P ${NOISY_STREAMS}` : ''].filter(Boolean).join(' + ')} → ${VIP.noisy} (Service \`noisy\`, another pod on node2), from ${NOISY_LEAD_MS} ms before until after the quiet pod's measurement. ${IDLE_POLL ? '0 µs /dev/cpu_dma_latency held while the quiet pod is measured.' : 'Idle vCPUs may halt (BENCH_IDLE_POLL=0).'}`,
       `Fair share: ${fairShareNote === null ? 'agents started with `--fair-share on` and `--fair-share off`, order rotated per round' : `**not available** (${fairShareNote}); agents with their default flags`}.`,
       '',
-      ...(QUIET_ROUNDS ? [
-      `## Quiet pod: median [min–max] over ${ROUNDS} rounds; ratios = median with the noisy pod / median alone, same agents`,
-      '',
-      quietTable(samples, rowGroups),
-      '',
-      ...(PARTS.includes('direct') ? [`(d), (e): control — the quiet pod's same load from \`quiet-direct\` (node1, not in the mesh) straight to the quiet server pod, ${directUrl(topo)}, the noisy pod unchanged.`, ''] : []),
-      'Goals (issue 14 item 5):',
-      '',
-      ...goalLines(samples, rowGroups, fairShareNote),
-      ] : []),
+      ...(QUIET_ROUNDS
+        ? [
+            `## Quiet pod: median [min–max] over ${ROUNDS} rounds; ratios = median with the noisy pod / median alone, same agents`,
+            '',
+            quietTable(samples, rowGroups),
+            '',
+            ...(PARTS.includes('direct')
+              ? [`(d), (e): control — the quiet pod's same load from \`quiet-direct\` (node1, not in the mesh) straight to the quiet server pod, ${directUrl(topo)}, the noisy pod unchanged.`, '']
+              : []),
+            'Goals (issue 14 item 5):',
+            '',
+            ...goalLines(samples, rowGroups, fairShareNote),
+          ]
+        : []),
       ...(rowGroups.includes('on') && rowGroups.includes('off')
-        ? [`- cost of fair share with the quiet pod alone: p99 ${(() => { const a = cell(samples, 'on', 'alone').p99.median; const b = cell(samples, 'off', 'alone').p99.median; return a && b ? (a / b).toFixed(2) : '—'; })()}× / req/s ${(() => { const a = cell(samples, 'on', 'alone').rps.median; const b = cell(samples, 'off', 'alone').rps.median; return a && b ? (a / b).toFixed(2) : '—'; })()}× (on / off)`]
+        ? [
+            `- cost of fair share with the quiet pod alone: p99 ${(() => {
+              const a = cell(samples, 'on', 'alone').p99.median;
+              const b = cell(samples, 'off', 'alone').p99.median;
+              return a && b ? (a / b).toFixed(2) : '—';
+            })()}× / req/s ${(() => {
+              const a = cell(samples, 'on', 'alone').rps.median;
+              const b = cell(samples, 'off', 'alone').rps.median;
+              return a && b ? (a / b).toFixed(2) : '—';
+            })()}× (on / off)`,
+          ]
         : []),
       '',
-      ...(LIMITS
-        ? [`## Limits (TrafficShaping, outbound from a pod on node1 to Service \`noisy\`; ${LIMIT_S} s each; agents: ${MODE_LABEL[running ?? modes[0]!]})`, '', limitTable(limits), '']
-        : []),
+      ...(LIMITS ? [`## Limits (TrafficShaping, outbound from a pod on node1 to Service \`noisy\`; ${LIMIT_S} s each; agents: ${MODE_LABEL[running ?? modes[0]!]})`, '', limitTable(limits), ''] : []),
       ...(QUIET_ROUNDS ? ['## CPU during each quiet-pod measurement (median, % of one core)', '', cpuTable(samples, rowGroups, Object.keys(groups)), ''] : []),
       '## Checks',
       '',
       `- CPU used outside the bench before measuring: ${quietBefore.toFixed(0)}% of a core`,
-      `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench: ${contaminated.length} of ${samples.length} quiet-pod measurements${contaminated.length ? ` (${contaminated.slice(0, 8).map((s) => `r${s.round} ${s.mode} ${s.condition} ${s.cpu.other.toFixed(0)}%`).join(', ')}${contaminated.length > 8 ? ', …' : ''})` : ''}, ${limitsContaminated.length} of ${limits.filter((l) => !l.skipped).length} limit measurements`,
-      `- failed quiet-pod measurements: ${failed.length} of ${samples.length}${failed.length ? ` (${failed.slice(0, 3).map((s) => `r${s.round} ${s.mode} ${s.condition}: ${s.quiet.error!.split('\n')[0]}`).join('; ')})` : ''}; quiet-pod socket errors or non-2xx: ${samples.reduce((a, s) => a + (s.quiet.errors ?? 0), 0)}`,
+      `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench: ${contaminated.length} of ${samples.length} quiet-pod measurements${
+        contaminated.length
+          ? ` (${contaminated
+              .slice(0, 8)
+              .map((s) => `r${s.round} ${s.mode} ${s.condition} ${s.cpu.other.toFixed(0)}%`)
+              .join(', ')}${contaminated.length > 8 ? ', …' : ''})`
+          : ''
+      }, ${limitsContaminated.length} of ${limits.filter((l) => !l.skipped).length} limit measurements`,
+      `- failed quiet-pod measurements: ${failed.length} of ${samples.length}${
+        failed.length
+          ? ` (${failed
+              .slice(0, 3)
+              .map((s) => `r${s.round} ${s.mode} ${s.condition}: ${s.quiet.error!.split('\n')[0]}`)
+              .join('; ')})`
+          : ''
+      }; quiet-pod socket errors or non-2xx: ${samples.reduce((a, s) => a + (s.quiet.errors ?? 0), 0)}`,
       `- agent warnings/errors logged: ${warnings.length}${warnings.length ? ` (first: ${warnings.slice(0, 3).join('; ')})` : ''}`,
       `- agents still running at the end: ${exited.length ? `NO, exited: ${exited.join(', ')}` : 'yes'}`,
-      `- CPU steal (hypervisor), median: ${((): string => { const xs = samples.map((s) => s.cpu.steal).sort((a, b) => a - b); return (xs[xs.length >> 1] ?? 0).toFixed(0); })()}% of a core`,
+      `- CPU steal (hypervisor), median: ${((): string => {
+        const xs = samples.map((s) => s.cpu.steal).sort((a, b) => a - b);
+        return (xs[xs.length >> 1] ?? 0).toFixed(0);
+      })()}% of a core`,
       '',
       quietRun ? 'Machine quiet during every measurement.' : `**The machine was not quiet (see Checks): not a result — rerun on a quiet machine: \`${rerunCommand()}\`**`,
     ].join('\n');
@@ -543,12 +650,43 @@ async function main(): Promise<void> {
     const stamp = now.toISOString().slice(0, 19).replace(/[:T]/g, '-');
     const file = path.join(OUT_DIR, `noisy-neighbour-${stamp}.md`);
     fs.writeFileSync(file, md + '\n');
-    fs.writeFileSync(file.replace(/\.md$/, '.json'), JSON.stringify({
-      date: now.toISOString(), commit, command: rerunCommand(), fairShare: fairShareNote === null ? 'on/off' : `not available: ${fairShareNote}`,
-      settings: { durS: DUR_S, rounds: ROUNDS, quietConns: QUIET_CONNS, quietDelayMs: QUIET_DELAY_MS, quietUrl: QUIET_URL, noisyConns: NOISY_CONNS, noisyStreams: NOISY_STREAMS, noisy: NOISY_KINDS, parts: PARTS, limitS: LIMIT_S, idlePoll: IDLE_POLL, agentArgs: EXTRA_AGENT_ARGS, bytesSpelling },
-      ratios: rowGroups.map((m) => ratios(samples, m)), quietBeforePct: quietBefore, contaminated: contaminated.length, quiet: quietRun,
-      samples, limits, warnings, exited, elapsedS: elapsed,
-    }, null, 1) + '\n');
+    fs.writeFileSync(
+      file.replace(/\.md$/, '.json'),
+      JSON.stringify(
+        {
+          date: now.toISOString(),
+          commit,
+          command: rerunCommand(),
+          fairShare: fairShareNote === null ? 'on/off' : `not available: ${fairShareNote}`,
+          settings: {
+            durS: DUR_S,
+            rounds: ROUNDS,
+            quietConns: QUIET_CONNS,
+            quietDelayMs: QUIET_DELAY_MS,
+            quietUrl: QUIET_URL,
+            noisyConns: NOISY_CONNS,
+            noisyStreams: NOISY_STREAMS,
+            noisy: NOISY_KINDS,
+            parts: PARTS,
+            limitS: LIMIT_S,
+            idlePoll: IDLE_POLL,
+            agentArgs: EXTRA_AGENT_ARGS,
+            bytesSpelling,
+          },
+          ratios: rowGroups.map((m) => ratios(samples, m)),
+          quietBeforePct: quietBefore,
+          contaminated: contaminated.length,
+          quiet: quietRun,
+          samples,
+          limits,
+          warnings,
+          exited,
+          elapsedS: elapsed,
+        },
+        null,
+        1,
+      ) + '\n',
+    );
     say('');
     say(`recorded: ${path.relative(process.cwd(), file)} and .json`);
     say(`rerun: ${rerunCommand()}`);
@@ -566,4 +704,3 @@ main().then(
     process.exit(1);
   },
 );
-

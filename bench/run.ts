@@ -4,10 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import {
-  createTopology, privilegeProblem, AGENT_CLI, REPO_ROOT,
-  type Topology, type AgentHandle, type PodInfo, type ServiceSpec,
-} from '../test/helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, REPO_ROOT, type Topology, type AgentHandle, type PodInfo, type ServiceSpec } from '../test/helpers/topology';
 import { sleep, tail, type CapturedProcess } from '../test/helpers/proc';
 import { parseMetrics, sum } from '../test/helpers/metrics';
 import { ALL_TESTS, runTest, type Measured, type Target, type TestName } from './lib/tools';
@@ -64,8 +61,12 @@ interface PathDef {
   proxies: (t: Topology) => Partial<Record<(typeof PROXY_GROUPS)[number], string>>;
 }
 
-const podTarget = (pod: string) => (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: APP_HTTP_PORT, pingPort: PORT.ping });
-const vipTarget = (vip: string): (() => Target) => () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.tcpHttp, pingPort: PORT.ping });
+const podTarget =
+  (pod: string) =>
+  (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: APP_HTTP_PORT, pingPort: PORT.ping });
+const vipTarget =
+  (vip: string): (() => Target) =>
+  () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.tcpHttp, pingPort: PORT.ping });
 const noProxies = () => ({});
 const agentProxies = (t: Topology) => ({ 'node1 proxy': t.node('node1').agentCgroup, 'node2 proxy': t.node('node2').agentCgroup });
 
@@ -79,12 +80,38 @@ function runningPeer(name: string): RunningPeer {
 }
 
 const PATHS: PathDef[] = [
-  { name: 'direct', from: 'outsider', describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path', target: podTarget('remote-server'), proxies: noProxies },
-  { name: 'mesh', from: 'client', describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`, target: vipTarget(VIP.remote), proxies: agentProxies },
+  {
+    name: 'direct',
+    from: 'outsider',
+    describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path',
+    target: podTarget('remote-server'),
+    proxies: noProxies,
+  },
+  {
+    name: 'mesh',
+    from: 'client',
+    describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`,
+    target: vipTarget(VIP.remote),
+    proxies: agentProxies,
+  },
   { name: 'direct-local', from: 'outsider', describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge', target: podTarget('local-server'), proxies: noProxies },
-  { name: 'mesh-local', from: 'client', describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`, target: vipTarget(VIP.local), proxies: agentProxies },
+  {
+    name: 'mesh-local',
+    from: 'client',
+    describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`,
+    target: vipTarget(VIP.local),
+    proxies: agentProxies,
+  },
   // The peers are dialled from the outsider: the enrolled client's connections to node1's address would be redirected.
-  ...PEERS.map((d): PathDef => ({ name: d.name, from: 'outsider', describe: d.describe, target: () => runningPeer(d.name).target, proxies: () => ({ 'node1 proxy': runningPeer(d.name).cgroups.node1, 'node2 proxy': runningPeer(d.name).cgroups.node2 }) })),
+  ...PEERS.map(
+    (d): PathDef => ({
+      name: d.name,
+      from: 'outsider',
+      describe: d.describe,
+      target: () => runningPeer(d.name).target,
+      proxies: () => ({ 'node1 proxy': runningPeer(d.name).cgroups.node1, 'node2 proxy': runningPeer(d.name).cgroups.node2 }),
+    }),
+  ),
 ];
 const PAIRS: Pair[] = [
   { mesh: 'mesh', direct: 'direct', title: 'cross-node' },
@@ -100,7 +127,10 @@ function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
 }
 
 const TESTS = listSetting<TestName>('BENCH_TESTS', ALL_TESTS);
-const PATH_NAMES = listSetting('BENCH_PATHS', PATHS.map((p) => p.name));
+const PATH_NAMES = listSetting(
+  'BENCH_PATHS',
+  PATHS.map((p) => p.name),
+);
 const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name));
 const peerPaths = PEERS.filter((d) => PATH_NAMES.includes(d.name));
 
@@ -121,7 +151,9 @@ function requireTools(): void {
 
 function sh(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 }).toString().trim();
+    return execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 })
+      .toString()
+      .trim();
   } catch (e) {
     const err = e as { stdout?: Buffer; stderr?: Buffer };
     return `${err.stdout?.toString() ?? ''}${err.stderr?.toString() ?? ''}`.trim();
@@ -159,7 +191,10 @@ async function waitListening(topo: Topology, pod: PodInfo, port: number, proc: C
 
 class Servers {
   private iperf = new Map<string, CapturedProcess>();
-  constructor(private readonly topo: Topology, private readonly httpd: string) {}
+  constructor(
+    private readonly topo: Topology,
+    private readonly httpd: string,
+  ) {}
 
   async startIperf(pod: PodInfo): Promise<void> {
     const p = this.topo.spawnInPod(pod, 'iperf3', ['-s', '-B', pod.ip, '-p', String(PORT.iperf)]);
@@ -214,7 +249,10 @@ function startAgentWithNodeOptions(topo: Topology, node: string, cfgDir: string)
 }
 
 function agentWarnings(a: AgentHandle): string[] {
-  return a.logRecords().filter((r) => typeof r.level === 'number' && r.level >= 40).map((r) => `${r.level}: ${String(r.msg)}`);
+  return a
+    .logRecords()
+    .filter((r) => typeof r.level === 'number' && r.level >= 40)
+    .map((r) => `${r.level}: ${String(r.msg)}`);
 }
 
 async function meshCounters(a: AgentHandle): Promise<Record<string, number>> {
@@ -383,7 +421,9 @@ async function main(): Promise<void> {
             ? `FAILED: ${m.error.split('\n')[0]}`
             : test === 'lat'
               ? `p50 ${m.p50Us!.toFixed(1)} µs  p99 ${m.p99Us!.toFixed(1)} µs`
-              : test.startsWith('bw') ? `${m.value!.toFixed(2)} Gbit/s` : `${Math.round(m.value!)} /s`;
+              : test.startsWith('bw')
+                ? `${m.value!.toFixed(2)} Gbit/s`
+                : `${Math.round(m.value!)} /s`;
           const busyElsewhere = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
           const cpuText = `cpu machine ${cpu.machine.toFixed(0)}% ksoftirqd ${cpu.ksoftirqd.toFixed(0)}% agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}%${busyElsewhere}`;
           say(`  r${round} ${test.padEnd(3)} ${p.name.padEnd(12)} ${shown.padEnd(34)} ${cpuText}${m.errorDetail ? `  (${m.errorDetail})` : ''}`);
@@ -414,16 +454,28 @@ async function main(): Promise<void> {
     const rssPerTest = [
       '| test | ' + paths.map((p) => p.name).join(' | ') + ' |',
       '|---|' + paths.map(() => '---:').join('|') + '|',
-      ...TESTS.map((t) => `| ${t} | ${paths.map((p) => {
-        const xs = samples.filter((s) => s.test === t && s.path === p.name);
-        const pk = (n: string) => Math.max(0, ...xs.map((s) => s.rssPeakKiB[n] ?? 0));
-        return `${mib(pk('node1'))} / ${mib(pk('node2'))}`;
-      }).join(' | ')} |`),
+      ...TESTS.map(
+        (t) =>
+          `| ${t} | ${paths
+            .map((p) => {
+              const xs = samples.filter((s) => s.test === t && s.path === p.name);
+              const pk = (n: string) => Math.max(0, ...xs.map((s) => s.rssPeakKiB[n] ?? 0));
+              return `${mib(pk('node1'))} / ${mib(pk('node2'))}`;
+            })
+            .join(' | ')} |`,
+      ),
     ].join('\n');
     const elapsed = Math.round((Date.now() - started) / 1000);
     const goals = goalLines({
-      samples, smesh: 'mesh', direct: 'direct', smeshLocal: 'mesh-local', directLocal: 'direct-local', peers: peerPaths.map((d) => d.name),
-      rssIdleKiB: idleBefore, rssPeakKiB: sampler.peak, standalone: true,
+      samples,
+      smesh: 'mesh',
+      direct: 'direct',
+      smeshLocal: 'mesh-local',
+      directLocal: 'direct-local',
+      peers: peerPaths.map((d) => d.name),
+      rssIdleKiB: idleBefore,
+      rssPeakKiB: sampler.peak,
+      standalone: true,
     });
     const md = [
       `# smesh bench ${now.toISOString()}`,
@@ -442,16 +494,21 @@ async function main(): Promise<void> {
       '',
       ...(peerPaths.length && paths.some((p) => p.name === 'mesh')
         ? [
-          `## Against the peers: median over ${ROUNDS} rounds; ratio = smesh (mesh) median / peer median`,
-          '(throughput: > 1 is smesh faster; latency and CPU per unit of work: < 1 is smesh better. Proxy CPU = both agents for smesh, both proxies\' processes for a peer, from their cgroups)',
-          '',
-          peerTable(samples, 'mesh', 'direct', peerPaths.map((d) => d.name)),
-          '',
-          'Goals (issue 12 item 5; ratios within this run):',
-          '',
-          ...goals,
-          '',
-        ]
+            `## Against the peers: median over ${ROUNDS} rounds; ratio = smesh (mesh) median / peer median`,
+            "(throughput: > 1 is smesh faster; latency and CPU per unit of work: < 1 is smesh better. Proxy CPU = both agents for smesh, both proxies' processes for a peer, from their cgroups)",
+            '',
+            peerTable(
+              samples,
+              'mesh',
+              'direct',
+              peerPaths.map((d) => d.name),
+            ),
+            '',
+            'Goals (issue 12 item 5; ratios within this run):',
+            '',
+            ...goals,
+            '',
+          ]
         : []),
       '## Agent memory (VmRSS of the agent process)',
       '',
@@ -470,9 +527,19 @@ async function main(): Promise<void> {
       `- mesh connections counted by the agents: node1 source mTLS ${counters.node1.opened_source_mtls}, node1 source plain (same node) ${counters.node1.opened_source_plain}, node2 destination mTLS ${counters.node2.opened_destination_mtls}`,
       `- agent warnings/errors logged during the measurements: node1 ${warnings[0]!.length}, node2 ${warnings[1]!.length}${warnings.flat().length ? ` (first: ${warnings.flat().slice(0, 3).join('; ')})` : ''}`,
       `- agents still running at the end: ${exited.length ? `NO, exited: ${exited.join(', ')}` : 'yes'}`,
-      ...Object.entries(peerChecks).map(([n, c]) => `- peer ${n}: node2 proxy answered through TLS with the client certificate: ${c.withClientCert ? 'yes' : 'NO'}; refused without one: ${c.withoutClientCertRefused ? 'yes' : 'NO'}; ${c.protocol} ${c.cipher}; proxies still running at the end: ${runningPeer(n).procs.every((pr) => !pr.exitInfo()) ? 'yes' : 'NO'}`),
+      ...Object.entries(peerChecks).map(
+        ([n, c]) =>
+          `- peer ${n}: node2 proxy answered through TLS with the client certificate: ${c.withClientCert ? 'yes' : 'NO'}; refused without one: ${c.withoutClientCertRefused ? 'yes' : 'NO'}; ${c.protocol} ${c.cipher}; proxies still running at the end: ${runningPeer(n).procs.every((pr) => !pr.exitInfo()) ? 'yes' : 'NO'}`,
+      ),
       `- failed measurements: ${samples.filter((s) => s.m.error).length} of ${samples.length}`,
-      `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench (other processes on the machine, the bench runner, kernel threads other than ksoftirqd): ${contaminated.length} of ${samples.length}${contaminated.length ? ` (${contaminated.slice(0, 8).map((s) => `r${s.round} ${s.test} ${s.path} ${s.cpu.other.toFixed(0)}%`).join(', ')}${contaminated.length > 8 ? ', …' : ''}) — rerun on a quiet machine before quoting` : ''}`,
+      `- measurements during which more than ${FOREIGN_CPU_LIMIT}% of a core was used outside the bench (other processes on the machine, the bench runner, kernel threads other than ksoftirqd): ${contaminated.length} of ${samples.length}${
+        contaminated.length
+          ? ` (${contaminated
+              .slice(0, 8)
+              .map((s) => `r${s.round} ${s.test} ${s.path} ${s.cpu.other.toFixed(0)}%`)
+              .join(', ')}${contaminated.length > 8 ? ', …' : ''}) — rerun on a quiet machine before quoting`
+          : ''
+      }`,
       `- CPU steal (hypervisor), median over measurements: ${(median(samples.map((s) => s.cpu.steal)) ?? 0).toFixed(0)}% of a core`,
     ].join('\n');
 
@@ -481,15 +548,30 @@ async function main(): Promise<void> {
     if (OUT_DIR) {
       fs.mkdirSync(OUT_DIR, { recursive: true });
       fs.writeFileSync(resultFile('md', stamp), md + '\n');
-      fs.writeFileSync(resultFile('json', stamp), JSON.stringify({
-        date: now.toISOString(), settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL, httpPort: HTTP_PORT_KIND }, machine: info,
-        paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
-        summary: summarize(samples, PAIRS, PATH_NAMES),
-        peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, workers: d.workers, mtls: peerChecks[d.name] }])),
-        goals,
-        rssKiB: { idleBefore, peak: sampler.peak, hwm, idleAfter },
-        counters, warnings, exited, quietBeforePct: quiet, contaminated: contaminated.length, elapsedS: elapsed, samples,
-      }, null, 2) + '\n');
+      fs.writeFileSync(
+        resultFile('json', stamp),
+        JSON.stringify(
+          {
+            date: now.toISOString(),
+            settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL, httpPort: HTTP_PORT_KIND },
+            machine: info,
+            paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
+            summary: summarize(samples, PAIRS, PATH_NAMES),
+            peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, workers: d.workers, mtls: peerChecks[d.name] }])),
+            goals,
+            rssKiB: { idleBefore, peak: sampler.peak, hwm, idleAfter },
+            counters,
+            warnings,
+            exited,
+            quietBeforePct: quiet,
+            contaminated: contaminated.length,
+            elapsedS: elapsed,
+            samples,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
       say('');
       say(`recorded: ${path.relative(process.cwd(), resultFile('md', stamp))} and .json`);
     }

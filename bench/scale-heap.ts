@@ -29,15 +29,27 @@ const perService = Math.max(1, Math.floor(PODS / SERVICES));
 for (let j = 0; j < SERVICES; j++) {
   const ns = `ns-${j % 10}`;
   const hostname = `s${j}.${ns}.svc.cluster.local`;
-  input.push({ name: `${ns}/${hostname}`, any: c.address.pack({ service: { name: `s${j}`, namespace: ns, hostname, addresses: [{ network: '', address: ip4(vipOf(j)) }], ports: [{ servicePort: 80, targetPort: 8080 }] } } as never) });
+  input.push({
+    name: `${ns}/${hostname}`,
+    any: c.address.pack({ service: { name: `s${j}`, namespace: ns, hostname, addresses: [{ network: '', address: ip4(vipOf(j)) }], ports: [{ servicePort: 80, targetPort: 8080 }] } } as never),
+  });
 }
 for (let i = 0; i < PODS; i++) {
   const j = Math.min(SERVICES - 1, Math.floor(i / perService));
   const ns = `ns-${j % 10}`;
   const uid = `Kubernetes//Pod/${ns}/p${i}`;
   const workload = {
-    uid, name: `p${i}`, namespace: ns, addresses: [ip4(podIp(i))], trustDomain: 'cluster.local', serviceAccount: `sa-${j % 100}`, node: `fake${2 + (i % 49)}`,
-    canonicalName: `s${j}`, workloadName: `p${i}`, tunnelProtocol: 'HBONE', services: { [`${ns}/s${j}.${ns}.svc.cluster.local`]: { ports: [{ servicePort: 80, targetPort: 8080 }] } },
+    uid,
+    name: `p${i}`,
+    namespace: ns,
+    addresses: [ip4(podIp(i))],
+    trustDomain: 'cluster.local',
+    serviceAccount: `sa-${j % 100}`,
+    node: `fake${2 + (i % 49)}`,
+    canonicalName: `s${j}`,
+    workloadName: `p${i}`,
+    tunnelProtocol: 'HBONE',
+    services: { [`${ns}/s${j}.${ns}.svc.cluster.local`]: { ports: [{ servicePort: 80, targetPort: 8080 }] } },
   };
   input.push({ name: uid, any: c.address.pack({ workload } as never) });
 }
@@ -52,8 +64,14 @@ for (let i = 0; i < input.length; i += CHUNK) {
 input.length = 0;
 
 const maps: DatapathMaps = {
-  enrollPod: () => undefined, unenrollPod: () => undefined, enrolledPods: () => [], addMeshedDestination: () => undefined, removeMeshedDestination: () => undefined,
-  meshedDestinations: () => [], addMeshedDestinations: () => undefined, removeMeshedDestinations: () => 0,
+  enrollPod: () => undefined,
+  unenrollPod: () => undefined,
+  enrolledPods: () => [],
+  addMeshedDestination: () => undefined,
+  removeMeshedDestination: () => undefined,
+  meshedDestinations: () => [],
+  addMeshedDestinations: () => undefined,
+  removeMeshedDestinations: () => 0,
 };
 
 async function main(): Promise<void> {
@@ -77,7 +95,9 @@ async function main(): Promise<void> {
   await rec.reconcile(built.snapshot);
   const cpu = process.cpuUsage(cpu0);
   const rss = process.memoryUsage().rss / 1048576;
-  say(`${SERVICES} services, ${PODS} workloads: agent-side sync CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, RSS after it ${rss.toFixed(0)} MiB (before any forced GC; the probe's own input included)`);
+  say(
+    `${SERVICES} services, ${PODS} workloads: agent-side sync CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, RSS after it ${rss.toFixed(0)} MiB (before any forced GC; the probe's own input included)`,
+  );
   // Retained, stage by stage (each stage released from the end to measure what it holds).
   const all = heapMiB() - base;
   if (process.env.SCALE_HEAP_SNAPSHOT) {
@@ -88,7 +108,9 @@ async function main(): Promise<void> {
   const withoutReconciler = heapMiB() - base;
   store.replace({ trustDomain: 'x', nodes: new Map(), workloads: new Map(), services: new Map(), namespaces: new Map() });
   const withoutStore = heapMiB() - base;
-  say(`retained heap: ${all.toFixed(1)} MiB = state (accepted + snapshot + xDS versions) ${withoutStore.toFixed(1)} + StateStore indexes ${(withoutReconciler - withoutStore).toFixed(1)} + reconciler ${(all - withoutReconciler).toFixed(1)}`);
+  say(
+    `retained heap: ${all.toFixed(1)} MiB = state (accepted + snapshot + xDS versions) ${withoutStore.toFixed(1)} + StateStore indexes ${(withoutReconciler - withoutStore).toFixed(1)} + reconciler ${(all - withoutReconciler).toFixed(1)}`,
+  );
   void [inc, versions, built];
 }
 

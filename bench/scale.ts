@@ -154,8 +154,18 @@ async function main(): Promise<void> {
     fs.mkdirSync(cg, { recursive: true });
     const tc = Date.now();
     const control = topo.spawnIn(cg, node1.netnsPath, NODE_BIN, [
-      CONTROL_CLI, 'control', '--config', cfg, '--ca-dir', caDir, '--tokens', path.join(work, 'tokens.yaml'),
-      '--listen', controlAddr, '--metrics-listen', `${node1.ip}:15014`,
+      CONTROL_CLI,
+      'control',
+      '--config',
+      cfg,
+      '--ca-dir',
+      caDir,
+      '--tokens',
+      path.join(work, 'tokens.yaml'),
+      '--listen',
+      controlAddr,
+      '--metrics-listen',
+      `${node1.ip}:15014`,
     ]);
     procs.push(control);
     await control.waitForLine(/smesh control serving/, 180_000);
@@ -167,8 +177,20 @@ async function main(): Promise<void> {
     const agentArgs = [
       ...(CPU_PROF ? [`--cpu-prof`, `--cpu-prof-dir=${path.resolve(CPU_PROF)}`] : []),
       ...AGENT_NODE_FLAGS,
-      USE_LAUNCHER ? AGENT_LAUNCHER : AGENT_CLI, 'agent', '--control-plane', controlAddr, '--token-file', path.join(work, 'node1.token'), '--ca-cert', path.join(caDir, 'root-cert.pem'),
-      '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir,
+      USE_LAUNCHER ? AGENT_LAUNCHER : AGENT_CLI,
+      'agent',
+      '--control-plane',
+      controlAddr,
+      '--token-file',
+      path.join(work, 'node1.token'),
+      '--ca-cert',
+      path.join(caDir, 'root-cert.pem'),
+      '--node',
+      'node1',
+      '--cgroup-root',
+      node1.cgroupRoot,
+      '--bpffs',
+      node1.bpffsDir,
     ];
     const ta = Date.now();
     const agent = topo.spawnOnNode(node1, NODE_BIN, agentArgs);
@@ -203,7 +225,8 @@ async function main(): Promise<void> {
     const rest = memMiB(agentPid);
     // Where that memory is, as the agent sees it (admin /memory: V8 heap spaces, external buffers).
     const memRes = await topo.execInNode(node1, 'curl', ['-sSf', '-m', '10', `http://127.0.0.1:${AGENT_PORTS.admin}/memory`], { timeoutMs: 15_000 });
-    const memAtRest = memRes.code === 0 ? (JSON.parse(memRes.stdout) as { heapUsed: number; heapTotal: number; external: number; heapSpaces: Record<string, { size: number; used: number }> }) : undefined;
+    const memAtRest =
+      memRes.code === 0 ? (JSON.parse(memRes.stdout) as { heapUsed: number; heapTotal: number; external: number; heapSpaces: Record<string, { size: number; used: number }> }) : undefined;
     clearInterval(sampler);
     /** Agent CPU ms between two instants (samples interpolated; the log records carry ms timestamps). */
     const cpuAt = (t: number, samples = cpuSamples): number => {
@@ -220,8 +243,10 @@ async function main(): Promise<void> {
     procs.push(prober);
     await prober.waitForLine(/"initial"/, 10_000);
     const tw = Date.now();
-    fs.writeFileSync(path.join(cfg, '99-incremental.yaml'),
-      `apiVersion: v1\nkind: Service\nmetadata: {name: incremental, namespace: default}\nspec: {clusterIP: 198.19.250.2, selector: {app: local}, ports: [{name: echo, port: ${ECHO_PORT}, targetPort: ${ECHO_PORT}, protocol: TCP}]}\n`);
+    fs.writeFileSync(
+      path.join(cfg, '99-incremental.yaml'),
+      `apiVersion: v1\nkind: Service\nmetadata: {name: incremental, namespace: default}\nspec: {clusterIP: 198.19.250.2, selector: {app: local}, ports: [{name: echo, port: ${ECHO_PORT}, targetPort: ${ECHO_PORT}, protocol: TCP}]}\n`,
+    );
     const pr = await waitExit(prober, 70_000);
     const probe = lastJsonLine<{ reached?: number; attempts: number }>(pr.stdout);
     const crecs = records(control);
@@ -283,26 +308,39 @@ async function main(): Promise<void> {
     say('');
     say(`agent: connected to control plane ${r.agent.spawnToConnectedMs} ms after spawn`);
     say(`agent: full state received and converted   ${r.agent.connectedToStateMs} ms after connect`);
-    const loaded = r.agent.stateToBpfLoadedMs >= 0 ? `programs loaded ${r.agent.stateToBpfLoadedMs} ms after the state, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that` : `programs loaded ${-r.agent.stateToBpfLoadedMs} ms before the state arrived`;
+    const loaded =
+      r.agent.stateToBpfLoadedMs >= 0
+        ? `programs loaded ${r.agent.stateToBpfLoadedMs} ms after the state, maps filled ${r.agent.bpfLoadedToFilledMs} ms after that`
+        : `programs loaded ${-r.agent.stateToBpfLoadedMs} ms before the state arrived`;
     say(`agent: BPF maps filled                     ${r.agent.stateToBpfMs} ms later (${r.agent.bpfReportedDestinations} destinations; ${loaded})`);
-    say(`agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms, control plane CPU ${r.agent.controlCpuConnectedToBpfMs} ms`);
+    say(
+      `agent: connect → state + BPF maps          ${applyMs} ms   (goal < ${GOAL.applyMs} ms: ${applyMs < GOAL.applyMs ? 'met' : 'MISSED'}); agent CPU in that span ${r.agent.cpuConnectedToBpfMs} ms, control plane CPU ${r.agent.controlCpuConnectedToBpfMs} ms`,
+    );
     say(`agent: connect → ready (certificates, listeners) ${r.agent.connectedToReadyMs} ms; agent CPU ${r.agent.cpuConnectedToReadyMs} ms`);
     say(`agent: spawn → ready                       ${readyMs} ms`);
     const mb = (mib: number) => Math.round(mib * MB_PER_MIB);
     const worst = Math.max(r.agent.rssPeakMiB, r.incremental.agentRssPeakWholeRunMiB);
-    say(`agent (${USE_LAUNCHER ? 'bin/smesh launcher' : 'no launcher flags'}): RSS at rest ${r.agent.rssAtRestMiB} MiB (${mb(r.agent.rssAtRestMiB)} MB), peak ${r.agent.rssPeakMiB} MiB; ` +
-      `after the incremental push ${r.incremental.agentRssAfterMiB} MiB, whole-run peak ${r.incremental.agentRssPeakWholeRunMiB} MiB (${mb(r.incremental.agentRssPeakWholeRunMiB)} MB)   ` +
-      `(goal < ${GOAL.rssMB} MB: ${mb(worst) < GOAL.rssMB ? 'met' : 'MISSED'})`);
+    say(
+      `agent (${USE_LAUNCHER ? 'bin/smesh launcher' : 'no launcher flags'}): RSS at rest ${r.agent.rssAtRestMiB} MiB (${mb(r.agent.rssAtRestMiB)} MB), peak ${r.agent.rssPeakMiB} MiB; ` +
+        `after the incremental push ${r.incremental.agentRssAfterMiB} MiB, whole-run peak ${r.incremental.agentRssPeakWholeRunMiB} MiB (${mb(r.incremental.agentRssPeakWholeRunMiB)} MB)   ` +
+        `(goal < ${GOAL.rssMB} MB: ${mb(worst) < GOAL.rssMB ? 'met' : 'MISSED'})`,
+    );
     if (memAtRest) {
       const mi = (b: number) => (b / 1048576).toFixed(1);
       const sp = memAtRest.heapSpaces;
-      say(`agent memory at rest (admin /memory): V8 heap ${mi(memAtRest.heapTotal)} MiB committed, ${mi(memAtRest.heapUsed)} used ` +
-        `(old ${mi(sp.old_space?.size ?? 0)}, new ${mi(sp.new_space?.size ?? 0)}, large objects ${mi(sp.large_object_space?.size ?? 0)}, code ${mi(sp.code_space?.size ?? 0)}), ` +
-        `external ${mi(memAtRest.external)} MiB; the rest of the RSS is the node binary, native heap and stacks`);
+      say(
+        `agent memory at rest (admin /memory): V8 heap ${mi(memAtRest.heapTotal)} MiB committed, ${mi(memAtRest.heapUsed)} used ` +
+          `(old ${mi(sp.old_space?.size ?? 0)}, new ${mi(sp.new_space?.size ?? 0)}, large objects ${mi(sp.large_object_space?.size ?? 0)}, code ${mi(sp.code_space?.size ?? 0)}), ` +
+          `external ${mi(memAtRest.external)} MiB; the rest of the RSS is the node binary, native heap and stacks`,
+      );
     }
-    say(`agent holds (after the incremental push): ${held.services} services, ${held.workloads} workloads; BPF: ${held.bpfDestinations} destinations (expected ${expectedDests}), ${held.bpfPods} enrolled pods`);
-    say(`incremental (+1 service): file write → first connection ${r.incremental.fileWriteToFirstConnectionMs} ms ` +
-      `(control re-read the directory in ${r.incremental.fileWriteToControlReloadedMs} ms, pushed ${r.incremental.controlReloadToPushMs} ms later)`);
+    say(
+      `agent holds (after the incremental push): ${held.services} services, ${held.workloads} workloads; BPF: ${held.bpfDestinations} destinations (expected ${expectedDests}), ${held.bpfPods} enrolled pods`,
+    );
+    say(
+      `incremental (+1 service): file write → first connection ${r.incremental.fileWriteToFirstConnectionMs} ms ` +
+        `(control re-read the directory in ${r.incremental.fileWriteToControlReloadedMs} ms, pushed ${r.incremental.controlReloadToPushMs} ms later)`,
+    );
     say('');
     say(JSON.stringify(r));
     if (held.services !== expectedServices) say(`WARNING: agent holds ${held.services} services, expected ${expectedServices}`);

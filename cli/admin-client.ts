@@ -33,7 +33,10 @@ export function adminGet(target: AdminTarget, path: string, timeoutMs = 5000): P
     });
     req.on('timeout', () => req.destroy(new Error(`no answer in ${timeoutMs} ms`)));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      const hint = e.code === 'ECONNREFUSED' ? ' (is the agent running on this node? its admin server listens on 127.0.0.1 only: run smesh in the node\'s network namespace, e.g. kubectl exec into the agent pod)' : '';
+      const hint =
+        e.code === 'ECONNREFUSED'
+          ? " (is the agent running on this node? its admin server listens on 127.0.0.1 only: run smesh in the node's network namespace, e.g. kubectl exec into the agent pod)"
+          : '';
       reject(new SmeshError('SMESH_ERR_CONNECT', `agent admin ${where}${path}: ${e.message}${hint}`, { cause: e }));
     });
   });

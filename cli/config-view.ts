@@ -39,7 +39,11 @@ function policyRows(ps: readonly DumpPolicy[]): string[][] {
       orDash(p.namespace),
       orDash(p.name),
       orDash(p.action),
-      p.selector && Object.keys(p.selector).length ? Object.entries(p.selector).map(([k, v]) => `${k}=${v}`).join(',') : orDash(p.scope),
+      p.selector && Object.keys(p.selector).length
+        ? Object.entries(p.selector)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(',')
+        : orDash(p.scope),
       String(p.rules?.length ?? 0),
     ]);
 }
@@ -70,9 +74,10 @@ export function formatConfig(kind: ConfigKind, dump: ConfigDump, output: OutputF
 }
 
 export async function runConfig(admin: AdminTarget, kind: string | undefined, output: OutputFormat, write: (s: string) => void): Promise<number> {
-  if (!isConfigKind(kind)) throw new SmeshError('SMESH_ERR_CONFIG', `smesh config: ${kind === undefined ? 'missing kind' : `unknown kind ${JSON.stringify(kind)}`}: expected one of ${CONFIG_KINDS.join(', ')}`);
+  if (!isConfigKind(kind))
+    throw new SmeshError('SMESH_ERR_CONFIG', `smesh config: ${kind === undefined ? 'missing kind' : `unknown kind ${JSON.stringify(kind)}`}: expected one of ${CONFIG_KINDS.join(', ')}`);
   const dump = await adminJson<ConfigDump>(admin, '/config_dump');
-  if (kind === 'policies' && dump.policies === undefined) throw new SmeshError('SMESH_ERR_CONNECT', 'smesh config policies: this agent\'s /config_dump has no policies (an older agent)');
+  if (kind === 'policies' && dump.policies === undefined) throw new SmeshError('SMESH_ERR_CONNECT', "smesh config policies: this agent's /config_dump has no policies (an older agent)");
   write(formatConfig(kind, dump, output, Date.now()));
   return 0;
 }

@@ -41,7 +41,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         const { embeddedControlPlane } = await import('./standalone');
         await runAgent(opts, embeddedControlPlane);
       } catch (e) {
-        err(`smesh agent: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        err(`smesh agent: ${e instanceof SmeshError ? e.message : ((e as Error).stack ?? String(e))}`);
         process.exitCode = 1;
         // The agent may have started timers or listeners before failing; exit so a half-started agent never lingers.
         setImmediate(() => process.exit(1));
@@ -58,7 +58,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         // The agent is started through the same entry script as this process (bin/smesh applies the agent's heap tuning).
         process.exitCode = await runSupervisor(rest, process.argv[1]);
       } catch (e) {
-        err(`smesh supervise: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        err(`smesh supervise: ${e instanceof SmeshError ? e.message : ((e as Error).stack ?? String(e))}`);
         process.exitCode = 1;
       }
       setImmediate(() => process.exit());
@@ -69,7 +69,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         const { runControl } = await import('../control/main');
         process.exitCode = await runControl(rest);
       } catch (e) {
-        err(`smesh control: ${e instanceof SmeshError ? e.message : (e as Error).stack ?? String(e)}`);
+        err(`smesh control: ${e instanceof SmeshError ? e.message : ((e as Error).stack ?? String(e))}`);
         process.exitCode = 1;
         setImmediate(() => process.exit(1));
       }

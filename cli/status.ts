@@ -30,7 +30,9 @@ function secondsUntil(iso: string | undefined, nowMs: number): number | undefine
 /** Pure: the report from what the admin port served (tested with fixed input and clock). */
 export function buildStatus(ready: ReadyReport, dump: ConfigDump, nowMs: number): StatusReport {
   const warnings: string[] = [];
-  const missing = Object.entries(ready.components).filter(([, ok]) => !ok).map(([c]) => c);
+  const missing = Object.entries(ready.components)
+    .filter(([, ok]) => !ok)
+    .map(([c]) => c);
   if (missing.length) warnings.push(`not ready: waiting for ${missing.join(', ')}`);
   const x = dump.xds ?? {};
   const nacks = (x.types ?? []).reduce((n, t) => n + (t.nacks ?? 0), 0);
@@ -44,25 +46,36 @@ export function buildStatus(ready: ReadyReport, dump: ConfigDump, nowMs: number)
   const byUid = new Map((dump.workloads ?? []).map((w) => [w.uid, w]));
   const enrolledPods = (dp.enrolledPods ?? []).map((p) => {
     const w = p.workload !== undefined ? byUid.get(p.workload) : undefined;
-    return { workload: w?.namespace && w.name ? `${w.namespace}/${w.name}` : p.workload ?? '?', netnsCookie: p.cookie };
+    return { workload: w?.namespace && w.name ? `${w.namespace}/${w.name}` : (p.workload ?? '?'), netnsCookie: p.cookie };
   });
   const unresolved = dump.netnsDiscovery?.unresolved?.length ?? 0;
   if (unresolved) warnings.push(`${unresolved} local pod(s) without a network namespace yet: not enrolled`);
   const certificates = (dump.certificates ?? []).map((c) => ({ identity: c.spiffeId ?? '?', notAfter: c.notAfter, expiresInSeconds: secondsUntil(c.notAfter, nowMs) }));
   for (const c of certificates) {
     if (c.expiresInSeconds !== undefined && c.expiresInSeconds < CERT_WARN_SECONDS) {
-      warnings.push(`certificate ${c.identity} ${c.expiresInSeconds < 0 ? 'expired' : `expires in ${formatDuration(c.expiresInSeconds)}`}: renewal failing? (the CA or control plane may be unreachable)`);
+      warnings.push(
+        `certificate ${c.identity} ${c.expiresInSeconds < 0 ? 'expired' : `expires in ${formatDuration(c.expiresInSeconds)}`}: renewal failing? (the CA or control plane may be unreachable)`,
+      );
     }
   }
   const trustAnchors = (dump.trustAnchors ?? []).map((a) => ({ subject: a.subject, notAfter: a.notAfter, expiresInSeconds: secondsUntil(a.notAfter, nowMs) }));
   for (const a of trustAnchors) {
-    if (a.expiresInSeconds !== undefined && a.expiresInSeconds < ANCHOR_WARN_SECONDS) warnings.push(`trust anchor ${a.subject ?? '?'} expires in ${formatDuration(a.expiresInSeconds)}: rotate the mesh root`);
+    if (a.expiresInSeconds !== undefined && a.expiresInSeconds < ANCHOR_WARN_SECONDS)
+      warnings.push(`trust anchor ${a.subject ?? '?'} expires in ${formatDuration(a.expiresInSeconds)}: rotate the mesh root`);
   }
   return {
     node: { name: dump.node?.name, address: dump.node?.address, pid: ready.pid, uptimeSeconds: ready.uptimeSeconds, nodeVersion: ready.nodeVersion },
     ready: ready.ready,
     components: ready.components,
-    controlPlane: { address: x.address, connected: x.connected === true, synced: x.synced === true, connectedSince: x.connectedSince, nacks, rejected, ...(x.lastDisconnect ? { lastDisconnect: x.lastDisconnect } : {}) },
+    controlPlane: {
+      address: x.address,
+      connected: x.connected === true,
+      synced: x.synced === true,
+      connectedSince: x.connectedSince,
+      nacks,
+      rejected,
+      ...(x.lastDisconnect ? { lastDisconnect: x.lastDisconnect } : {}),
+    },
     bpf: { enabled: !dp.disabled, links, reusedPins: dp.attach?.reused === true },
     enrolledPods,
     certificates,
@@ -73,11 +86,19 @@ export function buildStatus(ready: ReadyReport, dump: ConfigDump, nowMs: number)
 
 export function formatStatusText(r: StatusReport): string {
   const lines: Array<[string, string]> = [];
-  const comp = Object.entries(r.components).map(([c, ok]) => `${c} ${ok ? 'ok' : 'WAITING'}`).join(', ');
-  lines.push(['Node', `${r.node.name ?? '?'} (${r.node.address ?? '?'}), agent pid ${r.node.pid ?? '?'}, up ${r.node.uptimeSeconds !== undefined ? formatDuration(r.node.uptimeSeconds) : '?'}, node ${r.node.nodeVersion ?? '?'}`]);
+  const comp = Object.entries(r.components)
+    .map(([c, ok]) => `${c} ${ok ? 'ok' : 'WAITING'}`)
+    .join(', ');
+  lines.push([
+    'Node',
+    `${r.node.name ?? '?'} (${r.node.address ?? '?'}), agent pid ${r.node.pid ?? '?'}, up ${r.node.uptimeSeconds !== undefined ? formatDuration(r.node.uptimeSeconds) : '?'}, node ${r.node.nodeVersion ?? '?'}`,
+  ]);
   lines.push(['Ready', `${r.ready ? 'yes' : 'NO'} (${comp})`]);
   const cp = r.controlPlane;
-  lines.push(['Control plane', `${cp.address ?? '?'}: ${cp.connected ? `connected${cp.connectedSince ? ` since ${cp.connectedSince}` : ''}, ${cp.synced ? 'synced' : 'NOT synced'}` : 'NOT connected'}; ${cp.nacks} NACK(s)`]);
+  lines.push([
+    'Control plane',
+    `${cp.address ?? '?'}: ${cp.connected ? `connected${cp.connectedSince ? ` since ${cp.connectedSince}` : ''}, ${cp.synced ? 'synced' : 'NOT synced'}` : 'NOT connected'}; ${cp.nacks} NACK(s)`,
+  ]);
   const linkNames = r.bpf.links.map((l) => l.split('/').pop());
   lines.push(['BPF', r.bpf.enabled ? `${r.bpf.links.length} link(s)${r.bpf.reusedPins ? ' (pins reused from a previous agent)' : ''}: ${linkNames.join(', ')}` : 'disabled']);
   lines.push(['Enrolled pods', `${r.enrolledPods.length}${r.enrolledPods.length ? `: ${r.enrolledPods.map((p) => p.workload).join(', ')}` : ''}`]);

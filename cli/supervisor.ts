@@ -121,8 +121,12 @@ export async function runSupervisor(argv: readonly string[], entry: string): Pro
   const logs = new LogHub({ level: opts.logLevel === 'silent' ? 'silent' : 'info', base: { node: opts.nodeName } });
   const log = logs.child('supervisor');
   const migration = enableRequestMigration();
-  if (migration.enabled) log.info({ via: migration.via }, 'net.ipv4.tcp_migrate_req=1: connections queued on a closing listener move to another agent pod\'s');
-  else log.warn({ err: migration.error }, 'cannot set net.ipv4.tcp_migrate_req=1 (Linux >= 5.14; a read-only /proc/sys needs hostPID + SYS_PTRACE): connections queued on the old agent pod\'s listeners when it exits are reset, not moved to the new pod\'s');
+  if (migration.enabled) log.info({ via: migration.via }, "net.ipv4.tcp_migrate_req=1: connections queued on a closing listener move to another agent pod's");
+  else
+    log.warn(
+      { err: migration.error },
+      "cannot set net.ipv4.tcp_migrate_req=1 (Linux >= 5.14; a read-only /proc/sys needs hostPID + SYS_PTRACE): connections queued on the old agent pod's listeners when it exits are reset, not moved to the new pod's",
+    );
   const held = bindHeldSockets(opts);
   log.info({ sockets: held.map((h) => `${h.name}=fd${h.fd}`).join(','), pid: process.pid }, 'holding the agent sockets');
 

@@ -196,7 +196,6 @@ export class TokenFileWatcher {
   }
 }
 
-
 function digest(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }

@@ -44,7 +44,7 @@ export { controlSpiffeId };
 
 function serialNumber(): string {
   const b = randomBytes(16);
-  b[0] = (b[0]! & 0x7f) || 1;
+  b[0] = b[0]! & 0x7f || 1;
   return b.toString('hex');
 }
 

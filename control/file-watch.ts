@@ -1,5 +1,5 @@
 // Change detection for files the control plane reloads without a restart (tokens, --ca-dir): fs.watch on their directory plus a stat poll, debounced.
-import { FSWatcher, statSync, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 
 /** Identity of a file's current content as stat sees it (follows symlinks: a Secret update changes the target's inode). */
 export function fileStamp(file: string): string {

@@ -145,12 +145,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   const logger = opts.logger ?? silentLogger();
   const metrics = opts.metrics ?? new ControlMetrics();
-  const auth =
-    opts.tokens instanceof TokenAuthenticator
-      ? opts.tokens
-      : typeof opts.tokens === 'string'
-        ? TokenAuthenticator.fromFile(opts.tokens)
-        : new TokenAuthenticator(opts.tokens);
+  const auth = opts.tokens instanceof TokenAuthenticator ? opts.tokens : typeof opts.tokens === 'string' ? TokenAuthenticator.fromFile(opts.tokens) : new TokenAuthenticator(opts.tokens);
   const { host, port } = splitHostPort(opts.listen ?? DEFAULT_CONTROL_LISTEN);
   const registry = new Registry();
   const sourceLog = logger.child({ scope: 'source', source: opts.source.kind });
@@ -174,7 +169,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   latest ??= initial;
 
   const tokenWatcher =
-    typeof opts.tokens === 'string' ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ scope: 'auth' }), onError: () => metrics.tokenReloadErrors.inc() }).start() : undefined;
+    typeof opts.tokens === 'string'
+      ? new TokenFileWatcher(opts.tokens, auth, { intervalMs: opts.tokenReloadIntervalMs, logger: logger.child({ scope: 'auth' }), onError: () => metrics.tokenReloadErrors.inc() }).start()
+      : undefined;
   let server: grpc.Server | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
   let caWatcher: CaDirWatcher | undefined;
@@ -333,7 +330,14 @@ export interface ControlCliOptions {
 
 /** Parses `smesh control` flags (argv without the "control" word); throws SMESH_ERR_CONFIG naming the flag. */
 export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
-  const out: { -readonly [K in keyof ControlCliOptions]?: ControlCliOptions[K] } = { kubernetes: false, listen: DEFAULT_CONTROL_LISTEN, metricsListen: DEFAULT_CONTROL_METRICS_LISTEN, certTtlSeconds: 24 * 3600, serverNames: [], logLevel: 'info' };
+  const out: { -readonly [K in keyof ControlCliOptions]?: ControlCliOptions[K] } = {
+    kubernetes: false,
+    listen: DEFAULT_CONTROL_LISTEN,
+    metricsListen: DEFAULT_CONTROL_METRICS_LISTEN,
+    certTtlSeconds: 24 * 3600,
+    serverNames: [],
+    logLevel: 'info',
+  };
   const need = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new SmeshError('SMESH_ERR_CONFIG', `${flag} needs a value\n${USAGE}`);
@@ -346,16 +350,36 @@ export function parseControlArgs(argv: readonly string[]): ControlCliOptions {
     const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
     const value = (): string => (inline !== undefined ? inline : need(i++, flag));
     switch (flag) {
-      case '--config': out.config = value(); break;
-      case '--kubernetes': out.kubernetes = true; break;
-      case '--kubeconfig': out.kubeconfig = value(); break;
-      case '--trust-domain': out.trustDomain = value(); break;
-      case '--ca-dir': out.caDir = value(); break;
-      case '--tokens': out.tokens = value(); break;
-      case '--listen': out.listen = value(); break;
-      case '--metrics-listen': out.metricsListen = value(); break;
-      case '--server-name': out.serverNames!.push(value()); break;
-      case '--log-level': out.logLevel = value(); break;
+      case '--config':
+        out.config = value();
+        break;
+      case '--kubernetes':
+        out.kubernetes = true;
+        break;
+      case '--kubeconfig':
+        out.kubeconfig = value();
+        break;
+      case '--trust-domain':
+        out.trustDomain = value();
+        break;
+      case '--ca-dir':
+        out.caDir = value();
+        break;
+      case '--tokens':
+        out.tokens = value();
+        break;
+      case '--listen':
+        out.listen = value();
+        break;
+      case '--metrics-listen':
+        out.metricsListen = value();
+        break;
+      case '--server-name':
+        out.serverNames!.push(value());
+        break;
+      case '--log-level':
+        out.logLevel = value();
+        break;
       case '--cert-ttl': {
         const v = value();
         const seconds = /^(\d+(\.\d+)?(ms|s|m|h))+$/.test(v) ? Math.floor(parseDurationMs(v) / 1000) : 0;

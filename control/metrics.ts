@@ -26,8 +26,17 @@ export class ControlMetrics {
     this.xdsPushes = new Counter({ name: 'smesh_xds_pushes_total', help: 'DeltaDiscoveryResponses sent, by type', labelNames: ['type_url'], registers });
     this.xdsNacks = new Counter({ name: 'smesh_xds_nacks_total', help: 'Responses rejected by agents (error_detail set), by type', labelNames: ['type_url'], registers });
     this.xdsUnauthenticated = new Counter({ name: 'smesh_control_unauthenticated_total', help: 'RPCs refused for a missing or unknown bearer token', registers });
-    this.xdsRevoked = new Counter({ name: 'smesh_xds_streams_revoked_total', help: 'Open delta ADS streams closed (UNAUTHENTICATED) because their bearer token was revoked, by node', labelNames: ['node'], registers });
-    this.tokenReloadErrors = new Counter({ name: 'smesh_control_token_reload_errors_total', help: 'Changes of the --tokens file rejected (unreadable or invalid; the previous tokens stay in force)', registers });
+    this.xdsRevoked = new Counter({
+      name: 'smesh_xds_streams_revoked_total',
+      help: 'Open delta ADS streams closed (UNAUTHENTICATED) because their bearer token was revoked, by node',
+      labelNames: ['node'],
+      registers,
+    });
+    this.tokenReloadErrors = new Counter({
+      name: 'smesh_control_token_reload_errors_total',
+      help: 'Changes of the --tokens file rejected (unreadable or invalid; the previous tokens stay in force)',
+      registers,
+    });
     this.caReloads = new Counter({ name: 'smesh_ca_reloads_total', help: 'Changes of --ca-dir applied without a restart (signing root or published trust anchors)', registers });
     this.caReloadErrors = new Counter({ name: 'smesh_ca_reload_errors_total', help: 'Changes of --ca-dir rejected (the previous roots stay in use), by file', labelNames: ['file'], registers });
     this.caTrustAnchors = new Gauge({ name: 'smesh_ca_trust_anchors', help: 'Trust anchors published to agents (2 or 3 during a root rotation)', registers });

@@ -3,7 +3,7 @@ import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { ipToKey, ipv4Bytes } from '../agent/native/addr';
-import { loadMeshProtos, MESH_XDS_TYPE_URL, MessageCodec, PackedAny } from '../proto';
+import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec, type PackedAny } from '../proto';
 import type { LocalWorkload, LocalWorkload__Output } from '../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
 import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
 import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/Node';
@@ -610,7 +610,16 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   for (const [node, list] of localLists) localByNode.set(node, list.toMap(prev?.localByNode.get(node)));
   for (const s of snapshot.services.values()) {
     const name = serviceXdsName(s);
-    addresses.set(name, cache.getFor(slotA, name, s, () => serviceAddressKey(s), () => protos.codecs.address.pack(serviceAddress(s))));
+    addresses.set(
+      name,
+      cache.getFor(
+        slotA,
+        name,
+        s,
+        () => serviceAddressKey(s),
+        () => protos.codecs.address.pack(serviceAddress(s)),
+      ),
+    );
   }
   const nodes = new EntryList();
   for (const n of snapshot.nodes.values()) nodes.push(cache.get(slotN, n.name, n.address, () => codecs.node.pack({ name: n.name, address: n.address })));
@@ -622,7 +631,10 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   for (const p of policies) {
     const name = policyKey(p);
     // The policy model is plain data (no Maps, no functions): its JSON is every input of authorizationResource().
-    authorizations.set(name, cache.get(slotZ, name, JSON.stringify(p), () => protos.codecs.authorization.pack(authorizationResource(p))));
+    authorizations.set(
+      name,
+      cache.get(slotZ, name, JSON.stringify(p), () => protos.codecs.authorization.pack(authorizationResource(p))),
+    );
   }
   // One TrafficPolicy per service with a DestinationRule or VirtualService, sent to every node.
   const trafficPolicies = new Map<string, ResourceEntry>();
@@ -638,12 +650,18 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   };
   for (const [name, msg] of trafficPolicyMessages(snapshot, naming)) {
     // The message holds no bytes fields: its JSON is the whole input of the encoding.
-    trafficPolicies.set(name, cache.get(slotT, name, JSON.stringify(msg), () => protos.codecs.trafficPolicy.pack(msg)));
+    trafficPolicies.set(
+      name,
+      cache.get(slotT, name, JSON.stringify(msg), () => protos.codecs.trafficPolicy.pack(msg)),
+    );
   }
   // One TrafficShaping per workload that a TrafficShaping resource selects, sent to every node (inbound and outbound rules).
   const trafficShaping = new Map<string, ResourceEntry>();
   for (const [name, msg] of trafficShapingMessages(snapshot, naming)) {
-    trafficShaping.set(name, cache.get(slotS, name, JSON.stringify(msg), () => protos.codecs.trafficShaping.pack(msg)));
+    trafficShaping.set(
+      name,
+      cache.get(slotS, name, JSON.stringify(msg), () => protos.codecs.trafficShaping.pack(msg)),
+    );
   }
   const shared = new Map<string, TypedResources>([
     [CONTROL_TYPE_URL.address, addresses],

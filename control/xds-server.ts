@@ -84,7 +84,10 @@ export function createAdsService(deps: XdsServerDeps): { handlers: AggregatedDis
       const who = deps.auth.authenticateKeyed(call.metadata);
       if (!who) {
         deps.metrics.xdsUnauthenticated.inc();
-        deps.logger.warn({ peer: call.getPeer(), rpc: 'DeltaAggregatedResources' }, 'refused xDS stream: missing or unknown bearer token (agent --token-file must hold a token listed in control --tokens)');
+        deps.logger.warn(
+          { peer: call.getPeer(), rpc: 'DeltaAggregatedResources' },
+          'refused xDS stream: missing or unknown bearer token (agent --token-file must hold a token listed in control --tokens)',
+        );
         call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'missing or unknown bearer token' });
         return;
       }

@@ -14,8 +14,7 @@ function sources(dir: string): string[] {
     // protoc-style generated types mirror the .proto files (google.protobuf.Struct ⇄ Value is recursive by definition).
     if (e.isDirectory()) {
       if (path.relative(ROOT, p) !== path.join('proto', 'generated')) out.push(...sources(p));
-    }
-    else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
+    } else if (e.name.endsWith('.ts') && !e.name.endsWith('.d.ts')) out.push(p);
   }
   return out;
 }

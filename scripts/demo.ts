@@ -47,7 +47,15 @@ async function main(): Promise<void> {
       topo.startApp('cache', 'echo-server', ['--port', '6379', '--peer']),
     ]);
     const services: ServiceSpec[] = [
-      { name: 'web', vip: VIP.web, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'upload', port: 9001, targetPort: 9001 }], selector: { app: 'web' } },
+      {
+        name: 'web',
+        vip: VIP.web,
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080 },
+          { name: 'upload', port: 9001, targetPort: 9001 },
+        ],
+        selector: { app: 'web' },
+      },
       { name: 'cache', vip: VIP.cache, ports: [{ name: 'tcp-cache', port: 6379, targetPort: 6379 }], selector: { app: 'cache' } },
     ];
     const cfgDir = topo.makeTempDir('config');
@@ -62,21 +70,29 @@ async function main(): Promise<void> {
 
     say('\ntraffic from pod "frontend" (node1, unmodified app, no sidecar):');
     const http = await topo.runClient('frontend', ['http', '--url', `http://${VIP.web}/index.html`]);
-    say(`  GET http://${VIP.web}/index.html → ${http.ok ? `answered by pod ${http.body?.pod} (node2), the app saw its peer as ${http.peer?.address}:${http.peer?.port}` : `failed: ${JSON.stringify(http)}`}`);
+    say(
+      `  GET http://${VIP.web}/index.html → ${http.ok ? `answered by pod ${http.body?.pod} (node2), the app saw its peer as ${http.peer?.address}:${http.peer?.port}` : `failed: ${JSON.stringify(http)}`}`,
+    );
     const bulk = await topo.runClient('frontend', ['bulk', '--host', VIP.web, '--port', '9001', '--bytes', String(20 * 1024 * 1024)], 60_000);
-    say(`  upload 20 MiB to ${VIP.web}:9001 → ${bulk.error ? `failed: ${JSON.stringify(bulk.error)}` : `server received ${bulk.reply?.bytes ?? '?'} bytes, sha256 ${bulk.match ? 'matches' : 'DIFFERS'} (${bulk.mbps} Mbit/s)`}`);
+    say(
+      `  upload 20 MiB to ${VIP.web}:9001 → ${bulk.error ? `failed: ${JSON.stringify(bulk.error)}` : `server received ${bulk.reply?.bytes ?? '?'} bytes, sha256 ${bulk.match ? 'matches' : 'DIFFERS'} (${bulk.mbps} Mbit/s)`}`,
+    );
     const cache = await topo.runClient('frontend', ['peer', '--host', VIP.cache, '--port', '6379']);
-    say(`  connect ${VIP.cache}:6379 (same node) → the app saw its peer as ${cache.peer?.address}:${cache.peer?.port}; the cache pod saw the connection come from ${cache.serverSawPeer?.address ?? JSON.stringify(cache)} (the node proxy)`);
+    say(
+      `  connect ${VIP.cache}:6379 (same node) → the app saw its peer as ${cache.peer?.address}:${cache.peer?.port}; the cache pod saw the connection come from ${cache.serverSawPeer?.address ?? JSON.stringify(cache)} (the node proxy)`,
+    );
     const legacy = await topo.runClient('legacy', ['peer', '--host', topo.pod('cache').ip, '--port', '6379']);
     say(`  pod "legacy" is not enrolled: its connection to ${topo.pod('cache').ip}:6379 went direct; cache saw ${legacy.serverSawPeer?.address ?? JSON.stringify(legacy)} (its own address)`);
 
-    say('\nwho called whom (from the node agents\' Prometheus metrics):');
+    say("\nwho called whom (from the node agents' Prometheus metrics):");
     for (const a of agents) {
       const samples = parseMetrics(await a.metrics());
       for (const s of samples.filter((x) => x.name === 'istio_tcp_connections_opened_total')) {
         const l = s.labels;
         const sent = samples.find((x) => x.name === 'istio_tcp_received_bytes_total' && JSON.stringify(x.labels) === JSON.stringify(l))?.value ?? 0;
-        say(`  [${a.node.name} ${l.reporter}] ${l.source_principal || l.source_workload} → ${l.destination_principal || l.destination_workload} (${l.destination_service || '-'}): ${s.value} connection(s), ${sent} bytes client→server, ${l.connection_security_policy}`);
+        say(
+          `  [${a.node.name} ${l.reporter}] ${l.source_principal || l.source_workload} → ${l.destination_principal || l.destination_workload} (${l.destination_service || '-'}): ${s.value} connection(s), ${sent} bytes client→server, ${l.connection_security_policy}`,
+        );
       }
       for (const s of samples.filter((x) => x.name === 'istio_requests_total')) {
         const l = s.labels;

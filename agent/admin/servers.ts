@@ -1,7 +1,7 @@
 // The agent's operational HTTP servers: Prometheus /metrics (15020), readiness /healthz/ready (15021), localhost admin (15000).
-import * as http from 'http';
-import * as v8 from 'v8';
-import type { AddressInfo } from 'net';
+import * as http from 'node:http';
+import * as v8 from 'node:v8';
+import type { AddressInfo } from 'node:net';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';

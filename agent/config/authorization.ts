@@ -146,7 +146,8 @@ function ports(ctx: Ctx, values: unknown, field: string): number[] | undefined {
 function paths(ctx: Ctx, values: unknown, field: string): StringMatcher[] | undefined {
   const list = strList(ctx, values, field);
   list.forEach((v, i) => {
-    if (v.includes('{')) ctx.problems.push({ field: `${field}[${i}]`, message: `unsupported: path templates ({*}, {**}) are not implemented; use exact, prefix* or *suffix, got ${JSON.stringify(v)}` });
+    if (v.includes('{'))
+      ctx.problems.push({ field: `${field}[${i}]`, message: `unsupported: path templates ({*}, {**}) are not implemented; use exact, prefix* or *suffix, got ${JSON.stringify(v)}` });
   });
   return list.length > 0 ? list.map(stringMatcher) : undefined;
 }
@@ -277,12 +278,7 @@ function convertRule(ctx: Ctx, r: any, field: string): PolicyRule {
  * converts it. Problems name the field (`spec.rules[0].from[0].source.ipBlocks[1]`); a policy with
  * any problem yields no policy (the rest of the policy set is unaffected).
  */
-export function convertAuthorizationPolicy(
-  name: string,
-  namespace: string,
-  spec: any,
-  rootNamespace: string = DEFAULT_ROOT_NAMESPACE,
-): { policy?: AuthorizationPolicy; problems: FieldProblem[] } {
+export function convertAuthorizationPolicy(name: string, namespace: string, spec: any, rootNamespace: string = DEFAULT_ROOT_NAMESPACE): { policy?: AuthorizationPolicy; problems: FieldProblem[] } {
   const ctx: Ctx = { problems: [] };
   const s = spec ?? {};
   const action: string = s.action ?? 'ALLOW';

@@ -26,7 +26,8 @@ export function parseQuantity(text: string): { value: number } | { error: string
   else exp += suffix in DECIMAL_EXP ? DECIMAL_EXP[suffix]! : Number(suffix.slice(1));
   let value: number;
   if (mantissa === 0n) value = 0;
-  else if (exp > 40) value = Infinity; // beyond any bound checked below
+  else if (exp > 40)
+    value = Infinity; // beyond any bound checked below
   else if (exp >= 0) value = Number(mantissa * 10n ** BigInt(exp));
   else if (exp < -60) value = 1;
   else {

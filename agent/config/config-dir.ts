@@ -4,14 +4,30 @@ import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { SmeshError } from '../errors';
-import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
 import { workloadAddresses } from '../state/addresses';
-import { FieldProblem, FieldSpec, ObjectSpec, validate } from './schema';
+import { type FieldProblem, type FieldSpec, type ObjectSpec, validate } from './schema';
 import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
 import { checkObjectNames } from './istio-names';
-import { convertPeerAuthentication, convertPeerAuthentications, PEER_AUTHENTICATION_API_VERSIONS, PEER_AUTHENTICATION_SPEC, peerAuthenticationKeys, type PeerAuthentication } from './peer-authentication';
-import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, DESTINATION_RULE_SPEC, TRAFFIC_API_VERSIONS, VIRTUAL_SERVICE_SPEC, type DestinationRuleConfig, type VirtualServiceConfig } from './istio-traffic';
+import {
+  convertPeerAuthentication,
+  convertPeerAuthentications,
+  PEER_AUTHENTICATION_API_VERSIONS,
+  PEER_AUTHENTICATION_SPEC,
+  peerAuthenticationKeys,
+  type PeerAuthentication,
+} from './peer-authentication';
+import {
+  buildTrafficPolicies,
+  convertDestinationRule,
+  convertVirtualService,
+  DESTINATION_RULE_SPEC,
+  TRAFFIC_API_VERSIONS,
+  VIRTUAL_SERVICE_SPEC,
+  type DestinationRuleConfig,
+  type VirtualServiceConfig,
+} from './istio-traffic';
 import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSION, TRAFFIC_SHAPING_SPEC, type TrafficShapingConfig } from './shaping';
 import { podBandwidth } from './bandwidth';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
@@ -120,7 +136,17 @@ const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly 
     namespaced: false,
     spec: resourceSpec(
       { object: { fields: { podCIDR: 'string', podCIDRs: { arrayOf: 'string' }, providerID: 'string', taints: 'ignored', unschedulable: 'ignored' } } },
-      { object: { fields: { addresses: { arrayOf: { object: { fields: { type: 'string', address: 'string' }, required: ['type', 'address'] } } }, conditions: 'ignored', nodeInfo: 'ignored', capacity: 'ignored', allocatable: 'ignored' } } },
+      {
+        object: {
+          fields: {
+            addresses: { arrayOf: { object: { fields: { type: 'string', address: 'string' }, required: ['type', 'address'] } } },
+            conditions: 'ignored',
+            nodeInfo: 'ignored',
+            capacity: 'ignored',
+            allocatable: 'ignored',
+          },
+        },
+      },
     ),
   },
   Namespace: { apiVersion: 'v1', namespaced: false, spec: resourceSpec({ object: { fields: { finalizers: 'ignored' } } }, 'ignored') },
@@ -142,7 +168,11 @@ const SCHEMAS: Record<string, { apiVersion: string; otherApiVersions?: readonly 
           },
         },
       },
-      { object: { fields: { podIP: 'ip', podIPs: { arrayOf: { object: { fields: { ip: 'ip' } } } }, hostIP: 'ip', phase: 'string', conditions: 'ignored', containerStatuses: 'ignored', startTime: 'ignored' } } },
+      {
+        object: {
+          fields: { podIP: 'ip', podIPs: { arrayOf: { object: { fields: { ip: 'ip' } } } }, hostIP: 'ip', phase: 'string', conditions: 'ignored', containerStatuses: 'ignored', startTime: 'ignored' },
+        },
+      },
     ),
   },
   Service: {
@@ -314,7 +344,13 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
   if (meshConfigs[0]?.body.spec?.trustDomain) trustDomain = meshConfigs[0].body.spec.trustDomain;
   if (!/^[a-z0-9.\-_]+$/.test(trustDomain)) {
     const d = meshConfigs[0];
-    problems.push({ file: d.file, line: d.line, resource: `MeshConfig ${d.name}`, field: 'spec.trustDomain', message: `expected lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(trustDomain)}` });
+    problems.push({
+      file: d.file,
+      line: d.line,
+      resource: `MeshConfig ${d.name}`,
+      field: 'spec.trustDomain',
+      message: `expected lowercase letters, digits, '.', '-', '_', got ${JSON.stringify(trustDomain)}`,
+    });
   }
 
   const trustDomainAliases = meshConfigs[0] ? meshTrustDomainAliases(meshConfigs[0], trustDomain, problems) : [];
@@ -403,7 +439,13 @@ export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProble
         for (const [i, ip] of [b.spec.clusterIP, ...(b.spec.clusterIPs ?? [])].entries()) {
           if (ip === undefined || ip === null || ip === 'None' || ip === '') continue;
           if (isIP(ip) === 0) {
-            problems.push({ file: d.file, line: d.line, resource, field: i === 0 ? 'spec.clusterIP' : `spec.clusterIPs[${i - 1}]`, message: `expected an IP address or None, got ${JSON.stringify(ip)}` });
+            problems.push({
+              file: d.file,
+              line: d.line,
+              resource,
+              field: i === 0 ? 'spec.clusterIP' : `spec.clusterIPs[${i - 1}]`,
+              message: `expected an IP address or None, got ${JSON.stringify(ip)}`,
+            });
             continue;
           }
           if (!vips.includes(ip)) vips.push(ip);

@@ -86,10 +86,16 @@ export function checkObjectNames(metadata: unknown): FieldProblem[] {
   if (metadata === null || typeof metadata !== 'object') return problems;
   const { name, namespace } = metadata as { name?: unknown; namespace?: unknown };
   if (typeof name === 'string' && name !== '' && (name.length > 253 || !DNS1123_SUBDOMAIN_RE.test(name))) {
-    problems.push({ field: 'metadata.name', message: `expected a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253), got ${JSON.stringify(name)}` });
+    problems.push({
+      field: 'metadata.name',
+      message: `expected a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', starting and ending with a letter or digit, at most 253), got ${JSON.stringify(name)}`,
+    });
   }
   if (typeof namespace === 'string' && namespace !== '' && (namespace.length > 63 || !NAMESPACE_RE.test(namespace))) {
-    problems.push({ field: 'metadata.namespace', message: `expected a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63), got ${JSON.stringify(namespace)}` });
+    problems.push({
+      field: 'metadata.namespace',
+      message: `expected a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63), got ${JSON.stringify(namespace)}`,
+    });
   }
   return problems;
 }

@@ -147,7 +147,21 @@ const outlierDetection: FieldSpec = {
   },
 };
 
-const tls: FieldSpec = { object: { fields: { mode: 'string', clientCertificate: 'ignored', privateKey: 'ignored', caCertificates: 'ignored', credentialName: 'ignored', subjectAltNames: 'ignored', sni: 'ignored', insecureSkipVerify: 'ignored', caCrl: 'ignored' } } };
+const tls: FieldSpec = {
+  object: {
+    fields: {
+      mode: 'string',
+      clientCertificate: 'ignored',
+      privateKey: 'ignored',
+      caCertificates: 'ignored',
+      credentialName: 'ignored',
+      subjectAltNames: 'ignored',
+      sni: 'ignored',
+      insecureSkipVerify: 'ignored',
+      caCrl: 'ignored',
+    },
+  },
+};
 
 const portTrafficPolicy: FieldSpec = {
   object: { fields: { port: { object: { fields: { number: 'port' }, required: ['number'] } }, loadBalancer, connectionPool, outlierDetection, tls }, required: ['port'] },
@@ -353,7 +367,8 @@ function convertLoadBalancer(ctx: Ctx, lb: Obj | undefined, path: string): LoadB
   if (!lb) return undefined;
   ctx.unsupported(lb, path, { warmupDurationSecs: 'slow start is not implemented', warmup: 'slow start is not implemented' });
   let algorithm: LoadBalancerAlgorithm | undefined;
-  if (lb.simple === 'PASSTHROUGH') ctx.add(`${path}.simple`, 'PASSTHROUGH is not supported by smesh (the node proxy always balances over the known endpoints); use ROUND_ROBIN, LEAST_REQUEST or RANDOM');
+  if (lb.simple === 'PASSTHROUGH')
+    ctx.add(`${path}.simple`, 'PASSTHROUGH is not supported by smesh (the node proxy always balances over the known endpoints); use ROUND_ROBIN, LEAST_REQUEST or RANDOM');
   else if (present(lb.simple)) algorithm = SIMPLE[lb.simple];
   let consistentHash: LoadBalancerSettings['consistentHash'];
   const ch: Obj | undefined = lb.consistentHash ?? undefined;
@@ -454,11 +469,13 @@ function convertSettings(ctx: Ctx, tp: Obj | undefined, path: string): EndpointS
   if (!tp) return {};
   ctx.unsupported(tp, path, { tunnel: '', proxyProtocol: '' });
   checkTls(ctx, tp.tls ?? undefined, `${path}.tls`);
-  return compact({
-    loadBalancer: convertLoadBalancer(ctx, tp.loadBalancer ?? undefined, `${path}.loadBalancer`),
-    connectionPool: convertConnectionPool(ctx, tp.connectionPool ?? undefined, `${path}.connectionPool`),
-    outlierDetection: convertOutlierDetection(ctx, tp.outlierDetection ?? undefined, `${path}.outlierDetection`),
-  }) ?? {};
+  return (
+    compact({
+      loadBalancer: convertLoadBalancer(ctx, tp.loadBalancer ?? undefined, `${path}.loadBalancer`),
+      connectionPool: convertConnectionPool(ctx, tp.connectionPool ?? undefined, `${path}.connectionPool`),
+      outlierDetection: convertOutlierDetection(ctx, tp.outlierDetection ?? undefined, `${path}.outlierDetection`),
+    }) ?? {}
+  );
 }
 
 function checkExportTo(ctx: Ctx, v: unknown, path: string): void {
@@ -624,12 +641,14 @@ function convertMatch(ctx: Ctx, m: Obj, path: string): HttpRouteMatch {
       }
     }
   }
-  return compact({
-    path: m.uri ? convertStringMatch(ctx, m.uri, `${path}.uri`, true) : undefined,
-    method: m.method ? convertStringMatch(ctx, m.method, `${path}.method`) : undefined,
-    headers: headers && Object.keys(headers).length > 0 ? headers : undefined,
-    port: m.port ?? undefined,
-  }) ?? {};
+  return (
+    compact({
+      path: m.uri ? convertStringMatch(ctx, m.uri, `${path}.uri`, true) : undefined,
+      method: m.method ? convertStringMatch(ctx, m.method, `${path}.method`) : undefined,
+      headers: headers && Object.keys(headers).length > 0 ? headers : undefined,
+      port: m.port ?? undefined,
+    }) ?? {}
+  );
 }
 
 function percent(ctx: Ctx, p: Obj | undefined, path: string): number {
@@ -670,7 +689,8 @@ function convertFault(ctx: Ctx, f: Obj, path: string): FaultSettings | undefined
     const p = `${path}.delay`;
     ctx.unsupported(f.delay, p, { percent: 'deprecated in Istio; use percentage.value', exponentialDelay: '' });
     if (!present(f.delay.fixedDelay)) ctx.add(`${p}.fixedDelay`, 'required field is missing');
-    else if (positiveDuration(ctx, f.delay.fixedDelay, `${p}.fixedDelay`) !== undefined) delay = { fixedDelayMs: ms(f.delay.fixedDelay)!, percent: percent(ctx, f.delay.percentage ?? undefined, `${p}.percentage`) };
+    else if (positiveDuration(ctx, f.delay.fixedDelay, `${p}.fixedDelay`) !== undefined)
+      delay = { fixedDelayMs: ms(f.delay.fixedDelay)!, percent: percent(ctx, f.delay.percentage ?? undefined, `${p}.percentage`) };
   }
   if (f.abort) {
     const p = `${path}.abort`;
@@ -734,7 +754,8 @@ export function convertVirtualService(name: string, namespace: string, spec: any
       const dest: Obj = r.destination;
       const hostProblem = dest.host === '*' ? `invalid destination host ${dest.host}` : wildcardDomainProblem(dest.host);
       if (hostProblem) ctx.add(`${rp}.destination.host`, hostProblem);
-      if (present(dest.subset) && !isDns1123Label(dest.subset)) ctx.add(`${rp}.destination.subset`, `expected a DNS-1123 label (letters, digits and '-', at most 63), got ${JSON.stringify(dest.subset)}`);
+      if (present(dest.subset) && !isDns1123Label(dest.subset))
+        ctx.add(`${rp}.destination.subset`, `expected a DNS-1123 label (letters, digits and '-', at most 63), got ${JSON.stringify(dest.subset)}`);
       total += weight;
       destinations.push(compact({ host: r.destination.host, subset: r.destination.subset ?? undefined, port: r.destination.port?.number, weight }) as UnresolvedDestination);
     });
@@ -869,7 +890,10 @@ export function buildTrafficPolicies(
         }
         if (d.subset !== undefined && !drByService.get(res.key)?.subsets.some((s) => s.name === d.subset)) {
           const dr = drByService.get(res.key);
-          at(`${path}.subset`, dr ? `DestinationRule ${dr.rule.namespace}/${dr.rule.name} for ${res.key} defines no subset ${JSON.stringify(d.subset)}` : `no DestinationRule defines subsets for Service ${res.key}`);
+          at(
+            `${path}.subset`,
+            dr ? `DestinationRule ${dr.rule.namespace}/${dr.rule.name} for ${res.key} defines no subset ${JSON.stringify(d.subset)}` : `no DestinationRule defines subsets for Service ${res.key}`,
+          );
         }
         if (d.port !== undefined && !services.get(res.key)!.ports.some((p) => p.port === d.port)) at(`${path}.port.number`, `Service ${res.key} has no port ${d.port}`);
         return { ...d, key: res.key };

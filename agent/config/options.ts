@@ -101,7 +101,9 @@ export type ListenerName = (typeof LISTENER_NAMES)[number];
  * Where the agent listens for each held socket (one source for the supervisor that binds and the agent that adopts);
  * a name without an address (`outbound6` without --capture-ip6) is not held.
  */
-export function listenerAddresses(opts: Pick<AgentOptions, 'captureIp' | 'captureIp6' | 'outboundPort' | 'inboundPort' | 'metricsPort' | 'readyPort' | 'adminPort'>): Partial<Record<ListenerName, { host: string; port: number }>> {
+export function listenerAddresses(
+  opts: Pick<AgentOptions, 'captureIp' | 'captureIp6' | 'outboundPort' | 'inboundPort' | 'metricsPort' | 'readyPort' | 'adminPort'>,
+): Partial<Record<ListenerName, { host: string; port: number }>> {
   return {
     outbound: { host: opts.captureIp, port: opts.outboundPort },
     ...(opts.captureIp6 ? { outbound6: { host: opts.captureIp6, port: opts.outboundPort } } : {}),

@@ -107,9 +107,7 @@ function namespacePolicy(pas: readonly PeerAuthentication[], namespace: string):
 
 /** The workload policy selecting (namespace, labels), first by name when several do (Istio: the oldest). */
 function workloadPolicy(pas: readonly PeerAuthentication[], namespace: string, labels: Readonly<Record<string, string>>): PeerAuthentication | undefined {
-  return pas
-    .filter((p) => p.namespace === namespace && p.selector && Object.entries(p.selector).every(([k, v]) => labels[k] === v))
-    .sort(byName)[0];
+  return pas.filter((p) => p.namespace === namespace && p.selector && Object.entries(p.selector).every(([k, v]) => labels[k] === v)).sort(byName)[0];
 }
 
 /** The mode a namespace inherits: its namespace policy, else the mesh policy, else PERMISSIVE (UNSET passes through). */
@@ -151,9 +149,7 @@ function workloadModes(pa: PeerAuthentication, inherited: MtlsMode): { defaultSt
  */
 export function convertPeerAuthentications(pas: readonly PeerAuthentication[], rootNamespace: string): AuthorizationPolicy[] {
   if (pas.length === 0) return [];
-  const out: AuthorizationPolicy[] = [
-    { name: STATIC_STRICT_POLICY_NAME, namespace: rootNamespace, action: 'DENY', scope: 'workloadSelector', rules: [{ clauses: [{ matches: [DENY_PLAINTEXT] }] }] },
-  ];
+  const out: AuthorizationPolicy[] = [{ name: STATIC_STRICT_POLICY_NAME, namespace: rootNamespace, action: 'DENY', scope: 'workloadSelector', rules: [{ clauses: [{ matches: [DENY_PLAINTEXT] }] }] }];
   for (const pa of pas) {
     if (!pa.selector || pa.namespace === rootNamespace || pa.portModes.size === 0) continue;
     const { defaultStrict, strictPorts, nonStrictPorts } = workloadModes(pa, inheritedMode(pas, pa.namespace, rootNamespace));

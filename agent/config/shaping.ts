@@ -23,7 +23,19 @@ import { parseBandwidth } from './bandwidth';
 import { checkWorkloadSelector, isDns1123Label } from './istio-names';
 import { parseDurationMs, validate, type FieldProblem, type FieldSpec } from './schema';
 import { resolveHost } from './istio-traffic';
-import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, OverLimitSettings, QosSettings, RouteStringMatch, Service, ShapingRule, TrafficPriority, Workload, WorkloadShaping } from '../state/types';
+import type {
+  BytesPerSecondSettings,
+  HttpRouteMatch,
+  LocalRateLimitSettings,
+  OverLimitSettings,
+  QosSettings,
+  RouteStringMatch,
+  Service,
+  ShapingRule,
+  TrafficPriority,
+  Workload,
+  WorkloadShaping,
+} from '../state/types';
 
 export const TRAFFIC_SHAPING_API_VERSION = 'smesh.io/v1alpha1';
 /** Envoy's minimum fill interval for the local rate limit. */
@@ -97,7 +109,8 @@ function convertBucket(v: Obj, path: string, problems: FieldProblem[]): LocalRat
   const fillIntervalMs = parseDurationMs(v.fillInterval as string);
   if (maxTokens < 1 || maxTokens > 0xffffffff) problems.push({ field: `${path}.maxTokens`, message: `expected an integer 1-4294967295, got ${maxTokens}` });
   if (tokensPerFill < 1 || tokensPerFill > 0xffffffff) problems.push({ field: `${path}.tokensPerFill`, message: `expected an integer 1-4294967295 (default 1), got ${tokensPerFill}` });
-  if (fillIntervalMs < MIN_FILL_INTERVAL_MS) problems.push({ field: `${path}.fillInterval`, message: `expected at least ${MIN_FILL_INTERVAL_MS}ms (Envoy's minimum), got ${JSON.stringify(v.fillInterval)}` });
+  if (fillIntervalMs < MIN_FILL_INTERVAL_MS)
+    problems.push({ field: `${path}.fillInterval`, message: `expected at least ${MIN_FILL_INTERVAL_MS}ms (Envoy's minimum), got ${JSON.stringify(v.fillInterval)}` });
   return problems.length === before ? { maxTokens, tokensPerFill, fillIntervalMs } : undefined;
 }
 
@@ -154,7 +167,8 @@ function convertQos(v: Obj, path: string, problems: FieldProblem[]): QosSettings
   const out: { priority?: TrafficPriority; weight?: number; dscp?: number } = {};
   if (v.priority !== undefined && v.priority !== null) out.priority = v.priority as TrafficPriority;
   if (v.weight !== undefined && v.weight !== null) {
-    if (v.weight < 1 || v.weight > MAX_FAIR_SHARE_WEIGHT) problems.push({ field: `${path}weight`, message: `expected an integer 1-${MAX_FAIR_SHARE_WEIGHT} (default ${DEFAULT_FAIR_SHARE_WEIGHT}), got ${v.weight}` });
+    if (v.weight < 1 || v.weight > MAX_FAIR_SHARE_WEIGHT)
+      problems.push({ field: `${path}weight`, message: `expected an integer 1-${MAX_FAIR_SHARE_WEIGHT} (default ${DEFAULT_FAIR_SHARE_WEIGHT}), got ${v.weight}` });
     else out.weight = v.weight as number;
   }
   if (v.dscp !== undefined && v.dscp !== null) {
@@ -188,7 +202,8 @@ function convertRule(r: Obj, path: string, index: number, direction: 'outbound' 
   const connectionRate = r.connectionRate ? convertBucket(r.connectionRate, `${path}.connectionRate`, problems) : undefined;
   const requestRate = r.requestRate ? convertBucket(r.requestRate, `${path}.requestRate`, problems) : undefined;
   const maxConnections: number | undefined = r.maxConnections ?? undefined;
-  if (maxConnections !== undefined && (maxConnections < 1 || maxConnections > 0xffffffff)) problems.push({ field: `${path}.maxConnections`, message: `expected an integer 1-4294967295, got ${maxConnections}` });
+  if (maxConnections !== undefined && (maxConnections < 1 || maxConnections > 0xffffffff))
+    problems.push({ field: `${path}.maxConnections`, message: `expected an integer 1-4294967295, got ${maxConnections}` });
   const bytesPerSecond = r.bytesPerSecond ? convertBytesPerSecond(r.bytesPerSecond, `${path}.bytesPerSecond`, problems) : undefined;
   const qos = convertQos(r, `${path}.`, problems);
   const port: number | undefined = r.port ?? undefined;
@@ -206,10 +221,13 @@ function convertRule(r: Obj, path: string, index: number, direction: 'outbound' 
   if (r.overLimit?.maxWait !== undefined && r.overLimit?.maxWait !== null) {
     maxWaitMs = parseDurationMs(r.overLimit.maxWait);
     if (action !== 'queue') problems.push({ field: `${path}.overLimit.maxWait`, message: 'applies to action Queue only' });
-    else if (maxWaitMs <= 0 || maxWaitMs > MAX_QUEUE_WAIT_MS) problems.push({ field: `${path}.overLimit.maxWait`, message: `expected more than 0 and at most ${MAX_QUEUE_WAIT_MS / 1000}s, got ${JSON.stringify(r.overLimit.maxWait)}` });
+    else if (maxWaitMs <= 0 || maxWaitMs > MAX_QUEUE_WAIT_MS)
+      problems.push({ field: `${path}.overLimit.maxWait`, message: `expected more than 0 and at most ${MAX_QUEUE_WAIT_MS / 1000}s, got ${JSON.stringify(r.overLimit.maxWait)}` });
   }
-  if (r.overLimit && !r.connectionRate && maxConnections === undefined) problems.push({ field: `${path}.overLimit`, message: 'applies to connection limits (connectionRate, maxConnections); requests over requestRate get 429' });
-  if (action === 'queue' && direction === 'inbound') problems.push({ field: `${path}.overLimit.action`, message: 'Queue is supported on outbound rules only; an inbound connection over a limit gets HBONE status 429' });
+  if (r.overLimit && !r.connectionRate && maxConnections === undefined)
+    problems.push({ field: `${path}.overLimit`, message: 'applies to connection limits (connectionRate, maxConnections); requests over requestRate get 429' });
+  if (action === 'queue' && direction === 'inbound')
+    problems.push({ field: `${path}.overLimit.action`, message: 'Queue is supported on outbound rules only; an inbound connection over a limit gets HBONE status 429' });
   if (problems.length > before) return undefined;
   const overLimit: OverLimitSettings = { action, maxWaitMs: action === 'queue' ? maxWaitMs : 0 };
   return {
@@ -251,7 +269,8 @@ export function convertTrafficShaping(name: string, namespace: string, spec: any
   const outbound = rules('outbound');
   const inbound = rules('inbound');
   const qos = convertQos(s, 'spec.', problems);
-  if (outbound.length === 0 && inbound.length === 0 && !qos && problems.length === 0) problems.push({ field: 'spec', message: 'expected at least one rule in spec.outbound or spec.inbound, or a priority, weight or dscp' });
+  if (outbound.length === 0 && inbound.length === 0 && !qos && problems.length === 0)
+    problems.push({ field: 'spec', message: 'expected at least one rule in spec.outbound or spec.inbound, or a priority, weight or dscp' });
   if (problems.length > 0) return { problems };
   const hasSelector = matchLabels !== undefined && matchLabels !== null && Object.keys(matchLabels).length > 0;
   return { shaping: { name, namespace, ...(hasSelector ? { selector: { ...matchLabels } } : {}), outbound, inbound, ...(qos ? { qos } : {}) }, problems };

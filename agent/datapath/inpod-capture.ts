@@ -178,7 +178,10 @@ export class InpodCapture {
         try {
           c = await this.open(path, ino);
         } catch (err) {
-          this.log.warn({ netns: path, pods: list.map((w) => w.uid), err: (err as Error).message }, 'inbound plaintext capture not set up for this pod namespace (plaintext is not authorized there until it is); will retry on the next reconcile');
+          this.log.warn(
+            { netns: path, pods: list.map((w) => w.uid), err: (err as Error).message },
+            'inbound plaintext capture not set up for this pod namespace (plaintext is not authorized there until it is); will retry on the next reconcile',
+          );
           continue;
         }
         this.byPath.set(path, c);
@@ -190,7 +193,10 @@ export class InpodCapture {
         try {
           fd = serverFd(familyOf(ip) === 6 ? await this.server6(c) : c.server);
         } catch (err) {
-          this.log.warn({ netns: path, ip, err: (err as Error).message }, 'cannot open the IPv6 plaintext capture listener in this pod namespace (IPv6 plaintext to it is held back until it is); will retry on the next reconcile');
+          this.log.warn(
+            { netns: path, ip, err: (err as Error).message },
+            'cannot open the IPv6 plaintext capture listener in this pod namespace (IPv6 plaintext to it is held back until it is); will retry on the next reconcile',
+          );
           continue;
         }
         if (fd === undefined) continue;

@@ -30,9 +30,7 @@ function localMeshed(s: MeshSnapshot, nodeName: string): Workload[] {
 function portsMentioned(policies: readonly AuthorizationPolicy[]): Set<number> {
   const ports = new Set<number>();
   for (const p of policies)
-    for (const r of p.rules)
-      for (const c of r.clauses)
-        for (const m of c.matches) for (const port of [...(m.destinationPorts ?? []), ...(m.notDestinationPorts ?? [])]) ports.add(port);
+    for (const r of p.rules) for (const c of r.clauses) for (const m of c.matches) for (const port of [...(m.destinationPorts ?? []), ...(m.notDestinationPorts ?? [])]) ports.add(port);
   return ports;
 }
 
@@ -59,8 +57,7 @@ export function desiredInboundModes(s: MeshSnapshot, nodeName: string, trustedSo
     const named = portsMentioned(policies);
     // Every address of a dual-stack pod: plaintext to either one is the same plaintext to the same pod.
     for (const ip of workloadAddresses(w)) {
-      const modeAt = (port: number): InboundMode =>
-        evaluate(policies, { destinationIp: ip, destinationPort: port }).allow ? 'PERMISSIVE' : 'STRICT';
+      const modeAt = (port: number): InboundMode => (evaluate(policies, { destinationIp: ip, destinationPort: port }).allow ? 'PERMISSIVE' : 'STRICT');
       const base = modeAt(unnamedPort(named));
       out.set(inboundKey({ ip, port: 0 }), { ip, port: 0, mode: base });
       for (const port of named) {

@@ -1,6 +1,6 @@
 // Keeps the kernel maps equal to the mesh state: enrolled pods (by netns cookie), meshed destinations, inbound STRICT modes and connect-time denies.
 import { statSync } from 'node:fs';
-import { MeshSnapshot, Service, Workload } from '../state/types';
+import type { MeshSnapshot, Service, Workload } from '../state/types';
 import { workloadAddresses } from '../state/addresses';
 import { denyKey, desiredConnectDenies, desiredInboundModes, inboundKey, type InboundMode } from './policy-maps';
 

@@ -125,15 +125,32 @@ export class NetnsDiscovery {
     for (const w of match.missing) {
       if (this.warned.has(w.uid)) continue;
       this.warned.add(w.uid);
-      log.warn({ workload: w.uid, ip: w.ip, cgroupRoot: this.opts.cgroupRoot }, 'no network namespace found for a local pod (no process below --cgroup-root has its IP); it is not redirected until one appears');
+      log.warn(
+        { workload: w.uid, ip: w.ip, cgroupRoot: this.opts.cgroupRoot },
+        'no network namespace found for a local pod (no process below --cgroup-root has its IP); it is not redirected until one appears',
+      );
     }
     for (const { workload: w, candidates } of match.ambiguous) {
       if (this.warned.has(w.uid)) continue;
       this.warned.add(w.uid);
-      log.warn({ workload: w.uid, ip: w.ip, namespaces: candidates.map((c) => ({ ino: c.ino, cgroups: c.cgroups })) }, 'several network namespaces hold a local pod\'s IP; it is not redirected until only one does');
+      log.warn(
+        { workload: w.uid, ip: w.ip, namespaces: candidates.map((c) => ({ ino: c.ino, cgroups: c.cgroups })) },
+        "several network namespaces hold a local pod's IP; it is not redirected until only one does",
+      );
     }
     this.unresolved = [...match.missing.map((w) => w.uid), ...match.ambiguous.map((a) => a.workload.uid)].sort();
-    log.debug({ cgroups: scan.cgroups, populated: scan.populated, namespaces: scan.namespaces.length, hostNetwork: scan.hostNetwork, resolved: next.size, unresolved: this.unresolved.length, ms: Math.round(scan.durationMs * 10) / 10 }, 'netns discovery pass');
+    log.debug(
+      {
+        cgroups: scan.cgroups,
+        populated: scan.populated,
+        namespaces: scan.namespaces.length,
+        hostNetwork: scan.hostNetwork,
+        resolved: next.size,
+        unresolved: this.unresolved.length,
+        ms: Math.round(scan.durationMs * 10) / 10,
+      },
+      'netns discovery pass',
+    );
     this.current = next;
     return withNetns(s, next);
   }

@@ -1,5 +1,5 @@
 // A request body streamed to the current upstream attempt while a copy (up to a limit) is kept, so a failed attempt can be replayed to another endpoint.
-import type { Readable, Writable } from 'stream';
+import type { Readable, Writable } from 'node:stream';
 
 /**
  * The only reader of a request body. Chunks go to the attached sink as they arrive (with its

@@ -1,7 +1,7 @@
 // Opt-in (--http-engine) destination-side HTTP/1.1 through the addon's native HTTP/1.1 engine: an HBONE tunnel's socketpair end or a captured plaintext socket to an HTTP port is served by the engine, every request head decided by InboundHttp's shared decision (path normalization, L7 AuthorizationPolicy, request rate) and reported with the destination's labels; everything else stays on node:http.
-import * as fs from 'fs';
-import * as net from 'net';
-import type { Duplex } from 'stream';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Http1Engine, Http1EngineHandlers, Http1Request, Http1Result, Http1SessionClosed, Http1UpstreamFailure } from '../native/http1-types';
 import type { HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import type { MeshMetrics } from '../telemetry/metrics';
@@ -84,7 +84,7 @@ export class EngineInboundHttp implements HttpTunnelServer {
   static ineligibility(stream: Duplex, ctx: TunnelContext): InboundEngineIneligibility | undefined {
     // gRPC / HTTP/2 ports: the engine speaks HTTP/1.1 (an h2c client on an HTTP port is handed back by its preface).
     if (ctx.protocol !== 'http') return 'not_http1_port';
-    const handle = stream instanceof net.Socket ? ((stream as unknown as { _handle?: SocketHandle })._handle) : undefined;
+    const handle = stream instanceof net.Socket ? (stream as unknown as { _handle?: SocketHandle })._handle : undefined;
     // A node:http2 stream (the JS HBONE data plane) has no socket to hand over.
     if (typeof handle?.fd !== 'number' || handle.fd < 0 || !handle.readStop) return 'no_fd';
     const sock = stream as net.Socket;

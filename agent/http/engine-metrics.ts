@@ -18,8 +18,18 @@ export function httpEngineCounters(metrics: MeshMetrics | undefined): HttpEngine
   if (!c) {
     const registers = [metrics.registry];
     c = {
-      served: new Counter({ name: 'smesh_http_engine_requests_total', help: 'HTTP/1.1 requests served by the native HTTP/1.1 engine (--http-engine), by direction and outcome', labelNames: ['direction', 'outcome'], registers }),
-      fallbacks: new Counter({ name: 'smesh_http_engine_fallbacks_total', help: 'HTTP-port connections kept on node:http with --http-engine, by direction and reason', labelNames: ['direction', 'reason'], registers }),
+      served: new Counter({
+        name: 'smesh_http_engine_requests_total',
+        help: 'HTTP/1.1 requests served by the native HTTP/1.1 engine (--http-engine), by direction and outcome',
+        labelNames: ['direction', 'outcome'],
+        registers,
+      }),
+      fallbacks: new Counter({
+        name: 'smesh_http_engine_fallbacks_total',
+        help: 'HTTP-port connections kept on node:http with --http-engine, by direction and reason',
+        labelNames: ['direction', 'reason'],
+        registers,
+      }),
     };
     byRegistry.set(metrics.registry, c);
   }

@@ -1,7 +1,7 @@
 // Opt-in (--http-engine) outbound HTTP/1.1 through the addon's native HTTP/1.1 engine: eligible client connections of HTTP service ports go to the engine, every request head is decided by HttpOutbound's shared decision, results feed the request metrics; everything else stays on node:http.
-import * as fs from 'fs';
-import * as net from 'net';
-import type { Duplex } from 'stream';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { SmeshError } from '../errors';
 import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure } from '../native/http1-types';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
@@ -131,7 +131,11 @@ class TunnelBridge {
 
   close(): void {
     for (const s of this.sockets) s.destroy();
-    for (const l of this.listeners.values()) void l.then((x) => x.server.close(), () => undefined);
+    for (const l of this.listeners.values())
+      void l.then(
+        (x) => x.server.close(),
+        () => undefined,
+      );
     this.listeners.clear();
   }
 }
@@ -278,7 +282,9 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
         [status, flags, body] = [504, 'UT', 'upstream request timeout'];
         break;
       case 'reset':
-        [status, flags, body] = f.reused ? [503, 'UC', `upstream connect error or disconnect/reset before headers: pooled connection closed by the upstream (${f.detail})`] : [502, 'UC', `upstream reset before response: ${f.detail}`];
+        [status, flags, body] = f.reused
+          ? [503, 'UC', `upstream connect error or disconnect/reset before headers: pooled connection closed by the upstream (${f.detail})`]
+          : [502, 'UC', `upstream reset before response: ${f.detail}`];
         break;
       case 'protocol':
         this.opts.metrics?.httpProtocolErrors.inc({ direction: 'outbound', side: 'upstream', reason: 'bad_response' });
@@ -297,7 +303,10 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
     const d = entry.decision;
     if (d?.kind === 'forward') d.done(r.status);
     const flags = entry.flags ?? d?.flags ?? '-';
-    this.opts.http.recordEngineRequest(entry.ctx, d?.service ?? entry.ctx.service, d?.destination, r.status, r.durationUs / 1000, flags, { requestBytes: r.requestBytes, responseBytes: r.responseBytes });
+    this.opts.http.recordEngineRequest(entry.ctx, d?.service ?? entry.ctx.service, d?.destination, r.status, r.durationUs / 1000, flags, {
+      requestBytes: r.requestBytes,
+      responseBytes: r.responseBytes,
+    });
   }
 
   /** Upgrade / CONNECT: the socket leaves the engine and is served by node:http's upgrade handler, head bytes first. */

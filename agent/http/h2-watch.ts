@@ -1,6 +1,6 @@
 // Watches the frames an HTTP/2 session writes: nghttp2 answers a peer's invalid frames with an error GOAWAY or RST_STREAM and tells Node nothing, so this is where they become visible.
-import { Duplex } from 'stream';
-import type * as net from 'net';
+import { Duplex } from 'node:stream';
+import type * as net from 'node:net';
 
 const FRAME_HEADER = 9;
 const TYPE_RST_STREAM = 3;

@@ -1,8 +1,8 @@
 // Inbound L7 enforcement: parses HTTP/1.1 or HTTP/2 inside one HBONE tunnel to an HTTP port, authorizes each request with its attributes and forwards the allowed ones to the local pod.
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
-import { Duplex } from 'stream';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { Duplex } from 'node:stream';
 import type { HttpAttributes } from '../policy/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RequestSizes } from '../telemetry/metrics';
@@ -208,7 +208,10 @@ export class InboundHttp implements HttpTunnelServer {
       return { kind: 'reply', status: 403, headers: { 'content-type': 'text/plain' }, body: RBAC_DENIED_BODY, flags: 'RBAC', denied: true, attrs };
     }
     const shaping = this.opts.shaping;
-    const limited = shaping && ctx.workload ? shaping.admitRequest({ direction: 'inbound', destination: ctx.workload, port: ctx.destination.port, sourceIp: ctx.sourceIp, method: attrs.method, path: attrs.path, headers: attrs.headers }) : undefined;
+    const limited =
+      shaping && ctx.workload
+        ? shaping.admitRequest({ direction: 'inbound', destination: ctx.workload, port: ctx.destination.port, sourceIp: ctx.sourceIp, method: attrs.method, path: attrs.path, headers: attrs.headers })
+        : undefined;
     if (limited) return { kind: 'reply', status: 429, headers: { 'content-type': 'text/plain', ...limited.headers }, body: limited.body, flags: 'RL', denied: false, attrs };
     return { kind: 'forward', path, attrs };
   }
@@ -302,7 +305,9 @@ export class InboundHttp implements HttpTunnelServer {
       const d = this.decideRequest(ctx, { method: req.method ?? '', target: req.url ?? '', host: req.headers.host ?? '', headers: req.headersDistinct });
       if (d.kind === 'reply') {
         if (d.denied) denied++;
-        const fields = Object.entries(d.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        const fields = Object.entries(d.headers)
+          .map(([k, v]) => `${k}: ${v}\r\n`)
+          .join('');
         socket.end(`HTTP/1.1 ${d.status} ${http.STATUS_CODES[d.status]}\r\n${fields}content-length: ${Buffer.byteLength(d.body)}\r\nconnection: close\r\n\r\n${d.body}`);
         this.record(ctx, d.status, undefined, t0, d.flags);
         return;

@@ -1,10 +1,10 @@
 // Per-request outbound proxying for HTTP service ports: route, pick, circuit-break, outlier-track, retry, time out, inject faults, count.
 import { routeToEndpoint } from '../proxy/endpoint-route';
 import { sidecarSni, type LegacyMtlsRequest } from '../proxy/legacy-mtls';
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
-import type { Duplex } from 'stream';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { LbEndpoint } from '../lb/endpoint';
 import { EndpointLoadTracker } from '../lb/load';
 import type { PickRequest } from '../lb/picker';
@@ -53,7 +53,6 @@ export const DEFAULT_RETRY: RetrySettings = { attempts: 2, retryOn: ['connect-fa
 
 /** A refused upgrade's answer is relayed close-delimited: its own framing and connection headers go. */
 const NOT_UPGRADED_DROP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade']);
-
 
 /** The proxies' authorizer with the request attributes of an HTTP port (agent/policy/authorizer.ts createAuthorizer fits). */
 export type HttpAuthorizer = (input: AuthorizeInput & { readonly http?: HttpAttributes }) => AuthorizeResult;
@@ -182,9 +181,7 @@ const DEAD_CONNECTION_CODES: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE
 /** RFC 9110 §9.2.2: a request with one of these methods may be sent again. */
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
-type AttemptResult =
-  | { readonly kind: 'response'; readonly res: http.IncomingMessage }
-  | { readonly kind: 'failure'; readonly failure: FailureKind; readonly message: string };
+type AttemptResult = { readonly kind: 'response'; readonly res: http.IncomingMessage } | { readonly kind: 'failure'; readonly failure: FailureKind; readonly message: string };
 
 type H2AttemptResult =
   | {
@@ -451,7 +448,11 @@ export class HttpOutbound {
     clearInterval(this.pruneTimer);
     for (const s of this.sockets) s.destroy();
     this.pool.close();
-    for (const e of this.h2sessions.values()) void e.session.then((x) => x.destroy(), () => undefined);
+    for (const e of this.h2sessions.values())
+      void e.session.then(
+        (x) => x.destroy(),
+        () => undefined,
+      );
     this.h2sessions.clear();
   }
 
@@ -576,7 +577,8 @@ export class HttpOutbound {
           reply(new ProxyReply(403, 'RBAC: access denied by the destination', 'UAEX'));
           return;
         }
-        if (backend.outlier?.record(e.key, 'connect_failure', backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+        if (backend.outlier?.record(e.key, 'connect_failure', backend.endpoints.length))
+          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
       }
       if (sock.destroyed) {
         transport?.destroy();
@@ -595,7 +597,8 @@ export class HttpOutbound {
       if (loadEnded) return;
       loadEnded = true;
       this.load.end(chosen, startedAt);
-      if (backend.outlier?.record(chosen.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+      if (backend.outlier?.record(chosen.key, outcome, backend.endpoints.length))
+        this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
     };
     cleanups.push(() => {
       endLoad('success');
@@ -604,11 +607,14 @@ export class HttpOutbound {
     const up = http.request({ method, path, headers: upgradeRequestHeaders(req), createConnection: () => upstream, setHost: false });
     const timeoutMs = t.route?.timeoutMs && t.route.timeoutMs > 0 ? t.route.timeoutMs : undefined;
     // The route timeout bounds the handshake only: an open tunnel has no deadline.
-    const timer = timeoutMs !== undefined ? setTimeout(() => {
-      endLoad('gateway_error');
-      up.destroy();
-      reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
-    }, timeoutMs) : undefined;
+    const timer =
+      timeoutMs !== undefined
+        ? setTimeout(() => {
+            endLoad('gateway_error');
+            up.destroy();
+            reply(new ProxyReply(504, 'upstream request timeout', 'UT'));
+          }, timeoutMs)
+        : undefined;
     timer?.unref();
     up.once('upgrade', (res: http.IncomingMessage, upSock: Duplex, upHead: Buffer) => {
       if (timer) clearTimeout(timer);
@@ -624,17 +630,24 @@ export class HttpOutbound {
       if (head.length > 0) upSock.write(head);
       // After 101 the connection is raw bytes: a same-node one is re-decided on its upgrade request when policies change.
       const w = chosen.workload;
-      const untrack = w.meshed && w.node === this.opts.nodeName
-        ? this.opts.connections?.register({
-            direction: 'outbound',
-            facts: { sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip: w.ip, port: t.targetPort }, destinationWorkload: w, http: { method, path, host: req.headers.host ?? '', headers: req.headers } },
-            mode: 'raw',
-            close: () => {
-              sock.destroy();
-              upSock.destroy();
-            },
-          })
-        : undefined;
+      const untrack =
+        w.meshed && w.node === this.opts.nodeName
+          ? this.opts.connections?.register({
+              direction: 'outbound',
+              facts: {
+                sourceIdentity: ctx.source.identity,
+                sourceIp: ctx.sourceIp,
+                destination: { ip: w.ip, port: t.targetPort },
+                destinationWorkload: w,
+                http: { method, path, host: req.headers.host ?? '', headers: req.headers },
+              },
+              mode: 'raw',
+              close: () => {
+                sock.destroy();
+                upSock.destroy();
+              },
+            })
+          : undefined;
       splice(sock, upSock, () => {
         untrack?.();
         record(101);
@@ -664,7 +677,11 @@ export class HttpOutbound {
    * (no retries, no fault delay beyond what admit() does). undefined: `gone()` turned true during a fault delay.
    * A forward holds a breaker request slot and endpoint load until its done() is called.
    */
-  async decideForEngine(ctx: HttpConnectionContext, request: { method: string; target: string; headers: http.IncomingHttpHeaders; headersDistinct: HttpAttributes['headers'] }, gone: () => boolean): Promise<EngineRequestDecision | undefined> {
+  async decideForEngine(
+    ctx: HttpConnectionContext,
+    request: { method: string; target: string; headers: http.IncomingHttpHeaders; headersDistinct: HttpAttributes['headers'] },
+    gone: () => boolean,
+  ): Promise<EngineRequestDecision | undefined> {
     const replyOf = (service: Service, r: ProxyReply, destination?: Workload, delayed = false): EngineRequestDecision => ({
       kind: 'reply',
       service,
@@ -708,7 +725,8 @@ export class HttpOutbound {
         this.load.end(ep, startedAt);
         backend.breaker.releaseRequest();
         const outcome: Outcome = connectFailure ? 'connect_failure' : status === 0 ? 'gateway_error' : outcomeOfStatus(status);
-        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length)) this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
+        if (backend.outlier?.record(ep.key, outcome, backend.endpoints.length))
+          this.opts.metrics?.outlierEjections.inc({ destination_service: serviceInfo(service, this.opts.state.trustDomain)!.host });
       },
     };
   }
@@ -748,7 +766,8 @@ export class HttpOutbound {
   private backend(t: RouteTarget): Backend {
     const key = `${t.service.key}|${t.subset ?? ''}|${t.servicePort.port}`;
     let b = this.backends.get(key);
-    if (!b) this.backends.set(key, (b = { key, breaker: new CircuitBreaker(), signature: '', endpoints: [], lbPolicy: lbPolicyFromSettings(t.settings.loadBalancer), lbSettings: t.settings.loadBalancer }));
+    if (!b)
+      this.backends.set(key, (b = { key, breaker: new CircuitBreaker(), signature: '', endpoints: [], lbPolicy: lbPolicyFromSettings(t.settings.loadBalancer), lbSettings: t.settings.loadBalancer }));
     if (b.lbSettings !== t.settings.loadBalancer) {
       b.lbSettings = t.settings.loadBalancer;
       b.lbPolicy = lbPolicyFromSettings(b.lbSettings);
@@ -770,12 +789,23 @@ export class HttpOutbound {
   }
 
   /** Source reporter always; a same-node request is also reported as the destination (no inbound sees it). */
-  private recordRequest(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined, protocol: 'http' | 'grpc', status: number, grpcStatus: string | undefined, ms: number, flags: string, sizes?: RequestSizes): void {
+  private recordRequest(
+    ctx: HttpConnectionContext,
+    service: Service,
+    dst: Workload | undefined,
+    protocol: 'http' | 'grpc',
+    status: number,
+    grpcStatus: string | undefined,
+    ms: number,
+    flags: string,
+    sizes?: RequestSizes,
+  ): void {
     const m = this.opts.metrics;
     if (!m) return;
     const info = this.info(ctx, service, dst);
     m.recordRequest(info, protocol, status, grpcStatus, ms, flags, sizes);
-    if (dst && dst.node === this.opts.nodeName && dst.meshed) m.recordRequest({ ...info, reporter: 'destination', sourcePrincipal: ctx.source.identity }, protocol, status, grpcStatus, ms, flags, sizes);
+    if (dst && dst.node === this.opts.nodeName && dst.meshed)
+      m.recordRequest({ ...info, reporter: 'destination', sourcePrincipal: ctx.source.identity }, protocol, status, grpcStatus, ms, flags, sizes);
   }
 
   private info(ctx: HttpConnectionContext, service: Service, dst: Workload | undefined): TcpConnectionInfo {
@@ -804,13 +834,18 @@ export class HttpOutbound {
     // The same endpoint decision as the L4 outbound (agent/proxy/endpoint-route.ts); a dual-stack endpoint by the
     // family the client connected with.
     const ip = endpointAddress(w, ctx.sourceIp);
-    const route = routeToEndpoint(w, port, {
-      localNode: this.opts.nodeName,
-      hbonePort: this.opts.hbonePort,
-      hboneAddressing: this.opts.hboneAddressing,
-      trustDomain: this.opts.state.trustDomain,
-      node: (n) => this.opts.state.node(n),
-    }, ip);
+    const route = routeToEndpoint(
+      w,
+      port,
+      {
+        localNode: this.opts.nodeName,
+        hbonePort: this.opts.hbonePort,
+        hboneAddressing: this.opts.hboneAddressing,
+        trustDomain: this.opts.state.trustDomain,
+        node: (n) => this.opts.state.node(n),
+      },
+      ip,
+    );
     switch (route.kind) {
       case 'local': {
         const v = this.authorize({ sourceIdentity: ctx.source.identity, sourceIp: ctx.sourceIp, destination: { ip, port }, destinationWorkload: w, http });
@@ -833,7 +868,13 @@ export class HttpOutbound {
           kind: 'legacy_mtls',
           ip,
           port,
-          legacy: { source: ctx.source, address: { host: ip, port }, expectedServerId: route.serverId, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, ...(host ? { sni: sidecarSni(ctx.port.port, host) } : {}) },
+          legacy: {
+            source: ctx.source,
+            address: { host: ip, port },
+            expectedServerId: route.serverId,
+            timeoutMs: this.opts.connectTimeoutMs ?? 10_000,
+            ...(host ? { sni: sidecarSni(ctx.port.port, host) } : {}),
+          },
         };
       }
       case 'hbone': {
@@ -1062,7 +1103,15 @@ export class HttpOutbound {
   }
 
   /** One upstream try. Resolves undefined when the client went away. */
-  private attempt(ut: UpstreamTarget, t: RouteTarget, b: Backend, req: http.IncomingMessage, tap: BodyTap, timeoutMs: number | undefined, res: http.ServerResponse): Promise<AttemptResult | undefined> {
+  private attempt(
+    ut: UpstreamTarget,
+    t: RouteTarget,
+    b: Backend,
+    req: http.IncomingMessage,
+    tap: BodyTap,
+    timeoutMs: number | undefined,
+    res: http.ServerResponse,
+  ): Promise<AttemptResult | undefined> {
     return new Promise((resolve) => {
       void this.attemptWithSlot(ut, t, b, req, tap, timeoutMs, res, resolve);
     });
@@ -1112,10 +1161,16 @@ export class HttpOutbound {
         }
       };
       res.once('close', onClientGone);
-      const timer = timeoutMs !== undefined ? setTimeout(() => {
-        up.destroy();
-        finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
-      }, Math.max(1, timeoutMs)) : undefined;
+      const timer =
+        timeoutMs !== undefined
+          ? setTimeout(
+              () => {
+                up.destroy();
+                finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+              },
+              Math.max(1, timeoutMs),
+            )
+          : undefined;
       timer?.unref();
       up.once('close', () => b.breaker.releaseConnection());
       up.once('response', (r) => finish({ kind: 'response', res: r }));
@@ -1134,7 +1189,12 @@ export class HttpOutbound {
         if (dead) {
           const replay = !onFreshConnection && tap.replayable && (IDEMPOTENT_METHODS.has(req.method ?? 'GET') || tap.complete);
           this.pool.closeIdle(ut);
-          this.log.info({ endpoint: ut.key, method: req.method, err: err.code, retried: replay }, replay ? 'pooled upstream connection was closed by the upstream; sending the request again on a new connection' : 'pooled upstream connection was closed by the upstream before a response; answering 503 (the request cannot be replayed)');
+          this.log.info(
+            { endpoint: ut.key, method: req.method, err: err.code, retried: replay },
+            replay
+              ? 'pooled upstream connection was closed by the upstream; sending the request again on a new connection'
+              : 'pooled upstream connection was closed by the upstream before a response; answering 503 (the request cannot be replayed)',
+          );
           if (replay) {
             settled = true;
             if (timer) clearTimeout(timer);
@@ -1164,7 +1224,15 @@ export class HttpOutbound {
     const existing = this.h2sessions.get(ut.key);
     if (existing && existing.signature === poolSignature(settings)) return existing;
     if (existing) this.retireH2(ut.key, existing);
-    const entry: H2Upstream = { target: ut, signature: poolSignature(settings), streams: 0, open: 0, retired: false, maxStreams: settings.maxRequestsPerConnection, session: undefined as unknown as Promise<http2.ClientHttp2Session> };
+    const entry: H2Upstream = {
+      target: ut,
+      signature: poolSignature(settings),
+      streams: 0,
+      open: 0,
+      retired: false,
+      maxStreams: settings.maxRequestsPerConnection,
+      session: undefined as unknown as Promise<http2.ClientHttp2Session>,
+    };
     const p = (async () => {
       let transport: Duplex;
       if (ut.kind === 'local') {
@@ -1200,7 +1268,11 @@ export class HttpOutbound {
     entry.open++;
     up.once('close', () => {
       entry.open--;
-      if (entry.retired && entry.open === 0) void entry.session.then((x) => x.close(), () => undefined);
+      if (entry.retired && entry.open === 0)
+        void entry.session.then(
+          (x) => x.close(),
+          () => undefined,
+        );
     });
     if (entry.maxStreams > 0 && entry.streams >= entry.maxStreams) this.retireH2(key, entry);
   }
@@ -1208,7 +1280,11 @@ export class HttpOutbound {
   private retireH2(key: string, entry: H2Upstream): void {
     if (this.h2sessions.get(key) === entry) this.h2sessions.delete(key);
     entry.retired = true;
-    if (entry.open === 0) void entry.session.then((x) => x.close(), () => undefined);
+    if (entry.open === 0)
+      void entry.session.then(
+        (x) => x.close(),
+        () => undefined,
+      );
   }
 
   private async onH2Stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: readonly string[] = []): Promise<void> {
@@ -1298,17 +1374,31 @@ export class HttpOutbound {
       return;
     }
     if (requestMeter) responseMeter = new BodyMeter(true).watch(last.up);
-    this.forwardH2Response(stream, last, deadline, (s, g) => {
-      status = s;
-      if (g !== undefined) grpcStatus = g;
-    }, () => reply(new ProxyReply(504, 'upstream request timeout', 'UT')));
+    this.forwardH2Response(
+      stream,
+      last,
+      deadline,
+      (s, g) => {
+        status = s;
+        if (g !== undefined) grpcStatus = g;
+      },
+      () => reply(new ProxyReply(504, 'upstream request timeout', 'UT')),
+    );
   }
 
   /**
    * One upstream HTTP/2 try: the session (connect failures are failures), the stream with the body
    * attached, up to its response head. Resolves undefined when the client went away.
    */
-  private async h2attempt(ut: UpstreamTarget, backend: Backend, upHeaders: http2.OutgoingHttpHeaders, tap: BodyTap, timeoutMs: number | undefined, stream: http2.ServerHttp2Stream, onFreshSession = false): Promise<H2AttemptResult | undefined> {
+  private async h2attempt(
+    ut: UpstreamTarget,
+    backend: Backend,
+    upHeaders: http2.OutgoingHttpHeaders,
+    tap: BodyTap,
+    timeoutMs: number | undefined,
+    stream: http2.ServerHttp2Stream,
+    onFreshSession = false,
+  ): Promise<H2AttemptResult | undefined> {
     const began = this.now();
     let entry: H2Upstream;
     let session: http2.ClientHttp2Session;
@@ -1344,10 +1434,16 @@ export class HttpOutbound {
         finish(undefined);
       };
       stream.once('close', onClientGone);
-      const timer = timeoutMs !== undefined ? setTimeout(() => {
-        up.close(http2.constants.NGHTTP2_CANCEL);
-        finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
-      }, Math.max(1, timeoutMs)) : undefined;
+      const timer =
+        timeoutMs !== undefined
+          ? setTimeout(
+              () => {
+                up.close(http2.constants.NGHTTP2_CANCEL);
+                finish({ kind: 'failure', failure: 'timeout', message: `no response within ${timeoutMs} ms` });
+              },
+              Math.max(1, timeoutMs),
+            )
+          : undefined;
       timer?.unref();
       // Trailers can come before anyone listens for them in forwardH2Response.
       const early: { trailers?: http2.IncomingHttpHeaders } = {};
@@ -1363,7 +1459,12 @@ export class HttpOutbound {
           const method = String(upHeaders[':method'] ?? 'GET');
           const replay = !onFreshSession && tap.replayable && (IDEMPOTENT_METHODS.has(method) || tap.complete);
           this.retireH2(ut.key, entry);
-          this.log.info({ endpoint: ut.key, method, code, retried: replay }, replay ? 'pooled upstream HTTP/2 session was closed by the upstream; sending the request again on a new session' : 'pooled upstream HTTP/2 session was closed by the upstream before a response; answering 503 (the request cannot be replayed)');
+          this.log.info(
+            { endpoint: ut.key, method, code, retried: replay },
+            replay
+              ? 'pooled upstream HTTP/2 session was closed by the upstream; sending the request again on a new session'
+              : 'pooled upstream HTTP/2 session was closed by the upstream before a response; answering 503 (the request cannot be replayed)',
+          );
           if (replay) {
             settled = true;
             if (timer) clearTimeout(timer);
@@ -1377,13 +1478,24 @@ export class HttpOutbound {
           finish({ kind: 'failure', failure: 'dead_connection', message: `session closed (stream code ${code})` });
           return;
         }
-        finish({ kind: 'failure', failure: 'reset', message: code === http2.constants.NGHTTP2_REFUSED_STREAM ? 'stream refused (REFUSED_STREAM)' : `stream reset (code ${code})`, refused: code === http2.constants.NGHTTP2_REFUSED_STREAM });
+        finish({
+          kind: 'failure',
+          failure: 'reset',
+          message: code === http2.constants.NGHTTP2_REFUSED_STREAM ? 'stream refused (REFUSED_STREAM)' : `stream reset (code ${code})`,
+          refused: code === http2.constants.NGHTTP2_REFUSED_STREAM,
+        });
       });
     });
   }
 
   /** Relays the chosen upstream response: head, body, trailers (gRPC status); the rest of the route timeout still applies. */
-  private forwardH2Response(stream: http2.ServerHttp2Stream, r: Extract<H2AttemptResult, { kind: 'response' }>, deadline: number | undefined, setStatus: (status: number, grpcStatus?: string) => void, onTimeout: () => void): void {
+  private forwardH2Response(
+    stream: http2.ServerHttp2Stream,
+    r: Extract<H2AttemptResult, { kind: 'response' }>,
+    deadline: number | undefined,
+    setStatus: (status: number, grpcStatus?: string) => void,
+    onTimeout: () => void,
+  ): void {
     const up = r.up;
     let trailers = r.early.trailers;
     const grpcOf = (h: http2.IncomingHttpHeaders | undefined) => (h?.['grpc-status'] !== undefined ? String(h['grpc-status']) : undefined);
@@ -1399,11 +1511,17 @@ export class HttpOutbound {
       return;
     }
     const remaining = deadline !== undefined ? deadline - this.now() : undefined;
-    const timer = remaining !== undefined ? setTimeout(() => {
-      up.close(http2.constants.NGHTTP2_CANCEL);
-      if (!stream.headersSent) onTimeout();
-      else stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, Math.max(1, remaining)) : undefined;
+    const timer =
+      remaining !== undefined
+        ? setTimeout(
+            () => {
+              up.close(http2.constants.NGHTTP2_CANCEL);
+              if (!stream.headersSent) onTimeout();
+              else stream.close(http2.constants.NGHTTP2_CANCEL);
+            },
+            Math.max(1, remaining),
+          )
+        : undefined;
     timer?.unref();
     stream.once('close', () => {
       if (timer) clearTimeout(timer);
@@ -1426,5 +1544,4 @@ export class HttpOutbound {
       if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !stream.destroyed) stream.close(downstreamResetCode(up.rstCode));
     });
   }
-
 }

@@ -4,7 +4,7 @@
 // the others with ", "; a `request.headers[...]` condition must see what Envoy's RBAC sees, or a repeated
 // header can slip past it. The evaluator joins these lists with ',' (agent/policy/evaluate.ts headerValue).
 
-import type { IncomingHttpHeaders } from 'http';
+import type { IncomingHttpHeaders } from 'node:http';
 
 /** Lower-case name → every value, from a flat `[name, value, name, value, …]` list (HTTP/2 raw headers); pseudo-headers left out. */
 export function headerLists(raw: readonly string[]): Record<string, string[]> {

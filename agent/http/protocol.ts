@@ -114,7 +114,18 @@ export function isHttpPort(service: Service, port: ServicePort, policy?: Service
 }
 
 /** Connection-specific headers a proxy never forwards (RFC 9110 §7.6.1, RFC 9113 §8.2.2; HTTP2-Settings of the h2c upgrade). */
-export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
 
 /** HTTP/2 connection preface (RFC 9113 §3.4); h2c with prior knowledge and gRPC start with it. */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');

@@ -1,15 +1,5 @@
 // HTTP routing, pure: VirtualService match → weighted destination → subset → endpoints, with the endpoint settings that apply there.
-import type {
-  EndpointSettings,
-  HttpRouteMatch,
-  RouteDestination,
-  RouteStringMatch,
-  Service,
-  ServicePort,
-  ServiceTrafficPolicy,
-  TrafficRoute,
-  Workload,
-} from '../state/types';
+import type { EndpointSettings, HttpRouteMatch, RouteDestination, RouteStringMatch, Service, ServicePort, ServiceTrafficPolicy, TrafficRoute, Workload } from '../state/types';
 
 export interface RouteRequest {
   readonly method: string;
@@ -55,9 +45,7 @@ export interface RouteTarget {
   readonly policy?: ServiceTrafficPolicy;
 }
 
-export type RouteResult =
-  | { readonly kind: 'target'; readonly target: RouteTarget }
-  | { readonly kind: 'error'; readonly status: number; readonly reason: string };
+export type RouteResult = { readonly kind: 'target'; readonly target: RouteTarget } | { readonly kind: 'error'; readonly status: number; readonly reason: string };
 
 function stringMatches(m: RouteStringMatch, value: string | undefined): boolean {
   if (value === undefined) return false;
@@ -106,7 +94,7 @@ export function selectRoute(routes: readonly TrafficRoute[], req: RouteRequest, 
 /** Weighted choice; `u` in [0, 1). Weight-0 destinations are never chosen; all zero → undefined. */
 export function chooseDestination(dests: readonly RouteDestination[], u: number): RouteDestination | undefined {
   let total = 0;
-  for (const d of dests) total += d.weight > 0 ? d.weight : 0;
+  for (const d of dests) total += Math.max(d.weight, 0);
   if (total <= 0) return undefined;
   let x = Math.min(Math.max(u, 0), 0.999999999) * total;
   for (const d of dests) {

@@ -1,6 +1,6 @@
 // Raw byte plumbing for HTTP/1.1 Upgrade (WebSocket): response heads written by hand on a detached socket, and the two-way splice after 101.
-import type * as http from 'http';
-import type { Duplex } from 'stream';
+import type * as http from 'node:http';
+import type { Duplex } from 'node:stream';
 
 /** Hop-by-hop headers never forwarded on an upgrade (Connection and Upgrade themselves are, they are the point). */
 const UPGRADE_DROP = new Set(['keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding']);

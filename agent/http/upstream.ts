@@ -1,7 +1,7 @@
 // Upstream HTTP/1.1 connections per endpoint, reused: plain TCP to a same-node pod, or carried over an HBONE CONNECT stream to a remote one.
-import * as http from 'http';
-import * as net from 'net';
-import type { Duplex } from 'stream';
+import * as http from 'node:http';
+import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { dial, type SourceAddressFor } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
@@ -108,10 +108,14 @@ class MeshAgent extends http.Agent {
   override createConnection(_options: unknown, cb: CreateCb): undefined {
     const t = this.target;
     if (t.kind === 'local') {
-      dial({ ip: t.ip, port: t.port }, { localAddress: this.localAddress(t.ip), noDelay: true, timeoutMs: this.settings.connectTimeoutMs }, {
-        connected: (sock) => cb(null, sock),
-        failed: (err) => cb(Object.assign(err, { smeshConnectFailure: true })),
-      });
+      dial(
+        { ip: t.ip, port: t.port },
+        { localAddress: this.localAddress(t.ip), noDelay: true, timeoutMs: this.settings.connectTimeoutMs },
+        {
+          connected: (sock) => cb(null, sock),
+          failed: (err) => cb(Object.assign(err, { smeshConnectFailure: true })),
+        },
+      );
       return undefined;
     }
     const opening = t.kind === 'legacy_mtls' ? (this.legacy ? this.legacy(t.legacy!) : Promise.reject(new Error(`no sidecar mTLS connector for ${t.key}`))) : this.open(t.hbone!);

@@ -144,13 +144,7 @@ export async function buildCsrDer(fields: CsrFields): Promise<Buffer> {
   const organization = fields.organization === undefined ? undefined : checkOrganization(fields.organization);
   const key = checkP256PrivateKey(fields.privateKey);
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
-  const info = derTlv(
-    TAG_SEQUENCE,
-    DER_VERSION_1,
-    subjectName(organization),
-    spki,
-    derTlv(TAG_CTX0_CONSTRUCTED, extensionRequest(uri, fields.critical ?? true)),
-  );
+  const info = derTlv(TAG_SEQUENCE, DER_VERSION_1, subjectName(organization), spki, derTlv(TAG_CTX0_CONSTRUCTED, extensionRequest(uri, fields.critical ?? true)));
   let signature: Buffer;
   try {
     signature = await signAsync(info, key);

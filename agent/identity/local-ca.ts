@@ -1,8 +1,8 @@
 // The local mesh CA: loads or atomically creates the root (ECDSA P-256) and issues SPIFFE X.509-SVIDs.
 import './reflect-polyfill';
-import { randomBytes, webcrypto, X509Certificate as NodeX509, createPrivateKey, createPublicKey } from 'crypto';
-import { promises as fsp } from 'fs';
-import * as path from 'path';
+import { randomBytes, webcrypto, X509Certificate as NodeX509, createPrivateKey, createPublicKey } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { SmeshError } from '../errors';
 import { DEFAULT_LEAF_TTL_SECONDS } from './defaults';
@@ -154,11 +154,9 @@ async function readRoot(dir: string): Promise<{ certPem: string; keyPem: string 
     const keyPem = await fsp.readFile(path.join(dir, ROOT_KEY), 'utf8');
     return { certPem, keyPem };
   } catch (err) {
-    throw new SmeshError(
-      'SMESH_ERR_IDENTITY',
-      `${path.join(dir, ROOT_CERT)} exists but ${ROOT_KEY} cannot be read (${(err as Error).message}); restore the key or remove the directory`,
-      { cause: err },
-    );
+    throw new SmeshError('SMESH_ERR_IDENTITY', `${path.join(dir, ROOT_CERT)} exists but ${ROOT_KEY} cannot be read (${(err as Error).message}); restore the key or remove the directory`, {
+      cause: err,
+    });
   }
 }
 

@@ -185,10 +185,13 @@ export class IdentityManager {
 
   private schedule(id: string, e: Entry, delayMs: number): void {
     if (e.timer) clearTimeout(e.timer);
-    e.timer = setTimeout(() => {
-      e.timer = undefined;
-      this.fetch(id, e).catch(() => undefined); // failure already logged and rescheduled
-    }, Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
+    e.timer = setTimeout(
+      () => {
+        e.timer = undefined;
+        this.fetch(id, e).catch(() => undefined); // failure already logged and rescheduled
+      },
+      Math.max(0, Math.min(delayMs, 2 ** 31 - 1)),
+    );
     e.timer.unref();
   }
 }

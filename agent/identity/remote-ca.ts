@@ -1,5 +1,5 @@
 // Certificates from `smesh control`: a fresh P-256 key and PKCS#10 CSR per identity, CreateCertificate over the authenticated channel, and a strict check of the returned chain.
-import { X509Certificate as NodeX509, createPublicKey } from 'crypto';
+import { X509Certificate as NodeX509, createPublicKey } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { SmeshError } from '../errors';
 import { silentLogger, type Logger } from '../telemetry/logger';
@@ -148,22 +148,18 @@ export class RemoteCa implements CertificateSource {
         reject(new SmeshError('SMESH_ERR_IDENTITY', `cannot request a certificate for ${spiffeId}: ${(err as Error).message}`, { cause: err }));
         return;
       }
-      client.CreateCertificate(
-        { csr: csrPem, validityDuration: this.ttlSeconds },
-        { deadline: new Date(Date.now() + this.timeoutMs) },
-        (err, res) => {
-          if (err || !res) {
-            const code = err?.code ?? grpc.status.UNKNOWN;
-            const name = grpc.status[code] ?? String(code);
-            const hint = grpcHint(code, spiffeId);
-            const msg = `control plane refused the certificate for ${spiffeId}: ${name}: ${err?.details || 'empty response'}${hint ? `; ${hint}` : ''}`;
-            if (code === grpc.status.PERMISSION_DENIED) this.log.warn({ spiffeId, code: name, details: err?.details }, 'certificate request denied');
-            reject(Object.assign(new SmeshError('SMESH_ERR_IDENTITY', msg, { cause: err }), { grpcCode: code }));
-            return;
-          }
-          resolve(res);
-        },
-      );
+      client.CreateCertificate({ csr: csrPem, validityDuration: this.ttlSeconds }, { deadline: new Date(Date.now() + this.timeoutMs) }, (err, res) => {
+        if (err || !res) {
+          const code = err?.code ?? grpc.status.UNKNOWN;
+          const name = grpc.status[code] ?? String(code);
+          const hint = grpcHint(code, spiffeId);
+          const msg = `control plane refused the certificate for ${spiffeId}: ${name}: ${err?.details || 'empty response'}${hint ? `; ${hint}` : ''}`;
+          if (code === grpc.status.PERMISSION_DENIED) this.log.warn({ spiffeId, code: name, details: err?.details }, 'certificate request denied');
+          reject(Object.assign(new SmeshError('SMESH_ERR_IDENTITY', msg, { cause: err }), { grpcCode: code }));
+          return;
+        }
+        resolve(res);
+      });
     });
   }
 
@@ -173,8 +169,7 @@ export class RemoteCa implements CertificateSource {
    * Roots in the response are never trusted by themselves.
    */
   private verifyChain(spiffeId: string, res: IstioCertificateResponse__Output, ourSpki: Buffer): Omit<IssuedCert, 'spiffeId' | 'keyPem'> {
-    const bad = (why: string): SmeshError =>
-      new SmeshError('SMESH_ERR_IDENTITY', `control plane returned an unusable certificate for ${spiffeId}: ${why}`);
+    const bad = (why: string): SmeshError => new SmeshError('SMESH_ERR_IDENTITY', `control plane returned an unusable certificate for ${spiffeId}: ${why}`);
     const pems = res.certChain.flatMap(splitPemCertificates);
     if (pems.length === 0) throw bad('cert_chain holds no PEM certificate');
     let certs: NodeX509[];

@@ -1,5 +1,5 @@
 // SPIFFE identities: build and parse workload and node ids, and read the URI SAN of a TLS peer certificate.
-import type { X509Certificate } from 'crypto';
+import type { X509Certificate } from 'node:crypto';
 import { SmeshError } from '../errors';
 
 /** A parsed SPIFFE id: either a workload (namespace + service account) or a smesh node agent. */

@@ -180,8 +180,6 @@ function buildRing<E extends LbEndpoint>(usable: readonly E[], entriesPerWeight:
     }
   }
   // Ties on the top 53 bits are astronomically rare; break them on the full hash, then on key.
-  entries.sort(
-    (a, b) => a.position - b.position || a.hash.lo - b.hash.lo || (a.endpoint.key < b.endpoint.key ? -1 : a.endpoint.key > b.endpoint.key ? 1 : 0),
-  );
+  entries.sort((a, b) => a.position - b.position || a.hash.lo - b.hash.lo || (a.endpoint.key < b.endpoint.key ? -1 : a.endpoint.key > b.endpoint.key ? 1 : 0));
   return entries;
 }

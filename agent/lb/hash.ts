@@ -102,5 +102,5 @@ export function derivedUnit(h: Hash64): number {
 
 /** The full 64-bit value modulo m (m < 2^26 keeps every intermediate exact). */
 export function mod64(h: Hash64, m: number): number {
-  return (((h.hi % m) * (4294967296 % m)) % m + h.lo) % m;
+  return ((((h.hi % m) * (4294967296 % m)) % m) + h.lo) % m;
 }

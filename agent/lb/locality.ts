@@ -64,8 +64,7 @@ export function localityTier(local: LocalOrigin | undefined, endpoint: LbEndpoin
   while (depth < scopes.length && scopeMatches(scopes[depth]!, local, endpoint)) depth++;
   if (depth > 0) return scopes.length - depth;
   const region = endpoint.locality?.region;
-  const isFailoverTarget =
-    region !== undefined && local.locality !== undefined && (preference.failover ?? []).some((f) => f.from === local.locality!.region && f.to === region);
+  const isFailoverTarget = region !== undefined && local.locality !== undefined && (preference.failover ?? []).some((f) => f.from === local.locality!.region && f.to === region);
   return isFailoverTarget ? scopes.length : scopes.length + 1;
 }
 

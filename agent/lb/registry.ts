@@ -61,14 +61,7 @@ export interface CustomLbPolicy {
   readonly [option: string]: unknown;
 }
 
-export type BuiltinLbPolicy =
-  | RoundRobinPolicy
-  | RandomPolicy
-  | LeastRequestPolicy
-  | PeakEwmaPolicy
-  | RingHashPolicy
-  | MaglevPolicy
-  | LocalityFailoverPolicy;
+export type BuiltinLbPolicy = RoundRobinPolicy | RandomPolicy | LeastRequestPolicy | PeakEwmaPolicy | RingHashPolicy | MaglevPolicy | LocalityFailoverPolicy;
 export type LbPolicy = BuiltinLbPolicy | CustomLbPolicy;
 
 /**

@@ -1,5 +1,5 @@
 // IP string ↔ 16-byte BPF map address (network order; IPv4 as v4-mapped ::ffff:a.b.c.d), per bpf/shared/abi.h.
-import * as net from 'net';
+import * as net from 'node:net';
 
 function parseIpv4Bytes(ip: string): number[] | null {
   if (!net.isIPv4(ip)) return null;

@@ -1,9 +1,9 @@
 // Typed facade over the native datapath: load/attach the BPF programs, enroll pods, mesh destinations, recover original destinations.
 import { ADDR_PORT } from './abi';
-import * as fs from 'fs';
-import type { Socket } from 'net';
-import * as path from 'path';
-import { endianness } from 'os';
+import * as fs from 'node:fs';
+import type { Socket } from 'node:net';
+import * as path from 'node:path';
+import { endianness } from 'node:os';
 import { SmeshError } from '../errors';
 import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp, writeIpKey } from './addr';
 import { loadRawNative, type RawDatapath, type RawNative, type RawNativeError } from './raw';
@@ -95,7 +95,10 @@ export interface Datapath {
   inboundModes(): Array<{ ip: string; port: number; mode: InboundMode }>;
   inboundCounters(): InboundCounters;
   /** BPF_PROG_TEST_RUN of a loaded sk_lookup program on one synthetic lookup (tests): verdict and assigned socket cookie. */
-  testSkLookup(program: string, lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number }): { verdict: 'pass' | 'drop'; cookie: bigint };
+  testSkLookup(
+    program: string,
+    lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number },
+  ): { verdict: 'pass' | 'drop'; cookie: bigint };
   /**
    * Attaches the inbound plaintext capture (sk_lookup) to a pod's network namespace, pinned under the bpffs dir so
    * that it outlives an agent restart (a pinned link of that namespace is reused). `releaseInboundCapture` detaches it.
@@ -158,19 +161,16 @@ function bandwidthCode(direction: BandwidthDirection): number {
 const U64_MAX = (1n << 64n) - 1n;
 
 function checkCookie(cookie: bigint): void {
-  if (typeof cookie !== 'bigint' || cookie < 0n || cookie > U64_MAX)
-    throw new TypeError(`netnsCookie must be a bigint in 0..2^64-1, got ${String(cookie)}`);
+  if (typeof cookie !== 'bigint' || cookie < 0n || cookie > U64_MAX) throw new TypeError(`netnsCookie must be a bigint in 0..2^64-1, got ${String(cookie)}`);
 }
 
 function checkPort(port: number, field: string, allowZero: boolean): void {
   const min = allowZero ? 0 : 1;
-  if (!Number.isInteger(port) || port < min || port > 65535)
-    throw new TypeError(`${field} must be an integer ${min}..65535, got ${String(port)}`);
+  if (!Number.isInteger(port) || port < min || port > 65535) throw new TypeError(`${field} must be an integer ${min}..65535, got ${String(port)}`);
 }
 
 function checkWorkloadId(id: number): void {
-  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff)
-    throw new TypeError(`workloadId must be an integer 0..4294967295, got ${String(id)}`);
+  if (!Number.isInteger(id) || id < 0 || id > 0xffffffff) throw new TypeError(`workloadId must be an integer 0..4294967295, got ${String(id)}`);
 }
 
 function checkPath(value: string, field: string): void {
@@ -332,7 +332,10 @@ class NativeDatapath implements Datapath {
    * BPF_PROG_TEST_RUN, for table-driven tests of its decision: its verdict and the cookie of the socket it assigned
    * (0n: none; compare with socketCookie()).
    */
-  testSkLookup(program: string, lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number }): { verdict: 'pass' | 'drop'; cookie: bigint } {
+  testSkLookup(
+    program: string,
+    lookup: { readonly protocol?: 'tcp' | 'udp'; readonly remote: string; readonly remotePort: number; readonly local: string; readonly localPort: number },
+  ): { verdict: 'pass' | 'drop'; cookie: bigint } {
     const remote = ipToKey(lookup.remote, 'remote');
     const local = ipToKey(lookup.local, 'local');
     const family = isV4MappedKey(local) ? 4 : 6;
@@ -390,8 +393,7 @@ class NativeDatapath implements Datapath {
   setBandwidth(ip: string, direction: BandwidthDirection, bitsPerSecond: number): void {
     const key = ipToKey(ip);
     const code = bandwidthCode(direction);
-    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16)
-      throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
+    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16) throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
     wrapSync(() => this.raw.bandwidthUpdate(key, code, Math.floor(bitsPerSecond / 8)));
   }
 
@@ -412,17 +414,19 @@ class NativeDatapath implements Datapath {
 
   attachBandwidth(direction: BandwidthDirection, netnsPath: string, ifindex: number, bitsPerSecond: number): BandwidthMode {
     const code = bandwidthCode(direction);
-    if (typeof netnsPath !== 'string') throw new TypeError('netnsPath must be a string (empty: the agent\'s namespace)');
+    if (typeof netnsPath !== 'string') throw new TypeError("netnsPath must be a string (empty: the agent's namespace)");
     if (!Number.isInteger(ifindex) || ifindex <= 0) throw new TypeError(`ifindex must be a positive integer, got ${String(ifindex)}`);
-    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16)
-      throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
+    if (!Number.isFinite(bitsPerSecond) || bitsPerSecond < 8 || bitsPerSecond > 7.2e16) throw new TypeError(`bitsPerSecond must be a number in 8..7.2e16, got ${String(bitsPerSecond)}`);
     return wrapSync(() => this.raw.attachBandwidth(code, netnsPath, ifindex, Math.floor(bitsPerSecond / 8)));
   }
 
   inboundCapturePins(): string[] {
     const dir = path.join(this.bpffsDir, 'links');
     try {
-      return fs.readdirSync(dir).filter((n) => n.startsWith('inpod-')).map((n) => path.join(dir, n));
+      return fs
+        .readdirSync(dir)
+        .filter((n) => n.startsWith('inpod-'))
+        .map((n) => path.join(dir, n));
     } catch {
       return [];
     }
@@ -457,7 +461,6 @@ class NativeDatapath implements Datapath {
   strictDropCounts(): Array<{ sourceIp: string; ip: string; port: number; count: number }> {
     return wrapSync(() => this.raw.strictDropStats()).map((e) => ({ sourceIp: keyToIp(e.src), ip: keyToIp(e.dst), port: e.port, count: e.count }));
   }
-
 
   close(): void {
     if (this.closed) return;
@@ -500,23 +503,23 @@ export function createDatapathApi(loadRaw: () => RawNative): DatapathApi {
         captureSpread = opts.captureSpread ?? DEFAULT_CAPTURE_SPREAD;
         const last = captureIp4[3]!;
         if (!Number.isInteger(captureSpread) || captureSpread < 1 || captureSpread > 254 || last + captureSpread - 1 > 254)
-          throw new TypeError(`captureSpread must be an integer 1..${254 - last + 1} for capture address ${opts.captureIp4} (its tuples stay in its /24, at .254 or below), got ${String(opts.captureSpread)}`);
+          throw new TypeError(
+            `captureSpread must be an integer 1..${254 - last + 1} for capture address ${opts.captureIp4} (its tuples stay in its /24, at .254 or below), got ${String(opts.captureSpread)}`,
+          );
       } else if (opts.captureSpread !== undefined && opts.captureSpread !== 1) {
         throw new TypeError(`captureSpread ${String(opts.captureSpread)} needs captureNetns (the outbound listener's network namespace)`);
       }
       const raw = loadRaw();
-      return raw
-        .open({ bpffsDir: opts.bpffsDir, cgroupPath: opts.cgroupPath, captureIp4, capturePort: opts.capturePort, captureIp6, captureSpread, captureNetns: opts.captureNetns })
-        .then(
-          (handle) => {
-            const dp = new NativeDatapath(handle, opts.bpffsDir, captureSpread, forget);
-            open.push(dp);
-            return dp;
-          },
-          (err: unknown) => {
-            throw bpfError(err);
-          },
-        );
+      return raw.open({ bpffsDir: opts.bpffsDir, cgroupPath: opts.cgroupPath, captureIp4, capturePort: opts.capturePort, captureIp6, captureSpread, captureNetns: opts.captureNetns }).then(
+        (handle) => {
+          const dp = new NativeDatapath(handle, opts.bpffsDir, captureSpread, forget);
+          open.push(dp);
+          return dp;
+        },
+        (err: unknown) => {
+          throw bpfError(err);
+        },
+      );
     },
 
     netnsCookie(netnsPath: string): Promise<bigint> {
@@ -614,7 +617,7 @@ export function podDevices(netnsPath: string, ip: string, peerNetnsPath = ''): P
 
 /** Removes smesh's pacing filter and the root fq qdisc from `ifindex` in `netnsPath` ('' = the agent's namespace). */
 export function detachBandwidth(netnsPath: string, ifindex: number): void {
-  if (typeof netnsPath !== 'string') throw new TypeError('netnsPath must be a string (empty: the agent\'s namespace)');
+  if (typeof netnsPath !== 'string') throw new TypeError("netnsPath must be a string (empty: the agent's namespace)");
   if (!Number.isInteger(ifindex) || ifindex <= 0) throw new TypeError(`ifindex must be a positive integer, got ${String(ifindex)}`);
   wrapSync(() => loadRawNative().detachBandwidth(netnsPath, ifindex));
 }

@@ -188,7 +188,10 @@ class NativeHboneEngine implements HboneEngine {
     for (const [name, value] of req.headers ?? []) headers.push(name.toLowerCase(), value);
     let id: number;
     try {
-      id = req.dscp !== undefined ? this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers, req.dscp) : this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers);
+      id =
+        req.dscp !== undefined
+          ? this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers, req.dscp)
+          : this.raw.hboneOpen(req.sourceId, req.host, req.port, [...req.acceptServerIds], req.authority, headers);
     } catch (err) {
       return Promise.resolve({ ok: false, kind: 'connect', message: `cannot open HBONE CONNECT ${req.authority} via ${req.host}:${req.port}: ${(err as Error).message}` });
     }

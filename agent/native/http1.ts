@@ -1,5 +1,5 @@
 // Typed facade over the addon's native HTTP/1.1 engine (native/http1*.cc): implements Http1Engine (http1-types.ts) on raw functions, mapping batched native events to handlers and takeovers to promises.
-import * as fs from 'fs';
+import * as fs from 'node:fs';
 import { SmeshError } from '../errors';
 import { loadRawNative, type RawNative } from './raw';
 import type {
@@ -305,7 +305,14 @@ class NativeHttp1Engine implements Http1Engine {
       }
       case 'closed':
         this.sessions.delete(ev.session);
-        handlers?.onSessionClosed?.({ session: ev.session, reason: ev.reason, ...(ev.detail ? { detail: ev.detail } : {}), requests: ev.requests, bytesReceived: ev.bytesIn ?? 0, bytesSent: ev.bytesOut ?? 0 });
+        handlers?.onSessionClosed?.({
+          session: ev.session,
+          reason: ev.reason,
+          ...(ev.detail ? { detail: ev.detail } : {}),
+          requests: ev.requests,
+          bytesReceived: ev.bytesIn ?? 0,
+          bytesSent: ev.bytesOut ?? 0,
+        });
         return;
     }
   }

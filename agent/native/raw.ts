@@ -1,7 +1,7 @@
 // The only loader of build/native/Release/smesh_native.node: finds it from this file's location and types its raw surface.
-import * as fs from 'fs';
-import * as path from 'path';
-import { createRequire } from 'module';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createRequire } from 'node:module';
 
 /** Result of a raw open(): the links' pin paths and whether pinned links were reused. */
 export interface RawAttachInfo {
@@ -121,9 +121,7 @@ export function addonPath(startDir: string = __dirname): string {
     if (parent === dir) break;
     dir = parent;
   }
-  throw new Error(
-    `native addon ${ADDON_RELATIVE_PATH} not found above ${startDir}; build it with \`make -f mk/datapath.mk native\``,
-  );
+  throw new Error(`native addon ${ADDON_RELATIVE_PATH} not found above ${startDir}; build it with \`make -f mk/datapath.mk native\``);
 }
 
 let cached: RawNative | undefined;

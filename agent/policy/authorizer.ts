@@ -90,13 +90,17 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
       ...(req.deferL7 ? { deferL7: true } : {}),
       ...(td !== undefined ? { trustDomains: { trustDomain: td, aliases: deps.trustDomainAliases?.() ?? [] } } : {}),
     };
-    return evaluate(policiesFor(req.destinationWorkload), {
-      sourceIdentity: req.sourceIdentity,
-      sourceIp: req.sourceIp,
-      destinationIp: req.destination.ip,
-      destinationPort: req.destination.port,
-      http: req.http,
-    }, opts);
+    return evaluate(
+      policiesFor(req.destinationWorkload),
+      {
+        sourceIdentity: req.sourceIdentity,
+        sourceIp: req.sourceIp,
+        destinationIp: req.destination.ip,
+        destinationPort: req.destination.port,
+        http: req.http,
+      },
+      opts,
+    );
   };
 
   const authorize = ((req: AuthorizeRequest): AuthorizeVerdict => {

@@ -145,20 +145,7 @@ function nonEmpty(list: readonly unknown[] | undefined): list is readonly unknow
 
 /** The match without its L7 fields (what a DENY keeps at an L4-only port). */
 export function stripL7(m: PolicyMatch): PolicyMatch {
-  const {
-    methods: _a,
-    notMethods: _b,
-    paths: _c,
-    notPaths: _d,
-    hosts: _e,
-    notHosts: _f,
-    remoteIps: _g,
-    notRemoteIps: _h,
-    requestPrincipals: _i,
-    notRequestPrincipals: _j,
-    headers: _k,
-    ...l4
-  } = m;
+  const { methods: _a, notMethods: _b, paths: _c, notPaths: _d, hosts: _e, notHosts: _f, remoteIps: _g, notRemoteIps: _h, requestPrincipals: _i, notRequestPrincipals: _j, headers: _k, ...l4 } = m;
   return l4;
 }
 
@@ -169,10 +156,7 @@ export function stripL7(m: PolicyMatch): PolicyMatch {
  * original at L4.
  */
 export function projectToL4(p: AuthorizationPolicy): AuthorizationPolicy {
-  const rules =
-    p.action === 'ALLOW'
-      ? p.rules.filter((r) => !ruleNeedsL7(r))
-      : p.rules.map((r) => ({ clauses: r.clauses.map((c) => ({ matches: c.matches.map(stripL7) })) }));
+  const rules = p.action === 'ALLOW' ? p.rules.filter((r) => !ruleNeedsL7(r)) : p.rules.map((r) => ({ clauses: r.clauses.map((c) => ({ matches: c.matches.map(stripL7) })) }));
   return { ...p, rules };
 }
 

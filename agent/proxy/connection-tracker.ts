@@ -113,7 +113,9 @@ export class ConnectionTracker implements ConnectionRegistry {
           ...(d.allow ? {} : { denial: d.reason }),
           policy: d.policy ?? null,
         },
-        v.reason === 'policy_denied' ? 'open connection closed: denied by a changed authorization policy' : 'open connection closed: its port now has request-level rules; the client reconnects and is inspected per request',
+        v.reason === 'policy_denied'
+          ? 'open connection closed: denied by a changed authorization policy'
+          : 'open connection closed: its port now has request-level rules; the client reconnects and is inspected per request',
       );
       try {
         c.close();
@@ -140,10 +142,7 @@ type PolicyInputs = {
  * references), services and traffic policies (which ports are HTTP), and the MeshConfig's trust-domain aliases
  * (principals are expanded across them; compared by content).
  */
-export function policyInputsChanged(
-  prev: PolicyInputs | undefined,
-  next: PolicyInputs,
-): boolean {
+export function policyInputsChanged(prev: PolicyInputs | undefined, next: PolicyInputs): boolean {
   if (!prev) return true;
   return (
     prev.authorizationPolicies !== next.authorizationPolicies ||

@@ -1,6 +1,6 @@
 // Outbound HBONE: pooled mutual-TLS HTTP/2 sessions per (source identity, destination node), one CONNECT stream per proxied connection.
-import * as http2 from 'http2';
-import * as tls from 'tls';
+import * as http2 from 'node:http2';
+import * as tls from 'node:tls';
 import { SmeshError } from '../errors';
 import { currentTrustDomainAliases, spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
 import { LogRateLimiter } from '../telemetry/log-limiter';
@@ -313,7 +313,8 @@ export class HboneClient {
     const unresponsive = () => {
       this.opts.metrics?.hboneSessionErrors.inc({ direction: 'outbound', reason: 'unresponsive' });
       const suppressed = this.failureLog.take();
-      if (suppressed !== undefined) this.log.info({ peerNode: formatAuthority(req.node.host, req.node.port), ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE session closed: no answer to a CONNECT nor to a PING');
+      if (suppressed !== undefined)
+        this.log.info({ peerNode: formatAuthority(req.node.host, req.node.port), ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE session closed: no answer to a CONNECT nor to a PING');
       this.discard(entry, true);
     };
     const timer = setTimeout(unresponsive, this.connectTimeoutMs);
@@ -335,7 +336,10 @@ export class HboneClient {
     this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'outbound', reason });
     const suppressed = this.failureLog.take();
     if (suppressed === undefined) return;
-    this.log.info({ reason, peerNode: formatAuthority(req.node.host, req.node.port), expected: req.expectedServerId, got, ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE server certificate refused');
+    this.log.info(
+      { reason, peerNode: formatAuthority(req.node.host, req.node.port), expected: req.expectedServerId, got, ...(suppressed > 0 ? { suppressed } : {}) },
+      'HBONE server certificate refused',
+    );
   }
 
   private release(entry: PooledSession): void {

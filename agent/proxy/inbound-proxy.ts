@@ -1,10 +1,10 @@
 // Inbound HBONE (port 15008): mutual-TLS HTTP/2 server accepting CONNECT streams to local workloads and relaying them.
-import { EventEmitter } from 'events';
-import * as http2 from 'http2';
-import * as net from 'net';
-import type { Duplex } from 'stream';
-import { performance } from 'perf_hooks';
-import type * as tls from 'tls';
+import { EventEmitter } from 'node:events';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { performance } from 'node:perf_hooks';
+import type * as tls from 'node:tls';
 import { SmeshError } from '../errors';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
 import { currentTrustDomainAliases, peerSpiffeId, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
@@ -287,7 +287,8 @@ export class InboundProxy {
    */
   podServer(workload: Workload, ip: string = workload.ip): net.Server {
     if (this.opts.engine) {
-      if (!this.opts.identities.get(workload.identity)) throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for identity ${workload.identity}; ensure identities before starting an inbound HBONE server for it`);
+      if (!this.opts.identities.get(workload.identity))
+        throw new SmeshError('SMESH_ERR_IDENTITY', `no certificate for identity ${workload.identity}; ensure identities before starting an inbound HBONE server for it`);
       const server = this.createNativeServer(workload.identity, ip);
       this.podServers.add(server);
       server.once('close', () => this.podServers.delete(server));
@@ -602,7 +603,14 @@ export class InboundProxy {
 
   /** The verdict on one CONNECT: refused with a status, or relayed to a local pod (per connection or per request). */
   private decide(f: StreamFacts): StreamDecision {
-    const reject = (status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): StreamDecision => ({ kind: 'reject', status, reason, detail, fields, level });
+    const reject = (status: number, reason: RefusalReason, detail: string, fields: Record<string, unknown> = {}, level: 'info' | 'debug' = 'info'): StreamDecision => ({
+      kind: 'reject',
+      status,
+      reason,
+      detail,
+      fields,
+      level,
+    });
     if (this.closing) return reject(503, 'shutting_down', 'agent is shutting down');
     const peer = f.peer;
     if (!peer) {
@@ -622,7 +630,10 @@ export class InboundProxy {
     const protocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(local.workload, dest.port) : undefined;
     const verdict = this.authorize({ sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: local.workload, ...(protocol ? { deferL7: true } : {}) });
     if (!verdict.allow) {
-      return { ...reject(401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer }), failed: { telemetry: this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), flag: 'DENY' } } as StreamDecision;
+      return {
+        ...reject(401, 'denied', `denied by policy: ${verdict.reason}`, { dest, peer }),
+        failed: { telemetry: this.destinationTelemetry(peer, sourceIp, local.workload, dest.port, dialled), flag: 'DENY' },
+      } as StreamDecision;
     }
     const shaped = this.opts.shaping?.admitConnection({ direction: 'inbound', destination: local.workload, port: dest.port, sourceIp });
     if (shaped?.kind === 'limited') return reject(429, 'rate_limited', shaped.detail, { dest, peer });
@@ -636,7 +647,15 @@ export class InboundProxy {
     const session = stream.session as http2.ServerHttp2Session;
     const info = this.sessionInfo.get(session);
     if (info) this.watchEarlyReset(stream, session, info);
-    const d = this.decide({ peer: info?.peer, refusal: info?.refusal, method: headers[':method'], authority: headers[':authority'], forwarded: headers['forwarded'], baggage: headers['baggage'], servedIp: this.podSessions.get(session) });
+    const d = this.decide({
+      peer: info?.peer,
+      refusal: info?.refusal,
+      method: headers[':method'],
+      authority: headers[':authority'],
+      forwarded: headers['forwarded'],
+      baggage: headers['baggage'],
+      servedIp: this.podSessions.get(session),
+    });
     if (d.kind === 'reject') {
       if (d.failed) this.opts.metrics?.recordFailedTcp(d.failed.telemetry, d.failed.flag);
       this.reject(stream, d.status, d.reason, d.detail, d.fields, d.level);
@@ -646,14 +665,19 @@ export class InboundProxy {
       this.serveHttp(stream, () => stream.respond({ ':status': 200 }), d);
       return;
     }
-    this.dialAndRelay(d, stream, (status) => this.reject(stream, status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }), (upstream, stats) => {
-      if (stream.closed) {
-        upstream.destroy();
-        return undefined;
-      }
-      stream.respond({ ':status': 200 });
-      return relay(stream, upstream, stats());
-    });
+    this.dialAndRelay(
+      d,
+      stream,
+      (status) => this.reject(stream, status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }),
+      (upstream, stats) => {
+        if (stream.closed) {
+          upstream.destroy();
+          return undefined;
+        }
+        stream.respond({ ':status': 200 });
+        return relay(stream, upstream, stats());
+      },
+    );
   }
 
   /** A CONNECT received by the engine: decided as any other, answered through the engine. */
@@ -676,19 +700,31 @@ export class InboundProxy {
     }
     // The engine does not report a client that leaves before the answer: the dial completes, and attach() ends at once.
     const client = Object.assign(new EventEmitter(), { destroyed: false });
-    this.dialAndRelay(d, client, (status) => {
-      this.countRejection(status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }, 'info');
-      engine.respond(req.stream, status);
-    }, (upstream, stats) => {
-      try {
-        return engineRelay(engine, req.stream, upstream, false, stats(), this.opts.shaping?.streamQos({ direction: 'inbound', destination: d.workload, port: d.dest.port, sourceIp: d.sourceIp, sourceIdentity: d.peer }));
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message }, 'pod connection not handed to the engine');
-        upstream.destroy();
-        engine.respond(req.stream, 503);
-        return undefined;
-      }
-    });
+    this.dialAndRelay(
+      d,
+      client,
+      (status) => {
+        this.countRejection(status, 'upstream_connect_failed', 'destination unreachable', { dest: d.dest, peer: d.peer }, 'info');
+        engine.respond(req.stream, status);
+      },
+      (upstream, stats) => {
+        try {
+          return engineRelay(
+            engine,
+            req.stream,
+            upstream,
+            false,
+            stats(),
+            this.opts.shaping?.streamQos({ direction: 'inbound', destination: d.workload, port: d.dest.port, sourceIp: d.sourceIp, sourceIdentity: d.peer }),
+          );
+        } catch (err) {
+          this.log.debug({ err: (err as Error).message }, 'pod connection not handed to the engine');
+          upstream.destroy();
+          engine.respond(req.stream, 503);
+          return undefined;
+        }
+      },
+    );
   }
 
   /** Telemetry (reporter destination) of a stream about to be relayed; its 200 is counted here. */
@@ -709,34 +745,39 @@ export class InboundProxy {
     connected: (upstream: net.Socket, stats: () => ConnectionStats | undefined) => Relay | undefined,
   ): void {
     const { peer, sourceIp, dest, workload, dialled } = d;
-    dialPod(dest, client, { localAddress: net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
-      failed: () => {
-        d.release?.();
-        this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled), 'CONNECT');
-        failed(503);
-      },
-      connected: (upstream) => {
-        let stats: ConnectionStats | undefined;
-        const r = connected(upstream, () => (stats = this.relayStats(d)));
-        if (!r) return d.release?.();
-        this.relays.add(r);
-        const untrack = this.opts.connections?.register({
-          direction: 'inbound',
-          facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload },
-          mode: 'raw',
-          inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(workload, dest.port) !== undefined,
-          close: () => r.reset(),
-        });
-        void r.done.then((res) => {
+    dialPod(
+      dest,
+      client,
+      { localAddress: net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending },
+      {
+        failed: () => {
           d.release?.();
-          untrack?.();
-          this.relays.delete(r);
-          stats?.close();
-          this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
-          this.log.debug({ peer, dest, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'inbound connection closed');
-        });
+          this.opts.metrics?.recordFailedTcp(this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled), 'CONNECT');
+          failed(503);
+        },
+        connected: (upstream) => {
+          let stats: ConnectionStats | undefined;
+          const r = connected(upstream, () => (stats = this.relayStats(d)));
+          if (!r) return d.release?.();
+          this.relays.add(r);
+          const untrack = this.opts.connections?.register({
+            direction: 'inbound',
+            facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload },
+            mode: 'raw',
+            inspectable: () => this.opts.httpTunnels !== undefined && this.opts.httpProtocolOf?.(workload, dest.port) !== undefined,
+            close: () => r.reset(),
+          });
+          void r.done.then((res) => {
+            d.release?.();
+            untrack?.();
+            this.relays.delete(r);
+            stats?.close();
+            this.opts.metrics?.hboneActiveStreams.dec({ direction: 'inbound' });
+            this.log.debug({ peer, dest, received: res.aToB, sent: res.bToA, outcome: res.outcome }, 'inbound connection closed');
+          });
+        },
       },
-    });
+    );
   }
 
   /** A tunnel to an HTTP port: answered 200 at once, then parsed and authorized per request. */
@@ -748,7 +789,12 @@ export class InboundProxy {
     this.opts.metrics?.hboneActiveStreams.inc({ direction: 'inbound' });
     const telemetry = this.destinationTelemetry(peer, sourceIp, workload, dest.port, dialled);
     const stats = this.opts.metrics?.openTcp(telemetry);
-    const untrack = this.opts.connections?.register({ direction: 'inbound', facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload }, mode: 'inspected', close: () => abortSide(tunnel) });
+    const untrack = this.opts.connections?.register({
+      direction: 'inbound',
+      facts: { sourceIdentity: peer, sourceIp, destination: dest, destinationWorkload: workload },
+      mode: 'inspected',
+      close: () => abortSide(tunnel),
+    });
     void tunnels.serve(tunnel, { peer, sourceIp, destination: dest, workload, protocol: d.protocol ?? 'http', telemetry: this.opts.metrics ? telemetry : undefined }, stats).then((res) => {
       d.release?.();
       untrack?.();
@@ -825,7 +871,12 @@ function answerConnectionErrorsWithTheirCode(session: http2.ServerHttp2Session):
   session.destroy = ((error?: Error | number, code?: number): void => {
     if (code === undefined && error instanceof Error) {
       const e = error as NodeJS.ErrnoException;
-      const mapped = e.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES' ? http2.constants.NGHTTP2_ENHANCE_YOUR_CALM : e.code === 'ERR_HTTP2_ERROR' && typeof e.errno === 'number' ? GOAWAY_CODE_OF_NGHTTP2_ERROR.get(e.errno) : undefined;
+      const mapped =
+        e.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES'
+          ? http2.constants.NGHTTP2_ENHANCE_YOUR_CALM
+          : e.code === 'ERR_HTTP2_ERROR' && typeof e.errno === 'number'
+            ? GOAWAY_CODE_OF_NGHTTP2_ERROR.get(e.errno)
+            : undefined;
       if (mapped !== undefined) return destroy(error, mapped);
     }
     return destroy(error, code);

@@ -1,5 +1,5 @@
 // Istio sidecar mutual TLS (TunnelProtocol LEGACY_ISTIO_MTLS): TLS to <pod IP>:<port> as a sidecar client would open it — source certificate, ALPN, TCP metadata exchange — accepted only with the destination workload's SPIFFE id.
-import * as tls from 'tls';
+import * as tls from 'node:tls';
 import { Writer } from 'protobufjs';
 import { SmeshError } from '../errors';
 import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../identity/spiffe';
@@ -221,7 +221,10 @@ export class LegacyMtlsConnector {
     // Not paused: a socket without a 'data' listener keeps what arrives until the relay attaches one.
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new LegacyMtlsError('timeout', `no mutual TLS connection to sidecar at ${where} within ${req.timeoutMs} ms; is the pod running and port ${req.address.port} reachable?`)), req.timeoutMs);
+      timer = setTimeout(
+        () => reject(new LegacyMtlsError('timeout', `no mutual TLS connection to sidecar at ${where} within ${req.timeoutMs} ms; is the pod running and port ${req.address.port} reachable?`)),
+        req.timeoutMs,
+      );
       timer.unref();
     });
     let tcpConnected = false;
@@ -229,8 +232,12 @@ export class LegacyMtlsConnector {
     const handshake = new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         if (identityFailure) reject(identityFailure);
-        else if (!tcpConnected) reject(new LegacyMtlsError('connect', `cannot connect to sidecar at ${where}: ${err.code ?? err.message}; is the pod running and port ${req.address.port} reachable?`, { cause: err }));
-        else reject(new LegacyMtlsError(tlsFailure(err), `mutual TLS handshake with sidecar at ${where} failed: ${err.message}; does it trust the mesh root, and is it an Istio sidecar?`, { cause: err }));
+        else if (!tcpConnected)
+          reject(new LegacyMtlsError('connect', `cannot connect to sidecar at ${where}: ${err.code ?? err.message}; is the pod running and port ${req.address.port} reachable?`, { cause: err }));
+        else
+          reject(
+            new LegacyMtlsError(tlsFailure(err), `mutual TLS handshake with sidecar at ${where} failed: ${err.message}; does it trust the mesh root, and is it an Istio sidecar?`, { cause: err }),
+          );
       };
       const onClose = () => onError(Object.assign(new Error('connection closed during the handshake'), { code: 'ECONNRESET' }));
       tcp.once('error', onError);

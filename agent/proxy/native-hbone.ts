@@ -89,7 +89,8 @@ export function recordEngineSessionEvent(ev: HboneSessionEvent, metrics: MeshMet
   if (ev.reason === 'protocol_error' || ev.reason === 'rapid_reset' || ev.reason === 'unresponsive') {
     metrics?.hboneSessionErrors.inc({ direction: ev.direction, reason: ev.reason });
     const suppressed = limiter.take();
-    if (suppressed !== undefined) log.info({ reason: ev.reason, direction: ev.direction, peerAddress: ev.remote, detail: ev.detail, ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE session closed');
+    if (suppressed !== undefined)
+      log.info({ reason: ev.reason, direction: ev.direction, peerAddress: ev.remote, detail: ev.detail, ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE session closed');
   }
 }
 
@@ -123,7 +124,12 @@ function toRelayResult(r: HboneStreamResult, socketIsA: boolean): RelayResult {
   else outcome = (r.side === 'fd') === socketIsA ? 'reset_a' : 'reset_b';
   const error =
     r.outcome === 'reset' || r.outcome === 'error'
-      ? Object.assign(new Error(`${r.side === 'fd' ? 'socket' : 'HBONE stream'} ${r.outcome === 'reset' ? 'was reset' : 'failed'}${r.h2Code !== undefined ? ` (HTTP/2 code ${r.h2Code})` : ''}${r.errno !== undefined ? ` (errno ${r.errno})` : ''}`), { errno: r.errno })
+      ? Object.assign(
+          new Error(
+            `${r.side === 'fd' ? 'socket' : 'HBONE stream'} ${r.outcome === 'reset' ? 'was reset' : 'failed'}${r.h2Code !== undefined ? ` (HTTP/2 code ${r.h2Code})` : ''}${r.errno !== undefined ? ` (errno ${r.errno})` : ''}`,
+          ),
+          { errno: r.errno },
+        )
       : undefined;
   return { aToB, bToA, outcome, error };
 }
@@ -223,7 +229,12 @@ export class NativeHboneClient {
     const expected = req.expectedServerId;
     const td = trustDomainOf(expected) ?? '';
     const suffix = expected.slice(`spiffe://${td}`.length);
-    const accept = [expected, ...currentTrustDomainAliases(this.opts.trustDomainAliases).filter((a) => a !== td).map((a) => `spiffe://${a}${suffix}`)];
+    const accept = [
+      expected,
+      ...currentTrustDomainAliases(this.opts.trustDomainAliases)
+        .filter((a) => a !== td)
+        .map((a) => `spiffe://${a}${suffix}`),
+    ];
     const open = () =>
       this.opts.engine.open({
         sourceId: req.sourceId,
@@ -237,7 +248,11 @@ export class NativeHboneClient {
     let res = await open();
     // A refused connect is a destination agent restarting (its per-pod listeners come back with it): tried again,
     // with backoff, for up to REFUSED_RETRY_BUDGET_MS, instead of resetting the client at once.
-    for (let waited = 0, delay = REFUSED_RETRY_FIRST_MS; !res.ok && isRefused(res) && waited < (this.opts.refusedRetryBudgetMs ?? REFUSED_RETRY_BUDGET_MS); delay = Math.min(delay * 2, REFUSED_RETRY_MAX_MS)) {
+    for (
+      let waited = 0, delay = REFUSED_RETRY_FIRST_MS;
+      !res.ok && isRefused(res) && waited < (this.opts.refusedRetryBudgetMs ?? REFUSED_RETRY_BUDGET_MS);
+      delay = Math.min(delay * 2, REFUSED_RETRY_MAX_MS)
+    ) {
       await new Promise((r) => setTimeout(r, delay));
       waited += delay;
       this.opts.metrics?.hboneConnectRetries.inc({ reason: 'refused' });
@@ -275,7 +290,11 @@ export class NativeHboneClient {
         const reason = res.peerId === undefined ? 'no_spiffe_id' : trust.accepts(res.peerId) ? 'wrong_identity' : 'foreign_trust_domain';
         this.opts.metrics?.hboneHandshakeFailures.inc({ direction: 'outbound', reason });
         const suppressed = this.failureLog.take();
-        if (suppressed !== undefined) this.log.info({ reason, peerNode: formatAuthority(req.node.host, req.node.port), expected: req.expectedServerId, got: res.peerId, ...(suppressed > 0 ? { suppressed } : {}) }, 'HBONE server certificate refused');
+        if (suppressed !== undefined)
+          this.log.info(
+            { reason, peerNode: formatAuthority(req.node.host, req.node.port), expected: req.expectedServerId, got: res.peerId, ...(suppressed > 0 ? { suppressed } : {}) },
+            'HBONE server certificate refused',
+          );
         this.opts.metrics?.hboneStreams.inc({ direction: 'outbound', result: 'error' });
         return new SmeshError('SMESH_ERR_TLS', `HBONE TLS handshake with ${where} failed: server certificate SPIFFE id is ${res.peerId ?? 'missing'}, expected ${req.expectedServerId}`);
       }
@@ -285,7 +304,10 @@ export class NativeHboneClient {
       case 'connect':
       case 'timeout':
         this.opts.metrics?.hboneStreams.inc({ direction: 'outbound', result: 'error' });
-        return new SmeshError('SMESH_ERR_CONNECT', `cannot open HBONE connection to ${where}: ${res.message}; is the agent running there, or is a firewall/NetworkPolicy blocking port ${req.node.port}?`);
+        return new SmeshError(
+          'SMESH_ERR_CONNECT',
+          `cannot open HBONE connection to ${where}: ${res.message}; is the agent running there, or is a firewall/NetworkPolicy blocking port ${req.node.port}?`,
+        );
       case 'no_certificate':
         return new SmeshError('SMESH_ERR_IDENTITY', `no certificate for source identity ${req.sourceId}: ${res.message}`);
       default:

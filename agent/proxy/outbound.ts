@@ -1,6 +1,6 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
 import { routeToEndpoint, type HboneAddressing } from './endpoint-route';
-import * as net from 'net';
+import * as net from 'node:net';
 import { endpointAddress } from '../state/addresses';
 import { SmeshError } from '../errors';
 import { boundAddress, listenOrFail } from '../telemetry/listen';
@@ -21,7 +21,7 @@ import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
-import type { Duplex } from 'stream';
+import type { Duplex } from 'node:stream';
 import type { ConnectionFacts, TrafficShaper } from '../qos/shaping';
 
 export const DEFAULT_HBONE_PORT = 15008;
@@ -122,7 +122,12 @@ export function decideOutbound(i: OutboundInputs): OutboundDecision {
       port = resolved.port;
       break;
   }
-  const route = routeToEndpoint(target.destination, port, { localNode: i.localNode, hbonePort: i.hbonePort, hboneAddressing: i.hboneAddressing, trustDomain: i.state.trustDomain, node: (n) => i.state.node(n) }, endpointAddress(target.destination, dst.ip));
+  const route = routeToEndpoint(
+    target.destination,
+    port,
+    { localNode: i.localNode, hbonePort: i.hbonePort, hboneAddressing: i.hboneAddressing, trustDomain: i.state.trustDomain, node: (n) => i.state.node(n) },
+    endpointAddress(target.destination, dst.ip),
+  );
   switch (route.kind) {
     case 'unknown_node':
       return refuse('unknown_node', route.detail);
@@ -288,15 +293,30 @@ export class OutboundProxy {
     const destination: TcpConnectionInfo = { ...info, reporter: 'destination', sourcePrincipal: source.identity };
     const stats = this.opts.metrics?.openTcpBothReporters(info, destination);
     const dest = { ip: d.ip, port: d.port };
-    const untrack = this.opts.connections?.register({ direction: 'outbound', facts: { sourceIdentity: source.identity, sourceIp, destination: dest, destinationWorkload: d.destination }, mode: 'inspected', close: () => sock.resetAndDestroy() });
-    void this.opts.httpTunnels!.serve(sock, { peer: source.identity, sourceIp, destination: dest, workload: d.destination, protocol, telemetry: this.opts.metrics ? destination : undefined }, stats).then(() => {
-      untrack?.();
-      stats?.close();
+    const untrack = this.opts.connections?.register({
+      direction: 'outbound',
+      facts: { sourceIdentity: source.identity, sourceIp, destination: dest, destinationWorkload: d.destination },
+      mode: 'inspected',
+      close: () => sock.resetAndDestroy(),
     });
+    void this.opts
+      .httpTunnels!.serve(sock, { peer: source.identity, sourceIp, destination: dest, workload: d.destination, protocol, telemetry: this.opts.metrics ? destination : undefined }, stats)
+      .then(() => {
+        untrack?.();
+        stats?.close();
+      });
   }
 
   private directTelemetry(source: Workload, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>): TcpConnectionInfo {
-    return { reporter: 'source', source, destination: d.destination, service: serviceInfo(d.service, this.opts.state.trustDomain), mtls: false, sourceAddress: source.ip, destinationAddress: formatAuthority(d.ip, d.port) };
+    return {
+      reporter: 'source',
+      source,
+      destination: d.destination,
+      service: serviceInfo(d.service, this.opts.state.trustDomain),
+      mtls: false,
+      sourceAddress: source.ip,
+      destinationAddress: formatAuthority(d.ip, d.port),
+    };
   }
 
   /** A same-node connection denied or not connected: counted with its response flags under both reporters (no inbound sees it). */
@@ -357,13 +377,15 @@ export class OutboundProxy {
       if (v.kind === 'admit') sock.once('close', v.release);
       else if (v.queueMs === undefined) return this.refuse(sock, 'rate_limited', v.detail, fields);
       else {
-        void shaper.waitConnection(facts, v.queueMs, () => sock.destroyed || this.closing).then((w) => {
-          if (w.kind === 'admit' && !sock.destroyed && !this.closing) {
-            sock.once('close', w.release);
-            this.dispatch(sock, decision, source, sourceIp, originalDestination, fields);
-          } else if (w.kind === 'admit') w.release();
-          else this.refuse(sock, 'rate_limited', w.detail, fields);
-        });
+        void shaper
+          .waitConnection(facts, v.queueMs, () => sock.destroyed || this.closing)
+          .then((w) => {
+            if (w.kind === 'admit' && !sock.destroyed && !this.closing) {
+              sock.once('close', w.release);
+              this.dispatch(sock, decision, source, sourceIp, originalDestination, fields);
+            } else if (w.kind === 'admit') w.release();
+            else this.refuse(sock, 'rate_limited', w.detail, fields);
+          });
         return;
       }
     }
@@ -371,7 +393,14 @@ export class OutboundProxy {
   }
 
   /** A decided connection (admitted by TrafficShaping): per request on HTTP service ports, else admitted by the circuit breaker and relayed. */
-  private dispatch(sock: net.Socket, decision: OutboundDecision, source: Workload | undefined, sourceIp: string | undefined, originalDestination: IpPort | null, fields: Record<string, unknown>): void {
+  private dispatch(
+    sock: net.Socket,
+    decision: OutboundDecision,
+    source: Workload | undefined,
+    sourceIp: string | undefined,
+    originalDestination: IpPort | null,
+    fields: Record<string, unknown>,
+  ): void {
     const http = this.opts.http;
     if (http && originalDestination && (decision.kind === 'local' || decision.kind === 'hbone') && decision.service) {
       const r = this.opts.state.resolve(originalDestination.ip, originalDestination.port);
@@ -397,7 +426,13 @@ export class OutboundProxy {
       case 'passthrough': {
         if (decision.kind === 'local') {
           const httpProtocol = this.opts.httpTunnels ? this.opts.httpProtocolOf?.(decision.destination, decision.port) : undefined;
-          const verdict = this.authorize({ sourceIdentity: source!.identity, sourceIp, destination: { ip: decision.ip, port: decision.port }, destinationWorkload: decision.destination, ...(httpProtocol ? { deferL7: true } : {}) });
+          const verdict = this.authorize({
+            sourceIdentity: source!.identity,
+            sourceIp,
+            destination: { ip: decision.ip, port: decision.port },
+            destinationWorkload: decision.destination,
+            ...(httpProtocol ? { deferL7: true } : {}),
+          });
           if (!verdict.allow) {
             this.recordFailed(source!, decision, 'DENY');
             this.refuse(sock, 'denied', `denied by policy: ${verdict.reason}`, fields);
@@ -423,7 +458,16 @@ export class OutboundProxy {
   /** To an Istio sidecar: its mutual TLS (agent/proxy/legacy-mtls.ts), reported as mTLS by this source; the sidecar reports the destination side. */
   private connectLegacyMtls(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'legacy_mtls' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {
     const service = serviceInfo(d.service, this.opts.state.trustDomain);
-    const info: TcpConnectionInfo = { reporter: 'source', source, destination: d.destination, destinationPrincipal: d.serverId, service, mtls: true, sourceAddress: sourceIp, destinationAddress: formatAuthority(d.ip, d.port) };
+    const info: TcpConnectionInfo = {
+      reporter: 'source',
+      source,
+      destination: d.destination,
+      destinationPrincipal: d.serverId,
+      service,
+      mtls: true,
+      sourceAddress: sourceIp,
+      destinationAddress: formatAuthority(d.ip, d.port),
+    };
     const sni = service && d.servicePort !== undefined ? sidecarSni(d.servicePort, service.host) : undefined;
     const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
     this.legacyMtls.connect({ source, address: { host: d.ip, port: d.port }, expectedServerId: d.serverId, timeoutMs, ...(sni ? { sni } : {}) }).then(
@@ -498,23 +542,22 @@ export class OutboundProxy {
     return true;
   }
 
-  private connectDirect(
-    sock: net.Socket,
-    d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>,
-    source: Workload,
-    fields: Record<string, unknown>,
-  ): void {
+  private connectDirect(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>, source: Workload, fields: Record<string, unknown>): void {
     const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
     const localAddress = d.kind !== 'local' ? undefined : net.isIPv6(d.ip) ? this.opts.localSourceIp6 : this.opts.localSourceIp;
-    dial({ ip: d.ip, port: d.port }, { localAddress, allowHalfOpen: true, noDelay: true, timeoutMs, client: sock }, {
-      failed: (err) => {
-        // A client that went away first is not a failure of the destination.
-        if (err.reason === 'aborted' || sock.destroyed) return;
-        this.recordFailed(source, d, 'CONNECT');
-        this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+    dial(
+      { ip: d.ip, port: d.port },
+      { localAddress, allowHalfOpen: true, noDelay: true, timeoutMs, client: sock },
+      {
+        failed: (err) => {
+          // A client that went away first is not a failure of the destination.
+          if (err.reason === 'aborted' || sock.destroyed) return;
+          this.recordFailed(source, d, 'CONNECT');
+          this.refuse(sock, 'upstream_connect_failed', `cannot connect to ${formatAuthority(d.ip, d.port)}`, fields);
+        },
+        connected: (upstream) => this.relayDirect(sock, upstream, d, source, fields),
       },
-      connected: (upstream) => this.relayDirect(sock, upstream, d, source, fields),
-    });
+    );
   }
 
   private relayDirect(sock: net.Socket, upstream: net.Socket, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>, source: Workload, fields: Record<string, unknown>): void {
@@ -523,14 +566,15 @@ export class OutboundProxy {
     const stats = d.kind === 'local' ? this.opts.metrics?.openTcpBothReporters(info, { ...info, reporter: 'destination', sourcePrincipal: source.identity }) : this.opts.metrics?.openTcp(info);
     // A same-node connection never crosses an inbound: this proxy authorized it, and re-decides it when policies change.
     let relayed: Relay | undefined;
-    const untrack = d.kind === 'local'
-      ? this.opts.connections?.register({
-          direction: 'outbound',
-          facts: { sourceIdentity: source.identity, sourceIp: fields.sourceIp as string | undefined, destination: { ip: d.ip, port: d.port }, destinationWorkload: d.destination },
-          mode: 'raw',
-          close: () => relayed?.reset(),
-        })
-      : undefined;
+    const untrack =
+      d.kind === 'local'
+        ? this.opts.connections?.register({
+            direction: 'outbound',
+            facts: { sourceIdentity: source.identity, sourceIp: fields.sourceIp as string | undefined, destination: { ip: d.ip, port: d.port }, destinationWorkload: d.destination },
+            mode: 'raw',
+            close: () => relayed?.reset(),
+          })
+        : undefined;
     relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack);
   }
 
@@ -547,10 +591,19 @@ export class OutboundProxy {
     // A DestinationRule connect timeout bounds the whole open (session, CONNECT, the remote agent's connect to the pod).
     const limitMs = d.pool?.connectTimeoutMs;
     let timedOut = false;
-    const timer = limitMs === undefined ? undefined : setTimeout(() => {
-      timedOut = true;
-      if (!sock.destroyed) this.refuse(sock, 'upstream_connect_failed', `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`, { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) });
-    }, limitMs);
+    const timer =
+      limitMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true;
+            if (!sock.destroyed)
+              this.refuse(
+                sock,
+                'upstream_connect_failed',
+                `connect timeout: no connection to ${d.authority} via ${formatAuthority(d.nodeAddr.host, d.nodeAddr.port)} within ${limitMs} ms (DestinationRule connectTimeout)`,
+                { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) },
+              );
+          }, limitMs);
     timer?.unref();
     // TrafficShaping relay QoS (fair-share flow, class, weight, DSCP, bytes/s) for the native engine.
     const qos = this.opts.shaping?.streamQos({ direction: 'outbound', source, service: d.service, servicePort: d.servicePort }) ?? { flow: source.uid };
@@ -559,36 +612,34 @@ export class OutboundProxy {
     const hbone = this.opts.hbone;
     const native = hbone.openStream && hbone.relay && canSplice(sock) ? hbone : undefined;
     const opening: Promise<Duplex | number> = native ? native.openStream!(req) : hbone.open(req);
-    opening
-      .then(
-        (stream) => {
-          clearTimeout(timer);
-          if (sock.destroyed || timedOut) {
-            if (typeof stream === 'number') hbone.abandon?.(stream);
-            else stream.destroy();
-            return;
-          }
-          const stats = this.opts.metrics?.openTcp({
-            reporter: 'source',
-            source,
-            destination: d.destination,
-            destinationPrincipal: d.destination.identity,
-            service: serviceInfo(d.service, this.opts.state.trustDomain),
-            mtls: true,
-            sourceAddress: sourceIp,
-            destinationAddress: d.authority,
-          });
-          const relayFields = { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) };
-          if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats, qos), stats, relayFields);
-          else this.startRelay(sock, stream, stats, relayFields);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          if (sock.destroyed || timedOut) return;
-          const e = err as SmeshError;
-          this.refuse(sock, e.code === 'SMESH_ERR_HBONE' ? 'hbone_error' : 'upstream_connect_failed', e.message, { ...fields, code: e.code });
-        },
-      );
+    opening.then(
+      (stream) => {
+        clearTimeout(timer);
+        if (sock.destroyed || timedOut) {
+          if (typeof stream === 'number') hbone.abandon?.(stream);
+          else stream.destroy();
+          return;
+        }
+        const stats = this.opts.metrics?.openTcp({
+          reporter: 'source',
+          source,
+          destination: d.destination,
+          destinationPrincipal: d.destination.identity,
+          service: serviceInfo(d.service, this.opts.state.trustDomain),
+          mtls: true,
+          sourceAddress: sourceIp,
+          destinationAddress: d.authority,
+        });
+        const relayFields = { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) };
+        if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats, qos), stats, relayFields);
+        else this.startRelay(sock, stream, stats, relayFields);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (sock.destroyed || timedOut) return;
+        const e = err as SmeshError;
+        this.refuse(sock, e.code === 'SMESH_ERR_HBONE' ? 'hbone_error' : 'upstream_connect_failed', e.message, { ...fields, code: e.code });
+      },
+    );
   }
 }
-

@@ -121,15 +121,20 @@ export class PlaintextInbound {
     const metrics = this.opts.metrics;
     client.pause();
     const localAddress = net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
-    dialPod(dest, client, { localAddress, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending }, {
-      failed: () => {
-        metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
-        metrics?.recordFailedTcp(telemetry, 'CONNECT');
-        this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
-        client.resetAndDestroy();
+    dialPod(
+      dest,
+      client,
+      { localAddress, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending },
+      {
+        failed: () => {
+          metrics?.refused.inc({ direction: 'inbound', reason: 'upstream_connect_failed' });
+          metrics?.recordFailedTcp(telemetry, 'CONNECT');
+          this.log.info({ dest, sourceIp: client.remoteAddress }, 'plaintext inbound: destination pod unreachable');
+          client.resetAndDestroy();
+        },
+        connected: (upstream) => this.relayTo(client, upstream, dest, telemetry, sourceIp),
       },
-      connected: (upstream) => this.relayTo(client, upstream, dest, telemetry, sourceIp),
-    });
+    );
   }
 
   private relayTo(client: net.Socket, upstream: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {

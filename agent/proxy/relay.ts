@@ -1,7 +1,7 @@
 // Pure-TypeScript byte relay between two duplexes (TCP sockets, HTTP/2 streams): backpressure, half-close and reset propagation, byte counts.
-import * as http2 from 'http2';
-import * as net from 'net';
-import type { Duplex } from 'stream';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import type { Duplex } from 'node:stream';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 

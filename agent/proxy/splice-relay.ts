@@ -1,8 +1,8 @@
 // Kernel relay for two plain TCP sockets (same-node path): hands them to the addon's splice engine; same result shape as relay().
-import * as net from 'net';
+import * as net from 'node:net';
 import { SmeshError } from '../errors';
 import { socketFd } from '../native/datapath';
-import type { SpliceApi, SpliceResult } from '../native/splice';
+import type { SpliceApi, SpliceHandle, SpliceResult } from '../native/splice';
 import { LiveCounters } from './native-counters';
 import type { ByteCounters, Relay, RelayOutcome, RelayResult } from './relay';
 
@@ -74,7 +74,7 @@ export function spliceRelay(api: SpliceApi, a: net.Socket, b: net.Socket, counte
   if (!canSplice(a) || !canSplice(b)) throw new SmeshError('SMESH_ERR_NATIVE', 'spliceRelay needs two connected plain TCP sockets with nothing queued for writing');
   const bufferedA = takeBuffered(a);
   const bufferedB = takeBuffered(b);
-  let handle;
+  let handle: SpliceHandle;
   try {
     handle = api.start(socketFd(a), socketFd(b), bufferedA.length ? Buffer.concat(bufferedA) : undefined, bufferedB.length ? Buffer.concat(bufferedB) : undefined);
   } catch (err) {

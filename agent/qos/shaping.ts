@@ -198,12 +198,24 @@ export class TrafficShaper {
       const queueMs = a.rule.overLimit.action === 'queue' ? a.rule.overLimit.maxWaitMs : undefined;
       if (a.rule.maxConnections !== undefined && this.slot(a).open >= a.rule.maxConnections) {
         if (countLimited && queueMs === undefined) this.count(f, a.service, 'max_connections');
-        return { kind: 'limited', reason: 'max_connections', rule: a.rule.name, detail: `TrafficShaping rule ${a.rule.name}: maxConnections ${a.rule.maxConnections} reached`, ...(queueMs !== undefined ? { queueMs } : {}) };
+        return {
+          kind: 'limited',
+          reason: 'max_connections',
+          rule: a.rule.name,
+          detail: `TrafficShaping rule ${a.rule.name}: maxConnections ${a.rule.maxConnections} reached`,
+          ...(queueMs !== undefined ? { queueMs } : {}),
+        };
       }
       if (a.rule.connectionRate && this.bucket(a, 'conn').msUntilToken() > 0) {
         if (countLimited && queueMs === undefined) this.count(f, a.service, 'connection_rate');
         const s = a.rule.connectionRate;
-        return { kind: 'limited', reason: 'connection_rate', rule: a.rule.name, detail: `TrafficShaping rule ${a.rule.name}: connectionRate ${s.tokensPerFill}/${s.fillIntervalMs}ms (burst ${s.maxTokens}) exceeded`, ...(queueMs !== undefined ? { queueMs } : {}) };
+        return {
+          kind: 'limited',
+          reason: 'connection_rate',
+          rule: a.rule.name,
+          detail: `TrafficShaping rule ${a.rule.name}: connectionRate ${s.tokensPerFill}/${s.fillIntervalMs}ms (burst ${s.maxTokens}) exceeded`,
+          ...(queueMs !== undefined ? { queueMs } : {}),
+        };
       }
     }
     const taken: Slot[] = [];
@@ -308,7 +320,14 @@ export class TrafficShaper {
       if (!best) return undefined;
       const key = `${best.a.rule.name}|${best.a.scope}|${way}`;
       if (!this.engineBuckets.has(key)) {
-        this.engineBuckets.set(key, { direction: f.direction, source_workload: source?.workloadName ?? 'unknown', destination_service: best.a.rule.service !== undefined ? this.serviceHost(best.a.service) : 'any', way, rule: best.a.rule.name, scope: best.a.scope });
+        this.engineBuckets.set(key, {
+          direction: f.direction,
+          source_workload: source?.workloadName ?? 'unknown',
+          destination_service: best.a.rule.service !== undefined ? this.serviceHost(best.a.service) : 'any',
+          way,
+          rule: best.a.rule.name,
+          scope: best.a.scope,
+        });
       }
       return { key, bytesPerSecond: Math.max(1, Math.floor(best.bps / BITS_PER_BYTE)) };
     };

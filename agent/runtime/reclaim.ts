@@ -50,9 +50,7 @@ export interface ActivityReading {
   readonly bytes: number;
 }
 
-export type ReclaimDecision =
-  | { readonly action: 'reclaim' }
-  | { readonly action: 'wait'; readonly reason: 'busy' | 'settling' | 'below_threshold' | 'rate_limited' };
+export type ReclaimDecision = { readonly action: 'reclaim' } | { readonly action: 'wait'; readonly reason: 'busy' | 'settling' | 'below_threshold' | 'rate_limited' };
 
 export interface ReclaimPolicyInput {
   /** Quiet intervals in a row, the current one included (0: this interval had load). */
@@ -143,7 +141,10 @@ export class MemoryReclaimer {
   private count = 0;
   private checking = false;
 
-  constructor(private readonly deps: ReclaimDeps, settings: Partial<ReclaimSettings> = {}) {
+  constructor(
+    private readonly deps: ReclaimDeps,
+    settings: Partial<ReclaimSettings> = {},
+  ) {
     this.settings = Object.freeze({ ...DEFAULT_RECLAIM_SETTINGS, ...settings });
     for (const [k, v] of Object.entries(this.settings)) {
       if (!(typeof v === 'number' && Number.isFinite(v) && v >= 0)) throw new SmeshError('SMESH_ERR_CONFIG', `memory reclaim setting ${k}: ${String(v)} is not a finite number >= 0`);
@@ -300,7 +301,16 @@ export async function startAgentMemoryReclaim(opts: { metrics: MeshMetrics; logg
   }
   const reclaims = new Counter({ name: 'smesh_memory_reclaims_total', help: 'Idle-time memory reclaims (full GC + malloc_trim) after load', registers: [opts.metrics.registry] });
   const reclaimer = new MemoryReclaimer(
-    { now: () => performance.now(), rss: () => process.memoryUsage.rss(), activity: () => agentActivity(opts.metrics), fullGc: fullGcFunction(), settle: arrayBuffersFreed, trim, logger: opts.logger, onReclaim: () => reclaims.inc() },
+    {
+      now: () => performance.now(),
+      rss: () => process.memoryUsage.rss(),
+      activity: () => agentActivity(opts.metrics),
+      fullGc: fullGcFunction(),
+      settle: arrayBuffersFreed,
+      trim,
+      logger: opts.logger,
+      onReclaim: () => reclaims.inc(),
+    },
     opts.settings,
   );
   await reclaimer.start();

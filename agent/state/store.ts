@@ -1,5 +1,5 @@
 // The agent's single-writer state store: one updater publishes immutable snapshots plus indexes; readers only fetch.
-import { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from './types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from './types';
 import { workloadAddresses } from './addresses';
 
 /** What an original destination resolves to; the outbound decision is made from this. */

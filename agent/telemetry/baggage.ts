@@ -57,7 +57,10 @@ export function parseBaggage(header: string | string[] | undefined): Baggage {
       const eq = member.indexOf('=');
       if (eq <= 0) continue;
       const key = member.slice(0, eq).trim();
-      const value = member.slice(eq + 1).split(';')[0]!.trim();
+      const value = member
+        .slice(eq + 1)
+        .split(';')[0]!
+        .trim();
       if (value === '') continue;
       switch (key) {
         case 'k8s.cluster.name':

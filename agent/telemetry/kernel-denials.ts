@@ -38,7 +38,14 @@ export class KernelDenialReporter {
       if (delta === 0) continue;
       const src = this.resolve.workloadById(e.workloadId);
       const dst = this.resolve.workloadByIp(e.ip);
-      const info: TcpConnectionInfo = { reporter: 'source', source: src, destination: dst, service: this.resolve.serviceByIp(e.ip, e.port), mtls: false, destinationAddress: e.port ? `${e.ip}:${e.port}` : e.ip };
+      const info: TcpConnectionInfo = {
+        reporter: 'source',
+        source: src,
+        destination: dst,
+        service: this.resolve.serviceByIp(e.ip, e.port),
+        mtls: false,
+        destinationAddress: e.port ? `${e.ip}:${e.port}` : e.ip,
+      };
       this.metrics.recordKernelDenials(info, 'DENY', delta);
       this.metrics.connectDenials.inc({ source_workload: src?.workloadName ?? 'unknown', source_workload_namespace: src?.namespace ?? 'unknown' }, delta);
     }

@@ -1,5 +1,5 @@
 // Binds a server loudly: a bind failure becomes SMESH_ERR_BIND naming what, where and what to check; later errors are logged. A socket inherited from `smesh supervise` for that address is adopted instead of bound.
-import type * as net from 'net';
+import type * as net from 'node:net';
 import { SmeshError } from '../errors';
 import type { Logger } from './logger';
 
@@ -27,7 +27,11 @@ export function listenOrFail(server: net.Server, host: string, port: number, wha
       reject(
         fd === undefined
           ? new SmeshError('SMESH_ERR_BIND', `cannot bind ${what} on ${host}:${port}: ${err.code ?? err.message} (${hint})`, { cause: err })
-          : new SmeshError('SMESH_ERR_BIND', `cannot listen on inherited fd ${fd} for ${what} ${host}:${port}: ${err.code ?? err.message} (is it a TCP socket bound there? check the supervisor's LISTEN_FDNAMES)`, { cause: err }),
+          : new SmeshError(
+              'SMESH_ERR_BIND',
+              `cannot listen on inherited fd ${fd} for ${what} ${host}:${port}: ${err.code ?? err.message} (is it a TCP socket bound there? check the supervisor's LISTEN_FDNAMES)`,
+              { cause: err },
+            ),
       );
     server.once('error', onError);
     const listening = () => {

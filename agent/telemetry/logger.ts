@@ -7,18 +7,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** Paths that may hold key material anywhere we log objects; censored, never printed. */
-const REDACT_PATHS = [
-  'key',
-  'keyPem',
-  'privateKey',
-  'rootKey',
-  '*.key',
-  '*.keyPem',
-  '*.privateKey',
-  '*.rootKey',
-  '*.*.keyPem',
-  '*.*.privateKey',
-];
+const REDACT_PATHS = ['key', 'keyPem', 'privateKey', 'rootKey', '*.key', '*.keyPem', '*.privateKey', '*.rootKey', '*.*.keyPem', '*.*.privateKey'];
 
 export function isLogLevel(v: string): v is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(v);

@@ -75,18 +75,7 @@ export type RefusalReason =
  * TLS failure, e.g. not TLS 1.3), timeout, aborted (the peer closed mid-handshake), no_alpn_h2, protocol (no valid HTTP/2 preface/SETTINGS), no_spiffe_id
  * (no single spiffe:// URI SAN), foreign_trust_domain, wrong_identity (outbound: not the expected server identity).
  */
-export type HboneHandshakeFailure =
-  | 'not_tls'
-  | 'no_client_cert'
-  | 'bad_chain'
-  | 'tls'
-  | 'timeout'
-  | 'aborted'
-  | 'no_alpn_h2'
-  | 'protocol'
-  | 'no_spiffe_id'
-  | 'foreign_trust_domain'
-  | 'wrong_identity';
+export type HboneHandshakeFailure = 'not_tls' | 'no_client_cert' | 'bad_chain' | 'tls' | 'timeout' | 'aborted' | 'no_alpn_h2' | 'protocol' | 'no_spiffe_id' | 'foreign_trust_domain' | 'wrong_identity';
 
 /**
  * Why the proxy closed an established HBONE session (smesh_hbone_session_errors_total): protocol_error (HTTP/2 frames
@@ -176,7 +165,7 @@ export function istioTcpLabels(info: TcpConnectionInfo): IstioTcpLabels {
     source_app: s ? (s.labels['app'] ?? canonicalService(s)) : UNKNOWN,
     source_version: s ? canonicalRevision(s) : UNKNOWN,
     source_cluster: s ? cluster : UNKNOWN,
-    destination_service: info.service?.host ?? (d?.ip ?? UNKNOWN),
+    destination_service: info.service?.host ?? d?.ip ?? UNKNOWN,
     destination_service_namespace: info.service?.namespace ?? d?.namespace ?? UNKNOWN,
     destination_service_name: info.service?.name ?? UNKNOWN,
     destination_workload: d?.workloadName ?? UNKNOWN,
@@ -267,7 +256,10 @@ export class TcpConnectionStats {
     this.flush();
     this.owner.tcpClosed.inc(this.labels);
     this.owner.forget(this);
-    this.owner.accessLog?.info({ ...accessFields(this.labels, this.info), bytes_recv: this.received, bytes_sent: this.sent, duration_ms: Math.round(performance.now() - this.openedAt) }, 'connection complete');
+    this.owner.accessLog?.info(
+      { ...accessFields(this.labels, this.info), bytes_recv: this.received, bytes_sent: this.sent, duration_ms: Math.round(performance.now() - this.openedAt) },
+      'connection complete',
+    );
   }
 }
 
@@ -342,28 +334,89 @@ export class MeshMetrics {
     this.tcpReceivedBytes = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received in request (client to server) on TCP connections', labelNames, registers });
     this.redirected = new Counter({ name: 'smesh_redirected_connections_total', help: 'Connections accepted by the proxy listeners', labelNames: ['direction'], registers });
     this.refused = new Counter({ name: 'smesh_refused_connections_total', help: 'Connections or streams refused by the proxy, by reason', labelNames: ['direction', 'reason'], registers });
-    this.connectDenials = new Counter({ name: 'smesh_connect_denied_total', help: 'Connections refused in the kernel at connect() by authorization policy (connect-time deny), one per connection attempt, by source workload', labelNames: ['source_workload', 'source_workload_namespace'], registers });
-    this.policyDenials = new Counter({ name: 'smesh_policy_denials_total', help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy', labelNames: ['reason', 'policy'], registers });
-    this.policyConnectionsClosed = new Counter({ name: 'smesh_policy_connections_closed_total', help: 'Open connections closed because a changed AuthorizationPolicy denies them (policy_denied) or their port now needs per-request inspection (l7_inspection)', labelNames: ['direction', 'reason'], registers });
+    this.connectDenials = new Counter({
+      name: 'smesh_connect_denied_total',
+      help: 'Connections refused in the kernel at connect() by authorization policy (connect-time deny), one per connection attempt, by source workload',
+      labelNames: ['source_workload', 'source_workload_namespace'],
+      registers,
+    });
+    this.policyDenials = new Counter({
+      name: 'smesh_policy_denials_total',
+      help: 'Connections or requests denied by AuthorizationPolicy, by reason and policy',
+      labelNames: ['reason', 'policy'],
+      registers,
+    });
+    this.policyConnectionsClosed = new Counter({
+      name: 'smesh_policy_connections_closed_total',
+      help: 'Open connections closed because a changed AuthorizationPolicy denies them (policy_denied) or their port now needs per-request inspection (l7_inspection)',
+      labelNames: ['direction', 'reason'],
+      registers,
+    });
     const httpLabels = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
     this.requests = new Counter({ name: 'istio_requests_total', help: 'Total HTTP/gRPC requests', labelNames: httpLabels, registers });
-    this.requestDuration = new Histogram({ name: 'istio_request_duration_milliseconds', help: 'HTTP/gRPC request duration in milliseconds', labelNames: httpLabels, buckets: ISTIO_DURATION_BUCKETS_MS, registers });
+    this.requestDuration = new Histogram({
+      name: 'istio_request_duration_milliseconds',
+      help: 'HTTP/gRPC request duration in milliseconds',
+      labelNames: httpLabels,
+      buckets: ISTIO_DURATION_BUCKETS_MS,
+      registers,
+    });
     this.requestBytes = new Histogram({ name: 'istio_request_bytes', help: 'HTTP/gRPC request sizes in bytes (body)', labelNames: httpLabels, buckets: ISTIO_SIZE_BUCKETS_BYTES, registers });
     this.responseBytes = new Histogram({ name: 'istio_response_bytes', help: 'HTTP/gRPC response sizes in bytes (body)', labelNames: httpLabels, buckets: ISTIO_SIZE_BUCKETS_BYTES, registers });
     this.requestMessages = new Counter({ name: 'istio_request_messages_total', help: 'gRPC messages sent by clients', labelNames: httpLabels, registers });
     this.responseMessages = new Counter({ name: 'istio_response_messages_total', help: 'gRPC messages sent by servers', labelNames: httpLabels, registers });
-    this.circuitBreakerTrips = new Counter({ name: 'smesh_circuit_breaker_trips_total', help: 'Requests failed fast by a circuit-breaker threshold, by service and reason', labelNames: ['destination_service', 'reason'], registers });
-    this.rateLimited = new Counter({ name: 'smesh_rate_limited_total', help: 'Connections and requests limited by a TrafficShaping rule, by direction, source workload, destination service and reason', labelNames: ['direction', 'source_workload', 'destination_service', 'reason'], registers });
-    this.rateLimitedBytes = new Counter({ name: 'smesh_rate_limited_bytes_total', help: 'Bytes the native engine relayed only after waiting for a TrafficShaping bytesPerSecond bucket, by direction, source workload, destination service and reason (bytes_per_second_upload, bytes_per_second_download)', labelNames: ['direction', 'source_workload', 'destination_service', 'reason'], registers });
+    this.circuitBreakerTrips = new Counter({
+      name: 'smesh_circuit_breaker_trips_total',
+      help: 'Requests failed fast by a circuit-breaker threshold, by service and reason',
+      labelNames: ['destination_service', 'reason'],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'smesh_rate_limited_total',
+      help: 'Connections and requests limited by a TrafficShaping rule, by direction, source workload, destination service and reason',
+      labelNames: ['direction', 'source_workload', 'destination_service', 'reason'],
+      registers,
+    });
+    this.rateLimitedBytes = new Counter({
+      name: 'smesh_rate_limited_bytes_total',
+      help: 'Bytes the native engine relayed only after waiting for a TrafficShaping bytesPerSecond bucket, by direction, source workload, destination service and reason (bytes_per_second_upload, bytes_per_second_download)',
+      labelNames: ['direction', 'source_workload', 'destination_service', 'reason'],
+      registers,
+    });
     this.outlierEjections = new Counter({ name: 'smesh_outlier_ejections_total', help: 'Endpoints ejected by outlier detection, by service', labelNames: ['destination_service'], registers });
-    this.httpProtocolErrors = new Counter({ name: 'smesh_http_protocol_errors_total', help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason', labelNames: ['direction', 'side', 'reason'], registers });
-    this.hboneHandshakeFailures = new Counter({ name: 'smesh_hbone_handshake_failures_total', help: 'HBONE connections refused at the handshake or for their certificate identity, by direction and reason', labelNames: ['direction', 'reason'], registers });
-    this.hboneSessionErrors = new Counter({ name: 'smesh_hbone_session_errors_total', help: 'HBONE sessions closed by the proxy for an HTTP/2 protocol error, a reset flood or an unresponsive peer, by direction and reason', labelNames: ['direction', 'reason'], registers });
+    this.httpProtocolErrors = new Counter({
+      name: 'smesh_http_protocol_errors_total',
+      help: 'Malformed HTTP seen by the proxy, by direction, side (client|upstream) and reason',
+      labelNames: ['direction', 'side', 'reason'],
+      registers,
+    });
+    this.hboneHandshakeFailures = new Counter({
+      name: 'smesh_hbone_handshake_failures_total',
+      help: 'HBONE connections refused at the handshake or for their certificate identity, by direction and reason',
+      labelNames: ['direction', 'reason'],
+      registers,
+    });
+    this.hboneSessionErrors = new Counter({
+      name: 'smesh_hbone_session_errors_total',
+      help: 'HBONE sessions closed by the proxy for an HTTP/2 protocol error, a reset flood or an unresponsive peer, by direction and reason',
+      labelNames: ['direction', 'reason'],
+      registers,
+    });
     this.hboneStreams = new Counter({ name: 'smesh_hbone_streams_total', help: 'HBONE CONNECT streams by direction and result', labelNames: ['direction', 'result'], registers });
     this.hboneActiveStreams = new Gauge({ name: 'smesh_hbone_active_streams', help: 'HBONE streams currently open', labelNames: ['direction'], registers });
     this.hboneSessions = new Gauge({ name: 'smesh_hbone_sessions', help: 'HBONE HTTP/2 connections currently open', labelNames: ['direction'], registers });
-    this.hboneConnectRetries = new Counter({ name: 'smesh_hbone_connect_retries_total', help: 'Outbound HBONE connects tried again after the destination refused them (its agent restarting), by reason', labelNames: ['reason'], registers });
-    this.dataplane = new Gauge({ name: 'smesh_dataplane_info', help: 'The data plane moving HBONE bytes (1): native = the addon engine, js = node:tls + node:http2', labelNames: ['dataplane'], registers });
+    this.hboneConnectRetries = new Counter({
+      name: 'smesh_hbone_connect_retries_total',
+      help: 'Outbound HBONE connects tried again after the destination refused them (its agent restarting), by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.dataplane = new Gauge({
+      name: 'smesh_dataplane_info',
+      help: 'The data plane moving HBONE bytes (1): native = the addon engine, js = node:tls + node:http2',
+      labelNames: ['dataplane'],
+      registers,
+    });
     const self = this;
     this.certificateExpiry = new Gauge({
       name: 'smesh_certificate_expiry_seconds',
@@ -391,9 +444,21 @@ export class MeshMetrics {
       });
     };
     kernelCounter('smesh_strict_dropped_total', 'Plaintext TCP SYNs to STRICT local pods dropped in the kernel (PeerAuthentication)', (c) => c.strictDropped);
-    kernelCounter('smesh_plaintext_inbound_total', 'Plaintext TCP connections to PERMISSIVE local pods (SYNs seen in the kernel): captured into the proxy or passed to the app', (c) => c.plaintextAccepted);
-    kernelCounter('smesh_plaintext_inbound_captured_total', 'Plaintext TCP connections to PERMISSIVE local pods handed to the node proxy (in-pod sk_lookup) for AuthorizationPolicy', (c) => c.plaintextCaptured ?? 0);
-    kernelCounter('smesh_plaintext_inbound_uncaptured_total', 'Plaintext TCP connections to PERMISSIVE local pods that reached the app uncaptured (no capture listener for the pod yet, or the kernel refused it)', (c) => c.plaintextUncaptured ?? 0);
+    kernelCounter(
+      'smesh_plaintext_inbound_total',
+      'Plaintext TCP connections to PERMISSIVE local pods (SYNs seen in the kernel): captured into the proxy or passed to the app',
+      (c) => c.plaintextAccepted,
+    );
+    kernelCounter(
+      'smesh_plaintext_inbound_captured_total',
+      'Plaintext TCP connections to PERMISSIVE local pods handed to the node proxy (in-pod sk_lookup) for AuthorizationPolicy',
+      (c) => c.plaintextCaptured ?? 0,
+    );
+    kernelCounter(
+      'smesh_plaintext_inbound_uncaptured_total',
+      'Plaintext TCP connections to PERMISSIVE local pods that reached the app uncaptured (no capture listener for the pod yet, or the kernel refused it)',
+      (c) => c.plaintextUncaptured ?? 0,
+    );
     this.xdsConnected = new Gauge({ name: 'smesh_xds_connected', help: '1 while the xDS stream to the control plane is up', registers });
     this.xdsResponses = new Counter({ name: 'smesh_xds_responses_total', help: 'xDS responses by resource type and whether they were ACKed or NACKed', labelNames: ['type', 'result'], registers });
     this.xdsDisconnects = new Counter({ name: 'smesh_xds_disconnects_total', help: 'xDS streams lost (each is retried with backoff)', registers });
@@ -465,7 +530,16 @@ export class MeshMetrics {
    * Counts one finished HTTP request: istio_requests_total and istio_request_duration_milliseconds, plus
    * istio_request_bytes / istio_response_bytes and (gRPC) the message counts when the caller measured them.
    */
-  recordRequest(info: TcpConnectionInfo, protocol: 'http' | 'grpc', responseCode: number, grpcStatus: string | undefined, durationMs: number, responseFlags = '-', sizes?: RequestSizes, request?: { readonly method: string; readonly path: string }): void {
+  recordRequest(
+    info: TcpConnectionInfo,
+    protocol: 'http' | 'grpc',
+    responseCode: number,
+    grpcStatus: string | undefined,
+    durationMs: number,
+    responseFlags = '-',
+    sizes?: RequestSizes,
+    request?: { readonly method: string; readonly path: string },
+  ): void {
     const labels: IstioHttpLabels = {
       ...istioTcpLabels(info),
       request_protocol: protocol,
@@ -475,18 +549,19 @@ export class MeshMetrics {
     };
     this.requests.inc(labels);
     this.requestDuration.observe(labels, durationMs);
-    if (this.accessLogRequests) this.accessLog?.info(
-      {
-        ...accessFields(labels, info),
-        protocol,
-        ...(request ? { method: request.method, path: request.path } : {}),
-        response_code: responseCode,
-        ...(grpcStatus !== undefined ? { grpc_status: grpcStatus } : {}),
-        duration_ms: Math.round(durationMs),
-        ...(sizes ? { bytes_recv: sizes.requestBytes, bytes_sent: sizes.responseBytes } : {}),
-      },
-      'request complete',
-    );
+    if (this.accessLogRequests)
+      this.accessLog?.info(
+        {
+          ...accessFields(labels, info),
+          protocol,
+          ...(request ? { method: request.method, path: request.path } : {}),
+          response_code: responseCode,
+          ...(grpcStatus !== undefined ? { grpc_status: grpcStatus } : {}),
+          duration_ms: Math.round(durationMs),
+          ...(sizes ? { bytes_recv: sizes.requestBytes, bytes_sent: sizes.responseBytes } : {}),
+        },
+        'request complete',
+      );
     if (!sizes) return;
     this.requestBytes.observe(labels, sizes.requestBytes);
     this.responseBytes.observe(labels, sizes.responseBytes);

@@ -152,5 +152,9 @@ function fastAdsClient(protos: MeshProtos): new (address: string, credentials: g
     ctor = grpc.makeGenericClientConstructor(service as unknown as grpc.ServiceDefinition, 'AggregatedDiscoveryService');
     fastAdsClients.set(protos, ctor);
   }
-  return ctor as unknown as new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => AggregatedDiscoveryServiceClient;
+  return ctor as unknown as new (
+    address: string,
+    credentials: grpc.ChannelCredentials,
+    options?: grpc.ChannelOptions,
+  ) => AggregatedDiscoveryServiceClient;
 }

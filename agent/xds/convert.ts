@@ -16,7 +16,16 @@ import { decodeAddressOf, forgetRepeatedStrings, type AnyMessage, type WireAddre
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
-import { CONVERTED_PEER_AUTHENTICATION_PREFIX, isConvertedPeerAuthentication, type AuthorizationPolicy, type Cidr, type PolicyAction, type PolicyMatch, type PolicyScope, type StringMatcher } from '../policy/types';
+import {
+  CONVERTED_PEER_AUTHENTICATION_PREFIX,
+  isConvertedPeerAuthentication,
+  type AuthorizationPolicy,
+  type Cidr,
+  type PolicyAction,
+  type PolicyMatch,
+  type PolicyScope,
+  type StringMatcher,
+} from '../policy/types';
 
 /** Every resource type the agent subscribes to (wildcard) on the delta ADS stream. */
 export const XDS_TYPE_URL = MESH_XDS_TYPE_URL;
@@ -408,7 +417,10 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
     checkServiceRef(ref);
     const problem = portProblem(list.ports);
     if (problem) fail(`workload.services[${quoted(ref)}].ports${problem[0]}`, problem[1]);
-    out.set(intern(ref), list.ports.map((p) => portMapping('', p)));
+    out.set(
+      intern(ref),
+      list.ports.map((p) => portMapping('', p)),
+    );
   }
   if (servicesMapCount >= INTERN_MAX) {
     servicesMaps.clear();
@@ -463,13 +475,16 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   }
   const services = parseServices(w.services);
   const policies = w.authorizationPolicies ?? [];
-  const authorizationPolicies = policies.length === 0 ? NO_POLICIES : policies.map((ref, i) => {
-    const slash = ref.indexOf('/');
-    if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
-      fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${quoted(ref)}`);
-    }
-    return intern(ref);
-  });
+  const authorizationPolicies =
+    policies.length === 0
+      ? NO_POLICIES
+      : policies.map((ref, i) => {
+          const slash = ref.indexOf('/');
+          if (slash <= 0 || slash === ref.length - 1 || ref.indexOf('/', slash + 1) !== -1) {
+            fail(`workload.authorization_policies[${i}]`, `expected "<namespace>/<name>", got ${quoted(ref)}`);
+          }
+          return intern(ref);
+        });
   return {
     kind: 'workload',
     authorizationPolicies,
@@ -885,7 +900,17 @@ export function buildSnapshot(accepted: AcceptedResources, defaultTrustDomain = 
   const trafficPolicies = resolveTrafficPolicies(accepted.trafficPolicies, xdsServices, ordered, warnings);
   const trafficShaping = shapingByWorkload(accepted.trafficShapings, ordered, warnings);
   return {
-    snapshot: { trustDomain, ...meshTrustDomainAliases(accepted.meshConfig), nodes, workloads: ordered, services, namespaces: byKey(namespaces), authorizationPolicies, ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}), ...(trafficShaping.size > 0 ? { trafficShaping } : {}) },
+    snapshot: {
+      trustDomain,
+      ...meshTrustDomainAliases(accepted.meshConfig),
+      nodes,
+      workloads: ordered,
+      services,
+      namespaces: byKey(namespaces),
+      authorizationPolicies,
+      ...(trafficPolicies.size > 0 ? { trafficPolicies } : {}),
+      ...(trafficShaping.size > 0 ? { trafficShaping } : {}),
+    },
     trustAnchors: accepted.meshConfig?.trustAnchors ?? [],
     warnings,
   };
@@ -947,9 +972,7 @@ export function targetPortFor(s: AcceptedService, p: PortMapping, endpoints: rea
   if (seen.size === 0) return p.servicePort;
   const [first] = seen.keys();
   if (seen.size > 1) {
-    warnings.push(
-      `Address ${s.resourceName}: port ${p.servicePort}: endpoints disagree on target_port (${[...seen].map(([t, uid]) => `${uid}→${t}`).join(', ')}); using ${first}`,
-    );
+    warnings.push(`Address ${s.resourceName}: port ${p.servicePort}: endpoints disagree on target_port (${[...seen].map(([t, uid]) => `${uid}→${t}`).join(', ')}); using ${first}`);
   }
   return first!;
 }

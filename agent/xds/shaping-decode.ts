@@ -43,7 +43,8 @@ function bucket(field: string, b: LocalRateLimit__Output | null): LocalRateLimit
   if (!b) return undefined;
   if (b.maxTokens < 1) fail(`${field}.max_tokens`, `expected at least 1, got ${b.maxTokens}`);
   const fillIntervalMs = durationMs(`${field}.fill_interval`, b.fillInterval);
-  if (fillIntervalMs === undefined || fillIntervalMs < MIN_FILL_INTERVAL_MS) fail(`${field}.fill_interval`, `expected at least ${MIN_FILL_INTERVAL_MS}ms, got ${fillIntervalMs === undefined ? 'none' : `${fillIntervalMs}ms`}`);
+  if (fillIntervalMs === undefined || fillIntervalMs < MIN_FILL_INTERVAL_MS)
+    fail(`${field}.fill_interval`, `expected at least ${MIN_FILL_INTERVAL_MS}ms, got ${fillIntervalMs === undefined ? 'none' : `${fillIntervalMs}ms`}`);
   return { maxTokens: b.maxTokens, tokensPerFill: b.tokensPerFill === 0 ? 1 : b.tokensPerFill, fillIntervalMs };
 }
 
@@ -110,7 +111,8 @@ function rule(field: string, r: RateLimitRule__Output, serviceKey: (ref: string)
   const ruleQos = qos(`${field}.qos`, r.qos);
   if (r.port > 65535) fail(`${field}.port`, `expected 0-65535, got ${r.port}`);
   if (r.port !== 0 && r.service === '') fail(`${field}.port`, 'a port needs service');
-  if (!connectionRate && !requestRate && r.maxConnections === 0 && !bytesPerSecond && !ruleQos) fail(field, 'expected at least one of connection_rate, max_connections, request_rate, bytes_per_second, qos');
+  if (!connectionRate && !requestRate && r.maxConnections === 0 && !bytesPerSecond && !ruleQos)
+    fail(field, 'expected at least one of connection_rate, max_connections, request_rate, bytes_per_second, qos');
   if (r.service !== '' && !/^[^/]+\/[^/]+$/.test(r.service)) fail(`${field}.service`, `expected "namespace/hostname" or empty, got ${q(r.service)}`);
   const queue = r.overLimit?.action === 'QUEUE';
   let maxWaitMs = 0;
@@ -143,7 +145,8 @@ export function parseTrafficShaping(
 ): { ok: true; shaping: WorkloadShaping } | { ok: false; field: string; message: string } {
   try {
     if (s.workloadUid !== name) fail('workload_uid', `expected the resource name ${q(name)}, got ${q(s.workloadUid)}`);
-    if (s.inbound.some((r) => r.overLimit?.action === 'QUEUE')) fail(`inbound[${s.inbound.findIndex((r) => r.overLimit?.action === 'QUEUE')}].over_limit.action`, 'QUEUE is supported on outbound rules only');
+    if (s.inbound.some((r) => r.overLimit?.action === 'QUEUE'))
+      fail(`inbound[${s.inbound.findIndex((r) => r.overLimit?.action === 'QUEUE')}].over_limit.action`, 'QUEUE is supported on outbound rules only');
     const resourceQos = qos('qos', s.qos);
     return {
       ok: true,

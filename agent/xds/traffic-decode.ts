@@ -268,7 +268,8 @@ function parse(name: string, p: TrafficPolicy__Output): ServiceTrafficPolicy {
       const df = `${f}.destinations[${j}]`;
       if (d.service !== '') checkRef(`${df}.service`, d.service);
       const own = d.service === '' || d.service === name;
-      if (own && d.subset !== '' && !subsets.some((s) => s.name === d.subset)) fail(`${df}.subset`, `no subset ${q(d.subset)} in this policy (subsets: ${subsets.map((s) => s.name).join(', ') || 'none'})`);
+      if (own && d.subset !== '' && !subsets.some((s) => s.name === d.subset))
+        fail(`${df}.subset`, `no subset ${q(d.subset)} in this policy (subsets: ${subsets.map((s) => s.name).join(', ') || 'none'})`);
       total += d.weight;
       return compact({ service: own ? undefined : serviceKeyFromRef(d.service), subset: d.subset || undefined, port: port(`${df}.port`, d.port), weight: d.weight }) as RouteDestination;
     });
@@ -285,7 +286,7 @@ function parse(name: string, p: TrafficPolicy__Output): ServiceTrafficPolicy {
         attempts: r.retries.attempts?.value,
         perTryTimeoutMs: positive(`${rf}.per_try_timeout`, r.retries.perTryTimeout),
         retryOn: [...r.retries.retryOn],
-        budget: b ? compact({ budgetPercent: nonZero(b.budgetPercent), minRetryConcurrency: nonZero(b.minRetryConcurrency) }) ?? {} : undefined,
+        budget: b ? (compact({ budgetPercent: nonZero(b.budgetPercent), minRetryConcurrency: nonZero(b.minRetryConcurrency) }) ?? {}) : undefined,
       }) as RetrySettings;
     }
     let fault: TrafficRoute['fault'];

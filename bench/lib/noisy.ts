@@ -129,13 +129,24 @@ export function quietTable(samples: QuietSample[], modes: RowGroup[]): string {
     '| row | agents | quiet pod | p50 (µs) | p99 (µs) | req/s | p99 / alone | req/s / alone | noisy pod: new conns/s | noisy pod: bulk (Gbit/s) |',
     '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
-  const letter: Record<string, string> = { 'on:alone': '(a)', 'on:noisy': '(b)', 'off:alone': '(a′)', 'off:noisy': '(c)', 'default:alone': '(a)', 'default:noisy': '(n)', 'direct:alone': '(d)', 'direct:noisy': '(e)' };
+  const letter: Record<string, string> = {
+    'on:alone': '(a)',
+    'on:noisy': '(b)',
+    'off:alone': '(a′)',
+    'off:noisy': '(c)',
+    'default:alone': '(a)',
+    'default:noisy': '(n)',
+    'direct:alone': '(d)',
+    'direct:noisy': '(e)',
+  };
   for (const mode of modes) {
     for (const condition of ['alone', 'noisy'] as const) {
       const c = cell(samples, mode, condition);
       const r = ratios(samples, mode);
       const failed = c.failed ? ` (${c.failed} failed)` : '';
-      rows.push(`| ${letter[`${mode}:${condition}`]} | ${MODE_LABEL[mode]} | ${condition === 'alone' ? 'alone' : 'with the noisy pod'}${failed} | ${fmtSpread(c.p50, 1)} | ${fmtSpread(c.p99, 1)} | ${fmtSpread(c.rps, 0)} | ${condition === 'noisy' ? `**${fmt(r.p99, 2)}**` : ''} | ${condition === 'noisy' ? `**${fmt(r.rps, 2)}**` : ''} | ${condition === 'noisy' ? fmtSpread(c.noisyConn, 0) : ''} | ${condition === 'noisy' ? fmtSpread(c.noisyGbit, 2) : ''} |`);
+      rows.push(
+        `| ${letter[`${mode}:${condition}`]} | ${MODE_LABEL[mode]} | ${condition === 'alone' ? 'alone' : 'with the noisy pod'}${failed} | ${fmtSpread(c.p50, 1)} | ${fmtSpread(c.p99, 1)} | ${fmtSpread(c.rps, 0)} | ${condition === 'noisy' ? `**${fmt(r.p99, 2)}**` : ''} | ${condition === 'noisy' ? `**${fmt(r.rps, 2)}**` : ''} | ${condition === 'noisy' ? fmtSpread(c.noisyConn, 0) : ''} | ${condition === 'noisy' ? fmtSpread(c.noisyGbit, 2) : ''} |`,
+      );
     }
   }
   return rows.join('\n');
@@ -159,7 +170,9 @@ export function goalLines(samples: QuietSample[], modes: RowGroup[], fairShareNo
   }
   if (modes.includes('direct')) {
     const r = ratios(samples, 'direct');
-    out.push(`- (e)/(d), control — the quiet pod not through the mesh, the noisy pod through it: p99 ${fmt(r.p99, 2)}×, req/s ${fmt(r.rps, 2)}× alone: what the shared machine (CPU, softirq, links) does to the quiet pod with no proxy on its path, which no proxy scheduling can remove on this testbed`);
+    out.push(
+      `- (e)/(d), control — the quiet pod not through the mesh, the noisy pod through it: p99 ${fmt(r.p99, 2)}×, req/s ${fmt(r.rps, 2)}× alone: what the shared machine (CPU, softirq, links) does to the quiet pod with no proxy on its path, which no proxy scheduling can remove on this testbed`,
+    );
   }
   return out;
 }
@@ -203,7 +216,9 @@ export function limitTable(results: LimitResult[]): string {
         ? 'n/a'
         : r.refusedCount === 0
           ? 'n/a: never pushed over the limit (the path carried less than it here)'
-          : Math.abs(q - 1) <= GOAL_LIMIT_TOLERANCE ? 'PASS' : 'FAIL';
+          : Math.abs(q - 1) <= GOAL_LIMIT_TOLERANCE
+            ? 'PASS'
+            : 'FAIL';
     const d = r.unit === 'Mbit/s' ? 1 : 0;
     rows.push(`| ${r.name} | ${r.configured} | ${fmt(r.expected, d)} ${r.unit} | ${fmt(r.achieved, d)} ${r.unit} | ${fmt(q, 3)} | ${verdict} | ${r.refused ?? '—'} | ${fmt(r.cpu?.other, 0)} |`);
   }
@@ -212,10 +227,7 @@ export function limitTable(results: LimitResult[]): string {
 
 /** CPU table: median per (mode, condition) of the machine, the agents, the pods and what ran outside the bench. */
 export function cpuTable(samples: QuietSample[], modes: RowGroup[], groups: string[]): string {
-  const rows = [
-    `| agents | quiet pod | machine | ${groups.join(' | ')} | outside the bench |`,
-    `|---|---|---:|${groups.map(() => '---:').join('|')}|---:|`,
-  ];
+  const rows = [`| agents | quiet pod | machine | ${groups.join(' | ')} | outside the bench |`, `|---|---|---:|${groups.map(() => '---:').join('|')}|---:|`];
   for (const mode of modes) {
     for (const condition of ['alone', 'noisy'] as const) {
       const mine = samples.filter((s) => s.mode === mode && s.condition === condition);

@@ -33,9 +33,7 @@ function proxyCores(s: Sample): number {
  * (bulk: cores ÷ Gbit/s = CPU-seconds per Gbit; requests: 10^6 × cores ÷ req/s = CPU-ms per 1000 requests).
  */
 function cpuPerUnit(samples: Sample[], path: string, test: string, scale: number): number | undefined {
-  const xs = samples
-    .filter((s) => s.path === path && s.test === test && !s.m.error && (s.m.value ?? 0) > 0)
-    .map((s) => (scale * proxyCores(s)) / s.m.value!);
+  const xs = samples.filter((s) => s.path === path && s.test === test && !s.m.error && (s.m.value ?? 0) > 0).map((s) => (scale * proxyCores(s)) / s.m.value!);
   return median(xs);
 }
 
@@ -168,7 +166,7 @@ export function goalLines(g: GoalInput): string[] {
   vsPeer('cross-node bulk, 4 streams ≥ 1.5× the best peer', 'bw4', 1.5, 'Gbit/s', 2);
   vsPeer('requests/s on a TCP port ≥ 1.25× the best peer', 'rps', 1.25, 'req/s', 0);
   {
-    const title = 'p50 added over direct ≤ the best peer\'s';
+    const title = "p50 added over direct ≤ the best peer's";
     const d = med(samples, direct, 'p50');
     const added = (p: string) => {
       const v = med(samples, p, 'p50');
@@ -183,7 +181,7 @@ export function goalLines(g: GoalInput): string[] {
   vsDirect('same-node bulk, 1 stream ≥ 0.8× direct-local', 'bw1', 0.8, 'Gbit/s', 2);
   vsDirect('same-node bulk, 4 streams ≥ 0.8× direct-local', 'bw4', 0.8, 'Gbit/s', 2);
   vsDirect('same-node new connections/s ≥ 0.5× direct-local', 'cps', 0.5, 'conn/s', 0);
-  vsPeer('p99 ≤ the best peer\'s', 'p99', 1, 'µs', 1);
+  vsPeer("p99 ≤ the best peer's", 'p99', 1, 'µs', 1);
   const rss = (kib: Record<string, number>) => {
     const vs = Object.values(kib).filter((x) => x > 0);
     return vs.length ? Math.max(...vs) : undefined;
@@ -199,6 +197,7 @@ export function goalLines(g: GoalInput): string[] {
     lines.push(`- ${ok ? 'PASS' : g.standalone ? 'MISS?' : 'MISS'} agent RSS idle ≤ 60 MB (larger agent): ${mbText(idle)}${note}`);
   }
   if (peak === undefined) lines.push('- n/a  agent RSS under the bench ≤ 150 MB: not measured');
-  else lines.push(`- ${verdict(peak <= 150 * MB)} agent RSS under the bench ≤ 150 MB (peak of either agent, sampled every 200 ms): ${mbText(peak)}${g.standalone ? ' (control plane in process)' : ''}`);
+  else
+    lines.push(`- ${verdict(peak <= 150 * MB)} agent RSS under the bench ≤ 150 MB (peak of either agent, sampled every 200 ms): ${mbText(peak)}${g.standalone ? ' (control plane in process)' : ''}`);
   return lines;
 }

@@ -30,7 +30,7 @@ export interface PeerDef {
 /** The four peers: one worker (thread) per proxy, and one per core. */
 export function peerDefs(): PeerDef[] {
   const cores = os.cpus().length;
-  const tunnel = 'outsider (node1, not enrolled) → node1 br0 address → PROXY in node1\'s netns → TLS 1.3 mTLS (ECDSA P-256) → PROXY in node2\'s netns → remote-server pod';
+  const tunnel = "outsider (node1, not enrolled) → node1 br0 address → PROXY in node1's netns → TLS 1.3 mTLS (ECDSA P-256) → PROXY in node2's netns → remote-server pod";
   return [
     { name: 'nginx-1w', kind: 'nginx', workers: 1, base: 20100, describe: tunnel.replace(/PROXY/g, 'nginx stream (worker_processes 1)') },
     { name: 'nginx-Nw', kind: 'nginx', workers: 'auto', base: 20200, describe: tunnel.replace(/PROXY/g, `nginx stream (worker_processes auto = ${cores})`) },
@@ -89,8 +89,24 @@ function openssl(dir: string, args: string[]): void {
 export function makePeerCerts(dir: string): void {
   const ec = ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'];
   openssl(dir, ['genpkey', ...ec, '-out', 'ca.key']);
-  openssl(dir, ['req', '-x509', '-new', '-key', 'ca.key', '-sha256', '-days', '1', '-subj', `/O=${TRUST_DOMAIN}/CN=bench peers root`, '-out', 'ca.crt',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'ca.key',
+    '-sha256',
+    '-days',
+    '1',
+    '-subj',
+    `/O=${TRUST_DOMAIN}/CN=bench peers root`,
+    '-out',
+    'ca.crt',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   const leaves = { client: 'URI:spiffe://cluster.local/ns/default/sa/client-sa', server: `URI:spiffe://cluster.local/ns/default/sa/remote-server-sa,DNS:${SERVER_NAME}` };
   for (const [name, san] of Object.entries(leaves)) {
     openssl(dir, ['genpkey', ...ec, '-out', `${name}.key`]);
@@ -153,8 +169,24 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
   const inPorts = { IN_IPERF: def.base + 1, IN_HTTP: def.base + 2, IN_PING: def.base + 3 };
   const tlsPorts = { iperf: def.base + 11, http: def.base + 12, ping: def.base + 13 };
   const sides = [
-    { node: node1, cgroup: cgroups.node1, file: `${def.kind}-node1`, listen: node1.bridgeIp, listenPorts: inPorts, upstream: node2.ip, upstreamPorts: { OUT_IPERF: tlsPorts.iperf, OUT_HTTP: tlsPorts.http, OUT_PING: tlsPorts.ping } },
-    { node: node2, cgroup: cgroups.node2, file: `${def.kind}-node2`, listen: node2.ip, listenPorts: { IN_IPERF: tlsPorts.iperf, IN_HTTP: tlsPorts.http, IN_PING: tlsPorts.ping }, upstream: server.ip, upstreamPorts: { OUT_IPERF: appPorts.iperf, OUT_HTTP: appPorts.http, OUT_PING: appPorts.ping } },
+    {
+      node: node1,
+      cgroup: cgroups.node1,
+      file: `${def.kind}-node1`,
+      listen: node1.bridgeIp,
+      listenPorts: inPorts,
+      upstream: node2.ip,
+      upstreamPorts: { OUT_IPERF: tlsPorts.iperf, OUT_HTTP: tlsPorts.http, OUT_PING: tlsPorts.ping },
+    },
+    {
+      node: node2,
+      cgroup: cgroups.node2,
+      file: `${def.kind}-node2`,
+      listen: node2.ip,
+      listenPorts: { IN_IPERF: tlsPorts.iperf, IN_HTTP: tlsPorts.http, IN_PING: tlsPorts.ping },
+      upstream: server.ip,
+      upstreamPorts: { OUT_IPERF: appPorts.iperf, OUT_HTTP: appPorts.http, OUT_PING: appPorts.ping },
+    },
   ];
   const procs: CapturedProcess[] = [];
   for (const s of sides) {
@@ -174,9 +206,10 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
     });
     const confFile = path.join(dir, `${s.file}.${ext}`);
     fs.writeFileSync(confFile, conf);
-    const proc = def.kind === 'nginx'
-      ? topo.spawnOnNode(s.node, 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { cgroup: s.cgroup })
-      : topo.spawnOnNode(s.node, 'haproxy', ['-db', '-f', confFile], { cgroup: s.cgroup });
+    const proc =
+      def.kind === 'nginx'
+        ? topo.spawnOnNode(s.node, 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { cgroup: s.cgroup })
+        : topo.spawnOnNode(s.node, 'haproxy', ['-db', '-f', confFile], { cgroup: s.cgroup });
     procs.push(proc);
     await waitListeningOnNode(topo, s.node, s.cgroup, s.listen, Object.values(s.listenPorts), proc, `${def.name} on ${s.node.name}`);
   }
@@ -191,13 +224,15 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
 
 /** Stops a peer's proxies: SIGTERM (nginx's master stops its workers), then SIGKILL after 3 s. */
 export async function stopPeer(p: RunningPeer): Promise<void> {
-  await Promise.all(p.procs.map(async (proc) => {
-    if (proc.exitInfo()) return;
-    proc.kill('SIGTERM');
-    const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-    await proc.exited;
-    clearTimeout(t);
-  }));
+  await Promise.all(
+    p.procs.map(async (proc) => {
+      if (proc.exitInfo()) return;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      await proc.exited;
+      clearTimeout(t);
+    }),
+  );
 }
 
 export interface MtlsCheck {

@@ -122,7 +122,10 @@ export class RssSampler {
   windowPeak: Record<string, number> = {};
   private windowCgroups: Record<string, string[]> = {};
 
-  constructor(private readonly pids: Record<string, number>, private readonly everyMs = 200) {}
+  constructor(
+    private readonly pids: Record<string, number>,
+    private readonly everyMs = 200,
+  ) {}
 
   sample(): Record<string, number> {
     const now: Record<string, number> = {};

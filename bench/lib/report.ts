@@ -129,7 +129,9 @@ export function cpuTable(samples: Sample[], paths: string[], groupNames: string[
       const errs = mine.reduce((a, s) => a + (s.m.errors ?? 0), 0);
       const failed = mine.filter((s) => s.m.error).length;
       const errText = `${errs}${failed ? `, ${failed} runs failed` : ''}`;
-      lines.push(`| ${t} | ${p} | ${med((s) => s.cpu.machine)} | ${groupNames.map((g) => med((s) => s.cpu.groups[g] ?? 0)).join(' | ')} | ${med((s) => s.cpu.ksoftirqd ?? 0)} | ${med((s) => s.cpu.other)} | ${med((s) => s.cpu.steal)} | ${errText} |`);
+      lines.push(
+        `| ${t} | ${p} | ${med((s) => s.cpu.machine)} | ${groupNames.map((g) => med((s) => s.cpu.groups[g] ?? 0)).join(' | ')} | ${med((s) => s.cpu.ksoftirqd ?? 0)} | ${med((s) => s.cpu.other)} | ${med((s) => s.cpu.steal)} | ${errText} |`,
+      );
     }
   }
   return lines.join('\n');

@@ -54,7 +54,15 @@ export function parseSockperf(out: string): Measured {
   const obs = /Total (\d+) observations/.exec(s);
   if (p50 === undefined || p99 === undefined) return { errors: 0, error: `sockperf printed no percentiles: ${tail(s, 8)}` };
   const errors = dropped ? Number(dropped[1]) : 0;
-  return { value: p50, p50Us: p50, p99Us: p99, avgUs: avg ? Number(avg[1]) : undefined, requests: obs ? Number(obs[1]) : undefined, errors, errorDetail: errors ? `${errors} dropped messages` : undefined };
+  return {
+    value: p50,
+    p50Us: p50,
+    p99Us: p99,
+    avgUs: avg ? Number(avg[1]) : undefined,
+    requests: obs ? Number(obs[1]) : undefined,
+    errors,
+    errorDetail: errors ? `${errors} dropped messages` : undefined,
+  };
 }
 
 export function parseWrk(out: string): Measured {

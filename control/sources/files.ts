@@ -1,5 +1,5 @@
 // File source: a directory of YAML resources (agent/config/config-dir.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
-import { FSWatcher, readdirSync, statSync, watch } from 'node:fs';
+import { type FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/config-dir';
 import type { MeshSnapshot } from '../../agent/state/types';

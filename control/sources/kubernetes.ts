@@ -2,7 +2,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { AUTHORIZATION_API_VERSIONS } from '../../agent/config/authorization';
 import { PEER_AUTHENTICATION_API_VERSIONS } from '../../agent/config/peer-authentication';
-import { buildSnapshot, ConfigError, ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/config-dir';
+import { buildSnapshot, ConfigError, type ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/config-dir';
 import { TRAFFIC_API_VERSIONS } from '../../agent/config/istio-traffic';
 import type { MeshSnapshot, Service } from '../../agent/state/types';
 import { silentLogger, type Logger } from '../../agent/telemetry/logger';
@@ -190,7 +190,10 @@ class Reflector {
           await sleep(this.opts.missingRetryMs, this.stopper);
           continue;
         }
-        this.log.warn({ kind: this.kind, error: (err as Error).message, retryInMs: this.backoff }, 'Kubernetes list/watch failed; retrying (check the API server address and RBAC for list/watch on this resource)');
+        this.log.warn(
+          { kind: this.kind, error: (err as Error).message, retryInMs: this.backoff },
+          'Kubernetes list/watch failed; retrying (check the API server address and RBAC for list/watch on this resource)',
+        );
         await sleep(this.backoff, this.stopper);
         this.backoff = Math.min(this.backoff * 2, this.opts.maxMs);
       }
@@ -301,8 +304,7 @@ export class KubernetesSource implements MeshSource {
     const discovery = kc.makeApiClient(k8s.DiscoveryV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const watcher = new k8s.Watch(kc);
-    const asList = (p: Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }>) =>
-      p.then((l) => ({ items: l.items as KObject[], resourceVersion: l.metadata?.resourceVersion ?? '' }));
+    const asList = (p: Promise<{ items: unknown[]; metadata?: { resourceVersion?: string } }>) => p.then((l) => ({ items: l.items as KObject[], resourceVersion: l.metadata?.resourceVersion ?? '' }));
     const coreLists: Record<CoreKind, () => Promise<{ items: KObject[]; resourceVersion: string }>> = {
       pods: () => asList(core.listPodForAllNamespaces({})),
       services: () => asList(core.listServiceForAllNamespaces({})),
@@ -506,7 +508,12 @@ export function snapshotFromObjects(
     const spec = { ...(first.body.spec ?? {}) };
     if (trustDomain) {
       if (spec.trustDomain !== undefined && spec.trustDomain !== trustDomain) {
-        problems.push({ file: source, resource: `MeshConfig ${first.name}`, field: 'spec.trustDomain', message: `differs from the control plane's --trust-domain ${JSON.stringify(trustDomain)}, which is used` });
+        problems.push({
+          file: source,
+          resource: `MeshConfig ${first.name}`,
+          field: 'spec.trustDomain',
+          message: `differs from the control plane's --trust-domain ${JSON.stringify(trustDomain)}, which is used`,
+        });
       }
       spec.trustDomain = trustDomain;
     }

@@ -4,10 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import YAML from 'yaml';
-import {
-  createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, REPO_ROOT,
-  type Topology, type NodeInfo, type PodInfo,
-} from '../helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, REPO_ROOT, type Topology, type NodeInfo, type PodInfo } from '../helpers/topology';
 import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, type ExitInfo, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum, select } from '../helpers/metrics';
 
@@ -254,8 +251,19 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     const cg = `${topo.runCgroup}/control`;
     fs.mkdirSync(cg, { recursive: true });
     const proc = topo.spawnIn(cg, node1.netnsPath, NODE_BIN, [
-      AGENT_CLI, 'control', '--config', cfgDir, '--ca-dir', caDir, '--tokens', tokensFile,
-      '--listen', controlAddress, '--metrics-listen', `${node1.ip}:${CONTROL_METRICS_PORT}`, ...extra,
+      AGENT_CLI,
+      'control',
+      '--config',
+      cfgDir,
+      '--ca-dir',
+      caDir,
+      '--tokens',
+      tokensFile,
+      '--listen',
+      controlAddress,
+      '--metrics-listen',
+      `${node1.ip}:${CONTROL_METRICS_PORT}`,
+      ...extra,
     ]);
     const p = wrap(proc);
     controls.push(p);
@@ -266,8 +274,23 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
 
   async function startAgent(node: NodeInfo, extra: readonly string[] = []): Promise<Proc> {
     const proc = topo.spawnOnNode(node, NODE_BIN, [
-      AGENT_CLI, 'agent', '--control-plane', controlAddress, '--token-file', tokenFiles[node.name]!, '--ca-cert', path.join(caDir, 'root-cert.pem'),
-      '--trust-domain', TD, '--node', node.name, '--cgroup-root', node.cgroupRoot, '--bpffs', node.bpffsDir, ...extra,
+      AGENT_CLI,
+      'agent',
+      '--control-plane',
+      controlAddress,
+      '--token-file',
+      tokenFiles[node.name]!,
+      '--ca-cert',
+      path.join(caDir, 'root-cert.pem'),
+      '--trust-domain',
+      TD,
+      '--node',
+      node.name,
+      '--cgroup-root',
+      node.cgroupRoot,
+      '--bpffs',
+      node.bpffsDir,
+      ...extra,
     ]);
     const p = wrap(proc);
     agents[node.name] = p;
@@ -344,16 +367,28 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     }
     const r = await waitExit(proc, durationMs + 30_000);
     if (duringError) throw duringError;
-    return lastJsonLine<{ ms: number; short: { ok: number; failed: number; failures: unknown[]; maxMs: number }; bulk: { sentBytes: number; match: boolean; error?: unknown; reply: unknown } }>(r.stdout);
+    return lastJsonLine<{ ms: number; short: { ok: number; failed: number; failures: unknown[]; maxMs: number }; bulk: { sentBytes: number; match: boolean; error?: unknown; reply: unknown } }>(
+      r.stdout,
+    );
   }
 
   const writeDoc = (file: string, docs: unknown[]) => fs.writeFileSync(path.join(cfgDir, file), docs.map((d) => YAML.stringify(d)).join('---\n'));
   const serviceDoc = (name: string, vip: string, app: string) => ({
-    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
-    spec: { clusterIP: vip, selector: { app }, ports: [{ name: 'echo', port: PORT.echo, targetPort: PORT.echo, protocol: 'TCP' }, { name: 'sink', port: PORT.sink, targetPort: PORT.sink, protocol: 'TCP' }] },
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'default' },
+    spec: {
+      clusterIP: vip,
+      selector: { app },
+      ports: [
+        { name: 'echo', port: PORT.echo, targetPort: PORT.echo, protocol: 'TCP' },
+        { name: 'sink', port: PORT.sink, targetPort: PORT.sink, protocol: 'TCP' },
+      ],
+    },
   });
   const podDoc = (p: PodInfo) => ({
-    apiVersion: 'v1', kind: 'Pod',
+    apiVersion: 'v1',
+    kind: 'Pod',
     metadata: { name: p.name, namespace: p.namespace, labels: { ...p.labels }, annotations: { 'smesh.io/netns': p.netnsPath } },
     spec: { nodeName: p.node, serviceAccountName: p.serviceAccount },
     status: { podIP: p.ip },
@@ -401,7 +436,15 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
       fs.writeFileSync(tokensFile, YAML.stringify(tokens), { mode: 0o600 });
       topo.writeConfig(cfgDir, {
         services: [
-          { name: 'main', vip: VIP.main, ports: [{ name: 'echo', port: PORT.echo, targetPort: PORT.echo }, { name: 'sink', port: PORT.sink, targetPort: PORT.sink }], selector: { app: 'server' } },
+          {
+            name: 'main',
+            vip: VIP.main,
+            ports: [
+              { name: 'echo', port: PORT.echo, targetPort: PORT.echo },
+              { name: 'sink', port: PORT.sink, targetPort: PORT.sink },
+            ],
+            selector: { app: 'server' },
+          },
           { name: 'late-svc', vip: VIP.late, ports: [{ name: 'echo', port: PORT.echo, targetPort: PORT.echo }], selector: { app: 'late' } },
         ],
       });
@@ -468,8 +511,12 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     const foreignNode = `spiffe://${TD}/smesh/node/node2`;
     const ownPod = spiffe('default', topo.pod('client').serviceAccount); // on node1: allowed (control)
     const args = {
-      repo: REPO_ROOT, address: controlAddress, tokenFile: tokenFiles.node1, caCert: path.join(caDir, 'root-cert.pem'),
-      controlPlaneId: `spiffe://${TD}/smesh/control`, ids: [foreignPod, foreignNode, ownPod],
+      repo: REPO_ROOT,
+      address: controlAddress,
+      tokenFile: tokenFiles.node1,
+      caCert: path.join(caDir, 'root-cert.pem'),
+      controlPlaneId: `spiffe://${TD}/smesh/control`,
+      ids: [foreignPod, foreignNode, ownPod],
     };
     const proc = topo.spawnIn(`${topo.runCgroup}/control`, node1.netnsPath, NODE_BIN, [script('csr.js', CSR_JS), JSON.stringify(args)]);
     const r = await waitExit(proc, 30_000);
@@ -497,17 +544,24 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     const errorsBefore = sum(await controlMetrics(), 'smesh_control_source_errors_total');
     const dumpBefore = await configDump(node1);
     const bad = 'broken.yaml';
-    fs.writeFileSync(path.join(cfgDir, bad), [
-      'apiVersion: v1',
-      'kind: Service',
-      'metadata: {name: broken-svc, namespace: default}',
-      'spec:',
-      `  clusterIP: ${VIP.fixed}`,
-      '  selector: {app: server}',
-      '  ports: [{name: echo, port: abc, targetPort: 9000, protocol: TCP}]',
-      '',
-    ].join('\n'));
-    const rejected = await eventually(10_000, async () => control!.records().filter((x) => /rejected configuration change/.test(String(x.msg))), (v) => v.length > 0);
+    fs.writeFileSync(
+      path.join(cfgDir, bad),
+      [
+        'apiVersion: v1',
+        'kind: Service',
+        'metadata: {name: broken-svc, namespace: default}',
+        'spec:',
+        `  clusterIP: ${VIP.fixed}`,
+        '  selector: {app: server}',
+        '  ports: [{name: echo, port: abc, targetPort: 9000, protocol: TCP}]',
+        '',
+      ].join('\n'),
+    );
+    const rejected = await eventually(
+      10_000,
+      async () => control!.records().filter((x) => /rejected configuration change/.test(String(x.msg))),
+      (v) => v.length > 0,
+    );
     expect(rejected.length, `no rejection logged:\n${tail(control!.logs(), 20)}`).toBeGreaterThan(0);
     const text = JSON.stringify(rejected.at(-1));
     expect(text, 'names the file').toContain(bad);
@@ -524,7 +578,9 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     expect(control!.proc.exitInfo()).toBeNull();
 
     // Fixing the file applies (and nothing of the broken version leaked out in between).
-    const ms = await measureChange('fix invalid file → first successful connection', topo.pod('client'), VIP.fixed, PORT.echo, 'up', () => writeDoc(bad, [serviceDoc('broken-svc', VIP.fixed, 'server')]));
+    const ms = await measureChange('fix invalid file → first successful connection', topo.pod('client'), VIP.fixed, PORT.echo, 'up', () =>
+      writeDoc(bad, [serviceDoc('broken-svc', VIP.fixed, 'server')]),
+    );
     expect(ms, diag()).toBeLessThan(PROPAGATION_LIMIT_MS);
     fs.unlinkSync(path.join(cfgDir, bad));
   });
@@ -537,7 +593,11 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
       const exit = await control!.stop(10_000);
       outage.exit = exit;
       // The agents notice (so the outage is real) but keep serving their last state.
-      const down = await eventually(15_000, async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))), (v) => v.every((x) => x === 0));
+      const down = await eventually(
+        15_000,
+        async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))),
+        (v) => v.every((x) => x === 0),
+      );
       outage.agentsSawDisconnect = down;
       // Connections made during the outage still work.
       outage.duringOutage = (await echoOnce(VIP.main, 'during-outage')).received;
@@ -545,15 +605,24 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
       await startControl();
       outage.downMs = Date.now() - t;
       const t2 = Date.now();
-      const up = await eventually(30_000, async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))), (v) => v.every((x) => x === 1), 100);
+      const up = await eventually(
+        30_000,
+        async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))),
+        (v) => v.every((x) => x === 1),
+        100,
+      );
       outage.reconnected = up;
       outage.reconnectObservedMs = Date.now() - t2;
       // From the agents' own logs: restarted control plane serving → each agent's stream up again.
       const serving = Date.parse(String(control!.records().find((x) => x.msg === 'smesh control serving')?.time));
-      outage.reconnectAfterServingMs = Object.fromEntries(['node1', 'node2'].map((n) => {
-        const c = agents[n]!.records().filter((x) => x.msg === 'connected to control plane').at(-1);
-        return [n, c ? Date.parse(String(c.time)) - serving : null];
-      }));
+      outage.reconnectAfterServingMs = Object.fromEntries(
+        ['node1', 'node2'].map((n) => {
+          const c = agents[n]!.records()
+            .filter((x) => x.msg === 'connected to control plane')
+            .at(-1);
+          return [n, c ? Date.parse(String(c.time)) - serving : null];
+        }),
+      );
     });
     record('control restart', { ...outage, short: { ok: r.short.ok, failed: r.short.failed, maxMs: r.short.maxMs }, bulkBytes: r.bulk.sentBytes });
     expect(outage.exit, 'smesh control did not exit cleanly on SIGTERM').toEqual({ code: 0, signal: null });
@@ -567,7 +636,9 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
     expect(sum(await controlMetrics(), 'smesh_xds_streams', { node: 'node1' })).toBe(1);
 
     // A change made after the restart reaches the agents.
-    const ms = await measureChange('after restart: add Service → first successful connection', topo.pod('client'), VIP.postRestart, PORT.echo, 'up', () => writeDoc('post-restart.yaml', [serviceDoc('post-restart', VIP.postRestart, 'server')]));
+    const ms = await measureChange('after restart: add Service → first successful connection', topo.pod('client'), VIP.postRestart, PORT.echo, 'up', () =>
+      writeDoc('post-restart.yaml', [serviceDoc('post-restart', VIP.postRestart, 'server')]),
+    );
     expect(ms, diag()).toBeLessThan(PROPAGATION_LIMIT_MS);
   }, 120_000);
 

@@ -46,7 +46,10 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
     agents[node.name] = a;
     return a;
   };
-  const diag = () => Object.entries(agents).map(([n, a]) => `--- agent ${n} ---\n${tail(a.logs(), 25)}`).join('\n');
+  const diag = () =>
+    Object.entries(agents)
+      .map(([n, a]) => `--- agent ${n} ---\n${tail(a.logs(), 25)}`)
+      .join('\n');
 
   async function configDump(node: NodeInfo): Promise<ConfigDump> {
     const r = await topo.httpGetInNode(node, `http://127.0.0.1:${AGENT_PORTS.admin}/config_dump`);
@@ -74,14 +77,27 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
       const sandbox = topo.spawnInPod('client', 'sleep', ['600']);
       clientSandboxPid = sandbox.pid!;
       for (const pod of ['remote-server', 'local-server']) {
-        await Promise.all([
-          topo.startApp(pod, 'http-server', ['--port', String(PORT.httpTarget), '--pod', pod]),
-          topo.startApp(pod, 'echo-server', ['--port', String(PORT.peerEcho), '--peer']),
-        ]);
+        await Promise.all([topo.startApp(pod, 'http-server', ['--port', String(PORT.httpTarget), '--pod', pod]), topo.startApp(pod, 'echo-server', ['--port', String(PORT.peerEcho), '--peer'])]);
       }
       const services: ServiceSpec[] = [
-        { name: 'remote', vip: VIP.remote, ports: [{ name: 'web', port: PORT.http, targetPort: PORT.httpTarget }, { name: 'peer', port: PORT.peerEcho, targetPort: PORT.peerEcho }], selector: { app: 'remote-server' } },
-        { name: 'local', vip: VIP.local, ports: [{ name: 'web', port: PORT.http, targetPort: PORT.httpTarget }, { name: 'peer', port: PORT.peerEcho, targetPort: PORT.peerEcho }], selector: { app: 'local-server' } },
+        {
+          name: 'remote',
+          vip: VIP.remote,
+          ports: [
+            { name: 'web', port: PORT.http, targetPort: PORT.httpTarget },
+            { name: 'peer', port: PORT.peerEcho, targetPort: PORT.peerEcho },
+          ],
+          selector: { app: 'remote-server' },
+        },
+        {
+          name: 'local',
+          vip: VIP.local,
+          ports: [
+            { name: 'web', port: PORT.http, targetPort: PORT.httpTarget },
+            { name: 'peer', port: PORT.peerEcho, targetPort: PORT.peerEcho },
+          ],
+          selector: { app: 'local-server' },
+        },
       ];
       cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services });
@@ -107,9 +123,16 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   }, 60_000);
 
   it('enrolls the pods from their processes: the client through its first process, the idle pod not at all', async () => {
-    const dump = await eventually(15_000, () => configDump(node1), (d) => enrolledUids(d).filter((u) => /\/(client|local-server)$/.test(u)).length === 2);
+    const dump = await eventually(
+      15_000,
+      () => configDump(node1),
+      (d) => enrolledUids(d).filter((u) => /\/(client|local-server)$/.test(u)).length === 2,
+    );
     const uids = enrolledUids(dump);
-    expect(uids.filter((u) => /\/(client|local-server)$/.test(u)), `${JSON.stringify(dump.netnsDiscovery)}\n${diag()}`).toHaveLength(2);
+    expect(
+      uids.filter((u) => /\/(client|local-server)$/.test(u)),
+      `${JSON.stringify(dump.netnsDiscovery)}\n${diag()}`,
+    ).toHaveLength(2);
     expect(uids.some((u) => /\/idle$/.test(u))).toBe(false);
     const discovered = dump.netnsDiscovery.discovered ?? {};
     const clientUid = Object.keys(discovered).find((u) => /\/client$/.test(u));
@@ -147,7 +170,11 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   it('warns once about the pod with no process, however many passes run', async () => {
     const passes = () => agents.node1!.logRecords().filter((r) => r.msg === 'netns discovery pass').length;
     // A pass runs at start and on every periodic re-check (10 s): wait for at least two.
-    await eventually(25_000, async () => passes(), (n) => n >= 2);
+    await eventually(
+      25_000,
+      async () => passes(),
+      (n) => n >= 2,
+    );
     expect(passes(), diag()).toBeGreaterThanOrEqual(2);
     const warnings = agents.node1!.logRecords().filter((r) => r.level === 'warn' && /\/idle$/.test(String(r.workload)));
     expect(warnings, diag()).toHaveLength(1);
@@ -157,7 +184,11 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   it('with --no-netns-discovery the pods are no longer enrolled: the client reaches the pod directly', async () => {
     await agents.node1!.stop(10_000);
     await startAgent(node1, ['--no-netns-discovery']).waitReady(60_000);
-    const dump = await eventually(15_000, () => configDump(node1), (d) => enrolledUids(d).length === 0);
+    const dump = await eventually(
+      15_000,
+      () => configDump(node1),
+      (d) => enrolledUids(d).length === 0,
+    );
     expect(enrolledUids(dump), diag()).toEqual([]);
     expect(dump.netnsDiscovery.disabled).toBe(true);
     const target = topo.pod('remote-server');

@@ -61,7 +61,12 @@ describe.skipIf(problem !== null)(`gRPC message counts e2e${problem ? ` (skipped
     const match = { reporter, source_workload: client, destination_workload: 'chat', destination_service: 'chat.default.svc.cluster.local', request_protocol: 'grpc' };
     const read = async () => {
       const samples = parseMetrics(await agent.metrics());
-      return { requests: sum(samples, 'istio_requests_total', match), req: sum(samples, 'istio_request_messages_total', match), res: sum(samples, 'istio_response_messages_total', match), all: describeSeries(samples, NAMES) };
+      return {
+        requests: sum(samples, 'istio_requests_total', match),
+        req: sum(samples, 'istio_request_messages_total', match),
+        res: sum(samples, 'istio_response_messages_total', match),
+        all: describeSeries(samples, NAMES),
+      };
     };
     const seen = await pollUntil(read, (c) => c.requests >= 1, 10_000);
     return { requests: seen.requests, req: seen.req, res: seen.res };

@@ -31,7 +31,13 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
   beforeAll(async () => {
     try {
       if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} not found: build first with \`npx tsc -p tsconfig.json\``);
-      topo = await createTopology({ nodes: ['node1', 'node2'], pods: [{ name: 'client', node: 'node1' }, { name: 'server', node: 'node2' }] });
+      topo = await createTopology({
+        nodes: ['node1', 'node2'],
+        pods: [
+          { name: 'client', node: 'node1' },
+          { name: 'server', node: 'node2' },
+        ],
+      });
       node1 = topo.node('node1');
       node2 = topo.node('node2');
       await topo.startApp('server', 'echo-server', ['--port', String(ECHO_PORT)]);
@@ -62,10 +68,11 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
   const hbone = (spiffeId: string, name: string, to: 'node2' | 'node1' = 'node2') => {
     const leaf = issueLeaf(topo.makeTempDir(name), root, spiffeId, name);
     const [from, dest, pod] = to === 'node2' ? [node1, node2, 'server'] : [node2, node1, 'client'];
-    return topo.runClient({ node: from }, [
-      'hbone', '--host', dest.ip, '--port', String(AGENT_PORTS.inbound), '--ca', root.cert,
-      '--authority', `${topo.pod(pod).ip}:${ECHO_PORT}`, '--cert', leaf.cert, '--key', leaf.key, '--send', name,
-    ], 20_000);
+    return topo.runClient(
+      { node: from },
+      ['hbone', '--host', dest.ip, '--port', String(AGENT_PORTS.inbound), '--ca', root.cert, '--authority', `${topo.pod(pod).ip}:${ECHO_PORT}`, '--cert', leaf.cert, '--key', leaf.key, '--send', name],
+      20_000,
+    );
   };
 
   it('a certificate from the mesh root for a foreign trust domain gets 401, counted and logged', async () => {
@@ -94,7 +101,12 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
     // The config directory is watched: the new MeshConfig reaches both agents within a second or so.
     for (const to of ['node1', 'node2'] as const) {
       let n = 0;
-      const after = await pollUntil(() => hbone(cert, `mesh-alias-${to}-${n++}`, to), (r) => r.status !== 401, 20_000, 200);
+      const after = await pollUntil(
+        () => hbone(cert, `mesh-alias-${to}-${n++}`, to),
+        (r) => r.status !== 401,
+        20_000,
+        200,
+      );
       expect(after, `${to}: ${JSON.stringify(after)}\n${diag()}`).toMatchObject({ ok: true, status: 200, received: `mesh-alias-${to}-${n - 1}` });
       // A trust domain neither MeshConfig nor a flag names is still refused.
       const evil = await hbone('spiffe://evil.example/ns/default/sa/client', `evil-after-${to}`, to);
@@ -122,8 +134,25 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
     const baseFds = fds();
     const leaf = issueLeaf(topo.makeTempDir('fuzz'), root, 'spiffe://cluster.local/ns/default/sa/client', 'fuzz');
     const proc = topo.spawnOnNode(node1, NODE_BIN, [
-      path.join(APPS_DIR, 'h2-fuzz.js'), '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--cert', leaf.cert, '--key', leaf.key, '--ca', root.cert,
-      '--authority', `${topo.pod('server').ip}:${ECHO_PORT}`, '--sessions', '150', '--concurrency', '16', '--seed', '10',
+      path.join(APPS_DIR, 'h2-fuzz.js'),
+      '--host',
+      node2.ip,
+      '--port',
+      String(AGENT_PORTS.inbound),
+      '--cert',
+      leaf.cert,
+      '--key',
+      leaf.key,
+      '--ca',
+      root.cert,
+      '--authority',
+      `${topo.pod('server').ip}:${ECHO_PORT}`,
+      '--sessions',
+      '150',
+      '--concurrency',
+      '16',
+      '--seed',
+      '10',
     ]);
     const run = await waitExit(proc, 150_000);
     expect(run.timedOut, tail(proc.outputText())).toBe(false);
@@ -131,8 +160,11 @@ describe.skipIf(problem !== null)(`HBONE hardening on real agents${problem ? ` (
     // Every session was closed by the agent within the client's 15 s bound; the codes on the wire include the RFC's.
     expect(out.stuck, `${JSON.stringify(out)}\n${diag()}`).toBe(0);
     expect(Object.keys(out.goaway).map(Number)).toEqual(expect.arrayContaining([1, 3, 11]));
-    await waitUntil(async () => fds() <= baseFds && (await metric('smesh_hbone_sessions', { direction: 'inbound' })) === 0 && (await podConnections()) === 0 && (await agentCloseWait()) === 0, 30_000,
-      `agent back to baseline (fds ${fds()} vs ${baseFds})`);
+    await waitUntil(
+      async () => fds() <= baseFds && (await metric('smesh_hbone_sessions', { direction: 'inbound' })) === 0 && (await podConnections()) === 0 && (await agentCloseWait()) === 0,
+      30_000,
+      `agent back to baseline (fds ${fds()} vs ${baseFds})`,
+    );
     expect(await metric('smesh_hbone_session_errors_total', { direction: 'inbound' })).toBeGreaterThan(0);
     // Still serving.
     const after = await hbone('spiffe://cluster.local/ns/default/sa/client', 'after');

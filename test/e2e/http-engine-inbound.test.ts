@@ -3,7 +3,7 @@ import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { http1Engine } from '../../agent/native/http1';
-import { expectedDataplane, startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients, type HeldCommand } from '../helpers/e2e-agents';
+import { expectedDataplane, startAgentsInOrder, startHeldClient, stopAgentsKeepingLogs, stopHeldClients } from '../helpers/e2e-agents';
 import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import type { CapturedProcess } from '../helpers/proc';
 import { waitExit, lastJsonLine, tail } from '../helpers/proc';
@@ -60,7 +60,10 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
   }
 
   async function requestLines(agent: AgentHandle): Promise<string> {
-    return (await agent.metrics()).split('\n').filter((l) => l.startsWith('istio_requests_total') || l.startsWith('smesh_http_engine')).join('\n');
+    return (await agent.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('istio_requests_total') || l.startsWith('smesh_http_engine'))
+      .join('\n');
   }
 
   async function load(pod: string, url: string, count: number): Promise<{ statuses: Record<string, number>; pods: Record<string, number> }> {
@@ -109,18 +112,28 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
     await topo?.cleanup();
   }, 60_000);
 
-  it(`HBONE: the destination agent ${HBONE_IN_ENGINE ? 'serves the tunnel in the engine' : 'keeps the JS data plane\'s tunnel on node:http (fallback no_fd)'}, dials the pod from the capture address and reports mutual_tls requests`, async () => {
+  it(`HBONE: the destination agent ${HBONE_IN_ENGINE ? 'serves the tunnel in the engine' : "keeps the JS data plane's tunnel on node:http (fallback no_fd)"}, dials the pod from the capture address and reports mutual_tls requests`, async () => {
     const before = await engineServed(dest(), 'forwarded');
     const fallbacksBefore = await engineFallbacks(dest(), 'no_fd');
     const r = await load('caller', `http://${VIP}/hello`, 20);
     expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
-    if (HBONE_IN_ENGINE) expect(await engineServed(dest(), 'forwarded') - before, await requestLines(dest())).toBeGreaterThanOrEqual(20);
-    else expect(await engineFallbacks(dest(), 'no_fd') - fallbacksBefore, await requestLines(dest())).toBeGreaterThanOrEqual(1);
+    if (HBONE_IN_ENGINE) expect((await engineServed(dest(), 'forwarded')) - before, await requestLines(dest())).toBeGreaterThanOrEqual(20);
+    else expect((await engineFallbacks(dest(), 'no_fd')) - fallbacksBefore, await requestLines(dest())).toBeGreaterThanOrEqual(1);
     const one = await topo.runClient<HttpAnswer>('caller', ['http', '--url', `http://${VIP}/who`], 8000);
     expect(one.status).toBe(200);
     expect((one.body as { peer?: string }).peer, JSON.stringify(one)).toMatch(new RegExp(`^${CAPTURE_IP.replaceAll('.', '\\.')}:`));
     const m = parseMetrics(await dest().metrics());
-    const labels = { reporter: 'destination', source_workload: 'caller', source_principal: CALLER, destination_workload: 'web', destination_service: 'web.shop.svc.cluster.local', request_protocol: 'http', response_code: '200', response_flags: '-', connection_security_policy: 'mutual_tls' };
+    const labels = {
+      reporter: 'destination',
+      source_workload: 'caller',
+      source_principal: CALLER,
+      destination_workload: 'web',
+      destination_service: 'web.shop.svc.cluster.local',
+      request_protocol: 'http',
+      response_code: '200',
+      response_flags: '-',
+      connection_security_policy: 'mutual_tls',
+    };
     expect(sum(m, 'istio_requests_total', labels), await requestLines(dest())).toBeGreaterThanOrEqual(21);
     expect(sum(m, 'istio_response_bytes_sum', labels)).toBeGreaterThan(0);
   }, 60_000);
@@ -142,9 +155,19 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
     expect(allowed.reused).toBe(true);
     const r = await load('caller', `http://${VIP}/admin/y`, 6);
     expect(r.statuses).toEqual({ 403: 6 });
-    if (HBONE_IN_ENGINE) expect(await engineServed(dest(), 'denied') - deniedBefore, await requestLines(dest())).toBeGreaterThanOrEqual(8);
+    if (HBONE_IN_ENGINE) expect((await engineServed(dest(), 'denied')) - deniedBefore, await requestLines(dest())).toBeGreaterThanOrEqual(8);
     const m = parseMetrics(await dest().metrics());
-    expect(sum(m, 'istio_requests_total', { reporter: 'destination', source_principal: CALLER, destination_workload: 'web', response_code: '403', response_flags: 'RBAC', connection_security_policy: 'mutual_tls' }), await requestLines(dest())).toBeGreaterThanOrEqual(8);
+    expect(
+      sum(m, 'istio_requests_total', {
+        reporter: 'destination',
+        source_principal: CALLER,
+        destination_workload: 'web',
+        response_code: '403',
+        response_flags: 'RBAC',
+        connection_security_policy: 'mutual_tls',
+      }),
+      await requestLines(dest()),
+    ).toBeGreaterThanOrEqual(8);
     await stopHeldClients(held);
     topo.writeConfig(cfgDir, { services });
     await waitFresh(`http://${VIP}/admin/x`, (x) => x.status === 200, 'reset');
@@ -156,14 +179,14 @@ describe.skipIf(problem !== null)(`http-engine inbound e2e: the destination serv
     const ok = await topo.runClient<HttpAnswer>('outsider', ['http', '--url', `http://${webIp}:${TARGET}/public`], 8000);
     expect(ok.status, `${JSON.stringify(ok)}\n${diag()}`).toBe(200);
     expect((ok.body as { peer?: string }).peer, JSON.stringify(ok)).toMatch(new RegExp(`^${CAPTURE_IP.replaceAll('.', '\\.')}:`));
-    expect(await engineServed(dest(), 'forwarded') - before, await requestLines(dest())).toBeGreaterThanOrEqual(1);
+    expect((await engineServed(dest(), 'forwarded')) - before, await requestLines(dest())).toBeGreaterThanOrEqual(1);
     topo.writeConfig(cfgDir, { services, extraDocs: [denyAdmin] });
     await waitFresh(`http://${VIP}/admin/x`, (r) => r.status === 403, 'deny-admin');
     const deniedBefore = await engineServed(dest(), 'denied');
     const denied = await topo.runClient<HttpAnswer>('outsider', ['http', '--url', `http://${webIp}:${TARGET}/admin`], 8000);
     expect(denied.status, JSON.stringify(denied)).toBe(403);
     expect(denied.body).toBe('RBAC: access denied');
-    expect(await engineServed(dest(), 'denied') - deniedBefore).toBe(1);
+    expect((await engineServed(dest(), 'denied')) - deniedBefore).toBe(1);
     const m = parseMetrics(await dest().metrics());
     const base = { reporter: 'destination', destination_workload: 'web', connection_security_policy: 'none', source_principal: 'unknown' };
     expect(sum(m, 'istio_requests_total', { ...base, response_code: '200' }), await requestLines(dest())).toBeGreaterThanOrEqual(1);

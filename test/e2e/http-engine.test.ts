@@ -36,7 +36,10 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
 
   /** The request metrics lines of an agent, for failure messages. */
   async function requestLines(agent: AgentHandle): Promise<string> {
-    return (await agent.metrics()).split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n');
+    return (await agent.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('istio_requests_total'))
+      .join('\n');
   }
 
   async function engineServed(agent: AgentHandle, outcome: string): Promise<number> {
@@ -62,7 +65,12 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
       ];
       const cfgDir = topo.makeTempDir('config');
       // Request-level DENY on the same-node pod: decided by the source agent per request (no inbound sees same-node traffic).
-      const denyAdmin = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-admin', namespace: 'default' }, spec: { selector: { matchLabels: { app: 'web-local' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] } };
+      const denyAdmin = {
+        apiVersion: 'security.istio.io/v1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name: 'deny-admin', namespace: 'default' },
+        spec: { selector: { matchLabels: { app: 'web-local' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] },
+      };
       topo.writeConfig(cfgDir, { services, extraDocs: [denyAdmin] });
       for (const n of ['node1', 'node2']) {
         const a = topo.startAgent(n, cfgDir, ['--http-engine']);
@@ -83,7 +91,7 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     const before = await engineServed(agents[0]!, 'forwarded');
     const r = await load(`http://${VIP.local}/hello`, 20);
     expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
-    expect(await engineServed(agents[0]!, 'forwarded') - before, diag()).toBeGreaterThanOrEqual(20);
+    expect((await engineServed(agents[0]!, 'forwarded')) - before, diag()).toBeGreaterThanOrEqual(20);
     const samples = parseMetrics(await agents[0]!.metrics());
     const base = { source_workload: 'client', destination_workload: 'web-local', destination_service: 'local.default.svc.cluster.local', request_protocol: 'http', response_code: '200' };
     expect(sum(samples, 'istio_requests_total', { ...base, reporter: 'source' }), await requestLines(agents[0]!)).toBeGreaterThanOrEqual(20);
@@ -95,9 +103,12 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     const before = await engineServed(agents[0]!, 'denied');
     const r = await load(`http://${VIP.local}/admin/x`, 6);
     expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 403: 6 });
-    expect(await engineServed(agents[0]!, 'denied') - before, diag()).toBe(6);
+    expect((await engineServed(agents[0]!, 'denied')) - before, diag()).toBe(6);
     const samples = parseMetrics(await agents[0]!.metrics());
-    expect(sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '403', response_flags: 'UAEX' }), await requestLines(agents[0]!)).toBe(6);
+    expect(
+      sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '403', response_flags: 'UAEX' }),
+      await requestLines(agents[0]!),
+    ).toBe(6);
     const ok = await load(`http://${VIP.local}/fine`, 4);
     expect(ok.statuses).toEqual({ 200: 4 });
   }, 60_000);
@@ -107,7 +118,7 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     const r = await load(`http://${VIP.remote}/`, 20);
     expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
     expect(r.pods).toEqual({ 'web-2': 20 });
-    expect(await engineServed(agents[0]!, 'forwarded') - before, diag()).toBeGreaterThanOrEqual(20);
+    expect((await engineServed(agents[0]!, 'forwarded')) - before, diag()).toBeGreaterThanOrEqual(20);
     const src = parseMetrics(await agents[0]!.metrics());
     expect(sum(src, 'istio_requests_total', { reporter: 'source', destination_service: 'remote.default.svc.cluster.local', response_code: '200' }), diag()).toBeGreaterThanOrEqual(20);
     const dst = parseMetrics(await agents[1]!.metrics());
@@ -121,7 +132,7 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     const out = lastJsonLine<{ status: number; pod?: string; echoed?: number; error?: string }>(run.stdout);
     expect(out.status, `${JSON.stringify(out)}\n${diag()}`).toBe(101);
     expect(out.error ?? null).toBeNull();
-    expect(await engineServed(agents[0]!, 'takeover') - before, diag()).toBe(1);
+    expect((await engineServed(agents[0]!, 'takeover')) - before, diag()).toBe(1);
     const samples = parseMetrics(await agents[0]!.metrics());
     expect(sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '101' }), diag()).toBeGreaterThanOrEqual(1);
   }, 60_000);

@@ -58,7 +58,9 @@ describe.skipIf(problem !== null)(`http-extra e2e: HTTP/1.1 Upgrade and HTTP/2 b
         { name: 'ws', vip: VIP.ws, ports: [{ name: 'http', port: 80, targetPort: TARGET }], selector: { app: 'ws' } },
         { name: 'grpc', vip: VIP.grpc, ports: [{ name: 'grpc', port: 80, targetPort: GRPC_TARGET }], selector: { app: 'grpc' } },
       ];
-      const extraDocs = [{ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'ws', namespace: ns }, spec: { host: 'ws', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } } }];
+      const extraDocs = [
+        { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'ws', namespace: ns }, spec: { host: 'ws', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } } } },
+      ];
       const cfgDir = topo.makeTempDir('config');
       topo.writeConfig(cfgDir, { services, extraDocs });
       for (const n of ['node1', 'node2']) {

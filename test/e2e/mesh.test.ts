@@ -4,8 +4,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import {
-  createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, CAPTURE_IP, NODE_BIN, PREFIX, BPFFS_ROOT,
-  type Topology, type AgentHandle, type NodeInfo, type ServiceSpec,
+  createTopology,
+  privilegeProblem,
+  AGENT_CLI,
+  AGENT_PORTS,
+  CAPTURE_IP,
+  NODE_BIN,
+  PREFIX,
+  BPFFS_ROOT,
+  type Topology,
+  type AgentHandle,
+  type NodeInfo,
+  type ServiceSpec,
 } from '../helpers/topology';
 import { waitExit, tail, sleep } from '../helpers/proc';
 import { parseMetrics, sum, describeSeries, type Sample } from '../helpers/metrics';
@@ -208,10 +218,7 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
 
   describe('HBONE between nodes is mutual TLS', () => {
     it('refuses plaintext on node2:15008', async () => {
-      for (const data of [
-        `CONNECT ${topo.pod('remote-server').ip}:${PORT.echo} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nplaintext-hello`,
-        'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\nplaintext-hello',
-      ]) {
+      for (const data of [`CONNECT ${topo.pod('remote-server').ip}:${PORT.echo} HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nplaintext-hello`, 'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\nplaintext-hello']) {
         const r = await topo.runClient({ node: node1 }, ['garbage', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--data', data], 20_000);
         expect(r.connected, JSON.stringify(r)).toBe(true);
         expect(r.error?.code, `plaintext connection was not closed: ${JSON.stringify(r)}`).not.toBe('ETIMEOUT');
@@ -225,10 +232,11 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       const dir = topo.makeTempDir('rogue');
       const ca = makeCa(dir);
       const leaf = issueLeaf(dir, ca, spiffe('default', client().serviceAccount), 'client');
-      const r = await topo.runClient({ node: node1 }, [
-        'hbone', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound),
-        '--authority', `${topo.pod('remote-server').ip}:${PORT.echo}`, '--cert', leaf.cert, '--key', leaf.key, '--send', 'rogue',
-      ], 20_000);
+      const r = await topo.runClient(
+        { node: node1 },
+        ['hbone', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--authority', `${topo.pod('remote-server').ip}:${PORT.echo}`, '--cert', leaf.cert, '--key', leaf.key, '--send', 'rogue'],
+        20_000,
+      );
       expect(r.status, JSON.stringify(r)).not.toBe(200);
       expect(r.ok).toBe(false);
       expect(r.error?.code, `rogue-CA connection was left hanging: ${JSON.stringify(r)}`).not.toBe('ETIMEOUT');
@@ -238,10 +246,27 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       const root = { cert: path.join(cfgDir, 'ca/root-cert.pem'), key: path.join(cfgDir, 'ca/root-key.pem') };
       expect(fs.existsSync(root.cert) && fs.existsSync(root.key), `standalone CA not found in ${cfgDir}/ca`).toBe(true);
       const leaf = issueLeaf(topo.makeTempDir('meshleaf'), root, spiffe('default', client().serviceAccount), 'client');
-      const r = await topo.runClient({ node: node1 }, [
-        'hbone', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--ca', root.cert,
-        '--authority', `${topo.pod('remote-server').ip}:${PORT.echo}`, '--cert', leaf.cert, '--key', leaf.key, '--send', 'via-hbone',
-      ], 20_000);
+      const r = await topo.runClient(
+        { node: node1 },
+        [
+          'hbone',
+          '--host',
+          node2.ip,
+          '--port',
+          String(AGENT_PORTS.inbound),
+          '--ca',
+          root.cert,
+          '--authority',
+          `${topo.pod('remote-server').ip}:${PORT.echo}`,
+          '--cert',
+          leaf.cert,
+          '--key',
+          leaf.key,
+          '--send',
+          'via-hbone',
+        ],
+        20_000,
+      );
       expect(r, `${JSON.stringify(r)}\n${diag()}`).toMatchObject({ ok: true, status: 200, alpn: 'h2', received: 'via-hbone' });
     });
 
@@ -250,11 +275,15 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       expect(r.ok, `${JSON.stringify(r)}\n${diag()}`).toBe(true);
       expect(node2Addresses(), `server saw ${JSON.stringify(r.serverSawPeer)}`).toContain(r.serverSawPeer.address);
       const principal = spiffe('default', client().serviceAccount);
-      const seen = await eventually(10_000, async () => {
-        const inLogs = agents.node2!.logs().includes(principal);
-        const metrics = await agents.node2!.metrics().catch(() => '');
-        return { inLogs, inMetrics: metrics.includes(`source_principal="${principal}"`) };
-      }, (v) => v.inLogs || v.inMetrics);
+      const seen = await eventually(
+        10_000,
+        async () => {
+          const inLogs = agents.node2!.logs().includes(principal);
+          const metrics = await agents.node2!.metrics().catch(() => '');
+          return { inLogs, inMetrics: metrics.includes(`source_principal="${principal}"`) };
+        },
+        (v) => v.inLogs || v.inMetrics,
+      );
       expect(seen.inLogs || seen.inMetrics, `node2 never mentioned ${principal} in its logs or metrics\n${diag()}`).toBe(true);
     });
   });
@@ -301,9 +330,15 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
     for (const node of ['node1', 'node2'] as const) {
       let last: { samples: Sample[]; v: Record<string, number> } | undefined;
       const delta = (n: string) => last!.v[n]! - before[node].v[n]!;
-      await eventually(15_000, async () => (last = await snapshot(agents[node]!)), () =>
-        delta('istio_tcp_connections_opened_total') >= 2 && delta('istio_tcp_connections_closed_total') >= 2 &&
-        delta('istio_tcp_received_bytes_total') >= upload + echoed && delta('istio_tcp_sent_bytes_total') >= echoed);
+      await eventually(
+        15_000,
+        async () => (last = await snapshot(agents[node]!)),
+        () =>
+          delta('istio_tcp_connections_opened_total') >= 2 &&
+          delta('istio_tcp_connections_closed_total') >= 2 &&
+          delta('istio_tcp_received_bytes_total') >= upload + echoed &&
+          delta('istio_tcp_sent_bytes_total') >= echoed,
+      );
       const msg = `${node} metrics (labels ${JSON.stringify(labels)}):\n${describeSeries(last!.samples, names).slice(0, 4000)}`;
       expect(delta('istio_tcp_connections_opened_total'), msg).toBeGreaterThanOrEqual(2);
       expect(delta('istio_tcp_connections_closed_total'), msg).toBeGreaterThanOrEqual(2);
@@ -351,14 +386,14 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
     const bad: Array<{ what: string; r: Record<string, any> }> = [];
     for (let i = 0; i < rounds; i++) {
       const results = await Promise.all([
-        topo.runClient({ node: node1 }, ['garbage', '--host', CAPTURE_IP, '--port', String(AGENT_PORTS.outbound), '--bytes', '8192', '--seed', String(i + 1)], 25_000)
+        topo
+          .runClient({ node: node1 }, ['garbage', '--host', CAPTURE_IP, '--port', String(AGENT_PORTS.outbound), '--bytes', '8192', '--seed', String(i + 1)], 25_000)
           .then((r) => ({ what: 'garbage → node1 outbound 15001', r })),
-        topo.runClient({ node: node1 }, ['garbage', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--bytes', '8192', '--seed', String(i + 11)], 25_000)
+        topo
+          .runClient({ node: node1 }, ['garbage', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound), '--bytes', '8192', '--seed', String(i + 11)], 25_000)
           .then((r) => ({ what: 'garbage → node2 inbound 15008', r })),
-        topo.runClient({ node: node1 }, ['tls-abort', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound)], 25_000)
-          .then((r) => ({ what: 'abort mid-handshake → node2 15008', r })),
-        topo.runClient(client(), ['tcp', '--host', VIP.dead, '--port', String(PORT.echo), '--send', 'anyone?'], 25_000)
-          .then((r) => ({ what: 'service with an unreachable endpoint', r })),
+        topo.runClient({ node: node1 }, ['tls-abort', '--host', node2.ip, '--port', String(AGENT_PORTS.inbound)], 25_000).then((r) => ({ what: 'abort mid-handshake → node2 15008', r })),
+        topo.runClient(client(), ['tcp', '--host', VIP.dead, '--port', String(PORT.echo), '--send', 'anyone?'], 25_000).then((r) => ({ what: 'service with an unreachable endpoint', r })),
       ]);
       bad.push(...results);
     }
@@ -428,8 +463,27 @@ describe.skipIf(problem !== null)(`agent config validation${problem ? ` (skipped
     fs.mkdirSync(`${cgroupRoot}/smesh-agent`, { recursive: true });
     const bpffs = `${BPFFS_ROOT}/${PREFIX}-${topo.runId}-badcfg`;
     const proc = topo.spawnIn(`${cgroupRoot}/smesh-agent`, node.netnsPath, NODE_BIN, [
-      AGENT_CLI, 'agent', '--standalone', '--config', dir, '--node', node.name, '--cgroup-root', cgroupRoot, '--bpffs', bpffs,
-      '--outbound-port', '25001', '--inbound-port', '25008', '--metrics-port', '25020', '--ready-port', '25021', '--admin-port', '25000',
+      AGENT_CLI,
+      'agent',
+      '--standalone',
+      '--config',
+      dir,
+      '--node',
+      node.name,
+      '--cgroup-root',
+      cgroupRoot,
+      '--bpffs',
+      bpffs,
+      '--outbound-port',
+      '25001',
+      '--inbound-port',
+      '25008',
+      '--metrics-port',
+      '25020',
+      '--ready-port',
+      '25021',
+      '--admin-port',
+      '25000',
     ]);
     const r = await waitExit(proc, 30_000);
     const out = proc.outputText();

@@ -54,7 +54,13 @@ describe.skipIf(problem !== null)(`operator commands e2e${problem ? ` (skipped: 
     const r = await smesh('node1', ['status', '-o', 'json']);
     expect(r.code, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
-    expect(s).toMatchObject({ node: { name: 'node1', address: topo!.node('node1').ip }, ready: true, components: { bpf: true, listeners: true, certificates: true }, controlPlane: { connected: true, synced: true, nacks: 0 }, warnings: [] });
+    expect(s).toMatchObject({
+      node: { name: 'node1', address: topo!.node('node1').ip },
+      ready: true,
+      components: { bpf: true, listeners: true, certificates: true },
+      controlPlane: { connected: true, synced: true, nacks: 0 },
+      warnings: [],
+    });
     expect(s.bpf.links.map((l: string) => l.split('/').pop())).toEqual(expect.arrayContaining(['connect4', 'sockops', 'getsockopt', 'capture-lookup']));
     expect(s.enrolledPods.map((p: { workload: string }) => p.workload)).toEqual(['team-a/caller']);
     const ids = s.certificates.map((c: { identity: string }) => c.identity).sort();
@@ -66,7 +72,7 @@ describe.skipIf(problem !== null)(`operator commands e2e${problem ? ` (skipped: 
     expect(table.stdout).toMatch(/^Enrolled pods: +1: team-a\/caller$/m);
   });
 
-  it('config workloads -o json: the agent\'s workloads, both nodes', async () => {
+  it("config workloads -o json: the agent's workloads, both nodes", async () => {
     const r = await smesh('node1', ['config', 'workloads', '-o', 'json']);
     expect(r.code, r.stderr).toBe(0);
     const ws = JSON.parse(r.stdout) as Array<Record<string, unknown>>;

@@ -28,7 +28,16 @@ describe.skipIf(problem !== null)(`IPv6 plaintext inbound policy e2e${problem ? 
   const agents: AgentHandle[] = [];
   let setupError: Error | null = null;
   const services: ServiceSpec[] = [
-    { name: 'server', namespace: 'shop', vip: '198.19.9.60', ports: [{ name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT }, { name: 'http', port: 80, targetPort: HTTP_PORT }], selector: { app: 'server' } },
+    {
+      name: 'server',
+      namespace: 'shop',
+      vip: '198.19.9.60',
+      ports: [
+        { name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT },
+        { name: 'http', port: 80, targetPort: HTTP_PORT },
+      ],
+      selector: { app: 'server' },
+    },
   ];
 
   beforeEach(() => {
@@ -109,19 +118,30 @@ describe.skipIf(problem !== null)(`IPv6 plaintext inbound policy e2e${problem ? 
     expect(m).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="server"[^}]*response_flags="DENY",connection_security_policy="none"\} [1-9]/);
   });
 
-  it('DENY by ipBlocks on an IPv6 prefix (the other node\'s pods) and ALLOW by an IPv6 /128 match the client by its own address', async () => {
+  it("DENY by ipBlocks on an IPv6 prefix (the other node's pods) and ALLOW by an IPv6 /128 match the client by its own address", async () => {
     const remotePrefix = topo!.node('node1').podCidr6!;
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-node1-pods', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { ipBlocks: [remotePrefix] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-node1-pods', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { ipBlocks: [remotePrefix] } }] }] })],
+    });
     await expectAll({ 'outsider-local': open, 'outsider-remote': closed });
     const local = topo!.pod('outsider-local').ip6!;
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('allow-local', { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: [`${local}/128`] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('allow-local', { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: [`${local}/128`] } }] }] })],
+    });
     await expectAll({ 'outsider-local': open, 'outsider-remote': closed });
   });
 
   it('L7 rules apply per request on the HTTP port (403 for /admin); a DENY limited to that port leaves the TCP port open', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-admin', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/admin'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-admin', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/admin'] } }] }] })],
+    });
     await expectAll({ 'outsider-local': { tcp: true, pub: 200, admin: 403 }, 'outsider-remote': { tcp: true, pub: 200, admin: 403 } });
     const m = await agents[1]!.metrics();
-    expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*response_code="403"[^}]*response_flags="RBAC"[^}]*connection_security_policy="none"\} [1-9]|istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*response_code="403"/);
+    expect(m).toMatch(
+      /istio_requests_total\{reporter="destination"[^}]*response_code="403"[^}]*response_flags="RBAC"[^}]*connection_security_policy="none"\} [1-9]|istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*response_code="403"/,
+    );
   });
 });

@@ -34,7 +34,16 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   const held: CapturedProcess[] = [];
   let ctlDir = '';
   const services: ServiceSpec[] = [
-    { name: 'server', namespace: 'shop', vip: VIP, ports: [{ name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT }, { name: 'http', port: 80, targetPort: HTTP_PORT }], selector: { app: 'server' } },
+    {
+      name: 'server',
+      namespace: 'shop',
+      vip: VIP,
+      ports: [
+        { name: 'tcp-echo', port: TCP_PORT, targetPort: TCP_PORT },
+        { name: 'http', port: 80, targetPort: HTTP_PORT },
+      ],
+      selector: { app: 'server' },
+    },
   ];
 
   beforeEach(() => {
@@ -56,10 +65,7 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
           { name: 'server', node: 'node2', namespace: 'shop' },
         ],
       });
-      await Promise.all([
-        topo.startApp('server', 'echo-server', ['--port', String(TCP_PORT)]),
-        topo.startApp('server', 'http-server', ['--port', String(HTTP_PORT), '--pod', 'server']),
-      ]);
+      await Promise.all([topo.startApp('server', 'echo-server', ['--port', String(TCP_PORT)]), topo.startApp('server', 'http-server', ['--port', String(HTTP_PORT), '--pod', 'server'])]);
       cfgDir = topo.makeTempDir('config');
       ctlDir = topo.makeTempDir('ctl');
       topo.writeConfig(cfgDir, { services });
@@ -108,7 +114,9 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     const m = await agents[1]!.metrics();
     expect(m).toMatch(/^smesh_plaintext_inbound_captured_total [1-9]/m);
     expect(m).toMatch(/istio_tcp_connections_opened_total\{reporter="destination"[^}]*destination_workload="server"[^}]*connection_security_policy="none"\} [1-9]/);
-    expect(m).toMatch(/istio_requests_total\{reporter="destination"[^}]*destination_workload="server"[^}]*response_code="200"[^}]*connection_security_policy="none"|istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*response_code="200"/);
+    expect(m).toMatch(
+      /istio_requests_total\{reporter="destination"[^}]*destination_workload="server"[^}]*response_code="200"[^}]*connection_security_policy="none"|istio_requests_total\{reporter="destination"[^}]*connection_security_policy="none"[^}]*response_code="200"/,
+    );
     // The app sees the capture address, never a client that bypassed the node proxy.
     const echoed = await topo!.runClient('outsider-local', ['http', '--url', `http://${server().ip}:${HTTP_PORT}/public`], 8000);
     expect(echoed.status).toBe(200);
@@ -130,35 +138,55 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
 
   it('DENY by ipBlocks matches the plaintext client by its own pod address', async () => {
     const remote = topo!.pod('outsider-remote').ip;
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-remote', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { ipBlocks: [`${remote}/32`] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-remote', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { ipBlocks: [`${remote}/32`] } }] }] })],
+    });
     await expectAll({ 'outsider-local': open, 'outsider-remote': closed, caller: open });
   });
 
   it('DENY notPrincipals ["*"] (requests without an identity) stops plaintext and lets mTLS through', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })],
+    });
     await expectAll({ 'outsider-local': closed, 'outsider-remote': closed, caller: open });
   });
 
   it('an ALLOW naming only mesh identities does not let plaintext in', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('allow-team-a', { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: ['cluster.local/ns/team-a/sa/caller-sa'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('allow-team-a', { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: ['cluster.local/ns/team-a/sa/caller-sa'] } }] }] })],
+    });
     await expectAll({ 'outsider-local': closed, 'outsider-remote': closed, caller: open });
   });
 
   it('a DENY with L7 attributes on a TCP port denies the whole connection (Istio: HTTP-only fields widen a DENY on TCP)', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-admin-any-port', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-admin-any-port', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin'] } }] }] })],
+    });
     const l7: Expectation = { tcp: false, pub: 200, admin: 403 };
     await expectAll({ 'outsider-local': l7, 'outsider-remote': l7, caller: l7 });
   });
 
   it('L7 rules apply per request to plaintext on HTTP ports: DENY /admin gives 403, /public passes', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-admin', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/admin'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-admin', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/admin'] } }] }] })],
+    });
     const l7: Expectation = { tcp: true, pub: 200, admin: 403 };
     await expectAll({ 'outsider-local': l7, 'outsider-remote': l7, caller: l7 });
     // Paths are matched after Istio's BASE normalization, sent raw (client libraries would resolve `..` themselves).
     const raw = (client: Client, target: string) =>
       topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET ${target} HTTP/1.1\\r\\nHost: server\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
     for (const client of ['outsider-local', 'outsider-remote', 'caller', 'caller-local'] as const) {
-      for (const [target, status] of [['/public/../admin', 403], ['/%61dmin', 403], ['/public/./x/..', 200], ['/admin/../public', 200]] as const) {
+      for (const [target, status] of [
+        ['/public/../admin', 403],
+        ['/%61dmin', 403],
+        ['/public/./x/..', 200],
+        ['/admin/../public', 200],
+      ] as const) {
         const r = await raw(client, target);
         expect(String(r.receivedHead), `${client} ${target}: ${JSON.stringify(r)}`).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       }
@@ -169,12 +197,24 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   });
 
   it('hosts match as Istio documents: an exact entry does not match host:port (plaintext and mTLS, both placements)', async () => {
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('deny-host', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], hosts: ['server.shop'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('deny-host', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], hosts: ['server.shop'] } }] }] })],
+    });
     const raw = (client: Client, host: string) =>
       topo!.runClient(client, ['garbage', '--host', server().ip, '--port', String(HTTP_PORT), '--data', `GET /public HTTP/1.1\\r\\nHost: ${host}\\r\\nConnection: close\\r\\n\\r\\n`], 8000);
-    await pollUntil(() => raw('outsider-local', 'server.shop'), (r) => /^HTTP\/1\.1 403 /.test(String(r.receivedHead)), 15_000);
+    await pollUntil(
+      () => raw('outsider-local', 'server.shop'),
+      (r) => /^HTTP\/1\.1 403 /.test(String(r.receivedHead)),
+      15_000,
+    );
     for (const client of ['outsider-local', 'outsider-remote', 'caller', 'caller-local'] as const) {
-      for (const [host, status] of [['server.shop', 403], ['SERVER.shop', 403], ['server.shop:8080', 200], ['other', 200]] as const) {
+      for (const [host, status] of [
+        ['server.shop', 403],
+        ['SERVER.shop', 403],
+        ['server.shop:8080', 200],
+        ['other', 200],
+      ] as const) {
         const r = await raw(client, host);
         expect(String(r.receivedHead), `${client} Host: ${host}: ${JSON.stringify(r)}`).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       }
@@ -193,7 +233,10 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
     }
     const closedNow = async (): Promise<number> => Number(/^smesh_policy_connections_closed_total\{direction="inbound",reason="policy_denied"\} (\d+)/m.exec(await agents[1]!.metrics())?.[1] ?? 0);
     const closedBefore = await closedNow();
-    topo!.writeConfig(cfgDir, { services, extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })] });
+    topo!.writeConfig(cfgDir, {
+      services,
+      extraDocs: [policy('require-mtls', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { notPrincipals: ['*'] } }] }] })],
+    });
     expect(await pollUntil(closedNow, (n) => n >= closedBefore + 2, 15_000)).toBe(closedBefore + 2);
     for (const [pod, send] of sends) {
       const r = await send({ op: 'echo', data: 'again' });
@@ -256,7 +299,14 @@ describe.skipIf(problem !== null)(`plaintext inbound policy e2e${problem ? ` (sk
   it('STRICT is still a kernel drop for plaintext (not captured), mesh clients pass', async () => {
     topo!.writeConfig(cfgDir, {
       services,
-      extraDocs: [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'strict', namespace: 'shop' }, spec: { selector: { matchLabels: { app: 'server' } }, mtls: { mode: 'STRICT' } } }],
+      extraDocs: [
+        {
+          apiVersion: 'security.istio.io/v1',
+          kind: 'PeerAuthentication',
+          metadata: { name: 'strict', namespace: 'shop' },
+          spec: { selector: { matchLabels: { app: 'server' } }, mtls: { mode: 'STRICT' } },
+        },
+      ],
     });
     const r = await pollUntil(
       () => topo!.runClient('outsider-remote', ['tcp', '--host', server().ip, '--port', String(TCP_PORT), '--send', 'ping', '--expect', 'ping'], 5000),

@@ -104,7 +104,11 @@ describe.skipIf(problem !== null)(`pod bandwidth annotations e2e${problem ? ` (s
   }, 60_000);
 
   it('an annotated pod is paced to 50 Mbit/s (±10 %) at the receiver, counted and shown in /config_dump', async () => {
-    const dump = await pollUntil(() => configDump(agents[0]!), (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 1, 10_000);
+    const dump = await pollUntil(
+      () => configDump(agents[0]!),
+      (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 1,
+      10_000,
+    );
     expect(dump.bandwidth, diag()).toEqual([expect.objectContaining({ pod: 'Kubernetes//Pod/default/bw-client', direction: 'egress', bitsPerSecond: LIMIT })]);
     expect(sum(parseMetrics(await agents[0]!.metrics()), 'smesh_bandwidth_limits', { direction: 'egress' })).toBe(1);
     expect(rootQdisc()).toMatch(/^qdisc (fq|tbf) /);
@@ -115,7 +119,11 @@ describe.skipIf(problem !== null)(`pod bandwidth annotations e2e${problem ? ` (s
 
   it('the annotation removed from the config: the agent reloads, takes the pacing off, and bulk runs far above the limit', async () => {
     writeConfig({});
-    const dump = await pollUntil(() => configDump(agents[0]!), (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 0, 15_000);
+    const dump = await pollUntil(
+      () => configDump(agents[0]!),
+      (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 0,
+      15_000,
+    );
     expect(dump.bandwidth, diag()).toEqual([]);
     expect(sum(parseMetrics(await agents[0]!.metrics()), 'smesh_bandwidth_limits', { direction: 'egress' })).toBe(0);
     expect(rootQdisc()).not.toMatch(/fq|tbf/);
@@ -125,7 +133,11 @@ describe.skipIf(problem !== null)(`pod bandwidth annotations e2e${problem ? ` (s
 
   it("an earlier agent's pacing is taken off at startup when the annotation went while no agent ran", async () => {
     writeConfig({ 'kubernetes.io/ingress-bandwidth': '20M', 'kubernetes.io/egress-bandwidth': '50M' });
-    await pollUntil(() => configDump(agents[0]!), (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 2, 15_000);
+    await pollUntil(
+      () => configDump(agents[0]!),
+      (d) => Array.isArray(d.bandwidth) && d.bandwidth.length === 2,
+      15_000,
+    );
     expect(rootQdisc()).toMatch(/^qdisc (fq|tbf) /);
     expect(hostQdisc()).toMatch(/^qdisc (fq|tbf) /);
     const old = agents.shift()!;

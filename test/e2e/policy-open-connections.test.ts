@@ -57,7 +57,10 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
     name: p.name,
     namespace: 'shop',
     vip: p.vip,
-    ports: [{ name: 'http', port: 80, targetPort: HTTP_TARGET }, { name: 'tcp', port: TCP_PORT, targetPort: TCP_PORT }],
+    ports: [
+      { name: 'http', port: 80, targetPort: HTTP_TARGET },
+      { name: 'tcp', port: TCP_PORT, targetPort: TCP_PORT },
+    ],
     selector: { app: p.name },
   }));
   const diag = () => agents.map((a) => `--- agent ${a.node.name} ---\n${tail(a.logs(), 25)}`).join('\n');
@@ -184,7 +187,11 @@ describe.skipIf(problem !== null)(`policy on open connections e2e${problem ? ` (
     }
     await setPolicies([denyTcp]);
     for (const p of PLACEMENTS) {
-      const n = await pollUntil(() => closedCount(p.agent, 'policy_denied'), (x) => x > before[p.agent]!, 15_000);
+      const n = await pollUntil(
+        () => closedCount(p.agent, 'policy_denied'),
+        (x) => x > before[p.agent]!,
+        15_000,
+      );
       expect(n, `${p.name}: smesh_policy_connections_closed_total{reason="policy_denied"}\n${diag()}`).toBeGreaterThan(before[p.agent]!);
       const r = await sends.get(p.name)!({ op: 'echo', data: 'again' });
       expect(r.closed, `${p.name}: ${JSON.stringify(r)}`).toBe(true);

@@ -24,7 +24,11 @@ function policyDocs(allowedNamespaces: string[]): unknown[] {
       apiVersion: 'security.istio.io/v1',
       kind: 'AuthorizationPolicy',
       metadata: { name: 'deny-admin', namespace: 'shop' },
-      spec: { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(WEB.target)], paths: ['/admin*'] } }] }, { to: [{ operation: { ports: [String(WEB.target)], methods: ['DELETE'] } }] }] },
+      spec: {
+        selector: { matchLabels: { app: 'server' } },
+        action: 'DENY',
+        rules: [{ to: [{ operation: { ports: [String(WEB.target)], paths: ['/admin*'] } }] }, { to: [{ operation: { ports: [String(WEB.target)], methods: ['DELETE'] } }] }],
+      },
     },
     {
       apiVersion: 'security.istio.io/v1',
@@ -41,7 +45,16 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
   const agents: AgentHandle[] = [];
   let setupError: Error | null = null;
   const services: ServiceSpec[] = [
-    { name: 'server', namespace: 'shop', vip: VIP, ports: [{ port: PORT.strict, targetPort: PORT.strict }, { port: PORT.permissive, targetPort: PORT.permissive }], selector: { app: 'server' } },
+    {
+      name: 'server',
+      namespace: 'shop',
+      vip: VIP,
+      ports: [
+        { port: PORT.strict, targetPort: PORT.strict },
+        { port: PORT.permissive, targetPort: PORT.permissive },
+      ],
+      selector: { app: 'server' },
+    },
     { name: 'web', namespace: 'shop', vip: WEB.vip, ports: [{ name: 'http', port: WEB.port, targetPort: WEB.target }], selector: { app: 'server' } },
   ];
 
@@ -90,18 +103,24 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     await topo?.cleanup();
   }, 60_000);
 
-  const echo = (pod: string, host: string, port: number, timeoutMs = 8000) =>
-    topo!.runClient(pod, ['tcp', '--host', host, '--port', String(port), '--send', 'ping', '--expect', 'ping'], timeoutMs);
+  const echo = (pod: string, host: string, port: number, timeoutMs = 8000) => topo!.runClient(pod, ['tcp', '--host', host, '--port', String(port), '--send', 'ping', '--expect', 'ping'], timeoutMs);
 
   it('an ALLOWed principal reaches the server through the mesh (both ports, VIP and pod address)', async () => {
-    for (const [host, port] of [[VIP, PORT.strict], [VIP, PORT.permissive], [topo!.pod('server').ip, PORT.strict]] as const) {
+    for (const [host, port] of [
+      [VIP, PORT.strict],
+      [VIP, PORT.permissive],
+      [topo!.pod('server').ip, PORT.strict],
+    ] as const) {
       const r = await echo('caller-a', host, port);
       expect(r.ok, JSON.stringify(r)).toBe(true);
     }
   });
 
   it('a principal no ALLOW matches is refused in the kernel at connect time: immediate ECONNREFUSED', async () => {
-    for (const [host, port] of [[VIP, PORT.strict], [topo!.pod('server').ip, PORT.permissive]] as const) {
+    for (const [host, port] of [
+      [VIP, PORT.strict],
+      [topo!.pod('server').ip, PORT.permissive],
+    ] as const) {
       const r = await echo('caller-b', host, port);
       expect(r.ok, JSON.stringify(r)).toBe(false);
       expect(r.connected).toBe(false);
@@ -152,7 +171,9 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
     expect(strict.ms, JSON.stringify(strict)).toBeGreaterThan(3500);
     expect(metrics).toMatch(/^smesh_strict_dropped_total 1$/m);
     const m = parseMetrics(metrics);
-    expect(sum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'server', response_flags: 'DENY', connection_security_policy: 'none', source_workload: 'unknown' })).toBeGreaterThanOrEqual(2); // STRICT drop + captured-and-denied
+    expect(
+      sum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'server', response_flags: 'DENY', connection_security_policy: 'none', source_workload: 'unknown' }),
+    ).toBeGreaterThanOrEqual(2); // STRICT drop + captured-and-denied
     expect(metrics).toMatch(/^smesh_plaintext_inbound_total [1-9]/m);
     expect(metrics).toMatch(/^smesh_plaintext_inbound_captured_total [1-9]/m);
   });
@@ -160,7 +181,12 @@ describe.skipIf(problem !== null)(`policy e2e: AuthorizationPolicy and PeerAuthe
   it("kubelet-style probes from the node's own host address pass STRICT; plaintext from another node's host is still dropped", async () => {
     const server = topo!.pod('server');
     const probe = (node: string, timeoutMs: number) =>
-      topo!.execInNode(node, NODE_BIN, [path.join(APPS_DIR, 'client.js'), 'tcp', '--host', server.ip, '--port', String(PORT.strict), '--send', 'ping', '--expect', 'ping', '--timeout', String(timeoutMs)], { timeoutMs: timeoutMs + 5000 });
+      topo!.execInNode(
+        node,
+        NODE_BIN,
+        [path.join(APPS_DIR, 'client.js'), 'tcp', '--host', server.ip, '--port', String(PORT.strict), '--send', 'ping', '--expect', 'ping', '--timeout', String(timeoutMs)],
+        { timeoutMs: timeoutMs + 5000 },
+      );
     const local = lastJsonLine<Record<string, unknown>>((await probe('node2', 6000)).stdout);
     expect(local.ok, JSON.stringify(local)).toBe(true);
     const remote = lastJsonLine<Record<string, unknown>>((await probe('node1', 3000)).stdout);

@@ -5,10 +5,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import YAML from 'yaml';
-import {
-  createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN,
-  type Topology, type NodeInfo,
-} from '../helpers/topology';
+import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, type Topology, type NodeInfo } from '../helpers/topology';
 import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
 
@@ -131,11 +128,31 @@ async function eventually<T>(timeoutMs: number, probe: () => Promise<T> | T, ok:
 /** A new root as the README makes it (openssl, ECDSA P-256, CA:TRUE), in `dir`: root.pem, root.key (PKCS#8). */
 function makeRoot(dir: string, cn: string): { certPem: string; keyPem: string; cert: X509Certificate } {
   fs.mkdirSync(dir, { recursive: true });
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '3650',
-    '-subj', `/O=${TD}/CN=${cn}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-keyout', 'root.key', '-out', 'root.pem',
-  ], { cwd: dir, stdio: 'pipe', timeout: 20_000 });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '3650',
+      '-subj',
+      `/O=${TD}/CN=${cn}`,
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-keyout',
+      'root.key',
+      '-out',
+      'root.pem',
+    ],
+    { cwd: dir, stdio: 'pipe', timeout: 20_000 },
+  );
   const certPem = fs.readFileSync(path.join(dir, 'root.pem'), 'utf8');
   return { certPem, keyPem: fs.readFileSync(path.join(dir, 'root.key'), 'utf8'), cert: new X509Certificate(certPem) };
 }
@@ -216,7 +233,13 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
 
   beforeAll(async () => {
     if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} not found: build first (npx tsc -p tsconfig.json)`);
-    topo = await createTopology({ nodes: ['node1', 'node2'], pods: [{ name: 'client', node: 'node1' }, { name: 'server', node: 'node2' }] });
+    topo = await createTopology({
+      nodes: ['node1', 'node2'],
+      pods: [
+        { name: 'client', node: 'node1' },
+        { name: 'server', node: 'node2' },
+      ],
+    });
     node1 = topo.node('node1');
     node2 = topo.node('node2');
     controlAddress = `${node1.ip}:${CONTROL_PORT}`;
@@ -239,8 +262,20 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     topo.writeConfig(cfgDir, { services: [{ name: 'main', vip: VIP, ports: [{ name: 'echo', port: ECHO_PORT, targetPort: ECHO_PORT }], selector: { app: 'server' } }] });
 
     control = topo.spawnIn(`${topo.runCgroup}/control`, node1.netnsPath, NODE_BIN, [
-      AGENT_CLI, 'control', '--config', cfgDir, '--ca-dir', caDir, '--tokens', tokensFile, '--listen', controlAddress,
-      '--metrics-listen', `${node1.ip}:${CONTROL_METRICS_PORT}`, '--cert-ttl', `${MAX_TTL_S}s`,
+      AGENT_CLI,
+      'control',
+      '--config',
+      cfgDir,
+      '--ca-dir',
+      caDir,
+      '--tokens',
+      tokensFile,
+      '--listen',
+      controlAddress,
+      '--metrics-listen',
+      `${node1.ip}:${CONTROL_METRICS_PORT}`,
+      '--cert-ttl',
+      `${MAX_TTL_S}s`,
     ]);
     await control.waitForLine(/smesh control serving/, 30_000);
     // The agents' --ca-cert bundle (the ConfigMap of the README), kept up to date through the rotation.
@@ -249,8 +284,24 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
 
     for (const n of [node1, node2]) {
       agents[n.name] = topo.spawnOnNode(n, NODE_BIN, [
-        AGENT_CLI, 'agent', '--control-plane', controlAddress, '--token-file', tokenFiles[n.name]!, '--ca-cert', bundleFile,
-        '--trust-domain', TD, '--node', n.name, '--cgroup-root', n.cgroupRoot, '--bpffs', n.bpffsDir, '--cert-ttl-seconds', String(TTL_S[n.name]),
+        AGENT_CLI,
+        'agent',
+        '--control-plane',
+        controlAddress,
+        '--token-file',
+        tokenFiles[n.name]!,
+        '--ca-cert',
+        bundleFile,
+        '--trust-domain',
+        TD,
+        '--node',
+        n.name,
+        '--cgroup-root',
+        n.cgroupRoot,
+        '--bpffs',
+        n.bpffsDir,
+        '--cert-ttl-seconds',
+        String(TTL_S[n.name]),
       ]);
     }
     for (const n of [node1, node2]) {
@@ -309,7 +360,12 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     writeAtomic(path.join(caDir, 'next-root-key.pem'), newRoot.keyPem, 0o600);
     writeAtomic(path.join(caDir, 'next-root-cert.pem'), newRoot.certPem);
     const both = [newRoot.cert.fingerprint256, oldRoot.fingerprint256].sort();
-    const introduced = await eventually(10_000, () => [node1, node2].map((n) => (agentAnchors(n) ?? []).slice().sort().join(',')), (v) => v.every((x) => x === both.join(',')), 100);
+    const introduced = await eventually(
+      10_000,
+      () => [node1, node2].map((n) => (agentAnchors(n) ?? []).slice().sort().join(',')),
+      (v) => v.every((x) => x === both.join(',')),
+      100,
+    );
     steps.introducedAfterMs = Date.now() - phases.introduce;
     expect(introduced, `agents did not receive both anchors:\n${diag()}`).toEqual([both.join(','), both.join(',')]);
     expect(sum(await controlMetrics(), 'smesh_ca_trust_anchors')).toBe(2);
@@ -322,17 +378,28 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     fs.copyFileSync(path.join(caDir, 'root-cert.pem'), path.join(caDir, 'previous-root-cert.pem'));
     fs.renameSync(path.join(caDir, 'next-root-key.pem'), path.join(caDir, 'root-key.pem'));
     fs.renameSync(path.join(caDir, 'next-root-cert.pem'), path.join(caDir, 'root-cert.pem'));
-    const promotedRec = await eventually(10_000, () => controlRecords().find((x) => x.msg === 'CA root promoted: new certificates are signed by the new root'), (v) => v !== undefined, 100);
+    const promotedRec = await eventually(
+      10_000,
+      () => controlRecords().find((x) => x.msg === 'CA root promoted: new certificates are signed by the new root'),
+      (v) => v !== undefined,
+      100,
+    );
     expect(promotedRec, `control did not promote:\n${diag()}`).toBeDefined();
     const promotedAt = Date.parse(String(promotedRec!.time));
     expect(controlRecords().some((x) => /was not published before/.test(String(x.msg)))).toBe(false);
     // Every certificate both agents hold was issued after the promotion (its lifetime is exactly its agent's TTL).
     const issuedAfter = (c: DumpCert, node: string) => Date.parse(c.notAfter) - TTL_S[node]! * 1000 >= promotedAt;
-    const renewed = await eventually(20_000, async () => Promise.all([node1, node2].map(dumpCerts)), (v) => v.every((certs, i) => certs.length >= 2 && certs.every((c) => issuedAfter(c, `node${i + 1}`))), 250);
+    const renewed = await eventually(
+      20_000,
+      async () => Promise.all([node1, node2].map(dumpCerts)),
+      (v) => v.every((certs, i) => certs.length >= 2 && certs.every((c) => issuedAfter(c, `node${i + 1}`))),
+      250,
+    );
     steps.allLeavesNewAfterMs = Date.now() - phases.promote;
     for (const [i, certs] of renewed.entries()) {
       expect(certs.length, `node${i + 1} holds no certificates`).toBeGreaterThanOrEqual(2);
-      for (const c of certs) expect(issuedAfter(c, `node${i + 1}`), `node${i + 1} ${c.spiffeId} (notAfter ${c.notAfter}) issued before the promotion at ${new Date(promotedAt).toISOString()}\n${diag()}`).toBe(true);
+      for (const c of certs)
+        expect(issuedAfter(c, `node${i + 1}`), `node${i + 1} ${c.spiffeId} (notAfter ${c.notAfter}) issued before the promotion at ${new Date(promotedAt).toISOString()}\n${diag()}`).toBe(true);
     }
     // The anchors the agents hold now: new root first, old root still trusted.
     for (const n of [node1, node2]) expect(agentAnchors(n), n.name).toEqual([newRoot.cert.fingerprint256, oldRoot.fingerprint256]);
@@ -350,7 +417,12 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     phases.retire = Date.now();
     fs.unlinkSync(path.join(caDir, 'previous-root-cert.pem'));
     writeAtomic(bundleFile, newRoot.certPem);
-    const retired = await eventually(10_000, () => [node1, node2].map((n) => (agentAnchors(n) ?? []).join(',')), (v) => v.every((x) => x === newRoot.cert.fingerprint256), 100);
+    const retired = await eventually(
+      10_000,
+      () => [node1, node2].map((n) => (agentAnchors(n) ?? []).join(',')),
+      (v) => v.every((x) => x === newRoot.cert.fingerprint256),
+      100,
+    );
     steps.retiredAfterMs = Date.now() - phases.retire;
     expect(retired, `agents still trust the old root:\n${diag()}`).toEqual([newRoot.cert.fingerprint256, newRoot.cert.fingerprint256]);
     expect(sum(await controlMetrics(), 'smesh_ca_trust_anchors')).toBe(1);
@@ -358,12 +430,24 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     await sleep(2 * TTL_S.node1! * 1000);
     phases.end = Date.now();
     fs.writeFileSync(stopFile, '');
-    const run = lastJsonLine<{ attempts: number; ok: number; failed: number; maxMs: number; okAt: number[]; failures: Array<{ start: number; ms: number; code: string }> }>((await waitExit(prober, 20_000)).stdout);
+    const run = lastJsonLine<{ attempts: number; ok: number; failed: number; maxMs: number; okAt: number[]; failures: Array<{ start: number; ms: number; code: string }> }>(
+      (await waitExit(prober, 20_000)).stdout,
+    );
 
     const okIn = (from: number, to: number) => run.okAt.filter((t) => t >= from && t < to).length;
-    const perPhase = { beforeIntroduce: okIn(phases.start!, phases.introduce!), introduced: okIn(phases.introduce!, phases.promote!), promoted: okIn(phases.promote!, phases.retire!), retired: okIn(phases.retire!, phases.end + 1) };
-    const failuresByPhase = run.failures.map((f) => ({ ...f, phase: f.start < phases.introduce! ? 'before' : f.start < phases.promote! ? 'introduced' : f.start < phases.retire! ? 'promoted' : 'retired' }));
-    process.stderr.write(`[root-rotation e2e] ${JSON.stringify({ attempts: run.attempts, ok: run.ok, failed: run.failed, maxMs: run.maxMs, perPhase, steps, failures: failuresByPhase.slice(0, 10) })}\n`);
+    const perPhase = {
+      beforeIntroduce: okIn(phases.start!, phases.introduce!),
+      introduced: okIn(phases.introduce!, phases.promote!),
+      promoted: okIn(phases.promote!, phases.retire!),
+      retired: okIn(phases.retire!, phases.end + 1),
+    };
+    const failuresByPhase = run.failures.map((f) => ({
+      ...f,
+      phase: f.start < phases.introduce! ? 'before' : f.start < phases.promote! ? 'introduced' : f.start < phases.retire! ? 'promoted' : 'retired',
+    }));
+    process.stderr.write(
+      `[root-rotation e2e] ${JSON.stringify({ attempts: run.attempts, ok: run.ok, failed: run.failed, maxMs: run.maxMs, perPhase, steps, failures: failuresByPhase.slice(0, 10) })}\n`,
+    );
 
     // 5. Zero failed connections over the whole run, traffic in every phase.
     expect(run.failed, `failed connections during the rotation: ${JSON.stringify(failuresByPhase.slice(0, 20))}\n${diag()}`).toBe(0);
@@ -383,7 +467,10 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
         // config_dump names the signing root of every certificate and the roots the agent trusts.
         expect(c.issuer?.sha256, `${n.name} ${c.spiffeId} issuer`).toBe(newRoot.cert.fingerprint256);
       }
-      expect(dump.trustAnchors.map((a) => a.sha256), `${n.name} trust anchors in config_dump`).toEqual([newRoot.cert.fingerprint256]);
+      expect(
+        dump.trustAnchors.map((a) => a.sha256),
+        `${n.name} trust anchors in config_dump`,
+      ).toEqual([newRoot.cert.fingerprint256]);
     }
 
     // The control plane counted exactly the three applied changes and no rejected one.

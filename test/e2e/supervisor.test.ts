@@ -74,9 +74,15 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
       });
       // node1's agent runs under the supervisor (it creates the standalone CA); node2's runs plain.
       readyFiles.push(path.join(topo.makeTempDir('ready'), 'first'));
-      supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], { env: { ...process.env, SMESH_READY_FILE: readyFiles[0] } });
+      supervisor = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], {
+        env: { ...process.env, SMESH_READY_FILE: readyFiles[0] },
+      });
       supervisors.push(supervisor);
-      await pollUntil(() => readyPids().length, (n) => n >= 1, 60_000).catch(() => undefined);
+      await pollUntil(
+        () => readyPids().length,
+        (n) => n >= 1,
+        60_000,
+      ).catch(() => undefined);
       if (readyPids().length < 1) throw new Error(`supervised agent never ready\n${diag()}`);
       const a2 = topo.startAgent('node2', cfgDir);
       agents.push(a2);
@@ -103,7 +109,11 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
   async function startLoop(pod: string, vip: string, extra: readonly string[] = []): Promise<CapturedProcess> {
     const p = topo.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'conn-loop.js'), '--host', vip, '--port', String(ECHO), '--rate', '50', ...extra]);
     loops.push(p);
-    await pollUntil(() => jsonRecords(p.stdoutText()).filter((r) => r.progress).length, (n) => n >= 2, 15_000);
+    await pollUntil(
+      () => jsonRecords(p.stdoutText()).filter((r) => r.progress).length,
+      (n) => n >= 2,
+      15_000,
+    );
     return p;
   }
 
@@ -165,7 +175,11 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
       expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
     }
     // The drained agent exits by itself once its last connection ended.
-    await pollUntil(() => exited(victim), (e) => e !== undefined, 40_000);
+    await pollUntil(
+      () => exited(victim),
+      (e) => e !== undefined,
+      40_000,
+    );
     expect(exited(victim)?.code, msg).toBe(0);
     expect(supervisor.outputText(), msg).toMatch(/drained: no open connection left/);
   }, 120_000);
@@ -187,7 +201,11 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
       expect(r.refused, msg).toBe(0);
       expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
     }
-    await pollUntil(() => exited(old), (e) => e !== undefined, 40_000);
+    await pollUntil(
+      () => exited(old),
+      (e) => e !== undefined,
+      40_000,
+    );
     expect(exited(old)?.code, msg).toBe(0);
   }, 120_000);
 
@@ -198,7 +216,9 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     const inbound = await startLoop('client2', VIP.local, ['--seconds', '10']);
     const secondReadyFile = path.join(topo.makeTempDir('ready-surge'), 'second');
     expect(fs.existsSync(readyFiles[0]!), 'the first pod is ready (its readiness file)').toBe(true);
-    const second = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], { env: { ...process.env, SMESH_READY_FILE: secondReadyFile } });
+    const second = topo.spawnOnNode(node1, NODE_BIN, [AGENT_CLI, 'supervise', '--standalone', '--config', cfgDir, '--node', 'node1', '--cgroup-root', node1.cgroupRoot, '--bpffs', node1.bpffsDir], {
+      env: { ...process.env, SMESH_READY_FILE: secondReadyFile },
+    });
     supervisors.push(second);
     const secondReady = () => jsonRecords(second.stdoutText()).filter((r) => r.component === 'supervisor' && r.msg === 'agent ready');
     const both = () => `${diag()}\n--- second supervisor ---\n${tail(second.outputText(), 40)}`;
@@ -231,7 +251,10 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     expect(firstExit.code, msg).toBe(0);
     expect(fs.existsSync(readyFiles[0]!), `${msg}\nthe old pod's readiness file outlived it`).toBe(false);
     expect(fs.existsSync(secondReadyFile), msg).toBe(true);
-    expect(firstLog().some((r) => r.msg === 'drained: no open connection left'), msg).toBe(true);
+    expect(
+      firstLog().some((r) => r.msg === 'drained: no open connection left'),
+      msg,
+    ).toBe(true);
     // Only the new pod's agent is left: captured connections and HBONE into node1 still work, through it.
     supervisor = second;
     const after = [await startLoop('client', VIP.remote, ['--seconds', '2']), await startLoop('client2', VIP.local, ['--seconds', '2'])];

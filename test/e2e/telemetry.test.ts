@@ -91,7 +91,12 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
     const echo = await topo!.runClient('caller', ['tcp', '--host', VIP.echo, '--port', String(TCP), '--send', 'ping', '--expect', 'ping'], 8000);
     expect(echo.ok, JSON.stringify(echo)).toBe(true);
     const base = { destination_workload: 'web-local', destination_service: HOST('web-local'), response_code: '200' };
-    const m = await metricsUntil(agents[0]!, (t) => sum(parseMetrics(t), 'istio_requests_total', { ...base, reporter: 'destination' }) >= 2 && sum(parseMetrics(t), 'istio_tcp_connections_closed_total', { destination_service: HOST('echo'), reporter: 'destination' }) >= 1);
+    const m = await metricsUntil(
+      agents[0]!,
+      (t) =>
+        sum(parseMetrics(t), 'istio_requests_total', { ...base, reporter: 'destination' }) >= 2 &&
+        sum(parseMetrics(t), 'istio_tcp_connections_closed_total', { destination_service: HOST('echo'), reporter: 'destination' }) >= 1,
+    );
     expect(sum(m, 'istio_requests_total', { ...base, reporter: 'source' })).toBe(2);
     expect(sum(m, 'istio_requests_total', { ...base, reporter: 'destination', source_workload: 'caller' })).toBe(2);
     const tcp = { destination_service: HOST('echo'), destination_workload: 'web-local' };
@@ -108,11 +113,23 @@ describe.skipIf(problem !== null)(`telemetry e2e: both reporters${problem ? ` (s
       expect(r.ok && r.receivedBytes > 0, JSON.stringify(r)).toBe(false);
     }
     const flags = { response_flags: 'CONNECT' };
-    const local = await metricsUntil(agents[0]!, (t) => sum(parseMetrics(t), 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'destination' }) >= 1);
+    const local = await metricsUntil(
+      agents[0]!,
+      (t) => sum(parseMetrics(t), 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'destination' }) >= 1,
+    );
     expect(sum(local, 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'source', source_workload: 'caller' })).toBe(1);
     expect(sum(local, 'istio_tcp_connections_closed_total', { ...flags, destination_service: HOST('dead-local'), reporter: 'destination', destination_workload: 'web-local' })).toBe(1);
     const remote = await metricsUntil(agents[1]!, (t) => sum(parseMetrics(t), 'istio_tcp_connections_opened_total', { ...flags, destination_service: HOST('dead-remote') }) >= 1);
-    expect(sum(remote, 'istio_tcp_connections_opened_total', { ...flags, reporter: 'destination', destination_service: HOST('dead-remote'), destination_workload: 'web', source_workload: 'caller', connection_security_policy: 'mutual_tls' })).toBe(1);
+    expect(
+      sum(remote, 'istio_tcp_connections_opened_total', {
+        ...flags,
+        reporter: 'destination',
+        destination_service: HOST('dead-remote'),
+        destination_workload: 'web',
+        source_workload: 'caller',
+        connection_security_policy: 'mutual_tls',
+      }),
+    ).toBe(1);
   });
 
   it('access log: one "connection complete" record per finished connection and one "request complete" per request, each field with one type', async () => {

@@ -21,7 +21,12 @@ const svcHost = (name: string) => `${name}.${ns}.svc.cluster.local`;
 /** Every bucket refills this often: short, so recovery is quick; trips are asserted on the first over-limit unit. */
 const FILL = '2s';
 
-const shaping = (name: string, app: string, spec: Record<string, unknown>) => ({ apiVersion: 'smesh.io/v1alpha1', kind: 'TrafficShaping', metadata: { name, namespace: ns }, spec: { selector: { matchLabels: { app } }, ...spec } });
+const shaping = (name: string, app: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'smesh.io/v1alpha1',
+  kind: 'TrafficShaping',
+  metadata: { name, namespace: ns },
+  spec: { selector: { matchLabels: { app } }, ...spec },
+});
 
 const SHAPINGS = [
   shaping('conn-rate', 'rate-client', { outbound: [{ name: 'echo-cps', service: 'echo', connectionRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
@@ -150,7 +155,10 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     // The bucket (3 tokens, 3 more every 2 s) starts full: the first three pass, the fourth comes well inside the first fill.
     expect(r.outcomes.slice(0, 4), `${JSON.stringify(r)}\n${diag()}`).toEqual(['ok', 'ok', 'ok', 'reset']);
     const resets = r.outcomes.filter((o) => o === 'reset').length;
-    expect(r.outcomes.filter((o) => o !== 'ok' && o !== 'reset'), JSON.stringify(r)).toEqual([]);
+    expect(
+      r.outcomes.filter((o) => o !== 'ok' && o !== 'reset'),
+      JSON.stringify(r),
+    ).toEqual([]);
     expect(await rateLimited(agents[0]!, labels)).toBe(before + resets);
     expect(sum(parseMetrics(await agents[0]!.metrics()), 'smesh_refused_connections_total', { reason: 'rate_limited' })).toBeGreaterThanOrEqual(resets);
     await bucketsRefilled('default/conn-rate/echo-cps');
@@ -175,7 +183,11 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     const h1 = held.shift()!;
     h1.kill('SIGTERM');
     await waitExit(h1, 5000);
-    const open = await pollUntil(async () => ((await configDump(agents[0]!)).trafficShaping.connections as Array<{ rule: string; open: number }>).find((c) => c.rule === 'default/conn-cap/two')?.open, (n) => n === 1, 5000);
+    const open = await pollUntil(
+      async () => ((await configDump(agents[0]!)).trafficShaping.connections as Array<{ rule: string; open: number }>).find((c) => c.rule === 'default/conn-cap/two')?.open,
+      (n) => n === 1,
+      5000,
+    );
     expect(open, `open connections of default/conn-cap/two\n${diag()}`).toBe(1);
     const after = await shapingClient<ConnsResult>('cap-client', ['conns', ...echoArgs, '--count', '1']);
     expect(after.outcomes, `${JSON.stringify(after)}\n${diag()}`).toEqual(['ok']);
@@ -191,7 +203,11 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(await holder({ op: 'echo', data: 'one' }), diag()).toMatchObject({ ok: true });
     const waiting = shapingClient<ConnsResult>('queue-client', ['conns', ...echoArgs, '--count', '1', '--timeout', '10000']);
     // The proxy holds the second connection: wait for it in the queue (state, not time), then free the slot.
-    const queued = await pollUntil(async () => (await configDump(agents[0]!)).trafficShaping.queued as number, (n) => n === 1, 5000);
+    const queued = await pollUntil(
+      async () => (await configDump(agents[0]!)).trafficShaping.queued as number,
+      (n) => n === 1,
+      5000,
+    );
     expect(queued, `queued connections in /config_dump\n${diag()}`).toBe(1);
     const h = held.shift()!;
     h.kill('SIGTERM');
@@ -214,7 +230,10 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
   /** Sends 5 requests at once-after-another to `url` from `pod`: 3 pass, the 4th gets 429 with the headers of `policy`; then it recovers. */
   async function tripsAndRecovers(pod: string, url: string, policy: string): Promise<HttpResult> {
     const r = await shapingClient<HttpResult>(pod, ['http', '--url', url, '--count', '5']);
-    expect(r.results.slice(0, 4).map((x) => x.status ?? x.error), `${JSON.stringify(r)}\n${diag()}`).toEqual([200, 200, 200, 429]);
+    expect(
+      r.results.slice(0, 4).map((x) => x.status ?? x.error),
+      `${JSON.stringify(r)}\n${diag()}`,
+    ).toEqual([200, 200, 200, 429]);
     const limited = r.results[3]!;
     expect(Number(limited.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(Number(limited.retryAfter)).toBeLessThanOrEqual(2);
@@ -222,11 +241,17 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     expect(limited.ratelimit).toMatch(new RegExp(`^"${policy.replace(/\//g, '\\/')}";r=0;t=[12]$`));
     await bucketsRefilled(policy);
     const again = await shapingClient<HttpResult>(pod, ['http', '--url', url, '--count', '1']);
-    expect(again.results.map((x) => x.status ?? x.error), `${JSON.stringify(again)}\n${diag()}`).toEqual([200]);
+    expect(
+      again.results.map((x) => x.status ?? x.error),
+      `${JSON.stringify(again)}\n${diag()}`,
+    ).toEqual([200]);
     return r;
   }
 
-  for (const [where, key, svc] of [['same node', 'webLocal', 'web-local'], ['across nodes', 'webRemote', 'web-remote']] as const) {
+  for (const [where, key, svc] of [
+    ['same node', 'webLocal', 'web-local'],
+    ['across nodes', 'webRemote', 'web-remote'],
+  ] as const) {
     it(`requestRate, outbound rule (${where}): 429 with retry-after and RateLimit headers, counted (request_rate, RL), then 200 again`, async () => {
       const labels = { direction: 'outbound', source_workload: 'http-client', destination_service: svcHost(svc), reason: 'request_rate' };
       const before = await rateLimited(agents[0]!, labels);
@@ -235,11 +260,16 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
       const limited = r.results.filter((x) => x.status === 429).length;
       const m = parseMetrics(await agents[0]!.metrics());
       expect(sum(m, 'smesh_rate_limited_total', labels)).toBeGreaterThanOrEqual(before + limited);
-      expect(sum(m, 'istio_requests_total', { reporter: 'source', source_workload: 'http-client', destination_service: svcHost(svc), response_code: '429', response_flags: 'RL' })).toBeGreaterThanOrEqual(limited);
+      expect(
+        sum(m, 'istio_requests_total', { reporter: 'source', source_workload: 'http-client', destination_service: svcHost(svc), response_code: '429', response_flags: 'RL' }),
+      ).toBeGreaterThanOrEqual(limited);
     }, 60_000);
   }
 
-  for (const [where, key, svc, nodeIdx] of [['same node', 'inLocal', 'in-local', 0], ['across nodes', 'inRemote', 'in-remote', 1]] as const) {
+  for (const [where, key, svc, nodeIdx] of [
+    ['same node', 'inLocal', 'in-local', 0],
+    ['across nodes', 'inRemote', 'in-remote', 1],
+  ] as const) {
     it(`requestRate, inbound rule on the destination service (${where}): 429 with RateLimit headers, counted at the destination (request_rate), then 200 again`, async () => {
       const labels = { direction: 'inbound', source_workload: 'plain-client', destination_service: svcHost(svc), reason: 'request_rate' };
       const dest = agents[nodeIdx]!;
@@ -250,33 +280,67 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     }, 60_000);
   }
 
-  it.skipIf(expectedDataplane() !== 'native')('bytesPerSecond (native engine, across nodes): the upload trips, holds the rate by the engine clock, delivers every byte, is counted, and the bucket refills', async () => {
-    const bytes = 1_000_000;
-    const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sink, '--port', '80', '--bytes', String(bytes), '--seed', '14'], 60_000);
-    expect(r, diag()).toMatchObject({ ok: true, sentBytes: bytes });
-    const relayBucket = async () => ((await configDump(agents[0]!)).trafficShaping.relay?.buckets ?? []).find((b: { rule?: string }) => b.rule === 'default/bw/up') as Record<string, any> | undefined;
-    const b = await relayBucket();
-    expect(b, JSON.stringify((await configDump(agents[0]!)).trafficShaping.relay)).toMatchObject({ way: 'upload', source_workload: 'bw-client', destination_service: svcHost('sink'), bytesPerSecond: BW_UPLOAD_BYTES, granted: bytes });
-    expect(b!.throttles).toBeGreaterThan(0);
-    // The engine's counts: at most the burst plus what the rate earned until the last grant, so the transfer took at
-    // least (bytes − burst) / rate of the engine's clock.
-    expect(b!.granted).toBeLessThanOrEqual(b!.burst + (BW_UPLOAD_BYTES * b!.activeNs) / 1e9 + 1);
-    expect(b!.activeNs / 1e9).toBeGreaterThanOrEqual((bytes - b!.burst) / BW_UPLOAD_BYTES - 0.001);
-    const flows = (await configDump(agents[0]!)).trafficShaping.relay.flows as Array<{ flow: string; priority: string; weight: number; sent: number }>;
-    expect(flows.find((f) => f.flow.endsWith('bw-client')), JSON.stringify(flows)).toMatchObject({ priority: 'bulk', weight: 50, sent: bytes });
-    const labels = { direction: 'outbound', source_workload: 'bw-client', destination_service: svcHost('sink') };
-    const counted = await pollUntil(async () => ({ pauses: await rateLimited(agents[0]!, { ...labels, reason: 'bytes_per_second' }), delayed: sum(parseMetrics(await agents[0]!.metrics()), 'smesh_rate_limited_bytes_total', { ...labels, reason: 'bytes_per_second_upload' }) }), (c) => c.pauses > 0 && c.delayed > 0, 5000);
-    expect(counted.pauses).toBeGreaterThan(0);
-    expect(counted.delayed).toBeGreaterThan(0);
-    const refilled = await pollUntil(relayBucket, (x) => x !== undefined && x.available === x.burst, 5000);
-    expect(refilled!.available, JSON.stringify(refilled)).toBe(refilled!.burst);
-  }, 90_000);
+  it.skipIf(expectedDataplane() !== 'native')(
+    'bytesPerSecond (native engine, across nodes): the upload trips, holds the rate by the engine clock, delivers every byte, is counted, and the bucket refills',
+    async () => {
+      const bytes = 1_000_000;
+      const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sink, '--port', '80', '--bytes', String(bytes), '--seed', '14'], 60_000);
+      expect(r, diag()).toMatchObject({ ok: true, sentBytes: bytes });
+      const relayBucket = async () =>
+        ((await configDump(agents[0]!)).trafficShaping.relay?.buckets ?? []).find((b: { rule?: string }) => b.rule === 'default/bw/up') as Record<string, any> | undefined;
+      const b = await relayBucket();
+      expect(b, JSON.stringify((await configDump(agents[0]!)).trafficShaping.relay)).toMatchObject({
+        way: 'upload',
+        source_workload: 'bw-client',
+        destination_service: svcHost('sink'),
+        bytesPerSecond: BW_UPLOAD_BYTES,
+        granted: bytes,
+      });
+      expect(b!.throttles).toBeGreaterThan(0);
+      // The engine's counts: at most the burst plus what the rate earned until the last grant, so the transfer took at
+      // least (bytes − burst) / rate of the engine's clock.
+      expect(b!.granted).toBeLessThanOrEqual(b!.burst + (BW_UPLOAD_BYTES * b!.activeNs) / 1e9 + 1);
+      expect(b!.activeNs / 1e9).toBeGreaterThanOrEqual((bytes - b!.burst) / BW_UPLOAD_BYTES - 0.001);
+      const flows = (await configDump(agents[0]!)).trafficShaping.relay.flows as Array<{ flow: string; priority: string; weight: number; sent: number }>;
+      expect(
+        flows.find((f) => f.flow.endsWith('bw-client')),
+        JSON.stringify(flows),
+      ).toMatchObject({ priority: 'bulk', weight: 50, sent: bytes });
+      const labels = { direction: 'outbound', source_workload: 'bw-client', destination_service: svcHost('sink') };
+      const counted = await pollUntil(
+        async () => ({
+          pauses: await rateLimited(agents[0]!, { ...labels, reason: 'bytes_per_second' }),
+          delayed: sum(parseMetrics(await agents[0]!.metrics()), 'smesh_rate_limited_bytes_total', { ...labels, reason: 'bytes_per_second_upload' }),
+        }),
+        (c) => c.pauses > 0 && c.delayed > 0,
+        5000,
+      );
+      expect(counted.pauses).toBeGreaterThan(0);
+      expect(counted.delayed).toBeGreaterThan(0);
+      const refilled = await pollUntil(relayBucket, (x) => x !== undefined && x.available === x.burst, 5000);
+      expect(refilled!.available, JSON.stringify(refilled)).toBe(refilled!.burst);
+    },
+    90_000,
+  );
 
   it('/config_dump shows the rules in force per workload and their buckets', async () => {
     const dump = (await configDump(agents[0]!)).trafficShaping;
-    const rules = (dump.workloads as Array<{ workloadUid: string; outbound: Array<{ name: string }>; inbound: Array<{ name: string }> }>).flatMap((w) => [...w.outbound, ...w.inbound].map((x) => x.name));
-    for (const r of ['default/conn-rate/echo-cps', 'default/conn-cap/two', 'default/conn-queue/one', 'default/http-out/local-rps', 'default/http-out/remote-rps', 'default/in-local/rps', 'default/in-remote/rps']) expect(rules, JSON.stringify(dump.workloads)).toContain(r);
-    expect(dump.buckets, JSON.stringify(dump.buckets)).toContainEqual(expect.objectContaining({ rule: 'default/conn-rate/echo-cps', kind: 'connectionRate', maxTokens: 3, tokensPerFill: 3, fillIntervalMs: 2000 }));
+    const rules = (dump.workloads as Array<{ workloadUid: string; outbound: Array<{ name: string }>; inbound: Array<{ name: string }> }>).flatMap((w) =>
+      [...w.outbound, ...w.inbound].map((x) => x.name),
+    );
+    for (const r of [
+      'default/conn-rate/echo-cps',
+      'default/conn-cap/two',
+      'default/conn-queue/one',
+      'default/http-out/local-rps',
+      'default/http-out/remote-rps',
+      'default/in-local/rps',
+      'default/in-remote/rps',
+    ])
+      expect(rules, JSON.stringify(dump.workloads)).toContain(r);
+    expect(dump.buckets, JSON.stringify(dump.buckets)).toContainEqual(
+      expect.objectContaining({ rule: 'default/conn-rate/echo-cps', kind: 'connectionRate', maxTokens: 3, tokensPerFill: 3, fillIntervalMs: 2000 }),
+    );
     expect(dump.buckets).toContainEqual(expect.objectContaining({ rule: 'default/http-out/local-rps', kind: 'requestRate' }));
   });
 
@@ -290,8 +354,17 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
           shaping('nowhere', 'rate-client', { outbound: [{ name: 'to-missing', service: 'missing', maxConnections: 1 }] }),
           shaping('typo', 'rate-client', { outbound: [{ name: 'x', maxConection: 1 }] }),
           shaping('qos-class', 'rate-client', { priority: 'urgent' }),
-          shaping('qos', 'rate-client', { weight: 0, dscp: 64, outbound: [{ name: 'bw', bytesPerSecond: { upload: '10Mbit', download: '500' } }, { name: 'p', port: 80, weight: 2000 }] }),
-        ].map((d) => YAML.stringify(d)).join('---\n'),
+          shaping('qos', 'rate-client', {
+            weight: 0,
+            dscp: 64,
+            outbound: [
+              { name: 'bw', bytesPerSecond: { upload: '10Mbit', download: '500' } },
+              { name: 'p', port: 80, weight: 2000 },
+            ],
+          }),
+        ]
+          .map((d) => YAML.stringify(d))
+          .join('---\n'),
       },
     });
     const check = await waitExit(topo.spawnInPod('plain-client', NODE_BIN, [AGENT_CLI, 'check', dir]), 20_000);

@@ -22,7 +22,12 @@ interface LoadResult {
 
 const ns = 'default';
 const vs = (name: string, host: string, http: unknown[]) => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: ns }, spec: { hosts: [host], http } });
-const dr = (name: string, host: string, spec: Record<string, unknown>) => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name, namespace: ns }, spec: { host, ...spec } });
+const dr = (name: string, host: string, spec: Record<string, unknown>) => ({
+  apiVersion: 'networking.istio.io/v1',
+  kind: 'DestinationRule',
+  metadata: { name, namespace: ns },
+  spec: { host, ...spec },
+});
 
 describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and telemetry${problem ? ` (skipped: ${problem})` : ''}`, () => {
   let topo: Topology;
@@ -70,7 +75,9 @@ describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and tel
         startServer('pool-good2', []),
         startServer('pool-bad', ['--fail', '503']),
         startServer('slow', ['--delay', '500']),
-        ...['grpc-a', 'grpc-b'].map((pod) => topo.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'grpc-app.js'), 'server', '--port', String(GRPC_TARGET), '--pod', pod]).waitForLine(/"listening"/, 10_000)),
+        ...['grpc-a', 'grpc-b'].map((pod) =>
+          topo.spawnInPod(pod, NODE_BIN, [path.join(APPS_DIR, 'grpc-app.js'), 'server', '--port', String(GRPC_TARGET), '--pod', pod]).waitForLine(/"listening"/, 10_000),
+        ),
       ]);
       const http = (port = 80) => [{ name: 'http', port, targetPort: TARGET }];
       const services: ServiceSpec[] = [
@@ -81,9 +88,23 @@ describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and tel
         { name: 'grpc', vip: VIP.grpc, ports: [{ name: 'grpc', port: 80, targetPort: GRPC_TARGET }], selector: { app: 'grpc' } },
       ];
       const extraDocs = [
-        dr('web', 'web', { subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] }),
-        vs('web', 'web', [{ route: [{ destination: { host: 'web', subset: 'v1' }, weight: 90 }, { destination: { host: 'web', subset: 'v2' }, weight: 10 }] }]),
-        dr('pool', 'pool', { trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, interval: '1s', baseEjectionTime: '60s', maxEjectionPercent: 50 } } }),
+        dr('web', 'web', {
+          subsets: [
+            { name: 'v1', labels: { version: 'v1' } },
+            { name: 'v2', labels: { version: 'v2' } },
+          ],
+        }),
+        vs('web', 'web', [
+          {
+            route: [
+              { destination: { host: 'web', subset: 'v1' }, weight: 90 },
+              { destination: { host: 'web', subset: 'v2' }, weight: 10 },
+            ],
+          },
+        ]),
+        dr('pool', 'pool', {
+          trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 2, interval: '1s', baseEjectionTime: '60s', maxEjectionPercent: 50 } },
+        }),
         vs('pool', 'pool', [{ route: [{ destination: { host: 'pool' } }], retries: { attempts: 3, retryOn: '5xx' } }]),
         dr('slow', 'slow', { trafficPolicy: { connectionPool: { http: { http2MaxRequests: 4 } } } }),
         vs('slow', 'slow', [
@@ -126,8 +147,20 @@ describe.skipIf(problem !== null)(`traffic e2e: HTTP routing, resilience and tel
     const samples = parseMetrics(await agents[0]!.metrics());
     const base = { reporter: 'source', source_workload: 'client', destination_service: 'web.default.svc.cluster.local', request_protocol: 'http', response_code: '200' };
     // Both pods carry app=web, so destination_workload is "web" for both; the version label tells them apart.
-    const v1 = sum(samples, 'istio_requests_total', { ...base, destination_workload: 'web', destination_version: 'v1', destination_principal: 'spiffe://cluster.local/ns/default/sa/web-v1-sa', connection_security_policy: 'none' });
-    const v2 = sum(samples, 'istio_requests_total', { ...base, destination_workload: 'web', destination_version: 'v2', destination_principal: 'spiffe://cluster.local/ns/default/sa/web-v2-sa', connection_security_policy: 'mutual_tls' });
+    const v1 = sum(samples, 'istio_requests_total', {
+      ...base,
+      destination_workload: 'web',
+      destination_version: 'v1',
+      destination_principal: 'spiffe://cluster.local/ns/default/sa/web-v1-sa',
+      connection_security_policy: 'none',
+    });
+    const v2 = sum(samples, 'istio_requests_total', {
+      ...base,
+      destination_workload: 'web',
+      destination_version: 'v2',
+      destination_principal: 'spiffe://cluster.local/ns/default/sa/web-v2-sa',
+      connection_security_policy: 'mutual_tls',
+    });
     expect(v1 + v2, diag()).toBeGreaterThanOrEqual(2000);
     expect(v2).toBeGreaterThan(0);
     expect(sum(samples, 'istio_request_duration_milliseconds_count', base)).toBeGreaterThanOrEqual(2000);

@@ -56,8 +56,26 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
   let ztImposter: CapturedProcess;
   const certs: Record<string, LeafFiles> = {};
   const services: ServiceSpec[] = [
-    { name: 'server', namespace: 'shop', vip: SMESH_VIP, ports: [{ name: 'tcp-echo', port: TCP, targetPort: TCP }, { name: 'http', port: 80, targetPort: HTTP }], selector: { app: 'server' } },
-    { name: 'zt-server', namespace: 'legacy', vip: ZT_VIP, ports: [{ name: 'tcp-echo', port: TCP, targetPort: TCP }, { name: 'http', port: 80, targetPort: HTTP }], selector: { app: 'zt-server' } },
+    {
+      name: 'server',
+      namespace: 'shop',
+      vip: SMESH_VIP,
+      ports: [
+        { name: 'tcp-echo', port: TCP, targetPort: TCP },
+        { name: 'http', port: 80, targetPort: HTTP },
+      ],
+      selector: { app: 'server' },
+    },
+    {
+      name: 'zt-server',
+      namespace: 'legacy',
+      vip: ZT_VIP,
+      ports: [
+        { name: 'tcp-echo', port: TCP, targetPort: TCP },
+        { name: 'http', port: 80, targetPort: HTTP },
+      ],
+      selector: { app: 'zt-server' },
+    },
   ];
   const ids = {
     client: spiffe('front', 'client-sa'),
@@ -143,10 +161,31 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
 
   /** Runs the Python HBONE client in a node3 pod's namespace (the ztunnel's outbound) and returns its JSON line. */
   async function peerClient(host: string, authority: string, expectId: string, extra: string[], leaf: LeafFiles = certs.ztClient!): Promise<PeerResult> {
-    const proc = topo!.spawnInPod('zt-client', PEER_PYTHON, [PEER_SCRIPT, 'client', '--host', host, '--port', String(HBONE_PORT),
-      '--cert', leaf.cert, '--key', leaf.key, '--ca', leaf.ca, '--expect-id', expectId, '--authority', authority, '--timeout', '8',
-      '--forwarded', 'auto', '--baggage', 'k8s.cluster.name=Kubernetes,k8s.namespace.name=legacy,k8s.pod.name=zt-client,service.name=zt-client,service.version=latest',
-      ...extra]);
+    const proc = topo!.spawnInPod('zt-client', PEER_PYTHON, [
+      PEER_SCRIPT,
+      'client',
+      '--host',
+      host,
+      '--port',
+      String(HBONE_PORT),
+      '--cert',
+      leaf.cert,
+      '--key',
+      leaf.key,
+      '--ca',
+      leaf.ca,
+      '--expect-id',
+      expectId,
+      '--authority',
+      authority,
+      '--timeout',
+      '8',
+      '--forwarded',
+      'auto',
+      '--baggage',
+      'k8s.cluster.name=Kubernetes,k8s.namespace.name=legacy,k8s.pod.name=zt-client,service.name=zt-client,service.version=latest',
+      ...extra,
+    ]);
     const r = await waitExit(proc, 15_000);
     if (r.timedOut) throw new Error(`peer client timed out; output:\n${tail(proc.outputText())}`);
     return lastJsonLine<PeerResult>(r.stdout);
@@ -171,10 +210,8 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
     const server = pod('server');
     const statuses = (results: PeerResult[]) => ({ tcp: Number(results[0]!.status ?? 0), http: Number(results[1]!.status ?? 0) });
     const last = await pollUntil(
-      () => Promise.all([
-        peerClient(server.ip, `${server.ip}:${TCP}`, ids.server, ['--send', 'policy-probe']),
-        peerClient(server.ip, `${server.ip}:${HTTP}`, ids.server, ['--http-get', '/policy-probe']),
-      ]),
+      () =>
+        Promise.all([peerClient(server.ip, `${server.ip}:${TCP}`, ids.server, ['--send', 'policy-probe']), peerClient(server.ip, `${server.ip}:${HTTP}`, ids.server, ['--http-get', '/policy-probe'])]),
       (results) => statuses(results).tcp === want.tcp && statuses(results).http === want.http,
       20_000,
       200,
@@ -196,7 +233,7 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
   });
 
   describe('ztunnel → smesh: a node3 peer dials `<smesh pod IP>:15008` on node2', () => {
-    it('TCP: TLS 1.3, h2, the server is the pod\'s workload identity; bytes echo with half-close, also 2 × 6 MiB on one connection', async () => {
+    it("TCP: TLS 1.3, h2, the server is the pod's workload identity; bytes echo with half-close, also 2 × 6 MiB on one connection", async () => {
       const server = pod('server');
       const r = await peerClient(server.ip, `${server.ip}:${TCP}`, ids.server, ['--send', 'zt-to-smesh-tcp']);
       expect(r, JSON.stringify(r)).toMatchObject({ ok: true, status: 200, received: 'zt-to-smesh-tcp', end: 'fin', tls: 'TLSv1.3', alpn: 'h2', serverId: ids.server });
@@ -204,8 +241,10 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
       expect(bulk.ok, JSON.stringify({ ...bulk, received: undefined, streams: undefined })).toBe(true);
       for (const s of bulk.streams) expect([s.status, s.end, s.receivedBytes, s.receivedSha256]).toEqual([200, 'fin', bulk.sentBytes, bulk.sentSha256]);
       const m = parseMetrics(await agents[1]!.metrics());
-      expect(sum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'server', source_principal: ids.ztClient }),
-        describeSeries(m, ['istio_tcp_connections_opened_total'])).toBeGreaterThanOrEqual(3);
+      expect(
+        sum(m, 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'server', source_principal: ids.ztClient }),
+        describeSeries(m, ['istio_tcp_connections_opened_total']),
+      ).toBeGreaterThanOrEqual(3);
     });
 
     it('HTTP: an HTTP/1.1 request through the tunnel reaches the http app on node2', async () => {
@@ -247,7 +286,7 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
       expect(connectionOf(ztServer, s), 'the connection that carried the stream').toMatchObject({ tls: 'TLSv1.3', alpn: 'h2', sni: null, clientId: ids.client, refused: null });
     }
 
-    it('TCP by pod IP and by Service VIP: the peer sees the client\'s workload identity; bytes flow back, half-close both ways, 4 MiB intact', async () => {
+    it("TCP by pod IP and by Service VIP: the peer sees the client's workload identity; bytes flow back, half-close both ways, 4 MiB intact", async () => {
       const zt = pod('zt-server');
       const direct = await topo!.runClient('client', ['tcp', '--host', zt.ip, '--port', String(TCP), '--send', 'smesh-to-zt-pod', '--expect', 'smesh-to-zt-pod'], 12_000);
       expect(direct.ok, JSON.stringify(direct)).toBe(true);
@@ -263,8 +302,10 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
       expect([bulk.ok, bulk.receivedBytes, bulk.receivedSha256], JSON.stringify({ ...bulk, received: undefined })).toEqual([true, bulk.sentBytes, bulk.sentSha256]);
 
       const m = parseMetrics(await agents[0]!.metrics());
-      expect(sum(m, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'client', destination_workload: 'zt-server' }),
-        describeSeries(m, ['istio_tcp_connections_opened_total'])).toBeGreaterThanOrEqual(3);
+      expect(
+        sum(m, 'istio_tcp_connections_opened_total', { reporter: 'source', source_workload: 'client', destination_workload: 'zt-server' }),
+        describeSeries(m, ['istio_tcp_connections_opened_total']),
+      ).toBeGreaterThanOrEqual(3);
     });
 
     it('HTTP by pod IP and by Service VIP: the request arrives as HTTP/1.1 bytes in the CONNECT stream and the answer flows back', async () => {
@@ -285,19 +326,23 @@ describe.skipIf(problem !== null)(`ztunnel interop e2e${problem ? ` (skipped: ${
       expect([s.clientId, s.status, s.note], JSON.stringify(s)).toEqual([ids.client, 200, 'app reset']);
     });
 
-    it('a node3 peer presenting another workload\'s certificate is refused: the connection fails and no stream reaches it', async () => {
+    it("a node3 peer presenting another workload's certificate is refused: the connection fails and no stream reaches it", async () => {
       const imposter = pod('zt-imposter');
       const r = await topo!.runClient('client', ['tcp', '--host', imposter.ip, '--port', String(TCP), '--send', 'to-the-imposter', '--expect', 'to-the-imposter'], 15_000);
       expect(r.ok, JSON.stringify(r)).toBe(false);
       expect(r.received ?? '').toBe('');
-      expect(jsonRecords(ztImposter.stdoutText()).filter((x) => x['event'] === 'stream'), ztImposter.outputText()).toEqual([]);
+      expect(
+        jsonRecords(ztImposter.stdoutText()).filter((x) => x['event'] === 'stream'),
+        ztImposter.outputText(),
+      ).toEqual([]);
       // smesh did dial it (TLS got as far as the certificates: the imposter saw a connection, or a handshake the client
       // abandoned after reading the server's certificate) and refused the identity, counted as such.
       const dialled = jsonRecords(ztImposter.stdoutText()).filter((x) => (x['event'] === 'connection' && x['clientId'] === ids.client) || x['event'] === 'handshake_failed');
       expect(dialled.length, ztImposter.outputText()).toBeGreaterThanOrEqual(1);
       const m = parseMetrics(await agents[0]!.metrics());
-      expect(sum(m, 'smesh_hbone_handshake_failures_total', { direction: 'outbound', reason: 'wrong_identity' }),
-        describeSeries(m, ['smesh_hbone_handshake_failures_total'])).toBeGreaterThanOrEqual(1);
+      expect(sum(m, 'smesh_hbone_handshake_failures_total', { direction: 'outbound', reason: 'wrong_identity' }), describeSeries(m, ['smesh_hbone_handshake_failures_total'])).toBeGreaterThanOrEqual(
+        1,
+      );
     });
   });
 });

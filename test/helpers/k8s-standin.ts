@@ -66,9 +66,7 @@ export class K8sStandIn {
     trafficshapings: new Map(),
   };
   /** Served versions per custom resource; an empty list = CRD not installed (404 on list and watch). */
-  private readonly served = new Map<CustomCollection, readonly string[]>(
-    (Object.keys(CUSTOM_RESOURCES) as CustomCollection[]).map((c) => [c, CUSTOM_RESOURCES[c].versions]),
-  );
+  private readonly served = new Map<CustomCollection, readonly string[]>((Object.keys(CUSTOM_RESOURCES) as CustomCollection[]).map((c) => [c, CUSTOM_RESOURCES[c].versions]));
   private history: Event[] = [];
   private rv = 100;
   /** Watches from a resourceVersion older than this get 410 Gone. */

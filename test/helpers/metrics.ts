@@ -44,6 +44,11 @@ export function sum(samples: Sample[], name: string, match: Record<string, strin
 export function describeSeries(samples: Sample[], names: string[]): string {
   return samples
     .filter((s) => names.includes(s.name))
-    .map((s) => `${s.name}{${Object.entries(s.labels).map(([k, v]) => `${k}="${v}"`).join(',')}} ${s.value}`)
+    .map(
+      (s) =>
+        `${s.name}{${Object.entries(s.labels)
+          .map(([k, v]) => `${k}="${v}"`)
+          .join(',')}} ${s.value}`,
+    )
     .join('\n');
 }

@@ -83,10 +83,7 @@ export function spawnCaptured(cmd: string, args: readonly string[], opts: SpawnC
         }
         return undefined;
       };
-      const timer = setTimeout(
-        () => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from ${cmd}; output:\n${tail(all)}`))),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => done(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${re} from ${cmd}; output:\n${tail(all)}`))), timeoutMs);
       const done = (fn: () => void) => {
         clearTimeout(timer);
         waiters.delete(check);
@@ -130,7 +127,10 @@ export async function waitExit(proc: CapturedProcess, timeoutMs: number): Promis
 
 /** Parses the last JSON object line of a test app's stdout. */
 export function lastJsonLine<T = Record<string, unknown>>(stdout: string): T {
-  const lines = stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{'));
+  const lines = stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'));
   if (lines.length === 0) throw new Error(`no JSON line in output:\n${tail(stdout)}`);
   return JSON.parse(lines[lines.length - 1]!) as T;
 }

@@ -455,9 +455,7 @@ export class Topology {
   /** Runs test/apps/client.js in a pod (or a node, with `{ node }`) and parses its JSON line. */
   async runClient<T = Record<string, any>>(where: PodInfo | string | { node: NodeInfo | string }, args: readonly string[], timeoutMs = 30_000): Promise<T> {
     const full = [path.join(APPS_DIR, 'client.js'), ...args, '--timeout', String(Math.max(1000, timeoutMs - 2000))];
-    const proc = typeof where === 'object' && 'node' in where && !('netnsPath' in where)
-      ? this.spawnOnNode(where.node, NODE_BIN, full)
-      : this.spawnInPod(where as PodInfo | string, NODE_BIN, full);
+    const proc = typeof where === 'object' && 'node' in where && !('netnsPath' in where) ? this.spawnOnNode(where.node, NODE_BIN, full) : this.spawnInPod(where as PodInfo | string, NODE_BIN, full);
     const r = await waitExit(proc, timeoutMs);
     if (r.timedOut) throw new Error(`client ${args.join(' ')} timed out after ${timeoutMs} ms; output:\n${tail(proc.outputText())}`);
     try {
@@ -489,7 +487,12 @@ export class Topology {
   writeConfig(dir: string, opts: ConfigOptions = {}): string {
     fs.mkdirSync(dir, { recursive: true });
     const docs: unknown[] = [];
-    docs.push({ apiVersion: 'smesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: { trustDomain: opts.trustDomain ?? 'cluster.local', ...(opts.trustDomainAliases ? { trustDomainAliases: opts.trustDomainAliases } : {}) } });
+    docs.push({
+      apiVersion: 'smesh.io/v1alpha1',
+      kind: 'MeshConfig',
+      metadata: { name: 'mesh' },
+      spec: { trustDomain: opts.trustDomain ?? 'cluster.local', ...(opts.trustDomainAliases ? { trustDomainAliases: opts.trustDomainAliases } : {}) },
+    });
     for (const n of this.nodes) {
       docs.push({ apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: { addresses: [{ type: 'InternalIP', address: n.ip }] } });
     }
@@ -534,14 +537,7 @@ export class Topology {
     if (!fs.existsSync(AGENT_CLI)) {
       throw new Error(`${AGENT_CLI} is missing: build the agent first (npx tsc -p tsconfig.json, done by \`make test\`)`);
     }
-    const args = [
-      AGENT_CLI, 'agent', '--standalone',
-      '--config', configDir,
-      '--node', n.name,
-      '--cgroup-root', n.cgroupRoot,
-      '--bpffs', n.bpffsDir,
-      ...extraArgs,
-    ];
+    const args = [AGENT_CLI, 'agent', '--standalone', '--config', configDir, '--node', n.name, '--cgroup-root', n.cgroupRoot, '--bpffs', n.bpffsDir, ...extraArgs];
     const proc = this.spawnOnNode(n, NODE_BIN, args);
     return makeAgentHandle(this, n, proc);
   }
@@ -757,27 +753,31 @@ export async function createTopology(opts: TopologyOptions): Promise<Topology> {
     for (const n of nodes) fabric.push(`link add n${n.index} type veth peer name eth0 netns ${n.netns}`, `link set n${n.index} master br-fab up`);
     await ipBatch(fabric, topo.fabricNetns);
 
-    await Promise.all(nodes.map((n) => {
-      const lines = [
-        'link set lo up',
-        `addr add ${CAPTURE_IP}/32 dev lo`,
-        `addr add ${n.ip}/24 dev eth0`,
-        'link set eth0 up',
-        'link add br0 type bridge',
-        `addr add ${n.bridgeIp}/24 dev br0`,
-        'link set br0 up',
-      ];
-      pods.filter((p) => p.node === n.name).forEach((p, i) => {
-        lines.push(`link add pv${i} type veth peer name eth0 netns ${p.netns}`, `link set pv${i} master br0 up`);
-      });
-      for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr} via ${m.ip} dev eth0`);
-      if (opts.ipv6) {
-        // nodad: the addresses are usable at once (no duplicate address detection wait).
-        lines.push(`addr add ${CAPTURE_IP6}/128 dev lo nodad`, `addr add ${n.ip6}/64 dev eth0 nodad`, `addr add ${n.bridgeIp6}/64 dev br0 nodad`);
-        for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr6} via ${m.ip6} dev eth0`);
-      }
-      return ipBatch(lines, n.netns);
-    }));
+    await Promise.all(
+      nodes.map((n) => {
+        const lines = [
+          'link set lo up',
+          `addr add ${CAPTURE_IP}/32 dev lo`,
+          `addr add ${n.ip}/24 dev eth0`,
+          'link set eth0 up',
+          'link add br0 type bridge',
+          `addr add ${n.bridgeIp}/24 dev br0`,
+          'link set br0 up',
+        ];
+        pods
+          .filter((p) => p.node === n.name)
+          .forEach((p, i) => {
+            lines.push(`link add pv${i} type veth peer name eth0 netns ${p.netns}`, `link set pv${i} master br0 up`);
+          });
+        for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr} via ${m.ip} dev eth0`);
+        if (opts.ipv6) {
+          // nodad: the addresses are usable at once (no duplicate address detection wait).
+          lines.push(`addr add ${CAPTURE_IP6}/128 dev lo nodad`, `addr add ${n.ip6}/64 dev eth0 nodad`, `addr add ${n.bridgeIp6}/64 dev br0 nodad`);
+          for (const m of nodes) if (m !== n) lines.push(`route add ${m.podCidr6} via ${m.ip6} dev eth0`);
+        }
+        return ipBatch(lines, n.netns);
+      }),
+    );
 
     await Promise.all([
       ...pods.map((p) => {

@@ -24,7 +24,11 @@ function buildah(args: string[], timeout = 120_000): { status: number; stdout: s
 /** Containers of this test (and of a killed earlier run), removed by name. */
 function removeTestContainers(): void {
   const list = buildah(['containers', '--format', '{{.ContainerName}}']);
-  for (const name of list.stdout.split('\n').map((s) => s.trim()).filter((s) => s.startsWith(CONTAINER_PREFIX))) buildah(['rm', name]);
+  for (const name of list.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith(CONTAINER_PREFIX)))
+    buildah(['rm', name]);
 }
 
 /** The demo's mesh (scripts/demo.ts): two nodes, frontend/web/cache pods, services web and cache. */
@@ -115,7 +119,9 @@ describe.skipIf(notRoot !== null)('smesh image', () => {
     const r = run(['smesh', 'check', '/config']);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe('/config: ok (2 nodes, 3 workloads, 2 services, trust domain cluster.local)\n');
-    fs.writeFileSync(path.join(configDir, 'broken.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: default}\nspec: {clusterIP: 198.19.0.12, ports: [{port: abc}]}\n', { mode: 0o644 });
+    fs.writeFileSync(path.join(configDir, 'broken.yaml'), 'apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: default}\nspec: {clusterIP: 198.19.0.12, ports: [{port: abc}]}\n', {
+      mode: 0o644,
+    });
     try {
       const bad = run(['smesh', 'check', '/config']);
       expect(bad.status).toBe(1);
@@ -126,11 +132,7 @@ describe.skipIf(notRoot !== null)('smesh image', () => {
   });
 
   it('runs as uid 1337 with this machine’s node, loads the native addon, and carries no build tools', () => {
-    const r = run([
-      'node', '-e',
-      `const n=require('/opt/smesh/build/native/Release/smesh_native.node');` +
-        `console.log(JSON.stringify({uid:process.getuid(),node:process.version,addon:typeof n}))`,
-    ]);
+    const r = run(['node', '-e', `const n=require('/opt/smesh/build/native/Release/smesh_native.node');` + `console.log(JSON.stringify({uid:process.getuid(),node:process.version,addon:typeof n}))`]);
     expect(r.status, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ uid: 1337, node: process.version, addon: 'object' });
     const tools = run(['sh', '-c', 'for t in clang gcc g++ cmake make npm bpftool; do command -v $t; done; true']);

@@ -54,8 +54,22 @@ describe.skipIf(problem !== null)(`independent HBONE peer self-test${problem ? `
     rogueClient = issueLeaf(path.join(dir, 'rogue-leaves'), rogue, id('client'), 'client');
     echoPort = (await start(process.execPath, [path.join(APPS, 'echo-server.js'), '--host', '127.0.0.1', '--port', '0'])).port;
     httpPort = (await start(process.execPath, [path.join(APPS, 'http-server.js'), '--host', '127.0.0.1', '--port', '0', '--pod', 'loopback'])).port;
-    const s = await start(PEER_PYTHON, [PEER_SCRIPT, 'server', '--listen', '127.0.0.1:0', '--cert', server.cert, '--key', server.key, '--ca', server.ca,
-      '--trust-domain', TD, '--allow', id('client')]);
+    const s = await start(PEER_PYTHON, [
+      PEER_SCRIPT,
+      'server',
+      '--listen',
+      '127.0.0.1:0',
+      '--cert',
+      server.cert,
+      '--key',
+      server.key,
+      '--ca',
+      server.ca,
+      '--trust-domain',
+      TD,
+      '--allow',
+      id('client'),
+    ]);
     hbone = s.proc;
     hbonePort = s.port;
   }, 60_000);
@@ -67,8 +81,23 @@ describe.skipIf(problem !== null)(`independent HBONE peer self-test${problem ? `
   });
 
   async function runPeerClient(args: string[], leaf: LeafFiles = client): Promise<Record<string, any>> {
-    const proc = spawnCaptured(PEER_PYTHON, [PEER_SCRIPT, 'client', '--host', '127.0.0.1', '--port', String(hbonePort),
-      '--cert', leaf.cert, '--key', leaf.key, '--ca', leaf.ca, '--timeout', '15', ...args]);
+    const proc = spawnCaptured(PEER_PYTHON, [
+      PEER_SCRIPT,
+      'client',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(hbonePort),
+      '--cert',
+      leaf.cert,
+      '--key',
+      leaf.key,
+      '--ca',
+      leaf.ca,
+      '--timeout',
+      '15',
+      ...args,
+    ]);
     procs.push(proc);
     const r = await waitExit(proc, 20_000);
     if (r.timedOut) throw new Error(`peer client timed out: ${tail(proc.outputText())}`);
@@ -85,7 +114,16 @@ describe.skipIf(problem !== null)(`independent HBONE peer self-test${problem ? `
     const r = await runPeerClient(['--expect-id', id('server'), '--authority', `127.0.0.1:${echoPort}`, '--send', 'tcp-marker-1']);
     expect(r).toMatchObject({ ok: true, status: 200, received: 'tcp-marker-1', end: 'fin', tls: 'TLSv1.3', alpn: 'h2', serverId: id('server') });
     const s = await streamLine('tcp-marker-1');
-    expect(s).toMatchObject({ clientId: id('client'), method: 'CONNECT', authority: `127.0.0.1:${echoPort}`, status: 200, clientEnd: 'fin', upstreamEnd: 'fin', bytesFromClient: 12, bytesToClient: 12 });
+    expect(s).toMatchObject({
+      clientId: id('client'),
+      method: 'CONNECT',
+      authority: `127.0.0.1:${echoPort}`,
+      status: 200,
+      clientEnd: 'fin',
+      upstreamEnd: 'fin',
+      bytesFromClient: 12,
+      bytesToClient: 12,
+    });
     const conn = jsonRecords(hbone.stdoutText()).find((c) => c.event === 'connection' && c.peer === s.peer)!;
     expect(conn).toMatchObject({ sni: null, tls: 'TLSv1.3', alpn: 'h2', clientId: id('client'), refused: null });
   });

@@ -1,6 +1,6 @@
 // Per-pod bandwidth pacing on the real kernel (root only): a "pod" namespace joined to a "node" namespace by a veth pair; iperf3 measures TCP throughput each way with and without a 50 Mbit/s limit (EDT stamps + fq).
-import { execFileSync, spawn } from 'child_process';
-import * as fs from 'fs';
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { detachBandwidth, openDatapath, podDevices, type BandwidthMode, type Datapath, type PodDevices } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';

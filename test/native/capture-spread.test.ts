@@ -1,10 +1,10 @@
 // Capture tuples (issue 12 item 2) on the real kernel: one capture tuple caps a pod at its ephemeral port range of
 // client-closed connections (TIME_WAIT); spread over many tuples and steered into one listener by the node-netns
 // sk_lookup program, the same pod goes well beyond it, and the proxy still recovers every original destination.
-import { spawn } from 'child_process';
-import * as fs from 'fs';
-import * as net from 'net';
-import * as path from 'path';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsCookie, netnsListener, openDatapath, originalDestination, socketFd, type Datapath, type DatapathOptions } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
@@ -58,7 +58,9 @@ describe.skipIf(!isRoot)(SUITE, () => {
   }
 
   function sysctl(netnsPath: string, key: string): string {
-    return run('ip', ['netns', 'exec', path.basename(netnsPath), 'sysctl', '-n', key]).trim().replace(/\s+/g, ' ');
+    return run('ip', ['netns', 'exec', path.basename(netnsPath), 'sysctl', '-n', key])
+      .trim()
+      .replace(/\s+/g, ' ');
   }
 
   /** Runs the churn client in `podNetns`, inside the test cgroup (where connect4 runs). */

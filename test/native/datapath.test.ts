@@ -1,5 +1,5 @@
 // Native datapath tests on the real kernel: BPF redirect, original destination, pinned-link reuse and bad input (root only).
-import * as fs from 'fs';
+import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsCookie, openDatapath, type Datapath, type DatapathOptions } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
@@ -36,7 +36,10 @@ describe.skipIf(!isRoot)(SUITE, () => {
   async function runProbe(netns: string, inCgroup: boolean, plan: ProbePlan): Promise<ProbeEvent[]> {
     const probe = topo.probe(netns, inCgroup, plan);
     const code = await probe.exited;
-    expect(probe.events.filter((e) => e.event === 'fatal' || e.event === 'timeout'), JSON.stringify(probe.events)).toEqual([]);
+    expect(
+      probe.events.filter((e) => e.event === 'fatal' || e.event === 'timeout'),
+      JSON.stringify(probe.events),
+    ).toEqual([]);
     expect(code).toBe(0);
     return probe.events;
   }
@@ -133,7 +136,12 @@ describe.skipIf(!isRoot)(SUITE, () => {
     expect(dp.removeMeshedDestinations(batch.filter((_, i) => i % 2 === 1))).toBe(batch.length - gone.length);
     expect(dp.meshedDestinations()).toHaveLength(before);
     // Validation happens before anything is written.
-    expect(() => dp.addMeshedDestinations([{ ip: '198.18.99.9', port: 1 }, { ip: 'nope', port: 1 }])).toThrow(TypeError);
+    expect(() =>
+      dp.addMeshedDestinations([
+        { ip: '198.18.99.9', port: 1 },
+        { ip: 'nope', port: 1 },
+      ]),
+    ).toThrow(TypeError);
     expect(dp.meshedDestinations()).toHaveLength(before);
   });
 
@@ -157,11 +165,7 @@ describe.skipIf(!isRoot)(SUITE, () => {
     // The listener is in the attached cgroup, so cgroup/getsockopt answers SO_ORIGINAL_DST itself.
     expect(acc.map((e) => (e.raw as { via: string }).via)).toEqual(['getsockopt', 'getsockopt', 'getsockopt']);
     // getpeername4/6: the app sees the original destination, not the capture address.
-    expect(connected(events).map((e) => e.remote)).toEqual([
-      `${SERVICE_IP}:${MESHED_PORT}`,
-      `${WORKLOAD_IP}:${ANY_PORT}`,
-      `::ffff:${SERVICE_IP}:${MESHED_PORT}`,
-    ]);
+    expect(connected(events).map((e) => e.remote)).toEqual([`${SERVICE_IP}:${MESHED_PORT}`, `${WORKLOAD_IP}:${ANY_PORT}`, `::ffff:${SERVICE_IP}:${MESHED_PORT}`]);
   });
 
   it('(b) leaves non-meshed destinations, non-enrolled netns and processes outside the cgroup alone', async () => {
@@ -279,9 +283,7 @@ describe.skipIf(!isRoot)(SUITE, () => {
 
   it('(d) rejects bad input with errors that name the resource', async () => {
     const missingCgroup = `${topo.cgroupPath}-missing`;
-    await expect(openDatapath({ ...options, cgroupPath: missingCgroup })).rejects.toThrow(
-      `open cgroup ${missingCgroup}: No such file or directory`,
-    );
+    await expect(openDatapath({ ...options, cgroupPath: missingCgroup })).rejects.toThrow(`open cgroup ${missingCgroup}: No such file or directory`);
     await expect(openDatapath({ ...options, cgroupPath: missingCgroup })).rejects.toBeInstanceOf(SmeshError);
     await expect(openDatapath({ ...options, cgroupPath: '/tmp' })).rejects.toThrow('/tmp is not on a cgroup2 filesystem');
     const notBpffs = `/tmp/${topo.prefix}-not-bpffs`;

@@ -55,7 +55,19 @@ describe.skipIf(!isRoot)(SUITE, () => {
   }
 
   function workload(name: string, ip: string, netns?: string): Workload {
-    return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: 'sa', node: 'node1', ip, labels: {}, netns, workloadName: name, identity: 'spiffe://td/ns/default/sa/sa', meshed: true };
+    return {
+      uid: `default/${name}`,
+      name,
+      namespace: 'default',
+      serviceAccount: 'sa',
+      node: 'node1',
+      ip,
+      labels: {},
+      netns,
+      workloadName: name,
+      identity: 'spiffe://td/ns/default/sa/sa',
+      meshed: true,
+    };
   }
 
   function snapshot(ws: Workload[]): MeshSnapshot {
@@ -68,7 +80,10 @@ describe.skipIf(!isRoot)(SUITE, () => {
     nsA = topo.createNetns('disc-a', []);
     nsB = topo.createNetns('disc-b', []);
     // Pod addresses on a veth inside each namespace (both ends stay in it: nothing lands in the host namespace).
-    for (const [ns, ips] of [[nsA, [`${IP_A}/24`, `${IP_A6}/64`]], [nsB, [`${IP_B}/24`]]] as const) {
+    for (const [ns, ips] of [
+      [nsA, [`${IP_A}/24`, `${IP_A6}/64`]],
+      [nsB, [`${IP_B}/24`]],
+    ] as const) {
       const name = path.basename(ns);
       run('ip', ['-n', name, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'peer0']);
       for (const ip of ips) run('ip', ['-n', name, 'addr', 'add', ip, 'dev', 'eth0', ...(ip.includes(':') ? ['nodad'] : [])]);
@@ -112,7 +127,7 @@ describe.skipIf(!isRoot)(SUITE, () => {
     expect(await netnsCookie(a!.path)).not.toBe(await netnsCookie(b!.path));
   });
 
-  it('fills the workloads\' netns by IP (IPv4 and IPv6); a process exiting takes its namespace out of the next pass', async () => {
+  it("fills the workloads' netns by IP (IPv4 and IPv6); a process exiting takes its namespace out of the next pass", async () => {
     const warnings: Array<Record<string, unknown>> = [];
     const logger = { debug: () => undefined, info: () => undefined, warn: (o: object) => void warnings.push(o as Record<string, unknown>) };
     const d = new NetnsDiscovery({ cgroupRoot: topo.cgroupPath, nodeName: 'node1', logger });
@@ -147,7 +162,7 @@ describe.skipIf(!isRoot)(SUITE, () => {
     }
     const scaleSleepers = await Promise.all(started);
     const runs: number[] = [];
-    let last;
+    let last: Awaited<ReturnType<typeof scanNetns>> | undefined;
     for (let i = 0; i < 5; i++) {
       last = await scanNetns({ cgroupRoot: root });
       runs.push(last.durationMs);

@@ -1,10 +1,10 @@
 // Native HBONE engine (native/hbone*.cc) on real loopback sockets with a test mesh CA: outbound against a node:http2 server, inbound against a node:http2 client, engine to engine, hostile peers, rotation, no fd left behind.
 // Sanitizer build: `make native-asan`, then SMESH_NATIVE_ADDON=build/native-asan/Release/smesh_native.node with libasan preloaded (README, Tests).
-import * as crypto from 'crypto';
-import * as fs from 'fs';
-import * as http2 from 'http2';
-import * as net from 'net';
-import * as tls from 'tls';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hboneEngine } from '../../agent/native/hbone';
 import type { HboneEngine, HboneSessionEvent, HboneStreamRequest, HboneStreamResult } from '../../agent/native/hbone-types';
@@ -153,7 +153,6 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
   let cleanupCa: () => Promise<void>;
   let clientCert: Cert;
   let serverCert: Cert;
-  let otherCert: Cert;
   let peer: http2.Http2SecureServer;
   let peerPort: number;
   const peerSessions: http2.ServerHttp2Session[] = [];
@@ -170,7 +169,7 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
   });
   let echoPort: number;
   /** The engine's inbound listener: accepted sockets go to serve() at once, unread. */
-  let inboundCertId = SERVER_ID;
+  const inboundCertId = SERVER_ID;
   const inbound = net.createServer({ pauseOnConnect: true }, (s) => {
     try {
       e.serve(fdOf(s), inboundCertId);
@@ -191,7 +190,6 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
     cleanupCa = m.cleanup;
     clientCert = (await ca.issue(CLIENT_ID)) as Cert;
     serverCert = (await ca.issue(SERVER_ID)) as Cert;
-    otherCert = (await ca.issue(OTHER_ID)) as Cert;
 
     e.configure({ workers: 2, connectTimeoutMs: CONNECT_TIMEOUT_MS, livenessCheckMs: LIVENESS_MS, maxEarlyResets: 20, idleTimeoutMs: 60_000 });
     e.setHandlers({
@@ -258,12 +256,7 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
   afterAll(async () => {
     e.closeAll();
     for (const s of peerSessions) s.destroy();
-    await Promise.all([
-      new Promise((r) => peer?.close(r)),
-      acceptor.close(),
-      new Promise((r) => echo.close(r)),
-      new Promise((r) => inbound.close(r)),
-    ]);
+    await Promise.all([new Promise((r) => peer?.close(r)), acceptor.close(), new Promise((r) => echo.close(r)), new Promise((r) => inbound.close(r))]);
     await cleanupCa?.();
   });
 
@@ -469,7 +462,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
         stream.on('error', () => undefined);
         const req = await withTimeout(nextStreamRequest(), 10_000, 'stream request');
         stream.close(http2.constants.NGHTTP2_CANCEL);
-        await pollUntil(() => e.stats().streams.inbound, (n) => n === 0, 5_000, 20);
+        await pollUntil(
+          () => e.stats().streams.inbound,
+          (n) => n === 0,
+          5_000,
+          20,
+        );
         const result = await withTimeout((await attachToEcho(req)).done, 10_000, 'attach result');
         expect(result.outcome).toBe('reset');
       } finally {
@@ -496,7 +494,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
         // node:http2 refuses new streams on a session that received GOAWAY; once idle the session ends without an error
         // (the engine closes it, or node:http2 hangs up first after the GOAWAY: 'normal' or 'peer_closed').
         expect(() => client.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${echoPort}` })).toThrow();
-        const closed = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'session_closed' && ev.direction === 'inbound'), (l) => l.length >= 1, 5_000, 20);
+        const closed = await pollUntil(
+          () => sessionEvents.filter((ev) => ev.type === 'session_closed' && ev.direction === 'inbound'),
+          (l) => l.length >= 1,
+          5_000,
+          20,
+        );
         expect(['normal', 'peer_closed']).toContain(closed[0]!.type === 'session_closed' ? closed[0]!.reason : '');
       } finally {
         await closeClient(client);
@@ -506,7 +509,17 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
 
   /** A TLS 1.3 + ALPN h2 connection to the engine's inbound that speaks raw HTTP/2 frames (for hostile peers). */
   async function rawTls(cert: Cert = clientCert): Promise<{ sock: tls.TLSSocket; received: Promise<Buffer> }> {
-    const sock = tls.connect({ host: '127.0.0.1', port: inboundPort, key: cert.keyPem, cert: cert.chainPem, ca: ca.trustBundlePem(), ALPNProtocols: ['h2'], servername: '', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+    const sock = tls.connect({
+      host: '127.0.0.1',
+      port: inboundPort,
+      key: cert.keyPem,
+      cert: cert.chainPem,
+      ca: ca.trustBundlePem(),
+      ALPNProtocols: ['h2'],
+      servername: '',
+      minVersion: 'TLSv1.3',
+      checkServerIdentity: () => undefined,
+    });
     sock.on('error', () => undefined);
     const chunks: Buffer[] = [];
     sock.on('data', (c: Buffer) => chunks.push(c));
@@ -552,12 +565,22 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
     beforeAll(async () => {
       // The engine's threads (an epoll and an eventfd each) start with its first use: count after that.
       await openTo(ECHO, { sourceId: `spiffe://${TD}/ns/default/sa/nobody` });
-      await pollUntil(() => e.stats().sessions.inbound, (n) => n === 0, 5_000, 20);
+      await pollUntil(
+        () => e.stats().sessions.inbound,
+        (n) => n === 0,
+        5_000,
+        20,
+      );
       baseline = fdCount();
     });
 
     async function expectSessionsGone(): Promise<void> {
-      const settled = await pollUntil(() => ({ sessions: e.stats().sessions.inbound, streams: e.stats().streams.inbound, fds: fdCount() }), (v) => v.sessions === 0 && v.streams === 0 && v.fds <= baseline, 10_000, 20);
+      const settled = await pollUntil(
+        () => ({ sessions: e.stats().sessions.inbound, streams: e.stats().streams.inbound, fds: fdCount() }),
+        (v) => v.sessions === 0 && v.streams === 0 && v.fds <= baseline,
+        10_000,
+        20,
+      );
       expect(settled.sessions).toBe(0);
       expect(settled.streams).toBe(0);
       expect(settled.fds).toBeLessThanOrEqual(baseline);
@@ -566,7 +589,16 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
     it('a client without certificate, one with a certificate of another CA and plain garbage are refused as handshake failures; no fd is left', async () => {
       sessionEvents.length = 0;
       const tlsClient = (cert: Cert | undefined) => {
-        const sock = tls.connect({ host: '127.0.0.1', port: inboundPort, ...(cert ? { key: cert.keyPem, cert: cert.chainPem } : {}), ca: ca.trustBundlePem(), ALPNProtocols: ['h2'], servername: '', minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+        const sock = tls.connect({
+          host: '127.0.0.1',
+          port: inboundPort,
+          ...(cert ? { key: cert.keyPem, cert: cert.chainPem } : {}),
+          ca: ca.trustBundlePem(),
+          ALPNProtocols: ['h2'],
+          servername: '',
+          minVersion: 'TLSv1.3',
+          checkServerIdentity: () => undefined,
+        });
         sock.on('error', () => undefined);
         sock.resume();
         return withTimeout(new Promise((r) => sock.once('close', r)), 10_000, 'refused client closes');
@@ -586,7 +618,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
       garbage.end('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
       garbage.resume();
       await withTimeout(new Promise((r) => garbage.once('close', r)), 10_000, 'garbage client closes');
-      const failures = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'handshake_failed').map((ev) => (ev.type === 'handshake_failed' ? ev.reason : '')), (r) => r.length >= 3, 5_000, 20);
+      const failures = await pollUntil(
+        () => sessionEvents.filter((ev) => ev.type === 'handshake_failed').map((ev) => (ev.type === 'handshake_failed' ? ev.reason : '')),
+        (r) => r.length >= 3,
+        5_000,
+        20,
+      );
       expect(failures).toEqual(expect.arrayContaining(['no_certificate', 'bad_certificate', 'not_tls']));
       await expectSessionsGone();
     });
@@ -609,7 +646,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
       const [a, b, c] = await withTimeout(Promise.all([overflow.received, continuation.received, notH2.received]), 10_000, 'server closes');
       const codes = [a, b, c].map((bytes) => goawayCode(bytes));
       expect(codes).toEqual([http2.constants.NGHTTP2_FLOW_CONTROL_ERROR, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, http2.constants.NGHTTP2_PROTOCOL_ERROR]);
-      const closed = await pollUntil(() => sessionEvents.filter((ev) => ev.type === 'session_closed'), (l) => l.length >= 3, 5_000, 20);
+      const closed = await pollUntil(
+        () => sessionEvents.filter((ev) => ev.type === 'session_closed'),
+        (l) => l.length >= 3,
+        5_000,
+        20,
+      );
       expect(closed.map((ev) => ev.reason)).toEqual(['protocol_error', 'protocol_error', 'protocol_error']);
       await expectSessionsGone();
     });
@@ -624,7 +666,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
         s.once('ready', () => s.close(http2.constants.NGHTTP2_CANCEL));
       }
       expect(await withTimeout(goaway, 10_000, 'GOAWAY')).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-      const closed = await pollUntil(() => sessionEvents.find((ev) => ev.type === 'session_closed'), (ev) => ev !== undefined, 5_000, 20);
+      const closed = await pollUntil(
+        () => sessionEvents.find((ev) => ev.type === 'session_closed'),
+        (ev) => ev !== undefined,
+        5_000,
+        20,
+      );
       expect(closed).toMatchObject({ direction: 'inbound', reason: 'rapid_reset' });
       await closeClient(client);
       streamRequests.length = 0;
@@ -636,7 +683,12 @@ describeNative('native HBONE engine (real loopback sockets, test CA; needs the a
       const silent = await rawTls();
       silent.sock.write(Buffer.concat([PREFACE, SETTINGS()]));
       await withTimeout(silent.received, 10_000, 'server closes a silent peer');
-      const closed = await pollUntil(() => sessionEvents.find((ev) => ev.type === 'session_closed'), (ev) => ev !== undefined, 5_000, 20);
+      const closed = await pollUntil(
+        () => sessionEvents.find((ev) => ev.type === 'session_closed'),
+        (ev) => ev !== undefined,
+        5_000,
+        20,
+      );
       expect(closed).toMatchObject({ reason: 'unresponsive' });
       await expectSessionsGone();
     });

@@ -31,7 +31,6 @@ function drr(flows: Array<{ priority: number; weight: number; streams?: number; 
   return raw!.hboneQosSimulate!({ kind: 'drr', flows: flows.map((f) => ({ streams: 1, chunk: 1 << 20, ...f })), grants }) as DrrResult;
 }
 
-
 describeNative('native HBONE engine QoS', () => {
   describe('scheduler and bucket (pure C++ classes, virtual clock)', () => {
     it('deficit round robin shares bytes in proportion to the source workloads weights, whatever their stream count and chunk size', () => {
@@ -51,17 +50,36 @@ describeNative('native HBONE engine QoS', () => {
     });
 
     it('serves latency before normal before bulk while the higher class is ready (strict priority)', () => {
-      const r = drr([{ priority: 2, weight: 1000 }, { priority: 0, weight: 1 }, { priority: 1, weight: 1000 }], 500);
+      const r = drr(
+        [
+          { priority: 2, weight: 1000 },
+          { priority: 0, weight: 1 },
+          { priority: 1, weight: 1000 },
+        ],
+        500,
+      );
       expect(new Set(r.order)).toEqual(new Set([1]));
       expect(r.served[0]).toBe(0);
       expect(r.served[2]).toBe(0);
       // Without the latency flow, normal goes first.
-      const r2 = drr([{ priority: 2, weight: 1000 }, { priority: 1, weight: 1 }], 100);
+      const r2 = drr(
+        [
+          { priority: 2, weight: 1000 },
+          { priority: 1, weight: 1 },
+        ],
+        100,
+      );
       expect(new Set(r2.order)).toEqual(new Set([1]));
     });
 
     it('equal weights alternate grant by grant (no flow served twice in a row while another waits)', () => {
-      const r = drr([{ priority: 1, weight: 100, chunk: 16384 }, { priority: 1, weight: 100, chunk: 16384 }], 40);
+      const r = drr(
+        [
+          { priority: 1, weight: 100, chunk: 16384 },
+          { priority: 1, weight: 100, chunk: 16384 },
+        ],
+        40,
+      );
       for (let i = 1; i < r.order.length; i++) expect(r.order[i]).not.toBe(r.order[i - 1]);
     });
 

@@ -1,9 +1,9 @@
 // Native HTTP/1.1 engine (native/http1*.cc) on real loopback sockets: keep-alive requests through the engine to node:http upstreams, per-request decisions, local replies, pooling, pipelining, request-smuggling shapes, header floods, a seeded fuzz run, no fd left behind.
 // Sanitizer build: `make test-native-asan` (SMESH_NATIVE_ADDON → the ASan+UBSan addon, libasan preloaded).
-import * as crypto from 'crypto';
-import * as fs from 'fs';
-import * as http from 'http';
-import * as net from 'net';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { http1Engine } from '../../agent/native/http1';
 import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1SessionClosed, Http1UpstreamFailure } from '../../agent/native/http1-types';
@@ -229,7 +229,12 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(new Set(requests.map((r) => r.session)).size).toBe(1);
     const posted = requests.filter((r) => r.method === 'POST');
     expect(posted.map((r) => r.body.kind)).toEqual(['length', 'chunked']);
-    const done = await pollUntil(() => results.length, (n) => n >= 4, 5_000, 20);
+    const done = await pollUntil(
+      () => results.length,
+      (n) => n >= 4,
+      5_000,
+      20,
+    );
     expect(done).toBe(4);
     const postResults = results.filter((r) => posted.some((p) => p.id === r.id));
     expect(postResults.map((r) => r.requestBytes)).toEqual([5 * MB, 5 * MB]);
@@ -239,9 +244,7 @@ describeNative('native HTTP/1.1 engine', () => {
 
   it('routes per request to two upstreams with header changes and a path rewrite', async () => {
     route = (req) =>
-      req.target.startsWith('/b/')
-        ? { kind: 'forward', host: '127.0.0.1', port: b.port, path: req.target.slice(2), setHeaders: [['x-routed', 'b']], removeHeaders: ['x-secret'] }
-        : toA();
+      req.target.startsWith('/b/') ? { kind: 'forward', host: '127.0.0.1', port: b.port, path: req.target.slice(2), setHeaders: [['x-routed', 'b']], removeHeaders: ['x-secret'] } : toA();
     const ag = keepAliveAgent();
     const ra = await request(frontPort, ag, { path: '/a/1', headers: { 'x-secret': 's' } });
     const rb = await request(frontPort, ag, { path: '/b/2', headers: { 'x-secret': 's', 'x-routed': 'client' } });
@@ -265,7 +268,12 @@ describeNative('native HTTP/1.1 engine', () => {
     const ok = await request(frontPort, ag, { path: '/after' });
     expect(ok.status).toBe(200);
     expect(new Set(requests.map((r) => r.session)).size).toBe(1);
-    await pollUntil(() => results.length, (n) => n >= 2, 5_000, 20);
+    await pollUntil(
+      () => results.length,
+      (n) => n >= 2,
+      5_000,
+      20,
+    );
     expect(results[0]).toMatchObject({ outcome: 'denied', status: 403, responseBytes: 20 });
   });
 
@@ -280,7 +288,12 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(failures[0]!.detail).toContain('refused');
     const ok = await request(frontPort, ag, { path: '/up' });
     expect(ok.status).toBe(200);
-    await pollUntil(() => results.length, (n) => n >= 2, 5_000, 20);
+    await pollUntil(
+      () => results.length,
+      (n) => n >= 2,
+      5_000,
+      20,
+    );
     expect(results[0]).toMatchObject({ outcome: 'replied', status: 503, failure: 'connect_failed' });
   });
 
@@ -294,7 +307,12 @@ describeNative('native HTTP/1.1 engine', () => {
       for (let i = 0; i < 3; i++) ports.push((JSON.parse((await request(frontPort, ag, { path: `/pool/${i}` })).body.toString()) as { remotePort: number }).remotePort);
       expect(new Set(ports).size).toBe(1);
       expect(c.connections).toBe(1);
-      await pollUntil(() => results.length, (n) => n >= 3, 5_000, 20);
+      await pollUntil(
+        () => results.length,
+        (n) => n >= 3,
+        5_000,
+        20,
+      );
       expect(results.map((r) => r.reused)).toEqual([false, true, true]);
 
       route = () => ({ kind: 'forward', host: '127.0.0.1', port: c.port, maxRequestsPerConnection: 2 });
@@ -326,11 +344,14 @@ describeNative('native HTTP/1.1 engine', () => {
     const ag = keepAliveAgent();
     const body = crypto.randomBytes(100_000);
     const reply = await new Promise<Reply>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: frontPort, agent: ag, method: 'PUT', path: '/expect', headers: { host: 'svc.test', expect: '100-continue', 'content-length': body.length } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      });
+      const req = http.request(
+        { host: '127.0.0.1', port: frontPort, agent: ag, method: 'PUT', path: '/expect', headers: { host: 'svc.test', expect: '100-continue', 'content-length': body.length } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        },
+      );
       req.on('error', reject);
       req.on('continue', () => req.end(body));
     });
@@ -351,17 +372,32 @@ describeNative('native HTTP/1.1 engine', () => {
     client.on('data', (c: Buffer) => received.push(c));
     const head = 'GET /ws HTTP/1.1\r\nHost: svc.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
     client.write(head + 'early-bytes');
-    await pollUntil(() => taken, (t) => t !== undefined, 5_000, 20);
+    await pollUntil(
+      () => taken,
+      (t) => t !== undefined,
+      5_000,
+      20,
+    );
     const t = await withTimeout(taken!, 5_000, 'takeover');
     expect(t).toBeDefined();
     expect(t!.pending.toString()).toBe(head + 'early-bytes');
     const sock = new net.Socket({ fd: t!.fd, readable: true, writable: true });
     sock.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\ntunnel-ok');
-    const got = await pollUntil(() => Buffer.concat(received).toString(), (s) => s.includes('tunnel-ok'), 5_000, 20);
+    const got = await pollUntil(
+      () => Buffer.concat(received).toString(),
+      (s) => s.includes('tunnel-ok'),
+      5_000,
+      20,
+    );
     expect(got.startsWith('HTTP/1.1 101')).toBe(true);
     sock.destroy();
     client.destroy();
-    const c = await pollUntil(() => closed.find((x) => x.session === requests.find((r) => r.upgrade)?.session), (x) => x !== undefined, 5_000, 20);
+    const c = await pollUntil(
+      () => closed.find((x) => x.session === requests.find((r) => r.upgrade)?.session),
+      (x) => x !== undefined,
+      5_000,
+      20,
+    );
     expect(c?.reason).toBe('takeover');
   });
 
@@ -441,7 +477,12 @@ describeNative('native HTTP/1.1 engine', () => {
     const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
     const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
     client.write(Buffer.concat([Buffer.from(preface, 'latin1'), settings]));
-    await pollUntil(() => taken, (t) => t !== undefined, 5_000, 20);
+    await pollUntil(
+      () => taken,
+      (t) => t !== undefined,
+      5_000,
+      20,
+    );
     const t = await withTimeout(taken!, 5_000, 'takeover');
     const req = requests.find((r) => r.upgrade);
     expect(req).toMatchObject({ method: 'PRI', target: '*', upgrade: true });
@@ -454,7 +495,7 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(other.text.startsWith('HTTP/1.1 505 ')).toBe(true);
   });
 
-  it('connects from a decision\'s source address, pooled per source; per-session handlers and head limit; closeSession resets one session', async () => {
+  it("connects from a decision's source address, pooled per source; per-session handlers and head limit; closeSession resets one session", async () => {
     // Source address: the upstream sees it, and a connection from another source is not reused for it.
     route = (req) => ({ kind: 'forward', host: '127.0.0.1', port: a.port, ...(req.target === '/src2' ? { sourceAddress: '127.0.0.2' } : {}) });
     const seen: string[] = [];
@@ -473,7 +514,10 @@ describeNative('native HTTP/1.1 engine', () => {
     const ownClosed: Http1SessionClosed[] = [];
     const server = net.createServer({ pauseOnConnect: true }, (sock) => {
       try {
-        e.serve(fdOf(sock), { maxHeadBytes: 2048, handlers: { onRequest: (req) => (own.push(req), e.decide(req.id, { kind: 'deny', status: 403, body: 'own\n' })), onSessionClosed: (c) => ownClosed.push(c) } });
+        e.serve(fdOf(sock), {
+          maxHeadBytes: 2048,
+          handlers: { onRequest: (req) => (own.push(req), e.decide(req.id, { kind: 'deny', status: 403, body: 'own\n' })), onSessionClosed: (c) => ownClosed.push(c) },
+        });
       } finally {
         sock.destroy();
       }
@@ -508,7 +552,12 @@ describeNative('native HTTP/1.1 engine', () => {
       const session = own[own.length - 1]!.session;
       e.closeSession(session);
       expect(await withTimeout(ended, 5_000, 'reset of the closed session')).toMatch(/ECONNRESET|closed/);
-      const c = await pollUntil(() => ownClosed.slice(before).find((x) => x.session === session), (x) => x !== undefined, 5_000, 20);
+      const c = await pollUntil(
+        () => ownClosed.slice(before).find((x) => x.session === session),
+        (x) => x !== undefined,
+        5_000,
+        20,
+      );
       expect(c?.reason).toBe('closed');
       expect(c?.bytesReceived).toBe('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n'.length);
       expect(c?.bytesSent).toBeGreaterThan('HTTP/1.1 403 \r\n\r\nown\n'.length);
@@ -533,7 +582,14 @@ describeNative('native HTTP/1.1 engine', () => {
     const ag = keepAliveAgent();
     await request(frontPort, ag, { path: '/warm' });
     for (const open of agents) open.destroy();
-    expect(await pollUntil(() => e.stats().sessions, (n) => n === 0, 5_000, 20)).toBe(0);
+    expect(
+      await pollUntil(
+        () => e.stats().sessions,
+        (n) => n === 0,
+        5_000,
+        20,
+      ),
+    ).toBe(0);
     // Each pooled upstream connection holds two fds of this process (the engine's and the upstream server's socket).
     const ownFds = () => fdCount() - 2 * e.stats().upstreams.open;
     const baseline = ownFds();
@@ -556,12 +612,23 @@ describeNative('native HTTP/1.1 engine', () => {
       for (let m = 0; m < mutations; m++) {
         const at = int(s.length + 1);
         switch (int(6)) {
-          case 0: s = s.slice(0, at) + alphabet[int(alphabet.length)] + s.slice(at); break;
-          case 1: s = s.slice(0, at) + s.slice(at + 1 + int(3)); break;
-          case 2: s = s.slice(0, at) + alphabet[int(alphabet.length)] + s.slice(at + 1); break;
-          case 3: s = s.slice(0, at); break;
-          case 4: s = s + s.slice(int(s.length)); break;
-          default: s = s.slice(0, at) + Array.from({ length: 1 + int(40) }, () => String.fromCharCode(int(256))).join('') + s.slice(at);
+          case 0:
+            s = s.slice(0, at) + alphabet[int(alphabet.length)] + s.slice(at);
+            break;
+          case 1:
+            s = s.slice(0, at) + s.slice(at + 1 + int(3));
+            break;
+          case 2:
+            s = s.slice(0, at) + alphabet[int(alphabet.length)] + s.slice(at + 1);
+            break;
+          case 3:
+            s = s.slice(0, at);
+            break;
+          case 4:
+            s = s + s.slice(int(s.length));
+            break;
+          default:
+            s = s.slice(0, at) + Array.from({ length: 1 + int(40) }, () => String.fromCharCode(int(256))).join('') + s.slice(at);
         }
       }
       cases.push(Buffer.from(s, 'latin1'));
@@ -571,9 +638,17 @@ describeNative('native HTTP/1.1 engine', () => {
     route = (req) => (req.id % 3 === 0 ? { kind: 'deny', status: 404, body: 'no' } : toA());
     for (let i = 0; i < cases.length; i += 10) {
       const outs = await Promise.all(cases.slice(i, i + 10).map((c, j) => rawExchange(frontPort, c, { end: (i + j) % 5 !== 0, timeoutMs: 1_000 })));
-      if (process.env.FUZZ_DEBUG) outs.forEach((o, j) => { if (!o.closed) console.log('OPEN', (i + j) % 5 !== 0, JSON.stringify(cases[i + j]!.toString('latin1')), JSON.stringify(o.text.slice(0, 80))); });
+      if (process.env.FUZZ_DEBUG)
+        outs.forEach((o, j) => {
+          if (!o.closed) console.log('OPEN', (i + j) % 5 !== 0, JSON.stringify(cases[i + j]!.toString('latin1')), JSON.stringify(o.text.slice(0, 80)));
+        });
     }
-    const after = await pollUntil(() => ({ sessions: e.stats().sessions, inflight: e.stats().requestsInFlight, fds: ownFds() }), (v) => v.sessions === 0 && v.inflight === 0 && v.fds <= baseline, 15_000, 50);
+    const after = await pollUntil(
+      () => ({ sessions: e.stats().sessions, inflight: e.stats().requestsInFlight, fds: ownFds() }),
+      (v) => v.sessions === 0 && v.inflight === 0 && v.fds <= baseline,
+      15_000,
+      50,
+    );
     expect(after).toEqual({ sessions: 0, inflight: 0, fds: after.fds });
     expect(after.fds).toBeLessThanOrEqual(baseline);
     // The engine still serves.

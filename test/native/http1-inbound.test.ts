@@ -1,7 +1,7 @@
 // The destination side of --http-engine on loopback: EngineInboundHttp hands accepted sockets to the native HTTP/1.1 engine and decides each request with InboundHttp's decision (normalized path, L7 policy read per request, 403 on the kept-alive connection), dials the pod from the configured source, reports reporter="destination" requests, takes Upgrade and h2c back to node:http, resets a session its caller closes, and leaves gRPC ports on node:http.
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../agent/config/authorization';
 import { EngineInboundHttp } from '../../agent/http/engine-inbound';
@@ -105,7 +105,14 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     const authorize = createAuthorizer({ state: { snapshot: () => ({ authorizationPolicies: policies }) }, denials: metrics.policyDenials });
     const http1 = new InboundHttp({ authorize, metrics, upstreamSourceIp: SOURCE });
     inbound = new EngineInboundHttp({ http: http1, engine: engine!, metrics });
-    ctxFor = () => ({ peer: PEER, sourceIp: '127.0.0.1', destination: { ip: '127.0.0.1', port: podPort }, workload: POD, protocol: 'http', telemetry: { reporter: 'destination', destination: POD, sourcePrincipal: PEER, mtls: true } });
+    ctxFor = () => ({
+      peer: PEER,
+      sourceIp: '127.0.0.1',
+      destination: { ip: '127.0.0.1', port: podPort },
+      workload: POD,
+      protocol: 'http',
+      telemetry: { reporter: 'destination', destination: POD, sourcePrincipal: PEER, mtls: true },
+    });
     front = net.createServer({ allowHalfOpen: true }, (sock) => {
       const counts = { received: 0, sent: 0 };
       served.push({ sock, done: inbound.serve(sock, ctxFor(), counts), counts });
@@ -143,8 +150,13 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
       policies = [];
     }
     expect(seen.some((s) => s.url === '/admin/y')).toBe(false);
-    expect(await counter('smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'forwarded' }) - before).toBe(3);
-    const requests = await pollUntil(() => counter('istio_requests_total', { reporter: 'destination', source_principal: PEER, connection_security_policy: 'mutual_tls' }), (n) => n >= 5, 5_000, 20);
+    expect((await counter('smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'forwarded' })) - before).toBe(3);
+    const requests = await pollUntil(
+      () => counter('istio_requests_total', { reporter: 'destination', source_principal: PEER, connection_security_policy: 'mutual_tls' }),
+      (n) => n >= 5,
+      5_000,
+      20,
+    );
     expect(requests).toBe(5);
     expect(await counter('istio_requests_total', { reporter: 'destination', response_code: '403', response_flags: 'RBAC' })).toBe(1);
   });
@@ -155,7 +167,12 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     let got = '';
     up.on('data', (d: Buffer) => (got += d.toString('latin1')));
     up.write('GET /ws HTTP/1.1\r\nHost: pod.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nping');
-    await pollUntil(() => got, (t) => t.includes('ping'), 5_000, 20);
+    await pollUntil(
+      () => got,
+      (t) => t.includes('ping'),
+      5_000,
+      20,
+    );
     expect(got.startsWith('HTTP/1.1 101')).toBe(true);
     expect(got.endsWith('\r\n\r\nping')).toBe(true);
     up.destroy();
@@ -177,15 +194,25 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     } finally {
       ctxFor = saved;
     }
-    expect(await counter('smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'takeover' }) - before).toBe(2);
+    expect((await counter('smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'takeover' })) - before).toBe(2);
   });
 
-  it('the caller destroying its socket (a policy change closing the connection) resets the engine session; the serve promise ends with the socket\'s byte counts', async () => {
+  it("the caller destroying its socket (a policy change closing the connection) resets the engine session; the serve promise ends with the socket's byte counts", async () => {
     const c = new KeptAlive(frontPort);
     expect((await c.get('/one')).status).toBe(200);
-    const entry = await pollUntil(() => served.at(-1), (e) => e !== undefined, 1_000, 10);
+    const entry = await pollUntil(
+      () => served.at(-1),
+      (e) => e !== undefined,
+      1_000,
+      10,
+    );
     entry!.sock.destroy();
-    await pollUntil(() => c.closed, (x) => x, 5_000, 20);
+    await pollUntil(
+      () => c.closed,
+      (x) => x,
+      5_000,
+      20,
+    );
     const outcome = await entry!.done;
     expect(outcome).toMatchObject({ version: 'h1', requests: 1 });
     // The tunnel's byte counts are the client socket's, heads included.
@@ -204,6 +231,6 @@ describeNative('EngineInboundHttp: the destination side in the native HTTP/1.1 e
     } finally {
       ctxFor = saved;
     }
-    expect(await counter('smesh_http_engine_fallbacks_total', { direction: 'inbound', reason: 'not_http1_port' }) - before).toBe(1);
+    expect((await counter('smesh_http_engine_fallbacks_total', { direction: 'inbound', reason: 'not_http1_port' })) - before).toBe(1);
   });
 });

@@ -1,6 +1,6 @@
 // In-pod plaintext capture on the real kernel, IPv4 and IPv6: the sk_lookup program hands plaintext to a PERMISSIVE pod port to the listener of the pod address's own family (root only).
-import * as fs from 'fs';
-import * as net from 'net';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsListener, openDatapath, type Datapath } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
@@ -49,7 +49,15 @@ describe.skipIf(!isRoot)(SUITE, () => {
   /** The pod's app listens on both addresses (in the test cgroup, where the STRICT/held check runs); a client outside the mesh connects. */
   async function connectFrom(connect: ProbePlan['connect'], appAccepts: number): Promise<{ app: ProbeEvent[]; client: ProbeEvent[] }> {
     // An app that expects nothing waits for one accept that never comes and leaves on its own timeout (after the client).
-    const app = topo.probe(podNetns, true, { listen: [{ name: 'app4', ip: POD4, port: APP_PORT }, { name: 'app6', ip: POD6, port: APP_PORT }], connect: [], expectAccepts: Math.max(appAccepts, 1), timeoutMs: appAccepts === 0 ? HELD_WAIT_MS + 1500 : 6000 });
+    const app = topo.probe(podNetns, true, {
+      listen: [
+        { name: 'app4', ip: POD4, port: APP_PORT },
+        { name: 'app6', ip: POD6, port: APP_PORT },
+      ],
+      connect: [],
+      expectAccepts: Math.max(appAccepts, 1),
+      timeoutMs: appAccepts === 0 ? HELD_WAIT_MS + 1500 : 6000,
+    });
     await app.listening;
     const client = topo.probe(podNetns, false, { listen: [], connect, expectAccepts: 0, timeoutMs: 6000 });
     await client.exited;
@@ -57,7 +65,8 @@ describe.skipIf(!isRoot)(SUITE, () => {
     return { app: app.events, client: client.events };
   }
 
-  const outcome = (events: ProbeEvent[]): string[] => events.filter((e) => e.event === 'connected' || e.event === 'connect-error').map((e) => `${String(e.target)} ${e.event === 'connected' ? 'connected' : String(e.code)}`);
+  const outcome = (events: ProbeEvent[]): string[] =>
+    events.filter((e) => e.event === 'connected' || e.event === 'connect-error').map((e) => `${String(e.target)} ${e.event === 'connected' ? 'connected' : String(e.code)}`);
 
   beforeAll(async () => {
     expect(fs.existsSync(addonPath()), 'build the addon first: make native').toBe(true);
@@ -103,10 +112,13 @@ describe.skipIf(!isRoot)(SUITE, () => {
     expect(dp!.captureListeners().sort()).toEqual([POD4, POD6].sort());
     const before = dp!.inboundCounters().plaintextCaptured ?? 0;
     accepted.length = 0;
-    const { app, client } = await connectFrom([
-      { ip: POD6, port: APP_PORT, localIp: CLIENT6, connectTimeoutMs: 3000 },
-      { ip: POD4, port: APP_PORT, localIp: CLIENT4, connectTimeoutMs: 3000 },
-    ], 0);
+    const { app, client } = await connectFrom(
+      [
+        { ip: POD6, port: APP_PORT, localIp: CLIENT6, connectTimeoutMs: 3000 },
+        { ip: POD4, port: APP_PORT, localIp: CLIENT4, connectTimeoutMs: 3000 },
+      ],
+      0,
+    );
     expect(outcome(client)).toEqual([`${POD6}:${APP_PORT} connected`, `${POD4}:${APP_PORT} connected`]);
     expect(app.filter((e) => e.event === 'accepted')).toEqual([]);
     expect(accepted).toEqual([
@@ -118,10 +130,13 @@ describe.skipIf(!isRoot)(SUITE, () => {
 
   it('lets trusted IPv6 sources (the pod itself, ::1) through to the app uncaptured', async () => {
     accepted.length = 0;
-    const { app, client } = await connectFrom([
-      { ip: POD6, port: APP_PORT, localIp: POD6 },
-      { ip: POD6, port: APP_PORT, localIp: '::1' },
-    ], 2);
+    const { app, client } = await connectFrom(
+      [
+        { ip: POD6, port: APP_PORT, localIp: POD6 },
+        { ip: POD6, port: APP_PORT, localIp: '::1' },
+      ],
+      2,
+    );
     expect(outcome(client)).toEqual([`${POD6}:${APP_PORT} connected`, `${POD6}:${APP_PORT} connected`]);
     expect(app.filter((e) => e.event === 'accepted').map((e) => e.listener)).toEqual(['app6', 'app6']);
     expect(accepted).toEqual([]);

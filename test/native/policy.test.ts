@@ -1,5 +1,5 @@
 // Native policy datapath tests on the real kernel: inbound STRICT/PERMISSIVE (cgroup_skb/ingress) and connect-time deny (connect4/6) (root only).
-import * as fs from 'fs';
+import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsCookie, openDatapath, type Datapath } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
@@ -33,7 +33,10 @@ describe.skipIf(!isRoot)(SUITE, () => {
     await server.listening;
     const client = topo.probe(podNetns, clientInCgroup, { listen: [], connect, expectAccepts: 0, timeoutMs: 6000 });
     const clientCode = await client.exited;
-    expect(client.events.filter((e) => e.event === 'fatal' || e.event === 'timeout'), JSON.stringify(client.events)).toEqual([]);
+    expect(
+      client.events.filter((e) => e.event === 'fatal' || e.event === 'timeout'),
+      JSON.stringify(client.events),
+    ).toEqual([]);
     expect(clientCode).toBe(0);
     if (expectAccepts === 0) server.kill();
     await server.exited;

@@ -1,7 +1,7 @@
 // Bytes/s limits and DSCP of the native HBONE engine on real loopback sockets (outbound against a node:http2 peer), shared by the fair-share (hbone-qos.test.ts) and FIFO (hbone-qos-fifo.test.ts) runs: a limit trips, holds the rate by the engine's own counts, never drops a byte, is shared per key and recovers.
-import { execFileSync } from 'child_process';
-import * as http2 from 'http2';
-import * as net from 'net';
+import { execFileSync } from 'node:child_process';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HboneEngine, HboneQosState } from '../../agent/native/hbone-types';
 import type { LocalCa } from '../../agent/identity/local-ca';
@@ -44,7 +44,15 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       e.setHandlers({ onStream: () => undefined });
       e.setTrustAnchors(ca.trustBundlePem());
       e.setIdentity(CLIENT_ID, client.chainPem, client.keyPem);
-      peer = http2.createSecureServer({ key: server.keyPem, cert: server.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3', ALPNProtocols: ['h2'] });
+      peer = http2.createSecureServer({
+        key: server.keyPem,
+        cert: server.chainPem,
+        ca: ca.trustBundlePem(),
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['h2'],
+      });
       peer.on('session', (s) => sessions.push(s));
       peer.on('stream', (stream, headers) => {
         stream.on('error', () => undefined);
@@ -123,7 +131,14 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       expect(b.granted).toBeLessThanOrEqual(b.burst + (rate * b.activeNs) / 1e9 + 1);
       expect(b.activeNs / 1e9).toBeGreaterThanOrEqual((total - b.burst) / rate - 0.001);
       // Recovers: with nothing moving the bucket fills to its burst again.
-      expect((await pollUntil(() => bucket(key)!.available, (a) => a === b.burst, 5_000, 20))).toBe(b.burst);
+      expect(
+        await pollUntil(
+          () => bucket(key)!.available,
+          (a) => a === b.burst,
+          5_000,
+          20,
+        ),
+      ).toBe(b.burst);
     }, 30_000);
 
     it('a 100 Mbit/s upload limit is reached, not only never exceeded: two streams on one key get at least 90 % of it', async () => {
@@ -137,7 +152,7 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       expect(b.granted).toBeLessThanOrEqual(b.burst + (rate * b.activeNs) / 1e9 + 1);
       // What moved after the burst, over the time it took: the limit's rate within 10 %.
       const achieved = ((b.granted - b.burst) * 1e9) / b.activeNs;
-      expect(achieved, `achieved ${(achieved * 8 / 1e6).toFixed(1)} Mbit/s of 100`).toBeGreaterThanOrEqual(0.9 * rate);
+      expect(achieved, `achieved ${((achieved * 8) / 1e6).toFixed(1)} Mbit/s of 100`).toBeGreaterThanOrEqual(0.9 * rate);
     }, 30_000);
 
     it('a download limit trips on the tunnel → socket side (bytes wait in the engine, the window is held) and recovers', async () => {
@@ -154,7 +169,14 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       expect(b.activeNs / 1e9).toBeGreaterThanOrEqual((total - b.burst) / rate - 0.001);
       const flow = e.qosState().flows.find((f) => f.flow === 'default/echoer');
       expect(flow).toMatchObject({ priority: 'bulk', weight: 10, sent: total, received: total });
-      expect((await pollUntil(() => bucket(key)!.available, (a) => a === b.burst, 5_000, 20))).toBe(b.burst);
+      expect(
+        await pollUntil(
+          () => bucket(key)!.available,
+          (a) => a === b.burst,
+          5_000,
+          20,
+        ),
+      ).toBe(b.burst);
     }, 30_000);
 
     it('two streams naming one key share its rate', async () => {

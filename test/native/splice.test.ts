@@ -1,7 +1,7 @@
 // Native splice relay on real loopback sockets: bulk integrity, half-close, resets, abort, concurrency, buffered data, no fd leak.
-import * as crypto from 'crypto';
-import * as fs from 'fs';
-import * as net from 'net';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spliceApi, type SpliceApi } from '../../agent/native/splice';
 import { canSplice, spliceRelay, SPLICE_COUNTER_FLUSH_MS } from '../../agent/proxy/splice-relay';
@@ -404,7 +404,10 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
       const kind = i % 3;
       const p = progress[i]!;
       p.kind = kind;
-      void r.done.then((x) => (p.relayDone = x.outcome), () => (p.relayDone = 'rejected'));
+      void r.done.then(
+        (x) => (p.relayDone = x.outcome),
+        () => (p.relayDone = 'rejected'),
+      );
       void got.then(() => (p.clientDone = true));
       const payload = crypto.randomBytes(256 * 1024);
       c.client.write(payload);
@@ -434,10 +437,26 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
       return { kind, res, echoed: 0, payload: payload.length };
     });
     const all = await withTimeout(Promise.all(runs), 30_000, 'mixed relays').catch((err: Error) => {
-      const stuck = progress.map((p, i) => {
-        const cl = chains[i]!.client as net.Socket & { _handle?: { reading?: boolean; fd?: number } };
-        return { i, ...p, client: { flowing: cl.readableFlowing, reading: cl._handle?.reading, fd: cl._handle?.fd, writableLength: cl.writableLength, bytesWritten: cl.bytesWritten, bytesRead: cl.bytesRead, destroyed: cl.destroyed, readableEnded: cl.readableEnded, localPort: cl.localPort } };
-      }).filter((p) => !p.relayDone || !p.clientDone);
+      const stuck = progress
+        .map((p, i) => {
+          const cl = chains[i]!.client as net.Socket & { _handle?: { reading?: boolean; fd?: number } };
+          return {
+            i,
+            ...p,
+            client: {
+              flowing: cl.readableFlowing,
+              reading: cl._handle?.reading,
+              fd: cl._handle?.fd,
+              writableLength: cl.writableLength,
+              bytesWritten: cl.bytesWritten,
+              bytesRead: cl.bytesRead,
+              destroyed: cl.destroyed,
+              readableEnded: cl.readableEnded,
+              localPort: cl.localPort,
+            },
+          };
+        })
+        .filter((p) => !p.relayDone || !p.clientDone);
       throw new Error(`${err.message}; ${stuck.length} unfinished (relay outcome '' = none yet): ${JSON.stringify(stuck.slice(0, 10))}; engine active ${api.active()}`);
     });
     for (const { kind, res, echoed, payload } of all) {
@@ -482,7 +501,18 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
 describe('outbound same-node path on the splice relay (OutboundProxy on 127.0.0.0/8, fake SO_ORIGINAL_DST)', () => {
   const wl = (name: string, ip: string): Workload => {
     const app = name.split('-')[0]!;
-    return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: app, node: 'node1', ip, labels: { app }, workloadName: app, identity: `spiffe://${TD}/ns/default/sa/${app}`, meshed: true };
+    return {
+      uid: `default/${name}`,
+      name,
+      namespace: 'default',
+      serviceAccount: app,
+      node: 'node1',
+      ip,
+      labels: { app },
+      workloadName: app,
+      identity: `spiffe://${TD}/ns/default/sa/${app}`,
+      meshed: true,
+    };
   };
   const origDst = new Map<number, IpPort>();
   const echo = echoServer();

@@ -1,8 +1,8 @@
 // Native-test harness: a private cgroup, network namespaces, bpffs pins and child "pod" processes, all removed afterwards.
-import { execFileSync, spawn } from 'child_process';
-import * as crypto from 'crypto';
-import * as fs from 'fs';
-import * as path from 'path';
+import { execFileSync, spawn } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 
 export const CGROUP2_ROOT = '/sys/fs/cgroup/unified';
 export const BPFFS_ROOT = '/sys/fs/bpf';
@@ -98,8 +98,7 @@ export class TestTopology {
   probe(netnsPath: string, inCgroup: boolean, plan: ProbePlan): ProbeHandle {
     const full = { ...plan, bpffsDir: this.bpffsDir, timeoutMs: plan.timeoutMs ?? 8000 };
     const procs = inCgroup ? path.join(this.cgroupPath, 'cgroup.procs') : '';
-    const script =
-      'if [ -n "$1" ]; then echo $$ > "$1" || exit 97; fi; exec nsenter --net="$2" -- "$3" "$4" "$5"';
+    const script = 'if [ -n "$1" ]; then echo $$ > "$1" || exit 97; fi; exec nsenter --net="$2" -- "$3" "$4" "$5"';
     const child = spawn('sh', ['-c', script, 'sh', procs, netnsPath, TSX, PROBE, JSON.stringify(full)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

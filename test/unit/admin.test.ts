@@ -1,7 +1,7 @@
 // Admin, readiness and metrics servers on ephemeral ports; bind errors; log level changes and key redaction.
-import * as http from 'http';
-import * as net from 'net';
-import { Writable } from 'stream';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminServers } from '../../agent/admin/servers';
 import { LogHub } from '../../agent/telemetry/logger';
@@ -30,7 +30,15 @@ function memoryLog(): { hub: LogHub; lines: () => Array<Record<string, unknown>>
     },
   });
   const hub = new LogHub({ level: 'info', destination: dest });
-  return { hub, lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+  return {
+    hub,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
 }
 
 describe('AdminServers', () => {

@@ -30,7 +30,16 @@ const DUMP = {
   trustDomain: 'cluster.local',
   xds: { address: '10.0.0.5:15012', connected: true, connectedSince: iso(now - HOUR), synced: true, types: [{ typeUrl: 't', resources: 3, nacks: 0, rejected: [] }] },
   workloads: [
-    { uid: 'Kubernetes//Pod/team-a/caller', name: 'caller', namespace: 'team-a', serviceAccount: 'caller-sa', node: 'node1', ip: '198.18.1.10', identity: 'spiffe://cluster.local/ns/team-a/sa/caller-sa', meshed: true },
+    {
+      uid: 'Kubernetes//Pod/team-a/caller',
+      name: 'caller',
+      namespace: 'team-a',
+      serviceAccount: 'caller-sa',
+      node: 'node1',
+      ip: '198.18.1.10',
+      identity: 'spiffe://cluster.local/ns/team-a/sa/caller-sa',
+      meshed: true,
+    },
     { uid: 'Kubernetes//Pod/shop/web', name: 'web', namespace: 'shop', serviceAccount: 'web-sa', node: 'node2', ip: '198.18.2.10', identity: 'spiffe://cluster.local/ns/shop/sa/web-sa', meshed: true },
   ],
   services: [{ key: 'shop/web', name: 'web', namespace: 'shop', vips: ['198.19.11.10'], ports: [{ port: 80, targetPort: 8080, appProtocol: 'http' }], endpointUids: ['Kubernetes//Pod/shop/web'] }],
@@ -40,7 +49,10 @@ const DUMP = {
     { spiffeId: 'spiffe://cluster.local/smesh/node/node1', serial: 'CD', notBefore: iso(now - HOUR), notAfter: iso(now + 20 * HOUR), issuer: { subject: 'O=cluster.local, CN=smesh root CA' } },
   ],
   trustAnchors: [{ subject: 'O=cluster.local, CN=smesh root CA', notAfter: iso(now + 3650 * 24 * HOUR) }],
-  datapath: { attach: { reused: false, links: ['/sys/fs/bpf/smesh/links/connect4', '/sys/fs/bpf/smesh/links/sockops'] }, enrolledPods: [{ cookie: '7921', workload: 'Kubernetes//Pod/team-a/caller' }] },
+  datapath: {
+    attach: { reused: false, links: ['/sys/fs/bpf/smesh/links/connect4', '/sys/fs/bpf/smesh/links/sockops'] },
+    enrolledPods: [{ cookie: '7921', workload: 'Kubernetes//Pod/team-a/caller' }],
+  },
   netnsDiscovery: { discovered: {}, unresolved: [] },
 };
 
@@ -145,10 +157,12 @@ describe('operator commands against an admin server', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('-o xml: expected table, json or yaml');
     const closed = await new Promise<number>((resolve) => {
-      const s = require('node:net').createServer().listen(0, '127.0.0.1', () => {
-        const port = s.address().port;
-        s.close(() => resolve(port));
-      });
+      const s = require('node:net')
+        .createServer()
+        .listen(0, '127.0.0.1', () => {
+          const port = s.address().port;
+          s.close(() => resolve(port));
+        });
     });
     r = await run(['status', '--admin', `127.0.0.1:${closed}`]);
     expect(r.code).toBe(1);
@@ -164,7 +178,10 @@ describe('operator command pieces', () => {
       { ready: true, components: { bpf: true } },
       {
         xds: { address: 'cp:15012', connected: false, nextRetryMs: 800, types: [{ nacks: 2, rejected: [{}] }] },
-        certificates: [{ spiffeId: 'spiffe://td/ns/a/sa/b', notAfter: '2030-01-01T00:30:00Z' }, { spiffeId: 'spiffe://td/ns/a/sa/c', notAfter: '2029-12-31T23:00:00Z' }],
+        certificates: [
+          { spiffeId: 'spiffe://td/ns/a/sa/b', notAfter: '2030-01-01T00:30:00Z' },
+          { spiffeId: 'spiffe://td/ns/a/sa/c', notAfter: '2029-12-31T23:00:00Z' },
+        ],
         trustAnchors: [{ subject: 'CN=root', notAfter: '2030-01-11T00:00:00Z' }],
         datapath: { disabled: true },
         netnsDiscovery: { unresolved: [{}] },
@@ -184,9 +201,7 @@ describe('operator command pieces', () => {
   });
 
   it('parses Prometheus text: escaped label values, +Inf, comments; skips malformed lines', () => {
-    const samples = parsePrometheusText(
-      '# HELP x y\n# TYPE x counter\nx{a="q\\"uote",b="back\\\\slash",c="new\\nline"} 3\nh_bucket{le="+Inf"} +Inf\nbroken{a=1} 2\nplain 4.5\n',
-    );
+    const samples = parsePrometheusText('# HELP x y\n# TYPE x counter\nx{a="q\\"uote",b="back\\\\slash",c="new\\nline"} 3\nh_bucket{le="+Inf"} +Inf\nbroken{a=1} 2\nplain 4.5\n');
     expect(samples).toEqual([
       { name: 'x', labels: { a: 'q"uote', b: 'back\\slash', c: 'new\nline' }, value: 3 },
       { name: 'h_bucket', labels: { le: '+Inf' }, value: Infinity },

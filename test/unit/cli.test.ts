@@ -108,8 +108,7 @@ describe('smesh check DIR', () => {
     const lines = r.stderr.trim().split('\n');
     // One line per problem, then the summary.
     expect(lines.at(-1)).toMatch(new RegExp(`${dir.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: [3-9] problem\\(s\\)`));
-    const problem = (file: string, resource: string, field: RegExp) =>
-      lines.find((l) => l.includes(file) && l.includes(resource) && field.test(l));
+    const problem = (file: string, resource: string, field: RegExp) => lines.find((l) => l.includes(file) && l.includes(resource) && field.test(l));
     expect(problem('broken-service.yaml', 'broken-svc', /field [^:]*port/), r.stderr).toBeDefined();
     expect(problem('pods.yaml', 'bad-ip', /field [^:]*podIP/), r.stderr).toBeDefined();
     expect(problem('pods.yaml', 'typo', /field [^:]*serviceAccountNmae/), r.stderr).toBeDefined();

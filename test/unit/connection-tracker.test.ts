@@ -1,5 +1,5 @@
 // The connection tracker: which open connections a policy change closes (table), and real same-node and HBONE L4 connections reset, counted and logged after a new DENY.
-import * as net from 'net';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../agent/config/authorization';
 import type { LocalCa } from '../../agent/identity/local-ca';
@@ -72,7 +72,14 @@ describe('ConnectionTracker verdicts', () => {
     const tracker = new ConnectionTracker({ decide: authorize.decide });
     const facts = { sourceIdentity: CLIENT.identity, destination: { ip: WEB.ip, port: 80 }, destinationWorkload: WEB };
     let second = false;
-    tracker.register({ direction: 'inbound', facts, mode: 'raw', close: () => { throw new Error('boom'); } });
+    tracker.register({
+      direction: 'inbound',
+      facts,
+      mode: 'raw',
+      close: () => {
+        throw new Error('boom');
+      },
+    });
     tracker.register({ direction: 'inbound', facts, mode: 'raw', close: () => (second = true) });
     expect(tracker.reevaluate()).toEqual({ checked: 2, closed: 2 });
     expect(second).toBe(true);
@@ -122,8 +129,14 @@ describe('ConnectionTracker with real L4 connections (same node and over HBONE)'
         ]),
         workloads: new Map([CLIENT, OTHER, WEB, localWeb].map((w) => [w.uid, w])),
         services: new Map([
-          ['default/web', { key: 'default/web', name: 'web', namespace: 'default', vips: ['198.19.0.10'], ports: [{ port: 80, targetPort: remotePort }], selector: { app: 'web' }, endpointUids: [WEB.uid] }],
-          ['default/local', { key: 'default/local', name: 'local', namespace: 'default', vips: ['198.19.0.11'], ports: [{ port: 80, targetPort: localPort }], selector: { app: 'web' }, endpointUids: [localWeb.uid] }],
+          [
+            'default/web',
+            { key: 'default/web', name: 'web', namespace: 'default', vips: ['198.19.0.10'], ports: [{ port: 80, targetPort: remotePort }], selector: { app: 'web' }, endpointUids: [WEB.uid] },
+          ],
+          [
+            'default/local',
+            { key: 'default/local', name: 'local', namespace: 'default', vips: ['198.19.0.11'], ports: [{ port: 80, targetPort: localPort }], selector: { app: 'web' }, endpointUids: [localWeb.uid] },
+          ],
         ]),
         namespaces: new Map([['default', {}]]),
         authorizationPolicies: policies,

@@ -102,7 +102,11 @@ describe('datapath facade (fake native)', () => {
   });
 
   it('packs batched destinations as struct smesh_addr_port (20 bytes, host-order port), or falls back to one call each', async () => {
-    const list = [{ ip: '198.19.0.10', port: 80 }, { ip: '2001:db8::1', port: 0 }, { ip: '198.18.1.2', port: 65535 }];
+    const list = [
+      { ip: '198.19.0.10', port: 80 },
+      { ip: '2001:db8::1', port: 0 },
+      { ip: '198.18.1.2', port: 65535 },
+    ];
     // An addon with batch operations: one call, packed keys.
     const withBatch = fakeNative();
     const packed: Buffer[] = [];
@@ -119,7 +123,12 @@ describe('datapath facade (fake native)', () => {
     expect(packed[0]!.readUInt16LE(56)).toBe(65535);
     expect(dp.removeMeshedDestinations(list)).toBe(3);
     // Nothing is written when one entry is bad.
-    expect(() => dp.addMeshedDestinations([{ ip: '198.18.1.1', port: 1 }, { ip: '198.18.1.1', port: 70000 }])).toThrow(TypeError);
+    expect(() =>
+      dp.addMeshedDestinations([
+        { ip: '198.18.1.1', port: 1 },
+        { ip: '198.18.1.1', port: 70000 },
+      ]),
+    ).toThrow(TypeError);
     expect(packed).toHaveLength(1);
     // An addon without them (built before batching): one destUpdate/destDelete per entry.
     const plain = fakeNative();

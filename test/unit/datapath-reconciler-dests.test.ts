@@ -41,9 +41,27 @@ class FakeMaps implements DatapathMaps {
   };
 }
 
-
-const wl = (i: number, ip: string, meshed: boolean): Workload => ({ uid: `w${i}`, name: `w${i}`, namespace: 'default', serviceAccount: 'sa', node: 'other', ip, labels: {}, workloadName: `w${i}`, identity: 'spiffe://td/ns/default/sa/sa', meshed });
-const svc = (i: number, vips: string[], ports: number[]): Service => ({ key: `default/s${i}`, name: `s${i}`, namespace: 'default', vips, ports: ports.map((port) => ({ port, targetPort: port })), selector: {}, endpointUids: [] });
+const wl = (i: number, ip: string, meshed: boolean): Workload => ({
+  uid: `w${i}`,
+  name: `w${i}`,
+  namespace: 'default',
+  serviceAccount: 'sa',
+  node: 'other',
+  ip,
+  labels: {},
+  workloadName: `w${i}`,
+  identity: 'spiffe://td/ns/default/sa/sa',
+  meshed,
+});
+const svc = (i: number, vips: string[], ports: number[]): Service => ({
+  key: `default/s${i}`,
+  name: `s${i}`,
+  namespace: 'default',
+  vips,
+  ports: ports.map((port) => ({ port, targetPort: port })),
+  selector: {},
+  endpointUids: [],
+});
 const snap = (workloads: Map<string, Workload>, services: Map<string, Service>): MeshSnapshot => ({ trustDomain: 'td', nodes: new Map(), namespaces: new Map(), workloads, services });
 const log = { warn: () => undefined, info: () => undefined };
 
@@ -111,7 +129,13 @@ describe('Reconciler destinations', () => {
       add(list);
     };
     const rec = new Reconciler(maps, async () => 1n, 'node1', new WorkloadIds(), log);
-    const s = snap(new Map([['w1', wl(1, '198.18.3.1', true)], ['w2', wl(2, '198.18.3.2', true)]]), new Map());
+    const s = snap(
+      new Map([
+        ['w1', wl(1, '198.18.3.1', true)],
+        ['w2', wl(2, '198.18.3.2', true)],
+      ]),
+      new Map(),
+    );
     await expect(rec.reconcile(s)).rejects.toThrow('map full');
     fail = false;
     await rec.reconcile(s);

@@ -88,7 +88,13 @@ describe('cgroup walk', () => {
     const n = fakeNode();
     n.netns('pod-a', ['198.18.1.10'], '20010002000000000000000000000010 03 40 00 80 eth0\n');
     n.netns('pod-b', ['198.18.1.11']);
-    for (const [pid, ns] of [[100, 'pod-a'], [101, 'pod-a'], [102, 'pod-a'], [200, 'pod-b']] as const) n.process(pid, ns);
+    for (const [pid, ns] of [
+      [100, 'pod-a'],
+      [101, 'pod-a'],
+      [102, 'pod-a'],
+      [200, 'pod-b'],
+    ] as const)
+      n.process(pid, ns);
     // kubepods layout: QoS slice / pod slice (no processes of its own) / one scope per container.
     n.cgroup('burstable/pod-a', []);
     const pause = n.cgroup('burstable/pod-a/pause', [100]);
@@ -107,7 +113,7 @@ describe('cgroup walk', () => {
     expect(byIno.get(n.inoOf('pod-b'))!.addresses).toEqual(['198.18.1.11']);
   });
 
-  it('skips the agent\'s own cgroup, empty cgroups and hostNetwork pods', async () => {
+  it("skips the agent's own cgroup, empty cgroups and hostNetwork pods", async () => {
     const n = fakeNode();
     n.netns('pod', ['198.18.1.20']);
     n.process(1, 'host'); // the agent
@@ -183,7 +189,19 @@ describe('cgroup walk', () => {
 });
 
 function wl(name: string, ip: string, opts: Partial<Workload> = {}): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: 'sa', node: 'node1', ip, labels: {}, workloadName: name, identity: 'spiffe://td/ns/default/sa/sa', meshed: true, ...opts };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: 'sa',
+    node: 'node1',
+    ip,
+    labels: {},
+    workloadName: name,
+    identity: 'spiffe://td/ns/default/sa/sa',
+    meshed: true,
+    ...opts,
+  };
 }
 
 function snap(ws: Workload[]): MeshSnapshot {
@@ -215,7 +233,14 @@ describe('matching by pod IP', () => {
 
   it('fills netns into a new snapshot and never overrides one the control plane gave', () => {
     const s = snap([wl('a', '198.18.1.10'), wl('given', '198.18.1.11', { netns: '/run/netns/given' })]);
-    const out = withNetns(s, new Map([['default/a', '/proc/10/ns/net'], ['default/given', '/proc/11/ns/net'], ['default/gone', '/proc/12/ns/net']]));
+    const out = withNetns(
+      s,
+      new Map([
+        ['default/a', '/proc/10/ns/net'],
+        ['default/given', '/proc/11/ns/net'],
+        ['default/gone', '/proc/12/ns/net'],
+      ]),
+    );
     expect(out.workloads.get('default/a')!.netns).toBe('/proc/10/ns/net');
     expect(out.workloads.get('default/given')!.netns).toBe('/run/netns/given');
     expect(out.workloads.has('default/gone')).toBe(false);
@@ -277,7 +302,14 @@ describe('NetnsDiscovery pass', () => {
 
   it('a failing walk leaves the snapshot unchanged and is logged once per distinct error', async () => {
     const log = new RecordingLog();
-    const d = new NetnsDiscovery({ cgroupRoot: '/cg', nodeName: 'node1', logger: log, scan: async () => { throw new Error('EACCES: permission denied'); } });
+    const d = new NetnsDiscovery({
+      cgroupRoot: '/cg',
+      nodeName: 'node1',
+      logger: log,
+      scan: async () => {
+        throw new Error('EACCES: permission denied');
+      },
+    });
     const s = snap([wl('a', '198.18.1.10')]);
     expect(await d.enrich(s)).toBe(s);
     expect(await d.enrich(s)).toBe(s);

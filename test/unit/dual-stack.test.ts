@@ -67,7 +67,9 @@ describe('dual-stack pods from file (and Kubernetes) config', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).problems).toEqual(expect.arrayContaining([expect.objectContaining({ resource: 'Pod shop/db', field: 'status.podIPs[1].ip', message: expect.stringContaining(`address ${V6} is already used by Pod shop/web`) })]));
+    expect((err as ConfigError).problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ resource: 'Pod shop/db', field: 'status.podIPs[1].ip', message: expect.stringContaining(`address ${V6} is already used by Pod shop/web`) })]),
+    );
   });
 });
 
@@ -103,7 +105,9 @@ describe('dual-stack pods over xDS (smesh control → agent)', () => {
     expect(w.ip).toBe(V4);
     expect(w.addresses).toEqual([V4, V6]);
     const single = accepted({ ...dual, uid: 'shop/db', name: 'db', ip: '198.18.1.11', addresses: undefined });
-    expect(buildSnapshot({ addresses: new Map<string, AcceptedAddress>([[single.uid, single]]), nodes: new Map(), localWorkloads: new Map() }).snapshot.workloads.get(single.uid)!.addresses).toBeUndefined();
+    expect(
+      buildSnapshot({ addresses: new Map<string, AcceptedAddress>([[single.uid, single]]), nodes: new Map(), localWorkloads: new Map() }).snapshot.workloads.get(single.uid)!.addresses,
+    ).toBeUndefined();
 
     const inc = new IncrementalSnapshot();
     inc.set(a);
@@ -133,7 +137,12 @@ describe('dual-stack pods in the kernel maps', () => {
 
   it('redirects connections to either address (meshed destinations)', () => {
     const d = desiredDestinations(snapshotWith(''));
-    expect([...d.values()]).toEqual(expect.arrayContaining([{ ip: V4, port: 0 }, { ip: V6, port: 0 }]));
+    expect([...d.values()]).toEqual(
+      expect.arrayContaining([
+        { ip: V4, port: 0 },
+        { ip: V6, port: 0 },
+      ]),
+    );
   });
 
   it('STRICT applies to plaintext on both addresses', () => {

@@ -1,7 +1,7 @@
 // HBONE sessions that misbehave at the HTTP/2 frame level (peers holding a valid certificate): the GOAWAY code on the wire, and every session and pod-side connection released after a fuzz burst.
-import * as fs from 'fs';
-import * as net from 'net';
-import * as tls from 'tls';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager, UsableCert } from '../../agent/identity/manager';
@@ -73,7 +73,18 @@ class WireClient {
   readonly ready: Promise<void>;
 
   constructor(port: number, cert: UsableCert, ca: string) {
-    this.socket = tls.connect({ host: '127.0.0.1', port, key: cert.keyPem, cert: cert.chainPem, ca, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', servername: '', checkServerIdentity: () => undefined, allowHalfOpen: true });
+    this.socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      key: cert.keyPem,
+      cert: cert.chainPem,
+      ca,
+      ALPNProtocols: ['h2'],
+      minVersion: 'TLSv1.3',
+      servername: '',
+      checkServerIdentity: () => undefined,
+      allowHalfOpen: true,
+    });
     this.socket.on('error', () => undefined);
     this.socket.on('data', (d: Buffer) => this.chunks.push(d));
     this.ready = new Promise((resolve, reject) => {
@@ -212,7 +223,11 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     { name: 'bytes that are not an HTTP/2 preface', code: CODE.PROTOCOL_ERROR, send: () => [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')] },
     { name: 'a SETTINGS frame of 5 bytes', code: CODE.FRAME_SIZE_ERROR, send: () => [PREFACE, settings(), frame(FRAME.SETTINGS, 0, 0, Buffer.alloc(5))] },
     { name: 'DATA on stream 0', code: CODE.PROTOCOL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.DATA, 0, 0, Buffer.from('abc'))] },
-    { name: 'an undecodable header block', code: CODE.COMPRESSION_ERROR, send: () => [PREFACE, settings(), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0xff, 0xff, 0xff, 0xff]))] },
+    {
+      name: 'an undecodable header block',
+      code: CODE.COMPRESSION_ERROR,
+      send: () => [PREFACE, settings(), frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, Buffer.from([0xff, 0xff, 0xff, 0xff]))],
+    },
     { name: 'CONTINUATION without HEADERS', code: CODE.PROTOCOL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, Buffer.from([0x82]))] },
     { name: 'SETTINGS_INITIAL_WINDOW_SIZE 2^31', code: CODE.FLOW_CONTROL_ERROR, send: () => [PREFACE, settings([[4, 2 ** 31]])] },
     { name: 'a connection window overflow', code: CODE.FLOW_CONTROL_ERROR, send: () => [PREFACE, settings(), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff))] },
@@ -369,33 +384,45 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
       ['CONTINUATION alone', async (c) => (c.send(PREFACE, settings(), frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, junk(4))), leave(c, 'wait'))],
       ['window overflow', async (c) => (c.send(PREFACE, settings(), frame(FRAME.WINDOW_UPDATE, 0, 0, u32(0x7fffffff))), leave(c, 'wait'))],
       ['INITIAL_WINDOW_SIZE 2^31', async (c) => (c.send(PREFACE, settings([[4, 2 ** 31]])), leave(c, 'fin'))],
-      ['rapid reset', async (c) => {
-        c.send(PREFACE, settings());
-        for (let i = 0; i < 120 && !c.socket.destroyed; i += 10) {
-          const parts: Buffer[] = [];
-          for (let id = 1 + 2 * i; id < 1 + 2 * (i + 10); id += 2) parts.push(connectHeaders(id, authority), frame(FRAME.RST_STREAM, 0, id, u32(CODE.CANCEL)));
-          c.send(...parts);
-          await new Promise((r) => setImmediate(r));
-        }
-        await leave(c, 'wait');
-      }],
-      ['open stream, bad HPACK, FIN', async (c) => {
-        c.send(PREFACE, settings(), connectHeaders(1, authority));
-        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
-        c.send(frame(FRAME.DATA, 0, 1, Buffer.from('hi')), frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, junk(6)));
-        await leave(c, 'fin');
-      }],
-      ['open stream, then vanish mid-stream', async (c) => {
-        c.send(PREFACE, settings(), connectHeaders(1, authority), frame(FRAME.DATA, 0, 1, Buffer.from('half')));
-        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
-        await leave(c, 'vanish');
-      }],
-      ['open stream, random frames', async (c) => {
-        c.send(PREFACE, settings(), connectHeaders(1, authority));
-        await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
-        c.send(frame(Math.floor(random() * 10), Math.floor(random() * 256), Math.floor(random() * 4), junk(Math.floor(random() * 40))), junk(30));
-        await leave(c, random() < 0.5 ? 'wait' : 'fin');
-      }],
+      [
+        'rapid reset',
+        async (c) => {
+          c.send(PREFACE, settings());
+          for (let i = 0; i < 120 && !c.socket.destroyed; i += 10) {
+            const parts: Buffer[] = [];
+            for (let id = 1 + 2 * i; id < 1 + 2 * (i + 10); id += 2) parts.push(connectHeaders(id, authority), frame(FRAME.RST_STREAM, 0, id, u32(CODE.CANCEL)));
+            c.send(...parts);
+            await new Promise((r) => setImmediate(r));
+          }
+          await leave(c, 'wait');
+        },
+      ],
+      [
+        'open stream, bad HPACK, FIN',
+        async (c) => {
+          c.send(PREFACE, settings(), connectHeaders(1, authority));
+          await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+          c.send(frame(FRAME.DATA, 0, 1, Buffer.from('hi')), frame(FRAME.HEADERS, FLAG.END_HEADERS, 3, junk(6)));
+          await leave(c, 'fin');
+        },
+      ],
+      [
+        'open stream, then vanish mid-stream',
+        async (c) => {
+          c.send(PREFACE, settings(), connectHeaders(1, authority), frame(FRAME.DATA, 0, 1, Buffer.from('half')));
+          await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+          await leave(c, 'vanish');
+        },
+      ],
+      [
+        'open stream, random frames',
+        async (c) => {
+          c.send(PREFACE, settings(), connectHeaders(1, authority));
+          await c.waitFor('200', (f) => f.type === FRAME.HEADERS && f.streamId === 1);
+          c.send(frame(Math.floor(random() * 10), Math.floor(random() * 256), Math.floor(random() * 4), junk(Math.floor(random() * 40))), junk(30));
+          await leave(c, random() < 0.5 ? 'wait' : 'fin');
+        },
+      ],
     ];
     const SESSIONS = 240;
     const CONCURRENCY = 24;
@@ -425,7 +452,11 @@ describe('HBONE inbound: protocol errors release sessions and pod-side connectio
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
     expect(stuck).toEqual([]);
 
-    await waitUntil(() => liveSessions() === 1 && echo.sockets.size === 1 && openFds() <= baseFds, 10_000, `sessions (${liveSessions()}), pod-side connections (${echo.sockets.size}) and descriptors (${openFds()} vs ${baseFds}) back to baseline`);
+    await waitUntil(
+      () => liveSessions() === 1 && echo.sockets.size === 1 && openFds() <= baseFds,
+      10_000,
+      `sessions (${liveSessions()}), pod-side connections (${echo.sockets.size}) and descriptors (${openFds()} vs ${baseFds}) back to baseline`,
+    );
     expect(await count('smesh_hbone_sessions', { direction: 'inbound' })).toBe(1);
     // The healthy tunnel is untouched.
     healthy.write('after');
@@ -446,27 +477,30 @@ describe('HBONE outbound: a pooled session HTTP/2 shut after a protocol error is
     // answers with GOAWAY and stops reading), later ones answer every CONNECT on stream 1 with 200.
     const sockets = new Set<tls.TLSSocket>();
     let connections = 0;
-    const server = tls.createServer({ key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, (s) => {
-      const nth = ++connections;
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => sockets.delete(s));
-      s.write(settings());
-      let received = Buffer.alloc(0);
-      let done = false;
-      s.on('data', (d: Buffer) => {
-        received = Buffer.concat([received, d]);
-        if (done || received.length < PREFACE.length) return;
-        const frames = parseFrames(received.subarray(PREFACE.length));
-        if (nth === 1) {
-          done = true;
-          s.write(frame(FRAME.DATA, 0, 0, Buffer.from('bad')));
-        } else if (frames.some((f) => f.type === FRAME.HEADERS && f.streamId === 1)) {
-          done = true;
-          s.write(Buffer.concat([frame(FRAME.SETTINGS, 1, 0), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88]))])); // :status 200 (static index 8)
-        }
-      });
-    });
+    const server = tls.createServer(
+      { key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' },
+      (s) => {
+        const nth = ++connections;
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => sockets.delete(s));
+        s.write(settings());
+        let received = Buffer.alloc(0);
+        let done = false;
+        s.on('data', (d: Buffer) => {
+          received = Buffer.concat([received, d]);
+          if (done || received.length < PREFACE.length) return;
+          const frames = parseFrames(received.subarray(PREFACE.length));
+          if (nth === 1) {
+            done = true;
+            s.write(frame(FRAME.DATA, 0, 0, Buffer.from('bad')));
+          } else if (frames.some((f) => f.type === FRAME.HEADERS && f.streamId === 1)) {
+            done = true;
+            s.write(Buffer.concat([frame(FRAME.SETTINGS, 1, 0), frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88]))])); // :status 200 (static index 8)
+          }
+        });
+      },
+    );
     const port = await listen(server as unknown as import('net').Server);
     const clientMetrics = new MeshMetrics();
     const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 500, metrics: clientMetrics });
@@ -498,32 +532,35 @@ describe('HBONE outbound: a pooled session HTTP/2 shut after a protocol error is
     // A raw HTTP/2 server that answers PINGs and the CONNECT on stream 1 (then echoes its DATA), never the others.
     let serverSocket: tls.TLSSocket | undefined;
     let pingsAnswered = 0;
-    const server = tls.createServer({ key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' }, (s) => {
-      serverSocket = s;
-      s.on('error', () => undefined);
-      s.write(settings());
-      let pending = Buffer.alloc(0);
-      let prefaceSeen = false;
-      s.on('data', (d: Buffer) => {
-        pending = Buffer.concat([pending, d]);
-        if (!prefaceSeen) {
-          if (pending.length < PREFACE.length) return;
-          prefaceSeen = true;
-          pending = Buffer.from(pending.subarray(PREFACE.length));
-        }
-        const frames = parseFrames(pending);
-        pending = Buffer.from(pending.subarray(frames.reduce((n, f) => n + 9 + f.payload.length, 0)));
-        for (const f of frames) {
-          if (f.type === FRAME.SETTINGS && (f.flags & 1) === 0) s.write(frame(FRAME.SETTINGS, 1, 0));
-          if (f.type === FRAME.PING && (f.flags & 1) === 0) {
-            pingsAnswered++;
-            s.write(frame(FRAME.PING, 1, 0, f.payload));
+    const server = tls.createServer(
+      { key: nodeCert.keyPem, cert: nodeCert.chainPem, ca: ca.trustBundlePem(), requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' },
+      (s) => {
+        serverSocket = s;
+        s.on('error', () => undefined);
+        s.write(settings());
+        let pending = Buffer.alloc(0);
+        let prefaceSeen = false;
+        s.on('data', (d: Buffer) => {
+          pending = Buffer.concat([pending, d]);
+          if (!prefaceSeen) {
+            if (pending.length < PREFACE.length) return;
+            prefaceSeen = true;
+            pending = Buffer.from(pending.subarray(PREFACE.length));
           }
-          if (f.type === FRAME.HEADERS && f.streamId === 1) s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88])));
-          if (f.type === FRAME.DATA && f.streamId === 1 && f.payload.length > 0) s.write(frame(FRAME.DATA, 0, 1, f.payload));
-        }
-      });
-    });
+          const frames = parseFrames(pending);
+          pending = Buffer.from(pending.subarray(frames.reduce((n, f) => n + 9 + f.payload.length, 0)));
+          for (const f of frames) {
+            if (f.type === FRAME.SETTINGS && (f.flags & 1) === 0) s.write(frame(FRAME.SETTINGS, 1, 0));
+            if (f.type === FRAME.PING && (f.flags & 1) === 0) {
+              pingsAnswered++;
+              s.write(frame(FRAME.PING, 1, 0, f.payload));
+            }
+            if (f.type === FRAME.HEADERS && f.streamId === 1) s.write(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1, Buffer.from([0x88])));
+            if (f.type === FRAME.DATA && f.streamId === 1 && f.payload.length > 0) s.write(frame(FRAME.DATA, 0, 1, f.payload));
+          }
+        });
+      },
+    );
     const port = await listen(server as unknown as import('net').Server);
     const clientMetrics = new MeshMetrics();
     const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 400, metrics: clientMetrics });

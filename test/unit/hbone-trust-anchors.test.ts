@@ -107,7 +107,11 @@ describe('HBONE client: certificate rotation while a session is connecting', () 
     const inbound = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: (ip, p) => (ip === '127.0.0.1' && p === echoPort ? {} : undefined) });
     await inbound.start();
     const rotationListeners: Array<(id: string, cert: NonNullable<ReturnType<IdentityManager['get']>>) => void> = [];
-    const identities = { get: (id: string) => clientIds.get(id), trustBundlePem: () => clientIds.trustBundlePem(), onRotate: (l: (typeof rotationListeners)[number]) => void rotationListeners.push(l) };
+    const identities = {
+      get: (id: string) => clientIds.get(id),
+      trustBundlePem: () => clientIds.trustBundlePem(),
+      onRotate: (l: (typeof rotationListeners)[number]) => void rotationListeners.push(l),
+    };
     const client = new HboneClient({ identities, connectTimeoutMs: 3000 });
     const rotate = () => rotationListeners.forEach((l) => l(CLIENT, clientIds.get(CLIENT)!));
     try {

@@ -1,8 +1,8 @@
 // HBONE accepts only the mesh's trust domain and its aliases (inbound client certificates, outbound server certificates), and counts and logs refused handshakes by reason.
-import * as fs from 'fs';
-import * as net from 'net';
-import * as path from 'path';
-import * as tls from 'tls';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../agent/identity/local-ca';
 import { loadOrCreateRootCa } from '../../agent/identity/local-ca';
@@ -185,7 +185,13 @@ describe('HBONE trust domains', () => {
     const aliasCert = rootSigned(ALIAS_CLIENT, 'live-alias');
     const server = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), trustDomainAliases: () => live });
     await server.start();
-    const oldNode = new InboundProxy({ identities: presenting(rootSigned(`spiffe://${ALIAS}/smesh/node/node2`, 'live-alias-node')), nodeId: `spiffe://${ALIAS}/smesh/node/node2`, listen: { host: '127.0.0.1', port: 0 }, resolveLocal: () => ({}), trustDomainAliases: [TD] });
+    const oldNode = new InboundProxy({
+      identities: presenting(rootSigned(`spiffe://${ALIAS}/smesh/node/node2`, 'live-alias-node')),
+      nodeId: `spiffe://${ALIAS}/smesh/node/node2`,
+      listen: { host: '127.0.0.1', port: 0 },
+      resolveLocal: () => ({}),
+      trustDomainAliases: [TD],
+    });
     await oldNode.start();
     const outbound = (p: number) => {
       const client = new HboneClient({ identities: clientIds, connectTimeoutMs: 5000, trustDomainAliases: () => live });
@@ -261,7 +267,14 @@ describe('HBONE refused-handshake log lines are rate-limited', () => {
     const metrics = new MeshMetrics();
     const logs = captureLogs('info');
     let now = 0;
-    const inbound = new InboundProxy({ identities: serverIds, nodeId: NODE, listen: { host: '127.0.0.1', port: 0 }, metrics, logger: logs.logger, failureLogLimiter: new LogRateLimiter(2, 10_000, () => now) });
+    const inbound = new InboundProxy({
+      identities: serverIds,
+      nodeId: NODE,
+      listen: { host: '127.0.0.1', port: 0 },
+      metrics,
+      logger: logs.logger,
+      failureLogLimiter: new LogRateLimiter(2, 10_000, () => now),
+    });
     await inbound.start();
     const port = inbound.address().port;
     const garbage = async () => {

@@ -1,8 +1,8 @@
 // HBONE client ⇄ inbound server over real TLS 1.3 + HTTP/2 on 127.0.0.1: identity, bulk bytes, half-close, resets, bad clients, 503.
-import { createHash, randomBytes } from 'crypto';
-import * as http2 from 'http2';
-import * as net from 'net';
-import * as tls from 'tls';
+import { createHash, randomBytes } from 'node:crypto';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
@@ -14,9 +14,9 @@ import { SmeshError } from '../../agent/errors';
 import { resetHttp2Stream } from '../../agent/proxy/relay';
 import '../../agent/identity/reflect-polyfill';
 import * as x509 from '@peculiar/x509';
-import { webcrypto } from 'crypto';
-import { readFile } from 'fs/promises';
-import * as path from 'path';
+import { webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import * as path from 'node:path';
 import { echoServer, freePort, identities, listen, meshCa, readAll, tempDir, TD, waitFor } from './proxy-fixtures';
 
 const NODE = nodeSpiffeId(TD, 'node2');
@@ -188,7 +188,16 @@ describe('HBONE', () => {
     const otherCa = await loadOrCreateRootCa(`${other.dir}/ca`, TD);
     const rogue = await otherCa.issue(CLIENT);
     const rogueErr = await new Promise<unknown>((resolve) => {
-      const s = tls.connect({ host: '127.0.0.1', port, key: rogue.keyPem, cert: rogue.chainPem, ca: ca.trustBundlePem(), ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', checkServerIdentity: () => undefined });
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port,
+        key: rogue.keyPem,
+        cert: rogue.chainPem,
+        ca: ca.trustBundlePem(),
+        ALPNProtocols: ['h2'],
+        minVersion: 'TLSv1.3',
+        checkServerIdentity: () => undefined,
+      });
       s.on('error', resolve);
       s.on('secureConnect', () => {
         // TLS 1.3: the server's verdict on our cert arrives after the client finished.
@@ -199,9 +208,7 @@ describe('HBONE', () => {
     await other.cleanup();
     // a wrong-CA client via the HBONE client itself
     const rogueClient = new HboneClient({ identities: { get: () => rogue, trustBundlePem: () => ca.trustBundlePem() } });
-    const e2 = await rogueClient
-      .open({ sourceId: CLIENT, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${echoPort}` })
-      .catch((e: unknown) => e);
+    const e2 = await rogueClient.open({ sourceId: CLIENT, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${echoPort}` }).catch((e: unknown) => e);
     expect(e2).toBeInstanceOf(SmeshError);
     rogueClient.close();
     // the good stream still works
@@ -225,18 +232,13 @@ describe('HBONE', () => {
       signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
       notBefore: new Date(Date.now() - 60_000),
       notAfter: new Date(Date.now() + 3600_000),
-      extensions: [
-        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'https://example.com/not-spiffe' }]),
-      ],
+      extensions: [new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]), new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'https://example.com/not-spiffe' }])],
     });
     const keyPem = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY');
     const certPem = leaf.toString('pem');
     const cert = { spiffeId: 'x', certPem, keyPem, chainPem: certPem, notBefore: new Date(), notAfter: new Date(Date.now() + 3600_000) };
     const anon = new HboneClient({ identities: { get: () => cert, trustBundlePem: () => ca.trustBundlePem() } });
-    const err = await anon
-      .open({ sourceId: 'x', node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${echoPort}` })
-      .catch((e: unknown) => e);
+    const err = await anon.open({ sourceId: 'x', node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${echoPort}` }).catch((e: unknown) => e);
     anon.close();
     expect((err as SmeshError).code).toBe('SMESH_ERR_HBONE');
     expect((err as SmeshError).message).toContain('status 401');

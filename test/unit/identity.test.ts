@@ -1,7 +1,7 @@
 // Mesh CA creation race, issued leaf contents, SPIFFE id helpers, and certificate renewal at half-life.
-import { createPrivateKey, X509Certificate } from 'crypto';
-import { readdir } from 'fs/promises';
-import * as path from 'path';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadOrCreateRootCa } from '../../agent/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
@@ -99,7 +99,12 @@ describe('IdentityManager', () => {
       expect(issued).toBe(2);
       const first = m.get(web)!;
       expect(first.keyPem).toContain('PRIVATE KEY');
-      expect(m.list().map((c) => c.spiffeId).sort()).toEqual([nodeSpiffeId(TD, 'n1'), web].sort());
+      expect(
+        m
+          .list()
+          .map((c) => c.spiffeId)
+          .sort(),
+      ).toEqual([nodeSpiffeId(TD, 'n1'), web].sort());
       const rotated: string[] = [];
       m.onRotate((id) => rotated.push(id));
       await m.ensure([web]);

@@ -44,9 +44,7 @@ const snapshot: MeshSnapshot = {
   trustDomain: TD,
   nodes: new Map(nodes.map((n) => [n.name, n])),
   workloads: new Map([client, remoteClient, webLocal, webRemote, db, legacy, orphan].map((w) => [w.uid, w])),
-  services: new Map(
-    [svc('web', '198.19.0.10', 8080), svc('db', '198.19.0.20', 5432), svc('empty', '198.19.0.30', 80), svc('legacy', '198.19.0.40', 0)].map((s) => [s.key, s]),
-  ),
+  services: new Map([svc('web', '198.19.0.10', 8080), svc('db', '198.19.0.20', 5432), svc('empty', '198.19.0.30', 80), svc('legacy', '198.19.0.40', 0)].map((s) => [s.key, s])),
   namespaces: new Map([['default', {}]]),
 };
 const state = new StateStore(snapshot);
@@ -78,22 +76,26 @@ const cases: Array<[string, Partial<OutboundInputs>, Expect]> = [
   ['picker has nothing', { pick: () => ({ kind: 'transient_failure', reason: 'all ejected' }) }, { kind: 'refuse', reason: 'no_endpoint' }],
   ['service endpoint on this node → local, targetPort', {}, { kind: 'local', ip: '198.18.1.20', port: 8080 }],
   [
-    'service endpoint on another node → pod-addressed hbone (default, ztunnel\'s): the pod\'s address and workload id',
+    "service endpoint on another node → pod-addressed hbone (default, ztunnel's): the pod's address and workload id",
     { pick: (_k, eps) => ({ kind: 'complete', endpoint: eps.find((e) => e.node === 'node2')! }) },
     { kind: 'hbone', nodeAddr: { host: '198.18.2.20', port: 15008 }, nodeId: 'spiffe://cluster.local/ns/default/sa/web', authority: '198.18.2.20:8080' },
   ],
   [
-    'node-addressed hbone (option): the node\'s agent and node id',
+    "node-addressed hbone (option): the node's agent and node id",
     { hboneAddressing: 'node', pick: (_k, eps) => ({ kind: 'complete', endpoint: eps.find((e) => e.node === 'node2')! }) },
     { kind: 'hbone', nodeAddr: { host: '198.18.0.2', port: 15008 }, nodeId: 'spiffe://cluster.local/smesh/node/node2', authority: '198.18.2.20:8080' },
   ],
   ['pod IP directly on another node keeps the port', { originalDestination: { ip: '198.18.2.30', port: 5432 } }, { kind: 'hbone', authority: '198.18.2.30:5432' }],
   ['pod IP directly on this node', { originalDestination: { ip: '198.18.1.20', port: 9000 } }, { kind: 'local', ip: '198.18.1.20', port: 9000 }],
   ['unmeshed endpoint → passthrough, targetPort 0 uses port', { originalDestination: { ip: '198.19.0.40', port: 80 } }, { kind: 'passthrough', ip: '198.18.2.40', port: 80 }],
-  ['pod-addressed: the node\'s address is not needed', { originalDestination: { ip: '198.18.3.50', port: 80 } }, { kind: 'hbone', nodeAddr: { host: '198.18.3.50', port: 15008 } }],
+  ["pod-addressed: the node's address is not needed", { originalDestination: { ip: '198.18.3.50', port: 80 } }, { kind: 'hbone', nodeAddr: { host: '198.18.3.50', port: 15008 } }],
   ['node-addressed: endpoint on a node with unknown address', { hboneAddressing: 'node', originalDestination: { ip: '198.18.3.50', port: 80 } }, { kind: 'refuse', reason: 'unknown_node' }],
   ['custom hbone port', { hbonePort: 25008, originalDestination: { ip: '198.18.2.30', port: 5432 } }, { kind: 'hbone', nodeAddr: { host: '198.18.2.30', port: 25008 } }],
-  ['custom hbone port, node-addressed', { hboneAddressing: 'node', hbonePort: 25008, originalDestination: { ip: '198.18.2.30', port: 5432 } }, { kind: 'hbone', nodeAddr: { host: '198.18.0.2', port: 25008 } }],
+  [
+    'custom hbone port, node-addressed',
+    { hboneAddressing: 'node', hbonePort: 25008, originalDestination: { ip: '198.18.2.30', port: 5432 } },
+    { kind: 'hbone', nodeAddr: { host: '198.18.0.2', port: 25008 } },
+  ],
 ];
 
 describe('decideOutbound', () => {

@@ -10,11 +10,18 @@ import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy, Workload } from '../../agent/state/types';
+import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy } from '../../agent/state/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { echoServer, freePort, identities, listen, meshCa, TD, waitFor, wl } from './proxy-fixtures';
 
-const svc = (name: string, vip: string, targetPort: number): Service => ({ key: `default/${name}`, name, namespace: 'default', vips: [vip], ports: [{ port: 80, targetPort }], selector: { app: name } });
+const svc = (name: string, vip: string, targetPort: number): Service => ({
+  key: `default/${name}`,
+  name,
+  namespace: 'default',
+  vips: [vip],
+  ports: [{ port: 80, targetPort }],
+  selector: { app: name },
+});
 
 function policy(key: string, service?: ConnectionPoolSettings, port?: ConnectionPoolSettings): ServiceTrafficPolicy {
   return { serviceKey: key, subsets: [], routes: [], portSettings: port ? [{ port: 80, connectionPool: port }] : [], ...(service ? { connectionPool: service } : {}) };
@@ -59,7 +66,10 @@ describe('OutboundProxy: DestinationRule connectionPool on L4', () => {
     });
     nearPort = localPort!;
     // Fill both accept queues (backlog 0 holds one connection; a second may be taken too): plain connections kept open.
-    for (const [host, port] of [['127.0.0.4', localPort], ['127.0.0.5', remotePort]] as const) {
+    for (const [host, port] of [
+      ['127.0.0.4', localPort],
+      ['127.0.0.5', remotePort],
+    ] as const) {
       for (let i = 0; i < 2; i++) {
         const s = net.connect({ host, port });
         s.on('error', () => undefined);
@@ -80,9 +90,9 @@ describe('OutboundProxy: DestinationRule connectionPool on L4', () => {
       ]),
       workloads: new Map([client, wl('near-1', '127.0.0.4', 'node1'), wl('far-1', '127.0.0.5', 'node2'), wl('limited-1', '127.0.0.6', 'node1')].map((w) => [w.uid, w])),
       services: new Map(
-        [svc('near', '198.19.0.20', localPort!), svc('portwins', '198.19.0.21', localPort!), svc('nodr', '198.19.0.22', localPort!), svc('far', '198.19.0.23', remotePort!)].map(
-          (s) => [s.key, { ...s, selector: { app: s.name === 'far' ? 'far' : 'near' } }],
-        ).concat([['default/limited', svc('limited', '198.19.0.24', echoPort)]]),
+        [svc('near', '198.19.0.20', localPort!), svc('portwins', '198.19.0.21', localPort!), svc('nodr', '198.19.0.22', localPort!), svc('far', '198.19.0.23', remotePort!)]
+          .map((s) => [s.key, { ...s, selector: { app: s.name === 'far' ? 'far' : 'near' } }])
+          .concat([['default/limited', svc('limited', '198.19.0.24', echoPort)]]),
       ),
       namespaces: new Map([['default', {}]]),
       trafficPolicies: new Map([

@@ -1,5 +1,5 @@
 // OutboundProxy with a LEAST_REQUEST DestinationRule on 127.0.0.0/8: open connections are counted per endpoint from pick to client close, so new connections avoid the busy endpoint.
-import * as net from 'net';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HboneConnector } from '../../agent/proxy/outbound';
 import { OutboundProxy } from '../../agent/proxy/outbound';
@@ -10,7 +10,18 @@ import { echoServer, freePort, TD, waitFor } from './proxy-fixtures';
 
 function wl(name: string, ip: string): Workload {
   const app = name.split('-')[0]!;
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: app, node: 'node1', ip, labels: { app }, workloadName: app, identity: `spiffe://${TD}/ns/default/sa/${app}`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: app,
+    node: 'node1',
+    ip,
+    labels: { app },
+    workloadName: app,
+    identity: `spiffe://${TD}/ns/default/sa/${app}`,
+    meshed: true,
+  };
 }
 
 describe('OutboundProxy L4 least request', () => {

@@ -1,7 +1,7 @@
 // Outbound to an Istio sidecar (TunnelProtocol LEGACY_ISTIO_MTLS) against stand-in sidecars: node:tls servers that require a mesh client certificate and speak Istio's TCP metadata exchange with their own (protobufjs) decoder.
-import * as crypto from 'crypto';
-import * as net from 'net';
-import * as tls from 'tls';
+import * as crypto from 'node:crypto';
+import * as net from 'node:net';
+import * as tls from 'node:tls';
 import * as protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../agent/identity/local-ca';
@@ -31,7 +31,8 @@ function structToJson(s: { fields?: Record<string, { stringValue?: string; struc
 }
 function header(struct: JsonStruct): Buffer {
   const fields: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(struct)) fields[k] = typeof v === 'string' ? { stringValue: v } : { structValue: { fields: Object.fromEntries(Object.entries(v as JsonStruct).map(([a, b]) => [a, { stringValue: b }])) } };
+  for (const [k, v] of Object.entries(struct))
+    fields[k] = typeof v === 'string' ? { stringValue: v } : { structValue: { fields: Object.fromEntries(Object.entries(v as JsonStruct).map(([a, b]) => [a, { stringValue: b }])) } };
   const any = AnyType.encode({ type_url: 'type.googleapis.com/google.protobuf.Struct', value: StructType.encode(StructType.fromObject({ fields })).finish() }).finish();
   const h = Buffer.alloc(8);
   h.writeUInt32BE(MAGIC, 0);
@@ -53,37 +54,51 @@ interface Seen {
  * list it is given (a sidecar with metadata exchange answers istio-peer-exchange), then the exchange, then an echo
  * that answers the client's FIN with "bye".
  */
-function standInSidecar(cert: { keyPem: string; chainPem: string }, bundle: string, alpn: string[], maxVersion: tls.SecureVersion = 'TLSv1.3'): { server: tls.Server; seen: Seen[]; sockets: Set<tls.TLSSocket>; close: () => Promise<void> } {
+function standInSidecar(
+  cert: { keyPem: string; chainPem: string },
+  bundle: string,
+  alpn: string[],
+  maxVersion: tls.SecureVersion = 'TLSv1.3',
+): { server: tls.Server; seen: Seen[]; sockets: Set<tls.TLSSocket>; close: () => Promise<void> } {
   const seen: Seen[] = [];
   const sockets = new Set<tls.TLSSocket>();
-  const server = tls.createServer({ key: cert.keyPem, cert: cert.chainPem, ca: bundle, requestCert: true, rejectUnauthorized: true, ALPNProtocols: alpn, minVersion: 'TLSv1.2', maxVersion, allowHalfOpen: true }, (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => undefined);
-    const san = s.getPeerX509Certificate()?.subjectAltName ?? '';
-    const entry: Seen = { peer: /URI:(spiffe:\/\/[^,\s]+)/.exec(san)?.[1], alpn: s.alpnProtocol, sni: (s as unknown as { servername?: string | false }).servername, version: s.getProtocol(), received: 0 };
-    seen.push(entry);
-    let pending: Buffer = Buffer.alloc(0);
-    let exchanged = s.alpnProtocol !== 'istio-peer-exchange';
-    s.on('data', (d: Buffer) => {
-      if (!exchanged) {
-        pending = Buffer.concat([pending, d]);
-        if (pending.length < 8) return;
-        expect(pending.readUInt32BE(0)).toBe(MAGIC);
-        const len = pending.readUInt32BE(4);
-        if (pending.length < 8 + len) return;
-        const any = AnyType.decode(pending.subarray(8, 8 + len)) as unknown as { type_url: string; value: Uint8Array };
-        entry.metadata = { typeUrl: any.type_url, ...structToJson(StructType.toObject(StructType.decode(any.value)) as never) };
-        s.write(header({ 'x-envoy-peer-metadata': { NAME: 'web-2', NAMESPACE: 'default' }, 'x-envoy-peer-metadata-id': 'sidecar~127.0.0.2~web-2.default~default.svc.cluster.local' }));
-        exchanged = true;
-        d = pending.subarray(8 + len);
-        if (d.length === 0) return;
-      }
-      entry.received += d.length;
-      s.write(d);
-    });
-    s.on('end', () => s.end('bye'));
-  });
+  const server = tls.createServer(
+    { key: cert.keyPem, cert: cert.chainPem, ca: bundle, requestCert: true, rejectUnauthorized: true, ALPNProtocols: alpn, minVersion: 'TLSv1.2', maxVersion, allowHalfOpen: true },
+    (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      const san = s.getPeerX509Certificate()?.subjectAltName ?? '';
+      const entry: Seen = {
+        peer: /URI:(spiffe:\/\/[^,\s]+)/.exec(san)?.[1],
+        alpn: s.alpnProtocol,
+        sni: (s as unknown as { servername?: string | false }).servername,
+        version: s.getProtocol(),
+        received: 0,
+      };
+      seen.push(entry);
+      let pending: Buffer = Buffer.alloc(0);
+      let exchanged = s.alpnProtocol !== 'istio-peer-exchange';
+      s.on('data', (d: Buffer) => {
+        if (!exchanged) {
+          pending = Buffer.concat([pending, d]);
+          if (pending.length < 8) return;
+          expect(pending.readUInt32BE(0)).toBe(MAGIC);
+          const len = pending.readUInt32BE(4);
+          if (pending.length < 8 + len) return;
+          const any = AnyType.decode(pending.subarray(8, 8 + len)) as unknown as { type_url: string; value: Uint8Array };
+          entry.metadata = { typeUrl: any.type_url, ...structToJson(StructType.toObject(StructType.decode(any.value)) as never) };
+          s.write(header({ 'x-envoy-peer-metadata': { NAME: 'web-2', NAMESPACE: 'default' }, 'x-envoy-peer-metadata-id': 'sidecar~127.0.0.2~web-2.default~default.svc.cluster.local' }));
+          exchanged = true;
+          d = pending.subarray(8 + len);
+          if (d.length === 0) return;
+        }
+        entry.received += d.length;
+        s.write(d);
+      });
+      s.on('end', () => s.end('bye'));
+    },
+  );
   // Raw connections too: one whose handshake the client abandoned stays half-open here (allowHalfOpen).
   const raw = new Set<net.Socket>();
   server.on('connection', (c: net.Socket) => {
@@ -110,7 +125,13 @@ function listenOn(server: net.Server, host: string): Promise<number> {
   });
 }
 
-const sidecarPod = (name: string, ip: string, sa = 'web'): Workload => ({ ...wl(name, ip, 'node2'), serviceAccount: sa, identity: `spiffe://${TD}/ns/default/sa/${sa}`, meshed: false, tunnel: 'legacy_istio_mtls' });
+const sidecarPod = (name: string, ip: string, sa = 'web'): Workload => ({
+  ...wl(name, ip, 'node2'),
+  serviceAccount: sa,
+  identity: `spiffe://${TD}/ns/default/sa/${sa}`,
+  meshed: false,
+  tunnel: 'legacy_istio_mtls',
+});
 
 describe('decideOutbound: a LEGACY_ISTIO_MTLS destination', () => {
   const client = wl('client-1', '10.0.0.1', 'node1');
@@ -169,7 +190,12 @@ describe('OutboundProxy → Istio sidecar (legacy mTLS)', () => {
     const snapshot: MeshSnapshot = {
       trustDomain: TD,
       nodes: new Map([['node1', { name: 'node1', address: '127.0.0.1' }]]),
-      workloads: new Map([client, sidecarPod('web-2', '127.0.0.2'), { ...sidecarPod('old-1', '127.0.0.4'), labels: { app: 'old' } }, { ...sidecarPod('fake-1', '127.0.0.5'), labels: { app: 'fake' } }].map((w) => [w.uid, w])),
+      workloads: new Map(
+        [client, sidecarPod('web-2', '127.0.0.2'), { ...sidecarPod('old-1', '127.0.0.4'), labels: { app: 'old' } }, { ...sidecarPod('fake-1', '127.0.0.5'), labels: { app: 'fake' } }].map((w) => [
+          w.uid,
+          w,
+        ]),
+      ),
       services: new Map([
         ['default/web', { key: 'default/web', name: 'web', namespace: 'default', vips: ['198.19.0.10'], ports: [{ port: 80, targetPort: mxPort }], selector: { app: 'web' } }],
         ['default/old', { key: 'default/old', name: 'old', namespace: 'default', vips: ['198.19.0.11'], ports: [{ port: 80, targetPort: plainPort }], selector: { app: 'old' } }],
@@ -179,7 +205,15 @@ describe('OutboundProxy → Istio sidecar (legacy mTLS)', () => {
     };
     state.replace(snapshot);
     hbone = new HboneClient({ identities: ids1, metrics });
-    outbound = new OutboundProxy({ state, identities: ids1, hbone, metrics, nodeName: 'node1', listen: { host: '127.0.0.1', port: 0 }, originalDestination: (sock) => origDst.get(sock.remotePort!) ?? null });
+    outbound = new OutboundProxy({
+      state,
+      identities: ids1,
+      hbone,
+      metrics,
+      nodeName: 'node1',
+      listen: { host: '127.0.0.1', port: 0 },
+      originalDestination: (sock) => origDst.get(sock.remotePort!) ?? null,
+    });
     await outbound.start();
   });
 
@@ -220,7 +254,9 @@ describe('OutboundProxy → Istio sidecar (legacy mTLS)', () => {
     expect(String(seen.metadata?.['x-envoy-peer-metadata-id'])).toMatch(/^sidecar~127\.0\.0\.1~client-1\.default~/);
     await waitFor(() => outbound['relays'].size === 0);
     const text = await metrics.text();
-    expect(text).toMatch(/istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*destination_service="web\.default\.svc\.cluster\.local"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/);
+    expect(text).toMatch(
+      /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*destination_service="web\.default\.svc\.cluster\.local"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/,
+    );
     expect(text).toMatch(new RegExp(`istio_tcp_received_bytes_total\\{[^}]*destination_service="web[^}]*\\} ${payload.length}`));
     expect(text).toMatch(/istio_tcp_sent_bytes_total\{[^}]*destination_service="web[^}]*\} 300003/);
   });

@@ -1,5 +1,5 @@
 // Outbound proxy end to end on 127.0.0.0/8: capture listener → HBONE → inbound → echo, same-node direct path, loop guard, and metrics labels.
-import * as net from 'net';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../agent/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
@@ -9,7 +9,7 @@ import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot } from '../../agent/state/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { echoServer, freePort, identities, listen, meshCa, readAll, TD, waitFor, wl } from './proxy-fixtures';
 
@@ -102,14 +102,20 @@ describe('OutboundProxy', () => {
     await sock.gone;
     await waitFor(() => inbound['relays'].size === 0 && outbound['relays'].size === 0);
     const text1 = await metrics1.text();
-    expect(text1).toMatch(/istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="client"[^}]*destination_service="web\.default\.svc\.cluster\.local"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/);
-    expect(text1).toMatch(/istio_tcp_received_bytes_total\{[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"[^}]*destination_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/web"[^}]*\} 12/);
+    expect(text1).toMatch(
+      /istio_tcp_connections_opened_total\{[^}]*reporter="source"[^}]*source_workload="client"[^}]*destination_service="web\.default\.svc\.cluster\.local"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/,
+    );
+    expect(text1).toMatch(
+      /istio_tcp_received_bytes_total\{[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"[^}]*destination_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/web"[^}]*\} 12/,
+    );
     expect(text1).toMatch(/istio_tcp_sent_bytes_total\{[^}]*\} 15/);
     expect(text1).toMatch(/istio_tcp_connections_closed_total\{[^}]*reporter="source"[^}]*\} 1/);
     expect(text1).toMatch(/smesh_certificate_expiry_seconds\{identity="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"\} \d+/);
     expect(text1).toMatch(/smesh_hbone_streams_total\{direction="outbound",result="200"\} 1/);
     const text2 = await metrics2.text();
-    expect(text2).toMatch(/istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="client"[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/);
+    expect(text2).toMatch(
+      /istio_tcp_connections_opened_total\{[^}]*reporter="destination"[^}]*source_workload="client"[^}]*source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"[^}]*destination_workload="web"[^}]*connection_security_policy="mutual_tls"[^}]*\} 1/,
+    );
   });
 
   it('connects same-node destinations directly (no TLS) and reports connection_security_policy none', async () => {

@@ -1,8 +1,8 @@
 // Shared fixtures for proxy unit tests: a temp mesh CA, identities, and TCP servers on 127.0.0.1 that clean up after themselves.
-import { mkdtemp, rm } from 'fs/promises';
-import * as net from 'net';
-import * as os from 'os';
-import * as path from 'path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
 import type { Workload } from '../../agent/state/types';

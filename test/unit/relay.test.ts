@@ -1,6 +1,6 @@
 // The TCP⇄TCP relay: byte counts, half-close in both directions, reset propagation.
-import { createHash, randomBytes } from 'crypto';
-import * as net from 'net';
+import { createHash, randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { relay, type Relay } from '../../agent/proxy/relay';
 import { listen, readAll } from './proxy-fixtures';

@@ -60,10 +60,37 @@ describe('supervised agent options', () => {
 });
 
 describe('supervisor sockets (SO_REUSEPORT) and tcp_migrate_req', () => {
-  it('a second supervisor binds the first one\'s addresses while an agent listens there; a plain bind does not', async () => {
+  it("a second supervisor binds the first one's addresses while an agent listens there; a plain bind does not", async () => {
     // Free ports for the five sockets, then both "pods" bind them.
-    const probe = await Promise.all([0, 1, 2, 3, 4].map(() => new Promise<number>((resolve) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => resolve(p)); }); })));
-    const opts = parseAgentArgs([...base, '--capture-ip', '127.0.0.1', '--outbound-port', String(probe[0]), '--inbound-port', String(probe[1]), '--metrics-port', String(probe[2]), '--ready-port', String(probe[3]), '--admin-port', String(probe[4])], {});
+    const probe = await Promise.all(
+      [0, 1, 2, 3, 4].map(
+        () =>
+          new Promise<number>((resolve) => {
+            const s = net.createServer().listen(0, '127.0.0.1', () => {
+              const p = (s.address() as net.AddressInfo).port;
+              s.close(() => resolve(p));
+            });
+          }),
+      ),
+    );
+    const opts = parseAgentArgs(
+      [
+        ...base,
+        '--capture-ip',
+        '127.0.0.1',
+        '--outbound-port',
+        String(probe[0]),
+        '--inbound-port',
+        String(probe[1]),
+        '--metrics-port',
+        String(probe[2]),
+        '--ready-port',
+        String(probe[3]),
+        '--admin-port',
+        String(probe[4]),
+      ],
+      {},
+    );
     const first = bindHeldSockets(opts);
     const servers: net.Server[] = [];
     try {
@@ -89,7 +116,11 @@ describe('supervisor sockets (SO_REUSEPORT) and tcp_migrate_req', () => {
   it('names the socket, the address and what to check when the bind fails', () => {
     const opts = parseAgentArgs([...base, '--capture-ip', '127.0.0.1', '--outbound-port', '16001'], {});
     const busy = Object.assign(new Error('x'), { code: 'EADDRINUSE' });
-    expect(() => bindHeldSockets(opts, () => { throw busy; })).toThrow(/cannot bind the outbound socket 127\.0\.0\.1:16001: EADDRINUSE \(held without SO_REUSEPORT or by another uid/);
+    expect(() =>
+      bindHeldSockets(opts, () => {
+        throw busy;
+      }),
+    ).toThrow(/cannot bind the outbound socket 127\.0\.0\.1:16001: EADDRINUSE \(held without SO_REUSEPORT or by another uid/);
   });
 
   it('tcp_migrate_req: written when 0, left when 1, the next path tried when one fails, the failure reported', () => {

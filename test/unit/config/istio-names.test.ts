@@ -20,9 +20,18 @@ describe('wildcardDomainProblem (Istio ValidateWildcardDomain)', () => {
 });
 
 describe('isDns1123Label (subset names)', () => {
-  it.each([['v1', true], ['V1', true], ['v1-canary', true], ['v1_x', false], ['v1.2', false], ['-v1', false], ['v1-', false], ['', false], ['a'.repeat(63), true], ['a'.repeat(64), false]] as const)('%j → %s', (s, ok) =>
-    expect(isDns1123Label(s)).toBe(ok),
-  );
+  it.each([
+    ['v1', true],
+    ['V1', true],
+    ['v1-canary', true],
+    ['v1_x', false],
+    ['v1.2', false],
+    ['-v1', false],
+    ['v1-', false],
+    ['', false],
+    ['a'.repeat(63), true],
+    ['a'.repeat(64), false],
+  ] as const)('%j → %s', (s, ok) => expect(isDns1123Label(s)).toBe(ok));
 });
 
 describe('checkWorkloadSelector (AuthorizationPolicy, PeerAuthentication)', () => {

@@ -3,8 +3,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { DatapathMaps, Reconciler, WorkloadIds } from '../../../agent/datapath/reconciler';
-import { MeshSnapshot, Workload } from '../../../agent/state/types';
+import { type DatapathMaps, Reconciler, WorkloadIds } from '../../../agent/datapath/reconciler';
+import type { MeshSnapshot, Workload } from '../../../agent/state/types';
 
 class FakeMaps implements DatapathMaps {
   pods = new Map<bigint, number>();

@@ -95,7 +95,8 @@ describe('loadConfigDir', () => {
     const p = problemsOf({
       'a.yaml': 'apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n}\nstatus: {podIP: 999.1.1.1}\n---\napiVersion: v1\nkind: Gadget\nmetadata: {name: g}\n',
       'b.yaml': 'apiVersion: v1\nkind: Service\nmetadata: {name: s\n',
-      'c.yaml': 'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec: {nodeName: n}\n',
+      'c.yaml':
+        'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec: {nodeName: n}\n',
     });
     const summary = p.map((x) => `${x.resource}|${x.field}`);
     expect(summary).toContain('Pod p|status.podIP');
@@ -122,7 +123,10 @@ describe('MeshConfig spec.trustDomainAliases', () => {
   const mesh = (spec: string) => `apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: ${spec}\n`;
 
   it('become the snapshot’s trustDomainAliases, in order; absent or empty means none', () => {
-    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: [old.example, legacy_td.local]}') })).trustDomainAliases).toEqual(['old.example', 'legacy_td.local']);
+    expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: [old.example, legacy_td.local]}') })).trustDomainAliases).toEqual([
+      'old.example',
+      'legacy_td.local',
+    ]);
     expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example, trustDomainAliases: []}') })).trustDomainAliases).toBeUndefined();
     expect(loadConfigDir(configDir({ 'm.yaml': mesh('{trustDomain: new.example}') })).trustDomainAliases).toBeUndefined();
     // Without spec.trustDomain the mesh's is cluster.local, which is then no alias.

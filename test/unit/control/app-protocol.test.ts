@@ -54,7 +54,14 @@ describe('control plane: Service.ports carry app_protocol (field 3) besides smes
   const service = (ports: ServicePort[]) => ({ key: 'default/web', name: 'web', namespace: 'default', vips: ['10.96.0.10'], ports, selector: {} });
 
   it('encodes HTTP11 as varint 1 in field 3; UNKNOWN and an empty smesh_app_protocol are not written', () => {
-    const bytes = codecs.service.encode(serviceAddress(service([{ name: 'http-web', port: 80, targetPort: 8080 }, { name: 'web', port: 81, targetPort: 81 }])).service!);
+    const bytes = codecs.service.encode(
+      serviceAddress(
+        service([
+          { name: 'http-web', port: 80, targetPort: 8080 },
+          { name: 'web', port: 81, targetPort: 81 },
+        ]),
+      ).service!,
+    );
     const decoded = codecs.service.decode(bytes);
     expect(decoded.ports).toEqual([
       { servicePort: 80, targetPort: 8080, appProtocol: 'HTTP11', smeshAppProtocol: 'http' },
@@ -69,7 +76,13 @@ describe('control plane: Service.ports carry app_protocol (field 3) besides smes
 
   it('a port whose name changes its AppProtocol but not smesh_app_protocol gets a new resource version', () => {
     const version = (name: string) => {
-      const file = { trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(), namespaces: new Map(), services: new Map([['default/web', service([{ name, port: 5432, targetPort: 5432 }])]]) } as unknown as MeshSnapshot;
+      const file = {
+        trustDomain: 'cluster.local',
+        nodes: new Map(),
+        workloads: new Map(),
+        namespaces: new Map(),
+        services: new Map([['default/web', service([{ name, port: 5432, targetPort: 5432 }])]]),
+      } as unknown as MeshSnapshot;
       return buildResourceSets(file, { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.address)!.get('default/web.default.svc.cluster.local')!.version;
     };
     expect(version('tcp-db')).not.toBe(version('db')); // TCP vs UNKNOWN; smesh_app_protocol is empty for both

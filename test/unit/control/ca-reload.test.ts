@@ -4,7 +4,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
-import pino from 'pino';
+import type pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadOrCreateRootCa } from '../../../agent/identity/local-ca';
 import { RemoteCa } from '../../../agent/identity/remote-ca';
@@ -47,7 +47,6 @@ function put(dir: string, name: string, text: string): void {
 }
 
 const fp = (pem: string): string => new X509Certificate(pem).fingerprint256;
-
 
 function createCertificate(cp: ControlPlane, csr: string): Promise<IstioCertificateResponse__Output> {
   const client = caClient(cp, TOKEN1);
@@ -185,7 +184,9 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     expect(await nextAnchors(watcher)).toEqual([a.fingerprint]);
     const errors = async (file: string): Promise<number> => (await cp!.metrics.caReloadErrors.get()).values.find((v) => v.labels.file === file)?.value ?? 0;
     const rejected = (file: string, reason: RegExp): void => {
-      const hit = log.lines.map((l) => JSON.parse(l) as { msg: string; file?: string; error?: string }).find((l) => l.msg.includes('CA directory change rejected') && l.file === join(caDir, file) && reason.test(l.error ?? ''));
+      const hit = log.lines
+        .map((l) => JSON.parse(l) as { msg: string; file?: string; error?: string })
+        .find((l) => l.msg.includes('CA directory change rejected') && l.file === join(caDir, file) && reason.test(l.error ?? ''));
       expect(hit, `${file}: ${reason}`).toBeDefined();
     };
     const stillA = async (): Promise<void> => {

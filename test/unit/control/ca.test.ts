@@ -122,7 +122,11 @@ describe('control: CA root rotation', () => {
     const ca = await MeshCa.load(caDir, 'example.org');
     expect(ca.trustAnchors).toHaveLength(3);
 
-    const { chain } = await ca.issueLeaf('spiffe://example.org/ns/default/sa/web', (await import('node:crypto')).generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string, 600);
+    const { chain } = await ca.issueLeaf(
+      'spiffe://example.org/ns/default/sa/web',
+      (await import('node:crypto')).generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }) as string,
+      600,
+    );
     expect(chain).toHaveLength(4);
     const leaf = new X509Certificate(chain[0]!);
     expect(leaf.verify(new X509Certificate(chain[1]!).publicKey)).toBe(true);

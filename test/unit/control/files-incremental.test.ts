@@ -13,8 +13,10 @@ afterEach(() => {
 
 const pod = (name: string, ip: string, labels = '{app: web}', node = 'node1') =>
   `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: default, labels: ${labels}}\nspec: {nodeName: ${node}, serviceAccountName: web}\nstatus: {podIP: ${ip}}\n`;
-const svc = (name: string, extra = '') => `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: default}\nspec: {clusterIP: 10.96.0.${name.length}, selector: {app: web}, ports: [{port: 80${extra}}]}\n`;
-const mesh = (td: string) => `apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {trustDomain: ${td}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node1}\nstatus: {addresses: [{type: InternalIP, address: 198.18.0.1}]}\n`;
+const svc = (name: string, extra = '') =>
+  `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: default}\nspec: {clusterIP: 10.96.0.${name.length}, selector: {app: web}, ports: [{port: 80${extra}}]}\n`;
+const mesh = (td: string) =>
+  `apiVersion: smesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {trustDomain: ${td}}\n---\napiVersion: v1\nkind: Node\nmetadata: {name: node1}\nstatus: {addresses: [{type: InternalIP, address: 198.18.0.1}]}\n`;
 
 /** The result of loading `dir`, or the problems it was rejected for. */
 function load(dir: string, cache?: ConfigParseCache): MeshSnapshot | readonly unknown[] {
@@ -27,7 +29,7 @@ function load(dir: string, cache?: ConfigParseCache): MeshSnapshot | readonly un
 }
 
 describe('control: cached reloads of a config directory', () => {
-  it('equal a load from scratch after each edit, and keep unchanged files\' objects', () => {
+  it("equal a load from scratch after each edit, and keep unchanged files' objects", () => {
     const dir = mkdtempSync(join(tmpdir(), 'smesh-files-incr-'));
     dirs.push(dir);
     writeFileSync(join(dir, '00-mesh.yaml'), mesh('a.example'));
@@ -60,7 +62,7 @@ describe('control: cached reloads of a config directory', () => {
       if (i === 0) expect(after.workloads.get('default/p1')).toBe(before.workloads.get('default/p1'));
       if (i === 1) expect(after.services.get('default/web')).toBe(before.services.get('default/web'));
       if (i === 2) expect((cached as MeshSnapshot).workloads.get('default/p1')!.identity).toBe('spiffe://b.example/ns/default/sa/web');
-      if (i === 3 || i === 4) expect((cached as readonly unknown[])).toEqual([expect.objectContaining({ resource: 'Service default/web', field: 'spec.ports[0].targetPort' })]);
+      if (i === 3 || i === 4) expect(cached as readonly unknown[]).toEqual([expect.objectContaining({ resource: 'Service default/web', field: 'spec.ports[0].targetPort' })]);
       previous = cached;
     }
   });

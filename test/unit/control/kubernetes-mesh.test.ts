@@ -62,7 +62,10 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     api.upsert('pods', pod('web-1', 'node1', '198.18.1.10', 'web', { app: 'web', version: 'v1' }));
     api.upsert('pods', pod('web-2', 'node1', '198.18.1.11', 'web', { app: 'web', version: 'v2' }));
     api.upsert('pods', pod('client-1', 'node2', '198.18.2.10', 'client', { app: 'client' }));
-    api.upsert('services', { metadata: { name: 'web', namespace: 'default' }, spec: { clusterIP: '198.19.0.10', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } });
+    api.upsert('services', {
+      metadata: { name: 'web', namespace: 'default' },
+      spec: { clusterIP: '198.19.0.10', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
+    });
     latest = undefined;
     errors = [];
     logLines = [];
@@ -166,10 +169,15 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
   it('TrafficShaping (smesh.io/v1alpha1) becomes per-workload rate-limit rules; an invalid one is reported by field and skipped', async () => {
     await start();
     await waitFor(() => api.openWatches('trafficshapings') === 1);
-    api.upsert('trafficshapings', { metadata: { name: 'web-limits', namespace: 'default', ...SERVER_FIELDS }, spec: { selector: { matchLabels: { app: 'web' } }, inbound: [{ name: 'rps', requestRate: { maxTokens: 5, fillInterval: '1s' } }] } });
+    api.upsert('trafficshapings', {
+      metadata: { name: 'web-limits', namespace: 'default', ...SERVER_FIELDS },
+      spec: { selector: { matchLabels: { app: 'web' } }, inbound: [{ name: 'rps', requestRate: { maxTokens: 5, fillInterval: '1s' } }] },
+    });
     api.upsert('trafficshapings', { metadata: { name: 'bad', namespace: 'default' }, spec: { outbound: [{ connectionRate: { maxTokens: 0, fillInterval: '1s' } }] } });
     await waitFor(() => latest?.trafficShaping?.has('default/web-1') === true, 1000, 'traffic shaping');
-    expect(latest!.trafficShaping!.get('default/web-1')!.inbound).toEqual([{ name: 'default/web-limits/rps', requestRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } }]);
+    expect(latest!.trafficShaping!.get('default/web-1')!.inbound).toEqual([
+      { name: 'default/web-limits/rps', requestRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } },
+    ]);
     expect(latest!.trafficShaping!.has('default/client-1')).toBe(false);
     expect(source!.problems.map(formatProblem).join('\n')).toMatch(/TrafficShaping default\/bad: field spec\.outbound\[0\]\.connectionRate\.maxTokens: /);
     api.remove('trafficshapings', 'default', 'web-limits');
@@ -181,17 +189,44 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     await waitFor(() => api.openWatches('destinationrules') === 1 && api.openWatches('virtualservices') === 1);
     api.upsert('destinationrules', {
       metadata: { name: 'web', namespace: 'default', ...SERVER_FIELDS },
-      spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } }, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+      spec: {
+        host: 'web',
+        trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } },
+        subsets: [
+          { name: 'v1', labels: { version: 'v1' } },
+          { name: 'v2', labels: { version: 'v2' } },
+        ],
+      },
     });
     api.upsert('virtualservices', {
       metadata: { name: 'web', namespace: 'default' },
-      spec: { hosts: ['web'], http: [{ route: [{ destination: { host: 'web', subset: 'v1' }, weight: 90 }, { destination: { host: 'web', subset: 'v2' }, weight: 10 }] }] },
+      spec: {
+        hosts: ['web'],
+        http: [
+          {
+            route: [
+              { destination: { host: 'web', subset: 'v1' }, weight: 90 },
+              { destination: { host: 'web', subset: 'v2' }, weight: 10 },
+            ],
+          },
+        ],
+      },
     });
     // Invalid: a host that is no Service, and weights that do not add up.
     api.upsert('destinationrules', { metadata: { name: 'ghost', namespace: 'default' }, spec: { host: 'ghost' } });
     api.upsert('virtualservices', {
       metadata: { name: 'bad-weights', namespace: 'default' },
-      spec: { hosts: ['web'], http: [{ route: [{ destination: { host: 'web', subset: 'v1' }, weight: 50 }, { destination: { host: 'web', subset: 'v2' }, weight: 10 }] }] },
+      spec: {
+        hosts: ['web'],
+        http: [
+          {
+            route: [
+              { destination: { host: 'web', subset: 'v1' }, weight: 50 },
+              { destination: { host: 'web', subset: 'v2' }, weight: 10 },
+            ],
+          },
+        ],
+      },
     });
     await waitFor(() => (latest?.trafficPolicies?.get('default/web')?.routes.length ?? 0) > 0, 1000, 'traffic policy served');
     const tp = latest!.trafficPolicies!.get('default/web')!;

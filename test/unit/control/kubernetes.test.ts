@@ -75,7 +75,13 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
     expect(web.endpointUids).toEqual(['default/web-1']);
     await waitFor(() => api.openWatches() === ALL_WATCHES);
     const paths = ['/api/v1/pods', '/api/v1/services', '/api/v1/namespaces', '/api/v1/nodes', '/apis/discovery.k8s.io/v1/endpointslices'];
-    paths.push('/apis/security.istio.io/v1/authorizationpolicies', '/apis/security.istio.io/v1/peerauthentications', '/apis/networking.istio.io/v1/destinationrules', '/apis/networking.istio.io/v1/virtualservices', '/apis/smesh.io/v1alpha1/meshconfigs');
+    paths.push(
+      '/apis/security.istio.io/v1/authorizationpolicies',
+      '/apis/security.istio.io/v1/peerauthentications',
+      '/apis/networking.istio.io/v1/destinationrules',
+      '/apis/networking.istio.io/v1/virtualservices',
+      '/apis/smesh.io/v1alpha1/meshconfigs',
+    );
     for (const p of paths) {
       expect(api.requests.some((r) => r.startsWith(`GET ${p}?`) && r.includes('watch=true'))).toBe(true);
     }

@@ -6,9 +6,17 @@ import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, ty
 import type { AuthorizationPolicy } from '../../../agent/policy/types';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../agent/state/types';
 import { Registry } from '../../../control/registry';
-import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ResourceEntryCache, SERVED_TYPE_URLS, type ResourceDiff, type ResourceSets, type TypedResources } from '../../../control/xds-resources';
+import {
+  buildResourceSets,
+  CONTROL_TYPE_URL as T,
+  diffResourceSets,
+  ResourceEntryCache,
+  SERVED_TYPE_URLS,
+  type ResourceDiff,
+  type ResourceSets,
+  type TypedResources,
+} from '../../../control/xds-resources';
 import { seeded as prng } from '../../helpers/prng';
-
 
 const NAMESPACES = ['default', 'shop', 'istio-system'];
 const APPS = ['web', 'api', 'db'];
@@ -56,8 +64,16 @@ class Model {
     const labels = this.labels();
     const uid = `${namespace}/pod-${n}`;
     this.workloads.set(uid, {
-      uid, name: `pod-${n}`, namespace, serviceAccount: this.pick(['sa1', 'sa2']), node: this.pick([...this.nodes.keys()]), ip: `10.1.${Math.floor(n / 250)}.${n % 250}`,
-      labels, netns: this.chance(0.8) ? `/run/netns/pod-${n}` : undefined, workloadName: labels.app!, identity: `spiffe://${this.trustDomain}/ns/${namespace}/sa/sa1`,
+      uid,
+      name: `pod-${n}`,
+      namespace,
+      serviceAccount: this.pick(['sa1', 'sa2']),
+      node: this.pick([...this.nodes.keys()]),
+      ip: `10.1.${Math.floor(n / 250)}.${n % 250}`,
+      labels,
+      netns: this.chance(0.8) ? `/run/netns/pod-${n}` : undefined,
+      workloadName: labels.app!,
+      identity: `spiffe://${this.trustDomain}/ns/${namespace}/sa/sa1`,
       meshed: labels['smesh.io/dataplane-mode'] !== 'none',
     });
   }
@@ -84,7 +100,12 @@ class Model {
     const count = 1 + Math.floor(this.rnd() * 2);
     for (let i = 0; i < count; i++) {
       const port = this.pick([80, 443, 8080, 9090]) + i;
-      out.push({ name: this.pick([undefined, 'http', 'grpc-x', 'tcp', 'web']), port, targetPort: this.chance(0.5) ? port : port + 1000, appProtocol: this.pick([undefined, undefined, 'http', 'HTTP2']) });
+      out.push({
+        name: this.pick([undefined, 'http', 'grpc-x', 'tcp', 'web']),
+        port,
+        targetPort: this.chance(0.5) ? port : port + 1000,
+        appProtocol: this.pick([undefined, undefined, 'http', 'HTTP2']),
+      });
     }
     return out;
   }
@@ -130,12 +151,21 @@ class Model {
     const host = `${s.name}.${s.namespace}.svc.cluster.local`;
     if (this.chance(0.5)) {
       this.destinationRules.set(s.key, {
-        namespace: s.namespace, name: `dr-${s.name}`,
-        spec: { host, trafficPolicy: { loadBalancer: { simple: this.pick(['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST']) } }, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
+        namespace: s.namespace,
+        name: `dr-${s.name}`,
+        spec: {
+          host,
+          trafficPolicy: { loadBalancer: { simple: this.pick(['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST']) } },
+          subsets: [
+            { name: 'v1', labels: { version: 'v1' } },
+            { name: 'v2', labels: { version: 'v2' } },
+          ],
+        },
       });
     } else {
       this.virtualServices.set(s.key, {
-        namespace: s.namespace, name: `vs-${s.name}`,
+        namespace: s.namespace,
+        name: `vs-${s.name}`,
         spec: { hosts: [host], http: [{ route: [{ destination: { host }, weight: 100 }], timeout: this.pick(['1s', '2s', '250ms']) }] },
       });
     }
@@ -253,13 +283,29 @@ describe('control: incremental registry rebuild', () => {
     const workloads: Workload[] = [];
     for (let i = 0; i < 200; i++) {
       workloads.push({
-        uid: `default/p${i}`, name: `p${i}`, namespace: 'default', serviceAccount: 'sa', node: `n${i % 4}`, ip: `10.1.0.${i}`,
-        labels: { app: `s${Math.floor(i / 2)}` }, netns: `/run/netns/p${i}`, workloadName: `s${Math.floor(i / 2)}`, identity: 'spiffe://td/ns/default/sa/sa', meshed: true,
+        uid: `default/p${i}`,
+        name: `p${i}`,
+        namespace: 'default',
+        serviceAccount: 'sa',
+        node: `n${i % 4}`,
+        ip: `10.1.0.${i}`,
+        labels: { app: `s${Math.floor(i / 2)}` },
+        netns: `/run/netns/p${i}`,
+        workloadName: `s${Math.floor(i / 2)}`,
+        identity: 'spiffe://td/ns/default/sa/sa',
+        meshed: true,
       });
     }
     const services = new Map<string, Service>();
-    for (let j = 0; j < 100; j++) services.set(`default/s${j}`, { key: `default/s${j}`, name: `s${j}`, namespace: 'default', vips: [`10.96.0.${j}`], ports: [{ port: 80, targetPort: 8080 }], selector: { app: `s${j}` } });
-    const base: MeshSnapshot = { trustDomain: 'td', nodes: new Map([0, 1, 2, 3].map((n) => [`n${n}`, { name: `n${n}`, address: `10.0.0.${n}` }])), workloads: new Map(workloads.map((w) => [w.uid, w])), services, namespaces: new Map() };
+    for (let j = 0; j < 100; j++)
+      services.set(`default/s${j}`, { key: `default/s${j}`, name: `s${j}`, namespace: 'default', vips: [`10.96.0.${j}`], ports: [{ port: 80, targetPort: 8080 }], selector: { app: `s${j}` } });
+    const base: MeshSnapshot = {
+      trustDomain: 'td',
+      nodes: new Map([0, 1, 2, 3].map((n) => [`n${n}`, { name: `n${n}`, address: `10.0.0.${n}` }])),
+      workloads: new Map(workloads.map((w) => [w.uid, w])),
+      services,
+      namespaces: new Map(),
+    };
     const cache = new ResourceEntryCache();
     const first = buildResourceSets(base, { trustAnchors: [] }, cache);
     expect(cache.encoded).toBe(200 * 2 + 100 + 4 + 1); // Address + LocalWorkload per pod, services, nodes, MeshConfig

@@ -9,20 +9,41 @@ const { codecs } = loadMeshProtos();
 
 function workload(name: string, node: string, ip: string, extra: Partial<Workload> = {}): Workload {
   return {
-    uid: `default/${name}`, name, namespace: 'default', serviceAccount: 'sa', node, ip, labels: { app: name.split('-')[0]! },
-    netns: `/run/netns/${name}`, workloadName: name.split('-')[0]!, identity: 'spiffe://td/ns/default/sa/sa', meshed: true, ...extra,
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: 'sa',
+    node,
+    ip,
+    labels: { app: name.split('-')[0]! },
+    netns: `/run/netns/${name}`,
+    workloadName: name.split('-')[0]!,
+    identity: 'spiffe://td/ns/default/sa/sa',
+    meshed: true,
+    ...extra,
   };
 }
 function snapshot(workloads: Workload[], services: Service[] = []): MeshSnapshot {
   return {
     trustDomain: 'td',
-    nodes: new Map([['n1', { name: 'n1', address: '10.0.0.1' }], ['n2', { name: 'n2', address: 'fd00::2' }]]),
+    nodes: new Map([
+      ['n1', { name: 'n1', address: '10.0.0.1' }],
+      ['n2', { name: 'n2', address: 'fd00::2' }],
+    ]),
     workloads: new Map(workloads.map((w) => [w.uid, w])),
     services: new Map(services.map((s) => [s.key, s])),
     namespaces: new Map([['default', {}]]),
   };
 }
-const svc = (over: Partial<Service> = {}): Service => ({ key: 'default/web', name: 'web', namespace: 'default', vips: ['10.96.0.1', 'fd00::1'], ports: [{ port: 80, targetPort: 8080 }], selector: { app: 'web' }, ...over });
+const svc = (over: Partial<Service> = {}): Service => ({
+  key: 'default/web',
+  name: 'web',
+  namespace: 'default',
+  vips: ['10.96.0.1', 'fd00::1'],
+  ports: [{ port: 80, targetPort: 8080 }],
+  selector: { app: 'web' },
+  ...over,
+});
 
 describe('control: resources and registry', () => {
   it('encodes IPs as raw bytes', () => {

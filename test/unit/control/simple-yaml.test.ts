@@ -10,7 +10,6 @@ import { BASE, GOOD } from '../traffic/fixtures';
 import { NODES_YAML, WORKLOADS_YAML } from './fixtures';
 import { seeded as prng } from '../../helpers/prng';
 
-
 /** What the yaml library makes of `text`: per document its line, value, and whether it had errors. */
 function reference(text: string): Array<{ line: number | undefined; value: unknown; errors: number }> {
   const lc = new LineCounter();
@@ -28,9 +27,21 @@ function check(text: string): boolean {
   if (!fast) return false;
   const ref = reference(text);
   const ctx = JSON.stringify(text).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  expect(ref.map((d) => d.errors), ctx).toEqual(ref.map(() => 0));
-  expect(fast.map((d) => d.line), ctx).toEqual(ref.map((d) => d.line));
-  expect(isDeepStrictEqual(fast.map((d) => d.value), ref.map((d) => d.value)), ctx).toBe(true);
+  expect(
+    ref.map((d) => d.errors),
+    ctx,
+  ).toEqual(ref.map(() => 0));
+  expect(
+    fast.map((d) => d.line),
+    ctx,
+  ).toEqual(ref.map((d) => d.line));
+  expect(
+    isDeepStrictEqual(
+      fast.map((d) => d.value),
+      ref.map((d) => d.value),
+    ),
+    ctx,
+  ).toBe(true);
   // Same key order too (toStrictEqual ignores it).
   expect(JSON.stringify(fast.map((d) => d.value)), ctx).toBe(JSON.stringify(ref.map((d) => d.value)));
   return true;
@@ -38,10 +49,88 @@ function check(text: string): boolean {
 
 const KEYS = ['a', 'b', 'name', 'app.kubernetes.io/name', 'x-y', 'smesh.io/netns', '80', 'true', 'null', '__proto__', '<<', 'a b', 'k:v', '_k', '-k', 'constructor', 'A1'];
 const SCALARS = [
-  '', 'abc', '1', '-1', '+1', '007', '1.5', '1.', '.5', '1e3', '-2.5E-3', '0x1F', '0o17', '.inf', '-.Inf', '.nan', 'true', 'True', 'TRUE', 'tRUE', 'yes', 'no', 'on',
-  'null', 'Null', 'NULL', '~', 'fd00::1', 'fd00::', '198.18.0.1', 'a:b', 'a: b', 'a:', ':a', '-a', '- a', '-', '--', '?a', '? a', 'a#b', 'a #b', '#a', 'a,b', 'a]', 'a}', '[a', '{a',
-  "it's", '"x"', "'y'", 'a  b', ' lead', 'trail ', 'http://x/y?z=1&w', '*', '*a', '&a', '!t', '!!str x', '|', '>', '%x', '@x', '`x', 'x\\y', '2020-01-01T00:00:00Z', '1_000', '0', '-0',
-  '12345678901234567890', 'ümlaut', '日本', 'a\u00a0b', '\u00a0b', 'b\u00a0', '\u2003x', '---', '...', 'a---', '=', '<<',
+  '',
+  'abc',
+  '1',
+  '-1',
+  '+1',
+  '007',
+  '1.5',
+  '1.',
+  '.5',
+  '1e3',
+  '-2.5E-3',
+  '0x1F',
+  '0o17',
+  '.inf',
+  '-.Inf',
+  '.nan',
+  'true',
+  'True',
+  'TRUE',
+  'tRUE',
+  'yes',
+  'no',
+  'on',
+  'null',
+  'Null',
+  'NULL',
+  '~',
+  'fd00::1',
+  'fd00::',
+  '198.18.0.1',
+  'a:b',
+  'a: b',
+  'a:',
+  ':a',
+  '-a',
+  '- a',
+  '-',
+  '--',
+  '?a',
+  '? a',
+  'a#b',
+  'a #b',
+  '#a',
+  'a,b',
+  'a]',
+  'a}',
+  '[a',
+  '{a',
+  "it's",
+  '"x"',
+  "'y'",
+  'a  b',
+  ' lead',
+  'trail ',
+  'http://x/y?z=1&w',
+  '*',
+  '*a',
+  '&a',
+  '!t',
+  '!!str x',
+  '|',
+  '>',
+  '%x',
+  '@x',
+  '`x',
+  'x\\y',
+  '2020-01-01T00:00:00Z',
+  '1_000',
+  '0',
+  '-0',
+  '12345678901234567890',
+  'ümlaut',
+  '日本',
+  'a\u00a0b',
+  '\u00a0b',
+  'b\u00a0',
+  '\u2003x',
+  '---',
+  '...',
+  'a---',
+  '=',
+  '<<',
 ];
 
 function pick<X>(rnd: () => number, xs: readonly X[]): X {
@@ -70,7 +159,9 @@ function flow(rnd: () => number, v: V): string {
   if (v === null) return pick(rnd, ['null', '~', '']);
   if (typeof v === 'string') return scalarText(rnd, v);
   if (Array.isArray(v)) return `[${v.map((x) => flow(rnd, x)).join(pick(rnd, [', ', ',', ' , ']))}]`;
-  return `{${Object.entries(v).map(([k, x]) => `${scalarText(rnd, k)}:${rnd() < 0.8 ? ' ' : ''}${flow(rnd, x)}`).join(', ')}}`;
+  return `{${Object.entries(v)
+    .map(([k, x]) => `${scalarText(rnd, k)}:${rnd() < 0.8 ? ' ' : ''}${flow(rnd, x)}`)
+    .join(', ')}}`;
 }
 
 function comment(rnd: () => number): string {
@@ -144,11 +235,50 @@ function mutate(rnd: () => number, text: string): string {
 describe('simple-yaml: the fast reader agrees with the yaml library wherever it accepts', () => {
   it('on edge cases written out', () => {
     const cases = [
-      '', '\n', '# only\n', '---\n', 'a: 1\n---\n', 'a: 1\n---\n---\nb: 2\n', '# c\n---\na: 1\n', '# c\n\na: 1\n---\n\n# x\nb: 2\n', '  a: 1\n  b: 2\n',
-      'a:\n- 1\n- 2\nb: x\n', 'a:\n  - {x: 1}\n  -   y: 2\n      z: [3, fd00::1]\nc: d\n', 'a: {b: [c, {d: e}], f: "g h", i: \'j\'\'k\'}\n', 'a:\nb:\n  c:\n',
-      'a: b # c\nd: e#f\n', 'a: 1.50\nb: 1e3\nc: -0\nd: +12\ne: 007\n', 'a: 2020-01-01\nb: yes\nc: ~\n', 'a: x\n b: y\n', 'a: x\n  y\n', 'a: [1,\n 2]\n', 'a: b: c\n',
-      'a: 0x1F\n', 'a: &x 1\n', 'a: !!str 1\n', 'a: |\n  x\n', '"a": 1\n\'b\': 2\n', 'a: 1\na: 2\n', '- a\n- b\n', 'a\n', 'a: "x\\ny"\n', 'a:\n  -\n    b: 1\n  -\n  - c\n',
-      'a: x ]\nb: x}\nc: a,b\n', '- --flag=x\n- -[a\n- {a: 1}\n- [b]\n', 'k: [--x, -{a]\n', 'k: ---\nj: ...\n', 'k: {a: fd00::}\n', 'k: [a:b]\n', 'k: {a: b:c}\n', 'k: - x\n', 'k: -x\n', 'k: --x\n', 'k: [-x, -1]\n', '? a\n: b\n', 'a: 1\n...\n', '%YAML 1.2\n---\na: 1\n',
+      '',
+      '\n',
+      '# only\n',
+      '---\n',
+      'a: 1\n---\n',
+      'a: 1\n---\n---\nb: 2\n',
+      '# c\n---\na: 1\n',
+      '# c\n\na: 1\n---\n\n# x\nb: 2\n',
+      '  a: 1\n  b: 2\n',
+      'a:\n- 1\n- 2\nb: x\n',
+      'a:\n  - {x: 1}\n  -   y: 2\n      z: [3, fd00::1]\nc: d\n',
+      "a: {b: [c, {d: e}], f: \"g h\", i: 'j''k'}\n",
+      'a:\nb:\n  c:\n',
+      'a: b # c\nd: e#f\n',
+      'a: 1.50\nb: 1e3\nc: -0\nd: +12\ne: 007\n',
+      'a: 2020-01-01\nb: yes\nc: ~\n',
+      'a: x\n b: y\n',
+      'a: x\n  y\n',
+      'a: [1,\n 2]\n',
+      'a: b: c\n',
+      'a: 0x1F\n',
+      'a: &x 1\n',
+      'a: !!str 1\n',
+      'a: |\n  x\n',
+      '"a": 1\n\'b\': 2\n',
+      'a: 1\na: 2\n',
+      '- a\n- b\n',
+      'a\n',
+      'a: "x\\ny"\n',
+      'a:\n  -\n    b: 1\n  -\n  - c\n',
+      'a: x ]\nb: x}\nc: a,b\n',
+      '- --flag=x\n- -[a\n- {a: 1}\n- [b]\n',
+      'k: [--x, -{a]\n',
+      'k: ---\nj: ...\n',
+      'k: {a: fd00::}\n',
+      'k: [a:b]\n',
+      'k: {a: b:c}\n',
+      'k: - x\n',
+      'k: -x\n',
+      'k: --x\n',
+      'k: [-x, -1]\n',
+      '? a\n: b\n',
+      'a: 1\n...\n',
+      '%YAML 1.2\n---\na: 1\n',
     ];
     let accepted = 0;
     for (const c of cases) if (check(c)) accepted++;

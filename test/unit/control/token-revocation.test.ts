@@ -18,7 +18,6 @@ const REVOKED = 'token-node1-to-be-revoked';
 const OTHER1 = 'token-node1-second-valid';
 const NODE2 = 'token-node2-stays-valid';
 
-
 async function subscribeAddresses(c: AdsTestClient): Promise<void> {
   c.send({ typeUrl: CONTROL_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
   c.ack(await c.next(CONTROL_TYPE_URL.address, 3000));
@@ -89,7 +88,12 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     expect(cut.hint).toMatch(/--token-file/);
     expect(xds.status().connected).toBe(false);
     await waitUntil(() => cp!.streams().length === 2, 2000, 'only the valid streams remain');
-    expect(cp.streams().map((s) => s.node).sort()).toEqual(['node1', 'node2']);
+    expect(
+      cp
+        .streams()
+        .map((s) => s.node)
+        .sort(),
+    ).toEqual(['node1', 'node2']);
     expect(await revokedCount(cp, 'node1')).toBe(2);
     expect(await revokedCount(cp, 'node2')).toBe(0);
 

@@ -81,7 +81,10 @@ describe('control: delta ADS', () => {
     c.send({ typeUrl: T.node, resourceNamesSubscribe: ['*'] });
     const nodes = await c.next(T.node);
     expect(nodes.resources.map((x) => meshResourceCodecs().node.unpack(x.resource!))).toEqual(
-      expect.arrayContaining([{ name: 'node1', address: '198.18.0.1' }, { name: 'node2', address: '198.18.0.2' }]),
+      expect.arrayContaining([
+        { name: 'node1', address: '198.18.0.1' },
+        { name: 'node2', address: '198.18.0.2' },
+      ]),
     );
     c.send({ typeUrl: T.meshConfig, resourceNamesSubscribe: ['*'] });
     const mc = meshResourceCodecs().meshConfig.unpack((await c.next(T.meshConfig)).resources[0]!.resource!);
@@ -151,7 +154,9 @@ describe('control: delta ADS', () => {
     for (const c of [n1, n2]) c.send({ typeUrl: T.localWorkload, resourceNamesSubscribe: ['*'], node: { id: 'node1' } });
     const r1 = await n1.next(T.localWorkload);
     const r2 = await n2.next(T.localWorkload);
-    expect(r1.resources.map((x) => meshResourceCodecs().localWorkload.unpack(x.resource!))).toEqual([{ uid: 'Kubernetes//Pod/default/web-1', netns: '/run/netns/web-1', egressBandwidthBps: 0, ingressBandwidthBps: 0 }]); // 0: no bandwidth limit
+    expect(r1.resources.map((x) => meshResourceCodecs().localWorkload.unpack(x.resource!))).toEqual([
+      { uid: 'Kubernetes//Pod/default/web-1', netns: '/run/netns/web-1', egressBandwidthBps: 0, ingressBandwidthBps: 0 },
+    ]); // 0: no bandwidth limit
     expect(r2.resources.map((x) => x.name)).toEqual(['Kubernetes//Pod/default/client-1']);
     n1.ack(r1);
     n2.ack(r2);

@@ -27,7 +27,10 @@ interface Doc {
 /** Kubernetes reads manifests as YAML 1.1 (defaultMode: 0400 is octal there). */
 function loadManifests(): Doc[] {
   const docs: Doc[] = [];
-  for (const f of fs.readdirSync(DEPLOY).filter((x) => x.endsWith('.yaml')).sort()) {
+  for (const f of fs
+    .readdirSync(DEPLOY)
+    .filter((x) => x.endsWith('.yaml'))
+    .sort()) {
     for (const d of YAML.parseAllDocuments(fs.readFileSync(path.join(DEPLOY, f), 'utf8'), { version: '1.1' })) {
       if (d.errors.length) throw new Error(`${f}: ${d.errors.map((e) => e.message).join('; ')}`);
       const obj = d.toJS();

@@ -1,6 +1,6 @@
 // BodyTap: the request body goes to the current attempt as it arrives, and a later attempt gets the kept copy and then the rest, until the body outgrows the limit.
 import { describe, expect, it } from 'vitest';
-import { PassThrough, Writable } from 'stream';
+import { PassThrough, Writable } from 'node:stream';
 import { BodyTap } from '../../../agent/http/body';
 
 class Sink extends Writable {

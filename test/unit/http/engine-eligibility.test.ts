@@ -16,11 +16,33 @@ describe('engineIneligibility', () => {
     ['grpc port', port({ name: 'grpc' }), [], 'not_http1_port'],
     ['http2 port', port({ name: 'http2-x' }), [], 'not_http1_port'],
     ['h2c appProtocol', port({ name: 'http', appProtocol: 'kubernetes.io/h2c' }), [], 'not_http1_port'],
-    ['weighted split, timeout: engine', port({ name: 'http' }), [policy({ routes: [route({ timeoutMs: 100, destinations: [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }] })] })], undefined],
+    [
+      'weighted split, timeout: engine',
+      port({ name: 'http' }),
+      [
+        policy({
+          routes: [
+            route({
+              timeoutMs: 100,
+              destinations: [
+                { subset: 'v1', weight: 90 },
+                { subset: 'v2', weight: 10 },
+              ],
+            }),
+          ],
+        }),
+      ],
+      undefined,
+    ],
     ['route retries', port({ name: 'http' }), [policy({ routes: [route({ retries: { attempts: 2, retryOn: ['5xx'] } })] })], 'route_retries'],
     ['route fault', port({ name: 'http' }), [policy({ routes: [route({ fault: { abort: { httpStatus: 500, percent: 10 } } })] })], 'route_fault'],
     ['header hash: engine', port({ name: 'http' }), [policy({ loadBalancer: { consistentHash: { key: { kind: 'header', name: 'x-user' } } } })], undefined],
-    ['cookie hash on a subset', port({ name: 'http' }), [policy({ subsets: [{ name: 'v1', labels: {}, workloadUids: [], loadBalancer: { consistentHash: { key: { kind: 'cookie', name: 'c' } } } }] })], 'cookie_hash'],
+    [
+      'cookie hash on a subset',
+      port({ name: 'http' }),
+      [policy({ subsets: [{ name: 'v1', labels: {}, workloadUids: [], loadBalancer: { consistentHash: { key: { kind: 'cookie', name: 'c' } } } }] })],
+      'cookie_hash',
+    ],
     ['maxConnections', port({ name: 'http' }), [policy({ connectionPool: { maxConnections: 4 } })], 'max_connections'],
     ['maxRequests only: engine', port({ name: 'http' }), [policy({ connectionPool: { maxRequests: 4 } })], undefined],
     [

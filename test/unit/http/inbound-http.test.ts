@@ -1,7 +1,7 @@
 // L7 authorization at the inbound: HBONE tunnels to an HTTP port parsed per request (HTTP/1.1 and HTTP/2 over real TLS), denials answered 403 while the tunnel and other tunnels keep working.
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import type * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../../agent/identity/local-ca';
 import type { IdentityManager } from '../../../agent/identity/manager';
@@ -27,7 +27,15 @@ function policy(name: string, spec: unknown): AuthorizationPolicy {
   return r.policy;
 }
 
-const SERVER: Workload = { uid: 'server', name: 'server', namespace: 'default', labels: { app: 'server' }, ip: '127.0.0.1', node: 'node2', identity: workloadSpiffeId(TD, 'default', 'server') } as unknown as Workload;
+const SERVER: Workload = {
+  uid: 'server',
+  name: 'server',
+  namespace: 'default',
+  labels: { app: 'server' },
+  ip: '127.0.0.1',
+  node: 'node2',
+  identity: workloadSpiffeId(TD, 'default', 'server'),
+} as unknown as Workload;
 
 describe('inbound L7 authorization inside HBONE', () => {
   let ca: LocalCa;
@@ -109,8 +117,7 @@ describe('inbound L7 authorization inside HBONE', () => {
     await cleanupCa?.();
   });
 
-  const tunnel = (source: string, destPort: number) =>
-    client.open({ sourceId: source, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${destPort}` });
+  const tunnel = (source: string, destPort: number) => client.open({ sourceId: source, node: { host: '127.0.0.1', port }, expectedServerId: NODE, authority: `127.0.0.1:${destPort}` });
 
   /** Plain HTTP/1.1 requests, one after another, over one tunnel; returns "status body" per request. */
   async function h1Requests(source: string, reqs: Array<{ method: string; path: string; body?: string }>): Promise<string[]> {
@@ -178,7 +185,12 @@ describe('inbound L7 authorization inside HBONE', () => {
 
   it('a DENY rule on a path combined with a principal; the other principal passes', async () => {
     policies = [policy('deny-bob-admin', { action: 'DENY', rules: [{ from: [{ source: { principals: [BOB.replace('spiffe://', '')] } }], to: [{ operation: { paths: ['/admin*'] } }] }] })];
-    expect(await h1Requests(BOB, [{ method: 'GET', path: '/admin/x' }, { method: 'GET', path: '/home' }])).toEqual([`403 ${RBAC_DENIED_BODY}`, '200 h1 GET /home 0']);
+    expect(
+      await h1Requests(BOB, [
+        { method: 'GET', path: '/admin/x' },
+        { method: 'GET', path: '/home' },
+      ]),
+    ).toEqual([`403 ${RBAC_DENIED_BODY}`, '200 h1 GET /home 0']);
     expect(await h1Requests(ALICE, [{ method: 'GET', path: '/admin/x' }])).toEqual(['200 h1 GET /admin/x 0']);
   });
 
@@ -196,7 +208,12 @@ describe('inbound L7 authorization inside HBONE', () => {
         { method: 'GET', path: '//admin' }, // BASE keeps repeated slashes
       ]),
     ).toEqual([denied, denied, denied, '200 h1 GET /public/..%5cadmin 0', '200 h1 GET /a/c?q=/../%61 0', '200 h1 GET //admin 0']);
-    expect(await h2Requests(ALICE, [{ method: 'GET', path: '/x/../admin' }, { method: 'GET', path: '/%41dmin/./%7e' }])).toEqual([denied, '200 h2 GET /Admin/~ 0']);
+    expect(
+      await h2Requests(ALICE, [
+        { method: 'GET', path: '/x/../admin' },
+        { method: 'GET', path: '/%41dmin/./%7e' },
+      ]),
+    ).toEqual([denied, '200 h2 GET /Admin/~ 0']);
     expect(upstreamSeen.filter((s) => s.includes('admin') && !s.includes('%5c') && !s.includes('//admin') && !s.includes('Admin'))).toEqual([]);
     // An allowed Upgrade is replayed to the pod with the normalized target.
     const t = await tunnel(ALICE, h1Port);
@@ -214,7 +231,7 @@ describe('inbound L7 authorization inside HBONE', () => {
     expect(upstreamSeen).toContain('upgrade /ws');
   });
 
-  it('a request target normalization refuses gets Envoy\'s status (400 for %00, 404 when not a path), counted by reason, never forwarded', async () => {
+  it("a request target normalization refuses gets Envoy's status (400 for %00, 404 when not a path), counted by reason, never forwarded", async () => {
     // An L7 rule on the port makes the destination parse its requests.
     policies = [policy('deny-never', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/never'] } }] }] })];
     upstreamSeen.length = 0;
@@ -222,13 +239,19 @@ describe('inbound L7 authorization inside HBONE', () => {
       (await metrics.registry.getSingleMetric('smesh_http_protocol_errors_total')?.get())?.values.find((v) => v.labels.reason === reason && v.labels.direction === 'inbound')?.value ?? 0;
     const nulBefore = await count('nul_in_path');
     const relBefore = await count('non_relative_path');
-    for (const [line, status] of [['GET /a%00b HTTP/1.1', 400], ['OPTIONS * HTTP/1.1', 404]] as const) {
+    for (const [line, status] of [
+      ['GET /a%00b HTTP/1.1', 400],
+      ['OPTIONS * HTTP/1.1', 404],
+    ] as const) {
       const t = await tunnel(ALICE, h1Port);
       t.end(`${line}\r\nhost: x\r\nconnection: close\r\n\r\n`);
       expect((await readAll(t)).toString()).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));
     }
     const lowerBefore = await count('lowercase_method');
-    const [h2res, lower] = await h2Requests(ALICE, [{ method: 'GET', path: '/b%00' }, { method: 'get', path: '/ok' }]);
+    const [h2res, lower] = await h2Requests(ALICE, [
+      { method: 'GET', path: '/b%00' },
+      { method: 'get', path: '/ok' },
+    ]);
     expect(h2res).toBe('400 ');
     expect(lower).toBe('400 '); // Istio refuses a method that is not upper case (`methods: [GET]` must not be side-stepped)
     expect(await count('lowercase_method')).toBe(lowerBefore + 1);
@@ -295,7 +318,10 @@ describe('inbound L7 authorization inside HBONE', () => {
 
   it('an allowed Upgrade is spliced raw to the pod; a denied one gets 403', async () => {
     policies = [policy('ws', { action: 'ALLOW', rules: [{ to: [{ operation: { paths: ['/ws'] } }] }] })];
-    for (const [path, expectOk] of [['/ws', true], ['/other', false]] as const) {
+    for (const [path, expectOk] of [
+      ['/ws', true],
+      ['/other', false],
+    ] as const) {
       const t = await tunnel(ALICE, h1Port);
       t.write(`GET ${path} HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n`);
       let buf = '';

@@ -1,7 +1,7 @@
 // Policy changes reach open and pooled connections, and a pooled connection to a restarted app is not a hang: HttpOutbound → HBONE → InboundProxy (with the connection tracker) → app, all real on 127.0.0.1.
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LocalCa } from '../../../agent/identity/local-ca';
 import type { IdentityManager } from '../../../agent/identity/manager';
@@ -148,7 +148,15 @@ describe('policy changes on open connections; pooled connections to a restarted 
     services = [
       { key: 'default/near', name: 'near', namespace: 'default', vips: ['10.96.0.31'], ports: [{ name: 'http', port: 80, targetPort: near.port }], selector: {}, endpointUids: ['default/web-near'] },
       { key: 'default/far', name: 'far', namespace: 'default', vips: ['10.96.0.32'], ports: [{ name: 'http', port: 80, targetPort: far.port }], selector: {}, endpointUids: ['default/web-far'] },
-      { key: 'default/near2', name: 'near2', namespace: 'default', vips: ['10.96.0.33'], ports: [{ name: 'http2', port: 80, targetPort: near2.port }], selector: {}, endpointUids: ['default/web-near'] },
+      {
+        key: 'default/near2',
+        name: 'near2',
+        namespace: 'default',
+        vips: ['10.96.0.33'],
+        ports: [{ name: 'http2', port: 80, targetPort: near2.port }],
+        selector: {},
+        endpointUids: ['default/web-near'],
+      },
       { key: 'default/far2', name: 'far2', namespace: 'default', vips: ['10.96.0.34'], ports: [{ name: 'http2', port: 80, targetPort: far2.port }], selector: {}, endpointUids: ['default/web-far'] },
     ] as Service[];
     state = new StateStore();
@@ -261,7 +269,10 @@ describe('policy changes on open connections; pooled connections to a restarted 
   });
 
   it('after the app restarts, the next request over the pooled upstream connection succeeds at once (GET and a buffered POST, same node and across nodes)', async () => {
-    for (const [to, app] of [['near', near], ['far', far]] as const) {
+    for (const [to, app] of [
+      ['near', near],
+      ['far', far],
+    ] as const) {
       const c = client(to);
       try {
         expect((await c.send('GET', '/before')).status).toBe(200);
@@ -279,7 +290,10 @@ describe('policy changes on open connections; pooled connections to a restarted 
     }
   });
   it('after the app restarts, a request whose body cannot be replayed either succeeds or fails fast with 503 UC (never hangs)', async () => {
-    for (const [to, app] of [['near', near], ['far', far]] as const) {
+    for (const [to, app] of [
+      ['near', near],
+      ['far', far],
+    ] as const) {
       const c = client(to);
       try {
         expect((await c.send('GET', '/before')).status).toBe(200);
@@ -297,7 +311,10 @@ describe('policy changes on open connections; pooled connections to a restarted 
   });
 
   it('HTTP/2: after the app restarts, the next stream gets a new upstream session at once (same node and across nodes)', async () => {
-    for (const [host, app] of [['127.0.0.6', near2], ['127.0.0.7', far2]] as const) {
+    for (const [host, app] of [
+      ['127.0.0.6', near2],
+      ['127.0.0.7', far2],
+    ] as const) {
       const session = http2.connect(`http://${host}:${(front.address() as net.AddressInfo).port}`);
       session.on('error', () => undefined);
       const get = (path: string, method = 'GET') =>

@@ -1,8 +1,8 @@
 // Malformed HTTP from either side of the HTTP outbound: invalid HTTP/2 frames get a GOAWAY or reset on that connection only, a broken upstream (HTTP/2 or HTTP/1.1) gets its clients a 502; all counted, concurrent good clients unaffected.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { H2FrameScanner, type H2ErrorFrame } from '../../../agent/http/h2-watch';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { HTTP2_PREFACE } from '../../../agent/http/protocol';
@@ -11,7 +11,18 @@ import type { Service, Workload } from '../../../agent/state/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 function frame(type: number, flags: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
@@ -191,7 +202,10 @@ describe('HttpOutbound: invalid HTTP/2 from either side', () => {
     const hp = Buffer.concat([Buffer.from([0x82, 0x84, 0x86]), Buffer.from([0x01, 1]), Buffer.from('x'), Buffer.from([0x00, 5]), Buffer.from('X-Bad'), Buffer.from([1]), Buffer.from('v')]);
     const r = await rawClient(frame(1, 5, 1, hp), 400);
     expect(r.frames.find((f) => f.type === 3)?.code, 'RST_STREAM PROTOCOL_ERROR').toBe(1);
-    expect(r.frames.some((f) => f.type === 7 && f.code !== 0), 'no error GOAWAY for a stream error').toBe(false);
+    expect(
+      r.frames.some((f) => f.type === 7 && f.code !== 0),
+      'no error GOAWAY for a stream error',
+    ).toBe(false);
     stop = true;
     await load;
     expect(statuses.length).toBeGreaterThan(0);
@@ -269,8 +283,24 @@ describe('HttpOutbound: an HTTP/1.1 upstream that answers garbage', () => {
     const src = wl('client', '127.0.0.1');
     const wg = wl('good', '127.0.0.2');
     const wb = wl('bad', '127.0.0.3');
-    const goodSvc: Service = { key: 'default/good', name: 'good', namespace: 'default', vips: ['10.96.0.12'], ports: [{ name: 'http', port: 80, targetPort: port }], selector: {}, endpointUids: [wg.uid] };
-    const badSvc: Service = { key: 'default/bad', name: 'bad', namespace: 'default', vips: ['10.96.0.13'], ports: [{ name: 'http', port: 80, targetPort: port }], selector: {}, endpointUids: [wb.uid] };
+    const goodSvc: Service = {
+      key: 'default/good',
+      name: 'good',
+      namespace: 'default',
+      vips: ['10.96.0.12'],
+      ports: [{ name: 'http', port: 80, targetPort: port }],
+      selector: {},
+      endpointUids: [wg.uid],
+    };
+    const badSvc: Service = {
+      key: 'default/bad',
+      name: 'bad',
+      namespace: 'default',
+      vips: ['10.96.0.13'],
+      ports: [{ name: 'http', port: 80, targetPort: port }],
+      selector: {},
+      endpointUids: [wb.uid],
+    };
     const state = new StateStore({
       trustDomain: 'cluster.local',
       nodes: new Map([['n1', { name: 'n1', address: '127.0.0.1' }]]),
@@ -284,11 +314,13 @@ describe('HttpOutbound: an HTTP/1.1 upstream that answers garbage', () => {
     await new Promise<void>((r) => front.listen(0, '0.0.0.0', () => r()));
     const get = (ip: string) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
-        http.get({ host: ip, port: (front.address() as net.AddressInfo).port, path: '/', agent: false }, (res) => {
-          let body = '';
-          res.on('data', (d: Buffer) => (body += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        }).on('error', reject);
+        http
+          .get({ host: ip, port: (front.address() as net.AddressInfo).port, path: '/', agent: false }, (res) => {
+            let body = '';
+            res.on('data', (d: Buffer) => (body += d.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          })
+          .on('error', reject);
       });
     try {
       const [bad, ok] = await Promise.all([get('127.0.0.5'), get('127.0.0.1')]);

@@ -1,8 +1,8 @@
 // The HTTP outbound handler for HTTP/2 prior knowledge and gRPC (unary, server streaming, error status) against real servers on 127.0.0.x.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { Service, Workload } from '../../../agent/state/types';
@@ -21,7 +21,18 @@ const method = (name: string, responseStream: boolean) => ({
 const SERVICE = { Echo: method('Echo', false), Count: method('Count', true), Fail: method('Fail', false) };
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 async function grpcServer(pod: string, ip: string, port: number): Promise<{ server: grpc.Server; port: number }> {
@@ -88,7 +99,9 @@ describe('HttpOutbound (HTTP/2 and gRPC)', () => {
   it('unary calls pass per request, balanced across endpoints, with grpc metrics', async () => {
     const pods: string[] = [];
     for (let i = 0; i < 6; i++) {
-      const res = await new Promise<{ pod: string; msg: string }>((resolve, reject) => client.Echo({ msg: `m${i}` }, (err: Error | null, r: { pod: string; msg: string }) => (err ? reject(err) : resolve(r))));
+      const res = await new Promise<{ pod: string; msg: string }>((resolve, reject) =>
+        client.Echo({ msg: `m${i}` }, (err: Error | null, r: { pod: string; msg: string }) => (err ? reject(err) : resolve(r))),
+      );
       expect(res.msg).toBe(`m${i}`);
       pods.push(res.pod);
     }

@@ -1,7 +1,7 @@
 // The HTTP outbound handler against real HTTP servers on 127.0.0.x: balancing, splits, retries, ejection, timeouts, faults, circuit breaking, bad input.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import { HttpOutbound, OVERLOAD_HEADER } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot, Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../agent/state/types';
@@ -18,7 +18,18 @@ interface Backend {
 }
 
 function wl(name: string, ip: string, labels: Record<string, string> = {}): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name, ...labels }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name, ...labels },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 async function startBackend(name: string, ip: string, port: number): Promise<Backend> {
@@ -56,7 +67,7 @@ function request(port: number, path = '/', opts: { method?: string; headers?: Re
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString();
-        let json;
+        let json: unknown;
         try {
           json = JSON.parse(body);
         } catch {
@@ -194,7 +205,12 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
   });
 
   it('normalizes paths as Istio BASE: policy and routes match the normalized path, the app receives it', async () => {
-    setPolicy({ routes: [{ matches: [{ path: { kind: 'prefix', value: '/v2/' } }], destinations: [{ subset: 'vb', weight: 100 }] }, { matches: [], destinations: [{ subset: 'va', weight: 100 }] }] });
+    setPolicy({
+      routes: [
+        { matches: [{ path: { kind: 'prefix', value: '/v2/' } }], destinations: [{ subset: 'vb', weight: 100 }] },
+        { matches: [], destinations: [{ subset: 'va', weight: 100 }] },
+      ],
+    });
     for (const sent of ['/public/../admin/x', '/%61dmin/x', '/a/%2e%2e/admin\\x']) expect((await request(frontPort(), sent, { method: 'POST', body: 'x' })).status).toBe(403);
     expect(a.hits + b.hits).toBe(0);
     const routed = await request(frontPort(), '/v1/../v2/%7euser/./x?q=/../v1&%61=1');
@@ -209,7 +225,7 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
     expect((await request(frontPort(), '/x', { headers: { 'user-agent': 'ok' } })).status).toBe(200);
   });
 
-  it('a request target normalization refuses gets Envoy\'s status (400 for %00, 404 when not a path), counted, never forwarded', async () => {
+  it("a request target normalization refuses gets Envoy's status (400 for %00, 404 when not a path), counted, never forwarded", async () => {
     setPolicy({});
     const count = async (reason: string) =>
       (await metrics.registry.getSingleMetric('smesh_http_protocol_errors_total')?.get())?.values.find((v) => v.labels.reason === reason && v.labels.direction === 'outbound')?.value ?? 0;
@@ -222,7 +238,17 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
   });
 
   it('splits 90/10 between subsets within ±3 % over 2,000 requests', async () => {
-    setPolicy({ routes: [{ matches: [], destinations: [{ subset: 'va', weight: 90 }, { subset: 'vb', weight: 10 }] }] });
+    setPolicy({
+      routes: [
+        {
+          matches: [],
+          destinations: [
+            { subset: 'va', weight: 90 },
+            { subset: 'vb', weight: 10 },
+          ],
+        },
+      ],
+    });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 20 });
     let toB = 0;
     for (let batch = 0; batch < 100; batch++) {
@@ -234,7 +260,12 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
   }, 30_000);
 
   it('routes by header to a subset', async () => {
-    setPolicy({ routes: [{ matches: [{ headers: { 'x-canary': { kind: 'exact', value: '1' } } }], destinations: [{ subset: 'vb', weight: 100 }] }, { matches: [], destinations: [{ subset: 'va', weight: 100 }] }] });
+    setPolicy({
+      routes: [
+        { matches: [{ headers: { 'x-canary': { kind: 'exact', value: '1' } } }], destinations: [{ subset: 'vb', weight: 100 }] },
+        { matches: [], destinations: [{ subset: 'va', weight: 100 }] },
+      ],
+    });
     expect((await request(frontPort(), '/', { headers: { 'x-canary': '1' } })).json?.pod).toBe('b');
     expect((await request(frontPort(), '/')).json?.pod).toBe('a');
   });
@@ -289,7 +320,12 @@ describe('HttpOutbound (HTTP/1.1 against real servers)', () => {
   });
 
   it('fault injection: abort with the configured status, delay by the configured time', async () => {
-    setPolicy({ routes: [{ matches: [{ path: { kind: 'prefix', value: '/abort' } }], destinations: [], fault: { abort: { httpStatus: 418, percent: 100 } } }, { matches: [], destinations: [], fault: { delay: { fixedDelayMs: 150, percent: 100 } } }] });
+    setPolicy({
+      routes: [
+        { matches: [{ path: { kind: 'prefix', value: '/abort' } }], destinations: [], fault: { abort: { httpStatus: 418, percent: 100 } } },
+        { matches: [], destinations: [], fault: { delay: { fixedDelayMs: 150, percent: 100 } } },
+      ],
+    });
     expect((await request(frontPort(), '/abort')).status).toBe(418);
     expect(a.hits + b.hits).toBe(0);
     const t0 = Date.now();

@@ -1,14 +1,25 @@
 // DestinationRule connectionPool.http on the HTTP outbound's upstream connections: maxRequestsPerConnection rotates connections, idleTimeout closes idle ones (HTTP/1.1 and HTTP/2).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { ConnectionPoolSettings, MeshSnapshot, Service, Workload } from '../../../agent/state/types';
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 /** Upstream connections as the server sees them: opened, and closed so far. */
@@ -73,8 +84,24 @@ describe('HttpOutbound connection pool settings', () => {
     const src = wl('client', '127.0.0.1');
     const w1 = wl('one', '127.0.0.2');
     const w2 = wl('two', '127.0.0.3');
-    h1svc = { key: 'default/one', name: 'one', namespace: 'default', vips: ['10.96.0.21'], ports: [{ name: 'http', port: 80, targetPort: (h1.address() as net.AddressInfo).port }], selector: {}, endpointUids: [w1.uid] };
-    h2svc = { key: 'default/two', name: 'two', namespace: 'default', vips: ['10.96.0.22'], ports: [{ name: 'http2', port: 80, targetPort: (h2.address() as net.AddressInfo).port }], selector: {}, endpointUids: [w2.uid] };
+    h1svc = {
+      key: 'default/one',
+      name: 'one',
+      namespace: 'default',
+      vips: ['10.96.0.21'],
+      ports: [{ name: 'http', port: 80, targetPort: (h1.address() as net.AddressInfo).port }],
+      selector: {},
+      endpointUids: [w1.uid],
+    };
+    h2svc = {
+      key: 'default/two',
+      name: 'two',
+      namespace: 'default',
+      vips: ['10.96.0.22'],
+      ports: [{ name: 'http2', port: 80, targetPort: (h2.address() as net.AddressInfo).port }],
+      selector: {},
+      endpointUids: [w2.uid],
+    };
     state = new StateStore({
       trustDomain: 'cluster.local',
       nodes: new Map([['n1', { name: 'n1', address: '127.0.0.1' }]]),

@@ -1,14 +1,25 @@
 // Per-service HTTP state of the outbound (breakers, outlier trackers, pools, HTTP/2 sessions) is dropped when services and endpoints leave the mesh state: churn does not grow it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot, Service, Workload } from '../../../agent/state/types';
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 async function until(cond: () => boolean, ms: number): Promise<boolean> {
@@ -79,7 +90,15 @@ describe('HttpOutbound: state of departed services is pruned', () => {
   function addService(name: string, kind: 'h1' | 'h2'): Service {
     const w = wl(`${name}-pod`, kind === 'h1' ? '127.0.0.2' : '127.0.0.3');
     const target = ((kind === 'h1' ? h1 : h2).address() as net.AddressInfo).port;
-    const svc: Service = { key: `default/${name}`, name, namespace: 'default', vips: [`10.97.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`], ports: [{ name: kind === 'h1' ? 'http' : 'http2', port: 80, targetPort: target }], selector: {}, endpointUids: [w.uid] };
+    const svc: Service = {
+      key: `default/${name}`,
+      name,
+      namespace: 'default',
+      vips: [`10.97.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`],
+      ports: [{ name: kind === 'h1' ? 'http' : 'http2', port: 80, targetPort: target }],
+      selector: {},
+      endpointUids: [w.uid],
+    };
     const snap = state.snapshot();
     state.replace({
       ...snap,
@@ -87,7 +106,17 @@ describe('HttpOutbound: state of departed services is pruned', () => {
       services: new Map([...snap.services, [svc.key, svc]]),
       trafficPolicies: new Map([
         ...(snap.trafficPolicies ?? new Map()),
-        [svc.key, { serviceKey: svc.key, subsets: [{ name: 'v1', labels: {}, workloadUids: [w.uid] }], portSettings: [], routes: [{ matches: [], destinations: [{ subset: 'v1', weight: 100 }] }], connectionPool: { maxRequests: 100 }, outlierDetection: { consecutiveServerErrors: 3 } }],
+        [
+          svc.key,
+          {
+            serviceKey: svc.key,
+            subsets: [{ name: 'v1', labels: {}, workloadUids: [w.uid] }],
+            portSettings: [],
+            routes: [{ matches: [], destinations: [{ subset: 'v1', weight: 100 }] }],
+            connectionPool: { maxRequests: 100 },
+            outlierDetection: { consecutiveServerErrors: 3 },
+          },
+        ],
       ]),
     } as MeshSnapshot);
     return svc;
@@ -108,11 +137,13 @@ describe('HttpOutbound: state of departed services is pruned', () => {
     current = svc;
     if (kind === 'h1') {
       return new Promise((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port: port(), path: '/', agent: false }, (res) => {
-          let b = '';
-          res.on('data', (d: Buffer) => (b += d.toString()));
-          res.on('end', () => resolve(b));
-        }).on('error', reject);
+        http
+          .get({ host: '127.0.0.1', port: port(), path: '/', agent: false }, (res) => {
+            let b = '';
+            res.on('data', (d: Buffer) => (b += d.toString()));
+            res.on('end', () => resolve(b));
+          })
+          .on('error', reject);
       });
     }
     const session = http2.connect(`http://127.0.0.1:${port()}`);

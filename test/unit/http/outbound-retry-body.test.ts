@@ -1,8 +1,8 @@
 // Retries of requests with bodies: chunked HTTP/1.1 and HTTP/2 bodies up to MAX_RETRY_BODY are replayed to another endpoint intact; bigger bodies stream once and are not retried.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as http2 from 'http2';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
 import { HttpOutbound, MAX_RETRY_BODY } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot, RetrySettings, Service, Workload } from '../../../agent/state/types';
@@ -10,7 +10,18 @@ import type { MeshSnapshot, RetrySettings, Service, Workload } from '../../../ag
 type Mode = 'ok' | 'fail' | 'reset';
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 interface Pod {
@@ -119,6 +130,7 @@ describe('HttpOutbound: retries of requests with bodies', () => {
   });
 
   afterAll(async () => {
+    h2client?.destroy();
     handler?.close();
     await new Promise<void>((r) => front.close(() => r()));
     for (const s of servers) {
@@ -171,8 +183,6 @@ describe('HttpOutbound: retries of requests with bodies', () => {
       q.end();
     });
   }
-
-  afterAll(() => h2client?.destroy());
 
   for (const [proto, post] of [
     ['HTTP/1.1 chunked', (d: Buffer) => h1post(d)],

@@ -1,7 +1,7 @@
 // HTTP/1.1 Upgrade (WebSocket-style) through the HTTP outbound: 101 splices raw bytes both ways with half-close, a refused upgrade is relayed, each counts as one request.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as http from 'http';
-import * as net from 'net';
+import * as http from 'node:http';
+import * as net from 'node:net';
 import { HttpOutbound, OVERLOAD_HEADER } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot, Service, ServiceTrafficPolicy, Workload } from '../../../agent/state/types';
@@ -10,7 +10,18 @@ import { MeshMetrics } from '../../../agent/telemetry/metrics';
 const { createServer: upgradeEcho } = require('../../apps/upgrade-echo.js') as { createServer: (pod: string) => http.Server };
 
 function wl(name: string, ip: string): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node: 'n1', ip, labels: { app: name }, workloadName: name, identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`, meshed: true };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node: 'n1',
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
+    meshed: true,
+  };
 }
 
 /** A client that speaks raw bytes: sends `text`, collects everything, resolves on close (or after `ms`). */
@@ -49,7 +60,8 @@ class RawClient {
   }
 }
 
-const UPGRADE_REQUEST = (path: string) => `GET ${path} HTTP/1.1\r\nhost: ws.default\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+const UPGRADE_REQUEST = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nhost: ws.default\r\nconnection: Upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
 
 describe('HttpOutbound: HTTP/1.1 Upgrade', () => {
   let app: http.Server;
@@ -69,7 +81,15 @@ describe('HttpOutbound: HTTP/1.1 Upgrade', () => {
     await new Promise<void>((r) => app.listen(0, '127.0.0.2', () => r()));
     const src = wl('client', '127.0.0.1');
     const wa = wl('ws-a', '127.0.0.2');
-    service = { key: 'default/ws', name: 'ws', namespace: 'default', vips: ['10.96.0.30'], ports: [{ name: 'http', port: 80, targetPort: (app.address() as net.AddressInfo).port }], selector: {}, endpointUids: [wa.uid] };
+    service = {
+      key: 'default/ws',
+      name: 'ws',
+      namespace: 'default',
+      vips: ['10.96.0.30'],
+      ports: [{ name: 'http', port: 80, targetPort: (app.address() as net.AddressInfo).port }],
+      selector: {},
+      endpointUids: [wa.uid],
+    };
     state = new StateStore({
       trustDomain: 'cluster.local',
       nodes: new Map([['n1', { name: 'n1', address: '127.0.0.1' }]]),
@@ -106,10 +126,14 @@ describe('HttpOutbound: HTTP/1.1 Upgrade', () => {
     expect(head).toMatch(/\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i);
     expect(head).toMatch(/\r\nX-Pod: ws-a\r\n/);
     // A concurrent plain request on another connection is unaffected.
-    const plain = await new Promise<number>((resolve, reject) => http.get({ host: '127.0.0.1', port: port(), path: '/plain', headers: { host: 'ws.default' } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    }).on('error', reject));
+    const plain = await new Promise<number>((resolve, reject) =>
+      http
+        .get({ host: '127.0.0.1', port: port(), path: '/plain', headers: { host: 'ws.default' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        })
+        .on('error', reject),
+    );
     expect(plain).toBe(200);
     const binary = Buffer.from([0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58, 0x00, 0xff, 0x0d, 0x0a]);
     c.sock.write(binary);

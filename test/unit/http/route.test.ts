@@ -7,14 +7,28 @@ import { portProtocol, sniffHttpVersion } from '../../../agent/http/protocol';
 import type { Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../agent/state/types';
 
 function wl(name: string, ns = 'default'): Workload {
-  return { uid: `${ns}/${name}`, name, namespace: ns, serviceAccount: 'sa', node: 'n1', ip: '10.0.0.1', labels: {}, workloadName: name, identity: `spiffe://cluster.local/ns/${ns}/sa/sa`, meshed: true };
+  return {
+    uid: `${ns}/${name}`,
+    name,
+    namespace: ns,
+    serviceAccount: 'sa',
+    node: 'n1',
+    ip: '10.0.0.1',
+    labels: {},
+    workloadName: name,
+    identity: `spiffe://cluster.local/ns/${ns}/sa/sa`,
+    meshed: true,
+  };
 }
 function svc(name: string, ports = [{ name: 'http', port: 80, targetPort: 8080 }]): Service {
   return { key: `default/${name}`, name, namespace: 'default', vips: ['10.96.0.1'], ports, selector: {} };
 }
 const v1 = wl('web-v1');
 const v2 = wl('web-v2');
-const web = svc('web', [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'admin', port: 81, targetPort: 9090 }]);
+const web = svc('web', [
+  { name: 'http', port: 80, targetPort: 8080 },
+  { name: 'admin', port: 81, targetPort: 9090 },
+]);
 const other = svc('other');
 const otherW = wl('other-1');
 
@@ -48,21 +62,102 @@ const cases: Case[] = [
   { name: 'no policy: whole service, target port', routes: [], noPolicy: true, expect: { endpoints: [v1.uid, v2.uid], targetPort: 8080, routeIndex: -1 } },
   { name: 'policy without routes: whole service', routes: [], expect: { endpoints: [v1.uid, v2.uid], maxRequests: 100 } },
   { name: 'empty match list matches everything', routes: [{ matches: [], destinations: [{ subset: 'v2', weight: 100 }] }], expect: { subset: 'v2', endpoints: [v2.uid] } },
-  { name: 'exact path', routes: [{ matches: [{ path: { kind: 'exact', value: '/a' } }], destinations: [{ subset: 'v1', weight: 100 }] }], request: req('/a?x=1'), expect: { subset: 'v1', maxRequests: 7 } },
+  {
+    name: 'exact path',
+    routes: [{ matches: [{ path: { kind: 'exact', value: '/a' } }], destinations: [{ subset: 'v1', weight: 100 }] }],
+    request: req('/a?x=1'),
+    expect: { subset: 'v1', maxRequests: 7 },
+  },
   { name: 'exact path miss → 404', routes: [{ matches: [{ path: { kind: 'exact', value: '/a' } }], destinations: [] }], request: req('/ab'), expect: { status: 404 } },
   { name: 'prefix path', routes: [{ matches: [{ path: { kind: 'prefix', value: '/api/' } }], destinations: [{ subset: 'v2', weight: 1 }] }], request: req('/api/x'), expect: { subset: 'v2' } },
   { name: 'regex path must match whole path', routes: [{ matches: [{ path: { kind: 'regex', value: '/u/[0-9]+' } }], destinations: [] }], request: req('/u/12/x'), expect: { status: 404 } },
   { name: 'regex path full match', routes: [{ matches: [{ path: { kind: 'regex', value: '/u/[0-9]+' } }], destinations: [] }], request: req('/u/12'), expect: { routeIndex: 0 } },
-  { name: 'method match', routes: [{ matches: [{ method: { kind: 'exact', value: 'POST' } }], destinations: [{ subset: 'v1', weight: 1 }] }, { matches: [], destinations: [{ subset: 'v2', weight: 1 }] }], request: req('/', 'POST'), expect: { subset: 'v1', routeIndex: 0 } },
-  { name: 'method miss falls to next route', routes: [{ matches: [{ method: { kind: 'exact', value: 'POST' } }], destinations: [{ subset: 'v1', weight: 1 }] }, { matches: [], destinations: [{ subset: 'v2', weight: 1 }] }], request: req('/', 'GET'), expect: { subset: 'v2', routeIndex: 1 } },
-  { name: 'header exact', routes: [{ matches: [{ headers: { 'x-canary': { kind: 'exact', value: 'yes' } } }], destinations: [{ subset: 'v2', weight: 1 }] }, { matches: [], destinations: [{ subset: 'v1', weight: 1 }] }], request: req('/', 'GET', { 'x-canary': 'yes' }), expect: { subset: 'v2' } },
-  { name: 'missing header does not match', routes: [{ matches: [{ headers: { 'x-canary': { kind: 'prefix', value: '' } } }], destinations: [{ subset: 'v2', weight: 1 }] }, { matches: [], destinations: [{ subset: 'v1', weight: 1 }] }], request: req('/'), expect: { subset: 'v1' } },
-  { name: 'all fields of one match must hold', routes: [{ matches: [{ path: { kind: 'prefix', value: '/a' }, method: { kind: 'exact', value: 'PUT' } }], destinations: [] }], request: req('/a', 'GET'), expect: { status: 404 } },
-  { name: 'matches are OR-ed', routes: [{ matches: [{ path: { kind: 'exact', value: '/x' } }, { method: { kind: 'exact', value: 'GET' } }], destinations: [] }], request: req('/a', 'GET'), expect: { routeIndex: 0 } },
-  { name: 'port match', routes: [{ matches: [{ port: 81 }], destinations: [{ subset: 'v1', weight: 1 }] }, { matches: [], destinations: [{ subset: 'v2', weight: 1 }] }], port: 81, expect: { subset: 'v1', targetPort: 9090, maxRequests: 7 } },
+  {
+    name: 'method match',
+    routes: [
+      { matches: [{ method: { kind: 'exact', value: 'POST' } }], destinations: [{ subset: 'v1', weight: 1 }] },
+      { matches: [], destinations: [{ subset: 'v2', weight: 1 }] },
+    ],
+    request: req('/', 'POST'),
+    expect: { subset: 'v1', routeIndex: 0 },
+  },
+  {
+    name: 'method miss falls to next route',
+    routes: [
+      { matches: [{ method: { kind: 'exact', value: 'POST' } }], destinations: [{ subset: 'v1', weight: 1 }] },
+      { matches: [], destinations: [{ subset: 'v2', weight: 1 }] },
+    ],
+    request: req('/', 'GET'),
+    expect: { subset: 'v2', routeIndex: 1 },
+  },
+  {
+    name: 'header exact',
+    routes: [
+      { matches: [{ headers: { 'x-canary': { kind: 'exact', value: 'yes' } } }], destinations: [{ subset: 'v2', weight: 1 }] },
+      { matches: [], destinations: [{ subset: 'v1', weight: 1 }] },
+    ],
+    request: req('/', 'GET', { 'x-canary': 'yes' }),
+    expect: { subset: 'v2' },
+  },
+  {
+    name: 'missing header does not match',
+    routes: [
+      { matches: [{ headers: { 'x-canary': { kind: 'prefix', value: '' } } }], destinations: [{ subset: 'v2', weight: 1 }] },
+      { matches: [], destinations: [{ subset: 'v1', weight: 1 }] },
+    ],
+    request: req('/'),
+    expect: { subset: 'v1' },
+  },
+  {
+    name: 'all fields of one match must hold',
+    routes: [{ matches: [{ path: { kind: 'prefix', value: '/a' }, method: { kind: 'exact', value: 'PUT' } }], destinations: [] }],
+    request: req('/a', 'GET'),
+    expect: { status: 404 },
+  },
+  {
+    name: 'matches are OR-ed',
+    routes: [{ matches: [{ path: { kind: 'exact', value: '/x' } }, { method: { kind: 'exact', value: 'GET' } }], destinations: [] }],
+    request: req('/a', 'GET'),
+    expect: { routeIndex: 0 },
+  },
+  {
+    name: 'port match',
+    routes: [
+      { matches: [{ port: 81 }], destinations: [{ subset: 'v1', weight: 1 }] },
+      { matches: [], destinations: [{ subset: 'v2', weight: 1 }] },
+    ],
+    port: 81,
+    expect: { subset: 'v1', targetPort: 9090, maxRequests: 7 },
+  },
   { name: 'port-level settings apply without subset', routes: [], port: 81, expect: { maxRequests: 3, targetPort: 9090 } },
-  { name: 'weighted 90/10, low draw → first', routes: [{ matches: [], destinations: [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }] }], random: 0.5, expect: { subset: 'v1' } },
-  { name: 'weighted 90/10, high draw → second', routes: [{ matches: [], destinations: [{ subset: 'v1', weight: 90 }, { subset: 'v2', weight: 10 }] }], random: 0.95, expect: { subset: 'v2' } },
+  {
+    name: 'weighted 90/10, low draw → first',
+    routes: [
+      {
+        matches: [],
+        destinations: [
+          { subset: 'v1', weight: 90 },
+          { subset: 'v2', weight: 10 },
+        ],
+      },
+    ],
+    random: 0.5,
+    expect: { subset: 'v1' },
+  },
+  {
+    name: 'weighted 90/10, high draw → second',
+    routes: [
+      {
+        matches: [],
+        destinations: [
+          { subset: 'v1', weight: 90 },
+          { subset: 'v2', weight: 10 },
+        ],
+      },
+    ],
+    random: 0.95,
+    expect: { subset: 'v2' },
+  },
   { name: 'all weights zero → 503', routes: [{ matches: [], destinations: [{ subset: 'v1', weight: 0 }] }], expect: { status: 503 } },
   { name: 'unknown subset → 503', routes: [{ matches: [], destinations: [{ subset: 'v9', weight: 1 }] }], expect: { status: 503 } },
   { name: 'empty subset → 503', routes: [{ matches: [], destinations: [{ subset: 'empty', weight: 1 }] }], expect: { status: 503 } },
@@ -101,7 +196,16 @@ describe('routeRequest', () => {
 
   it('chooseDestination splits by weight over a uniform grid', () => {
     const counts = { a: 0, b: 0 };
-    for (let i = 0; i < 1000; i++) counts[chooseDestination([{ subset: 'a', weight: 90 }, { subset: 'b', weight: 10 }], i / 1000)!.subset as 'a' | 'b']++;
+    for (let i = 0; i < 1000; i++)
+      counts[
+        chooseDestination(
+          [
+            { subset: 'a', weight: 90 },
+            { subset: 'b', weight: 10 },
+          ],
+          i / 1000,
+        )!.subset as 'a' | 'b'
+      ]++;
     expect(counts).toEqual({ a: 900, b: 100 });
   });
 });
@@ -174,7 +278,10 @@ describe('CircuitBreaker', () => {
 describe('OutlierDetector (fake clock)', () => {
   it('ejects after consecutive 5xx, returns after base time, doubles on the second ejection, capped', () => {
     let now = 0;
-    const o = new OutlierDetector({ consecutiveServerErrors: 3, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 1000, maxEjectionTimeMs: 1500, maxEjectionPercent: 100, intervalMs: 100_000 }, () => now);
+    const o = new OutlierDetector(
+      { consecutiveServerErrors: 3, consecutiveGatewayErrors: 0, baseEjectionTimeMs: 1000, maxEjectionTimeMs: 1500, maxEjectionPercent: 100, intervalMs: 100_000 },
+      () => now,
+    );
     expect(o.record('a', 'server_error', 4)).toBe(false);
     expect(o.record('a', 'server_error', 4)).toBe(false);
     expect(o.record('a', 'server_error', 4)).toBe(true);

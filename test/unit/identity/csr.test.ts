@@ -262,8 +262,8 @@ describe('module weight', () => {
   it('loading remote-ca loads neither @peculiar/x509 (nor tsyringe, the asn1 schema modules, the reflect polyfill) nor the in-process CA', async () => {
     const script = [
       "require('./agent/identity/remote-ca.ts');",
-      "const heavy = Object.keys(require.cache).filter((k) => /peculiar|tsyringe|asn1|reflect-polyfill|identity[\\/]ca\\.ts$/.test(k));",
-      "process.stdout.write(JSON.stringify({ total: Object.keys(require.cache).length, heavy }));",
+      'const heavy = Object.keys(require.cache).filter((k) => /peculiar|tsyringe|asn1|reflect-polyfill|identity[\\/]ca\\.ts$/.test(k));',
+      'process.stdout.write(JSON.stringify({ total: Object.keys(require.cache).length, heavy }));',
     ].join('\n');
     const out = await new Promise<string>((resolve, reject) => {
       execFile(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: join(__dirname, '../../..'), timeout: 30_000 }, (err, stdout, stderr) =>

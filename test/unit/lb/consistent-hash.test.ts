@@ -21,7 +21,13 @@ describe('affinity key', () => {
     { hashOn: [{ type: 'query_parameter', name: 'enc' }], want: 'q:a b' },
     { hashOn: [{ type: 'query_parameter', name: 'bad' }], want: 'q:%zz' },
     { hashOn: [{ type: 'header', name: 'x-missing' }, { type: 'source_ip' }], want: 'ip:10.1.2.3' },
-    { hashOn: [{ type: 'header', name: 'x-empty' }, { type: 'cookie', name: 'empty' }], want: undefined },
+    {
+      hashOn: [
+        { type: 'header', name: 'x-empty' },
+        { type: 'cookie', name: 'empty' },
+      ],
+      want: undefined,
+    },
     { hashOn: [{ type: 'cookie', name: 'missing' }], want: undefined },
     { hashOn: [], want: undefined },
   ])('$hashOn → $want', ({ hashOn, want }) => {

@@ -40,21 +40,87 @@ describe('localityTier', () => {
 
 describe('tierLoads (Envoy priority levels, overprovisioning 1.4)', () => {
   it.each([
-    { name: 'healthy first tier takes everything', tiers: [[10, 10], [10, 10]], want: [1, 0] },
-    { name: 'at 1/1.4 healthy the first tier still takes everything', tiers: [[5, 7], [10, 10]], want: [1, 0] },
-    { name: '50% healthy: 70% stays, 30% spills over', tiers: [[5, 10], [10, 10]], want: [0.7, 0.3] },
-    { name: 'empty first tier', tiers: [[0, 0], [4, 4]], want: [0, 1] },
-    { name: 'all ejected in the first tier', tiers: [[0, 3], [2, 2], [9, 9]], want: [0, 1, 0] },
-    { name: 'spill passes over an empty middle tier', tiers: [[1, 4], [0, 0], [5, 5]], want: [0.35, 0, 0.65] },
-    { name: 'too little health overall: scaled up to sum to 1', tiers: [[2, 10], [1, 10]], want: [0.28 / 0.42, 0.14 / 0.42] },
-    { name: 'nothing usable', tiers: [[0, 3], [0, 0]], want: [0, 0] },
+    {
+      name: 'healthy first tier takes everything',
+      tiers: [
+        [10, 10],
+        [10, 10],
+      ],
+      want: [1, 0],
+    },
+    {
+      name: 'at 1/1.4 healthy the first tier still takes everything',
+      tiers: [
+        [5, 7],
+        [10, 10],
+      ],
+      want: [1, 0],
+    },
+    {
+      name: '50% healthy: 70% stays, 30% spills over',
+      tiers: [
+        [5, 10],
+        [10, 10],
+      ],
+      want: [0.7, 0.3],
+    },
+    {
+      name: 'empty first tier',
+      tiers: [
+        [0, 0],
+        [4, 4],
+      ],
+      want: [0, 1],
+    },
+    {
+      name: 'all ejected in the first tier',
+      tiers: [
+        [0, 3],
+        [2, 2],
+        [9, 9],
+      ],
+      want: [0, 1, 0],
+    },
+    {
+      name: 'spill passes over an empty middle tier',
+      tiers: [
+        [1, 4],
+        [0, 0],
+        [5, 5],
+      ],
+      want: [0.35, 0, 0.65],
+    },
+    {
+      name: 'too little health overall: scaled up to sum to 1',
+      tiers: [
+        [2, 10],
+        [1, 10],
+      ],
+      want: [0.28 / 0.42, 0.14 / 0.42],
+    },
+    {
+      name: 'nothing usable',
+      tiers: [
+        [0, 3],
+        [0, 0],
+      ],
+      want: [0, 0],
+    },
   ])('$name', ({ tiers, want }) => {
     const got = tierLoads(tiers.map(([usable, total]) => ({ usable: usable!, total: total! })));
     expect(got).toHaveLength(want.length);
     got.forEach((g, i) => expect(g).toBeCloseTo(want[i]!, 9));
   });
   it('factor 1 means health is taken literally', () => {
-    expect(tierLoads([{ usable: 5, total: 10 }, { usable: 1, total: 1 }], 1)).toEqual([0.5, 0.5]);
+    expect(
+      tierLoads(
+        [
+          { usable: 5, total: 10 },
+          { usable: 1, total: 1 },
+        ],
+        1,
+      ),
+    ).toEqual([0.5, 0.5]);
   });
 });
 
@@ -64,8 +130,7 @@ const west = (n: string, extra: Partial<TestEndpoint> = {}) => ep(n, { locality:
 const rr = (e: readonly TestEndpoint[]) => new WeightedRoundRobinPicker(e, () => 0);
 
 describe('LocalityFailoverPicker', () => {
-  const build = (endpoints: TestEndpoint[], pref: LocalityPreference = {}, seed = 1) =>
-    new LocalityFailoverPicker(endpoints, { local: here, random: seeded(seed), inner: rr, ...pref });
+  const build = (endpoints: TestEndpoint[], pref: LocalityPreference = {}, seed = 1) => new LocalityFailoverPicker(endpoints, { local: here, random: seeded(seed), inner: rr, ...pref });
 
   it('prefers the same zone while it is healthy', () => {
     const c = counts(picks(build([zoneA('a1'), zoneA('a2'), zoneB('b1'), west('w1')]), 10_000));

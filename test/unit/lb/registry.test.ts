@@ -3,16 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { EndpointLoadTracker } from '../../../agent/lb/load';
 import { FailingPicker, type PickRequest } from '../../../agent/lb/picker';
 import { lbPolicyFromSettings } from '../../../agent/lb/policy';
-import {
-  createPicker,
-  defaultRegistry,
-  LoadBalancerRegistry,
-  PickerCache,
-  registerBuiltinLoadBalancers,
-  registerLoadBalancer,
-  type LbContext,
-  type LbPolicy,
-} from '../../../agent/lb/registry';
+import { createPicker, defaultRegistry, LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, registerLoadBalancer, type LbContext, type LbPolicy } from '../../../agent/lb/registry';
 import { counts, ep, loc, picks, seeded } from './fixtures';
 
 const builtins = (): LoadBalancerRegistry => {
@@ -68,7 +59,9 @@ describe('LoadBalancerRegistry', () => {
     { policy: { type: 'locality_failover', inner: { type: 'locality_failover', inner: { type: 'random' } } }, ctx: {}, reason: /inner cannot be locality_failover/ },
     { policy: { type: 'locality_failover', inner: { type: 'nope' } }, ctx: {}, reason: /"nope" is not registered/ },
   ])('rejects $policy.type with a reason instead of throwing', ({ policy, ctx: c, reason }) => {
-    const r = builtins().create(policy, [ep('a')], c).pick();
+    const r = builtins()
+      .create(policy, [ep('a')], c)
+      .pick();
     expect(r.kind).toBe('transient_failure');
     expect(r.kind === 'transient_failure' && r.reason).toMatch(reason);
   });

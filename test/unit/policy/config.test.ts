@@ -20,7 +20,12 @@ const bad: Array<[string, string, string, RegExp]> = [
   ['empty principal', 'spec: {rules: [{from: [{source: {principals: [""]}}]}]}', 'spec.rules[0].from[0].source.principals[0]', /empty value not allowed/],
   ['empty namespace', 'spec: {rules: [{from: [{source: {namespaces: [a, ""]}}]}]}', 'spec.rules[0].from[0].source.namespaces[1]', /empty value not allowed/],
   ['malformed CIDR', 'spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.0/33]}}]}]}', 'spec.rules[0].from[0].source.ipBlocks[0]', /expected an IP address or CIDR/],
-  ['CIDR prefix length with a leading zero (Go netip.ParsePrefix refuses it)', 'spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.0/08]}}]}]}', 'spec.rules[0].from[0].source.ipBlocks[0]', /expected an IP address or CIDR/],
+  [
+    'CIDR prefix length with a leading zero (Go netip.ParsePrefix refuses it)',
+    'spec: {rules: [{from: [{source: {ipBlocks: [10.0.0.0/08]}}]}]}',
+    'spec.rules[0].from[0].source.ipBlocks[0]',
+    /expected an IP address or CIDR/,
+  ],
   ['malformed IP', 'spec: {rules: [{from: [{source: {notIpBlocks: [10.0.0.300]}}]}]}', 'spec.rules[0].from[0].source.notIpBlocks[0]', /expected an IP address or CIDR/],
   ['malformed port', 'spec: {rules: [{to: [{operation: {ports: ["80a"]}}]}]}', 'spec.rules[0].to[0].operation.ports[0]', /expected a port number/],
   ['port out of range', 'spec: {rules: [{to: [{operation: {notPorts: ["70000"]}}]}]}', 'spec.rules[0].to[0].operation.notPorts[0]', /expected a port number/],

@@ -93,7 +93,11 @@ const cases: Case[] = [
   { name: 'notPorts passes', policies: [ALLOW([to({ notPorts: ['9090'] })])], expect: true },
   // ---- L7 at an L4 port: fail closed ----
   { name: 'L4: ALLOW with methods never matches', policies: [ALLOW([to({ methods: ['GET'] })])], expect: 'no_allow_match' },
-  { name: 'L4: ALLOW rule mixing ports and paths never matches (whole rule dropped)', policies: [ALLOW([{ to: [{ operation: { ports: ['8080'] } }, { operation: { paths: ['/x'] } }] }])], expect: 'no_allow_match' },
+  {
+    name: 'L4: ALLOW rule mixing ports and paths never matches (whole rule dropped)',
+    policies: [ALLOW([{ to: [{ operation: { ports: ['8080'] } }, { operation: { paths: ['/x'] } }] }])],
+    expect: 'no_allow_match',
+  },
   { name: 'L4: another ALLOW rule without L7 still matches', policies: [ALLOW([to({ paths: ['/x'] }), to({ ports: ['8080'] })])], expect: true },
   { name: 'L4: DENY with methods matches (L7 part ignored)', policies: [DENY([to({ methods: ['POST'] })])], expect: 'deny_policy', policy: 'default/deny' },
   { name: 'L4: DENY with notPaths matches', policies: [DENY([to({ notPaths: ['/healthz'] })])], expect: 'deny_policy' },
@@ -110,22 +114,62 @@ const cases: Case[] = [
   { name: 'HTTP: paths mismatch', policies: [ALLOW([to({ paths: ['/admin*'] })])], req: { http: GET() }, expect: 'no_allow_match' },
   { name: 'HTTP: DENY notPaths lets the listed path through', policies: [DENY([to({ notPaths: ['/api/*'] })])], req: { http: GET() }, expect: true },
   { name: 'HTTP: DENY notPaths denies the others', policies: [DENY([to({ notPaths: ['/public/*'] })])], req: { http: GET() }, expect: 'deny_policy' },
-  { name: 'HTTP: hosts exact is case-insensitive', policies: [ALLOW([to({ hosts: ['WEB.default.svc.cluster.local'] })])], req: { http: GET('/', { host: 'web.Default.svc.cluster.local' }) }, expect: true },
+  {
+    name: 'HTTP: hosts exact is case-insensitive',
+    policies: [ALLOW([to({ hosts: ['WEB.default.svc.cluster.local'] })])],
+    req: { http: GET('/', { host: 'web.Default.svc.cluster.local' }) },
+    expect: true,
+  },
   // Istio matches the whole Host value: an exact entry without a port does not match host:port.
-  { name: 'HTTP: hosts exact does not match host:port', policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local'] })])], req: { http: GET('/', { host: 'web.default.svc.cluster.local:8080' }) }, expect: 'no_allow_match' },
-  { name: 'HTTP: hosts exact with the port matches host:port', policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local:8080'] })])], req: { http: GET('/', { host: 'web.default.svc.cluster.local:8080' }) }, expect: true },
-  { name: 'HTTP: hosts host:* prefix matches any port', policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local:*'] })])], req: { http: GET('/', { host: 'WEB.default.svc.cluster.local:8080' }) }, expect: true },
+  {
+    name: 'HTTP: hosts exact does not match host:port',
+    policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local'] })])],
+    req: { http: GET('/', { host: 'web.default.svc.cluster.local:8080' }) },
+    expect: 'no_allow_match',
+  },
+  {
+    name: 'HTTP: hosts exact with the port matches host:port',
+    policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local:8080'] })])],
+    req: { http: GET('/', { host: 'web.default.svc.cluster.local:8080' }) },
+    expect: true,
+  },
+  {
+    name: 'HTTP: hosts host:* prefix matches any port',
+    policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local:*'] })])],
+    req: { http: GET('/', { host: 'WEB.default.svc.cluster.local:8080' }) },
+    expect: true,
+  },
   { name: 'HTTP: hosts host:* prefix does not match the bare host', policies: [ALLOW([to({ hosts: ['web.default.svc.cluster.local:*'] })])], req: { http: GET() }, expect: 'no_allow_match' },
-  { name: 'HTTP: DENY hosts exact leaves host:port alone', policies: [DENY([to({ hosts: ['web.default.svc.cluster.local'] })])], req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) }, expect: true },
-  { name: 'HTTP: DENY notHosts exact denies host:port', policies: [DENY([to({ notHosts: ['web.default.svc.cluster.local'] })])], req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) }, expect: 'deny_policy' },
+  {
+    name: 'HTTP: DENY hosts exact leaves host:port alone',
+    policies: [DENY([to({ hosts: ['web.default.svc.cluster.local'] })])],
+    req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) },
+    expect: true,
+  },
+  {
+    name: 'HTTP: DENY notHosts exact denies host:port',
+    policies: [DENY([to({ notHosts: ['web.default.svc.cluster.local'] })])],
+    req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) },
+    expect: 'deny_policy',
+  },
   { name: 'HTTP: hosts *suffix', policies: [ALLOW([to({ hosts: ['*.svc.cluster.local'] })])], req: { http: GET() }, expect: true },
-  { name: 'HTTP: hosts *suffix is case-insensitive and sees the port', policies: [ALLOW([to({ hosts: ['*.SVC.cluster.local'] })])], req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) }, expect: 'no_allow_match' },
+  {
+    name: 'HTTP: hosts *suffix is case-insensitive and sees the port',
+    policies: [ALLOW([to({ hosts: ['*.SVC.cluster.local'] })])],
+    req: { http: GET('/', { host: 'web.default.svc.cluster.local:80' }) },
+    expect: 'no_allow_match',
+  },
   { name: 'HTTP: hosts prefix* matches host:port', policies: [ALLOW([to({ hosts: ['WEB.*'] })])], req: { http: GET('/', { host: 'web.default:80' }) }, expect: true },
   { name: 'HTTP: hosts * matches any host', policies: [ALLOW([to({ hosts: ['*'] })])], req: { http: GET('/', { host: 'anything:1' }) }, expect: true },
   { name: 'HTTP: notHosts', policies: [ALLOW([to({ notHosts: ['web.*'] })])], req: { http: GET() }, expect: 'no_allow_match' },
   { name: 'HTTP: header condition values', policies: [ALLOW([when('request.headers[X-User]', ['alice', 'bob'])])], req: { http: GET('/', { headers: { 'x-user': 'bob' } }) }, expect: true },
   { name: 'HTTP: header condition absent header', policies: [ALLOW([when('request.headers[x-user]', ['*'])])], req: { http: GET() }, expect: 'no_allow_match' },
-  { name: 'HTTP: header condition notValues', policies: [ALLOW([when('request.headers[x-user]', undefined, ['mallory'])])], req: { http: GET('/', { headers: { 'x-user': 'mallory' } }) }, expect: 'no_allow_match' },
+  {
+    name: 'HTTP: header condition notValues',
+    policies: [ALLOW([when('request.headers[x-user]', undefined, ['mallory'])])],
+    req: { http: GET('/', { headers: { 'x-user': 'mallory' } }) },
+    expect: 'no_allow_match',
+  },
   { name: 'HTTP: requestPrincipals never match without JWT', policies: [ALLOW([from({ requestPrincipals: ['*'] })])], req: { http: GET() }, expect: 'no_allow_match' },
   { name: 'HTTP: remoteIpBlocks uses the source IP', policies: [ALLOW([from({ remoteIpBlocks: ['10.1.0.0/16'] })])], req: { http: GET() }, expect: true },
   // ---- when (L4 keys) ----
@@ -135,7 +179,20 @@ const cases: Case[] = [
   { name: 'when source.principal', policies: [ALLOW([when('source.principal', [`${TD}/ns/prod/*`])])], expect: 'no_allow_match' },
   { name: 'when destination.ip', policies: [ALLOW([when('destination.ip', ['10.2.0.0/24'])])], expect: true },
   { name: 'when destination.port', policies: [ALLOW([when('destination.port', ['8080'])])], expect: true },
-  { name: 'when conditions are AND-ed', policies: [ALLOW([{ when: [{ key: 'destination.port', values: ['8080'] }, { key: 'source.namespace', values: ['prod'] }] }])], expect: 'no_allow_match' },
+  {
+    name: 'when conditions are AND-ed',
+    policies: [
+      ALLOW([
+        {
+          when: [
+            { key: 'destination.port', values: ['8080'] },
+            { key: 'source.namespace', values: ['prod'] },
+          ],
+        },
+      ]),
+    ],
+    expect: 'no_allow_match',
+  },
   // ---- combinations ----
   { name: 'from AND to: both hold', policies: [ALLOW([{ ...from({ namespaces: ['default'] }), ...to({ ports: ['8080'] }) }])], expect: true },
   { name: 'from AND to: to fails', policies: [ALLOW([{ ...from({ namespaces: ['default'] }), ...to({ ports: ['1'] }) }])], expect: 'no_allow_match' },
@@ -155,7 +212,13 @@ const cases: Case[] = [
   { name: 'selector policy applies to the selected workload', policies: [{ name: 'sel', selector: { app: 'web' } }], expect: 'no_allow_match' },
   { name: 'selector policy ignores other workloads', policies: [{ name: 'sel', selector: { app: 'other' } }], expect: true },
   { name: 'namespace policy does not reach another namespace', policies: [{ name: 'nothing', ns: 'default' }], target: DB, expect: true },
-  { name: 'root-namespace policy applies mesh-wide', policies: [{ name: 'mesh', ns: 'istio-system', action: 'DENY', rules: [from({ namespaces: ['default'] })] }], target: DB, expect: 'deny_policy', policy: 'istio-system/mesh' },
+  {
+    name: 'root-namespace policy applies mesh-wide',
+    policies: [{ name: 'mesh', ns: 'istio-system', action: 'DENY', rules: [from({ namespaces: ['default'] })] }],
+    target: DB,
+    expect: 'deny_policy',
+    policy: 'istio-system/mesh',
+  },
   { name: 'root-namespace selector policy selects across namespaces', policies: [{ name: 'dbs', ns: 'istio-system', selector: { app: 'db' } }], target: DB, expect: 'no_allow_match' },
   { name: 'selector in another (non-root) namespace does not apply', policies: [{ name: 'dbs', ns: 'default', selector: { app: 'db' } }], target: DB, expect: true },
 ];

@@ -67,8 +67,16 @@ describe('PeerAuthentication', () => {
   it.each([
     ['mesh STRICT', pa('istio-system', 'default', '{mtls: {mode: STRICT}}'), { a: 'STRICT', c: 'STRICT' }],
     ['mesh STRICT, namespace PERMISSIVE', pa('istio-system', 'default', '{mtls: {mode: STRICT}}') + pa('ns1', 'ns', '{mtls: {mode: PERMISSIVE}}'), { a: 'PERMISSIVE', c: 'STRICT' }],
-    ['namespace STRICT, UNSET workload inherits', pa('ns1', 'ns', '{mtls: {mode: STRICT}}') + pa('ns1', 'wl', '{selector: {matchLabels: {app: a}}, mtls: {mode: UNSET}}'), { a: 'STRICT', c: 'PERMISSIVE' }],
-    ['namespace STRICT, workload PERMISSIVE wins', pa('ns1', 'ns', '{mtls: {mode: STRICT}}') + pa('ns1', 'wl', '{selector: {matchLabels: {app: a}}, mtls: {mode: PERMISSIVE}}'), { a: 'PERMISSIVE', b: 'STRICT' }],
+    [
+      'namespace STRICT, UNSET workload inherits',
+      pa('ns1', 'ns', '{mtls: {mode: STRICT}}') + pa('ns1', 'wl', '{selector: {matchLabels: {app: a}}, mtls: {mode: UNSET}}'),
+      { a: 'STRICT', c: 'PERMISSIVE' },
+    ],
+    [
+      'namespace STRICT, workload PERMISSIVE wins',
+      pa('ns1', 'ns', '{mtls: {mode: STRICT}}') + pa('ns1', 'wl', '{selector: {matchLabels: {app: a}}, mtls: {mode: PERMISSIVE}}'),
+      { a: 'PERMISSIVE', b: 'STRICT' },
+    ],
     ['DISABLE behaves as PERMISSIVE', pa('istio-system', 'default', '{mtls: {mode: STRICT}}') + pa('ns1', 'ns', '{mtls: {mode: DISABLE}}'), { a: 'PERMISSIVE', c: 'STRICT' }],
     ['v1beta1 accepted', pa('ns1', 'ns', '{mtls: {mode: STRICT}}', 'security.istio.io/v1beta1'), { a: 'STRICT' }],
   ])('%s', (_title, yaml, want: Record<string, string>) => {
@@ -83,9 +91,7 @@ describe('PeerAuthentication', () => {
     expect(problems).toEqual([]);
     const converted = snap.authorizationPolicies!.find((p) => p.name === 'converted_peer_authentication_wl')!;
     expect(converted).toMatchObject({ namespace: 'ns1', action: 'DENY', scope: 'workloadSelector' });
-    expect(converted.rules).toEqual([
-      { clauses: [{ matches: [{ notPrincipals: [{ kind: 'presence' }] }] }, { matches: [{ notDestinationPorts: [9090] }] }] },
-    ]);
+    expect(converted.rules).toEqual([{ clauses: [{ matches: [{ notPrincipals: [{ kind: 'presence' }] }] }, { matches: [{ notDestinationPorts: [9090] }] }] }]);
     expect(snap.workloads.get('ns1/a')!.authorizationPolicies).toEqual(['ns1/converted_peer_authentication_wl']);
     expect(snap.workloads.get('ns1/b')!.authorizationPolicies).toEqual([]);
     expect(modeOf(snap, A, 8080)).toBe('STRICT');

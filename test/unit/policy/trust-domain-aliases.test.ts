@@ -67,7 +67,12 @@ describe('evaluate with trust-domain aliases', () => {
     const p = allowPrincipals(['old.td/ns/default/sa/sleep']);
     let aliases: string[] = [];
     const authorize = createAuthorizer({ state: { snapshot: () => ({ authorizationPolicies: [p], trustDomain: 'new.td' }) }, trustDomainAliases: () => aliases });
-    const input = { sourceIdentity: 'spiffe://new.td/ns/default/sa/sleep', sourceIp: '10.1.0.5', destination: { ip: '10.2.0.7', port: 8080 }, destinationWorkload: { namespace: 'default', labels: {} } };
+    const input = {
+      sourceIdentity: 'spiffe://new.td/ns/default/sa/sleep',
+      sourceIp: '10.1.0.5',
+      destination: { ip: '10.2.0.7', port: 8080 },
+      destinationWorkload: { namespace: 'default', labels: {} },
+    };
     expect(authorize.decide(input).allow).toBe(false);
     aliases = ['old.td'];
     expect(authorize.decide(input).allow).toBe(true);

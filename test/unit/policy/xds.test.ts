@@ -141,11 +141,31 @@ describe('AuthorizationPolicy: control encode → agent decode', () => {
   const badCases: Array<[string, Authorization, string]> = [
     ['unknown action', { ...good, action: 7 as never }, 'Authorization default/p: action: expected ALLOW, DENY or SMESH_AUDIT, got 7 (CUSTOM and unknown actions are not supported)'],
     ['DENY without groups', { ...good, action: 'DENY', groups: [] }, 'Authorization default/p: groups: a DENY policy needs at least one group (DENY without rules is invalid)'],
-    ['empty principal', { ...good, groups: [{ rules: [{ matches: [{ principals: [{ exact: '' }] }] }] }] }, 'Authorization default/p: groups[0].rules[0].matches[0].principals[0].exact: empty value not allowed'],
-    ['empty namespace', { ...good, groups: [{ rules: [{ matches: [{ notNamespaces: [{ exact: '' }] }] }] }] }, 'Authorization default/p: groups[0].rules[0].matches[0].not_namespaces[0].exact: empty value not allowed'],
-    ['bad CIDR bytes', { ...good, groups: [{ rules: [{ matches: [{ sourceIps: [{ address: Buffer.from([10, 0, 0]), length: 8 }] }] }] }] }, 'Authorization default/p: groups[0].rules[0].matches[0].source_ips[0].address: expected 4 or 16 bytes, got 3'],
-    ['bad CIDR length', { ...good, groups: [{ rules: [{ matches: [{ sourceIps: [{ address: Buffer.from([10, 0, 0, 0]), length: 33 }] }] }] }] }, 'Authorization default/p: groups[0].rules[0].matches[0].source_ips[0].length: expected a prefix length 0-32, got 33'],
-    ['bad port', { ...good, groups: [{ rules: [{ matches: [{ destinationPorts: [70000] }] }] }] }, 'Authorization default/p: groups[0].rules[0].matches[0].destination_ports[0]: expected a port 0-65535, got 70000'],
+    [
+      'empty principal',
+      { ...good, groups: [{ rules: [{ matches: [{ principals: [{ exact: '' }] }] }] }] },
+      'Authorization default/p: groups[0].rules[0].matches[0].principals[0].exact: empty value not allowed',
+    ],
+    [
+      'empty namespace',
+      { ...good, groups: [{ rules: [{ matches: [{ notNamespaces: [{ exact: '' }] }] }] }] },
+      'Authorization default/p: groups[0].rules[0].matches[0].not_namespaces[0].exact: empty value not allowed',
+    ],
+    [
+      'bad CIDR bytes',
+      { ...good, groups: [{ rules: [{ matches: [{ sourceIps: [{ address: Buffer.from([10, 0, 0]), length: 8 }] }] }] }] },
+      'Authorization default/p: groups[0].rules[0].matches[0].source_ips[0].address: expected 4 or 16 bytes, got 3',
+    ],
+    [
+      'bad CIDR length',
+      { ...good, groups: [{ rules: [{ matches: [{ sourceIps: [{ address: Buffer.from([10, 0, 0, 0]), length: 33 }] }] }] }] },
+      'Authorization default/p: groups[0].rules[0].matches[0].source_ips[0].length: expected a prefix length 0-32, got 33',
+    ],
+    [
+      'bad port',
+      { ...good, groups: [{ rules: [{ matches: [{ destinationPorts: [70000] }] }] }] },
+      'Authorization default/p: groups[0].rules[0].matches[0].destination_ports[0]: expected a port 0-65535, got 70000',
+    ],
     ['name mismatch', { ...good, name: 'q' }, 'Authorization default/p: name: expected the resource name "default/p" to be "<namespace>/<name>" = "default/q"'],
   ];
   for (const [name, a, error] of badCases) {

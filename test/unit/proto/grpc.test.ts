@@ -73,9 +73,7 @@ describe('proto: gRPC services over 127.0.0.1', () => {
     server = new grpc.Server();
     server.addService(protos.adsService, ads);
     server.addService(protos.certificateService, ca);
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
     target = `127.0.0.1:${port}`;
   });
 
@@ -177,9 +175,7 @@ describe('proto: gRPC services over 127.0.0.1', () => {
       expect(viaPath?.certChain).toEqual(['leaf for 3600s', 'root']);
 
       const rejected = await new Promise<grpc.ServiceError>((resolve, reject) =>
-        client.CreateCertificate({ csr: 'junk' }, { deadline: deadline() }, (err) =>
-          err ? resolve(err) : reject(new Error('expected INVALID_ARGUMENT')),
-        ),
+        client.CreateCertificate({ csr: 'junk' }, { deadline: deadline() }, (err) => (err ? resolve(err) : reject(new Error('expected INVALID_ARGUMENT')))),
       );
       expect(rejected.code).toBe(grpc.status.INVALID_ARGUMENT);
     } finally {

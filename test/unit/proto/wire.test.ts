@@ -216,13 +216,7 @@ describe('proto: istio.security', () => {
       ...bytes(9, [...varint(5432), ...varint(8080)]), // packed
       ...bytes(11, [...str(1, 'prod'), ...str(2, 'api')]),
     ];
-    const expected = [
-      ...str(1, 'deny-db'),
-      ...str(2, 'prod'),
-      ...int(3, 2),
-      ...int(4, 1),
-      ...bytes(5, bytes(1, bytes(2, match))),
-    ];
+    const expected = [...str(1, 'deny-db'), ...str(2, 'prod'), ...int(3, 2), ...int(4, 1), ...bytes(5, bytes(1, bytes(2, match)))];
     expect(hex(encoded)).toBe(hex(expected));
 
     const decoded = codecs.authorization.decode(encoded);
@@ -284,20 +278,8 @@ describe('proto: envoy.service.discovery.v3', () => {
       nonce: 'abc',
       removedResources: ['old'],
     });
-    const resource = [
-      ...str(1, '7'),
-      ...bytes(2, [...str(1, address.type_url), ...bytes(2, address.value)]),
-      ...str(3, 'w'),
-      ...str(4, 'default/10.0.0.1'),
-      ...bytes(6, int(1, 30)),
-    ];
-    const expected = [
-      ...str(1, 'v9'),
-      ...bytes(2, resource),
-      ...str(4, TYPE_URL.address),
-      ...str(5, 'abc'),
-      ...str(6, 'old'),
-    ];
+    const resource = [...str(1, '7'), ...bytes(2, [...str(1, address.type_url), ...bytes(2, address.value)]), ...str(3, 'w'), ...str(4, 'default/10.0.0.1'), ...bytes(6, int(1, 30))];
+    const expected = [...str(1, 'v9'), ...bytes(2, resource), ...str(4, TYPE_URL.address), ...str(5, 'abc'), ...str(6, 'old')];
     expect(hex(encoded)).toBe(hex(expected));
 
     const decoded = codecs.deltaDiscoveryResponse.decode(encoded);
@@ -330,11 +312,7 @@ describe('proto: istio.v1.auth', () => {
       validityDuration: 86400,
       metadata: { fields: { ClusterID: { stringValue: 'c1' } } },
     });
-    const expected = [
-      ...str(1, 'PEM'),
-      ...int(3, 86400),
-      ...bytes(4, bytes(1, [...str(1, 'ClusterID'), ...bytes(2, str(3, 'c1'))])),
-    ];
+    const expected = [...str(1, 'PEM'), ...int(3, 86400), ...bytes(4, bytes(1, [...str(1, 'ClusterID'), ...bytes(2, str(3, 'c1'))]))];
     expect(hex(req)).toBe(hex(expected));
     expect(codecs.istioCertificateRequest.decode(req).validityDuration).toBe(86400);
 
@@ -374,10 +352,7 @@ describe('proto: smesh.traffic.v1alpha1', () => {
         {
           name: 'canary',
           match: [{ path: { prefix: '/api' }, method: { exact: 'GET' }, headers: { 'x-canary': { regex: 'on|yes' } } }],
-          destinations: [
-            { subset: 'v2', weight: 10 },
-            { weight: 90 },
-          ],
+          destinations: [{ subset: 'v2', weight: 10 }, { weight: 90 }],
           timeout: { seconds: 5, nanos: 0 },
           retries: {
             attempts: { value: 2 },

@@ -66,7 +66,8 @@ class FakeClient extends EventEmitter {
 }
 
 /** Resolves once 'close' has been emitted (`closed` turns true a tick before the event). */
-const closed = (s: net.Socket): Promise<void> => ((s as unknown as { _readableState: { closeEmitted: boolean } })._readableState.closeEmitted ? Promise.resolve() : new Promise((r) => s.once('close', () => r())));
+const closed = (s: net.Socket): Promise<void> =>
+  (s as unknown as { _readableState: { closeEmitted: boolean } })._readableState.closeEmitted ? Promise.resolve() : new Promise((r) => s.once('close', () => r()));
 
 describe('dial', () => {
   const server = net.createServer({ allowHalfOpen: true });

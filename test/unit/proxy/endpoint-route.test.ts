@@ -13,7 +13,19 @@ import { MeshMetrics } from '../../../agent/telemetry/metrics';
 const TD = 'cluster.local';
 
 function wl(name: string, ip: string, node: string, extra: Partial<Workload> = {}): Workload {
-  return { uid: `default/${name}`, name, namespace: 'default', serviceAccount: `${name}-sa`, node, ip, labels: { app: name }, workloadName: name, identity: `spiffe://${TD}/ns/default/sa/${name}-sa`, meshed: true, ...extra };
+  return {
+    uid: `default/${name}`,
+    name,
+    namespace: 'default',
+    serviceAccount: `${name}-sa`,
+    node,
+    ip,
+    labels: { app: name },
+    workloadName: name,
+    identity: `spiffe://${TD}/ns/default/sa/${name}-sa`,
+    meshed: true,
+    ...extra,
+  };
 }
 
 describe('routeToEndpoint', () => {
@@ -23,7 +35,12 @@ describe('routeToEndpoint', () => {
   it.each([
     ['a meshed pod on this node → local', wl('a', '10.1.0.5', 'n1'), inputs(), { kind: 'local', ip: '10.1.0.5', port: 8080 }],
     ['a workload outside the mesh → passthrough', wl('b', '10.1.0.6', 'n2', { meshed: false }), inputs(), { kind: 'passthrough', ip: '10.1.0.6', port: 8080 }],
-    ['an Istio sidecar pod, even on this node → legacy_mtls with its identity', wl('c', '10.1.0.7', 'n1', { meshed: false, tunnel: 'legacy_istio_mtls' }), inputs(), { kind: 'legacy_mtls', ip: '10.1.0.7', port: 8080, serverId: `spiffe://${TD}/ns/default/sa/c-sa` }],
+    [
+      'an Istio sidecar pod, even on this node → legacy_mtls with its identity',
+      wl('c', '10.1.0.7', 'n1', { meshed: false, tunnel: 'legacy_istio_mtls' }),
+      inputs(),
+      { kind: 'legacy_mtls', ip: '10.1.0.7', port: 8080, serverId: `spiffe://${TD}/ns/default/sa/c-sa` },
+    ],
     [
       'a meshed pod on another node, pod-addressed (default) → HBONE to <pod IP>:15008, its workload identity',
       wl('d', '10.2.0.8', 'n2'),
@@ -57,7 +74,15 @@ describe('the HTTP path to an Istio-sidecar endpoint', () => {
     const appPort = (app.address() as net.AddressInfo).port;
     const src = wl('client', '127.0.0.1', 'n1');
     const side = wl('legacy', '127.0.0.9', 'n1', { meshed: false, tunnel: 'legacy_istio_mtls' });
-    const svc: Service = { key: 'default/legacy', name: 'legacy', namespace: 'default', vips: ['10.96.0.20'], ports: [{ name: 'http', port: 80, targetPort: appPort }], selector: {}, endpointUids: [side.uid] };
+    const svc: Service = {
+      key: 'default/legacy',
+      name: 'legacy',
+      namespace: 'default',
+      vips: ['10.96.0.20'],
+      ports: [{ name: 'http', port: 80, targetPort: appPort }],
+      selector: {},
+      endpointUids: [side.uid],
+    };
     const state = new StateStore({
       trustDomain: TD,
       nodes: new Map([['n1', { name: 'n1', address: '127.0.0.1' }]]),
@@ -93,11 +118,13 @@ describe('the HTTP path to an Istio-sidecar endpoint', () => {
 
   it('opens the upstream through the sidecar mTLS originator with the sidecar identity and SNI (no plaintext fallback)', async () => {
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: (front.address() as net.AddressInfo).port, path: '/hello', agent: false }, (r) => {
-        let body = '';
-        r.on('data', (d: Buffer) => (body += d.toString()));
-        r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
-      }).on('error', reject);
+      http
+        .get({ host: '127.0.0.1', port: (front.address() as net.AddressInfo).port, path: '/hello', agent: false }, (r) => {
+          let body = '';
+          r.on('data', (d: Buffer) => (body += d.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
     });
     expect(res).toEqual({ status: 200, body: 'sidecar saw /hello' });
     expect(originated).toHaveLength(1);

@@ -4,9 +4,18 @@ import { BandwidthPacer, limitKey, planBandwidth, wantedLimits, type AttachedLim
 import type { MeshSnapshot, Workload } from '../../../agent/state/types';
 
 const NS = '/proc/self/ns/net'; // a namespace path that exists (its inode is read)
-const want = (ip: string, direction: 'egress' | 'ingress', bitsPerSecond: number, netns = '/run/netns/a'): [string, WantedLimit] => [limitKey(ip, direction), { ip, direction, bitsPerSecond, pod: `default/${ip}`, netns }];
-const att = (ip: string, direction: 'egress' | 'ingress', bitsPerSecond: number, mode: 'edt' | 'tbf', netnsIno = 7, netns = '/run/netns/a'): [string, AttachedLimit] => [limitKey(ip, direction), { ip, direction, bitsPerSecond, mode, netns, netnsIno, pod: `default/${ip}` }];
-const ops = (actions: ReturnType<typeof planBandwidth>) => actions.map((a) => (a.op === 'set' || a.op === 'attach' ? `${a.op} ${a.limit.ip} ${a.limit.direction} ${a.limit.bitsPerSecond}` : `${a.op} ${a.ip} ${a.direction}${a.op === 'detach' ? ` ${a.netns}` : ''}`));
+const want = (ip: string, direction: 'egress' | 'ingress', bitsPerSecond: number, netns = '/run/netns/a'): [string, WantedLimit] => [
+  limitKey(ip, direction),
+  { ip, direction, bitsPerSecond, pod: `default/${ip}`, netns },
+];
+const att = (ip: string, direction: 'egress' | 'ingress', bitsPerSecond: number, mode: 'edt' | 'tbf', netnsIno = 7, netns = '/run/netns/a'): [string, AttachedLimit] => [
+  limitKey(ip, direction),
+  { ip, direction, bitsPerSecond, mode, netns, netnsIno, pod: `default/${ip}` },
+];
+const ops = (actions: ReturnType<typeof planBandwidth>) =>
+  actions.map((a) =>
+    a.op === 'set' || a.op === 'attach' ? `${a.op} ${a.limit.ip} ${a.limit.direction} ${a.limit.bitsPerSecond}` : `${a.op} ${a.ip} ${a.direction}${a.op === 'detach' ? ` ${a.netns}` : ''}`,
+  );
 
 describe('planBandwidth', () => {
   const inos = new Map([['/run/netns/a', 7]]);
@@ -15,14 +24,59 @@ describe('planBandwidth', () => {
     ['new limit: entry then attach', [want('10.0.0.1', 'egress', 50e6)], [], [], ['set 10.0.0.1 egress 50000000', 'attach 10.0.0.1 egress 50000000']],
     ['in place: nothing', [want('10.0.0.1', 'egress', 50e6)], [[limitKey('10.0.0.1', 'egress'), 50e6]], [att('10.0.0.1', 'egress', 50e6, 'tbf')], []],
     ['rate change, edt: one map write', [want('10.0.0.1', 'egress', 80e6)], [[limitKey('10.0.0.1', 'egress'), 50e6]], [att('10.0.0.1', 'egress', 50e6, 'edt')], ['set 10.0.0.1 egress 80000000']],
-    ['rate change, tbf: map write and re-attach', [want('10.0.0.1', 'egress', 80e6)], [[limitKey('10.0.0.1', 'egress'), 50e6]], [att('10.0.0.1', 'egress', 50e6, 'tbf')], ['set 10.0.0.1 egress 80000000', 'attach 10.0.0.1 egress 80000000']],
-    ['namespace recreated behind the same path: re-attach', [want('10.0.0.1', 'ingress', 1e6)], [[limitKey('10.0.0.1', 'ingress'), 1e6]], [att('10.0.0.1', 'ingress', 1e6, 'edt', 6)], ['attach 10.0.0.1 ingress 1000000']],
-    ['annotation removed: detach, then remove the entry', [], [[limitKey('10.0.0.1', 'egress'), 50e6]], [att('10.0.0.1', 'egress', 50e6, 'tbf')], ['detach 10.0.0.1 egress /run/netns/a', 'remove 10.0.0.1 egress']],
-    ['one direction of two removed', [want('10.0.0.1', 'ingress', 1e6)], [[limitKey('10.0.0.1', 'egress'), 5e6], [limitKey('10.0.0.1', 'ingress'), 1e6]], [att('10.0.0.1', 'egress', 5e6, 'tbf'), att('10.0.0.1', 'ingress', 1e6, 'tbf')], ['detach 10.0.0.1 egress /run/netns/a', 'remove 10.0.0.1 egress']],
-    ['pod left the state: detach where it was attached, remove', [], [[limitKey('10.0.0.9', 'egress'), 5e6]], [att('10.0.0.9', 'egress', 5e6, 'tbf', 7, '/run/netns/gone')], ['detach 10.0.0.9 egress /run/netns/gone', 'remove 10.0.0.9 egress']],
-    ['startup, leftover of a pod still here without the annotation: detach + remove', [], [[limitKey('10.0.0.1', 'ingress'), 5e6]], [], ['detach 10.0.0.1 ingress /run/netns/a', 'remove 10.0.0.1 ingress']],
+    [
+      'rate change, tbf: map write and re-attach',
+      [want('10.0.0.1', 'egress', 80e6)],
+      [[limitKey('10.0.0.1', 'egress'), 50e6]],
+      [att('10.0.0.1', 'egress', 50e6, 'tbf')],
+      ['set 10.0.0.1 egress 80000000', 'attach 10.0.0.1 egress 80000000'],
+    ],
+    [
+      'namespace recreated behind the same path: re-attach',
+      [want('10.0.0.1', 'ingress', 1e6)],
+      [[limitKey('10.0.0.1', 'ingress'), 1e6]],
+      [att('10.0.0.1', 'ingress', 1e6, 'edt', 6)],
+      ['attach 10.0.0.1 ingress 1000000'],
+    ],
+    [
+      'annotation removed: detach, then remove the entry',
+      [],
+      [[limitKey('10.0.0.1', 'egress'), 50e6]],
+      [att('10.0.0.1', 'egress', 50e6, 'tbf')],
+      ['detach 10.0.0.1 egress /run/netns/a', 'remove 10.0.0.1 egress'],
+    ],
+    [
+      'one direction of two removed',
+      [want('10.0.0.1', 'ingress', 1e6)],
+      [
+        [limitKey('10.0.0.1', 'egress'), 5e6],
+        [limitKey('10.0.0.1', 'ingress'), 1e6],
+      ],
+      [att('10.0.0.1', 'egress', 5e6, 'tbf'), att('10.0.0.1', 'ingress', 1e6, 'tbf')],
+      ['detach 10.0.0.1 egress /run/netns/a', 'remove 10.0.0.1 egress'],
+    ],
+    [
+      'pod left the state: detach where it was attached, remove',
+      [],
+      [[limitKey('10.0.0.9', 'egress'), 5e6]],
+      [att('10.0.0.9', 'egress', 5e6, 'tbf', 7, '/run/netns/gone')],
+      ['detach 10.0.0.9 egress /run/netns/gone', 'remove 10.0.0.9 egress'],
+    ],
+    [
+      'startup, leftover of a pod still here without the annotation: detach + remove',
+      [],
+      [[limitKey('10.0.0.1', 'ingress'), 5e6]],
+      [],
+      ['detach 10.0.0.1 ingress /run/netns/a', 'remove 10.0.0.1 ingress'],
+    ],
     ['startup, leftover of a pod gone: only the entry', [], [[limitKey('10.0.0.8', 'egress'), 5e6]], [], ['remove 10.0.0.8 egress']],
-    ['startup, leftover still wanted at the same rate: attach again (replaces in place), no map write', [want('10.0.0.1', 'egress', 5e6)], [[limitKey('10.0.0.1', 'egress'), 5e6]], [], ['attach 10.0.0.1 egress 5000000']],
+    [
+      'startup, leftover still wanted at the same rate: attach again (replaces in place), no map write',
+      [want('10.0.0.1', 'egress', 5e6)],
+      [[limitKey('10.0.0.1', 'egress'), 5e6]],
+      [],
+      ['attach 10.0.0.1 egress 5000000'],
+    ],
     ['entry lost from the map (another writer): written again, no re-attach', [want('10.0.0.1', 'egress', 5e6)], [], [att('10.0.0.1', 'egress', 5e6, 'edt')], ['set 10.0.0.1 egress 5000000']],
   ])('%s', (_name, wanted, kernel, attached, expected) => {
     expect(ops(planBandwidth(new Map(wanted), new Map(kernel), new Map(attached), inos, local))).toEqual(expected);
@@ -30,8 +84,18 @@ describe('planBandwidth', () => {
 });
 
 const pod = (name: string, ip: string, over: Partial<Workload> = {}): Workload => ({
-  uid: `default/${name}`, name, namespace: 'default', serviceAccount: 'default', node: 'node1', ip, labels: {}, workloadName: name,
-  identity: 'spiffe://cluster.local/ns/default/sa/default', meshed: true, netns: NS, ...over,
+  uid: `default/${name}`,
+  name,
+  namespace: 'default',
+  serviceAccount: 'default',
+  node: 'node1',
+  ip,
+  labels: {},
+  workloadName: name,
+  identity: 'spiffe://cluster.local/ns/default/sa/default',
+  meshed: true,
+  netns: NS,
+  ...over,
 });
 const snap = (...ws: Workload[]): MeshSnapshot => ({ trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(ws.map((w) => [w.uid, w])), services: new Map(), namespaces: new Map() });
 
@@ -79,7 +143,10 @@ describe('BandwidthPacer', () => {
     const p = new BandwidthPacer(o, 'node1', log, (c) => counted.push(c));
     let r = await p.sync(snap(pod('a', '10.0.0.1', { egressBandwidthBps: 50e6, ingressBandwidthBps: 20e6 })));
     expect(o.calls).toEqual([`attach egress ${NS} 2 50000000`, 'attach ingress host 11 20000000']);
-    expect([...o.map]).toEqual([[limitKey('10.0.0.1', 'egress'), 50e6], [limitKey('10.0.0.1', 'ingress'), 20e6]]);
+    expect([...o.map]).toEqual([
+      [limitKey('10.0.0.1', 'egress'), 50e6],
+      [limitKey('10.0.0.1', 'ingress'), 20e6],
+    ]);
     expect(r.paced).toEqual({ egress: 1, ingress: 1 });
     expect(p.status()).toEqual([
       { pod: 'default/a', ip: '10.0.0.1', direction: 'egress', bitsPerSecond: 50e6, mode: 'tbf', dropped: 0 },

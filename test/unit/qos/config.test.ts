@@ -63,7 +63,11 @@ describe('TrafficShaping config', () => {
     expect(problems).toEqual([]);
     const s = snapshot.trafficShaping!;
     expect([...s.keys()]).toEqual(['data/ratings-1', 'default/reviews-1', 'default/reviews-2']);
-    expect(s.get('data/ratings-1')).toEqual({ workloadUid: 'data/ratings-1', outbound: [{ name: 'istio-system/mesh-wide/rule-0', maxConnections: 100, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } }], inbound: [] });
+    expect(s.get('data/ratings-1')).toEqual({
+      workloadUid: 'data/ratings-1',
+      outbound: [{ name: 'istio-system/mesh-wide/rule-0', maxConnections: 100, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } }],
+      inbound: [],
+    });
     const r1 = s.get('default/reviews-1')!;
     expect(r1.outbound.map((r) => r.name)).toEqual(['default/reviews-limits/to-ratings', 'istio-system/mesh-wide/rule-0']);
     expect(r1.outbound[0]).toEqual({
@@ -76,9 +80,26 @@ describe('TrafficShaping config', () => {
     });
     expect(r1.qos).toEqual({ priority: 'latency', weight: 300 });
     expect(s.get('data/ratings-1')!.qos).toBeUndefined();
-    expect(r1.inbound[1]).toEqual({ name: 'default/reviews-limits/bulk-in', requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 }, bytesPerSecond: { upload: 10_000_000, download: 500_000 }, qos: { priority: 'bulk', weight: 10, dscp: 8 } });
-    expect(r1.inbound[2]).toEqual({ name: 'default/reviews-limits/grpc-port', service: 'default/reviews', port: 9080, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 }, qos: { priority: 'latency', dscp: 0 } });
-    expect(r1.inbound[0]).toMatchObject({ service: 'default/reviews', requestRate: { maxTokens: 20, tokensPerFill: 10, fillIntervalMs: 1000 }, requestMatch: [{ path: { kind: 'prefix', value: '/api' }, headers: { 'x-tenant': { kind: 'exact', value: 'a' } } }] });
+    expect(r1.inbound[1]).toEqual({
+      name: 'default/reviews-limits/bulk-in',
+      requestMatch: [],
+      overLimit: { action: 'reject', maxWaitMs: 0 },
+      bytesPerSecond: { upload: 10_000_000, download: 500_000 },
+      qos: { priority: 'bulk', weight: 10, dscp: 8 },
+    });
+    expect(r1.inbound[2]).toEqual({
+      name: 'default/reviews-limits/grpc-port',
+      service: 'default/reviews',
+      port: 9080,
+      requestMatch: [],
+      overLimit: { action: 'reject', maxWaitMs: 0 },
+      qos: { priority: 'latency', dscp: 0 },
+    });
+    expect(r1.inbound[0]).toMatchObject({
+      service: 'default/reviews',
+      requestRate: { maxTokens: 20, tokensPerFill: 10, fillIntervalMs: 1000 },
+      requestMatch: [{ path: { kind: 'prefix', value: '/api' }, headers: { 'x-tenant': { kind: 'exact', value: 'a' } } }],
+    });
   });
 
   it.each([
@@ -97,7 +118,12 @@ describe('TrafficShaping config', () => {
     ['fill interval under 50ms', `inbound: [{requestRate: {maxTokens: 1, fillInterval: 10ms}}]`, 'spec.inbound[0].requestRate.fillInterval', "at least 50ms (Envoy's minimum)"],
     ['missing fillInterval', `outbound: [{connectionRate: {maxTokens: 1}}]`, 'spec.outbound[0].connectionRate.fillInterval', 'required field is missing'],
     ['match without requestRate', `outbound: [{maxConnections: 1, match: [{uri: {prefix: /a}}]}]`, 'spec.outbound[0].match', 'set requestRate'],
-    ['two string matches', `outbound: [{requestRate: {maxTokens: 1, fillInterval: 1s}, match: [{uri: {prefix: /a, exact: /b}}]}]`, 'spec.outbound[0].match[0].uri', 'exactly one of exact, prefix, regex'],
+    [
+      'two string matches',
+      `outbound: [{requestRate: {maxTokens: 1, fillInterval: 1s}, match: [{uri: {prefix: /a, exact: /b}}]}]`,
+      'spec.outbound[0].match[0].uri',
+      'exactly one of exact, prefix, regex',
+    ],
     ['queue inbound', `inbound: [{maxConnections: 1, overLimit: {action: Queue}}]`, 'spec.inbound[0].overLimit.action', 'outbound rules only'],
     ['bad action', `outbound: [{maxConnections: 1, overLimit: {action: Drop}}]`, 'spec.outbound[0].overLimit.action', 'expected one of Reject, Queue'],
     ['maxWait without Queue', `outbound: [{maxConnections: 1, overLimit: {maxWait: 1s}}]`, 'spec.outbound[0].overLimit.maxWait', 'Queue only'],
@@ -149,8 +175,14 @@ describe('TrafficShaping over xDS', () => {
     const r = parseResource(TYPE_URL.trafficShaping, 'w', any);
     expect(r).toEqual({ ok: false, error: 'TrafficShaping w: outbound[0].connection_rate.fill_interval: expected at least 50ms, got 1ms' });
     const badQos = { workloadUid: 'w', outbound: [], inbound: [], qos: { priority: 'BULK', weight: 5000 } };
-    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badQos as never))).toEqual({ ok: false, error: 'TrafficShaping w: qos.weight: expected 1-1000 (0 = unset), got 5000' });
+    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badQos as never))).toEqual({
+      ok: false,
+      error: 'TrafficShaping w: qos.weight: expected 1-1000 (0 = unset), got 5000',
+    });
     const badBw = { workloadUid: 'w', outbound: [{ name: 'r', bytesPerSecond: { uploadBps: 5, downloadBps: 0 } }], inbound: [] };
-    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badBw as never))).toEqual({ ok: false, error: 'TrafficShaping w: outbound[0].bytes_per_second.upload_bps: expected 0 (no limit) or 1000-1000000000000000 bits per second, got 5' });
+    expect(parseResource(TYPE_URL.trafficShaping, 'w', loadMeshProtos().codecs.trafficShaping.pack(badBw as never))).toEqual({
+      ok: false,
+      error: 'TrafficShaping w: outbound[0].bytes_per_second.upload_bps: expected 0 (no limit) or 1000-1000000000000000 bits per second, got 5',
+    });
   });
 });

@@ -49,7 +49,10 @@ describe('Kubernetes quantities as bits per second', () => {
 
   it('reads both annotations; a bad one is reported by field and left out, the other kept', () => {
     expect(podBandwidth(undefined)).toEqual({ bandwidth: {}, problems: [] });
-    expect(podBandwidth({ 'kubernetes.io/egress-bandwidth': '10M', 'kubernetes.io/ingress-bandwidth': '1G' })).toEqual({ bandwidth: { egressBandwidthBps: 10e6, ingressBandwidthBps: 1e9 }, problems: [] });
+    expect(podBandwidth({ 'kubernetes.io/egress-bandwidth': '10M', 'kubernetes.io/ingress-bandwidth': '1G' })).toEqual({
+      bandwidth: { egressBandwidthBps: 10e6, ingressBandwidthBps: 1e9 },
+      problems: [],
+    });
     const r = podBandwidth({ 'kubernetes.io/egress-bandwidth': 'fast', 'kubernetes.io/ingress-bandwidth': '5M' });
     expect(r.bandwidth).toEqual({ ingressBandwidthBps: 5e6 });
     expect(r.problems).toEqual([{ field: 'metadata.annotations[kubernetes.io/egress-bandwidth]', message: expect.stringContaining('"fast"') }]);
@@ -115,7 +118,13 @@ describe('bandwidth limits over xDS (LocalWorkload egress_bandwidth_bps = 3, ing
     netns: '/run/netns/bulk',
     ...over,
   });
-  const snapshotOf = (w: Workload): MeshSnapshot => ({ trustDomain: 'cluster.local', nodes: new Map([['node1', { name: 'node1', address: '10.1.0.1' }]]), workloads: new Map([[w.uid, w]]), services: new Map(), namespaces: new Map([['default', {}]]) });
+  const snapshotOf = (w: Workload): MeshSnapshot => ({
+    trustDomain: 'cluster.local',
+    nodes: new Map([['node1', { name: 'node1', address: '10.1.0.1' }]]),
+    workloads: new Map([[w.uid, w]]),
+    services: new Map(),
+    namespaces: new Map([['default', {}]]),
+  });
 
   /** The agent's state for what control sends node1, through the full decoder and the incremental one. */
   function agentSide(sets: ReturnType<typeof buildResourceSets>, inc: IncrementalSnapshot): { full: Workload; incremental: Workload } {
@@ -189,7 +198,10 @@ describe('Pod bandwidth annotations from the Kubernetes source', () => {
     let problems: ConfigProblem[] = [];
     const s = snapshotFromObjects(
       {
-        pods: [k8sPod('bulk', '10.0.0.1', { 'kubernetes.io/ingress-bandwidth': '10M' }), k8sPod('bad', '10.0.0.2', { 'kubernetes.io/egress-bandwidth': '-1M', 'kubernetes.io/ingress-bandwidth': '2Mi' })],
+        pods: [
+          k8sPod('bulk', '10.0.0.1', { 'kubernetes.io/ingress-bandwidth': '10M' }),
+          k8sPod('bad', '10.0.0.2', { 'kubernetes.io/egress-bandwidth': '-1M', 'kubernetes.io/ingress-bandwidth': '2Mi' }),
+        ],
         services: [],
         endpointslices: [],
         namespaces: [],
@@ -201,6 +213,8 @@ describe('Pod bandwidth annotations from the Kubernetes source', () => {
     expect(s.workloads.get('default/bulk')?.ingressBandwidthBps).toBe(10e6);
     expect(s.workloads.get('default/bad')).toMatchObject({ ingressBandwidthBps: 2 * 2 ** 20, meshed: true });
     expect(s.workloads.get('default/bad')?.egressBandwidthBps).toBeUndefined();
-    expect(problems).toEqual([expect.objectContaining({ resource: 'Pod default/bad', field: 'metadata.annotations[kubernetes.io/egress-bandwidth]', message: expect.stringMatching(/unreasonably small/) })]);
+    expect(problems).toEqual([
+      expect.objectContaining({ resource: 'Pod default/bad', field: 'metadata.annotations[kubernetes.io/egress-bandwidth]', message: expect.stringMatching(/unreasonably small/) }),
+    ]);
   });
 });

@@ -37,7 +37,11 @@ describe('rateLimitHeaders', () => {
     expect(h).toEqual({ 'retry-after': '2', 'ratelimit-policy': '"shop/Limits/api";q=5;w=2', ratelimit: '"shop/Limits/api";r=0;t=2' });
     expect(structuredString('a"b\\c\u00e9')).toBe('"a\\"b\\\\c-"');
     // A window is whole seconds: the quota is what the bucket refills in it.
-    expect(rateLimitHeaders('p', { maxTokens: 10, tokensPerFill: 5, fillIntervalMs: 500, tokens: 3, nextFillInMs: 100 }, 100)).toEqual({ 'retry-after': '1', 'ratelimit-policy': '"p";q=10;w=1', ratelimit: '"p";r=3;t=1' });
+    expect(rateLimitHeaders('p', { maxTokens: 10, tokensPerFill: 5, fillIntervalMs: 500, tokens: 3, nextFillInMs: 100 }, 100)).toEqual({
+      'retry-after': '1',
+      'ratelimit-policy': '"p";q=10;w=1',
+      ratelimit: '"p";r=3;t=1',
+    });
   });
 });
 
@@ -52,7 +56,14 @@ function rule(r: Partial<ShapingRule> & { name: string }): ShapingRule {
 function shaperWith(shaping: WorkloadShaping[], services: Service[] = []) {
   let now = 0;
   const counted: Array<Record<string, string>> = [];
-  const snapshot: MeshSnapshot = { trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(), services: new Map(services.map((s) => [s.key, s])), namespaces: new Map(), trafficShaping: new Map(shaping.map((s) => [s.workloadUid, s])) };
+  const snapshot: MeshSnapshot = {
+    trustDomain: 'cluster.local',
+    nodes: new Map(),
+    workloads: new Map(),
+    services: new Map(services.map((s) => [s.key, s])),
+    namespaces: new Map(),
+    trafficShaping: new Map(shaping.map((s) => [s.workloadUid, s])),
+  };
   const shaper = new TrafficShaper({
     state: { trustDomain: 'cluster.local', snapshot: () => snapshot, workloadByIp: () => undefined },
     rateLimited: { inc: (labels: Record<string, string>) => void counted.push(labels) } as never,
@@ -68,7 +79,9 @@ const other: Service = { ...svc, key: 'ns/other', name: 'other' };
 
 describe('TrafficShaper', () => {
   it('limits new outbound connections per source, only to the rule’s service, and counts each', () => {
-    const { shaper, counted, advance } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/conn', service: 'ns/server', connectionRate: { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 } })], inbound: [] }]);
+    const { shaper, counted, advance } = shaperWith([
+      { workloadUid: client.uid, outbound: [rule({ name: 'ns/t/conn', service: 'ns/server', connectionRate: { maxTokens: 2, tokensPerFill: 1, fillIntervalMs: 1000 } })], inbound: [] },
+    ]);
     const f = { direction: 'outbound' as const, source: client, service: svc };
     expect(shaper.admitConnection(f).kind).toBe('admit');
     expect(shaper.admitConnection(f).kind).toBe('admit');
@@ -96,7 +109,13 @@ describe('TrafficShaper', () => {
   });
 
   it('takes nothing when a second rule refuses', () => {
-    const { shaper } = shaperWith([{ workloadUid: client.uid, outbound: [rule({ name: 'ns/t/a', connectionRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 } }), rule({ name: 'ns/t/b', maxConnections: 1 })], inbound: [] }]);
+    const { shaper } = shaperWith([
+      {
+        workloadUid: client.uid,
+        outbound: [rule({ name: 'ns/t/a', connectionRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 } }), rule({ name: 'ns/t/b', maxConnections: 1 })],
+        inbound: [],
+      },
+    ]);
     const f = { direction: 'outbound' as const, source: client, service: svc };
     expect(shaper.admitConnection(f).kind).toBe('admit');
     expect(shaper.admitConnection(f).kind).toBe('limited');
@@ -120,7 +139,13 @@ describe('TrafficShaper', () => {
   it('applies inbound rules of a service per service (shared by its endpoints) and only on its target ports', () => {
     const server2 = { ...server, uid: 'ns/server-2' };
     const inbound = [rule({ name: 'ns/t/in', service: 'ns/server', connectionRate: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 1000 } })];
-    const { shaper } = shaperWith([{ workloadUid: server.uid, outbound: [], inbound }, { workloadUid: server2.uid, outbound: [], inbound }], [svc]);
+    const { shaper } = shaperWith(
+      [
+        { workloadUid: server.uid, outbound: [], inbound },
+        { workloadUid: server2.uid, outbound: [], inbound },
+      ],
+      [svc],
+    );
     expect(shaper.admitConnection({ direction: 'inbound', destination: server, port: 8080 }).kind).toBe('admit');
     expect(shaper.admitConnection({ direction: 'inbound', destination: server2, port: 8080 }).kind).toBe('limited');
     expect(shaper.admitConnection({ direction: 'inbound', destination: server, port: 9999 }).kind).toBe('admit');
@@ -128,7 +153,11 @@ describe('TrafficShaper', () => {
 
   it('limits matching requests with 429 headers; others pass', () => {
     const { shaper, counted, advance } = shaperWith([
-      { workloadUid: server.uid, outbound: [], inbound: [rule({ name: 'ns/t/api', requestRate: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 2000 }, requestMatch: [{ path: { kind: 'prefix', value: '/api' } }] })] },
+      {
+        workloadUid: server.uid,
+        outbound: [],
+        inbound: [rule({ name: 'ns/t/api', requestRate: { maxTokens: 1, tokensPerFill: 1, fillIntervalMs: 2000 }, requestMatch: [{ path: { kind: 'prefix', value: '/api' } }] })],
+      },
     ]);
     const req = (path: string) => ({ direction: 'inbound' as const, destination: server, port: 8080, method: 'GET', path, headers: {} });
     expect(shaper.admitRequest(req('/api/x'))).toBeUndefined();
@@ -172,11 +201,17 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
       receive: { key: `ns/t/all|${client.uid}|download`, bytesPerSecond: 200_000 },
     });
     // Another port: the port rule does not apply.
-    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 9090 })).toMatchObject({ priority: 'bulk', send: { key: `ns/t/all|${client.uid}|upload`, bytesPerSecond: 10_000_000 } });
+    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 9090 })).toMatchObject({
+      priority: 'bulk',
+      send: { key: `ns/t/all|${client.uid}|upload`, bytesPerSecond: 10_000_000 },
+    });
   });
 
   it('inbound: the destination rules apply, upload (client → server) is what the engine receives, one bucket per destination service', () => {
-    const { shaper } = shaperWith([{ workloadUid: server.uid, outbound: [], inbound: [rule({ name: 'ns/t/in', service: 'ns/server', bytesPerSecond: { upload: 4_000_000 }, qos: { weight: 500 } })] }], [svc]);
+    const { shaper } = shaperWith(
+      [{ workloadUid: server.uid, outbound: [], inbound: [rule({ name: 'ns/t/in', service: 'ns/server', bytesPerSecond: { upload: 4_000_000 }, qos: { weight: 500 } })] }],
+      [svc],
+    );
     expect(shaper.streamQos({ direction: 'inbound', destination: server, port: 8080, sourceIp: '198.18.9.9', sourceIdentity: client.identity })).toEqual({
       flow: `id:${client.identity}`,
       weight: 500,
@@ -187,7 +222,14 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
   it('counts the engine buckets pauses and delayed bytes by workload, service and way', () => {
     const counted: Array<[Record<string, string>, number]> = [];
     const bytes: Array<[Record<string, string>, number]> = [];
-    const snapshot: MeshSnapshot = { trustDomain: 'cluster.local', nodes: new Map(), workloads: new Map(), services: new Map([[svc.key, svc]]), namespaces: new Map(), trafficShaping: new Map([[client.uid, { workloadUid: client.uid, outbound: [rule({ name: 'ns/t/up', bytesPerSecond: { upload: 8000 } })], inbound: [] }]]) };
+    const snapshot: MeshSnapshot = {
+      trustDomain: 'cluster.local',
+      nodes: new Map(),
+      workloads: new Map(),
+      services: new Map([[svc.key, svc]]),
+      namespaces: new Map(),
+      trafficShaping: new Map([[client.uid, { workloadUid: client.uid, outbound: [rule({ name: 'ns/t/up', bytesPerSecond: { upload: 8000 } })], inbound: [] }]]),
+    };
     const shaper = new TrafficShaper({
       state: { trustDomain: 'cluster.local', snapshot: () => snapshot, workloadByIp: () => undefined },
       rateLimited: { inc: (l: Record<string, string>, n: number) => void counted.push([l, n]) } as never,
@@ -195,13 +237,23 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
     });
     const q = shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 80 });
     let state = { throttles: 2, delayedBytes: 3000 };
-    const stop = shaper.attachEngine(() => ({ fairShare: true, flows: [], buckets: [{ key: q.send!.key, bytesPerSecond: 1000, burst: 16384, available: 0, granted: 0, activeNs: 0, holders: 1, ...state }] }));
+    const stop = shaper.attachEngine(() => ({
+      fairShare: true,
+      flows: [],
+      buckets: [{ key: q.send!.key, bytesPerSecond: 1000, burst: 16384, available: 0, granted: 0, activeNs: 0, holders: 1, ...state }],
+    }));
     shaper.syncEngineCounters();
     state = { throttles: 5, delayedBytes: 4000 };
     stop();
     const labels = { direction: 'outbound', source_workload: 'client', destination_service: 'any' };
-    expect(counted).toEqual([[{ ...labels, reason: 'bytes_per_second' }, 2], [{ ...labels, reason: 'bytes_per_second' }, 3]]);
-    expect(bytes).toEqual([[{ ...labels, reason: 'bytes_per_second_upload' }, 3000], [{ ...labels, reason: 'bytes_per_second_upload' }, 1000]]);
+    expect(counted).toEqual([
+      [{ ...labels, reason: 'bytes_per_second' }, 2],
+      [{ ...labels, reason: 'bytes_per_second' }, 3],
+    ]);
+    expect(bytes).toEqual([
+      [{ ...labels, reason: 'bytes_per_second_upload' }, 3000],
+      [{ ...labels, reason: 'bytes_per_second_upload' }, 1000],
+    ]);
     expect((shaper.dump() as { relay: { buckets: unknown[] } }).relay.buckets[0]).toMatchObject({ rule: 'ns/t/up', way: 'upload', source_workload: 'client' });
   });
 });

@@ -79,18 +79,46 @@ describe('TrafficPolicy: control encode → agent decode', () => {
     routes: [{ destinations: [{ subset: 'v1', weight: 1 }] }],
   };
   const badCases: Array<[string, TrafficPolicy, string]> = [
-    ['a name mismatch', { ...good, hostname: 'other.default.svc.cluster.local' }, `TrafficPolicy ${NAME}: hostname: expected the resource name "${NAME}" to be "<namespace>/<hostname>" = "default/other.default.svc.cluster.local"`],
+    [
+      'a name mismatch',
+      { ...good, hostname: 'other.default.svc.cluster.local' },
+      `TrafficPolicy ${NAME}: hostname: expected the resource name "${NAME}" to be "<namespace>/<hostname>" = "default/other.default.svc.cluster.local"`,
+    ],
     ['an unknown algorithm', { ...good, loadBalancer: { simple: 9 as never } }, `TrafficPolicy ${NAME}: load_balancer.simple: expected one of ROUND_ROBIN, LEAST_REQUEST, PEAK_EWMA, RANDOM, got 9`],
-    ['an empty hash key', { ...good, loadBalancer: { consistentHash: { httpHeaderName: '' } } }, `TrafficPolicy ${NAME}: load_balancer.consistent_hash.http_header_name: expected a header name, got an empty string`],
+    [
+      'an empty hash key',
+      { ...good, loadBalancer: { consistentHash: { httpHeaderName: '' } } },
+      `TrafficPolicy ${NAME}: load_balancer.consistent_hash.http_header_name: expected a header name, got an empty string`,
+    ],
     ['a duplicate subset', { ...good, subsets: [{ name: 'v1' }, { name: 'v1' }] }, `TrafficPolicy ${NAME}: subsets[1].name: subset "v1" is listed twice`],
-    ['an unknown route subset', { ...good, routes: [{ destinations: [{ subset: 'v9', weight: 1 }] }] }, `TrafficPolicy ${NAME}: routes[0].destinations[0].subset: no subset "v9" in this policy (subsets: v1)`],
+    [
+      'an unknown route subset',
+      { ...good, routes: [{ destinations: [{ subset: 'v9', weight: 1 }] }] },
+      `TrafficPolicy ${NAME}: routes[0].destinations[0].subset: no subset "v9" in this policy (subsets: v1)`,
+    ],
     ['all-zero weights', { ...good, routes: [{ destinations: [{ weight: 0 }] }] }, `TrafficPolicy ${NAME}: routes[0].destinations: expected at least one destination with a positive weight`],
     ['an empty string match', { ...good, routes: [{ match: [{ path: {} }] }] }, `TrafficPolicy ${NAME}: routes[0].match[0].path: expected one of exact, prefix or regex to be set`],
-    ['a bad retry condition', { ...good, routes: [{ retries: { retryOn: ['sometimes'] } }] }, `TrafficPolicy ${NAME}: routes[0].retries.retry_on[0]: expected a status code or one of 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, got "sometimes"`],
-    ['an abort status', { ...good, routes: [{ fault: { abort: { httpStatus: 42, percent: 1 } } }] }, `TrafficPolicy ${NAME}: routes[0].fault.abort.http_status: expected an HTTP status 200-599, got 42`],
-    ['an ejection percent', { ...good, outlierDetection: { maxEjectionPercent: { value: 101 } } }, `TrafficPolicy ${NAME}: outlier_detection.max_ejection_percent: expected a percentage 0-100, got 101`],
+    [
+      'a bad retry condition',
+      { ...good, routes: [{ retries: { retryOn: ['sometimes'] } }] },
+      `TrafficPolicy ${NAME}: routes[0].retries.retry_on[0]: expected a status code or one of 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, got "sometimes"`,
+    ],
+    [
+      'an abort status',
+      { ...good, routes: [{ fault: { abort: { httpStatus: 42, percent: 1 } } }] },
+      `TrafficPolicy ${NAME}: routes[0].fault.abort.http_status: expected an HTTP status 200-599, got 42`,
+    ],
+    [
+      'an ejection percent',
+      { ...good, outlierDetection: { maxEjectionPercent: { value: 101 } } },
+      `TrafficPolicy ${NAME}: outlier_detection.max_ejection_percent: expected a percentage 0-100, got 101`,
+    ],
     ['a duplicate port', { ...good, portLevelSettings: [{ port: 80 }, { port: 80 }] }, `TrafficPolicy ${NAME}: port_level_settings[1].port: port 80 is listed twice`],
-    ['a bad destination service', { ...good, routes: [{ destinations: [{ service: 'ratings', weight: 1 }] }] }, `TrafficPolicy ${NAME}: routes[0].destinations[0].service: expected "<namespace>/<hostname>", got "ratings"`],
+    [
+      'a bad destination service',
+      { ...good, routes: [{ destinations: [{ service: 'ratings', weight: 1 }] }] },
+      `TrafficPolicy ${NAME}: routes[0].destinations[0].service: expected "<namespace>/<hostname>", got "ratings"`,
+    ],
   ];
   for (const [what, p, error] of badCases) {
     it(`rejects a TrafficPolicy with ${what}`, () => {
@@ -98,7 +126,10 @@ describe('TrafficPolicy: control encode → agent decode', () => {
     });
   }
   it('accepts a valid one', () => {
-    expect(parseResource(T, NAME, pack(good))).toMatchObject({ ok: true, value: { kind: 'trafficPolicy', policy: { serviceKey: 'default/reviews', loadBalancer: { algorithm: 'PEAK_EWMA', ewmaDecayMs: 5000 } } } });
+    expect(parseResource(T, NAME, pack(good))).toMatchObject({
+      ok: true,
+      value: { kind: 'trafficPolicy', policy: { serviceKey: 'default/reviews', loadBalancer: { algorithm: 'PEAK_EWMA', ewmaDecayMs: 5000 } } },
+    });
   });
 });
 
@@ -141,7 +172,12 @@ describe('TrafficPolicy over a live delta ADS stream', () => {
     const policies = updates.at(-1)!.snapshot.trafficPolicies!;
     expect([...policies.keys()]).toEqual(['default/a']);
     expect(policies.get('default/a')).toMatchObject({ loadBalancer: { algorithm: 'ROUND_ROBIN' }, connectionPool: { maxConnections: 10 } });
-    expect(client.status().types.find((t) => t.typeUrl === T)?.rejected.map((r) => r.name)).toEqual(['default/b.default.svc.cluster.local']);
+    expect(
+      client
+        .status()
+        .types.find((t) => t.typeUrl === T)
+        ?.rejected.map((r) => r.name),
+    ).toEqual(['default/b.default.svc.cluster.local']);
   });
   const T = XDS_TYPE_URL.trafficPolicy;
 });

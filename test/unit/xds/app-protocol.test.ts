@@ -11,7 +11,15 @@ const NAME = 'default/web.default.svc.cluster.local';
 
 /** The agent's ServicePort for one wire port (through the hand-written decoder and the converter). */
 function agentPort(port: { appProtocol?: string | number; smeshAppProtocol?: string }) {
-  const any = codecs.address.pack({ service: { name: 'web', namespace: 'default', hostname: 'web.default.svc.cluster.local', addresses: [{ address: Buffer.from([10, 96, 0, 10]) }], ports: [{ servicePort: 80, targetPort: 8080, ...port }] } } as never);
+  const any = codecs.address.pack({
+    service: {
+      name: 'web',
+      namespace: 'default',
+      hostname: 'web.default.svc.cluster.local',
+      addresses: [{ address: Buffer.from([10, 96, 0, 10]) }],
+      ports: [{ servicePort: 80, targetPort: 8080, ...port }],
+    },
+  } as never);
   const r = parseResource(TYPE_URL.address, NAME, any);
   if (!r.ok) throw new Error(r.error);
   const built = buildSnapshot({ addresses: new Map([[NAME, r.value as AcceptedAddress]]), nodes: new Map(), localWorkloads: new Map() });

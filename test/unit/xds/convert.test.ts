@@ -36,8 +36,7 @@ const cases: Case[] = [
     name: 'valid workload',
     typeUrl: A,
     resource: () => workload('default', 'a', '10.0.0.1'),
-    check: (v) =>
-      expect(v).toMatchObject({ kind: 'workload', uid: POD_A, ips: ['10.0.0.1'], node: 'node1', serviceAccount: 'default', workloadName: 'a', hbone: true }),
+    check: (v) => expect(v).toMatchObject({ kind: 'workload', uid: POD_A, ips: ['10.0.0.1'], node: 'node1', serviceAccount: 'default', workloadName: 'a', hbone: true }),
   },
   {
     name: 'IPv6 workload address (16 bytes) in RFC 5952 text',

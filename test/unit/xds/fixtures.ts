@@ -65,7 +65,13 @@ export async function meshPki(name = 'smesh test root'): Promise<MeshPki> {
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: CONTROL_ID }, { type: 'ip', value: '127.0.0.1' }], false),
+      new x509.SubjectAlternativeNameExtension(
+        [
+          { type: 'url', value: CONTROL_ID },
+          { type: 'ip', value: '127.0.0.1' },
+        ],
+        false,
+      ),
     ],
   });
   return {
@@ -183,9 +189,7 @@ export class FakeControlPlane {
       },
     } satisfies IstioCertificateServiceHandlers);
     const creds = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(this.pki.serverCertPem), private_key: Buffer.from(this.pki.serverKeyPem) }], false);
-    this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${this.port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
-    );
+    this.port = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${this.port}`, creds, (err, p) => (err ? reject(err) : resolve(p))));
     this.server = server;
   }
 

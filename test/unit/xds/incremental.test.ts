@@ -20,7 +20,6 @@ import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot } from '../../../agent/state/types';
 import { seeded as rng } from '../../helpers/prng';
 
-
 /** Everything accepted so far, in buildSnapshot's input shape (the reference the incremental state must equal). */
 class Reference {
   addresses = new Map<string, AcceptedAddress>();
@@ -30,26 +29,50 @@ class Reference {
   authorizations = new Map<string, AcceptedAuthorization>();
   trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
   build() {
-    return buildSnapshot({ addresses: this.addresses, nodes: this.nodes, localWorkloads: this.localWorkloads, meshConfig: this.meshConfig, authorizations: this.authorizations, trafficPolicies: this.trafficPolicies });
+    return buildSnapshot({
+      addresses: this.addresses,
+      nodes: this.nodes,
+      localWorkloads: this.localWorkloads,
+      meshConfig: this.meshConfig,
+      authorizations: this.authorizations,
+      trafficPolicies: this.trafficPolicies,
+    });
   }
 }
 
 function randomStep(r: () => number) {
   const int = (n: number) => Math.floor(r() * n);
-  const pick = <T,>(xs: readonly T[]): T => xs[int(xs.length)]!;
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
   const namespaces = ['default', 'prod', 'dev'];
   const svcRef = (i: number) => `${namespaces[i % 3]}/s${i}.${namespaces[i % 3]}.svc.cluster.local`;
-  const ports = (): PortMapping[] => pick([[{ servicePort: 80, targetPort: 0 }], [{ servicePort: 80, targetPort: 8080 }], [{ servicePort: 80, targetPort: 9090 }, { servicePort: 443, targetPort: 0, appProtocol: 'http' }], []]);
+  const ports = (): PortMapping[] =>
+    pick([
+      [{ servicePort: 80, targetPort: 0 }],
+      [{ servicePort: 80, targetPort: 8080 }],
+      [
+        { servicePort: 80, targetPort: 9090 },
+        { servicePort: 443, targetPort: 0, appProtocol: 'http' },
+      ],
+      [],
+    ]);
   const workload = (): AcceptedWorkload => {
     const i = int(25);
     const services = new Map<string, PortMapping[]>();
     for (let k = int(3); k > 0; k--) services.set(svcRef(int(8)), ports());
     const ns = namespaces[i % 3]!;
     return {
-      kind: 'workload', uid: `Kubernetes//Pod/${ns}/p${i}`, name: `p${i}`, namespace: ns,
+      kind: 'workload',
+      uid: `Kubernetes//Pod/${ns}/p${i}`,
+      name: `p${i}`,
+      namespace: ns,
       ips: [`198.18.1.${int(20)}`], // collisions on purpose: shared IPs
-      trustDomain: pick(['', '', 'other.td']), serviceAccount: pick(['default', 'sa1']), node: pick(['node1', 'node2', 'node3']),
-      workloadName: `p${i % 5}`, canonicalRevision: pick(['', 'v1']), hbone: r() < 0.8, services,
+      trustDomain: pick(['', '', 'other.td']),
+      serviceAccount: pick(['default', 'sa1']),
+      node: pick(['node1', 'node2', 'node3']),
+      workloadName: `p${i % 5}`,
+      canonicalRevision: pick(['', 'v1']),
+      hbone: r() < 0.8,
+      services,
       authorizationPolicies: r() < 0.2 ? [pick(['default/allow', 'prod/deny', 'default/missing'])] : [],
     };
   };
@@ -60,8 +83,20 @@ function randomStep(r: () => number) {
     const alias = r() < 0.2;
     const hostname = alias ? `s${i}-alias.${ns}.svc.cluster.local` : `s${i}.${ns}.svc.cluster.local`;
     return {
-      kind: 'service', resourceName: `${ns}/${hostname}`, name: `s${i}`, namespace: ns, hostname,
-      vips: r() < 0.1 ? [] : [`198.19.0.${int(10)}`], ports: pick([[{ servicePort: 80, targetPort: 0 }], [{ servicePort: 80, targetPort: 8080 }], [{ servicePort: 80, targetPort: 0 }, { servicePort: 443, targetPort: 0 }]]),
+      kind: 'service',
+      resourceName: `${ns}/${hostname}`,
+      name: `s${i}`,
+      namespace: ns,
+      hostname,
+      vips: r() < 0.1 ? [] : [`198.19.0.${int(10)}`],
+      ports: pick([
+        [{ servicePort: 80, targetPort: 0 }],
+        [{ servicePort: 80, targetPort: 8080 }],
+        [
+          { servicePort: 80, targetPort: 0 },
+          { servicePort: 443, targetPort: 0 },
+        ],
+      ]),
     };
   };
   type Step = { set: AcceptedResource } | { remove: XdsTypeUrl; name: string };
@@ -72,17 +107,27 @@ function randomStep(r: () => number) {
   else if (choice < 62) step = { remove: XDS_TYPE_URL.address, name: r() < 0.7 ? workload().uid : service().resourceName };
   else if (choice < 72) step = { set: { kind: 'localWorkload', uid: workload().uid, netns: pick(['/run/netns/a', '/run/netns/b', '']) } };
   else if (choice < 77) step = { remove: XDS_TYPE_URL.localWorkload, name: workload().uid };
-  else if (choice < 80) step = { set: { kind: 'meshConfig', trustDomain: pick(['cluster.local', 'mesh.example']), trustAnchors: [], trustDomainAliases: pick([[], ['old.example'], ['old.example', 'legacy.local']]) } };
+  else if (choice < 80)
+    step = { set: { kind: 'meshConfig', trustDomain: pick(['cluster.local', 'mesh.example']), trustAnchors: [], trustDomainAliases: pick([[], ['old.example'], ['old.example', 'legacy.local']]) } };
   else if (choice < 82) step = { remove: XDS_TYPE_URL.meshConfig, name: 'mesh' };
   else if (choice < 86) step = { set: { kind: 'node', name: pick(['node1', 'node2']), address: `198.18.0.${int(3)}` } };
   else if (choice < 88) step = { remove: XDS_TYPE_URL.node, name: pick(['node1', 'node2']) };
   else if (choice < 92) {
-    const [namespace, name] = pick([['default', 'allow'], ['prod', 'deny']]) as [string, string];
+    const [namespace, name] = pick([
+      ['default', 'allow'],
+      ['prod', 'deny'],
+    ]) as [string, string];
     step = { set: { kind: 'authorization', policy: { name, namespace, action: 'ALLOW', scope: 'workloadSelector', rules: [] } } };
   } else if (choice < 94) step = { remove: XDS_TYPE_URL.authorization, name: pick(['default/allow', 'prod/deny']) };
   else if (choice < 98) {
     const ref = svcRef(int(8));
-    step = { set: { kind: 'trafficPolicy', resourceName: ref, policy: { serviceKey: 'x', subsets: r() < 0.5 ? [] : [{ name: 'v1', labels: {}, workloadUids: ['Kubernetes//Pod/default/p3'] }], portSettings: [], routes: [] } } };
+    step = {
+      set: {
+        kind: 'trafficPolicy',
+        resourceName: ref,
+        policy: { serviceKey: 'x', subsets: r() < 0.5 ? [] : [{ name: 'v1', labels: {}, workloadUids: ['Kubernetes//Pod/default/p3'] }], portSettings: [], routes: [] },
+      },
+    };
   } else step = { remove: XDS_TYPE_URL.trafficPolicy, name: svcRef(int(8)) };
   return step;
 }
@@ -125,7 +170,12 @@ function storeView(store: StateStore, s: MeshSnapshot) {
     const d = store.resolve(ip, 1234);
     resolved.push([ip, d.kind === 'workload' ? d.workload : d.kind]);
   }
-  const nodes = ['node1', 'node2', 'node3'].map((n) => store.workloadsOnNode(n).map((w) => w).sort((a, b) => (a.uid < b.uid ? -1 : 1)));
+  const nodes = ['node1', 'node2', 'node3'].map((n) =>
+    store
+      .workloadsOnNode(n)
+      .map((w) => w)
+      .sort((a, b) => (a.uid < b.uid ? -1 : 1)),
+  );
   const servicesOf = [...s.workloads.values()].map((w) => [w.uid, store.servicesOf(w)]);
   return { byIp, resolved, nodes, servicesOf };
 }
@@ -162,10 +212,29 @@ describe('IncrementalSnapshot', () => {
   it('keeps unchanged Workload and Service objects, so consumers that cache by identity keep their caches', () => {
     const inc = new IncrementalSnapshot();
     const ws: AcceptedWorkload[] = [1, 2, 3].map((i) => ({
-      kind: 'workload', uid: `w${i}`, name: `w${i}`, namespace: 'default', ips: [`198.18.1.${i}`], trustDomain: '', serviceAccount: 'default', node: 'node1',
-      workloadName: `w${i}`, canonicalRevision: '', hbone: true, services: new Map([['default/a.default.svc.cluster.local', [{ servicePort: 80, targetPort: 0 }]]]), authorizationPolicies: [],
+      kind: 'workload',
+      uid: `w${i}`,
+      name: `w${i}`,
+      namespace: 'default',
+      ips: [`198.18.1.${i}`],
+      trustDomain: '',
+      serviceAccount: 'default',
+      node: 'node1',
+      workloadName: `w${i}`,
+      canonicalRevision: '',
+      hbone: true,
+      services: new Map([['default/a.default.svc.cluster.local', [{ servicePort: 80, targetPort: 0 }]]]),
+      authorizationPolicies: [],
     }));
-    const svc = (name: string): AcceptedService => ({ kind: 'service', resourceName: `default/${name}.default.svc.cluster.local`, name, namespace: 'default', hostname: `${name}.default.svc.cluster.local`, vips: ['198.19.0.1'], ports: [{ servicePort: 80, targetPort: 0 }] });
+    const svc = (name: string): AcceptedService => ({
+      kind: 'service',
+      resourceName: `default/${name}.default.svc.cluster.local`,
+      name,
+      namespace: 'default',
+      hostname: `${name}.default.svc.cluster.local`,
+      vips: ['198.19.0.1'],
+      ports: [{ servicePort: 80, targetPort: 0 }],
+    });
     for (const w of ws) inc.set(w);
     inc.set(svc('a'));
     inc.set(svc('b'));

@@ -6,7 +6,6 @@ import { seeded as rng } from '../../helpers/prng';
 
 const codecs = loadMeshProtos().codecs;
 
-
 function gen(seed: number) {
   const r = rng(seed);
   const int = (n: number) => Math.floor(r() * n);
@@ -27,18 +26,38 @@ function randomWorkload(seed: number) {
   const services: Record<string, { ports: ReturnType<typeof g.port>[] }> = {};
   for (let i = g.int(4); i > 0; i--) services[`ns/${g.str(false)}`] = { ports: g.ports() };
   return {
-    uid: g.str(), name: g.str(), namespace: g.str(), addresses: Array.from({ length: g.int(3) }, g.bytes), hostname: g.str(), network: g.str(),
-    tunnelProtocol: (['NONE', 'HBONE'] as const)[g.int(2)], trustDomain: g.str(), serviceAccount: g.str(), node: g.str(), canonicalName: g.str(),
-    canonicalRevision: g.str(), workloadType: 'POD' as const, workloadName: g.str(), services, authorizationPolicies: Array.from({ length: g.int(3) }, () => g.str(false)),
-    clusterId: g.str(), locality: g.r() < 0.5 ? { region: 'r', zone: 'z', subzone: '' } : undefined, capacity: g.r() < 0.5 ? { value: g.int(10) } : undefined,
+    uid: g.str(),
+    name: g.str(),
+    namespace: g.str(),
+    addresses: Array.from({ length: g.int(3) }, g.bytes),
+    hostname: g.str(),
+    network: g.str(),
+    tunnelProtocol: (['NONE', 'HBONE'] as const)[g.int(2)],
+    trustDomain: g.str(),
+    serviceAccount: g.str(),
+    node: g.str(),
+    canonicalName: g.str(),
+    canonicalRevision: g.str(),
+    workloadType: 'POD' as const,
+    workloadName: g.str(),
+    services,
+    authorizationPolicies: Array.from({ length: g.int(3) }, () => g.str(false)),
+    clusterId: g.str(),
+    locality: g.r() < 0.5 ? { region: 'r', zone: 'z', subzone: '' } : undefined,
+    capacity: g.r() < 0.5 ? { value: g.int(10) } : undefined,
   };
 }
 
 function randomService(seed: number) {
   const g = gen(seed);
   return {
-    name: g.str(), namespace: g.str(), hostname: g.str(), addresses: Array.from({ length: g.int(3) }, () => ({ network: g.str(), address: g.bytes() })),
-    ports: g.ports(), subjectAltNames: [g.str()], canonical: g.r() < 0.5,
+    name: g.str(),
+    namespace: g.str(),
+    hostname: g.str(),
+    addresses: Array.from({ length: g.int(3) }, () => ({ network: g.str(), address: g.bytes() })),
+    ports: g.ports(),
+    subjectAltNames: [g.str()],
+    canonical: g.r() < 0.5,
   };
 }
 
@@ -56,16 +75,29 @@ function viaProtobufjs(bytes: Buffer) {
     return {
       type: 'workload',
       workload: {
-        uid: w.uid, name: w.name, namespace: w.namespace, addresses: w.addresses.map((b) => Buffer.from(b)), tunnelProtocol: w.tunnelProtocol, trustDomain: w.trustDomain,
+        uid: w.uid,
+        name: w.name,
+        namespace: w.namespace,
+        addresses: w.addresses.map((b) => Buffer.from(b)),
+        tunnelProtocol: w.tunnelProtocol,
+        trustDomain: w.trustDomain,
         // workload_name is only read (and decoded) when canonical_name is empty.
-        serviceAccount: w.serviceAccount, node: w.node, canonicalName: w.canonicalName, canonicalRevision: w.canonicalRevision, workloadName: w.canonicalName ? '' : w.workloadName,
-        services: Object.fromEntries(Object.entries(w.services).map(([k, v]) => [k, { ports: (v?.ports ?? []).map(port) }])), authorizationPolicies: w.authorizationPolicies,
+        serviceAccount: w.serviceAccount,
+        node: w.node,
+        canonicalName: w.canonicalName,
+        canonicalRevision: w.canonicalRevision,
+        workloadName: w.canonicalName ? '' : w.workloadName,
+        services: Object.fromEntries(Object.entries(w.services).map(([k, v]) => [k, { ports: (v?.ports ?? []).map(port) }])),
+        authorizationPolicies: w.authorizationPolicies,
       },
     };
   }
   if (a.type === 'service') {
     const s = a.service!;
-    return { type: 'service', service: { name: s.name, namespace: s.namespace, hostname: s.hostname, addresses: s.addresses.map((x) => ({ address: Buffer.from(x.address) })), ports: s.ports.map(port) } };
+    return {
+      type: 'service',
+      service: { name: s.name, namespace: s.namespace, hostname: s.hostname, addresses: s.addresses.map((x) => ({ address: Buffer.from(x.address) })), ports: s.ports.map(port) },
+    };
   }
   return { type: null };
 }
@@ -123,8 +155,15 @@ describe('decodeDeltaResponse', () => {
   it('equals protobufjs on the fields the client reads (resources with and without body, removals)', () => {
     const any = codecs.address.pack({ workload: randomWorkload(3) } as never);
     const msg = {
-      systemVersionInfo: 'v9+partial', typeUrl: codecs.address.typeUrl, nonce: 'n1', removedResources: ['a', 'b'], controlPlane: { identifier: 'cp' },
-      resources: [{ name: 'r1', version: '1', resource: any, aliases: ['x'], ttl: { seconds: 3 } }, { name: 'r2', version: '' }],
+      systemVersionInfo: 'v9+partial',
+      typeUrl: codecs.address.typeUrl,
+      nonce: 'n1',
+      removedResources: ['a', 'b'],
+      controlPlane: { identifier: 'cp' },
+      resources: [
+        { name: 'r1', version: '1', resource: any, aliases: ['x'], ttl: { seconds: 3 } },
+        { name: 'r2', version: '' },
+      ],
     };
     const bytes = codecs.deltaDiscoveryResponse.encode(msg as never);
     const ref = codecs.deltaDiscoveryResponse.decode(bytes);
@@ -143,7 +182,11 @@ describe('decodeDeltaResponse', () => {
   });
 
   it('resource bodies decoded in place equal the same bytes decoded on their own', () => {
-    const resources = Array.from({ length: 30 }, (_, i) => ({ name: `r${i}`, version: String(i), resource: codecs.address.pack((i % 3 === 0 ? { service: randomService(i) } : { workload: randomWorkload(i) }) as never) }));
+    const resources = Array.from({ length: 30 }, (_, i) => ({
+      name: `r${i}`,
+      version: String(i),
+      resource: codecs.address.pack((i % 3 === 0 ? { service: randomService(i) } : { workload: randomWorkload(i) }) as never),
+    }));
     const bytes = codecs.deltaDiscoveryResponse.encode({ typeUrl: codecs.address.typeUrl, nonce: 'n', resources } as never);
     const got = decodeDeltaResponse(bytes).resources.map((r) => normalize(decodeAddressOf(r.resource!)));
     expect(got).toEqual(resources.map((r) => normalize(decodeAddress(r.resource.value))));
