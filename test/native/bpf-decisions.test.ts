@@ -123,7 +123,7 @@ describe.skipIf(!isRoot)('inbound capture decision (sk_lookup smesh_inbound_look
     dp!.testSkLookup(PROGRAM, { remote: CLIENT, remotePort: 40001, local: POD_NO_LISTENER, localPort: APP_PORT });
     dp!.testSkLookup(PROGRAM, { remote: CLIENT, remotePort: 40002, local: POD, localPort: APP_PORT });
     const after = dp!.inboundCounters();
-    expect(after.plaintextUncaptured - before.plaintextUncaptured).toBe(1);
-    expect(after.plaintextCaptured - before.plaintextCaptured).toBe(1);
+    expect(after.plaintextUncaptured! - before.plaintextUncaptured!).toBe(1);
+    expect(after.plaintextCaptured! - before.plaintextCaptured!).toBe(1);
   });
 });

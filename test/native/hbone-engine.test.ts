@@ -47,7 +47,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Hash of what arrives until end/close. */
-function hashIncoming(s: NodeJS.ReadableStream & { on: net.Socket['on'] }): Promise<{ sha: string; bytes: number; ended: boolean; tail: string; error?: string }> {
+function hashIncoming(s: NodeJS.ReadableStream): Promise<{ sha: string; bytes: number; ended: boolean; tail: string; error?: string }> {
   const h = crypto.createHash('sha256');
   let bytes = 0;
   let ended = false;

@@ -20,7 +20,7 @@ function fakeNative(): { native: RawNative; opened: RawOpenOptions[]; dests: Map
     connsPinPath: () => '/x/maps/smesh_conns',
     close: () => undefined,
     destroy: () => undefined,
-  };
+  } as Partial<RawDatapath> as RawDatapath; // only what the facade calls in these tests
   const native: RawNative = {
     open: async (o) => {
       opened.push(o);
@@ -29,7 +29,7 @@ function fakeNative(): { native: RawNative; opened: RawOpenOptions[]; dests: Map
     },
     netnsCookie: async () => 77n,
     originalDestination: (_fd, pin) => (pin ? { addr: ipToKey('198.18.1.10'), port: 80, via: 'map' } : null),
-  };
+  } as Partial<RawNative> as RawNative;
   return { native, opened, dests };
 }
 

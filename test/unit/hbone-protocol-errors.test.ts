@@ -83,8 +83,8 @@ class WireClient {
       minVersion: 'TLSv1.3',
       servername: '',
       checkServerIdentity: () => undefined,
-      allowHalfOpen: true,
-    });
+      allowHalfOpen: true, // a net.connect option tls.connect passes on (missing from its ConnectionOptions type)
+    } as tls.ConnectionOptions);
     this.socket.on('error', () => undefined);
     this.socket.on('data', (d: Buffer) => this.chunks.push(d));
     this.ready = new Promise((resolve, reject) => {

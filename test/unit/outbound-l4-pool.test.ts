@@ -91,7 +91,7 @@ describe('OutboundProxy: DestinationRule connectionPool on L4', () => {
       workloads: new Map([client, wl('near-1', '127.0.0.4', 'node1'), wl('far-1', '127.0.0.5', 'node2'), wl('limited-1', '127.0.0.6', 'node1')].map((w) => [w.uid, w])),
       services: new Map(
         [svc('near', '198.19.0.20', localPort!), svc('portwins', '198.19.0.21', localPort!), svc('nodr', '198.19.0.22', localPort!), svc('far', '198.19.0.23', remotePort!)]
-          .map((s) => [s.key, { ...s, selector: { app: s.name === 'far' ? 'far' : 'near' } }])
+          .map((s): [string, Service] => [s.key, { ...s, selector: { app: s.name === 'far' ? 'far' : 'near' } }])
           .concat([['default/limited', svc('limited', '198.19.0.24', echoPort)]]),
       ),
       namespaces: new Map([['default', {}]]),

@@ -42,7 +42,7 @@ function header(struct: JsonStruct): Buffer {
 
 interface Seen {
   peer?: string;
-  alpn?: string | false;
+  alpn?: string | false | null;
   sni?: string | false;
   version?: string | null;
   metadata?: JsonStruct;

@@ -125,7 +125,7 @@ class Model {
       () => ({ ports: this.ports() }),
       () => ({ selector: { app: this.pick(APPS) } }),
       () => ({ selector: { app: this.pick(APPS), version: this.pick(['v1', 'v2']) } }),
-      () => ({ selector: this.chance(0.5) ? {} : { version: 'v1' } }),
+      () => ({ selector: (this.chance(0.5) ? {} : { version: 'v1' }) as Record<string, string> }),
       () => ({ endpointUids: this.chance(0.3) ? undefined : [...[...this.workloads.keys()].filter(() => this.chance(0.2)), 'default/ghost'] }),
     ])();
     const next = { ...s, ...change };

@@ -67,7 +67,7 @@ function request(port: number, path = '/', opts: { method?: string; headers?: Re
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString();
-        let json: unknown;
+        let json: Resp['json'];
         try {
           json = JSON.parse(body);
         } catch {

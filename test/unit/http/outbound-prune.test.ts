@@ -127,7 +127,7 @@ describe('HttpOutbound: state of departed services is pruned', () => {
     const services = new Map(snap.services);
     services.delete(svc.key);
     const workloads = new Map(snap.workloads);
-    for (const uid of svc.endpointUids) workloads.delete(uid);
+    for (const uid of svc.endpointUids ?? []) workloads.delete(uid);
     const policies = new Map(snap.trafficPolicies ?? new Map());
     policies.delete(svc.key);
     state.replace({ ...snap, services, workloads, trafficPolicies: policies } as MeshSnapshot);
