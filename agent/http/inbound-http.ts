@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, RequestSizes } from '../telemetry/metrics';
 import type { Authorizer, HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
-import { dial } from '../proxy/dial';
+import { dial, sourceAddressFor, type SourceAddressFor } from '../proxy/dial';
 import { HOP_BY_HOP, sniffHttpVersion } from './protocol';
 import { checkMethod, normalizeRequestTarget, type PathRejection } from './path-normalize';
 import { headerLists } from './policy-headers';
@@ -168,7 +168,11 @@ export class InboundHttp implements HttpTunnelServer {
   private readonly log: Logger;
   private readonly closers = new Set<() => void>();
 
+  /** The source address for a connection to the pod at an address: the configured one of its family. */
+  readonly sourceFor: SourceAddressFor;
+
   constructor(private readonly opts: InboundHttpOptions) {
+    this.sourceFor = sourceAddressFor(opts.upstreamSourceIp, opts.upstreamSourceIp6);
     this.log = opts.logger ?? silentLogger();
   }
 
@@ -220,11 +224,6 @@ export class InboundHttp implements HttpTunnelServer {
   recordRequest(ctx: TunnelContext, status: number, grpcStatus: string | undefined, durationMs: number, flags = '-', sizes?: RequestSizes): void {
     if (!ctx.telemetry || !this.opts.metrics) return;
     this.opts.metrics.recordRequest(ctx.telemetry, grpcStatus !== undefined ? 'grpc' : ctx.protocol, status, grpcStatus, durationMs, flags, sizes);
-  }
-
-  /** The source address for a connection to the pod at `ip`: the configured one of its family. */
-  sourceFor(ip: string): string | undefined {
-    return net.isIPv6(ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
   }
 
   /** Connect timeout towards the pod. */

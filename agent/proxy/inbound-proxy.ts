@@ -14,7 +14,7 @@ import { silentLogger, type Logger } from '../telemetry/logger';
 import { LogRateLimiter } from '../telemetry/log-limiter';
 import type { ConnectionStats, HboneHandshakeFailure, HboneSessionError, MeshMetrics, RefusalReason, TcpConnectionInfo } from '../telemetry/metrics';
 import { parseBaggage } from '../telemetry/baggage';
-import { dialPod } from './dial';
+import { dialPod, sourceAddressFor, type SourceAddressFor } from './dial';
 import type { HboneEngine, HboneStreamRequest } from '../native/hbone-types';
 import { socketFd } from '../native/datapath';
 import { engineDuplex, engineRelay, recordEngineSessionEvent, type EngineIdentities } from './native-hbone';
@@ -235,7 +235,11 @@ export class InboundProxy {
   private livenessTimer?: NodeJS.Timeout;
   private closing = false;
 
+  /** Source address of connections to local pods, by the pod address's family. */
+  private readonly sourceFor: SourceAddressFor;
+
   constructor(private readonly opts: InboundProxyOptions) {
+    this.sourceFor = sourceAddressFor(opts.upstreamSourceIp, opts.upstreamSourceIp6);
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.resolveLocal = opts.resolveLocal ?? defaultResolveLocal(opts.state, opts.nodeName);
@@ -748,7 +752,7 @@ export class InboundProxy {
     dialPod(
       dest,
       client,
-      { localAddress: net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp, timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending },
+      { localAddress: this.sourceFor(dest.ip), timeoutMs: this.opts.connectTimeoutMs ?? 10_000, pending: this.pending },
       {
         failed: () => {
           d.release?.();

@@ -15,7 +15,7 @@ import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';
 import type { HboneStreamQos } from '../native/hbone-types';
 import { LegacyMtlsConnector, LegacyMtlsError, sidecarSni } from './legacy-mtls';
-import { dial } from './dial';
+import { dial, sourceAddressFor, type SourceAddressFor } from './dial';
 import { relay, type ByteCounters, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
@@ -220,7 +220,11 @@ export class OutboundProxy {
   private readonly legacyMtls: LegacyMtlsConnector;
   private closing = false;
 
+  /** Source address of same-node connections to local pods, by the pod address's family. */
+  private readonly sourceFor: SourceAddressFor;
+
   constructor(private readonly opts: OutboundProxyOptions) {
+    this.sourceFor = sourceAddressFor(opts.localSourceIp, opts.localSourceIp6);
     this.log = opts.logger ?? silentLogger();
     this.authorize = opts.authorize ?? allowAll;
     this.balancer = new ConnectionBalancer({ policies: () => opts.state.snapshot().trafficPolicies, random: opts.random });
@@ -544,7 +548,7 @@ export class OutboundProxy {
 
   private connectDirect(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'local' | 'passthrough' }>, source: Workload, fields: Record<string, unknown>): void {
     const timeoutMs = d.pool?.connectTimeoutMs ?? this.opts.connectTimeoutMs ?? 10_000;
-    const localAddress = d.kind !== 'local' ? undefined : net.isIPv6(d.ip) ? this.opts.localSourceIp6 : this.opts.localSourceIp;
+    const localAddress = d.kind === 'local' ? this.sourceFor(d.ip) : undefined;
     dial(
       { ip: d.ip, port: d.port },
       { localAddress, allowHalfOpen: true, noDelay: true, timeoutMs, client: sock },

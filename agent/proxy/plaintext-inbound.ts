@@ -4,7 +4,7 @@ import type { StateView } from '../state/store';
 import type { Workload } from '../state/types';
 import { silentLogger, type Logger } from '../telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
-import { dialPod } from './dial';
+import { dialPod, sourceAddressFor, type SourceAddressFor } from './dial';
 import { relay, type Relay } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
@@ -43,7 +43,11 @@ export class PlaintextInbound {
   private readonly pending = new Set<net.Socket>();
   private closing = false;
 
+  /** Source address of connections to the pod, by its address's family. */
+  private readonly sourceFor: SourceAddressFor;
+
   constructor(private readonly opts: PlaintextInboundOptions) {
+    this.sourceFor = sourceAddressFor(opts.upstreamSourceIp, opts.upstreamSourceIp6);
     this.log = opts.logger ?? silentLogger();
   }
 
@@ -120,7 +124,7 @@ export class PlaintextInbound {
   private relayTcp(client: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
     const metrics = this.opts.metrics;
     client.pause();
-    const localAddress = net.isIPv6(dest.ip) ? this.opts.upstreamSourceIp6 : this.opts.upstreamSourceIp;
+    const localAddress = this.sourceFor(dest.ip);
     dialPod(
       dest,
       client,
