@@ -34,10 +34,10 @@ test: build lint
 	$(MAKE) test-native-asan
 
 # Formatting and lint of the TypeScript (biome.json: Biome's formatter and recommended rules, minus the house idioms it
-# lists as off; `npx biome check --write agent control cli test bench scripts` fixes what it can), and the type check of
+# lists as off; `npx biome check --write agent control core cli test bench scripts` fixes what it can), and the type check of
 # everything, tests and benches included (tsconfig.test.json, strict, no output).
 lint: deps
-	npx biome ci agent control cli test bench scripts
+	npx biome ci agent control core cli test bench scripts
 	npx tsc -p tsconfig.test.json
 
 test-unit: deps

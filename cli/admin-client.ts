@@ -1,6 +1,6 @@
 // Reads the local agent's admin port (127.0.0.1:15000) for the operator commands: GET with a timeout, errors that say what to check.
 import * as http from 'node:http';
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 
 export const DEFAULT_ADMIN = '127.0.0.1:15000';
 

@@ -1,6 +1,6 @@
 // `smesh config workloads|services|policies|certificates`: one kind of the agent's state from /config_dump, as a table
 // or, with -o json|yaml, the agent's own objects unchanged.
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 import { adminJson, type AdminTarget } from './admin-client';
 import type { ConfigDump, DumpCertificate, DumpPolicy, DumpService, DumpWorkload } from './config-dump';
 import { formatData, formatDuration, formatTable, type OutputFormat } from './output';

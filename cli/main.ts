@@ -1,7 +1,7 @@
 // The `smesh` command line, composing agent and control plane (neither imports the other): `smesh agent …` (standalone: with an embedded control plane), `smesh supervise …` (the agent container's PID 1), `smesh control …`, `smesh check DIR`.
 import { AGENT_USAGE, parseAgentArgs } from '../agent/config/options';
-import { SmeshError } from '../agent/errors';
-import { packageVersion } from '../agent/version';
+import { SmeshError } from '../core/errors';
+import { packageVersion } from '../core/version';
 
 const USAGE = `usage: smesh <command> [options]
 commands:

@@ -1,5 +1,5 @@
 // Dispatch of the operator commands that read the local agent's admin port: `smesh status`, `smesh config KIND`, `smesh top`.
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 import { runConfig } from './config-view';
 import { parseOperatorFlags } from './output';
 import { runStatus } from './status';

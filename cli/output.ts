@@ -1,6 +1,6 @@
 // Output of the operator commands: aligned tables for a terminal, JSON or YAML for scripts (-o), and their shared flags.
 import YAML from 'yaml';
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 import { DEFAULT_ADMIN, parseAdminAddress, type AdminTarget } from './admin-client';
 
 export type OutputFormat = 'table' | 'json' | 'yaml';

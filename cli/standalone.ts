@@ -1,7 +1,7 @@
 // Standalone mode: the control plane `smesh control` runs, started in the agent's process over a config directory, for `smesh agent --standalone`.
 import { randomBytes } from 'node:crypto';
 import type { EmbeddedControlPlane } from '../agent/main';
-import { controlSpiffeId } from '../agent/identity/spiffe';
+import { controlSpiffeId } from '../core/identity/spiffe';
 
 /**
  * Standalone runs the very control plane `smesh control` runs, in this process, on loopback, with a one-time token

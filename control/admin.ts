@@ -1,8 +1,8 @@
 // The operational HTTP server of `smesh control` (--metrics-listen, default 0.0.0.0:15014): Prometheus /metrics and /healthz/ready.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { boundAddress, listenOrFail } from '../agent/telemetry/listen';
-import { silentLogger, type Logger } from '../agent/telemetry/logger';
+import { boundAddress, listenOrFail } from '../core/telemetry/listen';
+import { silentLogger, type Logger } from '../core/telemetry/logger';
 import type { ControlMetrics } from './metrics';
 
 export const DEFAULT_CONTROL_METRICS_LISTEN = '0.0.0.0:15014';

@@ -5,8 +5,8 @@ import { FileChangeWatch } from './file-watch';
 import { basename, dirname } from 'node:path';
 import type { Metadata } from '@grpc/grpc-js';
 import { parse as parseYaml } from 'yaml';
-import { SmeshError } from '../agent/errors';
-import { silentLogger, type Logger } from '../agent/telemetry/logger';
+import { SmeshError } from '../core/errors';
+import { silentLogger, type Logger } from '../core/telemetry/logger';
 
 /** Node names are SPIFFE path segments (they end up in spiffe://<td>/smesh/node/<node>). */
 const NODE_NAME_RE = /^[A-Za-z0-9._-]+$/;

@@ -1,5 +1,5 @@
 // The mesh CA service of `smesh control`: IstioCertificateService/CreateCertificate (CSR → chain) with the node binding check, root rotation anchors reloaded from --ca-dir without a restart, and the control plane's own TLS certificate.
-import '../agent/identity/reflect-polyfill';
+import '../core/identity/reflect-polyfill';
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes, webcrypto, createPrivateKey, createPublicKey, X509Certificate as NodeX509, type KeyObject } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -7,11 +7,11 @@ import { FileChangeWatch } from './file-watch';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as x509 from '@peculiar/x509';
-import { SmeshError } from '../agent/errors';
-import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../agent/identity/local-ca';
-import { controlSpiffeId, parseSpiffeId } from '../agent/identity/spiffe';
-import type { MeshSnapshot } from '../agent/state/types';
-import { silentLogger, type Logger } from '../agent/telemetry/logger';
+import { SmeshError } from '../core/errors';
+import { DEFAULT_LEAF_TTL_SECONDS, LocalCa, loadOrCreateRootCa } from '../core/identity/local-ca';
+import { controlSpiffeId, parseSpiffeId } from '../core/identity/spiffe';
+import type { MeshSnapshot } from '../core/model/types';
+import { silentLogger, type Logger } from '../core/telemetry/logger';
 import type { IstioCertificateServiceHandlers } from '../proto/generated/istio/v1/auth/IstioCertificateService';
 import type { TokenAuthenticator } from './auth';
 import type { CaRefusalReason, ControlMetrics } from './metrics';

@@ -4,9 +4,9 @@ import { X509Certificate } from 'node:crypto';
 import { networkInterfaces, hostname } from 'node:os';
 import * as path from 'node:path';
 import { parseDurationMs } from '../agent/config/schema';
-import { SmeshError } from '../agent/errors';
-import type { MeshSnapshot } from '../agent/state/types';
-import { isLogLevel, LogHub, silentLogger, type Logger } from '../agent/telemetry/logger';
+import { SmeshError } from '../core/errors';
+import type { MeshSnapshot } from '../core/model/types';
+import { isLogLevel, LogHub, silentLogger, type Logger } from '../core/telemetry/logger';
 import { loadMeshProtos } from '../proto';
 import { ControlAdminServer, DEFAULT_CONTROL_METRICS_LISTEN } from './admin';
 import { TokenAuthenticator, TokenFileWatcher } from './auth';
@@ -16,7 +16,7 @@ import { Registry } from './registry';
 import { FileSource } from './sources/files';
 import type { MeshSource } from './sources/types';
 import { controlPlaneIdentifier, createAdsService, type StreamInfo } from './xds-server';
-import { packageVersion } from '../agent/version';
+import { packageVersion } from '../core/version';
 
 export const DEFAULT_CONTROL_LISTEN = '0.0.0.0:15012';
 

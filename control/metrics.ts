@@ -1,5 +1,5 @@
 // Prometheus metrics of `smesh control` (xDS streams, pushes, NACKs, revoked streams, CA issuance, refusals and reloads, source errors) on a private registry.
-import { Counter, Gauge, Registry } from '../agent/telemetry/prom';
+import { Counter, Gauge, Registry } from '../core/telemetry/prom';
 
 export type CaRefusalReason = 'not_on_node' | 'foreign_trust_domain' | 'not_a_mesh_identity' | 'unknown_identity';
 

@@ -1,5 +1,5 @@
 // The control plane's single writer of served state: snapshot → per-node resource sets, with the diff of each update pushed to listeners.
-import type { MeshSnapshot } from '../agent/state/types';
+import type { MeshSnapshot } from '../core/model/types';
 import { buildResourceSets, CONTROL_TYPE_URL, diffResourceSets, type ResourceDiff, type ResourceEntry, ResourceEntryCache, type ResourceSets, type TypedResources } from './xds-resources';
 
 export type RegistryListener = (diff: ResourceDiff, generation: number) => void;

@@ -5,7 +5,7 @@ import type { LocalRateLimit } from '../proto/generated/smesh/traffic/v1alpha1/L
 import type { RateLimitRule } from '../proto/generated/smesh/traffic/v1alpha1/RateLimitRule';
 import type { StringMatch } from '../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping } from '../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
-import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, QosSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../agent/state/types';
+import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, QosSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../core/model/types';
 import { durationToWire, type TrafficNaming } from './traffic-encode';
 
 function bucketToWire(b: LocalRateLimitSettings | undefined): LocalRateLimit | null {

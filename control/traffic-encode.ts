@@ -18,7 +18,7 @@ import type {
   RouteStringMatch,
   ServiceTrafficPolicy,
   TokenBucketSettings,
-} from '../agent/state/types';
+} from '../core/model/types';
 
 /** Wire forms the encoder needs from the control plane's naming (kept here so this module has no cycle with resources.ts). */
 export interface TrafficNaming {

@@ -2,7 +2,7 @@
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
-import { ipToKey, ipv4Bytes } from '../agent/native/addr';
+import { ipToKey, ipv4Bytes } from '../core/net/addr';
 import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec, type PackedAny } from '../proto';
 import type { LocalWorkload, LocalWorkload__Output } from '../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
 import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
@@ -10,16 +10,16 @@ import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/
 import type { Address } from '../proto/generated/istio/workload/Address';
 import type { PortList } from '../proto/generated/istio/workload/PortList';
 import type { Port } from '../proto/generated/istio/workload/Port';
-import type { MeshSnapshot, Service, Workload } from '../agent/state/types';
-import { workloadAddresses } from '../agent/state/addresses';
+import type { MeshSnapshot, Service, Workload } from '../core/model/types';
+import { workloadAddresses } from '../core/model/addresses';
 import type { Authorization } from '../proto/generated/istio/security/Authorization';
 import type { Match } from '../proto/generated/istio/security/Match';
 import type { StringMatch } from '../proto/generated/istio/security/StringMatch';
-import { ruleNeedsL7, selectorPolicyKeys } from '../agent/policy/evaluate';
-import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../agent/policy/types';
+import { ruleNeedsL7, selectorPolicyKeys } from '../core/policy/evaluate';
+import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type PolicyRule, type StringMatcher } from '../core/policy/types';
 import { trafficPolicyMessages } from './traffic-encode';
 import { trafficShapingMessages } from './shaping-encode';
-import { declaredAppProtocol, istioAppProtocol } from '../agent/http/protocol';
+import { declaredAppProtocol, istioAppProtocol } from '../core/model/protocol';
 
 /** Every type URL the control plane serves on the delta ADS stream. */
 export const CONTROL_TYPE_URL = MESH_XDS_TYPE_URL;

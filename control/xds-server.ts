@@ -1,7 +1,7 @@
 // Delta ADS server (envoy.service.discovery.v3 DeltaAggregatedResources): per-stream, per-type subscription and version tracking, ACK/NACK, incremental pushes scoped to the authenticated node.
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../agent/telemetry/logger';
+import type { Logger } from '../core/telemetry/logger';
 import type { AggregatedDiscoveryServiceHandlers } from '../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { DeltaDiscoveryRequest__Output } from '../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest';
 import type { DeltaDiscoveryResponse } from '../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryResponse';

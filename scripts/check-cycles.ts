@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..');
-const DIRS = ['cli', 'agent', 'control', 'proto'];
+const DIRS = ['cli', 'agent', 'control', 'core', 'proto'];
 /** Allowed directory edges: each directory may import the ones listed (its own files always). */
-const LAYERS: Record<string, readonly string[]> = { cli: ['agent', 'control', 'proto'], control: ['agent', 'proto'], agent: ['proto'], proto: [] };
+const LAYERS: Record<string, readonly string[]> = { cli: ['agent', 'control', 'core', 'proto'], control: ['agent', 'core', 'proto'], agent: ['core', 'proto'], core: ['proto'], proto: [] };
 
 function sources(dir: string): string[] {
   const out: string[] = [];

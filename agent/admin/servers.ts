@@ -2,8 +2,8 @@
 import * as http from 'node:http';
 import * as v8 from 'node:v8';
 import type { AddressInfo } from 'node:net';
-import { boundAddress, listenOrFail } from '../telemetry/listen';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { boundAddress, listenOrFail } from '../../core/telemetry/listen';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 
 export type ReadinessComponent = 'bpf' | 'listeners' | 'certificates' | (string & {});

@@ -1,6 +1,6 @@
 // AuthorizationPolicy (security.istio.io) in file config: its schema, Istio's own validation rules, and conversion to the policy model.
-import { DEFAULT_ROOT_NAMESPACE, parseCidr, stringMatcher } from '../policy/evaluate';
-import type { AuthorizationPolicy, Cidr, HeaderMatch, PolicyAction, PolicyClause, PolicyMatch, PolicyRule, StringMatcher } from '../policy/types';
+import { DEFAULT_ROOT_NAMESPACE, parseCidr, stringMatcher } from '../../core/policy/evaluate';
+import type { AuthorizationPolicy, Cidr, HeaderMatch, PolicyAction, PolicyClause, PolicyMatch, PolicyRule, StringMatcher } from '../../core/policy/types';
 import { checkWorkloadSelector } from './istio-names';
 import type { FieldProblem, FieldSpec } from './schema';
 

@@ -1,6 +1,6 @@
 // Guards where programs may attach: a cgroup v2 directory that exists and is not the root of a cgroup2 mount.
 import { readFileSync, realpathSync, statSync } from 'node:fs';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 
 /** Mount points of cgroup2 file systems on this machine. */
 export function cgroup2Mounts(mountsText = readFileSync('/proc/mounts', 'utf8')): string[] {

@@ -3,9 +3,9 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isIP } from 'node:net';
 import { LineCounter, parseAllDocuments } from 'yaml';
-import { SmeshError } from '../errors';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../state/types';
-import { workloadAddresses } from '../state/addresses';
+import { SmeshError } from '../../core/errors';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../core/model/types';
+import { workloadAddresses } from '../../core/model/addresses';
 import { type FieldProblem, type FieldSpec, type ObjectSpec, validate } from './schema';
 import { parseSimpleYaml } from './simple-yaml';
 import { AUTHORIZATION_API_VERSIONS, AUTHORIZATION_POLICY_SPEC, checkDryRunAnnotation, convertAuthorizationPolicy } from './authorization';
@@ -30,8 +30,8 @@ import {
 } from './istio-traffic';
 import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSION, TRAFFIC_SHAPING_SPEC, type TrafficShapingConfig } from './shaping';
 import { podBandwidth } from './bandwidth';
-import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../policy/evaluate';
-import { policyKey, type AuthorizationPolicy } from '../policy/types';
+import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../../core/policy/evaluate';
+import { policyKey, type AuthorizationPolicy } from '../../core/policy/types';
 
 /** One problem in one resource of one file. */
 export interface ConfigProblem {

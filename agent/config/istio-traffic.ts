@@ -51,7 +51,7 @@ import type {
   TrafficRoute,
   TrafficSubset,
   Workload,
-} from '../state/types';
+} from '../../core/model/types';
 
 export const TRAFFIC_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'] as const;
 

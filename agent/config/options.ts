@@ -1,7 +1,7 @@
 // Agent command-line options and environment: the only place that reads process.env.
 import { isIP } from 'node:net';
-import { SmeshError } from '../errors';
-import { parseTrustDomainAliases } from '../identity/spiffe';
+import { SmeshError } from '../../core/errors';
+import { parseTrustDomainAliases } from '../../core/identity/spiffe';
 
 export interface AgentOptions {
   readonly standalone: boolean;

@@ -1,12 +1,12 @@
 // PeerAuthentication (security.istio.io) in file config: schema, validation, and istiod's conversion for ztunnel into DENY Authorization policies.
-import { stringMatcher } from '../policy/evaluate';
-import { CONVERTED_PEER_AUTHENTICATION_PREFIX, policyKey, STATIC_STRICT_POLICY_NAME, type AuthorizationPolicy, type PolicyRule } from '../policy/types';
+import { stringMatcher } from '../../core/policy/evaluate';
+import { CONVERTED_PEER_AUTHENTICATION_PREFIX, policyKey, STATIC_STRICT_POLICY_NAME, type AuthorizationPolicy, type PolicyRule } from '../../core/policy/types';
 import { checkWorkloadSelector } from './istio-names';
 import type { FieldProblem, FieldSpec } from './schema';
 
 export const PEER_AUTHENTICATION_API_VERSIONS = ['security.istio.io/v1', 'security.istio.io/v1beta1'] as const;
 
-export { CONVERTED_PEER_AUTHENTICATION_PREFIX, STATIC_STRICT_POLICY_NAME, isConvertedPeerAuthentication } from '../policy/types';
+export { CONVERTED_PEER_AUTHENTICATION_PREFIX, STATIC_STRICT_POLICY_NAME, isConvertedPeerAuthentication } from '../../core/policy/types';
 
 /**
  * UNSET inherits from the parent level (workload → namespace → mesh; a port from its workload);

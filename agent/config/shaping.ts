@@ -35,7 +35,7 @@ import type {
   TrafficPriority,
   Workload,
   WorkloadShaping,
-} from '../state/types';
+} from '../../core/model/types';
 
 export const TRAFFIC_SHAPING_API_VERSION = 'smesh.io/v1alpha1';
 /** Envoy's minimum fill interval for the local rate limit. */

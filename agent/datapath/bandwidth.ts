@@ -1,6 +1,6 @@
 // Keeps per-pod bandwidth pacing in the kernel equal to the local pods' kubernetes.io/{egress,ingress}-bandwidth limits: map entries, tc attach/detach, leftovers of an earlier agent.
 import { statSync } from 'node:fs';
-import type { MeshSnapshot } from '../state/types';
+import type { MeshSnapshot } from '../../core/model/types';
 
 export type BandwidthDirection = 'egress' | 'ingress';
 export type BandwidthMode = 'edt' | 'tbf';

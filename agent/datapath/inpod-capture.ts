@@ -1,8 +1,8 @@
 // Inbound plaintext capture per local pod: a listening socket the agent opens inside the pod's network namespace, the sk_lookup link that hands it plaintext connections, and their lifecycle as pods come and go.
 import { closeSync, statSync } from 'node:fs';
 import * as net from 'node:net';
-import type { MeshSnapshot, Workload } from '../state/types';
-import { workloadAddresses } from '../state/addresses';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
+import { workloadAddresses } from '../../core/model/addresses';
 import { formatAuthority } from '../proxy/types';
 import { podsToEnroll } from './reconciler';
 

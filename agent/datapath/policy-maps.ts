@@ -1,8 +1,8 @@
 // Pure derivation of the kernel's policy maps from mesh state: inbound STRICT/PERMISSIVE per local pod port, and connect-time denies per local source workload.
-import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, matchNeedsL7, ruleNeedsL7, stripL7 } from '../policy/evaluate';
-import { isConvertedPeerAuthentication, type AuthorizationPolicy, type PolicyMatch } from '../policy/types';
-import type { MeshSnapshot, Service, Workload } from '../state/types';
-import { workloadAddresses } from '../state/addresses';
+import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, matchNeedsL7, ruleNeedsL7, stripL7 } from '../../core/policy/evaluate';
+import { isConvertedPeerAuthentication, type AuthorizationPolicy, type PolicyMatch } from '../../core/policy/types';
+import type { MeshSnapshot, Service, Workload } from '../../core/model/types';
+import { workloadAddresses } from '../../core/model/addresses';
 
 export type InboundMode = 'STRICT' | 'PERMISSIVE' | 'TRUSTED_SOURCE';
 

@@ -1,7 +1,7 @@
 // Keeps the kernel maps equal to the mesh state: enrolled pods (by netns cookie), meshed destinations, inbound STRICT modes and connect-time denies.
 import { statSync } from 'node:fs';
-import type { MeshSnapshot, Service, Workload } from '../state/types';
-import { workloadAddresses } from '../state/addresses';
+import type { MeshSnapshot, Service, Workload } from '../../core/model/types';
+import { workloadAddresses } from '../../core/model/addresses';
 import { denyKey, desiredConnectDenies, desiredInboundModes, inboundKey, type InboundMode } from './policy-maps';
 
 /** The part of the native datapath facade the reconciler writes. */

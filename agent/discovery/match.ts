@@ -1,5 +1,5 @@
 // Pure matching of this node's workloads to discovered network namespaces by pod IP, and the snapshot the reconciler then sees.
-import type { MeshSnapshot, Workload } from '../state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 import { addressKey } from './proc-net';
 import type { DiscoveredNetns } from './scan';
 

@@ -1,5 +1,5 @@
 // Node-local netns discovery: before each reconcile, fills in the network namespace of local pods the control plane left without one.
-import type { MeshSnapshot } from '../state/types';
+import type { MeshSnapshot } from '../../core/model/types';
 import { matchByIp, withNetns, workloadsWithoutNetns } from './match';
 import { scanNetns, type NetnsScan, type ScanOptions } from './scan';
 

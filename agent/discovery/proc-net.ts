@@ -1,5 +1,5 @@
 // Parsers for a network namespace's local addresses as /proc/<pid>/net shows them (fib_trie for IPv4, if_inet6 for IPv6).
-import { formatIpv6Words, ipToKey } from '../native/addr';
+import { formatIpv6Words, ipToKey } from '../../core/net/addr';
 
 /**
  * IPv4 addresses local to the namespace: leaves of /proc/<pid>/net/fib_trie carrying a `/32 host LOCAL` entry.

@@ -1,5 +1,5 @@
 // Envoy-style circuit breaker per service (and subset) on this proxy: max connections, pending requests, requests, concurrent retries.
-import type { ConnectionPoolSettings, RetrySettings } from '../state/types';
+import type { ConnectionPoolSettings, RetrySettings } from '../../core/model/types';
 
 export type OverloadReason = 'max_pending_requests' | 'max_requests' | 'max_retries' | 'retry_budget';
 

@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import type { Http1Engine, Http1EngineHandlers, Http1Request, Http1Result, Http1SessionClosed, Http1UpstreamFailure } from '../native/http1-types';
 import type { HttpTunnelServer, TunnelContext, TunnelOutcome } from '../proxy/types';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import { httpEngineCounters, type HttpEngineCounters } from './engine-metrics';
 import type { InboundHttp, InboundRequestDecision } from './inbound-http';
 import { engineHeaderViews } from './policy-headers';

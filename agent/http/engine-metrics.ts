@@ -1,6 +1,6 @@
 // The HTTP/1.1 engine's own counters (--http-engine), shared by its outbound and inbound users: one registration per metrics registry.
 import type { MeshMetrics } from '../telemetry/metrics';
-import { Counter, type Registry } from '../telemetry/prom';
+import { Counter, type Registry } from '../../core/telemetry/prom';
 
 export interface HttpEngineCounters {
   /** Requests the engine served, by direction (outbound: source side, inbound: destination side) and outcome. */

@@ -1,5 +1,5 @@
 // Outlier detection, pure with an injected clock: consecutive 5xx / gateway errors / connect failures eject an endpoint for base × n (capped), within a maximum ejection percentage.
-import type { OutlierDetectionSettings } from '../state/types';
+import type { OutlierDetectionSettings } from '../../core/model/types';
 
 export type Outcome = 'success' | 'server_error' | 'gateway_error' | 'connect_failure';
 

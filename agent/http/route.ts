@@ -1,5 +1,5 @@
 // HTTP routing, pure: VirtualService match → weighted destination → subset → endpoints, with the endpoint settings that apply there.
-import type { EndpointSettings, HttpRouteMatch, RouteDestination, RouteStringMatch, Service, ServicePort, ServiceTrafficPolicy, TrafficRoute, Workload } from '../state/types';
+import type { EndpointSettings, HttpRouteMatch, RouteDestination, RouteStringMatch, Service, ServicePort, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../core/model/types';
 
 export interface RouteRequest {
   readonly method: string;

@@ -1,6 +1,6 @@
 // PKCS#10 certificate requests (RFC 2986) for the agent without an ASN.1 library: a DER encoder for one shape only — ECDSA P-256 key, subject O=<trust domain>, one URI SAN, ecdsa-with-SHA256.
 import { createPublicKey, generateKeyPair as generateKeyPairCb, sign as signCb, type KeyObject } from 'node:crypto';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 
 /** SPIFFE caps an id at 2048 bytes; anything longer is refused before it reaches the CA. */
 export const MAX_CSR_URI_LENGTH = 2048;

@@ -1,8 +1,8 @@
 // Holds the certificate + key of every identity this node serves (its pods and itself) and renews them at half-life.
 import { X509Certificate } from 'node:crypto';
-import { SmeshError } from '../errors';
-import type { Logger } from '../telemetry/logger';
-import type { CertificateSource, IssuedCert } from './types';
+import { SmeshError } from '../../core/errors';
+import type { Logger } from '../../core/telemetry/logger';
+import type { CertificateSource, IssuedCert } from '../../core/identity/types';
 
 export type UsableCert = IssuedCert & { readonly keyPem: string };
 

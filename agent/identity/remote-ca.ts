@@ -1,12 +1,12 @@
 // Certificates from `smesh control`: a fresh P-256 key and PKCS#10 CSR per identity, CreateCertificate over the authenticated channel, and a strict check of the returned chain.
 import { X509Certificate as NodeX509, createPublicKey } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { SmeshError } from '../errors';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { SmeshError } from '../../core/errors';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import { createCsr } from './csr';
-import { DEFAULT_LEAF_TTL_SECONDS } from './defaults';
-import { parseSpiffeId, spiffeIdFromSubjectAltName } from './spiffe';
-import type { CertificateSource, IssuedCert } from './types';
+import { DEFAULT_LEAF_TTL_SECONDS } from '../../core/identity/defaults';
+import { parseSpiffeId, spiffeIdFromSubjectAltName } from '../../core/identity/spiffe';
+import type { CertificateSource, IssuedCert } from '../../core/identity/types';
 import type { IstioCertificateServiceClient } from '../../proto/generated/istio/v1/auth/IstioCertificateService';
 import type { IstioCertificateResponse__Output } from '../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 

@@ -1,5 +1,5 @@
 // Maps a service's LoadBalancerSettings (state types, from DestinationRule) to a load-balancer policy for createPicker.
-import type { HashKey, LoadBalancerSettings } from '../state/types';
+import type { HashKey, LoadBalancerSettings } from '../../core/model/types';
 import type { HashSource } from './consistent-hash';
 import type { LbPolicy } from './registry';
 

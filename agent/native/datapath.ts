@@ -4,8 +4,8 @@ import * as fs from 'node:fs';
 import type { Socket } from 'node:net';
 import * as path from 'node:path';
 import { endianness } from 'node:os';
-import { SmeshError } from '../errors';
-import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp, writeIpKey } from './addr';
+import { SmeshError } from '../../core/errors';
+import { ipToKey, ipv4Bytes, isV4MappedKey, keyToIp, writeIpKey } from '../../core/net/addr';
 import { loadRawNative, type RawDatapath, type RawNative, type RawNativeError } from './raw';
 
 export interface DatapathOptions {

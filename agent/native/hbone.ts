@@ -1,5 +1,5 @@
 // Typed facade over the addon's native HBONE engine (native/hbone*.cc): implements HboneEngine (hbone-types.ts) on raw functions, mapping ids to promises and batched native events to handlers.
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 import { loadRawNative, type RawNative } from './raw';
 import type {
   HboneEngine,

@@ -1,6 +1,6 @@
 // Typed facade over the addon's native HTTP/1.1 engine (native/http1*.cc): implements Http1Engine (http1-types.ts) on raw functions, mapping batched native events to handlers and takeovers to promises.
 import * as fs from 'node:fs';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 import { loadRawNative, type RawNative } from './raw';
 import type {
   Http1Decision,

@@ -1,6 +1,6 @@
 // The inbound Authorizer: evaluates the current snapshot's policies for one connection, counts denials and writes the access-log line.
-import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, type EvaluateOptions } from './evaluate';
-import type { AuthorizationPolicy, HttpAttributes, PolicyDecision, PolicyTarget } from './types';
+import { applicablePolicies, DEFAULT_ROOT_NAMESPACE, evaluate, type EvaluateOptions } from '../../core/policy/evaluate';
+import type { AuthorizationPolicy, HttpAttributes, PolicyDecision, PolicyTarget } from '../../core/policy/types';
 
 /** What the authorizer reads from state (a StateView fits: `snapshot: () => state.snapshot()`). */
 export interface PolicySource {

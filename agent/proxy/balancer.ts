@@ -5,7 +5,7 @@ import { RoundRobinPickers, type PickResult } from '../lb/picker';
 import { lbPolicyFromSettings } from '../lb/policy';
 import { LoadBalancerRegistry, PickerCache, registerBuiltinLoadBalancers, type LbPolicy } from '../lb/registry';
 import type { RandomSource } from '../lb/sampling';
-import type { ConnectionPoolSettings, LoadBalancerSettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../state/types';
+import type { ConnectionPoolSettings, LoadBalancerSettings, Service, ServicePort, ServiceTrafficPolicy, Workload } from '../../core/model/types';
 
 interface WorkloadEndpoint extends LbEndpoint {
   readonly workload: Workload;

@@ -1,7 +1,7 @@
 // Open L4 connections and the facts their authorization was decided on: re-decided when the policies change, and closed when now denied (as ztunnel's connection manager does).
 import type { AuthorizeRequest } from '../policy/authorizer';
-import type { PolicyDecision } from '../policy/types';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import type { PolicyDecision } from '../../core/policy/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 
 /** Why a tracked connection was closed after a policy change. */
 export type PolicyCloseReason =

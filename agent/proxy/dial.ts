@@ -1,6 +1,6 @@
 // The agent's one plain-TCP dialer: every connect to a pod, a passthrough destination or a sidecar goes through dial(), which bounds it by a connect timeout, drops it when the requesting client goes away, keeps it in its owner's shutdown set while it connects and reports exactly one outcome.
 import * as net from 'node:net';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 import type { IpPort } from './types';
 
 /** Why a dial did not connect. */

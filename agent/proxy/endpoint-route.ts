@@ -1,6 +1,6 @@
 // Where traffic to one chosen endpoint goes — same node, plain passthrough, an Istio sidecar's mTLS, or HBONE (pod- or node-addressed): the one pure decision the L4 outbound and the per-request HTTP path share.
-import { nodeSpiffeId } from '../identity/spiffe';
-import type { MeshNode, Workload } from '../state/types';
+import { nodeSpiffeId } from '../../core/identity/spiffe';
+import type { MeshNode, Workload } from '../../core/model/types';
 import { formatAuthority, type HostPort } from './types';
 
 export type HboneAddressing = 'pod' | 'node';

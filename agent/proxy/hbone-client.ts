@@ -1,10 +1,10 @@
 // Outbound HBONE: pooled mutual-TLS HTTP/2 sessions per (source identity, destination node), one CONNECT stream per proxied connection.
 import * as http2 from 'node:http2';
 import * as tls from 'node:tls';
-import { SmeshError } from '../errors';
-import { currentTrustDomainAliases, spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
+import { SmeshError } from '../../core/errors';
+import { currentTrustDomainAliases, spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../../core/identity/spiffe';
 import { LogRateLimiter } from '../telemetry/log-limiter';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
 import { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-settings';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';

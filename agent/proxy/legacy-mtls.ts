@@ -1,9 +1,9 @@
 // Istio sidecar mutual TLS (TunnelProtocol LEGACY_ISTIO_MTLS): TLS to <pod IP>:<port> as a sidecar client would open it — source certificate, ALPN, TCP metadata exchange — accepted only with the destination workload's SPIFFE id.
 import * as tls from 'node:tls';
 import { Writer } from 'protobufjs';
-import { SmeshError } from '../errors';
-import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../identity/spiffe';
-import type { Workload } from '../state/types';
+import { SmeshError } from '../../core/errors';
+import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../../core/identity/spiffe';
+import type { Workload } from '../../core/model/types';
 import { dial } from './dial';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';
 

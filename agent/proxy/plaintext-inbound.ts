@@ -1,8 +1,8 @@
 // Inbound plaintext (from outside the mesh) captured into the node proxy: AuthorizationPolicy with an empty principal, then relayed to the pod or parsed per request on HTTP ports.
 import * as net from 'node:net';
 import type { StateView } from '../state/store';
-import type { Workload } from '../state/types';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import type { Workload } from '../../core/model/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { dialPod, sourceAddressFor, type SourceAddressFor } from './dial';
 import { relay, type Relay } from './relay';

@@ -1,6 +1,6 @@
 // Kernel relay for two plain TCP sockets (same-node path): hands them to the addon's splice engine; same result shape as relay().
 import * as net from 'node:net';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 import { socketFd } from '../native/datapath';
 import type { SpliceApi, SpliceHandle, SpliceResult } from '../native/splice';
 import { LiveCounters } from './native-counters';

@@ -1,8 +1,8 @@
 // Narrow interfaces the proxies need from the rest of the agent (identities, authorization, addresses), so each can be faked in tests.
-import type { Service, Workload } from '../state/types';
+import type { Service, Workload } from '../../core/model/types';
 import type { UsableCert, RotationListener } from '../identity/manager';
 import type { Duplex } from 'node:stream';
-import type { HttpAttributes } from '../policy/types';
+import type { HttpAttributes } from '../../core/policy/types';
 import type { TcpConnectionInfo } from '../telemetry/metrics';
 
 /** What the proxies need from the identity manager. */

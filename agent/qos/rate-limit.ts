@@ -1,5 +1,5 @@
 // Token bucket with Envoy's local-rate-limit semantics (max_tokens, tokens_per_fill, fill_interval) on an injected monotonic clock.
-import type { LocalRateLimitSettings } from '../state/types';
+import type { LocalRateLimitSettings } from '../../core/model/types';
 
 /** Monotonic milliseconds. */
 export type Clock = () => number;

@@ -3,7 +3,7 @@ import type { Counter } from 'prom-client';
 import { matchHolds } from '../http/route';
 import type { StateView } from '../state/store';
 import type { HboneQosState, HboneStreamQos } from '../native/hbone-types';
-import type { MeshSnapshot, QosSettings, Service, ShapingRule, Workload } from '../state/types';
+import type { MeshSnapshot, QosSettings, Service, ShapingRule, Workload } from '../../core/model/types';
 import { monotonicClock, rateLimitHeaders, TokenBucket, type BucketState, type Clock } from './rate-limit';
 
 export type RateLimitDirection = 'outbound' | 'inbound';

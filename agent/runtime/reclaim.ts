@@ -1,10 +1,10 @@
 // Idle-time memory reclaim: once a load burst is over and the agent is quiet, a full GC and glibc malloc_trim give the burst's memory back to the OS.
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
-import { SmeshError } from '../errors';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { SmeshError } from '../../core/errors';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { Counter } from '../telemetry/prom';
+import { Counter } from '../../core/telemetry/prom';
 
 /**
  * Why: V8 runs a full GC only when allocation asks for one, so after a burst (10,000 connections) an idle agent keeps

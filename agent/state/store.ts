@@ -1,6 +1,6 @@
 // The agent's single-writer state store: one updater publishes immutable snapshots plus indexes; readers only fetch.
-import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from './types';
-import { workloadAddresses } from './addresses';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../core/model/types';
+import { workloadAddresses } from '../../core/model/addresses';
 
 /** What an original destination resolves to; the outbound decision is made from this. */
 export type ResolvedDestination =

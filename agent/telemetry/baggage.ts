@@ -1,5 +1,5 @@
 // The HBONE `baggage` header (W3C baggage list): the source workload in ztunnel's keys, plus the service the client dialled, so both reporters name the same destination_service.
-import type { Workload } from '../state/types';
+import type { Workload } from '../../core/model/types';
 
 /**
  * Keys ztunnel writes and reads (source workload: cluster, namespace, workload by kind, canonical

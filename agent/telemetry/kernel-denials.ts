@@ -1,5 +1,5 @@
 // Connections the kernel denied (connect-time deny at the source, STRICT drops at the destination) copied into Istio's TCP metrics with response_flags DENY, once per connection, at each scrape.
-import type { Workload } from '../state/types';
+import type { Workload } from '../../core/model/types';
 import type { MeshMetrics, TcpConnectionInfo } from './metrics';
 
 /** The kernel's per-connection denial totals (native Datapath.connectDenyCounts / strictDropCounts). */

@@ -1,7 +1,7 @@
 // Prometheus metrics on a private registry: Istio's standard TCP metrics (names and labels) plus smesh_* operational ones.
-import { Counter, Gauge, Histogram, Registry } from './prom';
+import { Counter, Gauge, Histogram, Registry } from '../../core/telemetry/prom';
 import { performance } from 'node:perf_hooks';
-import type { Workload } from '../state/types';
+import type { Workload } from '../../core/model/types';
 
 /** Istio's TCP metric labels, in the set ztunnel reports. */
 export const ISTIO_TCP_LABELS = [

@@ -1,8 +1,8 @@
 // Delta ADS client: subscribes to the mesh resource types, ACKs/NACKs per response (a bad resource rejects only itself), reconnects with backoff, emits whole MeshSnapshots.
 import * as grpc from '@grpc/grpc-js';
 import type { DeltaDiscoveryRequest } from '../../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest';
-import type { MeshSnapshot } from '../state/types';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import type { MeshSnapshot } from '../../core/model/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { ControlPlaneChannel } from './channel';
 import type { WireDeltaResponse } from './wire';
 import { DEFAULT_TRUST_DOMAIN, parseResource, releaseSharingCaches, XDS_TYPE_URLS, XDS_PARTIAL_VERSION_SUFFIX, type XdsTypeUrl } from './convert';

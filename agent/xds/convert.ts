@@ -4,14 +4,14 @@ import { isIP } from 'node:net';
 import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../proto';
 import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
-import { ipv4Text, keyToIp } from '../native/addr';
-import { workloadAddresses } from '../state/addresses';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadShaping, WorkloadTunnel } from '../state/types';
+import { ipv4Text, keyToIp } from '../../core/net/addr';
+import { workloadAddresses } from '../../core/model/addresses';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, ServiceTrafficPolicy, Workload, WorkloadShaping, WorkloadTunnel } from '../../core/model/types';
 import type { TrafficPolicy__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
 import { parseTrafficShaping } from './shaping-decode';
 import { parseTrafficPolicy, serviceKeyFromRef } from './traffic-decode';
-import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../http/protocol';
+import { APP_PROTOCOL_OF_ISTIO, type IstioAppProtocol } from '../../core/model/protocol';
 import { decodeAddressOf, forgetRepeatedStrings, type AnyMessage, type WireAddress, type WirePort, type WireService, type WireWorkload } from './wire';
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
@@ -25,7 +25,7 @@ import {
   type PolicyMatch,
   type PolicyScope,
   type StringMatcher,
-} from '../policy/types';
+} from '../../core/policy/types';
 
 /** Every resource type the agent subscribes to (wildcard) on the delta ADS stream. */
 export const XDS_TYPE_URL = MESH_XDS_TYPE_URL;

@@ -1,8 +1,8 @@
 // Incremental mesh state: applies each accepted or removed xDS resource to working state and publishes immutable snapshots that share every unchanged Workload/Service object.
-import type { AuthorizationPolicy } from '../policy/types';
+import type { AuthorizationPolicy } from '../../core/policy/types';
 import { OwnedIndex } from '../state/store';
-import { workloadAddresses } from '../state/addresses';
-import type { MeshNode, MeshSnapshot, Service, Workload } from '../state/types';
+import { workloadAddresses } from '../../core/model/addresses';
+import type { MeshNode, MeshSnapshot, Service, Workload } from '../../core/model/types';
 import {
   DEFAULT_TRUST_DOMAIN,
   identityOf,

@@ -6,7 +6,7 @@ import type { LocalRateLimit__Output } from '../../proto/generated/smesh/traffic
 import type { RateLimitRule__Output } from '../../proto/generated/smesh/traffic/v1alpha1/RateLimitRule';
 import type { StringMatch__Output } from '../../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
-import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, QosSettings, RouteStringMatch, ShapingRule, TrafficPriority, WorkloadShaping } from '../state/types';
+import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, QosSettings, RouteStringMatch, ShapingRule, TrafficPriority, WorkloadShaping } from '../../core/model/types';
 
 /** Envoy's minimum fill interval; the agent refuses smaller ones rather than spin. */
 const MIN_FILL_INTERVAL_MS = 50;

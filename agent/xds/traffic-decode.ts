@@ -24,7 +24,7 @@ import type {
   TokenBucketSettings,
   TrafficRoute,
   TrafficSubset,
-} from '../state/types';
+} from '../../core/model/types';
 
 class TrafficFieldError extends Error {
   constructor(

@@ -1,6 +1,6 @@
 // Hand-written protobuf decoders for the high-volume xDS messages (DeltaDiscoveryResponse envelope, istio.workload.Address): straight into the fields the agent reads, no protobufjs toObject.
 import { Reader, util } from 'protobufjs';
-import { ipv4Text } from '../native/addr';
+import { ipv4Text } from '../../core/net/addr';
 
 /** A google.protobuf.Any as the xDS layers pass it: type URL and the encoded message. */
 export interface AnyMessage {

@@ -2,8 +2,8 @@
 import { type FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/config-dir';
-import type { MeshSnapshot } from '../../agent/state/types';
-import { silentLogger, type Logger } from '../../agent/telemetry/logger';
+import type { MeshSnapshot } from '../../core/model/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';
 
 export interface FileSourceOptions {

@@ -4,8 +4,8 @@ import { AUTHORIZATION_API_VERSIONS } from '../../agent/config/authorization';
 import { PEER_AUTHENTICATION_API_VERSIONS } from '../../agent/config/peer-authentication';
 import { buildSnapshot, ConfigError, type ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/config-dir';
 import { TRAFFIC_API_VERSIONS } from '../../agent/config/istio-traffic';
-import type { MeshSnapshot, Service } from '../../agent/state/types';
-import { silentLogger, type Logger } from '../../agent/telemetry/logger';
+import type { MeshSnapshot, Service } from '../../core/model/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';
 
 export type CoreKind = 'pods' | 'services' | 'endpointslices' | 'namespaces' | 'nodes';

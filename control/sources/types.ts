@@ -1,5 +1,5 @@
 // The contract between the control plane and a configuration source (files, Kubernetes): snapshots in, errors reported.
-import type { MeshSnapshot } from '../../agent/state/types';
+import type { MeshSnapshot } from '../../core/model/types';
 
 export interface SourceEvents {
   /** A new complete, valid snapshot (never half a change). */

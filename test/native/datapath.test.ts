@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { netnsCookie, openDatapath, type Datapath, type DatapathOptions } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
-import { SmeshError } from '../../agent/errors';
+import { SmeshError } from '../../core/errors';
 import { ensureBpffs, isRoot, TestTopology, type ProbeEvent, type ProbePlan } from './topology';
 
 const CAPTURE_PORT = 15001;

@@ -7,7 +7,7 @@ import { NetnsDiscovery } from '../../agent/discovery/netns-discovery';
 import { scanNetns } from '../../agent/discovery/scan';
 import { netnsCookie } from '../../agent/native/datapath';
 import { addonPath } from '../../agent/native/raw';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 import { isRoot, run, TestTopology } from './topology';
 
 const SUITE = isRoot ? 'netns discovery (real cgroups, namespaces and /proc)' : 'netns discovery (SKIPPED: needs root for cgroups and netns)';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hboneEngine } from '../../agent/native/hbone';
 import type { HboneEngine, HboneSessionEvent, HboneStreamRequest, HboneStreamResult } from '../../agent/native/hbone-types';
 import { useAddonPath } from '../../agent/native/raw';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import { pollUntil } from '../helpers/logs';
 import { freePort, meshCa, TD } from '../unit/proxy-fixtures';
 

@@ -1,8 +1,8 @@
 // An outbound HBONE open to a destination that refuses the connection (its agent restarting) is tried again with backoff until the listener is back, on both data planes; with no retry budget it fails at once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId, workloadSpiffeId } from '../../agent/identity/spiffe';
+import { nodeSpiffeId, workloadSpiffeId } from '../../core/identity/spiffe';
 import { hboneEngine } from '../../agent/native/hbone';
 import type { HboneEngine } from '../../agent/native/hbone-types';
 import { HboneClient } from '../../agent/proxy/hbone-client';

@@ -4,7 +4,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HboneEngine, HboneQosState } from '../../agent/native/hbone-types';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import { pollUntil } from '../helpers/logs';
 import { meshCa, TD } from '../unit/proxy-fixtures';
 

@@ -10,7 +10,7 @@ import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { Workload } from '../../agent/state/types';
+import type { Workload } from '../../core/model/types';
 import { echoServer, freePort, listen, readAll, TD, waitFor } from '../unit/proxy-fixtures';
 
 const MB = 1024 * 1024;

@@ -1,6 +1,6 @@
 // Address text helpers of agent/native/addr.ts that the xDS decoder uses for every workload.
 import { describe, expect, it } from 'vitest';
-import { ipToKey, ipv4Text, keyToIp } from '../../agent/native/addr';
+import { ipToKey, ipv4Text, keyToIp } from '../../core/net/addr';
 
 describe('ipv4Text', () => {
   it('formats any four octets like the dotted-quad literal, and round-trips through the map key form', () => {

@@ -4,7 +4,7 @@ import * as net from 'node:net';
 import { Writable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AdminServers } from '../../agent/admin/servers';
-import { LogHub } from '../../agent/telemetry/logger';
+import { LogHub } from '../../core/telemetry/logger';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { listen } from './proxy-fixtures';
 

@@ -2,18 +2,18 @@
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../agent/config/authorization';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId } from '../../agent/identity/spiffe';
+import { nodeSpiffeId } from '../../core/identity/spiffe';
 import { createAuthorizer } from '../../agent/policy/authorizer';
-import type { AuthorizationPolicy } from '../../agent/policy/types';
+import type { AuthorizationPolicy } from '../../core/policy/types';
 import { ConnectionTracker, policyInputsChanged, type TrackedConnection } from '../../agent/proxy/connection-tracker';
 import { HboneClient } from '../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { echoServer, freePort, identities, listen, meshCa, TD, waitFor, wl } from './proxy-fixtures';
 

@@ -1,9 +1,9 @@
 // Datapath facade against a fake native surface: argument checking, ip ↔ key conversion, error wrapping (no root needed).
 import { describe, expect, it } from 'vitest';
 import { createDatapathApi } from '../../agent/native/datapath';
-import { ipToKey, keyToIp, writeIpKey } from '../../agent/native/addr';
+import { ipToKey, keyToIp, writeIpKey } from '../../core/net/addr';
 import type { RawDatapath, RawNative, RawOpenOptions } from '../../agent/native/raw';
-import { SmeshError } from '../../agent/errors';
+import { SmeshError } from '../../core/errors';
 
 function fakeNative(): { native: RawNative; opened: RawOpenOptions[]; dests: Map<string, { addr: Buffer; port: number }> } {
   const opened: RawOpenOptions[] = [];

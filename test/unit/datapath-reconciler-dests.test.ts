@@ -1,7 +1,7 @@
 // The reconciler's destination sync: after any sequence of snapshots (objects reused or replaced, as the xDS state does) the kernel map equals desiredDestinations, with batched and per-entry writes, and it writes only what changed.
 import { describe, expect, it } from 'vitest';
 import { desiredDestinations, Reconciler, WorkloadIds, type DatapathMaps } from '../../agent/datapath/reconciler';
-import type { MeshSnapshot, Service, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Service, Workload } from '../../core/model/types';
 import { seeded as rng } from '../helpers/prng';
 
 class FakeMaps implements DatapathMaps {

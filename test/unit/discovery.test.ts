@@ -7,7 +7,7 @@ import { AGENT_USAGE, parseAgentArgs } from '../../agent/config/options';
 import { matchByIp, withNetns, workloadsWithoutNetns } from '../../agent/discovery/match';
 import { NetnsDiscovery } from '../../agent/discovery/netns-discovery';
 import { scanNetns, type DiscoveredNetns, type NetnsScan, type ScanOptions } from '../../agent/discovery/scan';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 
 function fib(...ips: string[]): string {
   return `Local:\n  +-- 0.0.0.0/0 2 0 2\n${ips.map((ip) => `     |-- ${ip}\n        /32 host LOCAL\n`).join('')}     |-- 127.0.0.1\n        /32 host LOCAL\n`;

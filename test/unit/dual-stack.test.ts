@@ -9,10 +9,10 @@ import { IncrementalSnapshot } from '../../agent/xds/incremental';
 import { workloadAddress } from '../../control/xds-resources';
 import { loadMeshProtos } from '../../proto';
 import { StateStore } from '../../agent/state/store';
-import { workloadAddresses } from '../../agent/state/addresses';
+import { workloadAddresses } from '../../core/model/addresses';
 import { desiredDestinations } from '../../agent/datapath/reconciler';
 import { desiredConnectDenies, desiredInboundModes } from '../../agent/datapath/policy-maps';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 
 const V4 = '198.18.1.10';
 const V6 = 'fd00:5345:1::a';

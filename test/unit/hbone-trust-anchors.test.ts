@@ -1,9 +1,9 @@
 // A root rotation on the HBONE inbound server: new trust anchors apply at once, not when the node's own certificate renews; a certificate rotation racing a session being opened fails that open, never the agent.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/local-ca';
+import { loadOrCreateRootCa, type LocalCa } from '../../core/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId, workloadSpiffeId } from '../../agent/identity/spiffe';
-import type { CertificateSource } from '../../agent/identity/types';
+import { nodeSpiffeId, workloadSpiffeId } from '../../core/identity/spiffe';
+import type { CertificateSource } from '../../core/identity/types';
 import { HboneClient } from '../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { echoServer, listen, readAll, tempDir, TD } from './proxy-fixtures';

@@ -3,11 +3,11 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadOrCreateRootCa } from '../../agent/identity/local-ca';
+import { loadOrCreateRootCa } from '../../core/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId, parseSpiffeId, spiffeIdFromSubjectAltName, workloadSpiffeId } from '../../agent/identity/spiffe';
-import type { CertificateSource } from '../../agent/identity/types';
-import { SmeshError } from '../../agent/errors';
+import { nodeSpiffeId, parseSpiffeId, spiffeIdFromSubjectAltName, workloadSpiffeId } from '../../core/identity/spiffe';
+import type { CertificateSource } from '../../core/identity/types';
+import { SmeshError } from '../../core/errors';
 import { tempDir, TD, waitFor } from './proxy-fixtures';
 
 describe('loadOrCreateRootCa', () => {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ConnectionBalancer, l4LoadBalancerSettings } from '../../agent/proxy/balancer';
 import { decideOutbound, type OutboundInputs } from '../../agent/proxy/outbound';
 import { StateStore } from '../../agent/state/store';
-import type { LoadBalancerSettings, MeshSnapshot, Service, ServiceTrafficPolicy, Workload } from '../../agent/state/types';
+import type { LoadBalancerSettings, MeshSnapshot, Service, ServiceTrafficPolicy, Workload } from '../../core/model/types';
 
 const TD = 'cluster.local';
 function wl(name: string, ip: string, node = 'node1'): Workload {

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { RoundRobinPicker, RoundRobinPickers } from '../../agent/lb/picker';
 import { decideOutbound, type OutboundDecision, type OutboundInputs } from '../../agent/proxy/outbound';
 import { StateStore } from '../../agent/state/store';
-import type { MeshNode, MeshSnapshot, Service, Workload } from '../../agent/state/types';
+import type { MeshNode, MeshSnapshot, Service, Workload } from '../../core/model/types';
 
 const TD = 'cluster.local';
 function wl(name: string, ip: string, node: string, extra: Partial<Workload> = {}): Workload {

@@ -2,15 +2,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId } from '../../agent/identity/spiffe';
+import { nodeSpiffeId } from '../../core/identity/spiffe';
 import { HboneClient } from '../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../agent/proxy/inbound-proxy';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy } from '../../agent/state/types';
+import type { ConnectionPoolSettings, Service, ServiceTrafficPolicy } from '../../core/model/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { echoServer, freePort, identities, listen, meshCa, TD, waitFor, wl } from './proxy-fixtures';
 

@@ -5,7 +5,7 @@ import type { HboneConnector } from '../../agent/proxy/outbound';
 import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IdentityProvider, IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 import { echoServer, freePort, TD, waitFor } from './proxy-fixtures';
 
 function wl(name: string, ip: string): Workload {

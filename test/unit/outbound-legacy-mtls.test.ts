@@ -4,14 +4,14 @@ import * as net from 'node:net';
 import * as tls from 'node:tls';
 import * as protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../agent/identity/local-ca';
+import type { LocalCa } from '../../core/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
-import { nodeSpiffeId } from '../../agent/identity/spiffe';
+import { nodeSpiffeId } from '../../core/identity/spiffe';
 import { HboneClient } from '../../agent/proxy/hbone-client';
 import { decideOutbound, OutboundProxy, type OutboundInputs } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
-import type { MeshSnapshot, Workload } from '../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../core/model/types';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import { freePort, identities, meshCa, readAll, TD, waitFor, wl } from './proxy-fixtures';
 

@@ -3,9 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadOrCreateRootCa, type LocalCa } from '../../agent/identity/local-ca';
+import { loadOrCreateRootCa, type LocalCa } from '../../core/identity/local-ca';
 import { IdentityManager } from '../../agent/identity/manager';
-import type { Workload } from '../../agent/state/types';
+import type { Workload } from '../../core/model/types';
 
 export const TD = 'cluster.local';
 

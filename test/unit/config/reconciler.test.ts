@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { type DatapathMaps, Reconciler, WorkloadIds } from '../../../agent/datapath/reconciler';
-import type { MeshSnapshot, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../../core/model/types';
 
 class FakeMaps implements DatapathMaps {
   pods = new Map<bigint, number>();

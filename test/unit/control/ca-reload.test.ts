@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import type pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadOrCreateRootCa } from '../../../agent/identity/local-ca';
+import { loadOrCreateRootCa } from '../../../core/identity/local-ca';
 import { RemoteCa } from '../../../agent/identity/remote-ca';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient } from '../../../agent/xds/client';

@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadOrCreateRootCa } from '../../../agent/identity/local-ca';
+import { loadOrCreateRootCa } from '../../../core/identity/local-ca';
 import { MeshCa } from '../../../control/ca-service';
 import type { ControlPlane } from '../../../control/main';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';

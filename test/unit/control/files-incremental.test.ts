@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../../agent/config/config-dir';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import type { MeshSnapshot } from '../../../core/model/types';
 
 const dirs: string[] = [];
 afterEach(() => {

@@ -1,5 +1,5 @@
 // Shared fixtures for control-plane tests: a config directory, a running control plane on 127.0.0.1:0, a delta ADS test client, and CSR builders.
-import '../../../agent/identity/reflect-polyfill';
+import '../../../core/identity/reflect-polyfill';
 import * as grpc from '@grpc/grpc-js';
 import { webcrypto } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, formatProblem } from '../../../agent/config/config-dir';
 import { STATIC_STRICT_POLICY_NAME } from '../../../agent/config/peer-authentication';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import type { MeshSnapshot } from '../../../core/model/types';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
 import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { KubernetesSource, type KubernetesSourceOptions } from '../../../control/sources/kubernetes';

@@ -1,6 +1,6 @@
 // Kubernetes source through the real @kubernetes/client-node against a local API stand-in: initial list, watch add/delete, 410 Gone → re-list, API server restart → reconnect.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import type { MeshSnapshot } from '../../../core/model/types';
 import { KubernetesSource } from '../../../control/sources/kubernetes';
 import { K8sStandIn, kubeConfigFor } from '../../helpers/k8s-standin';
 

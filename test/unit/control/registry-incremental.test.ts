@@ -3,8 +3,8 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
 import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../agent/config/istio-traffic';
-import type { AuthorizationPolicy } from '../../../agent/policy/types';
-import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../agent/state/types';
+import type { AuthorizationPolicy } from '../../../core/policy/types';
+import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../core/model/types';
 import { Registry } from '../../../control/registry';
 import {
   buildResourceSets,

@@ -1,6 +1,6 @@
 // Snapshot → resource sets (encoding, scoping, determinism) and the per-type diff that drives incremental pushes.
 import { describe, expect, it } from 'vitest';
-import type { MeshSnapshot, Service, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Service, Workload } from '../../../core/model/types';
 import { Registry } from '../../../control/registry';
 import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ipBytes, meshResourceCodecs } from '../../../control/xds-resources';
 import { loadMeshProtos } from '../../../proto';

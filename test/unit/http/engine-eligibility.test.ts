@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { engineIneligibility } from '../../../agent/http/engine-outbound';
 import { parseAgentArgs } from '../../../agent/config/options';
-import type { Service, ServicePort, ServiceTrafficPolicy, TrafficRoute } from '../../../agent/state/types';
+import type { Service, ServicePort, ServiceTrafficPolicy, TrafficRoute } from '../../../core/model/types';
 
 const port = (p: Partial<ServicePort>): ServicePort => ({ port: 80, targetPort: 8080, ...p }) as ServicePort;
 const service = { key: 'default/web', name: 'web', namespace: 'default', vips: ['198.19.0.1'], ports: [port({ name: 'http' })] } as unknown as Service;

@@ -3,9 +3,9 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { LocalCa } from '../../../agent/identity/local-ca';
+import type { LocalCa } from '../../../core/identity/local-ca';
 import type { IdentityManager } from '../../../agent/identity/manager';
-import { nodeSpiffeId } from '../../../agent/identity/spiffe';
+import { nodeSpiffeId } from '../../../core/identity/spiffe';
 import { HboneClient } from '../../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../../agent/proxy/inbound-proxy';
 import { ConnectionTracker, policyInputsChanged } from '../../../agent/proxy/connection-tracker';
@@ -14,10 +14,10 @@ import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
 import { StateStore } from '../../../agent/state/store';
-import type { AuthorizationPolicy } from '../../../agent/policy/types';
-import type { MeshSnapshot, Service, Workload } from '../../../agent/state/types';
+import type { AuthorizationPolicy } from '../../../core/policy/types';
+import type { MeshSnapshot, Service, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
-import '../../../agent/identity/reflect-polyfill';
+import '../../../core/identity/reflect-polyfill';
 import { identities, listen, meshCa, TD, waitFor, wl } from '../proxy-fixtures';
 
 function policy(name: string, spec: unknown): AuthorizationPolicy {

@@ -5,9 +5,9 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { H2FrameScanner, type H2ErrorFrame } from '../../../agent/http/h2-watch';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
-import { HTTP2_PREFACE } from '../../../agent/http/protocol';
+import { HTTP2_PREFACE } from '../../../core/model/protocol';
 import { StateStore } from '../../../agent/state/store';
-import type { Service, Workload } from '../../../agent/state/types';
+import type { Service, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 
 function wl(name: string, ip: string): Workload {

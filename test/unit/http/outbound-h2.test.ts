@@ -5,7 +5,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
-import type { Service, Workload } from '../../../agent/state/types';
+import type { Service, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 
 const json = { serialize: (o: unknown) => Buffer.from(JSON.stringify(o)), deserialize: (b: Buffer) => JSON.parse(b.toString()) };

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { HttpOutbound, OVERLOAD_HEADER } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
-import type { MeshSnapshot, Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 
 type Mode = 'ok' | 'fail' | 'slow' | 'reset';

@@ -5,7 +5,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
-import type { ConnectionPoolSettings, MeshSnapshot, Service, Workload } from '../../../agent/state/types';
+import type { ConnectionPoolSettings, MeshSnapshot, Service, Workload } from '../../../core/model/types';
 
 function wl(name: string, ip: string): Workload {
   return {

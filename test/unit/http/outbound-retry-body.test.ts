@@ -5,7 +5,7 @@ import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { HttpOutbound, MAX_RETRY_BODY } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
-import type { MeshSnapshot, RetrySettings, Service, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, RetrySettings, Service, Workload } from '../../../core/model/types';
 
 type Mode = 'ok' | 'fail' | 'reset';
 

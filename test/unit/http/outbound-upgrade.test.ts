@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { HttpOutbound, OVERLOAD_HEADER } from '../../../agent/http/outbound-http';
 import { StateStore } from '../../../agent/state/store';
-import type { MeshSnapshot, Service, ServiceTrafficPolicy, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Service, ServiceTrafficPolicy, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { createServer: upgradeEcho } = require('../../apps/upgrade-echo.js') as { createServer: (pod: string) => http.Server };

@@ -1,7 +1,7 @@
 // The header lists policy matches: every value of a repeated header, names lower-cased, pseudo-headers left out.
 import { describe, expect, it } from 'vitest';
 import { headerLists } from '../../../agent/http/policy-headers';
-import { evaluate } from '../../../agent/policy/evaluate';
+import { evaluate } from '../../../core/policy/evaluate';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
 
 describe('headerLists', () => {

@@ -3,8 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { chooseDestination, routeRequest, type RoutableService, type RouteRequest } from '../../../agent/http/route';
 import { CircuitBreaker } from '../../../agent/http/circuit-breaker';
 import { OutlierDetector, outcomeOfStatus } from '../../../agent/http/outlier';
-import { portProtocol, sniffHttpVersion } from '../../../agent/http/protocol';
-import type { Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../agent/state/types';
+import { portProtocol, sniffHttpVersion } from '../../../core/model/protocol';
+import type { Service, ServiceTrafficPolicy, TrafficRoute, Workload } from '../../../core/model/types';
 
 function wl(name: string, ns = 'default'): Workload {
   return {

@@ -1,14 +1,14 @@
 // The agent's hand-built PKCS#10 requests: parsed and verified by @peculiar/x509 and openssl, byte-equal to what @peculiar/x509 builds, signed by the real control-plane CA (gRPC and RemoteCa), bad ids and keys refused.
-import '../../../agent/identity/reflect-polyfill';
+import '../../../core/identity/reflect-polyfill';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SmeshError } from '../../../agent/errors';
+import { SmeshError } from '../../../core/errors';
 import { buildCsrDer, buildCsrPem, createCsr, derLength, derOid, generateP256KeyPair, MAX_CSR_URI_LENGTH } from '../../../agent/identity/csr';
 import { RemoteCa } from '../../../agent/identity/remote-ca';
-import { controlSpiffeId } from '../../../agent/identity/spiffe';
+import { controlSpiffeId } from '../../../core/identity/spiffe';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { readCsr } from '../../../control/ca-service';
 import type { ControlPlane } from '../../../control/main';

@@ -1,8 +1,8 @@
 // Table tests for the pure authorization evaluator: every field and negation, L7 fail-closed at L4, precedence, selectors, empty and mesh-wide policies.
 import { describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
-import { applicablePolicies, evaluate, projectToL4 } from '../../../agent/policy/evaluate';
-import type { AuthorizationPolicy, HttpAttributes, PolicyRequest, PolicyTarget } from '../../../agent/policy/types';
+import { applicablePolicies, evaluate, projectToL4 } from '../../../core/policy/evaluate';
+import type { AuthorizationPolicy, HttpAttributes, PolicyRequest, PolicyTarget } from '../../../core/policy/types';
 
 const TD = 'cluster.local';
 const id = (ns: string, sa: string) => `spiffe://${TD}/ns/${ns}/sa/${sa}`;

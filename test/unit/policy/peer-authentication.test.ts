@@ -2,8 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
 import { desiredConnectDenies, desiredInboundModes, l4DecidableView } from '../../../agent/datapath/policy-maps';
-import { evaluate, applicablePolicies } from '../../../agent/policy/evaluate';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import { evaluate, applicablePolicies } from '../../../core/policy/evaluate';
+import type { MeshSnapshot } from '../../../core/model/types';
 
 const BASE = `
 apiVersion: smesh.io/v1alpha1

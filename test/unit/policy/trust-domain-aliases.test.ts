@@ -1,9 +1,9 @@
 // Istio's trust-domain alias expansion of AuthorizationPolicy principals: the evaluator, the authorizer and the kernel's connect-time denies.
 import { describe, expect, it } from 'vitest';
 import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
-import { evaluate, matchPrincipal, stringMatcher, type TrustDomainBundle } from '../../../agent/policy/evaluate';
+import { evaluate, matchPrincipal, stringMatcher, type TrustDomainBundle } from '../../../core/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
-import type { AuthorizationPolicy, PolicyRequest } from '../../../agent/policy/types';
+import type { AuthorizationPolicy, PolicyRequest } from '../../../core/policy/types';
 
 const BUNDLE: TrustDomainBundle = { trustDomain: 'new.td', aliases: ['old.td'] };
 

@@ -1,9 +1,9 @@
 // AuthorizationPolicy over xDS: control encodes (scope, Workload.authorization_policies, L4 projection), the agent decodes to the same decisions; a bad Authorization is NACKed alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
-import { applicablePolicies, evaluate, projectToL4 } from '../../../agent/policy/evaluate';
+import { applicablePolicies, evaluate, projectToL4 } from '../../../core/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
-import type { PolicyRequest } from '../../../agent/policy/types';
+import type { PolicyRequest } from '../../../core/policy/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
 import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, type AcceptedAuthorization, type AcceptedAddress } from '../../../agent/xds/convert';

@@ -7,7 +7,7 @@ import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { routeToEndpoint, type EndpointRouteInputs } from '../../../agent/proxy/endpoint-route';
 import type { LegacyMtlsRequest } from '../../../agent/proxy/legacy-mtls';
 import { StateStore } from '../../../agent/state/store';
-import type { Service, Workload } from '../../../agent/state/types';
+import type { Service, Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';
 
 const TD = 'cluster.local';

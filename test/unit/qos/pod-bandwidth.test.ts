@@ -5,7 +5,7 @@ import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProbl
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/xds-resources';
-import type { MeshSnapshot, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../../core/model/types';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
 
 describe('Kubernetes quantities as bits per second', () => {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { rateLimitHeaders, structuredString, TokenBucket } from '../../../agent/qos/rate-limit';
 import { TrafficShaper } from '../../../agent/qos/shaping';
-import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../agent/state/types';
+import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../core/model/types';
 
 describe('TokenBucket', () => {
   it('starts full, refills tokensPerFill per whole fillInterval, never above maxTokens', () => {

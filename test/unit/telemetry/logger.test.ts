@@ -1,7 +1,7 @@
 // LogHub: component loggers redact key material; the access log shares the destination and the level, without the redaction pass.
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { LogHub } from '../../../agent/telemetry/logger';
+import { LogHub } from '../../../core/telemetry/logger';
 
 function capture(): { stream: Writable; lines: () => Record<string, unknown>[] } {
   const chunks: string[] = [];

@@ -1,7 +1,7 @@
 // TrafficPolicy over xDS: file → control encode → agent decode gives the same policies; a bad TrafficPolicy is NACKed alone while the others apply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
-import type { ServiceTrafficPolicy } from '../../../agent/state/types';
+import type { ServiceTrafficPolicy } from '../../../core/model/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
 import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, XDS_TYPE_URLS, type AcceptedAddress, type AcceptedTrafficPolicy } from '../../../agent/xds/convert';

@@ -1,7 +1,7 @@
 // The agent reads Istio's Port.app_protocol first and smesh_app_protocol only where Istio's is UNKNOWN (or a value it does not know); what istiod sends alone is enough.
 import { describe, expect, it } from 'vitest';
-import { portProtocol } from '../../../agent/http/protocol';
-import type { ServiceTrafficPolicy } from '../../../agent/state/types';
+import { portProtocol } from '../../../core/model/protocol';
+import type { ServiceTrafficPolicy } from '../../../core/model/types';
 import { decodeAddress } from '../../../agent/xds/wire';
 import { buildSnapshot, effectiveAppProtocol, parseResource, type AcceptedAddress } from '../../../agent/xds/convert';
 import { loadMeshProtos, TYPE_URL } from '../../../proto';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
 import { controlSpiffeId } from '../../../control/ca-service';
 import { FileSource } from '../../../control/sources/files';
-import { SmeshError } from '../../../agent/errors';
+import { SmeshError } from '../../../core/errors';
 import { RemoteCa } from '../../../agent/identity/remote-ca';
 import { StateStore } from '../../../agent/state/store';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';

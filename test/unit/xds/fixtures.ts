@@ -1,9 +1,9 @@
 // Test fixtures for the xDS client and remote CA: a mesh root with a control-plane TLS cert, resource builders, and a minimal in-test delta ADS + CA server.
-import '../../../agent/identity/reflect-polyfill';
+import '../../../core/identity/reflect-polyfill';
 import { webcrypto } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
-import { LocalCa } from '../../../agent/identity/local-ca';
+import { LocalCa } from '../../../core/identity/local-ca';
 import { xdsCodecs, XDS_TYPE_URL } from '../../../agent/xds/convert';
 import { loadMeshProtos, type PackedAny } from '../../../proto';
 import type { AggregatedDiscoveryServiceHandlers } from '../../../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';

@@ -17,7 +17,7 @@ import {
 } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { StateStore } from '../../../agent/state/store';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import type { MeshSnapshot } from '../../../core/model/types';
 import { seeded as rng } from '../../helpers/prng';
 
 /** Everything accepted so far, in buildSnapshot's input shape (the reference the incremental state must equal). */

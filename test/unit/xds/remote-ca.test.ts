@@ -1,10 +1,10 @@
 // RemoteCa against an in-test CreateCertificate server signing with LocalCa: happy path, PERMISSION_DENIED, and chains that must be rejected.
-import '../../../agent/identity/reflect-polyfill';
+import '../../../core/identity/reflect-polyfill';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SmeshError } from '../../../agent/errors';
+import { SmeshError } from '../../../core/errors';
 import { RemoteCa } from '../../../agent/identity/remote-ca';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { CONTROL_ID, FakeControlPlane, meshPki, TD, TOKEN, type MeshPki } from './fixtures';

@@ -2,12 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedMeshConfig } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
-import { unionTrustDomainAliases } from '../../../agent/identity/spiffe';
+import { unionTrustDomainAliases } from '../../../core/identity/spiffe';
 import { policyInputsChanged } from '../../../agent/proxy/connection-tracker';
 import { formatProblem, type ConfigProblem } from '../../../agent/config/config-dir';
 import { buildResourceSets, CONTROL_TYPE_URL, MESH_CONFIG_NAME } from '../../../control/xds-resources';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
-import type { MeshSnapshot } from '../../../agent/state/types';
+import type { MeshSnapshot } from '../../../core/model/types';
 
 const snapshot = (trustDomainAliases?: readonly string[]): MeshSnapshot => ({
   trustDomain: 'new.example',

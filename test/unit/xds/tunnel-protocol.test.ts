@@ -4,7 +4,7 @@ import { loadMeshProtos } from '../../../proto';
 import { decodeAddress } from '../../../agent/xds/wire';
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedWorkload } from '../../../agent/xds/convert';
 import { buildResourceSets, CONTROL_TYPE_URL, workloadAddress, workloadTunnelProtocol } from '../../../control/xds-resources';
-import type { MeshSnapshot, Workload } from '../../../agent/state/types';
+import type { MeshSnapshot, Workload } from '../../../core/model/types';
 import { workload } from './fixtures';
 
 const { codecs } = loadMeshProtos();

@@ -1,5 +1,5 @@
 // Protocol detection per service port: which ports the outbound proxies per request (HTTP/1.1, HTTP/2, gRPC) and which per connection.
-import type { Service, ServicePort, ServiceTrafficPolicy } from '../state/types';
+import type { Service, ServicePort, ServiceTrafficPolicy } from './types';
 
 export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp';
 
