@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { HttpOutbound } from '../agent/http/outbound-http';
 import { relay } from '../agent/proxy/relay';
 import { StateStore } from '../agent/state/store';
-import type { Service, Workload } from '../agent/state/types';
+import type { Service, Workload } from '../core/model/types';
 import { MeshMetrics } from '../agent/telemetry/metrics';
 
 const DUR = Number(process.env.HTTP_BENCH_DUR ?? 4);

@@ -20,7 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, REPO_ROOT, type Topology, type AgentHandle, type ServiceSpec } from '../test/helpers/topology';
 import { sleep, tail, waitExit, type CapturedProcess } from '../test/helpers/proc';
 import { parseMetrics, sum } from '../test/helpers/metrics';
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 import { parseIperf, parseWrk } from './lib/tools';
 import { cpuWindow } from './lib/procstat';
 import { startSweeper } from './lib/sweeper';

@@ -2,9 +2,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { LISTENER_NAMES, listenerAddresses, parseAgentArgs, supervisedAgentEnv, type AgentOptions, type ListenerName } from '../agent/config/options';
-import { SmeshError } from '../agent/errors';
+import { SmeshError } from '../core/errors';
 import { reusePortSocket } from '../agent/native/datapath';
-import { LogHub } from '../agent/telemetry/logger';
+import { LogHub } from '../core/telemetry/logger';
 
 /** A socket bound here and never listened on here: agents listen on it (fd passed), this process never accepts. */
 interface HeldSocket {

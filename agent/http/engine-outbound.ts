@@ -2,19 +2,19 @@
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { SmeshError } from '../errors';
+import { SmeshError } from '../../core/errors';
 import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure } from '../native/http1-types';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
 import type { OutboundHttpHandler } from '../proxy/outbound';
 import type { StateView } from '../state/store';
-import type { Service, ServicePort, ServiceTrafficPolicy } from '../state/types';
+import type { Service, ServicePort, ServiceTrafficPolicy } from '../../core/model/types';
 import type { MeshMetrics } from '../telemetry/metrics';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { EngineRequestDecision, HttpConnectionContext, HttpOutbound } from './outbound-http';
 import { httpEngineCounters, type HttpEngineCounters } from './engine-metrics';
 import { engineHeaderViews } from './policy-headers';
-import { portProtocol } from './protocol';
+import { portProtocol } from '../../core/model/protocol';
 import type { UpstreamTarget } from './upstream';
 
 export interface EngineHttpOutboundOptions {

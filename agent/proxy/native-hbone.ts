@@ -1,13 +1,13 @@
 // Native HBONE data plane, agent side: certificates pushed into the addon's engine, the outbound connector over it, and the relay handoff of a socket to an engine stream.
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { SmeshError } from '../errors';
-import { currentTrustDomainAliases, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../identity/spiffe';
+import { SmeshError } from '../../core/errors';
+import { currentTrustDomainAliases, TrustDomains, trustDomainOf, type TrustDomainAliasSource } from '../../core/identity/spiffe';
 import type { UsableCert } from '../identity/manager';
 import { socketFd } from '../native/datapath';
 import type { HboneEngine, HboneOpenResult, HboneSessionEvent, HboneStreamQos, HboneStreamResult } from '../native/hbone-types';
 import { LogRateLimiter } from '../telemetry/log-limiter';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { HboneHandshakeFailure, MeshMetrics } from '../telemetry/metrics';
 import type { HboneOpenRequest } from './hbone-client';
 import { LiveCounters } from './native-counters';

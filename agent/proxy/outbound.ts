@@ -1,15 +1,15 @@
 // Outbound capture (port 15001): classify each redirected connection with a pure decision, then relay it locally or over HBONE.
 import { routeToEndpoint, type HboneAddressing } from './endpoint-route';
 import * as net from 'node:net';
-import { endpointAddress } from '../state/addresses';
-import { SmeshError } from '../errors';
-import { boundAddress, listenOrFail } from '../telemetry/listen';
+import { endpointAddress } from '../../core/model/addresses';
+import { SmeshError } from '../../core/errors';
+import { boundAddress, listenOrFail } from '../../core/telemetry/listen';
 import type { PickResult } from '../lb/picker';
 import type { RandomSource } from '../lb/sampling';
 import { ConnectionBalancer, l4ConnectionPoolSettings } from './balancer';
 import type { StateView } from '../state/store';
-import type { ConnectionPoolSettings, Service, ServicePort, Workload } from '../state/types';
-import { silentLogger, type Logger } from '../telemetry/logger';
+import type { ConnectionPoolSettings, Service, ServicePort, Workload } from '../../core/model/types';
+import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import { DEFAULT_CLUSTER, type ConnectionStats, type MeshMetrics, type RefusalReason, type TcpConnectionInfo } from '../telemetry/metrics';
 import { baggageHeader, sourceBaggage } from '../telemetry/baggage';
 import type { HboneOpenRequest } from './hbone-client';

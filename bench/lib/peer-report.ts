@@ -1,5 +1,5 @@
 // Bench report against the peers (nginx, HAProxy mTLS tunnels): one table of medians with smesh/peer ratios, proxy CPU per unit of work, and the issue-12 goals as pass/miss lines.
-import { SmeshError } from '../../agent/errors';
+import { SmeshError } from '../../core/errors';
 import { METRICS, median, stat, type Metric, type Sample } from './report';
 
 /** cpu.groups keys holding each path's proxy processes (smesh: the agents; a peer: its two proxies). */

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { SmeshError } from '../../agent/errors';
+import { SmeshError } from '../../core/errors';
 import type { Topology, NodeInfo, PodInfo } from '../../test/helpers/topology';
 import { sleep, tail, waitExit, type CapturedProcess } from '../../test/helpers/proc';
 import type { Target } from './tools';
