@@ -461,7 +461,9 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
           http: httpOutbound,
           engine: h1,
           state,
-          tunnels: { hbone: (req) => hbone.open(req), legacyMtls: (req) => legacyMtls.connect(req) },
+          // With the native data plane the bridge attaches its loopback sockets to HBONE engine streams (no byte through JS).
+          tunnels: { hbone: (req) => hbone.open(req), legacyMtls: (req) => legacyMtls.connect(req), ...(hbone instanceof NativeHboneClient ? { native: hbone } : {}) },
+          streamQos: (f) => shaping.streamQos(f),
           metrics,
           logger: logs.child('http-engine'),
         })

@@ -7,6 +7,10 @@ export interface HttpEngineCounters {
   readonly served: Counter<'direction' | 'outcome'>;
   /** Connections of HTTP ports kept on node:http, by direction and reason. */
   readonly fallbacks: Counter<'direction' | 'reason'>;
+  /** Upstream connections the outbound's loopback bridge carried into a tunnel, by who relays their bytes (native: the HBONE engine, js: the agent's thread). */
+  readonly bridgeConnections: Counter<'relay'>;
+  /** Bytes the loopback bridge carried, by relay and direction (to_tunnel: requests, from_tunnel: responses). */
+  readonly bridgeBytes: Counter<'relay' | 'direction'>;
 }
 
 const byRegistry = new WeakMap<Registry, HttpEngineCounters>();
@@ -28,6 +32,18 @@ export function httpEngineCounters(metrics: MeshMetrics | undefined): HttpEngine
         name: 'smesh_http_engine_fallbacks_total',
         help: 'HTTP-port connections kept on node:http with --http-engine, by direction and reason',
         labelNames: ['direction', 'reason'],
+        registers,
+      }),
+      bridgeConnections: new Counter({
+        name: 'smesh_http_engine_bridge_connections_total',
+        help: 'Upstream connections of the HTTP/1.1 engine carried into HBONE or sidecar mTLS tunnels by the loopback bridge, by relay (native: the HBONE engine moves the bytes, js: the agent thread does)',
+        labelNames: ['relay'],
+        registers,
+      }),
+      bridgeBytes: new Counter({
+        name: 'smesh_http_engine_bridge_bytes_total',
+        help: 'Bytes the HTTP/1.1 engine loopback bridge carried, by relay (native, js) and direction (to_tunnel, from_tunnel)',
+        labelNames: ['relay', 'direction'],
         registers,
       }),
     };

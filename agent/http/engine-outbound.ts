@@ -4,9 +4,13 @@ import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SmeshError } from '../../core/errors';
 import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure } from '../native/http1-types';
+import type { HboneStreamQos } from '../native/hbone-types';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
 import type { OutboundHttpHandler } from '../proxy/outbound';
+import type { ByteCounters, Relay } from '../proxy/relay';
+import { canSplice } from '../proxy/splice-relay';
+import type { ConnectionFacts } from '../qos/shaping';
 import type { StateView } from '../state/store';
 import type { Service, ServicePort, ServiceTrafficPolicy } from '../../core/model/types';
 import type { MeshMetrics } from '../telemetry/metrics';
@@ -23,7 +27,9 @@ export interface EngineHttpOutboundOptions {
   readonly engine: Http1Engine;
   readonly state: Pick<StateView, 'snapshot'>;
   /** Opens the tunnel of a remote endpoint (HBONE) or an Istio sidecar (legacy mTLS) for the loopback bridge. */
-  readonly tunnels: { hbone(req: HboneOpenRequest): Promise<Duplex>; legacyMtls?(req: LegacyMtlsRequest): Promise<Duplex> };
+  readonly tunnels: EngineTunnels;
+  /** TrafficShaping relay QoS of an engine stream (TrafficShaper.streamQos): the bridge's native HBONE streams get their source workload's. */
+  readonly streamQos?: (f: ConnectionFacts) => HboneStreamQos;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
   /** Largest request head (default 16 KiB, node:http's on this path); bigger gets 431. */
@@ -70,49 +76,144 @@ interface InFlight {
   flags?: string;
 }
 
+/** The native HBONE engine's stream API (NativeHboneClient): a stream opened by id, a plain TCP socket handed to it. */
+export interface NativeHboneStreams {
+  openStream(req: HboneOpenRequest): Promise<number>;
+  relay(stream: number, sock: net.Socket, counters?: ByteCounters, qos?: HboneStreamQos): Relay;
+  abandon(stream: number): void;
+}
+
+/** How the loopback bridge reaches tunnels: Duplex openers (JS relay) and, with the native data plane, engine streams. */
+export interface EngineTunnels {
+  hbone(req: HboneOpenRequest): Promise<Duplex>;
+  legacyMtls?(req: LegacyMtlsRequest): Promise<Duplex>;
+  /** With the native HBONE engine: HBONE upstream connections are attached to engine streams, no byte through JavaScript. */
+  readonly native?: NativeHboneStreams;
+}
+
+/** What one bridge listener carries: the upstream tunnel, and whose connection (the TrafficShaping relay QoS of the engine stream). */
+interface BridgeTarget {
+  readonly ut: UpstreamTarget;
+  readonly qos?: ConnectionFacts;
+}
+
+/** ByteCounters that feed smesh_http_engine_bridge_bytes_total (received = bridge socket → tunnel, sent = tunnel → bridge socket, as relay()'s a → b / b → a). */
+class BridgeByteCounters implements ByteCounters {
+  private toTunnel = 0;
+  private fromTunnel = 0;
+
+  constructor(
+    private readonly counter: HttpEngineCounters['bridgeBytes'] | undefined,
+    private readonly relay: 'native' | 'js',
+  ) {}
+
+  get received(): number {
+    return this.toTunnel;
+  }
+  set received(v: number) {
+    if (v > this.toTunnel) this.counter?.inc({ relay: this.relay, direction: 'to_tunnel' }, v - this.toTunnel);
+    this.toTunnel = v;
+  }
+  get sent(): number {
+    return this.fromTunnel;
+  }
+  set sent(v: number) {
+    if (v > this.fromTunnel) this.counter?.inc({ relay: this.relay, direction: 'from_tunnel' }, v - this.fromTunnel);
+    this.fromTunnel = v;
+  }
+}
+
 /**
  * Loopback listeners that carry the engine's upstream connections into HBONE tunnels or Istio sidecar mTLS: the
- * engine forwards to plain `ip:port` only, so each tunnel key (source identity, destination, service) gets a
- * 127.0.0.1 port whose accepted connections are relayed into a tunnel opened per connection. The bytes of remote
- * requests cross JavaScript here; the engine still parses, pools and decides.
+ * engine forwards to plain `ip:port` only, so each tunnel key (source identity, destination, service; with the source
+ * workload and port for its relay QoS) gets a 127.0.0.1 port whose accepted connections each get a tunnel. With the
+ * native HBONE engine the accepted socket itself is attached to the engine stream (HTTP engine → loopback → HBONE
+ * engine, no byte through JavaScript); a legacy mTLS tunnel, or the JS data plane, is relayed here in JavaScript.
  */
 class TunnelBridge {
   private readonly listeners = new Map<string, Promise<{ server: net.Server; port: number }>>();
   private readonly sockets = new Set<net.Socket>();
+  private readonly relays = new Set<Relay>();
 
   constructor(
-    private readonly open: (ut: UpstreamTarget) => Promise<Duplex>,
+    private readonly tunnels: EngineTunnels,
+    private readonly streamQos: ((f: ConnectionFacts) => HboneStreamQos) | undefined,
+    private readonly counters: HttpEngineCounters | undefined,
     private readonly log: Logger,
   ) {}
 
-  port(ut: UpstreamTarget): Promise<number> {
-    let l = this.listeners.get(ut.key);
+  port(target: BridgeTarget): Promise<number> {
+    const { ut, qos } = target;
+    const key = qos ? `${ut.key}|${qos.source?.uid ?? ''}|${qos.servicePort ?? ''}` : ut.key;
+    let l = this.listeners.get(key);
     if (!l) {
-      l = this.listen(ut);
-      this.listeners.set(ut.key, l);
-      l.catch(() => this.listeners.delete(ut.key));
+      l = this.listen(target);
+      this.listeners.set(key, l);
+      l.catch(() => this.listeners.delete(key));
     }
     return l.then((x) => x.port);
   }
 
-  private listen(ut: UpstreamTarget): Promise<{ server: net.Server; port: number }> {
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) => this.relay(sock, ut));
+  private listen(target: BridgeTarget): Promise<{ server: net.Server; port: number }> {
+    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) => this.accepted(sock, target));
     return new Promise((resolve, reject) => {
-      server.once('error', (err) => reject(new SmeshError('SMESH_ERR_BIND', `HTTP engine tunnel bridge for ${ut.key}: cannot listen on 127.0.0.1: ${err.message}`, { cause: err })));
+      server.once('error', (err) => reject(new SmeshError('SMESH_ERR_BIND', `HTTP engine tunnel bridge for ${target.ut.key}: cannot listen on 127.0.0.1: ${err.message}`, { cause: err })));
       server.listen(0, '127.0.0.1', () => resolve({ server, port: (server.address() as net.AddressInfo).port }));
     });
   }
 
-  private relay(sock: net.Socket, ut: UpstreamTarget): void {
+  private accepted(sock: net.Socket, target: BridgeTarget): void {
     this.sockets.add(sock);
     sock.once('close', () => this.sockets.delete(sock));
     sock.on('error', () => undefined);
+    const { ut } = target;
+    const native = this.tunnels.native;
+    if (ut.kind === 'hbone' && ut.hbone && native && canSplice(sock)) this.attachNative(sock, target, native, ut.hbone);
+    else this.relayJs(sock, ut);
+  }
+
+  /** The accepted socket goes to an HBONE engine stream: the HTTP engine's bytes reach the tunnel without entering JavaScript. */
+  private attachNative(sock: net.Socket, target: BridgeTarget, native: NativeHboneStreams, req: HboneOpenRequest): void {
+    const qos = target.qos && this.streamQos ? this.streamQos(target.qos) : undefined;
+    const open: HboneOpenRequest = qos?.dscp !== undefined ? { ...req, dscp: qos.dscp } : req;
+    native.openStream(open).then(
+      (stream) => {
+        if (sock.destroyed) {
+          native.abandon(stream);
+          return;
+        }
+        let r: Relay;
+        try {
+          r = native.relay(stream, sock, new BridgeByteCounters(this.counters?.bridgeBytes, 'native'), qos);
+        } catch (err) {
+          this.log.debug({ endpoint: target.ut.key, err: (err as Error).message }, 'HTTP engine tunnel bridge: the HBONE engine refused the socket');
+          native.abandon(stream);
+          sock.destroy();
+          return;
+        }
+        this.counters?.bridgeConnections.inc({ relay: 'native' });
+        this.relays.add(r);
+        void r.done.finally(() => this.relays.delete(r));
+      },
+      (err: Error) => this.openFailed(sock, target.ut, err),
+    );
+  }
+
+  private relayJs(sock: net.Socket, ut: UpstreamTarget): void {
     this.open(ut).then(
       (tunnel) => {
         if (sock.destroyed) {
           tunnel.destroy();
           return;
         }
+        this.counters?.bridgeConnections.inc({ relay: 'js' });
+        const bytes = new BridgeByteCounters(this.counters?.bridgeBytes, 'js');
+        sock.on('data', (c: Buffer) => {
+          bytes.received += c.length;
+        });
+        tunnel.on('data', (c: Buffer) => {
+          bytes.sent += c.length;
+        });
         tunnel.on('error', () => sock.destroy());
         sock.on('error', () => tunnel.destroy());
         tunnel.once('close', () => sock.destroy());
@@ -121,15 +222,25 @@ class TunnelBridge {
         tunnel.pipe(sock);
         sock.resume();
       },
-      (err: Error) => {
-        // The engine sees a reset before the response (503/502 to the client); a destination's 401 is not told apart.
-        this.log.debug({ endpoint: ut.key, err: err.message }, 'HTTP engine tunnel bridge: tunnel open failed');
-        sock.destroy();
-      },
+      (err: Error) => this.openFailed(sock, ut, err),
     );
   }
 
+  private open(ut: UpstreamTarget): Promise<Duplex> {
+    if (ut.kind === 'hbone' && ut.hbone) return this.tunnels.hbone(ut.hbone);
+    if (ut.kind === 'legacy_mtls' && ut.legacy && this.tunnels.legacyMtls) return this.tunnels.legacyMtls(ut.legacy);
+    return Promise.reject(new SmeshError('SMESH_ERR_CONNECT', `upstream ${ut.key} (${ut.kind}) has no tunnel this agent can open`));
+  }
+
+  private openFailed(sock: net.Socket, ut: UpstreamTarget, err: Error): void {
+    // The engine sees the connection end before a response (503/502 to the client); a destination's 401 is not told apart.
+    this.log.debug({ endpoint: ut.key, err: err.message }, 'HTTP engine tunnel bridge: tunnel open failed');
+    sock.destroy();
+  }
+
   close(): void {
+    for (const r of this.relays) r.reset();
+    this.relays.clear();
     for (const s of this.sockets) s.destroy();
     for (const l of this.listeners.values())
       void l.then(
@@ -150,8 +261,8 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
 
   constructor(private readonly opts: EngineHttpOutboundOptions) {
     this.log = opts.logger ?? silentLogger();
-    this.bridge = new TunnelBridge((ut) => this.openTunnel(ut), this.log);
     this.counters = httpEngineCounters(opts.metrics);
+    this.bridge = new TunnelBridge(opts.tunnels, opts.streamQos, this.counters, this.log);
     // node:http's limit on this path (HttpOutbound maxHeaderSize, 16 KiB): bigger heads get 431 either way.
     try {
       opts.engine.configure({ maxHeadBytes: opts.maxHeadBytes ?? 16 * 1024 });
@@ -210,12 +321,6 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
     this.opts.http.close();
   }
 
-  private openTunnel(ut: UpstreamTarget): Promise<Duplex> {
-    if (ut.kind === 'hbone' && ut.hbone) return this.opts.tunnels.hbone(ut.hbone);
-    if (ut.kind === 'legacy_mtls' && ut.legacy && this.opts.tunnels.legacyMtls) return this.opts.tunnels.legacyMtls(ut.legacy);
-    return Promise.reject(new SmeshError('SMESH_ERR_CONNECT', `upstream ${ut.key} (${ut.kind}) has no tunnel this agent can open`));
-  }
-
   private onRequest(req: Http1Request): void {
     const ctx = this.sessions.get(req.session);
     if (!ctx) {
@@ -247,7 +352,9 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
     } else {
       const ut = d.upstream;
       const local = ut.kind === 'local';
-      const port = local ? ut.port : await this.bridge.port(ut);
+      const port = local
+        ? ut.port
+        : await this.bridge.port({ ut, ...(this.opts.streamQos ? { qos: { direction: 'outbound', source: entry.ctx.source, service: entry.ctx.service, servicePort: entry.ctx.port.port } } : {}) });
       const source = local ? this.opts.http.sourceFor(ut.ip) : undefined;
       decision = {
         kind: 'forward',

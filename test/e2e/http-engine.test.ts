@@ -6,6 +6,8 @@ import { http1Engine } from '../../agent/native/http1';
 import { createTopology, privilegeProblem, AGENT_CLI, APPS_DIR, NODE_BIN, type Topology, type AgentHandle, type ServiceSpec } from '../helpers/topology';
 import { waitExit, lastJsonLine, tail } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
+import { waitUntil } from '../helpers/logs';
+import { expectedDataplane } from '../helpers/e2e-agents';
 
 const problem = privilegeProblem() ?? (http1Engine() ? null : 'the addon has no HTTP/1.1 engine (make native)');
 const TARGET = 8080;
@@ -113,8 +115,9 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect(ok.statuses).toEqual({ 200: 4 });
   }, 60_000);
 
-  it('cross node: the engine forwards through the loopback HBONE bridge; the destination agent reports the requests', async () => {
+  it('cross node: the engine forwards through the loopback bridge, whose sockets the HBONE engine relays (no byte in JS); the destination agent reports the requests', async () => {
     const before = await engineServed(agents[0]!, 'forwarded');
+    const bridgeBefore = parseMetrics(await agents[0]!.metrics());
     const r = await load(`http://${VIP.remote}/`, 20);
     expect(r.statuses, `${JSON.stringify(r)}\n${diag()}`).toEqual({ 200: 20 });
     expect(r.pods).toEqual({ 'web-2': 20 });
@@ -123,6 +126,30 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect(sum(src, 'istio_requests_total', { reporter: 'source', destination_service: 'remote.default.svc.cluster.local', response_code: '200' }), diag()).toBeGreaterThanOrEqual(20);
     const dst = parseMetrics(await agents[1]!.metrics());
     expect(sum(dst, 'istio_requests_total', { reporter: 'destination', destination_workload: 'web-remote', response_code: '200' }), await requestLines(agents[1]!)).toBeGreaterThanOrEqual(20);
+    // With the native data plane the bridge's loopback sockets are attached to HBONE engine streams: their bytes are
+    // counted from the engine's stream counters (relay="native") and none is relayed on the agent's thread
+    // (relay="js"); the JS data plane (SMESH_DATAPLANE=js) relays them in JavaScript, the other way round.
+    const relayed = expectedDataplane();
+    const other = relayed === 'native' ? 'js' : 'native';
+    const bridgeLines = (await agents[0]!.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('smesh_http_engine_bridge'))
+      .join('\n');
+    const grown = (now: ReturnType<typeof parseMetrics>, direction: string) =>
+      sum(now, 'smesh_http_engine_bridge_bytes_total', { relay: relayed, direction }) - sum(bridgeBefore, 'smesh_http_engine_bridge_bytes_total', { relay: relayed, direction });
+    expect(sum(src, 'smesh_http_engine_bridge_connections_total', { relay: relayed }), bridgeLines).toBeGreaterThanOrEqual(1);
+    expect(sum(src, 'smesh_http_engine_bridge_connections_total', { relay: other }), bridgeLines).toBe(0);
+    expect(sum(src, 'smesh_http_engine_bridge_bytes_total', { relay: other }), bridgeLines).toBe(0);
+    // At least 20 request lines ("GET / HTTP/1.1\r\n") out and 20 status lines ("HTTP/1.1 200 OK\r\n") back; the
+    // pooled upstream connections stay open, the engine's counts are copied at least every second.
+    await waitUntil(
+      async () => {
+        const now = parseMetrics(await agents[0]!.metrics());
+        return grown(now, 'to_tunnel') >= 20 * 16 && grown(now, 'from_tunnel') >= 20 * 17;
+      },
+      10_000,
+      `bridge bytes (relay=${relayed})\n${bridgeLines}`,
+    );
   }, 60_000);
 
   it('an Upgrade request is taken over by node:http: the 101 tunnel echoes and is counted once as code 101', async () => {
@@ -135,5 +162,22 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect((await engineServed(agents[0]!, 'takeover')) - before, diag()).toBe(1);
     const samples = parseMetrics(await agents[0]!.metrics());
     expect(sum(samples, 'istio_requests_total', { reporter: 'source', destination_service: 'local.default.svc.cluster.local', response_code: '101' }), diag()).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+
+  // Last: it stops node2's agent.
+  it('cross node, no tunnel (the destination agent is gone): the bridge ends the engine upstream connection, the engine answers 502/503 UC', async () => {
+    await agents[1]!.stop(5000);
+    const r = await load(`http://${VIP.remote}/`, 2);
+    expect(r.count, JSON.stringify(r)).toBe(2);
+    expect(
+      Object.keys(r.statuses).every((code) => code === '502' || code === '503'),
+      `${JSON.stringify(r)}\n${diag()}`,
+    ).toBe(true);
+    const src = parseMetrics(await agents[0]!.metrics());
+    const failed = ['502', '503'].reduce(
+      (n, code) => n + sum(src, 'istio_requests_total', { reporter: 'source', destination_service: 'remote.default.svc.cluster.local', response_code: code, response_flags: 'UC' }),
+      0,
+    );
+    expect(failed, await requestLines(agents[0]!)).toBe(2);
   }, 60_000);
 });
