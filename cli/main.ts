@@ -83,7 +83,7 @@ export async function main(argv: readonly string[]): Promise<void> {
         return;
       }
       // Loaded here only: the YAML parser and config validation are not part of a running agent's memory.
-      const { ConfigError, formatProblem, loadConfigDir } = await import('../agent/config/config-dir');
+      const { ConfigError, formatProblem, loadConfigDir } = await import('../control/config/config-dir');
       try {
         const s = loadConfigDir(dir);
         out(`${dir}: ok (${s.nodes.size} nodes, ${s.workloads.size} workloads, ${s.services.size} services, trust domain ${s.trustDomain})`);

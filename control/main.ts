@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { networkInterfaces, hostname } from 'node:os';
 import * as path from 'node:path';
-import { parseDurationMs } from '../agent/config/schema';
+import { parseDurationMs } from './config/schema';
 import { SmeshError } from '../core/errors';
 import type { MeshSnapshot } from '../core/model/types';
 import { isLogLevel, LogHub, silentLogger, type Logger } from '../core/telemetry/logger';

@@ -1,7 +1,7 @@
 // File source: a directory of YAML resources (agent/config/config-dir.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
 import { type FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../agent/config/config-dir';
+import { ConfigError, loadConfigDir, type ConfigParseCache } from '../config/config-dir';
 import type { MeshSnapshot } from '../../core/model/types';
 import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';

@@ -1,9 +1,9 @@
 // Kubernetes source: list+watch of Pods, Services, EndpointSlices, Namespaces, Nodes and the mesh resources (Istio security/networking CRDs, smesh MeshConfig) through @kubernetes/client-node, turned into the same MeshSnapshot as the file source.
 import * as k8s from '@kubernetes/client-node';
-import { AUTHORIZATION_API_VERSIONS } from '../../agent/config/authorization';
-import { PEER_AUTHENTICATION_API_VERSIONS } from '../../agent/config/peer-authentication';
-import { buildSnapshot, ConfigError, type ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../../agent/config/config-dir';
-import { TRAFFIC_API_VERSIONS } from '../../agent/config/istio-traffic';
+import { AUTHORIZATION_API_VERSIONS } from '../config/authorization';
+import { PEER_AUTHENTICATION_API_VERSIONS } from '../config/peer-authentication';
+import { buildSnapshot, ConfigError, type ConfigProblem, formatProblem, parseConfigText, type ParsedDoc } from '../config/config-dir';
+import { TRAFFIC_API_VERSIONS } from '../config/istio-traffic';
 import type { MeshSnapshot, Service } from '../../core/model/types';
 import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshSource, SourceEvents } from './types';

@@ -3,7 +3,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertAuthorizationPolicy } from '../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../control/config/authorization';
 import { EngineInboundHttp } from '../../agent/http/engine-inbound';
 import { InboundHttp, RBAC_DENIED_BODY } from '../../agent/http/inbound-http';
 import { http1Engine } from '../../agent/native/http1';

@@ -1,7 +1,7 @@
 // The connection tracker: which open connections a policy change closes (table), and real same-node and HBONE L4 connections reset, counted and logged after a new DENY.
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { convertAuthorizationPolicy } from '../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../control/config/authorization';
 import type { LocalCa } from '../../core/identity/local-ca';
 import type { IdentityManager } from '../../agent/identity/manager';
 import { nodeSpiffeId } from '../../core/identity/spiffe';

@@ -1,6 +1,6 @@
 // Table tests for Istio's name rules inside resources: workload selectors, Kubernetes labels, DNS-1123 labels, (wildcard) hosts.
 import { describe, expect, it } from 'vitest';
-import { checkLabels, checkWorkloadSelector, isDns1123Label, wildcardDomainProblem } from '../../../agent/config/istio-names';
+import { checkLabels, checkWorkloadSelector, isDns1123Label, wildcardDomainProblem } from '../../../control/config/istio-names';
 
 describe('wildcardDomainProblem (Istio ValidateWildcardDomain)', () => {
   const valid = ['reviews', 'reviews.default', 'reviews.default.svc.cluster.local', '*', '*.example.com', '*-svc.example.com', '*svc.example.com', 'istio.io.', 'Reviews.Default', '123', 'a.b1'];

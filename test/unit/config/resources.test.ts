@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigDir } from '../../../agent/config/config-dir';
+import { ConfigError, loadConfigDir } from '../../../control/config/config-dir';
 
 const dirs: string[] = [];
 function configDir(files: Record<string, string>): string {

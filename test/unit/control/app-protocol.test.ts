@@ -1,6 +1,6 @@
 // istio.workload.Port.app_protocol as istiod fills it: the Service port (name / appProtocol / number) → AppProtocol table, what the control plane encodes, and that the agent reads back what the file source decides.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { istioAppProtocol, portProtocol, type IstioAppProtocol } from '../../../core/model/protocol';
 import type { MeshSnapshot, ServicePort } from '../../../core/model/types';
 import { buildSnapshot, parseResource, type AcceptedAddress } from '../../../agent/xds/convert';

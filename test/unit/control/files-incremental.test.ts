@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../../agent/config/config-dir';
+import { ConfigError, loadConfigDir, type ConfigParseCache } from '../../../control/config/config-dir';
 import type { MeshSnapshot } from '../../../core/model/types';
 
 const dirs: string[] = [];

@@ -2,7 +2,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConfigError } from '../../../agent/config/config-dir';
+import { ConfigError } from '../../../control/config/config-dir';
 import type { MeshSnapshot } from '../../../core/model/types';
 import { FileSource } from '../../../control/sources/files';
 import { cleanupDirs, meshDirs, podYaml, WORKLOADS_YAML } from './fixtures';

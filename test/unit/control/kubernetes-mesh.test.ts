@@ -2,8 +2,8 @@
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConfigError, formatProblem } from '../../../agent/config/config-dir';
-import { STATIC_STRICT_POLICY_NAME } from '../../../agent/config/peer-authentication';
+import { ConfigError, formatProblem } from '../../../control/config/config-dir';
+import { STATIC_STRICT_POLICY_NAME } from '../../../control/config/peer-authentication';
 import type { MeshSnapshot } from '../../../core/model/types';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
 import { CONTROL_TYPE_URL } from '../../../control/xds-resources';

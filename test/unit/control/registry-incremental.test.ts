@@ -1,8 +1,8 @@
 // The registry's cached rebuild: after random sequences of snapshot changes it serves exactly what a fresh build serves (names, versions, bytes, diffs), and re-encodes only what changed.
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
-import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../agent/config/istio-traffic';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
+import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, type DestinationRuleConfig, type VirtualServiceConfig } from '../../../control/config/istio-traffic';
 import type { AuthorizationPolicy } from '../../../core/policy/types';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../core/model/types';
 import { Registry } from '../../../control/registry';

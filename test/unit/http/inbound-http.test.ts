@@ -10,7 +10,7 @@ import { HboneClient } from '../../../agent/proxy/hbone-client';
 import { InboundProxy } from '../../../agent/proxy/inbound-proxy';
 import { InboundHttp, RBAC_DENIED_BODY, TunnelSocket } from '../../../agent/http/inbound-http';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
 import type { AuthorizationPolicy } from '../../../core/policy/types';
 import type { Workload } from '../../../core/model/types';
 import { MeshMetrics } from '../../../agent/telemetry/metrics';

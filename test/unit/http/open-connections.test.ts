@@ -12,7 +12,7 @@ import { ConnectionTracker, policyInputsChanged } from '../../../agent/proxy/con
 import { InboundHttp } from '../../../agent/http/inbound-http';
 import { HttpOutbound } from '../../../agent/http/outbound-http';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
 import { StateStore } from '../../../agent/state/store';
 import type { AuthorizationPolicy } from '../../../core/policy/types';
 import type { MeshSnapshot, Service, Workload } from '../../../core/model/types';

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { headerLists } from '../../../agent/http/policy-headers';
 import { evaluate } from '../../../core/policy/evaluate';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
 
 describe('headerLists', () => {
   it('keeps every value in order, lower-cases names, drops pseudo-headers', () => {

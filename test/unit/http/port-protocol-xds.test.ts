@@ -1,6 +1,6 @@
 // Port protocol over xDS: a Service port's appProtocol or Istio name prefix travels as istio.workload.Port.smesh_app_protocol and the agent detects the same protocol as the file source.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { declaredAppProtocol, portProtocol } from '../../../core/model/protocol';
 import type { MeshSnapshot } from '../../../core/model/types';
 import { buildSnapshot, parseResource, xdsCodecs, type AcceptedAddress } from '../../../agent/xds/convert';

@@ -1,6 +1,6 @@
 // AuthorizationPolicy in file config: Istio's validation rules as errors naming file, resource and field; one bad policy never hides the others' problems.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 
 const HEAD = 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: default}\n';
 

@@ -1,6 +1,6 @@
 // Table tests for the pure authorization evaluator: every field and negation, L7 fail-closed at L4, precedence, selectors, empty and mesh-wide policies.
 import { describe, expect, it } from 'vitest';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
 import { applicablePolicies, evaluate, projectToL4 } from '../../../core/policy/evaluate';
 import type { AuthorizationPolicy, HttpAttributes, PolicyRequest, PolicyTarget } from '../../../core/policy/types';
 

@@ -1,6 +1,6 @@
 // PeerAuthentication: file validation, istiod-style conversion to DENY policies, precedence, and the kernel maps derived from state.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { desiredConnectDenies, desiredInboundModes, l4DecidableView } from '../../../agent/datapath/policy-maps';
 import { evaluate, applicablePolicies } from '../../../core/policy/evaluate';
 import type { MeshSnapshot } from '../../../core/model/types';

@@ -1,6 +1,6 @@
 // Istio's trust-domain alias expansion of AuthorizationPolicy principals: the evaluator, the authorizer and the kernel's connect-time denies.
 import { describe, expect, it } from 'vitest';
-import { convertAuthorizationPolicy } from '../../../agent/config/authorization';
+import { convertAuthorizationPolicy } from '../../../control/config/authorization';
 import { evaluate, matchPrincipal, stringMatcher, type TrustDomainBundle } from '../../../core/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
 import type { AuthorizationPolicy, PolicyRequest } from '../../../core/policy/types';

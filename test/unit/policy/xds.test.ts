@@ -1,6 +1,6 @@
 // AuthorizationPolicy over xDS: control encodes (scope, Workload.authorization_policies, L4 projection), the agent decodes to the same decisions; a bad Authorization is NACKed alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { applicablePolicies, evaluate, projectToL4 } from '../../../core/policy/evaluate';
 import { createAuthorizer } from '../../../agent/policy/authorizer';
 import type { PolicyRequest } from '../../../core/policy/types';

@@ -1,6 +1,6 @@
 // TrafficShaping in file config (validation by file, resource and field; selector / namespace / mesh-wide resolution) and over xDS (control encode → agent decode).
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { buildSnapshot, parseResource, XDS_TYPE_URLS, type AcceptedAddress, type AcceptedTrafficShaping } from '../../../agent/xds/convert';
 import { buildResourceSets, CONTROL_TYPE_URL, SERVED_TYPE_URLS } from '../../../control/xds-resources';
 import { loadMeshProtos, TYPE_URL } from '../../../proto';

@@ -1,7 +1,7 @@
 // Pod bandwidth annotations: the quantity parser (kubelet semantics, bits per second), validation by file, resource and field, and the trip control encode → LocalWorkload → agent state (both decoders).
 import { describe, expect, it } from 'vitest';
-import { parseBandwidth, parseQuantity, podBandwidth } from '../../../agent/config/bandwidth';
-import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { parseBandwidth, parseQuantity, podBandwidth } from '../../../control/config/bandwidth';
+import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/xds-resources';

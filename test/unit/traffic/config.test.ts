@@ -1,6 +1,6 @@
 // DestinationRule / VirtualService file config: the supported subset compiles into per-service policies; every error names file, resource and field.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 
 import { BASE, GOOD } from './fixtures';
 

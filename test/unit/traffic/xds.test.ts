@@ -1,6 +1,6 @@
 // TrafficPolicy over xDS: file → control encode → agent decode gives the same policies; a bad TrafficPolicy is NACKed alone while the others apply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../agent/config/config-dir';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import type { ServiceTrafficPolicy } from '../../../core/model/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';

@@ -4,7 +4,7 @@ import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedMeshConfig } f
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { unionTrustDomainAliases } from '../../../core/identity/spiffe';
 import { policyInputsChanged } from '../../../agent/proxy/connection-tracker';
-import { formatProblem, type ConfigProblem } from '../../../agent/config/config-dir';
+import { formatProblem, type ConfigProblem } from '../../../control/config/config-dir';
 import { buildResourceSets, CONTROL_TYPE_URL, MESH_CONFIG_NAME } from '../../../control/xds-resources';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
 import type { MeshSnapshot } from '../../../core/model/types';
