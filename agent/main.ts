@@ -38,6 +38,7 @@ import type { MeshSnapshot, Workload } from '../core/model/types';
 import { LogHub, isLogLevel } from '../core/telemetry/logger';
 import { KernelDenialReporter } from './telemetry/kernel-denials';
 import { DEFAULT_CLUSTER, MeshMetrics } from './telemetry/metrics';
+import { AcceptQueue } from './qos/accept-queue';
 import { TrafficShaper } from './qos/shaping';
 import { adoptListeners } from '../core/telemetry/listen';
 import { ControlPlaneChannel } from './xds/channel';
@@ -271,6 +272,11 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     const ids = new WorkloadIds();
     // TrafficShaping rate limits: one set of buckets for the outbound, the inbound and both HTTP paths.
     const shaping = new TrafficShaper({ state, rateLimited: metrics.rateLimited, rateLimitedBytes: metrics.rateLimitedBytes });
+    // New connections' work on this thread (decision, policy, dial) by class and fair share between source workloads.
+    const acceptQueue = new AcceptQueue({
+      fairShare: opts.fairShare !== false,
+      onError: (err, c) => log.error({ err: (err as Error).message, flow: c.flow }, 'handling a new connection failed'),
+    });
     const identities = new IdentityManager({ source: ca, nodeId, logger: logs.child('identity') });
     cleanups.push(() => identities.close());
     metrics.setCertificateProvider(() => identities.list());
@@ -309,6 +315,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
           plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
           bandwidth: pacer ? pacer.status() : { disabled: true },
           trafficShaping: shaping.dump(),
+          acceptQueue: acceptQueue.dump(),
         };
       },
     });
@@ -503,6 +510,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       metrics,
       logger: logs.child('outbound'),
       shaping,
+      acceptQueue,
     });
     const inbound = new InboundProxy({
       identities,
@@ -548,6 +556,8 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
             connections,
             metrics,
             logger: logs.child('inbound-plaintext'),
+            acceptQueue,
+            acceptClass: (direction, source, sourceIp, destination) => shaping.acceptClass(direction, source, sourceIp, destination),
           });
       if (!plaintext) for (const ip of dp.heldPlaintext()) dp.releasePlaintext(ip); // an earlier agent's holds would drop it
       const { netnsListener } = await import('./native/datapath');

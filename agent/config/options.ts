@@ -61,9 +61,10 @@ export interface AgentOptions {
   /** Worker threads of the native engine (default: one per core). */
   readonly workers?: number;
   /**
-   * `--fair-share on|off` (default on): the native engine's workers serve ready connections latency before normal
-   * before bulk and share bytes between source workloads by their TrafficShaping weights (deficit round robin);
-   * off = FIFO in the order epoll reports them. bytes/s limits apply either way.
+   * `--fair-share on|off` (default on): new connections wait in the accept queue (agent/qos/accept-queue.ts) and the
+   * native engine's workers serve ready connections, both latency before normal before bulk and shared between
+   * source workloads by their TrafficShaping weights (deficit round robin over thread time / bytes);
+   * off = FIFO in the order the kernel reports them. bytes/s limits apply either way.
    */
   readonly fairShare: boolean;
   /**
@@ -227,8 +228,9 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           threads), js = node:tls + node:http2 on the agent's thread; auto (default) = native
                           when the addon has it                                        [$SMESH_DATAPLANE]
   --workers N             native engine worker threads (default: one per core)        [$SMESH_WORKERS]
-  --fair-share on|off     native engine relay scheduling: on (default) = latency before normal before bulk, and
-                          bytes shared between source workloads by TrafficShaping weight (deficit round robin);
+  --fair-share on|off     scheduling of new connections (the accept queue) and of the native engine's relays:
+                          on (default) = latency before normal before bulk, and thread time / bytes shared
+                          between source workloads by TrafficShaping weight (deficit round robin);
                           off = first come first served                                [$SMESH_FAIR_SHARE]
   --http-engine           opt-in: outbound HTTP/1.1 on HTTP service ports through the addon's native HTTP/1.1
                           engine, decided per request in TypeScript (default: node:http)  [$SMESH_HTTP_ENGINE=1]

@@ -22,6 +22,7 @@ import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 import type { Duplex } from 'node:stream';
+import { type AcceptQueue, defaultAcceptClass } from '../qos/accept-queue';
 import type { ConnectionFacts, TrafficShaper } from '../qos/shaping';
 
 export const DEFAULT_HBONE_PORT = 15008;
@@ -196,6 +197,8 @@ export interface OutboundProxyOptions {
   readonly legacyMtls?: LegacyMtlsConnector;
   /** TrafficShaping outbound rules (agent/qos/shaping.ts): connections over a rate or concurrency limit are reset or queued. */
   readonly shaping?: TrafficShaper;
+  /** The node's accept queue (agent/qos/accept-queue.ts): each new connection's work waits its turn by class and fair share. */
+  readonly acceptQueue?: AcceptQueue;
 }
 
 /** What the outbound needs from the HTTP layer (agent/http/outbound-http.ts HttpOutbound). */
@@ -353,6 +356,19 @@ export class OutboundProxy {
       this.refuse(sock, 'shutting_down', 'agent is shutting down', { sourceIp });
       return;
     }
+    const queue = this.opts.acceptQueue;
+    if (!queue) return this.decideConnection(sock, sourceIp, capture);
+    const source = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
+    queue.submit(
+      this.opts.shaping?.acceptClass('outbound', source, sourceIp) ?? defaultAcceptClass(source, sourceIp),
+      () => this.decideConnection(sock, sourceIp, capture),
+      (_reason, detail) => this.refuse(sock, 'overloaded', detail, { sourceIp, source: source?.uid }),
+      () => sock.destroyed || this.closing,
+    );
+  }
+
+  /** A connection's turn in the accept queue: where it goes, TrafficShaping's admission, then dispatch. */
+  private decideConnection(sock: net.Socket, sourceIp: string | undefined, capture: IpPort | undefined): void {
     let originalDestination: IpPort | null;
     try {
       originalDestination = this.opts.originalDestination(sock);

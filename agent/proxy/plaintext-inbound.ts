@@ -1,5 +1,7 @@
 // Inbound plaintext (from outside the mesh) captured into the node proxy: AuthorizationPolicy with an empty principal, then relayed to the pod or parsed per request on HTTP ports.
 import * as net from 'node:net';
+import { type AcceptQueue, defaultAcceptClass } from '../qos/accept-queue';
+import type { TrafficShaper } from '../qos/shaping';
 import type { StateView } from '../state/store';
 import type { Workload } from '../../core/model/types';
 import { silentLogger, type Logger } from '../../core/telemetry/logger';
@@ -29,6 +31,10 @@ export interface PlaintextInboundOptions {
   readonly connections?: ConnectionRegistry;
   readonly metrics?: MeshMetrics;
   readonly logger?: Logger;
+  /** The node's accept queue: a connection's decision and dial wait their turn by class and fair share. */
+  readonly acceptQueue?: AcceptQueue;
+  /** The accept class of a connection (TrafficShaper.acceptClass); default: the source as its own flow, normal, weight 100. */
+  readonly acceptClass?: TrafficShaper['acceptClass'];
 }
 
 /**
@@ -69,8 +75,26 @@ export class PlaintextInbound {
       client.resetAndDestroy();
       return;
     }
+    const queue = this.opts.acceptQueue;
+    if (!queue) return this.admit(client, dest, sourceIp, workload);
+    const source = sourceIp ? this.opts.state.workloadByIp(sourceIp) : undefined;
+    queue.submit(
+      this.opts.acceptClass?.('inbound', source, sourceIp, workload) ?? defaultAcceptClass(source, sourceIp),
+      () => this.admit(client, dest, sourceIp, workload),
+      (_reason, detail) => {
+        this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'overloaded' });
+        this.log.info({ dest, sourceIp }, `plaintext inbound refused: ${detail}`);
+        client.resetAndDestroy();
+      },
+      () => client.destroyed || this.closing,
+    );
+  }
+
+  /** A connection's turn: its telemetry, the IPv6 source check, AuthorizationPolicy, then the relay or the HTTP path. */
+  private admit(client: net.Socket, dest: IpPort, sourceIp: string | undefined, workload: Workload): void {
+    const port = dest.port;
     const telemetry = this.telemetry(workload, sourceIp, port, client.remotePort);
-    if (net.isIPv6(destIp) && this.opts.upstreamSourceIp6 === undefined) {
+    if (net.isIPv6(dest.ip) && this.opts.upstreamSourceIp6 === undefined) {
       this.opts.metrics?.recordFailedTcp(telemetry, 'CONNECT');
       this.opts.metrics?.refused.inc({ direction: 'inbound', reason: 'no_ipv6_source' });
       this.log.info({ dest, sourceIp }, 'plaintext inbound refused: IPv6 pod and no --capture-ip6 to connect to it from');

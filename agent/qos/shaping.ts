@@ -5,6 +5,7 @@ import type { StateView } from '../state/store';
 import type { HboneQosState, HboneStreamQos } from '../native/hbone-types';
 import type { MeshSnapshot, QosSettings, Service, ShapingRule, Workload } from '../../core/model/types';
 import { monotonicClock, rateLimitHeaders, TokenBucket, type BucketState, type Clock } from './rate-limit';
+import { type AcceptClass, defaultAcceptClass } from './accept-queue';
 
 export type RateLimitDirection = 'outbound' | 'inbound';
 export type RateLimitReason = 'connection_rate' | 'max_connections' | 'request_rate' | 'queued' | 'bytes_per_second';
@@ -291,6 +292,19 @@ export class TrafficShaper {
     }
     for (const a of applied) this.bucket(a, 'req').tryTake();
     return undefined;
+  }
+
+  /**
+   * The accept-queue class of a new connection (agent/qos/accept-queue.ts): the flow is the source workload (else
+   * its address), priority and weight the resource-level QoS of the workload whose rules apply — the source outbound,
+   * the destination inbound. Per-rule QoS needs the decided service, which is the work the queue orders, so it
+   * applies to the relay (streamQos), not here.
+   */
+  acceptClass(direction: RateLimitDirection, source: Workload | undefined, sourceIp: string | undefined, destination?: Workload): AcceptClass {
+    const base = defaultAcceptClass(source, sourceIp);
+    const owner = direction === 'outbound' ? source : destination;
+    const qos = owner ? this.shaping()?.get(owner.uid)?.qos : undefined;
+    return { flow: base.flow, priority: qos?.priority ?? base.priority, weight: qos?.weight ?? base.weight };
   }
 
   /**

@@ -67,7 +67,9 @@ export type RefusalReason =
   /** The HBONE peer's certificate names a trust domain that is neither the mesh's nor an alias. */
   | 'foreign_trust_domain'
   /** Over a TrafficShaping connectionRate or maxConnections (agent/qos/shaping.ts). */
-  | 'rate_limited';
+  | 'rate_limited'
+  /** The accept queue (agent/qos/accept-queue.ts): the source's queue was full, or the connection waited past the limit. */
+  | 'overloaded';
 
 /**
  * Why an HBONE connection was refused before it could carry a stream (smesh_hbone_handshake_failures_total):

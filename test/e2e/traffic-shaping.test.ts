@@ -323,6 +323,17 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     90_000,
   );
 
+  it("the accept queue serves a new connection in its source workload's class (TrafficShaping priority bulk, weight 50) and shows it in /config_dump", async () => {
+    const served = async () =>
+      ((await configDump(agents[0]!)).acceptQueue.flows as Array<{ flow: string; priority: string; weight: number; served: number }>).find((f) => f.flow.endsWith('bw-client'));
+    const before = (await served())?.served ?? 0;
+    const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sink, '--port', '80', '--bytes', '1000', '--seed', '15'], 30_000);
+    expect(r, diag()).toMatchObject({ ok: true, sentBytes: 1000 });
+    const dump = (await configDump(agents[0]!)).acceptQueue;
+    expect(dump, JSON.stringify(dump)).toMatchObject({ fairShare: true, waiting: 0 });
+    expect(await served(), JSON.stringify(dump.flows)).toMatchObject({ priority: 'bulk', weight: 50, served: before + 1 });
+  });
+
   it('/config_dump shows the rules in force per workload and their buckets', async () => {
     const dump = (await configDump(agents[0]!)).trafficShaping;
     const rules = (dump.workloads as Array<{ workloadUid: string; outbound: Array<{ name: string }>; inbound: Array<{ name: string }> }>).flatMap((w) =>
