@@ -663,7 +663,12 @@ async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: str
   let engine: HboneEngine | undefined;
   try {
     engine = hboneEngine();
-    if (engine) engine.configure({ ...(opts.workers !== undefined ? { workers: opts.workers } : {}), fairShare: opts.fairShare });
+    if (engine)
+      engine.configure({
+        ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
+        fairShare: opts.fairShare,
+        ...(opts.relayTurnKib !== undefined ? { turnBytes: opts.relayTurnKib * 1024 } : {}),
+      });
   } catch (err) {
     if (opts.dataplane === 'native') throw new SmeshError('SMESH_ERR_NATIVE', `--dataplane native: the addon's HBONE engine cannot start: ${(err as Error).message}`);
     log.warn({ err: (err as Error).message }, 'native HBONE engine unusable; using the JS data plane');

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { type CpuGroup, type CpuModel, startCpuModel } from './lib/cpu-model';
 import { createTopology, privilegeProblem, AGENT_CLI, NODE_BIN, REPO_ROOT, type Topology, type AgentHandle, type ServiceSpec } from '../test/helpers/topology';
 import { sleep, tail, waitExit, type CapturedProcess } from '../test/helpers/proc';
 import { parseMetrics, sum } from '../test/helpers/metrics';
@@ -80,6 +81,11 @@ if (QUIET_PORT_KIND !== 'tcp' && QUIET_PORT_KIND !== 'http') throw new SmeshErro
 const FAIR_SHARE_SETTING = env('BENCH_FAIR_SHARE', 'auto');
 if (FAIR_SHARE_SETTING !== 'auto' && FAIR_SHARE_SETTING !== 'default') throw new SmeshError('SMESH_ERR_CONFIG', `BENCH_FAIR_SHARE: '${FAIR_SHARE_SETTING}' is neither auto nor default`);
 const EXTRA_AGENT_ARGS = env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean);
+/** `requests`: each pod and agent in its own CPU group with shares from its CPU request, as kubelet places them (bench/lib/cpu-model.ts); `none`: one flat group. */
+const CPU_MODEL = env('BENCH_CPU_MODEL', 'none');
+if (CPU_MODEL !== 'none' && CPU_MODEL !== 'requests') throw new SmeshError('SMESH_ERR_CONFIG', `BENCH_CPU_MODEL: '${CPU_MODEL}' is neither none nor requests`);
+const AGENT_CPU_M = intSetting('BENCH_AGENT_CPU_M', 1000, 2, 64000);
+const POD_CPU_M = intSetting('BENCH_POD_CPU_M', 250, 2, 64000);
 const OUT_DIR = env('BENCH_OUT', path.join(REPO_ROOT, 'bench/results'));
 /** CPU (% of one core) used outside the bench's cgroups above which a measurement is flagged (as in bench/run.ts). */
 const FOREIGN_CPU_LIMIT = 25;
@@ -191,6 +197,9 @@ function rerunCommand(): string {
     'BENCH_FAIR_SHARE',
     'BENCH_IDLE_POLL',
     'BENCH_AGENT_ARGS',
+    'BENCH_CPU_MODEL',
+    'BENCH_AGENT_CPU_M',
+    'BENCH_POD_CPU_M',
   ];
   const set = names.filter((n) => process.env[n] !== undefined).map((n) => `${n}=${/\s/.test(process.env[n]!) ? `"${process.env[n]}"` : process.env[n]}`);
   return `sudo ${set.length ? `${set.join(' ')} ` : ''}npx tsx bench/noisy-neighbour.ts`;
@@ -266,7 +275,19 @@ async function main(): Promise<void> {
   const allAgents: AgentHandle[] = [];
   let agents: AgentHandle[] = [];
   let release: (() => void) | null = null;
+  let cpuModel: CpuModel | undefined;
   try {
+    if (CPU_MODEL === 'requests') {
+      const pod = (name: string): CpuGroup => ({ v2: topo.pod(name).cgroup, requestMillis: POD_CPU_M });
+      const agent = (name: string): CpuGroup => ({ v2: topo.node(name).agentCgroup, requestMillis: AGENT_CPU_M });
+      cpuModel = startCpuModel(`smesh-test-${runId}`, {
+        'node1 agent': agent('node1'),
+        'node2 agent': agent('node2'),
+        ...Object.fromEntries(['quiet', 'noisy', 'quiet-direct', 'quiet-server', 'noisy-server', 'limit-conn', 'limit-req', 'limit-bytes'].map((p) => [p, pod(p)])),
+      });
+      say(`  CPU model: ${cpuModel.description}`);
+      if (!cpuModel.active) throw new SmeshError('SMESH_ERR_CONFIG', `BENCH_CPU_MODEL=requests: ${cpuModel.description}`);
+    }
     // Servers: the bench's one-thread epoll HTTP server on 8080 and 8081 in both server pods; iperf3 in the noisy one.
     const buildDir = topo.makeTempDir('build');
     const httpd = path.join(buildDir, 'httpd');
@@ -584,6 +605,7 @@ async function main(): Promise<void> {
       '',
       `Command: \`${rerunCommand()}\`; ${elapsed} s in all. Commit ${commit}; agent ${path.relative(REPO_ROOT, AGENT_CLI)}. ${os.cpus().length} cores (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, node ${process.version}.`,
       `Quiet pod: wrk -t1 -c${QUIET_CONNS} keep-alive, ${QUIET_DELAY_MS} ms think time before each request, ${DUR_S} s → ${QUIET_URL} (Service \`quiet\`, pod on node2). Noisy pod (same node): ${[NOISY_KINDS.includes('conns') ? `wrk -t2 -c${NOISY_CONNS} with Connection: close` : '', NOISY_KINDS.includes('bulk') ? `iperf3 -P ${NOISY_STREAMS}` : ''].filter(Boolean).join(' + ')} → ${VIP.noisy} (Service \`noisy\`, another pod on node2), from ${NOISY_LEAD_MS} ms before until after the quiet pod's measurement. ${IDLE_POLL ? '0 µs /dev/cpu_dma_latency held while the quiet pod is measured.' : 'Idle vCPUs may halt (BENCH_IDLE_POLL=0).'}`,
+      `CPU model: ${CPU_MODEL === 'requests' ? (cpuModel?.description ?? 'requests') : 'none (every process of the bench in one flat CPU group, as before 2026-12-08)'}.`,
       `Fair share: ${fairShareNote === null ? 'agents started with `--fair-share on` and `--fair-share off`, order rotated per round' : `**not available** (${fairShareNote}); agents with their default flags`}.`,
       '',
       ...(QUIET_ROUNDS
@@ -692,6 +714,7 @@ async function main(): Promise<void> {
     say(`rerun: ${rerunCommand()}`);
   } finally {
     (release as (() => void) | null)?.();
+    cpuModel?.stop();
     for (const a of agents) await a.stop(10_000).catch(() => undefined);
     await topo.cleanup();
   }

@@ -29,6 +29,8 @@ struct Options {
   int64_t liveness_check_ms = 2000;
   // Relay scheduling: priority classes + deficit round robin between source workloads (off: FIFO as epoll reports).
   bool fair_share = true;
+  // Fair share: bytes a worker grants per loop turn before it asks epoll again (a newly ready stream waits at most this).
+  uint64_t turn_bytes = 256 * 1024;
 };
 
 // Bytes a source workload's streams moved through the engine (for /config_dump), shared by all workers.

@@ -12,6 +12,7 @@
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -53,8 +54,6 @@ constexpr size_t kMaxRequestHeaders = 100;
 constexpr int kMaxInvalidFrames = 1000;
 constexpr int64_t kEarlyResetWindowMs = 10000;
 constexpr int64_t kMaxCloseGraceMs = 1000;
-// Fair share: bytes granted per loop turn before epoll is asked again (a newly ready latency stream waits at most this).
-constexpr uint64_t kServeBudget = 256 * 1024;
 constexpr uint64_t kNoAllowance = UINT64_MAX;
 
 uint64_t Tag(uint64_t id, uint64_t kind) { return (id << 2) | kind; }
@@ -273,7 +272,12 @@ class WorkerImpl {
     ev.data.u64 = kTagWake;
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) < 0) ThrowErrno("hbone worker: epoll_ctl(eventfd)", errno);
     rbuf_.resize(kReadBuffer);
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      // Named for top -H / ps -L: the engine's threads are told apart from Node's own.
+      std::string name = "smesh-hbone-" + std::to_string(index_);
+      pthread_setname_np(pthread_self(), name.c_str());
+      Run();
+    });
   }
 
   void Post(std::function<void(WorkerImpl&)> fn) {
@@ -1535,9 +1539,9 @@ class WorkerImpl {
 
   // Fair share: grants ready streams bytes in priority order, then by deficit round robin between source
   // workloads, each grant served at once (nghttp2 pulls the stream's bytes through OnRead within its allowance),
-  // until kServeBudget bytes moved or nothing is ready.
+  // until opts_.turn_bytes moved or nothing is ready.
   void ServeReady() {
-    uint64_t budget = kServeBudget;
+    uint64_t budget = opts_.turn_bytes;
     qos::DrrScheduler::Grant g;
     int idle_grants = 0;
     while (budget > 0 && sched_.Next(&g)) {

@@ -6,6 +6,7 @@
 #include "splice.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -118,7 +119,10 @@ class Worker {
     ev.events = EPOLLIN;
     ev.data.u64 = kWakeTag;
     if (epoll_ctl(epfd_, EPOLL_CTL_ADD, wakefd_, &ev) < 0) ThrowErrno("splice worker: epoll_ctl(eventfd)", errno);
-    thread_ = std::thread([this] { Run(); });
+    thread_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "smesh-splice");
+      Run();
+    });
   }
 
   void Add(std::shared_ptr<Relay> r) {

@@ -2,6 +2,7 @@
 import { isIP } from 'node:net';
 import { SmeshError } from '../../core/errors';
 import { parseTrustDomainAliases } from '../../core/identity/spiffe';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 
 export interface AgentOptions {
   readonly standalone: boolean;
@@ -67,6 +68,8 @@ export interface AgentOptions {
    * off = FIFO in the order the kernel reports them. bytes/s limits apply either way.
    */
   readonly fairShare: boolean;
+  /** `--relay-turn-kib N`: bytes (KiB) a native engine worker relays per loop turn before it polls again (default 256). */
+  readonly relayTurnKib?: number;
   /**
    * Opt-in: outbound HTTP/1.1 requests on HTTP service ports are parsed and moved by the addon's native HTTP/1.1 engine
    * and decided in TypeScript (agent/http/engine-outbound.ts); default off (node:http serves every request).
@@ -189,6 +192,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--dataplane': { key: 'dataplane', kind: 'string', env: 'SMESH_DATAPLANE' },
   '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
   '--fair-share': { key: 'fairShare', kind: 'string', env: 'SMESH_FAIR_SHARE' },
+  '--relay-turn-kib': { key: 'relayTurnKib', kind: 'int', env: 'SMESH_RELAY_TURN_KIB' },
   '--http-engine': { key: 'httpEngine', kind: 'bool', env: 'SMESH_HTTP_ENGINE' },
   '--drain-seconds': { key: 'drainSeconds', kind: 'int', env: 'SMESH_DRAIN_SECONDS' },
 };
@@ -232,6 +236,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           on (default) = latency before normal before bulk, and thread time / bytes shared
                           between source workloads by TrafficShaping weight (deficit round robin);
                           off = first come first served                                [$SMESH_FAIR_SHARE]
+  --relay-turn-kib N      KiB a native engine worker relays per loop turn before it polls again (16-16384,
+                          default 256): how long a newly ready stream can wait behind busy ones [$SMESH_RELAY_TURN_KIB]
   --http-engine           opt-in: outbound HTTP/1.1 on HTTP service ports through the addon's native HTTP/1.1
                           engine, decided per request in TypeScript (default: node:http)  [$SMESH_HTTP_ENGINE=1]
   --drain-seconds N       on SIGTERM, stop accepting and let open connections finish for up to N seconds,
@@ -275,6 +281,11 @@ export const AUTO_DATAPLANE: 'native' | 'js' = 'native';
 
 function workerCount(n: number): number {
   if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
+  return n;
+}
+
+function relayTurnKib(n: number): number {
+  if (n < 16 || n > 16384) fail(`--relay-turn-kib ${n}: expected 16-16384 KiB per worker loop turn`);
   return n;
 }
 
@@ -355,12 +366,13 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     controlPlane: values.controlPlane as string | undefined,
     tokenFile: values.tokenFile as string | undefined,
     caCertFile: values.caCertFile as string | undefined,
-    trustDomain: (values.trustDomain as string | undefined) ?? 'cluster.local',
+    trustDomain: (values.trustDomain as string | undefined) ?? DEFAULT_TRUST_DOMAIN,
     trustDomainAliases: trustDomainAliases((values.trustDomainAliases as string | undefined) ?? ''),
     hboneAddressing: hboneAddressing((values.hboneAddressing as string | undefined) ?? 'pod'),
     dataplane: dataplane((values.dataplane as string | undefined) ?? 'auto'),
     workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
     fairShare: fairShare((values.fairShare as string | undefined) ?? 'on'),
+    relayTurnKib: values.relayTurnKib === undefined ? undefined : relayTurnKib(values.relayTurnKib as number),
     httpEngine: values.httpEngine === true || values.httpEngine === '1' || values.httpEngine === 'true',
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
     drainSeconds: (values.drainSeconds as number | undefined) ?? 30,

@@ -29,6 +29,8 @@ export interface HboneEngineOptions {
    * weights. false: FIFO in the order epoll reports readiness (bytes/s limits still apply).
    */
   readonly fairShare?: boolean;
+  /** Bytes a worker relays per loop turn before it polls again (16 KiB–16 MiB, default 256 KiB): a newly ready stream waits at most this. */
+  readonly turnBytes?: number;
 }
 
 /** A bytes/s limit shared by every stream naming the same `key` (and rate), on whichever worker. */

@@ -17,3 +17,17 @@ describe('--fair-share', () => {
     expect(() => parseAgentArgs([...base, '--fair-share', 'yes'], {})).toThrow(/--fair-share "yes": expected on .* or off/);
   });
 });
+
+describe('--relay-turn-kib', () => {
+  it('is unset by default (the engine keeps 256 KiB); takes 16-16384 and SMESH_RELAY_TURN_KIB', () => {
+    expect(parseAgentArgs(base, {}).relayTurnKib).toBeUndefined();
+    expect(parseAgentArgs([...base, '--relay-turn-kib', '64'], {}).relayTurnKib).toBe(64);
+    expect(parseAgentArgs(base, { SMESH_RELAY_TURN_KIB: '32' }).relayTurnKib).toBe(32);
+    expect(AGENT_USAGE).toMatch(/--relay-turn-kib N/);
+  });
+
+  it('refuses a value outside 16-16384 naming the flag', () => {
+    expect(() => parseAgentArgs([...base, '--relay-turn-kib', '8'], {})).toThrow(/--relay-turn-kib 8: expected 16-16384/);
+    expect(() => parseAgentArgs([...base, '--relay-turn-kib', '20000'], {})).toThrow(/--relay-turn-kib 20000/);
+  });
+});
