@@ -1,6 +1,7 @@
 // The control plane's single writer of served state: snapshot → per-node resource sets, with the diff of each update pushed to listeners.
 import type { MeshSnapshot } from '../core/model/types';
-import { buildResourceSets, CONTROL_TYPE_URL, diffResourceSets, type ResourceDiff, type ResourceEntry, ResourceEntryCache, type ResourceSets, type TypedResources } from './xds-resources';
+import { XDS_TYPE_URL } from '../core/xds/contract';
+import { buildResourceSets, diffResourceSets, type ResourceDiff, type ResourceEntry, ResourceEntryCache, type ResourceSets, type TypedResources } from './xds-resources';
 
 export type RegistryListener = (diff: ResourceDiff, generation: number) => void;
 
@@ -64,7 +65,7 @@ export class Registry {
   /** The resources of one type that `node` may see (LocalWorkload: only that node's). */
   resources(node: string, typeUrl: string): TypedResources {
     if (!this.sets) return EMPTY;
-    if (typeUrl === CONTROL_TYPE_URL.localWorkload) return this.sets.localByNode.get(node) ?? EMPTY;
+    if (typeUrl === XDS_TYPE_URL.localWorkload) return this.sets.localByNode.get(node) ?? EMPTY;
     return this.sets.shared.get(typeUrl) ?? EMPTY;
   }
 

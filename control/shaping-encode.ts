@@ -6,6 +6,7 @@ import type { RateLimitRule } from '../proto/generated/smesh/traffic/v1alpha1/Ra
 import type { StringMatch } from '../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping } from '../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
 import type { HttpRouteMatch, LocalRateLimitSettings, MeshSnapshot, QosSettings, RouteStringMatch, ShapingRule, WorkloadShaping } from '../core/model/types';
+import { TRAFFIC_PRIORITY } from '../core/xds/contract';
 import { durationToWire, type TrafficNaming } from './traffic-encode';
 
 function bucketToWire(b: LocalRateLimitSettings | undefined): LocalRateLimit | null {
@@ -22,11 +23,9 @@ function matchToWire(m: HttpRouteMatch): HttpMatch {
   return { path: stringMatchToWire(m.path), method: stringMatchToWire(m.method), headers, port: 0 };
 }
 
-const PRIORITY_TO_WIRE = { latency: 'LATENCY', normal: 'NORMAL', bulk: 'BULK' } as const;
-
 function qosToWire(q: QosSettings | undefined): QosClass | null {
   if (!q) return null;
-  return { priority: q.priority ? PRIORITY_TO_WIRE[q.priority] : 'PRIORITY_UNSPECIFIED', weight: q.weight ?? 0, dscp: q.dscp !== undefined ? { value: q.dscp } : null };
+  return { priority: q.priority ? TRAFFIC_PRIORITY.toWire[q.priority] : 'PRIORITY_UNSPECIFIED', weight: q.weight ?? 0, dscp: q.dscp !== undefined ? { value: q.dscp } : null };
 }
 
 function ruleToWire(r: ShapingRule, naming: TrafficNaming): RateLimitRule {

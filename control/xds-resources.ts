@@ -1,12 +1,9 @@
-// Encodes a MeshSnapshot into the delta ADS resources of the Issue 3 contract (type URLs, names, packed Anys, versions).
+// Encodes a MeshSnapshot into the delta ADS resources (type URLs, names, enum maps and codecs from core/xds/contract.ts): packed Anys with content versions, cached per resource.
 import * as crypto from 'node:crypto';
 import { createHash } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { ipToKey, ipv4Bytes } from '../core/net/addr';
-import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec, type PackedAny } from '../proto';
-import type { LocalWorkload, LocalWorkload__Output } from '../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
-import type { MeshConfig, MeshConfig__Output } from '../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
-import type { Node, Node__Output } from '../proto/generated/smesh/mesh/v1alpha1/Node';
+import type { PackedAny } from '../proto';
 import type { Address } from '../proto/generated/istio/workload/Address';
 import type { PortList } from '../proto/generated/istio/workload/PortList';
 import type { Port } from '../proto/generated/istio/workload/Port';
@@ -20,47 +17,7 @@ import { policyKey, type AuthorizationPolicy, type Cidr, type PolicyMatch, type 
 import { trafficPolicyMessages } from './traffic-encode';
 import { trafficShapingMessages } from './shaping-encode';
 import { declaredAppProtocol, istioAppProtocol } from '../core/model/protocol';
-
-/** Every type URL the control plane serves on the delta ADS stream. */
-export const CONTROL_TYPE_URL = MESH_XDS_TYPE_URL;
-
-/** Types a client may subscribe to; anything else gets an empty set (and a debug log). */
-export const SERVED_TYPE_URLS: readonly string[] = Object.values(CONTROL_TYPE_URL);
-
-/** Name of the single MeshConfig resource. */
-export const MESH_CONFIG_NAME = 'mesh';
-/** Cluster id used in workload uids (ztunnel's convention for the local cluster). */
-export const CLUSTER_ID = 'Kubernetes';
-/** DNS suffix of service hostnames (the Kubernetes cluster domain, not the trust domain). */
-export const CLUSTER_DOMAIN = 'cluster.local';
-
-export interface MeshResourceCodecs {
-  node: MessageCodec<Node, Node__Output>;
-  localWorkload: MessageCodec<LocalWorkload, LocalWorkload__Output>;
-  meshConfig: MessageCodec<MeshConfig, MeshConfig__Output>;
-}
-
-let cachedCodecs: MeshResourceCodecs | undefined;
-
-/** Codecs for smesh.mesh.v1alpha1 (proto/index.ts only carries the Istio and traffic ones). */
-export function meshResourceCodecs(): MeshResourceCodecs {
-  if (!cachedCodecs) {
-    const protos = loadMeshProtos();
-    cachedCodecs = {
-      node: protos.codecFor<Node, Node__Output>('smesh.mesh.v1alpha1.Node'),
-      localWorkload: protos.codecFor<LocalWorkload, LocalWorkload__Output>('smesh.mesh.v1alpha1.LocalWorkload'),
-      meshConfig: protos.codecFor<MeshConfig, MeshConfig__Output>('smesh.mesh.v1alpha1.MeshConfig'),
-    };
-  }
-  return cachedCodecs;
-}
-
-let cachedProtos: ReturnType<typeof loadMeshProtos> | undefined;
-
-/** loadMeshProtos() once (each call of it stats the proto directory: too slow per resource). */
-function meshProtos(): ReturnType<typeof loadMeshProtos> {
-  return (cachedProtos ??= loadMeshProtos());
-}
+import { CLUSTER_ID, MESH_CONFIG_NAME, POLICY_ACTION, POLICY_SCOPE, serviceHostname, serviceXdsName, workloadXdsUid, XDS_TYPE_URL, xdsCodecs } from '../core/xds/contract';
 
 /** One named, versioned resource ready for a DeltaDiscoveryResponse. */
 export interface ResourceEntry {
@@ -72,20 +29,6 @@ export interface ResourceEntry {
 
 /** Resources of one type by name. */
 export type TypedResources = ReadonlyMap<string, ResourceEntry>;
-
-/** Wire uid of a workload: `Kubernetes//Pod/<ns>/<name>` (the state uid is `<ns>/<name>`). */
-export function workloadXdsUid(w: Pick<Workload, 'namespace' | 'name'>): string {
-  return `${CLUSTER_ID}//Pod/${w.namespace}/${w.name}`;
-}
-
-export function serviceHostname(s: Pick<Service, 'namespace' | 'name'>): string {
-  return `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`;
-}
-
-/** Resource name of a service: `<namespace>/<hostname>`. */
-export function serviceXdsName(s: Pick<Service, 'namespace' | 'name'>): string {
-  return `${s.namespace}/${serviceHostname(s)}`;
-}
 
 /** Raw 4- or 16-byte form of an IP address, as istio.workload carries it. */
 export function ipBytes(ip: string, field = 'ip'): Buffer {
@@ -303,9 +246,6 @@ function matchToWire(m: PolicyMatch): Match {
   };
 }
 
-const WIRE_SCOPE = { global: 'GLOBAL', namespace: 'NAMESPACE', workloadSelector: 'WORKLOAD_SELECTOR' } as const;
-const WIRE_ACTION = { ALLOW: 'ALLOW', DENY: 'DENY', AUDIT: 'SMESH_AUDIT' } as const;
-
 function groupToWire(r: PolicyRule): { rules: Array<{ matches: Match[] }> } {
   return { rules: r.clauses.map((c) => ({ matches: c.matches.map(matchToWire) })) };
 }
@@ -322,8 +262,8 @@ export function authorizationResource(p: AuthorizationPolicy): Authorization {
   return {
     name: p.name,
     namespace: p.namespace,
-    scope: WIRE_SCOPE[p.scope],
-    action: WIRE_ACTION[p.action],
+    scope: POLICY_SCOPE.toWire[p.scope],
+    action: POLICY_ACTION.toWire[p.action],
     groups: p.rules.filter((r) => !allow || !ruleNeedsL7(r)).map(groupToWire),
     smeshL7Groups: allow ? p.rules.filter(ruleNeedsL7).map(groupToWire) : [],
   };
@@ -485,7 +425,7 @@ export class ResourceEntryCache {
       c.tun !== tun
     ) {
       const uid = sameName ? c!.address.name : workloadXdsUid(w);
-      const address = entry(uid, meshProtos().codecs.address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
+      const address = entry(uid, xdsCodecs().address.pack(workloadAddress(w, trustDomain, membershipMap(members), policies)));
       this.encoded++;
       const local = sameName && c!.netns === netns && c!.bw === bw ? c!.local : this.encodeLocal(uid, netns, egress, ingress);
       c = { ns: w.namespace, name: w.name, ip: ipsKey, td: trustDomain, sa: w.serviceAccount, node: w.node, wn: w.workloadName, rev, svc, pol, tun, address, netns, bw, local, used: this.build };
@@ -504,7 +444,7 @@ export class ResourceEntryCache {
   private encodeLocal(uid: string, netns: string, egressBandwidthBps: number, ingressBandwidthBps: number): ResourceEntry {
     this.encoded++;
     // Zero (no limit) is left out: protobufjs would write an explicit 0, and a pod without limits keeps its bytes and version.
-    return entry(uid, meshResourceCodecs().localWorkload.pack({ uid, netns, ...(egressBandwidthBps ? { egressBandwidthBps } : {}), ...(ingressBandwidthBps ? { ingressBandwidthBps } : {}) }));
+    return entry(uid, xdsCodecs().localWorkload.pack({ uid, netns, ...(egressBandwidthBps ? { egressBandwidthBps } : {}), ...(ingressBandwidthBps ? { ingressBandwidthBps } : {}) }));
   }
 
   begin(): void {
@@ -580,8 +520,7 @@ class EntryList {
 }
 
 function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEntryCache, prev: ResourceSets | undefined): ResourceSets {
-  const protos = meshProtos();
-  const codecs = meshResourceCodecs();
+  const codecs = xdsCodecs();
   const addresses = new Map<string, ResourceEntry>();
   const memberships = membershipsByWorkload(snapshot);
   const localLists = new Map<string, EntryList>();
@@ -617,7 +556,7 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
         name,
         s,
         () => serviceAddressKey(s),
-        () => protos.codecs.address.pack(serviceAddress(s)),
+        () => codecs.address.pack(serviceAddress(s)),
       ),
     );
   }
@@ -633,7 +572,7 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
     // The policy model is plain data (no Maps, no functions): its JSON is every input of authorizationResource().
     authorizations.set(
       name,
-      cache.get(slotZ, name, JSON.stringify(p), () => protos.codecs.authorization.pack(authorizationResource(p))),
+      cache.get(slotZ, name, JSON.stringify(p), () => codecs.authorization.pack(authorizationResource(p))),
     );
   }
   // One TrafficPolicy per service with a DestinationRule or VirtualService, sent to every node.
@@ -652,7 +591,7 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
     // The message holds no bytes fields: its JSON is the whole input of the encoding.
     trafficPolicies.set(
       name,
-      cache.get(slotT, name, JSON.stringify(msg), () => protos.codecs.trafficPolicy.pack(msg)),
+      cache.get(slotT, name, JSON.stringify(msg), () => codecs.trafficPolicy.pack(msg)),
     );
   }
   // One TrafficShaping per workload that a TrafficShaping resource selects, sent to every node (inbound and outbound rules).
@@ -660,16 +599,16 @@ function buildWith(snapshot: MeshSnapshot, opts: BuildOptions, cache: ResourceEn
   for (const [name, msg] of trafficShapingMessages(snapshot, naming)) {
     trafficShaping.set(
       name,
-      cache.get(slotS, name, JSON.stringify(msg), () => protos.codecs.trafficShaping.pack(msg)),
+      cache.get(slotS, name, JSON.stringify(msg), () => codecs.trafficShaping.pack(msg)),
     );
   }
   const shared = new Map<string, TypedResources>([
-    [CONTROL_TYPE_URL.address, addresses],
-    [CONTROL_TYPE_URL.node, nodes.toMap(prev?.shared.get(CONTROL_TYPE_URL.node))],
-    [CONTROL_TYPE_URL.meshConfig, meshConfig.toMap(prev?.shared.get(CONTROL_TYPE_URL.meshConfig))],
-    [CONTROL_TYPE_URL.authorization, authorizations],
-    [CONTROL_TYPE_URL.trafficPolicy, trafficPolicies],
-    [CONTROL_TYPE_URL.trafficShaping, trafficShaping],
+    [XDS_TYPE_URL.address, addresses],
+    [XDS_TYPE_URL.node, nodes.toMap(prev?.shared.get(XDS_TYPE_URL.node))],
+    [XDS_TYPE_URL.meshConfig, meshConfig.toMap(prev?.shared.get(XDS_TYPE_URL.meshConfig))],
+    [XDS_TYPE_URL.authorization, authorizations],
+    [XDS_TYPE_URL.trafficPolicy, trafficPolicies],
+    [XDS_TYPE_URL.trafficShaping, trafficShaping],
   ]);
   return { shared, localByNode };
 }
@@ -724,7 +663,7 @@ export function diffResourceSets(prev: ResourceSets | undefined, next: ResourceS
     d.removed.delete(name);
   }
   if (d.added.size + d.changed.size + d.removed.size > 0) {
-    out.set(CONTROL_TYPE_URL.localWorkload, { added: [...d.added], changed: [...d.changed], removed: [...d.removed] });
+    out.set(XDS_TYPE_URL.localWorkload, { added: [...d.added], changed: [...d.changed], removed: [...d.removed] });
   }
   return out;
 }

@@ -9,7 +9,7 @@ import type { Authenticated, TokenAuthenticator } from './auth';
 import type { ControlMetrics } from './metrics';
 import type { Registry } from './registry';
 import type { ResourceDiff, ResourceEntry } from './xds-resources';
-import { XDS_PARTIAL_VERSION_SUFFIX } from '../agent/xds/convert';
+import { XDS_PARTIAL_VERSION_SUFFIX } from '../core/xds/contract';
 
 type DeltaCall = grpc.ServerDuplexStream<DeltaDiscoveryRequest__Output, DeltaDiscoveryResponse>;
 

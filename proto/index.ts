@@ -67,17 +67,6 @@ export const TYPE_URL = Object.freeze({
   meshConfig: `${TYPE_URL_PREFIX}smesh.mesh.v1alpha1.MeshConfig`,
 } as const);
 
-/** The resource types on smesh's delta ADS stream: what `smesh control` serves and the agent subscribes to. */
-export const MESH_XDS_TYPE_URL = Object.freeze({
-  address: TYPE_URL.address,
-  authorization: TYPE_URL.authorization,
-  trafficPolicy: TYPE_URL.trafficPolicy,
-  trafficShaping: TYPE_URL.trafficShaping,
-  node: TYPE_URL.node,
-  localWorkload: TYPE_URL.localWorkload,
-  meshConfig: TYPE_URL.meshConfig,
-} as const);
-
 /** Full gRPC method paths, as they appear on the wire (HTTP/2 :path). */
 export const METHOD_PATH = Object.freeze({
   deltaAggregatedResources: '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
@@ -161,9 +150,7 @@ function defaultProtoDir(): string {
   for (const dir of candidates) {
     if (fs.existsSync(path.join(dir, MESH_PROTO_ENTRY))) return dir;
   }
-  throw new Error(
-    `cannot find ${MESH_PROTO_ENTRY} in ${candidates.join(' or ')}; pass protoDir to loadMeshProtos()`,
-  );
+  throw new Error(`cannot find ${MESH_PROTO_ENTRY} in ${candidates.join(' or ')}; pass protoDir to loadMeshProtos()`);
 }
 
 function buildMeshProtos(protoDir: string): MeshProtos {
@@ -174,8 +161,7 @@ function buildMeshProtos(protoDir: string): MeshProtos {
   // One protobufjs root serves both the codecs and (via its JSON form) the gRPC definitions.
   // google/protobuf/* imports are protobufjs built-ins and never reach resolvePath.
   const root = new protobuf.Root();
-  root.resolvePath = (_origin: string, target: string): string =>
-    path.isAbsolute(target) ? target : path.join(protoDir, target);
+  root.resolvePath = (_origin: string, target: string): string => (path.isAbsolute(target) ? target : path.join(protoDir, target));
   root.loadSync(entry, { keepCase: MESH_PROTO_OPTIONS.keepCase });
   root.resolveAll();
 
@@ -218,8 +204,7 @@ function makeCodec<In, Out>(root: protobuf.Root, typeName: string): MessageCodec
     const bytes = type.encode(type.fromObject(value as { [k: string]: unknown })).finish();
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   };
-  const decode = (bytes: Uint8Array): Out =>
-    type.toObject(type.decode(bytes), MESH_PROTO_OPTIONS as protobuf.IConversionOptions) as Out;
+  const decode = (bytes: Uint8Array): Out => type.toObject(type.decode(bytes), MESH_PROTO_OPTIONS as protobuf.IConversionOptions) as Out;
   return {
     typeName,
     typeUrl,

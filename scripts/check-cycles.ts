@@ -1,11 +1,11 @@
-// Import cycles among the TypeScript sources (files, and top-level directories: cli → agent/control → proto): prints each cycle, exits 1 if there is one. Type-only imports count: they tie modules together for a reader too. Run: `npx tsx scripts/check-cycles.ts` (test/unit/structure.test.ts runs it in `make test`).
+// Import cycles among the TypeScript sources (files, and top-level directories: cli → agent, control → core → proto; agent and control never import each other): prints each cycle, exits 1 if there is one. Type-only imports count: they tie modules together for a reader too. Run: `npx tsx scripts/check-cycles.ts` (test/unit/structure.test.ts runs it in `make test`).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
 const ROOT = path.resolve(__dirname, '..');
 const DIRS = ['cli', 'agent', 'control', 'core', 'proto'];
-/** Allowed directory edges: each directory may import the ones listed (its own files always). */
-const LAYERS: Record<string, readonly string[]> = { cli: ['agent', 'control', 'core', 'proto'], control: ['agent', 'core', 'proto'], agent: ['core', 'proto'], core: ['proto'], proto: [] };
+/** Allowed directory edges: each directory may import the ones listed (its own files always). The two deployables share only core/ and proto/; cli/ composes them. */
+const LAYERS: Record<string, readonly string[]> = { cli: ['agent', 'control', 'core', 'proto'], control: ['core', 'proto'], agent: ['core', 'proto'], core: ['proto'], proto: [] };
 
 function sources(dir: string): string[] {
   const out: string[] = [];

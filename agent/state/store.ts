@@ -1,6 +1,7 @@
 // The agent's single-writer state store: one updater publishes immutable snapshots plus indexes; readers only fetch.
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../core/model/types';
 import { workloadAddresses } from '../../core/model/addresses';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 
 /** What an original destination resolves to; the outbound decision is made from this. */
 export type ResolvedDestination =
@@ -255,7 +256,7 @@ function updateIndexes(idx: Indexes, prev: MeshSnapshot, next: MeshSnapshot): bo
   return true;
 }
 
-export function emptySnapshot(trustDomain = 'cluster.local'): MeshSnapshot {
+export function emptySnapshot(trustDomain = DEFAULT_TRUST_DOMAIN): MeshSnapshot {
   return { trustDomain, nodes: new Map(), workloads: new Map(), services: new Map(), namespaces: new Map() };
 }
 

@@ -5,8 +5,10 @@ import type { MeshSnapshot } from '../../core/model/types';
 import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { ControlPlaneChannel } from './channel';
 import type { WireDeltaResponse } from './wire';
-import { DEFAULT_TRUST_DOMAIN, parseResource, releaseSharingCaches, XDS_TYPE_URLS, XDS_PARTIAL_VERSION_SUFFIX, type XdsTypeUrl } from './convert';
+import { parseResource, releaseSharingCaches } from './convert';
 import { IncrementalSnapshot } from './incremental';
+import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URLS, type XdsTypeUrl } from '../../core/xds/contract';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 
 /** google.rpc.Code INVALID_ARGUMENT: what a NACK reports for resources that failed validation. */
 const NACK_CODE = grpc.status.INVALID_ARGUMENT;

@@ -1,8 +1,6 @@
 // Pure xDS → mesh state conversion: decodes and validates one delta ADS resource at a time, then builds a MeshSnapshot from all accepted ones.
 import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { loadMeshProtos, MESH_XDS_TYPE_URL, type MessageCodec } from '../../proto';
-import type { Address__Output } from '../../proto/generated/istio/workload/Address';
 import type { Authorization__Output } from '../../proto/generated/istio/security/Authorization';
 import { ipv4Text, keyToIp } from '../../core/net/addr';
 import { workloadAddresses } from '../../core/model/addresses';
@@ -16,32 +14,13 @@ import { decodeAddressOf, forgetRepeatedStrings, type AnyMessage, type WireAddre
 import type { StringMatch__Output } from '../../proto/generated/istio/security/StringMatch';
 import type { Match__Output } from '../../proto/generated/istio/security/Match';
 import type { Address__Output as CidrAddress__Output } from '../../proto/generated/istio/security/Address';
-import {
-  CONVERTED_PEER_AUTHENTICATION_PREFIX,
-  isConvertedPeerAuthentication,
-  type AuthorizationPolicy,
-  type Cidr,
-  type PolicyAction,
-  type PolicyMatch,
-  type PolicyScope,
-  type StringMatcher,
-} from '../../core/policy/types';
-
-/** Every resource type the agent subscribes to (wildcard) on the delta ADS stream. */
-export const XDS_TYPE_URL = MESH_XDS_TYPE_URL;
-
-export type XdsTypeUrl = (typeof XDS_TYPE_URL)[keyof typeof XDS_TYPE_URL];
-export const XDS_TYPE_URLS: readonly XdsTypeUrl[] = Object.freeze(Object.values(XDS_TYPE_URL));
-
-/** Name of the single MeshConfig resource. */
-export const MESH_CONFIG_NAME = 'mesh';
-/**
- * smesh control splits a large push into several DeltaDiscoveryResponses; all but the last carry this suffix in
- * system_version_info. The client applies and ACKs each, but publishes (and counts the initial sync) only at the last.
- */
-export const XDS_PARTIAL_VERSION_SUFFIX = '+partial';
-/** Trust domain used until a MeshConfig arrives (and for workloads with an empty trust_domain). */
-export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+import type { LocalWorkload__Output } from '../../proto/generated/smesh/mesh/v1alpha1/LocalWorkload';
+import type { MeshConfig__Output } from '../../proto/generated/smesh/mesh/v1alpha1/MeshConfig';
+import type { Node__Output } from '../../proto/generated/smesh/mesh/v1alpha1/Node';
+import { MESH_CONFIG_NAME, POLICY_ACTION, POLICY_SCOPE, WORKLOAD_TUNNEL, XDS_TYPE_URL, xdsCodecs } from '../../core/xds/contract';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
+import { SPIFFE_SEGMENT_RE, TRUST_DOMAIN_RE } from '../../core/identity/spiffe';
+import { CONVERTED_PEER_AUTHENTICATION_PREFIX, isConvertedPeerAuthentication, type AuthorizationPolicy, type Cidr, type PolicyMatch, type StringMatcher } from '../../core/policy/types';
 
 // ---- validated resources: the stage between "decoded bytes" and "mesh state" ----
 
@@ -140,67 +119,8 @@ export type ParseResult = { readonly ok: true; readonly value: AcceptedResource 
 /** A decoded google.protobuf.Any as it appears in Resource.resource. */
 export type { AnyMessage } from './wire';
 
-// ---- codecs ----
-
-interface SmeshNodeMsg {
-  name: string;
-  address: string;
-}
-interface LocalWorkloadMsg {
-  uid: string;
-  netns: string;
-  egressBandwidthBps: number;
-  ingressBandwidthBps: number;
-}
-interface MeshConfigMsg {
-  trustDomain: string;
-  trustAnchors: string[];
-  trustDomainAliases: string[];
-}
-
-interface Codecs {
-  address: MessageCodec<unknown, Address__Output>;
-  authorization: MessageCodec<unknown, Authorization__Output>;
-  trafficPolicy: MessageCodec<unknown, TrafficPolicy__Output>;
-  trafficShaping: MessageCodec<unknown, TrafficShaping__Output>;
-  node: MessageCodec<unknown, SmeshNodeMsg>;
-  localWorkload: MessageCodec<unknown, LocalWorkloadMsg>;
-  meshConfig: MessageCodec<unknown, MeshConfigMsg>;
-}
-
-let codecs: Codecs | undefined;
-
-function getCodecs(): Codecs {
-  if (codecs) return codecs;
-  const protos = loadMeshProtos();
-  codecs = {
-    address: protos.codecs.address as MessageCodec<unknown, Address__Output>,
-    authorization: protos.codecs.authorization as MessageCodec<unknown, Authorization__Output>,
-    trafficPolicy: protos.codecs.trafficPolicy as MessageCodec<unknown, TrafficPolicy__Output>,
-    trafficShaping: protos.codecs.trafficShaping as MessageCodec<unknown, TrafficShaping__Output>,
-    node: meshCodec<SmeshNodeMsg>('Node'),
-    localWorkload: meshCodec<LocalWorkloadMsg>('LocalWorkload'),
-    meshConfig: meshCodec<MeshConfigMsg>('MeshConfig'),
-  };
-  return codecs;
-}
-
-// Wire definitions of smesh.mesh.v1alpha1 (proto/smesh/mesh/v1alpha1/mesh.proto), used only when the
-// loaded proto tree predates that file; the loaded definition wins whenever it exists.
-function meshCodec<Out>(message: string): MessageCodec<unknown, Out> {
-  return loadMeshProtos().codecFor<unknown, Out>(`smesh.mesh.v1alpha1.${message}`);
-}
-
-/** Encoders for tests and fake servers: the same codecs the parser decodes with. */
-export function xdsCodecs(): Readonly<Codecs> {
-  return getCodecs();
-}
-
 // ---- validation helpers ----
 
-// SPIFFE path segment / trust domain rules, as in agent/identity/spiffe.ts.
-const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
-const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
 // Kubernetes DNS-1123 label (namespace) / subdomain (names, node names).
 const DNS_LABEL_RE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN_RE = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
@@ -440,7 +360,7 @@ function parseServices(wire: WireWorkload['services']): ReadonlyMap<string, read
 
 /** tunnel_protocol → the state's name; a number this agent does not know is plain TCP (`none`), as before it had a name. */
 function wireTunnel(p: string | number): WorkloadTunnel {
-  return p === 'HBONE' ? 'hbone' : p === 'LEGACY_ISTIO_MTLS' ? 'legacy_istio_mtls' : 'none';
+  return WORKLOAD_TUNNEL.fromWire(p) ?? 'none';
 }
 
 function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
@@ -465,7 +385,7 @@ function parseWorkload(name: string, w: WireWorkload): AcceptedWorkload {
   }
   const serviceAccount = w.serviceAccount || 'default';
   if (!checkedBefore(serviceAccount, CHECK_SERVICE_ACCOUNT)) {
-    if (!SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${quoted(w.serviceAccount)}`);
+    if (!SPIFFE_SEGMENT_RE.test(serviceAccount)) fail('workload.service_account', `expected empty ("default") or [A-Za-z0-9._-]+, got ${quoted(w.serviceAccount)}`);
     markChecked(serviceAccount, CHECK_SERVICE_ACCOUNT);
   }
   const node = w.node;
@@ -523,9 +443,6 @@ function parseAddress(name: string, a: WireAddress): AcceptedAddress {
 }
 
 // ---- istio.security.Authorization ----
-
-const WIRE_SCOPES: Readonly<Record<string, PolicyScope>> = { GLOBAL: 'global', NAMESPACE: 'namespace', WORKLOAD_SELECTOR: 'workloadSelector' };
-const WIRE_ACTIONS: Readonly<Record<string, PolicyAction>> = { ALLOW: 'ALLOW', DENY: 'DENY', SMESH_AUDIT: 'AUDIT' };
 
 function wireStringMatch(field: string, m: StringMatch__Output): StringMatcher {
   switch (m.matchType) {
@@ -611,9 +528,9 @@ function parseAuthorization(name: string, a: Authorization__Output): AcceptedAut
   }
   requireMatch('namespace', a.namespace, DNS_LABEL_RE, 'a Kubernetes namespace name');
   if (name !== `${a.namespace}/${a.name}`) fail('name', `expected the resource name ${quoted(name)} to be "<namespace>/<name>" = ${quoted(`${a.namespace}/${a.name}`)}`);
-  const scope = WIRE_SCOPES[String(a.scope)];
+  const scope = POLICY_SCOPE.fromWire(a.scope);
   if (!scope) fail('scope', `expected GLOBAL, NAMESPACE or WORKLOAD_SELECTOR, got ${quoted(a.scope)}`);
-  const action = WIRE_ACTIONS[String(a.action)];
+  const action = POLICY_ACTION.fromWire(a.action);
   if (!action) fail('action', `expected ALLOW, DENY or SMESH_AUDIT, got ${quoted(a.action)} (CUSTOM and unknown actions are not supported)`);
   if (action === 'DENY' && a.groups.length === 0) fail('groups', 'a DENY policy needs at least one group (DENY without rules is invalid)');
   const l7Groups = a.smeshL7Groups ?? [];
@@ -640,13 +557,13 @@ function parseTrafficShapingResource(name: string, s: TrafficShaping__Output): A
   return { kind: 'trafficShaping', shaping: r.shaping };
 }
 
-function parseNode(name: string, n: SmeshNodeMsg): AcceptedNode {
+function parseNode(name: string, n: Node__Output): AcceptedNode {
   if (n.name !== name) fail('name', `expected the resource name ${quoted(name)}, got ${quoted(n.name)}`);
   if (isIP(n.address) === 0) fail('address', `expected an IPv4 or IPv6 address, got ${quoted(n.address)}`);
   return { kind: 'node', name: n.name, address: n.address };
 }
 
-function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWorkload {
+function parseLocalWorkload(name: string, l: LocalWorkload__Output): AcceptedLocalWorkload {
   if (l.uid !== name) fail('uid', `expected the resource name ${quoted(name)}, got ${quoted(l.uid)}`);
   if (l.netns !== '' && (!l.netns.startsWith('/') || l.netns.includes('\0'))) {
     fail('netns', `expected an absolute path (e.g. /run/netns/NAME) or empty, got ${quoted(l.netns)}`);
@@ -662,7 +579,7 @@ function parseLocalWorkload(name: string, l: LocalWorkloadMsg): AcceptedLocalWor
   return { kind: 'localWorkload', uid: l.uid, netns: l.netns, ...(egress !== undefined ? { egressBandwidthBps: egress } : {}), ...(ingress !== undefined ? { ingressBandwidthBps: ingress } : {}) };
 }
 
-function parseMeshConfig(name: string, m: MeshConfigMsg): AcceptedMeshConfig {
+function parseMeshConfig(name: string, m: MeshConfig__Output): AcceptedMeshConfig {
   if (name !== MESH_CONFIG_NAME) fail('name', `expected the resource name ${quoted(MESH_CONFIG_NAME)}, got ${quoted(name)}`);
   requireMatch('trust_domain', m.trustDomain, TRUST_DOMAIN_RE, 'a lowercase trust domain [a-z0-9._-]+');
   const trustAnchors = m.trustAnchors.map((pem, i) => {
@@ -703,7 +620,7 @@ export function parseResource(typeUrl: string, name: string, any: AnyMessage | n
   if (any.type_url !== typeUrl) {
     return { ok: false, error: `${resourceLabel(typeUrl, name)}: resource.type_url: expected ${quoted(typeUrl)}, got ${quoted(any.type_url)}` };
   }
-  const c = getCodecs();
+  const c = xdsCodecs();
   try {
     let decoded: AcceptedResource;
     try {

@@ -4,7 +4,6 @@ import { OwnedIndex } from '../state/store';
 import { workloadAddresses } from '../../core/model/addresses';
 import type { MeshNode, MeshSnapshot, Service, Workload } from '../../core/model/types';
 import {
-  DEFAULT_TRUST_DOMAIN,
   identityOf,
   meshTrustDomainAliases,
   quoted,
@@ -12,7 +11,6 @@ import {
   shapingByWorkload,
   toService,
   toWorkload,
-  XDS_TYPE_URL,
   type AcceptedAuthorization,
   type AcceptedLocalWorkload,
   type AcceptedMeshConfig,
@@ -24,8 +22,9 @@ import {
   type BuiltSnapshot,
   type EndpointPorts,
   type PortMapping,
-  type XdsTypeUrl,
 } from './convert';
+import { XDS_TYPE_URL, type XdsTypeUrl } from '../../core/xds/contract';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 
 // What `buildSnapshot` computes from all accepted resources at once, this keeps up to date per resource:
 // the cost of a push is proportional to what it changed (plus copying the top-level maps of the published

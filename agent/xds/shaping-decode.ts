@@ -7,6 +7,7 @@ import type { RateLimitRule__Output } from '../../proto/generated/smesh/traffic/
 import type { StringMatch__Output } from '../../proto/generated/smesh/traffic/v1alpha1/StringMatch';
 import type { TrafficShaping__Output } from '../../proto/generated/smesh/traffic/v1alpha1/TrafficShaping';
 import type { BytesPerSecondSettings, HttpRouteMatch, LocalRateLimitSettings, QosSettings, RouteStringMatch, ShapingRule, TrafficPriority, WorkloadShaping } from '../../core/model/types';
+import { TRAFFIC_PRIORITY } from '../../core/xds/contract';
 
 /** Envoy's minimum fill interval; the agent refuses smaller ones rather than spin. */
 const MIN_FILL_INTERVAL_MS = 50;
@@ -17,7 +18,6 @@ const MAX_WEIGHT = 1000;
 /** The kubelet's bandwidth bounds (agent/config/bandwidth.ts), bits per second. */
 const MIN_BPS = 1e3;
 const MAX_BPS = 1e15;
-const PRIORITY_FROM_WIRE: Record<string, TrafficPriority | undefined> = { LATENCY: 'latency', NORMAL: 'normal', BULK: 'bulk' };
 
 class ShapingFieldError extends Error {
   constructor(
@@ -76,7 +76,7 @@ function qos(field: string, c: QosClass__Output | null): QosSettings | undefined
   if (!c) return undefined;
   const out: { priority?: TrafficPriority; weight?: number; dscp?: number } = {};
   if (c.priority !== 'PRIORITY_UNSPECIFIED') {
-    const p = PRIORITY_FROM_WIRE[c.priority];
+    const p = TRAFFIC_PRIORITY.fromWire(c.priority);
     if (!p) fail(`${field}.priority`, `expected LATENCY, NORMAL or BULK, got ${q(c.priority)}`);
     out.priority = p;
   }

@@ -32,6 +32,7 @@ import { convertTrafficShaping, resolveTrafficShaping, TRAFFIC_SHAPING_API_VERSI
 import { podBandwidth } from './bandwidth';
 import { DEFAULT_ROOT_NAMESPACE, selectorPolicyKeys } from '../../core/policy/evaluate';
 import { policyKey, type AuthorizationPolicy } from '../../core/policy/types';
+import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 
 /** One problem in one resource of one file. */
 export interface ConfigProblem {
@@ -335,7 +336,7 @@ function meshTrustDomainAliases(d: ParsedDoc, trustDomain: string, problems: Con
 
 /** Builds a snapshot from validated documents; cross-resource problems (duplicates, missing nodes) are appended. */
 export function buildSnapshot(docs: readonly ParsedDoc[], problems: ConfigProblem[]): MeshSnapshot {
-  let trustDomain = 'cluster.local';
+  let trustDomain = DEFAULT_TRUST_DOMAIN;
   const meshConfigs = docs.filter((d) => d.kind === 'MeshConfig');
   if (meshConfigs.length > 1) {
     const d = meshConfigs[1];

@@ -52,6 +52,7 @@ import type {
   TrafficSubset,
   Workload,
 } from '../../core/model/types';
+import { CLUSTER_DOMAIN } from '../../core/xds/contract';
 
 export const TRAFFIC_API_VERSIONS = ['networking.istio.io/v1', 'networking.istio.io/v1beta1', 'networking.istio.io/v1alpha3'] as const;
 
@@ -59,9 +60,6 @@ export const LOAD_BALANCER_ANNOTATION = 'smesh.io/load-balancer';
 export const EWMA_DECAY_ANNOTATION = 'smesh.io/ewma-decay';
 export const LEAST_REQUEST_CHOICES_ANNOTATION = 'smesh.io/least-request-choices';
 const DR_ANNOTATIONS = [LOAD_BALANCER_ANNOTATION, EWMA_DECAY_ANNOTATION, LEAST_REQUEST_CHOICES_ANNOTATION];
-
-/** Kubernetes cluster domain of service hostnames. */
-const CLUSTER_DOMAIN = 'cluster.local';
 
 /** Envoy retry conditions smesh implements (plus 3-digit status codes). */
 export const SUPPORTED_RETRY_ON = ['5xx', 'gateway-error', 'reset', 'connect-failure', 'refused-stream', 'retriable-4xx'] as const;

@@ -9,11 +9,13 @@ export type SpiffeId =
 
 // RFC-ish constraints from the SPIFFE spec: trust domain is lowercase letters, digits, '.', '-', '_';
 // path segments are [A-Za-z0-9.-_] and must not be '.' or '..'.
-const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
-const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+/** A trust domain as smesh accepts it (SPIFFE ids, MeshConfig, workloads): lowercase [a-z0-9._-]+. */
+export const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
+/** A SPIFFE path segment (namespace, service account, node name): [A-Za-z0-9._-]+, never '.' or '..'. */
+export const SPIFFE_SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
 
 function checkSegment(what: string, value: string): void {
-  if (!SEGMENT_RE.test(value) || value === '.' || value === '..') {
+  if (!SPIFFE_SEGMENT_RE.test(value) || value === '.' || value === '..') {
     throw new SmeshError('SMESH_ERR_IDENTITY', `invalid SPIFFE ${what} ${JSON.stringify(value)}: expected [A-Za-z0-9._-]+`);
   }
 }
@@ -51,7 +53,7 @@ export function parseSpiffeId(uri: string): SpiffeId | undefined {
   const trustDomain = rest.slice(0, slash);
   if (!TRUST_DOMAIN_RE.test(trustDomain)) return undefined;
   const parts = rest.slice(slash + 1).split('/');
-  if (parts.some((p) => !SEGMENT_RE.test(p) || p === '.' || p === '..')) return undefined;
+  if (parts.some((p) => !SPIFFE_SEGMENT_RE.test(p) || p === '.' || p === '..')) return undefined;
   if (parts.length === 4 && parts[0] === 'ns' && parts[2] === 'sa') {
     return { kind: 'workload', trustDomain, namespace: parts[1]!, serviceAccount: parts[3]!, uri };
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfigDir } from '../../control/config/config-dir';
-import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedWorkload } from '../../agent/xds/convert';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedWorkload } from '../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../agent/xds/incremental';
 import { workloadAddress } from '../../control/xds-resources';
 import { loadMeshProtos } from '../../proto';
@@ -13,6 +13,7 @@ import { workloadAddresses } from '../../core/model/addresses';
 import { desiredDestinations } from '../../agent/datapath/reconciler';
 import { desiredConnectDenies, desiredInboundModes } from '../../agent/datapath/policy-maps';
 import type { MeshSnapshot, Workload } from '../../core/model/types';
+import { XDS_TYPE_URL } from '../../core/xds/contract';
 
 const V4 = '198.18.1.10';
 const V6 = 'fd00:5345:1::a';

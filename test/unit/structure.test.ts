@@ -1,4 +1,4 @@
-// The source tree's structure: no import cycle between files and no import against the directory layering (cli → agent/control → proto), as scripts/check-cycles.ts reports it.
+// The source tree's structure: no import cycle between files and no import against the directory layering (cli → agent, control → core → proto), as scripts/check-cycles.ts reports it.
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -4,8 +4,9 @@ import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem
 import { istioAppProtocol, portProtocol, type IstioAppProtocol } from '../../../core/model/protocol';
 import type { MeshSnapshot, ServicePort } from '../../../core/model/types';
 import { buildSnapshot, parseResource, type AcceptedAddress } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, serviceAddress } from '../../../control/xds-resources';
+import { buildResourceSets, serviceAddress } from '../../../control/xds-resources';
 import { loadMeshProtos } from '../../../proto';
+import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
 
@@ -83,7 +84,7 @@ describe('control plane: Service.ports carry app_protocol (field 3) besides smes
         namespaces: new Map(),
         services: new Map([['default/web', service([{ name, port: 5432, targetPort: 5432 }])]]),
       } as unknown as MeshSnapshot;
-      return buildResourceSets(file, { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.address)!.get('default/web.default.svc.cluster.local')!.version;
+      return buildResourceSets(file, { trustAnchors: [] }).shared.get(XDS_TYPE_URL.address)!.get('default/web.default.svc.cluster.local')!.version;
     };
     expect(version('tcp-db')).not.toBe(version('db')); // TCP vs UNKNOWN; smesh_app_protocol is empty for both
   });
@@ -110,8 +111,8 @@ spec:
     const file = buildFileSnapshot(parseConfigText('mesh.yaml', CONFIG, problems), problems);
     expect(problems).toEqual([]);
     const addresses = new Map<string, AcceptedAddress>();
-    for (const [name, e] of buildResourceSets(file, { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.address)!) {
-      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+    for (const [name, e] of buildResourceSets(file, { trustAnchors: [] }).shared.get(XDS_TYPE_URL.address)!) {
+      const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set(name, r.value as AcceptedAddress);
     }

@@ -7,10 +7,10 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TokenAuthenticator, TokenFileWatcher } from '../../../control/auth';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';
+import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const OLD = 'token-node1-original';
 const NEW = 'token-node1-rotated';
@@ -49,8 +49,8 @@ function servedSerial(cp: ControlPlane): Promise<string> {
 
 /** Opens an ADS stream and resolves with its first Address response, or rejects with the stream's error. */
 async function firstAddressPush(c: AdsTestClient): Promise<string[]> {
-  c.send({ typeUrl: CONTROL_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
-  const r = await c.next(CONTROL_TYPE_URL.address, 3000);
+  c.send({ typeUrl: XDS_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
+  const r = await c.next(XDS_TYPE_URL.address, 3000);
   c.ack(r);
   return r.resources.map((x) => x.name);
 }
@@ -166,7 +166,7 @@ describe('control: tokens file reload and serving certificate rotation', () => {
     expect(await firstAddressPush(connect(NODE2))).toContain('Kubernetes//Pod/default/client-1');
     // The stream on the old connection still receives pushes.
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML + '---\n' + podYaml('web-3', 'node1', '198.18.1.12', 'web', { app: 'web' }));
-    const push = await established.next(CONTROL_TYPE_URL.address, 3000);
+    const push = await established.next(XDS_TYPE_URL.address, 3000);
     expect(push.resources.map((r) => r.name)).toContain('Kubernetes//Pod/default/web-3');
   });
 });

@@ -12,11 +12,11 @@ import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient } from '../../../agent/xds/client';
 import { CA_FILES, controlSpiffeId } from '../../../control/ca-service';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL, meshResourceCodecs } from '../../../control/xds-resources';
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, tempDir, TOKEN1, TOKENS } from './fixtures';
 import { captureLogs, waitUntil } from '../../helpers/logs';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const TD = 'example.org';
 const WEB = `spiffe://${TD}/ns/default/sa/web`;
@@ -73,9 +73,9 @@ function servingChainsTo(cp: ControlPlane, caPem: string): Promise<boolean> {
 
 /** Next MeshConfig push on `c`, ACKed; returns the anchor fingerprints. */
 async function nextAnchors(c: AdsTestClient, timeoutMs = 3000): Promise<string[]> {
-  const r = await c.next(CONTROL_TYPE_URL.meshConfig, timeoutMs);
+  const r = await c.next(XDS_TYPE_URL.meshConfig, timeoutMs);
   c.ack(r);
-  return meshResourceCodecs().meshConfig.unpack(r.resources[0]!.resource!).trustAnchors.map(fp);
+  return xdsCodecs().meshConfig.unpack(r.resources[0]!.resource!).trustAnchors.map(fp);
 }
 
 /** The base64 body lines of a PEM key (what must never show up in logs). */
@@ -127,7 +127,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
 
     const watcher = new AdsTestClient(cp!, TOKEN1);
     cleanups.push(() => watcher.close());
-    watcher.send({ typeUrl: CONTROL_TYPE_URL.meshConfig, resourceNamesSubscribe: ['*'] });
+    watcher.send({ typeUrl: XDS_TYPE_URL.meshConfig, resourceNamesSubscribe: ['*'] });
     expect(await nextAnchors(watcher)).toEqual([a.fingerprint]);
 
     // 1. Introduce: next-root-cert.pem (+ key) is published as a second anchor; the current root still signs.
@@ -180,7 +180,7 @@ describe('control: --ca-dir reload (root rotation without a restart)', () => {
     const c = await newRoot();
     const watcher = new AdsTestClient(cp!, TOKEN1);
     cleanups.push(() => watcher.close());
-    watcher.send({ typeUrl: CONTROL_TYPE_URL.meshConfig, resourceNamesSubscribe: ['*'] });
+    watcher.send({ typeUrl: XDS_TYPE_URL.meshConfig, resourceNamesSubscribe: ['*'] });
     expect(await nextAnchors(watcher)).toEqual([a.fingerprint]);
     const errors = async (file: string): Promise<number> => (await cp!.metrics.caReloadErrors.get()).values.find((v) => v.labels.file === file)?.value ?? 0;
     const rejected = (file: string, reason: RegExp): void => {

@@ -6,11 +6,11 @@ import { ConfigError, formatProblem } from '../../../control/config/config-dir';
 import { STATIC_STRICT_POLICY_NAME } from '../../../control/config/peer-authentication';
 import type { MeshSnapshot } from '../../../core/model/types';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { KubernetesSource, type KubernetesSourceOptions } from '../../../control/sources/kubernetes';
 import { loadMeshProtos } from '../../../proto';
 import { K8sStandIn, kubeConfigFor, type CustomCollection } from '../../helpers/k8s-standin';
 import { AdsTestClient, cleanupDirs, TOKEN1, TOKENS, tempDir } from './fixtures';
+import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
 
@@ -94,14 +94,14 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     cp = await startControlPlane({ source, caDir: join(tempDir(), 'ca'), tokens: { ...TOKENS }, listen: '127.0.0.1:0' });
     const c = new AdsTestClient(cp, TOKEN1);
     clients.push(c);
-    c.send({ typeUrl: CONTROL_TYPE_URL.authorization, resourceNamesSubscribe: ['*'] });
-    const first = await c.next(CONTROL_TYPE_URL.authorization);
+    c.send({ typeUrl: XDS_TYPE_URL.authorization, resourceNamesSubscribe: ['*'] });
+    const first = await c.next(XDS_TYPE_URL.authorization);
     expect(first.resources).toEqual([]);
     c.ack(first);
 
     const created = Date.now();
     api.upsert('authorizationpolicies', authz('deny-client', DENY_CLIENT));
-    const added = await c.next(CONTROL_TYPE_URL.authorization, 1000);
+    const added = await c.next(XDS_TYPE_URL.authorization, 1000);
     expect(Date.now() - created).toBeLessThan(1000);
     expect(added.resources.map((r) => r.name)).toEqual(['default/deny-client']);
     const wire = codecs.authorization.unpack(added.resources[0]!.resource!);
@@ -111,7 +111,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
 
     const deleted = Date.now();
     api.remove('authorizationpolicies', 'default', 'deny-client');
-    const removed = await c.next(CONTROL_TYPE_URL.authorization, 1000);
+    const removed = await c.next(XDS_TYPE_URL.authorization, 1000);
     expect(Date.now() - deleted).toBeLessThan(1000);
     expect(removed.removedResources).toEqual(['default/deny-client']);
     expect(policyNames(cp.registry.snapshot)).toEqual([]);

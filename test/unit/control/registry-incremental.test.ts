@@ -6,17 +6,9 @@ import { buildTrafficPolicies, convertDestinationRule, convertVirtualService, ty
 import type { AuthorizationPolicy } from '../../../core/policy/types';
 import type { MeshNode, MeshSnapshot, Service, ServicePort, Workload } from '../../../core/model/types';
 import { Registry } from '../../../control/registry';
-import {
-  buildResourceSets,
-  CONTROL_TYPE_URL as T,
-  diffResourceSets,
-  ResourceEntryCache,
-  SERVED_TYPE_URLS,
-  type ResourceDiff,
-  type ResourceSets,
-  type TypedResources,
-} from '../../../control/xds-resources';
+import { buildResourceSets, diffResourceSets, ResourceEntryCache, type ResourceDiff, type ResourceSets, type TypedResources } from '../../../control/xds-resources';
 import { seeded as prng } from '../../helpers/prng';
+import { XDS_TYPE_URL as T, XDS_TYPE_URLS } from '../../../core/xds/contract';
 
 const NAMESPACES = ['default', 'shop', 'istio-system'];
 const APPS = ['web', 'api', 'db'];
@@ -234,7 +226,7 @@ function normalize(d: ResourceDiff): Record<string, { added: string[]; changed: 
 }
 
 function expectSameAsFresh(registry: Registry, fresh: ResourceSets, nodes: Iterable<string>): void {
-  for (const t of SERVED_TYPE_URLS) {
+  for (const t of XDS_TYPE_URLS) {
     if (t === T.localWorkload) continue;
     expect(dump(registry.resources('any', t))).toEqual(dump(fresh.shared.get(t)));
   }

@@ -2,8 +2,9 @@
 import { describe, expect, it } from 'vitest';
 import type { MeshSnapshot, Service, Workload } from '../../../core/model/types';
 import { Registry } from '../../../control/registry';
-import { buildResourceSets, CONTROL_TYPE_URL as T, diffResourceSets, ipBytes, meshResourceCodecs } from '../../../control/xds-resources';
+import { buildResourceSets, diffResourceSets, ipBytes } from '../../../control/xds-resources';
 import { loadMeshProtos } from '../../../proto';
+import { XDS_TYPE_URL as T, xdsCodecs } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
 
@@ -60,7 +61,7 @@ describe('control: resources and registry', () => {
     expect([...a.shared.get(T.address)!.keys()].sort()).toEqual(['Kubernetes//Pod/default/web-1', 'Kubernetes//Pod/default/web-2', 'default/web.default.svc.cluster.local']);
     expect([...a.localByNode.get('n1')!.keys()]).toEqual(['Kubernetes//Pod/default/web-1']);
     expect([...a.localByNode.get('n2')!.keys()]).toEqual(['Kubernetes//Pod/default/web-2']);
-    const node2 = meshResourceCodecs().node.unpack(a.shared.get(T.node)!.get('n2')!.resource);
+    const node2 = xdsCodecs().node.unpack(a.shared.get(T.node)!.get('n2')!.resource);
     expect(node2).toEqual({ name: 'n2', address: 'fd00::2' });
     const service = codecs.address.unpack(a.shared.get(T.address)!.get('default/web.default.svc.cluster.local')!.resource).service!;
     expect(service.addresses.map((x) => x.address.length)).toEqual([4, 16]);
@@ -93,7 +94,7 @@ describe('control: resources and registry', () => {
     expect(seen).toHaveLength(1);
     r.setTrustAnchors(['A', 'B']);
     expect(seen[1]).toEqual([T.meshConfig]);
-    expect(meshResourceCodecs().meshConfig.unpack(r.get('n1', T.meshConfig, 'mesh')!.resource).trustAnchors).toEqual(['A', 'B']);
+    expect(xdsCodecs().meshConfig.unpack(r.get('n1', T.meshConfig, 'mesh')!.resource).trustAnchors).toEqual(['A', 'B']);
     expect(r.get('n2', T.localWorkload, 'Kubernetes//Pod/default/web-1')).toBeUndefined();
   });
 });

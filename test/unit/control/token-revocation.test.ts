@@ -6,21 +6,21 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { controlSpiffeId } from '../../../control/ca-service';
 import { TokenAuthenticator } from '../../../control/auth';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL } from '../../../control/xds-resources';
 import { FileSource } from '../../../control/sources/files';
 import { REVOKED_TOKEN_DETAILS } from '../../../control/xds-server';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient } from '../../../agent/xds/client';
 import { AdsTestClient, cleanupDirs, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';
 import { captureLogs, waitUntil } from '../../helpers/logs';
+import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const REVOKED = 'token-node1-to-be-revoked';
 const OTHER1 = 'token-node1-second-valid';
 const NODE2 = 'token-node2-stays-valid';
 
 async function subscribeAddresses(c: AdsTestClient): Promise<void> {
-  c.send({ typeUrl: CONTROL_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
-  c.ack(await c.next(CONTROL_TYPE_URL.address, 3000));
+  c.send({ typeUrl: XDS_TYPE_URL.address, resourceNamesSubscribe: ['*'] });
+  c.ack(await c.next(XDS_TYPE_URL.address, 3000));
 }
 
 async function revokedCount(cp: ControlPlane, node: string): Promise<number> {
@@ -100,7 +100,7 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     // Streams of still-valid tokens (same node and other node) were not disturbed: they get the next push.
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML + '---\n' + podYaml('web-2', 'node1', '198.18.1.11', 'web', { app: 'web' }));
     for (const c of [sameNode, otherNode]) {
-      const push = await c.next(CONTROL_TYPE_URL.address, 3000);
+      const push = await c.next(XDS_TYPE_URL.address, 3000);
       expect(push.resources.map((r) => r.name)).toContain('Kubernetes//Pod/default/web-2');
       expect(c.error).toBeUndefined();
     }
@@ -142,6 +142,6 @@ describe('control: revoking a token cuts its open xDS streams', () => {
     expect((await a.status(2000)).code).toBe(grpc.status.UNAUTHENTICATED);
     expect(await revokedCount(cp, 'node1')).toBe(1);
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML + '---\n' + podYaml('web-2', 'node1', '198.18.1.11', 'web', { app: 'web' }));
-    expect((await b.next(CONTROL_TYPE_URL.address, 3000)).resources.map((r) => r.name)).toContain('Kubernetes//Pod/default/web-2');
+    expect((await b.next(XDS_TYPE_URL.address, 3000)).resources.map((r) => r.name)).toContain('Kubernetes//Pod/default/web-2');
   });
 });

@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import type { ControlPlane } from '../../../control/main';
-import { CONTROL_TYPE_URL, meshResourceCodecs } from '../../../control/xds-resources';
 import { AdsTestClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, TOKEN2, WORKLOADS_YAML } from './fixtures';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
-const T = CONTROL_TYPE_URL;
+const T = XDS_TYPE_URL;
 
 describe('control: delta ADS', () => {
   let cp: ControlPlane;
@@ -80,14 +80,14 @@ describe('control: delta ADS', () => {
 
     c.send({ typeUrl: T.node, resourceNamesSubscribe: ['*'] });
     const nodes = await c.next(T.node);
-    expect(nodes.resources.map((x) => meshResourceCodecs().node.unpack(x.resource!))).toEqual(
+    expect(nodes.resources.map((x) => xdsCodecs().node.unpack(x.resource!))).toEqual(
       expect.arrayContaining([
         { name: 'node1', address: '198.18.0.1' },
         { name: 'node2', address: '198.18.0.2' },
       ]),
     );
     c.send({ typeUrl: T.meshConfig, resourceNamesSubscribe: ['*'] });
-    const mc = meshResourceCodecs().meshConfig.unpack((await c.next(T.meshConfig)).resources[0]!.resource!);
+    const mc = xdsCodecs().meshConfig.unpack((await c.next(T.meshConfig)).resources[0]!.resource!);
     expect(mc.trustDomain).toBe('example.org');
     expect(mc.trustAnchors).toEqual([cp.trustBundlePem]);
     // Authorization is reserved: subscribing yields an (empty) first response, so the client knows it is synced.
@@ -154,7 +154,7 @@ describe('control: delta ADS', () => {
     for (const c of [n1, n2]) c.send({ typeUrl: T.localWorkload, resourceNamesSubscribe: ['*'], node: { id: 'node1' } });
     const r1 = await n1.next(T.localWorkload);
     const r2 = await n2.next(T.localWorkload);
-    expect(r1.resources.map((x) => meshResourceCodecs().localWorkload.unpack(x.resource!))).toEqual([
+    expect(r1.resources.map((x) => xdsCodecs().localWorkload.unpack(x.resource!))).toEqual([
       { uid: 'Kubernetes//Pod/default/web-1', netns: '/run/netns/web-1', egressBandwidthBps: 0, ingressBandwidthBps: 0 },
     ]); // 0: no bandwidth limit
     expect(r2.resources.map((x) => x.name)).toEqual(['Kubernetes//Pod/default/client-1']);

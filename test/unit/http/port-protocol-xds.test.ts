@@ -3,8 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
 import { declaredAppProtocol, portProtocol } from '../../../core/model/protocol';
 import type { MeshSnapshot } from '../../../core/model/types';
-import { buildSnapshot, parseResource, xdsCodecs, type AcceptedAddress } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL } from '../../../control/xds-resources';
+import { buildSnapshot, parseResource, type AcceptedAddress } from '../../../agent/xds/convert';
+import { buildResourceSets } from '../../../control/xds-resources';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const CONFIG = `
 apiVersion: v1
@@ -45,8 +46,8 @@ function fileSnapshot(): MeshSnapshot {
 function viaXds(file: MeshSnapshot): MeshSnapshot {
   const sets = buildResourceSets(file, { trustAnchors: [] });
   const addresses = new Map<string, AcceptedAddress>();
-  for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
-    const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+  for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
+    const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
     if (!r.ok) throw new Error(r.error);
     addresses.set(name, r.value as AcceptedAddress);
   }
@@ -69,7 +70,7 @@ describe('port protocol: file → control → agent', () => {
 
   it('encodes smesh_app_protocol on the Service address (empty when undeclared)', () => {
     const sets = buildResourceSets(fileSnapshot(), { trustAnchors: [] });
-    const entry = sets.shared.get(CONTROL_TYPE_URL.address)!.get('default/web.default.svc.cluster.local')!;
+    const entry = sets.shared.get(XDS_TYPE_URL.address)!.get('default/web.default.svc.cluster.local')!;
     const wire = xdsCodecs().address.decode(entry.resource.value);
     expect(wire.service!.ports.map((p) => [p.servicePort, p.smeshAppProtocol])).toEqual([
       [80, 'http'],

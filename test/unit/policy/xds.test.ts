@@ -6,11 +6,12 @@ import { createAuthorizer } from '../../../agent/policy/authorizer';
 import type { PolicyRequest } from '../../../core/policy/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
-import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, type AcceptedAuthorization, type AcceptedAddress } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL } from '../../../control/xds-resources';
+import { buildSnapshot, parseResource, type AcceptedAuthorization, type AcceptedAddress } from '../../../agent/xds/convert';
+import { buildResourceSets } from '../../../control/xds-resources';
 import type { Authorization } from '../../../proto/generated/istio/security/Authorization';
 import { waitFor } from '../proxy-fixtures';
 import { CONTROL_ID, FakeControlPlane, meshPki, TOKEN, type MeshPki } from '../xds/fixtures';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const CONFIG = `
 apiVersion: smesh.io/v1alpha1
@@ -87,7 +88,7 @@ describe('AuthorizationPolicy: control encode → agent decode', () => {
   it('encodes scopes, actions and Workload.authorization_policies as istiod does, and decodes to the same L4 decisions', () => {
     const file = fileSnapshot();
     const sets = buildResourceSets(file, { trustAnchors: [] });
-    const authz = sets.shared.get(CONTROL_TYPE_URL.authorization)!;
+    const authz = sets.shared.get(XDS_TYPE_URL.authorization)!;
     expect([...authz.keys()].sort()).toEqual(['data/audit-all', 'data/no-post', 'default/web-allow', 'istio-system/no-plaintext']);
     const c = xdsCodecs();
     const wire = (n: string) => c.authorization.decode(authz.get(n)!.resource.value);
@@ -99,14 +100,14 @@ describe('AuthorizationPolicy: control encode → agent decode', () => {
 
     // Agent side: parse every Address and Authorization, build the snapshot.
     const addresses = new Map<string, AcceptedAddress>();
-    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
-      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+    for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
+      const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set(name, r.value as AcceptedAddress);
     }
     const authorizations = new Map<string, AcceptedAuthorization>();
     for (const [name, e] of authz) {
-      const r = parseResource(CONTROL_TYPE_URL.authorization, name, e.resource);
+      const r = parseResource(XDS_TYPE_URL.authorization, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       authorizations.set(name, r.value as AcceptedAuthorization);
     }
@@ -291,8 +292,8 @@ spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
 
   function agentSnap(authz: ReadonlyMap<string, { resource: { value: Buffer } }>, sets: ReturnType<typeof buildResourceSets>, transform: (a: Authorization) => Authorization = (a) => a) {
     const addresses = new Map<string, AcceptedAddress>();
-    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
-      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+    for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
+      const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set(name, r.value as AcceptedAddress);
     }
@@ -300,7 +301,7 @@ spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
     const authorizations = new Map<string, AcceptedAuthorization>();
     for (const [name, e] of authz) {
       const any = c.authorization.pack(transform(c.authorization.decode(e.resource.value) as Authorization));
-      const r = parseResource(CONTROL_TYPE_URL.authorization, name, any);
+      const r = parseResource(XDS_TYPE_URL.authorization, name, any);
       if (!r.ok) throw new Error(r.error);
       authorizations.set(name, r.value as AcceptedAuthorization);
     }
@@ -355,7 +356,7 @@ spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
   it('an smesh agent rebuilds the full rules: same HTTP and L4 decisions as the file policy', () => {
     const file = fileSnap();
     const sets = buildResourceSets(file, { trustAnchors: [] });
-    const authz = sets.shared.get(CONTROL_TYPE_URL.authorization)!;
+    const authz = sets.shared.get(XDS_TYPE_URL.authorization)!;
     const agent = agentSnap(authz, sets);
     const viaFile = decide(file, 'default/web-1', httpRequests);
     expect(decide(agent, 'Kubernetes//Pod/default/web-1', httpRequests)).toEqual(viaFile);
@@ -383,7 +384,7 @@ spec: {action: AUDIT, rules: [{to: [{operation: {methods: [POST]}}]}]}
   it('a consumer without the extension sees exactly the L4 projection istiod would send', () => {
     const file = fileSnap();
     const sets = buildResourceSets(file, { trustAnchors: [] });
-    const authz = sets.shared.get(CONTROL_TYPE_URL.authorization)!;
+    const authz = sets.shared.get(XDS_TYPE_URL.authorization)!;
     const c = xdsCodecs();
     const allow = c.authorization.decode(authz.get('default/public-get')!.resource.value);
     expect(allow.groups).toHaveLength(1); // only the L4 (principals) rule

@@ -1,10 +1,11 @@
 // TrafficShaping in file config (validation by file, resource and field; selector / namespace / mesh-wide resolution) and over xDS (control encode → agent decode).
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
-import { buildSnapshot, parseResource, XDS_TYPE_URLS, type AcceptedAddress, type AcceptedTrafficShaping } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, SERVED_TYPE_URLS } from '../../../control/xds-resources';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedTrafficShaping } from '../../../agent/xds/convert';
+import { buildResourceSets } from '../../../control/xds-resources';
 import { loadMeshProtos, TYPE_URL } from '../../../proto';
 import { BASE } from '../traffic/fixtures';
+import { XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../core/xds/contract';
 
 const SHAPING = `
 ---
@@ -142,24 +143,24 @@ describe('TrafficShaping config', () => {
 
 describe('TrafficShaping over xDS', () => {
   it('is served as its own type and subscribed to by the agent', () => {
-    expect(SERVED_TYPE_URLS).toContain(TYPE_URL.trafficShaping);
+    expect(XDS_TYPE_URLS).toContain(TYPE_URL.trafficShaping);
     expect(XDS_TYPE_URLS).toContain(TYPE_URL.trafficShaping);
   });
 
   it('round-trips every rule field: control encode → agent decode', () => {
     const { snapshot: file } = load(BASE + SHAPING);
     const sets = buildResourceSets(file, { trustAnchors: [] });
-    const entries = sets.shared.get(CONTROL_TYPE_URL.trafficShaping)!;
+    const entries = sets.shared.get(XDS_TYPE_URL.trafficShaping)!;
     expect([...entries.keys()].sort()).toEqual(['Kubernetes//Pod/data/ratings-1', 'Kubernetes//Pod/default/reviews-1', 'Kubernetes//Pod/default/reviews-2']);
     const addresses = new Map<string, AcceptedAddress>();
-    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
-      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+    for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
+      const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set(name, r.value as AcceptedAddress);
     }
     const trafficShapings = new Map<string, AcceptedTrafficShaping>();
     for (const [name, e] of entries) {
-      const r = parseResource(CONTROL_TYPE_URL.trafficShaping, name, e.resource);
+      const r = parseResource(XDS_TYPE_URL.trafficShaping, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       trafficShapings.set(name, r.value as AcceptedTrafficShaping);
     }

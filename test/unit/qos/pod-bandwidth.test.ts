@@ -2,11 +2,12 @@
 import { describe, expect, it } from 'vitest';
 import { parseBandwidth, parseQuantity, podBandwidth } from '../../../control/config/bandwidth';
 import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
-import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
-import { buildResourceSets, CONTROL_TYPE_URL, meshResourceCodecs, ResourceEntryCache } from '../../../control/xds-resources';
+import { buildResourceSets, ResourceEntryCache } from '../../../control/xds-resources';
 import type { MeshSnapshot, Workload } from '../../../core/model/types';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 describe('Kubernetes quantities as bits per second', () => {
   it.each([
@@ -130,7 +131,7 @@ describe('bandwidth limits over xDS (LocalWorkload egress_bandwidth_bps = 3, ing
   function agentSide(sets: ReturnType<typeof buildResourceSets>, inc: IncrementalSnapshot): { full: Workload; incremental: Workload } {
     const addresses = new Map<string, AcceptedAddress>();
     const localWorkloads = new Map<string, AcceptedLocalWorkload>();
-    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
+    for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
       const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set((r.value as AcceptedAddress & { uid: string }).uid, r.value as AcceptedAddress);
@@ -159,7 +160,7 @@ describe('bandwidth limits over xDS (LocalWorkload egress_bandwidth_bps = 3, ing
     const prev = sets;
     sets = buildResourceSets(snapshotOf(pod({ egressBandwidthBps: 100e6, ingressBandwidthBps: 1e9 })), { trustAnchors: [] }, cache, prev);
     expect([...sets.localByNode.get('node1')!.values()][0]!.version).not.toBe(v1);
-    expect([...sets.shared.get(CONTROL_TYPE_URL.address)!.values()][0]).toBe([...prev.shared.get(CONTROL_TYPE_URL.address)!.values()][0]);
+    expect([...sets.shared.get(XDS_TYPE_URL.address)!.values()][0]).toBe([...prev.shared.get(XDS_TYPE_URL.address)!.values()][0]);
     got = agentSide(sets, inc);
     for (const w of [got.full, got.incremental]) expect(w.egressBandwidthBps).toBe(100e6);
 
@@ -175,7 +176,7 @@ describe('bandwidth limits over xDS (LocalWorkload egress_bandwidth_bps = 3, ing
   it('a pod without limits is encoded as before (no new bytes on the wire)', () => {
     const sets = buildResourceSets(snapshotOf(pod({})), { trustAnchors: [] });
     const e = [...sets.localByNode.get('node1')!.values()][0]!;
-    const before = meshResourceCodecs().localWorkload.pack({ uid: e.name, netns: '/run/netns/bulk' });
+    const before = xdsCodecs().localWorkload.pack({ uid: e.name, netns: '/run/netns/bulk' });
     expect(Buffer.from(e.resource.value).equals(Buffer.from(before.value))).toBe(true);
   });
 

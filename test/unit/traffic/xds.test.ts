@@ -4,13 +4,14 @@ import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem
 import type { ServiceTrafficPolicy } from '../../../core/model/types';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsUpdate } from '../../../agent/xds/client';
-import { buildSnapshot, parseResource, xdsCodecs, XDS_TYPE_URL, XDS_TYPE_URLS, type AcceptedAddress, type AcceptedTrafficPolicy } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, SERVED_TYPE_URLS } from '../../../control/xds-resources';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedTrafficPolicy } from '../../../agent/xds/convert';
+import { buildResourceSets } from '../../../control/xds-resources';
 import { TYPE_URL } from '../../../proto';
 import type { TrafficPolicy } from '../../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { waitFor } from '../proxy-fixtures';
 import { CONTROL_ID, FakeControlPlane, meshPki, TOKEN, type MeshPki } from '../xds/fixtures';
 import { BASE, GOOD } from './fixtures';
+import { XDS_TYPE_URL, XDS_TYPE_URLS, xdsCodecs } from '../../../core/xds/contract';
 
 function fileSnapshot() {
   const problems: ConfigProblem[] = [];
@@ -26,29 +27,29 @@ function withWireUids(p: ServiceTrafficPolicy): ServiceTrafficPolicy {
 
 describe('TrafficPolicy: control encode → agent decode', () => {
   it('is served as its own type and subscribed to by the agent', () => {
-    expect(CONTROL_TYPE_URL.trafficPolicy).toBe(TYPE_URL.trafficPolicy);
-    expect(SERVED_TYPE_URLS).toContain(TYPE_URL.trafficPolicy);
+    expect(XDS_TYPE_URL.trafficPolicy).toBe(TYPE_URL.trafficPolicy);
+    expect(XDS_TYPE_URLS).toContain(TYPE_URL.trafficPolicy);
     expect(XDS_TYPE_URLS).toContain(TYPE_URL.trafficPolicy);
   });
 
   it('round-trips every field the file config produces', () => {
     const file = fileSnapshot();
     const sets = buildResourceSets(file, { trustAnchors: [] });
-    const tps = sets.shared.get(CONTROL_TYPE_URL.trafficPolicy)!;
+    const tps = sets.shared.get(XDS_TYPE_URL.trafficPolicy)!;
     expect([...tps.keys()].sort()).toEqual(['data/ratings.data.svc.cluster.local', 'default/reviews.default.svc.cluster.local']);
     const wire = xdsCodecs().trafficPolicy.decode(tps.get('default/reviews.default.svc.cluster.local')!.resource.value);
     expect(wire.subsets.map((s) => s.workloadUids)).toEqual([['Kubernetes//Pod/default/reviews-1'], ['Kubernetes//Pod/default/reviews-2']]);
     expect(wire.routes[1]!.destinations[0]).toMatchObject({ service: 'data/ratings.data.svc.cluster.local', weight: 100 });
 
     const addresses = new Map<string, AcceptedAddress>();
-    for (const [name, e] of sets.shared.get(CONTROL_TYPE_URL.address)!) {
-      const r = parseResource(CONTROL_TYPE_URL.address, name, e.resource);
+    for (const [name, e] of sets.shared.get(XDS_TYPE_URL.address)!) {
+      const r = parseResource(XDS_TYPE_URL.address, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       addresses.set(name, r.value as AcceptedAddress);
     }
     const trafficPolicies = new Map<string, AcceptedTrafficPolicy>();
     for (const [name, e] of tps) {
-      const r = parseResource(CONTROL_TYPE_URL.trafficPolicy, name, e.resource);
+      const r = parseResource(XDS_TYPE_URL.trafficPolicy, name, e.resource);
       if (!r.ok) throw new Error(r.error);
       trafficPolicies.set(name, r.value as AcceptedTrafficPolicy);
     }
@@ -59,10 +60,10 @@ describe('TrafficPolicy: control encode → agent decode', () => {
   });
 
   it('a changed rule changes only that policy version', () => {
-    const a = buildResourceSets(fileSnapshot(), { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.trafficPolicy)!;
+    const a = buildResourceSets(fileSnapshot(), { trustAnchors: [] }).shared.get(XDS_TYPE_URL.trafficPolicy)!;
     const problems: ConfigProblem[] = [];
     const edited = GOOD.replace('weight: 90', 'weight: 80').replace('weight: 10', 'weight: 20');
-    const b = buildResourceSets(buildFileSnapshot(parseConfigText('mesh.yaml', BASE + edited, problems), problems), { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.trafficPolicy)!;
+    const b = buildResourceSets(buildFileSnapshot(parseConfigText('mesh.yaml', BASE + edited, problems), problems), { trustAnchors: [] }).shared.get(XDS_TYPE_URL.trafficPolicy)!;
     expect(problems).toEqual([]);
     expect(b.get('default/reviews.default.svc.cluster.local')!.version).not.toBe(a.get('default/reviews.default.svc.cluster.local')!.version);
     expect(b.get('data/ratings.data.svc.cluster.local')!.version).toBe(a.get('data/ratings.data.svc.cluster.local')!.version);

@@ -4,9 +4,9 @@ import type pino from 'pino';
 import { captureLogs } from '../../helpers/logs';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient, type XdsEvent, type XdsUpdate } from '../../../agent/xds/client';
-import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../agent/xds/convert';
 import { waitFor } from '../proxy-fixtures';
 import { CONTROL_ID, FakeControlPlane, localWorkload, meshConfig, meshNode, meshPki, service, TD, TOKEN, workload, type MeshPki } from './fixtures';
+import { XDS_PARTIAL_VERSION_SUFFIX, XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../core/xds/contract';
 
 const A = XDS_TYPE_URL.address;
 const WEB = 'default/web.default.svc.cluster.local';

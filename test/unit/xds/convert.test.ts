@@ -3,8 +3,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   buildSnapshot,
   parseResource,
-  xdsCodecs,
-  XDS_TYPE_URL,
   type AcceptedAddress,
   type AcceptedLocalWorkload,
   type AcceptedMeshConfig,
@@ -13,6 +11,7 @@ import {
   type AnyMessage,
 } from '../../../agent/xds/convert';
 import { localWorkload, meshConfig, meshNode, meshPki, service, TD, workload, type MeshPki } from './fixtures';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const A = XDS_TYPE_URL.address;
 const POD_A = 'Kubernetes//Pod/default/a';

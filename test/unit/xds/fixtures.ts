@@ -4,7 +4,6 @@ import { webcrypto } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import * as x509 from '@peculiar/x509';
 import { LocalCa } from '../../../core/identity/local-ca';
-import { xdsCodecs, XDS_TYPE_URL } from '../../../agent/xds/convert';
 import { loadMeshProtos, type PackedAny } from '../../../proto';
 import type { AggregatedDiscoveryServiceHandlers } from '../../../proto/generated/envoy/service/discovery/v3/AggregatedDiscoveryService';
 import type { DeltaDiscoveryRequest__Output } from '../../../proto/generated/envoy/service/discovery/v3/DeltaDiscoveryRequest';
@@ -12,6 +11,7 @@ import type { DeltaDiscoveryResponse } from '../../../proto/generated/envoy/serv
 import type { IstioCertificateServiceHandlers } from '../../../proto/generated/istio/v1/auth/IstioCertificateService';
 import type { Workload } from '../../../proto/generated/istio/workload/Workload';
 import type { Service } from '../../../proto/generated/istio/workload/Service';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 const subtle = webcrypto.subtle;

@@ -2,7 +2,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   buildSnapshot,
-  XDS_TYPE_URL,
   type AcceptedAddress,
   type AcceptedAuthorization,
   type AcceptedLocalWorkload,
@@ -13,12 +12,12 @@ import {
   type AcceptedTrafficPolicy,
   type AcceptedWorkload,
   type PortMapping,
-  type XdsTypeUrl,
 } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { StateStore } from '../../../agent/state/store';
 import type { MeshSnapshot } from '../../../core/model/types';
 import { seeded as rng } from '../../helpers/prng';
+import { XDS_TYPE_URL, type XdsTypeUrl } from '../../../core/xds/contract';
 
 /** Everything accepted so far, in buildSnapshot's input shape (the reference the incremental state must equal). */
 class Reference {

@@ -1,13 +1,14 @@
 // MeshConfig trust-domain aliases from the control plane to the agent: the Kubernetes source reads them as the file source does, smesh control encodes MeshConfig.trust_domain_aliases (3), the agent decodes them into its snapshot (full and incremental builds), and the agent combines them with its flag.
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedMeshConfig } from '../../../agent/xds/convert';
+import { buildSnapshot, parseResource, type AcceptedMeshConfig } from '../../../agent/xds/convert';
 import { IncrementalSnapshot } from '../../../agent/xds/incremental';
 import { unionTrustDomainAliases } from '../../../core/identity/spiffe';
 import { policyInputsChanged } from '../../../agent/proxy/connection-tracker';
 import { formatProblem, type ConfigProblem } from '../../../control/config/config-dir';
-import { buildResourceSets, CONTROL_TYPE_URL, MESH_CONFIG_NAME } from '../../../control/xds-resources';
+import { buildResourceSets } from '../../../control/xds-resources';
 import { snapshotFromObjects } from '../../../control/sources/kubernetes';
 import type { MeshSnapshot } from '../../../core/model/types';
+import { MESH_CONFIG_NAME, XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const snapshot = (trustDomainAliases?: readonly string[]): MeshSnapshot => ({
   trustDomain: 'new.example',
@@ -20,7 +21,7 @@ const snapshot = (trustDomainAliases?: readonly string[]): MeshSnapshot => ({
 
 /** What smesh control sends as the MeshConfig resource for `s`. */
 function sent(s: MeshSnapshot) {
-  return buildResourceSets(s, { trustAnchors: [] }).shared.get(CONTROL_TYPE_URL.meshConfig)!.get(MESH_CONFIG_NAME)!;
+  return buildResourceSets(s, { trustAnchors: [] }).shared.get(XDS_TYPE_URL.meshConfig)!.get(MESH_CONFIG_NAME)!;
 }
 
 /** The agent's acceptance of it. */

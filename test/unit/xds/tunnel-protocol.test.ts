@@ -2,10 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import { decodeAddress } from '../../../agent/xds/wire';
-import { buildSnapshot, parseResource, XDS_TYPE_URL, type AcceptedAddress, type AcceptedWorkload } from '../../../agent/xds/convert';
-import { buildResourceSets, CONTROL_TYPE_URL, workloadAddress, workloadTunnelProtocol } from '../../../control/xds-resources';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedWorkload } from '../../../agent/xds/convert';
+import { buildResourceSets, workloadAddress, workloadTunnelProtocol } from '../../../control/xds-resources';
 import type { MeshSnapshot, Workload } from '../../../core/model/types';
 import { workload } from './fixtures';
+import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
 
@@ -97,7 +98,7 @@ describe('TunnelProtocol from smesh control', () => {
       namespaces: new Map([['default', {}]]),
     };
     const sets = buildResourceSets(snapshot, { trustAnchors: [] });
-    const addresses = sets.shared.get(CONTROL_TYPE_URL.address)!;
+    const addresses = sets.shared.get(XDS_TYPE_URL.address)!;
     const sent = (name: string) => {
       const e = addresses.get(`Kubernetes//Pod/default/${name}`);
       return e && decodeAddress(e.resource.value);
