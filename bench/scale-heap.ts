@@ -2,11 +2,12 @@
 // Run: node --expose-gc --semi-space-growth-factor=1 --heap-growing-percent=20 -r tsx/cjs bench/scale-heap.ts (the
 // launcher's flags; no root, no network; ~10 s). Prints MiB retained per stage and the agent-side CPU time of the sync; the bench/README.md "Scale" section explains how it is used.
 import { loadMeshProtos } from '../proto';
-import { xdsCodecs, parseResource, releaseSharingCaches, XDS_TYPE_URL, type AnyMessage } from '../agent/xds/convert';
+import { parseResource, releaseSharingCaches, type AnyMessage } from '../agent/xds/convert';
 import { IncrementalSnapshot } from '../agent/xds/incremental';
 import { decodeDeltaResponse } from '../agent/xds/wire';
 import { StateStore } from '../agent/state/store';
 import { Reconciler, WorkloadIds, type DatapathMaps } from '../agent/datapath/reconciler';
+import { XDS_TYPE_URL, xdsCodecs } from '../core/xds/contract';
 
 const SERVICES = Number(process.env.SCALE_SERVICES ?? 10_000);
 const PODS = Number(process.env.SCALE_PODS ?? 50_000);
