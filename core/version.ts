@@ -4,7 +4,7 @@ import { join } from 'node:path';
 
 let cached: string | undefined;
 
-/** Version from package.json, found from both the source tree (agent/) and the build (dist/agent/); 'unknown' if neither has it. */
+/** Version from package.json, found from both the source tree (core/) and the build (dist/core/); 'unknown' if neither has it. */
 export function packageVersion(): string {
   if (cached !== undefined) return cached;
   for (const p of [join(__dirname, '..', 'package.json'), join(__dirname, '..', '..', 'package.json')]) {

@@ -2,7 +2,7 @@
 //
 // Node's parsers keep only the first value of some headers (user-agent, authorization, referer, …) and join
 // the others with ", "; a `request.headers[...]` condition must see what Envoy's RBAC sees, or a repeated
-// header can slip past it. The evaluator joins these lists with ',' (agent/policy/evaluate.ts headerValue).
+// header can slip past it. The evaluator joins these lists with ',' (core/policy/evaluate.ts headerValue).
 
 import type { IncomingHttpHeaders } from 'node:http';
 

@@ -15,7 +15,7 @@ const MAX_QUEUE_WAIT_MS = 60_000;
 const DEFAULT_QUEUE_WAIT_MS = 1000;
 const q = JSON.stringify;
 const MAX_WEIGHT = 1000;
-/** The kubelet's bandwidth bounds (agent/config/bandwidth.ts), bits per second. */
+/** The kubelet's bandwidth bounds (control/config/bandwidth.ts), bits per second. */
 const MIN_BPS = 1e3;
 const MAX_BPS = 1e15;
 

@@ -1,4 +1,4 @@
-// File source: a directory of YAML resources (agent/config/config-dir.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
+// File source: a directory of YAML resources (control/config/config-dir.ts), watched with fs.watch plus a periodic rescan; invalid edits are reported and ignored.
 import { type FSWatcher, readdirSync, statSync, watch } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfigDir, type ConfigParseCache } from '../config/config-dir';

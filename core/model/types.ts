@@ -27,7 +27,7 @@ export interface Workload {
   readonly ip: string;
   /**
    * Every address of the pod when it has more than one (a dual-stack pod: Kubernetes `status.podIPs`, Istio's
-   * `Workload.addresses`), `ip` first. Absent: `[ip]`. Read through workloadAddresses() (agent/state/addresses.ts).
+   * `Workload.addresses`), `ip` first. Absent: `[ip]`. Read through workloadAddresses() (core/model/addresses.ts).
    */
   readonly addresses?: readonly string[];
   readonly labels: Readonly<Record<string, string>>;

@@ -1,4 +1,4 @@
-// Address text helpers of agent/native/addr.ts that the xDS decoder uses for every workload.
+// Address text helpers of core/net/addr.ts that the xDS decoder uses for every workload.
 import { describe, expect, it } from 'vitest';
 import { ipToKey, ipv4Text, keyToIp } from '../../core/net/addr';
 

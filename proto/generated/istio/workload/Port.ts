@@ -13,7 +13,7 @@ export interface Port {
   'targetPort'?: (number);
   /**
    * The port's application protocol as istiod derives it from the Kubernetes Service port
-   * (appProtocol, else the port-name prefix; see agent/http/protocol.ts istioAppProtocol). istiod
+   * (appProtocol, else the port-name prefix; see core/model/protocol.ts istioAppProtocol). istiod
    * fills it on Service.ports only, not on Workload.services port lists.
    */
   'appProtocol'?: (_istio_workload_AppProtocol);
@@ -39,7 +39,7 @@ export interface Port__Output {
   'targetPort': (number);
   /**
    * The port's application protocol as istiod derives it from the Kubernetes Service port
-   * (appProtocol, else the port-name prefix; see agent/http/protocol.ts istioAppProtocol). istiod
+   * (appProtocol, else the port-name prefix; see core/model/protocol.ts istioAppProtocol). istiod
    * fills it on Service.ports only, not on Workload.services port lists.
    */
   'appProtocol': (_istio_workload_AppProtocol__Output);
