@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { createTopology, privilegeProblem, AGENT_CLI, REPO_ROOT, type Topology, type AgentHandle, type PodInfo, type ServiceSpec } from '../test/helpers/topology';
 import { sleep, tail, type CapturedProcess } from '../test/helpers/proc';
 import { parseMetrics, sum } from '../test/helpers/metrics';
-import { ALL_TESTS, runTest, type Measured, type Target, type TestName } from './lib/tools';
+import { ALL_TESTS, HTTP_TESTS, runTest, type Measured, type Target, type TestName } from './lib/tools';
 import { cpuWindow, memKiB, RssSampler } from './lib/procstat';
 import { cpuTable, mainTable, median, mib, summarize, type Pair, type Sample } from './lib/report';
 import { checkMtls, makePeerCerts, missingPeerTools, peerDefs, peerVersions, startPeer, stopPeer, type MtlsCheck, type RunningPeer } from './lib/peers';
-import { goalLines, peerTable, PROXY_GROUPS, PROXY_RSS } from './lib/peer-report';
+import { goalLines, httpGoalLines, peerTable, PROXY_GROUPS, PROXY_RSS } from './lib/peer-report';
 
 function say(text = ''): void {
   process.stdout.write(text + '\n');
@@ -36,7 +36,14 @@ const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
  * direct. `BENCH_HBONE_ADDRESSING=node` measures smesh's node-addressed HBONE instead of the default pod-addressed
  * (ztunnel's) wire.
  */
-const AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod'), ...env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean)];
+const EXTRA_AGENT_ARGS = env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean);
+/**
+ * The HTTP-port rows (hrps hlat hcps) measure the mesh's `http` port with the agents' native HTTP/1.1 engine
+ * (`--http-engine`) unless BENCH_HTTP_ENGINE=0 (node:http, the agents' default). Only HTTP service ports are affected:
+ * the TCP rows go to ports named `iperf`, `tcp-web` and `ping`.
+ */
+const HTTP_ENGINE = env('BENCH_HTTP_ENGINE', '1');
+if (HTTP_ENGINE !== '0' && HTTP_ENGINE !== '1') throw new Error(`BENCH_HTTP_ENGINE: '${HTTP_ENGINE}' is neither 0 nor 1`);
 
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
 /**
@@ -52,21 +59,27 @@ if (HTTP_PORT_KIND !== 'tcp' && HTTP_PORT_KIND !== 'http') throw new Error(`BENC
 /** The HTTP server port the rps/cps tests reach in the server pod. */
 const APP_HTTP_PORT = HTTP_PORT_KIND === 'http' ? PORT.httpTarget : PORT.tcpHttp;
 
+/** The TCP-port tests (issue 12's peer table) and the HTTP-port tests (issue 13's). */
+const TCP_TESTS = ALL_TESTS.filter((t) => !HTTP_TESTS.includes(t));
+
 interface PathDef {
   name: string;
   from: 'client' | 'outsider';
   describe: string;
-  target: (t: Topology) => Target;
+  /** The tests this path takes part in. */
+  tests: readonly TestName[];
+  target: (t: Topology, test: TestName) => Target;
   /** cgroups of the processes that proxy this path on node1 and node2 (none for direct paths), for CPU per unit of work. */
   proxies: (t: Topology) => Partial<Record<(typeof PROXY_GROUPS)[number], string>>;
 }
 
+/** The HTTP-port tests go to the server's 8080, what the mesh's port 80 (`http`) targets. */
 const podTarget =
   (pod: string) =>
-  (t: Topology): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: APP_HTTP_PORT, pingPort: PORT.ping });
+  (t: Topology, test: TestName): Target => ({ host: t.pod(pod).ip, iperfPort: PORT.iperf, httpPort: HTTP_TESTS.includes(test) ? PORT.httpTarget : APP_HTTP_PORT, pingPort: PORT.ping });
 const vipTarget =
-  (vip: string): (() => Target) =>
-  () => ({ host: vip, iperfPort: PORT.iperf, httpPort: HTTP_PORT_KIND === 'http' ? PORT.http : PORT.tcpHttp, pingPort: PORT.ping });
+  (vip: string, httpPort: number = HTTP_PORT_KIND === 'http' ? PORT.http : PORT.tcpHttp): (() => Target) =>
+  () => ({ host: vip, iperfPort: PORT.iperf, httpPort, pingPort: PORT.ping });
 const noProxies = () => ({});
 const agentProxies = (t: Topology) => ({ 'node1 proxy': t.node('node1').agentCgroup, 'node2 proxy': t.node('node2').agentCgroup });
 
@@ -84,6 +97,7 @@ const PATHS: PathDef[] = [
     name: 'direct',
     from: 'outsider',
     describe: 'outsider (node1, not enrolled) → remote-server pod IP on node2: plain TCP, same veth/bridge/fabric path',
+    tests: ALL_TESTS,
     target: podTarget('remote-server'),
     proxies: noProxies,
   },
@@ -91,14 +105,31 @@ const PATHS: PathDef[] = [
     name: 'mesh',
     from: 'client',
     describe: `client (node1, enrolled) → remote VIP ${VIP.remote} → eBPF redirect → node1 agent → HBONE (HTTP/2 CONNECT, mTLS) → node2 agent → remote-server`,
+    tests: TCP_TESTS,
     target: vipTarget(VIP.remote),
     proxies: agentProxies,
   },
-  { name: 'direct-local', from: 'outsider', describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge', target: podTarget('local-server'), proxies: noProxies },
+  {
+    name: 'mesh-http',
+    from: 'client',
+    describe: `client → remote VIP ${VIP.remote} port ${PORT.http} (\`http\`) → eBPF redirect → node1 agent, per request (${HTTP_ENGINE === '1' ? '--http-engine: the native HTTP/1.1 engine' : 'node:http'}) → pooled upstream over HBONE (mTLS) → node2 agent, per request → remote-server:${PORT.httpTarget}`,
+    tests: HTTP_TESTS,
+    target: vipTarget(VIP.remote, PORT.http),
+    proxies: agentProxies,
+  },
+  {
+    name: 'direct-local',
+    from: 'outsider',
+    describe: 'outsider → local-server pod IP, both on node1: plain TCP over the node bridge',
+    tests: TCP_TESTS,
+    target: podTarget('local-server'),
+    proxies: noProxies,
+  },
   {
     name: 'mesh-local',
     from: 'client',
     describe: `client → local VIP ${VIP.local} → eBPF redirect → node1 agent → local-server (same node: plain TCP relay, no TLS)`,
+    tests: TCP_TESTS,
     target: vipTarget(VIP.local),
     proxies: agentProxies,
   },
@@ -108,14 +139,16 @@ const PATHS: PathDef[] = [
       name: d.name,
       from: 'outsider',
       describe: d.describe,
+      tests: d.mode === 'http' ? HTTP_TESTS : TCP_TESTS,
       target: () => runningPeer(d.name).target,
       proxies: () => ({ 'node1 proxy': runningPeer(d.name).cgroups.node1, 'node2 proxy': runningPeer(d.name).cgroups.node2 }),
     }),
   ),
 ];
 const PAIRS: Pair[] = [
-  { mesh: 'mesh', direct: 'direct', title: 'cross-node' },
-  { mesh: 'mesh-local', direct: 'direct-local', title: 'same node' },
+  { mesh: 'mesh', direct: 'direct', title: 'cross-node', tests: TCP_TESTS },
+  { mesh: 'mesh-local', direct: 'direct-local', title: 'same node', tests: TCP_TESTS },
+  { mesh: 'mesh-http', direct: 'direct', title: 'cross-node, HTTP port', tests: HTTP_TESTS },
 ];
 
 function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
@@ -133,6 +166,17 @@ const PATH_NAMES = listSetting(
 );
 const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name));
 const peerPaths = PEERS.filter((d) => PATH_NAMES.includes(d.name));
+const tcpPeers = peerPaths.filter((d) => d.mode === 'tcp').map((d) => d.name);
+const httpPeers = peerPaths.filter((d) => d.mode === 'http').map((d) => d.name);
+/** Whether any selected path runs any selected HTTP-port test (then the agents get --http-engine, unless BENCH_HTTP_ENGINE=0). */
+const HTTP_ROWS = paths.some((p) => p.tests.some((t) => HTTP_TESTS.includes(t) && TESTS.includes(t)));
+const AGENT_ARGS = [
+  '--no-plaintext-capture',
+  '--hbone-addressing',
+  env('BENCH_HBONE_ADDRESSING', 'pod'),
+  ...(HTTP_ROWS && HTTP_ENGINE === '1' && !EXTRA_AGENT_ARGS.includes('--http-engine') ? ['--http-engine'] : []),
+  ...EXTRA_AGENT_ARGS,
+];
 
 // ---------------------------------------------------------------------------------------------
 
@@ -261,6 +305,13 @@ async function meshCounters(a: AgentHandle): Promise<Record<string, number>> {
     opened_source_mtls: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'source', connection_security_policy: 'mutual_tls' }),
     opened_source_plain: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'source', connection_security_policy: 'none' }),
     opened_destination_mtls: sum(s, 'istio_tcp_connections_opened_total', { reporter: 'destination', connection_security_policy: 'mutual_tls' }),
+    // The HTTP port (--http-engine): requests the native HTTP/1.1 engine forwarded, and who relayed the source side's
+    // upstream connections into HBONE (native: the HBONE engine; js: the agent thread).
+    http_engine_outbound_forwarded: sum(s, 'smesh_http_engine_requests_total', { direction: 'outbound', outcome: 'forwarded' }),
+    http_engine_inbound_forwarded: sum(s, 'smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'forwarded' }),
+    http_engine_bridge_native: sum(s, 'smesh_http_engine_bridge_connections_total', { relay: 'native' }),
+    http_engine_bridge_js: sum(s, 'smesh_http_engine_bridge_connections_total', { relay: 'js' }),
+    http_requests_source: sum(s, 'istio_requests_total', { reporter: 'source' }),
   };
 }
 
@@ -345,7 +396,9 @@ async function main(): Promise<void> {
       const workDir = topo.makeTempDir('peers');
       makePeerCerts(certDir);
       for (const d of peerPaths) {
-        runningPeers.set(d.name, await startPeer(topo, d, topo.pod('remote-server'), { iperf: PORT.iperf, http: APP_HTTP_PORT, ping: PORT.ping }, workDir, certDir));
+        // HTTP-mode peers forward to 8080, as the mesh's `http` port does.
+        const http = d.mode === 'http' ? PORT.httpTarget : APP_HTTP_PORT;
+        runningPeers.set(d.name, await startPeer(topo, d, topo.pod('remote-server'), { iperf: PORT.iperf, http, ping: PORT.ping }, workDir, certDir));
         const c = await checkMtls(topo, runningPeer(d.name), certDir);
         peerChecks[d.name] = c;
         if (!c.withClientCert || !c.withoutClientCertRefused || c.protocol !== 'TLSv1.3') {
@@ -356,8 +409,9 @@ async function main(): Promise<void> {
     }
 
     // Sanity: every path answers HTTP (a VIP has no route: an answer proves the redirect into the mesh).
+    const firstTest = (p: PathDef): TestName => p.tests.find((t) => TESTS.includes(t)) ?? p.tests[0]!;
     for (const p of paths) {
-      const t = p.target(topo);
+      const t = p.target(topo, firstTest(p));
       const r = await topo.execInPod(p.from, 'curl', ['-sS', '-m', '5', `http://${t.host}:${t.httpPort}/`], { timeoutMs: 10_000 });
       if (r.stdout.trim() !== 'hello') throw new Error(`path ${p.name}: GET http://${t.host}:${t.httpPort}/ from ${p.from} failed: ${r.stdout}${r.stderr}\n${tail(agent1.logs(), 20)}`);
     }
@@ -381,7 +435,10 @@ async function main(): Promise<void> {
     say(`  agent RSS idle: node1 ${mib(idleBefore.node1)} MiB, node2 ${mib(idleBefore.node2)} MiB`);
 
     // Warm-up: opens the pooled HBONE tunnel and lets V8 optimize the relay before anything is recorded.
-    for (const p of paths) await runTest(topo, topo.pod(p.from), 'rps', p.target(topo), 1);
+    for (const p of paths) {
+      const http = HTTP_TESTS.includes(firstTest(p));
+      await runTest(topo, topo.pod(p.from), http ? 'hrps' : 'rps', p.target(topo, http ? 'hrps' : 'rps'), 1);
+    }
 
     const cgroups = {
       'node1 agent': topo.node('node1').agentCgroup,
@@ -399,14 +456,16 @@ async function main(): Promise<void> {
       const order = [...paths.slice(k), ...paths.slice(0, k)]; // rotate so no path always runs first
       for (const test of TESTS) {
         for (const p of order) {
-          const target = p.target(topo);
+          if (!p.tests.includes(test)) continue;
+          const target = p.target(topo, test);
           const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
           const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup, ...p.proxies(topo) };
           sampler.resetWindow({ [PROXY_RSS]: Object.values(p.proxies(topo)) });
           const w = cpuWindow(groups, topo.runCgroup);
           const t0 = Date.now();
-          const release = test === 'lat' && IDLE_POLL ? holdZeroCpuLatency() : null;
-          if (test === 'lat' && IDLE_POLL && !release && round === 1) say('  (cannot open /dev/cpu_dma_latency: latency measured with halting idle CPUs)');
+          const latencyTest = test === 'lat' || test === 'hlat';
+          const release = latencyTest && IDLE_POLL ? holdZeroCpuLatency() : null;
+          if (latencyTest && IDLE_POLL && !release && round === 1) say('  (cannot open /dev/cpu_dma_latency: latency measured with halting idle CPUs)');
           let m: Measured;
           try {
             m = await runTest(topo, topo.pod(p.from), test, target, DUR_S);
@@ -419,11 +478,11 @@ async function main(): Promise<void> {
           samples.push(s);
           const shown = m.error
             ? `FAILED: ${m.error.split('\n')[0]}`
-            : test === 'lat'
-              ? `p50 ${m.p50Us!.toFixed(1)} µs  p99 ${m.p99Us!.toFixed(1)} µs`
+            : latencyTest
+              ? `p50 ${m.p50Us?.toFixed(1)} µs  p99 ${m.p99Us?.toFixed(1)} µs`
               : test.startsWith('bw')
                 ? `${m.value!.toFixed(2)} Gbit/s`
-                : `${Math.round(m.value!)} /s`;
+                : `${Math.round(m.value!)} /s${m.reqP50Us !== undefined ? ` p50 ${Math.round(m.reqP50Us)} µs p99 ${Math.round(m.reqP99Us ?? 0)} µs` : ''}`;
           const busyElsewhere = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
           const cpuText = `cpu machine ${cpu.machine.toFixed(0)}% ksoftirqd ${cpu.ksoftirqd.toFixed(0)}% agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}%${busyElsewhere}`;
           say(`  r${round} ${test.padEnd(3)} ${p.name.padEnd(12)} ${shown.padEnd(34)} ${cpuText}${m.errorDetail ? `  (${m.errorDetail})` : ''}`);
@@ -472,16 +531,19 @@ async function main(): Promise<void> {
       direct: 'direct',
       smeshLocal: 'mesh-local',
       directLocal: 'direct-local',
-      peers: peerPaths.map((d) => d.name),
+      peers: tcpPeers,
       rssIdleKiB: idleBefore,
       rssPeakKiB: sampler.peak,
       standalone: true,
     });
+    const httpGoals = httpGoalLines({ samples, smesh: 'mesh-http', direct: 'direct', peers: httpPeers });
+    const hasPath = (name: string) => paths.some((p) => p.name === name);
     const md = [
       `# smesh bench ${now.toISOString()}`,
       '',
-      `Command: \`make bench\` (${[`BENCH_DUR=${DUR_S}`, `BENCH_ROUNDS=${ROUNDS}`, process.env.BENCH_TESTS ? `BENCH_TESTS="${TESTS.join(' ')}"` : '', process.env.BENCH_PATHS ? `BENCH_PATHS="${PATH_NAMES.join(' ')}"` : '', process.env.BENCH_HTTP_PORT ? `BENCH_HTTP_PORT=${HTTP_PORT_KIND}` : '', IDLE_POLL ? '' : 'BENCH_IDLE_POLL=0'].filter(Boolean).join(' ')}); ${elapsed} s in all.`,
+      `Command: \`make bench\` (${[`BENCH_DUR=${DUR_S}`, `BENCH_ROUNDS=${ROUNDS}`, process.env.BENCH_TESTS ? `BENCH_TESTS="${TESTS.join(' ')}"` : '', process.env.BENCH_PATHS ? `BENCH_PATHS="${PATH_NAMES.join(' ')}"` : '', process.env.BENCH_HTTP_PORT ? `BENCH_HTTP_PORT=${HTTP_PORT_KIND}` : '', process.env.BENCH_HTTP_ENGINE ? `BENCH_HTTP_ENGINE=${HTTP_ENGINE}` : '', process.env.BENCH_AGENT_ARGS ? `BENCH_AGENT_ARGS="${EXTRA_AGENT_ARGS.join(' ')}"` : '', IDLE_POLL ? '' : 'BENCH_IDLE_POLL=0'].filter(Boolean).join(' ')}); ${elapsed} s in all.`,
       `Machine: ${info.cores} cores, ${info.cpu}, kernel ${info.kernel}, node ${info.node}, ${info.iperf3}, ${info.wrk}, sockperf ${info.sockperf}, cpuidle driver ${info.cpuidle}. Peers: ${info.peers}. Commit ${info.commit}.`,
+      `Agents: \`smesh agent --standalone ${AGENT_ARGS.join(' ')}\`.`,
       `Latency test: ${IDLE_POLL ? 'with a 0 µs /dev/cpu_dma_latency request held (idle vCPUs poll instead of halting; see bench/README.md)' : 'idle vCPUs may halt (BENCH_IDLE_POLL=0)'}.`,
       '',
       'Paths:',
@@ -492,21 +554,29 @@ async function main(): Promise<void> {
       '',
       mainTable(samples, PAIRS, PATH_NAMES),
       '',
-      ...(peerPaths.length && paths.some((p) => p.name === 'mesh')
+      ...(tcpPeers.length && hasPath('mesh')
         ? [
             `## Against the peers: median over ${ROUNDS} rounds; ratio = smesh (mesh) median / peer median`,
             "(throughput: > 1 is smesh faster; latency and CPU per unit of work: < 1 is smesh better. Proxy CPU = both agents for smesh, both proxies' processes for a peer, from their cgroups)",
             '',
-            peerTable(
-              samples,
-              'mesh',
-              'direct',
-              peerPaths.map((d) => d.name),
-            ),
+            peerTable(samples, 'mesh', 'direct', tcpPeers, TCP_TESTS),
             '',
             'Goals (issue 12 item 5; ratios within this run):',
             '',
             ...goals,
+            '',
+          ]
+        : []),
+      ...(httpPeers.length && hasPath('mesh-http')
+        ? [
+            `## HTTP port against HTTP reverse proxies: median over ${ROUNDS} rounds; ratio = smesh (mesh-http) median / peer median`,
+            `(mesh-http: the Service port named \`http\`, proxied per request by both agents${HTTP_ENGINE === '1' ? ' with --http-engine' : ' on node:http (BENCH_HTTP_ENGINE=0)'}; the peers: nginx and HAProxy HTTP reverse proxies, keep-alive upstreams, mTLS between the hops)`,
+            '',
+            peerTable(samples, 'mesh-http', 'direct', httpPeers, HTTP_TESTS),
+            '',
+            'Goals (issue 13 item 5; ratios within this run):',
+            '',
+            ...httpGoals,
             '',
           ]
         : []),
@@ -525,6 +595,11 @@ async function main(): Promise<void> {
       '## Checks',
       '',
       `- mesh connections counted by the agents: node1 source mTLS ${counters.node1.opened_source_mtls}, node1 source plain (same node) ${counters.node1.opened_source_plain}, node2 destination mTLS ${counters.node2.opened_destination_mtls}`,
+      ...(HTTP_ROWS
+        ? [
+            `- HTTP port: requests reported by node1 (reporter=source) ${counters.node1.http_requests_source}; forwarded by the HTTP/1.1 engine: node1 outbound ${counters.node1.http_engine_outbound_forwarded}, node2 inbound ${counters.node2.http_engine_inbound_forwarded}; node1's upstream connections into HBONE relayed by the HBONE engine ${counters.node1.http_engine_bridge_native}, in JavaScript ${counters.node1.http_engine_bridge_js}`,
+          ]
+        : []),
       `- agent warnings/errors logged during the measurements: node1 ${warnings[0]!.length}, node2 ${warnings[1]!.length}${warnings.flat().length ? ` (first: ${warnings.flat().slice(0, 3).join('; ')})` : ''}`,
       `- agents still running at the end: ${exited.length ? `NO, exited: ${exited.join(', ')}` : 'yes'}`,
       ...Object.entries(peerChecks).map(
@@ -553,12 +628,22 @@ async function main(): Promise<void> {
         JSON.stringify(
           {
             date: now.toISOString(),
-            settings: { durS: DUR_S, rounds: ROUNDS, tests: TESTS, paths: PATH_NAMES, idlePollDuringLatency: IDLE_POLL, httpPort: HTTP_PORT_KIND },
+            settings: {
+              durS: DUR_S,
+              rounds: ROUNDS,
+              tests: TESTS,
+              paths: PATH_NAMES,
+              idlePollDuringLatency: IDLE_POLL,
+              httpPort: HTTP_PORT_KIND,
+              httpEngine: HTTP_ENGINE === '1',
+              agentArgs: AGENT_ARGS,
+            },
             machine: info,
             paths: paths.map((p) => ({ name: p.name, describe: p.describe })),
             summary: summarize(samples, PAIRS, PATH_NAMES),
-            peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, workers: d.workers, mtls: peerChecks[d.name] }])),
+            peers: Object.fromEntries(peerPaths.map((d) => [d.name, { kind: d.kind, mode: d.mode, workers: d.workers, mtls: peerChecks[d.name] }])),
             goals,
+            httpGoals,
             rssKiB: { idleBefore, peak: sampler.peak, hwm, idleAfter },
             counters,
             warnings,

@@ -37,30 +37,32 @@ function cpuPerUnit(samples: Sample[], path: string, test: string, scale: number
   return median(xs);
 }
 
-function rows(samples: Sample[], direct: string): Row[] {
-  const has = (test: string) => samples.some((s) => s.test === test);
+/** A path's p50 (metric `key`) minus direct's, µs. */
+function addedOverDirect(samples: Sample[], path: string, direct: string, key: string): number | undefined {
+  const a = med(samples, path, key);
+  const d = med(samples, direct, key);
+  return a === undefined || d === undefined ? undefined : a - d;
+}
+
+/** Latency p50 metrics that get an "added over direct" row under them. */
+const ADDED_OVER_DIRECT: Readonly<Record<string, string>> = { p50: 'latency p50 added over direct (µs)', hlat_p50: 'HTTP port: request p50 added over direct, 1 keep-alive conn (µs)' };
+
+function rows(samples: Sample[], direct: string, tests?: readonly string[]): Row[] {
+  const has = (test: string) => (!tests || tests.includes(test)) && samples.some((s) => s.test === test);
   const out: Row[] = [];
   for (const m of METRICS) {
     if (!has(m.test)) continue;
     out.push({ label: m.label, value: (p) => med(samples, p, m.key), higherBetter: m.higherBetter, digits: m.digits });
-    if (m.key === 'p50') {
-      out.push({
-        label: 'latency p50 added over direct (µs)',
-        value: (p) => {
-          const a = med(samples, p, 'p50');
-          const d = med(samples, direct, 'p50');
-          return a === undefined || d === undefined ? undefined : a - d;
-        },
-        higherBetter: false,
-        digits: 1,
-      });
-    }
+    const added = ADDED_OVER_DIRECT[m.key];
+    if (added) out.push({ label: added, value: (p) => addedOverDirect(samples, p, direct, m.key), higherBetter: false, digits: 1 });
   }
   const eff: Array<[string, string, number, string]> = [
     ['bw1', 'proxy CPU-seconds per Gbit, 1 stream', 1, 'bw1'],
     ['bw4', 'proxy CPU-seconds per Gbit, 4 streams', 1, 'bw4'],
     ['rps', 'proxy CPU-ms per 1000 requests (keep-alive)', 1e6, 'rps'],
     ['cps', 'proxy CPU-ms per 1000 new connections', 1e6, 'cps'],
+    ['hrps', 'HTTP port: proxy CPU-ms per 1000 requests (keep-alive)', 1e6, 'hrps'],
+    ['hcps', 'HTTP port: proxy CPU-ms per 1000 new connections', 1e6, 'hcps'],
   ];
   for (const [test, label, scale] of eff) {
     if (!has(test)) continue;
@@ -88,14 +90,14 @@ function fmt(x: number | undefined, digits: number): string {
  * One table: direct, smesh and every peer (medians over rounds), then smesh/peer for each peer. Throughput: > 1 is
  * smesh faster; latency and CPU per unit: < 1 is smesh better.
  */
-export function peerTable(samples: Sample[], smesh: string, direct: string, peers: string[]): string {
+export function peerTable(samples: Sample[], smesh: string, direct: string, peers: string[], tests?: readonly string[]): string {
   const present = (p: string) => samples.some((s) => s.path === p);
   const ps = peers.filter(present);
   const cols = [direct, smesh, ...ps].filter(present);
   const head = ['measure', ...cols, ...ps.map((p) => `${smesh}/${p}`)];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
-  for (const r of rows(samples, direct)) {
-    const cells = [r.label, ...cols.map((p) => (p === direct && (r.label.startsWith('proxy ') || r.label.includes('added over direct')) ? '—' : fmt(r.value(p), r.digits)))];
+  for (const r of rows(samples, direct, tests)) {
+    const cells = [r.label, ...cols.map((p) => (p === direct && (r.label.includes('proxy ') || r.label.includes('added over direct')) ? '—' : fmt(r.value(p), r.digits)))];
     for (const p of ps) {
       const a = r.value(smesh);
       const b = r.value(p);
@@ -199,5 +201,46 @@ export function goalLines(g: GoalInput): string[] {
   if (peak === undefined) lines.push('- n/a  agent RSS under the bench ≤ 150 MB: not measured');
   else
     lines.push(`- ${verdict(peak <= 150 * MB)} agent RSS under the bench ≤ 150 MB (peak of either agent, sampled every 200 ms): ${mbText(peak)}${g.standalone ? ' (control plane in process)' : ''}`);
+  return lines;
+}
+
+export interface HttpGoalInput {
+  samples: Sample[];
+  /** The mesh's HTTP-port path (mesh-http). */
+  smesh: string;
+  direct: string;
+  /** The HTTP-mode peers (nginx-http, haproxy-http). */
+  peers: string[];
+}
+
+/** Issue 13 item 5 (the HTTP port against nginx/HAProxy HTTP reverse proxies doing the same two-hop work), one line each. */
+export function httpGoalLines(g: HttpGoalInput): string[] {
+  const { samples, smesh, direct } = g;
+  const peers = g.peers.filter((p) => samples.some((s) => s.path === p));
+  const lines: string[] = [];
+  const bestOf = (value: (p: string) => number | undefined, higherBetter: boolean): { peer: string; v: number } | undefined => {
+    let b: { peer: string; v: number } | undefined;
+    for (const p of peers) {
+      const v = value(p);
+      if (v !== undefined && (!b || (higherBetter ? v > b.v : v < b.v))) b = { peer: p, v };
+    }
+    return b;
+  };
+  const line = (title: string, mine: number | undefined, value: (p: string) => number | undefined, higherBetter: boolean, factor: number, unit: string, digits: number) => {
+    const b = bestOf(value, higherBetter);
+    if (mine === undefined || !b) {
+      lines.push(`- n/a  ${title}: not measured`);
+      return;
+    }
+    const ok = higherBetter ? mine >= factor * b.v : mine <= factor * b.v;
+    const r = b.v === 0 ? 'n/a' : `${(mine / b.v).toFixed(2)}×`;
+    lines.push(`- ${ok ? 'PASS' : 'MISS'} ${title}: smesh ${fmt(mine, digits)} ${unit} = ${r} the best peer, ${b.peer} ${fmt(b.v, digits)}`);
+  };
+  const rate = (p: string) => med(samples, p, 'hrps');
+  line('HTTP-port requests/s ≥ 1.25× the best peer', rate(smesh), rate, true, 1.25, 'req/s', 0);
+  const added = (p: string) => addedOverDirect(samples, p, direct, 'hlat_p50');
+  line("HTTP-port p50 added per request (1 keep-alive conn) ≤ the best peer's", added(smesh), added, false, 1, 'µs', 1);
+  const cpu = (p: string) => cpuPerUnit(samples, p, 'hrps', 1e6);
+  line("HTTP-port proxy CPU per 1000 requests ≤ the best peer's", cpu(smesh), cpu, false, 1, 'CPU-ms', 1);
   return lines;
 }

@@ -1,4 +1,4 @@
-// Bench peers: two-hop mTLS tunnels built from nginx (stream) and HAProxy on the bench topology — a proxy in node1's netns that a pod dials in plaintext, TLS 1.3 mutual auth (ECDSA P-256, certificates made here with openssl) to a proxy in node2's netns, which connects to the server pod.
+// Bench peers: two-hop mTLS tunnels built from nginx (stream) and HAProxy (TCP mode) on the bench topology — a proxy in node1's netns that a pod dials in plaintext, TLS 1.3 mutual auth (ECDSA P-256, certificates made here with openssl) to a proxy in node2's netns, which connects to the server pod — and the same two hops as HTTP reverse proxies (nginx http, HAProxy HTTP mode) with keep-alive upstreams.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,9 +17,11 @@ const TRUST_DOMAIN = 'cluster.local';
 export type PeerKind = 'nginx' | 'haproxy';
 
 export interface PeerDef {
-  /** Path name in the bench: nginx-1w, nginx-Nw, haproxy-1t, haproxy-Nt. */
+  /** Path name in the bench: nginx-1w, nginx-Nw, haproxy-1t, haproxy-Nt; nginx-http, haproxy-http. */
   name: string;
   kind: PeerKind;
+  /** tcp: a TLS tunnel per client connection (iperf, http, ping ports); http: HTTP reverse proxies per request, the http port only. */
+  mode: 'tcp' | 'http';
   /** nginx worker_processes / HAProxy nbthread, in each of the two proxies. */
   workers: number | 'auto';
   /** Ports: node1 proxy listens on base+1/+2/+3 (iperf, http, ping), node2 proxy on base+11/+12/+13. */
@@ -31,11 +33,29 @@ export interface PeerDef {
 export function peerDefs(): PeerDef[] {
   const cores = os.cpus().length;
   const tunnel = "outsider (node1, not enrolled) → node1 br0 address → PROXY in node1's netns → TLS 1.3 mTLS (ECDSA P-256) → PROXY in node2's netns → remote-server pod";
+  const proxied =
+    "outsider → node1 br0 address → PROXY in node1's netns → keep-alive upstream connections, TLS 1.3 mTLS (ECDSA P-256) → PROXY in node2's netns → keep-alive upstream connections → remote-server pod; per request";
   return [
-    { name: 'nginx-1w', kind: 'nginx', workers: 1, base: 20100, describe: tunnel.replace(/PROXY/g, 'nginx stream (worker_processes 1)') },
-    { name: 'nginx-Nw', kind: 'nginx', workers: 'auto', base: 20200, describe: tunnel.replace(/PROXY/g, `nginx stream (worker_processes auto = ${cores})`) },
-    { name: 'haproxy-1t', kind: 'haproxy', workers: 1, base: 20300, describe: tunnel.replace(/PROXY/g, 'HAProxy TCP mode (nbthread 1)') },
-    { name: 'haproxy-Nt', kind: 'haproxy', workers: cores, base: 20400, describe: tunnel.replace(/PROXY/g, `HAProxy TCP mode (nbthread ${cores})`) },
+    { name: 'nginx-1w', kind: 'nginx', mode: 'tcp', workers: 1, base: 20100, describe: tunnel.replace(/PROXY/g, 'nginx stream (worker_processes 1)') },
+    { name: 'nginx-Nw', kind: 'nginx', mode: 'tcp', workers: 'auto', base: 20200, describe: tunnel.replace(/PROXY/g, `nginx stream (worker_processes auto = ${cores})`) },
+    { name: 'haproxy-1t', kind: 'haproxy', mode: 'tcp', workers: 1, base: 20300, describe: tunnel.replace(/PROXY/g, 'HAProxy TCP mode (nbthread 1)') },
+    { name: 'haproxy-Nt', kind: 'haproxy', mode: 'tcp', workers: cores, base: 20400, describe: tunnel.replace(/PROXY/g, `HAProxy TCP mode (nbthread ${cores})`) },
+    {
+      name: 'nginx-http',
+      kind: 'nginx',
+      mode: 'http',
+      workers: 'auto',
+      base: 20500,
+      describe: proxied.replace(/PROXY/g, `nginx HTTP reverse proxy (worker_processes auto = ${cores}, proxy_http_version 1.1, upstream keepalive)`),
+    },
+    {
+      name: 'haproxy-http',
+      kind: 'haproxy',
+      mode: 'http',
+      workers: cores,
+      base: 20600,
+      describe: proxied.replace(/PROXY/g, `HAProxy HTTP mode (nbthread ${cores}, http-reuse always)`),
+    },
   ];
 }
 
@@ -168,11 +188,14 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
   for (const cg of Object.values(cgroups)) fs.mkdirSync(cg, { recursive: true });
   const inPorts = { IN_IPERF: def.base + 1, IN_HTTP: def.base + 2, IN_PING: def.base + 3 };
   const tlsPorts = { iperf: def.base + 11, http: def.base + 12, ping: def.base + 13 };
+  // HTTP-mode peers proxy the http port only.
+  const listening = (ports: Record<string, number>) => (def.mode === 'http' ? [ports.IN_HTTP!] : Object.values(ports));
+  const template = (node: string) => (def.mode === 'http' ? `${def.kind}-http-${node}` : `${def.kind}-${node}`);
   const sides = [
     {
       node: node1,
       cgroup: cgroups.node1,
-      file: `${def.kind}-node1`,
+      file: template('node1'),
       listen: node1.bridgeIp,
       listenPorts: inPorts,
       upstream: node2.ip,
@@ -181,7 +204,7 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
     {
       node: node2,
       cgroup: cgroups.node2,
-      file: `${def.kind}-node2`,
+      file: template('node2'),
       listen: node2.ip,
       listenPorts: { IN_IPERF: tlsPorts.iperf, IN_HTTP: tlsPorts.http, IN_PING: tlsPorts.ping },
       upstream: server.ip,
@@ -211,7 +234,7 @@ export async function startPeer(topo: Topology, def: PeerDef, server: PodInfo, a
         ? topo.spawnOnNode(s.node, 'nginx', ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', confFile], { cgroup: s.cgroup })
         : topo.spawnOnNode(s.node, 'haproxy', ['-db', '-f', confFile], { cgroup: s.cgroup });
     procs.push(proc);
-    await waitListeningOnNode(topo, s.node, s.cgroup, s.listen, Object.values(s.listenPorts), proc, `${def.name} on ${s.node.name}`);
+    await waitListeningOnNode(topo, s.node, s.cgroup, s.listen, listening(s.listenPorts), proc, `${def.name} on ${s.node.name}`);
   }
   return {
     def,

@@ -18,6 +18,8 @@ export interface Pair {
   mesh: string;
   direct: string;
   title: string;
+  /** The tests the pair is compared on (default: all). */
+  tests?: readonly TestName[];
 }
 
 export interface Metric {
@@ -37,6 +39,13 @@ export const METRICS: Metric[] = [
   { key: 'p99', label: 'latency p99, 1 conn, 64 B ping-pong (µs)', test: 'lat', pick: (m) => m.p99Us, higherBetter: false, digits: 1 },
   { key: 'rps', label: 'HTTP requests/s, 64 keep-alive conns', test: 'rps', pick: (m) => m.value, higherBetter: true, digits: 0 },
   { key: 'cps', label: 'new connections/s, 64 conns (Connection: close)', test: 'cps', pick: (m) => m.value, higherBetter: true, digits: 0 },
+  // HTTP port (proxied per request): hrps/hcps as rps/cps with wrk --latency, hlat one keep-alive connection back to back.
+  { key: 'hrps', label: 'HTTP port: requests/s, 64 keep-alive conns', test: 'hrps', pick: (m) => m.value, higherBetter: true, digits: 0 },
+  { key: 'hrps_p50', label: 'HTTP port: request p50 under 64 keep-alive conns (µs)', test: 'hrps', pick: (m) => m.reqP50Us, higherBetter: false, digits: 0 },
+  { key: 'hrps_p99', label: 'HTTP port: request p99 under 64 keep-alive conns (µs)', test: 'hrps', pick: (m) => m.reqP99Us, higherBetter: false, digits: 0 },
+  { key: 'hlat_p50', label: 'HTTP port: request p50, 1 keep-alive conn (µs)', test: 'hlat', pick: (m) => m.p50Us, higherBetter: false, digits: 1 },
+  { key: 'hlat_p99', label: 'HTTP port: request p99, 1 keep-alive conn (µs)', test: 'hlat', pick: (m) => m.p99Us, higherBetter: false, digits: 1 },
+  { key: 'hcps', label: 'HTTP port: new connections/s, 64 conns (Connection: close)', test: 'hcps', pick: (m) => m.value, higherBetter: true, digits: 0 },
 ];
 
 export function median(xs: number[]): number | undefined {
@@ -87,7 +96,7 @@ export function summarize(samples: Sample[], pairs: Pair[], paths: string[]): Su
       label: mt.label,
       higherBetter: mt.higherBetter,
       pairs: pairs
-        .filter((p) => paths.includes(p.mesh) && paths.includes(p.direct))
+        .filter((p) => paths.includes(p.mesh) && paths.includes(p.direct) && (!p.tests || p.tests.includes(mt.test)))
         .map((p) => {
           const meshStat = stat(samples, p.mesh, mt);
           const directStat = stat(samples, p.direct, mt);
@@ -106,6 +115,10 @@ export function mainTable(samples: Sample[], pairs: Pair[], paths: string[]): st
     if (!samples.some((s) => s.test === mt.test)) continue;
     const cells = [mt.label];
     for (const p of used) {
+      if (p.tests && !p.tests.includes(mt.test)) {
+        cells.push('—', '—', '—');
+        continue;
+      }
       const d = stat(samples, p.direct, mt);
       const m = stat(samples, p.mesh, mt);
       const r = ratio(m, d);

@@ -2,8 +2,10 @@
 import type { Topology, PodInfo } from '../../test/helpers/topology';
 import { waitExit, tail } from '../../test/helpers/proc';
 
-export type TestName = 'bw1' | 'bw4' | 'lat' | 'rps' | 'cps';
-export const ALL_TESTS: TestName[] = ['bw1', 'bw4', 'lat', 'rps', 'cps'];
+export type TestName = 'bw1' | 'bw4' | 'lat' | 'rps' | 'cps' | 'hrps' | 'hlat' | 'hcps';
+/** The HTTP-port tests (issue 13 item 4): HTTP proxies per request (the mesh's `http` port, nginx/HAProxy in HTTP mode). */
+export const HTTP_TESTS: readonly TestName[] = ['hrps', 'hlat', 'hcps'];
+export const ALL_TESTS: TestName[] = ['bw1', 'bw4', 'lat', 'rps', 'cps', ...HTTP_TESTS];
 
 /** One measurement's numbers; `error` set when the tool failed (its numbers are then absent). */
 export interface Measured {
@@ -12,6 +14,9 @@ export interface Measured {
   p50Us?: number;
   p99Us?: number;
   avgUs?: number;
+  /** Under the load (wrk --latency: per request, from the request's write to its response). */
+  reqP50Us?: number;
+  reqP99Us?: number;
   /** TCP retransmits (iperf3), socket errors + non-2xx (wrk), dropped messages (sockperf). */
   errors: number;
   errorDetail?: string;
@@ -65,6 +70,20 @@ export function parseSockperf(out: string): Measured {
   };
 }
 
+/** wrk's duration text ("635.00us", "1.03ms", "2.01s") in µs. */
+function wrkDurationUs(text: string): number | undefined {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(text);
+  if (!m) return undefined;
+  const scale = { us: 1, ms: 1e3, s: 1e6, m: 60e6 }[m[2] as 'us' | 'ms' | 's' | 'm'];
+  return Number(m[1]) * scale;
+}
+
+/** wrk --latency's "Latency Distribution" percentile (50, 99), µs. */
+function wrkPercentileUs(out: string, pct: number): number | undefined {
+  const m = new RegExp(`^\\s*${pct}%\\s+(\\S+)\\s*$`, 'm').exec(out);
+  return m ? wrkDurationUs(m[1]!) : undefined;
+}
+
 export function parseWrk(out: string): Measured {
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   if (!rps) return { errors: 0, error: `wrk printed no Requests/sec: ${tail(out, 8)}` };
@@ -82,7 +101,16 @@ export function parseWrk(out: string): Measured {
     errors += Number(non2xx[1]);
     parts.push(`${non2xx[1]} non-2xx`);
   }
-  return { value: Number(rps[1]), requests: reqs ? Number(reqs[1]) : undefined, errors, errorDetail: errors ? parts.join(', ') : undefined };
+  const p50 = wrkPercentileUs(out, 50);
+  const p99 = wrkPercentileUs(out, 99);
+  return {
+    value: Number(rps[1]),
+    requests: reqs ? Number(reqs[1]) : undefined,
+    ...(p50 !== undefined ? { reqP50Us: p50 } : {}),
+    ...(p99 !== undefined ? { reqP99Us: p99 } : {}),
+    errors,
+    errorDetail: errors ? parts.join(', ') : undefined,
+  };
 }
 
 /** Runs one load generator in `pod` for `durS` seconds against `t`, bounded to durS + 20 s. */
@@ -108,6 +136,23 @@ export async function runTest(topo: Topology, pod: PodInfo, test: TestName, t: T
       cmd = 'wrk';
       args = ['-t2', '-c64', `-d${dur}s`, '--timeout', '5s', ...(test === 'cps' ? ['-H', 'Connection: close'] : []), `http://${t.host}:${t.httpPort}/`];
       parse = parseWrk;
+      break;
+    // The HTTP-port tests: the same loads with per-request latency percentiles, and one keep-alive connection back to
+    // back for the latency a request adds (the HTTP counterpart of lat).
+    case 'hrps':
+    case 'hcps':
+      cmd = 'wrk';
+      args = ['-t2', '-c64', `-d${dur}s`, '--timeout', '5s', '--latency', ...(test === 'hcps' ? ['-H', 'Connection: close'] : []), `http://${t.host}:${t.httpPort}/`];
+      parse = parseWrk;
+      break;
+    case 'hlat':
+      cmd = 'wrk';
+      args = ['-t1', '-c1', `-d${dur}s`, '--timeout', '5s', '--latency', `http://${t.host}:${t.httpPort}/`];
+      parse = (out) => {
+        const m = parseWrk(out);
+        // The main value of a latency test is its p50 (as lat's).
+        return m.error ? m : { ...m, value: m.reqP50Us, p50Us: m.reqP50Us, p99Us: m.reqP99Us };
+      };
       break;
   }
   const r = await waitExit(topo.spawnInPod(pod, cmd, args), (durS + 20) * 1000);
