@@ -4,6 +4,7 @@ import { Writer } from 'protobufjs';
 import { SmeshError } from '../../core/errors';
 import { spiffeIdFromSubjectAltName, TrustDomains, trustDomainOf } from '../../core/identity/spiffe';
 import type { Workload } from '../../core/model/types';
+import { CLUSTER_ID } from '../../core/xds/contract';
 import { dial } from './dial';
 import { formatAuthority, type HostPort, type IdentityProvider } from './types';
 
@@ -253,7 +254,7 @@ export class LegacyMtlsConnector {
     try {
       await Promise.race([handshake, deadline]);
       if (sock.alpnProtocol === METADATA_EXCHANGE_ALPN) {
-        sock.write(encodeMetadataExchange(req.source, this.opts.clusterId ?? 'Kubernetes'));
+        sock.write(encodeMetadataExchange(req.source, this.opts.clusterId ?? CLUSTER_ID));
         await Promise.race([stripPeerHeader(sock, where), deadline]);
       }
       return sock;

@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, Registry } from '../../core/telemetry/prom';
 import { performance } from 'node:perf_hooks';
 import type { Workload } from '../../core/model/types';
+import { CLUSTER_ID } from '../../core/xds/contract';
 
 /** Istio's TCP metric labels, in the set ztunnel reports. */
 export const ISTIO_TCP_LABELS = [
@@ -44,7 +45,8 @@ export const ISTIO_SIZE_BUCKETS_BYTES = [1, 10, 100, 1000, 10000, 100000, 100000
 export const ISTIO_DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
 
 const UNKNOWN = 'unknown';
-export const DEFAULT_CLUSTER = 'Kubernetes';
+/** The cluster label of this mesh's workloads: the local cluster's id, as in workload uids (core/xds/contract.ts). */
+export const DEFAULT_CLUSTER = CLUSTER_ID;
 
 export type RefusalReason =
   | 'no_original_destination'
