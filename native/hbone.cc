@@ -376,7 +376,7 @@ Napi::Value Respond(const Napi::CallbackInfo& info) {
 }
 
 // The optional QoS argument of attach/attachPair: {flow, priority: 0|1|2, weight, dscp?, send?: {key,
-// bytesPerSecond}, receive?: {key, bytesPerSecond}}. Buckets are looked up (or made) here, on the JS thread.
+// bytesPerSecond} | [{key, bytesPerSecond}, ...], receive?: likewise}. Buckets are looked up (or made) here, on the JS thread.
 hbone::StreamQos QosArg(Napi::Env env, const Napi::Value& v) {
   hbone::StreamQos q;
   if (v.IsUndefined() || v.IsNull()) return q;
@@ -390,14 +390,27 @@ hbone::StreamQos QosArg(Napi::Env env, const Napi::Value& v) {
   Napi::Value d = o.Get("dscp");
   if (!d.IsUndefined() && !d.IsNull()) q.dscp = static_cast<int>(IntegerArg(d, "qos.dscp", 0, 63));
   int64_t now = hbone::NowNs();
-  auto limit = [&](const char* name) -> std::shared_ptr<hbone::qos::ByteBucket> {
+  // One {key, bytesPerSecond} or an array of them (several rules limit that way: all are enforced).
+  auto limit = [&](const char* name) -> std::shared_ptr<hbone::qos::ByteLimits> {
     Napi::Value l = o.Get(name);
     if (l.IsUndefined() || l.IsNull()) return nullptr;
-    if (!l.IsObject()) throw Napi::TypeError::New(env, std::string("qos.") + name + " must be {key, bytesPerSecond}");
-    Napi::Object lo = l.As<Napi::Object>();
-    std::string key = StringArg(lo.Get("key"), (std::string("qos.") + name + ".key").c_str());
-    auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string("qos.") + name + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
-    return G().engine->buckets().Get(key, rate, now);
+    std::vector<Napi::Value> items;
+    if (l.IsArray()) {
+      Napi::Array a = l.As<Napi::Array>();
+      if (a.Length() == 0 || a.Length() > 16) throw Napi::TypeError::New(env, std::string("qos.") + name + " must list 1-16 limits");
+      for (uint32_t i = 0; i < a.Length(); i++) items.push_back(a.Get(i));
+    } else {
+      items.push_back(l);
+    }
+    std::vector<std::shared_ptr<hbone::qos::ByteBucket>> buckets;
+    for (const Napi::Value& item : items) {
+      if (!item.IsObject()) throw Napi::TypeError::New(env, std::string("qos.") + name + " must be {key, bytesPerSecond} or an array of them");
+      Napi::Object lo = item.As<Napi::Object>();
+      std::string key = StringArg(lo.Get("key"), (std::string("qos.") + name + ".key").c_str());
+      auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string("qos.") + name + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+      buckets.push_back(G().engine->buckets().Get(key, rate, now));
+    }
+    return std::make_shared<hbone::qos::ByteLimits>(std::move(buckets));
   };
   q.send_limit = limit("send");
   q.receive_limit = limit("receive");
@@ -569,6 +582,8 @@ Napi::Value QosState(const Napi::CallbackInfo& info) {
 //     order: [flow index of each grant]}; every stream is always ready and moves min(allowance, chunk) per grant.
 //   {kind: 'bucket', bytesPerSecond, burst?, steps: [{atNs, want}]} → {granted: [bytes per step], waitNs: [...]}:
 //     each step asks Available(), consumes what it may, and reports the wait for the rest.
+//   {kind: 'limits', buckets: [{bytesPerSecond, burst?}], streams: [[bucket index, ...]], steps: [{atNs, stream, want}]}
+//     → {granted, waitNs, bucketGranted}: as 'bucket', each stream limited by every bucket it lists (ByteLimits).
 Napi::Value QosSimulate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "hboneQosSimulate(spec) needs an object");
@@ -635,7 +650,47 @@ Napi::Value QosSimulate(const Napi::CallbackInfo& info) {
     out.Set("waitNs", waits);
     return out;
   }
-  throw Napi::TypeError::New(env, "spec.kind must be 'drr' or 'bucket'");
+  if (kind == "limits") {
+    if (!spec.Get("buckets").IsArray() || !spec.Get("streams").IsArray() || !spec.Get("steps").IsArray())
+      throw Napi::TypeError::New(env, "spec.buckets, spec.streams and spec.steps must be arrays");
+    Napi::Array bs = spec.Get("buckets").As<Napi::Array>();
+    std::vector<std::shared_ptr<hbone::qos::ByteBucket>> buckets;
+    for (uint32_t i = 0; i < bs.Length(); i++) {
+      Napi::Object bo = bs.Get(i).As<Napi::Object>();
+      auto rate = static_cast<uint64_t>(IntegerArg(bo.Get("bytesPerSecond"), "buckets[i].bytesPerSecond", 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+      Napi::Value bv = bo.Get("burst");
+      uint64_t burst = bv.IsUndefined() ? hbone::qos::DefaultBurst(rate) : static_cast<uint64_t>(IntegerArg(bv, "buckets[i].burst", 1, 1e15));
+      buckets.push_back(std::make_shared<hbone::qos::ByteBucket>(rate, burst, 0));
+    }
+    Napi::Array ss = spec.Get("streams").As<Napi::Array>();
+    std::vector<hbone::qos::ByteLimits> streams;
+    for (uint32_t i = 0; i < ss.Length(); i++) {
+      Napi::Array idx = ss.Get(i).As<Napi::Array>();
+      std::vector<std::shared_ptr<hbone::qos::ByteBucket>> mine;
+      for (uint32_t k = 0; k < idx.Length(); k++) mine.push_back(buckets.at(static_cast<size_t>(IntegerArg(idx.Get(k), "streams[i][k]", 0, static_cast<double>(buckets.size() - 1)))));
+      streams.emplace_back(std::move(mine));
+    }
+    Napi::Array steps = spec.Get("steps").As<Napi::Array>();
+    Napi::Array granted = Napi::Array::New(env, steps.Length());
+    Napi::Array waits = Napi::Array::New(env, steps.Length());
+    for (uint32_t i = 0; i < steps.Length(); i++) {
+      Napi::Object st = steps.Get(i).As<Napi::Object>();
+      auto at = static_cast<int64_t>(IntegerArg(st.Get("atNs"), "steps[i].atNs", 0, 9007199254740991.0));
+      auto want = static_cast<uint64_t>(IntegerArg(st.Get("want"), "steps[i].want", 0, 1e15));
+      auto& lim = streams.at(static_cast<size_t>(IntegerArg(st.Get("stream"), "steps[i].stream", 0, static_cast<double>(streams.size() - 1))));
+      uint64_t got = std::min(want, lim.Available(at));
+      lim.Consume(got, at);
+      granted.Set(i, Napi::Number::New(env, static_cast<double>(got)));
+      waits.Set(i, Napi::Number::New(env, static_cast<double>(got < want ? lim.WaitNs(want - got, at) : 0)));
+    }
+    Napi::Array totals = Napi::Array::New(env, buckets.size());
+    for (size_t i = 0; i < buckets.size(); i++) totals.Set(static_cast<uint32_t>(i), Napi::Number::New(env, static_cast<double>(buckets[i]->granted())));
+    out.Set("granted", granted);
+    out.Set("waitNs", waits);
+    out.Set("bucketGranted", totals);
+    return out;
+  }
+  throw Napi::TypeError::New(env, "spec.kind must be 'drr', 'bucket' or 'limits'");
 }
 
 // hboneRef(keepAlive): the facade keeps the event loop alive only while it waits for an event.

@@ -47,8 +47,8 @@ struct StreamQos {
   qos::Priority priority = qos::Priority::kNormal;
   uint32_t weight = qos::kDefaultWeight;
   int dscp = -1;
-  std::shared_ptr<qos::ByteBucket> send_limit;     // fd → tunnel
-  std::shared_ptr<qos::ByteBucket> receive_limit;  // tunnel → fd
+  std::shared_ptr<qos::ByteLimits> send_limit;     // fd → tunnel (every rule's bucket that way)
+  std::shared_ptr<qos::ByteLimits> receive_limit;  // tunnel → fd
   std::shared_ptr<FlowStats> stats;
 };
 

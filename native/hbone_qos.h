@@ -108,6 +108,62 @@ class ByteBucket {
   std::atomic<int64_t> last_grant_ns_{0};
 };
 
+// Every bytes/s bucket that applies to one side of a stream (one per TrafficShaping rule that sets a rate that way:
+// e.g. a per-connection-group limit and a workload-wide one): bytes move only as fast as the tightest allows, and
+// every bucket is charged, so each rule's own limit holds for all the streams that share it. Owned by one stream
+// (one worker); the buckets themselves are shared.
+class ByteLimits {
+ public:
+  explicit ByteLimits(std::vector<std::shared_ptr<ByteBucket>> buckets) : buckets_(std::move(buckets)) {}
+
+  size_t size() const { return buckets_.size(); }
+  const ByteBucket& at(size_t i) const { return *buckets_[i]; }
+
+  // The smallest burst: the most one grant can ever be.
+  uint64_t burst() const {
+    uint64_t b = UINT64_MAX;
+    for (const auto& x : buckets_) b = std::min<uint64_t>(b, x->burst());
+    return b;
+  }
+
+  uint64_t Available(int64_t now_ns) const {
+    uint64_t a = UINT64_MAX;
+    for (const auto& x : buckets_) a = std::min<uint64_t>(a, x->Available(now_ns));
+    return a;
+  }
+
+  void Consume(uint64_t n, int64_t now_ns) {
+    for (auto& x : buckets_) x->Consume(n, now_ns);
+  }
+
+  // Until every bucket has min(want, its burst) available.
+  int64_t WaitNs(uint64_t want, int64_t now_ns) const {
+    int64_t w = 0;
+    for (const auto& x : buckets_) w = std::max<int64_t>(w, x->WaitNs(want, now_ns));
+    return w;
+  }
+
+  // A pause: counted on the buckets that were short of `want` (those the pause waits for); NoteDelayed then goes to them.
+  void NoteThrottle(uint64_t bytes, uint64_t want, int64_t now_ns) {
+    short_mask_ = 0;
+    for (size_t i = 0; i < buckets_.size() && i < 64; i++) {
+      if (buckets_[i]->Available(now_ns) < std::min<uint64_t>(want, buckets_[i]->burst())) {
+        short_mask_ |= uint64_t{1} << i;
+        buckets_[i]->NoteThrottle(bytes);
+      }
+    }
+  }
+
+  void NoteDelayed(uint64_t bytes) {
+    for (size_t i = 0; i < buckets_.size() && i < 64; i++)
+      if (short_mask_ == 0 || (short_mask_ & (uint64_t{1} << i)) != 0) buckets_[i]->NoteDelayed(bytes);
+  }
+
+ private:
+  std::vector<std::shared_ptr<ByteBucket>> buckets_;
+  uint64_t short_mask_ = 0;
+};
+
 // Burst of a bucket: 100 ms at the rate, at least 16 KiB (one DATA frame, so a slow limit still moves whole frames).
 inline uint64_t DefaultBurst(uint64_t rate_bytes) {
   uint64_t b = rate_bytes / 10;

@@ -1472,7 +1472,7 @@ class WorkerImpl {
     if (st->receive_wake_ns != 0) return;
     st->receive_wake_ns = now + std::max<int64_t>(st->qos.receive_limit->WaitNs(MinGrant(*st->qos.receive_limit, waiting), now), 1000000);
     st->receive_waited = true;
-    st->qos.receive_limit->NoteThrottle(waiting);
+    st->qos.receive_limit->NoteThrottle(waiting, MinGrant(*st->qos.receive_limit, waiting), now);
     throttled_.push_back(st->id);
   }
 
@@ -1480,7 +1480,7 @@ class WorkerImpl {
   // smaller. Reading whatever crumb the bucket had earned (often a few hundred bytes when the bucket runs near empty)
   // sent one DATA frame and TLS record per crumb: the worker drowned in framing and a 100 Mbit/s limit delivered
   // 40-65 Mbit/s without ever pausing. Waiting for a whole chunk costs nothing in rate (the bucket keeps earning).
-  static uint64_t MinGrant(const qos::ByteBucket& b, uint64_t want) { return std::min<uint64_t>({want, 16384, b.burst()}); }
+  static uint64_t MinGrant(const qos::ByteLimits& b, uint64_t want) { return std::min<uint64_t>({want, 16384, b.burst()}); }
 
   int64_t EarliestWake() {
     int64_t next = 0;
@@ -1883,7 +1883,7 @@ class WorkerImpl {
         st->grant_capped = false;
         st->send_wake_ns = now + std::max<int64_t>(st->qos.send_limit->WaitNs(MinGrant(*st->qos.send_limit, want), now), 1000000);
         st->send_waited = true;
-        st->qos.send_limit->NoteThrottle(0);
+        st->qos.send_limit->NoteThrottle(0, MinGrant(*st->qos.send_limit, want), now);
         throttled_.push_back(st->id);
         return NGHTTP2_ERR_DEFERRED;
       }

@@ -48,10 +48,10 @@ export interface HboneStreamQos {
   readonly weight?: number;
   /** DSCP 0-63 set on the attached socket (IP_TOS / IPV6_TCLASS). */
   readonly dscp?: number;
-  /** Limit on `sent` (fd → tunnel): over it the engine stops reading the socket until the bucket refills. */
-  readonly send?: HboneByteLimit;
-  /** Limit on `received` (tunnel → fd): over it the bytes wait in the engine and the stream's window is not returned. */
-  readonly receive?: HboneByteLimit;
+  /** Limit(s) on `sent` (fd → tunnel): over any of them the engine stops reading the socket until it refills; every one is charged. */
+  readonly send?: HboneByteLimit | readonly HboneByteLimit[];
+  /** Limit(s) on `received` (tunnel → fd): over any, the bytes wait in the engine and the stream's window is not returned. */
+  readonly receive?: HboneByteLimit | readonly HboneByteLimit[];
 }
 
 /** What the engine's QoS holds now (admin /config_dump, metrics). */

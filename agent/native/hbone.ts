@@ -2,6 +2,7 @@
 import { SmeshError } from '../../core/errors';
 import { loadRawNative, type RawNative } from './raw';
 import type {
+  HboneByteLimit,
   HboneEngine,
   HboneEngineHandlers,
   HboneEngineOptions,
@@ -65,18 +66,29 @@ export interface RawHbone {
 }
 
 /** QoS as the addon takes it: priority as its class index (0 latency, 1 normal, 2 bulk). */
+export interface RawByteLimit {
+  key: string;
+  bytesPerSecond: number;
+}
+
 export interface RawStreamQos {
   flow: string;
   priority?: number;
   weight?: number;
   dscp?: number;
-  send?: { key: string; bytesPerSecond: number };
-  receive?: { key: string; bytesPerSecond: number };
+  send?: RawByteLimit | RawByteLimit[];
+  receive?: RawByteLimit | RawByteLimit[];
 }
 
 export type QosSimulation =
   | { kind: 'drr'; quantum?: number; flows: Array<{ priority: number; weight: number; streams: number; chunk: number }>; grants: number }
-  | { kind: 'bucket'; bytesPerSecond: number; burst?: number; steps: Array<{ atNs: number; want: number }> };
+  | { kind: 'bucket'; bytesPerSecond: number; burst?: number; steps: Array<{ atNs: number; want: number }> }
+  | {
+      kind: 'limits';
+      buckets: Array<{ bytesPerSecond: number; burst?: number }>;
+      streams: number[][];
+      steps: Array<{ atNs: number; stream: number; want: number }>;
+    };
 
 const PRIORITY_INDEX = { latency: 0, normal: 1, bulk: 2 } as const;
 /** The engine paces at most this fast (1 Tbit/s, native/hbone_qos.h kMaxRateBytes); a higher limit is that. */
@@ -90,9 +102,18 @@ function rawQos(q: HboneStreamQos | undefined): RawStreamQos | undefined {
     ...(q.priority ? { priority: PRIORITY_INDEX[q.priority] } : {}),
     ...(q.weight !== undefined ? { weight: q.weight } : {}),
     ...(q.dscp !== undefined ? { dscp: q.dscp } : {}),
-    ...(q.send ? { send: { key: q.send.key, bytesPerSecond: engineRate(q.send.bytesPerSecond) } } : {}),
-    ...(q.receive ? { receive: { key: q.receive.key, bytesPerSecond: engineRate(q.receive.bytesPerSecond) } } : {}),
+    ...(q.send ? { send: rawLimits(q.send) } : {}),
+    ...(q.receive ? { receive: rawLimits(q.receive) } : {}),
   };
+}
+
+function rawLimits(l: HboneByteLimit | readonly HboneByteLimit[]): RawByteLimit | RawByteLimit[] {
+  const one = (x: HboneByteLimit): RawByteLimit => ({ key: x.key, bytesPerSecond: engineRate(x.bytesPerSecond) });
+  return isLimitList(l) ? l.map(one) : one(l);
+}
+
+function isLimitList(l: HboneByteLimit | readonly HboneByteLimit[]): l is readonly HboneByteLimit[] {
+  return Array.isArray(l);
 }
 
 /** Results of streams that ended before attach(), kept for a late attach() (bounded, oldest dropped first). */

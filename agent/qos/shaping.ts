@@ -2,7 +2,7 @@
 import type { Counter } from 'prom-client';
 import { matchHolds } from '../http/route';
 import type { StateView } from '../state/store';
-import type { HboneQosState, HboneStreamQos } from '../native/hbone-types';
+import type { HboneByteLimit, HboneQosState, HboneStreamQos } from '../native/hbone-types';
 import type { MeshSnapshot, QosSettings, Service, ShapingRule, Workload } from '../../core/model/types';
 import { monotonicClock, rateLimitHeaders, TokenBucket, type BucketState, type Clock } from './rate-limit';
 import { type AcceptClass, defaultAcceptClass } from './accept-queue';
@@ -310,8 +310,9 @@ export class TrafficShaper {
   /**
    * The relay QoS of a connection handed to the native engine: the fair-share flow (the source workload), priority,
    * weight and DSCP (the first applicable rule that sets each, else the resource level of the workload whose rules
-   * apply: the source outbound, the destination inbound), and bytes/s limits (the lowest applicable rate each way;
-   * one engine bucket per rule and scope, shared by the connections of that scope). upload = client → server: the
+   * apply: the source outbound, the destination inbound), and bytes/s limits (every applicable rule's bucket each
+   * way, tightest first — one object when one rule applies; one engine bucket per rule and scope, shared by the
+   * connections of that scope). upload = client → server: the
    * engine's `send` (socket → tunnel) outbound, its `receive` inbound.
    */
   streamQos(f: ConnectionFacts): HboneStreamQos {
@@ -325,25 +326,29 @@ export class TrafficShaper {
       for (const a of applied) if (a.rule.qos?.[k] !== undefined) return a.rule.qos[k];
       return ws.qos?.[k];
     };
-    const limit = (way: 'upload' | 'download'): { key: string; bytesPerSecond: number } | undefined => {
-      let best: { a: Applied; bps: number } | undefined;
+    // Every applicable rule that limits a way gets its bucket enforced (tightest first): a per-service limit and a
+    // workload-wide one both hold, each for all the connections that share it.
+    const limit = (way: 'upload' | 'download'): HboneByteLimit | readonly HboneByteLimit[] | undefined => {
+      const out: HboneByteLimit[] = [];
       for (const a of applied) {
         const bps = a.rule.bytesPerSecond?.[way];
-        if (bps !== undefined && (!best || bps < best.bps)) best = { a, bps };
+        if (bps === undefined) continue;
+        const key = `${a.rule.name}|${a.scope}|${way}`;
+        if (out.some((l) => l.key === key)) continue;
+        if (!this.engineBuckets.has(key)) {
+          this.engineBuckets.set(key, {
+            direction: f.direction,
+            source_workload: source?.workloadName ?? 'unknown',
+            destination_service: a.rule.service !== undefined ? this.serviceHost(a.service) : 'any',
+            way,
+            rule: a.rule.name,
+            scope: a.scope,
+          });
+        }
+        out.push({ key, bytesPerSecond: Math.max(1, Math.floor(bps / BITS_PER_BYTE)) });
       }
-      if (!best) return undefined;
-      const key = `${best.a.rule.name}|${best.a.scope}|${way}`;
-      if (!this.engineBuckets.has(key)) {
-        this.engineBuckets.set(key, {
-          direction: f.direction,
-          source_workload: source?.workloadName ?? 'unknown',
-          destination_service: best.a.rule.service !== undefined ? this.serviceHost(best.a.service) : 'any',
-          way,
-          rule: best.a.rule.name,
-          scope: best.a.scope,
-        });
-      }
-      return { key, bytesPerSecond: Math.max(1, Math.floor(best.bps / BITS_PER_BYTE)) };
+      out.sort((x, y) => x.bytesPerSecond - y.bytesPerSecond);
+      return out.length === 0 ? undefined : out.length === 1 ? out[0] : out;
     };
     const upload = limit('upload');
     const download = limit('download');

@@ -103,6 +103,32 @@ describeNative('native HBONE engine QoS', () => {
       expect(r.waitNs[2]).toBe(10_000);
       expect(r.waitNs[4]).toBe(163_840_000);
     });
+
+    it('several limits on one stream: the tightest bucket paces it and every bucket is charged, so a shared one holds for all its streams', () => {
+      // Bucket 0: a workload-wide 100 kB/s shared by streams A and B; bucket 1: A's own 50 kB/s; bucket 2: B's own 1 MB/s.
+      const r = raw!.hboneQosSimulate!({
+        kind: 'limits',
+        buckets: [
+          { bytesPerSecond: 100_000, burst: 20_000 },
+          { bytesPerSecond: 50_000, burst: 20_000 },
+          { bytesPerSecond: 1_000_000, burst: 20_000 },
+        ],
+        streams: [
+          [0, 1],
+          [0, 2],
+        ],
+        steps: [
+          { atNs: 0, stream: 0, want: 1_000_000 }, // A takes 20 000 of both its buckets
+          { atNs: 0, stream: 1, want: 1_000_000 }, // B: the shared bucket is empty, whatever its own holds
+          { atNs: 100_000_000, stream: 1, want: 1_000_000 }, // 100 ms: the shared bucket earned 10 000
+          { atNs: 200_000_000, stream: 0, want: 1_000_000 }, // A's own earned 10 000, the shared one 10 000 more
+        ],
+      }) as { granted: number[]; waitNs: number[]; bucketGranted: number[] };
+      expect(r.granted).toEqual([20_000, 0, 10_000, 10_000]);
+      // B waits for the shared bucket (100 kB/s): 1 byte short of nothing → its own burst of 20 000 needs 200 ms.
+      expect(r.waitNs[1]).toBe(200_000_000);
+      expect(r.bucketGranted).toEqual([40_000, 30_000, 10_000]);
+    });
   });
 
   describeQosSockets(engine!, true);

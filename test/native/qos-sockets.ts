@@ -141,6 +141,26 @@ export function describeQosSockets(engine: HboneEngine, fairShare: boolean): voi
       ).toBe(b.burst);
     }, 30_000);
 
+    it('two rules on one stream: the tighter bucket paces it, both are charged every byte, the looser one never throttles', async () => {
+      const tight = 256 * 1024;
+      const total = 768 * 1024;
+      const { result } = await limitedTransfer(SINK, total, {
+        flow: 'default/two-rules',
+        send: [
+          { key: 'test/two-tight', bytesPerSecond: tight },
+          { key: 'test/two-loose', bytesPerSecond: 100 * tight },
+        ],
+      });
+      expect(result).toMatchObject({ outcome: 'eof', sent: total });
+      const t = bucket('test/two-tight')!;
+      const l = bucket('test/two-loose')!;
+      expect(t.granted).toBe(total);
+      expect(l.granted).toBe(total);
+      expect(t.throttles).toBeGreaterThan(0);
+      expect(l.throttles).toBe(0);
+      expect(t.activeNs / 1e9).toBeGreaterThanOrEqual((total - t.burst) / tight - 0.001);
+    }, 30_000);
+
     it('a 100 Mbit/s upload limit is reached, not only never exceeded: two streams on one key get at least 90 % of it', async () => {
       const rate = 12_500_000; // 100 Mbit/s in bytes
       const each = 8 * 1024 * 1024;

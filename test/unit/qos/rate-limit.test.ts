@@ -177,7 +177,7 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
     expect(shaper.streamQos({ direction: 'inbound', destination: server, port: 8080, sourceIdentity: client.identity })).toEqual({ flow: `id:${client.identity}` });
   });
 
-  it('outbound: the first applicable rule sets each QoS field, the resource fills the rest; bytes/s in bytes, upload = send, lowest rate wins', () => {
+  it('outbound: the first applicable rule sets each QoS field, the resource fills the rest; bytes/s in bytes, upload = send, every applicable rule enforced (tightest first)', () => {
     const { shaper } = shaperWith(
       [
         {
@@ -197,7 +197,11 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
       priority: 'latency',
       weight: 20,
       dscp: 10,
-      send: { key: `ns/t/grpc|${client.uid}|upload`, bytesPerSecond: 1_000_000 },
+      // Both rules limit the upload: the per-port rule's bucket and the workload-wide one are both charged.
+      send: [
+        { key: `ns/t/grpc|${client.uid}|upload`, bytesPerSecond: 1_000_000 },
+        { key: `ns/t/all|${client.uid}|upload`, bytesPerSecond: 10_000_000 },
+      ],
       receive: { key: `ns/t/all|${client.uid}|download`, bytesPerSecond: 200_000 },
     });
     // Another port: the port rule does not apply.
@@ -240,7 +244,7 @@ describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () =
     const stop = shaper.attachEngine(() => ({
       fairShare: true,
       flows: [],
-      buckets: [{ key: q.send!.key, bytesPerSecond: 1000, burst: 16384, available: 0, granted: 0, activeNs: 0, holders: 1, ...state }],
+      buckets: [{ key: (Array.isArray(q.send) ? q.send[0] : (q.send as { key: string })).key, bytesPerSecond: 1000, burst: 16384, available: 0, granted: 0, activeNs: 0, holders: 1, ...state }],
     }));
     shaper.syncEngineCounters();
     state = { throttles: 5, delayedBytes: 4000 };
