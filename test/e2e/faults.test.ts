@@ -21,11 +21,16 @@ const ECHO = 9000;
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11', added: '198.19.0.12' } as const;
 /**
  * RLIMIT_NOFILE for the agents, the server pods and the idle-connection client (10,000 connections: one fd each, per
- * side): the soft limit raised to the hard one (raising the hard limit needs CAP_SYS_RESOURCE), at most 65536.
+ * side): 65536 where the hard limit may be raised (CAP_SYS_RESOURCE), else the soft limit raised to the hard one.
  */
 const NOFILE = (() => {
-  const hard = execFileSync('sh', ['-c', 'ulimit -Hn'], { stdio: 'pipe' }).toString().trim();
-  return hard === 'unlimited' ? 65536 : Math.min(65536, Number(hard));
+  try {
+    execFileSync('prlimit', ['--nofile=65536:65536', '--', 'true'], { stdio: 'pipe' });
+    return 65536;
+  } catch {
+    const hard = execFileSync('sh', ['-c', 'ulimit -Hn'], { stdio: 'pipe' }).toString().trim();
+    return hard === 'unlimited' ? 65536 : Math.min(65536, Number(hard));
+  }
 })();
 /** The control plane stays away this long (issue 15: "control plane down for 30 s"). */
 const CONTROL_OUTAGE_MS = Number(process.env.SMESH_FAULTS_CONTROL_OUTAGE_MS ?? 30_000);
@@ -77,7 +82,13 @@ const git = (args: readonly string[], cwd = REPO_ROOT): string => execFileSync('
 
 /** The newest commit before HEAD whose build differs from HEAD's (HEAD~1 unless that one changed only tests or docs). */
 function previousBuildCommit(): string {
-  for (const c of git(['rev-list', '--max-count=100', 'HEAD~1']).split('\n')) {
+  let history: string[];
+  try {
+    history = git(['rev-list', '--max-count=100', 'HEAD~1']).split('\n');
+  } catch (e) {
+    throw new Error(`the upgrade test builds the previous commit and needs the git history of ${REPO_ROOT} (a shallow clone: git fetch --deepen=100): ${(e as Error).message}`);
+  }
+  for (const c of history) {
     try {
       git(['diff', '--quiet', c, 'HEAD', '--', ...BUILD_PATHS]);
     } catch {
@@ -483,6 +494,7 @@ describe.skipIf(problem !== null)(`faults e2e: control plane away, a node's link
             };
           }),
         );
+      if (NOFILE < IDLE_CONNECTIONS + 1000) throw new Error(`RLIMIT_NOFILE can only be raised to ${NOFILE} here (hard limit, no CAP_SYS_RESOURCE): ${IDLE_CONNECTIONS} connections need more`);
       // Baseline: quiet (every earlier connection closed and counted).
       const baseline = await pollUntil(state, (v) => v.every((x) => x.streams === 0 && x.open === 0), 20_000);
       expect(
