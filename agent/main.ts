@@ -459,6 +459,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       metrics,
       logger: logs.child('http'),
       shaping,
+      requestQueue: acceptQueue,
     });
     // Opt-in (--http-engine): eligible HTTP/1.1 connections are served by the addon's HTTP/1.1 engine, decided per request by httpOutbound.
     const h1 = opts.httpEngine ? http1Engine() : undefined;

@@ -14,6 +14,7 @@ import { endpointAddress } from '../../core/model/addresses';
 import { dialConnected, sourceAddressFor, type SourceAddressFor } from '../proxy/dial';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import { formatAuthority, serviceInfo, type AuthorizeInput, type AuthorizeResult } from '../proxy/types';
+import { type AcceptQueue, defaultAcceptClass } from '../qos/accept-queue';
 import type { TrafficShaper } from '../qos/shaping';
 import type { ConnectionRegistry } from '../proxy/connection-tracker';
 import type { HttpAttributes } from '../../core/policy/types';
@@ -93,6 +94,8 @@ export interface HttpOutboundOptions {
   readonly connections?: ConnectionRegistry;
   /** TrafficShaping outbound requestRate rules (agent/qos/shaping.ts): a request over one gets 429 with RateLimit headers. */
   readonly shaping?: TrafficShaper;
+  /** The node's accept queue: each HTTP/1.1 request's handling waits its turn by class and fair share (agent/qos/accept-queue.ts). */
+  readonly requestQueue?: AcceptQueue;
 }
 
 /**
@@ -316,13 +319,33 @@ export class HttpOutbound {
     this.pruneTimer = setInterval(() => this.prune(), opts.pruneIntervalMs ?? 10_000);
     this.pruneTimer.unref();
     this.server = http.createServer({ maxHeaderSize: opts.maxHeaderSize ?? 16 * 1024, requestTimeout: 0, keepAliveTimeout: 60_000 }, (req, res) => {
-      void this.onRequest(req, res).catch((err: unknown) => {
-        this.log.warn({ err: (err as Error).message }, 'HTTP request handling failed');
-        if (!res.headersSent) {
-          res.writeHead(502, { 'content-type': 'text/plain' });
-          res.end('proxy error\n');
-        } else res.destroy();
-      });
+      const handle = () =>
+        void this.onRequest(req, res).catch((err: unknown) => {
+          this.log.warn({ err: (err as Error).message }, 'HTTP request handling failed');
+          if (!res.headersSent) {
+            res.writeHead(502, { 'content-type': 'text/plain' });
+            res.end('proxy error\n');
+          } else res.destroy();
+        });
+      const queue = opts.requestQueue;
+      const ctx = queue ? this.contexts.get(req.socket) : undefined;
+      if (!queue || !ctx) return handle();
+      // Under contention requests are handled by class (TrafficShaping priority by method, path or header) and fair share.
+      const cls =
+        opts.shaping?.requestClass({ direction: 'outbound', source: ctx.source, service: ctx.service, port: ctx.port.port, method: req.method ?? '', path: req.url ?? '', headers: req.headers }) ??
+        defaultAcceptClass(ctx.source, ctx.sourceIp);
+      queue.submit(
+        cls,
+        handle,
+        (_reason, detail) => {
+          this.opts.metrics?.refused.inc({ direction: 'outbound', reason: 'overloaded' });
+          if (res.headersSent) return void res.destroy();
+          const body = `overloaded: ${detail}\n`;
+          res.writeHead(503, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
+          res.end(body);
+        },
+        () => req.destroyed || res.destroyed,
+      );
     });
     this.h2server = http2.createServer({ maxSessionInvalidFrames: 100, settings: { enablePush: false, initialWindowSize: H2_STREAM_WINDOW } });
     // Idle sessions (and ones nghttp2 already sent GOAWAY on after a protocol error) are closed after 2 minutes.

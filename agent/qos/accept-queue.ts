@@ -17,6 +17,10 @@ export function defaultAcceptClass(source: { readonly uid: string } | undefined,
   return { flow: source?.uid ?? `ip:${sourceIp ?? 'unknown'}`, priority: 'normal', weight: 100 };
 }
 
+function flowKey(cls: AcceptClass): string {
+  return `${cls.flow}#${cls.priority}`;
+}
+
 export type AcceptRefusal = 'queue_full' | 'queue_timeout';
 
 export interface AcceptQueueOptions {
@@ -111,13 +115,16 @@ export class AcceptQueue {
       run();
       return;
     }
-    let flow = this.flows.get(cls.flow);
+    // One DRR flow per workload and class (as in the engine): a workload's latency requests and its bulk ones each
+    // compete in their own class.
+    const key = flowKey(cls);
+    let flow = this.flows.get(key);
     if (!flow) {
       flow = { cls, entries: [], head: 0, deficit: 0, served: 0, refused: 0, busyMs: 0 };
-      this.flows.set(cls.flow, flow);
-    } else if (flow.cls.priority !== cls.priority || flow.cls.weight !== cls.weight) {
-      // A TrafficShaping change takes effect for the flow's queue once it is empty (its place in a class list is kept).
-      if (flow.entries.length === flow.head) flow = this.reclassify(flow, cls);
+      this.flows.set(key, flow);
+    } else if (flow.cls.weight !== cls.weight && flow.entries.length === flow.head) {
+      // A weight change takes effect once the flow's queue is empty.
+      flow = this.reclassify(flow, cls);
     }
     if (flow.entries.length - flow.head >= this.maxPerFlow) {
       flow.refused++;
@@ -133,7 +140,7 @@ export class AcceptQueue {
 
   private reclassify(flow: Flow, cls: AcceptClass): Flow {
     const next: Flow = { ...flow, cls, entries: [], head: 0, deficit: 0 };
-    this.flows.set(cls.flow, next);
+    this.flows.set(flowKey(cls), next);
     return next;
   }
 
@@ -169,7 +176,7 @@ export class AcceptQueue {
         flow.deficit = 0;
         list.shift();
         // Idle flows keep their counters for /config_dump, up to a bound (a flood of new source addresses cannot grow it).
-        if (this.flows.size > MAX_FLOWS) this.flows.delete(flow.cls.flow);
+        if (this.flows.size > MAX_FLOWS) this.flows.delete(flowKey(flow.cls));
       } else if (flow.deficit <= 0) {
         list.push(list.shift()!);
       }

@@ -308,6 +308,22 @@ export class TrafficShaper {
   }
 
   /**
+   * The class an HTTP request's handling waits in (the accept queue, on the per-request HTTP path): the first
+   * applicable rule whose `match` holds for the request and sets priority / weight (classification by method, path
+   * or header), else the rules without a match, else the resource level; the flow is the source workload.
+   */
+  requestClass(f: RequestFacts): AcceptClass {
+    const base = this.acceptClass(f.direction, f.source, f.sourceIp, f.destination);
+    const applied = this.applicable(f);
+    const pick = <K extends 'priority' | 'weight'>(k: K): QosSettings[K] | undefined => {
+      for (const a of applied) if (a.rule.requestMatch.length > 0 && a.rule.qos?.[k] !== undefined && a.rule.requestMatch.some((m) => matchHolds(m, f, f.port ?? 0))) return a.rule.qos[k];
+      for (const a of applied) if (a.rule.requestMatch.length === 0 && a.rule.qos?.[k] !== undefined) return a.rule.qos[k];
+      return undefined;
+    };
+    return { flow: base.flow, priority: pick('priority') ?? base.priority, weight: pick('weight') ?? base.weight };
+  }
+
+  /**
    * The relay QoS of a connection handed to the native engine: the fair-share flow (the source workload), priority,
    * weight and DSCP (the first applicable rule that sets each, else the resource level of the workload whose rules
    * apply: the source outbound, the destination inbound), and bytes/s limits (every applicable rule's bucket each
@@ -322,8 +338,9 @@ export class TrafficShaper {
     const ws = owner ? this.shaping()?.get(owner.uid) : undefined;
     if (!ws) return { flow };
     const applied = this.applicable(f);
+    // Rules with a request match classify requests (requestClass), not whole connections.
     const pick = <K extends keyof QosSettings>(k: K): QosSettings[K] | undefined => {
-      for (const a of applied) if (a.rule.qos?.[k] !== undefined) return a.rule.qos[k];
+      for (const a of applied) if (a.rule.requestMatch.length === 0 && a.rule.qos?.[k] !== undefined) return a.rule.qos[k];
       return ws.qos?.[k];
     };
     // Every applicable rule that limits a way gets its bucket enforced (tightest first): a per-service limit and a

@@ -10,7 +10,9 @@
 //     connectionRate          {maxTokens, tokensPerFill, fillInterval}: new connections (Envoy local rate limit)
 //     maxConnections          concurrent connections
 //     requestRate             {maxTokens, tokensPerFill, fillInterval}: HTTP requests (HTTP ports only)
-//     match[]                 which requests requestRate counts: {uri, method: {exact|prefix|regex}, headers: {name: {...}}}
+//     match[]                 which requests requestRate counts and priority/weight classify (HTTP ports): {uri, method:
+//                             {exact|prefix|regex}, headers: {name: {...}}}; a rule with match sets QoS per request, not
+//                             per connection
 //     overLimit               {action: Reject | Queue, maxWait}: a connection over a connection limit (Queue: outbound only)
 //     bytesPerSecond          {upload, download}: relay bandwidth each way (native engine), Kubernetes bandwidth quantities
 //                             in bits per second ("10M" = 10 Mbit/s) like kubernetes.io/egress-bandwidth; upload = client → server
@@ -215,7 +217,8 @@ function convertRule(r: Obj, path: string, index: number, direction: 'outbound' 
     problems.push({ field: path, message: 'expected at least one limit or QoS setting: connectionRate, maxConnections, requestRate, bytesPerSecond, priority, weight or dscp' });
   }
   const match = ((r.match ?? []) as Obj[]).map((m, i) => convertMatch(m, `${path}.match[${i}]`, problems));
-  if (match.length > 0 && !r.requestRate) problems.push({ field: `${path}.match`, message: 'selects the requests requestRate counts: set requestRate, or leave match out' });
+  if (match.length > 0 && !r.requestRate && r.priority == null && r.weight == null)
+    problems.push({ field: `${path}.match`, message: 'selects the requests requestRate counts or priority/weight classify: set requestRate, priority or weight, or leave match out' });
   const action: 'reject' | 'queue' = r.overLimit?.action === 'Queue' ? 'queue' : 'reject';
   let maxWaitMs = DEFAULT_QUEUE_WAIT_MS;
   if (r.overLimit?.maxWait !== undefined && r.overLimit?.maxWait !== null) {

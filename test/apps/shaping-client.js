@@ -6,10 +6,11 @@ const http = require('http');
 
 const USAGE = `usage: shaping-client.js MODE [options]
   conns      --host H --port P --count N             N echo connections one after another: ok | reset | refused | timeout | other
-  http       --url URL --count N [--new-conn]        N GETs one after another: status and the rate-limit headers of each
+  http       --url URL --count N [--new-conn] [--header NAME:VALUE]...
+                                                     N GETs one after another: status and the rate-limit headers of each
 common: --timeout MS per connection or request (default 5000)`;
 
-const opts = { mode: process.argv[2], count: 1, timeout: 5000, newConn: false };
+const opts = { mode: process.argv[2], count: 1, timeout: 5000, newConn: false, headers: {} };
 const argv = process.argv.slice(3);
 for (let i = 0; i < argv.length; i++) {
   const next = () => argv[++i];
@@ -20,6 +21,7 @@ for (let i = 0; i < argv.length; i++) {
     case '--url': opts.url = next(); break;
     case '--timeout': opts.timeout = Number(next()); break;
     case '--new-conn': opts.newConn = true; break;
+    case '--header': { const h = next(); const i = h.indexOf(':'); opts.headers[h.slice(0, i).trim()] = h.slice(i + 1).trim(); break; }
     default: process.stderr.write(`${USAGE}\n`); process.exit(2);
   }
 }
@@ -56,7 +58,7 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 function getOnce() {
   return new Promise((resolve) => {
-    const req = http.get(opts.url, { agent: opts.newConn ? false : agent, timeout: opts.timeout }, (res) => {
+    const req = http.get(opts.url, { agent: opts.newConn ? false : agent, timeout: opts.timeout, headers: opts.headers }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));

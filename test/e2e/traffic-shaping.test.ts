@@ -40,6 +40,7 @@ const SHAPINGS = [
   }),
   shaping('in-local', 'in-local', { inbound: [{ name: 'rps', service: 'in-local', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
   shaping('in-remote', 'in-remote', { inbound: [{ name: 'rps', service: 'in-remote', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
+  shaping('classes', 'http-client', { outbound: [{ name: 'interactive', priority: 'latency', match: [{ headers: { 'x-class': { exact: 'interactive' } } }] }] }),
   shaping('bw', 'bw-client', { priority: 'bulk', weight: 50, outbound: [{ name: 'up', service: 'sink', bytesPerSecond: { upload: '2M' } }] }),
 ];
 
@@ -332,6 +333,23 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     const dump = (await configDump(agents[0]!)).acceptQueue;
     expect(dump, JSON.stringify(dump)).toMatchObject({ fairShare: true, waiting: 0 });
     expect(await served(), JSON.stringify(dump.flows)).toMatchObject({ priority: 'bulk', weight: 50, served: before + 1 });
+  });
+
+  it('an HTTP request is handled in the class its header selects (TrafficShaping match + priority): counted under the latency flow, others under normal', async () => {
+    type Flow = { flow: string; priority: string; served: number };
+    const flows = async () => ((await configDump(agents[0]!)).acceptQueue.flows as Flow[]).filter((f) => f.flow.endsWith('http-client'));
+    const served = (fs: Flow[], priority: string) => fs.find((f) => f.priority === priority)?.served ?? 0;
+    const before = await flows();
+    const a = await shapingClient<HttpResult>('http-client', ['http', '--url', `http://${VIP.webLocal}/classified`, '--count', '2', '--header', 'x-class: interactive']);
+    const b = await shapingClient<HttpResult>('http-client', ['http', '--url', `http://${VIP.webLocal}/plain`, '--count', '1']);
+    expect(
+      [...a.results, ...b.results].map((x) => x.status ?? x.error),
+      diag(),
+    ).toEqual([200, 200, 200]);
+    const after = await flows();
+    expect(served(after, 'latency') - served(before, 'latency'), JSON.stringify(after)).toBe(2);
+    // The plain request and the connection itself (accepted in the workload's resource-level class: normal).
+    expect(served(after, 'normal') - served(before, 'normal'), JSON.stringify(after)).toBeGreaterThanOrEqual(1);
   });
 
   it('/config_dump shows the rules in force per workload and their buckets', async () => {

@@ -103,6 +103,28 @@ describe('TrafficShaping config', () => {
     });
   });
 
+  it('a rule with match and a priority (no requestRate) classifies requests by header: accepted, the match kept', () => {
+    const { snapshot, problems } = load(`${BASE}
+---
+apiVersion: smesh.io/v1alpha1
+kind: TrafficShaping
+metadata: {name: classes, namespace: default}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  outbound:
+  - name: interactive
+    priority: latency
+    match: [{headers: {x-class: {exact: interactive}}}]
+`);
+    expect(problems).toEqual([]);
+    expect(snapshot.trafficShaping!.get('default/reviews-1')!.outbound[0]).toEqual({
+      name: 'default/classes/interactive',
+      requestMatch: [{ headers: { 'x-class': { kind: 'exact', value: 'interactive' } } }],
+      overLimit: { action: 'reject', maxWaitMs: 0 },
+      qos: { priority: 'latency' },
+    });
+  });
+
   it.each([
     ['unknown field', `outbound: [{bitsPerSecond: 10}]`, 'spec.outbound[0].bitsPerSecond', 'unknown field'],
     ['bad bandwidth quantity', `outbound: [{bytesPerSecond: {upload: 10Mbit}}]`, 'spec.outbound[0].bytesPerSecond.upload', 'expected a Kubernetes quantity'],
@@ -118,7 +140,7 @@ describe('TrafficShaping config', () => {
     ['zero tokens', `outbound: [{connectionRate: {maxTokens: 0, fillInterval: 1s}}]`, 'spec.outbound[0].connectionRate.maxTokens', 'expected an integer 1-'],
     ['fill interval under 50ms', `inbound: [{requestRate: {maxTokens: 1, fillInterval: 10ms}}]`, 'spec.inbound[0].requestRate.fillInterval', "at least 50ms (Envoy's minimum)"],
     ['missing fillInterval', `outbound: [{connectionRate: {maxTokens: 1}}]`, 'spec.outbound[0].connectionRate.fillInterval', 'required field is missing'],
-    ['match without requestRate', `outbound: [{maxConnections: 1, match: [{uri: {prefix: /a}}]}]`, 'spec.outbound[0].match', 'set requestRate'],
+    ['match without requestRate or a class', `outbound: [{maxConnections: 1, match: [{uri: {prefix: /a}}]}]`, 'spec.outbound[0].match', 'set requestRate, priority or weight'],
     [
       'two string matches',
       `outbound: [{requestRate: {maxTokens: 1, fillInterval: 1s}, match: [{uri: {prefix: /a, exact: /b}}]}]`,

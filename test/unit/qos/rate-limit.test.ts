@@ -170,6 +170,33 @@ describe('TrafficShaper', () => {
   });
 });
 
+describe('TrafficShaper.requestClass (the class an HTTP request waits in)', () => {
+  const shaping: WorkloadShaping[] = [
+    {
+      workloadUid: 'ns/client',
+      qos: { priority: 'normal', weight: 50 },
+      outbound: [
+        rule({ name: 'ns/t/interactive', qos: { priority: 'latency' }, requestMatch: [{ headers: { 'x-class': { kind: 'exact', value: 'interactive' } } }] }),
+        rule({ name: 'ns/t/batch', qos: { priority: 'bulk', weight: 10 }, requestMatch: [{ path: { kind: 'prefix', value: '/batch' } }] }),
+      ],
+      inbound: [],
+    },
+  ];
+  const req = (path: string, headers: Record<string, string> = {}) => ({ direction: 'outbound' as const, source: client, service: svc, port: 80, method: 'GET', path, headers });
+
+  it('classifies by header and by path; the first matching rule that sets a field wins; the resource fills the rest', () => {
+    const { shaper } = shaperWith(shaping, [svc]);
+    expect(shaper.requestClass(req('/x', { 'x-class': 'interactive' }))).toEqual({ flow: client.uid, priority: 'latency', weight: 50 });
+    expect(shaper.requestClass(req('/batch/7'))).toEqual({ flow: client.uid, priority: 'bulk', weight: 10 });
+    expect(shaper.requestClass(req('/x'))).toEqual({ flow: client.uid, priority: 'normal', weight: 50 });
+  });
+
+  it('rules with a match classify requests only: the connection keeps the resource-level class', () => {
+    const { shaper } = shaperWith(shaping, [svc]);
+    expect(shaper.streamQos({ direction: 'outbound', source: client, service: svc, servicePort: 80 })).toEqual({ flow: client.uid, priority: 'normal', weight: 50 });
+  });
+});
+
 describe('TrafficShaper.streamQos (relay QoS handed to the native engine)', () => {
   it('always names the source workload as the fair-share flow; no TrafficShaping: nothing else', () => {
     const { shaper } = shaperWith([]);
