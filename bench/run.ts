@@ -39,11 +39,16 @@ const IDLE_POLL = env('BENCH_IDLE_POLL', '1') !== '0';
 const EXTRA_AGENT_ARGS = env('BENCH_AGENT_ARGS', '').split(/\s+/).filter(Boolean);
 /**
  * The HTTP-port rows (hrps hlat hcps) measure the mesh's `http` port with the agents' native HTTP/1.1 engine
- * (`--http-engine`) unless BENCH_HTTP_ENGINE=0 (node:http, the agents' default). Only HTTP service ports are affected:
- * the TCP rows go to ports named `iperf`, `tcp-web` and `ping`.
+ * (`--http-engine`) unless BENCH_HTTP_ENGINE=0 (node:http, the agents' default); `both` (default) measures it on
+ * node:http too, after everything else, with restarted agents. Only HTTP service ports are affected by the flag: the
+ * TCP rows go to ports named `iperf`, `tcp-web` and `ping`.
  */
-const HTTP_ENGINE = env('BENCH_HTTP_ENGINE', '1');
-if (HTTP_ENGINE !== '0' && HTTP_ENGINE !== '1') throw new Error(`BENCH_HTTP_ENGINE: '${HTTP_ENGINE}' is neither 0 nor 1`);
+const HTTP_ENGINE = env('BENCH_HTTP_ENGINE', 'both');
+if (HTTP_ENGINE !== '0' && HTTP_ENGINE !== '1' && HTTP_ENGINE !== 'both') throw new Error(`BENCH_HTTP_ENGINE: '${HTTP_ENGINE}' is not 0, 1 or both`);
+/** The agents of the rotated rounds run --http-engine (1, both); with `both`, mesh-http-nodehttp is measured after them by agents restarted without it. */
+const ENGINE_FIRST = HTTP_ENGINE !== '0';
+/** mesh-http measured by agents without --http-engine (node:http), after the rotated rounds (BENCH_HTTP_ENGINE=both). */
+const NODEHTTP_PATH = 'mesh-http-nodehttp';
 
 const VIP = { remote: '198.19.0.10', local: '198.19.0.11' } as const;
 /**
@@ -112,7 +117,15 @@ const PATHS: PathDef[] = [
   {
     name: 'mesh-http',
     from: 'client',
-    describe: `client → remote VIP ${VIP.remote} port ${PORT.http} (\`http\`) → eBPF redirect → node1 agent, per request (${HTTP_ENGINE === '1' ? '--http-engine: the native HTTP/1.1 engine' : 'node:http'}) → pooled upstream over HBONE (mTLS) → node2 agent, per request → remote-server:${PORT.httpTarget}`,
+    describe: `client → remote VIP ${VIP.remote} port ${PORT.http} (\`http\`) → eBPF redirect → node1 agent, per request (${ENGINE_FIRST ? '--http-engine: the native HTTP/1.1 engine' : 'node:http'}) → pooled upstream over HBONE (mTLS) → node2 agent, per request → remote-server:${PORT.httpTarget}`,
+    tests: HTTP_TESTS,
+    target: vipTarget(VIP.remote, PORT.http),
+    proxies: agentProxies,
+  },
+  {
+    name: NODEHTTP_PATH,
+    from: 'client',
+    describe: `as mesh-http, both agents on node:http (no --http-engine): restarted for it after the rotated rounds (BENCH_HTTP_ENGINE=both)`,
     tests: HTTP_TESTS,
     target: vipTarget(VIP.remote, PORT.http),
     proxies: agentProxies,
@@ -149,6 +162,7 @@ const PAIRS: Pair[] = [
   { mesh: 'mesh', direct: 'direct', title: 'cross-node', tests: TCP_TESTS },
   { mesh: 'mesh-local', direct: 'direct-local', title: 'same node', tests: TCP_TESTS },
   { mesh: 'mesh-http', direct: 'direct', title: 'cross-node, HTTP port', tests: HTTP_TESTS },
+  { mesh: NODEHTTP_PATH, direct: 'direct', title: 'cross-node, HTTP port, node:http', tests: HTTP_TESTS },
 ];
 
 function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
@@ -160,23 +174,24 @@ function listSetting<T extends string>(name: string, all: readonly T[]): T[] {
 }
 
 const TESTS = listSetting<TestName>('BENCH_TESTS', ALL_TESTS);
+/** The selected paths that take part in a selected test (a peer with nothing to run is not started). */
 const PATH_NAMES = listSetting(
   'BENCH_PATHS',
-  PATHS.map((p) => p.name),
-);
-const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name));
+  PATHS.map((p) => p.name).filter((n) => n !== NODEHTTP_PATH || HTTP_ENGINE === 'both'),
+).filter((n) => PATHS.find((p) => p.name === n)!.tests.some((t) => TESTS.includes(t)));
+if (PATH_NAMES.includes(NODEHTTP_PATH) && HTTP_ENGINE !== 'both') throw new Error(`BENCH_PATHS: ${NODEHTTP_PATH} needs BENCH_HTTP_ENGINE=both`);
+const paths = PATHS.filter((p) => PATH_NAMES.includes(p.name) && p.name !== NODEHTTP_PATH);
+/** Measured after the rotated rounds, by restarted agents (BENCH_HTTP_ENGINE=both). */
+const laterPaths = PATHS.filter((p) => PATH_NAMES.includes(p.name) && p.name === NODEHTTP_PATH && TESTS.some((t) => p.tests.includes(t)));
 const peerPaths = PEERS.filter((d) => PATH_NAMES.includes(d.name));
 const tcpPeers = peerPaths.filter((d) => d.mode === 'tcp').map((d) => d.name);
 const httpPeers = peerPaths.filter((d) => d.mode === 'http').map((d) => d.name);
 /** Whether any selected path runs any selected HTTP-port test (then the agents get --http-engine, unless BENCH_HTTP_ENGINE=0). */
 const HTTP_ROWS = paths.some((p) => p.tests.some((t) => HTTP_TESTS.includes(t) && TESTS.includes(t)));
-const AGENT_ARGS = [
-  '--no-plaintext-capture',
-  '--hbone-addressing',
-  env('BENCH_HBONE_ADDRESSING', 'pod'),
-  ...(HTTP_ROWS && HTTP_ENGINE === '1' && !EXTRA_AGENT_ARGS.includes('--http-engine') ? ['--http-engine'] : []),
-  ...EXTRA_AGENT_ARGS,
-];
+const BASE_AGENT_ARGS = ['--no-plaintext-capture', '--hbone-addressing', env('BENCH_HBONE_ADDRESSING', 'pod')];
+const AGENT_ARGS = [...BASE_AGENT_ARGS, ...(HTTP_ROWS && ENGINE_FIRST && !EXTRA_AGENT_ARGS.includes('--http-engine') ? ['--http-engine'] : []), ...EXTRA_AGENT_ARGS];
+/** The restarted agents of mesh-http-nodehttp: the same without --http-engine. */
+const NODEHTTP_AGENT_ARGS = [...BASE_AGENT_ARGS, ...EXTRA_AGENT_ARGS.filter((a) => a !== '--http-engine')];
 
 // ---------------------------------------------------------------------------------------------
 
@@ -274,16 +289,16 @@ class Servers {
  * <dir>/agent-<pid>.cpuprofile when it stops at the end (bench/lib/cpu-prof-preload.js; `--cpu-prof` itself is not
  * allowed in NODE_OPTIONS). `SMESH_AGENT_NODE_OPTIONS` adds other NODE_OPTIONS for the agents only.
  */
-function startAgentWithNodeOptions(topo: Topology, node: string, cfgDir: string): AgentHandle {
+function startAgentWithNodeOptions(topo: Topology, node: string, cfgDir: string, args: readonly string[] = AGENT_ARGS): AgentHandle {
   const profDir = process.env.SMESH_AGENT_CPU_PROF;
   const extra = [profDir ? `--require ${path.join(REPO_ROOT, 'bench/lib/cpu-prof-preload.js')}` : '', process.env.SMESH_AGENT_NODE_OPTIONS ?? ''].filter(Boolean).join(' ');
-  if (!extra) return topo.startAgent(node, cfgDir, AGENT_ARGS);
+  if (!extra) return topo.startAgent(node, cfgDir, args);
   const saved = { NODE_OPTIONS: process.env.NODE_OPTIONS, SMESH_CPU_PROF_DIR: process.env.SMESH_CPU_PROF_DIR };
   // spawn() in startAgent copies the environment: set for that call only, restored at once.
   process.env.NODE_OPTIONS = extra;
   if (profDir) process.env.SMESH_CPU_PROF_DIR = path.resolve(profDir);
   try {
-    return topo.startAgent(node, cfgDir, AGENT_ARGS);
+    return topo.startAgent(node, cfgDir, args);
   } finally {
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
@@ -450,45 +465,47 @@ async function main(): Promise<void> {
     const samples: Sample[] = [];
     const warnAt = agents.map((a) => agentWarnings(a).length);
 
+    /** One measurement of `test` on `p`, recorded in `samples` (the agents' RSS from `rss`). */
+    const measure = async (round: number, test: TestName, p: PathDef, rss: RssSampler): Promise<void> => {
+      const target = p.target(topo, test);
+      const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
+      const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup, ...p.proxies(topo) };
+      rss.resetWindow({ [PROXY_RSS]: Object.values(p.proxies(topo)) });
+      const w = cpuWindow(groups, topo.runCgroup);
+      const t0 = Date.now();
+      const latencyTest = test === 'lat' || test === 'hlat';
+      const release = latencyTest && IDLE_POLL ? holdZeroCpuLatency() : null;
+      if (latencyTest && IDLE_POLL && !release && round === 1) say('  (cannot open /dev/cpu_dma_latency: latency measured with halting idle CPUs)');
+      let m: Measured;
+      try {
+        m = await runTest(topo, topo.pod(p.from), test, target, DUR_S);
+      } finally {
+        release?.();
+      }
+      const cpu = w.end();
+      rss.sample();
+      const s: Sample = { round, path: p.name, test, m, cpu, rssPeakKiB: { ...rss.windowPeak }, wallS: (Date.now() - t0) / 1000 };
+      samples.push(s);
+      const shown = m.error
+        ? `FAILED: ${m.error.split('\n')[0]}`
+        : latencyTest
+          ? `p50 ${m.p50Us?.toFixed(1)} µs  p99 ${m.p99Us?.toFixed(1)} µs`
+          : test.startsWith('bw')
+            ? `${m.value!.toFixed(2)} Gbit/s`
+            : `${Math.round(m.value!)} /s${m.reqP50Us !== undefined ? ` p50 ${Math.round(m.reqP50Us)} µs p99 ${Math.round(m.reqP99Us ?? 0)} µs` : ''}`;
+      const busyElsewhere = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
+      const cpuText = `cpu machine ${cpu.machine.toFixed(0)}% ksoftirqd ${cpu.ksoftirqd.toFixed(0)}% agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}%${busyElsewhere}`;
+      say(`  r${round} ${test.padEnd(3)} ${p.name.padEnd(12)} ${shown.padEnd(34)} ${cpuText}${m.errorDetail ? `  (${m.errorDetail})` : ''}`);
+      if (m.error && test.startsWith('bw')) await servers.restartIperf(topo.pod(serverPod));
+      await sleep(GAP_MS);
+    };
+
     say('');
     for (let round = 1; round <= ROUNDS; round++) {
       const k = (round - 1) % paths.length;
       const order = [...paths.slice(k), ...paths.slice(0, k)]; // rotate so no path always runs first
       for (const test of TESTS) {
-        for (const p of order) {
-          if (!p.tests.includes(test)) continue;
-          const target = p.target(topo, test);
-          const serverPod = target.host === topo.pod('local-server').ip || target.host === VIP.local ? 'local-server' : 'remote-server';
-          const groups = { ...cgroups, 'load gen pod': topo.pod(p.from).cgroup, 'server pod': topo.pod(serverPod).cgroup, ...p.proxies(topo) };
-          sampler.resetWindow({ [PROXY_RSS]: Object.values(p.proxies(topo)) });
-          const w = cpuWindow(groups, topo.runCgroup);
-          const t0 = Date.now();
-          const latencyTest = test === 'lat' || test === 'hlat';
-          const release = latencyTest && IDLE_POLL ? holdZeroCpuLatency() : null;
-          if (latencyTest && IDLE_POLL && !release && round === 1) say('  (cannot open /dev/cpu_dma_latency: latency measured with halting idle CPUs)');
-          let m: Measured;
-          try {
-            m = await runTest(topo, topo.pod(p.from), test, target, DUR_S);
-          } finally {
-            release?.();
-          }
-          const cpu = w.end();
-          sampler.sample();
-          const s: Sample = { round, path: p.name, test, m, cpu, rssPeakKiB: { ...sampler.windowPeak }, wallS: (Date.now() - t0) / 1000 };
-          samples.push(s);
-          const shown = m.error
-            ? `FAILED: ${m.error.split('\n')[0]}`
-            : latencyTest
-              ? `p50 ${m.p50Us?.toFixed(1)} µs  p99 ${m.p99Us?.toFixed(1)} µs`
-              : test.startsWith('bw')
-                ? `${m.value!.toFixed(2)} Gbit/s`
-                : `${Math.round(m.value!)} /s${m.reqP50Us !== undefined ? ` p50 ${Math.round(m.reqP50Us)} µs p99 ${Math.round(m.reqP99Us ?? 0)} µs` : ''}`;
-          const busyElsewhere = cpu.other > FOREIGN_CPU_LIMIT ? `  ! ${cpu.other.toFixed(0)}% CPU used outside the bench` : '';
-          const cpuText = `cpu machine ${cpu.machine.toFixed(0)}% ksoftirqd ${cpu.ksoftirqd.toFixed(0)}% agents ${cpu.groups['node1 agent']!.toFixed(0)}%/${cpu.groups['node2 agent']!.toFixed(0)}%${busyElsewhere}`;
-          say(`  r${round} ${test.padEnd(3)} ${p.name.padEnd(12)} ${shown.padEnd(34)} ${cpuText}${m.errorDetail ? `  (${m.errorDetail})` : ''}`);
-          if (m.error && test.startsWith('bw')) await servers.restartIperf(topo.pod(serverPod));
-          await sleep(GAP_MS);
-        }
+        for (const p of order) if (p.tests.includes(test)) await measure(round, test, p, sampler);
       }
     }
 
@@ -500,6 +517,40 @@ async function main(): Promise<void> {
     const warnings = agents.map((a, i) => agentWarnings(a).slice(warnAt[i]));
     const contaminated = samples.filter((s) => s.cpu.other > FOREIGN_CPU_LIMIT);
     const exited = agents.filter((a) => a.proc.exitInfo()).map((a) => a.node.name);
+
+    // BENCH_HTTP_ENGINE=both: the HTTP port once more, on node:http — the flag is per agent process, so both agents
+    // are restarted without it (not rotated with the other paths: measured last).
+    const later: { warnings: string[][]; exited: string[]; counters?: Record<string, Record<string, number>>; error?: string } = { warnings: [], exited: [] };
+    if (laterPaths.length) {
+      say('');
+      say(`  restarting both agents without --http-engine for ${laterPaths.map((p) => p.name).join(', ')}`);
+      let rss: RssSampler | undefined;
+      // A failure here costs these rows only: everything measured before is still reported.
+      try {
+        for (const a of agents) await a.stop(5000);
+        agents.length = 0;
+        for (const n of ['node1', 'node2']) {
+          const a = startAgentWithNodeOptions(topo, n, cfgDir, NODEHTTP_AGENT_ARGS);
+          agents.push(a);
+          await a.waitReady(60_000);
+        }
+        rss = new RssSampler({ node1: agents[0]!.pid, node2: agents[1]!.pid });
+        rss.start();
+        for (const p of laterPaths) await runTest(topo, topo.pod(p.from), 'hrps', p.target(topo, 'hrps'), 1);
+        const from = agents.map((a) => agentWarnings(a).length);
+        for (let round = 1; round <= ROUNDS; round++) {
+          for (const test of TESTS) for (const p of laterPaths) if (p.tests.includes(test)) await measure(round, test, p, rss);
+        }
+        later.warnings = agents.map((a, i) => agentWarnings(a).slice(from[i]));
+        later.exited = agents.filter((a) => a.proc.exitInfo()).map((a) => a.node.name);
+        later.counters = { node1: await meshCounters(agents[0]!), node2: await meshCounters(agents[1]!) };
+      } catch (e) {
+        later.error = (e as Error).message;
+        say(`  ${NODEHTTP_PATH} not measured: ${later.error}`);
+      } finally {
+        rss?.stop();
+      }
+    }
 
     // ------------------------------------------------------------------- report
     const now = new Date();
@@ -570,9 +621,10 @@ async function main(): Promise<void> {
       ...(httpPeers.length && hasPath('mesh-http')
         ? [
             `## HTTP port against HTTP reverse proxies: median over ${ROUNDS} rounds; ratio = smesh (mesh-http) median / peer median`,
-            `(mesh-http: the Service port named \`http\`, proxied per request by both agents${HTTP_ENGINE === '1' ? ' with --http-engine' : ' on node:http (BENCH_HTTP_ENGINE=0)'}; the peers: nginx and HAProxy HTTP reverse proxies, keep-alive upstreams, mTLS between the hops)`,
+            `(mesh-http: the Service port named \`http\`, proxied per request by both agents${ENGINE_FIRST ? ' with --http-engine' : ' on node:http (BENCH_HTTP_ENGINE=0)'}${laterPaths.length ? `; ${NODEHTTP_PATH}: the same on node:http, agents restarted without --http-engine after the other measurements` : ''}; the peers: nginx and HAProxy HTTP reverse proxies, keep-alive upstreams, mTLS between the hops)`,
             '',
-            peerTable(samples, 'mesh-http', 'direct', httpPeers, HTTP_TESTS),
+            // With BENCH_HTTP_ENGINE=both the node:http run is a column too: mesh-http/mesh-http-nodehttp is what the engine gains.
+            peerTable(samples, 'mesh-http', 'direct', [...httpPeers, ...laterPaths.map((p) => p.name)], HTTP_TESTS),
             '',
             'Goals (issue 13 item 5; ratios within this run):',
             '',
@@ -595,6 +647,12 @@ async function main(): Promise<void> {
       '## Checks',
       '',
       `- mesh connections counted by the agents: node1 source mTLS ${counters.node1.opened_source_mtls}, node1 source plain (same node) ${counters.node1.opened_source_plain}, node2 destination mTLS ${counters.node2.opened_destination_mtls}`,
+      ...(later.error ? [`- ${NODEHTTP_PATH}: NOT MEASURED (restarting the agents without --http-engine failed: ${later.error.split('\n')[0]})`] : []),
+      ...(later.counters
+        ? [
+            `- ${NODEHTTP_PATH} (agents restarted without --http-engine): requests reported by node1 ${later.counters.node1!.http_requests_source}, forwarded by an HTTP/1.1 engine ${later.counters.node1!.http_engine_outbound_forwarded + later.counters.node2!.http_engine_inbound_forwarded} (expected 0); warnings/errors node1 ${later.warnings[0]!.length}, node2 ${later.warnings[1]!.length}; agents still running at the end: ${later.exited.length ? `NO, exited: ${later.exited.join(', ')}` : 'yes'}`,
+          ]
+        : []),
       ...(HTTP_ROWS
         ? [
             `- HTTP port: requests reported by node1 (reporter=source) ${counters.node1.http_requests_source}; forwarded by the HTTP/1.1 engine: node1 outbound ${counters.node1.http_engine_outbound_forwarded}, node2 inbound ${counters.node2.http_engine_inbound_forwarded}; node1's upstream connections into HBONE relayed by the HBONE engine ${counters.node1.http_engine_bridge_native}, in JavaScript ${counters.node1.http_engine_bridge_js}`,
@@ -635,7 +693,7 @@ async function main(): Promise<void> {
               paths: PATH_NAMES,
               idlePollDuringLatency: IDLE_POLL,
               httpPort: HTTP_PORT_KIND,
-              httpEngine: HTTP_ENGINE === '1',
+              httpEngine: HTTP_ENGINE,
               agentArgs: AGENT_ARGS,
             },
             machine: info,
