@@ -57,6 +57,12 @@ interface PooledSession {
   /** A PING is checking whether the session still answers (see probe). */
   probing?: boolean;
   idleTimer?: NodeJS.Timeout;
+  /** The TLS socket under the session (node:http2 hands out only a proxy that may not be destroyed). */
+  tlsSocket?: () => tls.TLSSocket | undefined;
+  /** Armed when the session is closed: a socket still open then is destroyed (see reapIfStuck). */
+  reaper?: NodeJS.Timeout;
+  /** The session emitted 'close'. */
+  gone?: boolean;
 }
 
 function connectError(req: HboneOpenRequest, err: NodeJS.ErrnoException): SmeshError {
@@ -237,10 +243,11 @@ export class HboneClient {
         return Object.assign(new Error(`HBONE server certificate SPIFFE id is ${got ?? 'missing'}${why}, expected ${expected}`), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
       },
     };
+    let raw: tls.TLSSocket | undefined;
     const session = http2.connect(`https://${formatAuthority(req.node.host, req.node.port)}`, {
       settings: { initialWindowSize: HBONE_STREAM_WINDOW, enablePush: false },
       maxSessionMemory: HBONE_MAX_SESSION_MEMORY_MB,
-      createConnection: () => tls.connect(tlsOptions),
+      createConnection: () => (raw = tls.connect(tlsOptions)),
     });
     const entry: PooledSession = {
       key,
@@ -289,7 +296,10 @@ export class HboneClient {
     entry.ready.catch(() => this.discard(entry, true));
     session.on('error', (err) => this.log.debug({ peerNode: formatAuthority(req.node.host, req.node.port), err: err.message }, 'HBONE client session error'));
     session.on('goaway', () => this.discard(entry));
+    entry.tlsSocket = () => raw;
     session.on('close', () => {
+      entry.gone = true;
+      if (entry.reaper) clearTimeout(entry.reaper);
       if (!entry.dead) this.discard(entry);
       this.opts.metrics?.hboneSessions.dec({ direction: 'outbound' });
     });
@@ -371,5 +381,25 @@ export class HboneClient {
     if (entry.idleTimer) clearTimeout(entry.idleTimer);
     if (hard) entry.session.destroy();
     else if (entry.active === 0 && !entry.session.closed) entry.session.close();
+    // Only once no stream is left: a peer's GOAWAY also closes the session while its streams finish (a drain).
+    if (entry.session.destroyed || (entry.session.closed && entry.active === 0)) this.reapIfStuck(entry);
+  }
+
+  /**
+   * A closed session whose peer vanished (a link down, a node gone without a FIN) does not finish closing: node:http2
+   * waits for its last frames (GOAWAY) to be written, which TCP retries for ~15 min, and a PING probing it was
+   * cancelled by the close. After the connect timeout such a session is unresponsive: counted, and its socket destroyed.
+   */
+  private reapIfStuck(entry: PooledSession): void {
+    if (entry.reaper || entry.gone) return;
+    entry.reaper = setTimeout(() => {
+      if (entry.gone || (!entry.session.destroyed && entry.active > 0)) return;
+      this.opts.metrics?.hboneSessionErrors.inc({ direction: 'outbound', reason: 'unresponsive' });
+      const suppressed = this.failureLog.take();
+      if (suppressed !== undefined)
+        this.log.info({ ...(suppressed > 0 ? { suppressed } : {}) }, `HBONE session closed: still not closed ${this.connectTimeoutMs} ms after its GOAWAY, its socket is destroyed`);
+      entry.tlsSocket?.()?.destroy();
+    }, this.connectTimeoutMs);
+    entry.reaper.unref();
   }
 }
