@@ -29,7 +29,7 @@ build: setup deps
 # data plane only: on the JS relay a SIGKILLed agent's in-flight connection may end with a FIN instead of a reset, and
 # one in 500 was reset during the surge hand-over — its exact per-connection counts do not allow for that (README, Tests).
 # test/e2e/faults.test.ts runs in both passes: all four faults on the default data plane (~2.3 min: a 30 s control-plane
-# outage, the previous commit built in a git worktree under /tmp), only the link-down one on the JS relay (~15 s).
+# outage, the previous commit built in a git worktree under /tmp), only the link-down one on the JS relay (~25 s).
 test: build lint
 	npx vitest run
 	SMESH_DATAPLANE=js npx vitest run test/e2e --exclude test/e2e/supervisor.test.ts
