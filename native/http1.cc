@@ -80,7 +80,7 @@ class EngineImpl : public http1::Engine {
     workers_.clear();
     tsfn_.Release();
     events_.Discard([](Event& ev) {
-      if (ev.type == EventType::kTakeover && ev.fd >= 0) close(ev.fd);
+      if ((ev.type == EventType::kTakeover || ev.type == EventType::kUpstreamPair) && ev.fd >= 0) close(ev.fd);
     });
   }
 
@@ -137,6 +137,11 @@ class EngineImpl : public http1::Engine {
         str("t", "takeover");
         num("fd", ev.fd);
         o.Set("pending", Napi::Buffer<char>::Copy(env, ev.pending.data(), ev.pending.size()));
+        break;
+      case EventType::kUpstreamPair:
+        str("t", "pair");
+        num("fd", ev.fd);
+        str("key", ev.target_addr);
         break;
       case EventType::kClosed:
         str("t", "closed");
@@ -359,14 +364,22 @@ Napi::Value Decide(const Napi::CallbackInfo& info) {
     d.kind = Decision::Kind::kTakeover;
   } else if (kind == "forward") {
     d.kind = Decision::Kind::kForward;
-    d.host = StringArg(o.Get("host"), "decision.host");
     in6_addr a6;
     in_addr a4;
-    if (inet_pton(AF_INET, d.host.c_str(), &a4) != 1 && inet_pton(AF_INET6, d.host.c_str(), &a6) != 1)
-      throw Napi::TypeError::New(env, "decision.host must be a numeric IPv4 or IPv6 address, got '" + d.host + "'");
-    d.port = static_cast<int>(IntegerArg(o.Get("port"), "decision.port", 1, 65535));
+    Napi::Value pair = o.Get("pair");
+    if (!pair.IsUndefined() && !pair.IsNull()) {
+      d.pair = StringArg(pair, "decision.pair");
+      if (d.pair.empty() || d.pair.size() > 1024) throw Napi::TypeError::New(env, "decision.pair must be a key of 1 to 1024 characters");
+      if (!o.Get("host").IsUndefined() || !o.Get("sourceAddress").IsUndefined())
+        throw Napi::TypeError::New(env, "decision.pair is instead of host, port and sourceAddress");
+    } else {
+      d.host = StringArg(o.Get("host"), "decision.host");
+      if (inet_pton(AF_INET, d.host.c_str(), &a4) != 1 && inet_pton(AF_INET6, d.host.c_str(), &a6) != 1)
+        throw Napi::TypeError::New(env, "decision.host must be a numeric IPv4 or IPv6 address, got '" + d.host + "'");
+      d.port = static_cast<int>(IntegerArg(o.Get("port"), "decision.port", 1, 65535));
+    }
     Napi::Value src = o.Get("sourceAddress");
-    if (!src.IsUndefined() && !src.IsNull()) {
+    if (d.pair.empty() && !src.IsUndefined() && !src.IsNull()) {
       d.source = StringArg(src, "decision.sourceAddress");
       bool host4 = inet_pton(AF_INET, d.host.c_str(), &a4) == 1;
       bool src4 = inet_pton(AF_INET, d.source.c_str(), &a4) == 1;
@@ -489,6 +502,10 @@ void RegisterHttp1(Napi::Env env, Napi::Object exports) {
   exports.Set("http1CloseSession", Napi::Function::New(env, CloseSessionJs, "http1CloseSession"));
   exports.Set("http1Stats", Napi::Function::New(env, Stats, "http1Stats"));
   exports.Set("http1Ref", Napi::Function::New(env, Ref, "http1Ref"));
+  // What this build's decisions take beyond the first version's (the TypeScript facade checks before using them).
+  Napi::Array features = Napi::Array::New(env, 1);
+  features.Set(0u, Napi::String::New(env, "pair"));
+  exports.Set("http1Features", features);
 }
 
 }  // namespace smesh

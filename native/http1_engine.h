@@ -40,8 +40,11 @@ struct Decision {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   // forward
-  std::string host;  // numeric IPv4/IPv6
+  std::string host;  // numeric IPv4/IPv6 (unused with `pair`)
   int port = 0;
+  // Non-empty: no TCP connect; a new upstream connection is a socketpair whose other end goes to JavaScript
+  // (EventType::kUpstreamPair) to be carried on (an HBONE stream); pooled under this key.
+  std::string pair;
   std::string source;  // numeric address of host's family to connect from ("" = the kernel's choice); pooled apart
   std::vector<std::pair<std::string, std::string>> set_headers;  // replace every field of that name (lower-case)
   std::vector<std::string> remove_headers;                       // lower-case
@@ -52,7 +55,7 @@ struct Decision {
   int64_t response_timeout_ms = 0;
 };
 
-enum class EventType { kRequest, kFailed, kResult, kTakeover, kClosed };
+enum class EventType { kRequest, kFailed, kResult, kTakeover, kClosed, kUpstreamPair };
 
 // One record for JavaScript; which fields matter depends on `type` (see agent/native/http1.ts RawHttp1Event).
 struct Event {
@@ -77,7 +80,7 @@ struct Event {
   std::string detail;
   std::string target_addr;
   bool reused = false;
-  // kTakeover
+  // kTakeover (the client socket), kUpstreamPair (JavaScript's end of a new upstream socketpair; target_addr: the pair key)
   int fd = -1;
   std::string pending;
   // kClosed

@@ -717,7 +717,7 @@ class WorkerImpl {
               return true;
             }
             if (ex->head.upgrade && !ex->close_after) s->parse_blocked = false;  // forwarded without its Upgrade
-            ex->target = FormatHostPort(ex->d.host, ex->d.port);
+            ex->target = ex->d.pair.empty() ? FormatHostPort(ex->d.host, ex->d.port) : "pair:" + ex->d.pair;
             ex->pool_key = ex->d.source.empty() ? ex->target : ex->target + "@" + ex->d.source;
             ex->phase = Phase::kConnecting;
             Acquire(s, ex);
@@ -977,6 +977,10 @@ class WorkerImpl {
       }
     }
     ex->reused = false;
+    if (!d.pair.empty()) {
+      AcquirePair(s, ex);
+      return;
+    }
     sockaddr_storage ss{};
     socklen_t sl = 0;
     auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
@@ -1029,6 +1033,43 @@ class WorkerImpl {
       UpstreamFailed(s, ex, "connect_failed", std::string("epoll_ctl: ") + std::strerror(errno));
       return;
     }
+  }
+
+  // A new upstream connection that JavaScript carries (decision.pair): one end of a socketpair is the upstream (it is
+  // writable at once, so it leaves kConnecting on the first epoll turn, and the request waits in the socket buffer
+  // until JavaScript attaches the other end); the other end goes to JavaScript. Closing it before a response is an
+  // upstream reset, as a TCP upstream's.
+  void AcquirePair(Session* s, Exchange* ex) {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
+      UpstreamFailed(s, ex, "connect_failed", std::string("socketpair: ") + std::strerror(errno));
+      return;
+    }
+    owner_->upstream_connects++;
+    auto up = std::make_unique<Upstream>();
+    Upstream* u = up.get();
+    u->id = engine_->NextId();
+    u->fd = sv[0];
+    u->key = ex->pool_key;
+    u->state = UpState::kConnecting;
+    u->session = s->id;
+    int64_t timeout = ex->d.connect_timeout_ms > 0 ? ex->d.connect_timeout_ms : opts_.connect_timeout_ms;
+    u->connect_deadline_us = NowUs() + timeout * 1000;
+    upstreams_[u->id] = std::move(up);
+    owner_->upstreams++;
+    ex->up = u;
+    if (!AddToEpoll(sv[0], Tag(u->id, kTagUpstream))) {
+      close(sv[1]);
+      UpstreamFailed(s, ex, "connect_failed", std::string("epoll_ctl: ") + std::strerror(errno));
+      return;
+    }
+    Event ev;
+    ev.type = EventType::kUpstreamPair;
+    ev.id = ex->id;
+    ev.session = s->id;
+    ev.fd = sv[1];
+    ev.target_addr = ex->d.pair;
+    engine_->Emit(std::move(ev));
   }
 
   // Binds `fd` to `source` (port chosen at connect time, so that a fixed source does not run out of ports).

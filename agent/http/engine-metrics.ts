@@ -7,8 +7,8 @@ export interface HttpEngineCounters {
   readonly served: Counter<'direction' | 'outcome'>;
   /** Connections of HTTP ports kept on node:http, by direction and reason. */
   readonly fallbacks: Counter<'direction' | 'reason'>;
-  /** Upstream connections the outbound's loopback bridge carried into a tunnel, by who relays their bytes (native: the HBONE engine, js: the agent's thread). */
-  readonly bridgeConnections: Counter<'relay'>;
+  /** Upstream connections the outbound's bridge carried into a tunnel, by who relays their bytes (native: the HBONE engine, js: the agent's thread) and how they reach it (loopback TCP, or an engine socketpair). */
+  readonly bridgeConnections: Counter<'relay' | 'via'>;
   /** Bytes the loopback bridge carried, by relay and direction (to_tunnel: requests, from_tunnel: responses). */
   readonly bridgeBytes: Counter<'relay' | 'direction'>;
 }
@@ -36,13 +36,13 @@ export function httpEngineCounters(metrics: MeshMetrics | undefined): HttpEngine
       }),
       bridgeConnections: new Counter({
         name: 'smesh_http_engine_bridge_connections_total',
-        help: 'Upstream connections of the HTTP/1.1 engine carried into HBONE or sidecar mTLS tunnels by the loopback bridge, by relay (native: the HBONE engine moves the bytes, js: the agent thread does)',
-        labelNames: ['relay'],
+        help: 'Upstream connections of the HTTP/1.1 engine carried into HBONE or sidecar mTLS tunnels, by relay (native: the HBONE engine moves the bytes, js: the agent thread does) and via (loopback: a 127.0.0.1 bridge listener, socketpair: handed from engine to engine)',
+        labelNames: ['relay', 'via'],
         registers,
       }),
       bridgeBytes: new Counter({
         name: 'smesh_http_engine_bridge_bytes_total',
-        help: 'Bytes the HTTP/1.1 engine loopback bridge carried, by relay (native, js) and direction (to_tunnel, from_tunnel)',
+        help: 'Bytes the HTTP/1.1 engine bridge carried into and out of tunnels, by relay (native, js) and direction (to_tunnel, from_tunnel)',
         labelNames: ['relay', 'direction'],
         registers,
       }),

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { SmeshError } from '../../core/errors';
-import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure } from '../native/http1-types';
+import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1UpstreamFailure, Http1UpstreamPair } from '../native/http1-types';
 import type { HboneStreamQos } from '../native/hbone-types';
 import type { HboneOpenRequest } from '../proxy/hbone-client';
 import type { LegacyMtlsRequest } from '../proxy/legacy-mtls';
@@ -124,14 +124,18 @@ class BridgeByteCounters implements ByteCounters {
 }
 
 /**
- * Loopback listeners that carry the engine's upstream connections into HBONE tunnels or Istio sidecar mTLS: the
- * engine forwards to plain `ip:port` only, so each tunnel key (source identity, destination, service; with the source
- * workload and port for its relay QoS) gets a 127.0.0.1 port whose accepted connections each get a tunnel. With the
- * native HBONE engine the accepted socket itself is attached to the engine stream (HTTP engine → loopback → HBONE
- * engine, no byte through JavaScript); a legacy mTLS tunnel, or the JS data plane, is relayed here in JavaScript.
+ * Carries the engine's upstream connections into HBONE tunnels or Istio sidecar mTLS, per tunnel key (source
+ * identity, destination, service; with the source workload and port for its relay QoS). With the native HBONE engine
+ * and an HTTP engine that takes `pair` decisions, a new upstream connection is a socketpair made by the HTTP engine
+ * whose other end is attached to an HBONE engine stream (HTTP engine → socketpair → HBONE engine). Else each key gets a
+ * 127.0.0.1 listener the engine connects to: with the native HBONE engine the accepted socket is attached to the
+ * stream (HTTP engine → loopback TCP → HBONE engine); a legacy mTLS tunnel, or the JS data plane, is relayed here in
+ * JavaScript. No byte of a remote request passes through JavaScript but in that last case.
  */
 class TunnelBridge {
   private readonly listeners = new Map<string, Promise<{ server: net.Server; port: number }>>();
+  /** Pair keys of `pair` decisions → what their connections carry. */
+  private readonly pairTargets = new Map<string, BridgeTarget>();
   private readonly sockets = new Set<net.Socket>();
   private readonly relays = new Set<Relay>();
 
@@ -142,9 +146,52 @@ class TunnelBridge {
     private readonly log: Logger,
   ) {}
 
-  port(target: BridgeTarget): Promise<number> {
+  private static key(target: BridgeTarget): string {
     const { ut, qos } = target;
-    const key = qos ? `${ut.key}|${qos.source?.uid ?? ''}|${qos.servicePort ?? ''}` : ut.key;
+    return qos ? `${ut.key}|${qos.source?.uid ?? ''}|${qos.servicePort ?? ''}` : ut.key;
+  }
+
+  /** Whether `target`'s connections can be engine socketpairs attached to HBONE engine streams. */
+  canPair(target: BridgeTarget, engine: Http1Engine): boolean {
+    return target.ut.kind === 'hbone' && target.ut.hbone !== undefined && this.tunnels.native !== undefined && engine.upstreamPairs;
+  }
+
+  /** The pool key of a `pair` decision for `target`. */
+  pairKey(target: BridgeTarget): string {
+    const key = TunnelBridge.key(target);
+    if (!this.pairTargets.has(key)) this.pairTargets.set(key, target);
+    return key;
+  }
+
+  /** A new upstream connection of a `pair` decision: JavaScript's end of the engine's socketpair goes to an HBONE engine stream. */
+  paired(p: Http1UpstreamPair): void {
+    const target = this.pairTargets.get(p.key);
+    let sock: net.Socket;
+    try {
+      // Never read by JavaScript (pauseOnCreate): the HBONE engine takes a dup of the fd and this socket is destroyed.
+      sock = new net.Socket({ fd: p.fd, readable: true, writable: true, allowHalfOpen: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    } catch (err) {
+      this.log.warn({ key: p.key, err: (err as Error).message }, 'HTTP engine tunnel bridge: cannot wrap an upstream socketpair end');
+      try {
+        fs.closeSync(p.fd);
+      } catch {
+        // already closed
+      }
+      return;
+    }
+    const native = this.tunnels.native;
+    if (!target?.ut.hbone || !native) {
+      sock.destroy(); // the engine sees the upstream close: the request fails as a reset
+      return;
+    }
+    this.sockets.add(sock);
+    sock.once('close', () => this.sockets.delete(sock));
+    sock.on('error', () => undefined);
+    this.attachNative(sock, target, native, target.ut.hbone, 'socketpair');
+  }
+
+  port(target: BridgeTarget): Promise<number> {
+    const key = TunnelBridge.key(target);
     let l = this.listeners.get(key);
     if (!l) {
       l = this.listen(target);
@@ -168,12 +215,12 @@ class TunnelBridge {
     sock.on('error', () => undefined);
     const { ut } = target;
     const native = this.tunnels.native;
-    if (ut.kind === 'hbone' && ut.hbone && native && canSplice(sock)) this.attachNative(sock, target, native, ut.hbone);
+    if (ut.kind === 'hbone' && ut.hbone && native && canSplice(sock)) this.attachNative(sock, target, native, ut.hbone, 'loopback');
     else this.relayJs(sock, ut);
   }
 
   /** The accepted socket goes to an HBONE engine stream: the HTTP engine's bytes reach the tunnel without entering JavaScript. */
-  private attachNative(sock: net.Socket, target: BridgeTarget, native: NativeHboneStreams, req: HboneOpenRequest): void {
+  private attachNative(sock: net.Socket, target: BridgeTarget, native: NativeHboneStreams, req: HboneOpenRequest, via: 'loopback' | 'socketpair'): void {
     const qos = target.qos && this.streamQos ? this.streamQos(target.qos) : undefined;
     const open: HboneOpenRequest = qos?.dscp !== undefined ? { ...req, dscp: qos.dscp } : req;
     native.openStream(open).then(
@@ -191,7 +238,7 @@ class TunnelBridge {
           sock.destroy();
           return;
         }
-        this.counters?.bridgeConnections.inc({ relay: 'native' });
+        this.counters?.bridgeConnections.inc({ relay: 'native', via });
         this.relays.add(r);
         void r.done.finally(() => this.relays.delete(r));
       },
@@ -206,7 +253,7 @@ class TunnelBridge {
           tunnel.destroy();
           return;
         }
-        this.counters?.bridgeConnections.inc({ relay: 'js' });
+        this.counters?.bridgeConnections.inc({ relay: 'js', via: 'loopback' });
         const bytes = new BridgeByteCounters(this.counters?.bridgeBytes, 'js');
         sock.on('data', (c: Buffer) => {
           bytes.received += c.length;
@@ -248,6 +295,7 @@ class TunnelBridge {
         () => undefined,
       );
     this.listeners.clear();
+    this.pairTargets.clear();
   }
 }
 
@@ -273,6 +321,7 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
       onRequest: (req) => this.onRequest(req),
       onUpstreamFailure: (f) => this.onUpstreamFailure(f),
       onResult: (r) => this.onResult(r),
+      onUpstreamPair: (p) => this.bridge.paired(p),
       onSessionClosed: (ev) => {
         this.sessions.delete(ev.session);
         // Malformed input the engine answered itself (400/431/408), counted as node:http's clientError handler does.
@@ -351,16 +400,19 @@ export class EngineHttpOutbound implements OutboundHttpHandler {
       decision = { kind: 'deny', status: d.status, headers: Object.entries(d.headers), body: d.body };
     } else {
       const ut = d.upstream;
-      const local = ut.kind === 'local';
-      const port = local
-        ? ut.port
-        : await this.bridge.port({ ut, ...(this.opts.streamQos ? { qos: { direction: 'outbound', source: entry.ctx.source, service: entry.ctx.service, servicePort: entry.ctx.port.port } } : {}) });
-      const source = local ? this.opts.http.sourceFor(ut.ip) : undefined;
+      const bridged: BridgeTarget = { ut, ...(this.opts.streamQos ? { qos: { direction: 'outbound', source: entry.ctx.source, service: entry.ctx.service, servicePort: entry.ctx.port.port } } : {}) };
+      let to: { host: string; port: number; sourceAddress?: string } | { pair: string };
+      if (ut.kind === 'local') {
+        const source = this.opts.http.sourceFor(ut.ip);
+        to = { host: ut.ip, port: ut.port, ...(source !== undefined ? { sourceAddress: source } : {}) };
+      } else if (this.bridge.canPair(bridged, this.opts.engine)) {
+        to = { pair: this.bridge.pairKey(bridged) };
+      } else {
+        to = { host: '127.0.0.1', port: await this.bridge.port(bridged) };
+      }
       decision = {
         kind: 'forward',
-        host: local ? ut.ip : '127.0.0.1',
-        port,
-        ...(source !== undefined ? { sourceAddress: source } : {}),
+        ...to,
         ...(d.path !== req.target ? { path: d.path } : {}),
         connectTimeoutMs: d.pool.connectTimeoutMs,
         ...(d.pool.maxRequestsPerConnection > 0 ? { maxRequestsPerConnection: d.pool.maxRequestsPerConnection } : {}),

@@ -72,7 +72,9 @@ export type Http1Header = readonly [string, string];
  * What to do with a request.
  * - deny: the engine answers `status` (200..599) with `headers` and `body` (content-length set by the engine); the
  *   connection stays usable when the request body could be dropped (maxSkipBodyBytes), else it closes.
- * - forward: to `host:port` (numeric address) on a pooled upstream HTTP/1.1 connection; the engine re-serializes the
+ * - forward: to `host:port` (numeric address) on a pooled upstream HTTP/1.1 connection — or, with `pair` instead of
+ *   host/port/sourceAddress, on connections that JavaScript carries: a new one is a socketpair whose other end comes
+ *   to onUpstreamPair (pooled per `pair` key; Http1Engine.upstreamPairs says whether the addon has it); the engine re-serializes the
  *   head without hop-by-hop fields (Connection and the fields it names, Keep-Alive, TE, Upgrade, Expect,
  *   Proxy-*), applies `removeHeaders` then `setHeaders` (replacing every field of that name), rewrites the target to
  *   `path` when given, and re-frames the body (content-length or chunked). Expect: 100-continue is answered by the
@@ -82,12 +84,8 @@ export type Http1Header = readonly [string, string];
  */
 export type Http1Decision =
   | { readonly kind: 'deny'; readonly status: number; readonly headers?: readonly Http1Header[]; readonly body?: Buffer | string }
-  | {
+  | ({
       readonly kind: 'forward';
-      readonly host: string;
-      readonly port: number;
-      /** Numeric address of host's family to connect from (default: the kernel's choice); upstream connections are pooled per source. */
-      readonly sourceAddress?: string;
       readonly setHeaders?: readonly Http1Header[];
       readonly removeHeaders?: readonly string[];
       readonly path?: string;
@@ -95,8 +93,28 @@ export type Http1Decision =
       readonly maxRequestsPerConnection?: number;
       readonly connectTimeoutMs?: number;
       readonly responseTimeoutMs?: number;
-    }
+    } & (
+      | {
+          readonly host: string;
+          readonly port: number;
+          /** Numeric address of host's family to connect from (default: the kernel's choice); upstream connections are pooled per source. */
+          readonly sourceAddress?: string;
+        }
+      | {
+          /** Pool key of upstream connections carried by JavaScript (see onUpstreamPair); connectTimeoutMs bounds nothing then but the engine's first write turn. */
+          readonly pair: string;
+        }
+    ))
   | { readonly kind: 'takeover' };
+
+/** A new upstream connection of a `pair` decision: `fd` is JavaScript's end of the socketpair (the handler owns it and must close it). */
+export interface Http1UpstreamPair {
+  /** The request the connection is made for. */
+  readonly id: number;
+  readonly session: number;
+  readonly key: string;
+  readonly fd: number;
+}
 
 /**
  * connect_failed: the TCP connect failed or timed out; reset: the upstream closed or reset the connection before the
@@ -175,6 +193,8 @@ export interface Http1EngineHandlers {
   onUpstreamFailure?(failure: Http1UpstreamFailure): void;
   onResult?(result: Http1Result): void;
   onSessionClosed?(ev: Http1SessionClosed): void;
+  /** A `pair` decision needs a new upstream connection: carry `fd` (e.g. attach it to an HBONE stream), or close it (the request then fails as a reset). Without it the facade closes the fd. */
+  onUpstreamPair?(pair: Http1UpstreamPair): void;
 }
 
 export interface Http1ServeOptions {
@@ -186,6 +206,8 @@ export interface Http1Engine {
   /** Before the first use only. */
   configure(options: Http1EngineOptions): void;
   setHandlers(handlers: Http1EngineHandlers): void;
+  /** Whether forward decisions take `pair` (upstream connections carried by JavaScript); false for addons built before it. */
+  readonly upstreamPairs: boolean;
   /**
    * The engine takes over a connected client socket (it dups `fd`; the caller destroys its own socket without reading:
    * accept with pauseOnConnect). Returns the session id. `options.handlers` receive the events of this session instead of

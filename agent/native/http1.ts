@@ -54,6 +54,7 @@ export type RawHttp1Event =
       reused: boolean;
     }
   | { t: 'takeover'; id: number; session: number; fd: number; pending: Buffer }
+  | { t: 'pair'; id: number; session: number; fd: number; key: string }
   | { t: 'closed'; id: number; session: number; reason: string; detail?: string; requests: number; bytesIn?: number; bytesOut?: number };
 
 /** The decision object the addon validates (headers flattened). */
@@ -65,6 +66,7 @@ export interface RawHttp1Decision {
   host?: string;
   port?: number;
   sourceAddress?: string;
+  pair?: string;
   setHeaders?: string[];
   removeHeaders?: string[];
   path?: string;
@@ -98,6 +100,8 @@ export interface RawHttp1 {
   };
   /** Keeps the Node event loop alive (true) while sessions are open. */
   http1Ref(keepAlive: boolean): void;
+  /** Decision features beyond the first version ('pair'); absent from addons built before it. */
+  http1Features?: readonly string[];
 }
 
 const FAILURES = new Set(['connect_failed', 'reset', 'timeout', 'protocol']);
@@ -124,9 +128,7 @@ function toRawDecision(d: Http1Decision): RawHttp1Decision {
     case 'forward':
       return {
         kind: 'forward',
-        host: d.host,
-        port: d.port,
-        ...(d.sourceAddress !== undefined ? { sourceAddress: d.sourceAddress } : {}),
+        ...('pair' in d ? { pair: d.pair } : { host: d.host, port: d.port, ...(d.sourceAddress !== undefined ? { sourceAddress: d.sourceAddress } : {}) }),
         ...(d.setHeaders ? { setHeaders: flatten(d.setHeaders) } : {}),
         ...(d.removeHeaders ? { removeHeaders: [...d.removeHeaders] } : {}),
         ...(d.path !== undefined ? { path: d.path } : {}),
@@ -190,6 +192,10 @@ class NativeHttp1Engine implements Http1Engine {
 
   constructor(private readonly raw: RawHttp1) {
     raw.http1Init((events) => this.onEvents(events));
+  }
+
+  get upstreamPairs(): boolean {
+    return this.raw.http1Features?.includes('pair') ?? false;
   }
 
   configure(options: Http1EngineOptions): void {
@@ -303,6 +309,10 @@ class NativeHttp1Engine implements Http1Engine {
         else closeFd(ev.fd);
         return;
       }
+      case 'pair':
+        if (handlers?.onUpstreamPair) handlers.onUpstreamPair({ id: ev.id, session: ev.session, key: ev.key, fd: ev.fd });
+        else closeFd(ev.fd);
+        return;
       case 'closed':
         this.sessions.delete(ev.session);
         handlers?.onSessionClosed?.({

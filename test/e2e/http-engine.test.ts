@@ -115,7 +115,7 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect(ok.statuses).toEqual({ 200: 4 });
   }, 60_000);
 
-  it('cross node: the engine forwards through the loopback bridge, whose sockets the HBONE engine relays (no byte in JS); the destination agent reports the requests', async () => {
+  it('cross node: the engine hands its upstream connections to the HBONE engine as socketpairs (no loopback hop, no byte in JS); the destination agent reports the requests', async () => {
     const before = await engineServed(agents[0]!, 'forwarded');
     const bridgeBefore = parseMetrics(await agents[0]!.metrics());
     const r = await load(`http://${VIP.remote}/`, 20);
@@ -126,9 +126,9 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     expect(sum(src, 'istio_requests_total', { reporter: 'source', destination_service: 'remote.default.svc.cluster.local', response_code: '200' }), diag()).toBeGreaterThanOrEqual(20);
     const dst = parseMetrics(await agents[1]!.metrics());
     expect(sum(dst, 'istio_requests_total', { reporter: 'destination', destination_workload: 'web-remote', response_code: '200' }), await requestLines(agents[1]!)).toBeGreaterThanOrEqual(20);
-    // With the native data plane the bridge's loopback sockets are attached to HBONE engine streams: their bytes are
-    // counted from the engine's stream counters (relay="native") and none is relayed on the agent's thread
-    // (relay="js"); the JS data plane (SMESH_DATAPLANE=js) relays them in JavaScript, the other way round.
+    // With the native data plane the engine's upstream connections are attached to HBONE engine streams: their bytes
+    // are counted from the engine's stream counters (relay="native") and none is relayed on the agent's thread
+    // (relay="js"); the JS data plane (SMESH_DATAPLANE=js) relays loopback connections in JavaScript instead.
     const relayed = expectedDataplane();
     const other = relayed === 'native' ? 'js' : 'native';
     const bridgeLines = (await agents[0]!.metrics())
@@ -138,6 +138,10 @@ describe.skipIf(problem !== null)(`http-engine e2e: --http-engine serves outboun
     const grown = (now: ReturnType<typeof parseMetrics>, direction: string) =>
       sum(now, 'smesh_http_engine_bridge_bytes_total', { relay: relayed, direction }) - sum(bridgeBefore, 'smesh_http_engine_bridge_bytes_total', { relay: relayed, direction });
     expect(sum(src, 'smesh_http_engine_bridge_connections_total', { relay: relayed }), bridgeLines).toBeGreaterThanOrEqual(1);
+    // Native: the HTTP engine's upstream connections are socketpairs handed to the HBONE engine, no loopback TCP hop.
+    const via = relayed === 'native' ? 'socketpair' : 'loopback';
+    expect(sum(src, 'smesh_http_engine_bridge_connections_total', { via }), bridgeLines).toBeGreaterThanOrEqual(1);
+    expect(sum(src, 'smesh_http_engine_bridge_connections_total', { via: via === 'socketpair' ? 'loopback' : 'socketpair' }), bridgeLines).toBe(0);
     expect(sum(src, 'smesh_http_engine_bridge_connections_total', { relay: other }), bridgeLines).toBe(0);
     expect(sum(src, 'smesh_http_engine_bridge_bytes_total', { relay: other }), bridgeLines).toBe(0);
     // At least 20 request lines ("GET / HTTP/1.1\r\n") out and 20 status lines ("HTTP/1.1 200 OK\r\n") back; the

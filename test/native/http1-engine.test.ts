@@ -6,7 +6,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { http1Engine } from '../../agent/native/http1';
-import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1SessionClosed, Http1UpstreamFailure } from '../../agent/native/http1-types';
+import type { Http1Decision, Http1Engine, Http1Request, Http1Result, Http1SessionClosed, Http1UpstreamFailure, Http1UpstreamPair } from '../../agent/native/http1-types';
 import { useAddonPath } from '../../agent/native/raw';
 import { pollUntil } from '../helpers/logs';
 import { seeded } from '../helpers/prng';
@@ -142,6 +142,8 @@ describeNative('native HTTP/1.1 engine', () => {
   let refusedPort = 0;
   let route: (req: Http1Request) => Http1Decision | undefined;
   let onFailure: (f: Http1UpstreamFailure) => void;
+  let onPair: (p: Http1UpstreamPair) => void;
+  const pairs: Http1UpstreamPair[] = [];
   const requests: Http1Request[] = [];
   const results: Http1Result[] = [];
   const closed: Http1SessionClosed[] = [];
@@ -169,6 +171,10 @@ describeNative('native HTTP/1.1 engine', () => {
       },
       onResult: (r) => results.push(r),
       onSessionClosed: (c) => closed.push(c),
+      onUpstreamPair: (p) => {
+        pairs.push(p);
+        onPair(p);
+      },
     });
     await a.listen();
     await b.listen();
@@ -190,6 +196,8 @@ describeNative('native HTTP/1.1 engine', () => {
   beforeEach(() => {
     route = toA;
     onFailure = (f) => e.reply(f.id, 503, [['content-type', 'text/plain']], `upstream ${f.reason}\n`);
+    onPair = (p) => fs.closeSync(p.fd);
+    pairs.length = 0;
     requests.length = 0;
     results.length = 0;
     failures.length = 0;
@@ -240,6 +248,30 @@ describeNative('native HTTP/1.1 engine', () => {
     expect(postResults.map((r) => r.requestBytes)).toEqual([5 * MB, 5 * MB]);
     expect(results.find((r) => r.responseBytes === 5 * MB)).toBeDefined();
     expect(results.every((r) => r.outcome === 'forwarded' && r.status === 200 && r.durationUs > 0)).toBe(true);
+  });
+
+  it('pair decisions: a new upstream connection is a socketpair whose other end JavaScript carries (here: to upstream A), pooled per key; closing it before a response fails the request as a reset', async () => {
+    expect(e.upstreamPairs).toBe(true);
+    // JavaScript's end goes to A's node:http server as one more connection: what the bridge does with an HBONE stream.
+    onPair = (p) => a.server.emit('connection', new net.Socket({ fd: p.fd, readable: true, writable: true }));
+    route = () => ({ kind: 'forward', pair: 'to-a', path: '/via-pair' });
+    const ag = keepAliveAgent();
+    for (let i = 0; i < 3; i++) {
+      const r = await request(frontPort, ag, { path: `/x${i}` });
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body.toString())).toMatchObject({ server: 'A', url: '/via-pair' });
+    }
+    // Three requests, one pooled upstream connection: one pair handed out.
+    expect(pairs.map((p) => p.key)).toEqual(['to-a']);
+    expect(pairs[0]!.id).toBe(requests[0]!.id);
+    // A connection JavaScript cannot carry: closed at once, the request fails before any response byte.
+    onPair = (p) => fs.closeSync(p.fd);
+    route = () => ({ kind: 'forward', pair: 'nowhere' });
+    const failed = await request(frontPort, keepAliveAgent(), { path: '/y' });
+    expect(failed.status).toBe(503);
+    expect(failures.map((f) => [f.reason, f.target, f.reused])).toEqual([['reset', 'pair:nowhere', false]]);
+    // An empty pair key is refused by name.
+    expect(() => e.decide(requests[0]!.id, { kind: 'forward', pair: '' })).toThrow(/decision.pair must be a key/);
   });
 
   it('routes per request to two upstreams with header changes and a path rewrite', async () => {
