@@ -1,4 +1,4 @@
-// Import cycles among the TypeScript sources (files, and top-level directories: cli → agent, control → core → proto; agent and control never import each other): prints each cycle, exits 1 if there is one. Type-only imports count: they tie modules together for a reader too. Run: `npx tsx scripts/check-cycles.ts` (test/unit/structure.test.ts runs it in `make test`).
+// Import cycles among the TypeScript sources (files, and top-level directories: cli → agent, control → core → proto; agent and control never import each other): prints each cycle, exits 1 if there is one. Type-only imports count: they tie modules together for a reader too. Run: `npx tsx scripts/check-cycles.ts` (test/unit/scripts/structure.test.ts runs it in `make test`).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 

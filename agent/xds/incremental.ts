@@ -31,7 +31,7 @@ import { DEFAULT_TRUST_DOMAIN } from '../../core/identity/defaults';
 // snapshot, a few ms at 60k entries), and a 50k-workload state is held once, not rebuilt beside the old one.
 // A workload is held as its published Workload object plus a small record shared by equal workloads (its
 // service memberships and own trust domain): no accepted copy beside it.
-// Published snapshots equal buildSnapshot's for the same resources (test/unit/xds/incremental.test.ts), except
+// Published snapshots equal buildSnapshot's for the same resources (test/unit/agent/xds/incremental.test.ts), except
 // for map iteration order, which is unspecified here. Warnings name only resources changed since the last build.
 
 const byString = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);

@@ -11,7 +11,7 @@ import type { HboneEngine, HboneSessionEvent, HboneStreamRequest, HboneStreamRes
 import { useAddonPath } from '../../agent/native/raw';
 import type { LocalCa } from '../../core/identity/local-ca';
 import { pollUntil } from '../helpers/logs';
-import { freePort, meshCa, TD } from '../unit/proxy-fixtures';
+import { freePort, meshCa, TD } from '../unit/fixtures/proxy';
 
 if (process.env.SMESH_NATIVE_ADDON) useAddonPath(process.env.SMESH_NATIVE_ADDON);
 

@@ -11,7 +11,7 @@ import { EngineIdentities, NativeHboneClient } from '../../agent/proxy/native-hb
 import type { HboneOpenRequest } from '../../agent/proxy/hbone-client';
 import { MeshMetrics } from '../../agent/telemetry/metrics';
 import type { Duplex } from 'node:stream';
-import { echoServer, freePort, identities, listen, meshCa, readAll, TD, waitFor } from '../unit/proxy-fixtures';
+import { echoServer, freePort, identities, listen, meshCa, readAll, TD, waitFor } from '../unit/fixtures/proxy';
 
 const NODE = nodeSpiffeId(TD, 'node2');
 const CLIENT = workloadSpiffeId(TD, 'default', 'client');

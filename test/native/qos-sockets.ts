@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HboneEngine, HboneQosState } from '../../agent/native/hbone-types';
 import type { LocalCa } from '../../core/identity/local-ca';
 import { pollUntil } from '../helpers/logs';
-import { meshCa, TD } from '../unit/proxy-fixtures';
+import { meshCa, TD } from '../unit/fixtures/proxy';
 
 const CLIENT_ID = `spiffe://${TD}/ns/default/sa/client`;
 const SERVER_ID = `spiffe://${TD}/ns/default/sa/server`;

@@ -11,7 +11,7 @@ import { OutboundProxy } from '../../agent/proxy/outbound';
 import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
 import type { Workload } from '../../core/model/types';
-import { echoServer, freePort, listen, readAll, TD, waitFor } from '../unit/proxy-fixtures';
+import { echoServer, freePort, listen, readAll, TD, waitFor } from '../unit/fixtures/proxy';
 
 const MB = 1024 * 1024;
 

@@ -9,7 +9,7 @@ import { TokenAuthenticator, TokenFileWatcher } from '../../../control/auth';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
-import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';
+import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from '../fixtures/control';
 import { XDS_TYPE_URL } from '../../../core/xds/contract';
 
 const OLD = 'token-node1-original';

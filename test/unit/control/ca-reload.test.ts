@@ -14,7 +14,7 @@ import { CA_FILES, controlSpiffeId } from '../../../control/ca-service';
 import { startControlPlane, type ControlPlane } from '../../../control/main';
 import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
-import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, tempDir, TOKEN1, TOKENS } from './fixtures';
+import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, tempDir, TOKEN1, TOKENS } from '../fixtures/control';
 import { captureLogs, waitUntil } from '../../helpers/logs';
 import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 

@@ -8,7 +8,7 @@ import { loadOrCreateRootCa } from '../../../core/identity/local-ca';
 import { MeshCa } from '../../../control/ca-service';
 import type { ControlPlane } from '../../../control/main';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
-import { caClient, cleanupDirs, makeCsr, meshDirs, startTestControlPlane, tempDir, TOKEN1, TOKEN2 } from './fixtures';
+import { caClient, cleanupDirs, makeCsr, meshDirs, startTestControlPlane, tempDir, TOKEN1, TOKEN2 } from '../fixtures/control';
 
 function createCertificate(cp: ControlPlane, token: string | undefined, csr: string, validityDuration = 0): Promise<IstioCertificateResponse__Output> {
   const client = caClient(cp, token);

@@ -10,7 +10,7 @@ import { FileSource } from '../../../control/sources/files';
 import { REVOKED_TOKEN_DETAILS } from '../../../control/xds-server';
 import { ControlPlaneChannel } from '../../../agent/xds/channel';
 import { XdsClient } from '../../../agent/xds/client';
-import { AdsTestClient, cleanupDirs, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from './fixtures';
+import { AdsTestClient, cleanupDirs, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from '../fixtures/control';
 import { captureLogs, waitUntil } from '../../helpers/logs';
 import { XDS_TYPE_URL } from '../../../core/xds/contract';
 

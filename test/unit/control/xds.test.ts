@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadMeshProtos } from '../../../proto';
 import type { ControlPlane } from '../../../control/main';
-import { AdsTestClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, TOKEN2, WORKLOADS_YAML } from './fixtures';
+import { AdsTestClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, TOKEN2, WORKLOADS_YAML } from '../fixtures/control';
 import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
 
 const { codecs } = loadMeshProtos();
