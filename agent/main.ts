@@ -18,7 +18,7 @@ import { IdentityManager } from './identity/manager';
 import { controlSpiffeId, nodeSpiffeId, unionTrustDomainAliases } from '../core/identity/spiffe';
 import type { Datapath } from './native/datapath';
 import { HboneClient } from './proxy/hbone-client';
-import type { HboneEngine } from './native/hbone-types';
+import type { HboneByteLimit, HboneEngine } from './native/hbone-types';
 import { EngineIdentities, NativeHboneClient } from './proxy/native-hbone';
 import { InboundProxy } from './proxy/inbound-proxy';
 import { InboundHttp } from './http/inbound-http';
@@ -38,8 +38,9 @@ import type { MeshSnapshot, Workload } from '../core/model/types';
 import { LogHub, isLogLevel } from '../core/telemetry/logger';
 import { KernelDenialReporter } from './telemetry/kernel-denials';
 import { DEFAULT_CLUSTER, MeshMetrics } from './telemetry/metrics';
+import { JsByteBuckets, relayLimits } from './qos/byte-limit';
 import { AcceptQueue } from './qos/accept-queue';
-import { TrafficShaper } from './qos/shaping';
+import { type ConnectionFacts, TrafficShaper } from './qos/shaping';
 import { adoptListeners } from '../core/telemetry/listen';
 import { ControlPlaneChannel } from './xds/channel';
 import { XdsClient } from './xds/client';
@@ -314,7 +315,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
           netnsDiscovery: discovery ? discovery.status() : { disabled: true },
           plaintextCapture: plaintextCapture ? plaintextCapture.status() : { disabled: true },
           bandwidth: pacer ? pacer.status() : { disabled: true },
-          trafficShaping: shaping.dump(),
+          trafficShaping: { ...(shaping.dump() as Record<string, unknown>), jsRelayBuckets: jsBuckets.dump() },
           acceptQueue: acceptQueue.dump(),
         };
       },
@@ -429,6 +430,11 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
     // The engine's bytes/s buckets and fair-share flows: counted in smesh_rate_limited_*, shown in /config_dump.
     if (engine) cleanups.push(shaping.attachEngine(() => engine.qosState()));
     const engineIdentities = engine ? new EngineIdentities(engine, identities) : undefined;
+    // bytes/s limits of relays in JavaScript (same-node, JS data plane, captured plaintext): the engine's buckets
+    // when it runs (a rule's limit holds across both paths), else buckets kept here.
+    const jsBuckets = new JsByteBuckets();
+    const engineCharge = engine?.chargeLimits ? (limits: readonly HboneByteLimit[], bytes: number) => engine.chargeLimits!(limits, bytes) : undefined;
+    const relayLimitsFor = (facts: readonly ConnectionFacts[]) => relayLimits(shaping.byteLimits(facts), { engine: engineCharge, js: jsBuckets });
     const hbone = engine
       ? new NativeHboneClient({ engine, identities: engineIdentities!, metrics, logger: logs.child('hbone-client'), trustDomainAliases })
       : new HboneClient({ identities, metrics, logger: logs.child('hbone-client'), trustDomainAliases });
@@ -512,6 +518,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       logger: logs.child('outbound'),
       shaping,
       acceptQueue,
+      relayLimits: relayLimitsFor,
     });
     const inbound = new InboundProxy({
       identities,
@@ -532,6 +539,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
       engine,
       engineIdentities,
       shaping,
+      relayLimits: relayLimitsFor,
     });
     await outbound.start();
     cleanups.push(() => outbound.close());
@@ -559,6 +567,7 @@ export async function runAgent(opts: AgentOptions, embeddedControlPlane?: Embedd
             logger: logs.child('inbound-plaintext'),
             acceptQueue,
             acceptClass: (direction, source, sourceIp, destination) => shaping.acceptClass(direction, source, sourceIp, destination),
+            relayLimits: relayLimitsFor,
           });
       if (!plaintext) for (const ip of dp.heldPlaintext()) dp.releasePlaintext(ip); // an earlier agent's holds would drop it
       const { netnsListener } = await import('./native/datapath');

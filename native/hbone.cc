@@ -375,6 +375,46 @@ Napi::Value Respond(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
+// One {key, bytesPerSecond} or an array of them (several rules limit that way: all are enforced); null when absent.
+// Buckets are looked up (or made) in the running engine's registry, shared by every stream naming the key.
+std::shared_ptr<hbone::qos::ByteLimits> LimitsArg(Napi::Env env, const Napi::Value& l, const char* what, int64_t now) {
+  if (l.IsUndefined() || l.IsNull()) return nullptr;
+  std::vector<Napi::Value> items;
+  if (l.IsArray()) {
+    Napi::Array a = l.As<Napi::Array>();
+    if (a.Length() == 0 || a.Length() > 16) throw Napi::TypeError::New(env, std::string(what) + " must list 1-16 limits");
+    for (uint32_t i = 0; i < a.Length(); i++) items.push_back(a.Get(i));
+  } else {
+    items.push_back(l);
+  }
+  std::vector<std::shared_ptr<hbone::qos::ByteBucket>> buckets;
+  for (const Napi::Value& item : items) {
+    if (!item.IsObject()) throw Napi::TypeError::New(env, std::string(what) + " must be {key, bytesPerSecond} or an array of them");
+    Napi::Object lo = item.As<Napi::Object>();
+    std::string key = StringArg(lo.Get("key"), (std::string(what) + ".key").c_str());
+    auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string(what) + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+    buckets.push_back(G().engine->buckets().Get(key, rate, now));
+  }
+  return std::make_shared<hbone::qos::ByteLimits>(std::move(buckets));
+}
+
+// hboneChargeLimits(limits, bytes) → ns to wait before a whole chunk may move again (0: go on). For relays that run
+// in JavaScript: they charge the same buckets as the engine's streams, so a rule's limit holds across both.
+Napi::Value ChargeLimits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) throw Napi::TypeError::New(env, "hboneChargeLimits(limits, bytes)");
+  Running(env);
+  int64_t now = hbone::NowNs();
+  auto lim = LimitsArg(env, info[0], "limits", now);
+  if (!lim) throw Napi::TypeError::New(env, "limits must be {key, bytesPerSecond} or an array of them");
+  auto n = static_cast<uint64_t>(IntegerArg(info[1], "bytes", 0, 1e15));
+  lim->Consume(n, now);
+  uint64_t min = std::min<uint64_t>(16384, lim->burst());
+  if (lim->Available(now) >= min) return Napi::Number::New(env, 0);
+  lim->NoteThrottle(0, min, now);
+  return Napi::Number::New(env, static_cast<double>(lim->WaitNs(min, now)));
+}
+
 // The optional QoS argument of attach/attachPair: {flow, priority: 0|1|2, weight, dscp?, send?: {key,
 // bytesPerSecond} | [{key, bytesPerSecond}, ...], receive?: likewise}. Buckets are looked up (or made) here, on the JS thread.
 hbone::StreamQos QosArg(Napi::Env env, const Napi::Value& v) {
@@ -390,28 +430,7 @@ hbone::StreamQos QosArg(Napi::Env env, const Napi::Value& v) {
   Napi::Value d = o.Get("dscp");
   if (!d.IsUndefined() && !d.IsNull()) q.dscp = static_cast<int>(IntegerArg(d, "qos.dscp", 0, 63));
   int64_t now = hbone::NowNs();
-  // One {key, bytesPerSecond} or an array of them (several rules limit that way: all are enforced).
-  auto limit = [&](const char* name) -> std::shared_ptr<hbone::qos::ByteLimits> {
-    Napi::Value l = o.Get(name);
-    if (l.IsUndefined() || l.IsNull()) return nullptr;
-    std::vector<Napi::Value> items;
-    if (l.IsArray()) {
-      Napi::Array a = l.As<Napi::Array>();
-      if (a.Length() == 0 || a.Length() > 16) throw Napi::TypeError::New(env, std::string("qos.") + name + " must list 1-16 limits");
-      for (uint32_t i = 0; i < a.Length(); i++) items.push_back(a.Get(i));
-    } else {
-      items.push_back(l);
-    }
-    std::vector<std::shared_ptr<hbone::qos::ByteBucket>> buckets;
-    for (const Napi::Value& item : items) {
-      if (!item.IsObject()) throw Napi::TypeError::New(env, std::string("qos.") + name + " must be {key, bytesPerSecond} or an array of them");
-      Napi::Object lo = item.As<Napi::Object>();
-      std::string key = StringArg(lo.Get("key"), (std::string("qos.") + name + ".key").c_str());
-      auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string("qos.") + name + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
-      buckets.push_back(G().engine->buckets().Get(key, rate, now));
-    }
-    return std::make_shared<hbone::qos::ByteLimits>(std::move(buckets));
-  };
+  auto limit = [&](const char* name) { return LimitsArg(env, o.Get(name), (std::string("qos.") + name).c_str(), now); };
   q.send_limit = limit("send");
   q.receive_limit = limit("receive");
   if (!q.flow.empty()) {
@@ -722,6 +741,7 @@ void RegisterHbone(Napi::Env env, Napi::Object exports) {
   exports.Set("hboneStats", Napi::Function::New(env, Stats, "hboneStats"));
   exports.Set("hboneRef", Napi::Function::New(env, Ref, "hboneRef"));
   exports.Set("hboneQosState", Napi::Function::New(env, QosState, "hboneQosState"));
+  exports.Set("hboneChargeLimits", Napi::Function::New(env, ChargeLimits, "hboneChargeLimits"));
   exports.Set("hboneQosSimulate", Napi::Function::New(env, QosSimulate, "hboneQosSimulate"));
 }
 

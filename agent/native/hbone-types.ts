@@ -217,4 +217,9 @@ export interface HboneEngine {
   counters(): Map<number, { readonly sent: number; readonly received: number }>;
   stats(): HboneEngineStats;
   qosState(): HboneQosState;
+  /**
+   * Charges `bytes` that a relay outside the engine moved to the engine's bucket(s) of `limits` (shared with its
+   * streams); returns the ms to wait before that relay reads again (0: go on). Absent on an addon without it.
+   */
+  chargeLimits?(limits: readonly HboneByteLimit[], bytes: number): number;
 }

@@ -61,6 +61,7 @@ export interface RawHbone {
   /** Keeps the Node event loop alive (true) while events are awaited. */
   hboneRef(keepAlive: boolean): void;
   hboneQosState?(): HboneQosState;
+  hboneChargeLimits?(limits: RawByteLimit[], bytes: number): number;
   /** Test entry point: the engine's QoS classes on a virtual clock (see native/hbone.cc QosSimulate). */
   hboneQosSimulate?(spec: QosSimulation): unknown;
 }
@@ -277,6 +278,11 @@ class NativeHboneEngine implements HboneEngine {
 
   qosState(): HboneQosState {
     return this.raw.hboneQosState?.() ?? { fairShare: false, buckets: [], flows: [] };
+  }
+
+  chargeLimits(limits: readonly HboneByteLimit[], bytes: number): number {
+    if (!this.raw.hboneChargeLimits) throw new SmeshError('SMESH_ERR_HBONE', 'this addon cannot charge engine buckets from JavaScript (hboneChargeLimits missing)');
+    return this.raw.hboneChargeLimits(rawLimits(limits) as RawByteLimit[], bytes) / 1e6;
   }
 
   private awaitRelay(stream: number): Promise<HboneStreamResult> {

@@ -18,9 +18,9 @@ import { dialPod, sourceAddressFor, type SourceAddressFor } from './dial';
 import type { HboneEngine, HboneStreamRequest } from '../native/hbone-types';
 import { socketFd } from '../native/datapath';
 import { engineDuplex, engineRelay, recordEngineSessionEvent, type EngineIdentities } from './native-hbone';
-import { abortSide, relay, type Relay } from './relay';
+import { abortSide, relay, type Relay, type RelayLimits } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
-import type { TrafficShaper } from '../qos/shaping';
+import type { ConnectionFacts, TrafficShaper } from '../qos/shaping';
 import { allowAll, formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HostPort, type HttpTunnelServer, type IdentityProvider, type IpPort } from './types';
 
 export { HBONE_CONNECTION_WINDOW, HBONE_MAX_CONCURRENT_STREAMS, HBONE_MAX_SESSION_MEMORY_MB, HBONE_STREAM_WINDOW } from './hbone-settings';
@@ -106,6 +106,8 @@ export interface InboundProxyOptions {
   readonly engineIdentities?: EngineIdentities;
   /** TrafficShaping inbound rules (agent/qos/shaping.ts): a CONNECT over a connection rate or concurrency limit gets 429. */
   readonly shaping?: TrafficShaper;
+  /** bytes/s limits of tunnels relayed in JavaScript (the JS data plane; the engine paces its own). */
+  readonly relayLimits?: (facts: readonly ConnectionFacts[]) => RelayLimits | undefined;
 }
 
 /** What a CONNECT is decided on, whichever server received it. */
@@ -679,7 +681,8 @@ export class InboundProxy {
           return undefined;
         }
         stream.respond({ ':status': 200 });
-        return relay(stream, upstream, stats());
+        const limits = this.opts.relayLimits?.([{ direction: 'inbound', destination: d.workload, port: d.dest.port, sourceIp: d.sourceIp, sourceIdentity: d.peer }]);
+        return relay(stream, upstream, stats(), limits);
       },
     );
   }

@@ -16,7 +16,7 @@ import type { HboneOpenRequest } from './hbone-client';
 import type { HboneStreamQos } from '../native/hbone-types';
 import { LegacyMtlsConnector, LegacyMtlsError, sidecarSni } from './legacy-mtls';
 import { dial, sourceAddressFor, type SourceAddressFor } from './dial';
-import { relay, type ByteCounters, type Relay } from './relay';
+import { relay, type ByteCounters, type Relay, type RelayLimits } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { canSplice, spliceRelay } from './splice-relay';
 import { spliceApi } from '../native/splice';
@@ -197,6 +197,12 @@ export interface OutboundProxyOptions {
   readonly legacyMtls?: LegacyMtlsConnector;
   /** TrafficShaping outbound rules (agent/qos/shaping.ts): connections over a rate or concurrency limit are reset or queued. */
   readonly shaping?: TrafficShaper;
+  /**
+   * bytes/s limits (TrafficShaping) for relays outside the native engine: same-node connections (the source's outbound
+   * rules and the destination's inbound rules together; such a connection is relayed in JavaScript, not spliced) and
+   * tunnels under the JS data plane.
+   */
+  readonly relayLimits?: (facts: readonly ConnectionFacts[]) => RelayLimits | undefined;
   /** The node's accept queue (agent/qos/accept-queue.ts): each new connection's work waits its turn by class and fair share. */
   readonly acceptQueue?: AcceptQueue;
 }
@@ -522,8 +528,18 @@ export class OutboundProxy {
     return relay(sock, upstream, stats);
   }
 
-  private startRelay(sock: net.Socket, upstream: Duplex, stats: ConnectionStats | undefined, fields: Record<string, unknown>, sameNodePlain = false, untrack?: () => void): Relay {
-    return this.trackRelay(sameNodePlain && upstream instanceof net.Socket ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats), stats, fields, untrack);
+  private startRelay(
+    sock: net.Socket,
+    upstream: Duplex,
+    stats: ConnectionStats | undefined,
+    fields: Record<string, unknown>,
+    sameNodePlain = false,
+    untrack?: () => void,
+    limits?: RelayLimits,
+  ): Relay {
+    // A limited connection is relayed in JavaScript, which paces it; the kernel splice cannot.
+    const r = sameNodePlain && upstream instanceof net.Socket && !limits ? this.relayPlain(sock, upstream, stats) : relay(sock, upstream, stats, limits);
+    return this.trackRelay(r, stats, fields, untrack);
   }
 
   /** Keeps a running relay for shutdown and closes its telemetry when it ends. */
@@ -595,7 +611,15 @@ export class OutboundProxy {
             close: () => relayed?.reset(),
           })
         : undefined;
-    relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack);
+    // Same node: this proxy is the source's and the destination's, so both sides' bytes/s rules apply here.
+    const limits =
+      d.kind === 'local'
+        ? this.opts.relayLimits?.([
+            { direction: 'outbound', source, service: d.service, servicePort: d.servicePort },
+            { direction: 'inbound', destination: d.destination, port: d.port, sourceIp: fields.sourceIp as string | undefined, sourceIdentity: source.identity },
+          ])
+        : undefined;
+    relayed = this.startRelay(sock, upstream, stats, fields, d.kind === 'local', untrack, limits);
   }
 
   private connectHbone(sock: net.Socket, d: Extract<OutboundDecision, { kind: 'hbone' }>, source: Workload, sourceIp: string | undefined, fields: Record<string, unknown>): void {
@@ -652,7 +676,7 @@ export class OutboundProxy {
         });
         const relayFields = { ...fields, peerNode: formatAuthority(d.nodeAddr.host, d.nodeAddr.port) };
         if (typeof stream === 'number') this.trackRelay(native!.relay!(stream, sock, stats, qos), stats, relayFields);
-        else this.startRelay(sock, stream, stats, relayFields);
+        else this.startRelay(sock, stream, stats, relayFields, false, undefined, this.opts.relayLimits?.([{ direction: 'outbound', source, service: d.service, servicePort: d.servicePort }]));
       },
       (err: unknown) => {
         clearTimeout(timer);

@@ -1,13 +1,13 @@
 // Inbound plaintext (from outside the mesh) captured into the node proxy: AuthorizationPolicy with an empty principal, then relayed to the pod or parsed per request on HTTP ports.
 import * as net from 'node:net';
 import { type AcceptQueue, defaultAcceptClass } from '../qos/accept-queue';
-import type { TrafficShaper } from '../qos/shaping';
+import type { ConnectionFacts, TrafficShaper } from '../qos/shaping';
 import type { StateView } from '../state/store';
 import type { Workload } from '../../core/model/types';
 import { silentLogger, type Logger } from '../../core/telemetry/logger';
 import type { MeshMetrics, TcpConnectionInfo } from '../telemetry/metrics';
 import { dialPod, sourceAddressFor, type SourceAddressFor } from './dial';
-import { relay, type Relay } from './relay';
+import { relay, type Relay, type RelayLimits } from './relay';
 import type { ConnectionRegistry } from './connection-tracker';
 import { formatAuthority, normalizeIp, serviceInfo, type Authorizer, type HttpTunnelServer, type IpPort } from './types';
 
@@ -33,6 +33,8 @@ export interface PlaintextInboundOptions {
   readonly logger?: Logger;
   /** The node's accept queue: a connection's decision and dial wait their turn by class and fair share. */
   readonly acceptQueue?: AcceptQueue;
+  /** bytes/s limits (TrafficShaping inbound rules of the destination) of the relay, which runs in JavaScript. */
+  readonly relayLimits?: (facts: readonly ConnectionFacts[]) => RelayLimits | undefined;
   /** The accept class of a connection (TrafficShaper.acceptClass); default: the source as its own flow, normal, weight 100. */
   readonly acceptClass?: TrafficShaper['acceptClass'];
 }
@@ -167,7 +169,8 @@ export class PlaintextInbound {
 
   private relayTo(client: net.Socket, upstream: net.Socket, dest: IpPort, telemetry: TcpConnectionInfo, sourceIp: string | undefined): void {
     const stats = this.opts.metrics?.openTcp(telemetry);
-    const r = relay(client, upstream, stats);
+    const limits = this.opts.relayLimits?.([{ direction: 'inbound', destination: telemetry.destination, port: dest.port, sourceIp }]);
+    const r = relay(client, upstream, stats, limits);
     client.resume();
     this.relays.add(r);
     const untrack = this.opts.connections?.register({

@@ -2,6 +2,7 @@
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { ByteLimiter } from '../qos/byte-limit';
 
 const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
 
@@ -92,6 +93,12 @@ export function abortSide(d: Duplex): void {
   d.destroy();
 }
 
+/** bytes/s limits per direction (TrafficShaping, agent/qos/byte-limit.ts): over one, the source is not read until it refills. */
+export interface RelayLimits {
+  readonly aToB?: ByteLimiter;
+  readonly bToA?: ByteLimiter;
+}
+
 interface SideState {
   readonly d: Duplex;
   readEnded: boolean;
@@ -105,7 +112,7 @@ interface SideState {
  * a FIN on one side becomes end() (FIN / END_STREAM) on the other while the reverse direction
  * keeps flowing. A reset or error on either side resets the other.
  */
-export function relay(a: Duplex, b: Duplex, counters?: ByteCounters): Relay {
+export function relay(a: Duplex, b: Duplex, counters?: ByteCounters, limits?: RelayLimits): Relay {
   const sa: SideState = { d: a, readEnded: false, closed: false, failed: false };
   const sb: SideState = { d: b, readEnded: false, closed: false, failed: false };
   let aToB = 0;
@@ -128,12 +135,22 @@ export function relay(a: Duplex, b: Duplex, counters?: ByteCounters): Relay {
 
   const finishIfDone = () => {
     if (!sa.closed || !sb.closed) return;
+    for (const t of timers) clearTimeout(t);
+    timers.clear();
     resolve({ aToB, bToA, outcome: outcome ?? 'closed', error: firstError });
   };
 
+  const timers = new Set<NodeJS.Timeout>();
   const wire = (from: SideState, to: SideState, isAtoB: boolean) => {
     const src = from.d;
     const dst = to.d;
+    const limiter = isAtoB ? limits?.aToB : limits?.bToA;
+    // The source is paused for two reasons, each resumed only when the other does not hold.
+    let blocked = false; // the destination has MAX_BUFFERED_BYTES unwritten
+    let throttled = false; // over a bytes/s limit until the timer fires
+    const resume = () => {
+      if (!blocked && !throttled) src.resume();
+    };
     const resetOutcome: RelayOutcome = from === sa ? 'reset_a' : 'reset_b';
     // Write batching: the first chunk of an event-loop turn is written at once (no added latency); further chunks of
     // the same turn (an HTTP/2 stream delivers one chunk per DATA frame piece, often 100+ per turn at full speed) are
@@ -166,9 +183,31 @@ export function relay(a: Duplex, b: Duplex, counters?: ByteCounters): Relay {
       // Backpressure: write() reports false past the destination's highWaterMark (16 KiB), less than one read
       // (64 KiB); pausing there would stop and restart the source on every chunk. Pause past MAX_BUFFERED_BYTES
       // instead; 'drain' (due since write() reported false) resumes it.
-      if (!dst.write(chunk) && dst.writableLength >= MAX_BUFFERED_BYTES) src.pause();
+      if (!dst.write(chunk) && dst.writableLength >= MAX_BUFFERED_BYTES) {
+        blocked = true;
+        src.pause();
+      }
+      if (limiter && !throttled) {
+        const waitMs = limiter.charge(n);
+        if (waitMs > 0) {
+          throttled = true;
+          src.pause();
+          const t = setTimeout(
+            () => {
+              timers.delete(t);
+              throttled = false;
+              resume();
+            },
+            Math.max(1, Math.ceil(waitMs)),
+          );
+          timers.add(t);
+        }
+      } else if (limiter) limiter.charge(n);
     });
-    dst.on('drain', () => src.resume());
+    dst.on('drain', () => {
+      blocked = false;
+      resume();
+    });
     const endDst = () => {
       if (!from.failed && !dst.destroyed && !dst.writableEnded) dst.end();
     };

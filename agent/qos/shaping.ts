@@ -385,6 +385,24 @@ export class TrafficShaper {
   }
 
   /**
+   * The bytes/s limits of a connection by way — upload (client → server) and download — for relays outside the
+   * engine (same-node connections, where this node is both source and destination, take the outbound facts and the
+   * destination's inbound facts together). Same buckets (keys) as streamQos gives the engine.
+   */
+  byteLimits(facts: readonly ConnectionFacts[]): { upload: HboneByteLimit[]; download: HboneByteLimit[] } {
+    const out = { upload: [] as HboneByteLimit[], download: [] as HboneByteLimit[] };
+    const list = (l: HboneByteLimit | readonly HboneByteLimit[] | undefined): readonly HboneByteLimit[] => (l === undefined ? [] : Array.isArray(l) ? l : [l as HboneByteLimit]);
+    for (const f of facts) {
+      const q = this.streamQos(f);
+      // The engine's send is fd → tunnel: the client's upload outbound, the pod's download inbound.
+      const [up, down] = f.direction === 'outbound' ? [q.send, q.receive] : [q.receive, q.send];
+      for (const l of list(up)) if (!out.upload.some((x) => x.key === l.key)) out.upload.push(l);
+      for (const l of list(down)) if (!out.download.some((x) => x.key === l.key)) out.download.push(l);
+    }
+    return out;
+  }
+
+  /**
    * The native engine whose bytes/s buckets and fair-share flows this shaper reports: every ENGINE_QOS_SYNC_MS the
    * pauses and delayed bytes of each bucket are added to smesh_rate_limited_total / smesh_rate_limited_bytes_total.
    * Returns the stop function.

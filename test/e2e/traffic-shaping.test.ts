@@ -15,7 +15,7 @@ const SINK_PORT = 9001;
 /** bytesPerSecond upload of the bw-client → sink rule: 2 Mbit/s = 250 000 bytes/s. */
 const BW_UPLOAD_BYTES = 250_000;
 const WEB_TARGET = 8080;
-const VIP = { echo: '198.19.14.10', webLocal: '198.19.14.11', webRemote: '198.19.14.12', inLocal: '198.19.14.13', inRemote: '198.19.14.14', sink: '198.19.14.15' } as const;
+const VIP = { echo: '198.19.14.10', webLocal: '198.19.14.11', webRemote: '198.19.14.12', inLocal: '198.19.14.13', inRemote: '198.19.14.14', sink: '198.19.14.15', sinkLocal: '198.19.14.16' } as const;
 const ns = 'default';
 const svcHost = (name: string) => `${name}.${ns}.svc.cluster.local`;
 /** Every bucket refills this often: short, so recovery is quick; trips are asserted on the first over-limit unit. */
@@ -41,7 +41,14 @@ const SHAPINGS = [
   shaping('in-local', 'in-local', { inbound: [{ name: 'rps', service: 'in-local', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
   shaping('in-remote', 'in-remote', { inbound: [{ name: 'rps', service: 'in-remote', requestRate: { maxTokens: 3, tokensPerFill: 3, fillInterval: FILL } }] }),
   shaping('classes', 'http-client', { outbound: [{ name: 'interactive', priority: 'latency', match: [{ headers: { 'x-class': { exact: 'interactive' } } }] }] }),
-  shaping('bw', 'bw-client', { priority: 'bulk', weight: 50, outbound: [{ name: 'up', service: 'sink', bytesPerSecond: { upload: '2M' } }] }),
+  shaping('bw', 'bw-client', {
+    priority: 'bulk',
+    weight: 50,
+    outbound: [
+      { name: 'up', service: 'sink', bytesPerSecond: { upload: '2M' } },
+      { name: 'up-local', service: 'sink-local', bytesPerSecond: { upload: '2M' } },
+    ],
+  }),
 ];
 
 interface ConnsResult {
@@ -119,17 +126,20 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
           { name: 'in-remote', node: 'node2' },
           { name: 'bw-client', node: 'node1' },
           { name: 'sink', node: 'node2' },
+          { name: 'sink-local', node: 'node1' },
         ],
       });
       await Promise.all([
         topo.startApp('echo', 'echo-server', ['--port', String(ECHO_PORT)]),
         topo.startApp('sink', 'sink-server', ['--port', String(SINK_PORT)]),
+        topo.startApp('sink-local', 'sink-server', ['--port', String(SINK_PORT)]),
         ...['web-local', 'web-remote', 'in-local', 'in-remote'].map((pod) => topo.startApp(pod, 'http-server', ['--port', String(WEB_TARGET), '--pod', pod])),
       ]);
       const http = (name: keyof typeof VIP, app: string): ServiceSpec => ({ name: app, vip: VIP[name], ports: [{ name: 'http', port: 80, targetPort: WEB_TARGET }], selector: { app } });
       const services: ServiceSpec[] = [
         { name: 'echo', vip: VIP.echo, ports: [{ name: 'tcp', port: 80, targetPort: ECHO_PORT }], selector: { app: 'echo' } },
         { name: 'sink', vip: VIP.sink, ports: [{ name: 'tcp', port: 80, targetPort: SINK_PORT }], selector: { app: 'sink' } },
+        { name: 'sink-local', vip: VIP.sinkLocal, ports: [{ name: 'tcp', port: 80, targetPort: SINK_PORT }], selector: { app: 'sink-local' } },
         http('webLocal', 'web-local'),
         http('webRemote', 'web-remote'),
         http('inLocal', 'in-local'),
@@ -281,6 +291,20 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     }, 60_000);
   }
 
+  it.skipIf(expectedDataplane() !== 'js')(
+    'bytesPerSecond (JS data plane, across nodes): the JS relay paces the upload with the same rule, every byte charged, the bucket throttled',
+    async () => {
+      const bytes = 1_000_000;
+      const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sink, '--port', '80', '--bytes', String(bytes), '--seed', '17'], 60_000);
+      expect(r, diag()).toMatchObject({ ok: true, sentBytes: bytes });
+      const dump = (await configDump(agents[0]!)).trafficShaping;
+      const b = ((dump.jsRelayBuckets ?? []) as Array<Record<string, any>>).find((x) => String(x.key).startsWith('default/bw/up|'));
+      expect(b, JSON.stringify(dump)).toMatchObject({ granted: bytes, bytesPerSecond: BW_UPLOAD_BYTES });
+      expect(b!.throttles).toBeGreaterThan(0);
+    },
+    90_000,
+  );
+
   it.skipIf(expectedDataplane() !== 'native')(
     'bytesPerSecond (native engine, across nodes): the upload trips, holds the rate by the engine clock, delivers every byte, is counted, and the bucket refills',
     async () => {
@@ -323,6 +347,21 @@ describe.skipIf(problem !== null)(`TrafficShaping e2e: rate and connection limit
     },
     90_000,
   );
+
+  it('bytesPerSecond on a same-node connection (relayed in JavaScript, not spliced): the upload is paced by the same bucket scheme, every byte charged, the bucket throttled', async () => {
+    const bytes = 1_000_000;
+    const r = await topo.runClient('bw-client', ['bulk', '--host', VIP.sinkLocal, '--port', '80', '--bytes', String(bytes), '--seed', '16'], 60_000);
+    expect(r, diag()).toMatchObject({ ok: true, sentBytes: bytes });
+    const dump = (await configDump(agents[0]!)).trafficShaping;
+    // Native data plane: the engine's bucket (shared with its streams); JS data plane: the agent's own.
+    const engineBucket = ((dump.relay?.buckets ?? []) as Array<Record<string, any>>).find((b) => b.rule === 'default/bw/up-local');
+    const jsBucket = ((dump.jsRelayBuckets ?? []) as Array<Record<string, any>>).find((b) => String(b.key).startsWith('default/bw/up-local|'));
+    const b = engineBucket ?? jsBucket;
+    expect(b, JSON.stringify(dump)).toBeDefined();
+    expect(b!.granted).toBe(bytes);
+    expect(b!.throttles).toBeGreaterThan(0);
+    if (expectedDataplane() === 'native') expect(engineBucket, 'the engine bucket is used when the engine runs').toBeDefined();
+  }, 90_000);
 
   it("the accept queue serves a new connection in its source workload's class (TrafficShaping priority bulk, weight 50) and shows it in /config_dump", async () => {
     const served = async () =>
