@@ -326,6 +326,7 @@ async function meshCounters(a: AgentHandle): Promise<Record<string, number>> {
     http_engine_inbound_forwarded: sum(s, 'smesh_http_engine_requests_total', { direction: 'inbound', outcome: 'forwarded' }),
     http_engine_bridge_native: sum(s, 'smesh_http_engine_bridge_connections_total', { relay: 'native' }),
     http_engine_bridge_js: sum(s, 'smesh_http_engine_bridge_connections_total', { relay: 'js' }),
+    http_engine_bridge_socketpair: sum(s, 'smesh_http_engine_bridge_connections_total', { via: 'socketpair' }),
     http_requests_source: sum(s, 'istio_requests_total', { reporter: 'source' }),
   };
 }
@@ -655,7 +656,7 @@ async function main(): Promise<void> {
         : []),
       ...(HTTP_ROWS
         ? [
-            `- HTTP port: requests reported by node1 (reporter=source) ${counters.node1.http_requests_source}; forwarded by the HTTP/1.1 engine: node1 outbound ${counters.node1.http_engine_outbound_forwarded}, node2 inbound ${counters.node2.http_engine_inbound_forwarded}; node1's upstream connections into HBONE relayed by the HBONE engine ${counters.node1.http_engine_bridge_native}, in JavaScript ${counters.node1.http_engine_bridge_js}`,
+            `- HTTP port: requests reported by node1 (reporter=source) ${counters.node1.http_requests_source}; forwarded by the HTTP/1.1 engine: node1 outbound ${counters.node1.http_engine_outbound_forwarded}, node2 inbound ${counters.node2.http_engine_inbound_forwarded}; node1's upstream connections into HBONE relayed by the HBONE engine ${counters.node1.http_engine_bridge_native} (handed over as socketpairs, no loopback hop: ${counters.node1.http_engine_bridge_socketpair}), in JavaScript ${counters.node1.http_engine_bridge_js}`,
           ]
         : []),
       `- agent warnings/errors logged during the measurements: node1 ${warnings[0]!.length}, node2 ${warnings[1]!.length}${warnings.flat().length ? ` (first: ${warnings.flat().slice(0, 3).join('; ')})` : ''}`,
