@@ -7,6 +7,7 @@ import YAML from 'yaml';
 import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, REPO_ROOT, type Topology, type NodeInfo, type PodInfo } from '../helpers/topology';
 import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, type ExitInfo, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum, select } from '../helpers/metrics';
+import { pollUntil } from '../helpers/wait';
 
 const problem = privilegeProblem();
 const TD = 'cluster.local';
@@ -214,16 +215,6 @@ function wrap(proc: CapturedProcess): Proc {
       return info;
     },
   };
-}
-
-async function eventually<T>(timeoutMs: number, probe: () => Promise<T>, ok: (v: T) => boolean, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!ok(v) && Date.now() < deadline) {
-    await sleep(everyMs);
-    v = await probe();
-  }
-  return v;
 }
 
 describe.skipIf(problem !== null)(`smesh control as a separate process${problem ? ` (skipped: ${problem})` : ''}`, () => {
@@ -557,10 +548,11 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
         '',
       ].join('\n'),
     );
-    const rejected = await eventually(
-      10_000,
+    const rejected = await pollUntil(
       async () => control!.records().filter((x) => /rejected configuration change/.test(String(x.msg))),
       (v) => v.length > 0,
+      10_000,
+      200,
     );
     expect(rejected.length, `no rejection logged:\n${tail(control!.logs(), 20)}`).toBeGreaterThan(0);
     const text = JSON.stringify(rejected.at(-1));
@@ -593,10 +585,11 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
       const exit = await control!.stop(10_000);
       outage.exit = exit;
       // The agents notice (so the outage is real) but keep serving their last state.
-      const down = await eventually(
-        15_000,
+      const down = await pollUntil(
         async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))),
         (v) => v.every((x) => x === 0),
+        15_000,
+        200,
       );
       outage.agentsSawDisconnect = down;
       // Connections made during the outage still work.
@@ -605,10 +598,10 @@ describe.skipIf(problem !== null)(`smesh control as a separate process${problem 
       await startControl();
       outage.downMs = Date.now() - t;
       const t2 = Date.now();
-      const up = await eventually(
-        30_000,
+      const up = await pollUntil(
         async () => Promise.all([node1, node2].map(async (n) => sum(await agentMetrics(n), 'smesh_xds_connected'))),
         (v) => v.every((x) => x === 1),
+        30_000,
         100,
       );
       outage.reconnected = up;

@@ -3,23 +3,14 @@ import { describe, it, expect, beforeAll, beforeEach, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, CAPTURE_IP, type Topology, type AgentHandle, type NodeInfo, type ServiceSpec } from '../helpers/topology';
-import { sleep, tail } from '../helpers/proc';
+import { tail } from '../helpers/proc';
 import { parseMetrics, sum, describeSeries } from '../helpers/metrics';
+import { pollUntil } from '../helpers/wait';
 
 const problem = privilegeProblem();
 const VIP = { remote: '198.19.3.10', local: '198.19.3.11' } as const;
 const PORT = { http: 80, httpTarget: 8080, peerEcho: 9002 } as const;
 const spiffe = (sa: string) => `spiffe://cluster.local/ns/default/sa/${sa}`;
-
-async function eventually<T>(timeoutMs: number, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!ok(v) && Date.now() < deadline) {
-    await sleep(300);
-    v = await probe();
-  }
-  return v;
-}
 
 interface ConfigDump {
   datapath: { enrolledPods?: Array<{ cookie: string; workload: string | number }> };
@@ -123,10 +114,11 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   }, 60_000);
 
   it('enrolls the pods from their processes: the client through its first process, the idle pod not at all', async () => {
-    const dump = await eventually(
-      15_000,
+    const dump = await pollUntil(
       () => configDump(node1),
       (d) => enrolledUids(d).filter((u) => /\/(client|local-server)$/.test(u)).length === 2,
+      15_000,
+      300,
     );
     const uids = enrolledUids(dump);
     expect(
@@ -162,7 +154,7 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
       // The server sees the proxy (capture address or node), never the client pod itself.
       expect(p.serverSawPeer.address).not.toBe(topo.pod('client').ip);
       if (target.svc === 'remote') expect([node2.ip, node2.bridgeIp, CAPTURE_IP]).toContain(p.serverSawPeer.address);
-      const after = await eventually(10_000, opened, (v) => v >= before + 2);
+      const after = await pollUntil(opened, (v) => v >= before + 2, 10_000, 300);
       expect(after - before, describeSeries(parseMetrics(await agents.node1!.metrics()), ['istio_tcp_connections_opened_total'])).toBeGreaterThanOrEqual(2);
     });
   }
@@ -170,10 +162,11 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   it('warns once about the pod with no process, however many passes run', async () => {
     const passes = () => agents.node1!.logRecords().filter((r) => r.msg === 'netns discovery pass').length;
     // A pass runs at start and on every periodic re-check (10 s): wait for at least two.
-    await eventually(
-      25_000,
+    await pollUntil(
       async () => passes(),
       (n) => n >= 2,
+      25_000,
+      300,
     );
     expect(passes(), diag()).toBeGreaterThanOrEqual(2);
     const warnings = agents.node1!.logRecords().filter((r) => r.level === 'warn' && /\/idle$/.test(String(r.workload)));
@@ -184,10 +177,11 @@ describe.skipIf(problem !== null)(`netns discovery e2e: pods without the netns a
   it('with --no-netns-discovery the pods are no longer enrolled: the client reaches the pod directly', async () => {
     await agents.node1!.stop(10_000);
     await startAgent(node1, ['--no-netns-discovery']).waitReady(60_000);
-    const dump = await eventually(
-      15_000,
+    const dump = await pollUntil(
       () => configDump(node1),
       (d) => enrolledUids(d).length === 0,
+      15_000,
+      300,
     );
     expect(enrolledUids(dump), diag()).toEqual([]);
     expect(dump.netnsDiscovery.disabled).toBe(true);

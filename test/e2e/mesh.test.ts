@@ -17,10 +17,11 @@ import {
   type NodeInfo,
   type ServiceSpec,
 } from '../helpers/topology';
-import { waitExit, tail, sleep } from '../helpers/proc';
+import { waitExit, tail } from '../helpers/proc';
 import { parseMetrics, sum, describeSeries, type Sample } from '../helpers/metrics';
 import { makeCa, issueLeaf } from '../helpers/certs';
 import { expectedDataplane } from '../helpers/e2e-agents';
+import { pollUntil } from '../helpers/wait';
 
 const problem = privilegeProblem();
 const TRUST_DOMAIN = 'cluster.local';
@@ -67,17 +68,6 @@ function listRecursive(dir: string): string[] {
     else out.push(p);
   }
   return out;
-}
-
-/** Polls `probe` until `ok` holds or the deadline passes; returns the last value for the assertion message. */
-async function eventually<T>(timeoutMs: number, probe: () => Promise<T>, ok: (v: T) => boolean): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!ok(v) && Date.now() < deadline) {
-    await sleep(300);
-    v = await probe();
-  }
-  return v;
 }
 
 /** true/false when the agent logged a `reused` flag (at any depth of a pino record), else a loose text match; undefined when silent. */
@@ -275,14 +265,15 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
       expect(r.ok, `${JSON.stringify(r)}\n${diag()}`).toBe(true);
       expect(node2Addresses(), `server saw ${JSON.stringify(r.serverSawPeer)}`).toContain(r.serverSawPeer.address);
       const principal = spiffe('default', client().serviceAccount);
-      const seen = await eventually(
-        10_000,
+      const seen = await pollUntil(
         async () => {
           const inLogs = agents.node2!.logs().includes(principal);
           const metrics = await agents.node2!.metrics().catch(() => '');
           return { inLogs, inMetrics: metrics.includes(`source_principal="${principal}"`) };
         },
         (v) => v.inLogs || v.inMetrics,
+        10_000,
+        300,
       );
       expect(seen.inLogs || seen.inMetrics, `node2 never mentioned ${principal} in its logs or metrics\n${diag()}`).toBe(true);
     });
@@ -330,14 +321,15 @@ describe.skipIf(problem !== null)(`mesh e2e: two nodes, one agent each${problem 
     for (const node of ['node1', 'node2'] as const) {
       let last: { samples: Sample[]; v: Record<string, number> } | undefined;
       const delta = (n: string) => last!.v[n]! - before[node].v[n]!;
-      await eventually(
-        15_000,
+      await pollUntil(
         async () => (last = await snapshot(agents[node]!)),
         () =>
           delta('istio_tcp_connections_opened_total') >= 2 &&
           delta('istio_tcp_connections_closed_total') >= 2 &&
           delta('istio_tcp_received_bytes_total') >= upload + echoed &&
           delta('istio_tcp_sent_bytes_total') >= echoed,
+        15_000,
+        300,
       );
       const msg = `${node} metrics (labels ${JSON.stringify(labels)}):\n${describeSeries(last!.samples, names).slice(0, 4000)}`;
       expect(delta('istio_tcp_connections_opened_total'), msg).toBeGreaterThanOrEqual(2);

@@ -8,6 +8,7 @@ import YAML from 'yaml';
 import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, NODE_BIN, type Topology, type NodeInfo } from '../helpers/topology';
 import { tail, sleep, waitExit, lastJsonLine, type CapturedProcess, jsonRecords } from '../helpers/proc';
 import { parseMetrics, sum } from '../helpers/metrics';
+import { pollUntil } from '../helpers/wait';
 
 const problem = privilegeProblem();
 const TD = 'cluster.local';
@@ -112,17 +113,6 @@ async function stopProc(proc: CapturedProcess, graceMs = 5000): Promise<void> {
   const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
   await proc.exited;
   clearTimeout(timer);
-}
-
-/** Polls `probe` every `everyMs` until `ok` or `timeoutMs`; returns the last value. */
-async function eventually<T>(timeoutMs: number, probe: () => Promise<T> | T, ok: (v: T) => boolean, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!ok(v) && Date.now() < deadline) {
-    await sleep(everyMs);
-    v = await probe();
-  }
-  return v;
 }
 
 /** A new root as the README makes it (openssl, ECDSA P-256, CA:TRUE), in `dir`: root.pem, root.key (PKCS#8). */
@@ -360,10 +350,10 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     writeAtomic(path.join(caDir, 'next-root-key.pem'), newRoot.keyPem, 0o600);
     writeAtomic(path.join(caDir, 'next-root-cert.pem'), newRoot.certPem);
     const both = [newRoot.cert.fingerprint256, oldRoot.fingerprint256].sort();
-    const introduced = await eventually(
-      10_000,
+    const introduced = await pollUntil(
       () => [node1, node2].map((n) => (agentAnchors(n) ?? []).slice().sort().join(',')),
       (v) => v.every((x) => x === both.join(',')),
+      10_000,
       100,
     );
     steps.introducedAfterMs = Date.now() - phases.introduce;
@@ -378,10 +368,10 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     fs.copyFileSync(path.join(caDir, 'root-cert.pem'), path.join(caDir, 'previous-root-cert.pem'));
     fs.renameSync(path.join(caDir, 'next-root-key.pem'), path.join(caDir, 'root-key.pem'));
     fs.renameSync(path.join(caDir, 'next-root-cert.pem'), path.join(caDir, 'root-cert.pem'));
-    const promotedRec = await eventually(
-      10_000,
+    const promotedRec = await pollUntil(
       () => controlRecords().find((x) => x.msg === 'CA root promoted: new certificates are signed by the new root'),
       (v) => v !== undefined,
+      10_000,
       100,
     );
     expect(promotedRec, `control did not promote:\n${diag()}`).toBeDefined();
@@ -389,10 +379,10 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     expect(controlRecords().some((x) => /was not published before/.test(String(x.msg)))).toBe(false);
     // Every certificate both agents hold was issued after the promotion (its lifetime is exactly its agent's TTL).
     const issuedAfter = (c: DumpCert, node: string) => Date.parse(c.notAfter) - TTL_S[node]! * 1000 >= promotedAt;
-    const renewed = await eventually(
-      20_000,
+    const renewed = await pollUntil(
       async () => Promise.all([node1, node2].map(dumpCerts)),
       (v) => v.every((certs, i) => certs.length >= 2 && certs.every((c) => issuedAfter(c, `node${i + 1}`))),
+      20_000,
       250,
     );
     steps.allLeavesNewAfterMs = Date.now() - phases.promote;
@@ -417,10 +407,10 @@ describe.skipIf(problem !== null)(`mesh root rotation end to end${problem ? ` (s
     phases.retire = Date.now();
     fs.unlinkSync(path.join(caDir, 'previous-root-cert.pem'));
     writeAtomic(bundleFile, newRoot.certPem);
-    const retired = await eventually(
-      10_000,
+    const retired = await pollUntil(
       () => [node1, node2].map((n) => (agentAnchors(n) ?? []).join(',')),
       (v) => v.every((x) => x === newRoot.cert.fingerprint256),
+      10_000,
       100,
     );
     steps.retiredAfterMs = Date.now() - phases.retire;

@@ -12,6 +12,7 @@ import type { IpPort } from '../../agent/proxy/types';
 import { StateStore } from '../../agent/state/store';
 import type { Workload } from '../../core/model/types';
 import { echoServer, freePort, listen, readAll, TD, waitFor } from '../unit/fixtures/proxy';
+import { pollUntil } from '../helpers/wait';
 
 const MB = 1024 * 1024;
 
@@ -269,8 +270,12 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     c.client.write(payload);
     await withTimeout(all, 5000, 'payload at server');
     expect(r.aToB).toBe(MB);
-    const deadline = Date.now() + SPLICE_COUNTER_FLUSH_MS * 3;
-    while (counters.received < MB && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    await pollUntil(
+      () => counters.received,
+      (n) => n >= MB,
+      SPLICE_COUNTER_FLUSH_MS * 3,
+      50,
+    );
     expect(counters.received).toBe(MB);
     c.client.end();
     c.server.end();
@@ -294,8 +299,12 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     c.client.write(up);
     await withTimeout(arrived, 5000, 'upload at server');
     const value = async (name: string): Promise<number> => Number(/ (\d+)$/m.exec((await metrics.text()).split('\n').find((l) => l.startsWith(name)) ?? ' 0')?.[1] ?? 0);
-    const deadline = Date.now() + SPLICE_COUNTER_FLUSH_MS * 3;
-    while ((await value('istio_tcp_received_bytes_total')) < up.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+    await pollUntil(
+      () => value('istio_tcp_received_bytes_total'),
+      (n) => n >= up.length,
+      SPLICE_COUNTER_FLUSH_MS * 3,
+      50,
+    );
     expect(await value('istio_tcp_received_bytes_total')).toBe(up.length); // while the connection is still open
     c.server.end(Buffer.alloc(7000, 1));
     c.client.resume();
@@ -310,8 +319,12 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     const early = Buffer.from('early-bytes-before-handoff;');
     const c = await rig.chain(async (ch) => {
       ch.client.write(early);
-      const deadline = Date.now() + 5000;
-      while (ch.a.readableLength < early.length && Date.now() < deadline) await new Promise((res) => setTimeout(res, 5));
+      await pollUntil(
+        () => ch.a.readableLength,
+        (n) => n >= early.length,
+        5000,
+        5,
+      );
     });
     expect(c.a.readableLength).toBe(early.length); // really buffered in user space before the handoff
     const r = start(c);
@@ -384,8 +397,7 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     expect(api.active()).toBe(0);
     for (const c of chains) for (const s of [c.client, c.server, c.a, c.b]) rig.all.delete(s);
     // libuv closes handles asynchronously; give it a few turns.
-    const deadline = Date.now() + 5000;
-    while (fdCount() > fdsBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    await pollUntil(fdCount, (n) => n <= fdsBefore, 5000, 20);
     expect(fdCount()).toBe(fdsBefore);
   });
 
@@ -470,8 +482,7 @@ describe('native splice relay (real loopback sockets; needs the addon: make buil
     }
     expect(api.active()).toBe(0);
     for (const c of chains) for (const s of [c.client, c.server, c.a, c.b]) rig.all.delete(s);
-    const deadline = Date.now() + 5000;
-    while (fdCount() > fdsBefore && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20));
+    await pollUntil(fdCount, (n) => n <= fdsBefore, 5000, 20);
     expect(fdCount()).toBe(fdsBefore);
   });
 

@@ -11,6 +11,7 @@ import { FileSource } from '../../../control/sources/files';
 import type { IstioCertificateResponse__Output } from '../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { AdsTestClient, caClient, cleanupDirs, makeCsr, meshDirs, podYaml, tempDir, WORKLOADS_YAML } from '../fixtures/control';
 import { XDS_TYPE_URL } from '../../../core/xds/contract';
+import { waitUntil } from '../../helpers/wait';
 
 const OLD = 'token-node1-original';
 const NEW = 'token-node1-rotated';
@@ -25,14 +26,6 @@ function createCertificate(cp: ControlPlane, token: string, csr: string): Promis
       else resolve(res!);
     });
   });
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** Serial number of the certificate a fresh TLS (h2) connection to the control plane is served. */
@@ -90,7 +83,7 @@ describe('control: tokens file reload and serving certificate rotation', () => {
     writeFileSync(next, `${NEW}: node1\n${NODE2}: node2\n`, { mode: 0o600 });
     const changed = Date.now();
     renameSync(next, tokensFile);
-    await waitFor(
+    await waitUntil(
       async () => {
         const c = connect(NEW);
         try {
@@ -128,7 +121,7 @@ describe('control: tokens file reload and serving certificate rotation', () => {
     const w = new TokenFileWatcher(file, auth, { intervalMs: 50, logger, onReload: (c) => reloads.push(c) }).start();
     try {
       writeFileSync(file, `${NEW}: node1\nshort: node2\n`); // "short" is under 8 characters
-      await waitFor(() => lines.some((l) => l.includes('tokens file change rejected')), 2000, 'rejection logged');
+      await waitUntil(() => lines.some((l) => l.includes('tokens file change rejected')), 2000, 'rejection logged');
       expect(auth.nodeForToken(OLD)).toBe('node1');
       expect(auth.nodeForToken(NEW)).toBeUndefined();
       expect(lines.join('\n')).toContain('at least 8 characters');
@@ -140,7 +133,7 @@ describe('control: tokens file reload and serving certificate rotation', () => {
       expect(lines.join('\n')).not.toContain(NEW);
 
       writeFileSync(file, `${NEW}: node1\n${NODE2}: node2\n`);
-      await waitFor(() => auth.nodeForToken(NEW) === 'node1', 2000, 'valid edit applied');
+      await waitUntil(() => auth.nodeForToken(NEW) === 'node1', 2000, 'valid edit applied');
       expect(auth.nodeForToken(OLD)).toBeUndefined();
       expect(auth.nodeForToken(NODE2)).toBe('node2');
       expect(reloads.at(-1)).toEqual({ added: 2, removed: 1, nodes: 2 });

@@ -7,6 +7,7 @@ import { loadMeshProtos } from '../../../proto';
 import type { ControlPlane } from '../../../control/main';
 import { AdsTestClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, TOKEN2, WORKLOADS_YAML } from '../fixtures/control';
 import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
+import { pollUntil } from '../../helpers/wait';
 
 const { codecs } = loadMeshProtos();
 const T = XDS_TYPE_URL;
@@ -31,12 +32,11 @@ describe('control: delta ADS', () => {
     for (const c of clients.splice(0)) c.close();
     writeWorkloads(WORKLOADS_YAML);
     // Wait until the reset configuration is served, so tests do not see each other's edits.
-    const deadline = Date.now() + 3000;
     const isReset = (): boolean => {
       const s = cp.registry.snapshot!;
       return s.workloads.size === 2 && s.services.size === 1 && s.workloads.get('default/client-1')?.ip === '198.18.2.10';
     };
-    while (!isReset() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await pollUntil(isReset, (met) => met, 3000, 20);
     expect(isReset()).toBe(true);
   });
   afterAll(async () => {
@@ -137,8 +137,12 @@ describe('control: delta ADS', () => {
 
     writeWorkloads(WORKLOADS_YAML.replace('198.18.2.10', '198.18.2.12') + '---\n' + podYaml('web-2', 'node1', '198.18.1.11', 'web', { app: 'web' }));
     // Wait for the change to reach the registry.
-    const deadline = Date.now() + 2000;
-    while (!cp.registry.get('node2', T.address, 'Kubernetes//Pod/default/web-2') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await pollUntil(
+      () => cp.registry.get('node2', T.address, 'Kubernetes//Pod/default/web-2'),
+      (w) => Boolean(w),
+      2000,
+      20,
+    );
 
     const c2 = connect(TOKEN2);
     c2.send({ typeUrl: T.address, resourceNamesSubscribe: ['*'], initialResourceVersions: { ...held, 'Kubernetes//Pod/default/gone-1': 'deadbeef' } });

@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { HttpOutbound } from '../../../../agent/http/outbound-http';
 import { StateStore } from '../../../../agent/state/store';
 import type { ConnectionPoolSettings, MeshSnapshot, Service, Workload } from '../../../../core/model/types';
+import { pollUntil } from '../../../helpers/wait';
 
 function wl(name: string, ip: string): Workload {
   return {
@@ -37,15 +38,6 @@ class ConnLog {
   get open(): number {
     return this.opened - this.closed;
   }
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return cond();
 }
 
 describe('HttpOutbound connection pool settings', () => {
@@ -177,7 +169,15 @@ describe('HttpOutbound connection pool settings', () => {
     let before = h1log.opened;
     expect(await h1requests(6)).toEqual(Array.from({ length: 6 }, (_, i) => `h1 /r${i}`));
     expect(h1log.opened - before).toBe(3);
-    expect(await until(() => h1log.open === 0, 1000), 'each connection was closed after its second request').toBe(true);
+    expect(
+      await pollUntil(
+        () => h1log.open === 0,
+        (met) => met,
+        1000,
+        10,
+      ),
+      'each connection was closed after its second request',
+    ).toBe(true);
     setPool(undefined);
     before = h1log.opened;
     await h1requests(6);
@@ -188,11 +188,27 @@ describe('HttpOutbound connection pool settings', () => {
     setPool({ idleTimeoutMs: 150 });
     await h1requests(1);
     const t0 = Date.now();
-    expect(await until(() => h1log.open === 0, 2000), 'idle connection closed').toBe(true);
+    expect(
+      await pollUntil(
+        () => h1log.open === 0,
+        (met) => met,
+        2000,
+        10,
+      ),
+      'idle connection closed',
+    ).toBe(true);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
     setPool({ idleTimeoutMs: 5000 });
     await h1requests(1);
-    expect(await until(() => h1log.open === 0, 400), 'a 5 s idle timeout leaves it open after 0.4 s').toBe(false);
+    expect(
+      await pollUntil(
+        () => h1log.open === 0,
+        (met) => met,
+        400,
+        10,
+      ),
+      'a 5 s idle timeout leaves it open after 0.4 s',
+    ).toBe(false);
   });
 
   it('HTTP/2: maxRequestsPerConnection 2 → a new upstream session every two streams; idleTimeout closes an idle session', async () => {
@@ -200,11 +216,26 @@ describe('HttpOutbound connection pool settings', () => {
     const before = h2log.opened;
     expect(await h2requests(6)).toEqual(Array.from({ length: 6 }, (_, i) => `h2 /r${i}`));
     expect(h2log.opened - before).toBe(3);
-    expect(await until(() => h2log.open === 0, 2000), 'rotated and idle sessions closed').toBe(true);
+    expect(
+      await pollUntil(
+        () => h2log.open === 0,
+        (met) => met,
+        2000,
+        10,
+      ),
+      'rotated and idle sessions closed',
+    ).toBe(true);
     setPool({ idleTimeoutMs: 5000 });
     const before2 = h2log.opened;
     await h2requests(4);
     expect(h2log.opened - before2).toBe(1);
-    expect(await until(() => h2log.open === 0, 400)).toBe(false);
+    expect(
+      await pollUntil(
+        () => h2log.open === 0,
+        (met) => met,
+        400,
+        10,
+      ),
+    ).toBe(false);
   });
 });

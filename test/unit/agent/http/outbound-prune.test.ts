@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { HttpOutbound } from '../../../../agent/http/outbound-http';
 import { StateStore } from '../../../../agent/state/store';
 import type { MeshSnapshot, Service, Workload } from '../../../../core/model/types';
+import { pollUntil } from '../../../helpers/wait';
 
 function wl(name: string, ip: string): Workload {
   return {
@@ -20,15 +21,6 @@ function wl(name: string, ip: string): Workload {
     identity: `spiffe://cluster.local/ns/default/sa/${name}-sa`,
     meshed: true,
   };
-}
-
-async function until(cond: () => boolean, ms: number): Promise<boolean> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (cond()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return cond();
 }
 
 describe('HttpOutbound: state of departed services is pruned', () => {
@@ -170,13 +162,43 @@ describe('HttpOutbound: state of departed services is pruned', () => {
     expect(h1open).toBe(1);
     expect(h2open).toBe(1);
     removeService(s1);
-    expect(await until(() => handler.stats().backends === 1, 1000)).toBe(true);
+    expect(
+      await pollUntil(
+        () => handler.stats().backends === 1,
+        (met) => met,
+        1000,
+        10,
+      ),
+    ).toBe(true);
     expect(handler.stats()).toEqual({ backends: 1, upstreamPools: 0, h2Sessions: 1 });
-    expect(await until(() => h1open === 0, 1000), 'the idle upstream HTTP/1.1 connection is closed').toBe(true);
+    expect(
+      await pollUntil(
+        () => h1open === 0,
+        (met) => met,
+        1000,
+        10,
+      ),
+      'the idle upstream HTTP/1.1 connection is closed',
+    ).toBe(true);
     removeService(s2);
-    expect(await until(() => handler.stats().backends === 0, 1000)).toBe(true);
+    expect(
+      await pollUntil(
+        () => handler.stats().backends === 0,
+        (met) => met,
+        1000,
+        10,
+      ),
+    ).toBe(true);
     expect(handler.stats()).toEqual({ backends: 0, upstreamPools: 0, h2Sessions: 0 });
-    expect(await until(() => h2open === 0, 1000), 'the upstream HTTP/2 session is closed').toBe(true);
+    expect(
+      await pollUntil(
+        () => h2open === 0,
+        (met) => met,
+        1000,
+        10,
+      ),
+      'the upstream HTTP/2 session is closed',
+    ).toBe(true);
   });
 
   it('service churn leaves nothing behind', async () => {
@@ -186,7 +208,14 @@ describe('HttpOutbound: state of departed services is pruned', () => {
       expect(await call(svc, kind)).toBe(kind);
       removeService(svc);
     }
-    expect(await until(() => handler.stats().backends === 0, 1000)).toBe(true);
+    expect(
+      await pollUntil(
+        () => handler.stats().backends === 0,
+        (met) => met,
+        1000,
+        10,
+      ),
+    ).toBe(true);
     expect(handler.stats()).toEqual({ backends: 0, upstreamPools: 0, h2Sessions: 0 });
     // A service that comes back starts afresh and works.
     const again = addService('churn-0', 'h1');

@@ -6,15 +6,7 @@ import { ConfigError } from '../../../../control/config/config-dir';
 import type { MeshSnapshot } from '../../../../core/model/types';
 import { FileSource } from '../../../../control/sources/files';
 import { cleanupDirs, meshDirs, podYaml, WORKLOADS_YAML } from '../../fixtures/control';
-
-async function waitFor(cond: () => boolean, ms: number): Promise<number> {
-  const start = Date.now();
-  while (!cond()) {
-    if (Date.now() - start > ms) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return Date.now() - start;
-}
+import { waitUntil } from '../../../helpers/wait';
 
 describe('control: file source', () => {
   const sources: FileSource[] = [];
@@ -34,12 +26,14 @@ describe('control: file source', () => {
     expect(initial.workloads.size).toBe(2);
 
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML + '---\n' + podYaml('web-2', 'node1', '198.18.1.11', 'web'));
-    const took = await waitFor(() => snapshots.length > 0, 1000);
+    const t0 = Date.now();
+    await waitUntil(() => snapshots.length > 0, 1000, 'snapshots.length > 0', 10);
+    const took = Date.now() - t0;
     expect(took).toBeLessThan(1000);
     expect(snapshots.at(-1)!.workloads.has('default/web-2')).toBe(true);
 
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML.replace('serviceAccountName: web', 'serviceAccountName: 42'));
-    await waitFor(() => errors.length > 0, 1000);
+    await waitUntil(() => errors.length > 0, 1000, 'errors.length > 0', 10);
     const err = errors[0] as ConfigError;
     expect(err).toBeInstanceOf(ConfigError);
     expect(err.problems[0]).toMatchObject({ file: join(configDir, 'workloads.yaml'), resource: 'Pod default/web-1', field: 'spec.serviceAccountName' });
@@ -48,7 +42,7 @@ describe('control: file source', () => {
     // A new file is noticed too.
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML);
     writeFileSync(join(configDir, 'extra.yml'), podYaml('extra-1', 'node2', '198.18.2.20', 'x'));
-    await waitFor(() => snapshots.at(-1)!.workloads.has('default/extra-1'), 1000);
+    await waitUntil(() => snapshots.at(-1)!.workloads.has('default/extra-1'), 1000, "snapshots.at(-1)!.workloads.has('default/extra-1')", 10);
   });
 
   it('picks up changes through the periodic rescan when fs events are missed', async () => {
@@ -60,7 +54,7 @@ describe('control: file source', () => {
     // Simulate a file system without inotify: drop the watcher.
     (source as unknown as { watcher?: { close(): void } }).watcher?.close();
     writeFileSync(join(configDir, 'workloads.yaml'), WORKLOADS_YAML + '---\n' + podYaml('web-9', 'node1', '198.18.1.19', 'web'));
-    await waitFor(() => snapshots.some((s) => s.workloads.has('default/web-9')), 1000);
+    await waitUntil(() => snapshots.some((s) => s.workloads.has('default/web-9')), 1000, "snapshots.some((s) => s.workloads.has('default/web-9'))", 10);
   });
 
   it('fails start() loudly on an invalid initial configuration', async () => {

@@ -11,6 +11,7 @@ import { loadMeshProtos } from '../../../../proto';
 import { K8sStandIn, kubeConfigFor, type CustomCollection } from '../../../helpers/k8s-standin';
 import { AdsTestClient, cleanupDirs, TOKEN1, TOKENS, tempDir } from '../../fixtures/control';
 import { XDS_TYPE_URL } from '../../../../core/xds/contract';
+import { waitUntil } from '../../../helpers/wait';
 
 const { codecs } = loadMeshProtos();
 
@@ -33,14 +34,6 @@ function authz(name: string, spec: Record<string, unknown>, namespace = 'default
 
 const DENY_CLIENT = { selector: { matchLabels: { app: 'web' } }, action: 'DENY', rules: [{ from: [{ source: { principals: ['example.org/ns/default/sa/client'] } }] }] };
 const ALLOW_ALL = { action: 'ALLOW', rules: [{}] };
-
-async function waitFor(cond: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const policyNames = (s: MeshSnapshot | undefined): string[] => (s?.authorizationPolicies ?? []).map((p) => `${p.namespace}/${p.name}`).sort();
 
@@ -123,13 +116,13 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     const s = await start();
     expect(policyNames(s)).toEqual(['default/allow-all']);
     expect(source!.problems.map(formatProblem)).toEqual([expect.stringMatching(/^kubernetes: AuthorizationPolicy default\/bad-cidr: field spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks\[0\]: /)]);
-    await waitFor(() => api.openWatches('authorizationpolicies') === 1);
+    await waitUntil(() => api.openWatches('authorizationpolicies') === 1, 3000, "api.openWatches('authorizationpolicies') === 1", 5);
 
     // A second bad one (DENY without rules, an unknown field) and a good one arrive by watch.
     api.upsert('authorizationpolicies', authz('deny-nothing', { action: 'DENY' }));
     api.upsert('authorizationpolicies', authz('typo', { action: 'ALLOW', rulez: [] }));
     api.upsert('authorizationpolicies', authz('deny-client', DENY_CLIENT));
-    await waitFor(() => policyNames(latest).includes('default/deny-client'), 1000, 'valid policy served');
+    await waitUntil(() => policyNames(latest).includes('default/deny-client'), 1000, 'valid policy served', 5);
     expect(policyNames(latest)).toEqual(['default/allow-all', 'default/deny-client']);
     const text = source!.problems.map(formatProblem).join('\n');
     expect(text).toMatch(/AuthorizationPolicy default\/bad-cidr: field spec\.rules\[0\]\.from\[0\]\.source\.ipBlocks\[0\]/);
@@ -140,7 +133,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
 
     // Fixing one in place brings it in; the problems list follows.
     api.upsert('authorizationpolicies', authz('bad-cidr', { action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8'] } }] }] }));
-    await waitFor(() => policyNames(latest).includes('default/bad-cidr'), 1000, 'fixed policy served');
+    await waitUntil(() => policyNames(latest).includes('default/bad-cidr'), 1000, 'fixed policy served', 5);
     expect(source!.problems.map((p) => p.resource).sort()).toEqual(['AuthorizationPolicy default/deny-nothing', 'AuthorizationPolicy default/typo']);
   });
 
@@ -153,40 +146,45 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
 
   it('PeerAuthentication: STRICT becomes the converted policy the agents enforce; an invalid mode is reported', async () => {
     await start();
-    await waitFor(() => api.openWatches('peerauthentications') === 1);
+    await waitUntil(() => api.openWatches('peerauthentications') === 1, 3000, "api.openWatches('peerauthentications') === 1", 5);
     api.upsert('peerauthentications', { metadata: { name: 'strict', namespace: 'default', ...SERVER_FIELDS }, spec: { mtls: { mode: 'STRICT' } } });
     api.upsert('peerauthentications', { metadata: { name: 'odd', namespace: 'default' }, spec: { selector: { matchLabels: { app: 'client' } }, mtls: { mode: 'SOMETIMES' } } });
     // Namespace-wide STRICT: istiod's static deny-plaintext policy in the root namespace, referenced by every workload there.
     const staticKey = `istio-system/${STATIC_STRICT_POLICY_NAME}`;
-    await waitFor(() => policyNames(latest).includes(staticKey), 1000, 'converted PeerAuthentication');
+    await waitUntil(() => policyNames(latest).includes(staticKey), 1000, 'converted PeerAuthentication', 5);
     expect(latest!.workloads.get('default/web-1')!.authorizationPolicies).toEqual([staticKey]);
     expect(latest!.workloads.get('default/client-1')!.authorizationPolicies).toEqual([staticKey]);
     expect(source!.problems.map(formatProblem).join('\n')).toMatch(/PeerAuthentication default\/odd: field spec\.mtls\.mode: /);
     api.remove('peerauthentications', 'default', 'strict');
-    await waitFor(() => (latest?.authorizationPolicies ?? []).length === 0, 1000, 'PeerAuthentication removed');
+    await waitUntil(() => (latest?.authorizationPolicies ?? []).length === 0, 1000, 'PeerAuthentication removed', 5);
   });
 
   it('TrafficShaping (smesh.io/v1alpha1) becomes per-workload rate-limit rules; an invalid one is reported by field and skipped', async () => {
     await start();
-    await waitFor(() => api.openWatches('trafficshapings') === 1);
+    await waitUntil(() => api.openWatches('trafficshapings') === 1, 3000, "api.openWatches('trafficshapings') === 1", 5);
     api.upsert('trafficshapings', {
       metadata: { name: 'web-limits', namespace: 'default', ...SERVER_FIELDS },
       spec: { selector: { matchLabels: { app: 'web' } }, inbound: [{ name: 'rps', requestRate: { maxTokens: 5, fillInterval: '1s' } }] },
     });
     api.upsert('trafficshapings', { metadata: { name: 'bad', namespace: 'default' }, spec: { outbound: [{ connectionRate: { maxTokens: 0, fillInterval: '1s' } }] } });
-    await waitFor(() => latest?.trafficShaping?.has('default/web-1') === true, 1000, 'traffic shaping');
+    await waitUntil(() => latest?.trafficShaping?.has('default/web-1') === true, 1000, 'traffic shaping', 5);
     expect(latest!.trafficShaping!.get('default/web-1')!.inbound).toEqual([
       { name: 'default/web-limits/rps', requestRate: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }, requestMatch: [], overLimit: { action: 'reject', maxWaitMs: 0 } },
     ]);
     expect(latest!.trafficShaping!.has('default/client-1')).toBe(false);
     expect(source!.problems.map(formatProblem).join('\n')).toMatch(/TrafficShaping default\/bad: field spec\.outbound\[0\]\.connectionRate\.maxTokens: /);
     api.remove('trafficshapings', 'default', 'web-limits');
-    await waitFor(() => latest?.trafficShaping === undefined, 1000, 'traffic shaping removed');
+    await waitUntil(() => latest?.trafficShaping === undefined, 1000, 'traffic shaping removed', 5);
   });
 
   it('DestinationRule and VirtualService become the service traffic policy; invalid ones are reported and skipped', async () => {
     await start();
-    await waitFor(() => api.openWatches('destinationrules') === 1 && api.openWatches('virtualservices') === 1);
+    await waitUntil(
+      () => api.openWatches('destinationrules') === 1 && api.openWatches('virtualservices') === 1,
+      3000,
+      "api.openWatches('destinationrules') === 1 && api.openWatches('virtualservices') === 1",
+      5,
+    );
     api.upsert('destinationrules', {
       metadata: { name: 'web', namespace: 'default', ...SERVER_FIELDS },
       spec: {
@@ -228,7 +226,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
         ],
       },
     });
-    await waitFor(() => (latest?.trafficPolicies?.get('default/web')?.routes.length ?? 0) > 0, 1000, 'traffic policy served');
+    await waitUntil(() => (latest?.trafficPolicies?.get('default/web')?.routes.length ?? 0) > 0, 1000, 'traffic policy served', 5);
     const tp = latest!.trafficPolicies!.get('default/web')!;
     expect(tp.subsets.map((s) => [s.name, s.workloadUids])).toEqual([
       ['v1', ['default/web-1']],
@@ -244,7 +242,7 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
 
     api.remove('virtualservices', 'default', 'web');
     api.remove('destinationrules', 'default', 'web');
-    await waitFor(() => latest?.trafficPolicies?.has('default/web') !== true, 1000, 'traffic policy removed');
+    await waitUntil(() => latest?.trafficPolicies?.has('default/web') !== true, 1000, 'traffic policy removed', 5);
   });
 
   it('a mesh CRD that is not installed (404) does not stop Pods and Services; it is logged once and picked up once installed', async () => {
@@ -253,9 +251,9 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     const s = await start({ missingCrdRetryMs: 100 });
     expect([...s.workloads.keys()].sort()).toEqual(['default/client-1', 'default/web-1', 'default/web-2']);
     expect(policyNames(s)).toEqual([]);
-    await waitFor(() => api.openWatches() === 5);
+    await waitUntil(() => api.openWatches() === 5, 3000, 'api.openWatches() === 5', 5);
     api.upsert('pods', pod('web-3', 'node1', '198.18.1.12', 'web', { app: 'web' }));
-    await waitFor(() => latest?.workloads.has('default/web-3') === true, 1000, 'pod served');
+    await waitUntil(() => latest?.workloads.has('default/web-3') === true, 1000, 'pod served', 5);
     await new Promise((r) => setTimeout(r, 450)); // several slow retries
     const listsOfV1 = api.requests.filter((r) => r.startsWith('GET /apis/security.istio.io/v1/authorizationpolicies')).length;
     expect(listsOfV1).toBeGreaterThanOrEqual(2); // retried, slowly
@@ -263,14 +261,14 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     expect(notServed).toHaveLength(1);
 
     api.serveVersions('authorizationpolicies', ['v1', 'v1beta1']);
-    await waitFor(() => policyNames(latest).includes('default/deny-client'), 1500, 'policy after CRD install');
+    await waitUntil(() => policyNames(latest).includes('default/deny-client'), 1500, 'policy after CRD install', 5);
     expect(logLines.some((l) => l.kind === 'authorizationpolicies' && l.msg.includes('served now'))).toBe(true);
 
     // The CRD goes away again: its objects go with it, the rest keeps flowing.
     api.serveVersions('authorizationpolicies', []);
-    await waitFor(() => policyNames(latest).length === 0, 1500, 'policies dropped with their CRD');
+    await waitUntil(() => policyNames(latest).length === 0, 1500, 'policies dropped with their CRD', 5);
     api.upsert('pods', pod('web-4', 'node1', '198.18.1.13', 'web', { app: 'web' }));
-    await waitFor(() => latest?.workloads.has('default/web-4') === true, 1000, 'pod served after CRD removal');
+    await waitUntil(() => latest?.workloads.has('default/web-4') === true, 1000, 'pod served after CRD removal', 5);
   });
 
   it('uses the newest served version: v1beta1 / v1alpha3 when an older Istio does not serve v1', async () => {
@@ -279,22 +277,27 @@ describe('control: Kubernetes source, mesh resources (stand-in API server)', () 
     api.upsert('authorizationpolicies', authz('allow-all', ALLOW_ALL));
     const s = await start();
     expect(policyNames(s)).toEqual(['default/allow-all']);
-    await waitFor(() => api.openWatches('authorizationpolicies') === 1 && api.openWatches('virtualservices') === 1);
+    await waitUntil(
+      () => api.openWatches('authorizationpolicies') === 1 && api.openWatches('virtualservices') === 1,
+      3000,
+      "api.openWatches('authorizationpolicies') === 1 && api.openWatches('virtualservices') === 1",
+      5,
+    );
     expect(api.requests.some((r) => r.startsWith('GET /apis/security.istio.io/v1beta1/authorizationpolicies?') && r.includes('watch=true'))).toBe(true);
     expect(api.requests.some((r) => r.startsWith('GET /apis/networking.istio.io/v1alpha3/virtualservices?') && r.includes('watch=true'))).toBe(true);
     api.upsert('authorizationpolicies', authz('deny-client', DENY_CLIENT));
-    await waitFor(() => policyNames(latest).includes('default/deny-client'), 1000, 'policy by v1beta1 watch');
+    await waitUntil(() => policyNames(latest).includes('default/deny-client'), 1000, 'policy by v1beta1 watch', 5);
     expect(source!.problems).toEqual([]);
   });
 
   it('mesh resources re-list after 410 Gone and converge on changes made meanwhile', async () => {
     await start();
-    await waitFor(() => api.openWatches() === 11);
+    await waitUntil(() => api.openWatches() === 11, 3000, 'api.openWatches() === 11', 5);
     const lists = (): number => api.requests.filter((r) => /^GET \/apis\/security\.istio\.io\/v1\/authorizationpolicies(\?|$)/.test(r) && !r.includes('watch=')).length;
     const before = lists();
     api.expireWatches();
     api.upsert('authorizationpolicies', authz('deny-client', DENY_CLIENT));
-    await waitFor(() => policyNames(latest).includes('default/deny-client'), 2000, 'policy after re-list');
+    await waitUntil(() => policyNames(latest).includes('default/deny-client'), 2000, 'policy after re-list', 5);
     expect(lists()).toBeGreaterThan(before);
   });
 

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { MeshSnapshot } from '../../../../core/model/types';
 import { KubernetesSource } from '../../../../control/sources/kubernetes';
 import { K8sStandIn, kubeConfigFor } from '../../../helpers/k8s-standin';
+import { waitUntil } from '../../../helpers/wait';
 
 /** Core collections (5) plus the mesh custom resources (5), each watched once. */
 const ALL_WATCHES = 11;
@@ -18,14 +19,6 @@ function pod(name: string, node: string, ip: string, labels: Record<string, stri
 /** Plain (non-watch) list requests of pods seen by the stand-in. */
 function podLists(api: K8sStandIn): number {
   return api.requests.filter((r) => /^GET \/api\/v1\/pods(\?|$)/.test(r) && !r.includes('watch=')).length;
-}
-
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 describe('control: Kubernetes source (@kubernetes/client-node against a stand-in API server)', () => {
@@ -73,7 +66,7 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
     const web = s.services.get('default/web')!;
     expect(web.ports).toEqual([{ name: 'http', port: 80, targetPort: 8080, appProtocol: undefined }]); // named target port resolved from the EndpointSlice
     expect(web.endpointUids).toEqual(['default/web-1']);
-    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    await waitUntil(() => api.openWatches() === ALL_WATCHES, 3000, 'api.openWatches() === ALL_WATCHES', 10);
     const paths = ['/api/v1/pods', '/api/v1/services', '/api/v1/namespaces', '/api/v1/nodes', '/apis/discovery.k8s.io/v1/endpointslices'];
     paths.push(
       '/apis/security.istio.io/v1/authorizationpolicies',
@@ -89,9 +82,9 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
 
   it('follows watch events (add, modify, delete) from the listed resourceVersion', async () => {
     await start();
-    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    await waitUntil(() => api.openWatches() === ALL_WATCHES, 3000, 'api.openWatches() === ALL_WATCHES', 10);
     api.upsert('pods', pod('web-2', 'node1', '198.18.1.11'));
-    await waitFor(() => latest?.workloads.has('default/web-2') === true);
+    await waitUntil(() => latest?.workloads.has('default/web-2') === true, 3000, "latest?.workloads.has('default/web-2') === true", 10);
     api.upsert('endpointslices', {
       metadata: { name: 'web-abc', namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } },
       endpoints: [
@@ -100,33 +93,33 @@ describe('control: Kubernetes source (@kubernetes/client-node against a stand-in
       ],
       ports: [{ name: 'http', port: 8080 }],
     });
-    await waitFor(() => latest?.services.get('default/web')?.endpointUids?.join() === 'default/web-2');
+    await waitUntil(() => latest?.services.get('default/web')?.endpointUids?.join() === 'default/web-2', 3000, "latest?.services.get('default/web')?.endpointUids?.join() === 'default/web-2'", 10);
     api.remove('pods', 'default', 'web-1');
-    await waitFor(() => latest !== undefined && !latest.workloads.has('default/web-1'));
+    await waitUntil(() => latest !== undefined && !latest.workloads.has('default/web-1'), 3000, "latest !== undefined && !latest.workloads.has('default/web-1')", 10);
     expect(podLists(api)).toBe(1); // no re-list needed
   });
 
   it('re-lists after 410 Gone and converges on changes made meanwhile', async () => {
     await start();
-    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    await waitUntil(() => api.openWatches() === ALL_WATCHES, 3000, 'api.openWatches() === ALL_WATCHES', 10);
     const listsBefore = podLists(api);
     expect(listsBefore).toBe(1);
     api.expireWatches();
     api.upsert('pods', pod('web-3', 'node1', '198.18.1.13'));
-    await waitFor(() => latest?.workloads.has('default/web-3') === true);
+    await waitUntil(() => latest?.workloads.has('default/web-3') === true, 3000, "latest?.workloads.has('default/web-3') === true", 10);
     expect(podLists(api)).toBeGreaterThan(listsBefore);
   });
 
   it('reconnects with backoff after the API server restarts, resuming from its resourceVersion', async () => {
     await start();
-    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    await waitUntil(() => api.openWatches() === ALL_WATCHES, 3000, 'api.openWatches() === ALL_WATCHES', 10);
     const port = api.port;
     await api.stop();
     api.upsert('pods', pod('web-4', 'node1', '198.18.1.14')); // happens while the client is disconnected
     await new Promise((r) => setTimeout(r, 150)); // a few failed reconnects
     await api.start(port);
-    await waitFor(() => latest?.workloads.has('default/web-4') === true);
-    await waitFor(() => api.openWatches() === ALL_WATCHES);
+    await waitUntil(() => latest?.workloads.has('default/web-4') === true, 3000, "latest?.workloads.has('default/web-4') === true", 10);
+    await waitUntil(() => api.openWatches() === ALL_WATCHES, 3000, 'api.openWatches() === ALL_WATCHES', 10);
     expect(podLists(api)).toBe(1); // resumed the watch; no re-list
     expect(api.requests.some((r) => r.startsWith('GET /api/v1/pods?') && r.includes('watch=true') && /resourceVersion=1\d\d/.test(r))).toBe(true);
   });
