@@ -156,10 +156,10 @@ class TunnelBridge {
     return target.ut.kind === 'hbone' && target.ut.hbone !== undefined && this.tunnels.native !== undefined && engine.upstreamPairs;
   }
 
-  /** The pool key of a `pair` decision for `target`. */
+  /** The pool key of a `pair` decision for `target` (the latest decision's target is what new connections open). */
   pairKey(target: BridgeTarget): string {
     const key = TunnelBridge.key(target);
-    if (!this.pairTargets.has(key)) this.pairTargets.set(key, target);
+    this.pairTargets.set(key, target);
     return key;
   }
 
