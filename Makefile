@@ -6,7 +6,7 @@ include mk/datapath.mk
 include mk/proto.mk
 include mk/image.mk
 
-.PHONY: setup build ts deps lint test test-unit demo bench clean
+.PHONY: setup build ts deps lint format test test-unit demo bench clean
 
 # Debian packages (clang, libbpf-dev, bpftool, …) and bpffs; idempotent and quick once everything is present.
 setup:
@@ -38,9 +38,19 @@ test: build lint
 # Formatting and lint of the TypeScript (biome.json: Biome's formatter and recommended rules, minus the house idioms it
 # lists as off; `npx biome check --write agent control core cli test bench scripts` fixes what it can), and the type check of
 # everything, tests and benches included (tsconfig.test.json, strict, no output).
+# C/C++ under clang-format (native/.clang-format, bpf/.clang-format); bpf/vmlinux.h is generated and left alone.
+CLANG_FORMAT_SOURCES = $(wildcard native/*.cc native/*.h bpf/*.c bpf/lib/*.h bpf/shared/*.h)
+
 lint: deps
 	npx biome ci agent control core cli test bench scripts
 	npx tsc -p tsconfig.test.json
+	@command -v clang-format >/dev/null || { echo "clang-format is missing: apt-get install clang-format (scripts/install-deps.sh)"; exit 1; }
+	clang-format --dry-run --Werror $(CLANG_FORMAT_SOURCES)
+
+# Rewrites the C/C++ sources in the house style (what `make lint` checks).
+format:
+	npx biome check --write agent control core cli test bench scripts
+	clang-format -i $(CLANG_FORMAT_SOURCES)
 
 test-unit: deps
 	npx vitest run test/unit

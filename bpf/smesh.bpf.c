@@ -2,8 +2,8 @@
  * getsockopt), redirect transparency (getpeername4/6), connect-time deny (in connect4/6) and the
  * inbound STRICT/PERMISSIVE check (cgroup_skb/ingress) attach to the node's pod cgroup root; the inbound
  * plaintext capture (sk_lookup) attaches to each local meshed pod's network namespace, and the capture-tuple
- * steering (sk_lookup) to the node's (the agent's) network namespace; bandwidth pacing (tc, per pod device) to a limited
- * pod's own interface (egress) and its host-side veth (ingress). */
+ * steering (sk_lookup) to the node's (the agent's) network namespace; bandwidth pacing (tc, per pod device) to a
+ * limited pod's own interface (egress) and its host-side veth (ingress). */
 #include "lib/common.h"
 #include "lib/config.h"
 #include "lib/redirect.h"

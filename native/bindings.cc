@@ -24,9 +24,7 @@ namespace smesh {
 
 namespace {
 
-[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message) {
-  throw Napi::TypeError::New(env, message);
-}
+[[noreturn]] void ThrowTypeError(Napi::Env env, const std::string& message) { throw Napi::TypeError::New(env, message); }
 
 Napi::Error ToJsError(Napi::Env env, const std::exception& e) {
   Napi::Error error = Napi::Error::New(env, e.what());
@@ -52,30 +50,26 @@ auto Guard(Napi::Env env, Fn fn) -> decltype(fn()) {
 
 std::string StringField(Napi::Object obj, const char* name) {
   Napi::Value v = obj.Get(name);
-  if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty())
-    ThrowTypeError(obj.Env(), std::string("options.") + name + " must be a non-empty string");
+  if (!v.IsString() || v.As<Napi::String>().Utf8Value().empty()) ThrowTypeError(obj.Env(), std::string("options.") + name + " must be a non-empty string");
   return v.As<Napi::String>().Utf8Value();
 }
 
 void CopyBytes(Napi::Value v, const std::string& what, uint8_t* out, size_t n) {
-  if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() != n)
-    ThrowTypeError(v.Env(), what + " must be a Buffer of " + std::to_string(n) + " bytes");
+  if (!v.IsBuffer() || v.As<Napi::Buffer<uint8_t>>().Length() != n) ThrowTypeError(v.Env(), what + " must be a Buffer of " + std::to_string(n) + " bytes");
   std::memcpy(out, v.As<Napi::Buffer<uint8_t>>().Data(), n);
 }
 
 uint16_t PortArg(Napi::Value v, const std::string& what) {
   if (!v.IsNumber()) ThrowTypeError(v.Env(), what + " must be an integer 0..65535");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 65535) || d != static_cast<double>(static_cast<uint32_t>(d)))
-    ThrowTypeError(v.Env(), what + " must be an integer 0..65535");
+  if (!(d >= 0 && d <= 65535) || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowTypeError(v.Env(), what + " must be an integer 0..65535");
   return static_cast<uint16_t>(d);
 }
 
 uint32_t U32Arg(Napi::Value v, const std::string& what) {
   if (!v.IsNumber()) ThrowTypeError(v.Env(), what + " must be an integer 0..4294967295");
   double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d)))
-    ThrowTypeError(v.Env(), what + " must be an integer 0..4294967295");
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) ThrowTypeError(v.Env(), what + " must be an integer 0..4294967295");
   return static_cast<uint32_t>(d);
 }
 
@@ -87,9 +81,7 @@ uint64_t CookieArg(Napi::Value v, const std::string& what) {
   return value;
 }
 
-Napi::Buffer<uint8_t> AddrBuffer(Napi::Env env, const void* addr) {
-  return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(addr), 16);
-}
+Napi::Buffer<uint8_t> AddrBuffer(Napi::Env env, const void* addr) { return Napi::Buffer<uint8_t>::Copy(env, static_cast<const uint8_t*>(addr), 16); }
 
 class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
  public:
@@ -137,8 +129,7 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
   }
 
   explicit RawDatapath(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RawDatapath>(info) {
-    if (info.Length() != 1 || !info[0].IsExternal())
-      ThrowTypeError(info.Env(), "RawDatapath is created by open(), not with new");
+    if (info.Length() != 1 || !info[0].IsExternal()) ThrowTypeError(info.Env(), "RawDatapath is created by open(), not with new");
     dp_.reset(info[0].As<Napi::External<Datapath>>().Data());
   }
 
@@ -364,7 +355,8 @@ class RawDatapath : public Napi::ObjectWrap<RawDatapath> {
   Napi::Value AttachBandwidthJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const uint32_t direction = U32Arg(info[0], "direction");
-    if (info.Length() < 4 || !info[1].IsString()) ThrowTypeError(env, "attachBandwidth(direction, netnsPath, ifindex, bytesPerSec): netnsPath must be a string");
+    if (info.Length() < 4 || !info[1].IsString())
+      ThrowTypeError(env, "attachBandwidth(direction, netnsPath, ifindex, bytesPerSec): netnsPath must be a string");
     const std::string path = info[1].As<Napi::String>().Utf8Value();
     const uint32_t ifindex = U32Arg(info[2], "ifindex");
     if (ifindex == 0) ThrowTypeError(env, "ifindex must be a positive integer");
@@ -612,9 +604,7 @@ class NetnsCookieWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() override { deferred_.Resolve(Napi::BigInt::New(Env(), cookie_)); }
-  void OnError(const Napi::Error& error) override {
-    deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error));
-  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error)); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -626,7 +616,11 @@ class NetnsCookieWorker : public Napi::AsyncWorker {
 class NetnsListenerWorker : public Napi::AsyncWorker {
  public:
   NetnsListenerWorker(Napi::Env env, std::string path, int backlog, int family)
-      : Napi::AsyncWorker(env, "smesh.netnsListener"), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)), backlog_(backlog), family_(family) {}
+      : Napi::AsyncWorker(env, "smesh.netnsListener"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        path_(std::move(path)),
+        backlog_(backlog),
+        family_(family) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -640,9 +634,7 @@ class NetnsListenerWorker : public Napi::AsyncWorker {
   }
 
   void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), fd_)); }
-  void OnError(const Napi::Error& error) override {
-    deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error));
-  }
+  void OnError(const Napi::Error& error) override { deferred_.Reject(OpenWorker::Rejection(Env(), failure_, error)); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -683,8 +675,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
       Napi::Value item = arr.Get(i);
       if (!item.IsObject()) ThrowTypeError(env, "options.pods[" + std::to_string(i) + "] must be an object");
       Napi::Object p = item.As<Napi::Object>();
-      options.pods.emplace_back(CookieArg(p.Get("cookie"), "options.pods[].cookie"),
-                                U32Arg(p.Get("workloadId"), "options.pods[].workloadId"));
+      options.pods.emplace_back(CookieArg(p.Get("cookie"), "options.pods[].cookie"), U32Arg(p.Get("workloadId"), "options.pods[].workloadId"));
     }
   }
   Napi::Value dests = o.Get("dests");
@@ -746,8 +737,7 @@ Napi::Value OriginalDestinationJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) ThrowTypeError(env, "originalDestination(fd) needs a socket fd number");
   double d = info[0].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d < 2147483648.0) || d != static_cast<double>(static_cast<int>(d)))
-    ThrowTypeError(env, "fd must be a non-negative integer");
+  if (!(d >= 0 && d < 2147483648.0) || d != static_cast<double>(static_cast<int>(d))) ThrowTypeError(env, "fd must be a non-negative integer");
   std::string pin;
   if (info.Length() > 1 && !info[1].IsUndefined() && !info[1].IsNull()) {
     if (!info[1].IsString()) ThrowTypeError(env, "connsPinPath must be a string");
@@ -820,13 +810,15 @@ Napi::Value AbiLayoutJs(const Napi::CallbackInfo& info) {
   add("smesh_addr_port", sizeof(struct smesh_addr_port), {SMESH_M(smesh_addr_port, addr), SMESH_M(smesh_addr_port, port), SMESH_M(smesh_addr_port, pad)});
   add("smesh_dest_info", sizeof(struct smesh_dest_info), {SMESH_M(smesh_dest_info, flags)});
   add("smesh_orig_dst", sizeof(struct smesh_orig_dst),
-      {SMESH_M(smesh_orig_dst, addr), SMESH_M(smesh_orig_dst, port), SMESH_M(smesh_orig_dst, pad), SMESH_M(smesh_orig_dst, workload_id), SMESH_M(smesh_orig_dst, pad2)});
+      {SMESH_M(smesh_orig_dst, addr), SMESH_M(smesh_orig_dst, port), SMESH_M(smesh_orig_dst, pad), SMESH_M(smesh_orig_dst, workload_id),
+       SMESH_M(smesh_orig_dst, pad2)});
   add("smesh_deny_key", sizeof(struct smesh_deny_key),
       {SMESH_M(smesh_deny_key, workload_id), SMESH_M(smesh_deny_key, addr), SMESH_M(smesh_deny_key, port), SMESH_M(smesh_deny_key, pad)});
   add("smesh_strict_info", sizeof(struct smesh_strict_info), {SMESH_M(smesh_strict_info, mode)});
   add("smesh_strict_counters", sizeof(struct smesh_strict_counters), {SMESH_M(smesh_strict_counters, dropped), SMESH_M(smesh_strict_counters, plaintext)});
   add("smesh_inpod_counters", sizeof(struct smesh_inpod_counters),
-      {SMESH_M(smesh_inpod_counters, captured), SMESH_M(smesh_inpod_counters, no_listener), SMESH_M(smesh_inpod_counters, assign_failed), SMESH_M(smesh_inpod_counters, reserved)});
+      {SMESH_M(smesh_inpod_counters, captured), SMESH_M(smesh_inpod_counters, no_listener), SMESH_M(smesh_inpod_counters, assign_failed),
+       SMESH_M(smesh_inpod_counters, reserved)});
   add("smesh_flow_key", sizeof(struct smesh_flow_key),
       {SMESH_M(smesh_flow_key, src), SMESH_M(smesh_flow_key, dst), SMESH_M(smesh_flow_key, sport), SMESH_M(smesh_flow_key, dport)});
   add("smesh_strict_flow_seen", sizeof(struct smesh_strict_flow_seen), {SMESH_M(smesh_strict_flow_seen, first_ns)});

@@ -1,4 +1,5 @@
-// A native engine's events on their way to JavaScript: worker threads queue them, the first of a batch tells the caller to wake the JS thread, which turns the whole batch into one array for one callback.
+// A native engine's events on their way to JavaScript: worker threads queue them, the first of a batch tells the caller to wake the JS thread, which turns the
+// whole batch into one array for one callback.
 #pragma once
 
 #include <napi.h>

@@ -48,8 +48,7 @@ Globals& G() {
 
 class EngineImpl : public hbone::Engine {
  public:
-  EngineImpl(Napi::Env env, const Options& options, TlsStore* tls, Napi::Function callback)
-      : Engine(options, tls), env_(env) {
+  EngineImpl(Napi::Env env, const Options& options, TlsStore* tls, Napi::Function callback) : Engine(options, tls), env_(env) {
     tsfn_ = Napi::ThreadSafeFunction::New(env, callback, "smesh-hbone", 0, 1);
     tsfn_.Unref(env);
     for (int i = 0; i < options.workers; i++) workers_.push_back(std::make_unique<Worker>(this, i));
@@ -64,8 +63,10 @@ class EngineImpl : public hbone::Engine {
   void SetRef(bool ref) {
     if (ref == reffed_) return;
     reffed_ = ref;
-    if (ref) tsfn_.Ref(Napi::Env(env_));
-    else tsfn_.Unref(Napi::Env(env_));
+    if (ref)
+      tsfn_.Ref(Napi::Env(env_));
+    else
+      tsfn_.Unref(Napi::Env(env_));
   }
 
   void Emit(Event&& ev) override {
@@ -149,8 +150,7 @@ class EngineImpl : public hbone::Engine {
 EngineImpl& Running(Napi::Env env) {
   Globals& g = G();
   if (g.engine != nullptr) {
-    if (g.engine->env() != static_cast<napi_env>(env))
-      throw Napi::Error::New(env, "the HBONE engine is bound to another Node environment (worker thread)");
+    if (g.engine->env() != static_cast<napi_env>(env)) throw Napi::Error::New(env, "the HBONE engine is bound to another Node environment (worker thread)");
     return *g.engine;
   }
   if (g.callback.IsEmpty()) throw Napi::Error::New(env, "hboneInit(callback) must be called before the HBONE engine is used");
@@ -177,7 +177,8 @@ double IntegerArg(const Napi::Value& v, const char* what, double lo, double hi) 
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be an integer " + std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi)));
+    throw Napi::TypeError::New(
+        v.Env(), std::string(what) + " must be an integer " + std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi)));
   return d;
 }
 
@@ -318,8 +319,7 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   if (!info[5].IsArray()) throw Napi::TypeError::New(env, "headers must be a flat array of strings");
   Napi::Array h = info[5].As<Napi::Array>();
   if (h.Length() % 2 != 0) throw Napi::TypeError::New(env, "headers must hold name, value pairs");
-  for (uint32_t i = 0; i + 1 < h.Length(); i += 2)
-    cmd.headers.emplace_back(StringArg(h.Get(i), "header name"), StringArg(h.Get(i + 1), "header value"));
+  for (uint32_t i = 0; i + 1 < h.Length(); i += 2) cmd.headers.emplace_back(StringArg(h.Get(i), "header name"), StringArg(h.Get(i + 1), "header value"));
   if (info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull()) cmd.dscp = static_cast<int>(IntegerArg(info[6], "dscp", 0, 63));
   EngineImpl& e = Running(env);
   cmd.id = e.NextId();
@@ -352,8 +352,10 @@ Napi::Value Serve(const Napi::CallbackInfo& info) {
   socklen_t sl = sizeof(ss);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) AddressOf(ss, &cmd.local_address, &cmd.local_port);
   sl = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) AddressOf(ss, &cmd.remote_address, &cmd.remote_port);
-  else ThrowErrnoJs(env, "hboneServe: getpeername", errno);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0)
+    AddressOf(ss, &cmd.remote_address, &cmd.remote_port);
+  else
+    ThrowErrnoJs(env, "hboneServe: getpeername", errno);
   cmd.fd = DupNonBlocking(env, fd);
   int one = 1;
   setsockopt(cmd.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -392,7 +394,8 @@ std::shared_ptr<hbone::qos::ByteLimits> LimitsArg(Napi::Env env, const Napi::Val
     if (!item.IsObject()) throw Napi::TypeError::New(env, std::string(what) + " must be {key, bytesPerSecond} or an array of them");
     Napi::Object lo = item.As<Napi::Object>();
     std::string key = StringArg(lo.Get("key"), (std::string(what) + ".key").c_str());
-    auto rate = static_cast<uint64_t>(IntegerArg(lo.Get("bytesPerSecond"), (std::string(what) + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
+    auto rate = static_cast<uint64_t>(
+        IntegerArg(lo.Get("bytesPerSecond"), (std::string(what) + ".bytesPerSecond").c_str(), 1, static_cast<double>(hbone::qos::kMaxRateBytes)));
     buckets.push_back(G().engine->buckets().Get(key, rate, now));
   }
   return std::make_shared<hbone::qos::ByteLimits>(std::move(buckets));
@@ -686,7 +689,8 @@ Napi::Value QosSimulate(const Napi::CallbackInfo& info) {
     for (uint32_t i = 0; i < ss.Length(); i++) {
       Napi::Array idx = ss.Get(i).As<Napi::Array>();
       std::vector<std::shared_ptr<hbone::qos::ByteBucket>> mine;
-      for (uint32_t k = 0; k < idx.Length(); k++) mine.push_back(buckets.at(static_cast<size_t>(IntegerArg(idx.Get(k), "streams[i][k]", 0, static_cast<double>(buckets.size() - 1)))));
+      for (uint32_t k = 0; k < idx.Length(); k++)
+        mine.push_back(buckets.at(static_cast<size_t>(IntegerArg(idx.Get(k), "streams[i][k]", 0, static_cast<double>(buckets.size() - 1)))));
       streams.emplace_back(std::move(mine));
     }
     Napi::Array steps = spec.Get("steps").As<Napi::Array>();

@@ -184,7 +184,8 @@ class BucketRegistry {
       if (e.bucket.use_count() == 1 && e.bucket->Full(now_ns) && e.bucket->delayed_bytes() == e.reported_delayed &&
           e.bucket->throttles() == e.reported_throttles)
         i = buckets_.erase(i);
-      else ++i;
+      else
+        ++i;
     }
     auto b = std::make_shared<ByteBucket>(rate_bytes, DefaultBurst(rate_bytes), now_ns);
     buckets_[k] = Entry{key, b, 0, 0};

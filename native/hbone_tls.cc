@@ -32,8 +32,7 @@ std::string TakeSslErrors() {
 }
 
 // Server side: only h2 is served; a client offering ALPN without h2 gets a no_application_protocol alert.
-int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
-               void*) {
+int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen, void*) {
   unsigned int i = 0;
   while (i < inlen) {
     unsigned int len = in[i];
@@ -89,14 +88,12 @@ void FreeCertificates(std::vector<X509*>& certs) {
 }
 
 void UseChainAndKey(SSL_CTX* ctx, const std::vector<X509*>& chain, EVP_PKEY* key, const std::string& id) {
-  if (SSL_CTX_use_certificate(ctx, chain[0]) != 1)
-    ThrowMessage("identity " + id + ": the leaf certificate is not usable: " + TakeSslErrors());
+  if (SSL_CTX_use_certificate(ctx, chain[0]) != 1) ThrowMessage("identity " + id + ": the leaf certificate is not usable: " + TakeSslErrors());
   for (size_t i = 1; i < chain.size(); i++) {
     if (SSL_CTX_add1_chain_cert(ctx, chain[i]) != 1)
       ThrowMessage("identity " + id + ": chain certificate " + std::to_string(i) + " is not usable: " + TakeSslErrors());
   }
-  if (SSL_CTX_use_PrivateKey(ctx, key) != 1)
-    ThrowMessage("identity " + id + ": the private key is not usable: " + TakeSslErrors());
+  if (SSL_CTX_use_PrivateKey(ctx, key) != 1) ThrowMessage("identity " + id + ": the private key is not usable: " + TakeSslErrors());
   if (SSL_CTX_check_private_key(ctx) != 1)
     ThrowMessage("identity " + id + ": the private key does not match the leaf certificate (chain must start with the leaf)");
 }
@@ -235,17 +232,13 @@ HandshakeFailure ClassifyHandshakeError(SSL* ssl, int ssl_error, int saved_errno
       case SSL_R_HTTPS_PROXY_REQUEST:
       case SSL_R_PACKET_LENGTH_TOO_LONG:
       case SSL_R_UNKNOWN_PROTOCOL:
-      case SSL_R_RECORD_LENGTH_MISMATCH:
-        return HandshakeFailure::kNotTls;
-      case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
-        return HandshakeFailure::kNoCertificate;
-      case SSL_R_NO_APPLICATION_PROTOCOL:
-        return HandshakeFailure::kNoAlpnH2;
+      case SSL_R_RECORD_LENGTH_MISMATCH: return HandshakeFailure::kNotTls;
+      case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: return HandshakeFailure::kNoCertificate;
+      case SSL_R_NO_APPLICATION_PROTOCOL: return HandshakeFailure::kNoAlpnH2;
       case SSL_R_CERTIFICATE_VERIFY_FAILED:
         if (verify != X509_V_OK) *detail = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
         return HandshakeFailure::kBadCertificate;
-      default:
-        break;
+      default: break;
     }
   }
   if (verify != X509_V_OK && SSL_get0_peer_certificate(ssl) != nullptr) {

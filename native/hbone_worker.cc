@@ -186,12 +186,12 @@ struct Stream {
   bool finished = false;
   // QoS (set at attach)
   StreamQos qos;
-  uint32_t flow = 0;                    // worker-local id of qos.flow
-  uint64_t allowance = kNoAllowance;    // fair share: bytes the scheduler granted this turn (fd → tunnel)
+  uint32_t flow = 0;                  // worker-local id of qos.flow
+  uint64_t allowance = kNoAllowance;  // fair share: bytes the scheduler granted this turn (fd → tunnel)
   uint64_t grant_moved = 0;
-  bool grant_capped = false;            // the grant ran out while the socket may hold more
-  int64_t send_wake_ns = 0;             // send_limit: paused until then
-  int64_t receive_wake_ns = 0;          // receive_limit: paused until then
+  bool grant_capped = false;    // the grant ran out while the socket may hold more
+  int64_t send_wake_ns = 0;     // send_limit: paused until then
+  int64_t receive_wake_ns = 0;  // receive_limit: paused until then
   bool send_waited = false, receive_waited = false;
 };
 
@@ -254,8 +254,7 @@ nghttp2_session_callbacks* Callbacks();
 
 class WorkerImpl {
  public:
-  WorkerImpl(Worker* owner, Engine* engine, int index)
-      : owner_(owner), engine_(engine), opts_(engine->options()), index_(index) {}
+  WorkerImpl(Worker* owner, Engine* engine, int index) : owner_(owner), engine_(engine), opts_(engine->options()), index_(index) {}
 
   ~WorkerImpl() {
     CloseFd(epfd_);
@@ -324,8 +323,8 @@ class WorkerImpl {
       return;
     }
     const OpenCommand& req = raw->req;
-    std::string key = req.source_id + "|" + FormatHostPort(req.host, req.port) + "|" +
-                      (req.accept_ids.empty() ? std::string() : req.accept_ids[0]) + "|" + std::to_string(req.dscp);
+    std::string key = req.source_id + "|" + FormatHostPort(req.host, req.port) + "|" + (req.accept_ids.empty() ? std::string() : req.accept_ids[0]) + "|" +
+                      std::to_string(req.dscp);
     Session* s = FindPooled(key);
     if (s == nullptr) {
       auto identity = engine_->tls().Identity(req.source_id);
@@ -619,8 +618,7 @@ class WorkerImpl {
             }
           }
           break;
-        case SState::kClosed:
-          break;
+        case SState::kClosed: break;
       }
     }
     std::vector<Stream*> late;
@@ -630,7 +628,9 @@ class WorkerImpl {
       if (st->finished) continue;
       Session* s = st->session;
       if (!st->inbound && !st->reported) {
-        FailOpen(st, "timeout", "no answer to CONNECT " + st->req.authority + " via " + FormatHostPort(st->req.host, st->req.port) + " in " + std::to_string(opts_.connect_timeout_ms) + " ms");
+        FailOpen(st, "timeout",
+                 "no answer to CONNECT " + st->req.authority + " via " + FormatHostPort(st->req.host, st->req.port) + " in " +
+                     std::to_string(opts_.connect_timeout_ms) + " ms");
       } else if (st->inbound && !st->responded && !st->attached) {
         FinishStream(st, Outcome::kAborted, "", -1, 0, true, NGHTTP2_CANCEL);
       } else if (st->inbound && st->responded && !st->attached) {
@@ -783,8 +783,7 @@ class WorkerImpl {
     }
     engine_->Emit(std::move(ev));
     Session* s = st->session;
-    if (s && s->state == SState::kReady && st->h2id > 0 && !st->h2_closed)
-      nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, st->h2id, NGHTTP2_CANCEL);
+    if (s && s->state == SState::kReady && st->h2id > 0 && !st->h2_closed) nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, st->h2id, NGHTTP2_CANCEL);
     DropStream(st);
     if (s) Touch(s);
   }
@@ -795,8 +794,10 @@ class WorkerImpl {
     for (uint64_t id : ids) {
       Stream* st = FindStream(id);
       if (!st || st->finished) continue;
-      if (!st->inbound && !st->reported) FailOpen(st, kind, message);
-      else FinishStream(st, outcome, "tunnel", -1, 0, false, 0);
+      if (!st->inbound && !st->reported)
+        FailOpen(st, kind, message);
+      else
+        FinishStream(st, outcome, "tunnel", -1, 0, false, 0);
     }
     s->waiting.clear();
   }
@@ -818,7 +819,9 @@ class WorkerImpl {
         socklen_t len = sizeof(err);
         if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
         if (err != 0) {
-          FailWaiting(s, "connect", "cannot connect to " + s->remote + ": " + std::strerror(err) + "; is the agent running there, or is a firewall blocking the port?", Outcome::kError);
+          FailWaiting(s, "connect",
+                      "cannot connect to " + s->remote + ": " + std::strerror(err) + "; is the agent running there, or is a firewall blocking the port?",
+                      Outcome::kError);
           FinalClose(s);
           return;
         }
@@ -827,14 +830,14 @@ class WorkerImpl {
         HandshakeStep(s);
         return;
       }
-      case SState::kHandshaking:
-        HandshakeStep(s);
-        return;
+      case SState::kHandshaking: HandshakeStep(s); return;
       case SState::kReady:
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
           // Fair share: what the session brings in is read in the scheduler's order (ServeReady), like socket reads.
-          if (opts_.fair_share && s->flow != 0) sched_.Ready(s->id, s->flow, s->prio, s->weight);
-          else ReadTls(s);
+          if (opts_.fair_share && s->flow != 0)
+            sched_.Ready(s->id, s->flow, s->prio, s->weight);
+          else
+            ReadTls(s);
         }
         Touch(s);
         return;
@@ -842,8 +845,7 @@ class WorkerImpl {
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) DrainClosing(s);
         Touch(s);
         return;
-      case SState::kClosed:
-        return;
+      case SState::kClosed: return;
     }
   }
 
@@ -853,7 +855,8 @@ class WorkerImpl {
       ssize_t n = recv(s->fd, &b, 1, MSG_PEEK);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
       if (n <= 0) {
-        HandshakeFailed(s, HandshakeFailure::kTlsError, n == 0 ? "the peer closed the connection before a TLS ClientHello" : std::string("recv: ") + std::strerror(errno));
+        HandshakeFailed(s, HandshakeFailure::kTlsError,
+                        n == 0 ? "the peer closed the connection before a TLS ClientHello" : std::string("recv: ") + std::strerror(errno));
         return;
       }
       s->peeked = true;
@@ -891,7 +894,10 @@ class WorkerImpl {
     engine_->Emit(std::move(ev));
     if (!s->inbound) {
       const char* kind = f == HandshakeFailure::kTimeout ? "timeout" : "tls";
-      FailWaiting(s, kind, "HBONE TLS handshake with " + s->remote + " failed (" + HandshakeFailureName(f) + "): " + detail + "; check both sides trust the same mesh root", Outcome::kError);
+      FailWaiting(
+          s, kind,
+          "HBONE TLS handshake with " + s->remote + " failed (" + HandshakeFailureName(f) + "): " + detail + "; check both sides trust the same mesh root",
+          Outcome::kError);
     }
     FinalClose(s);
   }
@@ -1035,18 +1041,10 @@ class WorkerImpl {
     const char* reason = "protocol_error";
     switch (rv) {
       case NGHTTP2_ERR_FLOODED:
-      case NGHTTP2_ERR_TOO_MANY_SETTINGS:
-        code = NGHTTP2_ENHANCE_YOUR_CALM;
-        break;
-      case NGHTTP2_ERR_FLOW_CONTROL:
-        code = NGHTTP2_FLOW_CONTROL_ERROR;
-        break;
-      case NGHTTP2_ERR_FRAME_SIZE_ERROR:
-        code = NGHTTP2_FRAME_SIZE_ERROR;
-        break;
-      case NGHTTP2_ERR_HEADER_COMP:
-        code = NGHTTP2_COMPRESSION_ERROR;
-        break;
+      case NGHTTP2_ERR_TOO_MANY_SETTINGS: code = NGHTTP2_ENHANCE_YOUR_CALM; break;
+      case NGHTTP2_ERR_FLOW_CONTROL: code = NGHTTP2_FLOW_CONTROL_ERROR; break;
+      case NGHTTP2_ERR_FRAME_SIZE_ERROR: code = NGHTTP2_FRAME_SIZE_ERROR; break;
+      case NGHTTP2_ERR_HEADER_COMP: code = NGHTTP2_COMPRESSION_ERROR; break;
       default:
         if (rv == -905 /* NGHTTP2_ERR_TOO_MANY_CONTINUATIONS, nghttp2 >= 1.61 */) code = NGHTTP2_ENHANCE_YOUR_CALM;
         break;
@@ -1095,8 +1093,10 @@ class WorkerImpl {
         ssize_t n = nghttp2_session_mem_send(s->h2, &p);
         if (n < 0) {
           ProcessDeferred();
-          if (s->state == SState::kReady) CloseSession(s, "protocol_error", std::string("HTTP/2 send: ") + nghttp2_strerror(static_cast<int>(n)), -1, Outcome::kError);
-          else FinalClose(s);
+          if (s->state == SState::kReady)
+            CloseSession(s, "protocol_error", std::string("HTTP/2 send: ") + nghttp2_strerror(static_cast<int>(n)), -1, Outcome::kError);
+          else
+            FinalClose(s);
           return true;
         }
         if (n == 0) break;
@@ -1131,7 +1131,11 @@ class WorkerImpl {
       if (s->close_pending) {
         CarryOutPendingClose(s);
       } else if (!s->inbound && s->retired && s->active == 0 && s->waiting.empty()) {
-        CloseSession(s, s->retire_reason, s->retire_reason == std::string("rotated") ? "certificate rotated" : s->goaway_received ? "peer sent GOAWAY" : "drained", NGHTTP2_NO_ERROR, Outcome::kError);
+        CloseSession(s, s->retire_reason,
+                     s->retire_reason == std::string("rotated") ? "certificate rotated"
+                     : s->goaway_received                       ? "peer sent GOAWAY"
+                                                                : "drained",
+                     NGHTTP2_NO_ERROR, Outcome::kError);
       }
     }
     if (s->state != SState::kReady && s->state != SState::kClosing) return;
@@ -1159,7 +1163,8 @@ class WorkerImpl {
       if (!st || st->finished) continue;
       if (!st->inbound && !st->reported) {
         bool tls = !s->got_frame;
-        FailOpen(st, tls ? "tls" : "closed", "HBONE session to " + s->remote + " closed before the CONNECT was answered: " + (detail.empty() ? reason : detail));
+        FailOpen(st, tls ? "tls" : "closed",
+                 "HBONE session to " + s->remote + " closed before the CONNECT was answered: " + (detail.empty() ? reason : detail));
       } else {
         FinishStream(st, outcome, "tunnel", goaway > 0 ? goaway : -1, 0, false, 0);
       }
@@ -1194,8 +1199,10 @@ class WorkerImpl {
       for (uint64_t id : ids) {
         Stream* st = FindStream(id);
         if (!st || st->finished) continue;
-        if (!st->inbound && !st->reported) FailOpen(st, "closed", "HBONE session to " + s->remote + " closed");
-        else FinishStream(st, Outcome::kError, "tunnel", -1, 0, false, 0);
+        if (!st->inbound && !st->reported)
+          FailOpen(st, "closed", "HBONE session to " + s->remote + " closed");
+        else
+          FinishStream(st, Outcome::kError, "tunnel", -1, 0, false, 0);
       }
     }
     s->state = SState::kClosed;
@@ -1206,8 +1213,10 @@ class WorkerImpl {
       SSL_shutdown(s->ssl);  // best effort close_notify; never waits
       ERR_clear_error();
     }
-    if (s->inbound) owner_->sessions_in--;
-    else owner_->sessions_out--;
+    if (s->inbound)
+      owner_->sessions_in--;
+    else
+      owner_->sessions_out--;
     owner_->buffered -= static_cast<int64_t>(s->out.size() - s->out_off);
     s->out_off = s->out.size();
     touched_.erase(s->id);
@@ -1290,8 +1299,10 @@ class WorkerImpl {
     owner_->buffered -= static_cast<int64_t>(st->rx.size() + (st->pending.size() - st->pending_off));
     st->rx.Release();
     engine_->Unregister(st->id);
-    if (st->inbound) owner_->streams_in--;
-    else owner_->streams_out--;
+    if (st->inbound)
+      owner_->streams_in--;
+    else
+      owner_->streams_out--;
     if (s) {
       s->streams.erase(st->id);
       s->waiting.erase(std::remove(s->waiting.begin(), s->waiting.end(), st->id), s->waiting.end());
@@ -1317,8 +1328,10 @@ class WorkerImpl {
       nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, st->h2id, rst);
     if (st->fd >= 0) {
       epoll_ctl(epfd_, EPOLL_CTL_DEL, st->fd, nullptr);
-      if (outcome == Outcome::kEof) CloseFd(st->fd);
-      else ResetAndClose(st->fd);
+      if (outcome == Outcome::kEof)
+        CloseFd(st->fd);
+      else
+        ResetAndClose(st->fd);
     }
     if (st->attached || (st->reported && !st->responded)) {
       Event ev;
@@ -1446,7 +1459,8 @@ class WorkerImpl {
     socklen_t sl = sizeof(ss);
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) < 0) return;
     int tos = dscp << 2;  // DSCP is the upper six bits of the TOS / traffic class byte
-    if (ss.ss_family == AF_INET) setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
+    if (ss.ss_family == AF_INET)
+      setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
     else if (ss.ss_family == AF_INET6) {
       setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
       setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));  // v4-mapped peers
@@ -1630,8 +1644,10 @@ class WorkerImpl {
         st->header_overflow = true;
         return 0;
       }
-      if (n == ":method") st->method.assign(reinterpret_cast<const char*>(value), valuelen);
-      else if (n == ":authority") st->authority.assign(reinterpret_cast<const char*>(value), valuelen);
+      if (n == ":method")
+        st->method.assign(reinterpret_cast<const char*>(value), valuelen);
+      else if (n == ":authority")
+        st->authority.assign(reinterpret_cast<const char*>(value), valuelen);
       else if (!n.empty() && n[0] != ':') {
         st->headers.push_back(std::move(n));
         st->headers.emplace_back(reinterpret_cast<const char*>(value), valuelen);
@@ -1650,8 +1666,10 @@ class WorkerImpl {
       case NGHTTP2_HEADERS: {
         Stream* st = StreamOf(s, frame->hd.stream_id);
         if (st == nullptr) return 0;
-        if (st->inbound && frame->headers.cat == NGHTTP2_HCAT_REQUEST) OnRequest(s, st);
-        else if (!st->inbound && !st->reported) OnResponse(s, st);
+        if (st->inbound && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+          OnRequest(s, st);
+        else if (!st->inbound && !st->reported)
+          OnResponse(s, st);
         st = StreamOf(s, frame->hd.stream_id);
         if (st && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) OnRemoteEnd(st);
         return 0;
@@ -1697,8 +1715,7 @@ class WorkerImpl {
       case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK) s->ping_outstanding = false;
         return 0;
-      default:
-        return 0;
+      default: return 0;
     }
   }
 
@@ -1751,7 +1768,8 @@ class WorkerImpl {
       engine_->Emit(std::move(ev));
       return;
     }
-    FailOpen(st, "status", "HBONE CONNECT " + st->req.authority + " via " + s->remote + " was answered with status " + std::to_string(st->status), nullptr, st->status);
+    FailOpen(st, "status", "HBONE CONNECT " + st->req.authority + " via " + s->remote + " was answered with status " + std::to_string(st->status), nullptr,
+             st->status);
   }
 
   void OnRemoteEnd(Stream* st) {
@@ -1771,8 +1789,10 @@ class WorkerImpl {
     if (st->qos.receive_limit && st->attached) {
       now = NowNs();
       uint64_t avail = st->receive_wake_ns != 0 ? 0 : st->qos.receive_limit->Available(now);
-      if (avail < MinGrant(*st->qos.receive_limit, direct)) direct = 0;  // wait for a whole chunk (MinGrant)
-      else if (avail < direct) direct = static_cast<size_t>(avail);
+      if (avail < MinGrant(*st->qos.receive_limit, direct))
+        direct = 0;  // wait for a whole chunk (MinGrant)
+      else if (avail < direct)
+        direct = static_cast<size_t>(avail);
     }
     if (st->attached && st->fd >= 0 && st->rx.empty() && direct > 0) {
       for (;;) {
@@ -1800,8 +1820,7 @@ class WorkerImpl {
       st->rx.Append(data + written, len - written);
       st->unconsumed += len - written;
       owner_->buffered += static_cast<int64_t>(len - written);
-      if (st->qos.receive_limit && st->attached && written == direct && direct < len && st->receive_wake_ns == 0)
-        PauseReceive(st, now, st->rx.size());
+      if (st->qos.receive_limit && st->attached && written == direct && direct < len && st->receive_wake_ns == 0) PauseReceive(st, now, st->rx.size());
     }
     return 0;
   }
@@ -1813,15 +1832,18 @@ class WorkerImpl {
     st->h2_error = error_code;
     if (!st->reported) {
       if (!st->inbound) {
-        FailOpen(st, st->rst_received ? "protocol" : "closed", "HBONE CONNECT " + st->req.authority + " via " + s->remote + " was closed before a response (code " + std::to_string(error_code) + ")");
+        FailOpen(st, st->rst_received ? "protocol" : "closed",
+                 "HBONE CONNECT " + st->req.authority + " via " + s->remote + " was closed before a response (code " + std::to_string(error_code) + ")");
       } else {
         DropStream(st);
       }
       return 0;
     }
     if (!st->attached) {
-      if (st->responded) DropStream(st);  // answered with a refusal; JS is done with it
-      else FinishStream(st, st->rst_received ? Outcome::kReset : Outcome::kError, "tunnel", error_code, 0, false, 0);
+      if (st->responded)
+        DropStream(st);  // answered with a refusal; JS is done with it
+      else
+        FinishStream(st, st->rst_received ? Outcome::kReset : Outcome::kError, "tunnel", error_code, 0, false, 0);
       return 0;
     }
     if (st->rst_received || error_code != 0) {
@@ -1936,8 +1958,7 @@ class WorkerImpl {
     }
   }
 
-  static ssize_t ReadCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                              nghttp2_data_source* source, void* user_data) {
+  static ssize_t ReadCallback(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags, nghttp2_data_source* source, void* user_data) {
     auto* s = static_cast<Session*>(user_data);
     return static_cast<WorkerImpl*>(s->worker)->OnRead(s, PtrId(source->ptr), buf, length, flags);
   }

@@ -62,8 +62,10 @@ class EngineImpl : public http1::Engine {
   void SetRef(bool ref) {
     if (ref == reffed_) return;
     reffed_ = ref;
-    if (ref) tsfn_.Ref(Napi::Env(env_));
-    else tsfn_.Unref(Napi::Env(env_));
+    if (ref)
+      tsfn_.Ref(Napi::Env(env_));
+    else
+      tsfn_.Unref(Napi::Env(env_));
   }
 
   void Emit(Event&& ev) override {
@@ -168,8 +170,7 @@ class EngineImpl : public http1::Engine {
 EngineImpl& Running(Napi::Env env) {
   Globals& g = G();
   if (g.engine != nullptr) {
-    if (g.engine->env() != static_cast<napi_env>(env))
-      throw Napi::Error::New(env, "the HTTP/1.1 engine is bound to another Node environment (worker thread)");
+    if (g.engine->env() != static_cast<napi_env>(env)) throw Napi::Error::New(env, "the HTTP/1.1 engine is bound to another Node environment (worker thread)");
     return *g.engine;
   }
   if (g.callback.IsEmpty()) throw Napi::Error::New(env, "http1Init(callback) must be called before the HTTP/1.1 engine is used");
@@ -196,7 +197,8 @@ double IntegerArg(const Napi::Value& v, const std::string& what, double lo, doub
   if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), what + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Napi::TypeError::New(v.Env(), what + " must be an integer " + std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi)));
+    throw Napi::TypeError::New(v.Env(),
+                               what + " must be an integer " + std::to_string(static_cast<int64_t>(lo)) + ".." + std::to_string(static_cast<int64_t>(hi)));
   return d;
 }
 

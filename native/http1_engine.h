@@ -20,14 +20,14 @@ struct Options {
   size_t max_head_bytes = 64 * 1024;
   size_t max_headers = 100;
   size_t max_request_line = 8 * 1024;
-  size_t max_pipelined = 16;              // parsed, unfinished requests per client connection
-  size_t max_buffer = 256 * 1024;         // per direction and connection before reading stops
-  size_t max_skip_body = 1024 * 1024;     // a refused request's body is read and dropped up to this, else the connection closes
-  int64_t connect_timeout_ms = 5000;      // upstream connect
-  int64_t response_timeout_ms = 60000;    // request sent → response head
-  int64_t decision_timeout_ms = 10000;    // request posted → decide()/reply(), else 503
-  int64_t header_timeout_ms = 10000;      // first byte of a head → its end, else 408 and close
-  int64_t client_idle_timeout_ms = 300000;  // keep-alive client connection with nothing in flight
+  size_t max_pipelined = 16;                 // parsed, unfinished requests per client connection
+  size_t max_buffer = 256 * 1024;            // per direction and connection before reading stops
+  size_t max_skip_body = 1024 * 1024;        // a refused request's body is read and dropped up to this, else the connection closes
+  int64_t connect_timeout_ms = 5000;         // upstream connect
+  int64_t response_timeout_ms = 60000;       // request sent → response head
+  int64_t decision_timeout_ms = 10000;       // request posted → decide()/reply(), else 503
+  int64_t header_timeout_ms = 10000;         // first byte of a head → its end, else 408 and close
+  int64_t client_idle_timeout_ms = 300000;   // keep-alive client connection with nothing in flight
   int64_t upstream_idle_timeout_ms = 60000;  // pooled upstream connection unused
   uint32_t max_idle_per_target = 64;
 };
@@ -45,7 +45,7 @@ struct Decision {
   // Non-empty: no TCP connect; a new upstream connection is a socketpair whose other end goes to JavaScript
   // (EventType::kUpstreamPair) to be carried on (an HBONE stream); pooled under this key.
   std::string pair;
-  std::string source;  // numeric address of host's family to connect from ("" = the kernel's choice); pooled apart
+  std::string source;                                            // numeric address of host's family to connect from ("" = the kernel's choice); pooled apart
   std::vector<std::pair<std::string, std::string>> set_headers;  // replace every field of that name (lower-case)
   std::vector<std::string> remove_headers;                       // lower-case
   bool has_path = false;
@@ -60,7 +60,7 @@ enum class EventType { kRequest, kFailed, kResult, kTakeover, kClosed, kUpstream
 // One record for JavaScript; which fields matter depends on `type` (see agent/native/http1.ts RawHttp1Event).
 struct Event {
   EventType type = EventType::kResult;
-  uint64_t id = 0;       // request id (session id for kClosed)
+  uint64_t id = 0;  // request id (session id for kClosed)
   uint64_t session = 0;
   // kRequest
   std::string method, target, authority;

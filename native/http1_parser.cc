@@ -141,9 +141,12 @@ bool ParseFields(const std::vector<std::string_view>& lines, size_t first, Head*
             return false;
           }
           std::string lt = Lower(tok);
-          if (lt == "close") f->connection_close = true;
-          else if (lt == "keep-alive") f->connection_keep_alive = true;
-          else if (lt == "upgrade") f->connection_upgrade = true;
+          if (lt == "close")
+            f->connection_close = true;
+          else if (lt == "keep-alive")
+            f->connection_keep_alive = true;
+          else if (lt == "upgrade")
+            f->connection_upgrade = true;
           out->connection_tokens.push_back(std::move(lt));
         }
         pos = comma + 1;
@@ -348,8 +351,7 @@ ParseResult HeadParser::ParseRequest(std::string_view data, Head* out, size_t* c
   return ParseResult::kDone;
 }
 
-ParseResult HeadParser::ParseResponse(std::string_view data, std::string_view request_method, Head* out, size_t* consumed,
-                                      int* status, std::string* detail) {
+ParseResult HeadParser::ParseResponse(std::string_view data, std::string_view request_method, Head* out, size_t* consumed, int* status, std::string* detail) {
   size_t end = 0;
   ParseResult r = Scan(data, false, &end, status, detail);
   if (r != ParseResult::kDone) return r;
@@ -380,9 +382,12 @@ ParseResult HeadParser::ParseResponse(std::string_view data, std::string_view re
   if (f.transfer_encodings > 0 && (f.transfer_encodings > 1 || !f.te_chunked_only)) return fail("response Transfer-Encoding other than chunked");
   out->keep_alive = minor == 1 ? !f.connection_close : (f.connection_keep_alive && !f.connection_close);
   bool no_body = request_method == "HEAD" || code < 200 || code == 204 || code == 304 || (request_method == "CONNECT" && code < 300);
-  if (no_body) out->body = BodyKind::kNone;
-  else if (f.transfer_encodings > 0) out->body = BodyKind::kChunked;
-  else if (f.content_lengths == 1) out->body = out->content_length > 0 ? BodyKind::kLength : BodyKind::kNone;
+  if (no_body)
+    out->body = BodyKind::kNone;
+  else if (f.transfer_encodings > 0)
+    out->body = BodyKind::kChunked;
+  else if (f.content_lengths == 1)
+    out->body = out->content_length > 0 ? BodyKind::kLength : BodyKind::kNone;
   else {
     out->body = BodyKind::kUntilClose;
     out->keep_alive = false;
@@ -413,9 +418,12 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
           Fail("chunk size is not a hexadecimal number");
           break;
         }
-        if (c == '\r') state_ = State::kSizeLf;
-        else if (c == ';') state_ = State::kExt;
-        else if (c == ' ' || c == '\t') state_ = State::kSizeBws;
+        if (c == '\r')
+          state_ = State::kSizeLf;
+        else if (c == ';')
+          state_ = State::kExt;
+        else if (c == ' ' || c == '\t')
+          state_ = State::kSizeBws;
         else {
           Fail("invalid character after the chunk size");
           break;
@@ -424,7 +432,8 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
         break;
       }
       case State::kSizeBws:
-        if (c == ';') state_ = State::kExt;
+        if (c == ';')
+          state_ = State::kExt;
         else if (c != ' ' && c != '\t') {
           Fail("whitespace after the chunk size not followed by an extension");
           break;
@@ -436,7 +445,8 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
           Fail("chunk extension too long");
           break;
         }
-        if (c == '\r') state_ = State::kSizeLf;
+        if (c == '\r')
+          state_ = State::kSizeLf;
         else if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) {
           Fail("control character in a chunk extension");
           break;
@@ -449,7 +459,8 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
           break;
         }
         i++;
-        if (size_ == 0) state_ = State::kTrailerStart;
+        if (size_ == 0)
+          state_ = State::kTrailerStart;
         else {
           remaining_ = size_;
           state_ = State::kData;
@@ -493,7 +504,8 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
         }
         break;
       case State::kTrailerLine:
-        if (c == '\r') state_ = State::kTrailerLf;
+        if (c == '\r')
+          state_ = State::kTrailerLf;
         else if (c == '\n') {
           Fail("bare LF in the trailer section");
           break;
@@ -527,8 +539,7 @@ size_t ChunkDecoder::Feed(const char* p, size_t n, std::vector<Span>* data, std:
         i++;
         break;
       case State::kDone:
-      case State::kError:
-        break;
+      case State::kError: break;
     }
   }
   return i;

@@ -33,9 +33,9 @@ struct Head {
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
   bool keep_alive = true;
-  bool upgrade = false;          // request: Connection: upgrade + Upgrade (or CONNECT, or the HTTP/2 preface as PRI *)
-  bool expect_continue = false;  // request: Expect: 100-continue
-  std::string authority;         // request: absolute-form authority, else Host
+  bool upgrade = false;                        // request: Connection: upgrade + Upgrade (or CONNECT, or the HTTP/2 preface as PRI *)
+  bool expect_continue = false;                // request: Expect: 100-continue
+  std::string authority;                       // request: absolute-form authority, else Host
   std::vector<std::string> connection_tokens;  // lower-cased tokens of Connection (hop-by-hop names)
 };
 
@@ -55,8 +55,7 @@ class HeadParser {
   // a response) and `*detail` says what was wrong.
   ParseResult ParseRequest(std::string_view data, Head* out, size_t* consumed, int* status, std::string* detail);
   // `request_method`: HEAD has no response body; CONNECT 2xx neither.
-  ParseResult ParseResponse(std::string_view data, std::string_view request_method, Head* out, size_t* consumed,
-                            int* status, std::string* detail);
+  ParseResult ParseResponse(std::string_view data, std::string_view request_method, Head* out, size_t* consumed, int* status, std::string* detail);
 
  private:
   ParseResult Scan(std::string_view data, bool request, size_t* end, int* status, std::string* detail);

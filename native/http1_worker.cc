@@ -87,13 +87,11 @@ const char* ReasonPhrase(int status) {
 
 // Fields that describe one hop (RFC 9110 §7.6.1) plus the framing fields the engine writes itself.
 bool IsHopByHop(const std::string& n) {
-  return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" || n == "transfer-encoding" ||
-         n == "upgrade" || n == "content-length" || n == "trailer" || n == "proxy-authenticate" || n == "proxy-authorization";
+  return n == "connection" || n == "keep-alive" || n == "proxy-connection" || n == "te" || n == "transfer-encoding" || n == "upgrade" ||
+         n == "content-length" || n == "trailer" || n == "proxy-authenticate" || n == "proxy-authorization";
 }
 
-bool Listed(const std::vector<std::string>& list, const std::string& n) {
-  return std::find(list.begin(), list.end(), n) != list.end();
-}
+bool Listed(const std::vector<std::string>& list, const std::string& n) { return std::find(list.begin(), list.end(), n) != list.end(); }
 
 // Bytes waiting for a socket or a parser; the gap before `head_` is reclaimed once it is half the buffer.
 class Buf {
@@ -158,7 +156,7 @@ struct Exchange {
   Decision reply;
   Phase phase = Phase::kWaiting;
   int64_t start_us = 0;
-  int64_t deadline_us = 0;  // decision or reply deadline; response deadline while forwarding
+  int64_t deadline_us = 0;   // decision or reply deadline; response deadline while forwarding
   bool local_error = false;  // a malformed request answered by the engine (no event went to JavaScript)
   std::string error_detail;
   // request body from the client
@@ -199,7 +197,7 @@ struct Session {
   HeadParser parser;
   bool parse_blocked = false;
   bool read_eof = false;
-  bool closing = false;  // no more requests: close once the output is written
+  bool closing = false;    // no more requests: close once the output is written
   bool lingering = false;  // output written and write side shut: input drained until EOF or the deadline
   int64_t linger_deadline_us = 0;
   bool dead = false;
@@ -694,9 +692,7 @@ class WorkerImpl {
           return true;
         }
         switch (ex->d.kind) {
-          case Decision::Kind::kDeny:
-            StartLocal(s, ex, ex->d, "denied");
-            return true;
+          case Decision::Kind::kDeny: StartLocal(s, ex, ex->d, "denied"); return true;
           case Decision::Kind::kTakeover:
             if (!ex->head.upgrade) {
               Decision bad;
@@ -729,14 +725,12 @@ class WorkerImpl {
         if (ex->up == nullptr || ex->up->state != UpState::kBusy) return false;
         StartForwarding(s, ex);
         return true;
-      case Phase::kForwarding:
-        return Forward(s, ex);
+      case Phase::kForwarding: return Forward(s, ex);
       case Phase::kAwaitReply:
         if (!ex->replied) return false;
         StartLocal(s, ex, ex->reply, "replied");
         return true;
-      case Phase::kLocal:
-        return SkipBody(s, ex);
+      case Phase::kLocal: return SkipBody(s, ex);
     }
     return false;
   }
@@ -801,8 +795,10 @@ class WorkerImpl {
       if (out) out->Append(s->in.data(), take);
       ex->req_remaining -= take;
       if (ex->req_remaining == 0) ex->req_done = true;
-      if (out) ex->req_bytes += take;
-      else ex->skipped += take;
+      if (out)
+        ex->req_bytes += take;
+      else
+        ex->skipped += take;
       s->in.Consume(take);
       return true;
     }
@@ -831,8 +827,10 @@ class WorkerImpl {
     }
     if (out) out->Append(s->in.data(), used);
     uint64_t data = ex->req_chunks.data_bytes() - before;
-    if (out) ex->req_bytes += data;
-    else ex->skipped += data;
+    if (out)
+      ex->req_bytes += data;
+    else
+      ex->skipped += data;
     s->in.Consume(used);
     if (ex->req_chunks.done()) ex->req_done = true;
     return true;
@@ -862,10 +860,11 @@ class WorkerImpl {
       Upstream* u = ex->up;
       ex->up = nullptr;
       bool reusable = ex->resp_done && ex->req_done && ex->resp.keep_alive && u->in.empty() && u->out.empty() && !u->eof &&
-                      (ex->d.max_requests_per_connection == 0 || u->requests < ex->d.max_requests_per_connection) &&
-                      ex->skipped == 0;
-      if (reusable) Release(u);
-      else KillUpstream(u);
+                      (ex->d.max_requests_per_connection == 0 || u->requests < ex->d.max_requests_per_connection) && ex->skipped == 0;
+      if (reusable)
+        Release(u);
+      else
+        KillUpstream(u);
     }
     if (!ex->local_error) {
       Event ev;
@@ -1199,9 +1198,12 @@ class WorkerImpl {
       o += n + ": " + v + "\r\n";
     }
     if (!has_host && !h.authority.empty() && !Listed(d.remove_headers, "host")) o += "host: " + h.authority + "\r\n";
-    if (h.body == BodyKind::kLength) o += "content-length: " + std::to_string(h.content_length) + "\r\n";
-    else if (h.body == BodyKind::kChunked) o += "transfer-encoding: chunked\r\n";
-    else if (had_length) o += "content-length: 0\r\n";
+    if (h.body == BodyKind::kLength)
+      o += "content-length: " + std::to_string(h.content_length) + "\r\n";
+    else if (h.body == BodyKind::kChunked)
+      o += "transfer-encoding: chunked\r\n";
+    else if (had_length)
+      o += "content-length: 0\r\n";
     o += "\r\n";
     u->out.Append(o);
     if (h.expect_continue && !ex->req_done && !ex->sent_continue) {
@@ -1373,7 +1375,8 @@ class WorkerImpl {
           }
           if (ex->framing == OutFraming::kDechunk)
             for (auto& sp : spans_) s->out.Append(sp.p, sp.n);
-          else s->out.Append(u->in.data(), used);
+          else
+            s->out.Append(u->in.data(), used);
           ex->resp_bytes += ex->resp_chunks.data_bytes() - before;
           u->in.Consume(used);
           if (ex->resp_chunks.done()) ex->resp_done = true;
@@ -1407,8 +1410,10 @@ class WorkerImpl {
       o += n + ": " + v + "\r\n";
     }
     if (r.status >= 200) {
-      if (framing == OutFraming::kRaw && r.body == BodyKind::kLength) o += "content-length: " + std::to_string(r.content_length) + "\r\n";
-      else if ((framing == OutFraming::kRaw && r.body == BodyKind::kChunked) || framing == OutFraming::kChunkEncode) o += "transfer-encoding: chunked\r\n";
+      if (framing == OutFraming::kRaw && r.body == BodyKind::kLength)
+        o += "content-length: " + std::to_string(r.content_length) + "\r\n";
+      else if ((framing == OutFraming::kRaw && r.body == BodyKind::kChunked) || framing == OutFraming::kChunkEncode)
+        o += "transfer-encoding: chunked\r\n";
       else if (framing == OutFraming::kNone) {
         for (auto& [n, v] : r.headers)
           if (n == "content-length") o += "content-length: " + v + "\r\n";

@@ -99,8 +99,7 @@ uint64_t CgroupId(const std::string& path) {
   auto* handle = reinterpret_cast<struct file_handle*>(buf);
   int mount_id = 0;
   handle->handle_bytes = sizeof(uint64_t);
-  if (name_to_handle_at(AT_FDCWD, path.c_str(), handle, &mount_id, 0) != 0)
-    ThrowErrno("read cgroup id of " + path, errno);
+  if (name_to_handle_at(AT_FDCWD, path.c_str(), handle, &mount_id, 0) != 0) ThrowErrno("read cgroup id of " + path, errno);
   uint64_t id = 0;
   std::memcpy(&id, handle->f_handle, sizeof(id));
   return id;
@@ -113,13 +112,9 @@ void CloseFd(int& fd) {
 
 }  // namespace
 
-std::string MapPinPath(const std::string& bpffs_dir, const char* map_name) {
-  return bpffs_dir + "/maps/" + map_name;
-}
+std::string MapPinPath(const std::string& bpffs_dir, const char* map_name) { return bpffs_dir + "/maps/" + map_name; }
 
-std::string LinkPinPath(const std::string& bpffs_dir, const char* link_name) {
-  return bpffs_dir + "/links/" + link_name;
-}
+std::string LinkPinPath(const std::string& bpffs_dir, const char* link_name) { return bpffs_dir + "/links/" + link_name; }
 
 std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
   std::call_once(g_print_once, [] { libbpf_set_print(CollectLibbpfLog); });
@@ -136,8 +131,7 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
     if (dp->cgroup_fd_ < 0) ThrowErrno("open cgroup " + options.cgroup_path, errno);
     struct statfs fs {};
     if (fstatfs(dp->cgroup_fd_, &fs) != 0) ThrowErrno("statfs cgroup " + options.cgroup_path, errno);
-    if (fs.f_type != CGROUP2_SUPER_MAGIC)
-      ThrowMessage("cgroup " + options.cgroup_path + " is not on a cgroup2 filesystem");
+    if (fs.f_type != CGROUP2_SUPER_MAGIC) ThrowMessage("cgroup " + options.cgroup_path + " is not on a cgroup2 filesystem");
     const uint64_t cgroup_id = CgroupId(options.cgroup_path);
 
     MkdirP(dir + "/maps");
@@ -154,14 +148,12 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
     std::memcpy(&ro->smesh_capture_ip4, options.capture_ip4, 4);
     ro->smesh_capture_port = options.capture_port;
     if (options.capture_spread < 1 || options.capture_spread > SMESH_MAX_CAPTURE_SPREAD)
-      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " is outside 1.." +
-                   std::to_string(SMESH_MAX_CAPTURE_SPREAD));
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " is outside 1.." + std::to_string(SMESH_MAX_CAPTURE_SPREAD));
     if (options.capture_spread > 1 && options.capture_netns_path.empty())
-      ThrowMessage("capture spread " + std::to_string(options.capture_spread) +
-                   " needs the capture network namespace (where the outbound listener is)");
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " needs the capture network namespace (where the outbound listener is)");
     if (options.capture_ip4[3] + options.capture_spread - 1 > 254)
-      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " from capture address ." +
-                   std::to_string(options.capture_ip4[3]) + " leaves its /24 (last address must be .254 or lower)");
+      ThrowMessage("capture spread " + std::to_string(options.capture_spread) + " from capture address ." + std::to_string(options.capture_ip4[3]) +
+                   " leaves its /24 (last address must be .254 or lower)");
     ro->smesh_capture_spread = options.capture_spread;
     std::memcpy(dp->capture_ip4_, options.capture_ip4, 4);
     if (options.has_capture_ip6) {
@@ -202,11 +194,9 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
         bpf_link_info info{};
         uint32_t len = sizeof(info);
         if (bpf_obj_get_info_by_fd(link_fd, &info, &len) != 0) ThrowErrno("inspect pinned link " + pin, errno);
-        const bool same_target = info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroup_id &&
-                                 info.cgroup.attach_type == spec.attach_type;
+        const bool same_target = info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == cgroup_id && info.cgroup.attach_type == spec.attach_type;
         if (same_target) {
-          if (bpf_link_update(link_fd, prog_fd, nullptr) != 0)
-            ThrowErrno(std::string("replace program of pinned link ") + pin, errno);
+          if (bpf_link_update(link_fd, prog_fd, nullptr) != 0) ThrowErrno(std::string("replace program of pinned link ") + pin, errno);
           dp->attach_.reused = true;
           dp->attach_.links.push_back(pin);
           continue;
@@ -218,8 +208,7 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
       }
 
       link_fd = bpf_link_create(prog_fd, dp->cgroup_fd_, spec.attach_type, nullptr);
-      if (link_fd < 0)
-        ThrowErrno(std::string("attach ") + spec.name + " to " + options.cgroup_path, errno);
+      if (link_fd < 0) ThrowErrno(std::string("attach ") + spec.name + " to " + options.cgroup_path, errno);
       dp->link_created_[i] = true;
       if (bpf_obj_pin(link_fd, pin.c_str()) != 0) ThrowErrno(std::string("pin link ") + spec.name + " at " + pin, errno);
       dp->attach_.links.push_back(pin);
@@ -231,8 +220,7 @@ std::unique_ptr<Datapath> Datapath::Open(const LoaderOptions& options) {
     if (!options.capture_netns_path.empty()) {
       dp->capture_netns_path_ = options.capture_netns_path;
       if (options.capture_spread > 1) EnsureLocalRoute(options.capture_netns_path, options.capture_ip4, 24);
-      dp->capture_link_fd_ =
-          AttachNetnsLookup(bpf_program__fd(dp->skel_->progs.smesh_capture_lookup), options.capture_netns_path, capture_pin);
+      dp->capture_link_fd_ = AttachNetnsLookup(bpf_program__fd(dp->skel_->progs.smesh_capture_lookup), options.capture_netns_path, capture_pin);
       dp->attach_.links.push_back(capture_pin);
     } else {
       // No capture namespace: a steering link an earlier agent pinned is retired.
@@ -346,16 +334,14 @@ void Datapath::Destroy() {
       opened_here = fd >= 0;
     }
     // Detaching (not just unpinning) matters: a link stays attached while any fd holds it.
-    if (fd >= 0 && bpf_link_detach(fd) != 0 && errno != ENOLINK)
-      failures += " detach " + pin + ": " + strerror(errno) + ";";
+    if (fd >= 0 && bpf_link_detach(fd) != 0 && errno != ENOLINK) failures += " detach " + pin + ": " + strerror(errno) + ";";
     if (opened_here) close(fd);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
   }
   {
     const std::string pin = LinkPinPath(bpffs_dir_, kCaptureLookupLink);
     int fd = capture_link_fd_ >= 0 ? capture_link_fd_ : bpf_obj_get(pin.c_str());
-    if (fd >= 0 && bpf_link_detach(fd) != 0 && errno != ENOLINK)
-      failures += " detach " + pin + ": " + strerror(errno) + ";";
+    if (fd >= 0 && bpf_link_detach(fd) != 0 && errno != ENOLINK) failures += " detach " + pin + ": " + strerror(errno) + ";";
     if (fd >= 0 && fd != capture_link_fd_) close(fd);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
     // The capture /24's local route, if smesh added it (a namespace that is gone took it along).
@@ -394,10 +380,10 @@ void Datapath::Destroy() {
     }
   }
   // smesh_conns: retired (kept here so that an older agent's pin is removed too).
-  const char* maps[] = {"smesh_pods",   "smesh_dests",  "smesh_socks", "smesh_conns_v2", "smesh_capture_listener",
-                        "smesh_conns",  "smesh_deny",   "smesh_strict", "smesh_strict_stats",
-                        "smesh_inpod_listeners", "smesh_inpod_stats", "smesh_deny_stats",
-                        "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods", "smesh_bandwidth"};
+  const char* maps[] = {"smesh_pods",        "smesh_dests",      "smesh_socks",        "smesh_conns_v2",          "smesh_capture_listener",
+                        "smesh_conns",       "smesh_deny",       "smesh_strict",       "smesh_strict_stats",      "smesh_inpod_listeners",
+                        "smesh_inpod_stats", "smesh_deny_stats", "smesh_strict_flows", "smesh_strict_drop_stats", "smesh_inpod_pods",
+                        "smesh_bandwidth"};
   for (const char* name : maps) {
     const std::string pin = MapPinPath(bpffs_dir_, name);
     if (unlink(pin.c_str()) != 0 && errno != ENOENT) failures += " unlink " + pin + ": " + strerror(errno) + ";";
@@ -582,8 +568,8 @@ int LinkPeer(int ifindex) {
 
 PodDevices FindPodDevices(const std::string& netns_path, const uint8_t addr[16], const std::string& peer_netns_path) {
   PodDevices out;
-  const bool v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == 0 && addr[4] == 0 && addr[5] == 0 &&
-                  addr[6] == 0 && addr[7] == 0 && addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
+  const bool v4 = addr[0] == 0 && addr[1] == 0 && addr[2] == 0 && addr[3] == 0 && addr[4] == 0 && addr[5] == 0 && addr[6] == 0 && addr[7] == 0 &&
+                  addr[8] == 0 && addr[9] == 0 && addr[10] == 0xff && addr[11] == 0xff;
   RunInNamespace(netns_path, [&] {
     ifaddrs* list = nullptr;
     if (getifaddrs(&list) != 0) ThrowErrno("list addresses in " + netns_path, errno);
@@ -607,10 +593,10 @@ PodDevices FindPodDevices(const std::string& netns_path, const uint8_t addr[16],
   });
   // A pod's host side never shares the pod's namespace: the same namespace (indexes would point back at themselves)
   // has no peer.
-  struct stat pod_ns {}, peer_ns {};
+  struct stat pod_ns {
+  }, peer_ns{};
   const std::string peer_file = peer_netns_path.empty() ? "/proc/thread-self/ns/net" : peer_netns_path;
-  if (stat(netns_path.c_str(), &pod_ns) == 0 && stat(peer_file.c_str(), &peer_ns) == 0 && pod_ns.st_ino == peer_ns.st_ino &&
-      pod_ns.st_dev == peer_ns.st_dev)
+  if (stat(netns_path.c_str(), &pod_ns) == 0 && stat(peer_file.c_str(), &peer_ns) == 0 && pod_ns.st_ino == peer_ns.st_ino && pod_ns.st_dev == peer_ns.st_dev)
     out.peer_ifindex = 0;
   if (out.peer_ifindex > 0) {
     // The peer index names a device of the peer namespace only if that device points back at the pod's interface.
@@ -644,8 +630,7 @@ std::string AttachBandwidthPacing(int prog_fd, const std::string& netns_path, in
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
     err = bpf_tc_hook_create(&hook);
     if (err && err != -EEXIST) ThrowErrno("create clsact qdisc on " + Where(netns_path, ifindex), -err);
-    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kPacingHandle,
-                        .priority = kPacingPriority);
+    DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kPacingHandle, .priority = kPacingPriority);
     err = bpf_tc_attach(&hook, &opts);
     if (err) ThrowErrno("attach the pacing program to " + Where(netns_path, ifindex), -err);
     mode = "edt";
@@ -658,12 +643,10 @@ void DetachBandwidthPacing(const std::string& netns_path, int ifindex) {
     DECLARE_LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_EGRESS);
     DECLARE_LIBBPF_OPTS(bpf_tc_opts, opts, .handle = kPacingHandle, .priority = kPacingPriority);
     int err = bpf_tc_detach(&hook, &opts);
-    if (err && err != -ENOENT && err != -EINVAL && err != -ENODEV)
-      ThrowErrno("detach the pacing program from " + Where(netns_path, ifindex), -err);
+    if (err && err != -ENOENT && err != -EINVAL && err != -ENODEV) ThrowErrno("detach the pacing program from " + Where(netns_path, ifindex), -err);
     // A device without a root qdisc of its own answers ENOENT/EINVAL; a gone device ENODEV.
     err = RootQdisc(RTM_DELQDISC, ifindex);
-    if (err && err != ENOENT && err != EINVAL && err != ENODEV)
-      ThrowErrno("remove the fq root qdisc of " + Where(netns_path, ifindex), err);
+    if (err && err != ENOENT && err != EINVAL && err != ENODEV) ThrowErrno("remove the fq root qdisc of " + Where(netns_path, ifindex), err);
   });
 }
 

@@ -12,7 +12,6 @@
 
 struct smesh_bpf;  // libbpf skeleton (generated smesh.skel.h)
 
-
 namespace smesh {
 
 struct LoaderOptions {

@@ -74,8 +74,7 @@ smesh_addr_port MakeAddrPort(const uint8_t addr[16], uint16_t port) {
 
 void DestPut(int map_fd, const smesh_addr_port& key) {
   smesh_dest_info info{};
-  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0)
-    ThrowErrno("update smesh_dests (port " + std::to_string(key.port) + ")", errno);
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0) ThrowErrno("update smesh_dests (port " + std::to_string(key.port) + ")", errno);
 }
 
 bool DestDelete(int map_fd, const smesh_addr_port& key) {
@@ -93,8 +92,8 @@ void DestPutBatch(int map_fd, const smesh_addr_port* keys, uint32_t n) {
     if (bpf_map_update_batch(map_fd, keys + done, values.data() + done, &count, &opts) != 0) {
       const int err = errno;
       const uint32_t at = done + count < n ? done + count : n - 1;
-      ThrowErrno("update smesh_dests (batch: " + std::to_string(done + count) + " of " + std::to_string(n) +
-                     " written, refused port " + std::to_string(keys[at].port) + ")",
+      ThrowErrno("update smesh_dests (batch: " + std::to_string(done + count) + " of " + std::to_string(n) + " written, refused port " +
+                     std::to_string(keys[at].port) + ")",
                  err);
     }
     done += count;
@@ -121,8 +120,7 @@ uint32_t DestDeleteBatch(int map_fd, const smesh_addr_port* keys, uint32_t n) {
 
 std::vector<smesh_addr_port> DestList(int map_fd) {
   std::vector<smesh_addr_port> out;
-  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_DESTS, "smesh_dests",
-                              [&](const smesh_addr_port& key) { out.push_back(key); });
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_DESTS, "smesh_dests", [&](const smesh_addr_port& key) { out.push_back(key); });
   return out;
 }
 
@@ -155,8 +153,7 @@ std::vector<smesh_deny_key> DenyList(int map_fd) {
 void StrictPut(int map_fd, const smesh_addr_port& key, uint32_t mode) {
   smesh_strict_info info{};
   info.mode = mode;
-  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0)
-    ThrowErrno("update smesh_strict (port " + std::to_string(key.port) + ")", errno);
+  if (bpf_map_update_elem(map_fd, &key, &info, BPF_ANY) != 0) ThrowErrno("update smesh_strict (port " + std::to_string(key.port) + ")", errno);
 }
 
 bool StrictDelete(int map_fd, const smesh_addr_port& key) {
@@ -189,8 +186,7 @@ smesh_strict_counters StrictCounters(int map_fd) {
 void InpodListenerPut(int map_fd, const smesh_addr_port& key, int socket_fd) {
   uint32_t fd = static_cast<uint32_t>(socket_fd);
   if (bpf_map_update_elem(map_fd, &key, &fd, BPF_ANY) != 0)
-    ThrowErrno("update smesh_inpod_listeners (port " + std::to_string(key.port) + ", fd " + std::to_string(socket_fd) +
-                   "; it must be a listening TCP socket)",
+    ThrowErrno("update smesh_inpod_listeners (port " + std::to_string(key.port) + ", fd " + std::to_string(socket_fd) + "; it must be a listening TCP socket)",
                errno);
 }
 
@@ -202,8 +198,7 @@ bool InpodListenerDelete(int map_fd, const smesh_addr_port& key) {
 
 std::vector<smesh_addr_port> InpodListenerKeys(int map_fd) {
   std::vector<smesh_addr_port> out;
-  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_INPOD_LISTENERS, "smesh_inpod_listeners",
-                              [&](const smesh_addr_port& key) { out.push_back(key); });
+  ForEachKey<smesh_addr_port>(map_fd, SMESH_MAX_INPOD_LISTENERS, "smesh_inpod_listeners", [&](const smesh_addr_port& key) { out.push_back(key); });
   return out;
 }
 
@@ -298,8 +293,7 @@ void CaptureListenerPut(int map_fd, int socket_fd) {
   uint32_t key = 0;
   uint32_t fd = static_cast<uint32_t>(socket_fd);
   if (bpf_map_update_elem(map_fd, &key, &fd, BPF_ANY) != 0)
-    ThrowErrno("update smesh_capture_listener (fd " + std::to_string(socket_fd) + "; it must be a listening TCP socket)",
-               errno);
+    ThrowErrno("update smesh_capture_listener (fd " + std::to_string(socket_fd) + "; it must be a listening TCP socket)", errno);
 }
 
 }  // namespace smesh

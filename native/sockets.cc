@@ -125,14 +125,12 @@ int NetnsListener(const std::string& netns_path, int backlog, int family) {
       // Accepted sockets carry the pod's address and port (sk_lookup) and inherit this flag: without it a captured
       // connection still open or closing would make the app's own bind() of its port fail with EADDRINUSE.
       int reuse = 1;
-      if (setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) != 0)
-        ThrowErrno("set SO_REUSEADDR in netns " + netns_path, errno);
+      if (setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &reuse, sizeof(reuse)) != 0) ThrowErrno("set SO_REUSEADDR in netns " + netns_path, errno);
       int rc;
       if (v6) {
         // IPv6 only: the sk_lookup program hands it IPv6 connections; IPv4 ones go to the AF_INET listener.
         int one = 1;
-        if (setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0)
-          ThrowErrno("set IPV6_V6ONLY in netns " + netns_path, errno);
+        if (setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ThrowErrno("set IPV6_V6ONLY in netns " + netns_path, errno);
         sockaddr_in6 addr{};
         addr.sin6_family = AF_INET6;
         addr.sin6_addr = in6addr_loopback;
@@ -164,8 +162,8 @@ int AttachNetnsLookup(int prog_fd, const std::string& netns_path, const std::str
   if (pinned >= 0) {
     bpf_link_info info{};
     uint32_t len = sizeof(info);
-    const bool same = bpf_obj_get_info_by_fd(pinned, &info, &len) == 0 && info.type == BPF_LINK_TYPE_NETNS &&
-                      info.netns.attach_type == BPF_SK_LOOKUP && info.netns.netns_ino == ns_stat.st_ino;
+    const bool same = bpf_obj_get_info_by_fd(pinned, &info, &len) == 0 && info.type == BPF_LINK_TYPE_NETNS && info.netns.attach_type == BPF_SK_LOOKUP &&
+                      info.netns.netns_ino == ns_stat.st_ino;
     if (same && bpf_link_update(pinned, prog_fd, nullptr) == 0) return pinned;
     // Another namespace's (or a detached) link under this name: retire it.
     bpf_link_detach(pinned);
@@ -255,31 +253,27 @@ int RouteRequestInNetns(const std::string& netns_path, int type, int flags, cons
 }
 
 std::string PrefixText(const uint8_t addr[4], int prefix_len) {
-  return std::to_string(addr[0]) + "." + std::to_string(addr[1]) + "." + std::to_string(addr[2]) + "." +
-         std::to_string(addr[3]) + "/" + std::to_string(prefix_len);
+  return std::to_string(addr[0]) + "." + std::to_string(addr[1]) + "." + std::to_string(addr[2]) + "." + std::to_string(addr[3]) + "/" +
+         std::to_string(prefix_len);
 }
 
 }  // namespace
 
 void EnsureLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len) {
   int err = RouteRequestInNetns(netns_path, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, addr, prefix_len);
-  if (err != 0 && err != EEXIST)
-    ThrowErrno("add local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
+  if (err != 0 && err != EEXIST) ThrowErrno("add local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
 }
 
 void RemoveLocalRoute(const std::string& netns_path, const uint8_t addr[4], int prefix_len) {
   int err = RouteRequestInNetns(netns_path, RTM_DELROUTE, 0, addr, prefix_len);
-  if (err != 0 && err != ESRCH && err != ENOENT)
-    ThrowErrno("remove local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
+  if (err != 0 && err != ESRCH && err != ENOENT) ThrowErrno("remove local route " + PrefixText(addr, prefix_len) + " dev lo in netns " + netns_path, err);
 }
 
 std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_pin_path) {
   sockaddr_storage local{};
   socklen_t len = sizeof(local);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0)
-    ThrowErrno("getsockname on fd " + std::to_string(fd), errno);
-  if (local.ss_family != AF_INET && local.ss_family != AF_INET6)
-    ThrowMessage("fd " + std::to_string(fd) + " is not an IPv4/IPv6 socket");
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) ThrowErrno("getsockname on fd " + std::to_string(fd), errno);
+  if (local.ss_family != AF_INET && local.ss_family != AF_INET6) ThrowMessage("fd " + std::to_string(fd) + " is not an IPv4/IPv6 socket");
 
   OriginalDst result{};
   sockaddr_storage orig{};
@@ -290,15 +284,13 @@ std::optional<OriginalDst> OriginalDestination(int fd, const std::string& conns_
     result.from_map = false;
     return result;
   }
-  if (errno != ENOPROTOOPT && errno != ENOENT)
-    ThrowErrno("getsockopt SO_ORIGINAL_DST on fd " + std::to_string(fd), errno);
+  if (errno != ENOPROTOOPT && errno != ENOENT) ThrowErrno("getsockopt SO_ORIGINAL_DST on fd " + std::to_string(fd), errno);
   if (conns_pin_path.empty()) return std::nullopt;
 
   // Fallback: the getsockopt program is not in this socket's cgroup; ask the map directly, by (client end, capture tuple).
   sockaddr_storage peer{};
   len = sizeof(peer);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0)
-    ThrowErrno("getpeername on fd " + std::to_string(fd), errno);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) ThrowErrno("getpeername on fd " + std::to_string(fd), errno);
   smesh_flow_key key{};
   ToMapped(peer, reinterpret_cast<uint8_t*>(key.src), &key.sport);
   ToMapped(local, reinterpret_cast<uint8_t*>(key.dst), &key.dport);

@@ -192,8 +192,7 @@ class Worker {
 class Engine {
  public:
   explicit Engine(Napi::Env env, int workers) : env_(env) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "smesh-splice", 0, 1);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "smesh-splice", 0, 1);
     tsfn_.Unref(env);
     for (int i = 0; i < workers; i++) workers_.push_back(std::make_unique<Worker>(this, i));
     for (auto& w : workers_) w->Start();
@@ -297,8 +296,8 @@ class Engine {
   std::vector<std::unique_ptr<Worker>> workers_;
   uint64_t next_id_ = 1;
   std::mutex mu_;
-  std::unordered_map<uint64_t, std::shared_ptr<Relay>> live_;                // guarded by mu_
-  std::unordered_map<uint64_t, Napi::Promise::Deferred> pending_;          // JS thread only
+  std::unordered_map<uint64_t, std::shared_ptr<Relay>> live_;      // guarded by mu_
+  std::unordered_map<uint64_t, Napi::Promise::Deferred> pending_;  // JS thread only
 };
 
 void Worker::Run() {
@@ -388,8 +387,7 @@ bool Worker::Pump(Relay& r, int d) {
   while (!dir.done) {
     bool progress = false;
     if (dir.pending_off < dir.pending.size()) {
-      ssize_t n = send(dir.dst, dir.pending.data() + dir.pending_off, dir.pending.size() - dir.pending_off,
-                       MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = send(dir.dst, dir.pending.data() + dir.pending_off, dir.pending.size() - dir.pending_off, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         dir.pending_off += static_cast<size_t>(n);
         r.bytes[d].fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
@@ -402,8 +400,7 @@ bool Worker::Pump(Relay& r, int d) {
       return false;
     }
     if (!dir.src_eof && dir.in_pipe < dir.pipe_cap) {
-      ssize_t n = splice(dir.src, nullptr, dir.pipe_w, nullptr, dir.pipe_cap - dir.in_pipe,
-                         SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      ssize_t n = splice(dir.src, nullptr, dir.pipe_w, nullptr, dir.pipe_cap - dir.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         dir.in_pipe += static_cast<size_t>(n);
         progress = true;
@@ -474,8 +471,7 @@ void Worker::Finish(Relay& r, Outcome outcome, int side, int err) {
 Engine& EngineFor(Napi::Env env, int workers = 1) {
   Engine* e = Engine::Instance();
   if (e != nullptr) {
-    if (e->env() != static_cast<napi_env>(env))
-      throw Napi::Error::New(env, "the splice relay is bound to another Node environment (worker thread)");
+    if (e->env() != static_cast<napi_env>(env)) throw Napi::Error::New(env, "the splice relay is bound to another Node environment (worker thread)");
     return *e;
   }
   e = new Engine(env, workers);

@@ -8,14 +8,15 @@
 
 #include "common.h"
 
-#define SMESH_ETH_HLEN 14
-#define SMESH_ETH_P_IP 0x0800
-#define SMESH_ETH_P_IPV6 0x86DD
-#define SMESH_TC_ACT_OK 0
-#define SMESH_TC_ACT_SHOT 2
-#define SMESH_NSEC_PER_SEC 1000000000ULL
-/* t_last is shared by every CPU sending for the pod: one plain load and store each, races cost a packet's slot at most. */
-#define SMESH_BW_READ(x) (*(volatile __u64 *)&(x))
+#define SMESH_ETH_HLEN	     14
+#define SMESH_ETH_P_IP	     0x0800
+#define SMESH_ETH_P_IPV6     0x86DD
+#define SMESH_TC_ACT_OK	     0
+#define SMESH_TC_ACT_SHOT    2
+#define SMESH_NSEC_PER_SEC   1000000000ULL
+/* t_last is shared by every CPU sending for the pod: one plain load and store each, races cost a packet's slot at most.
+ */
+#define SMESH_BW_READ(x)     (*(volatile __u64 *)&(x))
 #define SMESH_BW_WRITE(x, v) (*(volatile __u64 *)&(x) = (v))
 
 struct {
@@ -32,8 +33,8 @@ static __always_inline int smesh_bw_pace(struct __sk_buff *skb, __u32 direction)
 	struct smesh_bw_info *bw;
 	__u64 now, t, t_next, t_last, len, rate;
 	__u32 v4;
-	/* Context fields read once into opaque scalars: the compiler would otherwise form one ctx pointer with an offset for
-	 * wire_len/len (the verifier refuses "dereference of modified ctx ptr"). */
+	/* Context fields read once into opaque scalars: the compiler would otherwise form one ctx pointer with an
+	 * offset for wire_len/len (the verifier refuses "dereference of modified ctx ptr"). */
 	__u32 wire_len = skb->wire_len, skb_len = skb->len;
 	__u64 tstamp = skb->tstamp;
 
@@ -60,7 +61,8 @@ static __always_inline int smesh_bw_pace(struct __sk_buff *skb, __u32 direction)
 		return SMESH_TC_ACT_OK;
 	now = bpf_ktime_get_ns();
 	/* A departure time the stack set already (TCP's own pacing) is kept if later; anything outside [now, now +
-	 * horizon] is not a monotonic departure time (e.g. a receive timestamp of a forwarded packet) and is ignored. */
+	 * horizon] is not a monotonic departure time (e.g. a receive timestamp of a forwarded packet) and is ignored.
+	 */
 	t = tstamp;
 	if (t < now || t > now + SMESH_BW_HORIZON_NS)
 		t = now;

@@ -9,11 +9,11 @@
 #include "../shared/abi.h"
 
 /* uapi constants that vmlinux.h (BTF) does not carry because they are #defines. */
-#define SMESH_AF_INET 2
-#define SMESH_AF_INET6 10
+#define SMESH_AF_INET	  2
+#define SMESH_AF_INET6	  10
 #define SMESH_SOCK_STREAM 1
-#define SMESH_SOL_IP 0
-#define SMESH_SOL_IPV6 41
+#define SMESH_SOL_IP	  0
+#define SMESH_SOL_IPV6	  41
 
 /* cgroup sock_addr / sockopt programs: 1 = let the operation proceed. */
 #define SMESH_ALLOW 1

@@ -48,7 +48,7 @@ static __always_inline int smesh_sockops_flow(struct bpf_sock_ops *skops, struct
 	} else {
 		return 0;
 	}
-	key->sport = (__u16)skops->local_port; /* sock_ops local_port is already host order */
+	key->sport = (__u16)skops->local_port;		   /* sock_ops local_port is already host order */
 	key->dport = (__u16)bpf_ntohl(skops->remote_port); /* remote_port is network order, in the upper half */
 	return 1;
 }

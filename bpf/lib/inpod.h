@@ -42,7 +42,8 @@ static __always_inline int smesh_inpod_lookup(struct bpf_sk_lookup *ctx)
 	__u32 family = ctx->family, protocol = ctx->protocol, local_port = ctx->local_port;
 	__u32 local4 = ctx->local_ip4, remote4 = ctx->remote_ip4;
 	__u32 l6_0 = ctx->local_ip6[0], l6_1 = ctx->local_ip6[1], l6_2 = ctx->local_ip6[2], l6_3 = ctx->local_ip6[3];
-	__u32 r6_0 = ctx->remote_ip6[0], r6_1 = ctx->remote_ip6[1], r6_2 = ctx->remote_ip6[2], r6_3 = ctx->remote_ip6[3];
+	__u32 r6_0 = ctx->remote_ip6[0], r6_1 = ctx->remote_ip6[1], r6_2 = ctx->remote_ip6[2],
+	      r6_3 = ctx->remote_ip6[3];
 
 	asm volatile("" : "+r"(local4), "+r"(remote4));
 	asm volatile("" : "+r"(l6_0), "+r"(l6_1), "+r"(l6_2), "+r"(l6_3));
@@ -66,7 +67,8 @@ static __always_inline int smesh_inpod_lookup(struct bpf_sk_lookup *ctx)
 	} else {
 		return SK_PASS;
 	}
-	/* Pod-addressed HBONE: <pod IP>:15008 belongs to the agent's server for that workload, before any pod listener. */
+	/* Pod-addressed HBONE: <pod IP>:15008 belongs to the agent's server for that workload, before any pod listener.
+	 */
 	if (local_port == SMESH_INPOD_HBONE_PORT && !smesh_addr_equal(src, key.addr)) {
 		key.port = SMESH_INPOD_HBONE_PORT;
 		sk = bpf_map_lookup_elem(&smesh_inpod_listeners, &key);

@@ -14,9 +14,9 @@
 #include "origdst.h"
 #include "deny.h"
 
-#define SMESH_PASS 0
+#define SMESH_PASS     0
 #define SMESH_REDIRECT 1
-#define SMESH_REFUSE 2
+#define SMESH_REFUSE   2
 
 /* SMESH_REDIRECT when the connection should go to `capture` instead (and records the original),
  * SMESH_REFUSE when policy always denies it (checked first: a denied destination is never proxied),

@@ -1,19 +1,20 @@
 /* Inbound mTLS mode in the kernel: a plaintext TCP SYN (one that does not come from the node proxy's
  * capture address or from loopback) to a local meshed pod is dropped when the pod/port is STRICT and
  * counted when it is PERMISSIVE. Drops are counted per connection (the first SYN of a flow, not its
- * retransmissions) and per (source, pod, port) for the agent's Istio TCP metrics. Runs as cgroup_skb/ingress on the listener's socket, so it sees
- * exactly the SYNs that would reach a pod's listener; established connections are never touched. */
+ * retransmissions) and per (source, pod, port) for the agent's Istio TCP metrics. Runs as cgroup_skb/ingress on the
+ * listener's socket, so it sees exactly the SYNs that would reach a pod's listener; established connections are never
+ * touched. */
 #ifndef SMESH_LIB_STRICT_H
 #define SMESH_LIB_STRICT_H
 
 #include "common.h"
 #include "config.h"
 
-#define SMESH_ETH_P_IP 0x0800
-#define SMESH_ETH_P_IPV6 0x86DD
-#define SMESH_IPPROTO_TCP 6
-#define SMESH_TCP_FLAG_SYN 0x02
-#define SMESH_TCP_FLAG_ACK 0x10
+#define SMESH_ETH_P_IP	       0x0800
+#define SMESH_ETH_P_IPV6       0x86DD
+#define SMESH_IPPROTO_TCP      6
+#define SMESH_TCP_FLAG_SYN     0x02
+#define SMESH_TCP_FLAG_ACK     0x10
 #define SMESH_TCP_FLAGS_OFFSET 13 /* byte of the TCP header holding CWR..FIN */
 
 /* cgroup_skb: 1 = let the packet in, 0 = drop it. */
