@@ -14,6 +14,7 @@ import { readCsr } from '../../../../control/ca-service';
 import type { ControlPlane } from '../../../../control/main';
 import type { IstioCertificateResponse__Output } from '../../../../proto/generated/istio/v1/auth/IstioCertificateResponse';
 import { caClient, cleanupDirs, meshDirs, podYaml, startTestControlPlane, TOKEN1, WORKLOADS_YAML } from '../../fixtures/control';
+import { pollUntil } from '../../../helpers/wait';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -230,16 +231,13 @@ describe('round trip through the real control-plane CA', () => {
     for (const id of [WEB, LONG_150, LONG_300]) {
       const { csrPem, spkiDer } = await createCsr(id, TD);
       // The long-SA pods arrive through the file source shortly after start; retry PERMISSION_DENIED briefly.
-      let res: IstioCertificateResponse__Output | undefined;
-      for (;;) {
-        try {
-          res = await createCertificate(csrPem);
-          break;
-        } catch (err) {
-          if (Date.now() > deadline || (err as { code?: number }).code !== 7) throw err;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
+      const res = await pollUntil(
+        () => createCertificate(csrPem).catch((err: unknown) => err as Error),
+        (r) => !(r instanceof Error) || (r as { code?: number }).code !== 7,
+        deadline - Date.now(),
+        100,
+      );
+      if (res instanceof Error) throw res;
       const leaf = new X509Certificate(res.certChain[0]!);
       expect(leaf.subjectAltName).toBe(`URI:${id}`);
       expect(spki(leaf.publicKey).equals(spkiDer)).toBe(true);
