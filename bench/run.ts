@@ -537,7 +537,8 @@ async function main(): Promise<void> {
         }
         rss = new RssSampler({ node1: agents[0]!.pid, node2: agents[1]!.pid });
         rss.start();
-        for (const p of laterPaths) await runTest(topo, topo.pod(p.from), 'hrps', p.target(topo, 'hrps'), 1);
+        // Fresh agents: a longer warm-up than the rotated paths' 1 s (those agents had run everything before).
+        for (const p of laterPaths) await runTest(topo, topo.pod(p.from), 'hrps', p.target(topo, 'hrps'), Math.max(2, DUR_S));
         const from = agents.map((a) => agentWarnings(a).length);
         for (let round = 1; round <= ROUNDS; round++) {
           for (const test of TESTS) for (const p of laterPaths) if (p.tests.includes(test)) await measure(round, test, p, rss);
