@@ -678,6 +678,7 @@ async function selectDataplane(opts: AgentOptions, log: { info(o: object, m: str
         ...(opts.workers !== undefined ? { workers: opts.workers } : {}),
         fairShare: opts.fairShare,
         ...(opts.relayTurnKib !== undefined ? { turnBytes: opts.relayTurnKib * 1024 } : {}),
+        ...(opts.workerNice !== undefined ? { workerNice: opts.workerNice } : {}),
       });
   } catch (err) {
     if (opts.dataplane === 'native') throw new SmeshError('SMESH_ERR_NATIVE', `--dataplane native: the addon's HBONE engine cannot start: ${(err as Error).message}`);

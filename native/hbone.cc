@@ -257,6 +257,7 @@ Napi::Value Configure(const Napi::CallbackInfo& info) {
   opt("maxEarlyResets", 0, 1000000, [&](double d) { opts.max_early_resets = static_cast<uint32_t>(d); });
   opt("livenessCheckMs", 10, 3600000, [&](double d) { opts.liveness_check_ms = static_cast<int64_t>(d); });
   opt("turnBytes", 16384, 16777216, [&](double d) { opts.turn_bytes = static_cast<uint64_t>(d); });
+  opt("workerNice", -20, 19, [&](double d) { opts.worker_nice = static_cast<int>(d); });
   Napi::Value fair = o.Get("fairShare");
   if (!fair.IsUndefined()) {
     if (!fair.IsBoolean()) throw Napi::TypeError::New(env, "options.fairShare must be a boolean");

@@ -31,6 +31,8 @@ struct Options {
   bool fair_share = true;
   // Fair share: bytes a worker grants per loop turn before it asks epoll again (a newly ready stream waits at most this).
   uint64_t turn_bytes = 256 * 1024;
+  // Nice value of the worker threads (0: inherit the process's).
+  int worker_nice = 0;
 };
 
 // Bytes a source workload's streams moved through the engine (for /config_dump), shared by all workers.

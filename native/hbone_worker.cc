@@ -14,6 +14,8 @@
 #include <openssl/err.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -275,6 +277,9 @@ class WorkerImpl {
       // Named for top -H / ps -L: the engine's threads are told apart from Node's own.
       std::string name = "smesh-hbone-" + std::to_string(index_);
       pthread_setname_np(pthread_self(), name.c_str());
+      // --worker-nice: the relay threads' CPU weight against the node's other threads (raising it needs CAP_SYS_NICE;
+      // without it the thread keeps its weight).
+      if (opts_.worker_nice != 0) setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), opts_.worker_nice);
       Run();
     });
   }

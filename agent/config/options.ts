@@ -70,6 +70,8 @@ export interface AgentOptions {
   readonly fairShare: boolean;
   /** `--relay-turn-kib N`: bytes (KiB) a native engine worker relays per loop turn before it polls again (default 256). */
   readonly relayTurnKib?: number;
+  /** `--worker-nice N`: nice value of the native engine's relay threads (-20..19; below 0 needs CAP_SYS_NICE). */
+  readonly workerNice?: number;
   /**
    * Opt-in: outbound HTTP/1.1 requests on HTTP service ports are parsed and moved by the addon's native HTTP/1.1 engine
    * and decided in TypeScript (agent/http/engine-outbound.ts); default off (node:http serves every request).
@@ -193,6 +195,7 @@ const FLAGS: Record<string, FlagSpec> = {
   '--workers': { key: 'workers', kind: 'int', env: 'SMESH_WORKERS' },
   '--fair-share': { key: 'fairShare', kind: 'string', env: 'SMESH_FAIR_SHARE' },
   '--relay-turn-kib': { key: 'relayTurnKib', kind: 'int', env: 'SMESH_RELAY_TURN_KIB' },
+  '--worker-nice': { key: 'workerNice', kind: 'string', env: 'SMESH_WORKER_NICE' },
   '--http-engine': { key: 'httpEngine', kind: 'bool', env: 'SMESH_HTTP_ENGINE' },
   '--drain-seconds': { key: 'drainSeconds', kind: 'int', env: 'SMESH_DRAIN_SECONDS' },
 };
@@ -238,6 +241,8 @@ export const AGENT_USAGE = `usage: smesh agent --standalone --config DIR --node 
                           off = first come first served                                [$SMESH_FAIR_SHARE]
   --relay-turn-kib N      KiB a native engine worker relays per loop turn before it polls again (16-16384,
                           default 256): how long a newly ready stream can wait behind busy ones [$SMESH_RELAY_TURN_KIB]
+  --worker-nice N         nice value of the native engine's relay threads (-20..19, default: the agent's;
+                          below the agent's needs CAP_SYS_NICE)                       [$SMESH_WORKER_NICE]
   --http-engine           opt-in: outbound HTTP/1.1 on HTTP service ports through the addon's native HTTP/1.1
                           engine, decided per request in TypeScript (default: node:http)  [$SMESH_HTTP_ENGINE=1]
   --drain-seconds N       on SIGTERM, stop accepting and let open connections finish for up to N seconds,
@@ -281,6 +286,12 @@ export const AUTO_DATAPLANE: 'native' | 'js' = 'native';
 
 function workerCount(n: number): number {
   if (n < 1 || n > 64) fail(`--workers ${n}: expected 1-64 native engine threads`);
+  return n;
+}
+
+function workerNice(raw: string): number {
+  const n = Number(raw);
+  if (!/^-?\d+$/.test(raw) || n < -20 || n > 19) fail(`--worker-nice ${JSON.stringify(raw)}: expected a nice value -20..19`);
   return n;
 }
 
@@ -373,6 +384,7 @@ export function parseAgentArgs(argv: readonly string[], env: NodeJS.ProcessEnv =
     workers: values.workers === undefined ? undefined : workerCount(values.workers as number),
     fairShare: fairShare((values.fairShare as string | undefined) ?? 'on'),
     relayTurnKib: values.relayTurnKib === undefined ? undefined : relayTurnKib(values.relayTurnKib as number),
+    workerNice: values.workerNice === undefined ? undefined : workerNice(values.workerNice as string),
     httpEngine: values.httpEngine === true || values.httpEngine === '1' || values.httpEngine === 'true',
     syncTimeoutMs: ((values.syncTimeoutMs as number | undefined) ?? 30) * 1000,
     drainSeconds: (values.drainSeconds as number | undefined) ?? 30,

@@ -31,6 +31,8 @@ export interface HboneEngineOptions {
   readonly fairShare?: boolean;
   /** Bytes a worker relays per loop turn before it polls again (16 KiB–16 MiB, default 256 KiB): a newly ready stream waits at most this. */
   readonly turnBytes?: number;
+  /** Nice value of the worker threads, -20..19 (default: the process's); below the process's needs CAP_SYS_NICE. */
+  readonly workerNice?: number;
 }
 
 /** A bytes/s limit shared by every stream naming the same `key` (and rate), on whichever worker. */

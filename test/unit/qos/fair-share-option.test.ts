@@ -31,3 +31,15 @@ describe('--relay-turn-kib', () => {
     expect(() => parseAgentArgs([...base, '--relay-turn-kib', '20000'], {})).toThrow(/--relay-turn-kib 20000/);
   });
 });
+
+describe('--worker-nice', () => {
+  it('takes -20..19 (negative too) and SMESH_WORKER_NICE; unset by default', () => {
+    expect(parseAgentArgs(base, {}).workerNice).toBeUndefined();
+    expect(parseAgentArgs([...base, '--worker-nice', '-10'], {}).workerNice).toBe(-10);
+    expect(parseAgentArgs(base, { SMESH_WORKER_NICE: '5' }).workerNice).toBe(5);
+  });
+  it('refuses anything else naming the flag', () => {
+    expect(() => parseAgentArgs([...base, '--worker-nice', '-30'], {})).toThrow(/--worker-nice "-30": expected a nice value -20..19/);
+    expect(() => parseAgentArgs([...base, '--worker-nice', 'high'], {})).toThrow(/--worker-nice "high"/);
+  });
+});
