@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "engine_host.h"
 #include "event_batch.h"
 #include "http1_engine.h"
 #include "http1_parser.h"
@@ -45,48 +46,15 @@ Globals& G() {
   return *g;
 }
 
-class EngineImpl : public http1::Engine {
+class EngineImpl : public EngineHost<EngineImpl, http1::Engine, Worker, Event> {
  public:
-  EngineImpl(Napi::Env env, const Options& options, Napi::Function callback) : Engine(options), env_(env) {
-    tsfn_ = Napi::ThreadSafeFunction::New(env, callback, "smesh-http1", 0, 1);
-    tsfn_.Unref(env);
-    for (int i = 0; i < options.workers; i++) workers_.push_back(std::make_unique<Worker>(this, i));
-    for (auto& w : workers_) w->Start();
+  EngineImpl(Napi::Env env, const Options& options, Napi::Function callback) : EngineHost(env, "smesh-http1", options.workers, callback, options) {}
+
+  static EngineImpl* Current() { return G().engine; }
+  static void Release(Event& ev) {
+    if ((ev.type == EventType::kTakeover || ev.type == EventType::kUpstreamPair) && ev.fd >= 0) close(ev.fd);
   }
 
-  napi_env env() const { return env_; }
-  Worker& worker(int i) { return *workers_[static_cast<size_t>(i)]; }
-  int NextWorker() { return static_cast<int>(rr_++ % workers_.size()); }
-  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
-
-  void SetRef(bool ref) {
-    if (ref == reffed_) return;
-    reffed_ = ref;
-    if (ref)
-      tsfn_.Ref(Napi::Env(env_));
-    else
-      tsfn_.Unref(Napi::Env(env_));
-  }
-
-  void Emit(Event&& ev) override {
-    if (!events_.Push(std::move(ev))) return;
-    tsfn_.NonBlockingCall([](Napi::Env env, Napi::Function fn) {
-      EngineImpl* e = G().engine;
-      if (e == nullptr || env == nullptr) return;
-      e->Drain(env, fn);
-    });
-  }
-
-  void Shutdown() {
-    for (auto& w : workers_) w->Stop();
-    workers_.clear();
-    tsfn_.Release();
-    events_.Discard([](Event& ev) {
-      if ((ev.type == EventType::kTakeover || ev.type == EventType::kUpstreamPair) && ev.fd >= 0) close(ev.fd);
-    });
-  }
-
- private:
   static Napi::Object ToJs(Napi::Env env, const Event& ev) {
     Napi::Object o = Napi::Object::New(env);
     auto num = [&](const char* k, double v) { o.Set(k, Napi::Number::New(env, v)); };
@@ -156,15 +124,6 @@ class EngineImpl : public http1::Engine {
     }
     return o;
   }
-
-  void Drain(Napi::Env env, Napi::Function fn) { events_.Deliver(env, fn, ToJs); }
-
-  napi_env env_;
-  Napi::ThreadSafeFunction tsfn_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  uint64_t rr_ = 0;
-  bool reffed_ = false;
-  EventBatch<Event> events_;
 };
 
 EngineImpl& Running(Napi::Env env) {
