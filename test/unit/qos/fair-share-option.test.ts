@@ -43,3 +43,13 @@ describe('--worker-nice', () => {
     expect(() => parseAgentArgs([...base, '--worker-nice', 'high'], {})).toThrow(/--worker-nice "high"/);
   });
 });
+
+describe('--workers default', () => {
+  it('one native engine worker per core the agent may use (capped at 64); --workers wins', async () => {
+    const { engineWorkers } = await import('../../../agent/main');
+    expect(engineWorkers(undefined, 2)).toBe(2);
+    expect(engineWorkers(undefined, 1)).toBe(1);
+    expect(engineWorkers(undefined, 128)).toBe(64);
+    expect(engineWorkers(3, 2)).toBe(3);
+  });
+});
