@@ -10,7 +10,7 @@ import { TYPE_URL } from '../../../../proto';
 import type { TrafficPolicy } from '../../../../proto/generated/smesh/traffic/v1alpha1/TrafficPolicy';
 import { waitFor } from '../../fixtures/proxy';
 import { CONTROL_ID, FakeControlPlane, meshPki, TOKEN, type MeshPki } from '../../fixtures/xds';
-import { BASE, GOOD } from '../../traffic/fixtures';
+import { BASE, GOOD } from '../../fixtures/traffic';
 import { XDS_TYPE_URL, XDS_TYPE_URLS, xdsCodecs } from '../../../../core/xds/contract';
 
 function fileSnapshot() {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildSnapshot, parseConfigText, type ConfigProblem } from '../../../../control/config/config-dir';
 
-import { BASE, GOOD } from '../../traffic/fixtures';
+import { BASE, GOOD } from '../../fixtures/traffic';
 
 function load(extra: string): { problems: ConfigProblem[]; snapshot: ReturnType<typeof buildSnapshot> } {
   const problems: ConfigProblem[] = [];

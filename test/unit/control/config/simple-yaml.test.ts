@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import { parseConfigText, type ConfigProblem } from '../../../../control/config/config-dir';
 import { parseSimpleYaml } from '../../../../control/config/simple-yaml';
-import { BASE, GOOD } from '../../traffic/fixtures';
+import { BASE, GOOD } from '../../fixtures/traffic';
 import { NODES_YAML, WORKLOADS_YAML } from '../../fixtures/control';
 import { seeded as prng } from '../../../helpers/prng';
 

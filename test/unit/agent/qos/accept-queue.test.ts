@@ -1,8 +1,8 @@
 // The accept queue on a virtual clock: class order, weighted deficit round robin over thread time, bounded turns, wait limit, per-flow bound, fair share off, and TrafficShaper's classification.
 import { describe, expect, it } from 'vitest';
-import { AcceptQueue, type AcceptClass, type AcceptRefusal } from '../../../agent/qos/accept-queue';
-import { TrafficShaper } from '../../../agent/qos/shaping';
-import type { MeshSnapshot, Workload, WorkloadShaping } from '../../../core/model/types';
+import { AcceptQueue, type AcceptClass, type AcceptRefusal } from '../../../../agent/qos/accept-queue';
+import { TrafficShaper } from '../../../../agent/qos/shaping';
+import type { MeshSnapshot, Workload, WorkloadShaping } from '../../../../core/model/types';
 
 /** A virtual clock and a deferral queue the test runs by hand (one call = one event-loop turn). */
 function harness(opts: { turnMs?: number; quantumMs?: number; maxWaitMs?: number; maxPerFlow?: number; fairShare?: boolean } = {}) {

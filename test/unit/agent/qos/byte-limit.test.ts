@@ -1,10 +1,10 @@
 // bytes/s limits for relays in JavaScript: the GCRA bucket on a virtual clock (burst, whole-chunk waits, long-run rate), several limits on one relay, the shaper's upload/download limits of a same-node connection, and the JS relay pausing its source while a limiter says wait (real loopback sockets).
 import * as net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { byteLimiter, defaultBurst, JsByteBucket, JsByteBuckets, MIN_GRANT_BYTES, relayLimits, type ByteLimiter } from '../../../agent/qos/byte-limit';
-import { TrafficShaper } from '../../../agent/qos/shaping';
-import { relay } from '../../../agent/proxy/relay';
-import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../core/model/types';
+import { byteLimiter, defaultBurst, JsByteBucket, JsByteBuckets, MIN_GRANT_BYTES, relayLimits, type ByteLimiter } from '../../../../agent/qos/byte-limit';
+import { TrafficShaper } from '../../../../agent/qos/shaping';
+import { relay } from '../../../../agent/proxy/relay';
+import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../../core/model/types';
 
 describe('JsByteBucket', () => {
   it('lets the burst through, then asks to wait until a whole chunk has been earned again; the long-run rate is exact', () => {

@@ -1,6 +1,6 @@
 // `smesh agent --fair-share on|off`: the flag the noisy-neighbour benchmark toggles (default on), listed in the usage, a bad value refused by name.
 import { describe, expect, it } from 'vitest';
-import { AGENT_USAGE, parseAgentArgs } from '../../../agent/config/options';
+import { AGENT_USAGE, parseAgentArgs } from '../../../../agent/config/options';
 
 const base = ['--standalone', '--config', '/tmp/x', '--node', 'n1', '--no-bpf'];
 
@@ -46,7 +46,7 @@ describe('--worker-nice', () => {
 
 describe('--workers default', () => {
   it('one native engine worker per core the agent may use (capped at 64); --workers wins', async () => {
-    const { engineWorkers } = await import('../../../agent/main');
+    const { engineWorkers } = await import('../../../../agent/main');
     expect(engineWorkers(undefined, 2)).toBe(2);
     expect(engineWorkers(undefined, 1)).toBe(1);
     expect(engineWorkers(undefined, 128)).toBe(64);

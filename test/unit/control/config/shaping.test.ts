@@ -1,11 +1,11 @@
 // TrafficShaping in file config (validation by file, resource and field; selector / namespace / mesh-wide resolution) and over xDS (control encode → agent decode).
 import { describe, expect, it } from 'vitest';
-import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
-import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedTrafficShaping } from '../../../agent/xds/convert';
-import { buildResourceSets } from '../../../control/xds-resources';
-import { loadMeshProtos, TYPE_URL } from '../../../proto';
-import { BASE } from '../traffic/fixtures';
-import { XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../core/xds/contract';
+import { buildSnapshot as buildFileSnapshot, parseConfigText, type ConfigProblem } from '../../../../control/config/config-dir';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedTrafficShaping } from '../../../../agent/xds/convert';
+import { buildResourceSets } from '../../../../control/xds-resources';
+import { loadMeshProtos, TYPE_URL } from '../../../../proto';
+import { BASE } from '../../fixtures/traffic';
+import { XDS_TYPE_URL, XDS_TYPE_URLS } from '../../../../core/xds/contract';
 
 const SHAPING = `
 ---

@@ -1,8 +1,8 @@
 // Token buckets on a fake clock (Envoy local-rate-limit semantics) and the TrafficShaper's decisions: connections, slots, requests, 429 headers, counts.
 import { describe, expect, it } from 'vitest';
-import { rateLimitHeaders, structuredString, TokenBucket } from '../../../agent/qos/rate-limit';
-import { TrafficShaper } from '../../../agent/qos/shaping';
-import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../core/model/types';
+import { rateLimitHeaders, structuredString, TokenBucket } from '../../../../agent/qos/rate-limit';
+import { TrafficShaper } from '../../../../agent/qos/shaping';
+import type { MeshSnapshot, Service, ShapingRule, Workload, WorkloadShaping } from '../../../../core/model/types';
 
 describe('TokenBucket', () => {
   it('starts full, refills tokensPerFill per whole fillInterval, never above maxTokens', () => {

@@ -1,13 +1,13 @@
 // Pod bandwidth annotations: the quantity parser (kubelet semantics, bits per second), validation by file, resource and field, and the trip control encode → LocalWorkload → agent state (both decoders).
 import { describe, expect, it } from 'vitest';
-import { parseBandwidth, parseQuantity, podBandwidth } from '../../../control/config/bandwidth';
-import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../control/config/config-dir';
-import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../agent/xds/convert';
-import { IncrementalSnapshot } from '../../../agent/xds/incremental';
-import { buildResourceSets, ResourceEntryCache } from '../../../control/xds-resources';
-import type { MeshSnapshot, Workload } from '../../../core/model/types';
-import { snapshotFromObjects } from '../../../control/sources/kubernetes';
-import { XDS_TYPE_URL, xdsCodecs } from '../../../core/xds/contract';
+import { parseBandwidth, parseQuantity, podBandwidth } from '../../../../control/config/bandwidth';
+import { buildSnapshot as buildConfigSnapshot, parseConfigText, type ConfigProblem } from '../../../../control/config/config-dir';
+import { buildSnapshot, parseResource, type AcceptedAddress, type AcceptedLocalWorkload } from '../../../../agent/xds/convert';
+import { IncrementalSnapshot } from '../../../../agent/xds/incremental';
+import { buildResourceSets, ResourceEntryCache } from '../../../../control/xds-resources';
+import type { MeshSnapshot, Workload } from '../../../../core/model/types';
+import { snapshotFromObjects } from '../../../../control/sources/kubernetes';
+import { XDS_TYPE_URL, xdsCodecs } from '../../../../core/xds/contract';
 
 describe('Kubernetes quantities as bits per second', () => {
   it.each([

@@ -1,7 +1,7 @@
 // Pod bandwidth reconcile decisions (pure): wanted limits against the kernel map and what this agent attached → set / attach / detach / remove; and the pacer driving them.
 import { describe, expect, it } from 'vitest';
-import { BandwidthPacer, limitKey, planBandwidth, wantedLimits, type AttachedLimit, type BandwidthOps, type WantedLimit } from '../../../agent/datapath/bandwidth';
-import type { MeshSnapshot, Workload } from '../../../core/model/types';
+import { BandwidthPacer, limitKey, planBandwidth, wantedLimits, type AttachedLimit, type BandwidthOps, type WantedLimit } from '../../../../agent/datapath/bandwidth';
+import type { MeshSnapshot, Workload } from '../../../../core/model/types';
 
 const NS = '/proc/self/ns/net'; // a namespace path that exists (its inode is read)
 const want = (ip: string, direction: 'egress' | 'ingress', bitsPerSecond: number, netns = '/run/netns/a'): [string, WantedLimit] => [
