@@ -133,7 +133,8 @@ describe('smesh check DIR', () => {
     expect(usage.stderr).toMatch(/usage: smesh check DIR/);
   });
 
-  it.skipIf(!existsSync(CLI))('the built CLI exits with status 1 on problems and 0 when valid (real process exit code)', () => {
+  it('the built CLI exits with status 1 on problems and 0 when valid (real process exit code; `make test-unit` builds it)', () => {
+    expect(existsSync(CLI), `${CLI} is missing: build first (make ts)`).toBe(true);
     const bad = configDir({ 'mesh.yaml': GOOD, 'broken-service.yaml': BAD_SERVICE });
     const r = spawnSync(process.execPath, [CLI, 'check', bad], { encoding: 'utf8', timeout: 30_000 });
     expect(r.status, r.stderr).toBe(1);
