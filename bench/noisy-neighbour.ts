@@ -24,7 +24,7 @@ import { parseMetrics, sum } from '../test/helpers/metrics';
 import { SmeshError } from '../core/errors';
 import { parseIperf, parseWrk } from './lib/tools';
 import { cpuWindow } from './lib/procstat';
-import { startSweeper } from './lib/sweeper';
+import { startSweeper } from '../test/helpers/sweeper';
 import {
   cell,
   cpuTable,

@@ -1,5 +1,6 @@
 // `make demo`: a two-node mesh in network namespaces on the embedded default, traffic through it, a report, then Ctrl-C cleanup.
 import * as fs from 'node:fs';
+import { startSweeper } from '../test/helpers/sweeper';
 import { createTopology, privilegeProblem, AGENT_CLI, AGENT_PORTS, type Topology, type AgentHandle, type ServiceSpec } from '../test/helpers/topology';
 import { parseMetrics } from '../test/helpers/metrics';
 
@@ -15,8 +16,12 @@ async function main(): Promise<void> {
   if (!fs.existsSync(AGENT_CLI)) throw new Error(`${AGENT_CLI} is missing: run make build`);
 
   say('smesh demo: building a two-node topology in network namespaces (addresses from 198.18.0.0/15)…');
+  const runId = `demo${process.pid}`;
+  // Ctrl-C can reach tsx's launcher and this process together; the launcher may kill this one mid-cleanup (the
+  // teardown is synchronous), which left the namespaces behind: a detached sweeper removes whatever is left.
+  startSweeper(runId);
   const topo: Topology = await createTopology({
-    runId: `demo${process.pid}`,
+    runId,
     nodes: ['node1', 'node2'],
     pods: [
       { name: 'frontend', node: 'node1', namespace: 'default', serviceAccount: 'frontend' },

@@ -1,6 +1,6 @@
-// Leftover sweeper for a bench run: a detached shell that waits for the bench process to end and then removes what the run's topology left (cgroups and their processes, network namespaces, bpffs pins, temp dirs) — for when the runner is killed in the middle of its own cleanup (tsx's launcher SIGKILLs a child that does not answer Ctrl-C within ~60 ms, and the harness's cleanup is synchronous).
+// Leftover sweeper for a bench or demo run: a detached shell that waits for the runner process to end and then removes what the run's topology left (cgroups and their processes, network namespaces, bpffs pins, temp dirs) — for when the runner is killed in the middle of its own cleanup (tsx's launcher SIGKILLs a child that does not answer Ctrl-C within ~60 ms, and the harness's cleanup is synchronous).
 import { spawn } from 'node:child_process';
-import { BPFFS_ROOT, CGROUP2_ROOT, NETNS_DIR, PREFIX } from '../../test/helpers/topology';
+import { BPFFS_ROOT, CGROUP2_ROOT, NETNS_DIR, PREFIX } from './topology';
 import { SmeshError } from '../../core/errors';
 
 /** The sweeper gives up waiting after this long (the longest bench run is well under it). */
