@@ -22,7 +22,7 @@ interface LoopCounts {
 }
 interface LoopResult {
   result: LoopCounts;
-  errors: unknown[];
+  errors: Array<{ i?: number; outcome?: string; detail?: string; atMs?: number }>;
   long?: { outcome: string; sentBytes: number; receivedBytes: number; sentSha256: string; receivedSha256: string };
 }
 
@@ -147,11 +147,16 @@ describe.skipIf(problem !== null)(`supervisor e2e: restarts, drain and hand-over
     const [o, i] = [await loopResult(outbound), await loopResult(inbound)];
     measured.sigkill = { outbound: o.result, inbound: i.result, errors: [...o.errors, ...i.errors] };
     const msg = `${JSON.stringify(measured.sigkill)}\n${diag()}`;
-    for (const r of [o.result, i.result]) {
+    for (const loop of [o, i]) {
+      const r = loop.result;
+      // Only connections the killed agent was relaying at that instant may be cut: reset, or — when the kernel closed
+      // the dead agent's socket with nothing unread — ended by a FIN before any byte came back (a "mismatch" with
+      // nothing received). Either way a handful at most; a wrong byte or a refusal is never allowed.
+      const cutByFin = loop.errors.filter((e) => e.outcome === 'mismatch' && e.detail === '').length;
       expect(r.refused, msg).toBe(0);
-      expect(r.mismatch + r.other + r.timeout, msg).toBe(0);
-      // Only connections the killed agent was relaying at that instant may be reset.
-      expect(r.ok + r.reset, msg).toBe(r.started);
+      expect(r.mismatch - cutByFin + r.other + r.timeout, msg).toBe(0);
+      expect(r.ok + r.reset + cutByFin, msg).toBe(r.started);
+      expect(r.reset + cutByFin, msg).toBeLessThanOrEqual(5);
     }
     expect(exited(victim)?.signal, msg).toBe('SIGKILL');
   }, 120_000);
