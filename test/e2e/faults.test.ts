@@ -188,14 +188,13 @@ describe.skipIf(problem !== null)(`faults e2e: control plane away, a node's link
   ];
 
   async function waitAgentReady(node: NodeInfo, proc: CapturedProcess, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (proc.exitInfo()) throw new Error(`agent on ${node.name} exited before ready:\n${tail(proc.outputText(), 40)}`);
-      const r = await topo.httpGetInNode(node, `http://${node.ip}:${AGENT_PORTS.ready}/healthz/ready`, 2000);
-      if (r.status === 200) return;
-      if (Date.now() > deadline) throw new Error(`agent on ${node.name} not ready in ${timeoutMs} ms:\n${tail(proc.outputText(), 40)}`);
-      await sleep(200);
-    }
+    const state = await pollUntil(
+      async () => (proc.exitInfo() ? 'exited' : (await topo.httpGetInNode(node, `http://${node.ip}:${AGENT_PORTS.ready}/healthz/ready`, 2000)).status === 200 ? 'ready' : 'starting'),
+      (s) => s !== 'starting',
+      timeoutMs,
+      200,
+    );
+    if (state !== 'ready') throw new Error(`agent on ${node.name} ${state === 'exited' ? 'exited before ready' : `not ready in ${timeoutMs} ms`}:\n${tail(proc.outputText(), 40)}`);
   }
 
   async function startAgent(node: NodeInfo): Promise<Proc> {

@@ -129,18 +129,18 @@ describe('relay() with a limiter (real loopback sockets)', () => {
     const charged: number[] = [];
     const waits: number[] = [];
     let pausedDuringWait = 0;
-    let waiting = false;
+    // A charge before this instant came while a wait was running (clock comparison, no timer of its own).
+    let waitingUntil = 0;
     const limiter: ByteLimiter = {
       charge(n) {
-        if (waiting) pausedDuringWait += n;
+        if (performance.now() < waitingUntil) pausedDuringWait += n;
         charged.push(n);
         // Every 64 KiB charged, ask for a 20 ms pause.
         const total = charged.reduce((a, b) => a + b, 0);
         const w = Math.floor(total / 65_536) > waits.length ? 20 : 0;
         if (w) {
           waits.push(w);
-          waiting = true;
-          setTimeout(() => (waiting = false), 15);
+          waitingUntil = performance.now() + 15;
         }
         return w;
       },
